@@ -1,0 +1,51 @@
+"""The contract every kind runner implements.
+
+The translated multi-asset loads the node's inputs through the IO manager, hands
+them to the runner of the node's kind, and yields whatever the runner returns
+(one value per declared out) back to the IO manager.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Protocol, Union
+
+import pyarrow as pa
+from dagster import AssetExecutionContext
+
+from quantos_assets.spec.models import DagSpec, Node
+from resources.artifact import Artifact
+
+NodeValue = Union[pa.Table, Artifact]
+
+
+class NodeRunError(Exception):
+    """A node cannot run here; the message is the single line the user sees."""
+
+
+@dataclass(frozen=True)
+class NodeRun:
+    spec: DagSpec
+    node: Node
+    # Directory of the spec file, for params.sql_uri and other relative paths.
+    spec_dir: Path | None
+    # Upstream values keyed by the `ins` name; ins produced by external
+    # (flink/materialize_view) nodes are absent: they are dependencies only.
+    inputs: dict[str, NodeValue] = field(default_factory=dict)
+
+    @property
+    def label(self) -> str:
+        return f"{self.spec.pipeline_id}.{self.node.id}"
+
+
+class Runner(Protocol):
+    # Resource keys the runner needs from Definitions (e.g. "sql_engine").
+    required_resource_keys: frozenset[str]
+
+    def run(self, context: AssetExecutionContext, run: NodeRun) -> dict[str, NodeValue]:
+        """Return exactly one value per out in `run.node.outs`."""
+        ...
+
+
+def resource(context: AssetExecutionContext, key: str) -> Any:
+    return getattr(context.resources, key)

@@ -1,0 +1,1 @@
+"""The DAG spec contract between the strategy compiler and the orchestrator."""
