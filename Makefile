@@ -1,0 +1,42 @@
+# The README's two commands: `make run` and `make test`. Each installs first.
+SHELL := /bin/bash
+PYTHON ?= python3
+UV := $(PYTHON) -m uv
+HOST ?= 127.0.0.1
+PORT ?= 3000
+
+export RAY_AUTH_MODE := disabled
+export RAY_USAGE_STATS_ENABLED := 0
+export DAGSTER_HOME ?= $(CURDIR)/.quantos/dagster_home
+export PYTHONWARNINGS := ignore::DeprecationWarning
+
+.PHONY: install run test demo bench lint clean
+
+install:
+	@$(UV) --version >/dev/null 2>&1 || $(PYTHON) -m pip install --quiet uv
+	$(UV) sync --frozen
+	@mkdir -p "$(DAGSTER_HOME)"
+	@test -f "$(DAGSTER_HOME)/dagster.yaml" || cp deploy/dagster.local.yaml "$(DAGSTER_HOME)/dagster.yaml"
+
+## Serve the platform on the embedded default: UI + daemon on http://$(HOST):$(PORT)
+run: install
+	$(UV) run dagster dev -w workspace.yaml -h $(HOST) -p $(PORT)
+
+## The whole suite
+test: install
+	$(UV) run pytest -q -p no:cacheprovider
+
+## The example pipeline end to end, headless
+demo: install
+	$(UV) run quantos validate specs/
+	$(UV) run quantos run specs/xs_momentum_backtest.yaml
+
+## Benchmarks (not tests): each prints ratio= last
+bench: install
+	for b in bench/*.py; do echo "== $$b"; $(UV) run python $$b || exit 1; done
+
+lint: install
+	$(UV) run ruff check .
+
+clean:
+	rm -rf .quantos

@@ -1,0 +1,78 @@
+"""Assemble the code location: every valid spec, its resources, sensors.
+
+Kept apart from `definitions.py` so the CLI and tests can build a location for
+one spec or one directory without touching the environment's registry.
+"""
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+from dagster import AssetSpec, Definitions, ScheduleDefinition, SensorDefinition
+
+from quantos_assets.pipeline_assets import PipelineDefs, build_pipeline
+from quantos_assets.placement import PlacementError
+from quantos_assets.spec.loader import LoadedSpec
+from quantos_assets.spec_registry import scan_specs
+from resources.profile import Profile, active_profile, build_resources
+from sensors.registry import build_triggers
+
+log = logging.getLogger("quantos.definitions")
+INVALID_GROUP = "invalid_specs"
+
+
+def build_pipelines(
+    loaded: list[LoadedSpec], invalid: dict[Path, list[str]]
+) -> list[PipelineDefs]:
+    pipelines: list[PipelineDefs] = []
+    for item in loaded:
+        try:
+            pipelines.append(build_pipeline(item))
+        except PlacementError as err:
+            invalid[item.path or Path(item.spec.pipeline_id)] = [
+                f"{item.path}:1: resources: {err}"
+            ]
+    return pipelines
+
+
+def invalid_spec_markers(invalid: dict[Path, list[str]]) -> list[AssetSpec]:
+    """Invalid specs show up in the UI as assets in their own group, errors as text."""
+    return [
+        AssetSpec(
+            key=[INVALID_GROUP, path.stem.replace("-", "_").replace(".", "_")],
+            group_name=INVALID_GROUP,
+            description="This spec failed validation and was left out:\n\n"
+            + "\n".join(f"    {line}" for line in lines),
+            metadata={"errors": "\n".join(lines), "file": str(path)},
+            tags={"quantos/invalid": "true"},
+        )
+        for path, lines in invalid.items()
+    ]
+
+
+def build_definitions(
+    profile: Profile | None = None, specs_dir: Path | None = None
+) -> Definitions:
+    profile = profile or active_profile()
+    scan = scan_specs(specs_dir or profile.specs_dir)
+    invalid = dict(scan.invalid)
+    pipelines = build_pipelines(scan.valid, invalid)
+    for path, lines in invalid.items():
+        log.error("spec %s left out:\n%s", path, "\n".join(lines))
+    return definitions_for(pipelines, profile, invalid)
+
+
+def definitions_for(
+    pipelines: list[PipelineDefs],
+    profile: Profile,
+    invalid: dict[Path, list[str]] | None = None,
+) -> Definitions:
+    assets = [a for p in pipelines for a in p.assets]
+    triggers = build_triggers(pipelines)
+    return Definitions(
+        assets=[*assets, *invalid_spec_markers(invalid or {})],
+        jobs=[p.job for p in pipelines],
+        schedules=[t for t in triggers if isinstance(t, ScheduleDefinition)],
+        sensors=[t for t in triggers if isinstance(t, SensorDefinition)],
+        resources=build_resources(profile),
+    )

@@ -1,0 +1,58 @@
+"""`quantos run`: materialize one spec in this process on the active profile.
+
+The run goes into the profile's Dagster instance (DAGSTER_HOME, or one under
+the data dir), so it is visible in the UI and later runs read its snapshots.
+"""
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+from dagster import DagsterInstance, Definitions
+
+from quantos_assets.cli.progress import progress_logger
+from quantos_assets.pipeline_assets import build_pipeline, node_asset_keys
+from quantos_assets.run_tags import runtime_run_tags
+from quantos_assets.spec.errors import SpecError
+from quantos_assets.spec.loader import load_runtime_params, load_spec
+from resources.profile import Profile, active_profile, build_resources
+
+
+def local_instance(profile: Profile) -> DagsterInstance:
+    if os.environ.get("DAGSTER_HOME"):
+        return DagsterInstance.get()
+    home = profile.data_dir / "dagster_home"
+    home.mkdir(parents=True, exist_ok=True)
+    return DagsterInstance.from_config(str(home))
+
+
+def run_spec(path: Path, select: list[str] | None = None, params_path: Path | None = None) -> int:
+    profile = active_profile()
+    loaded = load_spec(path)
+    pipeline = build_pipeline(loaded)
+    spec = loaded.spec
+    tags: dict[str, str] = {}
+    if params_path is not None:
+        tags.update(runtime_run_tags(load_runtime_params(params_path)))
+    selection = None
+    if select:
+        unknown = [n for n in select if n not in {node.id for node in spec.nodes}]
+        if unknown:
+            raise SpecError([f"{path}: --select: unknown node(s) {', '.join(unknown)}"])
+        selection = [k for node in spec.nodes if node.id in select for k in node_asset_keys(spec, node)]
+    defs = Definitions(
+        assets=pipeline.assets,
+        jobs=[pipeline.job],
+        resources=build_resources(profile),
+        loggers={"progress": progress_logger(sys.stderr)},
+    )
+    job = defs.resolve_job_def(pipeline.job.name)
+    print(f"running {spec.pipeline_id} on profile {profile.name}", file=sys.stderr)
+    with local_instance(profile) as instance:
+        result = job.execute_in_process(
+            instance=instance, tags=tags, asset_selection=selection, raise_on_error=False
+        )
+    status = "succeeded" if result.success else "FAILED"
+    print(f"run {result.run_id} {status}", file=sys.stderr)
+    return 0 if result.success else 1

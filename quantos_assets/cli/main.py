@@ -1,0 +1,138 @@
+"""`quantos`: the command line for researchers, CI and operators.
+
+Exit codes: 0 success, 1 invalid input or a failed run, 2 usage or an
+unexpected internal error (reported as one line; QUANTOS_DEBUG=1 shows more).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from pathlib import Path
+
+from quantos_assets.spec.errors import SpecError
+
+EXIT_OK, EXIT_INVALID, EXIT_ERROR = 0, 1, 2
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = _parser()
+    args = parser.parse_args(argv)
+    try:
+        return int(args.handler(args))
+    except SpecError as err:
+        print(str(err), file=sys.stderr)
+        return EXIT_INVALID
+    except KeyboardInterrupt:
+        print("quantos: interrupted", file=sys.stderr)
+        return 130
+    except Exception as err:  # the user gets one line, never a traceback
+        if os.environ.get("QUANTOS_DEBUG"):
+            raise
+        print(f"quantos: error: {type(err).__name__}: {err}".splitlines()[0], file=sys.stderr)
+        return EXIT_ERROR
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="quantos", description=__doc__.splitlines()[0])
+    sub = p.add_subparsers(dest="command", required=True)
+
+    v = sub.add_parser("validate", help="validate spec files or directories (exit 1 on any error)")
+    v.add_argument("paths", nargs="+", type=Path)
+    v.set_defaults(handler=cmd_validate)
+
+    s = sub.add_parser("schema", help="print the JSON Schema of the DAG spec")
+    s.add_argument("--runtime-params", action="store_true", help="the runtime params schema instead")
+    s.set_defaults(handler=cmd_schema)
+
+    c = sub.add_parser("compile", help="show the assets a spec compiles to")
+    c.add_argument("path", type=Path)
+    c.add_argument("--json", action="store_true")
+    c.set_defaults(handler=cmd_compile)
+
+    r = sub.add_parser("run", help="materialize a spec on the active profile")
+    r.add_argument("path", type=Path)
+    r.add_argument("--select", nargs="+", metavar="NODE", help="only these nodes")
+    r.add_argument("--params", type=Path, help="runtime params (JSON/YAML file)")
+    r.set_defaults(handler=cmd_run)
+    return p
+
+
+def cmd_validate(args: argparse.Namespace) -> int:
+    from quantos_assets.spec.loader import load_spec
+    from quantos_assets.spec_registry import spec_files
+
+    files: list[Path] = []
+    for path in args.paths:
+        if path.is_dir():
+            files.extend(spec_files(path))
+        else:
+            files.append(path)
+    if not files:
+        print("quantos: no spec files found", file=sys.stderr)
+        return EXIT_INVALID
+    failed = 0
+    for path in files:
+        try:
+            loaded = load_spec(path)
+            _check_placement(loaded)
+        except SpecError as err:
+            failed += 1
+            print(str(err), file=sys.stderr)
+            continue
+        print(f"ok  {path}  ({loaded.spec.pipeline_id}, {len(loaded.spec.nodes)} nodes)")
+    print(f"{len(files) - failed} valid, {failed} invalid", file=sys.stderr)
+    return EXIT_INVALID if failed else EXIT_OK
+
+
+def _check_placement(loaded):  # type: ignore[no-untyped-def]
+    from quantos_assets.pipeline_assets import build_pipeline
+    from quantos_assets.placement import PlacementError
+
+    try:
+        return build_pipeline(loaded)
+    except PlacementError as err:
+        raise SpecError([f"{loaded.path}:1: resources: {err}"]) from None
+
+
+def cmd_schema(args: argparse.Namespace) -> int:
+    from quantos_assets.spec import json_schema
+
+    schema = (
+        json_schema.runtime_params_json_schema()
+        if args.runtime_params
+        else json_schema.spec_json_schema()
+    )
+    print(json.dumps(schema, indent=2))
+    return EXIT_OK
+
+
+def cmd_compile(args: argparse.Namespace) -> int:
+    from quantos_assets.compiled_graph import describe_pipeline
+    from quantos_assets.spec.loader import load_spec
+
+    pipeline = _check_placement(load_spec(args.path))
+    graph = describe_pipeline(pipeline)
+    if args.json:
+        print(json.dumps(graph, indent=2, sort_keys=True))
+        return EXIT_OK
+    print(f"pipeline {graph['pipeline_id']}  job {graph['job']}")
+    print("run tags: " + ", ".join(f"{k}={v}" for k, v in graph["run_tags"].items()))
+    for a in graph["assets"]:
+        retry = a["retry"]
+        retry_txt = f"retries={retry['max_retries']} delay={retry['delay_sec']}s" if retry else "no retry"
+        print(f"  {a['key']:<40} node={a['node']} kind={a['kind']} pool={a['pool']} {retry_txt}")
+        for dep in a["deps"]:
+            print(f"      <- {dep}")
+    return EXIT_OK
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from quantos_assets.cli.local_run import run_spec
+
+    return run_spec(args.path, select=args.select, params_path=args.params)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

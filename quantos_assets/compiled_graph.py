@@ -1,0 +1,65 @@
+"""A plain description of what a spec compiles to, read off the Dagster objects.
+
+Used by `quantos compile` and by the snapshot tests: describing the built
+AssetsDefinitions (not re-deriving from the spec) means the snapshot catches
+any change in what Dagster will actually run.
+"""
+from __future__ import annotations
+
+from typing import Any
+
+from dagster import AssetsDefinition, AssetSpec
+
+from quantos_assets.pipeline_assets import PipelineDefs
+from quantos_assets.run_tags import TAG_KIND, TAG_NODE, TAG_POOL
+
+
+def _key(key: Any) -> str:
+    return "/".join(key.path)
+
+
+def describe_pipeline(pipeline: PipelineDefs) -> dict[str, Any]:
+    assets: list[dict[str, Any]] = []
+    for item in pipeline.assets:
+        if isinstance(item, AssetSpec):
+            assets.append(
+                {
+                    "key": _key(item.key),
+                    "node": item.metadata.get("quantos/node_id"),
+                    "kind": "external",
+                    "kinds": sorted(item.kinds),
+                    "deps": sorted(_key(d.asset_key) for d in item.deps),
+                    "pool": None,
+                    "retry": None,
+                    "owners": list(item.owners),
+                    "tags": dict(item.tags),
+                }
+            )
+            continue
+        assert isinstance(item, AssetsDefinition)
+        op_tags = item.op.tags
+        retry = item.op.retry_policy
+        for spec in item.specs:
+            assets.append(
+                {
+                    "key": _key(spec.key),
+                    "node": op_tags[TAG_NODE],
+                    "kind": op_tags[TAG_KIND],
+                    "kinds": sorted(spec.kinds),
+                    "deps": sorted(_key(d.asset_key) for d in spec.deps),
+                    "pool": op_tags[TAG_POOL],
+                    "retry": (
+                        {"max_retries": retry.max_retries, "delay_sec": retry.delay}
+                        if retry
+                        else None
+                    ),
+                    "owners": list(spec.owners),
+                    "tags": dict(spec.tags),
+                }
+            )
+    return {
+        "pipeline_id": pipeline.spec.pipeline_id,
+        "job": pipeline.job.name,
+        "run_tags": dict(pipeline.job.tags or {}),
+        "assets": assets,
+    }

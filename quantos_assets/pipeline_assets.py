@@ -1,0 +1,161 @@
+"""Translate one validated DAG spec into Dagster assets and an asset job.
+
+One multi-asset per node keeps one step per node, so every step can be placed
+on its own node pool and retried on its own (a single subsettable multi-asset
+per pipeline loads faster but runs every node in one step).
+"""
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from dagster import (
+    AssetExecutionContext,
+    AssetIn,
+    AssetKey,
+    AssetSelection,
+    AssetsDefinition,
+    AssetSpec,
+    Failure,
+    MaterializeResult,
+    Output,
+    RetryPolicy,
+    UnresolvedAssetJobDefinition,
+    define_asset_job,
+    multi_asset,
+)
+
+from quantos_assets.kinds.base import NodeRun, NodeRunError
+from quantos_assets.kinds.registry import EXTERNAL_KINDS, dagster_kinds, runner_for
+from quantos_assets.placement import choose_pool
+from quantos_assets.run_tags import TAG_KIND, TAG_NODE, TAG_POOL, spec_run_tags, tag_value
+from quantos_assets.spec.loader import LoadedSpec
+from quantos_assets.spec.models import DagSpec, Node
+
+
+@dataclass(frozen=True)
+class PipelineDefs:
+    """Everything one spec contributes to the code location."""
+
+    spec: DagSpec
+    source: Path | None
+    assets: list[AssetsDefinition | AssetSpec]
+    job: UnresolvedAssetJobDefinition
+    pools: dict[str, str]  # node id -> pool name
+
+
+def asset_key(spec: DagSpec, out: str) -> AssetKey:
+    return AssetKey([spec.pipeline_id, out])
+
+
+def node_asset_keys(spec: DagSpec, node: Node) -> list[AssetKey]:
+    """A node without outs still shows up as one asset named after the node."""
+    return [asset_key(spec, o) for o in node.outs] or [asset_key(spec, node.id)]
+
+
+def build_pipeline(loaded: LoadedSpec) -> PipelineDefs:
+    spec = loaded.spec
+    spec_dir = loaded.path.parent if loaded.path is not None else None
+    producer: dict[str, Node] = {out: n for n in spec.nodes for out in n.outs}
+    by_id: dict[str, Node] = {n.id: n for n in spec.nodes}
+    edge_deps: dict[str, list[str]] = {}
+    for edge in spec.edges:
+        edge_deps.setdefault(edge.to, []).append(edge.from_)
+
+    owners = _owners(spec)
+    asset_tags = {tag_value(k): tag_value(v) for k, v in spec.labels.items()}
+    assets: list[AssetsDefinition | AssetSpec] = []
+    pools: dict[str, str] = {}
+    for node in spec.nodes:
+        data_ins = {i: producer[i] for i in node.ins if producer[i].kind not in EXTERNAL_KINDS}
+        dep_keys: dict[AssetKey, None] = {}
+        for i in node.ins:
+            dep_keys[asset_key(spec, i)] = None
+        for upstream_id in edge_deps.get(node.id, ()):
+            for key in node_asset_keys(spec, by_id[upstream_id]):
+                dep_keys[key] = None
+        kinds = dagster_kinds(node)
+        specs = [
+            AssetSpec(
+                key=key,
+                deps=list(dep_keys),
+                group_name=spec.pipeline_id,
+                kinds=kinds,
+                owners=owners,
+                tags={**asset_tags, "quantos/node": node.id},
+                description=f"{node.kind.value} node `{node.id}` of pipeline `{spec.pipeline_id}`",
+                metadata={"quantos/node_id": node.id, "quantos/image": node.image or ""},
+            )
+            for key in node_asset_keys(spec, node)
+        ]
+        if node.kind in EXTERNAL_KINDS:
+            # Streaming nodes run outside Dagster: observed, never launched.
+            assets.extend(specs)
+            continue
+        pool = choose_pool(spec.effective_resources(node), spec.slo.qos, spec.slo.priority)
+        pools[node.id] = pool
+        assets.append(_node_asset(spec, node, spec_dir, specs, data_ins, pool))
+
+    job = define_asset_job(
+        name=spec.pipeline_id,
+        selection=AssetSelection.groups(spec.pipeline_id).materializable(),
+        tags=spec_run_tags(spec),
+        description=spec.description or f"All nodes of pipeline {spec.pipeline_id}",
+    )
+    return PipelineDefs(spec=spec, source=loaded.path, assets=assets, job=job, pools=pools)
+
+
+def _node_asset(
+    spec: DagSpec,
+    node: Node,
+    spec_dir: Path | None,
+    specs: list[AssetSpec],
+    data_ins: Mapping[str, Node],
+    pool: str,
+) -> AssetsDefinition:
+    runner = runner_for(node.kind)
+    retry = spec.slo.retry
+    out_names = {key: "__".join(key.path) for key in (s.key for s in specs)}
+
+    @multi_asset(
+        name=f"{spec.pipeline_id}__{node.id}",
+        specs=specs,
+        ins={i: AssetIn(key=asset_key(spec, i)) for i in data_ins},
+        retry_policy=(
+            RetryPolicy(max_retries=retry.max_attempts - 1, delay=retry.backoff_sec or None)
+            if retry.max_attempts > 1
+            else None
+        ),
+        op_tags={TAG_POOL: pool, TAG_KIND: node.kind.value, TAG_NODE: node.id},
+        required_resource_keys=set(runner.required_resource_keys),
+    )
+    def _compute(context: AssetExecutionContext, **inputs: Any) -> Iterator[Any]:
+        try:
+            values = runner.run(
+                context, NodeRun(spec=spec, node=node, spec_dir=spec_dir, inputs=inputs)
+            )
+        except NodeRunError as err:
+            # A node that cannot run here will not run on a retry either.
+            raise Failure(description=str(err), allow_retries=False) from None
+        if not node.outs:
+            yield MaterializeResult(asset_key=specs[0].key)
+            return
+        missing = [o for o in node.outs if o not in values]
+        if missing:
+            raise Failure(
+                description=f"{spec.pipeline_id}.{node.id}: returned no value for outs {missing}",
+                allow_retries=False,
+            )
+        for out in node.outs:
+            yield Output(values[out], output_name=out_names[asset_key(spec, out)])
+
+    return _compute
+
+
+def _owners(spec: DagSpec) -> list[str]:
+    owner = spec.labels.get("owner") or spec.labels.get("team")
+    if not owner:
+        return []
+    return [owner] if "@" in owner else [f"team:{tag_value(owner)}"]

@@ -1,0 +1,118 @@
+"""The `quantos` and `dagster` command lines as CI and researchers use them."""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[2]
+SPECS = REPO / "specs"
+EXAMPLE = SPECS / "xs_momentum_backtest.yaml"
+SEED = SPECS / "seed_bt_xs_bilstm_v1.yaml"
+
+BAD_SPEC = """\
+version: 1
+pipeline_id: broken
+nodes:
+  - id: a
+    kind: pyhton_task
+    outs: [x]
+  - id: b
+    kind: trino_sql
+    ins: [nobody_makes_this]
+    outs: [y]
+    resources: {mem: "lots"}
+"""
+
+
+def quantos(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "quantos_assets.cli.main", *args],
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+        env={**os.environ, **(env or {})},
+        timeout=600,
+    )
+
+
+def test_validate_examples_ok() -> None:
+    res = quantos("validate", str(SPECS))
+    assert res.returncode == 0, res.stderr
+    assert "xs_momentum_v1" in res.stdout and "bt_xs_bilstm_v1" in res.stdout
+
+
+def test_validate_reports_every_error_with_file_and_line(tmp_path: Path) -> None:
+    bad = tmp_path / "broken.yaml"
+    bad.write_text(BAD_SPEC)
+    res = quantos("validate", str(bad), str(EXAMPLE))
+    assert res.returncode == 1
+    lines = [line for line in res.stderr.splitlines() if line.startswith(str(bad))]
+    assert any(":5: nodes[0].kind:" in line for line in lines), res.stderr
+    assert any("nodes[1].ins" in line and "nobody_makes_this" in line for line in lines), res.stderr
+    assert any("nodes[1].resources.mem" in line for line in lines), res.stderr
+    assert "Traceback" not in res.stderr
+    assert "xs_momentum_v1" in res.stdout  # the valid one is still reported valid
+
+
+def test_schema_is_json_schema_for_the_compiler() -> None:
+    res = quantos("schema")
+    assert res.returncode == 0
+    schema = json.loads(res.stdout)
+    assert "nodes" in schema["properties"] and schema.get("additionalProperties") is False
+
+
+def test_compile_json_lists_assets_pool_retry() -> None:
+    res = quantos("compile", str(SEED), "--json")
+    assert res.returncode == 0, res.stderr
+    graph = json.loads(res.stdout)
+    keys = {a["key"] for a in graph["assets"]}
+    assert keys == {
+        "bt_xs_bilstm_v1/dataset_uri",
+        "bt_xs_bilstm_v1/feature_table",
+        "bt_xs_bilstm_v1/model_uri",
+        "bt_xs_bilstm_v1/metrics_json",
+    }
+    train = next(a for a in graph["assets"] if a["key"].endswith("model_uri"))
+    assert train["pool"] == "gpu_spot"  # gpu: 1, qos spot_ok, priority normal
+    assert train["retry"] == {"max_retries": 1, "delay_sec": 60}
+    assert train["deps"] == ["bt_xs_bilstm_v1/feature_table"]
+    assert graph["run_tags"]["dagster/max_runtime"] == "7200"
+
+
+def test_run_seed_spec_fails_with_one_clear_line(data_dir: Path) -> None:
+    """The seed names things the local profile cannot run; say which, don't crash."""
+    res = quantos("run", str(SEED))
+    assert res.returncode == 1
+    assert "s3://queries/bt_fetch.sql" in res.stderr
+    assert "Traceback" not in res.stderr
+
+
+def test_unknown_command_usage_error() -> None:
+    assert quantos("frobnicate").returncode == 2
+
+
+def test_dagster_definitions_validate_survives_an_invalid_spec(tmp_path: Path) -> None:
+    specs = tmp_path / "specs"
+    specs.mkdir()
+    shutil.copy(EXAMPLE, specs / EXAMPLE.name)
+    (specs / "broken.yaml").write_text(BAD_SPEC)
+    env = {
+        **os.environ,
+        "QUANTOS_SPECS_DIR": str(specs),
+        "QUANTOS_DATA_DIR": str(tmp_path / "data"),
+        "DAGSTER_HOME": str(tmp_path),
+    }
+    (tmp_path / "dagster.yaml").write_text("telemetry:\n  enabled: false\n")
+    res = subprocess.run(
+        [str(Path(sys.executable).parent / "dagster"), "definitions", "validate", "-w", "workspace.yaml"],
+        capture_output=True, text=True, cwd=REPO, env=env, timeout=300,
+    )
+    assert res.returncode == 0, res.stdout + res.stderr
+    out = res.stdout + res.stderr
+    assert "broken.yaml" in out and "pyhton_task" in out
