@@ -4,23 +4,43 @@ Every model forbids unknown fields: a typo in a compiler-emitted spec must
 fail validation, never be silently ignored. Cross-node rules (cycles, who
 produces what) live in `graph_rules.py` so each error can name its field.
 """
+
 from __future__ import annotations
 
 from enum import Enum
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    PrivateAttr,
+    StrictFloat,
+    StrictInt,
+    StringConstraints,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 
 from quantos_assets.spec.quantities import Cpu, Duration, Memory
+
+SPEC_VERSION = 1
+IDENTIFIER_PATTERN = r"^[A-Za-z_][A-Za-z0-9_]*$"
+# Validation context key: the loader runs the graph rules itself so that it can
+# report them together with field errors, each with its own line.
+SKIP_GRAPH_RULES = "quantos_skip_graph_rules"
 
 # Ids become Dagster asset-key parts and op names: letters, digits, underscore.
 Identifier = Annotated[
     str,
-    StringConstraints(pattern=r"^[A-Za-z_][A-Za-z0-9_]*$", min_length=1, max_length=63),
+    StringConstraints(pattern=IDENTIFIER_PATTERN, min_length=1, max_length=63),
 ]
 
 
 class Strict(BaseModel):
+    """Base of every spec model: unknown fields are errors, never ignored."""
+
     model_config = ConfigDict(extra="forbid", populate_by_name=True)
 
 
@@ -48,8 +68,9 @@ class Qos(str, Enum):
 
 class Retry(Strict):
     # max_attempts counts the first attempt: 1 means "never retry".
-    max_attempts: int = Field(default=1, ge=1, le=10)
-    backoff_sec: float = Field(default=0, ge=0, le=3600)
+    # Strict numbers: `true` or "2" in a spec is a mistake, not a 1 or a 2.
+    max_attempts: StrictInt = Field(default=1, ge=1, le=10)
+    backoff_sec: StrictFloat = Field(default=0, ge=0, le=3600)
 
 
 class Slo(Strict):
@@ -62,7 +83,7 @@ class Slo(Strict):
 class Resources(Strict):
     cpu: Cpu | None = None
     mem: Memory | None = None
-    gpu: int | None = Field(default=None, ge=0, le=64)
+    gpu: StrictInt | None = Field(default=None, ge=0, le=64)
 
 
 class DefaultResources(Strict):
@@ -86,6 +107,8 @@ class Edge(Strict):
 
 
 class DagSpec(Strict):
+    """A compiler-emitted pipeline; a validated instance also passes the graph rules."""
+
     version: Literal[1]
     pipeline_id: Identifier
     description: str | None = None
@@ -95,8 +118,41 @@ class DagSpec(Strict):
     nodes: list[Node] = Field(min_length=1)
     edges: list[Edge] = Field(default_factory=list)
 
+    _by_id: dict[str, Node] | None = PrivateAttr(default=None)
+
+    @field_validator("version", mode="before")
+    @classmethod
+    def _known_version(cls, value: Any) -> Any:
+        # Literal[1] alone would also take `true` and 1.0, and say "Input should be 1".
+        if type(value) is not int or value != SPEC_VERSION:
+            shown = str(value).lower() if isinstance(value, bool) else repr(value)
+            raise ValueError(
+                f"unsupported spec version {shown} (this orchestrator reads version {SPEC_VERSION})"
+            )
+        return value
+
+    @model_validator(mode="after")
+    def _graph_rules(self, info: ValidationInfo) -> DagSpec:
+        if info.context and info.context.get(SKIP_GRAPH_RULES):
+            return self
+        from quantos_assets.spec.graph_rules import check_graph
+
+        problems = check_graph(self)
+        if problems:
+            raise ValueError("; ".join(f"{path}: {msg}" for path, msg in problems))
+        return self
+
     def node(self, node_id: str) -> Node:
-        return next(n for n in self.nodes if n.id == node_id)
+        """The node with this id (dict lookup: specs may have 10,000 nodes)."""
+        if self._by_id is None or len(self._by_id) != len(self.nodes):
+            self._by_id = {n.id: n for n in self.nodes}
+        found = self._by_id.get(node_id)
+        if found is None or found.id != node_id:
+            self._by_id = {n.id: n for n in self.nodes}
+            found = self._by_id.get(node_id)
+        if found is None:
+            raise KeyError(f"pipeline {self.pipeline_id!r} has no node {node_id!r}")
+        return found
 
     def effective_resources(self, node: Node) -> Resources:
         """Node resources over the spec default, field by field."""
@@ -114,10 +170,12 @@ class Affinity(Strict):
 
 
 class RuntimeParams(Strict):
+    """Per-submission knobs (seed 000 §3.2), separate from the reusable spec."""
+
     submission_id: Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")]
     env: Literal["local", "dev", "staging", "prod"] = "local"
     labels: dict[str, str] = Field(default_factory=dict)
     secrets_scope: list[str] = Field(default_factory=list)
     priority: Priority | None = None
     affinity: Affinity = Field(default_factory=Affinity)
-    ttl_days: int | None = Field(default=None, ge=1, le=3650)
+    ttl_days: StrictInt | None = Field(default=None, ge=1, le=3650)

@@ -1,0 +1,289 @@
+"""Read DAG specs and runtime params from YAML/JSON, reporting every problem at once.
+
+Each problem becomes one `FILE:LINE: field.path: message` line of a `SpecError`
+(field errors from the models and graph-rule errors together, in file order),
+never a traceback: specs are written by a compiler and fixed by people.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal, Protocol, TypeVar
+
+import yaml
+from pydantic import BaseModel, ValidationError
+
+from quantos_assets.spec.errors import SpecError, SpecProblem
+from quantos_assets.spec.graph_rules import check_graph
+from quantos_assets.spec.messages import humanize, kind_of
+from quantos_assets.spec.models import SKIP_GRAPH_RULES, DagSpec, Edge, Node, RuntimeParams
+from quantos_assets.spec.source_map import (
+    FAST_LOADER,
+    JsonSourceMap,
+    SourceMap,
+    format_path,
+    parse_path,
+)
+
+Format = Literal["yaml", "json"]
+M = TypeVar("M", bound=BaseModel)
+
+_SUFFIXES: dict[str, Format] = {".yaml": "yaml", ".yml": "yaml", ".json": "json"}
+
+
+@dataclass(frozen=True)
+class LoadedSpec:
+    """A valid spec and where it came from; sha256 of the raw bytes names the exact version run."""
+
+    spec: DagSpec
+    path: Path | None
+    sha256: str
+
+
+def load_spec(path: str | Path) -> LoadedSpec:
+    """Load and fully check a spec file (.yaml, .yml or .json)."""
+    source = str(path)
+    fmt = _format_of(Path(path), source)
+    raw = _read(Path(path), source)
+    spec = _load_model(_decode(raw, source), source, fmt, DagSpec)
+    return LoadedSpec(spec=spec, path=Path(path), sha256=hashlib.sha256(raw).hexdigest())
+
+
+def load_spec_text(text: str, source: str, fmt: Format) -> LoadedSpec:
+    """Load a spec held in memory; `source` names it in error lines."""
+    spec = _load_model(text, source, _check_format(fmt, source), DagSpec)
+    return LoadedSpec(spec=spec, path=None, sha256=hashlib.sha256(text.encode("utf-8")).hexdigest())
+
+
+def load_runtime_params(
+    source: str | Path | Mapping[str, Any], *, name: str = "<runtime params>"
+) -> RuntimeParams:
+    """Runtime params from a .yaml/.yml/.json file or an already parsed mapping.
+
+    A mapping has no lines: its problems are reported as `name:1`.
+    """
+    if isinstance(source, Mapping):
+        result, problems = _validate(dict(source), name, SourceMap(None), RuntimeParams)
+        if result is None:
+            raise SpecError(problems)
+        return result
+    path = Path(source)
+    label = str(source)
+    fmt = _format_of(path, label)
+    return _load_model(_decode(_read(path, label), label), label, fmt, RuntimeParams)
+
+
+def load_runtime_params_text(text: str, source: str, fmt: Format) -> RuntimeParams:
+    """Runtime params held in memory (e.g. from a submission request body)."""
+    return _load_model(text, source, _check_format(fmt, source), RuntimeParams)
+
+
+def _problem(source: str, line: int, path: str, message: str) -> SpecError:
+    return SpecError([SpecProblem(source, line, path, message)])
+
+
+def _read(path: Path, source: str) -> bytes:
+    try:
+        return path.read_bytes()
+    except OSError as exc:
+        raise _problem(source, 1, "<root>", f"cannot read file: {exc.strerror or exc}") from None
+
+
+def _decode(raw: bytes, source: str) -> str:
+    try:
+        return raw.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        line = raw[: exc.start].count(b"\n") + 1
+        raise _problem(source, line, "<root>", "file is not UTF-8 text") from None
+
+
+def _format_of(path: Path, source: str) -> Format:
+    fmt = _SUFFIXES.get(path.suffix.lower())
+    if fmt is None:
+        raise _problem(
+            source,
+            1,
+            "<root>",
+            f"unsupported file type '{path.suffix}' (use .yaml, .yml or .json)",
+        )
+    return fmt
+
+
+def _check_format(fmt: str, source: str) -> Format:
+    if fmt not in ("yaml", "json"):
+        raise _problem(source, 1, "<root>", f"unsupported format {fmt!r} (use 'yaml' or 'json')")
+    return fmt  # type: ignore[return-value]
+
+
+class Positions(Protocol):
+    """Where fields are written: YAML node marks or a JSON token scan."""
+
+    def line(self, loc: Sequence[int | str]) -> int: ...
+
+    def duplicate_keys(self) -> list[tuple[tuple[int | str, ...], int, str]]: ...
+
+
+def _parse(text: str, source: str, fmt: Format) -> tuple[Any, Positions, list[SpecProblem]]:
+    """Data, a map of its lines, and duplicate-key problems; SpecError if unreadable."""
+    if not text.strip():
+        raise _problem(source, 1, "<root>", "empty file (expected a mapping of fields)")
+    if fmt == "json":
+        return _parse_json(text, source)
+    loader = FAST_LOADER(text)
+    try:
+        root = loader.get_single_node()
+        data = loader.construct_document(root) if root is not None else None
+    except yaml.MarkedYAMLError as exc:
+        mark = exc.problem_mark or exc.context_mark
+        line = mark.line + 1 if mark else 1
+        context = exc.context or ""
+        if context and exc.context_mark and exc.context_mark.line != getattr(mark, "line", None):
+            context += f" started at line {exc.context_mark.line + 1}"
+        what = " ".join(p for p in (exc.problem, context and f"({context})") if p)
+        column = f" at column {mark.column + 1}" if mark else ""
+        raise _problem(source, line, "<root>", f"invalid YAML: {what}{column}") from None
+    except yaml.YAMLError as exc:
+        raise _problem(source, 1, "<root>", f"invalid YAML: {exc}") from None
+    finally:
+        loader.dispose()
+    if root is None:
+        raise _problem(
+            source, 1, "<root>", "empty file (only comments; expected a mapping of fields)"
+        )
+    positions = SourceMap(root)
+    duplicates = [
+        SpecProblem(source, line, format_path(loc), msg)
+        for loc, line, msg in positions.duplicate_keys()
+    ]
+    return data, positions, duplicates
+
+
+class _LazyJsonMap:
+    """Maps JSON lines only when a line is actually needed: valid specs skip it."""
+
+    def __init__(self, text: str) -> None:
+        self._text = text
+        self._map: JsonSourceMap | None = None
+
+    def _built(self) -> JsonSourceMap:
+        if self._map is None:
+            self._map = JsonSourceMap(self._text)
+        return self._map
+
+    def line(self, loc: Sequence[int | str]) -> int:
+        return self._built().line(loc)
+
+    def duplicate_keys(self) -> list[tuple[tuple[int | str, ...], int, str]]:
+        return self._built().duplicate_keys()
+
+
+def _parse_json(text: str, source: str) -> tuple[Any, Positions, list[SpecProblem]]:
+    saw_duplicate = False
+
+    def pairs(items: list[tuple[str, Any]]) -> dict[str, Any]:
+        nonlocal saw_duplicate
+        out = dict(items)
+        saw_duplicate = saw_duplicate or len(out) != len(items)
+        return out
+
+    try:
+        data = json.loads(text, object_pairs_hook=pairs)
+    except json.JSONDecodeError as exc:
+        raise _problem(
+            source, exc.lineno, "<root>", f"invalid JSON: {exc.msg} at column {exc.colno}"
+        ) from None
+    positions = _LazyJsonMap(text)
+    duplicates: list[SpecProblem] = []
+    if saw_duplicate:
+        duplicates = [
+            SpecProblem(source, line, format_path(loc), msg)
+            for loc, line, msg in positions.duplicate_keys()
+        ]
+    return data, positions, duplicates
+
+
+def _validate(
+    data: Any, source: str, positions: Positions, model: type[M]
+) -> tuple[M | None, list[SpecProblem]]:
+    """The model (None if invalid) and every problem: field errors plus, for specs, graph rules."""
+    if not isinstance(data, dict):
+        return None, [
+            SpecProblem(
+                source,
+                positions.line(()),
+                "<root>",
+                f"top level must be a mapping of fields, got {kind_of(data)}",
+            )
+        ]
+    problems: list[SpecProblem] = []
+    result: M | None = None
+    try:
+        result = model.model_validate(data, context={SKIP_GRAPH_RULES: True})
+    except ValidationError as exc:
+        for err in exc.errors(include_url=False):
+            loc = tuple(err["loc"])
+            problems.append(
+                SpecProblem(source, positions.line(loc), format_path(loc), humanize(model, err))
+            )
+    if model is DagSpec:
+        graph_view = result if result is not None else _salvage(data)
+        for path, message in check_graph(graph_view):  # type: ignore[arg-type]
+            problems.append(SpecProblem(source, positions.line(parse_path(path)), path, message))
+    return (result if not problems else None), problems
+
+
+def _load_model(text: str, source: str, fmt: Format, model: type[M]) -> M:
+    data, positions, problems = _parse(text, source, fmt)
+    result, more = _validate(data, source, positions, model)
+    problems = sorted(dict.fromkeys([*problems, *more]), key=lambda p: p.line)
+    if problems or result is None:
+        raise SpecError(problems)
+    return result
+
+
+def _strings(value: Any) -> list[Any]:
+    """Keep list positions (they are in error paths); drop what is not a string."""
+    if not isinstance(value, list):
+        return []
+    return [v if isinstance(v, str) else None for v in value]
+
+
+def _text(value: Any) -> str | None:
+    return value if isinstance(value, str) else None
+
+
+def _salvage(data: dict[str, Any]) -> DagSpec:
+    """An unvalidated DagSpec with just ids, ins, outs and edges, for the graph rules.
+
+    It lets a file with a bad quantity in one node still get its cycle reported
+    in the same run; fields the rules do not read are left out.
+    """
+    raw_nodes = data.get("nodes") if isinstance(data.get("nodes"), list) else []
+    raw_edges = data.get("edges") if isinstance(data.get("edges"), list) else []
+
+    def node(raw: Any) -> Node:
+        raw = raw if isinstance(raw, dict) else {}
+        # Every field given: model_construct's default lookup is slow on 10,000 nodes.
+        return Node.model_construct(
+            id=_text(raw.get("id")),
+            kind=None,
+            image=None,
+            params={},
+            env={},
+            resources=None,
+            ins=_strings(raw.get("ins")),
+            outs=_strings(raw.get("outs")),
+        )
+
+    nodes = [node(raw) for raw in raw_nodes]
+    edges = [
+        Edge.model_construct(from_=_text(raw.get("from")), to=_text(raw.get("to")))
+        if isinstance(raw, dict)
+        else Edge.model_construct(from_=None, to=None)
+        for raw in raw_edges
+    ]
+    return DagSpec.model_construct(nodes=nodes, edges=edges)
