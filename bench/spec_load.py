@@ -72,7 +72,6 @@ def plain_side(spec: dict[str, Any]) -> int:
             key=[PIPELINE, out],
             ins={i: AssetIn(key=[PIPELINE, i]) for i in node["ins"]},
             group_name=PIPELINE,
-            name=node["id"],
         )
         def _fn(context, **inputs):  # type: ignore[no-untyped-def]
             return None

@@ -12,7 +12,6 @@ from pathlib import Path
 from typing import Any
 
 from dagster import (
-    AssetExecutionContext,
     AssetIn,
     AssetKey,
     AssetSelection,
@@ -22,9 +21,11 @@ from dagster import (
     MaterializeResult,
     Output,
     RetryPolicy,
-    UnresolvedAssetJobDefinition,
     define_asset_job,
     multi_asset,
+)
+from dagster._core.definitions.unresolved_asset_job_definition import (
+    UnresolvedAssetJobDefinition,
 )
 
 from quantos_assets.kinds.base import NodeRun, NodeRunError
@@ -131,7 +132,8 @@ def _node_asset(
         op_tags={TAG_POOL: pool, TAG_KIND: node.kind.value, TAG_NODE: node.id},
         required_resource_keys=set(runner.required_resource_keys),
     )
-    def _compute(context: AssetExecutionContext, **inputs: Any) -> Iterator[Any]:
+    def _compute(context, **inputs: Any) -> Iterator[Any]:  # type: ignore[no-untyped-def]
+        # `context` stays unannotated: with postponed annotations Dagster sees a string.
         try:
             values = runner.run(
                 context, NodeRun(spec=spec, node=node, spec_dir=spec_dir, inputs=inputs)
