@@ -28,11 +28,11 @@ PIPELINE = "bench_pipeline"
 
 
 def make_spec(n: int) -> dict[str, Any]:
-    """A layered DAG: node i reads the outs of i-1 and of i//2 (fan-in 2, like real features)."""
+    """A layered DAG, 100 nodes wide: node i reads two outs of the layer before (fan-in 2)."""
+    width = 100
     nodes = []
     for i in range(n):
-        ins = sorted({f"out_{i - 1}", f"out_{i // 2}"}) if i else []
-        ins = [x for x in ins if x != f"out_{i}"]
+        ins = sorted({f"out_{i - width}", f"out_{i - width + 1 if (i + 1) % width else i - width}"}) if i >= width else []
         nodes.append(
             {
                 "id": f"node_{i}",

@@ -6,6 +6,7 @@ per pipeline loads faster but runs every node in one step).
 """
 from __future__ import annotations
 
+import sys
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -65,6 +66,7 @@ def build_pipeline(loaded: LoadedSpec) -> PipelineDefs:
     for edge in spec.edges:
         edge_deps.setdefault(edge.to, []).append(edge.from_)
 
+    _ensure_recursion_headroom(_longest_path(spec, producer, edge_deps))
     owners = _owners(spec)
     asset_tags = {tag_value(k): tag_value(v) for k, v in spec.labels.items()}
     assets: list[AssetsDefinition | AssetSpec] = []
@@ -161,3 +163,33 @@ def _owners(spec: DagSpec) -> list[str]:
     if not owner:
         return []
     return [owner] if "@" in owner else [f"team:{tag_value(owner)}"]
+
+
+def _longest_path(spec: DagSpec, producer: Mapping[str, Node], edge_deps: Mapping[str, list[str]]) -> int:
+    """Nodes on the longest dependency chain (the spec is already known acyclic)."""
+    depth: dict[str, int] = {}
+    for node in spec.nodes:
+        stack = [node.id]
+        while stack:
+            nid = stack[-1]
+            if nid in depth:
+                stack.pop()
+                continue
+            n = spec.node(nid)
+            ups = [producer[i].id for i in n.ins] + list(edge_deps.get(nid, ()))
+            pending = [u for u in ups if u not in depth]
+            if pending:
+                stack.extend(pending)
+                continue
+            depth[nid] = 1 + max((depth[u] for u in ups), default=0)
+            stack.pop()
+    return max(depth.values(), default=0)
+
+
+def _ensure_recursion_headroom(chain: int) -> None:
+    """Dagster orders a job's steps with a recursive walk, one frame per node of the
+    longest chain, so a compiler DAG deeper than ~900 nodes would fail to build.
+    Python 3.11+ keeps pure-Python frames off the C stack, so a higher limit is safe."""
+    needed = chain * 4 + 1000
+    if needed > sys.getrecursionlimit():
+        sys.setrecursionlimit(needed)

@@ -165,3 +165,23 @@ def test_unsatisfiable_request_is_a_clear_error() -> None:
         choose_pool(Resources(gpu=64), Qos.on_demand, Priority.normal)
     with pytest.raises(PlacementError, match="compute_pool 'tpu' does not exist"):
         choose_pool(Resources(cpu=1), Qos.on_demand, Priority.normal, requested_pool="tpu")
+
+
+def test_a_chain_deeper_than_the_recursion_limit_still_builds_its_job() -> None:
+    """Dagster walks job steps recursively; a 3,000-node chain must still resolve."""
+    from dagster import Definitions, mem_io_manager
+
+    nodes = "\n".join(
+        f"  - {{id: n{i}, kind: trino_sql, params: {{sql: 'select 1'}}, "
+        f"ins: [{'o' + str(i - 1) if i else ''}], outs: [o{i}]}}".replace("ins: [], ", "")
+        for i in range(3000)
+    )
+    text = f"version: 1\npipeline_id: deep\nnodes:\n{nodes}\n"
+    pipeline = build_pipeline(load_spec_text(text, "deep.yaml", "yaml"))
+    defs = Definitions(
+        assets=pipeline.assets,
+        jobs=[pipeline.job],
+        resources={"io_manager": mem_io_manager, "sql_engine": object(), "artifact_store": object()},
+    )
+    job = defs.resolve_job_def("deep")
+    assert len(job.graph.node_defs) == 3000
