@@ -1,0 +1,109 @@
+"""Child side of a python_task: run one `module:function` entrypoint under dagster-pipes.
+
+Run as `python -m quantos_assets.kinds.pipes_entry` by the python_task runner,
+which passes everything through Pipes `extras`:
+
+    entrypoint  "package.module:function"
+    inputs      {name: {"path": file, "format": "arrow" | "bytes"}}
+    params      the node's params without `entrypoint` (JSON values)
+    outs        the node's out names, in order
+    out_dir     where each out is written: `{out}.arrow` (a table) or `{out}.bin` (bytes)
+    error_path  where the one-line error goes if the entrypoint raises
+
+Calling convention: `fn(**inputs, **params)`; table inputs arrive as
+`pyarrow.Table`, binary (artifact) inputs as `bytes`. With one out, `fn`
+returns the value; with several, a dict `{out: value}`. A value is a
+`pyarrow.Table` (or RecordBatch / pandas DataFrame, converted) or `bytes`.
+"""
+from __future__ import annotations
+
+import importlib
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+from dagster_pipes import PipesContext, open_dagster_pipes
+from pyarrow import feather
+
+
+class EntrypointError(Exception):
+    """The entrypoint broke the calling convention (bad name, wrong outs or types)."""
+
+
+def load_entrypoint(entrypoint: str) -> Any:
+    module_name, _, function_name = entrypoint.partition(":")
+    module = importlib.import_module(module_name)
+    fn = getattr(module, function_name, None)
+    if not callable(fn):
+        raise EntrypointError(f"module '{module_name}' has no function '{function_name}'")
+    return fn
+
+
+def read_inputs(inputs: Mapping[str, Mapping[str, str]]) -> dict[str, Any]:
+    values: dict[str, Any] = {}
+    for name, ref in inputs.items():
+        path = Path(ref["path"])
+        values[name] = path.read_bytes() if ref["format"] == "bytes" else feather.read_table(path)
+    return values
+
+
+def by_out(result: Any, outs: list[str]) -> dict[str, Any]:
+    """Map the function's return value onto the declared outs."""
+    if not outs:
+        return {}
+    if len(outs) == 1 and not (isinstance(result, Mapping) and set(result) == set(outs)):
+        return {outs[0]: result}
+    if not isinstance(result, Mapping):
+        raise EntrypointError(f"returned {type(result).__name__}; with outs {outs} return a dict out -> table")
+    missing = [o for o in outs if o not in result]
+    extra = [k for k in result if k not in outs]
+    if missing or extra:
+        raise EntrypointError(f"returned keys {sorted(result)}; expected exactly the outs {outs}")
+    return dict(result)
+
+
+def write_out(out: str, value: Any, out_dir: Path) -> dict[str, Any]:
+    if isinstance(value, (bytes, bytearray, memoryview)):
+        (out_dir / f"{out}.bin").write_bytes(bytes(value))
+        return {"format": "bytes", "bytes": len(value)}
+    if isinstance(value, pa.RecordBatch):
+        value = pa.Table.from_batches([value])
+    elif not isinstance(value, pa.Table) and type(value).__name__ == "DataFrame":
+        value = pa.Table.from_pandas(value, preserve_index=False)
+    if not isinstance(value, pa.Table):
+        raise EntrypointError(f"out '{out}' is a {type(value).__name__}; return a pyarrow.Table or bytes")
+    feather.write_feather(value, out_dir / f"{out}.arrow")
+    return {"format": "arrow", "rows": value.num_rows, "columns": value.num_columns}
+
+
+def run(pipes: PipesContext) -> None:
+    extras = pipes.extras
+    entrypoint: str = extras["entrypoint"]
+    outs: list[str] = list(extras["outs"])
+    out_dir = Path(extras["out_dir"])
+    fn = load_entrypoint(entrypoint)
+    pipes.log.info(f"calling {entrypoint} with inputs {sorted(extras['inputs'])}")
+    result = fn(**read_inputs(extras["inputs"]), **extras["params"])
+    written = {out: write_out(out, value, out_dir) for out, value in by_out(result, outs).items()}
+    for out, info in written.items():
+        pipes.log.info(f"out {out}: {info}")
+    pipes.report_custom_message({"outs": written})
+
+
+def one_line(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    return f"{type(exc).__name__}: {text[0]}" if text else type(exc).__name__
+
+
+def main() -> None:
+    with open_dagster_pipes() as pipes:
+        try:
+            run(pipes)
+        except BaseException as exc:
+            Path(pipes.extras["error_path"]).write_text(one_line(exc))
+            raise
+
+
+if __name__ == "__main__":
+    main()

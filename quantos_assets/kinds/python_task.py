@@ -1,0 +1,128 @@
+"""python_task: a `module:function` entrypoint run through dagster-pipes in a subprocess.
+
+A subprocess keeps the node's code (and its crashes, memory, env) out of the
+step process and is the same contract a Kubernetes pod gets in production:
+inputs and outputs as Arrow files, params and out names as Pipes extras. The
+calling convention is documented in `pipes_entry`.
+"""
+from __future__ import annotations
+
+import json
+import os
+import sys
+import tempfile
+from datetime import date, datetime
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+from dagster import AssetExecutionContext
+from pyarrow import feather
+
+import quantos_assets
+from quantos_assets.kinds.base import NodeRun, NodeRunError, NodeValue, resource
+from resources.artifact import Artifact
+
+ENTRY_MODULE = "quantos_assets.kinds.pipes_entry"
+PROJECT_ROOT = Path(quantos_assets.__file__).resolve().parent.parent
+
+
+class PythonTaskRunner:
+    required_resource_keys = frozenset({"pipes_subprocess_client"})
+
+    def run(self, context: AssetExecutionContext, run: NodeRun) -> dict[str, NodeValue]:
+        node = run.node
+        entrypoint = _entrypoint(run)
+        params = {k: v for k, v in node.params.items() if k != "entrypoint"}
+        clash = sorted(set(params) & set(run.inputs))
+        if clash:
+            raise NodeRunError(f"{run.label}: params {clash} have the names of inputs; rename one")
+        client = resource(context, "pipes_subprocess_client")
+        with tempfile.TemporaryDirectory(prefix=f"quantos-{node.id}-") as tmp:
+            work = Path(tmp)
+            (work / "out").mkdir()
+            extras = {
+                "entrypoint": entrypoint,
+                "inputs": _write_inputs(run.inputs, work / "in"),
+                "params": _jsonable(params, run.label),
+                "outs": list(node.outs),
+                "out_dir": str(work / "out"),
+                "error_path": str(work / "error.txt"),
+            }
+            try:
+                client.run(
+                    context=context,
+                    command=[sys.executable, "-m", ENTRY_MODULE],
+                    extras=extras,
+                    env=_child_env(node.env),
+                )
+            except Exception as err:  # noqa: BLE001 - the Pipes client raises its own (private) error type
+                error_file = work / "error.txt"
+                reason = error_file.read_text() if error_file.exists() else str(err).splitlines()[0]
+                raise NodeRunError(f"{run.label}: {entrypoint} failed: {reason}") from None
+            return {out: _read_out(work / "out", out, run.label) for out in node.outs}
+
+
+def _entrypoint(run: NodeRun) -> str:
+    node = run.node
+    entrypoint = node.params.get("entrypoint")
+    if not entrypoint:
+        where = (
+            f"; image '{node.image}' needs the production profile (Kubernetes pods) to run"
+            if node.image
+            else "; set it to 'package.module:function'"
+        )
+        raise NodeRunError(f"{run.label}: python_task has no params.entrypoint{where}")
+    module, sep, function = str(entrypoint).partition(":")
+    if not (sep and module and function.isidentifier()):
+        raise NodeRunError(
+            f"{run.label}: params.entrypoint '{entrypoint}' is not of the form 'package.module:function'"
+        )
+    return str(entrypoint)
+
+
+def _write_inputs(inputs: dict[str, NodeValue], folder: Path) -> dict[str, dict[str, str]]:
+    folder.mkdir()
+    refs: dict[str, dict[str, str]] = {}
+    for name, value in inputs.items():
+        if isinstance(value, Artifact):
+            path = folder / f"{name}.bin"
+            path.write_bytes(value.data)
+            refs[name] = {"path": str(path), "format": "bytes"}
+        else:
+            path = folder / f"{name}.arrow"
+            feather.write_feather(value, path)
+            refs[name] = {"path": str(path), "format": "arrow"}
+    return refs
+
+
+def _read_out(folder: Path, out: str, label: str) -> NodeValue:
+    table_path, bytes_path = folder / f"{out}.arrow", folder / f"{out}.bin"
+    if table_path.exists():
+        # Read into memory, not mapped: the temporary folder is gone once we return.
+        return feather.read_table(table_path, memory_map=False)
+    if bytes_path.exists():
+        return Artifact(data=bytes_path.read_bytes(), role="file", filename=f"{out}.bin")
+    raise NodeRunError(f"{label}: the entrypoint wrote no value for out '{out}'")
+
+
+def _child_env(node_env: dict[str, str]) -> dict[str, str]:
+    """The node's env over ours (the Pipes client adds os.environ), the project importable."""
+    paths = [str(PROJECT_ROOT), node_env.get("PYTHONPATH") or os.environ.get("PYTHONPATH", "")]
+    return {**node_env, "PYTHONPATH": os.pathsep.join(p for p in paths if p)}
+
+
+def _jsonable(params: dict[str, Any], label: str) -> dict[str, Any]:
+    """Pipes extras travel as JSON: YAML dates become ISO strings, anything else must be JSON."""
+
+    def default(value: Any) -> Any:
+        if isinstance(value, (date, datetime)):
+            return value.isoformat()
+        if isinstance(value, Decimal):
+            return float(value)
+        raise TypeError(type(value).__name__)
+
+    try:
+        return json.loads(json.dumps(params, default=default))
+    except TypeError as err:
+        raise NodeRunError(f"{label}: params hold a {err} value, which cannot be passed to a subprocess") from None

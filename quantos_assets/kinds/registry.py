@@ -1,0 +1,55 @@
+"""Which runner runs each node kind, and how each kind is labelled in the UI.
+
+Streaming kinds (flink_job, materialize_view) have no runner: they run
+outside Dagster and become observable external assets (AssetSpecs).
+"""
+from __future__ import annotations
+
+from quantos_assets.kinds.base import Runner
+from quantos_assets.kinds.custom_crd import CustomCrdRunner
+from quantos_assets.kinds.python_task import PythonTaskRunner
+from quantos_assets.kinds.ray_job import RayJobRunner
+from quantos_assets.kinds.sql import SqlRunner
+from quantos_assets.spec.models import Node, NodeKind
+
+EXTERNAL_KINDS: frozenset[NodeKind] = frozenset({NodeKind.flink_job, NodeKind.materialize_view})
+
+RUNNERS: dict[NodeKind, Runner] = {
+    NodeKind.python_task: PythonTaskRunner(),
+    NodeKind.trino_sql: SqlRunner(dialect="trino"),
+    NodeKind.spark_sql: SqlRunner(dialect="spark"),
+    NodeKind.ray_job: RayJobRunner(),
+    NodeKind.custom_crd: CustomCrdRunner(),
+}
+
+# The engine the spec asks for, not the local stand-in: an asset's kinds are
+# part of its definition and must not change between profiles.
+_KINDS: dict[NodeKind, frozenset[str]] = {
+    NodeKind.python_task: frozenset({"python"}),
+    NodeKind.trino_sql: frozenset({"trino", "sql"}),
+    NodeKind.spark_sql: frozenset({"spark", "sql"}),
+    NodeKind.ray_job: frozenset({"ray", "python"}),
+    NodeKind.flink_job: frozenset({"flink"}),
+    NodeKind.materialize_view: frozenset({"materialize", "sql"}),
+    NodeKind.custom_crd: frozenset({"kubernetes"}),
+}
+
+
+class UnknownKind(KeyError):
+    """The kind has no runner (an external kind, or a new kind without one)."""
+
+
+def runner_for(kind: NodeKind) -> Runner:
+    try:
+        return RUNNERS[kind]
+    except KeyError:
+        why = "external kinds are observed, not run" if kind in EXTERNAL_KINDS else "no runner is registered"
+        raise UnknownKind(f"{kind.value}: {why}") from None
+
+
+def dagster_kinds(node: Node) -> set[str]:
+    """The UI `kinds` tags of a node's assets (Dagster allows at most 3)."""
+    kinds = set(_KINDS[node.kind])
+    if node.kind is NodeKind.python_task and node.image and not node.params.get("entrypoint"):
+        kinds.add("kubernetes")  # an image-only task runs as a pod
+    return kinds

@@ -1,0 +1,73 @@
+"""One training run: time-ordered split, fit, score, serialise.
+
+A plain function of a DataFrame so it runs the same inside a Ray task, a
+test, or a notebook. The split is by date, never random: a random split of
+overlapping forward returns leaks the future into training.
+"""
+from __future__ import annotations
+
+import math
+import pickle
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import pandas as pd
+
+from quantos_assets.trainers.evaluation import forecast_scores
+from quantos_assets.trainers.registry import get_trainer
+
+
+class TrainingDataError(ValueError):
+    """The feature table cannot be trained on (too few rows or dates)."""
+
+
+@dataclass(frozen=True)
+class TrainingJob:
+    trainer: str
+    features: list[str]
+    target: str = "fwd_return"
+    date_column: str = "date"
+    test_fraction: float = 0.2
+    seed: int = 0
+    hyperparameters: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class TrainingResult:
+    model: bytes  # a pickled, fitted scikit-learn estimator (feature_names_in_ = features)
+    metrics: dict[str, Any]
+
+
+def split_by_time(frame: pd.DataFrame, date_column: str, test_fraction: float) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """The last `test_fraction` of the distinct dates are the test set."""
+    dates = pd.Series(frame[date_column].unique()).sort_values().to_list()
+    if len(dates) < 2:
+        raise TrainingDataError(f"need at least 2 distinct {date_column} values, got {len(dates)}")
+    n_test = min(len(dates) - 1, max(1, math.ceil(len(dates) * test_fraction)))
+    first_test = dates[len(dates) - n_test]
+    is_test = frame[date_column] >= first_test
+    return frame[~is_test], frame[is_test]
+
+
+def train(frame: pd.DataFrame, job: TrainingJob) -> TrainingResult:
+    trainer = get_trainer(job.trainer)
+    data = frame[[job.date_column, *job.features, job.target]].dropna()
+    data = data.sort_values(job.date_column, kind="stable").reset_index(drop=True)
+    train_set, test_set = split_by_time(data, job.date_column, job.test_fraction)
+    if len(train_set) < 10 or len(test_set) < 2:
+        raise TrainingDataError(f"too few complete rows: {len(train_set)} to train, {len(test_set)} to test")
+    model = trainer.estimator(job.hyperparameters, job.seed)
+    model.fit(train_set[job.features], train_set[job.target].to_numpy())
+    predicted = model.predict(test_set[job.features])
+    metrics: dict[str, Any] = {
+        **asdict(job),
+        "hyperparameters": {**trainer.defaults, **job.hyperparameters},
+        "n_train": len(train_set),
+        "n_test": len(test_set),
+        "train_start": str(train_set[job.date_column].min()),
+        "train_end": str(train_set[job.date_column].max()),
+        "test_start": str(test_set[job.date_column].min()),
+        "test_end": str(test_set[job.date_column].max()),
+        **forecast_scores(test_set[job.date_column], predicted, test_set[job.target].to_numpy()),
+    }
+    return TrainingResult(model=pickle.dumps(model, protocol=5), metrics=metrics)

@@ -1,0 +1,28 @@
+"""python_task entrypoints the python_task tests run in a child process (no tests here).
+
+Kept apart from the tests so the child imports pyarrow only, not dagster and
+the project (seconds per subprocess).
+"""
+from __future__ import annotations
+
+import os
+
+import pyarrow as pa
+import pyarrow.compute as pc
+
+
+def split_by_volume(bars: pa.Table, threshold: int) -> dict[str, pa.Table]:
+    mask = pc.greater_equal(bars["volume"], threshold)
+    return {"liquid": bars.filter(mask), "illiquid": bars.filter(pc.invert(mask))}
+
+
+def echo_env() -> pa.Table:
+    return pa.table({"view": [os.environ.get("FEATURE_VIEW", "")]})
+
+
+def explode(bars: pa.Table) -> pa.Table:
+    raise ValueError(f"bad bars: {bars.num_rows} rows\nsecond line the user never needs")
+
+
+def wrong_outs() -> dict[str, pa.Table]:
+    return {"nope": pa.table({"a": [1]})}
