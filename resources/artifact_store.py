@@ -1,0 +1,161 @@
+"""Binary outputs (models, reports, files) in a local folder or an S3 bucket.
+
+Same API for both so the local profile needs no object store: `put` returns the full URI that
+goes into Dagster metadata, `get` takes that URI back (or a path relative to the root).
+Local writes go to a temp file then `os.replace`, so a reader never sees half a file; an S3
+PUT is atomic by itself.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path, PurePosixPath
+from typing import Any
+from urllib.parse import unquote, urlparse
+
+import dagster as dg
+from pydantic import PrivateAttr
+
+
+class ArtifactNotFound(FileNotFoundError):
+    """The object is not in the store (message: `<uri> not found in the object store`)."""
+
+
+class ArtifactStoreError(ValueError):
+    """A path or URI the store cannot serve (outside the root, other bucket, bad scheme)."""
+
+
+class ArtifactStore(dg.ConfigurableResource):
+    """Object store for artifacts: `root` is a folder path or `s3://bucket/prefix`."""
+
+    root: str
+    endpoint_url: str | None = None
+    region: str | None = None
+
+    _client: Any = PrivateAttr(default=None)
+
+    @property
+    def is_s3(self) -> bool:
+        return self.root.startswith("s3://")
+
+    def put(self, relpath: str, data: bytes) -> str:
+        """Store `data` at `relpath` under the root; returns the full URI."""
+        relpath = _clean_relpath(relpath)
+        if self.is_s3:
+            bucket, key = self._bucket_key(relpath)
+            self._s3().put_object(Bucket=bucket, Key=key, Body=data)
+            return f"s3://{bucket}/{key}"
+        target = self._local_path(relpath)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
+        try:
+            with os.fdopen(fd, "wb") as handle:
+                handle.write(data)
+                handle.flush()
+                os.fsync(handle.fileno())
+            os.replace(tmp, target)
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
+        return target.as_uri()
+
+    def get(self, uri_or_relpath: str) -> bytes:
+        """The bytes at a URI returned by `put` (or a path relative to the root)."""
+        if self.is_s3:
+            bucket, key = self._resolve_s3(uri_or_relpath)
+            client = self._s3()
+            try:
+                return client.get_object(Bucket=bucket, Key=key)["Body"].read()
+            except client.exceptions.NoSuchKey:
+                raise ArtifactNotFound(
+                    f"s3://{bucket}/{key} not found in the object store"
+                ) from None
+        path = self._resolve_local(uri_or_relpath)
+        try:
+            return path.read_bytes()
+        except FileNotFoundError:
+            raise ArtifactNotFound(f"{path.as_uri()} not found in the object store") from None
+
+    def exists(self, uri_or_relpath: str) -> bool:
+        """Whether the object is there (no exception for a missing one)."""
+        if self.is_s3:
+            bucket, key = self._resolve_s3(uri_or_relpath)
+            client = self._s3()
+            try:
+                client.head_object(Bucket=bucket, Key=key)
+                return True
+            except client.exceptions.ClientError as exc:
+                if exc.response.get("Error", {}).get("Code") in ("404", "NoSuchKey", "NotFound"):
+                    return False
+                raise
+        return self._resolve_local(uri_or_relpath).is_file()
+
+    def uri_for(self, relpath: str) -> str:
+        """The URI `put(relpath, ...)` would return, without writing."""
+        relpath = _clean_relpath(relpath)
+        if self.is_s3:
+            bucket, key = self._bucket_key(relpath)
+            return f"s3://{bucket}/{key}"
+        return self._local_path(relpath).as_uri()
+
+    # -- S3 -----------------------------------------------------------------------------------
+
+    def _s3(self) -> Any:
+        if self._client is None:
+            import boto3
+
+            self._client = boto3.client(
+                "s3", endpoint_url=self.endpoint_url, region_name=self.region
+            )
+        return self._client
+
+    def _root_bucket_prefix(self) -> tuple[str, str]:
+        parsed = urlparse(self.root)
+        if not parsed.netloc:
+            raise ArtifactStoreError(f"artifact store root {self.root!r} has no bucket")
+        return parsed.netloc, parsed.path.strip("/")
+
+    def _bucket_key(self, relpath: str) -> tuple[str, str]:
+        bucket, prefix = self._root_bucket_prefix()
+        return bucket, f"{prefix}/{relpath}" if prefix else relpath
+
+    def _resolve_s3(self, uri_or_relpath: str) -> tuple[str, str]:
+        if uri_or_relpath.startswith("s3://"):
+            parsed = urlparse(uri_or_relpath)
+            return parsed.netloc, parsed.path.lstrip("/")
+        if "://" in uri_or_relpath:
+            raise ArtifactStoreError(
+                f"{uri_or_relpath}: not an s3:// URI (store root is {self.root})"
+            )
+        return self._bucket_key(_clean_relpath(uri_or_relpath))
+
+    # -- local --------------------------------------------------------------------------------
+
+    def _local_root(self) -> Path:
+        root = self.root.removeprefix("file://")
+        return Path(root).expanduser().resolve()
+
+    def _local_path(self, relpath: str) -> Path:
+        return self._local_root() / relpath
+
+    def _resolve_local(self, uri_or_relpath: str) -> Path:
+        if uri_or_relpath.startswith("file://"):
+            return Path(unquote(urlparse(uri_or_relpath).path))
+        if "://" in uri_or_relpath:
+            raise ArtifactStoreError(
+                f"{uri_or_relpath}: not a local path (store root is {self.root})"
+            )
+        if os.path.isabs(uri_or_relpath):
+            return Path(uri_or_relpath)
+        return self._local_path(_clean_relpath(uri_or_relpath))
+
+
+def _clean_relpath(relpath: str) -> str:
+    """A relative POSIX path that cannot escape the root."""
+    parts = PurePosixPath(relpath.replace("\\", "/")).parts
+    if not parts or relpath.startswith("/") or any(p in ("..", "") for p in parts):
+        raise ArtifactStoreError(
+            f"{relpath!r}: artifact paths must be relative and stay under the root"
+        )
+    return "/".join(p for p in parts if p != ".")

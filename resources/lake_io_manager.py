@@ -1,0 +1,273 @@
+"""The IO manager every QuantOS asset uses: tables to Iceberg, artifacts to the object store.
+
+Routing is by the Python type a node returns (see resources/artifact.py). Each write records
+in Dagster's materialization metadata exactly what it produced (Iceberg snapshot id, artifact
+URI); loads read that metadata back from the instance, so a downstream step reads the snapshot
+its upstream committed even if the table has moved on since. Partitioned assets store a
+`partition_key` column and replace only their partition.
+
+No `from __future__ import annotations` here on purpose: Dagster's resource metaclass reads the
+field annotations at class creation, and a string `ResourceDependency[...]` would not be
+recognised as a nested resource.
+"""
+
+import hashlib
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import dagster as dg
+import pandas as pd
+import pyarrow as pa
+from pydantic import PrivateAttr
+from pyiceberg.catalog import Catalog
+
+from resources.artifact import Artifact
+from resources.artifact_store import ArtifactStore
+from resources.iceberg_tables import (
+    SNAPSHOTS_TO_KEEP_DEFAULT,
+    WriteResult,
+    normalise_arrow,
+    open_sql_catalog,
+    read_partitions,
+    read_table,
+    write_table,
+)
+
+# Run tags written by quantos_assets.run_tags (resources/ must not import it).
+TAG_VERSION = "quantos/version"
+TAG_SUBMISSION = "quantos/submission_id"
+# Kept in the metadata so load_input can rebuild an Artifact of the same role and name.
+META_ROLE = "role"
+META_FILENAME = "filename"
+
+
+class LakeIOError(TypeError):
+    """An output the lake cannot store, or an input it cannot load (one-line message)."""
+
+
+class LakeIOManager(dg.ConfigurableIOManager):
+    """Iceberg tables (SqlCatalog) for Arrow/pandas outputs, ArtifactStore for `Artifact`s."""
+
+    catalog_uri: str
+    warehouse: str
+    catalog_name: str = "quantos"
+    s3_endpoint: str | None = None
+    s3_region: str | None = None
+    s3_access_key_id: str | None = None
+    s3_secret_access_key: str | None = None
+    snapshots_to_keep: int = SNAPSHOTS_TO_KEEP_DEFAULT
+    artifact_store: dg.ResourceDependency[ArtifactStore]
+
+    _catalog: Any = PrivateAttr(default=None)
+
+    # -- Dagster hooks ------------------------------------------------------------------------
+
+    def handle_output(self, context: dg.OutputContext, obj: object) -> None:
+        key = _asset_key(context)
+        if isinstance(obj, (pa.Table, pd.DataFrame)):
+            partition_key = context.partition_key if context.has_partition_key else None
+            result = self.write_arrow(
+                key.path[0],
+                key.path[-1],
+                _to_arrow(obj),
+                partition_key=partition_key,
+                snapshot_properties={
+                    "dagster.run-id": context.run_id,
+                    "dagster.asset-key": key.to_user_string(),
+                },
+            )
+            context.add_output_metadata(_table_metadata(result, partition_key))
+        elif isinstance(obj, Artifact):
+            context.add_output_metadata(self._store_artifact(context, key, obj))
+        else:
+            raise LakeIOError(
+                f"asset {key.to_user_string()}: LakeIOManager stores pyarrow.Table, pandas.DataFrame "
+                f"or Artifact, got {type(obj).__module__}.{type(obj).__qualname__}"
+            )
+
+    def load_input(self, context: dg.InputContext) -> pa.Table | Artifact | dict[str, Artifact]:
+        key = _asset_key(context)
+        instance = context.instance
+        if context.has_asset_partitions:
+            return self._load_partitions(instance, key, list(context.asset_partition_keys))
+        event = instance.get_latest_materialization_event(key)
+        if event is None or event.asset_materialization is None:
+            raise LakeIOError(f"upstream {key.to_user_string()} has never been materialized")
+        metadata = event.asset_materialization.metadata
+        if _storage(key, metadata) == "artifact":
+            return self._load_artifact(metadata)
+        return self.read_arrow(key.path[0], key.path[-1], _int(metadata, "snapshot_id", key))
+
+    # -- tables (also used by bench/iceberg_io.py) --------------------------------------------
+
+    def catalog(self) -> Catalog:
+        """The SqlCatalog, opened once per resource instance."""
+        if self._catalog is None:
+            self._catalog = open_sql_catalog(
+                self.catalog_name,
+                self.catalog_uri,
+                _warehouse_uri(self.warehouse),
+                self._fileio_properties(),
+            )
+        return self._catalog
+
+    def write_arrow(
+        self,
+        namespace: str,
+        name: str,
+        data: pa.Table,
+        partition_key: str | None = None,
+        snapshot_properties: dict[str, str] | None = None,
+    ) -> WriteResult:
+        """The table write path of handle_output: normalise, then one Iceberg commit."""
+        return write_table(
+            self.catalog(),
+            (namespace, name),
+            normalise_arrow(data),
+            partition_key,
+            snapshot_properties,
+            snapshots_to_keep=self.snapshots_to_keep,
+        )
+
+    def read_arrow(self, namespace: str, name: str, snapshot_id: int | None) -> pa.Table:
+        """The table read path of load_input: exactly one snapshot (None: current)."""
+        return read_table(self.catalog(), (namespace, name), snapshot_id)
+
+    def _fileio_properties(self) -> dict[str, str]:
+        props = {
+            "s3.endpoint": self.s3_endpoint,
+            "s3.region": self.s3_region,
+            "s3.access-key-id": self.s3_access_key_id,
+            "s3.secret-access-key": self.s3_secret_access_key,
+        }
+        return {k: v for k, v in props.items() if v}
+
+    def _load_partitions(
+        self, instance: dg.DagsterInstance, key: dg.AssetKey, partition_keys: list[str]
+    ) -> pa.Table | Artifact | dict[str, Artifact]:
+        """The asked-for partitions as their latest materializations recorded them."""
+        events: dict[str, Mapping[str, dg.MetadataValue]] = {}
+        for partition_key in partition_keys:
+            records = instance.fetch_materializations(
+                dg.AssetRecordsFilter(asset_key=key, asset_partitions=[partition_key]), limit=1
+            ).records
+            materialization = records[0].asset_materialization if records else None
+            if materialization is None:
+                raise LakeIOError(
+                    f"upstream {key.to_user_string()} partition {partition_key!r} has never been materialized"
+                )
+            events[partition_key] = materialization.metadata
+        kinds = {_storage(key, m) for m in events.values()}
+        if kinds == {"artifact"}:
+            artifacts = {k: self._load_artifact(m) for k, m in events.items()}
+            return next(iter(artifacts.values())) if len(artifacts) == 1 else artifacts
+        if kinds != {"iceberg"}:
+            raise LakeIOError(
+                f"upstream {key.to_user_string()}: partitions mix tables and artifacts"
+            )
+        snapshot_ids = [_int(m, "snapshot_id", key) for m in events.values()]
+        return read_partitions(
+            self.catalog(), (key.path[0], key.path[-1]), partition_keys, snapshot_ids
+        )
+
+    # -- artifacts ----------------------------------------------------------------------------
+
+    def _store_artifact(
+        self, context: dg.OutputContext, key: dg.AssetKey, artifact: Artifact
+    ) -> dict[str, Any]:
+        tags = _run_tags(context)
+        pipeline_id = key.path[0]
+        if artifact.role == "model":
+            relpath = f"models/{pipeline_id}/{tags.get(TAG_VERSION) or context.run_id}/{artifact.filename}"
+        elif artifact.role == "report":
+            relpath = f"reports/{tags.get(TAG_SUBMISSION) or context.run_id}/{artifact.filename}"
+        elif artifact.role == "file":
+            relpath = (
+                f"files/{pipeline_id}/{tags.get(TAG_VERSION) or context.run_id}/{artifact.filename}"
+            )
+        else:
+            raise LakeIOError(
+                f"asset {key.to_user_string()}: unknown artifact role {artifact.role!r} (model, report, file)"
+            )
+        uri = self.artifact_store.put(relpath, artifact.data)
+        return {
+            "uri": dg.MetadataValue.path(uri),
+            "sha256": hashlib.sha256(artifact.data).hexdigest(),
+            "bytes": dg.MetadataValue.int(len(artifact.data)),
+            "storage": "artifact",
+            META_ROLE: artifact.role,
+            META_FILENAME: artifact.filename,
+        }
+
+    def _load_artifact(self, metadata: Mapping[str, dg.MetadataValue]) -> Artifact:
+        uri = str(metadata["uri"].value)
+        data = self.artifact_store.get(uri)
+        role = metadata[META_ROLE].value if META_ROLE in metadata else "file"
+        filename = (
+            metadata[META_FILENAME].value if META_FILENAME in metadata else uri.rsplit("/", 1)[-1]
+        )
+        return Artifact(data=data, role=role, filename=str(filename))  # type: ignore[arg-type]
+
+
+def _asset_key(context: dg.OutputContext | dg.InputContext) -> dg.AssetKey:
+    if not context.has_asset_key:
+        raise LakeIOError("LakeIOManager stores software-defined asset outputs only (no asset key)")
+    return context.asset_key
+
+
+def _to_arrow(obj: pa.Table | pd.DataFrame) -> pa.Table:
+    if isinstance(obj, pa.Table):
+        return obj
+    # A named index is data; a RangeIndex is not. Pandas metadata means nothing to Iceberg.
+    return pa.Table.from_pandas(obj, preserve_index=None).replace_schema_metadata(None)
+
+
+def _table_metadata(result: WriteResult, partition_key: str | None) -> dict[str, Any]:
+    columns = [dg.TableColumn(name=f.name, type=str(f.field_type)) for f in result.schema.fields]
+    metadata: dict[str, Any] = {
+        "table": result.identifier,
+        "snapshot_id": dg.MetadataValue.int(result.snapshot_id),
+        "rows": dg.MetadataValue.int(result.rows),
+        "schema": dg.MetadataValue.table_schema(dg.TableSchema(columns=columns)),
+        "storage": "iceberg",
+    }
+    if partition_key is not None:
+        metadata["partition_key"] = partition_key
+    return metadata
+
+
+def _run_tags(context: dg.OutputContext) -> Mapping[str, str]:
+    try:
+        return context.step_context.dagster_run.tags
+    except dg.DagsterInvariantViolationError:  # built outside a run (build_output_context)
+        return {}
+
+
+def _storage(key: dg.AssetKey, metadata: Mapping[str, dg.MetadataValue]) -> str:
+    storage = metadata.get("storage")
+    if storage is None or storage.value not in ("iceberg", "artifact"):
+        raise LakeIOError(
+            f"upstream {key.to_user_string()}: latest materialization was not written by LakeIOManager "
+            "(no storage metadata)"
+        )
+    return str(storage.value)
+
+
+def _int(metadata: Mapping[str, dg.MetadataValue], name: str, key: dg.AssetKey) -> int:
+    if name not in metadata:
+        raise LakeIOError(
+            f"upstream {key.to_user_string()}: materialization metadata has no {name!r}"
+        )
+    return int(metadata[name].value)  # type: ignore[arg-type]
+
+
+def _warehouse_uri(warehouse: str) -> str:
+    """A bare folder becomes a file:// URI (created if missing); s3:// and file:// pass through."""
+    if "://" in warehouse:
+        if warehouse.startswith("file://"):
+            Path(warehouse[len("file://") :]).mkdir(parents=True, exist_ok=True)
+        return warehouse
+    path = Path(warehouse).expanduser().resolve()
+    path.mkdir(parents=True, exist_ok=True)
+    return path.as_uri()
