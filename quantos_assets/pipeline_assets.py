@@ -16,6 +16,7 @@ from typing import Any
 from dagster import (
     AssetIn,
     AssetKey,
+    AssetOut,
     AssetSelection,
     AssetsDefinition,
     AssetSpec,
@@ -80,27 +81,26 @@ def build_pipeline(loaded: LoadedSpec) -> PipelineDefs:
         for upstream_id in edge_deps.get(node.id, ()):
             for key in node_asset_keys(spec, by_id[upstream_id]):
                 dep_keys[key] = None
-        kinds = dagster_kinds(node)
-        specs = [
-            AssetSpec(
-                key=key,
-                deps=list(dep_keys),
-                group_name=spec.pipeline_id,
-                kinds=kinds,
-                owners=owners,
-                tags={**asset_tags, "quantos/node": node.id},
-                description=f"{node.kind.value} node `{node.id}` of pipeline `{spec.pipeline_id}`",
-                metadata={"quantos/node_id": node.id, "quantos/image": node.image or ""},
-            )
-            for key in node_asset_keys(spec, node)
-        ]
+        attrs = {
+            "group_name": spec.pipeline_id,
+            "kinds": dagster_kinds(node),
+            "owners": owners,
+            "tags": {**asset_tags, "quantos/node": node.id},
+            "description": f"{node.kind.value} node `{node.id}` of pipeline `{spec.pipeline_id}`",
+            "metadata": {"quantos/node_id": node.id, "quantos/image": node.image or ""},
+        }
+        keys = node_asset_keys(spec, node)
         if node.kind in EXTERNAL_KINDS:
             # Streaming nodes run outside Dagster: observed, never launched.
-            assets.extend(specs)
+            assets.extend(AssetSpec(key=k, deps=list(dep_keys), **attrs) for k in keys)
             continue
         pool = choose_pool(spec.effective_resources(node), spec.slo.qos, spec.slo.priority)
         pools[node.id] = pool
-        assets.append(_node_asset(spec, node, spec_dir, specs, data_ins, pool))
+        # AssetOut (not AssetSpec) so that outputs go through the IO manager;
+        # dependencies that carry no data are declared on the multi-asset.
+        outs = {"__".join(k.path): AssetOut(key=k, **attrs) for k in keys}
+        order_only = [k for k in dep_keys if k.path[-1] not in data_ins]
+        assets.append(_node_asset(spec, node, spec_dir, outs, order_only, data_ins, pool))
 
     job = define_asset_job(
         name=spec.pipeline_id,
@@ -115,17 +115,19 @@ def _node_asset(
     spec: DagSpec,
     node: Node,
     spec_dir: Path | None,
-    specs: list[AssetSpec],
+    outs: dict[str, AssetOut],
+    order_only: list[AssetKey],
     data_ins: Mapping[str, Node],
     pool: str,
 ) -> AssetsDefinition:
     runner = runner_for(node.kind)
     retry = spec.slo.retry
-    out_names = {key: "__".join(key.path) for key in (s.key for s in specs)}
+    out_names = {out.key: name for name, out in outs.items()}
 
     @multi_asset(
         name=f"{spec.pipeline_id}__{node.id}",
-        specs=specs,
+        outs=outs,
+        deps=order_only,
         ins={i: AssetIn(key=asset_key(spec, i)) for i in data_ins},
         retry_policy=(
             RetryPolicy(max_retries=retry.max_attempts - 1, delay=retry.backoff_sec or None)
@@ -146,7 +148,7 @@ def _node_asset(
             # A node that cannot run here will not run on a retry either.
             raise Failure(description=str(err), allow_retries=False) from None
         if not node.outs:
-            yield MaterializeResult(asset_key=specs[0].key)
+            yield MaterializeResult(asset_key=next(iter(out_names)))
             return
         missing = [o for o in node.outs if o not in values]
         if missing:

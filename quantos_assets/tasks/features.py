@@ -14,7 +14,7 @@ import pyarrow as pa
 
 
 def compute(
-    bars: pa.Table,
+    daily_bars: pa.Table,
     horizon: int = 5,
     momentum_window: int = 60,
     skip: int = 5,
@@ -23,7 +23,7 @@ def compute(
     liquidity_window: int = 20,
 ) -> pa.Table:
     """Features from daily bars (date, symbol, close, volume)."""
-    df = bars.select(["date", "symbol", "close", "volume"]).to_pandas()
+    df = daily_bars.select(["date", "symbol", "close", "volume"]).to_pandas()
     df = df.sort_values(["symbol", "date"], kind="stable").reset_index(drop=True)
     by_symbol = df.groupby("symbol", sort=False)
     log_close = np.log(df["close"])
