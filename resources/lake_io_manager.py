@@ -95,9 +95,18 @@ class LakeIOManager(dg.ConfigurableIOManager):
         if event is None or event.asset_materialization is None:
             raise LakeIOError(f"upstream {key.to_user_string()} has never been materialized")
         metadata = event.asset_materialization.metadata
+        # What was read is recorded on the LOADED_INPUT event: the lineage of a run
+        # names the exact snapshot or artifact hash each node consumed.
         if _storage(key, metadata) == "artifact":
+            context.add_input_metadata(
+                {k: metadata[k] for k in ("uri", "sha256") if k in metadata}
+            )
             return self._load_artifact(metadata)
-        return self.read_arrow(key.path[0], key.path[-1], _int(metadata, "snapshot_id", key))
+        snapshot_id = _int(metadata, "snapshot_id", key)
+        context.add_input_metadata(
+            {"table": f"{key.path[0]}.{key.path[-1]}", "snapshot_id": snapshot_id}
+        )
+        return self.read_arrow(key.path[0], key.path[-1], snapshot_id)
 
     # -- tables (also used by bench/iceberg_io.py) --------------------------------------------
 
