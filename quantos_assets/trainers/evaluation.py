@@ -12,7 +12,6 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-from sklearn.metrics import mean_squared_error, r2_score
 
 
 def _finite(value: float) -> float | None:
@@ -20,6 +19,8 @@ def _finite(value: float) -> float | None:
 
 
 def forecast_scores(dates: pd.Series, predicted: np.ndarray, actual: np.ndarray) -> dict[str, Any]:
+    from sklearn.metrics import mean_squared_error, r2_score  # slow import: only when training
+
     frame = pd.DataFrame({"date": dates.to_numpy(), "pred": predicted, "actual": actual})
     daily = [
         group["pred"].corr(group["actual"], method="spearman")

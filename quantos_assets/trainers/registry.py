@@ -10,10 +10,8 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from sklearn.ensemble import GradientBoostingRegressor
-from sklearn.linear_model import Ridge
-from sklearn.pipeline import Pipeline, make_pipeline
-from sklearn.preprocessing import StandardScaler
+# scikit-learn is imported inside the builders: it takes seconds to import and
+# the registry is loaded with every code location, which never trains.
 
 
 @dataclass(frozen=True)
@@ -31,12 +29,18 @@ class Trainer:
         return self.build({**self.defaults, **hyperparameters}, seed)
 
 
-def _ridge(hp: Mapping[str, Any], seed: int) -> Pipeline:
+def _ridge(hp: Mapping[str, Any], seed: int) -> Any:
+    from sklearn.linear_model import Ridge
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
     # Scaled so one alpha means the same thing for every feature.
     return make_pipeline(StandardScaler(), Ridge(alpha=float(hp["alpha"]), random_state=seed))
 
 
-def _gradient_boosting(hp: Mapping[str, Any], seed: int) -> GradientBoostingRegressor:
+def _gradient_boosting(hp: Mapping[str, Any], seed: int) -> Any:
+    from sklearn.ensemble import GradientBoostingRegressor
+
     return GradientBoostingRegressor(
         n_estimators=int(hp["n_estimators"]),
         learning_rate=float(hp["learning_rate"]),

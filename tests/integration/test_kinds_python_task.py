@@ -70,8 +70,8 @@ def test_market_data_features_backtest_chain_through_pipes() -> None:
     assert generate(symbols=12, start="2023-01-02", end="2023-09-29", seed=3).equals(bars), "same seed, same bars"
 
     features = run_node(
-        _py("features", ["features"], ["bars"], entrypoint="quantos_assets.tasks.features:compute"),
-        {"bars": bars},
+        _py("features", ["features"], ["daily_bars"], entrypoint="quantos_assets.tasks.features:compute"),
+        {"daily_bars": bars},
     )["features"]
     assert {"mom_rank", "vol", "fwd_return"} <= set(features.column_names)
     assert 0 < features.num_rows < bars.num_rows

@@ -28,7 +28,8 @@ from quantos_assets.spec.models import DagSpec, NodeKind, Priority, Qos, Runtime
 
 REPO = Path(__file__).resolve().parents[2]
 SEED_YAML = REPO / "specs" / "seed_bt_xs_bilstm_v1.yaml"
-SEED_JSON = REPO / "specs" / "seed_bt_xs_bilstm_v1.json"
+# The JSON twin lives outside specs/: two files with one pipeline_id would clash there.
+SEED_JSON = REPO / "tests" / "fixtures" / "seed_bt_xs_bilstm_v1.json"
 SEED_RUNTIME_PARAMS = {
     "submission_id": "sub-2025-10-29-001",
     "env": "staging",
