@@ -124,19 +124,6 @@ def _node_asset(
     retry = spec.slo.retry
     out_names = {out.key: name for name, out in outs.items()}
 
-    @multi_asset(
-        name=f"{spec.pipeline_id}__{node.id}",
-        outs=outs,
-        deps=order_only,
-        ins={i: AssetIn(key=asset_key(spec, i)) for i in data_ins},
-        retry_policy=(
-            RetryPolicy(max_retries=retry.max_attempts - 1, delay=retry.backoff_sec or None)
-            if retry.max_attempts > 1
-            else None
-        ),
-        op_tags={TAG_POOL: pool, TAG_KIND: node.kind.value, TAG_NODE: node.id},
-        required_resource_keys=set(runner.required_resource_keys),
-    )
     def _compute(context, **inputs):  # type: ignore[no-untyped-def]
         # Unannotated on purpose: Dagster resolves a decorated function's type hints
         # several times per op, and string annotations made that most of load time.
@@ -162,7 +149,19 @@ def _node_asset(
     # Dagster inspects the compute function's signature ~16 times per op; all node
     # functions share one, so handing it over precomputed halves translation time.
     _compute.__signature__ = _COMPUTE_SIGNATURE  # type: ignore[attr-defined]
-    return _compute
+    return multi_asset(
+        name=f"{spec.pipeline_id}__{node.id}",
+        outs=outs,
+        deps=order_only,
+        ins={i: AssetIn(key=asset_key(spec, i)) for i in data_ins},
+        retry_policy=(
+            RetryPolicy(max_retries=retry.max_attempts - 1, delay=retry.backoff_sec or None)
+            if retry.max_attempts > 1
+            else None
+        ),
+        op_tags={TAG_POOL: pool, TAG_KIND: node.kind.value, TAG_NODE: node.id},
+        required_resource_keys=set(runner.required_resource_keys),
+    )(_compute)
 
 
 def _compute_signature_template(context, **inputs):  # type: ignore[no-untyped-def]

@@ -51,7 +51,12 @@ def run_spec(path: Path, select: list[str] | None = None, params_path: Path | No
     print(f"running {spec.pipeline_id} on profile {profile.name}", file=sys.stderr)
     with local_instance(profile) as instance:
         result = job.execute_in_process(
-            instance=instance, tags=tags, asset_selection=selection, raise_on_error=False
+            instance=instance,
+            tags=tags,
+            asset_selection=selection,
+            raise_on_error=False,
+            # A job only uses loggers named in its run config; the default is the full console log.
+            run_config={"loggers": {"progress": {}}},
         )
     status = "succeeded" if result.success else "FAILED"
     print(f"run {result.run_id} {status}", file=sys.stderr)

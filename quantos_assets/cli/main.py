@@ -17,6 +17,10 @@ EXIT_OK, EXIT_INVALID, EXIT_ERROR = 0, 1, 2
 
 
 def main(argv: list[str] | None = None) -> int:
+    import warnings
+
+    # Dagster's preview/beta notices are for library authors, not for CLI users.
+    warnings.filterwarnings("ignore", message=r".*(is currently in preview|is currently in beta).*")
     parser = _parser()
     args = parser.parse_args(argv)
     try:
