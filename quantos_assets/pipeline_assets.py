@@ -132,8 +132,9 @@ def _node_asset(
                 context, NodeRun(spec=spec, node=node, spec_dir=spec_dir, inputs=inputs)
             )
         except NodeRunError as err:
-            # A node that cannot run here will not run on a retry either.
-            raise Failure(description=str(err), allow_retries=False) from None
+            # A node that cannot run here will not run on a retry either; its own
+            # code failing (or a remote system) is retried under slo.retry.
+            raise Failure(description=str(err), allow_retries=err.retryable) from None
         if not node.outs:
             yield MaterializeResult(asset_key=next(iter(out_names)))
             return

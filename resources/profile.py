@@ -86,6 +86,7 @@ def build_resources(profile: Profile) -> dict[str, Any]:
         "io_manager": LakeIOManager(
             catalog_uri=profile.catalog_uri,
             warehouse=profile.warehouse,
+            s3_endpoint=profile.s3_endpoint,
             artifact_store=artifact_store,
         ),
         "artifact_store": artifact_store,

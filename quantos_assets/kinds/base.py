@@ -20,7 +20,16 @@ NodeValue = Union[pa.Table, Artifact]
 
 
 class NodeRunError(Exception):
-    """A node cannot run here; the message is the single line the user sees."""
+    """A node failed; the message is the single line the user sees.
+
+    Not retryable by default: a node that cannot run here (no entrypoint, an
+    unknown trainer, invalid SQL) fails the same way on every attempt. Failures
+    of the node's own code or of remote systems are retryable under slo.retry.
+    """
+
+    def __init__(self, message: str, *, retryable: bool = False) -> None:
+        super().__init__(message)
+        self.retryable = retryable
 
 
 @dataclass(frozen=True)

@@ -123,10 +123,10 @@ def _apply_and_wait(
             if state == "failed":
                 raise NodeRunError(f"{label}: custom_crd '{what}' failed: {json.dumps(obj.get('status'), default=str)[:300]}")
             if time.monotonic() > deadline:
-                raise NodeRunError(f"{label}: custom_crd '{what}' did not finish within {timeout:.0f}s")
+                raise NodeRunError(f"{label}: custom_crd '{what}' did not finish within {timeout:.0f}s", retryable=True)
             time.sleep(_POLL_SECONDS)
     except ApiException as err:
-        raise NodeRunError(f"{label}: custom_crd '{what}': Kubernetes API {err.status} {err.reason}") from None
+        raise NodeRunError(f"{label}: custom_crd '{what}': Kubernetes API {err.status} {err.reason}", retryable=True) from None
     except dynamic.exceptions.ResourceNotFoundError:
         raise NodeRunError(f"{label}: custom_crd '{what}': the cluster has no {manifest['apiVersion']} {manifest['kind']} (CRD not installed)") from None
 

@@ -59,7 +59,7 @@ class PythonTaskRunner:
             except Exception as err:  # noqa: BLE001 - the Pipes client raises its own (private) error type
                 error_file = work / "error.txt"
                 reason = error_file.read_text() if error_file.exists() else str(err).splitlines()[0]
-                raise NodeRunError(f"{run.label}: {entrypoint} failed: {reason}") from None
+                raise NodeRunError(f"{run.label}: {entrypoint} failed: {reason}", retryable=True) from None
             return {out: _read_out(work / "out", out, run.label) for out in node.outs}
 
 

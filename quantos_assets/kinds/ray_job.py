@@ -50,7 +50,7 @@ class RayJobRunner:
             reason = f"{type(cause).__name__}: {lines[-1] if lines else ''}"
             if isinstance(cause, TrainingDataError):
                 reason = str(cause)
-            raise NodeRunError(f"{run.label}: training '{job.trainer}' failed: {reason}") from None
+            raise NodeRunError(f"{run.label}: training '{job.trainer}' failed: {reason}", retryable=True) from None
         m = result.metrics
         context.log.info(f"{run.label}: r2={m['r2']} ic={m['ic']} n_train={m['n_train']} n_test={m['n_test']}")
         values: dict[str, NodeValue] = {outs[0]: Artifact(data=result.model, role="model", filename="model.bin")}

@@ -10,9 +10,9 @@ from quantos_assets.kinds.custom_crd import CustomCrdRunner
 from quantos_assets.kinds.python_task import PythonTaskRunner
 from quantos_assets.kinds.ray_job import RayJobRunner
 from quantos_assets.kinds.sql import SqlRunner
-from quantos_assets.spec.models import Node, NodeKind
+from quantos_assets.spec.models import EXTERNAL_KINDS, Node, NodeKind
 
-EXTERNAL_KINDS: frozenset[NodeKind] = frozenset({NodeKind.flink_job, NodeKind.materialize_view})
+__all__ = ["EXTERNAL_KINDS", "RUNNERS", "dagster_kinds", "runner_for"]
 
 RUNNERS: dict[NodeKind, Runner] = {
     NodeKind.python_task: PythonTaskRunner(),

@@ -54,6 +54,10 @@ class NodeKind(str, Enum):
     custom_crd = "custom_crd"
 
 
+# Streaming kinds run outside Dagster: they become observed external assets.
+EXTERNAL_KINDS: frozenset[NodeKind] = frozenset({NodeKind.flink_job, NodeKind.materialize_view})
+
+
 class Priority(str, Enum):
     low = "low"
     normal = "normal"

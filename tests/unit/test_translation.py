@@ -185,3 +185,19 @@ def test_a_chain_deeper_than_the_recursion_limit_still_builds_its_job() -> None:
     )
     job = defs.resolve_job_def("deep")
     assert len(job.graph.node_defs) == 3000
+
+
+def test_a_request_no_pool_can_take_is_a_validation_error_with_its_line() -> None:
+    from quantos_assets.spec.errors import SpecError
+
+    text = (
+        "version: 1\npipeline_id: big\nnodes:\n"
+        "  - id: train\n    kind: ray_job\n    params: {trainer: ridge}\n"
+        "    resources: {gpu: 64}\n    outs: [m]\n"
+        "  - id: crd\n    kind: custom_crd\n    params: {manifest: {kind: RayJob}}\n    outs: [j]\n"
+    )
+    with pytest.raises(SpecError) as err:
+        load_spec_text(text, "big.yaml", "yaml")
+    lines = err.value.lines
+    assert any(line.startswith("big.yaml:7: nodes[0].resources: no pool") and "gpu 64 > max 8" in line for line in lines), lines
+    assert any(line.startswith("big.yaml:11: nodes[1].params") and "apiVersion" in line for line in lines), lines
