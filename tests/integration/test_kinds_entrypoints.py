@@ -26,3 +26,11 @@ def explode(bars: pa.Table) -> pa.Table:
 
 def wrong_outs() -> dict[str, pa.Table]:
     return {"nope": pa.table({"a": [1]})}
+
+
+def fail_first_attempt(marker: str) -> pa.Table:
+    """Fails once (a transient fault), then succeeds: exercises slo.retry."""
+    if not os.path.exists(marker):
+        open(marker, "w").close()
+        raise ConnectionError("transient: the feature store timed out")
+    return pa.table({"ok": [1]})
