@@ -1,0 +1,378 @@
+"""The real Dagster surfaces: `dagster dev` (webserver + daemon) over GraphQL, and the CLI.
+
+A module-scoped `dagster dev` serves the workspace with the example, the seed and a
+broken spec; the tests read the asset graph through GraphQL, launch the example job
+through GraphQL and wait for the daemon to dequeue and run it. The CLI tests
+materialize assets with `dagster asset materialize` into their own DAGSTER_HOME.
+"""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+from dagster import AssetKey, DagsterEventType, DagsterInstance
+from dagster_graphql import DagsterGraphQLClient
+
+REPO = Path(__file__).resolve().parents[2]
+SPECS = REPO / "specs"
+EXAMPLE = SPECS / "xs_momentum_backtest.yaml"
+SEED = SPECS / "seed_bt_xs_bilstm_v1.yaml"
+DAGSTER = Path(sys.executable).parent / "dagster"
+PIPELINE = "xs_momentum_v1"
+LOCATION = "quantos"
+REPOSITORY = "__repository__"
+
+BROKEN_SPEC = """\
+version: 1
+pipeline_id: broken
+nodes:
+  - id: a
+    kind: pyhton_task
+    outs: [x]
+"""
+
+# The run config of a single-process run (the default executor is multi_or_in_process).
+IN_PROCESS = {"execution": {"config": {"in_process": {}}}}
+
+pytestmark = pytest.mark.e2e
+
+
+def _free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _tail(path: Path, n: int = 60) -> str:
+    try:
+        return "\n".join(path.read_text(errors="replace").splitlines()[-n:])
+    except OSError:
+        return "<no output>"
+
+
+def _env(root: Path, specs: Path) -> dict[str, str]:
+    """An isolated local profile: DAGSTER_HOME (queued runs, no telemetry), data, specs."""
+    home = root / "dagster_home"
+    home.mkdir(parents=True)
+    shutil.copy(REPO / "deploy" / "dagster.local.yaml", home / "dagster.yaml")
+    return {
+        **os.environ,
+        "QUANTOS_ENV": "local",
+        "DAGSTER_HOME": str(home),
+        "QUANTOS_DATA_DIR": str(root / "data"),
+        "QUANTOS_SPECS_DIR": str(specs),
+        "RAY_AUTH_MODE": "disabled",
+        "RAY_USAGE_STATS_ENABLED": "0",
+        "DAGSTER_DISABLE_TELEMETRY": "1",
+        "PYTHONWARNINGS": "ignore::DeprecationWarning",
+    }
+
+
+@dataclass
+class Server:
+    port: int
+    proc: subprocess.Popen
+    log: Path
+    home: Path
+
+    def graphql(self, query: str, variables: dict | None = None) -> dict:
+        req = urllib.request.Request(
+            f"http://127.0.0.1:{self.port}/graphql",
+            data=json.dumps({"query": query, "variables": variables or {}}).encode(),
+            headers={"Content-Type": "application/json"},
+        )
+        with urllib.request.urlopen(req, timeout=30) as resp:
+            body = json.loads(resp.read())
+        assert "errors" not in body, body["errors"]
+        return body["data"]
+
+    def client(self) -> DagsterGraphQLClient:
+        return DagsterGraphQLClient("127.0.0.1", port_number=self.port, timeout=30)
+
+
+WORKSPACE_QUERY = """
+{ workspaceOrError { __typename
+    ... on Workspace { locationEntries { name loadStatus
+        locationOrLoadError { __typename ... on PythonError { message } } } }
+    ... on PythonError { message } } }
+"""
+
+
+def _location_state(server: Server) -> tuple[str | None, str | None]:
+    """(loadStatus, error) of the `quantos` location; (None, None) while unknown."""
+    data = server.graphql(WORKSPACE_QUERY)["workspaceOrError"]
+    for entry in data.get("locationEntries") or []:
+        if entry["name"] == LOCATION:
+            err = entry["locationOrLoadError"] or {}
+            return entry["loadStatus"], err.get("message")
+    return None, None
+
+
+def _stop(proc: subprocess.Popen, timeout: float = 30) -> None:
+    """SIGTERM the process group, SIGKILL it after `timeout`; then sweep what is left."""
+    if proc.poll() is None:
+        try:
+            os.killpg(proc.pid, signal.SIGTERM)
+            proc.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait(timeout=10)
+        except ProcessLookupError:
+            pass
+    # run workers, step workers or a local Ray may outlive the leader in its group
+    try:
+        os.killpg(proc.pid, signal.SIGKILL)
+    except (ProcessLookupError, PermissionError):
+        pass
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory):
+    root = tmp_path_factory.mktemp("dagster_dev")
+    specs = root / "specs"
+    specs.mkdir()
+    shutil.copy(EXAMPLE, specs / EXAMPLE.name)
+    shutil.copy(SEED, specs / SEED.name)
+    (specs / "broken.yaml").write_text(BROKEN_SPEC)
+    env = _env(root, specs)
+    port = _free_port()
+    log = root / "dagster_dev.log"
+    with log.open("wb") as out:
+        proc = subprocess.Popen(
+            [str(DAGSTER), "dev", "-w", "workspace.yaml", "-h", "127.0.0.1", "-p", str(port)],
+            cwd=REPO,
+            env=env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            start_new_session=True,
+        )
+    srv = Server(port=port, proc=proc, log=log, home=Path(env["DAGSTER_HOME"]))
+    try:
+        deadline = time.monotonic() + 120
+        status, error = None, None
+        while True:
+            if proc.poll() is not None:
+                pytest.fail(f"dagster dev exited with {proc.returncode}:\n{_tail(log)}")
+            try:
+                with urllib.request.urlopen(
+                    f"http://127.0.0.1:{port}/server_info", timeout=5
+                ) as resp:
+                    resp.read()
+                status, error = _location_state(srv)
+                if status == "LOADED":
+                    break
+            except (urllib.error.URLError, ConnectionError, TimeoutError, OSError):
+                pass
+            if time.monotonic() > deadline:
+                pytest.fail(
+                    f"dagster dev: location {LOCATION!r} not LOADED within 120 s "
+                    f"(status {status}, error {error}):\n{_tail(log)}"
+                )
+            time.sleep(1)
+        assert error is None, f"code location failed to load: {error}\n{_tail(log)}"
+        yield srv
+    finally:
+        _stop(proc)
+
+
+ASSET_NODES_QUERY = """
+{ assetNodes { assetKey { path } groupName description jobNames
+    dependencyKeys { path } } }
+"""
+
+
+@pytest.fixture(scope="module")
+def asset_nodes(server: Server) -> dict[str, dict]:
+    nodes = server.graphql(ASSET_NODES_QUERY)["assetNodes"]
+    return {"/".join(n["assetKey"]["path"]): n for n in nodes}
+
+
+def test_example_asset_graph_over_graphql(asset_nodes: dict[str, dict]) -> None:
+    example = {k: n for k, n in asset_nodes.items() if k.startswith(f"{PIPELINE}/")}
+    assert set(example) == {
+        f"{PIPELINE}/{name}"
+        for name in (
+            "daily_bars", "features", "universe", "model_uri", "metrics_json", "backtest_returns"
+        )
+    }, sorted(asset_nodes)
+    assert {n["groupName"] for n in example.values()} == {PIPELINE}
+
+    def deps(name: str) -> set[str]:
+        return {"/".join(d["path"]) for d in example[f"{PIPELINE}/{name}"]["dependencyKeys"]}
+
+    assert deps("daily_bars") == set()
+    assert deps("features") == {f"{PIPELINE}/daily_bars"}
+    assert deps("universe") == {f"{PIPELINE}/features"}
+    assert deps("model_uri") == {f"{PIPELINE}/universe"}
+    assert deps("metrics_json") == {f"{PIPELINE}/universe"}
+    assert deps("backtest_returns") == {f"{PIPELINE}/universe"}
+    assert all(PIPELINE in n["jobNames"] for n in example.values())
+
+
+def test_broken_spec_shown_in_invalid_specs_group(asset_nodes: dict[str, dict]) -> None:
+    invalid = [n for n in asset_nodes.values() if n["groupName"] == "invalid_specs"]
+    assert [n["assetKey"]["path"] for n in invalid] == [["invalid_specs", "broken"]]
+    description = invalid[0]["description"]
+    error_lines = [line for line in description.splitlines() if "broken.yaml" in line]
+    assert any(":5: nodes[0].kind:" in line and "pyhton_task" in line for line in error_lines), (
+        description
+    )
+    # the valid specs beside it still load
+    assert any(k.startswith("bt_xs_bilstm_v1/") for k in asset_nodes)
+
+
+def test_jobs_of_both_valid_specs_exist(server: Server) -> None:
+    data = server.graphql(
+        """query($sel: RepositorySelector!) { repositoryOrError(repositorySelector: $sel) {
+             __typename ... on Repository { jobs { name } } ... on PythonError { message } } }""",
+        {"sel": {"repositoryLocationName": LOCATION, "repositoryName": REPOSITORY}},
+    )["repositoryOrError"]
+    assert data["__typename"] == "Repository", data
+    jobs = {j["name"] for j in data["jobs"]}
+    assert {PIPELINE, "bt_xs_bilstm_v1"} <= jobs, jobs
+
+
+RUN_QUERY = """
+query($runId: ID!) { runOrError(runId: $runId) { __typename
+  ... on Run { status
+    assetMaterializations { assetKey { path }
+      metadataEntries { label __typename
+        ... on TextMetadataEntry { text }
+        ... on UrlMetadataEntry { url }
+        ... on PathMetadataEntry { path } } } } } }
+"""
+
+STEP_FAILURES_QUERY = """
+query($runId: ID!) { logsForRun(runId: $runId) { __typename
+  ... on EventConnection { events { __typename
+    ... on ExecutionStepFailureEvent { stepKey error { message } }
+    ... on RunFailureEvent { message } } } } }
+"""
+
+
+def test_launch_example_job_through_graphql(server: Server) -> None:
+    from dagster import DagsterRunStatus
+
+    client = server.client()
+    run_id = client.submit_job_execution(
+        PIPELINE,
+        repository_location_name=LOCATION,
+        repository_name=REPOSITORY,
+        # One process for the run's steps: each multiprocess step worker would reload the
+        # code location (~10 s apiece); the CLI test below keeps the default executor.
+        run_config=IN_PROCESS,
+    )
+    finished = {DagsterRunStatus.SUCCESS, DagsterRunStatus.FAILURE, DagsterRunStatus.CANCELED}
+    deadline = time.monotonic() + 150
+    status = client.get_run_status(run_id)
+    while status not in finished:
+        if time.monotonic() > deadline:
+            pytest.fail(f"run {run_id} still {status} after 150 s:\n{_tail(server.log)}")
+        time.sleep(2)
+        status = client.get_run_status(run_id)
+    if status != DagsterRunStatus.SUCCESS:
+        events = server.graphql(STEP_FAILURES_QUERY, {"runId": run_id})["logsForRun"]
+        failures = [e for e in events.get("events", []) if e["__typename"].endswith("FailureEvent")]
+        pytest.fail(f"run {run_id} ended {status}: {failures}\n{_tail(server.log)}")
+
+    run = server.graphql(RUN_QUERY, {"runId": run_id})["runOrError"]
+    assert run["status"] == "SUCCESS"
+    mats = {"/".join(m["assetKey"]["path"]): m for m in run["assetMaterializations"]}
+    assert {f"{PIPELINE}/daily_bars", f"{PIPELINE}/model_uri", f"{PIPELINE}/metrics_json"} <= set(
+        mats
+    )
+    model_meta = {e["label"]: e for e in mats[f"{PIPELINE}/model_uri"]["metadataEntries"]}
+    assert "sha256" in model_meta, model_meta
+    sha = model_meta["sha256"].get("text")
+    assert sha and len(sha) == 64 and set(sha) <= set("0123456789abcdef"), model_meta["sha256"]
+
+
+# ---------------------------------------------------------------- the dagster CLI
+
+
+def _dagster(*args: str, env: dict[str, str], timeout: float = 300) -> subprocess.CompletedProcess[str]:
+    """One dagster CLI call in its own process group, so nothing it starts outlives it."""
+    proc = subprocess.Popen(
+        [str(DAGSTER), *args],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        stdin=subprocess.DEVNULL,
+        text=True,
+        cwd=REPO,
+        env=env,
+        start_new_session=True,
+    )
+    try:
+        out, err = proc.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        _stop(proc, timeout=10)
+        out, err = proc.communicate()
+        pytest.fail(f"dagster {' '.join(args)} still running after {timeout} s:\n{out}\n{err}")
+    _stop(proc)  # leftovers of the group, if any
+    return subprocess.CompletedProcess(proc.args, proc.returncode, out, err)
+
+
+@pytest.fixture(scope="module")
+def cli_env(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
+    root = tmp_path_factory.mktemp("dagster_cli")
+    specs = root / "specs"
+    specs.mkdir()
+    shutil.copy(EXAMPLE, specs / EXAMPLE.name)
+    return _env(root, specs)
+
+
+def _latest_meta(home: str, key: AssetKey) -> dict:
+    with DagsterInstance.from_config(home) as instance:
+        event = instance.get_latest_materialization_event(key)
+        assert event is not None, f"{key.to_user_string()} was never materialized in {home}"
+        return {k: v.value for k, v in event.asset_materialization.metadata.items()}
+
+
+def test_cli_asset_materialize_then_downstream_alone(cli_env: dict[str, str]) -> None:
+    home = cli_env["DAGSTER_HOME"]
+    first = _dagster(
+        "asset", "materialize", "-m", "definitions.definitions",
+        "--select", f"{PIPELINE}/daily_bars,{PIPELINE}/features",
+        env=cli_env,
+    )
+    assert first.returncode == 0, first.stdout[-3000:] + first.stderr[-3000:]
+    bars = _latest_meta(home, AssetKey([PIPELINE, "daily_bars"]))
+    features = _latest_meta(home, AssetKey([PIPELINE, "features"]))
+    assert bars.get("snapshot_id") is not None, bars
+    assert features.get("snapshot_id") is not None, features
+    with DagsterInstance.from_config(home) as instance:
+        assert instance.get_latest_materialization_event(AssetKey([PIPELINE, "universe"])) is None
+
+    second = _dagster(
+        "asset", "materialize", "-m", "definitions.definitions",
+        "--select", f"{PIPELINE}/universe",
+        env=cli_env,
+    )
+    assert second.returncode == 0, second.stdout[-3000:] + second.stderr[-3000:]
+    universe = _latest_meta(home, AssetKey([PIPELINE, "universe"]))
+    assert universe.get("snapshot_id") is not None and universe.get("rows", 0) > 0, universe
+    with DagsterInstance.from_config(home) as instance:
+        # features were read, not recomputed: still one materialization, the first run's
+        latest = instance.get_latest_materialization_event(AssetKey([PIPELINE, "features"]))
+        assert latest.asset_materialization.metadata["snapshot_id"].value == features["snapshot_id"]
+        # ... and the second run read exactly the snapshot the first one recorded
+        run_id = instance.get_latest_materialization_event(AssetKey([PIPELINE, "universe"])).run_id
+        assert run_id != latest.run_id
+        loaded = [
+            e.dagster_event.event_specific_data.metadata
+            for e in instance.all_logs(run_id, of_type=DagsterEventType.LOADED_INPUT)
+        ]
+    read = [m["snapshot_id"].value for m in loaded if "snapshot_id" in m]
+    assert read == [features["snapshot_id"]], loaded
