@@ -9,12 +9,15 @@ export RAY_AUTH_MODE := disabled
 export RAY_USAGE_STATS_ENABLED := 0
 export DAGSTER_HOME ?= $(CURDIR)/.quantos/dagster_home
 export PYTHONWARNINGS := ignore::DeprecationWarning
+# Every step worker and code-location load imports Dagster afresh; without
+# cached bytecode each import recompiles ~1,000 modules (seconds per process).
+unexport PYTHONDONTWRITEBYTECODE
 
 .PHONY: install run test demo bench lint clean
 
 install:
 	@$(UV) --version >/dev/null 2>&1 || $(PYTHON) -m pip install --quiet uv
-	$(UV) sync --frozen
+	$(UV) sync --frozen --compile-bytecode
 	@mkdir -p "$(DAGSTER_HOME)"
 	@test -f "$(DAGSTER_HOME)/dagster.yaml" || cp deploy/dagster.local.yaml "$(DAGSTER_HOME)/dagster.yaml"
 
