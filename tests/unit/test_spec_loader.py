@@ -30,15 +30,8 @@ REPO = Path(__file__).resolve().parents[2]
 SEED_YAML = REPO / "specs" / "seed_bt_xs_bilstm_v1.yaml"
 # The JSON twin lives outside specs/: two files with one pipeline_id would clash there.
 SEED_JSON = REPO / "tests" / "fixtures" / "seed_bt_xs_bilstm_v1.json"
-SEED_RUNTIME_PARAMS = {
-    "submission_id": "sub-2025-10-29-001",
-    "env": "staging",
-    "labels": {"project": "xs", "owner": "research"},
-    "secrets_scope": ["binance-readonly", "s3-lake-ro"],
-    "priority": "high",
-    "affinity": {"compute_pool": "gpu_spot"},
-    "ttl_days": 14,
-}
+# Seed 000 §3.2's runtime params, verbatim.
+SEED_RUNTIME_PARAMS = json.loads((REPO / "tests" / "fixtures" / "seed_runtime_params.json").read_text())
 
 # Line numbers below refer to this text: keep it stable.
 BASE = """\

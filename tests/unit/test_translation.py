@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import textwrap
+from pathlib import Path
 
 import pytest
 from dagster import AssetKey, AssetsDefinition, AssetSpec
@@ -9,8 +10,8 @@ from dagster import AssetKey, AssetsDefinition, AssetSpec
 from quantos_assets.pipeline_assets import build_pipeline
 from quantos_assets.placement import PlacementError, choose_pool
 from quantos_assets.run_tags import runtime_run_tags
-from quantos_assets.spec.loader import load_spec_text
-from quantos_assets.spec.models import Priority, Qos, Resources, RuntimeParams
+from quantos_assets.spec.loader import load_runtime_params, load_spec_text
+from quantos_assets.spec.models import Priority, Qos, Resources
 
 SPEC = textwrap.dedent(
     """
@@ -126,17 +127,8 @@ def test_job_tags_from_slo(pipeline) -> None:
 
 
 def test_runtime_params_become_run_tags() -> None:
-    params = RuntimeParams.model_validate(
-        {
-            "submission_id": "sub-2025-10-29-001",
-            "env": "staging",
-            "labels": {"project": "xs", "owner": "research"},
-            "secrets_scope": ["binance-readonly", "s3-lake-ro"],
-            "priority": "high",
-            "affinity": {"compute_pool": "gpu_spot"},
-            "ttl_days": 14,
-        }
-    )
+    fixture = Path(__file__).resolve().parents[1] / "fixtures" / "seed_runtime_params.json"
+    params = load_runtime_params(fixture)
     tags = runtime_run_tags(params)
     assert tags["quantos/submission_id"] == "sub-2025-10-29-001"
     assert tags["quantos/env"] == "staging"
