@@ -1,6 +1,6 @@
 """Per-step overhead of the translation and of python_task's Pipes path, against plain baselines.
 
-    uv run python bench/step_overhead.py [--nodes 100] [--repeat-a 3] [--repeat-b 7] [--rows 10000]
+    uv run python bench/step_overhead.py [--nodes 100] [--repeat-a 8] [--repeat-b 7] [--rows 10000]
 
 (a) a_pipeline_100: a spec of `--nodes` trino_sql nodes, each `select 1 as x`, in layers of 10
     (node i reads the outs of nodes i-10 and i-9), goes spec file -> load_spec -> build_pipeline
@@ -12,6 +12,9 @@
     mem_io_manager what differs is exactly our translation (wrapper, NodeRun, sqlglot
     transpile, tags/kinds/metadata, the extra resources a node requires). Timed end to end
     (spec file to finished run); the execute_in_process part alone is printed as well.
+    Where (a)'s difference goes (cProfile): mostly the two log lines SqlRunner writes per
+    node (debug: the DuckDB SQL, info: rows), each an event stored in the instance; then
+    build_pipeline and the sqlglot transpile (~0.5 ms a node).
 (b) b_pipes: one python_task (quantos_assets.tasks.noop:passthrough on a `--rows` Arrow
     table) run by our PythonTaskRunner, called inside a minimal asset exactly as the
     translation calls it (real step context, real PipesSubprocessClient); timed around
@@ -213,17 +216,18 @@ def bare_b(table: pa.Table) -> float:
 # --- driver -------------------------------------------------------------------------------
 
 
-def timed(fn: Callable[[], Any]) -> tuple[float, Any]:
+def timed(fn: Callable[[], Any]) -> tuple[float, float, Any]:
+    """(wall seconds, this process's CPU seconds, value)."""
     gc.collect()
-    t0 = time.perf_counter()
+    c0, t0 = time.process_time(), time.perf_counter()
     value = fn()
-    return time.perf_counter() - t0, value
+    return time.perf_counter() - t0, time.process_time() - c0, value
 
 
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--nodes", type=int, default=100)
-    ap.add_argument("--repeat-a", type=int, default=3)
+    ap.add_argument("--repeat-a", type=int, default=8)
     ap.add_argument("--repeat-b", type=int, default=7)
     ap.add_argument("--rows", type=int, default=10_000)
     ap.add_argument("--only", choices=("a", "b"))
@@ -236,12 +240,14 @@ def main() -> None:
         ours_exec: list[float] = []
         plain: list[float] = []
         plain_exec: list[float] = []
+        ours_cpu: list[float] = []
+        plain_cpu: list[float] = []
         with tempfile.TemporaryDirectory(prefix="bench-steps-") as tmp:
             path = Path(tmp) / "steps.json"
             path.write_text(json.dumps(spec))
             for rep in range(args.repeat_a + 1):  # the first round warms both sides up, not counted
-                t_ours, (e_ours, r_ours) = timed(lambda: ours_a(path, Path(tmp) / "data"))
-                t_plain, (e_plain, r_plain) = timed(lambda: plain_a(spec))
+                t_ours, c_ours, (e_ours, r_ours) = timed(lambda: ours_a(path, Path(tmp) / "data"))
+                t_plain, c_plain, (e_plain, r_plain) = timed(lambda: plain_a(spec))
                 check_a(r_ours, args.nodes)
                 check_a(r_plain, args.nodes)
                 if rep:
@@ -249,11 +255,15 @@ def main() -> None:
                     ours_exec.append(e_ours)
                     plain.append(t_plain)
                     plain_exec.append(e_plain)
+                    ours_cpu.append(c_ours)
+                    plain_cpu.append(c_plain)
         print(
             f"a_execute_only ours={min(ours_exec):.3f}s plain={min(plain_exec):.3f}s "
             f"ratio={min(ours_exec) / min(plain_exec):.3f} (median ours={statistics.median(ours_exec):.3f}s "
             f"plain={statistics.median(plain_exec):.3f}s)"
         )
+        # CPU time of this process (DuckDB's threads included) moves less with other load on the box.
+        print(f"a_cpu ours={min(ours_cpu):.3f}s plain={min(plain_cpu):.3f}s ratio={min(ours_cpu) / min(plain_cpu):.3f}")
         ratio_a = min(ours) / min(plain)
         ratios.append(ratio_a)
         print(f"a_pipeline_{args.nodes} ours={min(ours):.3f}s plain={min(plain):.3f}s ratio={ratio_a:.3f}")
