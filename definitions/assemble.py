@@ -10,6 +10,7 @@ from pathlib import Path
 
 from dagster import AssetSpec, Definitions, ScheduleDefinition, SensorDefinition
 
+from quantos_assets.bulk_build import cyclic_gc_paused
 from quantos_assets.pipeline_assets import PipelineDefs, build_pipeline
 from quantos_assets.placement import PlacementError
 from quantos_assets.spec.loader import LoadedSpec
@@ -69,10 +70,17 @@ def definitions_for(
 ) -> Definitions:
     assets = [a for p in pipelines for a in p.assets]
     triggers = build_triggers(pipelines)
-    return Definitions(
-        assets=[*assets, *invalid_spec_markers(invalid or {})],
-        jobs=[p.job for p in pipelines],
-        schedules=[t for t in triggers if isinstance(t, ScheduleDefinition)],
-        sensors=[t for t in triggers if isinstance(t, SensorDefinition)],
-        resources=build_resources(profile),
-    )
+    with cyclic_gc_paused():
+        defs = Definitions(
+            assets=[*assets, *invalid_spec_markers(invalid or {})],
+            jobs=[p.job for p in pipelines],
+            schedules=[t for t in triggers if isinstance(t, ScheduleDefinition)],
+            sensors=[t for t in triggers if isinstance(t, SensorDefinition)],
+            resources=build_resources(profile),
+        )
+        # Resolve now (Dagster caches it): the code server would do it right after
+        # loading anyway, and doing it here keeps it inside the GC pause.
+        repository = defs.get_repository_def()
+        for pipeline in pipelines:
+            repository.get_job(pipeline.job.name)
+    return defs

@@ -25,7 +25,7 @@ def describe_pipeline(pipeline: PipelineDefs) -> dict[str, Any]:
             assets.append(
                 {
                     "key": _key(item.key),
-                    "node": item.metadata.get("quantos/node_id"),
+                    "node": item.tags.get("quantos/node"),
                     "kind": "external",
                     "kinds": sorted(item.kinds),
                     "deps": sorted(_key(d.asset_key) for d in item.deps),

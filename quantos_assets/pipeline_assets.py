@@ -31,6 +31,7 @@ from dagster._core.definitions.unresolved_asset_job_definition import (
     UnresolvedAssetJobDefinition,
 )
 
+from quantos_assets.bulk_build import cyclic_gc_paused
 from quantos_assets.kinds.base import NodeRun, NodeRunError
 from quantos_assets.kinds.registry import EXTERNAL_KINDS, dagster_kinds, runner_for
 from quantos_assets.placement import choose_pool
@@ -60,6 +61,11 @@ def node_asset_keys(spec: DagSpec, node: Node) -> list[AssetKey]:
 
 
 def build_pipeline(loaded: LoadedSpec) -> PipelineDefs:
+    with cyclic_gc_paused():
+        return _build_pipeline(loaded)
+
+
+def _build_pipeline(loaded: LoadedSpec) -> PipelineDefs:
     spec = loaded.spec
     spec_dir = loaded.path.parent if loaded.path is not None else None
     producer: dict[str, Node] = {out: n for n in spec.nodes for out in n.outs}
@@ -87,7 +93,7 @@ def build_pipeline(loaded: LoadedSpec) -> PipelineDefs:
             "owners": owners,
             "tags": {**asset_tags, "quantos/node": node.id},
             "description": f"{node.kind.value} node `{node.id}` of pipeline `{spec.pipeline_id}`",
-            "metadata": {"quantos/node_id": node.id, "quantos/image": node.image or ""},
+            **({"metadata": {"quantos/image": node.image}} if node.image else {}),
         }
         keys = node_asset_keys(spec, node)
         if node.kind in EXTERNAL_KINDS:

@@ -66,7 +66,7 @@ def _by_node(pipeline):
         if isinstance(item, AssetsDefinition):
             out[item.op.tags["quantos/node_id"]] = item
         else:
-            out[item.metadata["quantos/node_id"]] = item
+            out[item.tags["quantos/node"]] = item
     return out
 
 
