@@ -32,6 +32,7 @@ from dagster._core.definitions.unresolved_asset_job_definition import (
 )
 
 from quantos_assets.bulk_build import cyclic_gc_paused
+from quantos_assets.k8s.step_config import K8S_CONFIG_TAG, step_k8s_config
 from quantos_assets.kinds.base import NodeRun, NodeRunError
 from quantos_assets.kinds.registry import EXTERNAL_KINDS, dagster_kinds, runner_for
 from quantos_assets.placement import choose_pool
@@ -166,7 +167,13 @@ def _node_asset(
             if retry.max_attempts > 1
             else None
         ),
-        op_tags={TAG_POOL: pool, TAG_KIND: node.kind.value, TAG_NODE: node.id},
+        op_tags={
+            TAG_POOL: pool,
+            TAG_KIND: node.kind.value,
+            TAG_NODE: node.id,
+            # honoured by k8s_job_executor only (prod/staging); ignored in process
+            K8S_CONFIG_TAG: step_k8s_config(spec, node, pool),
+        },
         required_resource_keys=set(runner.required_resource_keys),
     )(_compute)
 

@@ -27,6 +27,18 @@ class Pool:
     max_cpu: float
     max_mem: int
     max_gpu: int
+    node_selector: tuple[tuple[str, str], ...] = ()
+    tolerations: tuple[tuple[tuple[str, str], ...], ...] = ()
+    priority_class: str | None = None
+    default_cpu: float = 1.0
+    default_mem: int = 2 * 2**30
+    default_gpu: int = 0
+    # priority (high/critical) -> PriorityClass name; shared by all pools of a file
+    urgent_priority_classes: tuple[tuple[str, str], ...] = ()
+
+    def priority_class_for(self, priority: Priority) -> str | None:
+        """Urgent work gets the higher PriorityClass; the rest keeps the pool's own."""
+        return dict(self.urgent_priority_classes).get(priority.value, self.priority_class)
 
 
 class PlacementError(ValueError):
@@ -36,18 +48,27 @@ class PlacementError(ValueError):
 @lru_cache(maxsize=8)
 def load_pools(path: str | None = None) -> dict[str, Pool]:
     file = Path(path or os.environ.get("QUANTOS_POOLS_FILE") or DEFAULT_POOLS_FILE)
-    raw = yaml.safe_load(file.read_text())["pools"]
-    return {
-        name: Pool(
+    doc = yaml.safe_load(file.read_text())
+    urgent = tuple(sorted((doc.get("urgent_priority_classes") or {}).items()))
+    pools: dict[str, Pool] = {}
+    for name, cfg in doc["pools"].items():
+        default = cfg.get("default") or {}
+        pools[name] = Pool(
             name=name,
             family=cfg["family"],
             spot=bool(cfg.get("spot", False)),
             max_cpu=parse_cpu(cfg["max"]["cpu"]),
             max_mem=parse_bytes(cfg["max"]["mem"]),
             max_gpu=int(cfg["max"].get("gpu", 0)),
+            node_selector=tuple(sorted((cfg.get("node_selector") or {}).items())),
+            tolerations=tuple(tuple(sorted(t.items())) for t in cfg.get("tolerations") or ()),
+            priority_class=cfg.get("priority_class"),
+            default_cpu=parse_cpu(default.get("cpu", "1")),
+            default_mem=parse_bytes(default.get("mem", "2Gi")),
+            default_gpu=int(default.get("gpu", 0)),
+            urgent_priority_classes=urgent,
         )
-        for name, cfg in raw.items()
-    }
+    return pools
 
 
 def choose_pool(
@@ -57,16 +78,23 @@ def choose_pool(
     requested_pool: str | None = None,
     pools: dict[str, Pool] | None = None,
 ) -> str:
-    """Ordered rules: family by gpu, on-demand for urgent work, spot when allowed."""
+    """Ordered rules: family by gpu, on-demand for urgent work, spot when allowed.
+
+    `requested_pool` (runtime `affinity.compute_pool`) is one submission-wide wish: it picks
+    that pool for the nodes of its family (a cpu node asking for `gpu_spot` would waste a
+    GPU node) and wins over the spot/on-demand preference, because the submitter chose it
+    knowingly. Nodes of the other family keep the ordinary rules. An unknown pool, or one
+    the node's request does not fit, is an error: silently running elsewhere would hide it.
+    """
     pools = pools if pools is not None else load_pools()
     family = "gpu" if (resources.gpu or 0) > 0 else "cpu"
     urgent = priority in (Priority.high, Priority.critical)
     want_spot = qos == Qos.spot_ok and not urgent
-    if requested_pool is not None:
-        if requested_pool not in pools:
-            raise PlacementError(
-                f"compute_pool '{requested_pool}' does not exist (pools: {', '.join(sorted(pools))})"
-            )
+    if requested_pool is not None and requested_pool not in pools:
+        raise PlacementError(
+            f"compute_pool '{requested_pool}' does not exist (pools: {', '.join(sorted(pools))})"
+        )
+    if requested_pool is not None and pools[requested_pool].family == family:
         candidates = [pools[requested_pool]]
     else:
         candidates = sorted(

@@ -1,0 +1,167 @@
+"""The `dagster-k8s/config` of one step: placement, resources, hardening, secrets, labels.
+
+k8s_job_executor launches every step as its own Job and reads this dict from the op's
+`dagster-k8s/config` tag (DESIGN.md §5, seed 000 §4-§5). Translation only knows the spec, so
+the op tag carries what the spec decides (pool, requests/limits, security context). What a
+submission decides (runtime priority and affinity, secrets_scope, submission/team labels)
+reaches the step through the executor's `per_step_k8s_config` run config, built by
+`submission_run_config`; dagster-k8s merges it over the tag (run-level `dagster-k8s/config`
+tags are NOT applied to step pods by k8s_job_executor, so a run tag would be silently lost).
+"""
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from quantos_assets.placement import Pool, choose_pool, load_pools
+from quantos_assets.spec.models import EXTERNAL_KINDS, DagSpec, Node, Priority, RuntimeParams
+
+K8S_CONFIG_TAG = "dagster-k8s/config"
+LABEL_PREFIX = "quantos.io/"
+TMP_VOLUME = "tmp"
+# A fixed non-root UID: runAsNonRoot alone fails pods whose image says USER root by name.
+RUN_AS_UID = 10001
+_LABEL_VALUE = re.compile(r"[^A-Za-z0-9_.\-]")
+_SECRET_NAME = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
+
+
+class SecretScopeError(ValueError):
+    """A secrets_scope entry that cannot name a Kubernetes Secret (one-line message)."""
+
+
+def op_name(spec: DagSpec, node: Node) -> str:
+    """The op name pipeline_assets gives a node's multi-asset."""
+    return f"{spec.pipeline_id}__{node.id}"
+
+
+def secret_name(scope: str) -> str:
+    """One Kubernetes Secret per scope (synced by External Secrets from Vault)."""
+    name = f"quantos-scope-{scope}"
+    if len(name) > 253 or not _SECRET_NAME.match(name):
+        raise SecretScopeError(
+            f"secrets_scope '{scope}' cannot name a Kubernetes Secret "
+            "(lowercase letters, digits and '-' only)"
+        )
+    return name
+
+
+def step_k8s_config(
+    spec: DagSpec,
+    node: Node,
+    pool: str | Pool,
+    params: RuntimeParams | None = None,
+    pools: dict[str, Pool] | None = None,
+) -> dict[str, Any]:
+    """The `dagster-k8s/config` dict for one node on one pool (params: the submission's)."""
+    if isinstance(pool, str):
+        pool = (pools if pools is not None else load_pools())[pool]
+    priority = (params.priority if params and params.priority else None) or spec.slo.priority
+    resources = _resources(spec, node, pool)
+    labels = _labels(spec, node, pool, params)
+    container: dict[str, Any] = {
+        "resources": resources,
+        "security_context": {
+            "run_as_non_root": True,
+            "allow_privilege_escalation": False,
+            "read_only_root_filesystem": True,
+            "capabilities": {"drop": ["ALL"]},
+            "seccomp_profile": {"type": "RuntimeDefault"},
+        },
+        # readOnlyRootFilesystem: /tmp is the one writable place (scratch, library caches).
+        "volume_mounts": [{"name": TMP_VOLUME, "mount_path": "/tmp"}],
+    }
+    if params and params.secrets_scope:
+        container["env_from"] = [
+            {"secret_ref": {"name": secret_name(s)}} for s in params.secrets_scope
+        ]
+    pod_spec: dict[str, Any] = {
+        "node_selector": dict(pool.node_selector),
+        "tolerations": [dict(t) for t in pool.tolerations],
+        "security_context": {
+            "run_as_non_root": True,
+            "run_as_user": RUN_AS_UID,
+            "run_as_group": RUN_AS_UID,
+            "fs_group": RUN_AS_UID,
+            "seccomp_profile": {"type": "RuntimeDefault"},
+        },
+        "volumes": [{"name": TMP_VOLUME, "empty_dir": {}}],
+        # A step never talks to the Kubernetes API; no token means none to steal.
+        "automount_service_account_token": False,
+    }
+    priority_class = pool.priority_class_for(priority)
+    if priority_class:
+        pod_spec["priority_class_name"] = priority_class
+    return {
+        "container_config": container,
+        "pod_spec_config": pod_spec,
+        "pod_template_spec_metadata": {"labels": labels},
+        "job_metadata": {"labels": labels},
+    }
+
+
+def submission_run_config(
+    spec: DagSpec, params: RuntimeParams, pools: dict[str, Pool] | None = None
+) -> dict[str, Any]:
+    """Run config for k8s_job_executor: every step re-placed and labelled for this submission.
+
+    SHALLOW merge: each key given here replaces the op tag's (tolerations of a pool the
+    runtime priority moved the step away from must not linger).
+    """
+    pools = pools if pools is not None else load_pools()
+    priority = params.priority or spec.slo.priority
+    per_step: dict[str, Any] = {}
+    for node in spec.nodes:
+        if node.kind in EXTERNAL_KINDS:
+            continue
+        pool = choose_pool(
+            spec.effective_resources(node),
+            spec.slo.qos,
+            priority,
+            requested_pool=params.affinity.compute_pool,
+            pools=pools,
+        )
+        config = step_k8s_config(spec, node, pool, params, pools)
+        per_step[op_name(spec, node)] = {**config, "merge_behavior": "SHALLOW"}
+    return {"execution": {"config": {"per_step_k8s_config": per_step}}}
+
+
+def _resources(spec: DagSpec, node: Node, pool: Pool) -> dict[str, dict[str, str]]:
+    own = spec.effective_resources(node)
+    cpu = own.cpu if own.cpu is not None else pool.default_cpu
+    mem = own.mem if own.mem is not None else pool.default_mem
+    gpu = own.gpu if own.gpu is not None else pool.default_gpu
+    amounts = {"cpu": _cpu_quantity(cpu), "memory": _mem_quantity(mem)}
+    if gpu:
+        amounts["nvidia.com/gpu"] = str(gpu)
+    return {"requests": dict(amounts), "limits": dict(amounts)}
+
+
+def _cpu_quantity(cpu: float) -> str:
+    millis = round(cpu * 1000)
+    return str(millis // 1000) if millis % 1000 == 0 else f"{millis}m"
+
+
+def _mem_quantity(mem: int) -> str:
+    for unit, size in (("Gi", 2**30), ("Mi", 2**20), ("Ki", 2**10)):
+        if mem % size == 0:
+            return f"{mem // size}{unit}"
+    return str(mem)
+
+
+def _labels(spec: DagSpec, node: Node, pool: Pool, params: RuntimeParams | None) -> dict[str, str]:
+    team = spec.labels.get("team") or spec.labels.get("owner")
+    if params is not None:
+        team = params.labels.get("team") or params.labels.get("owner") or team
+    labels = {
+        "pipeline": spec.pipeline_id,
+        "node": node.id,
+        "pool": pool.name,
+        **({"team": team} if team else {}),
+        **({"submission": params.submission_id} if params is not None else {}),
+    }
+    return {LABEL_PREFIX + k: _label_value(v) for k, v in labels.items()}
+
+
+def _label_value(value: str) -> str:
+    """Label values: 63 chars of [A-Za-z0-9_.-], starting and ending alphanumeric."""
+    return _LABEL_VALUE.sub("_", value)[:63].strip("_.-")

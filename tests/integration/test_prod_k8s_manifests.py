@@ -1,0 +1,128 @@
+"""Every step of the example specs as the Job k8s_job_executor would launch, validated.
+
+The manifests come from dagster-k8s's own job construction (quantos_assets.k8s.manifests) and
+are checked in strict mode against the Kubernetes OpenAPI schema: an unknown or misspelt field
+fails here rather than at `kubectl apply` time in production.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import kubernetes_validate
+import pytest
+
+from quantos_assets.k8s.manifests import step_job_manifests
+from quantos_assets.k8s.step_config import SecretScopeError, secret_name, submission_run_config
+from quantos_assets.pipeline_assets import build_pipeline
+from quantos_assets.placement import PlacementError, choose_pool
+from quantos_assets.spec.loader import load_runtime_params, load_spec
+from quantos_assets.spec.models import Priority, Qos, Resources
+
+REPO = Path(__file__).resolve().parents[2]
+K8S_VERSION = "1.33.0"
+SEED = REPO / "specs" / "seed_bt_xs_bilstm_v1.yaml"
+PARAMS = REPO / "tests" / "fixtures" / "seed_runtime_params.json"
+
+
+def _pod(manifest: dict) -> dict:
+    return manifest["spec"]["template"]["spec"]
+
+
+@pytest.fixture(scope="module")
+def seed_pipeline():
+    return build_pipeline(load_spec(SEED))
+
+
+@pytest.mark.parametrize("spec_file", sorted((REPO / "specs").glob("*.yaml")), ids=lambda p: p.name)
+@pytest.mark.parametrize("with_params", [False, True], ids=["spec-only", "submission"])
+def test_every_step_manifest_validates_strictly(spec_file: Path, with_params: bool) -> None:
+    pipeline = build_pipeline(load_spec(spec_file))
+    params = load_runtime_params(PARAMS) if with_params else None
+    manifests = step_job_manifests(pipeline, params)
+    assert set(manifests) == {f"{pipeline.spec.pipeline_id}__{n}" for n in pipeline.pools}
+    for name, manifest in manifests.items():
+        assert manifest["kind"] == "Job", name
+        kubernetes_validate.validate(manifest, K8S_VERSION, strict=True)
+
+
+def test_seed_placement_from_the_spec(seed_pipeline) -> None:
+    manifests = step_job_manifests(seed_pipeline)
+    train = _pod(manifests["bt_xs_bilstm_v1__train_model"])
+    assert train["nodeSelector"] == {"quantos.io/pool": "gpu-spot"}
+    limits = train["containers"][0]["resources"]["limits"]
+    assert limits["nvidia.com/gpu"] == "1" and limits["cpu"] == "8" and limits["memory"] == "32Gi"
+    for node in ("fetch_data", "compute_features"):  # spot_ok batch work -> cpu_spot
+        pod = _pod(manifests[f"bt_xs_bilstm_v1__{node}"])
+        assert pod["nodeSelector"] == {"quantos.io/pool": "cpu-spot"}
+        assert {"key": "quantos.io/spot", "operator": "Exists", "effect": "NoSchedule"} in pod["tolerations"]
+        assert pod["priorityClassName"] == "quantos-batch"
+        assert pod["containers"][0]["resources"]["requests"] == {"cpu": "4", "memory": "16Gi"}
+        assert "nvidia.com/gpu" not in pod["containers"][0]["resources"]["limits"]
+
+
+def test_every_step_is_hardened(seed_pipeline) -> None:
+    for manifest in step_job_manifests(seed_pipeline).values():
+        pod = _pod(manifest)
+        container = pod["containers"][0]
+        assert pod["securityContext"]["runAsNonRoot"] is True
+        assert pod["securityContext"]["seccompProfile"] == {"type": "RuntimeDefault"}
+        assert pod["automountServiceAccountToken"] is False
+        sc = container["securityContext"]
+        assert sc["allowPrivilegeEscalation"] is False
+        assert sc["readOnlyRootFilesystem"] is True
+        assert sc["capabilities"] == {"drop": ["ALL"]}
+        assert {"name": "tmp", "mountPath": "/tmp"} in container["volumeMounts"]
+        assert {"name": "tmp", "emptyDir": {}} in pod["volumes"]
+        assert not container.get("envFrom")  # no submission -> no secrets at all
+
+
+def test_submission_brings_its_secrets_labels_priority_and_affinity(seed_pipeline) -> None:
+    params = load_runtime_params(PARAMS)  # priority high, compute_pool gpu_spot, 2 scopes
+    manifests = step_job_manifests(seed_pipeline, params)
+    train = _pod(manifests["bt_xs_bilstm_v1__train_model"])
+    # affinity gpu_spot picks among the gpu pools; high priority -> the higher PriorityClass
+    assert train["nodeSelector"] == {"quantos.io/pool": "gpu-spot"}
+    assert train["priorityClassName"] == "quantos-high"
+    assert [e["secretRef"]["name"] for e in train["containers"][0]["envFrom"]] == [
+        "quantos-scope-binance-readonly",
+        "quantos-scope-s3-lake-ro",
+    ]
+    labels = manifests["bt_xs_bilstm_v1__train_model"]["spec"]["template"]["metadata"]["labels"]
+    assert labels["quantos.io/team"] == "research"
+    assert labels["quantos.io/submission"] == "sub-2025-10-29-001"
+    assert labels["quantos.io/pipeline"] == "bt_xs_bilstm_v1"
+    # cpu steps: the gpu affinity does not apply; high priority moves them off spot and the
+    # SHALLOW merge leaves no spot toleration behind
+    fetch = _pod(manifests["bt_xs_bilstm_v1__fetch_data"])
+    assert fetch["nodeSelector"] == {"quantos.io/pool": "cpu"}
+    assert not fetch.get("tolerations")
+    assert fetch["priorityClassName"] == "quantos-high"
+
+
+def test_submission_config_is_valid_k8s_job_executor_run_config(seed_pipeline) -> None:
+    from dagster import ConfigMapping  # noqa: F401  (dagster importable before dagster_k8s)
+    from dagster._config import process_config
+    from dagster_k8s.executor import _K8S_EXECUTOR_CONFIG_SCHEMA
+
+    run_config = submission_run_config(seed_pipeline.spec, load_runtime_params(PARAMS))
+    result = process_config(_K8S_EXECUTOR_CONFIG_SCHEMA, run_config["execution"]["config"])
+    assert result.success, result.errors
+
+
+def test_impossible_requests_are_one_clear_line() -> None:
+    with pytest.raises(PlacementError, match=r"mem 1024Gi > max 768Gi"):
+        choose_pool(Resources(gpu=1, mem=1024 * 2**30), Qos.on_demand, Priority.normal)
+    with pytest.raises(PlacementError, match=r"compute_pool 'tpu_spot' does not exist"):
+        choose_pool(Resources(gpu=1), Qos.on_demand, Priority.normal, requested_pool="tpu_spot")
+    # the requested pool is of the node's family but too small -> error, not silent fallback
+    with pytest.raises(PlacementError, match=r"cpu_spot: cpu 100 > max 64"):
+        choose_pool(Resources(cpu=100), Qos.on_demand, Priority.normal, requested_pool="cpu_spot")
+    with pytest.raises(SecretScopeError, match="secrets_scope 'Prod_Keys'"):
+        secret_name("Prod_Keys")
+
+
+def test_affinity_overrides_spot_preference_within_the_family() -> None:
+    assert choose_pool(Resources(cpu=2), Qos.spot_ok, Priority.normal, requested_pool="cpu") == "cpu"
+    assert choose_pool(Resources(gpu=2), Qos.on_demand, Priority.normal, requested_pool="gpu_spot") == "gpu_spot"
+    # a cpu node ignores a gpu pool request and keeps its own rules
+    assert choose_pool(Resources(cpu=2), Qos.spot_ok, Priority.low, requested_pool="gpu") == "cpu_spot"
