@@ -57,7 +57,13 @@ def describe_pipeline(pipeline: PipelineDefs) -> dict[str, Any]:
                     "tags": dict(spec.tags),
                 }
             )
+    partitioned = next(
+        (a.partitions_def for a in pipeline.assets if isinstance(a, AssetsDefinition) and a.partitions_def),
+        None,
+    )
+    extra = {"partitions": getattr(partitioned, "name", None)} if partitioned is not None else {}
     return {
+        **extra,
         "pipeline_id": pipeline.spec.pipeline_id,
         "job": pipeline.job.name,
         "run_tags": dict(pipeline.job.tags or {}),

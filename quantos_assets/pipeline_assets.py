@@ -24,6 +24,7 @@ from dagster import (
     MaterializeResult,
     Output,
     RetryPolicy,
+    DynamicPartitionsDefinition,
     define_asset_job,
     multi_asset,
 )
@@ -32,6 +33,7 @@ from dagster._core.definitions.unresolved_asset_job_definition import (
 )
 
 from quantos_assets.bulk_build import cyclic_gc_paused
+from quantos_assets.calendars.partitions import session_partitions
 from quantos_assets.k8s.step_config import K8S_CONFIG_TAG, step_k8s_config
 from quantos_assets.kinds.base import NodeRun, NodeRunError
 from quantos_assets.kinds.registry import EXTERNAL_KINDS, dagster_kinds, runner_for
@@ -78,6 +80,7 @@ def _build_pipeline(loaded: LoadedSpec) -> PipelineDefs:
     _ensure_recursion_headroom(_longest_path(spec, producer, edge_deps))
     owners = _owners(spec)
     asset_tags = {tag_value(k): tag_value(v) for k, v in spec.labels.items()}
+    partitions_def = session_partitions(spec)
     assets: list[AssetsDefinition | AssetSpec] = []
     pools: dict[str, str] = {}
     for node in spec.nodes:
@@ -107,7 +110,9 @@ def _build_pipeline(loaded: LoadedSpec) -> PipelineDefs:
         # dependencies that carry no data are declared on the multi-asset.
         outs = {"__".join(k.path): AssetOut(key=k, **attrs) for k in keys}
         order_only = [k for k in dep_keys if k.path[-1] not in data_ins]
-        assets.append(_node_asset(spec, node, spec_dir, outs, order_only, data_ins, pool))
+        assets.append(
+            _node_asset(spec, node, spec_dir, outs, order_only, data_ins, pool, partitions_def)
+        )
 
     job = define_asset_job(
         name=spec.pipeline_id,
@@ -126,6 +131,7 @@ def _node_asset(
     order_only: list[AssetKey],
     data_ins: Mapping[str, Node],
     pool: str,
+    partitions_def: DynamicPartitionsDefinition | None = None,
 ) -> AssetsDefinition:
     runner = runner_for(node.kind)
     retry = spec.slo.retry
@@ -175,6 +181,7 @@ def _node_asset(
             K8S_CONFIG_TAG: step_k8s_config(spec, node, pool),
         },
         required_resource_keys=set(runner.required_resource_keys),
+        partitions_def=partitions_def,
     )(_compute)
 
 

@@ -1,5 +1,5 @@
 """Sensors and schedules built from a spec's schedule/partitions/triggers blocks.
 
-Empty until the trading-calendar and Kafka issues land; `definitions` already
-assembles whatever `build_sensors` returns, so they plug in without changes.
+Trading-calendar schedules and session-partition syncs live here (Kafka
+triggers: issue 5); `definitions` assembles whatever `build_triggers` returns.
 """

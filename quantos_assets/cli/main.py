@@ -60,7 +60,27 @@ def _parser() -> argparse.ArgumentParser:
     r.add_argument("--select", nargs="+", metavar="NODE", help="only these nodes")
     r.add_argument("--params", type=Path, help="runtime params (JSON/YAML file)")
     r.set_defaults(handler=cmd_run)
+
+    from quantos_assets.cli.manifests import add_parser as add_manifests_parser
+
+    add_manifests_parser(sub)
+
+    t = sub.add_parser("ticks", help="preview a spec's schedule: every fire time and its partition")
+    t.add_argument("path", type=Path)
+    t.add_argument("--start", required=True, type=_iso_date, help="first session date (YYYY-MM-DD)")
+    t.add_argument("--end", required=True, type=_iso_date, help="last session date (YYYY-MM-DD)")
+    t.add_argument("--json", action="store_true", help="a JSON list of {time, partition}")
+    t.set_defaults(handler=cmd_ticks)
     return p
+
+
+def _iso_date(text: str):  # type: ignore[no-untyped-def]
+    import datetime as dt
+
+    try:
+        return dt.date.fromisoformat(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a date YYYY-MM-DD, got {text!r}") from None
 
 
 def cmd_validate(args: argparse.Namespace) -> int:
@@ -136,6 +156,26 @@ def cmd_run(args: argparse.Namespace) -> int:
     from quantos_assets.cli.local_run import run_spec
 
     return run_spec(args.path, select=args.select, params_path=args.params)
+
+
+def cmd_ticks(args: argparse.Namespace) -> int:
+    from quantos_assets.calendars.ticks import ticks_between
+    from quantos_assets.spec.loader import load_spec
+
+    spec = load_spec(args.path).spec
+    if spec.schedule is None:
+        raise SpecError([f"{args.path}:1: schedule: this spec has no schedule block, so it never fires"])
+    if args.end < args.start:
+        print(f"quantos: --end {args.end} is before --start {args.start}", file=sys.stderr)
+        return EXIT_INVALID
+    ticks = ticks_between(spec.schedule, args.start, args.end)
+    if args.json:
+        print(json.dumps([{"time": t.time.isoformat(), "partition": t.partition} for t in ticks], indent=2))
+        return EXIT_OK
+    for tick in ticks:
+        print(f"{tick.time.isoformat()}  {tick.partition}")
+    print(f"{len(ticks)} ticks", file=sys.stderr)
+    return EXIT_OK
 
 
 if __name__ == "__main__":

@@ -18,6 +18,7 @@ import yaml
 from pydantic import BaseModel, ValidationError
 
 from quantos_assets.spec.errors import SpecError, SpecProblem
+from quantos_assets.spec.calendar_rules import check_calendar_blocks
 from quantos_assets.spec.deploy_rules import check_deployable
 from quantos_assets.spec.graph_rules import check_graph
 from quantos_assets.spec.messages import humanize, kind_of
@@ -234,6 +235,9 @@ def _validate(
         graph_view = result if result is not None else _salvage(data)
         for path, message in check_graph(graph_view):  # type: ignore[arg-type]
             problems.append(SpecProblem(source, positions.line(parse_path(path)), path, message))
+        if result is not None:
+            for path, message in check_calendar_blocks(result):  # type: ignore[arg-type]
+                problems.append(SpecProblem(source, positions.line(parse_path(path)), path, message))
         if result is not None and not problems:
             for path, message in check_deployable(result):  # type: ignore[arg-type]
                 problems.append(SpecProblem(source, positions.line(parse_path(path)), path, message))

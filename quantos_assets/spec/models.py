@@ -7,6 +7,7 @@ produces what) live in `graph_rules.py` so each error can name its field.
 
 from __future__ import annotations
 
+from datetime import date
 from enum import Enum
 from typing import Annotated, Any, Literal
 
@@ -110,6 +111,88 @@ class Edge(Strict):
     to: Identifier
 
 
+def _known_calendar(code: str) -> str:
+    from quantos_assets.calendars.sessions import unknown_calendar_message
+
+    problem = unknown_calendar_message(code)
+    if problem:
+        raise ValueError(problem)
+    return code
+
+
+def _market_time(text: str) -> str:
+    from quantos_assets.calendars.market_time import parse_market_time
+
+    parse_market_time(text)
+    return text
+
+
+class Schedule(Strict):
+    """Run the pipeline once per exchange session at a market-relative time."""
+
+    calendar: str
+    at: str
+    timezone: str | None = None  # the exchange's when omitted
+    catch_up: bool = False  # False: ticks missed while the daemon was down are skipped
+
+    _calendar = field_validator("calendar")(classmethod(lambda cls, v: _known_calendar(v)))
+    _at = field_validator("at")(classmethod(lambda cls, v: _market_time(v)))
+
+    @field_validator("timezone")
+    @classmethod
+    def _known_timezone(cls, value: str | None) -> str | None:
+        if value is None:
+            return value
+        import zoneinfo
+
+        try:
+            zoneinfo.ZoneInfo(value)
+        except (zoneinfo.ZoneInfoNotFoundError, ValueError):
+            import difflib
+
+            close = difflib.get_close_matches(value, sorted(zoneinfo.available_timezones()), n=3)
+            hint = f" (close matches: {', '.join(close)})" if close else " (an IANA name like America/New_York)"
+            raise ValueError(f"unknown timezone {value!r}{hint}") from None
+        return value
+
+
+class Partitions(Strict):
+    """One partition per exchange session from `start`: no weekends, no holidays."""
+
+    calendar: str
+    start: date
+
+    _calendar = field_validator("calendar")(classmethod(lambda cls, v: _known_calendar(v)))
+
+    @field_validator("start")
+    @classmethod
+    def _after_first_session(cls, value: date, info: ValidationInfo) -> date:
+        code = info.data.get("calendar")
+        if code is None:
+            return value
+        from quantos_assets.calendars.sessions import first_session
+
+        first = first_session(code)
+        if value < first:
+            raise ValueError(
+                f"start {value.isoformat()} is before the first session of {code} "
+                f"that this orchestrator knows ({first.isoformat()})"
+            )
+        return value
+
+
+class Freshness(Strict):
+    """How stale the pipeline's assets may get, counted on its calendar."""
+
+    max_lag_sessions: StrictInt | None = Field(default=None, ge=0, le=1000)
+    deadline: str | None = None  # e.g. close+2h: the session's data is due by then
+
+    @field_validator("deadline")
+    @classmethod
+    def _deadline(cls, value: str | None) -> str | None:
+        return value if value is None else _market_time(value)
+
+
 class DagSpec(Strict):
     """A compiler-emitted pipeline; a validated instance also passes the graph rules."""
 
@@ -121,6 +204,9 @@ class DagSpec(Strict):
     resources: DefaultResources = Field(default_factory=DefaultResources)
     nodes: list[Node] = Field(min_length=1)
     edges: list[Edge] = Field(default_factory=list)
+    schedule: Schedule | None = None
+    partitions: Partitions | None = None
+    freshness: Freshness | None = None
 
     _by_id: dict[str, Node] | None = PrivateAttr(default=None)
 

@@ -1,0 +1,29 @@
+"""Rules across a spec's schedule, partitions and freshness blocks.
+
+Each block is valid on its own (models.py); together they must agree on one
+calendar, or a schedule could target a session that is not a partition key.
+"""
+from __future__ import annotations
+
+from quantos_assets.spec.models import DagSpec
+
+
+def check_calendar_blocks(spec: DagSpec) -> list[tuple[str, str]]:
+    problems: list[tuple[str, str]] = []
+    schedule, partitions, freshness = spec.schedule, spec.partitions, spec.freshness
+    if schedule is not None and partitions is not None and schedule.calendar != partitions.calendar:
+        problems.append(
+            (
+                "schedule.calendar",
+                f"schedule runs on {schedule.calendar} but partitions are sessions of "
+                f"{partitions.calendar}: use one calendar for both",
+            )
+        )
+    if freshness is not None:
+        if schedule is None and partitions is None:
+            problems.append(
+                ("freshness", "freshness is counted in sessions: add a schedule or partitions block to name the calendar")
+            )
+        if freshness.max_lag_sessions is None and freshness.deadline is None:
+            problems.append(("freshness", "give max_lag_sessions, deadline or both"))
+    return problems

@@ -1,0 +1,61 @@
+"""Keep a spec's session partitions up to date: every session from `start` to today.
+
+Session partitions are dynamic (docs/decisions.md): without this sensor a new
+session would only appear when a schedule tick registers it, and backfills of
+past sessions would find no keys.
+"""
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import datetime, timezone
+
+from dagster import (
+    DefaultSensorStatus,
+    SensorDefinition,
+    SensorEvaluationContext,
+    SensorResult,
+    SkipReason,
+    sensor,
+)
+
+from quantos_assets.calendars.partitions import partitions_name, session_keys
+from quantos_assets.calendars.sessions import exchange_timezone, today_in
+from quantos_assets.pipeline_assets import PipelineDefs
+from quantos_assets.spec.models import DagSpec
+
+SYNC_INTERVAL_SECONDS = 3600
+
+
+def missing_sessions(spec: DagSpec, existing: set[str], now: datetime) -> list[str]:
+    assert spec.partitions is not None
+    today = today_in(exchange_timezone(spec.partitions.calendar), now)
+    return [k for k in session_keys(spec, today) if k not in existing]
+
+
+def build_session_sync(
+    pipeline: PipelineDefs, clock: Callable[[], datetime] = lambda: datetime.now(timezone.utc)
+) -> SensorDefinition:
+    spec = pipeline.spec
+    name = partitions_name(spec)
+
+    @sensor(
+        name=f"{name}_sync",
+        minimum_interval_seconds=SYNC_INTERVAL_SECONDS,
+        default_status=DefaultSensorStatus.RUNNING,
+        description=f"Adds every {spec.partitions.calendar if spec.partitions else ''} session "
+        "to the partitions of this pipeline as it arrives",
+    )
+    def _sync(context: SensorEvaluationContext):  # type: ignore[no-untyped-def]
+        existing = set(context.instance.get_dynamic_partitions(name))
+        missing = missing_sessions(spec, existing, clock())
+        if not missing:
+            return SkipReason("every session up to today is a partition")
+        return SensorResult(dynamic_partitions_requests=[dynamic_add(name, missing)])
+
+    return _sync
+
+
+def dynamic_add(name: str, keys: list[str]):  # type: ignore[no-untyped-def]
+    from dagster import DynamicPartitionsDefinition
+
+    return DynamicPartitionsDefinition(name=name).build_add_request(keys)
