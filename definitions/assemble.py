@@ -15,7 +15,7 @@ from quantos_assets.pipeline_assets import PipelineDefs, build_pipeline
 from quantos_assets.placement import PlacementError
 from quantos_assets.spec.loader import LoadedSpec
 from quantos_assets.spec_registry import scan_specs
-from resources.profile import Profile, active_profile, build_resources
+from resources.profile import Profile, active_profile, build_executor, build_resources
 from sensors.registry import build_triggers
 
 log = logging.getLogger("quantos.definitions")
@@ -77,6 +77,7 @@ def definitions_for(
             schedules=[t for t in triggers if isinstance(t, ScheduleDefinition)],
             sensors=[t for t in triggers if isinstance(t, SensorDefinition)],
             resources=build_resources(profile),
+            executor=build_executor(profile),
         )
         # Resolve now (Dagster caches it): the code server would do it right after
         # loading anyway, and doing it here keeps it inside the GC pause.

@@ -30,6 +30,13 @@ class Profile:
     artifacts_root: str
     s3_endpoint: str | None
     ray_address: str | None
+    # staging/prod: trino_sql/spark_sql run on Trino when a host is set (DuckDB in the step pod otherwise)
+    trino_host: str | None = None
+    trino_port: int = 8080
+    trino_user: str = "quantos"
+    trino_catalog: str = "iceberg"
+    trino_schema: str = "default"
+    s3_region: str | None = None
 
     @property
     def is_local(self) -> bool:
@@ -66,7 +73,34 @@ def active_profile(environ: dict[str, str] | None = None) -> Profile:
         artifacts_root=env["QUANTOS_ARTIFACTS"],
         s3_endpoint=env.get("QUANTOS_S3_ENDPOINT"),
         ray_address=env.get("QUANTOS_RAY_ADDRESS"),
+        trino_host=env.get("QUANTOS_TRINO_HOST") or None,
+        trino_port=_int_env(env, "QUANTOS_TRINO_PORT", 8080),
+        trino_user=env.get("QUANTOS_TRINO_USER") or "quantos",
+        trino_catalog=env.get("QUANTOS_TRINO_CATALOG") or "iceberg",
+        trino_schema=env.get("QUANTOS_TRINO_SCHEMA") or "default",
+        s3_region=env.get("QUANTOS_S3_REGION") or env.get("AWS_REGION") or None,
     )
+
+
+def _int_env(env: dict[str, str], name: str, default: int) -> int:
+    raw = env.get(name)
+    if not raw:
+        return default
+    try:
+        return int(raw)
+    except ValueError:
+        raise ProfileError(f"{name}: expected an integer, got {raw!r}") from None
+
+
+def build_executor(profile: Profile) -> Any:
+    """k8s_job_executor in staging/prod: one pod per step, so each step's `dagster-k8s/config`
+    tag (pool, resources, hardening) applies. Locally None: Dagster's default executor, which
+    ignores those tags."""
+    if profile.is_local:
+        return None
+    from dagster_k8s import k8s_job_executor
+
+    return k8s_job_executor
 
 
 def build_resources(profile: Profile) -> dict[str, Any]:
@@ -76,21 +110,38 @@ def build_resources(profile: Profile) -> dict[str, Any]:
     from resources.artifact_store import ArtifactStore
     from resources.lake_io_manager import LakeIOManager
     from resources.ray_cluster import RayResource
-    from resources.sql_engine import DuckDBEngine
-
     if profile.is_local:
         profile.data_dir.mkdir(parents=True, exist_ok=True)
         (profile.data_dir / "warehouse").mkdir(exist_ok=True)
-    artifact_store = ArtifactStore(root=profile.artifacts_root, endpoint_url=profile.s3_endpoint)
+    artifact_store = ArtifactStore(
+        root=profile.artifacts_root, endpoint_url=profile.s3_endpoint, region=profile.s3_region
+    )
     return {
         "io_manager": LakeIOManager(
             catalog_uri=profile.catalog_uri,
             warehouse=profile.warehouse,
             s3_endpoint=profile.s3_endpoint,
+            s3_region=profile.s3_region,
             artifact_store=artifact_store,
         ),
         "artifact_store": artifact_store,
-        "sql_engine": DuckDBEngine(),
+        "sql_engine": _sql_engine(profile),
         "ray": RayResource(address=profile.ray_address),
         "pipes_subprocess_client": PipesSubprocessClient(),
     }
+
+
+def _sql_engine(profile: Profile) -> Any:
+    from resources.sql_engine import DuckDBEngine
+
+    if profile.is_local or not profile.trino_host:
+        return DuckDBEngine()
+    from resources.trino_engine import TrinoEngine
+
+    return TrinoEngine(
+        host=profile.trino_host,
+        port=profile.trino_port,
+        user=profile.trino_user,
+        catalog=profile.trino_catalog,
+        schema=profile.trino_schema,
+    )

@@ -126,3 +126,36 @@ def test_affinity_overrides_spot_preference_within_the_family() -> None:
     assert choose_pool(Resources(gpu=2), Qos.on_demand, Priority.normal, requested_pool="gpu_spot") == "gpu_spot"
     # a cpu node ignores a gpu pool request and keeps its own rules
     assert choose_pool(Resources(cpu=2), Qos.spot_ok, Priority.low, requested_pool="gpu") == "cpu_spot"
+
+
+def test_quantos_manifests_writes_valid_jobs(tmp_path: Path) -> None:
+    import yaml
+
+    from quantos_assets.cli.main import main
+
+    out = tmp_path / "manifests"
+    assert main(["manifests", str(SEED), "-o", str(out), "--params", str(PARAMS)]) == 0
+    files = sorted(out.glob("*.yaml"))
+    assert [f.stem for f in files] == [
+        "bt_xs_bilstm_v1__compute_features",
+        "bt_xs_bilstm_v1__fetch_data",
+        "bt_xs_bilstm_v1__train_model",
+    ]
+    for f in files:
+        kubernetes_validate.validate(yaml.safe_load(f.read_text()), K8S_VERSION, strict=True)
+    train = yaml.safe_load((out / "bt_xs_bilstm_v1__train_model.yaml").read_text())
+    assert _pod(train)["containers"][0]["resources"]["limits"]["nvidia.com/gpu"] == "1"
+
+
+def test_quantos_manifests_rejects_an_unknown_compute_pool(tmp_path: Path, capsys) -> None:
+    import json
+
+    from quantos_assets.cli.main import main
+
+    params = json.loads(PARAMS.read_text())
+    params["affinity"]["compute_pool"] = "tpu"
+    bad = tmp_path / "params.json"
+    bad.write_text(json.dumps(params))
+    assert main(["manifests", str(SEED), "-o", str(tmp_path / "o"), "--params", str(bad)]) == 1
+    err = capsys.readouterr().err.strip()
+    assert err == f"{bad}: compute_pool 'tpu' does not exist (pools: cpu, cpu_spot, gpu, gpu_spot)"

@@ -1,0 +1,60 @@
+"""Everything under deploy/ that a cluster will receive, checked before it gets there.
+
+Core kinds are validated in strict mode against the Kubernetes OpenAPI schema; the operator
+CRDs (KEDA, KubeRay) are not in that schema, so their pod templates are validated as Pods and
+their references checked against deploy/pools.yaml.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import kubernetes_validate
+import pytest
+import yaml
+
+from quantos_assets.placement import load_pools
+
+DEPLOY = Path(__file__).resolve().parents[2] / "deploy"
+K8S_VERSION = "1.33.0"
+CRD_KINDS = {"ScaledObject", "RayCluster"}
+
+
+def _docs() -> list[tuple[str, dict]]:
+    out = []
+    for f in sorted((DEPLOY / "k8s").glob("*.yaml")):
+        out.extend((f"{f.name}#{i}", d) for i, d in enumerate(yaml.safe_load_all(f.read_text())) if d)
+    return out
+
+
+@pytest.mark.parametrize(("where", "doc"), _docs(), ids=[w for w, _ in _docs()])
+def test_deploy_manifest_validates(where: str, doc: dict) -> None:
+    if doc["kind"] not in CRD_KINDS:
+        kubernetes_validate.validate(doc, K8S_VERSION, strict=True)
+        return
+    if doc["kind"] == "RayCluster":
+        spec = doc["spec"]
+        templates = [spec["headGroupSpec"]["template"]] + [g["template"] for g in spec["workerGroupSpecs"]]
+        for template in templates:
+            pod = {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "t"}, "spec": template["spec"]}
+            kubernetes_validate.validate(pod, K8S_VERSION, strict=True)
+    else:
+        trigger = doc["spec"]["triggers"][0]
+        assert trigger["type"] == "kafka" and trigger["metadata"]["topic"] == "orch.jobs"
+
+
+def test_every_priority_class_named_by_the_pools_exists() -> None:
+    defined = {d["metadata"]["name"] for _, d in _docs() if d["kind"] == "PriorityClass"}
+    named = set()
+    for pool in load_pools(str(DEPLOY / "pools.yaml")).values():
+        named.add(pool.priority_class)
+        named.update(dict(pool.urgent_priority_classes).values())
+    assert named <= defined, named - defined
+
+
+def test_helm_values_match_the_prod_instance() -> None:
+    values = yaml.safe_load((DEPLOY / "helm" / "values.yaml").read_text())
+    prod = yaml.safe_load((DEPLOY / "dagster.prod.yaml").read_text())
+    helm_limits = values["dagsterDaemon"]["runCoordinator"]["config"]["queuedRunCoordinator"]["tagConcurrencyLimits"]
+    assert helm_limits == prod["run_coordinator"]["config"]["tag_concurrency_limits"]
+    assert values["runLauncher"]["type"] == prod["run_launcher"]["class"]
+    assert values["dagsterDaemon"]["runMonitoring"]["enabled"] and values["dagsterDaemon"]["runRetries"]["enabled"]

@@ -1,0 +1,175 @@
+"""The production profile against real servers on loopback: PostgreSQL and moto's S3.
+
+Dagster's run/event/schedule storage comes from deploy/dagster.prod.yaml itself (URL from env),
+the Iceberg SqlCatalog lives in the same PostgreSQL server and the warehouse and artifacts in S3.
+The executor is in-process (no cluster here); the Kubernetes side is covered by
+test_prod_k8s_manifests.py.
+"""
+from __future__ import annotations
+
+import shutil
+import uuid
+from pathlib import Path
+
+import boto3
+import psycopg2
+import pyarrow as pa
+import pytest
+from dagster import AssetKey, DagsterEventType, DagsterInstance, DagsterRunStatus, RunsFilter
+
+REPO = Path(__file__).resolve().parents[2]
+PG = "postgresql+psycopg2://postgres@127.0.0.1:5432/{db}"
+PIPELINE = "xs_momentum_v1"
+
+
+def _admin():
+    conn = psycopg2.connect(host="127.0.0.1", port=5432, user="postgres", dbname="postgres")
+    conn.autocommit = True
+    return conn
+
+
+@pytest.fixture(scope="module")
+def pg_db():
+    db = f"quantos_prod_test_{uuid.uuid4().hex[:10]}"
+    conn = _admin()
+    with conn.cursor() as cur:
+        cur.execute(f'CREATE DATABASE "{db}"')
+    conn.close()
+    yield db
+    conn = _admin()
+    with conn.cursor() as cur:
+        cur.execute(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = %s AND pid <> pg_backend_pid()",
+            (db,),
+        )
+        cur.execute(f'DROP DATABASE IF EXISTS "{db}"')
+    conn.close()
+
+
+@pytest.fixture(scope="module")
+def s3_endpoint():
+    from moto.server import ThreadedMotoServer
+
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    server.start()
+    host, port = server.get_host_and_port()
+    yield f"http://{host}:{port}"
+    server.stop()
+
+
+@pytest.fixture(scope="module")
+def prod_env(pg_db, s3_endpoint, tmp_path_factory):
+    mp = pytest.MonkeyPatch()
+    root = tmp_path_factory.mktemp("prod")
+    home = root / "dagster_home"
+    home.mkdir()
+    shutil.copy(REPO / "deploy" / "dagster.prod.yaml", home / "dagster.yaml")
+    env = {
+        "QUANTOS_ENV": "prod",
+        "QUANTOS_DAGSTER_PG_URL": PG.format(db=pg_db),
+        "QUANTOS_K8S_NAMESPACE": "quantos",
+        "QUANTOS_CATALOG_URI": PG.format(db=pg_db),
+        "QUANTOS_WAREHOUSE": "s3://lake/warehouse",
+        "QUANTOS_ARTIFACTS": "s3://artifacts/quantos",
+        "QUANTOS_S3_ENDPOINT": s3_endpoint,
+        "QUANTOS_S3_REGION": "us-east-1",
+        "AWS_ACCESS_KEY_ID": "testing",
+        "AWS_SECRET_ACCESS_KEY": "testing",
+        "AWS_REGION": "us-east-1",
+        "QUANTOS_DATA_DIR": str(root / "data"),
+        "QUANTOS_SPECS_DIR": str(REPO / "specs"),
+        "DAGSTER_HOME": str(home),
+    }
+    for k, v in env.items():
+        mp.setenv(k, v)
+    mp.delenv("QUANTOS_TRINO_HOST", raising=False)
+    s3 = boto3.client("s3", endpoint_url=s3_endpoint, region_name="us-east-1")
+    for bucket in ("lake", "artifacts"):
+        s3.create_bucket(Bucket=bucket)
+    yield env, home, s3
+    mp.undo()
+
+
+@pytest.fixture(scope="module")
+def materialized(prod_env):
+    from definitions.assemble import build_definitions
+
+    _env, home, _s3 = prod_env
+    instance = DagsterInstance.from_config(str(home))
+    defs = build_definitions()
+    result = defs.resolve_job_def(PIPELINE).execute_in_process(
+        instance=instance, raise_on_error=False, tags={"quantos/team": "research"}
+    )
+    yield defs, instance, result
+    instance.dispose()
+
+
+def test_prod_yaml_puts_dagster_storage_in_postgres(prod_env, materialized) -> None:
+    from dagster_k8s import K8sRunLauncher
+    from dagster_postgres import PostgresEventLogStorage, PostgresRunStorage, PostgresScheduleStorage
+
+    _defs, instance, result = materialized
+    assert isinstance(instance.run_storage, PostgresRunStorage)
+    assert isinstance(instance.event_log_storage, PostgresEventLogStorage)
+    assert isinstance(instance.schedule_storage, PostgresScheduleStorage)
+    assert instance.get_ref().run_launcher_data.class_name == K8sRunLauncher.__name__
+    assert instance.run_monitoring_enabled and instance.run_retries_enabled
+    limits = instance.get_ref().run_coordinator_data.config_dict["tag_concurrency_limits"]
+    assert {"key": "quantos/team", "value": {"applyLimitPerUniqueValue": True}, "limit": 2} in limits
+    # the run and its events are rows in the test database, readable by a second instance
+    other = DagsterInstance.from_config(str(prod_env[1]))
+    record = other.get_run_records(RunsFilter(run_ids=[result.run_id]))[0]
+    assert record.dagster_run.status == DagsterRunStatus.SUCCESS
+    assert record.dagster_run.tags["quantos/team"] == "research"
+    other.dispose()
+    db = prod_env[0]["QUANTOS_DAGSTER_PG_URL"].rsplit("/", 1)[1]
+    conn = psycopg2.connect(host="127.0.0.1", user="postgres", dbname=db)
+    with conn.cursor() as cur:
+        cur.execute("SELECT count(*) FROM event_logs WHERE run_id = %s", (result.run_id,))
+        assert cur.fetchone()[0] > 10
+    conn.close()
+
+
+def test_example_materializes_on_postgres_and_s3(prod_env, materialized) -> None:
+    defs, instance, result = materialized
+    assert result.success, [
+        e.event_specific_data.error.message
+        for e in result.all_events
+        if e.event_type == DagsterEventType.STEP_FAILURE
+    ]
+    _env, _home, s3 = prod_env
+    keys = [k for k in defs.resolve_asset_graph().get_all_asset_keys() if k.path[0] == PIPELINE]
+    assert {e.asset_key for e in result.get_asset_materialization_events()} == set(keys)
+    model = instance.get_latest_materialization_event(AssetKey([PIPELINE, "model_uri"]))
+    uri = str(model.asset_materialization.metadata["uri"].value)
+    assert uri.startswith("s3://artifacts/quantos/models/xs_momentum_v1/")
+    lake = s3.list_objects_v2(Bucket="lake", Prefix="warehouse/")
+    assert any(o["Key"].endswith(".parquet") for o in lake.get("Contents", []))
+
+
+def test_lake_io_manager_postgres_catalog_s3_warehouse_roundtrip(prod_env) -> None:
+    from resources.profile import active_profile, build_resources
+
+    io = build_resources(active_profile())["io_manager"]
+    data = pa.table({"symbol": ["AAPL", "MSFT"], "ret": [0.01, -0.02]})
+    written = io.write_arrow("prod_probe", "returns", data)
+    assert io.read_arrow("prod_probe", "returns", written.snapshot_id).equals(data)
+    table = io.catalog().load_table(("prod_probe", "returns"))
+    assert table.metadata_location.startswith("s3://lake/warehouse/")
+    db = prod_env[0]["QUANTOS_CATALOG_URI"].rsplit("/", 1)[1]
+    conn = psycopg2.connect(host="127.0.0.1", user="postgres", dbname=db)
+    with conn.cursor() as cur:
+        cur.execute(
+            "SELECT metadata_location FROM iceberg_tables WHERE table_namespace = %s AND table_name = %s",
+            ("prod_probe", "returns"),
+        )
+        assert cur.fetchone()[0] == table.metadata_location
+    conn.close()
+
+
+def test_prod_profile_runs_steps_with_k8s_job_executor(prod_env) -> None:
+    from dagster_k8s import k8s_job_executor
+
+    from resources.profile import active_profile, build_executor
+
+    assert build_executor(active_profile()) is k8s_job_executor
