@@ -27,6 +27,20 @@ def local_instance(profile: Profile) -> DagsterInstance:
     return DagsterInstance.from_config(str(home))
 
 
+def _check_submission(spec, params, params_path: Path) -> None:  # type: ignore[no-untyped-def]
+    """Runtime params production could not honour (unknown compute_pool, a request the asked-for
+    pool cannot take, a secrets scope that cannot name a Secret) fail here, before any step runs."""
+    from quantos_assets.k8s.step_config import SecretScopeError, submission_run_config
+    from quantos_assets.placement import PlacementError
+
+    try:
+        submission_run_config(spec, params)
+    except PlacementError as err:
+        raise SpecError([f"{params_path}:1: affinity.compute_pool: {err}"]) from None
+    except SecretScopeError as err:
+        raise SpecError([f"{params_path}:1: secrets_scope: {err}"]) from None
+
+
 def run_spec(path: Path, select: list[str] | None = None, params_path: Path | None = None) -> int:
     profile = active_profile()
     loaded = load_spec(path)
@@ -34,7 +48,9 @@ def run_spec(path: Path, select: list[str] | None = None, params_path: Path | No
     spec = loaded.spec
     tags: dict[str, str] = {}
     if params_path is not None:
-        tags.update(runtime_run_tags(load_runtime_params(params_path)))
+        params = load_runtime_params(params_path)
+        _check_submission(spec, params, params_path)
+        tags.update(runtime_run_tags(params))
     selection = None
     if select:
         unknown = [n for n in select if n not in {node.id for node in spec.nodes}]

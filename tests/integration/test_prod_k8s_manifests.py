@@ -159,3 +159,19 @@ def test_quantos_manifests_rejects_an_unknown_compute_pool(tmp_path: Path, capsy
     assert main(["manifests", str(SEED), "-o", str(tmp_path / "o"), "--params", str(bad)]) == 1
     err = capsys.readouterr().err.strip()
     assert err == f"{bad}: compute_pool 'tpu' does not exist (pools: cpu, cpu_spot, gpu, gpu_spot)"
+
+
+def test_quantos_run_refuses_params_production_could_not_honour(data_dir, tmp_path: Path, capsys) -> None:
+    import json
+
+    from quantos_assets.cli.main import main
+
+    params = json.loads(PARAMS.read_text())
+    params["affinity"]["compute_pool"] = "gpu_huge"
+    bad = tmp_path / "params.json"
+    bad.write_text(json.dumps(params))
+    assert main(["run", str(SEED), "--params", str(bad)]) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == [
+        f"{bad}:1: affinity.compute_pool: compute_pool 'gpu_huge' does not exist (pools: cpu, cpu_spot, gpu, gpu_spot)"
+    ]
