@@ -14,7 +14,7 @@ import re
 from typing import Any
 
 from quantos_assets.placement import Pool, choose_pool, load_pools
-from quantos_assets.spec.models import EXTERNAL_KINDS, DagSpec, Node, Priority, RuntimeParams
+from quantos_assets.spec.models import EXTERNAL_KINDS, DagSpec, Node, RuntimeParams
 
 K8S_CONFIG_TAG = "dagster-k8s/config"
 LABEL_PREFIX = "quantos.io/"

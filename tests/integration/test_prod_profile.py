@@ -106,7 +106,11 @@ def materialized(prod_env):
 
 def test_prod_yaml_puts_dagster_storage_in_postgres(prod_env, materialized) -> None:
     from dagster_k8s import K8sRunLauncher
-    from dagster_postgres import PostgresEventLogStorage, PostgresRunStorage, PostgresScheduleStorage
+    from dagster_postgres import (
+        PostgresEventLogStorage,
+        PostgresRunStorage,
+        PostgresScheduleStorage,
+    )
 
     _defs, instance, result = materialized
     assert isinstance(instance.run_storage, PostgresRunStorage)

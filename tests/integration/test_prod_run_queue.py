@@ -117,7 +117,7 @@ def prod_queue(pg_url, tmp_path, monkeypatch):
             try:
                 client.ping("ready")
                 break
-            except Exception:  # noqa: BLE001 - not listening yet
+            except Exception:
                 if time.monotonic() > deadline or server.poll() is not None:
                     raise
                 time.sleep(0.3)
@@ -169,7 +169,7 @@ def test_team_limit_holds_while_runs_are_queued(prod_queue) -> None:
     deadline = time.monotonic() + 180
     while time.monotonic() < deadline:
         list(daemon.run_iteration(ctx))
-        for team in peak:
+        for team in ("research", "execution"):
             running = instance.get_runs_count(
                 RunsFilter(statuses=list(IN_PROGRESS_RUN_STATUSES), tags={"quantos/team": team})
             )
