@@ -1,7 +1,11 @@
 # The README's two commands: `make run` and `make test`. Each installs first.
 SHELL := /bin/bash
 PYTHON ?= python3
+# uv from PATH if present, else as a module of the interpreter that has it.
+UV := $(shell command -v uv 2>/dev/null)
+ifeq ($(UV),)
 UV := $(PYTHON) -m uv
+endif
 HOST ?= 127.0.0.1
 PORT ?= 3000
 
