@@ -26,4 +26,10 @@ def check_calendar_blocks(spec: DagSpec) -> list[tuple[str, str]]:
             )
         if freshness.max_lag_sessions is None and freshness.deadline is None:
             problems.append(("freshness", "give max_lag_sessions, deadline or both"))
+    if partitions is None:
+        for i, node in enumerate(spec.nodes):
+            if node.backfill is not None:
+                problems.append(
+                    (f"nodes[{i}].backfill", "backfill applies to session partitions: add a partitions block")
+                )
     return problems

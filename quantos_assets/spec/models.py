@@ -95,6 +95,9 @@ class DefaultResources(Strict):
     default: Resources = Field(default_factory=Resources)
 
 
+BackfillPolicyName = Literal["per_session", "single_run"]
+
+
 class Node(Strict):
     id: Identifier
     kind: NodeKind
@@ -104,6 +107,10 @@ class Node(Strict):
     resources: Resources | None = None
     ins: list[Identifier] = Field(default_factory=list)
     outs: list[Identifier] = Field(default_factory=list)
+    # How a backfill of many sessions runs this node (needs a partitions block):
+    # per_session = one run per session; single_run = one run over the range.
+    # None: the spec's partitions.backfill.
+    backfill: BackfillPolicyName | None = None
 
 
 class Edge(Strict):
@@ -161,6 +168,8 @@ class Partitions(Strict):
 
     calendar: str
     start: date
+    # Default backfill policy of every node; a node's own `backfill` overrides it.
+    backfill: BackfillPolicyName = "per_session"
 
     _calendar = field_validator("calendar")(classmethod(lambda cls, v: _known_calendar(v)))
 
@@ -253,6 +262,12 @@ class DagSpec(Strict):
             mem=own.mem if own.mem is not None else base.mem,
             gpu=own.gpu if own.gpu is not None else base.gpu,
         )
+
+    def backfill_policy(self, node: Node) -> BackfillPolicyName | None:
+        """The node's backfill policy; None when the spec has no session partitions."""
+        if self.partitions is None:
+            return None
+        return node.backfill or self.partitions.backfill
 
 
 class Affinity(Strict):
