@@ -202,6 +202,38 @@ class Freshness(Strict):
         return value if value is None else _market_time(value)
 
 
+# A Kafka topic name, or a librdkafka-style regex (leading ^) over topic names.
+KafkaTopic = Annotated[str, StringConstraints(pattern=r"^(\^.+|[A-Za-z0-9._-]{1,249})$")]
+
+
+class KafkaLag(Strict):
+    """Run the pipeline when a consumer group falls `threshold` messages behind (seed 000 §4.2)."""
+
+    topic: KafkaTopic
+    group: Annotated[str, StringConstraints(min_length=1, max_length=255)]
+    threshold: StrictInt = Field(ge=1)
+    # Debounce: at most one run per min_interval, however long the lag lasts.
+    min_interval: Duration = 30.0
+
+    @field_validator("topic")
+    @classmethod
+    def _compiles(cls, value: str) -> str:
+        if value.startswith("^"):
+            import re
+
+            try:
+                re.compile(value)
+            except re.error as err:
+                raise ValueError(f"topic pattern {value!r} is not a valid regex: {err}") from None
+        return value
+
+
+class Trigger(Strict):
+    """One event trigger of a pipeline; Kafka consumer lag is the one kind so far."""
+
+    kafka_lag: KafkaLag
+
+
 class DagSpec(Strict):
     """A compiler-emitted pipeline; a validated instance also passes the graph rules."""
 
@@ -216,6 +248,7 @@ class DagSpec(Strict):
     schedule: Schedule | None = None
     partitions: Partitions | None = None
     freshness: Freshness | None = None
+    triggers: list[Trigger] = Field(default_factory=list)
 
     _by_id: dict[str, Node] | None = PrivateAttr(default=None)
 
