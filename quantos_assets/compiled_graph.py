@@ -55,6 +55,7 @@ def describe_pipeline(pipeline: PipelineDefs) -> dict[str, Any]:
                     ),
                     "owners": list(spec.owners),
                     "tags": dict(spec.tags),
+                    **_backfill(item),
                 }
             )
     partitioned = next(
@@ -69,3 +70,11 @@ def describe_pipeline(pipeline: PipelineDefs) -> dict[str, Any]:
         "run_tags": dict(pipeline.job.tags or {}),
         "assets": assets,
     }
+
+
+def _backfill(item: AssetsDefinition) -> dict[str, Any]:
+    """How a backfill runs the asset: one run per session or one ranged run."""
+    policy = item.backfill_policy
+    if item.partitions_def is None or policy is None:
+        return {}
+    return {"backfill": "single_run" if policy.max_partitions_per_run is None else "per_session"}

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import inspect
 import sys
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -17,14 +17,15 @@ from dagster import (
     AssetIn,
     AssetKey,
     AssetOut,
-    AssetSelection,
     AssetsDefinition,
+    AssetSelection,
     AssetSpec,
+    BackfillPolicy,
+    DynamicPartitionsDefinition,
     Failure,
     MaterializeResult,
     Output,
     RetryPolicy,
-    DynamicPartitionsDefinition,
     define_asset_job,
     multi_asset,
 )
@@ -35,12 +36,14 @@ from dagster._core.definitions.unresolved_asset_job_definition import (
 from quantos_assets.bulk_build import cyclic_gc_paused
 from quantos_assets.calendars.partitions import session_partitions
 from quantos_assets.k8s.step_config import K8S_CONFIG_TAG, step_k8s_config
-from quantos_assets.kinds.base import NodeRun, NodeRunError
+from quantos_assets.kinds.base import NodeRun, NodeRunError, Runner
 from quantos_assets.kinds.registry import EXTERNAL_KINDS, dagster_kinds, runner_for
 from quantos_assets.placement import choose_pool
 from quantos_assets.run_tags import TAG_KIND, TAG_NODE, TAG_POOL, spec_run_tags, tag_value
 from quantos_assets.spec.loader import LoadedSpec
 from quantos_assets.spec.models import DagSpec, Node
+from resources.iceberg_tables import PARTITION_COLUMN
+from resources.partition_slices import PartitionSlices
 
 
 @dataclass(frozen=True)
@@ -133,6 +136,7 @@ def _node_asset(
     pool: str,
     partitions_def: DynamicPartitionsDefinition | None = None,
 ) -> AssetsDefinition:
+    policy = spec.backfill_policy(node)
     runner = runner_for(node.kind)
     retry = spec.slo.retry
     out_names = {out.key: name for name, out in outs.items()}
@@ -140,14 +144,23 @@ def _node_asset(
     def _compute(context, **inputs):  # type: ignore[no-untyped-def]
         # Unannotated on purpose: Dagster resolves a decorated function's type hints
         # several times per op, and string annotations made that most of load time.
-        try:
-            values = runner.run(
-                context, NodeRun(spec=spec, node=node, spec_dir=spec_dir, inputs=inputs)
-            )
-        except NodeRunError as err:
-            # A node that cannot run here will not run on a retry either; its own
-            # code failing (or a remote system) is retried under slo.retry.
-            raise Failure(description=str(err), allow_retries=err.retryable) from None
+        if partitions_def is None or context.has_partition_key:
+            session = context.partition_key if partitions_def is not None else None
+            values = _run_node(context, runner, NodeRun(spec, node, spec_dir, inputs, session))
+        else:
+            # A single_run backfill: one step over the range, the node run once per
+            # session on that session's slice of its inputs, so each session holds
+            # exactly what its own run would have produced.
+            sessions = list(context.partition_keys)
+            by_session = {
+                s: _run_node(context, runner, NodeRun(spec, node, spec_dir, session_inputs(inputs, s), s))
+                for s in sessions
+            }
+            values = {
+                out: PartitionSlices({s: by_session[s][out] for s in sessions})
+                for out in node.outs
+                if all(out in by_session[s] for s in sessions)
+            }
         if not node.outs:
             yield MaterializeResult(asset_key=next(iter(out_names)))
             return
@@ -182,7 +195,38 @@ def _node_asset(
         },
         required_resource_keys=set(runner.required_resource_keys),
         partitions_def=partitions_def,
+        backfill_policy=(
+            None
+            if policy is None
+            else BackfillPolicy.single_run() if policy == "single_run" else BackfillPolicy.multi_run(1)
+        ),
     )(_compute)
+
+
+def _run_node(context, runner: Runner, run: NodeRun) -> dict[str, Any]:  # type: ignore[no-untyped-def]
+    try:
+        return runner.run(context, run)
+    except NodeRunError as err:
+        # A node that cannot run here will not run on a retry either; its own
+        # code failing (or a remote system) is retried under slo.retry.
+        raise Failure(description=str(err), allow_retries=err.retryable) from None
+
+
+def session_inputs(inputs: Mapping[str, Any], session: str) -> dict[str, Any]:
+    """One session's part of inputs loaded for a range: the rows stored under its
+    partition key, or its artifact."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    sliced: dict[str, Any] = {}
+    for name, value in inputs.items():
+        if isinstance(value, pa.Table) and PARTITION_COLUMN in value.column_names:
+            sliced[name] = value.filter(pc.equal(value[PARTITION_COLUMN], session))
+        elif isinstance(value, dict):
+            sliced[name] = value[session]
+        else:
+            sliced[name] = value
+    return sliced
 
 
 def _compute_signature_template(context, **inputs):  # type: ignore[no-untyped-def]

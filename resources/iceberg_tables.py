@@ -14,7 +14,7 @@ from __future__ import annotations
 import os
 import time
 import uuid
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from urllib.parse import quote
@@ -149,14 +149,34 @@ def write_table(
     Creates the namespace and the table on first write (in the same commit as the data),
     evolves the schema by name when new columns appear, and retries on a concurrent commit.
     """
-    if partition_key is not None:
-        data = with_partition_column(data, partition_key)
+    slices = None if partition_key is None else {partition_key: data}
+    return write_partitions(catalog, identifier, data, slices, snapshot_properties, snapshots_to_keep)
+
+
+def write_partitions(
+    catalog: Catalog,
+    identifier: tuple[str, str],
+    data: pa.Table | None,
+    slices: Mapping[str, pa.Table] | None,
+    snapshot_properties: dict[str, str] | None = None,
+    snapshots_to_keep: int = SNAPSHOTS_TO_KEEP_DEFAULT,
+) -> WriteResult:
+    """Replace several partitions (a ranged run's sessions) in ONE commit, or the whole
+    table when `slices` is None (then `data` is the table). A reader never sees some
+    sessions of a range rewritten and others not."""
+    if slices is not None:
+        if not slices:
+            raise LakeTableError(f"{'.'.join(identifier)}: a partitioned write needs at least one partition")
+        slices = {key: with_partition_column(part, key) for key, part in slices.items()}
+        parts = list(slices.values())
+        data = parts[0] if len(parts) == 1 else pa.concat_tables(parts, promote_options="permissive")
+    assert data is not None
     props = dict(snapshot_properties or {})
     catalog.create_namespace_if_not_exists(identifier[0])
     last_error: Exception | None = None
     for attempt in range(_COMMIT_ATTEMPTS):
         try:
-            return _write_once(catalog, identifier, data, partition_key, props, snapshots_to_keep)
+            return _write_once(catalog, identifier, data, slices, props, snapshots_to_keep)
         except (CommitFailedException, TableAlreadyExistsError) as exc:
             last_error = exc
             time.sleep(0.05 * (attempt + 1))
@@ -169,19 +189,19 @@ def _write_once(
     catalog: Catalog,
     identifier: tuple[str, str],
     data: pa.Table,
-    partition_key: str | None,
+    slices: Mapping[str, pa.Table] | None,
     props: dict[str, str],
     snapshots_to_keep: int,
 ) -> WriteResult:
-    txn = _open_transaction(catalog, identifier, data.schema, partitioned=partition_key is not None)
+    txn = _open_transaction(catalog, identifier, data.schema, partitioned=slices is not None)
     # Every `txn.table_metadata` access deep-copies the metadata: read it as rarely as possible.
     metadata = txn.table_metadata
     partitioned = not metadata.spec().is_unpartitioned()
-    if partitioned != (partition_key is not None):
+    if partitioned != (slices is not None):
         kind = "partitioned" if partitioned else "unpartitioned"
         raise LakeTableError(
             f"{'.'.join(identifier)} is {kind} in Iceberg but this materialization is "
-            f"{'not ' if partition_key is None else ''}partitioned"
+            f"{'not ' if slices is None else ''}partitioned"
         )
     if _has_new_columns(metadata.schema(), data.schema):
         with txn.update_schema() as update:
@@ -190,8 +210,14 @@ def _write_once(
     schema = metadata.schema()
     _check_pyarrow_schema_compatible(schema, data.schema, format_version=metadata.format_version)
 
-    new_files = _write_data_files(txn._table.io, metadata, data, partition_key)
-    replaced = _live_files(txn._table, metadata, partition_key)
+    if slices is None:
+        new_files = _write_data_files(txn._table.io, metadata, data, None)
+        replaced = _live_files(txn._table, metadata, None)
+    else:
+        new_files = [
+            f for key, part in slices.items() for f in _write_data_files(txn._table.io, metadata, part, key)
+        ]
+        replaced = _live_files(txn._table, metadata, list(slices))
     if replaced:
         producer = txn.update_snapshot(snapshot_properties=props).overwrite()
         for data_file in replaced:
@@ -327,12 +353,14 @@ def _with_field_ids(data: pa.Table, schema: Schema) -> pa.Table:
     return pa.Table.from_arrays(data.columns, schema=pa.schema(fields))
 
 
-def _live_files(table: Table, metadata: TableMetadata, partition_key: str | None) -> list[DataFile]:
-    """Data files the write replaces: all of them, or those of one partition (pruned by manifest)."""
+def _live_files(
+    table: Table, metadata: TableMetadata, partition_keys: Sequence[str] | None
+) -> list[DataFile]:
+    """Data files the write replaces: all of them, or those of some partitions (pruned by manifest)."""
     snapshot = metadata.current_snapshot()
     if snapshot is None:
         return []
-    scan = table.scan(snapshot_id=snapshot.snapshot_id, row_filter=_partition_filter(partition_key))
+    scan = table.scan(snapshot_id=snapshot.snapshot_id, row_filter=_partition_filter(partition_keys))
     return [task.file for task in scan.plan_files()]
 
 
@@ -438,5 +466,6 @@ __all__ = [
     "read_partitions",
     "read_table",
     "with_partition_column",
+    "write_partitions",
     "write_table",
 ]

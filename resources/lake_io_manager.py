@@ -31,8 +31,10 @@ from resources.iceberg_tables import (
     open_sql_catalog,
     read_partitions,
     read_table,
+    write_partitions,
     write_table,
 )
+from resources.partition_slices import PartitionSlices
 
 # Run tags written by quantos_assets.run_tags (resources/ must not import it).
 TAG_VERSION = "quantos/version"
@@ -65,7 +67,9 @@ class LakeIOManager(dg.ConfigurableIOManager):
 
     def handle_output(self, context: dg.OutputContext, obj: object) -> None:
         key = _asset_key(context)
-        if isinstance(obj, (pa.Table, pd.DataFrame)):
+        if isinstance(obj, PartitionSlices):
+            context.add_output_metadata(self._store_slices(context, key, obj))
+        elif isinstance(obj, (pa.Table, pd.DataFrame)):
             partition_key = context.partition_key if context.has_partition_key else None
             result = self.write_arrow(
                 key.path[0],
@@ -142,6 +146,35 @@ class LakeIOManager(dg.ConfigurableIOManager):
     def read_arrow(self, namespace: str, name: str, snapshot_id: int | None) -> pa.Table:
         """The table read path of load_input: exactly one snapshot (None: current)."""
         return read_table(self.catalog(), (namespace, name), snapshot_id)
+
+    def _store_slices(
+        self, context: dg.OutputContext, key: dg.AssetKey, obj: PartitionSlices
+    ) -> dict[str, Any]:
+        """A ranged run's sessions, all replaced in one Iceberg commit."""
+        expected = list(context.asset_partition_keys) if context.has_asset_partitions else []
+        if sorted(obj.keys) != sorted(expected):
+            raise LakeIOError(
+                f"asset {key.to_user_string()}: ranged output holds partitions {obj.keys}, "
+                f"the run targets {expected}"
+            )
+        bad = [k for k, v in obj.values.items() if not isinstance(v, (pa.Table, pd.DataFrame))]
+        if bad:
+            raise LakeIOError(
+                f"asset {key.to_user_string()}: a single_run backfill stores tables only, got "
+                f"{type(obj.values[bad[0]]).__name__} for {bad[0]}; give the node backfill: per_session"
+            )
+        result = write_partitions(
+            self.catalog(),
+            (key.path[0], key.path[-1]),
+            None,
+            {k: normalise_arrow(_to_arrow(v)) for k, v in obj.values.items()},
+            {"dagster.run-id": context.run_id, "dagster.asset-key": key.to_user_string()},
+            snapshots_to_keep=self.snapshots_to_keep,
+        )
+        metadata = _table_metadata(result, None)
+        metadata["partition_range"] = f"{obj.keys[0]}...{obj.keys[-1]}"
+        metadata["partitions"] = dg.MetadataValue.int(len(obj.keys))
+        return metadata
 
     def _fileio_properties(self) -> dict[str, str]:
         props = {

@@ -18,18 +18,10 @@ from dagster import (
     sensor,
 )
 
-from quantos_assets.calendars.partitions import partitions_name, session_keys
-from quantos_assets.calendars.sessions import exchange_timezone, today_in
+from quantos_assets.calendars.partitions import missing_session_keys, partitions_name
 from quantos_assets.pipeline_assets import PipelineDefs
-from quantos_assets.spec.models import DagSpec
 
 SYNC_INTERVAL_SECONDS = 3600
-
-
-def missing_sessions(spec: DagSpec, existing: set[str], now: datetime) -> list[str]:
-    assert spec.partitions is not None
-    today = today_in(exchange_timezone(spec.partitions.calendar), now)
-    return [k for k in session_keys(spec, today) if k not in existing]
 
 
 def build_session_sync(
@@ -47,7 +39,7 @@ def build_session_sync(
     )
     def _sync(context: SensorEvaluationContext):  # type: ignore[no-untyped-def]
         existing = set(context.instance.get_dynamic_partitions(name))
-        missing = missing_sessions(spec, existing, clock())
+        missing = missing_session_keys(spec, existing, clock())
         if not missing:
             return SkipReason("every session up to today is a partition")
         return SensorResult(dynamic_partitions_requests=[dynamic_add(name, missing)])

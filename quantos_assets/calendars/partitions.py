@@ -8,7 +8,7 @@ docs/decisions.md, "Session partitions are dynamic partitions kept in sync".
 """
 from __future__ import annotations
 
-from datetime import date
+from datetime import date, datetime
 
 from dagster import DynamicPartitionsDefinition
 
@@ -33,3 +33,10 @@ def session_keys(spec: DagSpec, end: date | None = None) -> list[str]:
     code = spec.partitions.calendar
     last = end or today_in(exchange_timezone(code))
     return [d.isoformat() for d in sessions_between(code, spec.partitions.start, last)]
+
+
+def missing_session_keys(spec: DagSpec, existing: set[str], now: datetime | None = None) -> list[str]:
+    """Sessions up to today on the exchange (at `now`) that are not partition keys yet."""
+    assert spec.partitions is not None
+    today = today_in(exchange_timezone(spec.partitions.calendar), now)
+    return [k for k in session_keys(spec, today) if k not in existing]

@@ -65,6 +65,10 @@ def _parser() -> argparse.ArgumentParser:
 
     add_manifests_parser(sub)
 
+    from quantos_assets.cli.sessions import add_parser as add_sessions_parser
+
+    add_sessions_parser(sub)
+
     t = sub.add_parser("ticks", help="preview a spec's schedule: every fire time and its partition")
     t.add_argument("path", type=Path)
     t.add_argument("--start", required=True, type=_iso_date, help="first session date (YYYY-MM-DD)")

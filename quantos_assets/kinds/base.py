@@ -41,10 +41,15 @@ class NodeRun:
     # Upstream values keyed by the `ins` name; ins produced by external
     # (flink/materialize_view) nodes are absent: they are dependencies only.
     inputs: dict[str, NodeValue] = field(default_factory=dict)
+    # The exchange session this run computes (a session-partitioned spec); in a
+    # single_run backfill the step runs the node once per session of its range.
+    session: str | None = None
 
     @property
     def label(self) -> str:
-        return f"{self.spec.pipeline_id}.{self.node.id}"
+        """pipeline.node [session], as operators name a task (seed 002)."""
+        where = f" [{self.session}]" if self.session else ""
+        return f"{self.spec.pipeline_id}.{self.node.id}{where}"
 
 
 class Runner(Protocol):

@@ -9,6 +9,9 @@ which passes everything through Pipes `extras`:
     outs        the node's out names, in order
     out_dir     where each out is written: `{out}.arrow` (a table) or `{out}.bin` (bytes)
     error_path  where the one-line error goes if the entrypoint raises
+    session     the exchange session being computed (None if the spec has no
+                session partitions); in a single_run backfill it differs from the
+                run's partition key, which is a range
 
 Calling convention: `fn(**inputs, **params)`; table inputs arrive as
 `pyarrow.Table`, binary (artifact) inputs as `bytes`. With one out, `fn`

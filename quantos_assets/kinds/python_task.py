@@ -48,6 +48,8 @@ class PythonTaskRunner:
                 "outs": list(node.outs),
                 "out_dir": str(work / "out"),
                 "error_path": str(work / "error.txt"),
+                # The partition key of a ranged run is not one session: name it.
+                "session": run.session,
             }
             try:
                 client.run(

@@ -66,7 +66,7 @@ class SqlRunner:
                 raise NodeRunError(f"{run.label}: out '{out}': {err}") from None
             results[out] = table
             views[out] = table
-            context.log.info(f"{run.label}.{out}: {table.num_rows} rows")
+            context.log.info(f"{run.label}: {out}: {table.num_rows} rows")
         return results
 
     def transpile(self, sql: str, label: str, out: str) -> tuple[str, set[str]]:

@@ -1,7 +1,8 @@
 """One exchange session's synthetic bars: the example of a session-partitioned python_task.
 
-The session comes from the run's partition (through dagster-pipes), so the same
-entrypoint serves the daily schedule and a backfill of any session range.
+The session comes from the run (the Pipes extra `session`, set per session in a
+ranged backfill run), so the same entrypoint serves the daily schedule and a
+backfill of any session range.
 """
 from __future__ import annotations
 
@@ -15,7 +16,8 @@ def bars(symbols: int = 5, seed: int = 7, session: str | None = None) -> pa.Tabl
     if session is None:
         from dagster_pipes import PipesContext
 
-        session = PipesContext.get().partition_key
+        context = PipesContext.get()
+        session = context.extras.get("session") or context.partition_key
     if session is None:
         raise ValueError("bars needs a session: run it on a session partition")
     base = int(hashlib.sha256(f"{seed}:{session}".encode()).hexdigest()[:8], 16)
