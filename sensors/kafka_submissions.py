@@ -1,0 +1,218 @@
+"""kafka_submissions: compiler submissions from a Kafka topic become runs, each exactly once.
+
+Seed 000 puts a job queue in front of the workflow engine. A message is
+`{"dag_spec": {...} | "spec_ref": "...", "runtime_params": {...}}`; it names a pipeline of
+this code location and becomes one run of its job, the runtime params as run tags.
+
+Exactly once across restarts, with Kafka's committed offsets as the source of truth:
+- a tick reads from the group's committed offsets and returns run requests keyed by
+  topic/partition/offset, plus a cursor naming the offsets it has *not yet* committed;
+- Dagster records the requests and the cursor together (the daemon reserves run ids with
+  the cursor before submitting, and resumes an interrupted tick), and only then evaluates
+  the next tick, which commits those offsets before it reads anything.
+A crash before the requests are recorded re-reads the same messages (same run keys, so
+Dagster's run-key check drops what did get launched); a crash after re-commits the same
+offsets. An invalid message is written to the dead-letter topic with its error (and logged
+on the tick) and its offset is committed like any other: the queue never sticks on it.
+"""
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from dagster import DefaultSensorStatus, RunRequest, SensorDefinition, SensorResult, sensor
+from pydantic import BaseModel, ConfigDict, ValidationError, model_validator
+
+from quantos_assets.pipeline_assets import PipelineDefs
+from quantos_assets.run_tags import runtime_run_tags
+from quantos_assets.spec.errors import SpecError
+from quantos_assets.spec.loader import load_runtime_params, load_spec_text
+from resources.kafka_client import KafkaClient, KafkaProblem, KafkaSettings, Message, kafka_settings
+
+SENSOR_NAME = "kafka_submissions"
+TAG_KAFKA_MESSAGE = "quantos/kafka_message"
+
+
+class SubmissionMessage(BaseModel):
+    """The message body; the spec and params inside are checked by the spec loader."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    dag_spec: dict[str, Any] | None = None
+    spec_ref: str | None = None
+    runtime_params: dict[str, Any]
+
+    @model_validator(mode="after")
+    def _one_spec(self) -> SubmissionMessage:
+        if (self.dag_spec is None) == (self.spec_ref is None):
+            raise ValueError("give exactly one of dag_spec and spec_ref")
+        return self
+
+
+@dataclass(frozen=True)
+class Accepted:
+    message: Message
+    pipeline_id: str
+    tags: dict[str, str]
+
+    @property
+    def run_key(self) -> str:
+        return message_id(self.message)
+
+
+@dataclass(frozen=True)
+class Rejected:
+    message: Message
+    error: str
+
+
+def message_id(msg: Message) -> str:
+    return f"{msg.topic}/{msg.partition}/{msg.offset}"
+
+
+def pipeline_refs(pipelines: list[PipelineDefs]) -> dict[str, PipelineDefs]:
+    """What a spec_ref may say: the pipeline_id, or the registry file's name or stem."""
+    refs: dict[str, PipelineDefs] = {}
+    for p in pipelines:
+        if p.source is not None:
+            refs[p.source.name] = p
+            refs[p.source.stem] = p
+    for p in pipelines:
+        refs[p.spec.pipeline_id] = p
+    return refs
+
+
+def parse_submission(msg: Message, refs: Mapping[str, PipelineDefs]) -> Accepted | Rejected:
+    """One message -> a run of a known pipeline, or the one-line reason it cannot be one."""
+    where = message_id(msg)
+    try:
+        body = json.loads(msg.value or b"")
+    except (json.JSONDecodeError, UnicodeDecodeError) as err:
+        return Rejected(msg, f"{where}: not JSON ({err})")
+    try:
+        sub = SubmissionMessage.model_validate(body)
+    except ValidationError as err:
+        first = err.errors()[0]
+        path = ".".join(str(p) for p in first["loc"]) or "message"
+        return Rejected(msg, f"{where}: {path}: {first['msg'].removeprefix('Value error, ')}")
+    try:
+        params = load_runtime_params(sub.runtime_params, name=f"{where} runtime_params")
+        if sub.spec_ref is not None:
+            pipeline = refs.get(sub.spec_ref)
+            if pipeline is None:
+                return Rejected(msg, f"{where}: spec_ref: unknown pipeline {sub.spec_ref!r}")
+        else:
+            loaded = load_spec_text(json.dumps(sub.dag_spec), f"{where} dag_spec", "json")
+            pid = loaded.spec.pipeline_id
+            pipeline = refs.get(pid)
+            if pipeline is None or pipeline.spec.pipeline_id != pid:
+                return Rejected(
+                    msg,
+                    f"{where}: dag_spec.pipeline_id: unknown pipeline {pid!r} "
+                    "(add its spec to the spec registry and reload the code location)",
+                )
+            if loaded.spec.model_dump(mode="json") != pipeline.spec.model_dump(mode="json"):
+                return Rejected(
+                    msg,
+                    f"{where}: dag_spec: differs from the registered spec of {pid!r} "
+                    "(update the spec registry and reload, or submit a spec_ref)",
+                )
+    except SpecError as err:
+        return Rejected(msg, "; ".join(err.lines))
+    tags = {**runtime_run_tags(params), TAG_KAFKA_MESSAGE: where}
+    return Accepted(msg, pipeline.spec.pipeline_id, tags)
+
+
+@dataclass(frozen=True)
+class SubmissionCursor:
+    """Offsets read and handed to Dagster but not yet committed to Kafka."""
+
+    topic: str
+    pending: dict[int, int]
+
+    @classmethod
+    def parse(cls, raw: str | None, topic: str) -> SubmissionCursor:
+        data = json.loads(raw) if raw else {}
+        if data.get("topic") != topic:
+            return cls(topic, {})
+        return cls(topic, {int(p): int(o) for p, o in data.get("pending", {}).items()})
+
+    def dump(self) -> str:
+        return json.dumps({"topic": self.topic, "pending": {str(p): o for p, o in sorted(self.pending.items())}})
+
+
+def evaluate(cursor: str | None, settings: KafkaSettings, refs: Mapping[str, PipelineDefs], log: Any) -> SensorResult:
+    """One tick: commit what the previous tick handed over, read on, turn messages into runs."""
+    topic = settings.submissions_topic
+    state = SubmissionCursor.parse(cursor, topic)
+    client = KafkaClient(settings.bootstrap or "", settings.timeout_s)
+    try:
+        with client.consumer(settings.group) as consumer:
+            partitions = consumer.partitions(topic)
+            committed = consumer.committed(topic, partitions)
+            # Forward only: another orchestrator (or an operator) may have moved the group on.
+            due = {p: o for p, o in state.pending.items() if o > committed.get(p, -1)}
+            consumer.commit(topic, due)
+            committed.update(due)
+            messages = consumer.read(topic, committed, settings.max_per_tick)
+    except KafkaProblem as err:
+        # Nothing is lost: the pending offsets stay in the cursor until a commit succeeds.
+        return SensorResult(skip_reason=str(err), cursor=state.dump())
+    outcomes = [parse_submission(m, refs) for m in messages]
+    rejected = [o for o in outcomes if isinstance(o, Rejected)]
+    if rejected:
+        try:
+            client.produce(settings.dead_letter_topic, [_dead_letter(r) for r in rejected])
+        except KafkaProblem as err:
+            # Retry the whole batch next tick (same run keys) rather than drop an error record.
+            return SensorResult(skip_reason=str(err), cursor=SubmissionCursor(topic, {}).dump())
+        for r in rejected:
+            log.error(f"rejected submission, sent to {settings.dead_letter_topic}: {r.error}")
+    pending = {m.partition: m.offset + 1 for m in messages}
+    requests = [
+        RunRequest(run_key=a.run_key, job_name=a.pipeline_id, tags=a.tags)
+        for a in outcomes
+        if isinstance(a, Accepted)
+    ]
+    next_cursor = SubmissionCursor(topic, pending).dump()
+    if requests:
+        return SensorResult(run_requests=requests, cursor=next_cursor)
+    if rejected:
+        return SensorResult(skip_reason=f"{len(rejected)} invalid submission(s) sent to {settings.dead_letter_topic}", cursor=next_cursor)
+    return SensorResult(skip_reason=f"no new submissions on {topic}", cursor=next_cursor)
+
+
+def _dead_letter(r: Rejected) -> tuple[bytes, bytes | None, dict[str, str]]:
+    """Keyed by the source offset, so a record repeated after a crash is recognisably the same."""
+    m = r.message
+    return message_id(m).encode(), m.value, {
+        "quantos.error": r.error,
+        "quantos.source": message_id(m),
+    }
+
+
+def build_kafka_submissions(
+    pipelines: list[PipelineDefs], settings: KafkaSettings | None = None
+) -> SensorDefinition | None:
+    """The submission sensor, or None when no broker is configured (QUANTOS_KAFKA_BOOTSTRAP)."""
+    settings = settings or kafka_settings()
+    if not settings.enabled:
+        return None
+    refs = pipeline_refs(pipelines)
+
+    @sensor(
+        name=SENSOR_NAME,
+        jobs=[p.job for p in pipelines] or None,
+        minimum_interval_seconds=10,
+        default_status=DefaultSensorStatus.RUNNING,
+        description=(
+            f"Runs compiler submissions from Kafka topic {settings.submissions_topic} "
+            f"(group {settings.group}); invalid ones go to {settings.dead_letter_topic}."
+        ),
+    )
+    def kafka_submissions(context):  # type: ignore[no-untyped-def]
+        return evaluate(context.cursor, settings, refs, context.log)
+
+    return kafka_submissions

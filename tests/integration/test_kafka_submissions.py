@@ -1,0 +1,134 @@
+"""kafka_submissions against a real Kafka-protocol broker: what a compiler sends becomes runs,
+bad messages are dead-lettered, and a broker that is down or a topic that is missing is a
+skipped tick that loses nothing."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from dagster import build_sensor_context
+from kafka_broker import MockKafka
+
+from quantos_assets.pipeline_assets import PipelineDefs, build_pipeline
+from quantos_assets.spec.loader import load_spec
+from resources.kafka_client import KafkaSettings
+from sensors.kafka_submissions import build_kafka_submissions
+
+pytestmark = pytest.mark.integration
+
+SPEC = """\
+version: 1
+pipeline_id: xs_signal
+slo: {retry: {max_attempts: 2, backoff_sec: 0}}
+nodes:
+  - id: features
+    kind: trino_sql
+    params: {sql: "select 1 as x"}
+    outs: [feature_table]
+"""
+TOPIC = "orch.jobs"
+GROUP = "quantos-orchestrator"
+
+
+def _params(n: int, **extra: object) -> dict[str, object]:
+    return {"submission_id": f"sub-{n:03d}", "labels": {"team": "research"}, **extra}
+
+
+def _pipelines(tmp_path: Path) -> list[PipelineDefs]:
+    path = tmp_path / "specs" / "xs_signal.yaml"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(SPEC)
+    return [build_pipeline(load_spec(path))]
+
+
+def _settings(bootstrap: str, **kw: object) -> KafkaSettings:
+    return KafkaSettings(bootstrap=bootstrap, timeout_s=kw.pop("timeout_s", 3.0), **kw)  # type: ignore[arg-type]
+
+
+def _tick(sensor, cursor: str | None):  # type: ignore[no-untyped-def]
+    return sensor.evaluate_tick(build_sensor_context(cursor=cursor))
+
+
+def test_each_submission_becomes_one_run_and_bad_ones_are_dead_lettered(
+    kafka_broker: MockKafka, tmp_path: Path
+) -> None:
+    pipelines = _pipelines(tmp_path)
+    inline = json.loads(json.dumps(pipelines[0].spec.model_dump(mode="json", by_alias=True)))
+    kafka_broker.produce(TOPIC, [
+        {"spec_ref": "xs_signal", "runtime_params": _params(1, priority="high")},
+        {"dag_spec": inline, "runtime_params": _params(2)},
+        {"spec_ref": "xs_signal.yaml", "runtime_params": _params(3)},
+        b"{not json",
+        {"spec_ref": "no_such_pipeline", "runtime_params": _params(5)},
+        {"dag_spec": {**inline, "nodes": [{"id": "x", "kind": "bogus"}]}, "runtime_params": _params(6)},
+        {"spec_ref": "xs_signal", "runtime_params": {"env": "local"}},
+    ])
+    sensor = build_kafka_submissions(pipelines, _settings(kafka_broker.bootstrap))
+
+    first = _tick(sensor, None)
+    runs = {r.tags["quantos/submission_id"]: r for r in first.run_requests}
+    assert sorted(runs) == ["sub-001", "sub-002", "sub-003"]
+    assert {r.job_name for r in runs.values()} == {"xs_signal"}
+    assert runs["sub-001"].tags["dagster/priority"] == "10"  # runtime priority high
+    assert runs["sub-001"].tags["quantos/team"] == "research"
+    assert runs["sub-001"].run_key == runs["sub-001"].tags["quantos/kafka_message"]
+    assert len({r.run_key for r in first.run_requests}) == 3
+    # Handed to Dagster, not yet committed: a crash here re-reads them (same run keys).
+    assert all(o < 0 for o in kafka_broker.committed(TOPIC, GROUP).values())
+
+    dead = kafka_broker.read_all(f"{TOPIC}.dlq")
+    errors = sorted(dict(m.headers())["quantos.error"].decode() for m in dead)
+    assert len(errors) == 4
+    assert any("not JSON" in e for e in errors)
+    assert any("spec_ref: unknown pipeline 'no_such_pipeline'" in e for e in errors)
+    assert any("nodes[0].kind" in e for e in errors)
+    assert any("runtime_params" in e and "submission_id" in e for e in errors)
+    assert all("\n" not in e and "Traceback" not in e for e in errors)
+
+    second = _tick(sensor, first.cursor)
+    assert not second.run_requests
+    assert "no new submissions" in (second.skip_message or "")
+    assert kafka_broker.committed(TOPIC, GROUP) == kafka_broker.end_offsets(TOPIC)
+
+    kafka_broker.produce(TOPIC, [{"spec_ref": "xs_signal", "runtime_params": _params(8)}])
+    third = _tick(sensor, second.cursor)
+    assert [r.tags["quantos/submission_id"] for r in third.run_requests] == ["sub-008"]
+
+
+def test_unreachable_broker_and_missing_topic_skip_with_the_cause_and_lose_nothing(
+    kafka_broker: MockKafka, tmp_path: Path
+) -> None:
+    pipelines = _pipelines(tmp_path)
+    missing = build_kafka_submissions(pipelines, _settings(kafka_broker.bootstrap, submissions_topic="no.such.topic"))
+    result = _tick(missing, None)
+    assert not result.run_requests
+    assert "topic 'no.such.topic' does not exist" in result.skip_message
+
+    kafka_broker.produce(TOPIC, [{"spec_ref": "xs_signal", "runtime_params": _params(n)} for n in range(4)])
+    sensor = build_kafka_submissions(pipelines, _settings(kafka_broker.bootstrap, timeout_s=1.0))
+    first = _tick(sensor, None)
+    assert len(first.run_requests) == 4
+
+    kafka_broker.pause()  # the broker stops answering between recording and committing
+    try:
+        down = _tick(sensor, first.cursor)
+    finally:
+        kafka_broker.resume()
+    assert not down.run_requests
+    assert "Kafka" in down.skip_message and kafka_broker.bootstrap.split(",")[0] in down.skip_message
+    assert down.cursor == first.cursor  # the uncommitted offsets are still owed a commit
+
+    kafka_broker.produce(TOPIC, [{"spec_ref": "xs_signal", "runtime_params": _params(9)}])
+    recovered = _tick(sensor, down.cursor)
+    assert [r.tags["quantos/submission_id"] for r in recovered.run_requests] == ["sub-009"]
+    _tick(sensor, recovered.cursor)
+    assert kafka_broker.committed(TOPIC, GROUP) == kafka_broker.end_offsets(TOPIC)
+
+    nowhere = build_kafka_submissions(pipelines, _settings("127.0.0.1:1", timeout_s=1.0))
+    result = _tick(nowhere, None)
+    assert "Kafka broker unreachable at 127.0.0.1:1" in result.skip_message
+
+
+def test_without_a_broker_configured_there_is_no_submission_sensor(tmp_path: Path) -> None:
+    assert build_kafka_submissions(_pipelines(tmp_path), KafkaSettings(bootstrap=None)) is None
