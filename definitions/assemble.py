@@ -16,7 +16,7 @@ from quantos_assets.placement import PlacementError
 from quantos_assets.spec.loader import LoadedSpec
 from quantos_assets.spec_registry import scan_specs
 from resources.profile import Profile, active_profile, build_executor, build_resources
-from sensors.registry import build_triggers
+from sensors.registry import build_location_sensors, build_triggers
 
 log = logging.getLogger("quantos.definitions")
 INVALID_GROUP = "invalid_specs"
@@ -69,10 +69,11 @@ def definitions_for(
     invalid: dict[Path, list[str]] | None = None,
 ) -> Definitions:
     assets = [a for p in pipelines for a in p.assets]
-    triggers = build_triggers(pipelines)
+    triggers = [*build_triggers(pipelines), *build_location_sensors(pipelines)]
     with cyclic_gc_paused():
         defs = Definitions(
             assets=[*assets, *invalid_spec_markers(invalid or {})],
+            asset_checks=[c for p in pipelines for c in p.checks],
             jobs=[p.job for p in pipelines],
             schedules=[t for t in triggers if isinstance(t, ScheduleDefinition)],
             sensors=[t for t in triggers if isinstance(t, SensorDefinition)],

@@ -6,6 +6,10 @@ from typing import Union
 from dagster import ScheduleDefinition, SensorDefinition
 
 from quantos_assets.pipeline_assets import PipelineDefs
+from sensors.kafka_lag import build_lag_sensors
+from sensors.kafka_submissions import build_kafka_submissions
+from sensors.run_notifications import build_run_notifications
+from sensors.freshness import build_freshness_sensor
 from sensors.session_schedule import build_session_schedule
 from sensors.session_sync import build_session_sync
 
@@ -13,11 +17,21 @@ Trigger = Union[ScheduleDefinition, SensorDefinition]
 
 
 def build_triggers(pipelines: list[PipelineDefs]) -> list[Trigger]:
-    """Trading-calendar schedules and partition syncs (Kafka triggers: issue 5)."""
+    """Trading-calendar schedules, partition syncs and Kafka lag triggers, per spec."""
     triggers: list[Trigger] = []
     for pipeline in pipelines:
         if pipeline.spec.schedule is not None:
             triggers.append(build_session_schedule(pipeline))
         if pipeline.spec.partitions is not None:
             triggers.append(build_session_sync(pipeline))
+        if pipeline.checks:
+            triggers.append(build_freshness_sensor(pipeline))
+        triggers.extend(build_lag_sensors(pipeline))
     return triggers
+
+
+def build_location_sensors(pipelines: list[PipelineDefs]) -> list[SensorDefinition]:
+    """Sensors of the whole code location, present only when configured: the Kafka
+    submission queue (QUANTOS_KAFKA_BOOTSTRAP) and run notifications (Slack / webhook)."""
+    submissions = build_kafka_submissions(pipelines)
+    return [*([submissions] if submissions else []), *build_run_notifications(pipelines)]
