@@ -84,6 +84,16 @@ class MockKafka:
         finally:
             consumer.close()
 
+    def commit(self, topic: str, group: str, offsets: dict[int, int]) -> None:
+        """Commit offsets for a group, as one of its consumers would."""
+        from confluent_kafka import Consumer, TopicPartition
+
+        consumer = Consumer(self.config(**{"group.id": group}))
+        try:
+            consumer.commit(offsets=[TopicPartition(topic, p, o) for p, o in offsets.items()], asynchronous=False)
+        finally:
+            consumer.close()
+
     def end_offsets(self, topic: str) -> dict[int, int]:
         from confluent_kafka import Consumer
 
@@ -97,7 +107,7 @@ class MockKafka:
 
     def read_all(self, topic: str) -> list[Any]:
         """Every message of a topic (for checking a dead-letter topic)."""
-        from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
+        from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, TopicPartition
 
         consumer = Consumer(self.config(**{"group.id": "test-reader", "enable.partition.eof": True}))
         try:
@@ -107,7 +117,7 @@ class MockKafka:
                 for msg in consumer.consume(100, timeout=0.2):
                     if msg.error() is None:
                         out.append(msg)
-                    elif msg.error().code() == msg.error()._PARTITION_EOF:
+                    elif msg.error().code() == KafkaError._PARTITION_EOF:
                         eof.add(msg.partition())
                 if len(eof) == 4:
                     break
