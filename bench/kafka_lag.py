@@ -20,12 +20,12 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from dagster import build_sensor_context  # noqa: E402
+from dagster import build_sensor_context
 
-from quantos_assets.pipeline_assets import build_pipeline  # noqa: E402
-from quantos_assets.spec.loader import load_spec_text  # noqa: E402
-from resources.kafka_client import KafkaSettings  # noqa: E402
-from sensors.kafka_lag import build_lag_sensors  # noqa: E402
+from quantos_assets.pipeline_assets import build_pipeline
+from quantos_assets.spec.loader import load_spec_text
+from resources.kafka_client import KafkaSettings
+from sensors.kafka_lag import build_lag_sensors
 
 GROUP = "bench-consumers"
 SPEC = """\

@@ -54,10 +54,13 @@ def daemon_iteration(instance_ref: Any, when: float, crash_at: str | None = None
         location_name="quantos",
     )
     flags = {SENSOR_NAME: {crash_at: signal.SIGKILL}} if crash_at else None
-    with DagsterInstance.from_ref(instance_ref) as instance, freeze_time(when):
-        with create_test_daemon_workspace_context(InProcessWorkspaceLoadTarget(origin), instance) as ctx:
-            list(execute_sensor_iteration(
-                ctx, get_default_daemon_logger("SensorDaemon"), None, None, debug_crash_flags=flags))
+    with (
+        DagsterInstance.from_ref(instance_ref) as instance,
+        freeze_time(when),
+        create_test_daemon_workspace_context(InProcessWorkspaceLoadTarget(origin), instance) as ctx,
+    ):
+        list(execute_sensor_iteration(
+            ctx, get_default_daemon_logger("SensorDaemon"), None, None, debug_crash_flags=flags))
 
 
 def _killed_iteration(instance: DagsterInstance, when: float, crash_at: str) -> None:
