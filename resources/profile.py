@@ -37,6 +37,8 @@ class Profile:
     trino_catalog: str = "iceberg"
     trino_schema: str = "default"
     s3_region: str | None = None
+    # staging/prod outside a cluster (a laptop, CI): where image-only python_task pods go
+    kubeconfig: str | None = None
 
     @property
     def is_local(self) -> bool:
@@ -79,6 +81,7 @@ def active_profile(environ: dict[str, str] | None = None) -> Profile:
         trino_catalog=env.get("QUANTOS_TRINO_CATALOG") or "iceberg",
         trino_schema=env.get("QUANTOS_TRINO_SCHEMA") or "default",
         s3_region=env.get("QUANTOS_S3_REGION") or env.get("AWS_REGION") or None,
+        kubeconfig=env.get("KUBECONFIG") or None,
     )
 
 
@@ -90,6 +93,12 @@ def _int_env(env: dict[str, str], name: str, default: int) -> int:
         return int(raw)
     except ValueError:
         raise ProfileError(f"{name}: expected an integer, got {raw!r}") from None
+
+
+def runs_pods(environ: dict[str, str] | None = None) -> bool:
+    """staging/prod run on Kubernetes: steps and image-only python_tasks become pods."""
+    env = os.environ if environ is None else environ
+    return env.get("QUANTOS_ENV", "local") in ("staging", "prod")
 
 
 def build_executor(profile: Profile) -> Any:
@@ -116,7 +125,7 @@ def build_resources(profile: Profile) -> dict[str, Any]:
     artifact_store = ArtifactStore(
         root=profile.artifacts_root, endpoint_url=profile.s3_endpoint, region=profile.s3_region
     )
-    return {
+    resources: dict[str, Any] = {
         "io_manager": LakeIOManager(
             catalog_uri=profile.catalog_uri,
             warehouse=profile.warehouse,
@@ -129,6 +138,21 @@ def build_resources(profile: Profile) -> dict[str, Any]:
         "ray": RayResource(address=profile.ray_address),
         "pipes_subprocess_client": PipesSubprocessClient(),
     }
+    if not profile.is_local:
+        resources["pipes_k8s_client"] = pipes_k8s_client(profile)
+    return resources
+
+
+def pipes_k8s_client(profile: Profile) -> Any:
+    """Launches the pods of image-only python_tasks (placement comes from the runner).
+
+    In a step pod (no KUBECONFIG) the in-cluster config applies and the pod goes into the
+    step's namespace; elsewhere KUBECONFIG and the namespace of its current context. KUBECONFIG
+    is passed explicitly: the kubernetes client reads the variable once, at import.
+    """
+    from dagster_k8s import PipesK8sClient
+
+    return PipesK8sClient(kubeconfig_file=profile.kubeconfig, poll_interval=5.0)
 
 
 def _sql_engine(profile: Profile) -> Any:

@@ -1,4 +1,5 @@
-"""The Kubernetes Job k8s_job_executor would launch for each step, built by dagster-k8s itself.
+"""The Kubernetes Job k8s_job_executor would launch for each step, built by dagster-k8s itself,
+and the Pod an image-only python_task's step launches through PipesK8sClient (`pipes_pod.py`).
 
 A preview (`quantos manifests`) and the tests' evidence must not be a hand-written imitation
 of what Dagster does: this replays the executor's own merge (op tag, then the submission's
@@ -9,7 +10,13 @@ from __future__ import annotations
 
 from typing import Any
 
-from quantos_assets.k8s.step_config import K8S_CONFIG_TAG, op_name, submission_run_config
+from quantos_assets.k8s.pipes_pod import pipes_pod_manifest
+from quantos_assets.k8s.step_config import (
+    K8S_CONFIG_TAG,
+    launches_pod,
+    op_name,
+    submission_run_config,
+)
 from quantos_assets.spec.models import RuntimeParams
 
 DEFAULT_IMAGE = "ghcr.io/archetype/quantos-user-code:latest"
@@ -68,4 +75,14 @@ def step_job_manifests(
     return manifests
 
 
-__all__ = ["op_name", "step_job_manifests"]
+def pipes_pod_manifests(pipeline: Any, params: RuntimeParams | None = None) -> dict[str, dict[str, Any]]:
+    """op name -> the Pod each image-only python_task's step creates through PipesK8sClient."""
+    spec = pipeline.spec
+    return {
+        op_name(spec, node): pipes_pod_manifest(spec, node, params)
+        for node in spec.nodes
+        if launches_pod(node)
+    }
+
+
+__all__ = ["op_name", "pipes_pod_manifests", "step_job_manifests"]

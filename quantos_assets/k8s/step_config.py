@@ -11,10 +11,27 @@ tags are NOT applied to step pods by k8s_job_executor, so a run tag would be sil
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 from typing import Any
 
 from quantos_assets.placement import Pool, choose_pool, load_pools
-from quantos_assets.spec.models import EXTERNAL_KINDS, DagSpec, Node, RuntimeParams
+from quantos_assets.run_tags import LABEL_PREFIX as TAG_LABEL_PREFIX
+from quantos_assets.run_tags import (
+    PRIORITY_VALUE,
+    TAG_COMPUTE_POOL,
+    TAG_ENV,
+    TAG_SECRETS,
+    TAG_SUBMISSION,
+    TAG_TTL,
+)
+from quantos_assets.spec.models import (
+    EXTERNAL_KINDS,
+    DagSpec,
+    Node,
+    NodeKind,
+    Priority,
+    RuntimeParams,
+)
 
 K8S_CONFIG_TAG = "dagster-k8s/config"
 LABEL_PREFIX = "quantos.io/"
@@ -43,6 +60,11 @@ def secret_name(scope: str) -> str:
             "(lowercase letters, digits and '-' only)"
         )
     return name
+
+
+def launches_pod(node: Node) -> bool:
+    """An image-only python_task: its step launches the image as a pod of its own (Pipes)."""
+    return node.kind is NodeKind.python_task and bool(node.image) and not node.params.get("entrypoint")
 
 
 def step_k8s_config(
@@ -85,8 +107,9 @@ def step_k8s_config(
             "seccomp_profile": {"type": "RuntimeDefault"},
         },
         "volumes": [{"name": TMP_VOLUME, "empty_dir": {}}],
-        # A step never talks to the Kubernetes API; no token means none to steal.
-        "automount_service_account_token": False,
+        # A step never talks to the Kubernetes API (no token means none to steal), except the
+        # step of an image-only task, which creates its pod (the pod itself gets no token).
+        "automount_service_account_token": launches_pod(node),
     }
     priority_class = pool.priority_class_for(priority)
     if priority_class:
@@ -108,21 +131,73 @@ def submission_run_config(
     runtime priority moved the step away from must not linger).
     """
     pools = pools if pools is not None else load_pools()
-    priority = params.priority or spec.slo.priority
     per_step: dict[str, Any] = {}
     for node in spec.nodes:
         if node.kind in EXTERNAL_KINDS:
             continue
-        pool = choose_pool(
-            spec.effective_resources(node),
-            spec.slo.qos,
-            priority,
-            requested_pool=params.affinity.compute_pool,
-            pools=pools,
-        )
-        config = step_k8s_config(spec, node, pool, params, pools)
+        config = node_k8s_config(spec, node, params, pools)
         per_step[op_name(spec, node)] = {**config, "merge_behavior": "SHALLOW"}
     return {"execution": {"config": {"per_step_k8s_config": per_step}}}
+
+
+def node_k8s_config(
+    spec: DagSpec, node: Node, params: RuntimeParams | None, pools: dict[str, Pool] | None = None
+) -> dict[str, Any]:
+    """The k8s config of a node's step for a submission (None: the spec alone, as the op tag).
+
+    The one place placement + hardening + secrets are decided: the step Job (op tag and
+    per_step_k8s_config) and the Pipes pod of an image-only task (`pipes_pod_base`) both use it.
+    """
+    pools = pools if pools is not None else load_pools()
+    priority = (params.priority if params else None) or spec.slo.priority
+    pool = choose_pool(
+        spec.effective_resources(node),
+        spec.slo.qos,
+        priority,
+        requested_pool=params.affinity.compute_pool if params else None,
+        pools=pools,
+    )
+    return step_k8s_config(spec, node, pool, params, pools)
+
+
+def pipes_pod_base(config: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
+    """(base_pod_meta, base_pod_spec) for `PipesK8sClient.run` from a step's k8s config.
+
+    The Pipes pod of an image-only task is the step pod's twin: same pool, resources,
+    security contexts, /tmp volume, secret scopes and labels; only the image differs, and it
+    never gets an API token (the step that launches it does).
+    """
+    pod_spec = {
+        **config["pod_spec_config"],
+        "containers": [dict(config["container_config"])],
+        "automount_service_account_token": False,
+    }
+    return {"labels": dict(config["pod_template_spec_metadata"]["labels"])}, pod_spec
+
+
+def params_from_run_tags(tags: Mapping[str, str]) -> RuntimeParams | None:
+    """The submission a run's tags carry (inverse of run_tags.runtime_run_tags; None: no submission).
+
+    Tags are the channel every launch path keeps (gateway, `quantos run --params`, UI
+    re-execution), so the Pipes pod of a step gets the submission's secrets and placement
+    even where no per_step_k8s_config was passed (in-process runs).
+    """
+    submission = tags.get(TAG_SUBMISSION)
+    if not submission:
+        return None
+    by_value = {str(v): p for p, v in PRIORITY_VALUE.items()}
+    priority: Priority | None = by_value.get(tags.get("dagster/priority", ""))
+    return RuntimeParams.model_validate(
+        {
+            "submission_id": submission,
+            **({"env": tags[TAG_ENV]} if tags.get(TAG_ENV) else {}),
+            "labels": {k[len(TAG_LABEL_PREFIX):]: v for k, v in tags.items() if k.startswith(TAG_LABEL_PREFIX)},
+            "secrets_scope": [s for s in tags.get(TAG_SECRETS, "").split(",") if s],
+            **({"priority": priority} if priority else {}),
+            "affinity": {"compute_pool": tags.get(TAG_COMPUTE_POOL) or None},
+            **({"ttl_days": int(tags[TAG_TTL])} if tags.get(TAG_TTL, "").isdigit() else {}),
+        }
+    )
 
 
 def _resources(spec: DagSpec, node: Node, pool: Pool) -> dict[str, dict[str, str]]:

@@ -5,17 +5,46 @@ outside Dagster and become observable external assets (AssetSpecs).
 """
 from __future__ import annotations
 
-from quantos_assets.kinds.base import Runner
+from dagster import AssetExecutionContext
+
+from quantos_assets.k8s.step_config import launches_pod
+from quantos_assets.kinds.base import NodeRun, NodeValue, Runner
 from quantos_assets.kinds.custom_crd import CustomCrdRunner
+from quantos_assets.kinds.python_pod import PythonPodRunner
 from quantos_assets.kinds.python_task import PythonTaskRunner
 from quantos_assets.kinds.ray_job import RayJobRunner
 from quantos_assets.kinds.sql import SqlRunner
 from quantos_assets.spec.models import EXTERNAL_KINDS, Node, NodeKind
+from resources.profile import runs_pods
 
 __all__ = ["EXTERNAL_KINDS", "RUNNERS", "dagster_kinds", "runner_for"]
 
+
+class PythonTaskDispatch:
+    """python_task: an entrypoint runs in a subprocess; an image-only task runs as its own pod.
+
+    The pod needs a cluster, so its resources are required only where the profile runs pods
+    (staging/prod bind them); locally an image-only task fails with PythonTaskRunner's
+    one-line "needs the production profile", before anything is written.
+    """
+
+    def __init__(self) -> None:
+        self.subprocess = PythonTaskRunner()
+        self.pod = PythonPodRunner()
+
+    @property
+    def required_resource_keys(self) -> frozenset[str]:
+        keys = self.subprocess.required_resource_keys
+        return keys | self.pod.required_resource_keys if runs_pods() else keys
+
+    def run(self, context: AssetExecutionContext, run: NodeRun) -> dict[str, NodeValue]:
+        if launches_pod(run.node) and runs_pods():
+            return self.pod.run(context, run)
+        return self.subprocess.run(context, run)
+
+
 RUNNERS: dict[NodeKind, Runner] = {
-    NodeKind.python_task: PythonTaskRunner(),
+    NodeKind.python_task: PythonTaskDispatch(),
     NodeKind.trino_sql: SqlRunner(dialect="trino"),
     NodeKind.spark_sql: SqlRunner(dialect="spark"),
     NodeKind.ray_job: RayJobRunner(),
@@ -50,6 +79,6 @@ def runner_for(kind: NodeKind) -> Runner:
 def dagster_kinds(node: Node) -> set[str]:
     """The UI `kinds` tags of a node's assets (Dagster allows at most 3)."""
     kinds = set(_KINDS[node.kind])
-    if node.kind is NodeKind.python_task and node.image and not node.params.get("entrypoint"):
+    if launches_pod(node):
         kinds.add("kubernetes")  # an image-only task runs as a pod
     return kinds

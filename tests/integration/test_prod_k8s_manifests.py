@@ -1,4 +1,5 @@
-"""Every step of the example specs as the Job k8s_job_executor would launch, validated.
+"""Every step of the example specs as the Job k8s_job_executor would launch (and the Pod an
+image-only python_task's step creates through PipesK8sClient), validated.
 
 The manifests come from dagster-k8s's own job construction (quantos_assets.k8s.manifests) and
 are checked in strict mode against the Kubernetes OpenAPI schema: an unknown or misspelt field
@@ -11,7 +12,7 @@ from pathlib import Path
 import kubernetes_validate
 import pytest
 
-from quantos_assets.k8s.manifests import step_job_manifests
+from quantos_assets.k8s.manifests import pipes_pod_manifests, step_job_manifests
 from quantos_assets.k8s.step_config import SecretScopeError, secret_name, submission_run_config
 from quantos_assets.pipeline_assets import build_pipeline
 from quantos_assets.placement import PlacementError, choose_pool
@@ -43,6 +44,11 @@ def test_every_step_manifest_validates_strictly(spec_file: Path, with_params: bo
     for name, manifest in manifests.items():
         assert manifest["kind"] == "Job", name
         kubernetes_validate.validate(manifest, K8S_VERSION, strict=True)
+    pods = pipes_pod_manifests(pipeline, params)
+    assert set(pods) <= set(manifests)  # an image-only task's pod belongs to one of its steps
+    for name, pod in pods.items():
+        assert pod["kind"] == "Pod", name
+        kubernetes_validate.validate(pod, K8S_VERSION, strict=True)
 
 
 def test_seed_placement_from_the_spec(seed_pipeline) -> None:
@@ -61,12 +67,13 @@ def test_seed_placement_from_the_spec(seed_pipeline) -> None:
 
 
 def test_every_step_is_hardened(seed_pipeline) -> None:
-    for manifest in step_job_manifests(seed_pipeline).values():
+    for op, manifest in step_job_manifests(seed_pipeline).items():
         pod = _pod(manifest)
         container = pod["containers"][0]
         assert pod["securityContext"]["runAsNonRoot"] is True
         assert pod["securityContext"]["seccompProfile"] == {"type": "RuntimeDefault"}
-        assert pod["automountServiceAccountToken"] is False
+        # only the step of the image-only task talks to the API: it creates the task's pod
+        assert pod["automountServiceAccountToken"] is (op == "bt_xs_bilstm_v1__compute_features")
         sc = container["securityContext"]
         assert sc["allowPrivilegeEscalation"] is False
         assert sc["readOnlyRootFilesystem"] is True
@@ -136,15 +143,24 @@ def test_quantos_manifests_writes_valid_jobs(tmp_path: Path) -> None:
     out = tmp_path / "manifests"
     assert main(["manifests", str(SEED), "-o", str(out), "--params", str(PARAMS)]) == 0
     files = sorted(out.glob("*.yaml"))
-    assert [f.stem for f in files] == [
-        "bt_xs_bilstm_v1__compute_features",
-        "bt_xs_bilstm_v1__fetch_data",
-        "bt_xs_bilstm_v1__train_model",
+    assert [f.name for f in files] == [
+        "bt_xs_bilstm_v1__compute_features.pipes-pod.yaml",  # the image-only task's own pod
+        "bt_xs_bilstm_v1__compute_features.yaml",
+        "bt_xs_bilstm_v1__fetch_data.yaml",
+        "bt_xs_bilstm_v1__train_model.yaml",
     ]
     for f in files:
         kubernetes_validate.validate(yaml.safe_load(f.read_text()), K8S_VERSION, strict=True)
     train = yaml.safe_load((out / "bt_xs_bilstm_v1__train_model.yaml").read_text())
     assert _pod(train)["containers"][0]["resources"]["limits"]["nvidia.com/gpu"] == "1"
+    pod = yaml.safe_load((out / "bt_xs_bilstm_v1__compute_features.pipes-pod.yaml").read_text())
+    assert pod["kind"] == "Pod" and pod["spec"]["containers"][0]["image"] == "ghcr.io/archetype/feature-kit:0.3.2"
+    # --params reached the pod: the submission's secret scopes and labels
+    assert [e["secretRef"]["name"] for e in pod["spec"]["containers"][0]["envFrom"]] == [
+        "quantos-scope-binance-readonly",
+        "quantos-scope-s3-lake-ro",
+    ]
+    assert pod["metadata"]["labels"]["quantos.io/submission"] == "sub-2025-10-29-001"
 
 
 def test_quantos_manifests_rejects_an_unknown_compute_pool(tmp_path: Path, capsys) -> None:
@@ -175,3 +191,14 @@ def test_quantos_run_refuses_params_production_could_not_honour(data_dir, tmp_pa
     assert err == [
         f"{bad}:1: affinity.compute_pool: compute_pool 'gpu_huge' does not exist (pools: cpu, cpu_spot, gpu, gpu_spot)"
     ]
+
+
+def test_run_tags_carry_the_whole_submission() -> None:
+    """The Pipes pod of a step rebuilds the submission from the run's tags: nothing is lost."""
+    from quantos_assets.k8s.step_config import params_from_run_tags
+    from quantos_assets.run_tags import runtime_run_tags, spec_run_tags
+
+    params = load_runtime_params(PARAMS)
+    spec = load_spec(SEED).spec
+    assert params_from_run_tags({**spec_run_tags(spec), **runtime_run_tags(params)}) == params
+    assert params_from_run_tags(spec_run_tags(spec)) is None  # no submission: spec-only placement
