@@ -74,7 +74,8 @@ def describe_pipeline(pipeline: PipelineDefs) -> dict[str, Any]:
 
 def _backfill(item: AssetsDefinition) -> dict[str, Any]:
     """How a backfill runs the asset: one run per session or one ranged run."""
-    policy = item.backfill_policy
-    if item.partitions_def is None or policy is None:
+    if item.partitions_def is None:
         return {}
-    return {"backfill": "single_run" if policy.max_partitions_per_run is None else "per_session"}
+    policy = item.backfill_policy
+    single = policy is not None and policy.max_partitions_per_run is None
+    return {"backfill": "single_run" if single else "per_session"}

@@ -9,11 +9,12 @@ from __future__ import annotations
 import inspect
 import sys
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from dagster import (
+    AssetChecksDefinition,
     AssetIn,
     AssetKey,
     AssetOut,
@@ -35,6 +36,7 @@ from dagster._core.definitions.unresolved_asset_job_definition import (
 
 from quantos_assets.bulk_build import cyclic_gc_paused
 from quantos_assets.calendars.partitions import session_partitions
+from quantos_assets.freshness_checks import build_freshness_checks
 from quantos_assets.k8s.step_config import K8S_CONFIG_TAG, step_k8s_config
 from quantos_assets.kinds.base import NodeRun, NodeRunError, Runner
 from quantos_assets.kinds.registry import EXTERNAL_KINDS, dagster_kinds, runner_for
@@ -55,6 +57,8 @@ class PipelineDefs:
     assets: list[AssetsDefinition | AssetSpec]
     job: UnresolvedAssetJobDefinition
     pools: dict[str, str]  # node id -> pool name
+    # Calendar freshness checks (a spec with a `freshness` block), judged by a sensor.
+    checks: list[AssetChecksDefinition] = field(default_factory=list)
 
 
 def asset_key(spec: DagSpec, out: str) -> AssetKey:
@@ -119,11 +123,18 @@ def _build_pipeline(loaded: LoadedSpec) -> PipelineDefs:
 
     job = define_asset_job(
         name=spec.pipeline_id,
-        selection=AssetSelection.groups(spec.pipeline_id).materializable(),
+        # Without the freshness checks: they judge the calendar, not one run's output.
+        selection=AssetSelection.groups(spec.pipeline_id).materializable().without_checks(),
         tags=spec_run_tags(spec),
         description=spec.description or f"All nodes of pipeline {spec.pipeline_id}",
     )
-    return PipelineDefs(spec=spec, source=loaded.path, assets=assets, job=job, pools=pools)
+    checks = []
+    if spec.freshness is not None:
+        keys = [k for a in assets if isinstance(a, AssetsDefinition) for k in a.keys]
+        checks.append(build_freshness_checks(spec, keys))
+    return PipelineDefs(
+        spec=spec, source=loaded.path, assets=assets, job=job, pools=pools, checks=checks
+    )
 
 
 def _node_asset(
@@ -195,11 +206,8 @@ def _node_asset(
         },
         required_resource_keys=set(runner.required_resource_keys),
         partitions_def=partitions_def,
-        backfill_policy=(
-            None
-            if policy is None
-            else BackfillPolicy.single_run() if policy == "single_run" else BackfillPolicy.multi_run(1)
-        ),
+        # per_session keeps Dagster's default: one run per partition, tagged dagster/partition.
+        backfill_policy=BackfillPolicy.single_run() if policy == "single_run" else None,
     )(_compute)
 
 

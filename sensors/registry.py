@@ -9,6 +9,7 @@ from quantos_assets.pipeline_assets import PipelineDefs
 from sensors.kafka_lag import build_lag_sensors
 from sensors.kafka_submissions import build_kafka_submissions
 from sensors.run_notifications import build_run_notifications
+from sensors.freshness import build_freshness_sensor
 from sensors.session_schedule import build_session_schedule
 from sensors.session_sync import build_session_sync
 
@@ -23,6 +24,8 @@ def build_triggers(pipelines: list[PipelineDefs]) -> list[Trigger]:
             triggers.append(build_session_schedule(pipeline))
         if pipeline.spec.partitions is not None:
             triggers.append(build_session_sync(pipeline))
+        if pipeline.checks:
+            triggers.append(build_freshness_sensor(pipeline))
         triggers.extend(build_lag_sensors(pipeline))
     return triggers
 

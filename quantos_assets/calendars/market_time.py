@@ -42,7 +42,7 @@ class MarketTime:
 def parse_market_time(text: str) -> MarketTime:
     """A MarketTime, or ValueError with the accepted forms (the spec error line)."""
     if not isinstance(text, str):
-        raise ValueError(f"expected a market time ({FORMS}), got {text!r}")
+        raise ValueError(f"expected a market time ({FORMS}), got {text!r}")  # noqa: TRY004 - pydantic reports ValueError
     raw = text.strip().lower()
     match = _RELATIVE.match(raw)
     if match:

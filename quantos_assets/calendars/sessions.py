@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import difflib
 import warnings
-from datetime import date, datetime, timedelta, timezone
-from functools import lru_cache
+from datetime import UTC, date, datetime, timedelta
+from functools import cache, lru_cache
 from typing import TYPE_CHECKING
 from zoneinfo import ZoneInfo
 
@@ -49,7 +49,7 @@ def unknown_calendar_message(code: object) -> str | None:
     return f"unknown exchange calendar {code!r}{hint}"
 
 
-@lru_cache(maxsize=None)
+@cache
 def exchange_calendar(code: str) -> ExchangeCalendar:
     """The calendar for `code`, built once per process."""
     xc = _xc()
@@ -136,5 +136,5 @@ def fire_times(code: str, at: MarketTime, tz: str | None, sessions: pd.DatetimeI
 
 def today_in(tz: str, now: datetime | None = None) -> date:
     """The calendar date at `now` (default: the real clock) in `tz`."""
-    moment = now or datetime.now(timezone.utc)
+    moment = now or datetime.now(UTC)
     return moment.astimezone(ZoneInfo(tz)).date()

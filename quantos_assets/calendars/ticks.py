@@ -39,6 +39,11 @@ def _table(calendar: str, at: str, tz: str) -> tuple[tuple[int, ...], tuple[str,
     return instants, keys
 
 
+def fire_table(calendar: str, at: str) -> tuple[tuple[int, ...], tuple[str, ...]]:
+    """Every session's instant for `at` (e.g. "close", "close+2h") on the exchange's clock."""
+    return _table(calendar, at, exchange_timezone(calendar))
+
+
 def schedule_table(schedule: Schedule) -> tuple[tuple[int, ...], tuple[str, ...]]:
     return _table(schedule.calendar, schedule.at, schedule_timezone(schedule))
 

@@ -28,6 +28,7 @@ REPO = Path(__file__).resolve().parents[2]
 SPECS = REPO / "specs"
 EXAMPLE = SPECS / "xs_momentum_backtest.yaml"
 SEED = SPECS / "seed_bt_xs_bilstm_v1.yaml"
+EOD = SPECS / "xs_daily_eod.yaml"
 DAGSTER = Path(sys.executable).parent / "dagster"
 PIPELINE = "xs_momentum_v1"
 LOCATION = "quantos"
@@ -144,6 +145,7 @@ def server(tmp_path_factory: pytest.TempPathFactory):
     specs.mkdir()
     shutil.copy(EXAMPLE, specs / EXAMPLE.name)
     shutil.copy(SEED, specs / SEED.name)
+    shutil.copy(EOD, specs / EOD.name)
     (specs / "broken.yaml").write_text(BROKEN_SPEC)
     env = _env(root, specs)
     port = _free_port()
@@ -376,3 +378,92 @@ def test_cli_asset_materialize_then_downstream_alone(cli_env: dict[str, str]) ->
         ]
     read = [m["snapshot_id"].value for m in loaded if "snapshot_id" in m]
     assert read == [features["snapshot_id"]], loaded
+
+
+BACKFILL_MUTATION = """
+mutation($params: LaunchBackfillParams!) { launchPartitionBackfill(backfillParams: $params) {
+  __typename ... on LaunchBackfillSuccess { backfillId } ... on PythonError { message }
+  ... on PartitionKeysNotFoundError { message } ... on InvalidSubsetError { message } } }
+"""
+
+BACKFILL_RUNS_QUERY = """
+query($id: String!) {
+  partitionBackfillOrError(backfillId: $id) { __typename ... on PartitionBackfill { status } }
+  runsOrError(filter: {tags: [{key: "dagster/backfill", value: $id}]}) {
+    ... on Runs { results { runId status tags { key value } } } } }
+"""
+
+
+def _wait_for(what: str, server: Server, probe, timeout: float):  # type: ignore[no-untyped-def]
+    deadline = time.monotonic() + timeout
+    while True:
+        value = probe()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            pytest.fail(f"{what} not within {timeout:.0f} s:\n{_tail(server.log)}")
+        time.sleep(2)
+
+
+def test_ui_backfill_of_a_session_range_runs_one_run_per_session(server: Server) -> None:
+    """The UI's launchPartitionBackfill over 2016-01-15..2016-01-19 of the per-session
+    bars: the daemon's sync sensor has made the sessions partitions, and the backfill
+    runs exactly the two sessions (the weekend and MLK day are not keys)."""
+    keys_query = """query($sel: PipelineSelector!) { pipelineOrError(params: $sel) {
+        ... on Pipeline { partitionKeysOrError { ... on PartitionKeys { partitionKeys } } } } }"""
+    selector = {"repositoryLocationName": LOCATION, "repositoryName": REPOSITORY, "pipelineName": "xs_daily_eod"}
+
+    def synced() -> list[str] | None:
+        data = server.graphql(keys_query, {"sel": selector})["pipelineOrError"]
+        keys = (data.get("partitionKeysOrError") or {}).get("partitionKeys") or []
+        return keys if "2016-01-20" in keys else None
+
+    keys = _wait_for("the session sync sensor", server, synced, 90)
+    in_range = keys[keys.index("2016-01-15") : keys.index("2016-01-19") + 1]
+    assert in_range == ["2016-01-15", "2016-01-19"]
+
+    launched = server.graphql(
+        BACKFILL_MUTATION,
+        {
+            "params": {
+                "partitionNames": in_range,
+                "assetSelection": [{"path": ["xs_daily_eod", "bars"]}],
+                "runConfigData": IN_PROCESS,  # one code load per run, as in the launch test
+            }
+        },
+    )["launchPartitionBackfill"]
+    assert launched["__typename"] == "LaunchBackfillSuccess", launched
+    backfill_id = launched["backfillId"]
+
+    def finished() -> dict | None:
+        data = server.graphql(BACKFILL_RUNS_QUERY, {"id": backfill_id})
+        runs = data["runsOrError"]["results"]
+        done = data["partitionBackfillOrError"]["status"] in ("COMPLETED", "COMPLETED_SUCCESS", "FAILED")
+        return data if done and runs and all(r["status"] in ("SUCCESS", "FAILURE") for r in runs) else None
+
+    data = _wait_for(f"backfill {backfill_id}", server, finished, 240)
+    runs = data["runsOrError"]["results"]
+    partitions = sorted(t["value"] for r in runs for t in r["tags"] if t["key"] == "dagster/partition")
+    assert partitions == in_range, runs
+    assert all(r["status"] == "SUCCESS" for r in runs), runs
+
+
+CHECK_EXECUTIONS_QUERY = """
+query($key: AssetKeyInput!) { assetCheckExecutions(assetKey: $key, checkName: "calendar_freshness", limit: 5) {
+  status evaluation { severity description } } }
+"""
+
+
+def test_daemon_records_calendar_freshness_as_check_results(server: Server) -> None:
+    """The freshness sensor runs in the daemon and stores its verdict on the asset's check."""
+
+    def recorded() -> list[dict] | None:
+        rows = server.graphql(CHECK_EXECUTIONS_QUERY, {"key": {"path": ["xs_daily_eod", "eod_summary"]}})
+        return rows["assetCheckExecutions"] or None
+
+    executions = _wait_for("a calendar_freshness result", server, recorded, 90)
+    latest = executions[0]
+    # Nothing of eod_summary was ever materialized here: stale, as a warning.
+    assert latest["status"] == "FAILED", latest
+    assert latest["evaluation"]["severity"] == "WARN"
+    assert "never materialized" in latest["evaluation"]["description"]
