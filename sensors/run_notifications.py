@@ -102,13 +102,14 @@ class NotifyCursor:
 
 def _runs_to_follow(instance: Any, state: NotifyCursor, jobs: Mapping[str, DagSpec]) -> list[DagsterRun]:
     """Runs in progress, and runs updated since the last tick (they may have just finished)."""
-    active = instance.get_runs(RunsFilter(statuses=ACTIVE))
-    recent = instance.get_runs(RunsFilter(updated_after=datetime.fromtimestamp(state.since - SLACK_S, UTC)))
-    seen: dict[str, DagsterRun] = {}
-    for run in [*active, *recent]:
-        if run.job_name in jobs:
-            seen.setdefault(run.run_id, run)
-    return sorted(seen.values(), key=lambda r: r.run_id)
+    active = instance.get_run_records(RunsFilter(statuses=ACTIVE))
+    recent = instance.get_run_records(RunsFilter(updated_after=datetime.fromtimestamp(state.since - SLACK_S, UTC)))
+    seen: dict[str, Any] = {}
+    for record in [*active, *recent]:
+        if record.dagster_run.job_name in jobs:
+            seen.setdefault(record.dagster_run.run_id, record)
+    # Oldest run first, so lines arrive in the order the runs were started.
+    return [r.dagster_run for r in sorted(seen.values(), key=lambda r: (r.create_timestamp, r.storage_id))]
 
 
 def _retry_number(instance: Any, run_id: str, step_key: str, storage_id: int) -> int:
