@@ -9,6 +9,7 @@ of the run's submission (from its tags). Contract with the image (docs/user-guid
                   inputs   {name: {"uri": "s3://…/in/<name>.parquet|.bin", "format": "parquet"|"bytes"}}
                   outputs  {out: {"parquet": "s3://…/out/<out>.parquet", "bytes": "s3://…/out/<out>.bin"}}
                   s3       {"endpoint_url": …, "region": …} of the artifact store
+                  session  the exchange session of a session-partitioned run, else null
 
 The image reads its inputs and writes ONE of the two URIs per out (Parquet: a table that goes
 to Iceberg; bytes: an artifact). Logs, custom messages and materialization metadata go back
@@ -57,6 +58,8 @@ class PythonPodRunner:
                 for out in node.outs
             },
             "s3": {"endpoint_url": store.endpoint_url, "region": store.region},
+            # As for entrypoint tasks: the session of a session-partitioned run (else null).
+            "session": run.session,
         }
         client = resource(context, "pipes_k8s_client")
         try:

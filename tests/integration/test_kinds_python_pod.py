@@ -100,7 +100,7 @@ with open_dagster_pipes() as pipes:
     pq.write_table(out, buf)
     bucket, key = split(x["outputs"]["features"]["parquet"])
     s3.put_object(Bucket=bucket, Key=key, Body=buf.getvalue())
-    pipes.log.info(f"pod wrote {out.num_rows} rows for {x['outs']}")
+    pipes.log.info(f"pod wrote {out.num_rows} rows for {x['outs']} session={x['session']}")
 """
 
 
@@ -361,7 +361,7 @@ def test_pod_runs_through_the_kubernetes_api_and_s3(
     assert features.to_pydict() == {"view": [""], "factor": [3], "env_view": ["xs_v2"]}
     # Pipes messages from the pod log reached the run's event log
     records = _instance(result).all_logs(result.run_id)
-    assert "pod wrote 1 rows for ['features']" in [r.user_message for r in records]
+    assert "pod wrote 1 rows for ['features'] session=None" in [r.user_message for r in records]
 
     # exactly one pod created, in the kubeconfig's namespace, then deleted
     assert len(fake_k8s.created) == 1 and fake_k8s.created[0]["path"] == "/api/v1/namespaces/quantos/pods"
