@@ -37,7 +37,7 @@ from dagster._core.definitions.unresolved_asset_job_definition import (
 from quantos_assets.bulk_build import cyclic_gc_paused
 from quantos_assets.calendars.partitions import session_partitions
 from quantos_assets.freshness_checks import build_freshness_checks
-from quantos_assets.k8s.step_config import K8S_CONFIG_TAG, step_k8s_config
+from quantos_assets.k8s.step_config import K8S_CONFIG_TAG, op_tag_config
 from quantos_assets.kinds.base import NodeRun, NodeRunError, Runner
 from quantos_assets.kinds.registry import EXTERNAL_KINDS, dagster_kinds, runner_for
 from quantos_assets.placement import choose_pool
@@ -202,7 +202,7 @@ def _node_asset(
             TAG_KIND: node.kind.value,
             TAG_NODE: node.id,
             # honoured by k8s_job_executor only (prod/staging); ignored in process
-            K8S_CONFIG_TAG: step_k8s_config(spec, node, pool),
+            K8S_CONFIG_TAG: op_tag_config(spec, node, pool),
         },
         required_resource_keys=set(runner.required_resource_keys),
         partitions_def=partitions_def,

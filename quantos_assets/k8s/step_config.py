@@ -30,6 +30,8 @@ from quantos_assets.spec.models import (
     Node,
     NodeKind,
     Priority,
+    Qos,
+    Resources,
     RuntimeParams,
 )
 
@@ -73,12 +75,18 @@ def step_k8s_config(
     pool: str | Pool,
     params: RuntimeParams | None = None,
     pools: dict[str, Pool] | None = None,
+    *,
+    launcher: bool = False,
 ) -> dict[str, Any]:
-    """The `dagster-k8s/config` dict for one node on one pool (params: the submission's)."""
+    """The `dagster-k8s/config` dict for one node on one pool (params: the submission's).
+
+    `launcher`: the step only launches and watches the node's pod (image-only task), so it
+    gets the pool's default resources and no secrets; the pod gets the node's.
+    """
     if isinstance(pool, str):
         pool = (pools if pools is not None else load_pools())[pool]
     priority = (params.priority if params and params.priority else None) or spec.slo.priority
-    resources = _resources(spec, node, pool)
+    resources = _resources(Resources() if launcher else spec.effective_resources(node), pool)
     labels = _labels(spec, node, pool, params)
     container: dict[str, Any] = {
         "resources": resources,
@@ -92,7 +100,7 @@ def step_k8s_config(
         # readOnlyRootFilesystem: /tmp is the one writable place (scratch, library caches).
         "volume_mounts": [{"name": TMP_VOLUME, "mount_path": "/tmp"}],
     }
-    if params and params.secrets_scope:
+    if params and params.secrets_scope and not launcher:
         container["env_from"] = [
             {"secret_ref": {"name": secret_name(s)}} for s in params.secrets_scope
         ]
@@ -135,7 +143,7 @@ def submission_run_config(
     for node in spec.nodes:
         if node.kind in EXTERNAL_KINDS:
             continue
-        config = node_k8s_config(spec, node, params, pools)
+        config = step_config(spec, node, params, pools)
         per_step[op_name(spec, node)] = {**config, "merge_behavior": "SHALLOW"}
     return {"execution": {"config": {"per_step_k8s_config": per_step}}}
 
@@ -158,6 +166,32 @@ def node_k8s_config(
         pools=pools,
     )
     return step_k8s_config(spec, node, pool, params, pools)
+
+
+def launcher_pool(spec: DagSpec, params: RuntimeParams | None, pools: dict[str, Pool]) -> str:
+    """Where an image-only task's step runs: an on-demand CPU slot at the run's priority.
+    Holding the node's GPU (or a spot node that may vanish) while only watching a pod
+    would waste the one and endanger the other."""
+    priority = (params.priority if params else None) or spec.slo.priority
+    return choose_pool(Resources(), Qos.on_demand, priority, pools=pools)
+
+
+def step_config(
+    spec: DagSpec, node: Node, params: RuntimeParams | None, pools: dict[str, Pool] | None = None
+) -> dict[str, Any]:
+    """The k8s config of a node's *step*: the node's own placement, or for an image-only task
+    the launcher's (its pod gets the node's placement, see `pipes_pod_base`)."""
+    pools = pools if pools is not None else load_pools()
+    if launches_pod(node):
+        return step_k8s_config(spec, node, launcher_pool(spec, params, pools), params, pools, launcher=True)
+    return node_k8s_config(spec, node, params, pools)
+
+
+def op_tag_config(spec: DagSpec, node: Node, pool: str, pools: dict[str, Pool] | None = None) -> dict[str, Any]:
+    """The `dagster-k8s/config` op tag (the spec alone; `pool` already chosen for the node)."""
+    if launches_pod(node):
+        return step_config(spec, node, None, pools)
+    return step_k8s_config(spec, node, pool, None, pools)
 
 
 def pipes_pod_base(config: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
@@ -200,8 +234,7 @@ def params_from_run_tags(tags: Mapping[str, str]) -> RuntimeParams | None:
     )
 
 
-def _resources(spec: DagSpec, node: Node, pool: Pool) -> dict[str, dict[str, str]]:
-    own = spec.effective_resources(node)
+def _resources(own: Resources, pool: Pool) -> dict[str, dict[str, str]]:
     cpu = own.cpu if own.cpu is not None else pool.default_cpu
     mem = own.mem if own.mem is not None else pool.default_mem
     gpu = own.gpu if own.gpu is not None else pool.default_gpu

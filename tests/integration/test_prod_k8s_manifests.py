@@ -57,13 +57,28 @@ def test_seed_placement_from_the_spec(seed_pipeline) -> None:
     assert train["nodeSelector"] == {"quantos.io/pool": "gpu-spot"}
     limits = train["containers"][0]["resources"]["limits"]
     assert limits["nvidia.com/gpu"] == "1" and limits["cpu"] == "8" and limits["memory"] == "32Gi"
-    for node in ("fetch_data", "compute_features"):  # spot_ok batch work -> cpu_spot
-        pod = _pod(manifests[f"bt_xs_bilstm_v1__{node}"])
+    # spot_ok batch work -> cpu_spot: fetch_data's step, and the pod of the image-only
+    # compute_features (its step only launches that pod, see the next test)
+    pods = pipes_pod_manifests(seed_pipeline)
+    for pod in (_pod(manifests["bt_xs_bilstm_v1__fetch_data"]), pods["bt_xs_bilstm_v1__compute_features"]["spec"]):
         assert pod["nodeSelector"] == {"quantos.io/pool": "cpu-spot"}
         assert {"key": "quantos.io/spot", "operator": "Exists", "effect": "NoSchedule"} in pod["tolerations"]
         assert pod["priorityClassName"] == "quantos-batch"
         assert pod["containers"][0]["resources"]["requests"] == {"cpu": "4", "memory": "16Gi"}
         assert "nvidia.com/gpu" not in pod["containers"][0]["resources"]["limits"]
+
+
+def test_an_image_only_tasks_step_is_a_small_on_demand_launcher(seed_pipeline) -> None:
+    """The step that creates and watches the pod holds no GPU, no spot node and no secret."""
+    params = load_runtime_params(PARAMS)
+    for manifests in (step_job_manifests(seed_pipeline), step_job_manifests(seed_pipeline, params)):
+        launcher = _pod(manifests["bt_xs_bilstm_v1__compute_features"])
+        assert launcher["nodeSelector"] == {"quantos.io/pool": "cpu"}
+        assert launcher["containers"][0]["resources"]["requests"] == {"cpu": "1", "memory": "2Gi"}
+        assert not launcher["containers"][0].get("envFrom")
+    pod = pipes_pod_manifests(seed_pipeline, params)["bt_xs_bilstm_v1__compute_features"]["spec"]
+    assert pod["containers"][0]["resources"]["requests"] == {"cpu": "4", "memory": "16Gi"}
+    assert pod["containers"][0]["envFrom"], "the pod gets the submission's secret scopes"
 
 
 def test_every_step_is_hardened(seed_pipeline) -> None:
