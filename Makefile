@@ -22,6 +22,8 @@ unexport PYTHONDONTWRITEBYTECODE
 install:
 	@$(UV) --version >/dev/null 2>&1 || $(PYTHON) -m pip install --quiet uv
 	$(UV) sync --frozen --compile-bytecode
+	@# dbt_project/target/manifest.json, parsed once here, not at every code-location load.
+	$(UV) run --frozen python -m quantos_assets.dbt_models
 	@mkdir -p "$(DAGSTER_HOME)"
 	@test -f "$(DAGSTER_HOME)/dagster.yaml" || cp deploy/dagster.local.yaml "$(DAGSTER_HOME)/dagster.yaml"
 

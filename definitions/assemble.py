@@ -8,9 +8,10 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
-from dagster import AssetSpec, Definitions, ScheduleDefinition, SensorDefinition
+from dagster import AssetsDefinition, AssetSpec, Definitions, ScheduleDefinition, SensorDefinition
 
 from quantos_assets.bulk_build import cyclic_gc_paused
+from quantos_assets.dbt_models import DbtModelsError, build_dbt_assets
 from quantos_assets.pipeline_assets import PipelineDefs, build_pipeline
 from quantos_assets.placement import PlacementError
 from quantos_assets.spec.loader import LoadedSpec
@@ -52,7 +53,7 @@ def invalid_spec_markers(invalid: dict[Path, list[str]]) -> list[AssetSpec]:
 
 
 def build_definitions(
-    profile: Profile | None = None, specs_dir: Path | None = None
+    profile: Profile | None = None, specs_dir: Path | None = None, *, dbt: bool = True
 ) -> Definitions:
     profile = profile or active_profile()
     scan = scan_specs(specs_dir or profile.specs_dir)
@@ -60,15 +61,25 @@ def build_definitions(
     pipelines = build_pipelines(scan.valid, invalid)
     for path, lines in invalid.items():
         log.error("spec %s left out:\n%s", path, "\n".join(lines))
-    return definitions_for(pipelines, profile, invalid)
+    return definitions_for(pipelines, profile, invalid, dbt_models(pipelines, profile) if dbt else [])
+
+
+def dbt_models(pipelines: list[PipelineDefs], profile: Profile) -> list[AssetsDefinition]:
+    """The dbt project's models; like an invalid spec, a broken project is logged and left out."""
+    try:
+        return build_dbt_assets(pipelines, profile)
+    except DbtModelsError as err:
+        log.error("dbt models left out: %s", err)
+        return []
 
 
 def definitions_for(
     pipelines: list[PipelineDefs],
     profile: Profile,
     invalid: dict[Path, list[str]] | None = None,
+    extra_assets: list[AssetsDefinition] | None = None,
 ) -> Definitions:
-    assets = [a for p in pipelines for a in p.assets]
+    assets = [a for p in pipelines for a in p.assets] + list(extra_assets or [])
     triggers = [*build_triggers(pipelines), *build_location_sensors(pipelines)]
     with cyclic_gc_paused():
         defs = Definitions(

@@ -117,6 +117,7 @@ def build_resources(profile: Profile) -> dict[str, Any]:
     from dagster import PipesSubprocessClient
 
     from resources.artifact_store import ArtifactStore
+    from resources.dbt import dbt_resource
     from resources.lake_io_manager import LakeIOManager
     from resources.ray_cluster import RayResource
     if profile.is_local:
@@ -137,6 +138,7 @@ def build_resources(profile: Profile) -> dict[str, Any]:
         "sql_engine": _sql_engine(profile),
         "ray": RayResource(address=profile.ray_address),
         "pipes_subprocess_client": PipesSubprocessClient(),
+        "dbt": dbt_resource(profile),
     }
     if not profile.is_local:
         resources["pipes_k8s_client"] = pipes_k8s_client(profile)

@@ -1,0 +1,219 @@
+"""The dbt project's models as assets of the same graph as the spec pipelines.
+
+A dbt source is an Iceberg table a spec writes (schema = pipeline_id, table = out), so
+the translator maps it to the spec's own asset key `[pipeline_id, out]`: lineage, the
+UI graph, selections (`xs_momentum_v1/universe+`) and automation run across both.
+Models are keyed `[dbt, model]` in the group `dbt`; dbt tests become asset checks
+(blocking when their severity is error, dagster-dbt's default), so a failing test
+fails the step and dbt skips the models downstream of it.
+
+A model that reads (through its sources, at any depth) a session-partitioned pipeline
+is partitioned by that pipeline's sessions; its run passes the session range to dbt as
+vars `session_start`/`session_end` (see dbt_project/macros/session_filter.sql). Models
+are grouped into one `@dbt_assets` per partitions definition.
+
+The manifest is prepared when the project is installed (`make install` runs
+`python -m quantos_assets.dbt_models`, a `dbt parse`), re-parsed on each load under
+`dagster dev` (as dagster-dbt's `prepare_if_dev` would) and, if missing, parsed once
+here; a normal code-location load only reads it. dagster-dbt is imported only by
+the functions that need it.
+"""
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from dagster import (
+    AssetKey,
+    AssetsDefinition,
+    AutomationCondition,
+    BackfillPolicy,
+    PartitionsDefinition,
+)
+
+from quantos_assets.calendars.partitions import session_partitions
+from quantos_assets.pipeline_assets import PipelineDefs
+from resources.dbt import DBT_PROJECT_DIR, dbt_resource, dbt_target
+from resources.profile import Profile, ProfileError, active_profile
+
+log = logging.getLogger("quantos.dbt")
+DBT_GROUP = "dbt"
+DBT_KEY_PREFIX = "dbt"
+DBT_RESOURCE_KEY = "dbt"
+
+
+class DbtModelsError(ValueError):
+    """The dbt project cannot become assets; one line naming the model or file."""
+
+
+def source_asset_key(props: Mapping[str, Any]) -> AssetKey:
+    """A source is the spec output stored at Iceberg `{namespace}.{table}`."""
+    return AssetKey([props["schema"], props["identifier"]])
+
+
+def model_asset_key(name: str) -> AssetKey:
+    return AssetKey([DBT_KEY_PREFIX, name])
+
+
+def _translator_class() -> type:
+    from dagster_dbt import DagsterDbtTranslator
+
+    class QuantosDbtTranslator(DagsterDbtTranslator):
+        """Sources -> the spec's asset; models -> [dbt, name], eager after their upstreams."""
+
+        def get_asset_key(self, dbt_resource_props: Mapping[str, Any]) -> AssetKey:
+            if dbt_resource_props["resource_type"] == "source":
+                return source_asset_key(dbt_resource_props)
+            return model_asset_key(dbt_resource_props["name"])
+
+        def get_group_name(self, dbt_resource_props: Mapping[str, Any]) -> str | None:
+            return DBT_GROUP
+
+        def get_automation_condition(
+            self, dbt_resource_props: Mapping[str, Any]
+        ) -> AutomationCondition | None:
+            # Runs once its spec upstreams (or dbt parents) update, when the
+            # default_automation_condition_sensor is switched on.
+            if dbt_resource_props["resource_type"] == "source":
+                return None
+            return AutomationCondition.eager()
+
+    return QuantosDbtTranslator
+
+
+def prepare_manifest(profile: Profile, project_dir: Path = DBT_PROJECT_DIR) -> Path:
+    """`dbt parse` into `target/` with the profile's own settings.
+
+    Parsing with the settings dbt later runs with keeps dbt's partial parsing valid (a
+    different profile forces a full re-parse, seconds per run), which is why this
+    replaces dagster-dbt's `prepare_if_dev` (it parses without our settings).
+    """
+    from dagster_dbt.errors import DagsterDbtError
+
+    try:
+        dbt_resource(profile, project_dir).cli(["parse", "--quiet"], target_path=Path("target")).wait()
+    except (DagsterDbtError, OSError) as err:  # dbt's errors are many-lined: keep one
+        first = next((line for line in str(err).splitlines() if line.strip()), type(err).__name__)
+        raise DbtModelsError(f"{project_dir}: dbt parse failed: {first.strip()}") from None
+    return project_dir / "target" / "manifest.json"
+
+
+def load_manifest(profile: Profile, project_dir: Path) -> tuple[Any, dict[str, Any]]:
+    """The DbtProject and its manifest: prepared at install, re-parsed under `dagster dev`."""
+    from dagster_dbt import DbtProject
+    from dagster_dbt.dbt_project import using_dagster_dev
+
+    project = DbtProject(
+        project_dir=project_dir, profiles_dir=project_dir, target=dbt_target(profile)
+    )
+    if using_dagster_dev():
+        prepare_manifest(profile, project_dir)
+    elif not project.manifest_path.exists():
+        log.warning("dbt: %s missing (run `make install`); parsing now", project.manifest_path)
+        prepare_manifest(profile, project_dir)
+    return project, json.loads(project.manifest_path.read_text())
+
+
+def model_partitions(
+    manifest: Mapping[str, Any], pipelines: Sequence[PipelineDefs]
+) -> dict[str, PartitionsDefinition | None]:
+    """Each model's partitions: those of the session-partitioned pipelines it reads."""
+    by_pipeline = {p.spec.pipeline_id: session_partitions(p.spec) for p in pipelines}
+    nodes: Mapping[str, Any] = manifest["nodes"]
+    sources: Mapping[str, Any] = manifest["sources"]
+    memo: dict[str, set[str]] = {}
+
+    def partition_names(unique_id: str) -> set[str]:
+        if unique_id in memo:
+            return memo[unique_id]
+        memo[unique_id] = set()
+        if unique_id in sources:
+            part = by_pipeline.get(source_asset_key(sources[unique_id]).path[0])
+            names = {part.name} if part is not None and hasattr(part, "name") else set()
+        else:
+            node = nodes.get(unique_id, {})
+            names = set().union(
+                *(partition_names(u) for u in node.get("depends_on", {}).get("nodes", []))
+            )
+        memo[unique_id] = names
+        return names
+
+    defs_by_name = {p.name: p for p in by_pipeline.values() if p is not None}
+    result: dict[str, PartitionsDefinition | None] = {}
+    for unique_id, node in nodes.items():
+        if node["resource_type"] != "model":
+            continue
+        names = partition_names(unique_id)
+        if len(names) > 1:
+            raise DbtModelsError(
+                f"dbt model {node['name']}: reads sessions of {', '.join(sorted(names))};"
+                " a model can follow one pipeline's sessions"
+            )
+        result[node["name"]] = defs_by_name[names.pop()] if names else None
+    return result
+
+
+def build_dbt_assets(
+    pipelines: Sequence[PipelineDefs],
+    profile: Profile,
+    project_dir: Path = DBT_PROJECT_DIR,
+) -> list[AssetsDefinition]:
+    """One `@dbt_assets` per partitions definition (unpartitioned, each session set)."""
+    from dagster_dbt import dbt_assets
+
+    project, manifest = load_manifest(profile, project_dir)
+    translator = _translator_class()()
+    groups: dict[str | None, list[str]] = {}
+    partitions: dict[str | None, PartitionsDefinition | None] = {}
+    for model, part in sorted(model_partitions(manifest, pipelines).items()):
+        name = getattr(part, "name", None)
+        groups.setdefault(name, []).append(model)
+        partitions[name] = part
+
+    built: list[AssetsDefinition] = []
+    for name, models in groups.items():
+        part = partitions[name]
+
+        @dbt_assets(
+            manifest=manifest,
+            project=project,
+            select=" ".join(models),
+            name=f"dbt_models__{name}" if name else "dbt_models",
+            partitions_def=part,
+            # A session range is one dbt run: the models filter on the whole range.
+            backfill_policy=BackfillPolicy.single_run() if part is not None else None,
+            dagster_dbt_translator=translator,
+            required_resource_keys={DBT_RESOURCE_KEY},
+        )
+        def _models(context):  # type: ignore[no-untyped-def]
+            args = ["build"]
+            if context.has_partition_key or context.has_partition_key_range:
+                sessions = context.partition_key_range  # one key: start == end
+                args += ["--vars", json.dumps(
+                    {"session_start": sessions.start, "session_end": sessions.end}
+                )]
+            dbt = getattr(context.resources, DBT_RESOURCE_KEY)
+            yield from dbt.cli(args, context=context).stream()
+
+        built.append(_models)
+    return built
+
+
+def main() -> int:
+    """`python -m quantos_assets.dbt_models`: prepare the manifest (make install)."""
+    import sys
+
+    try:
+        path = prepare_manifest(active_profile())
+    except (DbtModelsError, ProfileError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 1
+    print(f"dbt manifest: {path}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
