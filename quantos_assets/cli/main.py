@@ -69,6 +69,12 @@ def _parser() -> argparse.ArgumentParser:
 
     add_sessions_parser(sub)
 
+    from quantos_assets.cli.access import add_parsers as add_access_parsers
+    from quantos_assets.cli.gateway import add_parser as add_gateway_parser
+
+    add_gateway_parser(sub)
+    add_access_parsers(sub)
+
     t = sub.add_parser("ticks", help="preview a spec's schedule: every fire time and its partition")
     t.add_argument("path", type=Path)
     t.add_argument("--start", required=True, type=_iso_date, help="first session date (YYYY-MM-DD)")

@@ -7,32 +7,29 @@ materialize assets with `dagster asset materialize` into their own DAGSTER_HOME.
 """
 from __future__ import annotations
 
-import json
-import os
 import shutil
-import signal
-import socket
 import subprocess
-import sys
 import time
-import urllib.error
-import urllib.request
-from dataclasses import dataclass
-from pathlib import Path
 
 import pytest
 from dagster import AssetKey, DagsterEventType, DagsterInstance
-from dagster_graphql import DagsterGraphQLClient
+from dev_server import (
+    DAGSTER,
+    LOCATION,
+    REPO,
+    REPOSITORY,
+    Server,
+    dagster_dev,
+    isolated_env,
+    stop,
+    tail,
+)
 
-REPO = Path(__file__).resolve().parents[2]
 SPECS = REPO / "specs"
 EXAMPLE = SPECS / "xs_momentum_backtest.yaml"
 SEED = SPECS / "seed_bt_xs_bilstm_v1.yaml"
 EOD = SPECS / "xs_daily_eod.yaml"
-DAGSTER = Path(sys.executable).parent / "dagster"
 PIPELINE = "xs_momentum_v1"
-LOCATION = "quantos"
-REPOSITORY = "__repository__"
 
 BROKEN_SPEC = """\
 version: 1
@@ -49,95 +46,6 @@ IN_PROCESS = {"execution": {"config": {"in_process": {}}}}
 pytestmark = pytest.mark.e2e
 
 
-def _free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def _tail(path: Path, n: int = 60) -> str:
-    try:
-        return "\n".join(path.read_text(errors="replace").splitlines()[-n:])
-    except OSError:
-        return "<no output>"
-
-
-def _env(root: Path, specs: Path) -> dict[str, str]:
-    """An isolated local profile: DAGSTER_HOME (queued runs, no telemetry), data, specs."""
-    home = root / "dagster_home"
-    home.mkdir(parents=True)
-    shutil.copy(REPO / "deploy" / "dagster.local.yaml", home / "dagster.yaml")
-    return {
-        **os.environ,
-        "QUANTOS_ENV": "local",
-        "DAGSTER_HOME": str(home),
-        "QUANTOS_DATA_DIR": str(root / "data"),
-        "QUANTOS_SPECS_DIR": str(specs),
-        "RAY_AUTH_MODE": "disabled",
-        "RAY_USAGE_STATS_ENABLED": "0",
-        "DAGSTER_DISABLE_TELEMETRY": "1",
-        "PYTHONWARNINGS": "ignore::DeprecationWarning",
-    }
-
-
-@dataclass
-class Server:
-    port: int
-    proc: subprocess.Popen
-    log: Path
-    home: Path
-
-    def graphql(self, query: str, variables: dict | None = None) -> dict:
-        req = urllib.request.Request(
-            f"http://127.0.0.1:{self.port}/graphql",
-            data=json.dumps({"query": query, "variables": variables or {}}).encode(),
-            headers={"Content-Type": "application/json"},
-        )
-        with urllib.request.urlopen(req, timeout=30) as resp:
-            body = json.loads(resp.read())
-        assert "errors" not in body, body["errors"]
-        return body["data"]
-
-    def client(self) -> DagsterGraphQLClient:
-        return DagsterGraphQLClient("127.0.0.1", port_number=self.port, timeout=30)
-
-
-WORKSPACE_QUERY = """
-{ workspaceOrError { __typename
-    ... on Workspace { locationEntries { name loadStatus
-        locationOrLoadError { __typename ... on PythonError { message } } } }
-    ... on PythonError { message } } }
-"""
-
-
-def _location_state(server: Server) -> tuple[str | None, str | None]:
-    """(loadStatus, error) of the `quantos` location; (None, None) while unknown."""
-    data = server.graphql(WORKSPACE_QUERY)["workspaceOrError"]
-    for entry in data.get("locationEntries") or []:
-        if entry["name"] == LOCATION:
-            err = entry["locationOrLoadError"] or {}
-            return entry["loadStatus"], err.get("message")
-    return None, None
-
-
-def _stop(proc: subprocess.Popen, timeout: float = 30) -> None:
-    """SIGTERM the process group, SIGKILL it after `timeout`; then sweep what is left."""
-    if proc.poll() is None:
-        try:
-            os.killpg(proc.pid, signal.SIGTERM)
-            proc.wait(timeout=timeout)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait(timeout=10)
-        except ProcessLookupError:
-            pass
-    # run workers, step workers or a local Ray may outlive the leader in its group
-    try:
-        os.killpg(proc.pid, signal.SIGKILL)
-    except (ProcessLookupError, PermissionError):
-        pass
-
-
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory):
     root = tmp_path_factory.mktemp("dagster_dev")
@@ -147,46 +55,8 @@ def server(tmp_path_factory: pytest.TempPathFactory):
     shutil.copy(SEED, specs / SEED.name)
     shutil.copy(EOD, specs / EOD.name)
     (specs / "broken.yaml").write_text(BROKEN_SPEC)
-    env = _env(root, specs)
-    port = _free_port()
-    log = root / "dagster_dev.log"
-    with log.open("wb") as out:
-        proc = subprocess.Popen(
-            [str(DAGSTER), "dev", "-w", "workspace.yaml", "-h", "127.0.0.1", "-p", str(port)],
-            cwd=REPO,
-            env=env,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            stdin=subprocess.DEVNULL,
-            start_new_session=True,
-        )
-    srv = Server(port=port, proc=proc, log=log, home=Path(env["DAGSTER_HOME"]))
-    try:
-        deadline = time.monotonic() + 120
-        status, error = None, None
-        while True:
-            if proc.poll() is not None:
-                pytest.fail(f"dagster dev exited with {proc.returncode}:\n{_tail(log)}")
-            try:
-                with urllib.request.urlopen(
-                    f"http://127.0.0.1:{port}/server_info", timeout=5
-                ) as resp:
-                    resp.read()
-                status, error = _location_state(srv)
-                if status == "LOADED":
-                    break
-            except (urllib.error.URLError, ConnectionError, TimeoutError, OSError):
-                pass
-            if time.monotonic() > deadline:
-                pytest.fail(
-                    f"dagster dev: location {LOCATION!r} not LOADED within 120 s "
-                    f"(status {status}, error {error}):\n{_tail(log)}"
-                )
-            time.sleep(1)
-        assert error is None, f"code location failed to load: {error}\n{_tail(log)}"
+    with dagster_dev(root, specs) as srv:
         yield srv
-    finally:
-        _stop(proc)
 
 
 ASSET_NODES_QUERY = """
@@ -281,13 +151,13 @@ def test_launch_example_job_through_graphql(server: Server) -> None:
     status = client.get_run_status(run_id)
     while status not in finished:
         if time.monotonic() > deadline:
-            pytest.fail(f"run {run_id} still {status} after 150 s:\n{_tail(server.log)}")
+            pytest.fail(f"run {run_id} still {status} after 150 s:\n{tail(server.log)}")
         time.sleep(2)
         status = client.get_run_status(run_id)
     if status != DagsterRunStatus.SUCCESS:
         events = server.graphql(STEP_FAILURES_QUERY, {"runId": run_id})["logsForRun"]
         failures = [e for e in events.get("events", []) if e["__typename"].endswith("FailureEvent")]
-        pytest.fail(f"run {run_id} ended {status}: {failures}\n{_tail(server.log)}")
+        pytest.fail(f"run {run_id} ended {status}: {failures}\n{tail(server.log)}")
 
     run = server.graphql(RUN_QUERY, {"runId": run_id})["runOrError"]
     assert run["status"] == "SUCCESS"
@@ -319,10 +189,10 @@ def _dagster(*args: str, env: dict[str, str], timeout: float = 300) -> subproces
     try:
         out, err = proc.communicate(timeout=timeout)
     except subprocess.TimeoutExpired:
-        _stop(proc, timeout=10)
+        stop(proc, timeout=10)
         out, err = proc.communicate()
         pytest.fail(f"dagster {' '.join(args)} still running after {timeout} s:\n{out}\n{err}")
-    _stop(proc)  # leftovers of the group, if any
+    stop(proc)  # leftovers of the group, if any
     return subprocess.CompletedProcess(proc.args, proc.returncode, out, err)
 
 
@@ -332,7 +202,7 @@ def cli_env(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
     specs = root / "specs"
     specs.mkdir()
     shutil.copy(EXAMPLE, specs / EXAMPLE.name)
-    return _env(root, specs)
+    return isolated_env(root, specs)
 
 
 def _latest_meta(home: str, key: AssetKey) -> dict:
@@ -401,7 +271,7 @@ def _wait_for(what: str, server: Server, probe, timeout: float):  # type: ignore
         if value:
             return value
         if time.monotonic() > deadline:
-            pytest.fail(f"{what} not within {timeout:.0f} s:\n{_tail(server.log)}")
+            pytest.fail(f"{what} not within {timeout:.0f} s:\n{tail(server.log)}")
         time.sleep(2)
 
 

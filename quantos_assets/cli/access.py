@@ -1,0 +1,94 @@
+"""`quantos token ...` and `quantos audit ...`: who may call the API, and what was decided."""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+EXIT_OK, EXIT_INVALID = 0, 1
+
+
+def add_parsers(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    t = sub.add_parser("token", help="create, list or revoke API tokens (store: QUANTOS_API_TOKENS)")
+    actions = t.add_subparsers(dest="action", required=True)
+    create = actions.add_parser("create", help="print a new token once")
+    create.add_argument("--team", required=True)
+    create.add_argument("--scopes", required=True, help="comma-separated: submit,read,admin")
+    create.add_argument("--note", default="", help="who or what uses it")
+    create.set_defaults(handler=cmd_token_create)
+    revoke = actions.add_parser("revoke", help="remove a token by its id")
+    revoke.add_argument("token_id")
+    revoke.set_defaults(handler=cmd_token_revoke)
+    listing = actions.add_parser("list", help="token ids, teams and scopes (never the tokens)")
+    listing.set_defaults(handler=cmd_token_list)
+
+    a = sub.add_parser("audit", help="the audit trail (QUANTOS_GATEWAY_DB)")
+    audit_actions = a.add_subparsers(dest="action", required=True)
+    verify = audit_actions.add_parser("verify", help="check the hash chain; exit 1 if broken")
+    verify.set_defaults(handler=cmd_audit_verify)
+    show = audit_actions.add_parser("show", help="print records as JSON lines")
+    show.add_argument("--subject", help="only this submission / job / asset")
+    show.set_defaults(handler=cmd_audit_show)
+
+
+def _store():  # type: ignore[no-untyped-def]
+    from quantos_assets.gateway.settings import gateway_settings
+    from quantos_assets.gateway.tokens import TokenStore
+
+    return TokenStore(gateway_settings().tokens_path)
+
+
+def cmd_token_create(args: argparse.Namespace) -> int:
+    from quantos_assets.gateway.tokens import TokenStoreError
+
+    scopes = [s.strip() for s in args.scopes.split(",") if s.strip()]
+    try:
+        token, record = _store().create(args.team, scopes, args.note)
+    except TokenStoreError as err:
+        print(f"quantos: {err}", file=sys.stderr)
+        return EXIT_INVALID
+    print(token)
+    print(f"id {record.id}  team {record.team}  scopes {','.join(record.scopes)}  (shown once; store it now)", file=sys.stderr)
+    return EXIT_OK
+
+
+def cmd_token_revoke(args: argparse.Namespace) -> int:
+    from quantos_assets.gateway.tokens import TokenStoreError
+
+    try:
+        record = _store().revoke(args.token_id)
+    except TokenStoreError as err:
+        print(f"quantos: {err}", file=sys.stderr)
+        return EXIT_INVALID
+    print(f"revoked {record.id} (team {record.team})")
+    return EXIT_OK
+
+
+def cmd_token_list(_args: argparse.Namespace) -> int:
+    for record in _store().list():
+        print(f"{record.id}  {record.team:<16} {','.join(record.scopes):<20} {record.created_at}  {record.note}")
+    return EXIT_OK
+
+
+def _audit():  # type: ignore[no-untyped-def]
+    from quantos_assets.gateway.settings import gateway_settings
+    from resources.audit_log import AuditLog
+
+    return AuditLog.from_url(gateway_settings().store_url)
+
+
+def cmd_audit_verify(_args: argparse.Namespace) -> int:
+    report = _audit().verify()
+    if report.ok:
+        print(f"audit chain ok: {report.records} records")
+        return EXIT_OK
+    print(f"audit chain BROKEN at record {report.first_bad_seq}: {report.problem}", file=sys.stderr)
+    return EXIT_INVALID
+
+
+def cmd_audit_show(args: argparse.Namespace) -> int:
+    from dataclasses import asdict
+
+    for record in _audit().records(subject=args.subject):
+        print(json.dumps(asdict(record), sort_keys=True))
+    return EXIT_OK

@@ -1,0 +1,27 @@
+"""`quantos gateway`: serve the REST submission API (uvicorn)."""
+from __future__ import annotations
+
+import argparse
+
+
+def add_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    g = sub.add_parser("gateway", help="serve the REST submission API (Dagster at QUANTOS_DAGSTER_URL)")
+    g.add_argument("--host", default="127.0.0.1")
+    g.add_argument("--port", type=int, default=8080)
+    g.add_argument("--workers", type=int, default=1, help="uvicorn worker processes")
+    g.set_defaults(handler=cmd_gateway)
+
+
+def cmd_gateway(args: argparse.Namespace) -> int:
+    import uvicorn
+
+    if args.workers > 1:
+        # Workers import the app by name and read the environment themselves.
+        uvicorn.run(
+            "quantos_assets.gateway.server:app", host=args.host, port=args.port, workers=args.workers, log_level="info"
+        )
+        return 0
+    from quantos_assets.gateway.server import build_app
+
+    uvicorn.run(build_app(), host=args.host, port=args.port, log_level="info")
+    return 0

@@ -1,0 +1,7 @@
+"""The compiler's Python client over Dagster's GraphQL API (see submissions.py)."""
+from __future__ import annotations
+
+from quantos_assets.client.graphql import DagsterAPI, DagsterAPIError
+from quantos_assets.client.submissions import QuantosClient, SubmissionError, Submitted
+
+__all__ = ["DagsterAPI", "DagsterAPIError", "QuantosClient", "SubmissionError", "Submitted"]

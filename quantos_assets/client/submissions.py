@@ -1,0 +1,357 @@
+"""The compiler's Python client: submit a spec, follow it, cancel or retry it.
+
+    from quantos_assets.client import QuantosClient
+
+    client = QuantosClient("http://127.0.0.1:3000")
+    sid = client.submit(spec_dict, {"submission_id": "sub-42", "labels": {"team": "research"}})
+    client.status(sid)["status"]            # QUEUED, STARTED, SUCCESS, FAILURE, CANCELED, ...
+    client.logs(sid, node="train_model")    # that node's log lines
+    client.lineage(sid)                     # assets with Iceberg snapshot ids / artifact hashes
+    client.cancel(sid); client.retry(sid)   # terminate; re-execute from failure
+
+A submission is one spec version plus its runtime params. `submit` validates the spec,
+registers it in the spec registry (the folder the code location loads), reloads the code
+location only if the spec changed, and launches the pipeline's asset job with the runtime
+params as run tags. Every run of a submission carries the tag `quantos/submission_id`, so
+the client needs no database: Dagster's run storage is the record.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import threading
+import uuid
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import date
+from pathlib import Path
+from typing import Any
+
+from quantos_assets.client.graphql import LOCATION, REPOSITORY, DagsterAPI, DagsterAPIError
+from quantos_assets.spec.errors import SpecError
+from quantos_assets.spec.loader import LoadedSpec, load_runtime_params, load_spec, load_spec_text
+from quantos_assets.spec.models import EXTERNAL_KINDS, DagSpec, RuntimeParams
+
+ACTIVE_STATUSES = ["QUEUED", "NOT_STARTED", "STARTING", "STARTED", "CANCELING"]
+
+
+class SubmissionError(ValueError):
+    """The submission itself is wrong (unknown node, bad partition...): `status` 4xx."""
+
+    def __init__(self, message: str, status: int = 422, lines: list[str] | None = None) -> None:
+        super().__init__(message)
+        self.status = status
+        self.lines = lines or [message]
+
+
+@dataclass(frozen=True)
+class Submitted:
+    submission_id: str
+    pipeline_id: str
+    run_id: str
+    spec_sha256: str  # of the validated spec (canonical JSON), whatever its formatting
+    reloaded: bool  # the registry changed and the code location was reloaded
+
+
+def spec_digest(spec: DagSpec) -> str:
+    canonical = json.dumps(spec.model_dump(mode="json", by_alias=True), sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(canonical.encode()).hexdigest()
+
+
+def parse_spec(spec: Mapping[str, Any] | str | Path | LoadedSpec, source: str = "dag_spec") -> LoadedSpec:
+    """A dict (JSON body), YAML/JSON text, a file path or an already loaded spec."""
+    if isinstance(spec, LoadedSpec):
+        return spec
+    if isinstance(spec, Path):
+        return load_spec(spec)
+    if isinstance(spec, Mapping):
+        return load_spec_text(json.dumps(spec, indent=1, default=str), source, "json")
+    text = str(spec)
+    return load_spec_text(text, source, "json" if text.lstrip().startswith("{") else "yaml")
+
+
+def parse_params(params: Mapping[str, Any] | RuntimeParams | None) -> RuntimeParams:
+    """Runtime params; a missing submission_id gets a fresh one."""
+    if isinstance(params, RuntimeParams):
+        return params
+    raw = dict(params or {})
+    raw.setdefault("submission_id", f"sub-{uuid.uuid4().hex[:16]}")
+    return load_runtime_params(raw, name="runtime_params")
+
+
+class QuantosClient:
+    """Submissions against one Dagster webserver and the spec registry its code location loads."""
+
+    def __init__(
+        self,
+        dagster_url: str,
+        specs_dir: Path | None = None,
+        *,
+        location: str = LOCATION,
+        repository: str = REPOSITORY,
+        production: bool | None = None,
+        api: DagsterAPI | None = None,
+    ) -> None:
+        from resources.profile import active_profile
+
+        profile = active_profile()
+        self.api = api or DagsterAPI(dagster_url, location, repository)
+        self.specs_dir = specs_dir or profile.specs_dir
+        # Per-step Kubernetes run config only where k8s_job_executor reads it.
+        self.production = (not profile.is_local) if production is None else production
+        self._registry_lock = threading.Lock()
+        self._loaded: dict[str, str] = {}  # pipeline_id -> digest known to be in the code location
+
+    # -- submit ----------------------------------------------------------------------------
+
+    def submit(
+        self,
+        spec: Mapping[str, Any] | str | Path | LoadedSpec,
+        runtime_params: Mapping[str, Any] | RuntimeParams | None = None,
+        nodes: list[str] | None = None,
+        partition: str | None = None,
+        *,
+        team: str | None = None,
+    ) -> str:
+        """Validate, register, launch; the submission id (raises SpecError on an invalid spec)."""
+        return self.submit_detailed(spec, runtime_params, nodes, partition, team=team).submission_id
+
+    def submit_detailed(
+        self,
+        spec: Mapping[str, Any] | str | Path | LoadedSpec,
+        runtime_params: Mapping[str, Any] | RuntimeParams | None = None,
+        nodes: list[str] | None = None,
+        partition: str | None = None,
+        *,
+        team: str | None = None,
+        extra_tags: Mapping[str, str] | None = None,
+    ) -> Submitted:
+        loaded = parse_spec(spec)
+        params = parse_params(runtime_params)
+        return self.launch(loaded, params, nodes, partition, team=team, extra_tags=extra_tags)
+
+    def launch(
+        self,
+        loaded: LoadedSpec,
+        params: RuntimeParams,
+        nodes: list[str] | None = None,
+        partition: str | None = None,
+        *,
+        team: str | None = None,
+        extra_tags: Mapping[str, str] | None = None,
+    ) -> Submitted:
+        """Launch an already validated spec (the gateway validates and authorizes first)."""
+        from quantos_assets.run_tags import TAG_TEAM, runtime_run_tags
+
+        spec = loaded.spec
+        asset_keys = self._asset_keys(spec, nodes)
+        self._check_partition(spec, partition)
+        digest = spec_digest(spec)
+        reloaded = self.ensure_registered(loaded, digest)
+        if partition is not None:
+            from quantos_assets.calendars.partitions import partitions_name
+
+            self.api.add_dynamic_partition(partitions_name(spec), partition)
+        tags = {**runtime_run_tags(params), **(extra_tags or {})}
+        if team:
+            tags[TAG_TEAM] = team
+        if partition is not None:
+            tags["dagster/partition"] = partition
+        run_config = None
+        if self.production:
+            from quantos_assets.k8s.step_config import submission_run_config
+
+            run_config = submission_run_config(spec, params)
+        run_id = self.api.launch(spec.pipeline_id, tags, run_config, asset_keys)
+        return Submitted(params.submission_id, spec.pipeline_id, run_id, digest, reloaded)
+
+    def ensure_registered(self, loaded: LoadedSpec, digest: str | None = None) -> bool:
+        """Make the code location serve this exact spec; True if it had to be reloaded."""
+        from quantos_assets.spec_registry import register_spec
+
+        spec = loaded.spec
+        digest = digest or spec_digest(spec)
+        if self._loaded.get(spec.pipeline_id) == digest:
+            return False
+        with self._registry_lock:
+            if self._loaded.get(spec.pipeline_id) == digest:
+                return False
+            changed = register_spec(self.specs_dir, loaded).changed
+            reloaded = changed or not self.api.has_job(spec.pipeline_id)
+            if reloaded:
+                self.api.reload_location()
+                if not self.api.has_job(spec.pipeline_id):
+                    raise DagsterAPIError(
+                        f"code location {self.api.location!r} reloaded without job {spec.pipeline_id!r}: "
+                        f"is {self.specs_dir} the folder it loads (QUANTOS_SPECS_DIR)?",
+                        502,
+                    )
+            self._loaded[spec.pipeline_id] = digest
+            return reloaded
+
+    def forget_loaded(self) -> None:
+        """Re-check the code location on the next submit (after someone else reloaded it)."""
+        self._loaded.clear()
+
+    # -- follow ----------------------------------------------------------------------------
+
+    def runs(self, submission_id: str) -> list[dict[str, Any]]:
+        """Every run of the submission, newest first (a retry adds one)."""
+        from quantos_assets.run_tags import TAG_SUBMISSION
+
+        runs = self.api.runs_with_tag(TAG_SUBMISSION, submission_id)
+        if not runs:
+            raise SubmissionError(f"no submission {submission_id!r}", status=404)
+        return sorted(runs, key=lambda r: r["creationTime"], reverse=True)
+
+    def status(self, submission_id: str) -> dict[str, Any]:
+        runs = self.runs(submission_id)
+        run = self.api.run(runs[0]["runId"])
+        tags = {t["key"]: t["value"] for t in run["tags"]}
+        prefix = f"{run['jobName']}__"
+        steps = [
+            {
+                "node": s["stepKey"].removeprefix(prefix),
+                "status": s["status"],
+                "start_time": s["startTime"],
+                "end_time": s["endTime"],
+                "attempts": max(1, len(s.get("attempts") or [])),
+            }
+            for s in run["stepStats"]
+        ]
+        return {
+            "submission_id": submission_id,
+            "pipeline_id": run["jobName"],
+            "run_id": run["runId"],
+            "status": run["status"],
+            "partition": tags.get("dagster/partition"),
+            "start_time": run["startTime"],
+            "end_time": run["endTime"],
+            "steps": steps,
+            "runs": [{"run_id": r["runId"], "status": r["status"]} for r in runs],
+        }
+
+    def logs(self, submission_id: str, node: str | None = None) -> list[dict[str, Any]]:
+        run = self.runs(submission_id)[0]
+        pipeline = self.api.run(run["runId"])["jobName"]
+        step = f"{pipeline}__{node}" if node else None
+        lines = []
+        for event in self.api.logs(run["runId"]):
+            if step is not None and event.get("stepKey") != step:
+                continue
+            step_key = event.get("stepKey") or ""
+            lines.append(
+                {
+                    "time": float(event["timestamp"]) / 1000.0,
+                    "level": event["level"],
+                    "node": step_key[len(pipeline) + 2 :] if step_key.startswith(f"{pipeline}__") else None,
+                    "event": event.get("eventType"),
+                    "message": event["message"],
+                }
+            )
+        return lines
+
+    def lineage(self, submission_id: str) -> dict[str, Any]:
+        """Assets the submission's latest run produced, with their up/downstream assets, Iceberg
+        snapshot ids and artifact hashes, and what each step read."""
+        run_id = self.runs(submission_id)[0]["runId"]
+        data = self.api.lineage(run_id)
+        run = data["runOrError"]
+        produced = [
+            {"key": "/".join(m["assetKey"]["path"]), "partition": m["partition"], **_metadata(m["metadataEntries"])}
+            for m in run["assetMaterializations"]
+        ]
+        nodes = self.api.asset_nodes([m["assetKey"]["path"] for m in run["assetMaterializations"]])
+        graph = {
+            "/".join(n["assetKey"]["path"]): (
+                sorted("/".join(d["path"]) for d in n["dependencyKeys"]),
+                sorted("/".join(d["path"]) for d in n["dependedByKeys"]),
+            )
+            for n in nodes
+        }
+        for asset in produced:
+            upstream, downstream = graph.get(asset["key"], ([], []))
+            asset["upstream"], asset["downstream"] = upstream, downstream
+        events = data["logsForRun"].get("events", []) if data["logsForRun"]["__typename"] == "EventConnection" else []
+        inputs = [
+            {
+                "step": e["stepKey"],
+                "input": e["inputName"],
+                "from_step": e["upstreamStepKey"],
+                **_metadata(e["metadataEntries"]),
+            }
+            for e in events
+            if e["__typename"] == "LoadedInputEvent"
+        ]
+        return {"submission_id": submission_id, "run_id": run_id, "status": run["status"], "assets": produced, "inputs": inputs}
+
+    # -- act -------------------------------------------------------------------------------
+
+    def cancel(self, submission_id: str) -> str:
+        run = self.runs(submission_id)[0]
+        if run["status"] not in ACTIVE_STATUSES:
+            raise SubmissionError(f"submission {submission_id} has no active run (latest is {run['status']})", 409)
+        self.api.terminate(run["runId"])
+        return str(run["runId"])
+
+    def retry(self, submission_id: str) -> str:
+        """Re-execute the latest run from failure; the new run id."""
+        run = self.runs(submission_id)[0]
+        if run["status"] not in ("FAILURE", "CANCELED"):
+            raise SubmissionError(
+                f"submission {submission_id}: only a failed or canceled run is retried (latest is {run['status']})",
+                409,
+            )
+        return self.api.reexecute_from_failure(run["runId"])
+
+    # -- checks ----------------------------------------------------------------------------
+
+    @staticmethod
+    def _asset_keys(spec: DagSpec, nodes: list[str] | None) -> list[list[str]] | None:
+        if not nodes:
+            return None
+        known = {n.id: n for n in spec.nodes}
+        unknown = [n for n in nodes if n not in known]
+        if unknown:
+            raise SubmissionError(f"nodes {unknown} are not in pipeline {spec.pipeline_id!r}")
+        external = [n for n in nodes if known[n].kind in EXTERNAL_KINDS]
+        if external:
+            raise SubmissionError(f"nodes {external} are external ({', '.join(k.value for k in EXTERNAL_KINDS)}): not run")
+        return [[spec.pipeline_id, out] for n in nodes for out in (known[n].outs or [n])]
+
+    @staticmethod
+    def _check_partition(spec: DagSpec, partition: str | None) -> None:
+        if partition is None:
+            if spec.partitions is not None:
+                raise SubmissionError(f"pipeline {spec.pipeline_id!r} is partitioned by session: give a partition")
+            return
+        if spec.partitions is None:
+            raise SubmissionError(f"pipeline {spec.pipeline_id!r} has no partitions; drop 'partition'")
+        from quantos_assets.calendars.sessions import is_session
+
+        try:
+            day = date.fromisoformat(partition)
+        except ValueError:
+            raise SubmissionError(f"partition {partition!r}: expected a session date YYYY-MM-DD") from None
+        code = spec.partitions.calendar
+        if not is_session(code, day) or day < spec.partitions.start:
+            raise SubmissionError(
+                f"partition {partition}: not a {code} session on or after {spec.partitions.start.isoformat()}"
+            )
+
+
+def _metadata(entries: list[dict[str, Any]]) -> dict[str, Any]:
+    """The lineage-relevant metadata of a materialization or a loaded input."""
+    out: dict[str, Any] = {}
+    for entry in entries:
+        label = entry["label"]
+        if label not in ("snapshot_id", "table", "rows", "uri", "sha256", "partition_key", "partition_range"):
+            continue
+        value = entry.get("intRepr") or entry.get("text") or entry.get("path") or entry.get("url")
+        if value is None and entry.get("floatValue") is not None:
+            value = entry["floatValue"]
+        out[label] = int(value) if label in ("snapshot_id", "rows") and value is not None else value
+    return out
+
+
+__all__ = ["DagsterAPIError", "QuantosClient", "SpecError", "SubmissionError", "Submitted"]

@@ -1,0 +1,1 @@
+"""The REST submission gateway: FastAPI app, tokens, team policy, submission store."""

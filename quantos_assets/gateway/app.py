@@ -1,0 +1,382 @@
+"""The REST submission gateway (seed 000 §8): authenticated, team-scoped, audited.
+
+It talks to Dagster over GraphQL only (through `QuantosClient`), so it runs beside the
+webserver (or anywhere that reaches it) and adds what Dagster OSS lacks for a compiler
+calling it: bearer-token authentication with scopes, team ownership of submissions,
+per-team quotas, an append-only audit trail, and 4xx answers that say what to fix.
+"""
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Annotated, Any
+
+from fastapi import Depends, FastAPI, HTTPException, Query, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from pydantic import BaseModel, ConfigDict, Field
+
+from quantos_assets.client.graphql import DagsterAPIError
+from quantos_assets.client.submissions import (
+    ACTIVE_STATUSES,
+    QuantosClient,
+    SubmissionError,
+    parse_params,
+    parse_spec,
+    spec_digest,
+)
+from quantos_assets.gateway.body_limit import BodyLimitMiddleware
+from quantos_assets.gateway.settings import GatewaySettings
+from quantos_assets.gateway.submission_store import SubmissionStore
+from quantos_assets.gateway.teams import TeamsFile, load_teams
+from quantos_assets.gateway.tokens import Principal, TokenStore
+from quantos_assets.spec.errors import SpecError
+from quantos_assets.spec.loader import LoadedSpec
+from resources.audit_log import AuditLog
+
+API_VERSION = "1"
+
+
+# -- request and response bodies ----------------------------------------------------------------
+
+
+class SubmitRequest(BaseModel):
+    """Seed 000 §8.1: the spec inline (`dag_spec`) or a registered pipeline (`spec_ref`)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    dag_spec: dict[str, Any] | None = Field(default=None, description="the DAG spec (seed 000 §3.1)")
+    spec_ref: str | None = Field(default=None, description="pipeline_id of a spec already in the registry")
+    runtime_params: dict[str, Any] = Field(default_factory=dict, description="seed 000 §3.2; submission_id optional")
+    refs: dict[str, Any] = Field(default_factory=dict, description="opaque references kept in the audit record")
+    nodes: list[str] | None = Field(default=None, description="run only these nodes")
+    partition: str | None = Field(default=None, description="session (YYYY-MM-DD) of a session-partitioned spec")
+
+
+class SubmitAccepted(BaseModel):
+    submission_id: str
+    run_id: str
+    pipeline_id: str
+    spec_sha256: str
+    status_url: str
+
+
+class ErrorBody(BaseModel):
+    error: str
+    lines: list[str] = Field(default_factory=list)
+
+
+class ActionResult(BaseModel):
+    submission_id: str
+    run_id: str
+    action: str
+
+
+ERRORS: dict[int | str, dict[str, Any]] = {
+    code: {"model": ErrorBody} for code in (400, 401, 403, 404, 409, 413, 422, 429, 502, 503)
+}
+
+
+# -- wiring --------------------------------------------------------------------------------------
+
+
+@dataclass
+class Gateway:
+    settings: GatewaySettings
+    tokens: TokenStore
+    store: SubmissionStore
+    audit: AuditLog
+    client: QuantosClient
+    teams: TeamsFile
+
+
+class ApiError(Exception):
+    def __init__(self, status: int, message: str, lines: list[str] | None = None, headers: dict[str, str] | None = None):
+        super().__init__(message)
+        self.status, self.message, self.lines, self.headers = status, message, lines or [], headers
+
+
+_BEARER = HTTPBearer(auto_error=False)
+
+
+def _principal(scope: str) -> Callable[..., Principal]:
+    """A dependency: the caller's principal if its token is valid and has `scope`."""
+
+    def dependency(
+        request: Request, credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_BEARER)]
+    ) -> Principal:
+        gw: Gateway = request.app.state.gateway
+        if credentials is None or credentials.scheme.lower() != "bearer":
+            raise ApiError(401, "missing bearer token (Authorization: Bearer <token>)", headers={"WWW-Authenticate": "Bearer"})
+        who = gw.tokens.authenticate(credentials.credentials)
+        if who is None:
+            raise ApiError(401, "invalid or revoked token", headers={"WWW-Authenticate": "Bearer"})
+        if not who.can(scope):
+            raise ApiError(403, f"token {who.token_id} (team {who.team}) lacks the '{scope}' scope")
+        return who
+
+    return dependency
+
+
+Submitter = Annotated[Principal, Depends(_principal("submit"))]
+Reader = Annotated[Principal, Depends(_principal("read"))]
+
+
+def build_gateway(settings: GatewaySettings) -> Gateway:
+    store = SubmissionStore.from_url(settings.store_url)
+    return Gateway(
+        settings=settings,
+        tokens=TokenStore(settings.tokens_path),
+        store=store,
+        audit=AuditLog(store.engine),
+        client=QuantosClient(settings.dagster_url, settings.specs_dir, production=settings.production),
+        teams=load_teams(settings.teams_path),
+    )
+
+
+def create_app(settings: GatewaySettings, gateway: Gateway | None = None) -> FastAPI:
+    gw = gateway or build_gateway(settings)
+    app = FastAPI(
+        title="QuantOS submission API",
+        version=API_VERSION,
+        description="Submit compiler DAG specs, follow, cancel and retry them. Bearer token required.",
+    )
+    app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes)
+    app.state.gateway = gw
+    @app.exception_handler(ApiError)
+    def _api_error(_request: Request, err: ApiError) -> JSONResponse:
+        return JSONResponse(
+            {"error": err.message, "lines": err.lines or [err.message]}, status_code=err.status, headers=err.headers
+        )
+
+    @app.exception_handler(RequestValidationError)
+    def _invalid_request(_request: Request, err: RequestValidationError) -> JSONResponse:
+        problems = err.errors()
+        if any(p.get("type") == "json_invalid" for p in problems):
+            ctx = next(p for p in problems if p.get("type") == "json_invalid").get("ctx", {})
+            message = f"request body is not valid JSON: {ctx.get('error', 'parse error')}"
+            return JSONResponse({"error": message, "lines": [message]}, status_code=400)
+        lines = [f"{'.'.join(str(x) for x in p['loc'])}: {p['msg']}" for p in problems]
+        return JSONResponse({"error": "invalid request", "lines": lines}, status_code=422)
+
+    @app.exception_handler(HTTPException)
+    def _http_error(_request: Request, err: HTTPException) -> JSONResponse:
+        message = str(err.detail)
+        return JSONResponse({"error": message, "lines": [message]}, status_code=err.status_code, headers=err.headers)
+
+    @app.get("/healthz", include_in_schema=False)
+    def healthz() -> dict[str, str]:
+        return {"status": "ok"}
+
+    @app.post("/api/orch/submit", status_code=202, response_model=SubmitAccepted, responses=ERRORS)
+    def submit(body: SubmitRequest, request: Request, who: Submitter) -> SubmitAccepted:
+        loaded = _resolve_spec(gw, body)
+        try:
+            params = parse_params(body.runtime_params)
+        except SpecError as err:
+            raise ApiError(422, "invalid runtime_params", err.lines) from None
+        digest = spec_digest(loaded.spec)
+        audit = {"runtime_params": params.model_dump(mode="json"), "refs": body.refs, "nodes": body.nodes, "partition": body.partition}
+
+        def reject(status: int, message: str, headers: dict[str, str] | None = None) -> ApiError:
+            gw.audit.append(
+                actor=who.token_id, team=who.team, action="submit", subject=params.submission_id,
+                spec_sha256=digest, params=audit, decision="rejected", detail=message,
+            )
+            return ApiError(status, message, headers=headers)
+
+        policy = gw.teams.policy(who.team)
+        _authorize(gw, who, loaded, params.secrets_scope, params.labels, policy.secrets_scopes, reject)
+        active = gw.client.api.count_runs({"quantos/team": who.team}, ACTIVE_STATUSES)
+        if active >= policy.max_concurrent_runs:
+            raise reject(
+                429, f"team {who.team} has {active} active runs (limit {policy.max_concurrent_runs})", {"Retry-After": "10"}
+            )
+        admission = gw.store.admit(
+            submission_id=params.submission_id, team=who.team, actor=who.token_id,
+            pipeline_id=loaded.spec.pipeline_id, spec_sha256=digest, params=audit,
+            per_minute=policy.submissions_per_minute,
+        )
+        if admission.existing is not None:
+            same = (
+                admission.existing.team == who.team
+                and admission.existing.spec_sha256 == digest
+                and json.loads(admission.existing.params) == json.loads(json.dumps(audit, sort_keys=True))
+                and admission.existing.run_id is not None
+            )
+            if not same:
+                raise reject(409, f"submission_id {params.submission_id!r} is already used by another submission")
+            return _accepted(request, params.submission_id, admission.existing.run_id, loaded.spec.pipeline_id, digest)
+        if not admission.admitted:
+            raise reject(
+                429,
+                f"team {who.team} reached {policy.submissions_per_minute} submissions per minute",
+                {"Retry-After": str(admission.retry_after)},
+            )
+        try:
+            launched = gw.client.launch(
+                loaded, params, body.nodes, body.partition, team=who.team,
+                extra_tags={"quantos/spec_sha256": digest},
+            )
+        except (SubmissionError, DagsterAPIError) as err:
+            gw.store.discard(params.submission_id)
+            raise reject(err.status, str(err)) from None
+        gw.store.set_run(params.submission_id, launched.run_id, attempt=1)
+        gw.audit.append(
+            actor=who.token_id, team=who.team, action="submit", subject=params.submission_id,
+            spec_sha256=digest, params=audit, decision="accepted", detail=f"run {launched.run_id}",
+        )
+        return _accepted(request, params.submission_id, launched.run_id, launched.pipeline_id, digest)
+
+    @app.get("/api/orch/status/{submission_id}", responses=ERRORS)
+    def status(submission_id: str, who: Reader) -> dict[str, Any]:
+        _owned(gw, who, submission_id)
+        return _call(lambda: gw.client.status(submission_id))
+
+    @app.get("/api/orch/logs/{submission_id}", responses=ERRORS)
+    def logs(
+        submission_id: str,
+        who: Reader,
+        node: Annotated[str | None, Query(description="only this node's lines")] = None,
+    ) -> dict[str, Any]:
+        _owned(gw, who, submission_id)
+        return {"submission_id": submission_id, "node": node, "lines": _call(lambda: gw.client.logs(submission_id, node))}
+
+    @app.get("/api/orch/lineage/{submission_id}", responses=ERRORS)
+    def lineage(submission_id: str, who: Reader) -> dict[str, Any]:
+        _owned(gw, who, submission_id)
+        return _call(lambda: gw.client.lineage(submission_id))
+
+    @app.post("/api/orch/cancel/{submission_id}", response_model=ActionResult, responses=ERRORS)
+    def cancel(submission_id: str, who: Submitter) -> ActionResult:
+        row = _owned(gw, who, submission_id)
+        run_id = _decided(gw, who, "cancel", submission_id, row.spec_sha256, lambda: gw.client.cancel(submission_id))
+        return ActionResult(submission_id=submission_id, run_id=run_id, action="cancel")
+
+    @app.post("/api/orch/retry/{submission_id}", response_model=ActionResult, responses=ERRORS)
+    def retry(submission_id: str, who: Submitter) -> ActionResult:
+        row = _owned(gw, who, submission_id)
+        run_id = _decided(gw, who, "retry", submission_id, row.spec_sha256, lambda: gw.client.retry(submission_id))
+        gw.store.set_run(submission_id, run_id, attempt=len(gw.store.run_ids(submission_id)) + 1)
+        return ActionResult(submission_id=submission_id, run_id=run_id, action="retry")
+
+    @app.get("/api/orch/submissions", responses=ERRORS)
+    def submissions(
+        who: Reader, limit: Annotated[int, Query(ge=1, le=1000)] = 100
+    ) -> list[dict[str, Any]]:
+        team = None if "admin" in who.scopes else who.team
+        return [
+            {"submission_id": r.id, "team": r.team, "pipeline_id": r.pipeline_id, "run_id": r.run_id,
+             "spec_sha256": r.spec_sha256, "created_at": r.created_at}
+            for r in gw.store.list(team, limit)
+        ]
+
+    return app
+
+
+# -- helpers of the endpoints ------------------------------------------------------------------
+
+
+def _accepted(request: Request, submission_id: str, run_id: str, pipeline_id: str, digest: str) -> SubmitAccepted:
+    return SubmitAccepted(
+        submission_id=submission_id,
+        run_id=run_id,
+        pipeline_id=pipeline_id,
+        spec_sha256=digest,
+        status_url=str(request.url_for("status", submission_id=submission_id)),
+    )
+
+
+def _resolve_spec(gw: Gateway, body: SubmitRequest) -> LoadedSpec:
+    if (body.dag_spec is None) == (body.spec_ref is None):
+        raise ApiError(422, "give exactly one of dag_spec (the spec) or spec_ref (a registered pipeline_id)")
+    if body.dag_spec is not None:
+        try:
+            return parse_spec(body.dag_spec)
+        except SpecError as err:
+            raise ApiError(422, f"invalid dag_spec ({len(err.lines)} problems)", err.lines) from None
+    loaded = _registered(gw.settings.specs_dir).get(str(body.spec_ref))
+    if loaded is None:
+        raise ApiError(404, f"unknown pipeline {body.spec_ref!r}: no valid spec with that pipeline_id in the registry")
+    return loaded
+
+
+def _registered(directory: Path) -> dict[str, LoadedSpec]:
+    """The registry by pipeline_id, re-scanned only when a file changed."""
+    from quantos_assets.spec_registry import scan_specs, spec_files
+
+    stamp = tuple((p.name, p.stat().st_mtime_ns) for p in spec_files(directory))
+    cached = _REGISTRY_CACHE.get(directory)
+    if cached is None or cached[0] != stamp:
+        cached = (stamp, {s.spec.pipeline_id: s for s in scan_specs(directory).valid})
+        _REGISTRY_CACHE[directory] = cached
+    return cached[1]
+
+
+_REGISTRY_CACHE: dict[Path, tuple[tuple[tuple[str, int], ...], dict[str, LoadedSpec]]] = {}
+
+
+def spec_owner(loaded: LoadedSpec) -> str | None:
+    labels = loaded.spec.labels
+    return labels.get("team") or labels.get("owner")
+
+
+def _authorize(
+    gw: Gateway,
+    who: Principal,
+    loaded: LoadedSpec,
+    secrets_scope: list[str],
+    labels: dict[str, str],
+    allowed_scopes: list[str],
+    reject: Callable[..., ApiError],
+) -> None:
+    if "admin" in who.scopes:
+        return
+    owner = spec_owner(loaded)
+    if owner is not None and owner != who.team:
+        raise reject(403, f"pipeline {loaded.spec.pipeline_id!r} belongs to team {owner}, not {who.team}")
+    registered = _registered(gw.settings.specs_dir).get(loaded.spec.pipeline_id)
+    registered_owner = spec_owner(registered) if registered is not None else None
+    if registered_owner is not None and registered_owner != who.team:
+        raise reject(403, f"pipeline {loaded.spec.pipeline_id!r} is registered by team {registered_owner}")
+    forbidden = sorted(set(secrets_scope) - set(allowed_scopes))
+    if forbidden:
+        raise reject(403, f"secrets_scope {forbidden} is not granted to team {who.team}")
+    claimed = labels.get("team")
+    if claimed is not None and claimed != who.team:
+        raise reject(403, f"runtime_params.labels.team is {claimed!r} but the token belongs to team {who.team}")
+
+
+def _owned(gw: Gateway, who: Principal, submission_id: str):  # type: ignore[no-untyped-def]
+    row = gw.store.get(submission_id)
+    if row is None:
+        raise ApiError(404, f"no submission {submission_id!r}")
+    if row.team != who.team and "admin" not in who.scopes:
+        raise ApiError(403, f"submission {submission_id!r} belongs to another team")
+    return row
+
+
+def _call(fn: Callable[[], Any]) -> Any:
+    try:
+        return fn()
+    except (SubmissionError, DagsterAPIError) as err:
+        raise ApiError(err.status, str(err)) from None
+
+
+def _decided(gw: Gateway, who: Principal, action: str, submission_id: str, digest: str, fn: Callable[[], str]) -> str:
+    """Run a cancel/retry and append its decision, whichever way it went."""
+    try:
+        run_id = fn()
+    except (SubmissionError, DagsterAPIError) as err:
+        gw.audit.append(actor=who.token_id, team=who.team, action=action, subject=submission_id,
+                        spec_sha256=digest, decision="rejected", detail=str(err))
+        raise ApiError(err.status, str(err)) from None
+    gw.audit.append(actor=who.token_id, team=who.team, action=action, subject=submission_id,
+                    spec_sha256=digest, decision="accepted", detail=f"run {run_id}")
+    return run_id
+
+
+__all__ = ["Gateway", "build_gateway", "create_app"]

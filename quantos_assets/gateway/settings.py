@@ -1,0 +1,47 @@
+"""The gateway's environment, read once at start-up (one place, like resources/profile.py).
+
+    QUANTOS_DAGSTER_URL   the Dagster webserver (default http://127.0.0.1:3000)
+    QUANTOS_API_TOKENS    the token store file (default $QUANTOS_DATA_DIR/api_tokens.json)
+    QUANTOS_GATEWAY_DB    submissions + audit trail: sqlite:///PATH or postgresql+psycopg2://...
+                          (default sqlite:///$QUANTOS_DATA_DIR/gateway.db)
+    QUANTOS_TEAMS         per-team policy (default deploy/teams.yaml)
+    QUANTOS_MAX_BODY_BYTES  largest accepted request body (default 1 MiB)
+"""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+from resources.profile import REPO_ROOT, active_profile
+
+
+@dataclass(frozen=True)
+class GatewaySettings:
+    dagster_url: str
+    tokens_path: Path
+    store_url: str
+    teams_path: Path
+    specs_dir: Path
+    production: bool
+    max_body_bytes: int = 1 << 20
+
+
+def gateway_settings(environ: dict[str, str] | None = None) -> GatewaySettings:
+    env = dict(os.environ if environ is None else environ)
+    profile = active_profile(env)
+    data = profile.data_dir
+    raw_limit = env.get("QUANTOS_MAX_BODY_BYTES") or str(1 << 20)
+    try:
+        limit = int(raw_limit)
+    except ValueError:
+        raise ValueError(f"QUANTOS_MAX_BODY_BYTES: expected an integer, got {raw_limit!r}") from None
+    return GatewaySettings(
+        dagster_url=env.get("QUANTOS_DAGSTER_URL") or "http://127.0.0.1:3000",
+        tokens_path=Path(env.get("QUANTOS_API_TOKENS") or data / "api_tokens.json"),
+        store_url=env.get("QUANTOS_GATEWAY_DB") or f"sqlite:///{data / 'gateway.db'}",
+        teams_path=Path(env.get("QUANTOS_TEAMS") or REPO_ROOT / "deploy" / "teams.yaml"),
+        specs_dir=profile.specs_dir,
+        production=not profile.is_local,
+        max_body_bytes=limit,
+    )

@@ -1,0 +1,42 @@
+"""Per-team policy: which secret scopes a team may use and its quotas (deploy/teams.yaml)."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+
+class TeamPolicy(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    secrets_scopes: list[str] = Field(default_factory=list)
+    max_concurrent_runs: int = Field(default=20, ge=0)
+    submissions_per_minute: int = Field(default=600, ge=0)
+
+
+class TeamsFile(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    defaults: TeamPolicy = Field(default_factory=TeamPolicy)
+    teams: dict[str, TeamPolicy] = Field(default_factory=dict)
+
+    def policy(self, team: str) -> TeamPolicy:
+        return self.teams.get(team, self.defaults)
+
+
+class TeamsFileError(ValueError):
+    """deploy/teams.yaml (or QUANTOS_TEAMS) is malformed: one line naming the field."""
+
+
+def load_teams(path: Path) -> TeamsFile:
+    if not path.exists():
+        return TeamsFile()
+    try:
+        return TeamsFile.model_validate(yaml.safe_load(path.read_text()) or {})
+    except yaml.YAMLError as err:
+        raise TeamsFileError(f"{path}: not YAML ({str(err).splitlines()[0]})") from None
+    except ValidationError as err:
+        first = err.errors()[0]
+        where = ".".join(str(p) for p in first["loc"])
+        raise TeamsFileError(f"{path}: {where}: {first['msg']}") from None

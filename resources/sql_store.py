@@ -1,0 +1,41 @@
+"""SQLAlchemy engines for the platform's own small stores (gateway submissions, audit trail).
+
+SQLite locally, PostgreSQL in production, from one URL. SQLite transactions begin
+IMMEDIATE (the write lock up front) in WAL mode: the stores read-then-write inside
+one transaction (the audit chain's tail, quota windows), and a deferred transaction
+would let two writers read the same state.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import sqlalchemy as sa
+from sqlalchemy import event
+from sqlalchemy.engine import Engine
+
+
+class StoreURLError(ValueError):
+    """A store URL that is not SQLite or PostgreSQL (one-line message naming it)."""
+
+
+def store_engine(url: str) -> Engine:
+    if url.startswith("sqlite:///"):
+        path = url[len("sqlite:///") :]
+        if path and path != ":memory:":
+            Path(path).parent.mkdir(parents=True, exist_ok=True)
+        engine = sa.create_engine(url, connect_args={"timeout": 30, "check_same_thread": False})
+
+        @event.listens_for(engine, "connect")
+        def _connect(dbapi_connection, _record):  # type: ignore[no-untyped-def]
+            dbapi_connection.isolation_level = None  # SQLAlchemy emits BEGIN itself
+            dbapi_connection.execute("PRAGMA journal_mode=WAL")
+            dbapi_connection.execute("PRAGMA busy_timeout=30000")
+
+        @event.listens_for(engine, "begin")
+        def _begin(connection):  # type: ignore[no-untyped-def]
+            connection.exec_driver_sql("BEGIN IMMEDIATE")
+
+        return engine
+    if url.startswith(("postgresql+psycopg2://", "postgresql://")):
+        return sa.create_engine(url, pool_pre_ping=True, pool_size=10, max_overflow=20)
+    raise StoreURLError(f"store URL {url!r}: expected sqlite:///PATH or postgresql+psycopg2://...")

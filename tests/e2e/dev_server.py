@@ -1,0 +1,169 @@
+"""A real `dagster dev` (webserver + daemon) for end-to-end tests, on a free loopback port.
+
+Started with `start_new_session=True` and stopped by signalling its whole process group:
+`dagster dev` ignores SIGTERM when started as a shell background job, and run/step
+workers or a local Ray may outlive it otherwise.
+"""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+from dagster_graphql import DagsterGraphQLClient
+
+REPO = Path(__file__).resolve().parents[2]
+DAGSTER = Path(sys.executable).parent / "dagster"
+LOCATION = "quantos"
+REPOSITORY = "__repository__"
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def tail(path: Path, n: int = 60) -> str:
+    try:
+        return "\n".join(path.read_text(errors="replace").splitlines()[-n:])
+    except OSError:
+        return "<no output>"
+
+
+def isolated_env(root: Path, specs: Path) -> dict[str, str]:
+    """An isolated local profile: DAGSTER_HOME (queued runs, no telemetry), data, specs."""
+    home = root / "dagster_home"
+    home.mkdir(parents=True)
+    shutil.copy(REPO / "deploy" / "dagster.local.yaml", home / "dagster.yaml")
+    return {
+        **os.environ,
+        "QUANTOS_ENV": "local",
+        "DAGSTER_HOME": str(home),
+        "QUANTOS_DATA_DIR": str(root / "data"),
+        "QUANTOS_SPECS_DIR": str(specs),
+        "RAY_AUTH_MODE": "disabled",
+        "RAY_USAGE_STATS_ENABLED": "0",
+        "DAGSTER_DISABLE_TELEMETRY": "1",
+        "PYTHONWARNINGS": "ignore::DeprecationWarning",
+    }
+
+
+@dataclass
+class Server:
+    port: int
+    proc: subprocess.Popen
+    log: Path
+    home: Path
+    env: dict[str, str]
+
+    def graphql(self, query: str, variables: dict | None = None) -> dict:
+        req = urllib.request.Request(
+            f"http://127.0.0.1:{self.port}/graphql",
+            data=json.dumps({"query": query, "variables": variables or {}}).encode(),
+            headers={"Content-Type": "application/json"},
+        )
+        with urllib.request.urlopen(req, timeout=30) as resp:
+            body = json.loads(resp.read())
+        assert "errors" not in body, body["errors"]
+        return body["data"]
+
+    def client(self) -> DagsterGraphQLClient:
+        return DagsterGraphQLClient("127.0.0.1", port_number=self.port, timeout=30)
+
+
+WORKSPACE_QUERY = """
+{ workspaceOrError { __typename
+    ... on Workspace { locationEntries { name loadStatus
+        locationOrLoadError { __typename ... on PythonError { message } } } }
+    ... on PythonError { message } } }
+"""
+
+
+def location_state(server: Server) -> tuple[str | None, str | None]:
+    """(loadStatus, error) of the `quantos` location; (None, None) while unknown."""
+    data = server.graphql(WORKSPACE_QUERY)["workspaceOrError"]
+    for entry in data.get("locationEntries") or []:
+        if entry["name"] == LOCATION:
+            err = entry["locationOrLoadError"] or {}
+            return entry["loadStatus"], err.get("message")
+    return None, None
+
+
+def stop(proc: subprocess.Popen, timeout: float = 30) -> None:
+    """SIGTERM the process group, SIGKILL it after `timeout`; then sweep what is left."""
+    if proc.poll() is None:
+        try:
+            os.killpg(proc.pid, signal.SIGTERM)
+            proc.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait(timeout=10)
+        except ProcessLookupError:
+            pass
+    # run workers, step workers or a local Ray may outlive the leader in its group
+    try:
+        os.killpg(proc.pid, signal.SIGKILL)
+    except (ProcessLookupError, PermissionError):
+        pass
+
+
+
+@contextmanager
+def dagster_dev(
+    root: Path, specs: Path, extra_env: dict[str, str] | None = None, dagster_yaml: str | None = None
+) -> Iterator[Server]:
+    """Serve `specs` from a fresh DAGSTER_HOME under `root`; yields once the location is LOADED.
+    `dagster_yaml` replaces the instance config (default: deploy/dagster.local.yaml)."""
+    env = {**isolated_env(root, specs), **(extra_env or {})}
+    if dagster_yaml is not None:
+        (Path(env["DAGSTER_HOME"]) / "dagster.yaml").write_text(dagster_yaml)
+    port = free_port()
+    log = root / "dagster_dev.log"
+    with log.open("wb") as out:
+        proc = subprocess.Popen(
+            [str(DAGSTER), "dev", "-w", "workspace.yaml", "-h", "127.0.0.1", "-p", str(port)],
+            cwd=REPO,
+            env=env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            start_new_session=True,
+        )
+    srv = Server(port=port, proc=proc, log=log, home=Path(env["DAGSTER_HOME"]), env=env)
+    try:
+        deadline = time.monotonic() + 120
+        status, error = None, None
+        while True:
+            if proc.poll() is not None:
+                pytest.fail(f"dagster dev exited with {proc.returncode}:\n{tail(log)}")
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/server_info", timeout=5) as resp:
+                    resp.read()
+                status, error = location_state(srv)
+                if status == "LOADED":
+                    break
+            except (urllib.error.URLError, ConnectionError, TimeoutError, OSError):
+                pass
+            if time.monotonic() > deadline:
+                pytest.fail(
+                    f"dagster dev: location {LOCATION!r} not LOADED within 120 s "
+                    f"(status {status}, error {error}):\n{tail(log)}"
+                )
+            time.sleep(1)
+        assert error is None, f"code location failed to load: {error}\n{tail(log)}"
+        yield srv
+    finally:
+        stop(proc)

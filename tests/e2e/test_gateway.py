@@ -1,0 +1,303 @@
+"""The submission gateway end to end: a real `dagster dev` and `quantos gateway` on loopback.
+
+What a compiler and an operator see: a submitted spec runs and its status, logs and
+lineage are right; another team can neither see nor touch it; quotas answer 429; bad
+input is a 4xx that says what to fix and leaves nothing behind; cancel and retry work;
+the audit chain verifies and catches an edited row.
+"""
+from __future__ import annotations
+
+import json
+import sqlite3
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+import pytest
+import yaml
+from dev_server import REPO, Server, dagster_dev, free_port, stop, tail
+
+pytestmark = pytest.mark.e2e
+
+SMALL = {
+    "version": 1,
+    "pipeline_id": "gw_small",
+    "labels": {"team": "research"},
+    "nodes": [
+        {"id": "rows", "kind": "python_task", "params": {"entrypoint": "quantos_assets.tasks.noop:one_row"}, "outs": ["rows"]},
+        {"id": "total", "kind": "trino_sql", "params": {"sql": "SELECT count(*) AS n FROM rows"}, "ins": ["rows"], "outs": ["total"]},
+    ],
+}
+
+
+def _one_node(pipeline_id: str, team: str, entrypoint: str, **params: object) -> dict:
+    return {
+        "version": 1,
+        "pipeline_id": pipeline_id,
+        "labels": {"team": team},
+        "nodes": [{"id": "task", "kind": "python_task", "params": {"entrypoint": entrypoint, **params}, "outs": ["out"]}],
+    }
+
+
+TEAMS = {
+    "defaults": {"secrets_scopes": [], "max_concurrent_runs": 20, "submissions_per_minute": 600},
+    "teams": {
+        "research": {"secrets_scopes": ["research-readonly"], "max_concurrent_runs": 20, "submissions_per_minute": 600},
+        "execution": {"secrets_scopes": ["execution-prod"], "max_concurrent_runs": 20, "submissions_per_minute": 600},
+        "tiny": {"secrets_scopes": [], "max_concurrent_runs": 20, "submissions_per_minute": 1},
+        "frozen": {"secrets_scopes": [], "max_concurrent_runs": 0, "submissions_per_minute": 600},
+    },
+}
+
+
+@dataclass
+class Stack:
+    dagster: Server
+    url: str
+    env: dict[str, str]
+    tokens: dict[str, str]
+    root: Path
+
+    def call(self, method: str, path: str, token: str | None = "research", **kwargs: object) -> httpx.Response:
+        headers = dict(kwargs.pop("headers", {}) or {})  # type: ignore[arg-type]
+        if token is not None:
+            headers["Authorization"] = f"Bearer {self.tokens.get(token, token)}"
+        return httpx.request(method, f"{self.url}{path}", headers=headers, timeout=120, **kwargs)  # type: ignore[arg-type]
+
+    def wait(self, submission_id: str, statuses: set[str], token: str = "research", timeout: float = 240) -> dict:
+        deadline = time.monotonic() + timeout
+        while True:
+            body = self.call("GET", f"/api/orch/status/{submission_id}", token).json()
+            if body.get("status") in statuses:
+                return body
+            if time.monotonic() > deadline:
+                pytest.fail(f"{submission_id} still {body.get('status')} after {timeout} s:\n{tail(self.dagster.log)}")
+            time.sleep(2)
+
+
+def quantos(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "quantos_assets.cli.main", *args],
+        capture_output=True, text=True, cwd=REPO, env=env, timeout=120, check=False,
+    )
+
+
+@pytest.fixture(scope="module")
+def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
+    root = tmp_path_factory.mktemp("gateway")
+    specs = root / "specs"
+    specs.mkdir()
+    # Registered before start: submitting the same spec must not reload the location.
+    for spec in (
+        _one_node("gw_flaky", "research", "quantos_assets.tasks.control:fail_until", flag=str(root / "flag")),
+        _one_node("gw_slow", "research", "quantos_assets.tasks.control:sleep", seconds=300),
+        _one_node("gw_tiny", "tiny", "quantos_assets.tasks.noop:one_row"),
+        _one_node("gw_frozen", "frozen", "quantos_assets.tasks.noop:one_row"),
+    ):
+        (specs / f"{spec['pipeline_id']}.yaml").write_text(yaml.safe_dump(spec))
+    teams = root / "teams.yaml"
+    teams.write_text(yaml.safe_dump(TEAMS))
+    with dagster_dev(root, specs) as srv:
+        env = {
+            **srv.env,
+            "QUANTOS_DAGSTER_URL": f"http://127.0.0.1:{srv.port}",
+            "QUANTOS_API_TOKENS": str(root / "tokens.json"),
+            "QUANTOS_GATEWAY_DB": f"sqlite:///{root / 'gateway.db'}",
+            "QUANTOS_TEAMS": str(teams),
+        }
+        tokens = {}
+        for name, team, scopes in [
+            ("research", "research", "submit,read"),
+            ("research_ro", "research", "read"),
+            ("execution", "execution", "submit,read"),
+            ("tiny", "tiny", "submit,read"),
+            ("frozen", "frozen", "submit,read"),
+        ]:
+            made = quantos(env, "token", "create", "--team", team, "--scopes", scopes)
+            assert made.returncode == 0, made.stderr
+            tokens[name] = made.stdout.strip()
+        port = free_port()
+        log = root / "gateway.log"
+        with log.open("wb") as out:
+            proc = subprocess.Popen(
+                [sys.executable, "-m", "quantos_assets.cli.main", "gateway", "--port", str(port)],
+                cwd=REPO, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True,
+            )
+        url = f"http://127.0.0.1:{port}"
+        try:
+            deadline = time.monotonic() + 60
+            while True:
+                try:
+                    if httpx.get(f"{url}/healthz", timeout=2).status_code == 200:
+                        break
+                except httpx.HTTPError:
+                    pass
+                if proc.poll() is not None or time.monotonic() > deadline:
+                    pytest.fail(f"gateway did not start:\n{tail(log)}")
+                time.sleep(0.5)
+            yield Stack(srv, url, env, tokens, root)
+        finally:
+            stop(proc)
+
+
+def _dagster_run_count(stack: Stack) -> int:
+    data = stack.dagster.graphql("{ runsOrError { ... on Runs { count } } }")
+    return int(data["runsOrError"]["count"])
+
+
+def test_submit_then_status_logs_and_lineage(stack: Stack) -> None:
+    body = {"dag_spec": SMALL, "runtime_params": {"submission_id": "sub-small-1", "labels": {"version": "v1"}}, "refs": {"git": "abc123"}}
+    res = stack.call("POST", "/api/orch/submit", json=body)
+    assert res.status_code == 202, res.text
+    accepted = res.json()
+    assert accepted["submission_id"] == "sub-small-1" and accepted["pipeline_id"] == "gw_small"
+
+    status = stack.wait("sub-small-1", {"SUCCESS", "FAILURE"})
+    assert status["status"] == "SUCCESS", status
+    assert status["run_id"] == accepted["run_id"]
+    assert {s["node"]: s["status"] for s in status["steps"]} == {"rows": "SUCCESS", "total": "SUCCESS"}
+
+    # The same submission again is idempotent: same run, nothing new launched.
+    again = stack.call("POST", "/api/orch/submit", json=body)
+    assert again.status_code == 202 and again.json()["run_id"] == accepted["run_id"]
+
+    logs = stack.call("GET", "/api/orch/logs/sub-small-1", params={"node": "total"}).json()["lines"]
+    assert logs and {line["node"] for line in logs} == {"total"}
+    assert any("total: 1 rows" in line["message"] for line in logs), logs
+
+    lineage = stack.call("GET", "/api/orch/lineage/sub-small-1").json()
+    assets = {a["key"]: a for a in lineage["assets"]}
+    assert set(assets) == {"gw_small/rows", "gw_small/total"}
+    assert assets["gw_small/total"]["upstream"] == ["gw_small/rows"]
+    assert assets["gw_small/rows"]["downstream"] == ["gw_small/total"]
+    assert isinstance(assets["gw_small/rows"]["snapshot_id"], int) and assets["gw_small/rows"]["rows"] == 1
+    read = [i for i in lineage["inputs"] if i["input"] == "rows"]
+    assert read and read[0]["snapshot_id"] == assets["gw_small/rows"]["snapshot_id"]
+
+
+def test_other_teams_are_refused(stack: Stack) -> None:
+    for method, path in [
+        ("GET", "/api/orch/status/sub-small-1"),
+        ("GET", "/api/orch/logs/sub-small-1"),
+        ("GET", "/api/orch/lineage/sub-small-1"),
+        ("POST", "/api/orch/cancel/sub-small-1"),
+        ("POST", "/api/orch/retry/sub-small-1"),
+    ]:
+        res = stack.call(method, path, "execution")
+        assert res.status_code == 403, (method, path, res.text)
+        assert "another team" in res.json()["error"]
+    # Nor may they run research's pipeline, or use a secret scope not granted to them.
+    res = stack.call("POST", "/api/orch/submit", "execution", json={"spec_ref": "gw_flaky"})
+    assert res.status_code == 403 and "belongs to team research" in res.json()["error"]
+    res = stack.call(
+        "POST", "/api/orch/submit", json={"spec_ref": "gw_flaky", "runtime_params": {"secrets_scope": ["execution-prod"]}}
+    )
+    assert res.status_code == 403 and "execution-prod" in res.json()["error"]
+    # A read-only token cannot submit.
+    res = stack.call("POST", "/api/orch/submit", "research_ro", json={"spec_ref": "gw_flaky"})
+    assert res.status_code == 403 and "'submit' scope" in res.json()["error"]
+    assert stack.call("GET", "/api/orch/status/sub-small-1", "research_ro").status_code == 200
+
+
+def test_quotas_answer_429_with_retry_after(stack: Stack) -> None:
+    first = stack.call("POST", "/api/orch/submit", "tiny", json={"spec_ref": "gw_tiny"})
+    assert first.status_code == 202, first.text
+    second = stack.call("POST", "/api/orch/submit", "tiny", json={"spec_ref": "gw_tiny"})
+    assert second.status_code == 429 and "1 submissions per minute" in second.json()["error"]
+    assert 1 <= int(second.headers["Retry-After"]) <= 60
+    frozen = stack.call("POST", "/api/orch/submit", "frozen", json={"spec_ref": "gw_frozen"})
+    assert frozen.status_code == 429 and "active runs (limit 0)" in frozen.json()["error"]
+
+
+def test_bad_input_is_a_4xx_and_leaves_nothing(stack: Stack) -> None:
+    before_runs = _dagster_run_count(stack)
+    before_subs = len(stack.call("GET", "/api/orch/submissions").json())
+    bad_spec = {**SMALL, "pipeline_id": "gw_bad", "nodes": [{**SMALL["nodes"][0], "kind": "pyhton_task"}]}
+    cases = [
+        (stack.call("POST", "/api/orch/submit", content=b'{"dag_spec": ', headers={"Content-Type": "application/json"}), 400, "not valid JSON"),
+        (stack.call("POST", "/api/orch/submit", json={"dag_spec": bad_spec}), 422, "nodes[0].kind"),
+        (stack.call("POST", "/api/orch/submit", json={"spec_ref": "no_such_pipeline"}), 404, "unknown pipeline"),
+        (stack.call("POST", "/api/orch/submit", json={"spec_ref": "gw_flaky", "dag_spec": SMALL}), 422, "exactly one"),
+        (stack.call("POST", "/api/orch/submit", json={"spec_ref": "gw_flaky", "runtime_params": {"priority": "urgent"}}), 422, "priority"),
+        (stack.call("POST", "/api/orch/submit", json={"spec_ref": "gw_flaky", "nodes": ["nope"]}), 422, "not in pipeline"),
+        (stack.call("POST", "/api/orch/submit", content=b"x" * (2 << 20), headers={"Content-Type": "application/json"}), 413, "larger than"),
+        (stack.call("POST", "/api/orch/submit", None, json={"spec_ref": "gw_flaky"}), 401, "missing bearer token"),
+        (stack.call("POST", "/api/orch/submit", "qos_not-a-token", json={"spec_ref": "gw_flaky"}), 401, "invalid or revoked"),
+        (stack.call("GET", "/api/orch/status/never-submitted"), 404, "no submission"),
+    ]
+    for res, code, text in cases:
+        assert res.status_code == code, (code, res.status_code, res.text)
+        body = res.json()
+        assert text in body["error"] + " ".join(body.get("lines", [])), (text, body)
+    assert _dagster_run_count(stack) == before_runs
+    assert len(stack.call("GET", "/api/orch/submissions").json()) == before_subs
+    assert not (Path(stack.env["QUANTOS_SPECS_DIR"]) / "gw_bad.json").exists()
+
+
+def test_retry_from_failure_then_cancel(stack: Stack) -> None:
+    res = stack.call("POST", "/api/orch/submit", json={"spec_ref": "gw_flaky", "runtime_params": {"submission_id": "sub-flaky-1"}})
+    assert res.status_code == 202, res.text
+    failed = stack.wait("sub-flaky-1", {"SUCCESS", "FAILURE"})
+    assert failed["status"] == "FAILURE"
+    assert stack.call("POST", "/api/orch/cancel/sub-flaky-1").status_code == 409  # nothing running
+    (stack.root / "flag").touch()
+    retried = stack.call("POST", "/api/orch/retry/sub-flaky-1")
+    assert retried.status_code == 200, retried.text
+    deadline = time.monotonic() + 240
+    while True:
+        done = stack.call("GET", "/api/orch/status/sub-flaky-1").json()
+        if done["run_id"] == retried.json()["run_id"] and done["status"] in ("SUCCESS", "FAILURE"):
+            break
+        assert time.monotonic() < deadline, done
+        time.sleep(2)
+    assert done["status"] == "SUCCESS" and len(done["runs"]) == 2
+
+    res = stack.call("POST", "/api/orch/submit", json={"spec_ref": "gw_slow", "runtime_params": {"submission_id": "sub-slow-1"}})
+    assert res.status_code == 202
+    stack.wait("sub-slow-1", {"STARTED"})
+    assert stack.call("POST", "/api/orch/cancel/sub-slow-1").status_code == 200
+    assert stack.wait("sub-slow-1", {"CANCELED", "FAILURE", "SUCCESS"}, timeout=120)["status"] == "CANCELED"
+
+
+def test_fuzzing_the_openapi_finds_no_server_error(stack: Stack) -> None:
+    """schemathesis against the live gateway, authenticated as a research submitter: every
+    generated request is answered, and never with a 5xx. Submissions of generated (invalid)
+    specs stop at validation, so nothing is launched."""
+    before = _dagster_run_count(stack)
+    res = subprocess.run(
+        [
+            str(Path(sys.executable).parent / "schemathesis"), "run", f"{stack.url}/openapi.json",
+            "-H", f"Authorization: Bearer {stack.tokens['research']}",
+            "--checks", "not_a_server_error", "--max-examples", "40", "--seed", "7",
+            "--phases", "examples,coverage,fuzzing",
+        ],
+        capture_output=True, text=True, cwd=REPO, env=stack.env, timeout=300, check=False,
+    )
+    assert res.returncode == 0, res.stdout[-4000:] + res.stderr[-2000:]
+    after = stack.dagster.graphql("{ runsOrError { ... on Runs { results { runId jobName tags { key value } } } } }")
+    assert _dagster_run_count(stack) == before, after["runsOrError"]["results"][0]
+
+
+def test_audit_chain_verifies_and_catches_an_edited_row(stack: Stack) -> None:
+    records = [json.loads(line) for line in quantos(stack.env, "audit", "show").stdout.splitlines()]
+    decisions = {(r["action"], r["subject"], r["decision"]) for r in records}
+    assert ("submit", "sub-small-1", "accepted") in decisions
+    assert any(r["action"] == "submit" and r["decision"] == "rejected" and "not granted" in r["detail"] for r in records)
+    assert ("retry", "sub-flaky-1", "accepted") in decisions and ("cancel", "sub-slow-1", "accepted") in decisions
+    ok = quantos(stack.env, "audit", "verify")
+    assert ok.returncode == 0 and f"{len(records)} records" in ok.stdout, ok.stderr
+
+    db = stack.env["QUANTOS_GATEWAY_DB"][len("sqlite:///") :]
+    with sqlite3.connect(db) as conn:
+        with pytest.raises(sqlite3.IntegrityError, match="append-only"):
+            conn.execute("UPDATE quantos_audit SET decision = 'accepted' WHERE decision = 'rejected'")
+        conn.execute("DROP TRIGGER quantos_audit_no_update")
+        seq = conn.execute("SELECT min(seq) FROM quantos_audit WHERE decision = 'rejected'").fetchone()[0]
+        conn.execute("UPDATE quantos_audit SET decision = 'accepted' WHERE seq = ?", (seq,))
+    broken = quantos(stack.env, "audit", "verify")
+    assert broken.returncode == 1
+    assert f"BROKEN at record {seq}: its content was changed" in broken.stderr
