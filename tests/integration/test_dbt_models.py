@@ -196,6 +196,7 @@ def test_failing_dbt_test_is_a_failed_check_that_gates_downstream(lake: Lake) ->
     }
     evaluation = next(e for e in result.get_asset_check_evaluations() if not e.passed)
     assert evaluation.severity.value == "ERROR"
+    assert evaluation.metadata["dagster_dbt/failed_row_count"].value == 1  # the bad day
     # The check is blocking: models after it were skipped by dbt and never materialized.
     materialized = {e.asset_key for e in result.get_asset_materialization_events()}
     assert materialized == {DBT_MODELS[0]}
