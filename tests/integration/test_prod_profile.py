@@ -8,7 +8,6 @@ test_prod_k8s_manifests.py.
 from __future__ import annotations
 
 import shutil
-import uuid
 from pathlib import Path
 
 import boto3
@@ -16,34 +15,17 @@ import psycopg2
 import pyarrow as pa
 import pytest
 from dagster import AssetKey, DagsterEventType, DagsterInstance, DagsterRunStatus, RunsFilter
+from postgres_db import PG_URL, fresh_database
 
 REPO = Path(__file__).resolve().parents[2]
-PG = "postgresql+psycopg2://postgres@127.0.0.1:5432/{db}"
+PG = PG_URL
 PIPELINE = "xs_momentum_v1"
-
-
-def _admin():
-    conn = psycopg2.connect(host="127.0.0.1", port=5432, user="postgres", dbname="postgres")
-    conn.autocommit = True
-    return conn
 
 
 @pytest.fixture(scope="module")
 def pg_db():
-    db = f"quantos_prod_test_{uuid.uuid4().hex[:10]}"
-    conn = _admin()
-    with conn.cursor() as cur:
-        cur.execute(f'CREATE DATABASE "{db}"')
-    conn.close()
-    yield db
-    conn = _admin()
-    with conn.cursor() as cur:
-        cur.execute(
-            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = %s AND pid <> pg_backend_pid()",
-            (db,),
-        )
-        cur.execute(f'DROP DATABASE IF EXISTS "{db}"')
-    conn.close()
+    with fresh_database("quantos_prod_test") as db:
+        yield db
 
 
 @pytest.fixture(scope="module")

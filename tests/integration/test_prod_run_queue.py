@@ -13,14 +13,13 @@ import socket
 import subprocess
 import sys
 import time
-import uuid
 from pathlib import Path
 
-import psycopg2
 import pytest
 import yaml
 from dagster import DagsterInstance, DagsterRunStatus, RunsFilter
 from dagster._core.storage.dagster_run import IN_PROGRESS_RUN_STATUSES
+from postgres_db import PG_URL, fresh_database
 
 REPO = Path(__file__).resolve().parents[2]
 TEAM_LIMIT = 2
@@ -49,28 +48,10 @@ defs = Definitions(jobs=[hold_job, slow_job])
 '''
 
 
-def _admin():
-    conn = psycopg2.connect(host="127.0.0.1", port=5432, user="postgres", dbname="postgres")
-    conn.autocommit = True
-    return conn
-
-
 @pytest.fixture
 def pg_url():
-    db = f"quantos_queue_test_{uuid.uuid4().hex[:10]}"
-    conn = _admin()
-    with conn.cursor() as cur:
-        cur.execute(f'CREATE DATABASE "{db}"')
-    conn.close()
-    yield f"postgresql+psycopg2://postgres@127.0.0.1:5432/{db}"
-    conn = _admin()
-    with conn.cursor() as cur:
-        cur.execute(
-            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = %s AND pid <> pg_backend_pid()",
-            (db,),
-        )
-        cur.execute(f'DROP DATABASE IF EXISTS "{db}"')
-    conn.close()
+    with fresh_database("quantos_queue_test") as db:
+        yield PG_URL.format(db=db)
 
 
 def _free_port() -> int:
