@@ -1,19 +1,18 @@
 """Every schedule and sensor of the code location, from the loaded specs."""
 from __future__ import annotations
 
-from typing import Union
-
 from dagster import ScheduleDefinition, SensorDefinition
 
 from quantos_assets.pipeline_assets import PipelineDefs
+from sensors.freshness import build_freshness_sensor
+from sensors.gateway_jobs import build_gateway_jobs_sensor
 from sensors.kafka_lag import build_lag_sensors
 from sensors.kafka_submissions import build_kafka_submissions
 from sensors.run_notifications import build_run_notifications
-from sensors.freshness import build_freshness_sensor
 from sensors.session_schedule import build_session_schedule
 from sensors.session_sync import build_session_sync
 
-Trigger = Union[ScheduleDefinition, SensorDefinition]
+Trigger = ScheduleDefinition | SensorDefinition
 
 
 def build_triggers(pipelines: list[PipelineDefs]) -> list[Trigger]:
@@ -31,7 +30,12 @@ def build_triggers(pipelines: list[PipelineDefs]) -> list[Trigger]:
 
 
 def build_location_sensors(pipelines: list[PipelineDefs]) -> list[SensorDefinition]:
-    """Sensors of the whole code location, present only when configured: the Kafka
-    submission queue (QUANTOS_KAFKA_BOOTSTRAP) and run notifications (Slack / webhook)."""
+    """Sensors of the whole code location: the gateway's scheduled jobs, and when configured
+    the Kafka submission queue (QUANTOS_KAFKA_BOOTSTRAP) and run notifications (Slack / webhook)."""
     submissions = build_kafka_submissions(pipelines)
-    return [*([submissions] if submissions else []), *build_run_notifications(pipelines)]
+    gateway_jobs = build_gateway_jobs_sensor(pipelines)
+    return [
+        *([submissions] if submissions else []),
+        *([gateway_jobs] if gateway_jobs else []),
+        *build_run_notifications(pipelines),
+    ]

@@ -11,9 +11,8 @@ next fire time has already passed is stale, like seed 002's LatestOnlyOperator.
 """
 from __future__ import annotations
 
-from bisect import bisect_right
 from collections.abc import Callable
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from functools import lru_cache
 
 from dagster import (
@@ -34,7 +33,7 @@ _NS = 1_000_000_000
 
 
 def _utc_now() -> datetime:
-    return datetime.now(timezone.utc)
+    return datetime.now(UTC)
 
 
 def cron_strings(schedule: Schedule) -> list[str]:

@@ -7,7 +7,7 @@ past sessions would find no keys.
 from __future__ import annotations
 
 from collections.abc import Callable
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 from dagster import (
     DefaultSensorStatus,
@@ -25,7 +25,7 @@ SYNC_INTERVAL_SECONDS = 3600
 
 
 def build_session_sync(
-    pipeline: PipelineDefs, clock: Callable[[], datetime] = lambda: datetime.now(timezone.utc)
+    pipeline: PipelineDefs, clock: Callable[[], datetime] = lambda: datetime.now(UTC)
 ) -> SensorDefinition:
     spec = pipeline.spec
     name = partitions_name(spec)

@@ -9,33 +9,28 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable
-from dataclasses import dataclass
-from pathlib import Path
 from typing import Annotated, Any
 
-from fastapi import Depends, FastAPI, HTTPException, Query, Request
+from fastapi import FastAPI, HTTPException, Query, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
-from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from pydantic import BaseModel, ConfigDict, Field
 
 from quantos_assets.client.graphql import DagsterAPIError
 from quantos_assets.client.submissions import (
     ACTIVE_STATUSES,
-    QuantosClient,
     SubmissionError,
     parse_params,
-    parse_spec,
     spec_digest,
 )
+from quantos_assets.gateway.auth import ERRORS, ApiError, Reader, Submitter, answer
 from quantos_assets.gateway.body_limit import BodyLimitMiddleware
+from quantos_assets.gateway.jobs_api import build_router
+from quantos_assets.gateway.policy import authorize, resolve_spec
 from quantos_assets.gateway.settings import GatewaySettings
-from quantos_assets.gateway.submission_store import SubmissionStore
-from quantos_assets.gateway.teams import TeamsFile, load_teams
-from quantos_assets.gateway.tokens import Principal, TokenStore
+from quantos_assets.gateway.tokens import Principal
+from quantos_assets.gateway.wiring import Gateway, build_gateway
 from quantos_assets.spec.errors import SpecError
-from quantos_assets.spec.loader import LoadedSpec
-from resources.audit_log import AuditLog
 
 API_VERSION = "1"
 
@@ -64,77 +59,10 @@ class SubmitAccepted(BaseModel):
     status_url: str
 
 
-class ErrorBody(BaseModel):
-    error: str
-    lines: list[str] = Field(default_factory=list)
-
-
 class ActionResult(BaseModel):
     submission_id: str
     run_id: str
     action: str
-
-
-ERRORS: dict[int | str, dict[str, Any]] = {
-    code: {"model": ErrorBody} for code in (400, 401, 403, 404, 409, 413, 422, 429, 502, 503)
-}
-
-
-# -- wiring --------------------------------------------------------------------------------------
-
-
-@dataclass
-class Gateway:
-    settings: GatewaySettings
-    tokens: TokenStore
-    store: SubmissionStore
-    audit: AuditLog
-    client: QuantosClient
-    teams: TeamsFile
-
-
-class ApiError(Exception):
-    def __init__(self, status: int, message: str, lines: list[str] | None = None, headers: dict[str, str] | None = None):
-        super().__init__(message)
-        self.status, self.message, self.lines, self.headers = status, message, lines or [], headers
-
-
-_BEARER = HTTPBearer(auto_error=False)
-
-
-def _principal(scope: str) -> Callable[..., Principal]:
-    """A dependency: the caller's principal if its token is valid and has `scope`."""
-
-    def dependency(
-        request: Request, credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_BEARER)]
-    ) -> Principal:
-        gw: Gateway = request.app.state.gateway
-        if credentials is None or credentials.scheme.lower() != "bearer":
-            raise ApiError(401, "missing bearer token (Authorization: Bearer <token>)", headers={"WWW-Authenticate": "Bearer"})
-        who = gw.tokens.authenticate(credentials.credentials)
-        if who is None:
-            raise ApiError(401, "invalid or revoked token", headers={"WWW-Authenticate": "Bearer"})
-        if not who.can(scope):
-            raise ApiError(403, f"token {who.token_id} (team {who.team}) lacks the '{scope}' scope")
-        return who
-
-    return dependency
-
-
-Submitter = Annotated[Principal, Depends(_principal("submit"))]
-Reader = Annotated[Principal, Depends(_principal("read"))]
-
-
-def build_gateway(settings: GatewaySettings) -> Gateway:
-    store = SubmissionStore.from_url(settings.store_url)
-    return Gateway(
-        settings=settings,
-        tokens=TokenStore(settings.tokens_path),
-        store=store,
-        audit=AuditLog(store.engine),
-        client=QuantosClient(settings.dagster_url, settings.specs_dir, production=settings.production),
-        teams=load_teams(settings.teams_path),
-    )
 
 
 def create_app(settings: GatewaySettings, gateway: Gateway | None = None) -> FastAPI:
@@ -146,6 +74,7 @@ def create_app(settings: GatewaySettings, gateway: Gateway | None = None) -> Fas
     )
     app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes)
     app.state.gateway = gw
+    app.include_router(build_router())
     @app.exception_handler(ApiError)
     def _api_error(_request: Request, err: ApiError) -> JSONResponse:
         return JSONResponse(
@@ -173,7 +102,7 @@ def create_app(settings: GatewaySettings, gateway: Gateway | None = None) -> Fas
 
     @app.post("/api/orch/submit", status_code=202, response_model=SubmitAccepted, responses=ERRORS)
     def submit(body: SubmitRequest, request: Request, who: Submitter) -> SubmitAccepted:
-        loaded = _resolve_spec(gw, body)
+        loaded = resolve_spec(gw, body.dag_spec, body.spec_ref)
         try:
             params = parse_params(body.runtime_params)
         except SpecError as err:
@@ -189,7 +118,7 @@ def create_app(settings: GatewaySettings, gateway: Gateway | None = None) -> Fas
             return ApiError(status, message, headers=headers)
 
         policy = gw.teams.policy(who.team)
-        _authorize(gw, who, loaded, params.secrets_scope, params.labels, policy.secrets_scopes, reject)
+        authorize(gw, who, loaded, params.secrets_scope, params.labels, policy.secrets_scopes, reject)
         active = gw.client.api.count_runs({"quantos/team": who.team}, ACTIVE_STATUSES)
         if active >= policy.max_concurrent_runs:
             raise reject(
@@ -234,7 +163,7 @@ def create_app(settings: GatewaySettings, gateway: Gateway | None = None) -> Fas
     @app.get("/api/orch/status/{submission_id}", responses=ERRORS)
     def status(submission_id: str, who: Reader) -> dict[str, Any]:
         _owned(gw, who, submission_id)
-        return _call(lambda: gw.client.status(submission_id))
+        return answer(lambda: gw.client.status(submission_id))
 
     @app.get("/api/orch/logs/{submission_id}", responses=ERRORS)
     def logs(
@@ -243,12 +172,12 @@ def create_app(settings: GatewaySettings, gateway: Gateway | None = None) -> Fas
         node: Annotated[str | None, Query(description="only this node's lines")] = None,
     ) -> dict[str, Any]:
         _owned(gw, who, submission_id)
-        return {"submission_id": submission_id, "node": node, "lines": _call(lambda: gw.client.logs(submission_id, node))}
+        return {"submission_id": submission_id, "node": node, "lines": answer(lambda: gw.client.logs(submission_id, node))}
 
     @app.get("/api/orch/lineage/{submission_id}", responses=ERRORS)
     def lineage(submission_id: str, who: Reader) -> dict[str, Any]:
         _owned(gw, who, submission_id)
-        return _call(lambda: gw.client.lineage(submission_id))
+        return answer(lambda: gw.client.lineage(submission_id))
 
     @app.post("/api/orch/cancel/{submission_id}", response_model=ActionResult, responses=ERRORS)
     def cancel(submission_id: str, who: Submitter) -> ActionResult:
@@ -290,66 +219,6 @@ def _accepted(request: Request, submission_id: str, run_id: str, pipeline_id: st
     )
 
 
-def _resolve_spec(gw: Gateway, body: SubmitRequest) -> LoadedSpec:
-    if (body.dag_spec is None) == (body.spec_ref is None):
-        raise ApiError(422, "give exactly one of dag_spec (the spec) or spec_ref (a registered pipeline_id)")
-    if body.dag_spec is not None:
-        try:
-            return parse_spec(body.dag_spec)
-        except SpecError as err:
-            raise ApiError(422, f"invalid dag_spec ({len(err.lines)} problems)", err.lines) from None
-    loaded = _registered(gw.settings.specs_dir).get(str(body.spec_ref))
-    if loaded is None:
-        raise ApiError(404, f"unknown pipeline {body.spec_ref!r}: no valid spec with that pipeline_id in the registry")
-    return loaded
-
-
-def _registered(directory: Path) -> dict[str, LoadedSpec]:
-    """The registry by pipeline_id, re-scanned only when a file changed."""
-    from quantos_assets.spec_registry import scan_specs, spec_files
-
-    stamp = tuple((p.name, p.stat().st_mtime_ns) for p in spec_files(directory))
-    cached = _REGISTRY_CACHE.get(directory)
-    if cached is None or cached[0] != stamp:
-        cached = (stamp, {s.spec.pipeline_id: s for s in scan_specs(directory).valid})
-        _REGISTRY_CACHE[directory] = cached
-    return cached[1]
-
-
-_REGISTRY_CACHE: dict[Path, tuple[tuple[tuple[str, int], ...], dict[str, LoadedSpec]]] = {}
-
-
-def spec_owner(loaded: LoadedSpec) -> str | None:
-    labels = loaded.spec.labels
-    return labels.get("team") or labels.get("owner")
-
-
-def _authorize(
-    gw: Gateway,
-    who: Principal,
-    loaded: LoadedSpec,
-    secrets_scope: list[str],
-    labels: dict[str, str],
-    allowed_scopes: list[str],
-    reject: Callable[..., ApiError],
-) -> None:
-    if "admin" in who.scopes:
-        return
-    owner = spec_owner(loaded)
-    if owner is not None and owner != who.team:
-        raise reject(403, f"pipeline {loaded.spec.pipeline_id!r} belongs to team {owner}, not {who.team}")
-    registered = _registered(gw.settings.specs_dir).get(loaded.spec.pipeline_id)
-    registered_owner = spec_owner(registered) if registered is not None else None
-    if registered_owner is not None and registered_owner != who.team:
-        raise reject(403, f"pipeline {loaded.spec.pipeline_id!r} is registered by team {registered_owner}")
-    forbidden = sorted(set(secrets_scope) - set(allowed_scopes))
-    if forbidden:
-        raise reject(403, f"secrets_scope {forbidden} is not granted to team {who.team}")
-    claimed = labels.get("team")
-    if claimed is not None and claimed != who.team:
-        raise reject(403, f"runtime_params.labels.team is {claimed!r} but the token belongs to team {who.team}")
-
-
 def _owned(gw: Gateway, who: Principal, submission_id: str):  # type: ignore[no-untyped-def]
     row = gw.store.get(submission_id)
     if row is None:
@@ -357,13 +226,6 @@ def _owned(gw: Gateway, who: Principal, submission_id: str):  # type: ignore[no-
     if row.team != who.team and "admin" not in who.scopes:
         raise ApiError(403, f"submission {submission_id!r} belongs to another team")
     return row
-
-
-def _call(fn: Callable[[], Any]) -> Any:
-    try:
-        return fn()
-    except (SubmissionError, DagsterAPIError) as err:
-        raise ApiError(err.status, str(err)) from None
 
 
 def _decided(gw: Gateway, who: Principal, action: str, submission_id: str, digest: str, fn: Callable[[], str]) -> str:

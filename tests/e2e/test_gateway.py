@@ -97,6 +97,7 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
         _one_node("gw_slow", "research", "quantos_assets.tasks.control:sleep", seconds=300),
         _one_node("gw_tiny", "tiny", "quantos_assets.tasks.noop:one_row"),
         _one_node("gw_frozen", "frozen", "quantos_assets.tasks.noop:one_row"),
+        _one_node("gw_job", "research", "quantos_assets.tasks.control:fail_until", flag=str(root / "job_flag")),
     ):
         (specs / f"{spec['pipeline_id']}.yaml").write_text(yaml.safe_dump(spec))
     teams = root / "teams.yaml"
@@ -106,7 +107,8 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
             **srv.env,
             "QUANTOS_DAGSTER_URL": f"http://127.0.0.1:{srv.port}",
             "QUANTOS_API_TOKENS": str(root / "tokens.json"),
-            "QUANTOS_GATEWAY_DB": f"sqlite:///{root / 'gateway.db'}",
+            # QUANTOS_GATEWAY_DB left to its default under QUANTOS_DATA_DIR: the code
+            # location's gateway_jobs sensor must read the gateway's job table.
             "QUANTOS_TEAMS": str(teams),
         }
         tokens = {}
@@ -116,6 +118,7 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
             ("execution", "execution", "submit,read"),
             ("tiny", "tiny", "submit,read"),
             ("frozen", "frozen", "submit,read"),
+            ("fuzz", "fuzz", "submit,read"),
         ]:
             made = quantos(env, "token", "create", "--team", team, "--scopes", scopes)
             assert made.returncode == 0, made.stderr
@@ -263,19 +266,76 @@ def test_retry_from_failure_then_cancel(stack: Stack) -> None:
     assert stack.wait("sub-slow-1", {"CANCELED", "FAILURE", "SUCCESS"}, timeout=120)["status"] == "CANCELED"
 
 
+def test_scheduled_jobs_fire_through_dagster_and_can_be_listed_edited_canceled_retried(stack: Stack) -> None:
+    """Seed 003 §5 against the live stack: a one-off job is fired by the code location's
+    gateway_jobs sensor; a recurring one is edited and canceled; a failed job is retried."""
+    soon = {"type": "training", "spec_ref": "gw_job", "description": "nightly retrain", "runtime_params": {"labels": {"version": "v3"}}}
+    made = stack.call("POST", "/api/jobs/schedule", json=soon)
+    assert made.status_code == 201, made.text
+    job = made.json()
+    assert job["status"] == "scheduled" and job["type"] == "training" and job["recurrence"] is None
+
+    later = {
+        "type": "reporting", "spec_ref": "gw_job", "description": "month-end report",
+        "execution_time": "2031-01-01T00:00:00+00:00",
+        "recurrence": {"cron": "30 16 * * 1-5", "timezone": "America/New_York"},
+    }
+    recurring = stack.call("POST", "/api/jobs/schedule", json=later).json()
+    assert recurring["next_run_at"] == "2031-01-01T21:30:00+00:00"  # Wed 16:30 New York
+
+    deadline = time.monotonic() + 240
+    while True:  # the sensor (every 15 s) fires it; the run fails until the flag exists
+        current = stack.call("GET", f"/api/jobs/{job['job_id']}").json()
+        if current["status"] == "failed":
+            break
+        assert time.monotonic() < deadline, current
+        time.sleep(2)
+    assert current["runs"] == 1 and current["next_run_at"] is None
+
+    listed = stack.call("GET", "/api/jobs", params={"sort": "type", "order": "asc"}).json()
+    assert [j["type"] for j in listed] == ["reporting", "training"]
+    assert [j["job_id"] for j in stack.call("GET", "/api/jobs", params={"status": "failed"}).json()] == [job["job_id"]]
+    assert [j["job_id"] for j in stack.call("GET", "/api/jobs", params={"search": "MONTH-END"}).json()] == [recurring["job_id"]]
+    assert stack.call("GET", "/api/jobs", "execution").json() == []
+    assert stack.call("GET", f"/api/jobs/{job['job_id']}", "execution").status_code == 403
+
+    # Retry the failed job after fixing its cause: re-executed from failure.
+    assert stack.call("POST", f"/api/jobs/{recurring['job_id']}/retry").status_code == 409
+    (stack.root / "job_flag").touch()
+    retried = stack.call("POST", f"/api/jobs/{job['job_id']}/retry")
+    assert retried.status_code == 200, retried.text
+    deadline = time.monotonic() + 240
+    while (current := stack.call("GET", f"/api/jobs/{job['job_id']}").json())["status"] != "succeeded":
+        assert current["status"] != "failed" or current["last_run"]["run_id"] != retried.json()["run_id"], current
+        assert time.monotonic() < deadline, current
+        time.sleep(2)
+    assert current["runs"] == 2
+
+    # Edit the recurring job, then cancel it.
+    edited = stack.call("PUT", f"/api/jobs/{recurring['job_id']}", json={"recurrence": {"cron": "0 9 * * 1", "timezone": "Europe/London"}, "description": "weekly"})
+    assert edited.status_code == 200, edited.text
+    assert edited.json()["next_run_at"] == "2031-01-06T09:00:00+00:00" and edited.json()["description"] == "weekly"
+    bad = stack.call("PUT", f"/api/jobs/{recurring['job_id']}", json={"recurrence": {"cron": "every day"}})
+    assert bad.status_code == 422 and "not a valid cron string" in " ".join(bad.json()["lines"])
+    canceled = stack.call("DELETE", f"/api/jobs/{recurring['job_id']}")
+    assert canceled.status_code == 200 and canceled.json()["status"] == "canceled"
+    assert stack.call("GET", f"/api/jobs/{recurring['job_id']}").json()["status"] == "canceled"
+    assert stack.call("PUT", f"/api/jobs/{recurring['job_id']}", json={"description": "x"}).status_code == 409
+
+
 def test_fuzzing_the_openapi_finds_no_server_error(stack: Stack) -> None:
-    """schemathesis against the live gateway, authenticated as a research submitter: every
-    generated request is answered, and never with a 5xx. Submissions of generated (invalid)
-    specs stop at validation, so nothing is launched."""
+    """schemathesis against the live gateway, authenticated as a submitter of a team with no
+    pipelines: every generated request is answered, and never with a 5xx. Generated specs stop
+    at validation and other teams' submissions are out of reach, so nothing is launched."""
     before = _dagster_run_count(stack)
     res = subprocess.run(
         [
             str(Path(sys.executable).parent / "schemathesis"), "run", f"{stack.url}/openapi.json",
-            "-H", f"Authorization: Bearer {stack.tokens['research']}",
+            "-H", f"Authorization: Bearer {stack.tokens['fuzz']}",
             "--checks", "not_a_server_error", "--max-examples", "40", "--seed", "7",
             "--phases", "examples,coverage,fuzzing",
         ],
-        capture_output=True, text=True, cwd=REPO, env=stack.env, timeout=300, check=False,
+        capture_output=True, text=True, cwd=stack.root, env=stack.env, timeout=300, check=False,
     )
     assert res.returncode == 0, res.stdout[-4000:] + res.stderr[-2000:]
     after = stack.dagster.graphql("{ runsOrError { ... on Runs { results { runId jobName tags { key value } } } } }")
@@ -288,10 +348,11 @@ def test_audit_chain_verifies_and_catches_an_edited_row(stack: Stack) -> None:
     assert ("submit", "sub-small-1", "accepted") in decisions
     assert any(r["action"] == "submit" and r["decision"] == "rejected" and "not granted" in r["detail"] for r in records)
     assert ("retry", "sub-flaky-1", "accepted") in decisions and ("cancel", "sub-slow-1", "accepted") in decisions
+    assert {r["action"] for r in records} >= {"schedule", "edit", "cancel", "retry"}
     ok = quantos(stack.env, "audit", "verify")
     assert ok.returncode == 0 and f"{len(records)} records" in ok.stdout, ok.stderr
 
-    db = stack.env["QUANTOS_GATEWAY_DB"][len("sqlite:///") :]
+    db = str(Path(stack.env["QUANTOS_DATA_DIR"]) / "gateway.db")
     with sqlite3.connect(db) as conn:
         with pytest.raises(sqlite3.IntegrityError, match="append-only"):
             conn.execute("UPDATE quantos_audit SET decision = 'accepted' WHERE decision = 'rejected'")

@@ -1,0 +1,68 @@
+"""Who is calling the gateway: bearer token -> team and scopes, as a FastAPI dependency."""
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Annotated, Any
+
+from fastapi import Depends, Request
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from pydantic import BaseModel, Field
+
+from quantos_assets.client.graphql import DagsterAPIError
+from quantos_assets.client.submissions import SubmissionError
+from quantos_assets.gateway.tokens import Principal
+
+
+class ApiError(Exception):
+    """An answer other than success: status, one-line error, detail lines, headers."""
+
+    def __init__(self, status: int, message: str, lines: list[str] | None = None, headers: dict[str, str] | None = None):
+        super().__init__(message)
+        self.status, self.message, self.lines, self.headers = status, message, lines or [], headers
+
+
+_BEARER = HTTPBearer(auto_error=False)
+
+
+def _principal(scope: str) -> Callable[..., Principal]:
+    """A dependency: the caller's principal if its token is valid and has `scope`."""
+
+    def dependency(
+        request: Request, credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_BEARER)]
+    ) -> Principal:
+        tokens = request.app.state.gateway.tokens
+        if credentials is None or credentials.scheme.lower() != "bearer":
+            raise ApiError(401, "missing bearer token (Authorization: Bearer <token>)", headers={"WWW-Authenticate": "Bearer"})
+        who = tokens.authenticate(credentials.credentials)
+        if who is None:
+            raise ApiError(401, "invalid or revoked token", headers={"WWW-Authenticate": "Bearer"})
+        if not who.can(scope):
+            raise ApiError(403, f"token {who.token_id} (team {who.team}) lacks the '{scope}' scope")
+        return who
+
+    return dependency
+
+
+Submitter = Annotated[Principal, Depends(_principal("submit"))]
+Reader = Annotated[Principal, Depends(_principal("read"))]
+
+
+class ErrorBody(BaseModel):
+    error: str
+    lines: list[str] = Field(default_factory=list)
+
+
+ERRORS: dict[int | str, dict[str, Any]] = {
+    code: {"model": ErrorBody} for code in (400, 401, 403, 404, 409, 413, 422, 429, 502, 503)
+}
+
+
+# -- wiring --------------------------------------------------------------------------------------
+
+
+def answer(fn: Callable[[], Any]) -> Any:
+    """Run a client call; its errors become the 4xx/5xx they stand for."""
+    try:
+        return fn()
+    except (SubmissionError, DagsterAPIError) as err:
+        raise ApiError(err.status, str(err)) from None

@@ -1,0 +1,174 @@
+"""Scheduled jobs (seed 003 §5): a pipeline to run at a time, once or on a recurrence.
+
+The gateway writes them; the `gateway_jobs` sensor in the code location reads them and
+asks Dagster for the runs, so Dagster's daemon stays the only scheduler. A job's runs
+carry the tag `quantos/job_id`; its state (running, succeeded, failed) is read from them.
+"""
+from __future__ import annotations
+
+import json
+import time
+import uuid
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Engine
+
+from resources.sql_store import store_engine
+
+_metadata = sa.MetaData()
+jobs = sa.Table(
+    "gateway_jobs",
+    _metadata,
+    sa.Column("id", sa.String(64), primary_key=True),
+    sa.Column("team", sa.String(200), nullable=False, index=True),
+    sa.Column("actor", sa.String(64), nullable=False),
+    sa.Column("type", sa.String(60), nullable=False),
+    sa.Column("pipeline_id", sa.String(128), nullable=False),
+    sa.Column("spec_sha256", sa.String(64), nullable=False),
+    sa.Column("runtime_params", sa.Text, nullable=False),
+    sa.Column("nodes", sa.Text, nullable=False),
+    sa.Column("description", sa.Text, nullable=False),
+    sa.Column("execution_time", sa.Float, nullable=False),  # first fire, epoch seconds
+    sa.Column("cron", sa.String(120), nullable=True),  # recurrence; None: once
+    sa.Column("timezone", sa.String(64), nullable=False),
+    sa.Column("canceled", sa.Boolean, nullable=False, default=False),
+    sa.Column("created_at", sa.Float, nullable=False),
+    sa.Column("updated_at", sa.Float, nullable=False),
+)
+
+
+@dataclass(frozen=True)
+class ScheduledJob:
+    id: str
+    team: str
+    actor: str
+    type: str
+    pipeline_id: str
+    spec_sha256: str
+    runtime_params: dict[str, Any]
+    nodes: list[str]
+    description: str
+    execution_time: float
+    cron: str | None
+    timezone: str
+    canceled: bool
+    created_at: float
+    updated_at: float
+
+    @property
+    def recurring(self) -> bool:
+        return self.cron is not None
+
+    def execution_time_iso(self) -> str:
+        return datetime.fromtimestamp(self.execution_time, UTC).isoformat()
+
+
+@dataclass
+class JobChanges:
+    """Fields a PUT may change (None: keep)."""
+
+    execution_time: float | None = None
+    cron: str | None = None
+    clear_cron: bool = False
+    timezone: str | None = None
+    runtime_params: dict[str, Any] | None = None
+    nodes: list[str] | None = None
+    description: str | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+def _row(row: Any) -> ScheduledJob:
+    data = row._asdict()
+    data["runtime_params"] = json.loads(data["runtime_params"])
+    data["nodes"] = json.loads(data["nodes"])
+    data["canceled"] = bool(data["canceled"])
+    return ScheduledJob(**data)
+
+
+class JobStore:
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+        _metadata.create_all(engine)
+
+    @classmethod
+    def from_url(cls, url: str) -> JobStore:
+        return cls(store_engine(url))
+
+    def create(
+        self,
+        *,
+        team: str,
+        actor: str,
+        type: str,
+        pipeline_id: str,
+        spec_sha256: str,
+        runtime_params: dict[str, Any],
+        nodes: list[str],
+        description: str,
+        execution_time: float,
+        cron: str | None,
+        timezone: str,
+    ) -> ScheduledJob:
+        now = time.time()
+        values = {
+            "id": f"job-{uuid.uuid4().hex[:12]}",
+            "team": team,
+            "actor": actor,
+            "type": type,
+            "pipeline_id": pipeline_id,
+            "spec_sha256": spec_sha256,
+            "runtime_params": json.dumps(runtime_params, sort_keys=True),
+            "nodes": json.dumps(nodes),
+            "description": description,
+            "execution_time": execution_time,
+            "cron": cron,
+            "timezone": timezone,
+            "canceled": False,
+            "created_at": now,
+            "updated_at": now,
+        }
+        with self.engine.begin() as conn:
+            conn.execute(sa.insert(jobs).values(**values))
+        return self.get(values["id"])  # type: ignore[return-value]
+
+    def get(self, job_id: str) -> ScheduledJob | None:
+        with self.engine.connect() as conn:
+            row = conn.execute(sa.select(jobs).where(jobs.c.id == job_id)).first()
+        return _row(row) if row else None
+
+    def list(self, team: str | None = None, active_only: bool = False) -> list[ScheduledJob]:
+        query = sa.select(jobs).order_by(jobs.c.created_at)
+        if team is not None:
+            query = query.where(jobs.c.team == team)
+        if active_only:
+            query = query.where(jobs.c.canceled.is_(False))
+        with self.engine.connect() as conn:
+            return [_row(r) for r in conn.execute(query)]
+
+    def update(self, job_id: str, changes: JobChanges) -> ScheduledJob:
+        values: dict[str, Any] = {"updated_at": time.time()}
+        if changes.execution_time is not None:
+            values["execution_time"] = changes.execution_time
+        if changes.clear_cron:
+            values["cron"] = None
+        elif changes.cron is not None:
+            values["cron"] = changes.cron
+        if changes.timezone is not None:
+            values["timezone"] = changes.timezone
+        if changes.runtime_params is not None:
+            values["runtime_params"] = json.dumps(changes.runtime_params, sort_keys=True)
+        if changes.nodes is not None:
+            values["nodes"] = json.dumps(changes.nodes)
+        if changes.description is not None:
+            values["description"] = changes.description
+        with self.engine.begin() as conn:
+            conn.execute(sa.update(jobs).where(jobs.c.id == job_id).values(**values))
+        return self.get(job_id)  # type: ignore[return-value]
+
+    def cancel(self, job_id: str) -> ScheduledJob:
+        with self.engine.begin() as conn:
+            conn.execute(sa.update(jobs).where(jobs.c.id == job_id).values(canceled=True, updated_at=time.time()))
+        return self.get(job_id)  # type: ignore[return-value]

@@ -1,0 +1,316 @@
+"""Seed 003 §5: scheduled jobs - schedule, list (filter, sort, search), edit, cancel, retry.
+
+A job is a pipeline to run at an execution time, once or on a cron recurrence. The gateway
+stores it (job_store.py); the code location's `gateway_jobs` sensor fires it through
+Dagster. Its state is read from its runs (tag `quantos/job_id`), so the list always agrees
+with the Dagster UI.
+"""
+from __future__ import annotations
+
+import time
+import zoneinfo
+from datetime import UTC, datetime
+from typing import Annotated, Any, Literal
+
+from fastapi import APIRouter, Query, Request
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from quantos_assets.client.submissions import ACTIVE_STATUSES, parse_params, spec_digest
+from quantos_assets.gateway.auth import ERRORS, ApiError, Reader, Submitter, answer
+from quantos_assets.gateway.job_store import JobChanges, ScheduledJob
+from quantos_assets.gateway.job_timing import RecurrenceError, check_cron, next_fire
+from quantos_assets.gateway.policy import authorize, resolve_spec
+from quantos_assets.gateway.tokens import Principal
+from quantos_assets.gateway.wiring import Gateway
+from quantos_assets.spec.errors import SpecError
+from quantos_assets.spec.loader import LoadedSpec
+
+TAG_JOB = "quantos/job_id"  # = sensors.gateway_jobs.TAG_JOB (sensors import us, not the reverse)
+JobStatus = Literal["scheduled", "queued", "running", "succeeded", "failed", "canceled"]
+_RUN_TO_JOB: dict[str, JobStatus] = {
+    "QUEUED": "queued",
+    "NOT_STARTED": "queued",
+    "STARTING": "running",
+    "STARTED": "running",
+    "CANCELING": "running",
+    "SUCCESS": "succeeded",
+    "FAILURE": "failed",
+    "CANCELED": "canceled",
+}
+
+
+class Recurrence(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    cron: str = Field(description="cron string, e.g. '30 16 * * 1-5'")
+    timezone: str = Field(default="UTC", description="IANA zone the cron is read in")
+
+    @field_validator("cron")
+    @classmethod
+    def _cron(cls, value: str) -> str:
+        try:
+            return check_cron(value)
+        except RecurrenceError as err:
+            raise ValueError(str(err)) from None
+
+    @field_validator("timezone")
+    @classmethod
+    def _zone(cls, value: str) -> str:
+        try:
+            zoneinfo.ZoneInfo(value)
+        except (zoneinfo.ZoneInfoNotFoundError, ValueError):
+            raise ValueError(f"unknown timezone {value!r}") from None
+        return value
+
+
+def _aware(value: datetime | None) -> datetime | None:
+    if value is not None and value.tzinfo is None:
+        raise ValueError("give a timezone offset, e.g. 2026-12-01T16:30:00-05:00")
+    return value
+
+
+class ScheduleRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    type: str = Field(default="pipeline", pattern=r"^[a-z][a-z0-9_-]{0,59}$", description="job type, for filtering")
+    dag_spec: dict[str, Any] | None = None
+    spec_ref: str | None = Field(default=None, description="pipeline_id of a registered spec")
+    runtime_params: dict[str, Any] = Field(default_factory=dict)
+    nodes: list[str] = Field(default_factory=list, description="run only these nodes")
+    description: str = Field(default="", max_length=2000)
+    execution_time: datetime | None = Field(default=None, description="first run (ISO 8601 with offset); default now")
+    recurrence: Recurrence | None = Field(default=None, description="repeat on a cron after execution_time")
+
+    _aware = field_validator("execution_time")(classmethod(lambda cls, v: _aware(v)))
+
+
+class JobUpdate(BaseModel):
+    """Only the fields present change; `recurrence: null` makes a recurring job one-off."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    runtime_params: dict[str, Any] | None = None
+    nodes: list[str] | None = None
+    description: str | None = Field(default=None, max_length=2000)
+    execution_time: datetime | None = None
+    recurrence: Recurrence | None = None
+
+    _aware = field_validator("execution_time")(classmethod(lambda cls, v: _aware(v)))
+
+
+class RunRef(BaseModel):
+    run_id: str
+    status: str
+
+
+class JobView(BaseModel):
+    job_id: str
+    type: str
+    pipeline_id: str
+    description: str
+    execution_time: str
+    recurrence: Recurrence | None
+    status: JobStatus
+    next_run_at: str | None
+    last_run: RunRef | None
+    runs: int
+    created_at: str
+    updated_at: str
+
+
+class JobAction(BaseModel):
+    job_id: str
+    status: JobStatus
+    message: str
+    run_id: str | None = None
+
+
+def _iso(stamp: float | None) -> str | None:
+    return None if stamp is None else datetime.fromtimestamp(stamp, UTC).isoformat()
+
+
+def _runs(gw: Gateway, job: ScheduledJob) -> list[dict[str, Any]]:
+    runs = answer(lambda: gw.client.api.runs_with_tag(TAG_JOB, job.id, limit=200))
+    return sorted(runs, key=lambda r: r["creationTime"], reverse=True)
+
+
+def _view(gw: Gateway, job: ScheduledJob, now: float) -> JobView:
+    runs = _runs(gw, job)
+    latest = runs[0] if runs else None
+    status: JobStatus
+    if job.canceled:
+        status = "canceled"
+    elif latest is None:
+        status = "scheduled"
+    else:
+        status = _RUN_TO_JOB.get(latest["status"], "running")
+        if job.recurring and status in ("succeeded", "canceled"):
+            status = "scheduled"
+    return JobView(
+        job_id=job.id,
+        type=job.type,
+        pipeline_id=job.pipeline_id,
+        description=job.description,
+        execution_time=job.execution_time_iso(),
+        recurrence=Recurrence(cron=job.cron, timezone=job.timezone) if job.cron else None,
+        status=status,
+        next_run_at=None if job.canceled else _iso(next_fire(job, now)),
+        last_run=RunRef(run_id=latest["runId"], status=latest["status"]) if latest else None,
+        runs=len(runs),
+        created_at=_iso(job.created_at) or "",
+        updated_at=_iso(job.updated_at) or "",
+    )
+
+
+def _own_job(gw: Gateway, who: Principal, job_id: str) -> ScheduledJob:
+    job = gw.jobs.get(job_id)
+    if job is None:
+        raise ApiError(404, f"no job {job_id!r}")
+    if job.team != who.team and "admin" not in who.scopes:
+        raise ApiError(403, f"job {job_id!r} belongs to another team")
+    return job
+
+
+def _check_nodes(loaded: LoadedSpec, nodes: list[str]) -> None:
+    unknown = sorted(set(nodes) - {n.id for n in loaded.spec.nodes})
+    if unknown:
+        raise ApiError(422, f"nodes {unknown} are not in pipeline {loaded.spec.pipeline_id!r}")
+
+
+def _audit(gw: Gateway, who: Principal, action: str, job: ScheduledJob | str, decision: str, detail: str, params: dict[str, Any] | None = None) -> None:
+    subject = job if isinstance(job, str) else job.id
+    digest = None if isinstance(job, str) else job.spec_sha256
+    gw.audit.append(actor=who.token_id, team=who.team, action=action, subject=subject,
+                    spec_sha256=digest, params=params or {}, decision=decision, detail=detail)
+
+
+def build_router() -> APIRouter:
+    router = APIRouter(prefix="/api/jobs", tags=["jobs"])
+
+    @router.post("/schedule", status_code=201, response_model=JobView, responses=ERRORS)
+    def schedule(body: ScheduleRequest, request: Request, who: Submitter) -> JobView:
+        gw: Gateway = request.app.state.gateway
+        loaded = resolve_spec(gw, body.dag_spec, body.spec_ref)
+        if loaded.spec.partitions is not None:
+            raise ApiError(422, f"pipeline {loaded.spec.pipeline_id!r} is session-partitioned: use its spec's schedule block")
+        _check_nodes(loaded, body.nodes)
+        params = _params(body.runtime_params)
+        policy = gw.teams.policy(who.team)
+
+        def reject(status: int, message: str, headers: dict[str, str] | None = None) -> ApiError:
+            _audit(gw, who, "schedule", loaded.spec.pipeline_id, "rejected", message, body.runtime_params)
+            return ApiError(status, message, headers=headers)
+
+        authorize(gw, who, loaded, params.secrets_scope, params.labels, policy.secrets_scopes, reject)
+        answer(lambda: gw.client.ensure_registered(loaded))  # the sensor needs the job in the location
+        when = (body.execution_time or datetime.now(UTC)).timestamp()
+        job = gw.jobs.create(
+            team=who.team, actor=who.token_id, type=body.type, pipeline_id=loaded.spec.pipeline_id,
+            spec_sha256=spec_digest(loaded.spec), runtime_params=_without_id(body.runtime_params),
+            nodes=body.nodes, description=body.description, execution_time=when,
+            cron=body.recurrence.cron if body.recurrence else None,
+            timezone=body.recurrence.timezone if body.recurrence else "UTC",
+        )
+        _audit(gw, who, "schedule", job, "accepted", f"first run {job.execution_time_iso()}", body.runtime_params)
+        return _view(gw, job, time.time())
+
+    @router.get("", response_model=list[JobView], responses=ERRORS)
+    def list_jobs(
+        request: Request,
+        who: Reader,
+        type: Annotated[str | None, Query(description="only jobs of this type")] = None,
+        status: Annotated[JobStatus | None, Query(description="only jobs in this state")] = None,
+        search: Annotated[str | None, Query(max_length=200, description="substring of id, pipeline or description")] = None,
+        sort: Annotated[Literal["created_at", "next_run_at", "status", "type", "pipeline_id"], Query()] = "created_at",
+        order: Annotated[Literal["asc", "desc"], Query()] = "desc",
+        limit: Annotated[int, Query(ge=1, le=500)] = 100,
+    ) -> list[JobView]:
+        gw: Gateway = request.app.state.gateway
+        team = None if "admin" in who.scopes else who.team
+        jobs = [j for j in gw.jobs.list(team) if type is None or j.type == type]
+        if search:
+            needle = search.lower()
+            jobs = [j for j in jobs if needle in f"{j.id} {j.pipeline_id} {j.description}".lower()]
+        now = time.time()
+        views = [_view(gw, j, now) for j in jobs]
+        if status is not None:
+            views = [v for v in views if v.status == status]
+        views.sort(key=lambda v: (getattr(v, sort) is None, getattr(v, sort) or ""), reverse=order == "desc")
+        return views[:limit]
+
+    @router.get("/{job_id}", response_model=JobView, responses=ERRORS)
+    def get_job(job_id: str, request: Request, who: Reader) -> JobView:
+        gw: Gateway = request.app.state.gateway
+        return _view(gw, _own_job(gw, who, job_id), time.time())
+
+    @router.put("/{job_id}", response_model=JobView, responses=ERRORS)
+    def edit_job(job_id: str, body: JobUpdate, request: Request, who: Submitter) -> JobView:
+        gw: Gateway = request.app.state.gateway
+        job = _own_job(gw, who, job_id)
+        if job.canceled:
+            raise ApiError(409, f"job {job_id} is canceled; schedule a new one")
+        changes = JobChanges(description=body.description, nodes=body.nodes)
+        if body.runtime_params is not None:
+            params = _params(body.runtime_params)
+            loaded = resolve_spec(gw, None, job.pipeline_id)
+            policy = gw.teams.policy(who.team)
+
+            def reject(status: int, message: str, headers: dict[str, str] | None = None) -> ApiError:
+                _audit(gw, who, "edit", job, "rejected", message, body.runtime_params)
+                return ApiError(status, message, headers=headers)
+
+            authorize(gw, who, loaded, params.secrets_scope, params.labels, policy.secrets_scopes, reject)
+            changes.runtime_params = _without_id(body.runtime_params)
+        if body.nodes is not None:
+            _check_nodes(resolve_spec(gw, None, job.pipeline_id), body.nodes)
+        if body.execution_time is not None:
+            changes.execution_time = body.execution_time.timestamp()
+        if "recurrence" in body.model_fields_set:
+            if body.recurrence is None:
+                changes.clear_cron = True
+            else:
+                changes.cron, changes.timezone = body.recurrence.cron, body.recurrence.timezone
+        updated = gw.jobs.update(job_id, changes)
+        _audit(gw, who, "edit", updated, "accepted", f"fields {sorted(body.model_fields_set)}", body.model_dump(mode="json", exclude_unset=True))
+        return _view(gw, updated, time.time())
+
+    @router.delete("/{job_id}", response_model=JobAction, responses=ERRORS)
+    def cancel_job(job_id: str, request: Request, who: Submitter) -> JobAction:
+        gw: Gateway = request.app.state.gateway
+        job = _own_job(gw, who, job_id)
+        if job.canceled:
+            raise ApiError(409, f"job {job_id} is already canceled")
+        gw.jobs.cancel(job_id)
+        stopped = [r["runId"] for r in _runs(gw, job) if r["status"] in ACTIVE_STATUSES]
+        for run_id in stopped:
+            answer(lambda run_id=run_id: gw.client.api.terminate(run_id))
+        message = "canceled; no further runs" + (f"; terminated {len(stopped)} active run(s)" if stopped else "")
+        _audit(gw, who, "cancel", job, "accepted", message)
+        return JobAction(job_id=job_id, status="canceled", message=message)
+
+    @router.post("/{job_id}/retry", response_model=JobAction, responses=ERRORS)
+    def retry_job(job_id: str, request: Request, who: Submitter) -> JobAction:
+        gw: Gateway = request.app.state.gateway
+        job = _own_job(gw, who, job_id)
+        runs = _runs(gw, job)
+        if not runs or runs[0]["status"] not in ("FAILURE", "CANCELED"):
+            state = runs[0]["status"] if runs else "no run yet"
+            _audit(gw, who, "retry", job, "rejected", f"latest run is {state}")
+            raise ApiError(409, f"job {job_id}: only a failed or canceled run is retried (latest: {state})")
+        run_id = answer(lambda: gw.client.api.reexecute_from_failure(runs[0]["runId"]))
+        _audit(gw, who, "retry", job, "accepted", f"run {run_id} re-executes {runs[0]['runId']} from failure")
+        return JobAction(job_id=job_id, status="queued", message="retry launched", run_id=run_id)
+
+    return router
+
+
+def _params(raw: dict[str, Any]):  # type: ignore[no-untyped-def]
+    try:
+        return parse_params(raw)
+    except SpecError as err:
+        raise ApiError(422, "invalid runtime_params", err.lines) from None
+
+
+def _without_id(raw: dict[str, Any]) -> dict[str, Any]:
+    """Each fire gets its own submission id (job id + fire time)."""
+    return {k: v for k, v in raw.items() if k != "submission_id"}
