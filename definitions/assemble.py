@@ -11,7 +11,6 @@ from pathlib import Path
 from dagster import AssetsDefinition, AssetSpec, Definitions, ScheduleDefinition, SensorDefinition
 
 from quantos_assets.bulk_build import cyclic_gc_paused
-from quantos_assets.dbt_models import DbtModelsError, build_dbt_assets
 from quantos_assets.pipeline_assets import PipelineDefs, build_pipeline
 from quantos_assets.placement import PlacementError
 from quantos_assets.spec.loader import LoadedSpec
@@ -53,19 +52,24 @@ def invalid_spec_markers(invalid: dict[Path, list[str]]) -> list[AssetSpec]:
 
 
 def build_definitions(
-    profile: Profile | None = None, specs_dir: Path | None = None, *, dbt: bool = True
+    profile: Profile | None = None, specs_dir: Path | None = None, *, dbt: bool | None = None
 ) -> Definitions:
+    """`dbt`: include the dbt models (default: the profile's QUANTOS_DBT)."""
     profile = profile or active_profile()
     scan = scan_specs(specs_dir or profile.specs_dir)
     invalid = dict(scan.invalid)
     pipelines = build_pipelines(scan.valid, invalid)
     for path, lines in invalid.items():
         log.error("spec %s left out:\n%s", path, "\n".join(lines))
-    return definitions_for(pipelines, profile, invalid, dbt_models(pipelines, profile) if dbt else [])
+    with_dbt = profile.dbt if dbt is None else dbt
+    return definitions_for(pipelines, profile, invalid, dbt_models(pipelines, profile) if with_dbt else [])
 
 
 def dbt_models(pipelines: list[PipelineDefs], profile: Profile) -> list[AssetsDefinition]:
     """The dbt project's models; like an invalid spec, a broken project is logged and left out."""
+    # Imported here: dagster-dbt (and dbt-core) cost ~2 s, paid only where dbt is on.
+    from quantos_assets.dbt_models import DbtModelsError, build_dbt_assets
+
     try:
         return build_dbt_assets(pipelines, profile)
     except DbtModelsError as err:

@@ -39,6 +39,12 @@ class Profile:
     s3_region: str | None = None
     # staging/prod outside a cluster (a laptop, CI): where image-only python_task pods go
     kubeconfig: str | None = None
+    # QUANTOS_DBT=off leaves the dbt models out of the code location (dagster-dbt costs
+    # ~2 s per code-location load: every run and step process pays it)
+    dbt: bool = True
+    # QUANTOS_LOCAL_EXECUTOR=in_process: local runs in one process (one code load per run)
+    # instead of one process per step; staging/prod always use k8s_job_executor
+    local_executor: str = "multiprocess"
 
     @property
     def is_local(self) -> bool:
@@ -52,8 +58,10 @@ def active_profile(environ: dict[str, str] | None = None) -> Profile:
         raise ProfileError(f"QUANTOS_ENV: unknown profile '{name}' (expected {', '.join(PROFILES)})")
     data_dir = Path(env.get("QUANTOS_DATA_DIR") or REPO_ROOT / ".quantos").resolve()
     specs_dir = Path(env.get("QUANTOS_SPECS_DIR") or REPO_ROOT / "specs").resolve()
+    switches = _switches(env)
     if name == "local":
         return Profile(
+            **switches,
             name=name,
             data_dir=data_dir,
             specs_dir=specs_dir,
@@ -67,6 +75,7 @@ def active_profile(environ: dict[str, str] | None = None) -> Profile:
     if missing:
         raise ProfileError(f"QUANTOS_ENV={name}: set {', '.join(missing)}")
     return Profile(
+        **switches,
         name=name,
         data_dir=data_dir,
         specs_dir=specs_dir,
@@ -83,6 +92,16 @@ def active_profile(environ: dict[str, str] | None = None) -> Profile:
         s3_region=env.get("QUANTOS_S3_REGION") or env.get("AWS_REGION") or None,
         kubeconfig=env.get("KUBECONFIG") or None,
     )
+
+
+def _switches(env: dict[str, str]) -> dict[str, Any]:
+    dbt = (env.get("QUANTOS_DBT") or "on").lower()
+    if dbt not in ("on", "off"):
+        raise ProfileError(f"QUANTOS_DBT: expected on or off, got {dbt!r}")
+    executor = env.get("QUANTOS_LOCAL_EXECUTOR") or "multiprocess"
+    if executor not in ("multiprocess", "in_process"):
+        raise ProfileError(f"QUANTOS_LOCAL_EXECUTOR: expected multiprocess or in_process, got {executor!r}")
+    return {"dbt": dbt == "on", "local_executor": executor}
 
 
 def _int_env(env: dict[str, str], name: str, default: int) -> int:
@@ -106,6 +125,10 @@ def build_executor(profile: Profile) -> Any:
     tag (pool, resources, hardening) applies. Locally None: Dagster's default executor, which
     ignores those tags."""
     if profile.is_local:
+        if profile.local_executor == "in_process":
+            from dagster import in_process_executor
+
+            return in_process_executor
         return None
     from dagster_k8s import k8s_job_executor
 

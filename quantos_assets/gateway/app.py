@@ -18,7 +18,6 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from quantos_assets.client.graphql import DagsterAPIError
 from quantos_assets.client.submissions import (
-    ACTIVE_STATUSES,
     SubmissionError,
     parse_params,
     spec_digest,
@@ -119,7 +118,7 @@ def create_app(settings: GatewaySettings, gateway: Gateway | None = None) -> Fas
 
         policy = gw.teams.policy(who.team)
         authorize(gw, who, loaded, params.secrets_scope, params.labels, policy.secrets_scopes, reject)
-        active = gw.client.api.count_runs({"quantos/team": who.team}, ACTIVE_STATUSES)
+        active = answer(lambda: gw.active_runs.get(who.team))
         if active >= policy.max_concurrent_runs:
             raise reject(
                 429, f"team {who.team} has {active} active runs (limit {policy.max_concurrent_runs})", {"Retry-After": "10"}
@@ -154,6 +153,7 @@ def create_app(settings: GatewaySettings, gateway: Gateway | None = None) -> Fas
             gw.store.discard(params.submission_id)
             raise reject(err.status, str(err)) from None
         gw.store.set_run(params.submission_id, launched.run_id, attempt=1)
+        gw.active_runs.launched(who.team)
         gw.audit.append(
             actor=who.token_id, team=who.team, action="submit", subject=params.submission_id,
             spec_sha256=digest, params=audit, decision="accepted", detail=f"run {launched.run_id}",

@@ -3,12 +3,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from quantos_assets.client.submissions import QuantosClient
+from quantos_assets.client.submissions import ACTIVE_STATUSES, QuantosClient
+from quantos_assets.gateway.active_runs import ActiveRuns
 from quantos_assets.gateway.job_store import JobStore
 from quantos_assets.gateway.settings import GatewaySettings
 from quantos_assets.gateway.submission_store import SubmissionStore
 from quantos_assets.gateway.teams import TeamsFile, load_teams
 from quantos_assets.gateway.tokens import TokenStore
+from quantos_assets.run_tags import TAG_TEAM
 from resources.audit_log import AuditLog
 
 
@@ -21,16 +23,19 @@ class Gateway:
     client: QuantosClient
     teams: TeamsFile
     jobs: JobStore
+    active_runs: ActiveRuns
 
 
 def build_gateway(settings: GatewaySettings) -> Gateway:
     store = SubmissionStore.from_url(settings.store_url)
+    client = QuantosClient(settings.dagster_url, settings.specs_dir, production=settings.production)
     return Gateway(
         settings=settings,
         tokens=TokenStore(settings.tokens_path),
         store=store,
         audit=AuditLog(store.engine),
-        client=QuantosClient(settings.dagster_url, settings.specs_dir, production=settings.production),
+        client=client,
         teams=load_teams(settings.teams_path),
         jobs=JobStore(store.engine),
+        active_runs=ActiveRuns(lambda team: client.api.count_runs({TAG_TEAM: team}, ACTIVE_STATUSES)),
     )

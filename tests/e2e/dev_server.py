@@ -126,8 +126,13 @@ def dagster_dev(
     root: Path, specs: Path, extra_env: dict[str, str] | None = None, dagster_yaml: str | None = None
 ) -> Iterator[Server]:
     """Serve `specs` from a fresh DAGSTER_HOME under `root`; yields once the location is LOADED.
-    `dagster_yaml` replaces the instance config (default: deploy/dagster.local.yaml)."""
-    env = {**isolated_env(root, specs), **(extra_env or {})}
+    `dagster_yaml` replaces the instance config (default: deploy/dagster.local.yaml).
+
+    Without the dbt models and with runs in one process (QUANTOS_DBT=off,
+    QUANTOS_LOCAL_EXECUTOR=in_process) unless `extra_env` says otherwise: every run and
+    step process loads the code location, and these tests are about the surfaces."""
+    fast = {"QUANTOS_DBT": "off", "QUANTOS_LOCAL_EXECUTOR": "in_process"}
+    env = {**isolated_env(root, specs), **fast, **(extra_env or {})}
     if dagster_yaml is not None:
         (Path(env["DAGSTER_HOME"]) / "dagster.yaml").write_text(dagster_yaml)
     port = free_port()

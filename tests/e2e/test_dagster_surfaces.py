@@ -40,8 +40,6 @@ nodes:
     outs: [x]
 """
 
-# The run config of a single-process run (the default executor is multi_or_in_process).
-IN_PROCESS = {"execution": {"config": {"in_process": {}}}}
 
 pytestmark = pytest.mark.e2e
 
@@ -142,9 +140,8 @@ def test_launch_example_job_through_graphql(server: Server) -> None:
         PIPELINE,
         repository_location_name=LOCATION,
         repository_name=REPOSITORY,
-        # One process for the run's steps: each multiprocess step worker would reload the
-        # code location (~10 s apiece); the CLI test below keeps the default executor.
-        run_config=IN_PROCESS,
+        # dagster_dev serves with QUANTOS_LOCAL_EXECUTOR=in_process (one code load per run);
+        # the CLI test below keeps the default multiprocess executor.
     )
     finished = {DagsterRunStatus.SUCCESS, DagsterRunStatus.FAILURE, DagsterRunStatus.CANCELED}
     deadline = time.monotonic() + 150
@@ -202,7 +199,7 @@ def cli_env(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
     specs = root / "specs"
     specs.mkdir()
     shutil.copy(EXAMPLE, specs / EXAMPLE.name)
-    return isolated_env(root, specs)
+    return {**isolated_env(root, specs), "QUANTOS_DBT": "off"}
 
 
 def _latest_meta(home: str, key: AssetKey) -> dict:
@@ -298,7 +295,6 @@ def test_ui_backfill_of_a_session_range_runs_one_run_per_session(server: Server)
             "params": {
                 "partitionNames": in_range,
                 "assetSelection": [{"path": ["xs_daily_eod", "bars"]}],
-                "runConfigData": IN_PROCESS,  # one code load per run, as in the launch test
             }
         },
     )["launchPartitionBackfill"]

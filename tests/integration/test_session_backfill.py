@@ -114,7 +114,7 @@ def test_single_run_backfill_computes_each_session_of_the_range_in_one_run(
 def test_cli_partition_range_is_one_run_over_the_sessions(data_dir: Path) -> None:
     """`quantos sessions sync` then `dagster asset materialize --partition-range`: the
     single_run rollup of the example runs once over exactly the range's sessions."""
-    env = {**os.environ}
+    env = {**os.environ, "QUANTOS_DBT": "off"}  # the dbt models are tested in test_dbt_models.py
     sync = subprocess.run(
         [sys.executable, "-m", "quantos_assets.cli.main", "sessions", "sync", str(EOD)],
         capture_output=True, text=True, cwd=REPO, env=env, timeout=120, check=False,
