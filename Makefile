@@ -32,8 +32,11 @@ run: install
 	$(UV) run dagster dev -w workspace.yaml -h $(HOST) -p $(PORT)
 
 ## The whole suite
+# Lint first (seconds), then the suite on both cores: one test file per worker, so a
+# module's dagster dev / broker / database fixture is started once.
 test: install
-	$(UV) run pytest -q -p no:cacheprovider
+	$(UV) run ruff check .
+	$(UV) run pytest -q -p no:cacheprovider -n 2 --dist loadfile
 
 ## The example pipeline end to end, headless
 demo: install

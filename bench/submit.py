@@ -27,9 +27,9 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "tests" / "e2e"))
 
-from dev_server import dagster_dev, free_port, stop, tail  # noqa: E402
+from dev_server import dagster_dev, free_port, stop, tail
 
-from quantos_assets.client.graphql import CLIENT_SUBMIT_PIPELINE_RUN_MUTATION  # noqa: E402
+from quantos_assets.client.graphql import CLIENT_SUBMIT_PIPELINE_RUN_MUTATION
 
 SPEC = {
     "version": 1,
@@ -53,7 +53,7 @@ run_coordinator:
 
 def pct(values: list[float], q: float) -> float:
     ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(round(q * (len(ordered) - 1))))]
+    return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
 
 
 def hammer(call, clients: int, per_client: int) -> tuple[float, list[float], int]:  # type: ignore[no-untyped-def]

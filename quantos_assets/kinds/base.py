@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Protocol, Union
+from typing import Any, Protocol
 
 import pyarrow as pa
 from dagster import AssetExecutionContext
@@ -16,7 +16,7 @@ from dagster import AssetExecutionContext
 from quantos_assets.spec.models import DagSpec, Node
 from resources.artifact import Artifact
 
-NodeValue = Union[pa.Table, Artifact]
+NodeValue = pa.Table | Artifact
 
 
 class NodeRunError(Exception):

@@ -15,8 +15,10 @@ def check_calendar_blocks(spec: DagSpec) -> list[tuple[str, str]]:
         problems.append(
             (
                 "schedule.calendar",
-                f"schedule runs on {schedule.calendar} but partitions are sessions of "
-                f"{partitions.calendar}: use one calendar for both",
+                (
+                    f"schedule runs on {schedule.calendar} but partitions are sessions of "
+                    f"{partitions.calendar}: use one calendar for both"
+                ),
             )
         )
     if freshness is not None:

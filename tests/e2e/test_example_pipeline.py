@@ -47,7 +47,7 @@ def materialized(tmp_path_factory: pytest.TempPathFactory):
 
 
 def test_example_materializes_end_to_end(materialized) -> None:
-    defs, instance, result = materialized
+    defs, _instance, result = materialized
     assert result.success, [
         e.event_specific_data.error.message
         for e in result.all_events

@@ -27,6 +27,7 @@ def quantos(*args: str) -> subprocess.CompletedProcess[str]:
         cwd=REPO,
         env=os.environ.copy(),
         timeout=300,
+        check=False,
     )
 
 

@@ -66,8 +66,10 @@ def test_schedule_and_partitions_must_share_a_calendar(tmp_path: Path) -> None:
         "schedule: {calendar: XNYS, at: close}\npartitions: {calendar: XLON, start: 2020-01-02}\n",
     )
     assert lines == [
-        "7: schedule.calendar: schedule runs on XNYS but partitions are sessions of XLON: "
-        "use one calendar for both"
+        (
+            "7: schedule.calendar: schedule runs on XNYS but partitions are sessions of XLON: "
+            "use one calendar for both"
+        )
     ]
 
 

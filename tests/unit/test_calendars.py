@@ -5,7 +5,7 @@ Evidence the issue asks for: XNYS 2016 (seed 002's holiday table), XNYS 2026
 """
 from __future__ import annotations
 
-from datetime import date, datetime, timezone
+from datetime import UTC, date
 
 import pytest
 
@@ -65,7 +65,7 @@ def test_close_plus_30m_follows_the_early_close_after_thanksgiving() -> None:
 def test_market_time_stays_1630_new_york_across_dst(day: str, utc: str) -> None:
     fired = fire_time("XNYS", date.fromisoformat(day), CLOSE_30)
     assert fired.strftime("%H:%M") == "16:30"
-    assert fired.astimezone(timezone.utc).isoformat() == utc
+    assert fired.astimezone(UTC).isoformat() == utc
 
 
 def test_london_sessions_early_close_and_bst() -> None:

@@ -5,7 +5,7 @@ tick is what the daemon would launch at that moment, no waiting on clocks.
 """
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
@@ -93,7 +93,7 @@ def test_cron_ticks_that_are_no_session_fire_time_skip(tmp_path: Path, instance,
 
 def test_missed_tick_is_skipped_once_a_later_session_fired(tmp_path: Path, instance) -> None:  # type: ignore[no-untyped-def]
     at = datetime(2026, 11, 24, 16, 30, tzinfo=NY)
-    after_next = datetime(2026, 11, 25, 22, 0, tzinfo=timezone.utc)  # 17:00 NY on the 25th
+    after_next = datetime(2026, 11, 25, 22, 0, tzinfo=UTC)  # 17:00 NY on the 25th
     result = evaluate(instance, pipeline(tmp_path), at, now=after_next)
     assert not result.run_requests and "stale tick for session 2026-11-24" in (result.skip_message or "")
     # A late daemon that is still before the next fire time runs the latest session.
