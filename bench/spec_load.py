@@ -12,17 +12,18 @@ import json
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from dagster import AssetIn, AssetSelection, Definitions, asset, define_asset_job  # noqa: E402
+from dagster import AssetIn, AssetSelection, Definitions, asset, define_asset_job
 
-from definitions.assemble import definitions_for  # noqa: E402
-from quantos_assets.pipeline_assets import build_pipeline  # noqa: E402
-from quantos_assets.spec.loader import load_spec  # noqa: E402
-from resources.profile import active_profile  # noqa: E402
+from definitions.assemble import definitions_for
+from quantos_assets.pipeline_assets import build_pipeline
+from quantos_assets.spec.loader import load_spec
+from resources.profile import active_profile
 
 PIPELINE = "bench_pipeline"
 

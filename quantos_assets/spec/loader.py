@@ -17,9 +17,9 @@ from typing import Any, Literal, Protocol, TypeVar
 import yaml
 from pydantic import BaseModel, ValidationError
 
-from quantos_assets.spec.errors import SpecError, SpecProblem
 from quantos_assets.spec.calendar_rules import check_calendar_blocks
 from quantos_assets.spec.deploy_rules import check_deployable
+from quantos_assets.spec.errors import SpecError, SpecProblem
 from quantos_assets.spec.graph_rules import check_graph
 from quantos_assets.spec.messages import humanize, kind_of
 from quantos_assets.spec.models import SKIP_GRAPH_RULES, DagSpec, Edge, Node, RuntimeParams
