@@ -27,7 +27,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "tests" / "e2e"))
 
-from dev_server import dagster_dev, free_port, stop, tail
+from dev_server import dagster_dev, quantos_gateway
 
 from quantos_assets.client.graphql import CLIENT_SUBMIT_PIPELINE_RUN_MUTATION
 
@@ -102,21 +102,7 @@ def main() -> int:
             capture_output=True, text=True, env=env, cwd=ROOT, check=True,
         )
         token = made.stdout.strip()
-        port = free_port()
-        log = root / "gateway.log"
-        with log.open("wb") as out:
-            gateway = subprocess.Popen(
-                [sys.executable, "-m", "quantos_assets.cli.main", "gateway", "--port", str(port)],
-                cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True,
-            )
-        try:
-            url = f"http://127.0.0.1:{port}"
-            for _ in range(120):
-                try:
-                    if httpx.get(f"{url}/healthz", timeout=2).status_code == 200:
-                        break
-                except httpx.HTTPError:
-                    time.sleep(0.5)
+        with quantos_gateway(env, root) as url:
             http = httpx.Client(timeout=120, limits=httpx.Limits(max_connections=64))
             auth = {"Authorization": f"Bearer {token}"}
             graphql = f"http://127.0.0.1:{srv.port}/graphql"
@@ -183,11 +169,6 @@ def main() -> int:
             print(f"submit -> run started: p50 {statistics.median(started):.2f} s  p95 {pct(started, 0.95):.2f} s  (goal <= 5 s; n={len(started)})")
             # held runs would otherwise start when the bench's instance is reused: none is
             print(f"ratio={best['gateway'][0] / best['baseline'][0]:.3f}")
-        except Exception:
-            print(tail(log), file=sys.stderr)
-            raise
-        finally:
-            stop(gateway)
     return 0
 
 

@@ -69,16 +69,20 @@ def verdict_metadata(verdict: FreshnessVerdict) -> dict[str, object]:
     }
 
 
+def _check_fields(key: AssetKey, verdict: FreshnessVerdict) -> dict[str, object]:
+    return {
+        "asset_key": key,
+        "check_name": CHECK_NAME,
+        "passed": verdict.fresh,
+        "metadata": verdict_metadata(verdict),
+        "severity": AssetCheckSeverity.WARN,
+        "description": verdict.reason,
+    }
+
+
 def check_evaluation(key: AssetKey, verdict: FreshnessVerdict) -> AssetCheckEvaluation:
     """The verdict as a check result recorded without a run (from the sensor)."""
-    return AssetCheckEvaluation(
-        asset_key=key,
-        check_name=CHECK_NAME,
-        passed=verdict.fresh,
-        metadata=verdict_metadata(verdict),
-        severity=AssetCheckSeverity.WARN,
-        description=verdict.reason,
-    )
+    return AssetCheckEvaluation(**_check_fields(key, verdict))  # type: ignore[arg-type]
 
 
 def build_freshness_checks(
@@ -110,13 +114,6 @@ def build_freshness_checks(
     def _freshness(context):  # type: ignore[no-untyped-def]
         selected = [k for k in keys if any(c.asset_key == k for c in context.selected_asset_check_keys)]
         for key, verdict in freshness_verdicts(context.instance, spec, selected, clock()).items():
-            yield AssetCheckResult(
-                asset_key=key,
-                check_name=CHECK_NAME,
-                passed=verdict.fresh,
-                metadata=verdict_metadata(verdict),
-                severity=AssetCheckSeverity.WARN,
-                description=verdict.reason,
-            )
+            yield AssetCheckResult(**_check_fields(key, verdict))  # type: ignore[arg-type]
 
     return _freshness

@@ -25,7 +25,7 @@ from quantos_assets.client.submissions import (
 from quantos_assets.gateway.auth import ERRORS, ApiError, Reader, Submitter, answer
 from quantos_assets.gateway.body_limit import BodyLimitMiddleware
 from quantos_assets.gateway.jobs_api import build_router
-from quantos_assets.gateway.policy import authorize, resolve_spec
+from quantos_assets.gateway.policy import authorize, rejecter, resolve_spec
 from quantos_assets.gateway.settings import GatewaySettings
 from quantos_assets.gateway.tokens import Principal
 from quantos_assets.gateway.wiring import Gateway, build_gateway
@@ -109,12 +109,7 @@ def create_app(settings: GatewaySettings, gateway: Gateway | None = None) -> Fas
         digest = spec_digest(loaded.spec)
         audit = {"runtime_params": params.model_dump(mode="json"), "refs": body.refs, "nodes": body.nodes, "partition": body.partition}
 
-        def reject(status: int, message: str, headers: dict[str, str] | None = None) -> ApiError:
-            gw.audit.append(
-                actor=who.token_id, team=who.team, action="submit", subject=params.submission_id,
-                spec_sha256=digest, params=audit, decision="rejected", detail=message,
-            )
-            return ApiError(status, message, headers=headers)
+        reject = rejecter(gw, who, "submit", params.submission_id, digest, audit)
 
         policy = gw.teams.policy(who.team)
         authorize(gw, who, loaded, params.secrets_scope, params.labels, policy.secrets_scopes, reject)

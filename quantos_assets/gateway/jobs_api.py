@@ -19,7 +19,7 @@ from quantos_assets.client.submissions import ACTIVE_STATUSES, parse_params, spe
 from quantos_assets.gateway.auth import ERRORS, ApiError, Reader, Submitter, answer
 from quantos_assets.gateway.job_store import JobChanges, ScheduledJob
 from quantos_assets.gateway.job_timing import RecurrenceError, check_cron, next_fire
-from quantos_assets.gateway.policy import authorize, resolve_spec
+from quantos_assets.gateway.policy import authorize, rejecter, resolve_spec
 from quantos_assets.gateway.tokens import Principal
 from quantos_assets.gateway.wiring import Gateway
 from quantos_assets.spec.errors import SpecError
@@ -197,9 +197,7 @@ def build_router() -> APIRouter:
         params = _params(body.runtime_params)
         policy = gw.teams.policy(who.team)
 
-        def reject(status: int, message: str, headers: dict[str, str] | None = None) -> ApiError:
-            _audit(gw, who, "schedule", loaded.spec.pipeline_id, "rejected", message, body.runtime_params)
-            return ApiError(status, message, headers=headers)
+        reject = rejecter(gw, who, "schedule", loaded.spec.pipeline_id, None, body.runtime_params)
 
         authorize(gw, who, loaded, params.secrets_scope, params.labels, policy.secrets_scopes, reject)
         answer(lambda: gw.client.ensure_registered(loaded))  # the sensor needs the job in the location
@@ -255,9 +253,7 @@ def build_router() -> APIRouter:
             loaded = resolve_spec(gw, None, job.pipeline_id)
             policy = gw.teams.policy(who.team)
 
-            def reject(status: int, message: str, headers: dict[str, str] | None = None) -> ApiError:
-                _audit(gw, who, "edit", job, "rejected", message, body.runtime_params)
-                return ApiError(status, message, headers=headers)
+            reject = rejecter(gw, who, "edit", job.id, job.spec_sha256, body.runtime_params)
 
             authorize(gw, who, loaded, params.secrets_scope, params.labels, policy.secrets_scopes, reject)
             changes.runtime_params = _without_id(body.runtime_params)

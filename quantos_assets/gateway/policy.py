@@ -77,3 +77,18 @@ def authorize(
     claimed = labels.get("team")
     if claimed is not None and claimed != who.team:
         raise reject(403, f"runtime_params.labels.team is {claimed!r} but the token belongs to team {who.team}")
+
+
+def rejecter(
+    gw: Gateway, who: Principal, action: str, subject: str, spec_sha256: str | None, params: dict[str, Any]
+) -> Callable[..., ApiError]:
+    """`reject(status, message, headers)`: audit the refused decision, return the answer to raise."""
+
+    def reject(status: int, message: str, headers: dict[str, str] | None = None) -> ApiError:
+        gw.audit.append(
+            actor=who.token_id, team=who.team, action=action, subject=subject,
+            spec_sha256=spec_sha256, params=params, decision="rejected", detail=message,
+        )
+        return ApiError(status, message, headers=headers)
+
+    return reject

@@ -172,3 +172,32 @@ def dagster_dev(
         yield srv
     finally:
         stop(proc)
+
+
+@contextmanager
+def quantos_gateway(env: dict[str, str], root: Path) -> Iterator[str]:
+    """`quantos gateway` on a free port with `env`; yields its URL once /healthz answers."""
+    import httpx
+
+    port = free_port()
+    log = root / "gateway.log"
+    with log.open("wb") as out:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "quantos_assets.cli.main", "gateway", "--port", str(port)],
+            cwd=REPO, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True,
+        )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                if httpx.get(f"{url}/healthz", timeout=2).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            if proc.poll() is not None or time.monotonic() > deadline:
+                pytest.fail(f"gateway did not start:\n{tail(log)}")
+            time.sleep(0.5)
+        yield url
+    finally:
+        stop(proc)

@@ -19,7 +19,7 @@ from pathlib import Path
 import httpx
 import pytest
 import yaml
-from dev_server import REPO, Server, dagster_dev, free_port, stop, tail
+from dev_server import REPO, Server, dagster_dev, quantos_gateway, tail
 
 pytestmark = pytest.mark.e2e
 
@@ -123,28 +123,8 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
             made = quantos(env, "token", "create", "--team", team, "--scopes", scopes)
             assert made.returncode == 0, made.stderr
             tokens[name] = made.stdout.strip()
-        port = free_port()
-        log = root / "gateway.log"
-        with log.open("wb") as out:
-            proc = subprocess.Popen(
-                [sys.executable, "-m", "quantos_assets.cli.main", "gateway", "--port", str(port)],
-                cwd=REPO, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True,
-            )
-        url = f"http://127.0.0.1:{port}"
-        try:
-            deadline = time.monotonic() + 60
-            while True:
-                try:
-                    if httpx.get(f"{url}/healthz", timeout=2).status_code == 200:
-                        break
-                except httpx.HTTPError:
-                    pass
-                if proc.poll() is not None or time.monotonic() > deadline:
-                    pytest.fail(f"gateway did not start:\n{tail(log)}")
-                time.sleep(0.5)
+        with quantos_gateway(env, root) as url:
             yield Stack(srv, url, env, tokens, root)
-        finally:
-            stop(proc)
 
 
 def _dagster_run_count(stack: Stack) -> int:

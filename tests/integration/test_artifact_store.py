@@ -10,7 +10,7 @@ import boto3
 import dagster as dg
 import pyarrow as pa
 import pytest
-from moto.server import ThreadedMotoServer
+from moto_s3 import s3_server
 
 from resources.artifact import Artifact
 from resources.artifact_store import ArtifactNotFound, ArtifactStore, ArtifactStoreError
@@ -25,23 +25,8 @@ REGION = "us-east-1"
 
 @pytest.fixture(scope="module")
 def s3_endpoint() -> Iterator[str]:
-    """A moto S3 server on 127.0.0.1 with an OS-assigned port; buckets created."""
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("AWS_ACCESS_KEY_ID", "testing")
-        mp.setenv("AWS_SECRET_ACCESS_KEY", "testing")
-        mp.setenv("AWS_DEFAULT_REGION", REGION)
-        mp.delenv("AWS_PROFILE", raising=False)
-        server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
-        server.start()
-        host, port = server.get_host_and_port()
-        endpoint = f"http://{host}:{port}"
-        client = boto3.client("s3", endpoint_url=endpoint, region_name=REGION)
-        client.create_bucket(Bucket=BUCKET)
-        client.create_bucket(Bucket=LAKE_BUCKET)
-        try:
-            yield endpoint
-        finally:
-            server.stop()
+    with s3_server(BUCKET, LAKE_BUCKET) as endpoint:
+        yield endpoint
 
 
 @pytest.fixture

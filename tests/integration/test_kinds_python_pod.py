@@ -29,6 +29,7 @@ import pyarrow as pa
 import pytest
 import yaml
 from dagster import DagsterInstance, PipesSubprocessClient, materialize
+from moto_s3 import s3_server
 
 from quantos_assets.k8s.manifests import step_job_manifests
 from quantos_assets.k8s.pipes_pod import pipes_pod_manifest
@@ -425,22 +426,8 @@ def test_local_profile_refuses_image_only_before_anything_runs(tmp_path: Path, m
 # --- S3 on loopback ---------------------------------------------------------------------------
 @pytest.fixture(scope="module")
 def s3_endpoint() -> Iterator[str]:
-    from moto.server import ThreadedMotoServer
-
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("AWS_ACCESS_KEY_ID", "testing")
-        mp.setenv("AWS_SECRET_ACCESS_KEY", "testing")
-        mp.setenv("AWS_DEFAULT_REGION", REGION)
-        mp.delenv("AWS_PROFILE", raising=False)
-        server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
-        server.start()
-        host, port = server.get_host_and_port()
-        endpoint = f"http://{host}:{port}"
-        boto3.client("s3", endpoint_url=endpoint, region_name=REGION).create_bucket(Bucket=BUCKET)
-        try:
-            yield endpoint
-        finally:
-            server.stop()
+    with s3_server(BUCKET) as endpoint:
+        yield endpoint
 
 
 @pytest.fixture

@@ -15,6 +15,7 @@ import psycopg2
 import pyarrow as pa
 import pytest
 from dagster import AssetKey, DagsterEventType, DagsterInstance, DagsterRunStatus, RunsFilter
+from moto_s3 import s3_server
 from postgres_db import PG_URL, fresh_database
 
 REPO = Path(__file__).resolve().parents[2]
@@ -30,13 +31,8 @@ def pg_db():
 
 @pytest.fixture(scope="module")
 def s3_endpoint():
-    from moto.server import ThreadedMotoServer
-
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
-    server.start()
-    host, port = server.get_host_and_port()
-    yield f"http://{host}:{port}"
-    server.stop()
+    with s3_server() as endpoint:
+        yield endpoint
 
 
 @pytest.fixture(scope="module")
