@@ -75,6 +75,10 @@ def _parser() -> argparse.ArgumentParser:
     add_gateway_parser(sub)
     add_access_parsers(sub)
 
+    from quantos_assets.cli.exporter import add_parser as add_exporter_parser
+
+    add_exporter_parser(sub)
+
     t = sub.add_parser("ticks", help="preview a spec's schedule: every fire time and its partition")
     t.add_argument("path", type=Path)
     t.add_argument("--start", required=True, type=_iso_date, help="first session date (YYYY-MM-DD)")

@@ -20,3 +20,12 @@ def sleep(seconds: float = 60.0) -> pa.Table:
     """Take `seconds` (a run to cancel)."""
     time.sleep(seconds)
     return pa.table({"slept": pa.array([seconds], pa.float64())})
+
+
+def fail_once(marker: str, **_inputs: pa.Table) -> pa.Table:
+    """Fail the first attempt (leaving `marker` behind), succeed on the retry; inputs ignored."""
+    path = Path(marker)
+    if not path.exists():
+        path.touch()
+        raise RuntimeError("first attempt fails on purpose")
+    return pa.table({"ok": pa.array([1], pa.int64())})

@@ -1,0 +1,26 @@
+"""`quantos exporter --port PORT`: Prometheus metrics of the instance at DAGSTER_HOME."""
+from __future__ import annotations
+
+import argparse
+import threading
+
+
+def add_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    e = sub.add_parser("exporter", help="serve Prometheus metrics of the Dagster instance (DAGSTER_HOME)")
+    e.add_argument("--host", default="127.0.0.1")
+    e.add_argument("--port", type=int, default=9464)
+    e.set_defaults(handler=cmd_exporter)
+
+
+def cmd_exporter(args: argparse.Namespace) -> int:
+    from dagster import DagsterInstance
+    from prometheus_client import CollectorRegistry, start_http_server
+
+    from quantos_assets.observability.run_metrics import RunMetricsCollector
+
+    registry = CollectorRegistry()
+    registry.register(RunMetricsCollector(DagsterInstance.get()))
+    start_http_server(args.port, addr=args.host, registry=registry)
+    print(f"quantos exporter: http://{args.host}:{args.port}/metrics", flush=True)
+    threading.Event().wait()
+    return 0

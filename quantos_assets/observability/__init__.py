@@ -1,0 +1,1 @@
+"""Observability of the platform: Prometheus metrics of the runs (issue 7)."""

@@ -1,0 +1,97 @@
+"""Prometheus metrics of the runs in a Dagster instance, computed at scrape time.
+
+Dagster OSS has no Prometheus endpoint (dagster#4480). This collector reads the
+instance's run storage on each scrape (a custom `Collector`, so nothing is kept in
+memory between scrapes and several exporters agree): runs by status, pipeline and
+team; the queue's depth and how long runs waited in it; step durations and retries
+of recently finished runs.
+"""
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Iterator
+
+from dagster import DagsterInstance, DagsterRunStatus, RunsFilter
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily
+from prometheus_client.registry import Collector
+
+from quantos_assets.run_tags import TAG_PIPELINE, TAG_TEAM
+
+# How many of the newest runs the scrape looks at (status counts use the whole storage).
+RECENT_RUNS = 1000
+# Step stats need one event-log query per run: only the newest finished runs.
+STEP_STATS_RUNS = 100
+WAIT_BUCKETS = (0.5, 1, 2, 5, 10, 30, 60, 120, 300, 900, 3600)
+STEP_BUCKETS = (0.1, 0.5, 1, 2, 5, 10, 30, 60, 300, 900, 3600, 14400)
+FINISHED = (DagsterRunStatus.SUCCESS, DagsterRunStatus.FAILURE, DagsterRunStatus.CANCELED)
+
+
+def _histogram(name: str, doc: str, labels: list[str], series: dict[tuple[str, ...], list[float]], buckets: tuple[float, ...]) -> HistogramMetricFamily:
+    family = HistogramMetricFamily(name, doc, labels=labels)
+    for key, values in sorted(series.items()):
+        counts = [sum(1 for v in values if v <= b) for b in buckets]
+        family.add_metric(
+            list(key), [(str(b), float(c)) for b, c in zip(buckets, counts, strict=True)] + [("+Inf", float(len(values)))],
+            sum_value=sum(values),
+        )
+    return family
+
+
+class RunMetricsCollector(Collector):
+    def __init__(self, instance: DagsterInstance) -> None:
+        self.instance = instance
+
+    def collect(self) -> Iterator[GaugeMetricFamily | CounterMetricFamily | HistogramMetricFamily]:
+        records = self.instance.get_run_records(limit=RECENT_RUNS)
+        by_status: Counter[tuple[str, str, str]] = Counter()
+        waits: dict[tuple[str, ...], list[float]] = {}
+        for record in records:
+            run = record.dagster_run
+            pipeline = run.tags.get(TAG_PIPELINE, run.job_name)
+            team = run.tags.get(TAG_TEAM, "")
+            by_status[(run.status.value, pipeline, team)] += 1
+            if record.start_time is not None:
+                wait = max(0.0, record.start_time - record.create_timestamp.timestamp())
+                waits.setdefault((pipeline,), []).append(wait)
+
+        runs = GaugeMetricFamily(
+            "quantos_runs", f"Runs by status, pipeline and team (newest {RECENT_RUNS})", labels=["status", "pipeline", "team"]
+        )
+        for (status, pipeline, team), n in sorted(by_status.items()):
+            runs.add_metric([status, pipeline, team], n)
+        yield runs
+
+        depth = GaugeMetricFamily("quantos_queue_depth", "Runs waiting in the run queue (QUEUED)")
+        depth.add_metric([], self.instance.get_runs_count(RunsFilter(statuses=[DagsterRunStatus.QUEUED])))
+        yield depth
+
+        yield _histogram(
+            "quantos_queue_wait_seconds", "From submission to the run starting", ["pipeline"], waits, WAIT_BUCKETS
+        )
+
+        durations: dict[tuple[str, ...], list[float]] = {}
+        retries: Counter[tuple[str, str]] = Counter()
+        finished = [r for r in records if r.dagster_run.status in FINISHED][:STEP_STATS_RUNS]
+        for record in finished:
+            run = record.dagster_run
+            pipeline = run.tags.get(TAG_PIPELINE, run.job_name)
+            for step in self.instance.get_run_step_stats(run.run_id):
+                node = step.step_key.removeprefix(f"{pipeline}__")
+                if step.start_time is not None and step.end_time is not None:
+                    durations.setdefault((pipeline, node), []).append(step.end_time - step.start_time)
+                attempts = step.attempts or 1
+                if attempts > 1:
+                    retries[(pipeline, node)] += attempts - 1
+        yield _histogram(
+            "quantos_step_duration_seconds",
+            f"Step durations of the newest {STEP_STATS_RUNS} finished runs",
+            ["pipeline", "node"],
+            durations,
+            STEP_BUCKETS,
+        )
+        retried = CounterMetricFamily(
+            "quantos_step_retries", f"Step retries in the newest {STEP_STATS_RUNS} finished runs", labels=["pipeline", "node"]
+        )
+        for (pipeline, node), n in sorted(retries.items()):
+            retried.add_metric([pipeline, node], n)
+        yield retried
