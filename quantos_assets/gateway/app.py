@@ -25,8 +25,9 @@ from quantos_assets.client.submissions import (
 from quantos_assets.gateway.auth import ERRORS, ApiError, Reader, Submitter, answer
 from quantos_assets.gateway.body_limit import BodyLimitMiddleware
 from quantos_assets.gateway.jobs_api import build_router
-from quantos_assets.gateway.policy import authorize, rejecter, resolve_spec
+from quantos_assets.gateway.policy import authorize, owned, rejecter, resolve_spec
 from quantos_assets.gateway.settings import GatewaySettings
+from quantos_assets.gateway.submission_store import SubmissionRow
 from quantos_assets.gateway.tokens import Principal
 from quantos_assets.gateway.wiring import Gateway, build_gateway
 from quantos_assets.spec.errors import SpecError
@@ -214,13 +215,8 @@ def _accepted(request: Request, submission_id: str, run_id: str, pipeline_id: st
     )
 
 
-def _owned(gw: Gateway, who: Principal, submission_id: str):  # type: ignore[no-untyped-def]
-    row = gw.store.get(submission_id)
-    if row is None:
-        raise ApiError(404, f"no submission {submission_id!r}")
-    if row.team != who.team and "admin" not in who.scopes:
-        raise ApiError(403, f"submission {submission_id!r} belongs to another team")
-    return row
+def _owned(gw: Gateway, who: Principal, submission_id: str) -> SubmissionRow:
+    return owned(who, "submission", submission_id, gw.store.get(submission_id), lambda r: r.team)
 
 
 def _decided(gw: Gateway, who: Principal, action: str, submission_id: str, digest: str, fn: Callable[[], str]) -> str:

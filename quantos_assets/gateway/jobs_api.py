@@ -19,7 +19,7 @@ from quantos_assets.client.submissions import ACTIVE_STATUSES, parse_params, spe
 from quantos_assets.gateway.auth import ERRORS, ApiError, Reader, Submitter, answer
 from quantos_assets.gateway.job_store import JobChanges, ScheduledJob
 from quantos_assets.gateway.job_timing import RecurrenceError, check_cron, next_fire
-from quantos_assets.gateway.policy import authorize, rejecter, resolve_spec
+from quantos_assets.gateway.policy import authorize, owned, rejecter, resolve_spec
 from quantos_assets.gateway.tokens import Principal
 from quantos_assets.gateway.wiring import Gateway
 from quantos_assets.spec.errors import SpecError
@@ -163,12 +163,7 @@ def _view(gw: Gateway, job: ScheduledJob, now: float) -> JobView:
 
 
 def _own_job(gw: Gateway, who: Principal, job_id: str) -> ScheduledJob:
-    job = gw.jobs.get(job_id)
-    if job is None:
-        raise ApiError(404, f"no job {job_id!r}")
-    if job.team != who.team and "admin" not in who.scopes:
-        raise ApiError(403, f"job {job_id!r} belongs to another team")
-    return job
+    return owned(who, "job", job_id, gw.jobs.get(job_id), lambda j: j.team)
 
 
 def _check_nodes(loaded: LoadedSpec, nodes: list[str]) -> None:

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from quantos_assets.client.submissions import parse_spec
 from quantos_assets.gateway.auth import ApiError
@@ -92,3 +92,15 @@ def rejecter(
         return ApiError(status, message, headers=headers)
 
     return reject
+
+
+T = TypeVar("T")
+
+
+def owned(who: Principal, what: str, ident: str, found: T | None, team: Callable[[T], str]) -> T:
+    """`found` if the caller's team owns it (or is admin): 404 if missing, 403 if another team's."""
+    if found is None:
+        raise ApiError(404, f"no {what} {ident!r}")
+    if team(found) != who.team and "admin" not in who.scopes:
+        raise ApiError(403, f"{what} {ident!r} belongs to another team")
+    return found
