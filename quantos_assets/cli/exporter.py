@@ -1,4 +1,5 @@
-"""`quantos exporter --port PORT`: Prometheus metrics of the instance at DAGSTER_HOME."""
+"""`quantos exporter --port PORT`: Prometheus metrics of the instance at DAGSTER_HOME (and
+Kafka lag where QUANTOS_KAFKA_BOOTSTRAP is set)."""
 from __future__ import annotations
 
 import argparse
@@ -14,12 +15,11 @@ def add_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-ar
 
 def cmd_exporter(args: argparse.Namespace) -> int:
     from dagster import DagsterInstance
-    from prometheus_client import CollectorRegistry, start_http_server
+    from prometheus_client import start_http_server
 
-    from quantos_assets.observability.run_metrics import RunMetricsCollector
+    from quantos_assets.observability.metrics_registry import metrics_registry
 
-    registry = CollectorRegistry()
-    registry.register(RunMetricsCollector(DagsterInstance.get()))
+    registry = metrics_registry(DagsterInstance.get())
     start_http_server(args.port, addr=args.host, registry=registry)
     print(f"quantos exporter: http://{args.host}:{args.port}/metrics", flush=True)
     threading.Event().wait()

@@ -25,6 +25,7 @@ from quantos_assets.client.submissions import (
 from quantos_assets.gateway.auth import ERRORS, ApiError, Reader, Submitter, answer
 from quantos_assets.gateway.body_limit import BodyLimitMiddleware
 from quantos_assets.gateway.jobs_api import build_router
+from quantos_assets.gateway.metrics_route import build_metrics_router
 from quantos_assets.gateway.policy import authorize, owned, rejecter, resolve_spec
 from quantos_assets.gateway.settings import GatewaySettings
 from quantos_assets.gateway.submission_store import SubmissionRow
@@ -75,6 +76,7 @@ def create_app(settings: GatewaySettings, gateway: Gateway | None = None) -> Fas
     app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes)
     app.state.gateway = gw
     app.include_router(build_router())
+    app.include_router(build_metrics_router())
     @app.exception_handler(ApiError)
     def _api_error(_request: Request, err: ApiError) -> JSONResponse:
         return JSONResponse(

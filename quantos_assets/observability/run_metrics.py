@@ -4,7 +4,8 @@ Dagster OSS has no Prometheus endpoint (dagster#4480). This collector reads the
 instance's run storage on each scrape (a custom `Collector`, so nothing is kept in
 memory between scrapes and several exporters agree): runs by status, pipeline and
 team; the queue's depth and how long runs waited in it; step durations and retries
-of recently finished runs.
+of recently finished runs; asset-check failures (counted over the instance's whole
+history, so the counter only grows) and the checks failing now.
 """
 from __future__ import annotations
 
@@ -15,6 +16,7 @@ from dagster import DagsterInstance, DagsterRunStatus, RunsFilter
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily
 from prometheus_client.registry import Collector
 
+from quantos_assets.observability.check_results import check_results
 from quantos_assets.run_tags import TAG_PIPELINE, TAG_TEAM
 
 # How many of the newest runs the scrape looks at (status counts use the whole storage).
@@ -95,3 +97,18 @@ class RunMetricsCollector(Collector):
         for (pipeline, node), n in sorted(retries.items()):
             retried.add_metric([pipeline, node], n)
         yield retried
+        yield from _check_families(self.instance)
+
+
+def _check_families(instance: DagsterInstance) -> Iterator[GaugeMetricFamily | CounterMetricFamily]:
+    labels = ["pipeline", "asset", "check", "severity"]
+    failures = CounterMetricFamily(
+        "quantos_check_failures", "Failed asset-check evaluations since the instance began", labels=labels
+    )
+    failing = GaugeMetricFamily("quantos_check_failing", "1 when the check's latest evaluation failed", labels=labels)
+    for result in check_results(instance):
+        key = [result.pipeline, result.asset.to_user_string(), result.check, result.severity]
+        failures.add_metric(key, result.failures)
+        failing.add_metric(key, 1 if result.failing else 0)
+    yield failures
+    yield failing
