@@ -8,9 +8,10 @@ lives in the repository.
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlparse
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 PROFILES = ("local", "staging", "prod")
@@ -18,6 +19,32 @@ PROFILES = ("local", "staging", "prod")
 
 class ProfileError(ValueError):
     """A missing or invalid setting; the message names the variable."""
+
+
+LINEAGE_TRANSPORTS = ("off", "file", "http", "openlineage")
+
+
+@dataclass(frozen=True)
+class LineageSettings:
+    """Where the OpenLineage sensor sends events (sensors/openlineage.py).
+
+    `file`: JSON lines appended to `file_path`; `http`: POSTed to a Marquez-compatible
+    `url` + `endpoint`; `openlineage`: whatever openlineage-python's own configuration says
+    (OPENLINEAGE_CONFIG, openlineage.yml, OPENLINEAGE__TRANSPORT__...); `off`: no sensor.
+    """
+
+    transport: str = "off"
+    file_path: Path | None = None
+    url: str | None = None
+    endpoint: str = "api/v1/lineage"
+    api_key: str | None = None
+    timeout_s: float = 5.0
+    # Job namespace of runs that carry no team (the run label `team`).
+    namespace: str = "quantos"
+
+    @property
+    def enabled(self) -> bool:
+        return self.transport != "off"
 
 
 @dataclass(frozen=True)
@@ -45,6 +72,8 @@ class Profile:
     # QUANTOS_LOCAL_EXECUTOR=in_process: local runs in one process (one code load per run)
     # instead of one process per step; staging/prod always use k8s_job_executor
     local_executor: str = "multiprocess"
+    # OpenLineage events of every node run (QUANTOS_LINEAGE, OPENLINEAGE_*): see lineage_settings
+    lineage: LineageSettings = field(default_factory=LineageSettings)
 
     @property
     def is_local(self) -> bool:
@@ -58,7 +87,7 @@ def active_profile(environ: dict[str, str] | None = None) -> Profile:
         raise ProfileError(f"QUANTOS_ENV: unknown profile '{name}' (expected {', '.join(PROFILES)})")
     data_dir = Path(env.get("QUANTOS_DATA_DIR") or REPO_ROOT / ".quantos").resolve()
     specs_dir = Path(env.get("QUANTOS_SPECS_DIR") or REPO_ROOT / "specs").resolve()
-    switches = _switches(env)
+    switches = {**_switches(env), "lineage": lineage_settings(env, name, data_dir)}
     if name == "local":
         return Profile(
             **switches,
@@ -102,6 +131,56 @@ def _switches(env: dict[str, str]) -> dict[str, Any]:
     if executor not in ("multiprocess", "in_process"):
         raise ProfileError(f"QUANTOS_LOCAL_EXECUTOR: expected multiprocess or in_process, got {executor!r}")
     return {"dbt": dbt == "on", "local_executor": executor}
+
+
+def lineage_settings(env: dict[str, str], profile: str, data_dir: Path) -> LineageSettings:
+    """QUANTOS_LINEAGE picks the transport; unset, it follows the OpenLineage variables a
+    Marquez deployment documents (OPENLINEAGE_URL -> http, OPENLINEAGE_CONFIG or
+    OPENLINEAGE__TRANSPORT__* -> the client's own config), else a local file locally and
+    nothing in staging/prod. OPENLINEAGE_DISABLED=true turns it off whatever the rest says."""
+    namespace = env.get("OPENLINEAGE_NAMESPACE") or "quantos"
+    if (env.get("OPENLINEAGE_DISABLED") or "").strip().lower() == "true":
+        return LineageSettings(namespace=namespace)
+    transport = (env.get("QUANTOS_LINEAGE") or "").strip().lower()
+    if not transport:
+        if env.get("OPENLINEAGE_URL"):
+            transport = "http"
+        elif env.get("OPENLINEAGE_CONFIG") or any(k.startswith("OPENLINEAGE__TRANSPORT") for k in env):
+            transport = "openlineage"
+        else:
+            transport = "file" if profile == "local" else "off"
+    if transport not in LINEAGE_TRANSPORTS:
+        raise ProfileError(f"QUANTOS_LINEAGE: expected one of {', '.join(LINEAGE_TRANSPORTS)}, got {transport!r}")
+    timeout = _float_env(env, "QUANTOS_LINEAGE_TIMEOUT", 5.0)
+    if transport == "file":
+        path = Path(env.get("QUANTOS_LINEAGE_FILE") or data_dir / "lineage" / "openlineage.jsonl")
+        return LineageSettings(transport, file_path=path.resolve(), namespace=namespace, timeout_s=timeout)
+    if transport == "http":
+        url = env.get("OPENLINEAGE_URL") or ""
+        parsed = urlparse(url)
+        if parsed.scheme not in ("http", "https") or not parsed.netloc:
+            got = f"got {url!r}" if url else "it is not set"
+            raise ProfileError(
+                f"OPENLINEAGE_URL: QUANTOS_LINEAGE=http needs the lineage server's base URL, e.g. http://marquez:5000 ({got})"
+            )
+        return LineageSettings(
+            transport, url=url.rstrip("/"), endpoint=(env.get("OPENLINEAGE_ENDPOINT") or "api/v1/lineage").lstrip("/"),
+            api_key=env.get("OPENLINEAGE_API_KEY") or None, timeout_s=timeout, namespace=namespace,
+        )
+    return LineageSettings(transport, namespace=namespace, timeout_s=timeout)
+
+
+def _float_env(env: dict[str, str], name: str, default: float) -> float:
+    raw = env.get(name)
+    if not raw:
+        return default
+    try:
+        value = float(raw)
+    except ValueError:
+        raise ProfileError(f"{name}: expected a number of seconds, got {raw!r}") from None
+    if value <= 0:
+        raise ProfileError(f"{name}: expected a positive number of seconds, got {raw!r}")
+    return value
 
 
 def _int_env(env: dict[str, str], name: str, default: int) -> int:
