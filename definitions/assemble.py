@@ -16,6 +16,7 @@ from quantos_assets.placement import PlacementError
 from quantos_assets.spec.loader import LoadedSpec
 from quantos_assets.spec_registry import scan_specs
 from resources.profile import Profile, active_profile, build_executor, build_resources
+from sensors.openlineage import build_lineage_sensor
 from sensors.registry import build_location_sensors, build_triggers
 
 log = logging.getLogger("quantos.definitions")
@@ -85,6 +86,9 @@ def definitions_for(
 ) -> Definitions:
     assets = [a for p in pipelines for a in p.assets] + list(extra_assets or [])
     triggers = [*build_triggers(pipelines), *build_location_sensors(pipelines)]
+    lineage = build_lineage_sensor(pipelines, profile)  # None when QUANTOS_LINEAGE=off
+    if lineage is not None:
+        triggers.append(lineage)
     with cyclic_gc_paused():
         defs = Definitions(
             assets=[*assets, *invalid_spec_markers(invalid or {})],
