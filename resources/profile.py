@@ -72,6 +72,11 @@ class Profile:
     # QUANTOS_LOCAL_EXECUTOR=in_process: local runs in one process (one code load per run)
     # instead of one process per step; staging/prod always use k8s_job_executor
     local_executor: str = "multiprocess"
+    # QUANTOS_JSON_LOGS=off: no keyed JSON lines of run and node events on stdout
+    # (quantos_assets/observability/node_logs.py); Dagster's own console log is unchanged
+    json_logs: bool = True
+    # QUANTOS_DAGSTER_URL: the webserver whose GraphQL `quantos logs` reads
+    dagster_url: str = "http://127.0.0.1:3000"
     # OpenLineage events of every node run (QUANTOS_LINEAGE, OPENLINEAGE_*): see lineage_settings
     lineage: LineageSettings = field(default_factory=LineageSettings)
 
@@ -130,7 +135,15 @@ def _switches(env: dict[str, str]) -> dict[str, Any]:
     executor = env.get("QUANTOS_LOCAL_EXECUTOR") or "multiprocess"
     if executor not in ("multiprocess", "in_process"):
         raise ProfileError(f"QUANTOS_LOCAL_EXECUTOR: expected multiprocess or in_process, got {executor!r}")
-    return {"dbt": dbt == "on", "local_executor": executor}
+    json_logs = (env.get("QUANTOS_JSON_LOGS") or "on").lower()
+    if json_logs not in ("on", "off"):
+        raise ProfileError(f"QUANTOS_JSON_LOGS: expected on or off, got {json_logs!r}")
+    return {
+        "dbt": dbt == "on",
+        "local_executor": executor,
+        "json_logs": json_logs == "on",
+        "dagster_url": env.get("QUANTOS_DAGSTER_URL") or "http://127.0.0.1:3000",
+    }
 
 
 def lineage_settings(env: dict[str, str], profile: str, data_dir: Path) -> LineageSettings:

@@ -79,6 +79,10 @@ def _parser() -> argparse.ArgumentParser:
 
     add_exporter_parser(sub)
 
+    from quantos_assets.cli.logs import add_parser as add_logs_parser
+
+    add_logs_parser(sub)
+
     t = sub.add_parser("ticks", help="preview a spec's schedule: every fire time and its partition")
     t.add_argument("path", type=Path)
     t.add_argument("--start", required=True, type=_iso_date, help="first session date (YYYY-MM-DD)")

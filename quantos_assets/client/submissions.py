@@ -232,6 +232,8 @@ class QuantosClient:
         }
 
     def logs(self, submission_id: str, node: str | None = None) -> list[dict[str, Any]]:
+        """The latest run's event log, each line keyed by submission, pipeline, node and run
+        (seed 000 §6), like the JSON lines runs write for Loki."""
         run = self.runs(submission_id)[0]
         pipeline = self.api.run(run["runId"])["jobName"]
         step = f"{pipeline}__{node}" if node else None
@@ -247,6 +249,9 @@ class QuantosClient:
                     "node": step_key[len(pipeline) + 2 :] if step_key.startswith(f"{pipeline}__") else None,
                     "event": event.get("eventType"),
                     "message": event["message"],
+                    "submission_id": submission_id,
+                    "pipeline_id": pipeline,
+                    "run_id": run["runId"],
                 }
             )
         return lines
