@@ -5,8 +5,9 @@ routes by this type: tables to Iceberg, artifacts to the object store.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Literal
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any, Literal
 
 ArtifactRole = Literal["model", "report", "file"]
 
@@ -19,3 +20,6 @@ class Artifact:
     # file -> files/{pipeline_id}/{version}/{filename}
     role: ArtifactRole = "file"
     filename: str = "artifact.bin"
+    # What the producer knows about it (e.g. a model card): stored with the materialization,
+    # beside the URI and sha256 the IO manager records. Not part of the bytes.
+    metadata: Mapping[str, Any] = field(default_factory=dict, compare=False)

@@ -234,6 +234,7 @@ class LakeIOManager(dg.ConfigurableIOManager):
             )
         uri = self.artifact_store.put(relpath, artifact.data)
         return {
+            **artifact.metadata,
             "uri": dg.MetadataValue.path(uri),
             "sha256": hashlib.sha256(artifact.data).hexdigest(),
             "bytes": dg.MetadataValue.int(len(artifact.data)),

@@ -9,10 +9,14 @@ params:
     test_fraction  share of the last dates held out (default 0.2)
     seed           makes the model bytes reproducible (default 0)
     input          which `ins` table to train on, when there are several
+    return_column  realised (log) returns to trade the forecast on: adds sharpe,
+                   max_drawdown, ann_return to the metrics (default: none)
     anything else  a hyperparameter of the trainer (e.g. n_estimators)
 
-outs: outs[0] the pickled model (Artifact role "model", model.bin);
-outs[1], if declared, the metrics (Artifact role "report", metrics.json).
+outs: outs[0] the pickled model (Artifact role "model", model.bin) with its model
+card in the materialization metadata (`model_card`: what a promotion gate checks
+and what a retrain needs); outs[1], if declared, the metrics (Artifact role
+"report", metrics.json).
 """
 from __future__ import annotations
 
@@ -23,11 +27,15 @@ import pyarrow as pa
 from dagster import AssetExecutionContext
 
 from quantos_assets.kinds.base import NodeRun, NodeRunError, NodeValue, resource
+from quantos_assets.kinds.loaded_inputs import loaded_inputs
+from quantos_assets.trainers.model_card import MODEL_CARD, build_model_card
 from quantos_assets.trainers.registry import TRAINERS, trainer_names
-from quantos_assets.trainers.training import TrainingDataError, TrainingJob, train
+from quantos_assets.trainers.training import TrainingDataError, TrainingJob, TrainingResult, train
 from resources.artifact import Artifact
 
-RUNNER_PARAMS = frozenset({"trainer", "target", "features", "date_column", "test_fraction", "seed", "input"})
+RUNNER_PARAMS = frozenset(
+    {"trainer", "target", "features", "date_column", "test_fraction", "seed", "input", "return_column"}
+)
 
 
 class RayJobRunner:
@@ -37,27 +45,42 @@ class RayJobRunner:
         outs = run.node.outs
         if not 1 <= len(outs) <= 2:
             raise NodeRunError(f"{run.label}: a ray_job declares 1 or 2 outs (model, metrics), not {len(outs)}")
-        table = _feature_table(run)
+        input_name, table = _feature_table(run)
         job = training_job(run, table)
-        frame = table.select([job.date_column, *job.features, job.target]).to_pandas()
-        ray = resource(context, "ray").init()
-        context.log.info(f"{run.label}: training '{job.trainer}' on {len(frame)} rows, {len(job.features)} features")
-        try:
-            result = ray.get(ray.remote(num_cpus=1)(train).remote(frame, job))
-        except ray.exceptions.RayTaskError as err:
-            cause = getattr(err, "cause", None) or err
-            lines = [line for line in str(cause).splitlines() if line.strip()]
-            reason = f"{type(cause).__name__}: {lines[-1] if lines else ''}"
-            if isinstance(cause, TrainingDataError):
-                reason = str(cause)
-            raise NodeRunError(f"{run.label}: training '{job.trainer}' failed: {reason}", retryable=True) from None
+        context.log.info(f"{run.label}: training '{job.trainer}' on {table.num_rows} rows, {len(job.features)} features")
+        result = train_on_ray(resource(context, "ray").init(), table, job, run.label)
         m = result.metrics
         context.log.info(f"{run.label}: r2={m['r2']} ic={m['ic']} n_train={m['n_train']} n_test={m['n_test']}")
-        values: dict[str, NodeValue] = {outs[0]: Artifact(data=result.model, role="model", filename="model.bin")}
+        card = build_model_card(
+            spec=run.spec,
+            node=run.node,
+            job=job,
+            result=result,
+            training_data={"input": input_name, **loaded_inputs(context).get(input_name, {})},
+        )
+        values: dict[str, NodeValue] = {
+            outs[0]: Artifact(data=result.model, role="model", filename="model.bin", metadata={MODEL_CARD: card})
+        }
         if len(outs) == 2:
             report = json.dumps(result.metrics, indent=2, sort_keys=True).encode()
             values[outs[1]] = Artifact(data=report, role="report", filename="metrics.json")
         return values
+
+
+def train_on_ray(ray: Any, table: pa.Table, job: TrainingJob, label: str) -> TrainingResult:
+    """One training run as a Ray task; shared by the node and the reproducibility check, so a
+    retrain goes exactly the way the original did."""
+    columns = list(dict.fromkeys([job.date_column, *job.features, job.target, *filter(None, [job.return_column])]))
+    frame = table.select(columns).to_pandas()
+    try:
+        return ray.get(ray.remote(num_cpus=1)(train).remote(frame, job))
+    except ray.exceptions.RayTaskError as err:
+        cause = getattr(err, "cause", None) or err
+        lines = [line for line in str(cause).splitlines() if line.strip()]
+        reason = f"{type(cause).__name__}: {lines[-1] if lines else ''}"
+        if isinstance(cause, TrainingDataError):
+            reason = str(cause)
+        raise NodeRunError(f"{label}: training '{job.trainer}' failed: {reason}", retryable=True) from None
 
 
 def training_job(run: NodeRun, table: pa.Table | None = None) -> TrainingJob:
@@ -83,9 +106,13 @@ def training_job(run: NodeRun, table: pa.Table | None = None) -> TrainingJob:
         raise NodeRunError(f"{run.label}: params.test_fraction must be between 0 and 1, not {test_fraction}")
     target = str(params.get("target", "fwd_return"))
     date_column = str(params.get("date_column", "date"))
-    features = list(params.get("features") or (_default_features(table, target, date_column) if table is not None else []))
+    return_column = str(params["return_column"]) if params.get("return_column") else None
+    # The return column is realised future return: never a default feature.
+    excluded = {target, date_column, *filter(None, [return_column])}
+    features = list(params.get("features") or (_default_features(table, excluded) if table is not None else []))
     if table is not None:
-        missing = [c for c in (date_column, target, *features) if c not in table.column_names]
+        wanted = (date_column, target, *features, *filter(None, [return_column]))
+        missing = [c for c in wanted if c not in table.column_names]
         if missing:
             raise NodeRunError(f"{run.label}: the input table has no column(s) {missing}")
         if not features:
@@ -98,29 +125,31 @@ def training_job(run: NodeRun, table: pa.Table | None = None) -> TrainingJob:
         test_fraction=test_fraction,
         seed=int(params.get("seed", 0)),
         hyperparameters=hyperparameters,
+        return_column=return_column,
     )
 
 
-def _feature_table(run: NodeRun) -> pa.Table:
+def _feature_table(run: NodeRun) -> tuple[str, pa.Table]:
+    """(input name, table) of the one table input the model trains on."""
     tables = {k: v for k, v in run.inputs.items() if isinstance(v, pa.Table)}
     wanted: Any = run.node.params.get("input")
     if wanted is not None:
         if wanted not in tables:
             raise NodeRunError(f"{run.label}: params.input '{wanted}' is not a table input ({sorted(tables)})")
-        return tables[wanted]
+        return wanted, tables[wanted]
     if len(tables) != 1:
         raise NodeRunError(
             f"{run.label}: a ray_job trains on one table input, got {sorted(tables) or 'none'}; set params.input"
         )
-    return next(iter(tables.values()))
+    return next(iter(tables.items()))
 
 
-def _default_features(table: pa.Table, target: str, date_column: str) -> list[str]:
+def _default_features(table: pa.Table, excluded: set[str]) -> list[str]:
     numeric = (pa.types.is_integer, pa.types.is_floating)
     return [
         f.name
         for f in table.schema
         if any(is_type(f.type) for is_type in numeric)
-        and f.name not in (target, date_column)
+        and f.name not in excluded
         and not f.name.startswith("fwd_")
     ]

@@ -13,7 +13,7 @@ from typing import Any
 
 import pandas as pd
 
-from quantos_assets.trainers.evaluation import forecast_scores
+from quantos_assets.trainers.evaluation import forecast_scores, portfolio_scores
 from quantos_assets.trainers.registry import get_trainer
 
 
@@ -30,12 +30,28 @@ class TrainingJob:
     test_fraction: float = 0.2
     seed: int = 0
     hyperparameters: dict[str, Any] = field(default_factory=dict)
+    # Realised (log) returns the forecast is traded on for sharpe/max_drawdown; not a
+    # feature, never trained on. None: the portfolio scores are left out.
+    return_column: str | None = None
 
 
 @dataclass(frozen=True)
 class TrainingResult:
     model: bytes  # a pickled, fitted scikit-learn estimator (feature_names_in_ = features)
     metrics: dict[str, Any]
+    # Library versions where the model was fitted (the Ray worker): the same seed and data
+    # give the same bytes only on the same versions, so a reproducibility proof names them.
+    environment: dict[str, str] = field(default_factory=dict)
+
+
+def training_environment() -> dict[str, str]:
+    import platform
+    from importlib.metadata import version
+
+    return {
+        "python": platform.python_version(),
+        **{name: version(name) for name in ("scikit-learn", "numpy", "pandas")},
+    }
 
 
 def split_by_time(frame: pd.DataFrame, date_column: str, test_fraction: float) -> tuple[pd.DataFrame, pd.DataFrame]:
@@ -51,7 +67,11 @@ def split_by_time(frame: pd.DataFrame, date_column: str, test_fraction: float) -
 
 def train(frame: pd.DataFrame, job: TrainingJob) -> TrainingResult:
     trainer = get_trainer(job.trainer)
-    data = frame[[job.date_column, *job.features, job.target]].dropna()
+    trained_on = [job.date_column, *job.features, job.target]
+    scored_on = [job.return_column] if job.return_column and job.return_column not in trained_on else []
+    # Rows are chosen by the training columns only: adding the return column must not
+    # change which rows (and so which model bytes) a spec produces.
+    data = frame[trained_on + scored_on].dropna(subset=trained_on)
     data = data.sort_values(job.date_column, kind="stable").reset_index(drop=True)
     train_set, test_set = split_by_time(data, job.date_column, job.test_fraction)
     if len(train_set) < 10 or len(test_set) < 2:
@@ -70,4 +90,8 @@ def train(frame: pd.DataFrame, job: TrainingJob) -> TrainingResult:
         "test_end": str(test_set[job.date_column].max()),
         **forecast_scores(test_set[job.date_column], predicted, test_set[job.target].to_numpy()),
     }
-    return TrainingResult(model=pickle.dumps(model, protocol=5), metrics=metrics)
+    if job.return_column:
+        metrics.update(portfolio_scores(test_set[job.date_column], predicted, test_set[job.return_column].to_numpy()))
+    return TrainingResult(
+        model=pickle.dumps(model, protocol=5), metrics=metrics, environment=training_environment()
+    )
