@@ -20,6 +20,7 @@ from pydantic import BaseModel, ValidationError
 from quantos_assets.spec.calendar_rules import check_calendar_blocks
 from quantos_assets.spec.deploy_rules import check_deployable
 from quantos_assets.spec.errors import SpecError, SpecProblem
+from quantos_assets.spec.gate_rules import check_gates
 from quantos_assets.spec.graph_rules import check_graph
 from quantos_assets.spec.messages import humanize, kind_of
 from quantos_assets.spec.models import SKIP_GRAPH_RULES, DagSpec, Edge, Node, RuntimeParams
@@ -238,6 +239,8 @@ def _validate(
         if result is not None:
             for path, message in check_calendar_blocks(result):  # type: ignore[arg-type]
                 problems.append(SpecProblem(source, positions.line(parse_path(path)), path, message))
+            for path, message in check_gates(result):  # type: ignore[arg-type]
+                problems.append(SpecProblem(source, positions.line(parse_path(path)), path, message))
         if result is not None and not problems:
             for path, message in check_deployable(result):  # type: ignore[arg-type]
                 problems.append(SpecProblem(source, positions.line(parse_path(path)), path, message))
@@ -245,12 +248,24 @@ def _validate(
 
 
 def _load_model(text: str, source: str, fmt: Format, model: type[M]) -> M:
+    return _load_with_positions(text, source, fmt, model)[0]
+
+
+def _load_with_positions(text: str, source: str, fmt: Format, model: type[M]) -> tuple[M, Positions]:
     data, positions, problems = _parse(text, source, fmt)
     result, more = _validate(data, source, positions, model)
     problems = sorted(dict.fromkeys([*problems, *more]), key=lambda p: p.line)
     if problems or result is None:
         raise SpecError(problems)
-    return result
+    return result, positions
+
+
+def load_document(path: str | Path, model: type[M]) -> tuple[M, Positions]:
+    """A config file the spec rules apply to (e.g. deploy/policies/promotion.yaml), with the
+    lines of its fields, so a rule that compares a spec with it can cite both files."""
+    source = str(path)
+    fmt = _format_of(Path(path), source)
+    return _load_with_positions(_decode(_read(Path(path), source), source), source, fmt, model)
 
 
 def _strings(value: Any) -> list[Any]:

@@ -12,6 +12,7 @@ from enum import Enum
 from typing import Annotated, Any, Literal
 
 from pydantic import (
+    AfterValidator,
     BaseModel,
     ConfigDict,
     Field,
@@ -234,6 +235,40 @@ class Trigger(Strict):
     kafka_lag: KafkaLag
 
 
+def _bound_text(text: str) -> str:
+    from quantos_assets.gates.bounds import parse_bound
+
+    parse_bound("", text)
+    return text
+
+
+# ">= 1.0", "<= 0.2": one comparison and a number (quantos_assets/gates/bounds.py).
+BoundText = Annotated[str, AfterValidator(_bound_text)]
+
+
+class Gates(Strict):
+    """Promote one model out through staging -> canary -> prod behind blocking checks.
+
+    The firm-wide floor is deploy/policies/promotion.yaml: `require` may tighten its
+    bounds and add new ones, and `stages` may stop early, never skip or loosen
+    (quantos_assets/spec/gate_rules.py).
+    """
+
+    model: Identifier
+    metrics: Identifier
+    require: dict[Identifier, BoundText] = Field(default_factory=dict)
+    # None: every stage of the firm's policy, in its order.
+    stages: list[Identifier] | None = Field(default=None, min_length=1)
+
+    @field_validator("stages")
+    @classmethod
+    def _unique(cls, value: list[str] | None) -> list[str] | None:
+        if value is not None and len(set(value)) != len(value):
+            twice = sorted({s for s in value if value.count(s) > 1})
+            raise ValueError(f"stage {', '.join(twice)} listed twice")
+        return value
+
+
 class DagSpec(Strict):
     """A compiler-emitted pipeline; a validated instance also passes the graph rules."""
 
@@ -249,6 +284,7 @@ class DagSpec(Strict):
     partitions: Partitions | None = None
     freshness: Freshness | None = None
     triggers: list[Trigger] = Field(default_factory=list)
+    gates: Gates | None = None
 
     _by_id: dict[str, Node] | None = PrivateAttr(default=None)
 

@@ -1,0 +1,1 @@
+"""Promotion gates: a model reaches staging, canary and prod only through blocking checks."""
