@@ -92,7 +92,7 @@ def definitions_for(
     with cyclic_gc_paused():
         defs = Definitions(
             assets=[*assets, *invalid_spec_markers(invalid or {})],
-            asset_checks=[c for p in pipelines for c in p.checks],
+            asset_checks=[c for p in pipelines for c in p.asset_checks()],
             jobs=[p.job for p in pipelines],
             schedules=[t for t in triggers if isinstance(t, ScheduleDefinition)],
             sensors=[t for t in triggers if isinstance(t, SensorDefinition)],

@@ -20,7 +20,10 @@ def _key(key: Any) -> str:
 
 def describe_pipeline(pipeline: PipelineDefs) -> dict[str, Any]:
     assets: list[dict[str, Any]] = []
+    stages = {id(a) for a in pipeline.gates.stages} if pipeline.gates else set()
     for item in pipeline.assets:
+        if id(item) in stages:
+            continue  # described under "gates"
         if isinstance(item, AssetSpec):
             assets.append(
                 {
@@ -63,6 +66,8 @@ def describe_pipeline(pipeline: PipelineDefs) -> dict[str, Any]:
         None,
     )
     extra = {"partitions": getattr(partitioned, "name", None)} if partitioned is not None else {}
+    if pipeline.gates is not None:
+        extra["gates"] = _gates(pipeline)
     return {
         **extra,
         "pipeline_id": pipeline.spec.pipeline_id,
@@ -79,3 +84,29 @@ def _backfill(item: AssetsDefinition) -> dict[str, Any]:
     policy = item.backfill_policy
     single = policy is not None and policy.max_partitions_per_run is None
     return {"backfill": "single_run" if single else "per_session"}
+
+
+def _gates(pipeline: PipelineDefs) -> dict[str, Any]:
+    """The promotion gate: its blocking checks (one step) and the stage assets after it."""
+    gates = pipeline.gates
+    assert gates is not None
+    checks = gates.checks
+    return {
+        "model": gates.gate.model,
+        "metrics": gates.gate.metrics,
+        "checks_op": checks.node_def.name,
+        "checks_pool": checks.node_def.tags.get(TAG_POOL),
+        "checks": [
+            {
+                "key": f"{_key(spec.asset_key)}:{spec.name}",
+                "blocking": spec.blocking,
+                "description": spec.description,
+            }
+            for spec in sorted(checks.check_specs, key=lambda c: c.name)
+        ],
+        "stages": [
+            {"key": _key(spec.key), "deps": sorted(_key(d.asset_key) for d in spec.deps)}
+            for stage in gates.stages
+            for spec in stage.specs
+        ],
+    }

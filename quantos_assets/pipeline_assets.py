@@ -37,6 +37,7 @@ from dagster._core.definitions.unresolved_asset_job_definition import (
 from quantos_assets.bulk_build import cyclic_gc_paused
 from quantos_assets.calendars.partitions import session_partitions
 from quantos_assets.freshness_checks import build_freshness_checks
+from quantos_assets.gates.build import GateDefs, build_gates
 from quantos_assets.k8s.step_config import K8S_CONFIG_TAG, op_tag_config
 from quantos_assets.kinds.base import NodeRun, NodeRunError, Runner
 from quantos_assets.kinds.registry import EXTERNAL_KINDS, dagster_kinds, runner_for
@@ -59,6 +60,12 @@ class PipelineDefs:
     pools: dict[str, str]  # node id -> pool name
     # Calendar freshness checks (a spec with a `freshness` block), judged by a sensor.
     checks: list[AssetChecksDefinition] = field(default_factory=list)
+    # Promotion gate (a spec with a `gates` block): blocking checks + stage assets (in `assets`).
+    gates: GateDefs | None = None
+
+    def asset_checks(self) -> list[AssetChecksDefinition]:
+        """Every check the pipeline brings to Definitions."""
+        return [*self.checks, *([self.gates.checks] if self.gates else [])]
 
 
 def asset_key(spec: DagSpec, out: str) -> AssetKey:
@@ -121,19 +128,27 @@ def _build_pipeline(loaded: LoadedSpec) -> PipelineDefs:
             _node_asset(spec, node, spec_dir, outs, order_only, data_ins, pool, partitions_def)
         )
 
-    job = define_asset_job(
-        name=spec.pipeline_id,
-        # Without the freshness checks: they judge the calendar, not one run's output.
-        selection=AssetSelection.groups(spec.pipeline_id).materializable().without_checks(),
-        tags=spec_run_tags(spec),
-        description=spec.description or f"All nodes of pipeline {spec.pipeline_id}",
-    )
     checks = []
     if spec.freshness is not None:
         keys = [k for a in assets if isinstance(a, AssetsDefinition) for k in a.keys]
         checks.append(build_freshness_checks(spec, keys))
+    gates = None
+    if spec.gates is not None:
+        producer = next(n for n in spec.nodes if spec.gates.model in n.outs)
+        gate_attrs = {"owners": owners, "tags": asset_tags}
+        gates = build_gates(loaded, _op_tags(spec, producer, pools[producer.id]), gate_attrs)
+        assets.extend(gates.stages if gates else [])
+    selection = AssetSelection.groups(spec.pipeline_id).materializable().without_checks()
+    job = define_asset_job(
+        name=spec.pipeline_id,
+        # Without the freshness checks (they judge the calendar, not one run's output);
+        # with the gate's, which must run between the model and its stages.
+        selection=selection | AssetSelection.checks(gates.checks) if gates else selection,
+        tags=spec_run_tags(spec),
+        description=spec.description or f"All nodes of pipeline {spec.pipeline_id}",
+    )
     return PipelineDefs(
-        spec=spec, source=loaded.path, assets=assets, job=job, pools=pools, checks=checks
+        spec=spec, source=loaded.path, assets=assets, job=job, pools=pools, checks=checks, gates=gates
     )
 
 
@@ -197,18 +212,22 @@ def _node_asset(
             if retry.max_attempts > 1
             else None
         ),
-        op_tags={
-            TAG_POOL: pool,
-            TAG_KIND: node.kind.value,
-            TAG_NODE: node.id,
-            # honoured by k8s_job_executor only (prod/staging); ignored in process
-            K8S_CONFIG_TAG: op_tag_config(spec, node, pool),
-        },
+        op_tags=_op_tags(spec, node, pool),
         required_resource_keys=set(runner.required_resource_keys),
         partitions_def=partitions_def,
         # per_session keeps Dagster's default: one run per partition, tagged dagster/partition.
         backfill_policy=BackfillPolicy.single_run() if policy == "single_run" else None,
     )(_compute)
+
+
+def _op_tags(spec: DagSpec, node: Node, pool: str) -> dict[str, Any]:
+    return {
+        TAG_POOL: pool,
+        TAG_KIND: node.kind.value,
+        TAG_NODE: node.id,
+        # honoured by k8s_job_executor only (prod/staging); ignored in process
+        K8S_CONFIG_TAG: op_tag_config(spec, node, pool),
+    }
 
 
 def _run_node(context, runner: Runner, run: NodeRun) -> dict[str, Any]:  # type: ignore[no-untyped-def]

@@ -66,6 +66,9 @@ class Profile:
     s3_region: str | None = None
     # staging/prod outside a cluster (a laptop, CI): where image-only python_task pods go
     kubeconfig: str | None = None
+    # The hash-chained audit trail runs append decisions to (promotion gates): the gateway's
+    # store, QUANTOS_GATEWAY_DB; locally its default file, in staging/prod None unless set
+    audit_url: str | None = None
     # QUANTOS_DBT=off leaves the dbt models out of the code location (dagster-dbt costs
     # ~2 s per code-location load: every run and step process pays it)
     dbt: bool = True
@@ -104,6 +107,7 @@ def active_profile(environ: dict[str, str] | None = None) -> Profile:
             artifacts_root=env.get("QUANTOS_ARTIFACTS") or str(data_dir / "artifacts"),
             s3_endpoint=env.get("QUANTOS_S3_ENDPOINT"),
             ray_address=env.get("QUANTOS_RAY_ADDRESS"),
+            audit_url=env.get("QUANTOS_GATEWAY_DB") or f"sqlite:///{data_dir / 'gateway.db'}",
         )
     missing = [v for v in ("QUANTOS_CATALOG_URI", "QUANTOS_WAREHOUSE", "QUANTOS_ARTIFACTS") if not env.get(v)]
     if missing:
@@ -125,6 +129,7 @@ def active_profile(environ: dict[str, str] | None = None) -> Profile:
         trino_schema=env.get("QUANTOS_TRINO_SCHEMA") or "default",
         s3_region=env.get("QUANTOS_S3_REGION") or env.get("AWS_REGION") or None,
         kubeconfig=env.get("KUBECONFIG") or None,
+        audit_url=env.get("QUANTOS_GATEWAY_DB") or None,
     )
 
 
@@ -232,6 +237,7 @@ def build_resources(profile: Profile) -> dict[str, Any]:
     from dagster import PipesSubprocessClient
 
     from resources.artifact_store import ArtifactStore
+    from resources.audit_trail import AuditTrail
     from resources.dbt import dbt_resource
     from resources.lake_io_manager import LakeIOManager
     from resources.ray_cluster import RayResource
@@ -254,6 +260,7 @@ def build_resources(profile: Profile) -> dict[str, Any]:
         "ray": RayResource(address=profile.ray_address),
         "pipes_subprocess_client": PipesSubprocessClient(),
         "dbt": dbt_resource(profile),
+        "audit": AuditTrail(url=profile.audit_url),
     }
     if not profile.is_local:
         resources["pipes_k8s_client"] = pipes_k8s_client(profile)

@@ -59,6 +59,7 @@ def run_spec(path: Path, select: list[str] | None = None, params_path: Path | No
         selection = [k for node in spec.nodes if node.id in select for k in node_asset_keys(spec, node)]
     defs = Definitions(
         assets=pipeline.assets,
+        asset_checks=pipeline.asset_checks(),
         jobs=[pipeline.job],
         resources=build_resources(profile),
         loggers={"progress": progress_logger(sys.stderr)},

@@ -42,6 +42,11 @@ class ProgressHandler(logging.Handler):
                 f"{k}={_short(v.value)}" for k, v in mat.metadata.items() if k != "schema"
             )
             print(f"  {'/'.join(mat.asset_key.path):<40} materialized {meta}", file=self.stream, flush=True)
+        elif kind == "ASSET_CHECK_EVALUATION":
+            check = event.event_specific_data
+            verdict = "passed" if check.passed else "FAILED"
+            where = f"{check.asset_key.to_user_string()}:{check.check_name}"
+            print(f"  {where:<40} check {verdict}: {check.description or ''}", file=self.stream, flush=True)
 
 
 def _short(value: Any) -> str:

@@ -1,0 +1,41 @@
+"""A spec's `gates` block as Dagster definitions: the blocking checks and the stage assets.
+
+The one entry point pipeline_assets calls; everything about promotion stays in this
+package, so translation only learns "these checks and assets belong to the pipeline".
+"""
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from dagster import AssetCheckKey, AssetChecksDefinition, AssetsDefinition
+
+from quantos_assets.gates.checks import build_gate_checks, gate_check_keys
+from quantos_assets.gates.policy import EffectiveGate, effective_gate, load_policy
+from quantos_assets.gates.stages import build_stage_assets
+from quantos_assets.run_tags import TAG_KIND
+from quantos_assets.spec.loader import LoadedSpec
+
+
+@dataclass(frozen=True)
+class GateDefs:
+    gate: EffectiveGate
+    checks: AssetChecksDefinition
+    stages: list[AssetsDefinition]
+    check_keys: list[AssetCheckKey]
+
+
+def build_gates(
+    loaded: LoadedSpec, producer_op_tags: Mapping[str, Any], attrs: Mapping[str, Any]
+) -> GateDefs | None:
+    """None for a spec without gates. `producer_op_tags`: the model node's op tags (pool,
+    k8s config), which the checks reuse because the retrain needs the same room."""
+    spec = loaded.spec
+    if spec.gates is None:
+        return None
+    gate = effective_gate(spec.gates, load_policy())
+    keys = gate_check_keys(spec, gate)
+    checks = build_gate_checks(spec, gate, loaded.sha256, {**producer_op_tags, TAG_KIND: "gate"})
+    stages = build_stage_assets(spec, gate, keys, loaded.sha256, attrs)
+    return GateDefs(gate=gate, checks=checks, stages=stages, check_keys=keys)
