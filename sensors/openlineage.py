@@ -111,7 +111,12 @@ class LineageIndex:
         return cls(nodes, teams, frozenset(p.spec.pipeline_id for p in pipelines))
 
     def follows(self, run: DagsterRun) -> bool:
-        return run.job_name in self.pipelines or run.job_name.startswith(ASSET_JOB_PREFIX)
+        """A pipeline's job, or a UI materialization (`__ASSET_JOB`) of some of its assets."""
+        if run.job_name in self.pipelines:
+            return True
+        if not run.job_name.startswith(ASSET_JOB_PREFIX):
+            return False
+        return run.asset_selection is None or any(k.path[0] in self.pipelines for k in run.asset_selection)
 
 
 @dataclass

@@ -1,0 +1,233 @@
+"""Per-step time with the observability on against off, measured in the same run (issue 7).
+
+    uv run python bench/observability_overhead.py [--nodes 20] [--rounds 8] [--interval 5]
+
+The pipeline: a chain of --nodes trino_sql nodes (`SELECT 1 AS x`, then `SELECT x + 1 AS x
+FROM` the previous node's table) through the real LakeIOManager (Iceberg tables, snapshot
+ids recorded, so the lineage carries versioned datasets), run with execute_in_process on a
+persistent SQLite instance. Each side has its own DAGSTER_HOME and lake:
+
+- on: the instance's `python_logs` name NodeLogHandler (the keyed JSON log line of every
+  run and node event, QUANTOS_JSON_LOGS; left out with a note if that module is absent),
+  and an observer process, what the daemon and the exporter are in production, that every
+  --interval seconds ticks the OpenLineage sensor (file transport) and scrapes the
+  Prometheus registry of `quantos exporter`, while the runs go, on the same cores. In
+  production the daemon and the exporter run elsewhere and tick rarer (sensor every 30 s,
+  Prometheus every 15-60 s); the default 5 s puts a tick or two into every run.
+- off: the same runs with no handler and the observer paused.
+
+Rounds alternate on/off after one warm-up run per side. Per-step time = run wall time /
+nodes. The MEDIAN per side counts, not the best: the observer's cost lands on some runs and
+not on others, and the best run would hide it. After the rounds the observer drains and the
+script checks that the lineage is complete (START and COMPLETE for every node of every run
+on the "on" side, plus the submission's two), so the ratio is of a lineage that is all there.
+Prints `ratio=` (on / off) last; goal <= 1.05.
+"""
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import warnings
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+PIPELINE = "bench_observed"
+HANDLER = "quantos_assets.observability.node_logs.NodeLogHandler"
+# Dagster's console logger (stderr) at ERROR on both sides: the same on each, and quiet here.
+QUIET = {"loggers": {"console": {"config": {"log_level": "ERROR"}}}}
+
+
+def spec_text(nodes: int) -> str:
+    lines = ["version: 1", f"pipeline_id: {PIPELINE}", "labels: {team: bench}", "nodes:"]
+    for i in range(nodes):
+        sql = "SELECT 1 AS x" if i == 0 else f"SELECT x + 1 AS x FROM t{i - 1}"
+        lines += [f"  - id: n{i}", "    kind: trino_sql", f'    params: {{sql: "{sql}"}}', f"    outs: [t{i}]"]
+        if i:
+            lines.append(f"    ins: [t{i - 1}]")
+    return "\n".join(lines) + "\n"
+
+
+def json_logs_available() -> bool:
+    try:
+        import quantos_assets.observability.node_logs  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+def make_home(home: Path, json_logs: bool) -> None:
+    home.mkdir(parents=True)
+    text = "telemetry:\n  enabled: false\n"
+    if json_logs:
+        text += f"python_logs:\n  dagster_handler_config:\n    handlers:\n      quantos_json:\n        class: {HANDLER}\n"
+    (home / "dagster.yaml").write_text(text)
+
+
+# -- the observer: the daemon's lineage sensor and the exporter's scrape ------------------------
+
+
+def observe(home: Path, spec: Path, events: Path, flag: Path, stop: Path, interval: float) -> None:
+    """Tick the lineage sensor and scrape metrics every `interval` s while `flag` exists;
+    at `stop`, drain the lineage and print how many events were sent."""
+    from dagster import DagsterInstance
+    from prometheus_client import generate_latest
+
+    from quantos_assets.observability.lineage_facts import LineageNaming
+    from quantos_assets.pipeline_assets import build_pipeline
+    from quantos_assets.spec.loader import load_spec
+    from resources.lineage_client import LineageEmitter
+    from resources.profile import LineageSettings
+    from sensors.openlineage import LineageIndex, evaluate_lineage
+
+    instance = DagsterInstance.from_config(str(home))
+    registry = _registry(instance)
+    index = LineageIndex.of([build_pipeline(load_spec(spec))])
+    naming = LineageNaming(warehouse="file:///bench/warehouse", default_namespace="quantos")
+    emitter = LineageEmitter(LineageSettings("file", file_path=events))
+    cursor = evaluate_lineage(instance, None, index, naming, emitter).cursor
+    generate_latest(registry)
+    print("ready", flush=True)
+    ticks, lineage_s, scrape_s = 0, 0.0, 0.0
+    while not stop.exists():
+        if flag.exists():
+            t0 = time.perf_counter()
+            cursor = evaluate_lineage(instance, cursor, index, naming, emitter).cursor
+            t1 = time.perf_counter()
+            generate_latest(registry)
+            lineage_s, scrape_s, ticks = lineage_s + t1 - t0, scrape_s + time.perf_counter() - t1, ticks + 1
+        time.sleep(interval)
+    # Runs finished within the last minute are re-read by design; drain until quiet.
+    while True:
+        result = evaluate_lineage(instance, cursor, index, naming, emitter)
+        cursor = result.cursor
+        if result.skip_reason is not None and result.skip_reason.skip_message.startswith("0 "):
+            break
+    print(json.dumps({"ticks": ticks, "lineage_s": lineage_s, "scrape_s": scrape_s}), flush=True)
+
+
+def _registry(instance: Any) -> Any:
+    try:
+        from quantos_assets.observability.metrics_registry import metrics_registry
+
+        return metrics_registry(instance)
+    except ImportError:
+        from prometheus_client import CollectorRegistry
+
+        from quantos_assets.observability.run_metrics import RunMetricsCollector
+
+        registry = CollectorRegistry()
+        registry.register(RunMetricsCollector(instance))
+        return registry
+
+
+# -- the runs ------------------------------------------------------------------------------------
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--nodes", type=int, default=20)
+    ap.add_argument("--rounds", type=int, default=8)
+    ap.add_argument("--interval", type=float, default=5.0)
+    ap.add_argument("--observe", nargs=5, metavar=("HOME", "SPEC", "EVENTS", "FLAG", "STOP"))
+    args = ap.parse_args()
+    warnings.filterwarnings("ignore")
+    if args.observe:
+        home, spec, events, flag, stop = (Path(p) for p in args.observe)
+        observe(home, spec, events, flag, stop, args.interval)
+        return
+
+    from dagster import DagsterInstance
+
+    from definitions.assemble import definitions_for
+    from quantos_assets.pipeline_assets import build_pipeline
+    from quantos_assets.spec.loader import load_spec
+    from resources.profile import active_profile
+
+    with_json = json_logs_available()
+    with tempfile.TemporaryDirectory() as tmp_name:
+        tmp = Path(tmp_name)
+        spec = tmp / f"{PIPELINE}.yaml"
+        spec.write_text(spec_text(args.nodes))
+        pipeline = build_pipeline(load_spec(spec))
+        sides: dict[str, dict[str, Any]] = {}
+        for side in ("on", "off"):
+            home = tmp / side / "home"
+            make_home(home, json_logs=(side == "on" and with_json))
+            profile = active_profile({
+                "QUANTOS_ENV": "local", "QUANTOS_DATA_DIR": str(tmp / side / "data"),
+                "QUANTOS_DBT": "off", "QUANTOS_LINEAGE": "off",
+            })
+            sides[side] = {
+                "instance": DagsterInstance.from_config(str(home)),
+                "job": definitions_for([pipeline], profile).resolve_job_def(PIPELINE),
+                "times": [],
+            }
+        events, flag, stop = tmp / "lineage.jsonl", tmp / "observing", tmp / "stop"
+        observer = subprocess.Popen(
+            [sys.executable, __file__, "--interval", str(args.interval), "--observe",
+             str(tmp / "on" / "home"), str(spec), str(events), str(flag), str(stop)],
+            cwd=ROOT, stdout=subprocess.PIPE, text=True, env={**os.environ, "QUANTOS_DBT": "off"},
+        )
+        assert observer.stdout is not None
+        if observer.stdout.readline().strip() != "ready":
+            raise SystemExit("observer did not start")
+
+        log_sink = tmp / "stdout.log"
+
+        def run(side: str) -> float:
+            s = sides[side]
+            if side == "on":
+                flag.touch()
+            with open(log_sink, "a") as sink, contextlib.redirect_stdout(sink):
+                t0 = time.perf_counter()
+                result = s["job"].execute_in_process(instance=s["instance"], run_config=QUIET)
+                elapsed = time.perf_counter() - t0
+            if side == "on":
+                flag.unlink()
+            if not result.success:
+                raise SystemExit(f"{side}: the run failed")
+            return elapsed / args.nodes
+
+        run("on"), run("off")  # warm-up: tables created, caches filled
+        for i in range(args.rounds):
+            order = ("on", "off") if i % 2 == 0 else ("off", "on")
+            for side in order:
+                sides[side]["times"].append(run(side))
+
+        stop.touch()
+        out, _ = observer.communicate(timeout=300)
+        observed = json.loads(out.strip().splitlines()[-1])
+        sent = [json.loads(line) for line in events.read_text().splitlines()]
+        runs_on = args.rounds + 1
+        node_events = [e for e in sent if e["job"]["name"].startswith(f"{PIPELINE}.")]
+        expected = 2 * args.nodes * runs_on
+        complete = len(node_events) == expected and len(sent) == expected + 2 * runs_on
+        json_lines = sum(1 for line in log_sink.read_text().splitlines() if line.startswith('{"timestamp"'))
+
+        on, off = statistics.median(sides["on"]["times"]), statistics.median(sides["off"]["times"])
+        ticks = observed["ticks"]
+        print(f"nodes={args.nodes} rounds={args.rounds} interval={args.interval}s; observer during the on runs: "
+              f"{ticks} ticks, lineage {1000 * observed['lineage_s'] / max(ticks, 1):.0f} ms/tick, "
+              f"metrics scrape {1000 * observed['scrape_s'] / max(ticks, 1):.0f} ms/scrape")
+        print(f"json logs: {'on' if with_json else 'not available (quantos_assets/observability/node_logs.py absent)'}"
+              f", {json_lines} keyed lines written on the on side")
+        print(f"lineage: {len(sent)} events for {runs_on} runs ({'complete' if complete else f'INCOMPLETE, expected {expected} node events'})")
+        for side in ("on", "off"):
+            times = sides[side]["times"]
+            print(f"{side:>3}: per step median {1000 * statistics.median(times):.1f} ms, "
+                  f"best {1000 * min(times):.1f} ms, worst {1000 * max(times):.1f} ms")
+        print(f"ratio={on / off:.3f}")
+
+
+if __name__ == "__main__":
+    main()
