@@ -108,6 +108,12 @@ class LineageIndex:
                 nodes[f"{spec.pipeline_id}__{node.id}"] = NodeInfo(
                     spec.pipeline_id, node.id, tuple(dict.fromkeys(inputs)), tuple(node_asset_keys(spec, node))
                 )
+            # Promotion stages (a `gates` block) are nodes of the spec too: job
+            # `{pipeline}.promoted.{stage}`, reading the model (and the previous stage).
+            for stage in pipeline.gates.stages if pipeline.gates else ():
+                nodes[stage.op.name] = NodeInfo(
+                    spec.pipeline_id, ".".join(stage.key.path[1:]), tuple(sorted(stage.dependency_keys, key=lambda k: k.path)), (stage.key,)
+                )
         return cls(nodes, teams, frozenset(p.spec.pipeline_id for p in pipelines))
 
     def follows(self, run: DagsterRun) -> bool:

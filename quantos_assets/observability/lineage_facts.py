@@ -53,9 +53,11 @@ def dataset_ref(asset_key: Sequence[str], metadata: Mapping[str, Any]) -> Datase
     """A DatasetRef from materialization or LOADED_INPUT metadata (plain values)."""
     key = tuple(asset_key)
     if "sha256" in metadata or metadata.get("storage") == "artifact":
+        # A promotion stage records its release record as `release` and the released
+        # model's sha256: the stage's dataset is that record, versioned by what it releases.
         return DatasetRef(
-            key, "artifact", uri=_str(metadata.get("uri")), sha256=_str(metadata.get("sha256")),
-            size=_int(metadata.get("bytes")),
+            key, "artifact", uri=_str(metadata.get("uri") or metadata.get("release")),
+            sha256=_str(metadata.get("sha256")), size=_int(metadata.get("bytes")),
         )
     if "snapshot_id" in metadata or metadata.get("storage") == "iceberg":
         return DatasetRef(

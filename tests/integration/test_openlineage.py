@@ -186,3 +186,19 @@ def test_bad_lineage_settings_are_one_line_naming_the_variable(tmp_path: Path) -
         "http", "http://marquez:5000", "api/v1/lineage", "quant"
     )
     assert not active_profile({**base, "OPENLINEAGE_DISABLED": "true"}).lineage.enabled
+
+
+def test_promotion_stages_of_the_example_are_lineage_nodes_after_the_model() -> None:
+    """The gated example: every spec node and each promotion stage is one lineage job; a
+    stage reads the model and the stage before it."""
+    from sensors.openlineage import LineageIndex
+
+    momentum = build_pipeline(load_spec(REPO / "specs" / "xs_momentum_backtest.yaml"))
+    nodes = {f"{n.pipeline_id}.{n.node_id}": n for n in LineageIndex.of([momentum]).nodes.values()}
+    assert set(nodes) == {f"xs_momentum_v1.{n.id}" for n in momentum.spec.nodes} | {
+        "xs_momentum_v1.promoted.staging", "xs_momentum_v1.promoted.canary", "xs_momentum_v1.promoted.prod"
+    }
+    assert [k.to_user_string() for k in nodes["xs_momentum_v1.promoted.canary"].inputs] == [
+        "xs_momentum_v1/model_uri", "xs_momentum_v1/promoted/staging"
+    ]
+    assert [k.to_user_string() for k in nodes["xs_momentum_v1.promoted.staging"].inputs] == ["xs_momentum_v1/model_uri"]
