@@ -167,6 +167,15 @@ def cmd_compile(args: argparse.Namespace) -> int:
         print(f"  {a['key']:<40} node={a['node']} kind={a['kind']} pool={a['pool']} {retry_txt}")
         for dep in a["deps"]:
             print(f"      <- {dep}")
+    gates = graph.get("gates")
+    if gates:
+        print(f"gate {gates['checks_op']} pool={gates['checks_pool']}: blocking checks")
+        for check in gates["checks"]:
+            print(f"  {check['key']:<40} {check['description']}")
+        for stage in gates["stages"]:
+            print(f"  {stage['key']:<40} stage")
+            for dep in stage["deps"]:
+                print(f"      <- {dep}")
     return EXIT_OK
 
 
