@@ -43,7 +43,7 @@ def build_metrics_router() -> APIRouter:
                 f"metrics need the Dagster instance (set DAGSTER_HOME on the gateway): {first}\n", status_code=503
             )
         # The exposition format Prometheus asks for (text, or OpenMetrics), as the exporter does.
-        encode, content_type = choose_encoder(request.headers.get("accept"))
+        encode, content_type = choose_encoder(request.headers.get("accept", ""))
         return Response(encode(current), media_type=content_type)
 
     return router

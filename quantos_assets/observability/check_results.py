@@ -46,12 +46,12 @@ def check_results(instance: DagsterInstance) -> list[CheckResult]:
     key = (table.c.asset_key, table.c.check_name)
     with storage.index_connection() as conn:
         failures: dict[tuple[str, str], int] = {}
-        for asset_key, check_name, n in conn.execute(
+        for row in conn.execute(
             db.select(*key, db.func.count())
             .where(table.c.execution_status == AssetCheckExecutionRecordStatus.FAILED.value)
             .group_by(*key)
         ):
-            failures[(asset_key, check_name)] = int(n)
+            failures[(str(row[0]), str(row[1]))] = int(row[2])
         latest_ids = (
             db.select(db.func.max(table.c.id).label("id"))
             .where(table.c.execution_status.in_(FINISHED))
@@ -62,7 +62,8 @@ def check_results(instance: DagsterInstance) -> list[CheckResult]:
             db.select(*key, table.c.evaluation_event).where(table.c.id.in_(db.select(latest_ids.c.id)))
         ).all()
     results = []
-    for asset_key, check_name, raw in latest:
+    for row in latest:
+        asset_key, check_name, raw = str(row[0]), str(row[1]), row[2]
         evaluation = _evaluation(raw)
         if evaluation is None:
             continue
