@@ -17,7 +17,7 @@ export PYTHONWARNINGS := ignore::DeprecationWarning
 # cached bytecode each import recompiles ~1,000 modules (seconds per process).
 unexport PYTHONDONTWRITEBYTECODE
 
-.PHONY: install run test demo bench lint clean
+.PHONY: install run test demo bench lint fuzz clean
 
 install:
 	@$(UV) --version >/dev/null 2>&1 || $(PYTHON) -m pip install --quiet uv
@@ -26,6 +26,14 @@ install:
 	$(UV) run --frozen python -m quantos_assets.dbt_models
 	@mkdir -p "$(DAGSTER_HOME)"
 	@test -f "$(DAGSTER_HOME)/dagster.yaml" || cp deploy/dagster.local.yaml "$(DAGSTER_HOME)/dagster.yaml"
+	@# Debian Chromium for the browser tests (tests/e2e/test_browser_ui.py); non-fatal: those
+	@# tests then fail saying it is missing, the rest of the install still works.
+	@command -v chromium >/dev/null 2>&1 || { echo "installing chromium (browser E2E tests)"; \
+	  mkdir -p .quantos; { command -v apt-get >/dev/null 2>&1 && (apt-get update -qq && \
+	    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
+	    chromium fonts-liberation) >.quantos/chromium-install.log 2>&1; } || \
+	  echo "WARNING: could not install chromium with apt-get (see .quantos/chromium-install.log);" \
+	    "the browser E2E tests will fail until /usr/bin/chromium exists" >&2; }
 
 ## Serve the platform on the embedded default: UI + daemon on http://$(HOST):$(PORT)
 run: install
@@ -49,6 +57,12 @@ bench: install
 
 lint: install
 	$(UV) run ruff check .
+
+## Fuzz the spec loader for FUZZ_MINUTES (default 10): hypothesis, no traceback or hang allowed
+FUZZ_MINUTES ?= 10
+fuzz: install
+	HYPOTHESIS_PROFILE=fuzz QUANTOS_FUZZ_SECONDS=$$(( $(FUZZ_MINUTES) * 60 )) \
+	  $(UV) run pytest -q -p no:cacheprovider tests/unit/test_spec_loader_fuzz.py
 
 clean:
 	rm -rf .quantos
