@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,13 +25,19 @@ from quantos_assets.spec.gate_rules import check_gates
 from quantos_assets.spec.graph_rules import check_graph
 from quantos_assets.spec.messages import humanize, kind_of
 from quantos_assets.spec.models import SKIP_GRAPH_RULES, DagSpec, Edge, Node, RuntimeParams
+from quantos_assets.spec.nesting import (
+    TOO_DEEP,
+    json_too_deep,
+    json_too_deep_line,
+    yaml_too_deep_line,
+)
 from quantos_assets.spec.source_map import (
-    FAST_LOADER,
     JsonSourceMap,
     SourceMap,
     format_path,
     parse_path,
 )
+from quantos_assets.spec.yaml_reader import SpecYamlLoader, reader_error_line
 
 Format = Literal["yaml", "json"]
 M = TypeVar("M", bound=BaseModel)
@@ -136,7 +143,10 @@ def _parse(text: str, source: str, fmt: Format) -> tuple[Any, Positions, list[Sp
         raise _problem(source, 1, "<root>", "empty file (expected a mapping of fields)")
     if fmt == "json":
         return _parse_json(text, source)
-    loader = FAST_LOADER(text)
+    deep = yaml_too_deep_line(text)
+    if deep is not None:
+        raise _problem(source, deep, "<root>", TOO_DEEP)
+    loader = SpecYamlLoader(text)
     try:
         root = loader.get_single_node()
         data = loader.construct_document(root) if root is not None else None
@@ -149,6 +159,11 @@ def _parse(text: str, source: str, fmt: Format) -> tuple[Any, Positions, list[Sp
         what = " ".join(p for p in (exc.problem, context and f"({context})") if p)
         column = f" at column {mark.column + 1}" if mark else ""
         raise _problem(source, line, "<root>", f"invalid YAML: {what}{column}") from None
+    except yaml.reader.ReaderError as exc:
+        char = exc.character if isinstance(exc.character, int) else ord(str(exc.character)[:1] or "?")
+        raise _problem(
+            source, reader_error_line(text, exc), "<root>", f"invalid YAML: {exc.reason} (#x{char:04x})"
+        ) from None
     except yaml.YAMLError as exc:
         raise _problem(source, 1, "<root>", f"invalid YAML: {exc}") from None
     finally:
@@ -199,6 +214,13 @@ def _parse_json(text: str, source: str) -> tuple[Any, Positions, list[SpecProble
         raise _problem(
             source, exc.lineno, "<root>", f"invalid JSON: {exc.msg} at column {exc.colno}"
         ) from None
+    except RecursionError:
+        raise _problem(source, json_too_deep_line(text), "<root>", TOO_DEEP) from None
+    except ValueError:  # int() refuses more digits than sys.get_int_max_str_digits()
+        line = _line_of(text, re.search(r"[0-9]{4300}", text))
+        raise _problem(source, line, "<root>", "invalid JSON: a number with over 4300 digits") from None
+    if json_too_deep(data, text):
+        raise _problem(source, json_too_deep_line(text), "<root>", TOO_DEEP)
     positions = _LazyJsonMap(text)
     duplicates: list[SpecProblem] = []
     if saw_duplicate:
@@ -266,6 +288,10 @@ def load_document(path: str | Path, model: type[M]) -> tuple[M, Positions]:
     source = str(path)
     fmt = _format_of(Path(path), source)
     return _load_with_positions(_decode(_read(Path(path), source), source), source, fmt, model)
+
+
+def _line_of(text: str, match: re.Match[str] | None) -> int:
+    return text.count("\n", 0, match.start()) + 1 if match else 1
 
 
 def _strings(value: Any) -> list[Any]:

@@ -30,12 +30,20 @@ _DUR_UNIT = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
 # (not TypeError) into a field error with a path and a line.
 
 
+def _float(value: float, what: str) -> float:
+    """float() of a YAML/JSON number; an int past 1e308 overflows (found by fuzzing)."""
+    try:
+        return float(value)
+    except OverflowError:
+        raise ValueError(f"{what} is out of range: a {len(str(value))}-digit number") from None
+
+
 def parse_cpu(value: object) -> float:
     """CPU cores from "4", "500m", 2 or 0.5."""
     if isinstance(value, bool):
         raise ValueError(f'cpu must look like "4" or "500m", not {value!r}')  # noqa: TRY004
     if isinstance(value, (int, float)):
-        number, unit = float(value), None
+        number, unit = _float(value, "cpu"), None
     else:
         m = _QTY.fullmatch(str(value))
         if not m or m.group(2) not in (None, "m"):
@@ -52,7 +60,7 @@ def parse_bytes(value: object) -> int:
     if isinstance(value, bool):
         raise ValueError(f'mem must be a quantity like "16Gi", not {value!r}')  # noqa: TRY004
     if isinstance(value, int):
-        number, unit = float(value), None
+        number, unit = _float(value, "mem"), None
     elif isinstance(value, float) and not math.isfinite(value):
         raise ValueError(f'mem must be a finite quantity like "16Gi", not {value!r}')
     else:
@@ -61,6 +69,8 @@ def parse_bytes(value: object) -> int:
             raise ValueError(f'mem must be a quantity like "16Gi" or "512Mi", not {value!r}')
         number, unit = float(m.group(1)), m.group(2)
     factor = _BINARY.get(unit or "", _DECIMAL.get(unit or "", 1))
+    if not math.isfinite(number * factor):
+        raise ValueError(f'mem must be a finite quantity like "16Gi", not {value!r}')
     size = int(number * factor)
     if size <= 0:
         raise ValueError(f"mem must be positive, not {value!r}")
@@ -72,7 +82,7 @@ def parse_duration(value: object) -> float:
     if isinstance(value, bool):
         raise ValueError(f'duration must look like "2h" or "90s", not {value!r}')  # noqa: TRY004
     if isinstance(value, (int, float)):
-        seconds = float(value)
+        seconds = _float(value, "duration")
     else:
         text = str(value)
         if not _DUR_FULL.fullmatch(text):
