@@ -13,13 +13,14 @@ vars `session_start`/`session_end` (see dbt_project/macros/session_filter.sql). 
 are grouped into one `@dbt_assets` per partitions definition.
 
 The manifest is prepared when the project is installed (`make install` runs
-`python -m quantos_assets.dbt_models`, a `dbt parse`), re-parsed on each load under
-`dagster dev` (as dagster-dbt's `prepare_if_dev` would) and, if missing, parsed once
-here; a normal code-location load only reads it. dagster-dbt is imported only by
+`python -m quantos_assets.dbt_models`, a `dbt parse`) and re-parsed at a load only when
+a project file changed or the profile's dbt settings differ (`manifest_is_current`);
+otherwise a code-location load only reads it. dagster-dbt is imported only by
 the functions that need it.
 """
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 from collections.abc import Mapping, Sequence
@@ -36,7 +37,7 @@ from dagster import (
 
 from quantos_assets.calendars.partitions import session_partitions
 from quantos_assets.pipeline_assets import PipelineDefs
-from resources.dbt import DBT_PROJECT_DIR, dbt_resource, dbt_target
+from resources.dbt import DBT_PROJECT_DIR, dbt_env, dbt_resource, dbt_target
 from resources.profile import Profile, ProfileError, active_profile
 
 log = logging.getLogger("quantos.dbt")
@@ -98,23 +99,61 @@ def prepare_manifest(profile: Profile, project_dir: Path = DBT_PROJECT_DIR) -> P
     except (DagsterDbtError, OSError) as err:  # dbt's errors are many-lined: keep one
         first = next((line for line in str(err).splitlines() if line.strip()), type(err).__name__)
         raise DbtModelsError(f"{project_dir}: dbt parse failed: {first.strip()}") from None
+    (project_dir / _PARSE_STAMP).write_text(json.dumps({"settings": _settings_digest(profile)}))
     return project_dir / "target" / "manifest.json"
 
 
 def load_manifest(profile: Profile, project_dir: Path) -> tuple[Any, dict[str, Any]]:
-    """The DbtProject and its manifest: prepared at install, re-parsed under `dagster dev`."""
+    """The DbtProject and its manifest, re-parsed only when it is not current.
+
+    Not "on every load under `dagster dev`" (dagster-dbt's `prepare_if_dev`): every run
+    and step worker of `dagster dev` inherits its environment and loads the code location,
+    so that parsed dbt again in each run (seconds before the run could start). A
+    manifest is current when it was parsed with this profile's dbt settings after the
+    last change to the project's files, so an edited model still shows up on reload.
+    """
     from dagster_dbt import DbtProject
-    from dagster_dbt.dbt_project import using_dagster_dev
 
     project = DbtProject(
         project_dir=project_dir, profiles_dir=project_dir, target=dbt_target(profile)
     )
-    if using_dagster_dev():
-        prepare_manifest(profile, project_dir)
-    elif not project.manifest_path.exists():
-        log.warning("dbt: %s missing (run `make install`); parsing now", project.manifest_path)
+    if not manifest_is_current(profile, project_dir):
+        if not project.manifest_path.exists():
+            log.warning("dbt: %s missing (run `make install`); parsing now", project.manifest_path)
         prepare_manifest(profile, project_dir)
     return project, json.loads(project.manifest_path.read_text())
+
+
+_PARSE_STAMP = Path("target") / "quantos_parse.json"
+# dbt's own outputs and installed packages: not sources of the manifest.
+_NOT_SOURCES = {"target", "logs", "dbt_packages"}
+
+
+def _settings_digest(profile: Profile) -> str:
+    settings = {"target": dbt_target(profile), "env": dbt_env(profile)}
+    return hashlib.sha256(json.dumps(settings, sort_keys=True).encode()).hexdigest()
+
+
+def _newest_source(project_dir: Path) -> float:
+    newest = 0.0
+    for path in project_dir.rglob("*"):
+        rel = path.relative_to(project_dir).parts
+        if rel[0] in _NOT_SOURCES or not path.is_file():
+            continue
+        newest = max(newest, path.stat().st_mtime)
+    return newest
+
+
+def manifest_is_current(profile: Profile, project_dir: Path = DBT_PROJECT_DIR) -> bool:
+    """Parsed with this profile's settings, and no project file changed since."""
+    manifest = project_dir / "target" / "manifest.json"
+    stamp = project_dir / _PARSE_STAMP
+    try:
+        recorded = json.loads(stamp.read_text()).get("settings")
+        parsed_at = manifest.stat().st_mtime
+    except (OSError, ValueError, AttributeError):
+        return False
+    return recorded == _settings_digest(profile) and parsed_at >= _newest_source(project_dir)
 
 
 def model_partitions(

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import functools
 import os
+import sys
 import threading
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
@@ -84,7 +85,10 @@ class DbtResource(ConfigurableResource):
         if "QUANTOS_DBT_DUCKDB_PATH" in self.env:
             Path(self.env["QUANTOS_DBT_DUCKDB_PATH"]).parent.mkdir(parents=True, exist_ok=True)
         dbt = _dbt_cli_class()(
-            project_dir=self.project_dir, profiles_dir=self.project_dir, target=self.target
+            project_dir=self.project_dir,
+            profiles_dir=self.project_dir,
+            target=self.target,
+            dbt_executable=_dbt_executable(),
         )
         # DbtCliResource builds the subprocess environment from os.environ when it starts
         # dbt (inside cli()); the lock keeps two threads from mixing their settings.
@@ -92,6 +96,12 @@ class DbtResource(ConfigurableResource):
             return dbt.cli(
                 args, context=context, raise_on_error=raise_on_error, target_path=target_path
             )
+
+
+def _dbt_executable() -> str:
+    """This environment's dbt, even when its bin/ is not on PATH (`.venv/bin/dagster dev`)."""
+    beside = Path(sys.executable).parent / "dbt"
+    return str(beside) if beside.exists() else "dbt"
 
 
 @functools.cache
