@@ -48,6 +48,10 @@ run_coordinator:
     dequeue_interval_seconds: 1  # as deploy/dagster.local.yaml
     tag_concurrency_limits:
       - {key: quantos/label.bench, value: hold, limit: 0}
+run_launcher:  # as deploy/dagster.local.yaml
+  module: quantos_assets.launcher.run_launcher
+  class: WarmRunLauncher
+  config: {spares: 1}
 """
 
 

@@ -1,0 +1,51 @@
+"""What a warm run worker loaded, so a worker started before a change is never used after it.
+
+A worker imports the code location when it starts, before it is given a run; if a spec,
+a Python module, a policy or the dbt manifest changes in between (a spec registered by the
+gateway, an edit under `dagster dev`), the worker holds the old code. The launcher
+compares this fingerprint at spawn and at hand-over and discards a worker that differs.
+"""
+from __future__ import annotations
+
+import hashlib
+import os
+from pathlib import Path
+
+# What the code location is built from (code, specs, policies, dbt's manifest).
+_SUFFIXES = {".py", ".yaml", ".yml", ".json", ".sql"}
+# Not read by the code location, or too big to walk at every launch.
+_SKIP_DIRS = {
+    ".git", ".venv", ".quantos", "__pycache__", "node_modules", "tests", "bench", "docs",
+    "logs", "dbt_packages", ".ruff_cache", ".mypy_cache", ".pytest_cache", ".hypothesis",
+}
+
+
+def _walk(root: Path) -> list[tuple[str, int, int]]:
+    seen = []
+    for folder, dirs, files in os.walk(root):
+        dirs[:] = [d for d in dirs if d not in _SKIP_DIRS and not (d == "target" and folder.endswith("dbt_project"))]
+        for name in files:
+            if Path(name).suffix in _SUFFIXES:
+                path = os.path.join(folder, name)
+                try:
+                    st = os.stat(path)
+                except OSError:  # removed while walking: the next launch sees it
+                    continue
+                seen.append((path, st.st_mtime_ns, st.st_size))
+    return seen
+
+
+def code_fingerprint(working_directory: Path, extra: list[Path]) -> str:
+    """sha256 over (path, mtime, size) of the code location's sources and `extra` files/folders."""
+    entries = _walk(working_directory)
+    for path in extra:
+        if path.is_dir():
+            if not path.resolve().is_relative_to(working_directory.resolve()):
+                entries += _walk(path)
+        elif path.exists():
+            st = path.stat()
+            entries.append((str(path), st.st_mtime_ns, st.st_size))
+    digest = hashlib.sha256()
+    for entry in sorted(entries):
+        digest.update(repr(entry).encode())
+    return digest.hexdigest()
