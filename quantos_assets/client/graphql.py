@@ -25,9 +25,11 @@ REPOSITORY = "__repository__"
 class DagsterAPIError(RuntimeError):
     """Dagster refused or failed a call; `status` is the HTTP status a gateway should answer."""
 
-    def __init__(self, message: str, status: int = 502) -> None:
+    def __init__(self, message: str, status: int = 502, retryable: bool = False) -> None:
         super().__init__(message)
         self.status = status
+        # Dagster could not be reached or answered 5xx: the same call may work later.
+        self.retryable = retryable
 
 
 RUN_QUERY = """
@@ -135,9 +137,11 @@ class DagsterAPI:
         try:
             response = self._http.post(f"{self.url}/graphql", json={"query": query, "variables": variables or {}})
         except httpx.HTTPError as err:
-            raise DagsterAPIError(f"Dagster at {self.url} is unreachable: {type(err).__name__}: {err}", 503) from None
+            raise DagsterAPIError(f"Dagster at {self.url} is unreachable: {type(err).__name__}: {err}", 503, retryable=True) from None
         if response.status_code != 200:
-            raise DagsterAPIError(f"Dagster at {self.url} answered HTTP {response.status_code}", 502)
+            raise DagsterAPIError(
+                f"Dagster at {self.url} answered HTTP {response.status_code}", 502, retryable=response.status_code >= 500
+            )
         body = response.json()
         if body.get("errors"):
             raise DagsterAPIError(f"Dagster GraphQL error: {body['errors'][0].get('message', body['errors'][0])}", 502)

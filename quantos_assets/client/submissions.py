@@ -165,6 +165,12 @@ class QuantosClient:
         run_id = self.api.launch(spec.pipeline_id, tags, run_config, asset_keys)
         return Submitted(params.submission_id, spec.pipeline_id, run_id, digest, reloaded)
 
+    def check(self, spec: DagSpec, nodes: list[str] | None = None, partition: str | None = None) -> None:
+        """What `launch` would refuse in the request itself (unknown or external nodes, a bad
+        partition), without calling Dagster: raises SubmissionError."""
+        self._asset_keys(spec, nodes)
+        self._check_partition(spec, partition)
+
     def ensure_registered(self, loaded: LoadedSpec, digest: str | None = None) -> bool:
         """Make the code location serve this exact spec; True if it had to be reloaded."""
         from quantos_assets.spec_registry import register_spec

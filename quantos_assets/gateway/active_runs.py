@@ -31,6 +31,13 @@ class ActiveRuns:
             self._cache[team] = (now, value)
         return value
 
+    def last_known(self, team: str) -> int:
+        """The last count read (0 if none): used while Dagster is unreachable, when no run
+        can be launched anyway and the gateway's own queue is counted on top."""
+        with self._lock:
+            cached = self._cache.get(team)
+        return cached[1] if cached is not None else 0
+
     def launched(self, team: str) -> None:
         with self._lock:
             cached = self._cache.get(team)

@@ -28,7 +28,13 @@ from quantos_assets.gateway.jobs_api import build_router
 from quantos_assets.gateway.metrics_route import build_metrics_router
 from quantos_assets.gateway.policy import authorize, owned, rejecter, resolve_spec
 from quantos_assets.gateway.settings import GatewaySettings
-from quantos_assets.gateway.submission_store import SubmissionRow
+from quantos_assets.gateway.submission_store import (
+    CANCELED,
+    FAILED,
+    LAUNCHING,
+    QUEUED,
+    SubmissionRow,
+)
 from quantos_assets.gateway.tokens import Principal
 from quantos_assets.gateway.wiring import Gateway, build_gateway
 from quantos_assets.spec.errors import SpecError
@@ -53,8 +59,12 @@ class SubmitRequest(BaseModel):
 
 
 class SubmitAccepted(BaseModel):
+    """202: committed to the gateway's launch queue; `run_id` once Dagster has the run
+    (null on the first answer; status_url shows it, or why the launch failed)."""
+
     submission_id: str
-    run_id: str
+    run_id: str | None
+    state: str = Field(description="queued, launching, launched, failed or canceled")
     pipeline_id: str
     spec_sha256: str
     status_url: str
@@ -62,7 +72,7 @@ class SubmitAccepted(BaseModel):
 
 class ActionResult(BaseModel):
     submission_id: str
-    run_id: str
+    run_id: str | None
     action: str
 
 
@@ -75,6 +85,7 @@ def create_app(settings: GatewaySettings, gateway: Gateway | None = None) -> Fas
     )
     app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes)
     app.state.gateway = gw
+    gw.dispatcher.start()  # and re-queue what a previous gateway accepted but did not launch
     app.include_router(build_router())
     app.include_router(build_metrics_router())
     @app.exception_handler(ApiError)
@@ -116,51 +127,56 @@ def create_app(settings: GatewaySettings, gateway: Gateway | None = None) -> Fas
 
         policy = gw.teams.policy(who.team)
         authorize(gw, who, loaded, params.secrets_scope, params.labels, policy.secrets_scopes, reject)
-        active = answer(lambda: gw.active_runs.get(who.team))
+        try:  # what the launch itself would refuse, refused now: nothing stored
+            gw.client.check(loaded.spec, body.nodes, body.partition)
+        except SubmissionError as err:
+            raise reject(err.status, str(err)) from None
+        active = _active_runs(gw, who.team) + gw.store.unlaunched(who.team)
         if active >= policy.max_concurrent_runs:
             raise reject(
                 429, f"team {who.team} has {active} active runs (limit {policy.max_concurrent_runs})", {"Retry-After": "10"}
             )
+        if gw.dispatcher.backlog() >= gw.settings.max_backlog:
+            raise reject(503, f"{gw.dispatcher.backlog()} submissions are waiting to launch; try again shortly", {"Retry-After": "5"})
+        request_json = {
+            "dag_spec": body.dag_spec, "spec_ref": body.spec_ref, "nodes": body.nodes, "partition": body.partition,
+            "runtime_params": params.model_dump(mode="json", exclude_none=True),
+        }
         admission = gw.store.admit(
             submission_id=params.submission_id, team=who.team, actor=who.token_id,
             pipeline_id=loaded.spec.pipeline_id, spec_sha256=digest, params=audit,
-            per_minute=policy.submissions_per_minute,
+            per_minute=policy.submissions_per_minute, request=request_json,
         )
         if admission.existing is not None:
             same = (
                 admission.existing.team == who.team
                 and admission.existing.spec_sha256 == digest
                 and json.loads(admission.existing.params) == json.loads(json.dumps(audit, sort_keys=True))
-                and admission.existing.run_id is not None
+                and admission.existing.state not in (FAILED, CANCELED)
             )
             if not same:
                 raise reject(409, f"submission_id {params.submission_id!r} is already used by another submission")
-            return _accepted(request, params.submission_id, admission.existing.run_id, loaded.spec.pipeline_id, digest)
+            return _accepted(request, admission.existing, loaded.spec.pipeline_id)
         if not admission.admitted:
             raise reject(
                 429,
                 f"team {who.team} reached {policy.submissions_per_minute} submissions per minute",
                 {"Retry-After": str(admission.retry_after)},
             )
-        try:
-            launched = gw.client.launch(
-                loaded, params, body.nodes, body.partition, team=who.team,
-                extra_tags={"quantos/spec_sha256": digest},
-            )
-        except (SubmissionError, DagsterAPIError) as err:
-            gw.store.discard(params.submission_id)
-            raise reject(err.status, str(err)) from None
-        gw.store.set_run(params.submission_id, launched.run_id, attempt=1)
-        gw.active_runs.launched(who.team)
         gw.audit.append(
             actor=who.token_id, team=who.team, action="submit", subject=params.submission_id,
-            spec_sha256=digest, params=audit, decision="accepted", detail=f"run {launched.run_id}",
+            spec_sha256=digest, params=audit, decision="accepted", detail="queued for launch",
         )
-        return _accepted(request, params.submission_id, launched.run_id, launched.pipeline_id, digest)
+        gw.dispatcher.enqueue(params.submission_id)
+        row = gw.store.get(params.submission_id)
+        assert row is not None
+        return _accepted(request, row, loaded.spec.pipeline_id)
 
     @app.get("/api/orch/status/{submission_id}", responses=ERRORS)
     def status(submission_id: str, who: Reader) -> dict[str, Any]:
-        _owned(gw, who, submission_id)
+        row = _owned(gw, who, submission_id)
+        if row.run_id is None:
+            return _not_launched(row)
         return answer(lambda: gw.client.status(submission_id))
 
     @app.get("/api/orch/logs/{submission_id}", responses=ERRORS)
@@ -169,23 +185,34 @@ def create_app(settings: GatewaySettings, gateway: Gateway | None = None) -> Fas
         who: Reader,
         node: Annotated[str | None, Query(description="only this node's lines")] = None,
     ) -> dict[str, Any]:
-        _owned(gw, who, submission_id)
+        _launched(_owned(gw, who, submission_id))
         return {"submission_id": submission_id, "node": node, "lines": answer(lambda: gw.client.logs(submission_id, node))}
 
     @app.get("/api/orch/lineage/{submission_id}", responses=ERRORS)
     def lineage(submission_id: str, who: Reader) -> dict[str, Any]:
-        _owned(gw, who, submission_id)
+        _launched(_owned(gw, who, submission_id))
         return answer(lambda: gw.client.lineage(submission_id))
 
     @app.post("/api/orch/cancel/{submission_id}", response_model=ActionResult, responses=ERRORS)
     def cancel(submission_id: str, who: Submitter) -> ActionResult:
         row = _owned(gw, who, submission_id)
+        if row.run_id is None and gw.store.cancel_queued(submission_id):
+            gw.audit.append(actor=who.token_id, team=who.team, action="cancel", subject=submission_id,
+                            spec_sha256=row.spec_sha256, decision="accepted", detail="canceled before launch")
+            return ActionResult(submission_id=submission_id, run_id=None, action="cancel")
+        _launched(gw.store.get(submission_id) or row)
         run_id = _decided(gw, who, "cancel", submission_id, row.spec_sha256, lambda: gw.client.cancel(submission_id))
         return ActionResult(submission_id=submission_id, run_id=run_id, action="cancel")
 
     @app.post("/api/orch/retry/{submission_id}", response_model=ActionResult, responses=ERRORS)
     def retry(submission_id: str, who: Submitter) -> ActionResult:
         row = _owned(gw, who, submission_id)
+        if row.run_id is None and gw.store.requeue(submission_id):  # a launch that failed: launch again
+            gw.audit.append(actor=who.token_id, team=who.team, action="retry", subject=submission_id,
+                            spec_sha256=row.spec_sha256, decision="accepted", detail="queued for launch again")
+            gw.dispatcher.enqueue(submission_id)
+            return ActionResult(submission_id=submission_id, run_id=None, action="retry")
+        _launched(row)
         run_id = _decided(gw, who, "retry", submission_id, row.spec_sha256, lambda: gw.client.retry(submission_id))
         gw.store.set_run(submission_id, run_id, attempt=len(gw.store.run_ids(submission_id)) + 1)
         return ActionResult(submission_id=submission_id, run_id=run_id, action="retry")
@@ -197,7 +224,7 @@ def create_app(settings: GatewaySettings, gateway: Gateway | None = None) -> Fas
         team = None if "admin" in who.scopes else who.team
         return [
             {"submission_id": r.id, "team": r.team, "pipeline_id": r.pipeline_id, "run_id": r.run_id,
-             "spec_sha256": r.spec_sha256, "created_at": r.created_at}
+             "state": r.state, "error": r.error, "spec_sha256": r.spec_sha256, "created_at": r.created_at}
             for r in gw.store.list(team, limit)
         ]
 
@@ -207,14 +234,44 @@ def create_app(settings: GatewaySettings, gateway: Gateway | None = None) -> Fas
 # -- helpers of the endpoints ------------------------------------------------------------------
 
 
-def _accepted(request: Request, submission_id: str, run_id: str, pipeline_id: str, digest: str) -> SubmitAccepted:
+def _accepted(request: Request, row: SubmissionRow, pipeline_id: str) -> SubmitAccepted:
     return SubmitAccepted(
-        submission_id=submission_id,
-        run_id=run_id,
+        submission_id=row.id,
+        run_id=row.run_id,
+        state=row.state,
         pipeline_id=pipeline_id,
-        spec_sha256=digest,
-        status_url=str(request.url_for("status", submission_id=submission_id)),
+        spec_sha256=row.spec_sha256,
+        status_url=str(request.url_for("status", submission_id=row.id)),
     )
+
+
+# What a submission's status is before Dagster has a run for it.
+_UNLAUNCHED_STATUS = {QUEUED: "ACCEPTED", LAUNCHING: "ACCEPTED", FAILED: "LAUNCH_FAILED", CANCELED: "CANCELED"}
+
+
+def _not_launched(row: SubmissionRow) -> dict[str, Any]:
+    return {
+        "submission_id": row.id, "pipeline_id": row.pipeline_id, "status": _UNLAUNCHED_STATUS.get(row.state, "ACCEPTED"),
+        "run_id": None, "runs": [], "steps": [], "error": row.error,
+    }
+
+
+def _launched(row: SubmissionRow) -> None:
+    if row.run_id is None:
+        state = _UNLAUNCHED_STATUS.get(row.state, "ACCEPTED")
+        detail = f": {row.error}" if row.error else ""
+        raise ApiError(409, f"submission {row.id} has no run yet ({state}{detail})")
+
+
+def _active_runs(gw: Gateway, team: str) -> int:
+    """Queued + running runs of the team in Dagster; while Dagster is unreachable, the last
+    count read, so submissions are still accepted into the launch queue."""
+    try:
+        return gw.active_runs.get(team)
+    except DagsterAPIError as err:
+        if not err.retryable:
+            raise ApiError(err.status, str(err)) from None
+        return gw.active_runs.last_known(team)
 
 
 def _owned(gw: Gateway, who: Principal, submission_id: str) -> SubmissionRow:

@@ -6,6 +6,8 @@
                           (default sqlite:///$QUANTOS_DATA_DIR/gateway.db)
     QUANTOS_TEAMS         per-team policy (default deploy/teams.yaml)
     QUANTOS_MAX_BODY_BYTES  largest accepted request body (default 1 MiB)
+    QUANTOS_LAUNCH_THREADS  submissions launched in Dagster at once (default 4)
+    QUANTOS_MAX_BACKLOG     accepted-but-unlaunched submissions before new ones get 503 (default 2000)
 """
 from __future__ import annotations
 
@@ -25,17 +27,14 @@ class GatewaySettings:
     specs_dir: Path
     production: bool
     max_body_bytes: int = 1 << 20
+    launch_threads: int = 4
+    max_backlog: int = 2000
 
 
 def gateway_settings(environ: dict[str, str] | None = None) -> GatewaySettings:
     env = dict(os.environ if environ is None else environ)
     profile = active_profile(env)
     data = profile.data_dir
-    raw_limit = env.get("QUANTOS_MAX_BODY_BYTES") or str(1 << 20)
-    try:
-        limit = int(raw_limit)
-    except ValueError:
-        raise ValueError(f"QUANTOS_MAX_BODY_BYTES: expected an integer, got {raw_limit!r}") from None
     return GatewaySettings(
         dagster_url=env.get("QUANTOS_DAGSTER_URL") or "http://127.0.0.1:3000",
         tokens_path=Path(env.get("QUANTOS_API_TOKENS") or data / "api_tokens.json"),
@@ -43,5 +42,18 @@ def gateway_settings(environ: dict[str, str] | None = None) -> GatewaySettings:
         teams_path=Path(env.get("QUANTOS_TEAMS") or REPO_ROOT / "deploy" / "teams.yaml"),
         specs_dir=profile.specs_dir,
         production=not profile.is_local,
-        max_body_bytes=limit,
+        max_body_bytes=_positive_int(env, "QUANTOS_MAX_BODY_BYTES", 1 << 20),
+        launch_threads=_positive_int(env, "QUANTOS_LAUNCH_THREADS", 4),
+        max_backlog=_positive_int(env, "QUANTOS_MAX_BACKLOG", 2000),
     )
+
+
+def _positive_int(env: dict[str, str], name: str, default: int) -> int:
+    raw = env.get(name) or str(default)
+    try:
+        value = int(raw)
+    except ValueError:
+        raise ValueError(f"{name}: expected an integer, got {raw!r}") from None
+    if value < 1:
+        raise ValueError(f"{name}: expected a positive integer, got {raw!r}")
+    return value

@@ -5,6 +5,7 @@ from dataclasses import dataclass
 
 from quantos_assets.client.submissions import ACTIVE_STATUSES, QuantosClient
 from quantos_assets.gateway.active_runs import ActiveRuns
+from quantos_assets.gateway.dispatcher import LaunchDispatcher
 from quantos_assets.gateway.job_store import JobStore
 from quantos_assets.gateway.settings import GatewaySettings
 from quantos_assets.gateway.submission_store import SubmissionStore
@@ -24,18 +25,29 @@ class Gateway:
     teams: TeamsFile
     jobs: JobStore
     active_runs: ActiveRuns
+    dispatcher: LaunchDispatcher
 
 
 def build_gateway(settings: GatewaySettings) -> Gateway:
+    from quantos_assets.gateway.policy import registered_specs
+
     store = SubmissionStore.from_url(settings.store_url)
     client = QuantosClient(settings.dagster_url, settings.specs_dir, production=settings.production)
+    audit = AuditLog(store.engine)
+    active_runs = ActiveRuns(lambda team: client.api.count_runs({TAG_TEAM: team}, ACTIVE_STATUSES))
+    dispatcher = LaunchDispatcher(
+        store=store, client=client, audit=audit,
+        registered=lambda pipeline_id: registered_specs(settings.specs_dir).get(pipeline_id),
+        on_launched=active_runs.launched, threads=settings.launch_threads,
+    )
     return Gateway(
         settings=settings,
         tokens=TokenStore(settings.tokens_path),
         store=store,
-        audit=AuditLog(store.engine),
+        audit=audit,
         client=client,
         teams=load_teams(settings.teams_path),
         jobs=JobStore(store.engine),
-        active_runs=ActiveRuns(lambda team: client.api.count_runs({TAG_TEAM: team}, ACTIVE_STATUSES)),
+        active_runs=active_runs,
+        dispatcher=dispatcher,
     )

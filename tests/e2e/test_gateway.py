@@ -138,15 +138,16 @@ def test_submit_then_status_logs_and_lineage(stack: Stack) -> None:
     assert res.status_code == 202, res.text
     accepted = res.json()
     assert accepted["submission_id"] == "sub-small-1" and accepted["pipeline_id"] == "gw_small"
+    assert accepted["state"] in ("queued", "launching", "launched")  # committed, launched next
 
     status = stack.wait("sub-small-1", {"SUCCESS", "FAILURE"})
     assert status["status"] == "SUCCESS", status
-    assert status["run_id"] == accepted["run_id"]
+    assert status["run_id"] and [r["run_id"] for r in status["runs"]] == [status["run_id"]]
     assert {s["node"]: s["status"] for s in status["steps"]} == {"rows": "SUCCESS", "total": "SUCCESS"}
 
     # The same submission again is idempotent: same run, nothing new launched.
     again = stack.call("POST", "/api/orch/submit", json=body)
-    assert again.status_code == 202 and again.json()["run_id"] == accepted["run_id"]
+    assert again.status_code == 202 and again.json()["run_id"] == status["run_id"]
 
     logs = stack.call("GET", "/api/orch/logs/sub-small-1", params={"node": "total"}).json()["lines"]
     assert logs and {line["node"] for line in logs} == {"total"}
@@ -328,6 +329,7 @@ def test_audit_chain_verifies_and_catches_an_edited_row(stack: Stack) -> None:
     assert ("submit", "sub-small-1", "accepted") in decisions
     assert any(r["action"] == "submit" and r["decision"] == "rejected" and "not granted" in r["detail"] for r in records)
     assert ("retry", "sub-flaky-1", "accepted") in decisions and ("cancel", "sub-slow-1", "accepted") in decisions
+    assert ("launch", "sub-small-1", "accepted") in decisions  # the dispatcher's launch, audited too
     assert {r["action"] for r in records} >= {"schedule", "edit", "cancel", "retry"}
     ok = quantos(stack.env, "audit", "verify")
     assert ok.returncode == 0 and f"{len(records)} records" in ok.stdout, ok.stderr
@@ -342,3 +344,47 @@ def test_audit_chain_verifies_and_catches_an_edited_row(stack: Stack) -> None:
     broken = quantos(stack.env, "audit", "verify")
     assert broken.returncode == 1
     assert f"BROKEN at record {seq}: its content was changed" in broken.stderr
+
+
+def test_accepted_while_dagster_is_down_then_launched_by_the_next_gateway(stack: Stack) -> None:
+    """The launch queue is the gateway's store: a submission accepted while the webserver is
+    unreachable waits (status ACCEPTED), survives that gateway stopping, and is launched by
+    the next gateway that starts on the same store."""
+    dead = {**stack.env, "QUANTOS_DAGSTER_URL": "http://127.0.0.1:9"}  # nothing listens on port 9
+    for folder in ("down", "next"):
+        (stack.root / folder).mkdir()
+    with quantos_gateway(dead, stack.root / "down") as url:
+        res = httpx.post(
+            f"{url}/api/orch/submit", json={"spec_ref": "gw_tiny", "runtime_params": {"submission_id": "sub-while-down"}},
+            headers={"Authorization": f"Bearer {stack.tokens['research']}"}, timeout=60,
+        )
+        # research cannot run tiny's pipeline: refused before anything is queued
+        assert res.status_code == 403, res.text
+        res = httpx.post(
+            f"{url}/api/orch/submit", json={"dag_spec": {**SMALL, "pipeline_id": "gw_late"}, "runtime_params": {"submission_id": "sub-while-down"}},
+            headers={"Authorization": f"Bearer {stack.tokens['research']}"}, timeout=60,
+        )
+        assert res.status_code == 202, res.text
+        time.sleep(2)
+        status = httpx.get(f"{url}/api/orch/status/sub-while-down", headers={"Authorization": f"Bearer {stack.tokens['research']}"}, timeout=30)
+        assert status.json()["status"] == "ACCEPTED" and status.json()["run_id"] is None, status.text
+    # The stopped gateway's claim goes stale; the running gateway (same store) takes it over.
+    import sqlalchemy as sa
+
+    from quantos_assets.gateway.submission_store import STALE_CLAIM_SECONDS
+
+    engine = sa.create_engine(f"sqlite:///{Path(stack.env['QUANTOS_DATA_DIR']) / 'gateway.db'}")
+    with engine.begin() as conn:  # age the claim instead of waiting STALE_CLAIM_SECONDS
+        conn.execute(
+            sa.text("UPDATE gateway_submissions SET claimed_at = claimed_at - :age WHERE id = 'sub-while-down'"),
+            {"age": STALE_CLAIM_SECONDS + 1},
+        )
+    with quantos_gateway(stack.env, stack.root / "next") as url:
+        deadline = time.monotonic() + 240
+        while True:
+            body = httpx.get(f"{url}/api/orch/status/sub-while-down", headers={"Authorization": f"Bearer {stack.tokens['research']}"}, timeout=30).json()
+            if body["status"] in ("SUCCESS", "FAILURE"):
+                break
+            assert time.monotonic() < deadline, body
+            time.sleep(2)
+    assert body["status"] == "SUCCESS" and len(body["runs"]) == 1, body

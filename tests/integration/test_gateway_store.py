@@ -56,6 +56,62 @@ def test_concurrent_admissions_never_exceed_the_limit(store_url: str) -> None:
     assert sum(results) == 5
 
 
+def test_launch_queue_claims_once_and_recovers_what_a_stopped_gateway_held(store_url: str) -> None:
+    from quantos_assets.gateway.submission_store import STALE_CLAIM_SECONDS
+
+    store = SubmissionStore.from_url(store_url)
+    for sid in ("q1", "q2", "q3"):
+        _admit(store, sid, now=1000.0, per_minute=10)
+    assert store.pending(now=1001.0) == ["q1", "q2", "q3"] and store.unlaunched("research") == 3
+
+    # Two dispatchers race for each submission: exactly one claim each.
+    taken: list[str] = []
+
+    def claim(sid: str) -> None:
+        if store.claim(sid, now=1002.0) is not None:
+            taken.append(sid)
+
+    threads = [threading.Thread(target=claim, args=(sid,)) for sid in ("q1", "q1", "q2", "q2", "q3", "q3")]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert sorted(taken) == ["q1", "q2", "q3"]
+
+    store.set_run("q1", "run-1", attempt=1)
+    store.fail("q2", "job 'p' is not in code location 'quantos'")
+    # q3's dispatcher stopped: its claim is taken over once stale, and says so.
+    assert store.pending(now=1003.0) == []
+    assert store.pending(now=1002.0 + STALE_CLAIM_SECONDS + 1) == ["q3"]
+    claimed = store.claim("q3", now=1002.0 + STALE_CLAIM_SECONDS + 1)
+    assert claimed is not None and claimed[1] is True
+    assert store.unlaunched("research") == 1
+
+    # A failed launch can be queued again or canceled; a launched one can be neither.
+    row = store.get("q2")
+    assert row is not None and row.state == "failed" and "not in code location" in (row.error or "")
+    assert store.requeue("q2") and store.get("q2").state == "queued"  # type: ignore[union-attr]
+    assert store.cancel_queued("q2") and store.claim("q2") is None
+    assert not store.requeue("q1") and not store.cancel_queued("q1")
+    assert store.get("q1").state == "launched" and store.run_ids("q1") == ["run-1"]  # type: ignore[union-attr]
+
+
+def test_a_store_made_before_the_launch_queue_gets_its_columns(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'old.db'}"
+    engine = store_engine(url)
+    with engine.begin() as conn:  # the table as the previous release created it, with a row
+        conn.exec_driver_sql(
+            "CREATE TABLE gateway_submissions (id VARCHAR(128) PRIMARY KEY, team VARCHAR(200) NOT NULL, "
+            "actor VARCHAR(64) NOT NULL, pipeline_id VARCHAR(128) NOT NULL, spec_sha256 VARCHAR(64) NOT NULL, "
+            "params TEXT NOT NULL, created_at FLOAT NOT NULL, run_id VARCHAR(64))"
+        )
+        conn.exec_driver_sql("INSERT INTO gateway_submissions VALUES ('old', 'research', 't', 'p', 'x', '{}', 1.0, 'run-0')")
+    store = SubmissionStore.from_url(url)
+    old = store.get("old")
+    assert old is not None and old.state == "launched" and old.run_id == "run-0"
+    assert store.pending() == []
+
+
 def test_audit_chain_holds_under_concurrent_appends_and_catches_edits(store_url: str) -> None:
     audit = AuditLog(store_engine(store_url))
 
