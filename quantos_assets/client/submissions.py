@@ -46,6 +46,8 @@ class SubmissionError(ValueError):
 
 @dataclass(frozen=True)
 class Submitted:
+    """What `submit_detailed` launched: the submission, its pipeline and Dagster run."""
+
     submission_id: str
     pipeline_id: str
     run_id: str
@@ -126,6 +128,8 @@ class QuantosClient:
         team: str | None = None,
         extra_tags: Mapping[str, str] | None = None,
     ) -> Submitted:
+        """As `submit`, returning the run id, the spec's sha256 and whether the code location
+        was reloaded; `extra_tags` are added to the run's tags."""
         loaded = parse_spec(spec)
         params = parse_params(runtime_params)
         return self.launch(loaded, params, nodes, partition, team=team, extra_tags=extra_tags)
@@ -211,6 +215,10 @@ class QuantosClient:
         return sorted(runs, key=lambda r: r["creationTime"], reverse=True)
 
     def status(self, submission_id: str) -> dict[str, Any]:
+        """The latest run: `status` (Dagster's: QUEUED, STARTING, STARTED, SUCCESS, FAILURE,
+        CANCELING, CANCELED), `run_id`, `partition`, `start_time`, `end_time`, `steps` (`node`,
+        `status`, `start_time`, `end_time`, `attempts`), and `runs`: every run, newest first.
+        Raises SubmissionError (status 404) for an unknown submission."""
         runs = self.runs(submission_id)
         run = self.api.run(runs[0]["runId"])
         tags = {t["key"]: t["value"] for t in run["tags"]}
@@ -299,6 +307,7 @@ class QuantosClient:
     # -- act -------------------------------------------------------------------------------
 
     def cancel(self, submission_id: str) -> str:
+        """Terminate the latest run; its id. SubmissionError (409) if it is not active."""
         run = self.runs(submission_id)[0]
         if run["status"] not in ACTIVE_STATUSES:
             raise SubmissionError(f"submission {submission_id} has no active run (latest is {run['status']})", 409)

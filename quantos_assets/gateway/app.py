@@ -115,6 +115,18 @@ def create_app(settings: GatewaySettings, gateway: Gateway | None = None) -> Fas
 
     @app.post("/api/orch/submit", status_code=202, response_model=SubmitAccepted, responses=ERRORS)
     def submit(body: SubmitRequest, request: Request, who: Submitter) -> SubmitAccepted:
+        """Accept a spec (inline `dag_spec`, or `spec_ref` to a registered pipeline_id) and its
+        runtime params for launch.
+
+        Everything that can be refused is checked before anything is stored: the spec and params
+        (422, one line per problem), ownership and secrets scopes (403), `nodes` and `partition`
+        (422), the team's active runs plus its not yet launched submissions (429), its
+        submissions per minute (429) and the launch queue (503 when full). The answer is 202 as
+        soon as the submission is committed to the gateway's store: `run_id` is null and `state`
+        `queued` or `launching` until the launch dispatcher has created the Dagster run;
+        `status_url` follows it. Re-sending the same `submission_id` with the same spec and
+        params answers the same submission; with anything else, or after that submission failed
+        to launch or was canceled, 409 (POST retry relaunches a failed launch)."""
         loaded = resolve_spec(gw, body.dag_spec, body.spec_ref)
         try:
             params = parse_params(body.runtime_params)
@@ -174,6 +186,13 @@ def create_app(settings: GatewaySettings, gateway: Gateway | None = None) -> Fas
 
     @app.get("/api/orch/status/{submission_id}", responses=ERRORS)
     def status(submission_id: str, who: Reader) -> dict[str, Any]:
+        """The submission's state: `status` is Dagster's run status (QUEUED, STARTING, STARTED,
+        SUCCESS, FAILURE, CANCELING, CANCELED) once the run exists, and before that ACCEPTED
+        (waiting for the launch dispatcher), LAUNCH_FAILED (with `error`: why Dagster refused
+        it; POST retry launches it again) or CANCELED. Also `run_id`, `partition`,
+        `start_time`/`end_time`, `steps` (`node`, `status`, `start_time`, `end_time`,
+        `attempts`) of the latest run, and `runs`: every run of the submission, newest first
+        (a retry adds one)."""
         row = _owned(gw, who, submission_id)
         if row.run_id is None:
             return _not_launched(row)
@@ -185,16 +204,25 @@ def create_app(settings: GatewaySettings, gateway: Gateway | None = None) -> Fas
         who: Reader,
         node: Annotated[str | None, Query(description="only this node's lines")] = None,
     ) -> dict[str, Any]:
+        """The latest run's event log: `lines` of `time`, `level`, `node`, `event`, `message`,
+        `submission_id`, `pipeline_id`, `run_id`; with `node`, that node's lines only. 409
+        while the submission has no run yet."""
         _launched(_owned(gw, who, submission_id))
         return {"submission_id": submission_id, "node": node, "lines": answer(lambda: gw.client.logs(submission_id, node))}
 
     @app.get("/api/orch/lineage/{submission_id}", responses=ERRORS)
     def lineage(submission_id: str, who: Reader) -> dict[str, Any]:
+        """What the latest run produced and read: `assets` (each `key`, `partition`, Iceberg
+        `table`/`snapshot_id`/`rows` or artifact `uri`/`sha256`, and its `upstream` and
+        `downstream` asset keys) and `inputs` (each step's input with the snapshot or
+        artifact it loaded). 409 while the submission has no run yet."""
         _launched(_owned(gw, who, submission_id))
         return answer(lambda: gw.client.lineage(submission_id))
 
     @app.post("/api/orch/cancel/{submission_id}", response_model=ActionResult, responses=ERRORS)
     def cancel(submission_id: str, who: Submitter) -> ActionResult:
+        """Cancel: a submission not launched yet is dropped from the launch queue (`run_id`
+        null); otherwise its active run is terminated. 409 when there is nothing to cancel."""
         row = _owned(gw, who, submission_id)
         if row.run_id is None and gw.store.cancel_queued(submission_id):
             gw.audit.append(actor=who.token_id, team=who.team, action="cancel", subject=submission_id,
@@ -206,6 +234,9 @@ def create_app(settings: GatewaySettings, gateway: Gateway | None = None) -> Fas
 
     @app.post("/api/orch/retry/{submission_id}", response_model=ActionResult, responses=ERRORS)
     def retry(submission_id: str, who: Submitter) -> ActionResult:
+        """Retry: a submission whose launch failed is queued for launch again (`run_id` null);
+        a failed or canceled run is re-executed from failure, and the new run's id returned.
+        409 for a run that is still active or succeeded."""
         row = _owned(gw, who, submission_id)
         if row.run_id is None and gw.store.requeue(submission_id):  # a launch that failed: launch again
             gw.audit.append(actor=who.token_id, team=who.team, action="retry", subject=submission_id,
@@ -221,6 +252,9 @@ def create_app(settings: GatewaySettings, gateway: Gateway | None = None) -> Fas
     def submissions(
         who: Reader, limit: Annotated[int, Query(ge=1, le=1000)] = 100
     ) -> list[dict[str, Any]]:
+        """The team's submissions, newest first (every team's with an `admin` token): id, team,
+        pipeline, `run_id`, `state` (queued, launching, launched, failed, canceled), the launch
+        `error` if any, the spec hash and the time it was accepted."""
         team = None if "admin" in who.scopes else who.team
         return [
             {"submission_id": r.id, "team": r.team, "pipeline_id": r.pipeline_id, "run_id": r.run_id,

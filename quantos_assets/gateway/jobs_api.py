@@ -184,6 +184,10 @@ def build_router() -> APIRouter:
 
     @router.post("/schedule", status_code=201, response_model=JobView, responses=ERRORS)
     def schedule(body: ScheduleRequest, request: Request, who: Submitter) -> JobView:
+        """Schedule a pipeline to run at `execution_time` (default now), once or, with
+        `recurrence`, on a cron from then on. The code location's `gateway_jobs` sensor fires
+        it through Dagster; each fire is a run tagged `quantos/job_id`. Session-partitioned
+        pipelines are refused (422): their spec's `schedule` block runs them."""
         gw: Gateway = request.app.state.gateway
         loaded = resolve_spec(gw, body.dag_spec, body.spec_ref)
         if loaded.spec.partitions is not None:
@@ -218,6 +222,9 @@ def build_router() -> APIRouter:
         order: Annotated[Literal["asc", "desc"], Query()] = "desc",
         limit: Annotated[int, Query(ge=1, le=500)] = 100,
     ) -> list[JobView]:
+        """The team's jobs (every team's with an `admin` token), filtered by `type`, `status`
+        and `search` (a substring of the id, pipeline or description), sorted by `sort` and
+        `order`. A job's status is read from its latest run."""
         gw: Gateway = request.app.state.gateway
         team = None if "admin" in who.scopes else who.team
         jobs = [j for j in gw.jobs.list(team) if type is None or j.type == type]
@@ -233,11 +240,14 @@ def build_router() -> APIRouter:
 
     @router.get("/{job_id}", response_model=JobView, responses=ERRORS)
     def get_job(job_id: str, request: Request, who: Reader) -> JobView:
+        """One job: schedule, status, next run and last run."""
         gw: Gateway = request.app.state.gateway
         return _view(gw, _own_job(gw, who, job_id), time.time())
 
     @router.put("/{job_id}", response_model=JobView, responses=ERRORS)
     def edit_job(job_id: str, body: JobUpdate, request: Request, who: Submitter) -> JobView:
+        """Change the fields given (execution time, recurrence, runtime params, nodes,
+        description); `recurrence: null` makes it one-off. 409 for a canceled job."""
         gw: Gateway = request.app.state.gateway
         job = _own_job(gw, who, job_id)
         if job.canceled:
@@ -267,6 +277,7 @@ def build_router() -> APIRouter:
 
     @router.delete("/{job_id}", response_model=JobAction, responses=ERRORS)
     def cancel_job(job_id: str, request: Request, who: Submitter) -> JobAction:
+        """Cancel the job: no further runs, and its active runs are terminated."""
         gw: Gateway = request.app.state.gateway
         job = _own_job(gw, who, job_id)
         if job.canceled:
@@ -281,6 +292,8 @@ def build_router() -> APIRouter:
 
     @router.post("/{job_id}/retry", response_model=JobAction, responses=ERRORS)
     def retry_job(job_id: str, request: Request, who: Submitter) -> JobAction:
+        """Re-execute the job's latest run from failure. 409 unless that run failed or was
+        canceled."""
         gw: Gateway = request.app.state.gateway
         job = _own_job(gw, who, job_id)
         runs = _runs(gw, job)
