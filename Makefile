@@ -17,7 +17,7 @@ export PYTHONWARNINGS := ignore::DeprecationWarning
 # cached bytecode each import recompiles ~1,000 modules (seconds per process).
 unexport PYTHONDONTWRITEBYTECODE
 
-.PHONY: install run test demo bench lint fuzz clean
+.PHONY: install run test demo bench lint fuzz docs clean
 
 install:
 	@$(UV) --version >/dev/null 2>&1 || $(PYTHON) -m pip install --quiet uv
@@ -57,6 +57,11 @@ bench: install
 
 lint: install
 	$(UV) run ruff check .
+
+## The generated references in docs/ (spec schema and tables, OpenAPI + REST, Python client, CLI);
+## tests/unit/test_docs_generated.py fails when they are stale
+docs: install
+	$(UV) run python docs/generate.py
 
 ## Fuzz the spec loader for FUZZ_MINUTES (default 10): hypothesis, no traceback or hang allowed
 FUZZ_MINUTES ?= 10

@@ -3,6 +3,9 @@
     uv run python docs/render_spec_reference.py          # print the tables
     uv run python docs/render_spec_reference.py --write  # refresh them in docs/spec-reference.md
 
+`make docs` (docs/generate.py) refreshes them with every other generated reference, and
+tests/unit/test_docs_generated.py fails when they are stale.
+
 The tables come from the same pydantic models the loader validates with, so
 regenerating after a model change keeps the reference honest.
 """
