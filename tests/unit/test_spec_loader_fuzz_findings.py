@@ -85,6 +85,14 @@ def test_yaml_int_longer_than_python_converts() -> None:
     assert "Exceeds the limit (4300 digits)" in line and "set_int_max_str_digits" not in line
 
 
+@pytest.mark.parametrize("number", ["0x" + "f" * 4000, "0b" + "1" * 15000])
+def test_yaml_hex_or_binary_int_too_long_to_print(number: str) -> None:
+    """No digit limit applies to base 16/2, but quoting the value in a message would fail."""
+    (line,) = problems(spec(resources=f"{{default: {{gpu: {number}}}}}"))
+    assert line.startswith(f"f.yaml:4: <root>: invalid YAML: cannot read '{number[:37]}'"), line
+    assert "more than 4300 digits" in line
+
+
 def test_json_int_longer_than_python_converts() -> None:
     text = '{"version": 1,\n "pipeline_id": "p",\n "labels": {"n": ' + "1" * 5000 + "}}"
     assert problems(text, "json") == ["f.json:3: <root>: invalid JSON: a number with over 4300 digits"]
