@@ -20,6 +20,7 @@ the functions that need it.
 """
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import json
 import logging
@@ -118,9 +119,15 @@ def load_manifest(profile: Profile, project_dir: Path) -> tuple[Any, dict[str, A
         project_dir=project_dir, profiles_dir=project_dir, target=dbt_target(profile)
     )
     if not manifest_is_current(profile, project_dir):
-        if not project.manifest_path.exists():
-            log.warning("dbt: %s missing (run `make install`); parsing now", project.manifest_path)
-        prepare_manifest(profile, project_dir)
+        (project_dir / "target").mkdir(exist_ok=True)
+        # One parse at a time into target/ (several workers may load at once); the
+        # others find it current once they hold the lock.
+        with open(project_dir / "target" / ".parse.lock", "w") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            if not manifest_is_current(profile, project_dir):
+                if not project.manifest_path.exists():
+                    log.warning("dbt: %s missing (run `make install`); parsing now", project.manifest_path)
+                prepare_manifest(profile, project_dir)
     return project, json.loads(project.manifest_path.read_text())
 
 
@@ -129,8 +136,14 @@ _PARSE_STAMP = Path("target") / "quantos_parse.json"
 _NOT_SOURCES = {"target", "logs", "dbt_packages"}
 
 
+# Settings that change the manifest's content; connection paths (catalog, DuckDB file,
+# warehouse) do not, and differ per data dir: every test instance would re-parse.
+_MANIFEST_SETTINGS = ("QUANTOS_DBT_SCHEMA", "QUANTOS_TRINO_CATALOG")
+
+
 def _settings_digest(profile: Profile) -> str:
-    settings = {"target": dbt_target(profile), "env": dbt_env(profile)}
+    env = dbt_env(profile)
+    settings = {"target": dbt_target(profile), "env": {k: env.get(k) for k in _MANIFEST_SETTINGS}}
     return hashlib.sha256(json.dumps(settings, sort_keys=True).encode()).hexdigest()
 
 

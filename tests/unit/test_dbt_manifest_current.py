@@ -35,10 +35,15 @@ def test_current_until_a_model_changes(tmp_path: Path) -> None:
     assert not manifest_is_current(profile, project)
 
 
-def test_not_current_for_other_dbt_settings_or_without_a_stamp(tmp_path: Path) -> None:
+def test_not_current_for_another_target_or_without_a_stamp(tmp_path: Path) -> None:
     profile = active_profile({"QUANTOS_DATA_DIR": str(tmp_path / "data")})
     project = _project(tmp_path, profile)
-    elsewhere = active_profile({"QUANTOS_DATA_DIR": str(tmp_path / "other")})
-    assert not manifest_is_current(elsewhere, project)  # parsed with another catalog/DuckDB path
+    # another data dir (catalog, DuckDB file) does not change what dbt parses
+    assert manifest_is_current(active_profile({"QUANTOS_DATA_DIR": str(tmp_path / "other")}), project)
+    prod = active_profile({
+        "QUANTOS_ENV": "prod", "QUANTOS_CATALOG_URI": "postgresql+psycopg2://h/c",
+        "QUANTOS_WAREHOUSE": "s3://w", "QUANTOS_ARTIFACTS": "s3://a",
+    })
+    assert not manifest_is_current(prod, project)  # dbt-trino's target
     (project / _PARSE_STAMP).unlink()
     assert not manifest_is_current(profile, project)
