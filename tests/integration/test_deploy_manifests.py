@@ -58,3 +58,18 @@ def test_helm_values_match_the_prod_instance() -> None:
     assert helm_limits == prod["run_coordinator"]["config"]["tag_concurrency_limits"]
     assert values["runLauncher"]["type"] == prod["run_launcher"]["class"]
     assert values["dagsterDaemon"]["runMonitoring"]["enabled"] and values["dagsterDaemon"]["runRetries"]["enabled"]
+
+
+def test_only_the_gateway_and_the_sso_proxy_reach_the_webserver() -> None:
+    """Dagster's GraphQL has no authentication: the cluster must not let anything else in."""
+    policies = [d for _, d in _docs() if d["kind"] == "NetworkPolicy" and d["spec"]["podSelector"]["matchLabels"].get("component") == "dagster-webserver"]
+    assert len(policies) == 1
+    ingress = policies[0]["spec"]["ingress"]
+    allowed = {p["podSelector"]["matchLabels"]["app.kubernetes.io/name"] for rule in ingress for p in rule["from"]}
+    assert allowed == {"quantos-gateway", "oauth2-proxy"}
+    assert all("namespaceSelector" not in p and "ipBlock" not in p for rule in ingress for p in rule["from"])
+    gateway = next(d for _, d in _docs() if d["kind"] == "Deployment" and d["metadata"]["name"] == "quantos-gateway")
+    pod = gateway["spec"]["template"]["spec"]
+    assert gateway["spec"]["template"]["metadata"]["labels"]["app.kubernetes.io/name"] in allowed
+    assert pod["securityContext"]["runAsNonRoot"] and not pod["automountServiceAccountToken"]
+    assert all(c["securityContext"]["allowPrivilegeEscalation"] is False for c in pod["containers"])
