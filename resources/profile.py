@@ -133,13 +133,19 @@ def active_profile(environ: dict[str, str] | None = None) -> Profile:
     )
 
 
+# multiprocess: a process per step, spawned (each imports the code location, seconds);
+# forkserver: a process per step forked from one server per run that imported the code
+# location once; in_process: every step in the run's own process.
+LOCAL_EXECUTORS = ("multiprocess", "forkserver", "in_process")
+
+
 def _switches(env: dict[str, str]) -> dict[str, Any]:
     dbt = (env.get("QUANTOS_DBT") or "on").lower()
     if dbt not in ("on", "off"):
         raise ProfileError(f"QUANTOS_DBT: expected on or off, got {dbt!r}")
     executor = env.get("QUANTOS_LOCAL_EXECUTOR") or "multiprocess"
-    if executor not in ("multiprocess", "in_process"):
-        raise ProfileError(f"QUANTOS_LOCAL_EXECUTOR: expected multiprocess or in_process, got {executor!r}")
+    if executor not in LOCAL_EXECUTORS:
+        raise ProfileError(f"QUANTOS_LOCAL_EXECUTOR: expected {', '.join(LOCAL_EXECUTORS)}, got {executor!r}")
     json_logs = (env.get("QUANTOS_JSON_LOGS") or "on").lower()
     if json_logs not in ("on", "off"):
         raise ProfileError(f"QUANTOS_JSON_LOGS: expected on or off, got {json_logs!r}")
@@ -226,6 +232,11 @@ def build_executor(profile: Profile) -> Any:
             from dagster import in_process_executor
 
             return in_process_executor
+        if profile.local_executor == "forkserver":
+            from dagster import multiprocess_executor
+
+            # Dagster preloads the job's module (the code location) into the fork server.
+            return multiprocess_executor.configured({"start_method": {"forkserver": {}}})
         return None
     from dagster_k8s import k8s_job_executor
 

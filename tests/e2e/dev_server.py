@@ -123,10 +123,15 @@ def stop(proc: subprocess.Popen, timeout: float = 30) -> None:
 
 @contextmanager
 def dagster_dev(
-    root: Path, specs: Path, extra_env: dict[str, str] | None = None, dagster_yaml: str | None = None
+    root: Path,
+    specs: Path,
+    extra_env: dict[str, str] | None = None,
+    dagster_yaml: str | None = None,
+    workspace: Path | None = None,
 ) -> Iterator[Server]:
     """Serve `specs` from a fresh DAGSTER_HOME under `root`; yields once the location is LOADED.
-    `dagster_yaml` replaces the instance config (default: deploy/dagster.local.yaml).
+    `dagster_yaml` replaces the instance config (default: deploy/dagster.local.yaml);
+    `workspace` the workspace file (default: the repository's, the `quantos` location).
 
     Without the dbt models and with runs in one process (QUANTOS_DBT=off,
     QUANTOS_LOCAL_EXECUTOR=in_process) unless `extra_env` says otherwise: every run and
@@ -139,7 +144,7 @@ def dagster_dev(
     log = root / "dagster_dev.log"
     with log.open("wb") as out:
         proc = subprocess.Popen(
-            [str(DAGSTER), "dev", "-w", "workspace.yaml", "-h", "127.0.0.1", "-p", str(port)],
+            [str(DAGSTER), "dev", "-w", str(workspace or "workspace.yaml"), "-h", "127.0.0.1", "-p", str(port)],
             cwd=REPO,
             env=env,
             stdout=out,

@@ -1,0 +1,135 @@
+"""Load: many runs of a 10-node spec through the queue of the embedded default, against plain
+Dagster runs of the same graph in the same run.
+
+    uv run python bench/load.py [--runs 1000] [--executor multiprocess|forkserver|in_process]
+
+A real `dagster dev` (webserver + daemon, deploy/dagster.local.yaml: QueuedRunCoordinator
+with 4 concurrent runs, the warm run launcher) serves two code locations:
+  quantos   specs/ -> noop10, 10 trino_sql nodes (`SELECT 1 AS x`, node i reads node i-2),
+            each written to an Iceberg table with its metadata, as every spec node is
+  plain     bench/load_baseline.py, the same graph as plain @assets on DuckDB with Dagster's
+            default IO manager and the same executor
+`--runs` runs of each are submitted interleaved (launchRun), so both sides meet the same
+queue. Prints runs/minute, queue wait (created -> started) p50/p95 and run duration
+(started -> ended) per side; ratio= last: median run duration, quantos over plain (the
+per-run overhead of the platform).
+
+The default of 1,000 runs per side is what issue 9 asks for; on 2 cores each run costs
+seconds of CPU (a run worker, its steps), so the full bench takes hours there: pass a smaller
+--runs to sample it (the closing note says which was measured).
+"""
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import httpx
+import yaml
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "tests" / "e2e"))
+
+from dev_server import WORKSPACE_QUERY, dagster_dev
+
+from quantos_assets.client.graphql import CLIENT_SUBMIT_PIPELINE_RUN_MUTATION
+
+SIDES = {"quantos": "noop10", "plain": "plain10"}
+RUNS_QUERY = """
+query($tag: String!) { runsOrError(filter: {tags: [{key: "bench/side", value: $tag}]}, limit: 5000) {
+  ... on Runs { results { runId status creationTime startTime endTime } } } }
+"""
+
+
+def spec() -> dict:
+    nodes = []
+    for i in range(10):
+        node: dict = {"id": f"n{i}", "kind": "trino_sql", "outs": [f"n{i}"]}
+        if i < 2:
+            node["params"] = {"sql": "SELECT 1 AS x"}
+        else:
+            node["params"] = {"sql": f"SELECT count(*) AS x FROM n{i - 2}"}
+            node["ins"] = [f"n{i - 2}"]
+        nodes.append(node)
+    return {"version": 1, "pipeline_id": "noop10", "labels": {"team": "bench"}, "nodes": nodes}
+
+
+def pct(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--runs", type=int, default=1000, help="runs per side")
+    parser.add_argument("--executor", default="multiprocess", choices=["multiprocess", "forkserver", "in_process"])
+    parser.add_argument("--timeout", type=float, default=6 * 3600)
+    args = parser.parse_args()
+
+    root = Path(tempfile.mkdtemp(prefix="bench-load-"))
+    specs = root / "specs"
+    specs.mkdir()
+    (specs / "noop10.yaml").write_text(yaml.safe_dump(spec()))
+    workspace = root / "workspace.yaml"
+    workspace.write_text(yaml.safe_dump({"load_from": [
+        {"python_module": {"module_name": "definitions.definitions", "location_name": "quantos", "working_directory": str(ROOT)}},
+        {"python_file": {"relative_path": str(ROOT / "bench" / "load_baseline.py"), "location_name": "plain", "working_directory": str(ROOT)}},
+    ]}))
+    shipped = {"QUANTOS_DBT": "on", "QUANTOS_LOCAL_EXECUTOR": args.executor}
+    with dagster_dev(root, specs, extra_env=shipped, workspace=workspace) as srv:
+        graphql = f"http://127.0.0.1:{srv.port}/graphql"
+        http = httpx.Client(timeout=120)
+        deadline = time.monotonic() + 180
+        while True:  # the plain location loads beside quantos
+            entries = srv.graphql(WORKSPACE_QUERY)["workspaceOrError"]["locationEntries"]
+            if {e["name"] for e in entries if e["loadStatus"] == "LOADED"} >= set(SIDES):
+                break
+            assert time.monotonic() < deadline, entries
+            time.sleep(1)
+
+        def launch(side: str) -> None:
+            selector = {"repositoryLocationName": side, "repositoryName": "__repository__", "pipelineName": SIDES[side]}
+            params = {"selector": selector, "runConfigData": {}, "executionMetadata": {"tags": [{"key": "bench/side", "value": side}]}}
+            body = http.post(graphql, json={"query": CLIENT_SUBMIT_PIPELINE_RUN_MUTATION, "variables": {"executionParams": params}}).json()
+            assert "run" in body["data"]["launchPipelineExecution"], body
+
+        started = time.time()
+        for _ in range(args.runs):
+            for side in SIDES:
+                launch(side)
+        print(f"submitted {2 * args.runs} runs in {time.time() - started:.0f} s", flush=True)
+
+        def runs(side: str) -> list[dict]:
+            return http.post(graphql, json={"query": RUNS_QUERY, "variables": {"tag": side}}).json()["data"]["runsOrError"]["results"]
+
+        until = time.monotonic() + args.timeout
+        while True:
+            records = {side: runs(side) for side in SIDES}
+            done = sum(1 for rs in records.values() for r in rs if r["status"] in ("SUCCESS", "FAILURE", "CANCELED"))
+            if done == 2 * args.runs:
+                break
+            assert time.monotonic() < until, f"{done} of {2 * args.runs} runs finished"
+            time.sleep(5)
+
+    failed = [r for rs in records.values() for r in rs if r["status"] != "SUCCESS"]
+    assert not failed, failed[:3]
+    all_runs = [r for rs in records.values() for r in rs]
+    elapsed = max(r["endTime"] for r in all_runs) - min(r["creationTime"] for r in all_runs)
+    print(f"{len(all_runs)} runs ({args.runs} per side, executor {args.executor}) in {elapsed:.0f} s: "
+          f"{60 * len(all_runs) / elapsed:.1f} runs/minute")
+    duration = {}
+    for side, rs in records.items():
+        wait = [r["startTime"] - r["creationTime"] for r in rs]
+        duration[side] = [r["endTime"] - r["startTime"] for r in rs]
+        print(f"{side:<8} queue wait p50 {pct(wait, 0.5):7.1f} s  p95 {pct(wait, 0.95):7.1f} s   "
+              f"run p50 {statistics.median(duration[side]):6.2f} s  p95 {pct(duration[side], 0.95):6.2f} s")
+    print(f"ratio={statistics.median(duration['quantos']) / statistics.median(duration['plain']):.3f}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
