@@ -239,7 +239,7 @@ def render_rest(openapi: dict[str, Any], scopes: dict[tuple[str, str], str]) -> 
     index = ["| endpoint | scope | summary |", "|---|---|---|"]
     for group in sorted(operations, reverse=True):
         for method, path, op in operations[group]:
-            anchor = re.sub(r"[^a-z0-9 -]", "", f"{method} {path}".lower()).replace(" ", "-")
+            anchor = re.sub(r"[^a-z0-9_ -]", "", f"{method} {path}".lower()).replace(" ", "-")
             first = (op.get("description") or op.get("summary") or "").strip().split("\n\n")[0]
             index.append(
                 f"| [`{method} {path}`](#{anchor}) | `{scopes.get((method, path), '-')}` | {_cell(first)} |"
