@@ -17,7 +17,7 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-a
     create.add_argument("--note", default="", help="who or what uses it")
     create.set_defaults(handler=cmd_token_create)
     revoke = actions.add_parser("revoke", help="remove a token by its id")
-    revoke.add_argument("token_id")
+    revoke.add_argument("token_id", help="the id `quantos token create` and `quantos token list` show")
     revoke.set_defaults(handler=cmd_token_revoke)
     listing = actions.add_parser("list", help="token ids, teams and scopes (never the tokens)")
     listing.set_defaults(handler=cmd_token_list)

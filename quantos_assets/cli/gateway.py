@@ -6,8 +6,8 @@ import argparse
 
 def add_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     g = sub.add_parser("gateway", help="serve the REST submission API (Dagster at QUANTOS_DAGSTER_URL)")
-    g.add_argument("--host", default="127.0.0.1")
-    g.add_argument("--port", type=int, default=8080)
+    g.add_argument("--host", default="127.0.0.1", help="interface to listen on (default 127.0.0.1; 0.0.0.0 in a pod)")
+    g.add_argument("--port", type=int, default=8080, help="port (default 8080)")
     g.add_argument("--workers", type=int, default=1, help="uvicorn worker processes")
     g.set_defaults(handler=cmd_gateway)
 

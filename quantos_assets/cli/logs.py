@@ -21,7 +21,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-ar
     p = sub.add_parser(
         "logs", help="print a submission's log as JSON lines keyed by submission, pipeline and node"
     )
-    p.add_argument("submission_id")
+    p.add_argument("submission_id", help="the runtime params' submission_id")
     p.add_argument("--node", help="only this node's lines")
     p.add_argument("--follow", "-f", action="store_true", help="keep printing until the run finishes")
     p.add_argument("--dagster-url", help="the Dagster webserver (default QUANTOS_DAGSTER_URL or http://127.0.0.1:3000)")

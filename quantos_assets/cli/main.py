@@ -43,7 +43,7 @@ def _parser() -> argparse.ArgumentParser:
     sub = p.add_subparsers(dest="command", required=True)
 
     v = sub.add_parser("validate", help="validate spec files or directories (exit 1 on any error)")
-    v.add_argument("paths", nargs="+", type=Path)
+    v.add_argument("paths", nargs="+", type=Path, help="spec files (.yaml, .yml, .json) or directories of them")
     v.set_defaults(handler=cmd_validate)
 
     s = sub.add_parser("schema", help="print the JSON Schema of the DAG spec")
@@ -51,12 +51,12 @@ def _parser() -> argparse.ArgumentParser:
     s.set_defaults(handler=cmd_schema)
 
     c = sub.add_parser("compile", help="show the assets a spec compiles to")
-    c.add_argument("path", type=Path)
-    c.add_argument("--json", action="store_true")
+    c.add_argument("path", type=Path, help="a spec file")
+    c.add_argument("--json", action="store_true", help="JSON, with each asset's kinds, owners and tags")
     c.set_defaults(handler=cmd_compile)
 
     r = sub.add_parser("run", help="materialize a spec on the active profile")
-    r.add_argument("path", type=Path)
+    r.add_argument("path", type=Path, help="a spec file")
     r.add_argument("--select", nargs="+", metavar="NODE", help="only these nodes")
     r.add_argument("--params", type=Path, help="runtime params (JSON/YAML file)")
     r.set_defaults(handler=cmd_run)
@@ -84,7 +84,7 @@ def _parser() -> argparse.ArgumentParser:
     add_logs_parser(sub)
 
     t = sub.add_parser("ticks", help="preview a spec's schedule: every fire time and its partition")
-    t.add_argument("path", type=Path)
+    t.add_argument("path", type=Path, help="a spec file with a schedule block")
     t.add_argument("--start", required=True, type=_iso_date, help="first session date (YYYY-MM-DD)")
     t.add_argument("--end", required=True, type=_iso_date, help="last session date (YYYY-MM-DD)")
     t.add_argument("--json", action="store_true", help="a JSON list of {time, partition}")

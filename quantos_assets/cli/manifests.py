@@ -16,7 +16,7 @@ import yaml
 
 def add_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     m = sub.add_parser("manifests", help="write the Kubernetes Job of every step and Pod of every image-only task (production profile)")
-    m.add_argument("path", type=Path)
+    m.add_argument("path", type=Path, help="a spec file")
     m.add_argument("-o", "--output", type=Path, required=True, metavar="DIR", help="folder for one YAML per step")
     m.add_argument("--params", type=Path, help="runtime params (JSON/YAML): secrets, affinity, labels")
     m.add_argument("--image", help="user code image (default: the quantos user-code image)")
