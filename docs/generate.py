@@ -198,8 +198,164 @@ def _group(path: str) -> str:
     return "Scheduled jobs (seed 003 §5)" if path.startswith("/api/jobs") else "Submissions (seed 000 §8)"
 
 
+# Examples of each endpoint, from a walk-through run (docs/user-guide.md). Every request and
+# every response with a model is validated against the gateway's own pydantic models when the
+# reference is generated, so an example cannot outlive a renamed or removed field.
+_RUN = "4cd3c736-1a9c-46b3-b7a1-6c06317e3696"
+_SHA = "437022c6b827b24c68fc7b5553e7147046cab82b42164c9ed177ef3c9818a5ed"
+_JOB = {
+    "job_id": "job-fab605c6bd92", "type": "training", "pipeline_id": "xs_momentum_v1",
+    "description": "nightly retrain", "execution_time": "2026-12-01T21:30:00+00:00",
+    "recurrence": {"cron": "30 16 * * 1-5", "timezone": "America/New_York"}, "status": "scheduled",
+    "next_run_at": "2026-12-01T21:30:00+00:00", "last_run": None, "runs": 0,
+    "created_at": "2026-11-29T10:38:21.404963+00:00", "updated_at": "2026-11-29T10:38:21.404963+00:00",
+}
+EXAMPLES: dict[tuple[str, str], dict[str, Any]] = {
+    ("POST", "/api/orch/submit"): {
+        "request": {"spec_ref": "xs_momentum_v1", "runtime_params": {"submission_id": "sub-42"}},
+        "status": 202,
+        "response": {"submission_id": "sub-42", "run_id": None, "state": "launching", "pipeline_id": "xs_momentum_v1",
+                     "spec_sha256": _SHA, "status_url": "http://localhost:8080/api/orch/status/sub-42"},
+    },
+    ("GET", "/api/orch/status/{submission_id}"): {
+        "path": "/api/orch/status/sub-42",
+        "response": {"submission_id": "sub-42", "pipeline_id": "xs_momentum_v1", "run_id": _RUN, "status": "SUCCESS",
+                     "partition": None, "start_time": 1795947921.6, "end_time": 1795948219.2,
+                     "steps": [{"node": "market_data", "status": "SUCCESS", "start_time": 1795947924.17,
+                                "end_time": 1795947928.87, "attempts": 1}, "..."],
+                     "runs": [{"run_id": _RUN, "status": "SUCCESS"}]},
+        "note": "Before the launch: `{\"submission_id\": \"sub-42\", \"pipeline_id\": \"xs_momentum_v1\", "
+                "\"status\": \"ACCEPTED\", \"run_id\": null, \"runs\": [], \"steps\": [], \"error\": null}`.",
+    },
+    ("GET", "/api/orch/logs/{submission_id}"): {
+        "path": "/api/orch/logs/sub-42?node=train_model",
+        "response": {"submission_id": "sub-42", "node": "train_model", "lines": [
+            {"time": 1795948010.5, "level": "DEBUG", "node": "train_model", "event": "STEP_START",
+             "message": "Started execution of step \"xs_momentum_v1__train_model\".", "submission_id": "sub-42",
+             "pipeline_id": "xs_momentum_v1", "run_id": _RUN}, "..."]},
+    },
+    ("GET", "/api/orch/lineage/{submission_id}"): {
+        "path": "/api/orch/lineage/sub-42",
+        "response": {"submission_id": "sub-42", "run_id": _RUN, "status": "SUCCESS", "assets": [
+            {"key": "xs_momentum_v1/features", "partition": None, "table": "xs_momentum_v1.features",
+             "snapshot_id": 1718475241274071207, "rows": 23000, "upstream": ["xs_momentum_v1/daily_bars"],
+             "downstream": ["xs_momentum_v1/universe"]}, "..."],
+            "inputs": [{"step": "xs_momentum_v1__features", "input": "daily_bars", "from_step": "xs_momentum_v1__market_data",
+                        "table": "xs_momentum_v1.daily_bars", "snapshot_id": 8995389717837534985}, "..."]},
+    },
+    ("POST", "/api/orch/cancel/{submission_id}"): {
+        "path": "/api/orch/cancel/sub-43",
+        "response": {"submission_id": "sub-43", "run_id": None, "action": "cancel"},
+        "note": "`run_id` null: canceled before its launch; otherwise the id of the terminated run.",
+    },
+    ("POST", "/api/orch/retry/{submission_id}"): {
+        "path": "/api/orch/retry/sub-42",
+        "response": {"submission_id": "sub-42", "run_id": "b1f0c2d4-5e6f-4a7b-8c9d-0e1f2a3b4c5d", "action": "retry"},
+    },
+    ("GET", "/api/orch/submissions"): {
+        "path": "/api/orch/submissions?limit=20",
+        "response": [{"submission_id": "sub-42", "team": "research", "pipeline_id": "xs_momentum_v1", "run_id": _RUN,
+                      "state": "launched", "error": None, "spec_sha256": _SHA, "created_at": 1795947868.09}],
+    },
+    ("POST", "/api/jobs/schedule"): {
+        "request": {"type": "training", "spec_ref": "xs_momentum_v1", "description": "nightly retrain",
+                    "runtime_params": {"labels": {"version": "v3"}}, "execution_time": "2026-12-01T16:30:00-05:00",
+                    "recurrence": {"cron": "30 16 * * 1-5", "timezone": "America/New_York"}},
+        "status": 201,
+        "response": _JOB,
+    },
+    ("GET", "/api/jobs"): {
+        "path": "/api/jobs?type=training&status=scheduled&search=retrain&sort=next_run_at&order=asc",
+        "response": [_JOB],
+    },
+    ("GET", "/api/jobs/{job_id}"): {"path": "/api/jobs/job-fab605c6bd92", "response": _JOB},
+    ("PUT", "/api/jobs/{job_id}"): {
+        "path": "/api/jobs/job-fab605c6bd92",
+        "request": {"recurrence": {"cron": "0 9 * * 1", "timezone": "Europe/London"}},
+        "response": {**_JOB, "recurrence": {"cron": "0 9 * * 1", "timezone": "Europe/London"},
+                     "next_run_at": "2026-12-07T09:00:00+00:00", "updated_at": "2026-11-29T10:38:24.049939+00:00"},
+    },
+    ("DELETE", "/api/jobs/{job_id}"): {
+        "path": "/api/jobs/job-fab605c6bd92",
+        "response": {"job_id": "job-fab605c6bd92", "status": "canceled", "message": "canceled; no further runs",
+                     "run_id": None},
+    },
+    ("POST", "/api/jobs/{job_id}/retry"): {
+        "path": "/api/jobs/job-fab605c6bd92/retry",
+        "response": {"job_id": "job-fab605c6bd92", "status": "queued", "message": "retry launched",
+                     "run_id": "0c4e8a1b-2d3f-4e5a-9b6c-7d8e9f0a1b2c"},
+        "note": "A job whose latest run did not fail answers 409 "
+                "`job job-fab605c6bd92: only a failed or canceled run is retried (latest: no run yet)`.",
+    },
+}
+
+
+def _models() -> dict[str, Any]:
+    """Schema name -> the gateway's pydantic model of that name."""
+    from pydantic import BaseModel
+
+    from quantos_assets.gateway import app as app_module
+    from quantos_assets.gateway import auth, jobs_api
+
+    return {
+        name: value
+        for module in (app_module, jobs_api, auth)
+        for name, value in vars(module).items()
+        if isinstance(value, type) and issubclass(value, BaseModel)
+    }
+
+
+def _check_example(method: str, path: str, op: dict[str, Any], example: dict[str, Any], models: dict[str, Any]) -> None:
+    """Validate an example against the operation's request and response models (one line if not)."""
+    from pydantic import ValidationError
+
+    try:
+        _validate_example(method, path, op, example, models)
+    except ValidationError as err:
+        first = err.errors()[0]
+        where = ".".join(str(p) for p in first["loc"])
+        raise SystemExit(f"docs/generate.py: the example of {method} {path}: {err.title}.{where}: {first['msg']}") from None
+
+
+def _validate_example(method: str, path: str, op: dict[str, Any], example: dict[str, Any], models: dict[str, Any]) -> None:
+    body = op.get("requestBody")
+    if ("request" in example) != (body is not None):
+        raise SystemExit(f"docs/generate.py: the example of {method} {path} and its request body disagree")
+    if body is not None:
+        ref = (_body_schema(body["content"]) or {}).get("$ref")
+        if ref:
+            models[_ref_name(ref)].model_validate(example["request"])
+    status = str(example.get("status", 200))
+    if status not in op["responses"]:
+        raise SystemExit(f"docs/generate.py: {method} {path} does not answer {status}")
+    schema = _body_schema(op["responses"][status].get("content", {})) or {}
+    ref = schema.get("$ref") or (schema.get("items") or {}).get("$ref")
+    if ref:
+        model = models[_ref_name(ref)]
+        values = example["response"] if schema.get("type") == "array" else [example["response"]]
+        for value in values:
+            model.model_validate(value)
+            unknown = set(value) - set(model.model_fields)
+            if unknown:
+                raise SystemExit(f"docs/generate.py: the example of {method} {path} has fields {sorted(unknown)} "
+                                 f"that {model.__name__} does not")
+
+
+def _render_example(method: str, path: str, example: dict[str, Any]) -> list[str]:
+    url = "localhost:8080" + example.get("path", path)
+    line = f"curl -s{'' if method == 'GET' else f' -X {method}'} '{url}' -H \"Authorization: Bearer $TOKEN\""
+    if "request" in example:
+        line += " \\\n     -H 'Content-Type: application/json' -d '" + json.dumps(example["request"]) + "'"
+    answer = json.dumps(example["response"], indent=2).replace('"..."', "...")
+    out = ["**Example**", "", "```bash", line, "```", "", f"`{example.get('status', 200)}`:", "", "```json", answer, "```", ""]
+    if example.get("note"):
+        out += [example["note"], ""]
+    return out
+
+
 def render_rest(openapi: dict[str, Any], scopes: dict[tuple[str, str], str]) -> str:
     info = openapi["info"]
+    models = _models()
     out = [
         GENERATED_NOTE,
         "",
@@ -272,6 +428,11 @@ def render_rest(openapi: dict[str, Any], scopes: dict[tuple[str, str], str]) -> 
             out += ["**Responses**", "", "\n".join(rows), ""]
             if errors:
                 out += [f"Errors: {', '.join(errors)}, each with an [`ErrorBody`](#errorbody).", ""]
+            example = EXAMPLES.get((method, path))
+            if example is None:
+                raise SystemExit(f"docs/generate.py: add an example of {method} {path} to EXAMPLES")
+            _check_example(method, path, op, example, models)
+            out += _render_example(method, path, example)
 
     out += ["## Schemas", ""]
     for name, schema in openapi.get("components", {}).get("schemas", {}).items():
