@@ -5,7 +5,7 @@ import logging
 import sys
 from typing import Any, TextIO
 
-from dagster import logger
+from dagster import LoggerDefinition, logger
 from dagster._core.log_manager import get_log_record_metadata, has_log_record_metadata
 
 _SHOWN = {
@@ -37,13 +37,13 @@ class ProgressHandler(logging.Handler):
                 line += f": {(user.description if user and user.description else (err.message if err else '')).strip()}"
             print(line, file=self.stream, flush=True)
         elif kind == "ASSET_MATERIALIZATION":
-            mat = event.event_specific_data.materialization
+            mat = event.step_materialization_data.materialization
             meta = ", ".join(
                 f"{k}={_short(v.value)}" for k, v in mat.metadata.items() if k != "schema"
             )
             print(f"  {'/'.join(mat.asset_key.path):<40} materialized {meta}", file=self.stream, flush=True)
         elif kind == "ASSET_CHECK_EVALUATION":
-            check = event.event_specific_data
+            check = event.asset_check_evaluation_data
             verdict = "passed" if check.passed else "FAILED"
             where = f"{check.asset_key.to_user_string()}:{check.check_name}"
             print(f"  {where:<40} check {verdict}: {check.description or ''}", file=self.stream, flush=True)
@@ -54,8 +54,8 @@ def _short(value: Any) -> str:
     return text if len(text) <= 80 else text[:77] + "..."
 
 
-def progress_logger(stream: TextIO = sys.stderr):  # type: ignore[no-untyped-def]
-    @logger(description="quantos run progress")
+def progress_logger(stream: TextIO = sys.stderr) -> LoggerDefinition:
+    @logger(config_schema=None, description="quantos run progress")
     def _progress(_init_context: Any) -> logging.Logger:
         log = logging.getLogger("quantos.progress")
         log.setLevel(logging.DEBUG)
