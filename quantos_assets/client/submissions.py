@@ -336,7 +336,8 @@ class QuantosClient:
             raise SubmissionError(f"nodes {unknown} are not in pipeline {spec.pipeline_id!r}")
         external = [n for n in nodes if known[n].kind in EXTERNAL_KINDS]
         if external:
-            raise SubmissionError(f"nodes {external} are external ({', '.join(k.value for k in EXTERNAL_KINDS)}): not run")
+            kinds = ", ".join(sorted(k.value for k in EXTERNAL_KINDS))
+            raise SubmissionError(f"nodes {external} are external ({kinds}): not run")
         return [[spec.pipeline_id, out] for n in nodes for out in (known[n].outs or [n])]
 
     @staticmethod
