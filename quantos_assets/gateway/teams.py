@@ -32,10 +32,20 @@ class TeamsFileError(ValueError):
 def load_teams(path: Path) -> TeamsFile:
     if not path.exists():
         return TeamsFile()
+    from quantos_assets.spec.yaml_reader import SpecYamlLoader
+
     try:
-        return TeamsFile.model_validate(yaml.safe_load(path.read_text()) or {})
+        # The spec loader's YAML reading: a scalar its tag cannot build (`!!int "ten"`) is a
+        # marked error like any syntax error, not a bare ValueError.
+        data = yaml.load(path.read_text(), Loader=SpecYamlLoader)  # a SafeLoader subclass
+    except yaml.MarkedYAMLError as err:
+        mark = err.problem_mark or err.context_mark
+        line = f":{mark.line + 1}" if mark else ""
+        raise TeamsFileError(f"{path}{line}: not YAML: {err.problem or err.context}") from None
     except yaml.YAMLError as err:
         raise TeamsFileError(f"{path}: not YAML ({str(err).splitlines()[0]})") from None
+    try:
+        return TeamsFile.model_validate(data or {})
     except ValidationError as err:
         first = err.errors()[0]
         where = ".".join(str(p) for p in first["loc"])
