@@ -16,7 +16,13 @@ def cmd_gateway(args: argparse.Namespace) -> int:
     import uvicorn
 
     if args.workers > 1:
-        # Workers import the app by name and read the environment themselves.
+        # Workers import the app by name and read the environment themselves; a bad setting
+        # or teams file is one line here rather than a traceback from every worker.
+        from quantos_assets.gateway.settings import gateway_settings
+        from quantos_assets.gateway.teams import load_teams
+
+        settings = gateway_settings()
+        load_teams(settings.teams_path, required=settings.teams_required)
         uvicorn.run(
             "quantos_assets.gateway.server:app", host=args.host, port=args.port, workers=args.workers, log_level="info"
         )

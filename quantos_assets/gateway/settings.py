@@ -4,7 +4,7 @@
     QUANTOS_API_TOKENS    the token store file (default $QUANTOS_DATA_DIR/api_tokens.json)
     QUANTOS_GATEWAY_DB    submissions + audit trail: sqlite:///PATH or postgresql+psycopg2://...
                           (default sqlite:///$QUANTOS_DATA_DIR/gateway.db)
-    QUANTOS_TEAMS         per-team policy (default deploy/teams.yaml)
+    QUANTOS_TEAMS         per-team policy (default deploy/teams.yaml); a file named here must exist
     QUANTOS_MAX_BODY_BYTES  largest accepted request body (default 1 MiB)
     QUANTOS_LAUNCH_THREADS  submissions launched in Dagster at once (default 4)
     QUANTOS_MAX_BACKLOG     accepted-but-unlaunched submissions before new ones get 503 (default 2000)
@@ -26,6 +26,8 @@ class GatewaySettings:
     teams_path: Path
     specs_dir: Path
     production: bool
+    # QUANTOS_TEAMS was set: a missing file is an error, not "every team gets the defaults"
+    teams_required: bool = False
     max_body_bytes: int = 1 << 20
     launch_threads: int = 4
     max_backlog: int = 2000
@@ -42,6 +44,7 @@ def gateway_settings(environ: dict[str, str] | None = None) -> GatewaySettings:
         teams_path=Path(env.get("QUANTOS_TEAMS") or REPO_ROOT / "deploy" / "teams.yaml"),
         specs_dir=profile.specs_dir,
         production=not profile.is_local,
+        teams_required=bool(env.get("QUANTOS_TEAMS")),
         max_body_bytes=_positive_int(env, "QUANTOS_MAX_BODY_BYTES", 1 << 20),
         launch_threads=_positive_int(env, "QUANTOS_LAUNCH_THREADS", 4),
         max_backlog=_positive_int(env, "QUANTOS_MAX_BACKLOG", 2000),

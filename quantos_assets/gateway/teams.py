@@ -29,8 +29,12 @@ class TeamsFileError(ValueError):
     """deploy/teams.yaml (or QUANTOS_TEAMS) is malformed: one line naming the field."""
 
 
-def load_teams(path: Path) -> TeamsFile:
+def load_teams(path: Path, required: bool = False) -> TeamsFile:
+    """The policy file; without one every team gets the defaults (no secrets scopes), which
+    is what a local gateway wants but never what a named file (QUANTOS_TEAMS) means."""
     if not path.exists():
+        if required:
+            raise TeamsFileError(f"QUANTOS_TEAMS: {path} does not exist (the per-team secrets scopes and quotas)")
         return TeamsFile()
     from quantos_assets.spec.yaml_reader import SpecYamlLoader
 

@@ -46,7 +46,7 @@ def build_gateway(settings: GatewaySettings) -> Gateway:
         store=store,
         audit=audit,
         client=client,
-        teams=load_teams(settings.teams_path),
+        teams=load_teams(settings.teams_path, required=settings.teams_required),
         jobs=JobStore(store.engine),
         active_runs=active_runs,
         dispatcher=dispatcher,

@@ -8,6 +8,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 REPO = Path(__file__).resolve().parents[2]
 SPECS = REPO / "specs"
 EXAMPLE = SPECS / "xs_momentum_backtest.yaml"
@@ -115,3 +117,18 @@ def test_dagster_definitions_validate_survives_an_invalid_spec(tmp_path: Path) -
     assert res.returncode == 0, res.stdout + res.stderr
     out = res.stdout + res.stderr
     assert "broken.yaml" in out and "pyhton_task" in out
+
+
+@pytest.mark.e2e
+def test_gateway_refuses_to_start_without_the_teams_file_it_names(tmp_path: Path) -> None:
+    """A named QUANTOS_TEAMS that is missing (an unmounted ConfigMap) would give every team the
+    defaults, i.e. no secrets scopes: a one-line start-up error instead, for one process or many."""
+    missing = tmp_path / "etc" / "teams.yaml"
+    env = {"QUANTOS_DATA_DIR": str(tmp_path / "data"), "QUANTOS_TEAMS": str(missing), "QUANTOS_ENV": "local"}
+    for workers in ("1", "2"):
+        res = quantos("gateway", "--port", "1", "--workers", workers, env=env)
+        assert res.returncode == 2, res.stdout + res.stderr
+        assert res.stderr.strip() == (
+            f"quantos: error: TeamsFileError: QUANTOS_TEAMS: {missing} does not exist "
+            "(the per-team secrets scopes and quotas)"
+        ), res.stderr

@@ -6,6 +6,7 @@ their references checked against deploy/pools.yaml.
 """
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import kubernetes_validate
@@ -73,3 +74,29 @@ def test_only_the_gateway_and_the_sso_proxy_reach_the_webserver() -> None:
     assert gateway["spec"]["template"]["metadata"]["labels"]["app.kubernetes.io/name"] in allowed
     assert pod["securityContext"]["runAsNonRoot"] and not pod["automountServiceAccountToken"]
     assert all(c["securityContext"]["allowPrivilegeEscalation"] is False for c in pod["containers"])
+
+
+def _image_paths() -> set[str]:
+    """Repository paths the user-code image holds (COPY in the build stage, /app copied whole)."""
+    copied: set[str] = set()
+    for line in (DEPLOY / "Dockerfile").read_text().splitlines():
+        parts = line.split()
+        if parts[:1] == ["COPY"] and not any(p.startswith("--from") for p in parts):
+            *sources, dest = parts[1:]
+            copied.update(sources if dest in ("./", ".") else [dest])
+    return copied
+
+
+def _in_image(path: str) -> bool:
+    return any(path == c or path.startswith(c.rstrip("/") + "/") for c in _image_paths())
+
+
+def test_the_image_holds_every_file_its_defaults_name() -> None:
+    """The gateway's default teams file, and each /app path the image's ENV sets."""
+    from quantos_assets.gateway.settings import gateway_settings
+    from resources.profile import REPO_ROOT
+
+    teams = gateway_settings({"QUANTOS_ENV": "local"}).teams_path.relative_to(REPO_ROOT).as_posix()
+    assert _in_image(teams), f"{teams} (the gateway's default QUANTOS_TEAMS) is not copied into the image"
+    env_paths = re.findall(r"QUANTOS_\w+=/app/(\S+)", (DEPLOY / "Dockerfile").read_text())
+    assert env_paths and all(_in_image(p) for p in env_paths), [p for p in env_paths if not _in_image(p)]
