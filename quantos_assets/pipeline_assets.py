@@ -11,10 +11,11 @@ import sys
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypedDict
 
 from dagster import (
     AssetChecksDefinition,
+    AssetExecutionContext,
     AssetIn,
     AssetKey,
     AssetOut,
@@ -47,6 +48,17 @@ from quantos_assets.spec.loader import LoadedSpec
 from quantos_assets.spec.models import DagSpec, Node
 from resources.iceberg_tables import PARTITION_COLUMN
 from resources.partition_slices import PartitionSlices
+
+
+class _AssetAttrs(TypedDict, total=False):
+    """What a node's AssetSpecs (external kinds) or AssetOuts (runnable kinds) share."""
+
+    group_name: str
+    kinds: set[str]
+    owners: list[str]
+    tags: dict[str, str]
+    description: str
+    metadata: dict[str, Any]
 
 
 @dataclass(frozen=True)
@@ -105,14 +117,15 @@ def _build_pipeline(loaded: LoadedSpec) -> PipelineDefs:
         for upstream_id in edge_deps.get(node.id, ()):
             for key in node_asset_keys(spec, by_id[upstream_id]):
                 dep_keys[key] = None
-        attrs = {
+        attrs: _AssetAttrs = {
             "group_name": spec.pipeline_id,
             "kinds": dagster_kinds(node),
             "owners": owners,
             "tags": {**asset_tags, "quantos/node": node.id},
             "description": f"{node.kind.value} node `{node.id}` of pipeline `{spec.pipeline_id}`",
-            **({"metadata": {"quantos/image": node.image}} if node.image else {}),
         }
+        if node.image:
+            attrs["metadata"] = {"quantos/image": node.image}
         keys = node_asset_keys(spec, node)
         if node.kind in EXTERNAL_KINDS:
             # Streaming nodes run outside Dagster: observed, never launched.
@@ -134,9 +147,9 @@ def _build_pipeline(loaded: LoadedSpec) -> PipelineDefs:
         checks.append(build_freshness_checks(spec, keys))
     gates = None
     if spec.gates is not None:
-        producer = next(n for n in spec.nodes if spec.gates.model in n.outs)
+        trainer = next(n for n in spec.nodes if spec.gates.model in n.outs)
         gate_attrs = {"owners": owners, "tags": asset_tags}
-        gates = build_gates(loaded, _op_tags(spec, producer, pools[producer.id]), gate_attrs)
+        gates = build_gates(loaded, _op_tags(spec, trainer, pools[trainer.id]), gate_attrs)
         assets.extend(gates.stages if gates else [])
     selection = AssetSelection.groups(spec.pipeline_id).materializable().without_checks()
     job = define_asset_job(
@@ -167,9 +180,10 @@ def _node_asset(
     retry = spec.slo.retry
     out_names = {out.key: name for name, out in outs.items()}
 
-    def _compute(context, **inputs):  # type: ignore[no-untyped-def]
+    def _compute(context, **inputs):
         # Unannotated on purpose: Dagster resolves a decorated function's type hints
-        # several times per op, and string annotations made that most of load time.
+        # several times per op, and string annotations made that most of load time
+        # (mypy accepts it: see the per-module override in pyproject.toml).
         if partitions_def is None or context.has_partition_key:
             session = context.partition_key if partitions_def is not None else None
             values = _run_node(context, runner, NodeRun(spec, node, spec_dir, inputs, session))
@@ -201,6 +215,7 @@ def _node_asset(
 
     # Dagster inspects the compute function's signature ~16 times per op; all node
     # functions share one, so handing it over precomputed halves translation time.
+    # typeshed's FunctionType has no __signature__, which inspect.signature honours.
     _compute.__signature__ = _COMPUTE_SIGNATURE  # type: ignore[attr-defined]
     return multi_asset(
         name=f"{spec.pipeline_id}__{node.id}",
@@ -230,7 +245,7 @@ def _op_tags(spec: DagSpec, node: Node, pool: str) -> dict[str, Any]:
     }
 
 
-def _run_node(context, runner: Runner, run: NodeRun) -> dict[str, Any]:  # type: ignore[no-untyped-def]
+def _run_node(context: AssetExecutionContext, runner: Runner, run: NodeRun) -> dict[str, Any]:
     try:
         return runner.run(context, run)
     except NodeRunError as err:
@@ -256,8 +271,9 @@ def session_inputs(inputs: Mapping[str, Any], session: str) -> dict[str, Any]:
     return sliced
 
 
-def _compute_signature_template(context, **inputs):  # type: ignore[no-untyped-def]
-    """Only its signature is used: the one every node's compute function has."""
+def _compute_signature_template(context, **inputs):
+    """Only its signature is used: the one every node's compute function has (unannotated,
+    like the compute function itself)."""
 
 
 _COMPUTE_SIGNATURE = inspect.signature(_compute_signature_template)
