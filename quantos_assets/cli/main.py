@@ -1,7 +1,8 @@
 """`quantos`: the command line for researchers, CI and operators.
 
 Exit codes: 0 success, 1 invalid input or a failed run, 2 usage or an
-unexpected internal error (reported as one line; QUANTOS_DEBUG=1 shows more).
+unexpected internal error (reported as one line; QUANTOS_DEBUG=1 shows more),
+141 the reader of stdout went away (`quantos logs ... | head`), quietly, as Unix tools do.
 """
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ from pathlib import Path
 from quantos_assets.spec.errors import SpecError
 
 EXIT_OK, EXIT_INVALID, EXIT_ERROR = 0, 1, 2
+EXIT_PIPE = 128 + 13  # what a shell reports for a process killed by SIGPIPE
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -24,7 +26,12 @@ def main(argv: list[str] | None = None) -> int:
     parser = _parser()
     args = parser.parse_args(argv)
     try:
-        return int(args.handler(args))
+        code = int(args.handler(args))
+        sys.stdout.flush()  # a closed pipe shows here, not at interpreter exit
+        return code
+    except BrokenPipeError:
+        _stdout_gone()
+        return EXIT_PIPE
     except SpecError as err:
         print(str(err), file=sys.stderr)
         return EXIT_INVALID
@@ -36,6 +43,13 @@ def main(argv: list[str] | None = None) -> int:
             raise
         print(f"quantos: error: {type(err).__name__}: {err}".splitlines()[0], file=sys.stderr)
         return EXIT_ERROR
+
+
+def _stdout_gone() -> None:
+    """Point stdout at /dev/null so the interpreter's last flush of the unwritten buffer does
+    not raise BrokenPipeError again (the recipe of Python's signal module documentation)."""
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, sys.stdout.fileno())
 
 
 def _parser() -> argparse.ArgumentParser:

@@ -132,3 +132,18 @@ def test_gateway_refuses_to_start_without_the_teams_file_it_names(tmp_path: Path
             f"quantos: error: TeamsFileError: QUANTOS_TEAMS: {missing} does not exist "
             "(the per-team secrets scopes and quotas)"
         ), res.stderr
+
+
+def test_a_closed_stdout_ends_quietly_like_unix_tools() -> None:
+    """`quantos schema | head -1`: the reader has gone before anything is written. No
+    `quantos: error: BrokenPipeError`, the exit status a shell gives for SIGPIPE."""
+    read_end, write_end = os.pipe()
+    os.close(read_end)
+    try:
+        res = subprocess.run(
+            [sys.executable, "-m", "quantos_assets.cli.main", "schema"],
+            stdout=write_end, stderr=subprocess.PIPE, text=True, cwd=REPO, timeout=120, check=False,
+        )
+    finally:
+        os.close(write_end)
+    assert (res.returncode, res.stderr) == (141, ""), res.stderr

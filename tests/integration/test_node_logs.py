@@ -236,3 +236,17 @@ def test_quantos_logs_bad_input_is_one_line(ran: Ran, webserver: str, capsys: py
     assert code == 2 and len(err.strip().splitlines()) == 1 and "is unreachable" in err, err
     code, _, err = _main(capsys, SUBMISSION, "--follow", "--interval", "0", "--dagster-url", webserver)
     assert code == 1 and err.strip() == "quantos logs: --interval must be positive, got 0"
+
+
+def test_quantos_logs_into_a_closed_pipe_ends_quietly(ran: Ran, webserver: str) -> None:
+    """`quantos logs SUB | head -1`: the reader is gone before the lines are written."""
+    read_end, write_end = os.pipe()
+    os.close(read_end)
+    try:
+        done = subprocess.run(  # noqa: PLW1510 (the return code is asserted)
+            [sys.executable, "-m", "quantos_assets.cli.main", "logs", SUBMISSION, "--dagster-url", webserver],
+            cwd=REPO, env=ran.env, stdout=write_end, stderr=subprocess.PIPE, text=True, timeout=60,
+        )
+    finally:
+        os.close(write_end)
+    assert (done.returncode, done.stderr) == (141, ""), done.stderr
