@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeAlias
 
 import pyarrow as pa
 from dagster import AssetExecutionContext
@@ -16,7 +16,7 @@ from dagster import AssetExecutionContext
 from quantos_assets.spec.models import DagSpec, Node
 from resources.artifact import Artifact
 
-NodeValue = pa.Table | Artifact
+NodeValue: TypeAlias = pa.Table | Artifact
 
 
 class NodeRunError(Exception):
@@ -53,8 +53,11 @@ class NodeRun:
 
 
 class Runner(Protocol):
-    # Resource keys the runner needs from Definitions (e.g. "sql_engine").
-    required_resource_keys: frozenset[str]
+    @property
+    def required_resource_keys(self) -> frozenset[str]:
+        """Resource keys the runner needs from Definitions (e.g. "sql_engine"); a class
+        attribute does."""
+        ...
 
     def run(self, context: AssetExecutionContext, run: NodeRun) -> dict[str, NodeValue]:
         """Return exactly one value per out in `run.node.outs`."""

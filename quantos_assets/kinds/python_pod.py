@@ -46,17 +46,18 @@ class PythonPodRunner:
             raise NodeRunError(f"{run.label}: {err}") from None
         store = resource(context, "artifact_store")
         prefix = f"{STAGING_PREFIX}/{context.run_id}/{context.op.name}"
+        outputs: dict[str, dict[str, str]] = {
+            out: {
+                "parquet": store.uri_for(f"{prefix}/out/{out}.parquet"),
+                "bytes": store.uri_for(f"{prefix}/out/{out}.bin"),
+            }
+            for out in node.outs
+        }
         extras = {
             "params": _jsonable(dict(node.params), run.label),
             "outs": list(node.outs),
             "inputs": _stage_inputs(store, f"{prefix}/in", run.inputs),
-            "outputs": {
-                out: {
-                    "parquet": store.uri_for(f"{prefix}/out/{out}.parquet"),
-                    "bytes": store.uri_for(f"{prefix}/out/{out}.bin"),
-                }
-                for out in node.outs
-            },
+            "outputs": outputs,
             "s3": {"endpoint_url": store.endpoint_url, "region": store.region},
             # As for entrypoint tasks: the session of a session-partitioned run (else null).
             "session": run.session,
@@ -74,7 +75,7 @@ class PythonPodRunner:
             )
         except Exception as err:  # noqa: BLE001 - kubernetes, urllib3 and dagster-k8s each raise their own
             raise _pod_error(run.label, image, err) from None
-        return {out: _read_out(store, extras["outputs"][out], run.label, out) for out in node.outs}
+        return {out: _read_out(store, outputs[out], run.label, out) for out in node.outs}
 
 
 def _stage_inputs(store: Any, prefix: str, inputs: dict[str, NodeValue]) -> dict[str, dict[str, str]]:
