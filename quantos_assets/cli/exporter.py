@@ -14,12 +14,12 @@ def add_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-ar
 
 
 def cmd_exporter(args: argparse.Namespace) -> int:
-    from dagster import DagsterInstance
     from prometheus_client import start_http_server
 
+    from quantos_assets.cli.instance import dagster_home_instance
     from quantos_assets.observability.metrics_registry import metrics_registry
 
-    registry = metrics_registry(DagsterInstance.get())
+    registry = metrics_registry(dagster_home_instance(create=False))
     start_http_server(args.port, addr=args.host, registry=registry)
     print(f"quantos exporter: http://{args.host}:{args.port}/metrics", flush=True)
     threading.Event().wait()

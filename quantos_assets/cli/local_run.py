@@ -21,7 +21,9 @@ from resources.profile import Profile, active_profile, build_resources
 
 def local_instance(profile: Profile) -> DagsterInstance:
     if os.environ.get("DAGSTER_HOME"):
-        return DagsterInstance.get()
+        from quantos_assets.cli.instance import dagster_home_instance
+
+        return dagster_home_instance(create=True)
     home = profile.data_dir / "dagster_home"
     home.mkdir(parents=True, exist_ok=True)
     return DagsterInstance.from_config(str(home))

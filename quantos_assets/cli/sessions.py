@@ -22,9 +22,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-ar
 
 
 def cmd_sync(args: argparse.Namespace) -> int:
-    from dagster import DagsterInstance
-
     from quantos_assets.calendars.partitions import missing_session_keys, partitions_name
+    from quantos_assets.cli.instance import dagster_home_instance
     from quantos_assets.spec.loader import load_spec
     from quantos_assets.spec_registry import spec_files
 
@@ -34,7 +33,7 @@ def cmd_sync(args: argparse.Namespace) -> int:
     if not partitioned:
         print("quantos: none of these specs has a partitions block", file=sys.stderr)
         return EXIT_INVALID
-    instance = DagsterInstance.get()
+    instance = dagster_home_instance(create=True)
     for spec in partitioned:
         name = partitions_name(spec)
         missing = missing_session_keys(spec, set(instance.get_dynamic_partitions(name)))

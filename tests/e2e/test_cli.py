@@ -147,3 +147,37 @@ def test_a_closed_stdout_ends_quietly_like_unix_tools() -> None:
     finally:
         os.close(write_end)
     assert (res.returncode, res.stderr) == (141, ""), res.stderr
+
+
+ONE_ROW = """\
+version: 1
+pipeline_id: home_demo
+nodes:
+  - {id: rows, kind: python_task, params: {entrypoint: "quantos_assets.tasks.noop:one_row"}, outs: [rows]}
+"""
+
+
+@pytest.mark.e2e
+def test_a_dagster_home_that_does_not_exist_yet(tmp_path: Path) -> None:
+    """`quantos run` and `quantos sessions sync` create it (an empty folder is an instance);
+    the exporter only reads an instance, so a missing one is one line naming it."""
+    spec = tmp_path / "home_demo.yaml"
+    spec.write_text(ONE_ROW)
+    for command, home in (
+        (("run", str(spec)), tmp_path / "run" / "dagster_home"),
+        (("sessions", "sync", str(SPECS / "xs_daily_eod.yaml")), tmp_path / "sync" / "dagster_home"),
+    ):
+        env = {"DAGSTER_HOME": str(home), "QUANTOS_DATA_DIR": str(tmp_path / "data"), "QUANTOS_DBT": "off"}
+        res = quantos(*command, env=env)
+        assert res.returncode == 0, res.stdout + res.stderr
+        assert home.is_dir() and "Traceback" not in res.stderr
+    sync = quantos("sessions", "sync", str(SPECS / "xs_daily_eod.yaml"), env={"DAGSTER_HOME": str(home)})
+    assert "added 0 sessions" in sync.stdout, sync.stdout + sync.stderr  # the same instance, kept
+
+    missing = tmp_path / "exporter" / "dagster_home"
+    res = quantos("exporter", "--port", "1", env={"DAGSTER_HOME": str(missing)})
+    assert res.returncode == 2 and not missing.exists()
+    assert res.stderr.strip() == (
+        f"quantos: error: InstanceHomeError: DAGSTER_HOME {missing} does not exist "
+        "(the Dagster instance: its dagster.yaml and storage)"
+    ), res.stderr
