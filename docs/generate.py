@@ -571,7 +571,8 @@ def render_client() -> str:
                 "Its calls (`" + "`, `".join(plain) + "`) are one GraphQL document each and "
                 "raise `DagsterAPIError` with the status a gateway answers (404 unknown run or job, "
                 "409 refused cancel or retry, 422 rejected run config, 502 any other refusal, 503 "
-                "unreachable).",
+                "unreachable, 504 no answer in time: the message names the call, and a "
+                "code-location reload gets `reload_timeout`, 300 s, against 60 s for the others).",
                 "",
             ]
     out += [

@@ -20,6 +20,9 @@ from dagster_graphql.client.client_queries import (
 
 LOCATION = "quantos"
 REPOSITORY = "__repository__"
+# A code-location reload re-imports every spec (and dbt) in the code server: over a minute on
+# a loaded machine, while any other call answers in seconds.
+RELOAD_TIMEOUT = 300.0
 
 
 class DagsterAPIError(RuntimeError):
@@ -118,10 +121,13 @@ class DagsterAPI:
         repository: str = REPOSITORY,
         timeout: float = 60.0,
         headers: dict[str, str] | None = None,
+        reload_timeout: float = RELOAD_TIMEOUT,
     ) -> None:
         self.url = url.rstrip("/")
         self.location = location
         self.repository = repository
+        self.timeout = timeout
+        self.reload_timeout = reload_timeout
         self._http = httpx.Client(
             timeout=timeout,
             headers=headers,
@@ -133,9 +139,22 @@ class DagsterAPI:
 
     # -- transport -------------------------------------------------------------------------
 
-    def execute(self, query: str, variables: dict[str, Any] | None = None) -> dict[str, Any]:
+    def execute(
+        self, query: str, variables: dict[str, Any] | None = None, *, what: str | None = None, timeout: float | None = None
+    ) -> dict[str, Any]:
+        """One GraphQL document; `what` names it in a timeout's message (default: its operation)."""
+        limit = timeout or self.timeout
         try:
-            response = self._http.post(f"{self.url}/graphql", json={"query": query, "variables": variables or {}})
+            response = self._http.post(
+                f"{self.url}/graphql", json={"query": query, "variables": variables or {}}, timeout=limit
+            )
+        except (httpx.ReadTimeout, httpx.WriteTimeout, httpx.PoolTimeout) as err:
+            # Reached but no answer in time: the call may still complete in Dagster.
+            raise DagsterAPIError(
+                f"Dagster at {self.url} did not answer {what or _operation(query)} within {limit:g} s ({type(err).__name__})",
+                504,
+                retryable=True,
+            ) from None
         except httpx.HTTPError as err:
             raise DagsterAPIError(f"Dagster at {self.url} is unreachable: {type(err).__name__}: {err}", 503, retryable=True) from None
         if response.status_code != 200:
@@ -150,7 +169,12 @@ class DagsterAPI:
     # -- calls -----------------------------------------------------------------------------
 
     def reload_location(self) -> None:
-        data = self.execute(RELOAD_REPOSITORY_LOCATION_MUTATION, {"repositoryLocationName": self.location})
+        data = self.execute(
+            RELOAD_REPOSITORY_LOCATION_MUTATION,
+            {"repositoryLocationName": self.location},
+            what=f"the reload of code location {self.location!r}",
+            timeout=self.reload_timeout,
+        )
         entry = data["reloadRepositoryLocation"]
         if entry["__typename"] != "WorkspaceLocationEntry":
             raise DagsterAPIError(f"reload of code location {self.location!r}: {entry.get('message')}", 502)
@@ -178,9 +202,9 @@ class DagsterAPI:
             "runConfigData": run_config or {},
             "executionMetadata": {"tags": [{"key": k, "value": v} for k, v in tags.items()]},
         }
-        result = self.execute(CLIENT_SUBMIT_PIPELINE_RUN_MUTATION, {"executionParams": params})[
-            "launchPipelineExecution"
-        ]
+        result = self.execute(
+            CLIENT_SUBMIT_PIPELINE_RUN_MUTATION, {"executionParams": params}, what=f"the launch of {job!r}"
+        )["launchPipelineExecution"]
         if result["__typename"] == "LaunchRunSuccess" or "run" in result:
             return str(result["run"]["runId"])
         if result["__typename"] in ("RunConfigValidationInvalid", "PipelineConfigValidationInvalid"):
@@ -258,3 +282,11 @@ class DagsterAPI:
 
     def _job_selector(self, job: str) -> dict[str, Any]:
         return {**self._repo_selector(), "pipelineName": job}
+
+
+def _operation(query: str) -> str:
+    """`query QuantosRun(...)` -> 'the GraphQL query QuantosRun'."""
+    words = query.replace("(", " ").replace("{", " ").split()
+    if len(words) >= 2 and words[0] in ("query", "mutation"):
+        return f"the GraphQL {words[0]} {words[1]}"
+    return "a GraphQL call"
