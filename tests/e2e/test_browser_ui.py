@@ -202,9 +202,12 @@ def pick_sessions(page: Page, search: str, listed: list[str], chosen: list[str])
 
 # --------------------------------------------------------------------------- the tests
 
-# The gated model trains on a local Ray (~30 s): launched first, judged last, so that the
-# training runs while the other tests do.
-_gated_run: dict[str, str] = {}
+# Two things are slow for reasons of their own: the gated model trains on a local Ray
+# (~30 s) and the backfill daemon ticks every 30 s. The first two tests launch them, the
+# last two judge them, so they run while the tests in between do. A judging test run on
+# its own (-k) launches what it needs itself.
+_launched: dict[str, str] = {}
+BACKFILL_SESSIONS = ["2016-02-12", "2016-02-16", "2016-02-17"]
 
 
 def launch_gated_model(ui: Ui) -> str:
@@ -216,65 +219,49 @@ def launch_gated_model(ui: Ui) -> str:
     return ui.launched_run()
 
 
-def test_launch_a_gated_model_from_its_asset_graph(ui: Ui, server: Server) -> None:
-    """The gated pipeline's graph shows the promotion stages behind the model; a launch
-    opens the run page, queued or running."""
-    _gated_run["id"] = run_id = launch_gated_model(ui)
-    expect(ui.page.get_by_text(re.compile(r"^(Queued|Starting|Started)$")).first).to_be_visible()
-    ui.shot("gated-run-launched")
-    assert run_record(server, run_id)["status"] in {"QUEUED", "NOT_STARTED", "STARTING", "STARTED"}
-
-
-BACKFILL_RUNS = """
-query($id: String!) {
-  runsOrError(filter: {tags: [{key: "dagster/backfill", value: $id}]}) {
-    ... on Runs { results { runId status tags { key value } } } } }
-"""
-
-
-PARTITION_STATS = """
-query($key: AssetKeyInput!) { assetNodeOrError(assetKey: $key) {
-  ... on AssetNode { partitionStats { numMaterialized } } } }
-"""
-
-
-def test_backfill_a_session_range_runs_one_run_per_session(ui: Ui, server: Server) -> None:
-    """A backfill of the per-session bars over 2016-02-12..2016-02-17 (a weekend and
-    Presidents' Day inside) from the asset's page: the backfill page lists one run per
-    session, each Success, and the asset's partitions show them materialized."""
-    chosen = ["2016-02-12", "2016-02-16", "2016-02-17"]
+def launch_backfill(ui: Ui, server: Server) -> str:
+    """Backfill the per-session bars over 2016-02-12..2016-02-17 from the asset's page; the
+    picker lists sessions only (the weekend and Presidents' Day are not there)."""
     wait_for_sessions(server)
     page = ui.open(f"/assets/{EOD}/bars?view=partitions")
     page.get_by_role("button", name="Materialize…").click()
     pick_sessions(
         page, "2016-02-1",
         listed=["2016-02-10", "2016-02-11", "2016-02-12", "2016-02-16", "2016-02-17", "2016-02-18", "2016-02-19"],
-        chosen=chosen,
+        chosen=BACKFILL_SESSIONS,
     )
     ui.shot("range-chosen")
     page.get_by_role("button", name="Launch backfill").click()
     toast = page.get_by_text(re.compile(r"^Created backfill [a-z0-9]+$"))
     expect(toast).to_be_visible()
-    backfill_id = toast.inner_text().rsplit(" ", 1)[1]
-    page.get_by_role("link", name="View", exact=True).click()
-    page.wait_for_url(re.compile(rf"/runs/b/{backfill_id}"))
-    page.get_by_role("tab", name="Runs").click()
-    for session in chosen:  # the backfill daemon ticks every 30 s: the first tick launches them
-        expect(table_row(page, f"partition: {session}")).to_contain_text("Success", timeout=120_000)
-    expect(table_row(page, "partition: ")).to_have_count(len(chosen))
-    ui.shot("one-run-per-session")
+    return toast.inner_text().rsplit(" ", 1)[1]
 
-    runs = server.graphql(BACKFILL_RUNS, {"id": backfill_id})["runsOrError"]["results"]
-    partitions = sorted(t["value"] for r in runs for t in r["tags"] if t["key"] == "dagster/partition")
-    assert partitions == chosen, runs
-    assert all(r["status"] == "SUCCESS" for r in runs), runs
 
-    stats = server.graphql(PARTITION_STATS, {"key": {"path": [EOD, "bars"]}})["assetNodeOrError"]
-    materialized = stats["partitionStats"]["numMaterialized"]
-    assert materialized >= len(chosen), stats
-    page = ui.open(f"/assets/{EOD}/bars?view=partitions")
-    expect(page.get_by_text(f"Materialized ({materialized})")).to_be_visible()
-    ui.shot("partitions-materialized")
+def test_launch_a_gated_model_from_its_asset_graph(ui: Ui, server: Server) -> None:
+    """The gated pipeline's graph shows the promotion stages behind the model; a launch
+    opens the run page, queued or running."""
+    _launched["gated_run"] = run_id = launch_gated_model(ui)
+    expect(ui.page.get_by_text(re.compile(r"^(Queued|Starting|Started)$")).first).to_be_visible()
+    ui.shot("gated-run-launched")
+    assert run_record(server, run_id)["status"] in {"QUEUED", "NOT_STARTED", "STARTING", "STARTED"}
+
+
+BACKFILL_QUERY = """
+query($id: String!) {
+  partitionBackfillOrError(backfillId: $id) { __typename
+    ... on PartitionBackfill { partitionNames assetSelection { path } } }
+  runsOrError(filter: {tags: [{key: "dagster/backfill", value: $id}]}) {
+    ... on Runs { results { runId status tags { key value } } } } }
+"""
+
+
+def test_launch_a_backfill_of_a_session_range(ui: Ui, server: Server) -> None:
+    """The backfill is created for exactly the chosen sessions of the bars."""
+    _launched["backfill"] = backfill_id = launch_backfill(ui, server)
+    backfill = server.graphql(BACKFILL_QUERY, {"id": backfill_id})["partitionBackfillOrError"]
+    assert backfill["__typename"] == "PartitionBackfill", backfill
+    assert sorted(backfill["partitionNames"]) == BACKFILL_SESSIONS
+    assert backfill["assetSelection"] == [{"path": [EOD, "bars"]}]
 
 
 def test_materialize_a_pipeline_from_its_asset_graph(ui: Ui, server: Server) -> None:
@@ -377,6 +364,35 @@ def test_cancel_a_queued_run(ui: Ui, server: Server) -> None:
     assert "RunCanceledEvent" in kinds and "RunStartEvent" not in kinds, kinds
 
 
+PARTITION_STATS = """
+query($key: AssetKeyInput!) { assetNodeOrError(assetKey: $key) {
+  ... on AssetNode { partitionStats { numMaterialized } } } }
+"""
+
+
+def test_the_backfill_runs_one_run_per_session(ui: Ui, server: Server) -> None:
+    """The backfill page lists one run per chosen session, each Success, and the asset's
+    partitions count them materialized, as the instance does."""
+    backfill_id = _launched.get("backfill") or launch_backfill(ui, server)
+    page = ui.open(f"/runs/b/{backfill_id}?tab=runs")
+    for session in BACKFILL_SESSIONS:
+        expect(table_row(page, f"partition: {session}")).to_contain_text("Success", timeout=120_000)
+    expect(table_row(page, "partition: ")).to_have_count(len(BACKFILL_SESSIONS))
+    ui.shot("one-run-per-session")
+
+    runs = server.graphql(BACKFILL_QUERY, {"id": backfill_id})["runsOrError"]["results"]
+    partitions = sorted(t["value"] for r in runs for t in r["tags"] if t["key"] == "dagster/partition")
+    assert partitions == BACKFILL_SESSIONS, runs
+    assert all(r["status"] == "SUCCESS" for r in runs), runs
+
+    stats = server.graphql(PARTITION_STATS, {"key": {"path": [EOD, "bars"]}})["assetNodeOrError"]
+    materialized = stats["partitionStats"]["numMaterialized"]
+    assert materialized >= len(BACKFILL_SESSIONS), stats
+    page = ui.open(f"/assets/{EOD}/bars?view=partitions")
+    expect(page.get_by_text(f"Materialized ({materialized})")).to_be_visible()
+    ui.shot("partitions-materialized")
+
+
 CHECK_EXECUTIONS = """
 query($key: AssetKeyInput!, $check: String!) {
   assetCheckExecutions(assetKey: $key, checkName: $check, limit: 1) {
@@ -388,7 +404,7 @@ def test_a_failing_gate_check_blocks_promotion(ui: Ui, server: Server) -> None:
     """The gated fixture's model misses its sharpe bound: the run fails at the gate, the
     model's Checks tab shows metric_sharpe failed with the measured value, and no stage
     is promoted. The run is the one launched by the first test, if it ran."""
-    run_id = _gated_run.get("id") or launch_gated_model(ui)
+    run_id = _launched.get("gated_run") or launch_gated_model(ui)
     page = ui.open(f"/runs/{run_id}")
     ui.run_status("Failure", timeout=180)
     ui.shot("run-failed-at-the-gate")
