@@ -124,9 +124,11 @@ def _format_of(path: Path, source: str) -> Format:
 
 
 def _check_format(fmt: str, source: str) -> Format:
-    if fmt not in ("yaml", "json"):
-        raise _problem(source, 1, "<root>", f"unsupported format {fmt!r} (use 'yaml' or 'json')")
-    return fmt  # type: ignore[return-value]
+    if fmt == "yaml":
+        return "yaml"
+    if fmt == "json":
+        return "json"
+    raise _problem(source, 1, "<root>", f"unsupported format {fmt!r} (use 'yaml' or 'json')")
 
 
 class Positions(Protocol):
@@ -255,16 +257,16 @@ def _validate(
                 SpecProblem(source, positions.line(loc), format_path(loc), humanize(model, err))
             )
     if model is DagSpec:
-        graph_view = result if result is not None else _salvage(data)
-        for path, message in check_graph(graph_view):  # type: ignore[arg-type]
+        spec = result if isinstance(result, DagSpec) else None
+        for path, message in check_graph(spec if spec is not None else _salvage(data)):
             problems.append(SpecProblem(source, positions.line(parse_path(path)), path, message))
-        if result is not None:
-            for path, message in check_calendar_blocks(result):  # type: ignore[arg-type]
+        if spec is not None:
+            for path, message in check_calendar_blocks(spec):
                 problems.append(SpecProblem(source, positions.line(parse_path(path)), path, message))
-            for path, message in check_gates(result):  # type: ignore[arg-type]
+            for path, message in check_gates(spec):
                 problems.append(SpecProblem(source, positions.line(parse_path(path)), path, message))
-        if result is not None and not problems:
-            for path, message in check_deployable(result):  # type: ignore[arg-type]
+        if spec is not None and not problems:
+            for path, message in check_deployable(spec):
                 problems.append(SpecProblem(source, positions.line(parse_path(path)), path, message))
     return (result if not problems else None), problems
 
@@ -311,8 +313,9 @@ def _salvage(data: dict[str, Any]) -> DagSpec:
     It lets a file with a bad quantity in one node still get its cycle reported
     in the same run; fields the rules do not read are left out.
     """
-    raw_nodes = data.get("nodes") if isinstance(data.get("nodes"), list) else []
-    raw_edges = data.get("edges") if isinstance(data.get("edges"), list) else []
+    nodes_value, edges_value = data.get("nodes"), data.get("edges")
+    raw_nodes = nodes_value if isinstance(nodes_value, list) else []
+    raw_edges = edges_value if isinstance(edges_value, list) else []
 
     def node(raw: Any) -> Node:
         raw = raw if isinstance(raw, dict) else {}

@@ -53,7 +53,7 @@ def yaml_too_deep_line(text: str) -> int | None:
             if isinstance(event, (yaml.MappingStartEvent, yaml.SequenceStartEvent)):
                 depth += 1
                 if depth > MAX_NESTING:
-                    return event.start_mark.line + 1
+                    return event.start_mark.line + 1 if event.start_mark else 1
             elif isinstance(event, (yaml.MappingEndEvent, yaml.SequenceEndEvent)):
                 depth -= 1
         return None

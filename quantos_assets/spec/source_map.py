@@ -10,12 +10,17 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Sequence
+from typing import TYPE_CHECKING, TypeAlias
 
 import yaml
 from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 
 # libyaml when available: composing a 10,000-node spec in pure Python is slow.
-FAST_LOADER: type = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+if TYPE_CHECKING:
+    # One class to type against and subclass; CSafeLoader has SafeLoader's interface.
+    FAST_LOADER = yaml.SafeLoader
+else:
+    FAST_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 _PLAIN_KEY = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 
 
@@ -115,7 +120,7 @@ class _JsonObject:
     def __init__(self, line: int, loc: tuple[int | str, ...]) -> None:
         self.line = line
         self.loc = loc
-        self.members: dict[str, tuple[int, object]] = {}  # key -> (key line, child)
+        self.members: dict[str, tuple[int, _JsonChild]] = {}  # key -> (key line, child)
         self.pending: tuple[str, int] | None = None  # key read, value not yet
 
 
@@ -125,8 +130,11 @@ class _JsonArray:
     def __init__(self, line: int, loc: tuple[int | str, ...]) -> None:
         self.line = line
         self.loc = loc
-        self.items: list[object] = []  # child containers, or the line of a scalar
+        self.items: list[_JsonChild] = []  # child containers, or the line of a scalar
 
+
+# A container, or the line of a scalar.
+_JsonChild: TypeAlias = "int | _JsonObject | _JsonArray"
 
 # Tokens of an already valid JSON text; whitespace other than newlines is skipped.
 _JSON_TOKEN = re.compile(r'"(?:[^"\\\n]|\\.)*"|[{}\[\],:\n]|[^\s{}\[\],:"]+')
@@ -140,7 +148,7 @@ class JsonSourceMap:
     """
 
     def __init__(self, text: str) -> None:
-        self._root: object = None
+        self._root: _JsonChild | None = None
         self._duplicates: list[tuple[tuple[int | str, ...], int, str]] = []
         line = 1
         stack: list[_JsonObject | _JsonArray] = []
@@ -158,14 +166,12 @@ class JsonSourceMap:
                     top.pending = (json.loads(tok) if "\\" in tok else tok[1:-1], line)
                     continue
                 loc = self._child_loc(top)
-                child: object = line
-                if tok == "{":
-                    child = _JsonObject(line, loc)
-                elif tok == "[":
-                    child = _JsonArray(line, loc)
-                self._attach(top, child)
-                if not isinstance(child, int):
-                    stack.append(child)  # type: ignore[arg-type]
+                if tok == "{" or tok == "[":
+                    container = _JsonObject(line, loc) if tok == "{" else _JsonArray(line, loc)
+                    self._attach(top, container)
+                    stack.append(container)
+                else:
+                    self._attach(top, line)
 
     @staticmethod
     def _child_loc(top: _JsonObject | _JsonArray | None) -> tuple[int | str, ...]:
@@ -175,7 +181,7 @@ class JsonSourceMap:
             return (*top.loc, len(top.items))
         return ()
 
-    def _attach(self, top: _JsonObject | _JsonArray | None, child: object) -> None:
+    def _attach(self, top: _JsonObject | _JsonArray | None, child: _JsonChild) -> None:
         if top is None:
             self._root = child
         elif isinstance(top, _JsonArray):
@@ -200,7 +206,7 @@ class JsonSourceMap:
     def line(self, loc: Sequence[int | str]) -> int:
         """1-based line of the deepest part of `loc` present in the text."""
         node = self._root
-        line = node if isinstance(node, int) else getattr(node, "line", 1)
+        line = 1 if node is None else node if isinstance(node, int) else node.line
         for part in loc:
             if isinstance(node, _JsonObject) and str(part) in node.members:
                 line, node = node.members[str(part)]
@@ -210,7 +216,7 @@ class JsonSourceMap:
                 and 0 <= part < len(node.items)
             ):
                 node = node.items[part]
-                line = node if isinstance(node, int) else node.line  # type: ignore[attr-defined]
+                line = node if isinstance(node, int) else node.line
             else:
                 break
         return line

@@ -28,7 +28,7 @@ def _short_tag(tag: str) -> str:
     return tag.replace("tag:yaml.org,2002:", "!!")
 
 
-class SpecYamlLoader(FAST_LOADER):  # type: ignore[misc, valid-type]
+class SpecYamlLoader(FAST_LOADER):
     """libyaml when available; a scalar its constructor rejects becomes a marked error."""
 
     def construct_object(self, node: Node, deep: bool = False) -> Any:
