@@ -125,8 +125,10 @@ def create_app(settings: GatewaySettings, gateway: Gateway | None = None) -> Fas
         soon as the submission is committed to the gateway's store: `run_id` is null and `state`
         `queued` or `launching` until the launch dispatcher has created the Dagster run;
         `status_url` follows it. Re-sending the same `submission_id` with the same spec and
-        params answers the same submission; with anything else, or after that submission failed
-        to launch or was canceled, 409 (POST retry relaunches a failed launch)."""
+        params answers the same submission; with anything else, 409 `already used by another
+        submission`; after that submission failed to launch or was canceled before its launch,
+        409 saying so (POST retry relaunches a failed launch; a canceled one needs a new
+        `submission_id`)."""
         loaded = resolve_spec(gw, body.dag_spec, body.spec_ref)
         try:
             params = parse_params(body.runtime_params)
@@ -160,15 +162,17 @@ def create_app(settings: GatewaySettings, gateway: Gateway | None = None) -> Fas
             per_minute=policy.submissions_per_minute, request=request_json,
         )
         if admission.existing is not None:
+            existing = admission.existing
             same = (
-                admission.existing.team == who.team
-                and admission.existing.spec_sha256 == digest
-                and json.loads(admission.existing.params) == json.loads(json.dumps(audit, sort_keys=True))
-                and admission.existing.state not in (FAILED, CANCELED)
+                existing.team == who.team
+                and existing.spec_sha256 == digest
+                and json.loads(existing.params) == json.loads(json.dumps(audit, sort_keys=True))
             )
             if not same:
                 raise reject(409, f"submission_id {params.submission_id!r} is already used by another submission")
-            return _accepted(request, admission.existing, loaded.spec.pipeline_id)
+            if existing.state in (FAILED, CANCELED):
+                raise reject(409, _ended_before_launch(existing))
+            return _accepted(request, existing, loaded.spec.pipeline_id)
         if not admission.admitted:
             raise reject(
                 429,
@@ -288,6 +292,16 @@ def _not_launched(row: SubmissionRow) -> dict[str, Any]:
         "submission_id": row.id, "pipeline_id": row.pipeline_id, "status": _UNLAUNCHED_STATUS.get(row.state, "ACCEPTED"),
         "run_id": None, "runs": [], "steps": [], "error": row.error,
     }
+
+
+def _ended_before_launch(row: SubmissionRow) -> str:
+    """Why re-sending a submission that never got a run does not launch it again."""
+    if row.state == FAILED:
+        return (
+            f"submission {row.id} failed to launch ({row.error or 'no reason recorded'}): retry it with "
+            f"POST /api/orch/retry/{row.id} or use a new submission_id"
+        )
+    return f"submission {row.id} was canceled before its launch: use a new submission_id"
 
 
 def _launched(row: SubmissionRow) -> None:

@@ -247,6 +247,38 @@ def test_retry_from_failure_then_cancel(stack: Stack) -> None:
     assert stack.wait("sub-slow-1", {"CANCELED", "FAILURE", "SUCCESS"}, timeout=120)["status"] == "CANCELED"
 
 
+def test_resending_a_submission_that_never_ran_says_why(stack: Stack) -> None:
+    """After LAUNCH_FAILED, or a cancel before the launch, the same submission again is a 409
+    that says what happened to it and what to do, not 'already used by another submission'.
+    The launch fails for real: this gateway writes specs where the code location does not look."""
+    misplaced = stack.root / "misplaced"
+    (misplaced / "specs").mkdir(parents=True)
+    env = {**stack.env, "QUANTOS_SPECS_DIR": str(misplaced / "specs")}
+    sid = "sub-misplaced"
+    body = {"dag_spec": {**SMALL, "pipeline_id": "gw_misplaced"}, "runtime_params": {"submission_id": sid}}
+    with quantos_gateway(env, misplaced) as url:
+        auth = {"Authorization": f"Bearer {stack.tokens['research']}"}
+        assert httpx.post(f"{url}/api/orch/submit", json=body, headers=auth, timeout=120).status_code == 202
+        failed = stack.wait(sid, {"LAUNCH_FAILED", "QUEUED", "STARTED", "SUCCESS"})
+        assert failed["status"] == "LAUNCH_FAILED" and "reloaded without job 'gw_misplaced'" in failed["error"], failed
+
+        again = httpx.post(f"{url}/api/orch/submit", json=body, headers=auth, timeout=120)
+        assert again.status_code == 409, again.text
+        assert again.json()["error"] == (
+            f"submission {sid} failed to launch ({failed['error']}): "
+            f"retry it with POST /api/orch/retry/{sid} or use a new submission_id"
+        )
+        assert stack.call("POST", f"/api/orch/cancel/{sid}").status_code == 200
+        again = httpx.post(f"{url}/api/orch/submit", json=body, headers=auth, timeout=120)
+        assert again.status_code == 409
+        assert again.json()["error"] == f"submission {sid} was canceled before its launch: use a new submission_id"
+        # Another submission under the same id is what 'already used' is for.
+        other = {**body, "runtime_params": {"submission_id": sid, "priority": "high"}}
+        clash = httpx.post(f"{url}/api/orch/submit", json=other, headers=auth, timeout=120)
+        assert clash.status_code == 409
+        assert clash.json()["error"] == f"submission_id '{sid}' is already used by another submission"
+
+
 def test_scheduled_jobs_fire_through_dagster_and_can_be_listed_edited_canceled_retried(stack: Stack) -> None:
     """Seed 003 §5 against the live stack: a one-off job is fired by the code location's
     gateway_jobs sensor; a recurring one is edited and canceled; a failed job is retried."""
