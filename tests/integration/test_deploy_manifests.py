@@ -100,3 +100,74 @@ def test_the_image_holds_every_file_its_defaults_name() -> None:
     assert _in_image(teams), f"{teams} (the gateway's default QUANTOS_TEAMS) is not copied into the image"
     env_paths = re.findall(r"QUANTOS_\w+=/app/(\S+)", (DEPLOY / "Dockerfile").read_text())
     assert env_paths and all(_in_image(p) for p in env_paths), [p for p in env_paths if not _in_image(p)]
+
+
+def _gateway_pod() -> dict:
+    gateway = next(d for _, d in _docs() if d["kind"] == "Deployment" and d["metadata"]["name"] == "quantos-gateway")
+    return gateway["spec"]["template"]["spec"]
+
+
+def _user_code() -> dict:
+    values = yaml.safe_load((DEPLOY / "helm" / "values.yaml").read_text())
+    [deployment] = values["dagster-user-deployments"]["deployments"]
+    return deployment
+
+
+def _claim_at(path: str, mounts: list[dict], volumes: list[dict]) -> tuple[str, dict]:
+    """(PVC claim name, mount) of the volume mounted at `path`."""
+    mount = next(m for m in mounts if m["mountPath"] == path)
+    volume = next(v for v in volumes if v["name"] == mount["name"])
+    return volume["persistentVolumeClaim"]["claimName"], mount
+
+
+def test_the_gateway_and_the_code_location_share_one_writable_spec_registry() -> None:
+    """Inline specs: the gateway writes them where the code location (and its runs) load specs."""
+    pod = _gateway_pod()
+    [container] = pod["containers"]
+    specs_dir = next(e["value"] for e in container["env"] if e["name"] == "QUANTOS_SPECS_DIR")
+    claim, mount = _claim_at(specs_dir, container["volumeMounts"], pod["volumes"])
+    assert not mount.get("readOnly"), "the gateway registers specs: its registry mount must be writable"
+    [pvc] = [d for _, d in _docs() if d["kind"] == "PersistentVolumeClaim" and d["metadata"]["name"] == claim]
+    assert "ReadWriteMany" in pvc["spec"]["accessModes"]  # gateway replicas and code server on any node
+
+    user = _user_code()
+    assert {"name": "QUANTOS_SPECS_DIR", "value": specs_dir} in user["env"]
+    assert _claim_at(specs_dir, user["volumeMounts"], user["volumes"])[0] == claim
+    assert user["includeConfigInLaunchedRuns"]["enabled"]  # runs and steps load the same specs
+
+    # Seeded from the image's own registry before the code location first loads.
+    image_specs = re.search(r"QUANTOS_SPECS_DIR=(\S+)", (DEPLOY / "Dockerfile").read_text())
+    assert image_specs is not None
+    seed = next(d for _, d in _docs() if d["kind"] == "Job" and d["metadata"]["name"] == "quantos-specs-seed")
+    seed_pod = seed["spec"]["template"]["spec"]
+    [seeder] = seed_pod["containers"]
+    assert _claim_at(specs_dir, seeder["volumeMounts"], seed_pod["volumes"])[0] == claim
+    assert f'Path("{image_specs.group(1)}")' in seeder["command"][-1] and f'Path("{specs_dir}")' in seeder["command"][-1]
+    assert seeder["image"].rsplit(":", 1)[0] == user["image"]["repository"] == container["image"].rsplit(":", 1)[0]
+
+
+def test_the_gateway_starts_on_its_manifest_with_secrets_taken_key_by_key() -> None:
+    """What the gateway is given is enough for the prod profile, every secret value comes from a
+    Secret the Helm values or the deployment guide create, and no Secret is mounted whole."""
+    from quantos_assets.gateway.settings import gateway_settings
+
+    pod = _gateway_pod()
+    [container] = pod["containers"]
+    assert not container.get("envFrom"), "name each key (secretKeyRef): the gateway needs few of them"
+    known = {s["name"] for s in _user_code()["envSecrets"]} | {"quantos-gateway-db"}
+    guide = (DEPLOY.parent / "docs" / "deployment.md").read_text()
+    env: dict[str, str] = {}
+    for var in container["env"]:
+        if "value" in var:
+            env[var["name"]] = var["value"]
+            continue
+        ref = var["valueFrom"]["secretKeyRef"]
+        assert ref["name"] in known and f"| `{ref['name']}` |" in guide, ref
+        env[var["name"]] = f"<{ref['name']}/{ref['key']}>"
+    settings = gateway_settings(env)  # raises ProfileError naming a variable the prod profile lacks
+    assert settings.production and settings.teams_required
+    mounts = {m["mountPath"]: m["name"] for m in container["volumeMounts"]}
+    volumes = {v["name"]: v for v in pod["volumes"]}
+    assert "configMap" in volumes[mounts[str(settings.teams_path.parent)]]
+    tokens = volumes[mounts[str(settings.tokens_path.parent)]]
+    assert f"| `{tokens['secret']['secretName']}` |" in guide
