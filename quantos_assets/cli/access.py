@@ -8,7 +8,7 @@ import sys
 EXIT_OK, EXIT_INVALID = 0, 1
 
 
-def add_parsers(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+def add_parsers(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     t = sub.add_parser("token", help="create, list or revoke API tokens (store: QUANTOS_API_TOKENS)")
     actions = t.add_subparsers(dest="action", required=True)
     create = actions.add_parser("create", help="print a new token once")

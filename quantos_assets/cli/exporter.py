@@ -6,7 +6,7 @@ import argparse
 import threading
 
 
-def add_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     e = sub.add_parser("exporter", help="serve Prometheus metrics of the Dagster instance (DAGSTER_HOME)")
     e.add_argument("--host", default="127.0.0.1", help="interface to listen on (default 127.0.0.1; 0.0.0.0 in a pod)")
     e.add_argument("--port", type=int, default=9464, help="port of /metrics (default 9464)")

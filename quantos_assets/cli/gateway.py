@@ -4,7 +4,7 @@ from __future__ import annotations
 import argparse
 
 
-def add_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     g = sub.add_parser("gateway", help="serve the REST submission API (Dagster at QUANTOS_DAGSTER_URL)")
     g.add_argument("--host", default="127.0.0.1", help="interface to listen on (default 127.0.0.1; 0.0.0.0 in a pod)")
     g.add_argument("--port", type=int, default=8080, help="port (default 8080)")

@@ -17,7 +17,7 @@ EXIT_OK, EXIT_INVALID, EXIT_ERROR = 0, 1, 2
 FINISHED = ("SUCCESS", "FAILURE", "CANCELED")
 
 
-def add_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = sub.add_parser(
         "logs", help="print a submission's log as JSON lines keyed by submission, pipeline and node"
     )

@@ -14,7 +14,7 @@ from pathlib import Path
 import yaml
 
 
-def add_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     m = sub.add_parser("manifests", help="write the Kubernetes Job of every step and Pod of every image-only task (production profile)")
     m.add_argument("path", type=Path, help="a spec file")
     m.add_argument("-o", "--output", type=Path, required=True, metavar="DIR", help="folder for one YAML per step")

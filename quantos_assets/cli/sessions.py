@@ -13,7 +13,7 @@ from pathlib import Path
 EXIT_OK, EXIT_INVALID = 0, 1
 
 
-def add_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     s = sub.add_parser("sessions", help="manage a spec's session partitions")
     actions = s.add_subparsers(dest="action", required=True)
     sync = actions.add_parser("sync", help="add every session from partitions.start to today")
