@@ -10,6 +10,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from dagster import AssetCheckExecutionContext, AssetExecutionContext
+
 from quantos_assets.run_tags import TAG_SUBMISSION, TAG_TEAM, TAG_VERSION
 from quantos_assets.spec.models import DagSpec
 
@@ -35,7 +37,9 @@ class Decision:
         return f"{self.spec.pipeline_id}/{self.model}"
 
 
-def record_decision(context, decision: Decision) -> None:  # type: ignore[no-untyped-def]
+def record_decision(
+    context: AssetExecutionContext | AssetCheckExecutionContext, decision: Decision
+) -> None:
     tags = context.run.tags
     verdict = PROMOTED if decision.promoted else REFUSED
     context.log.info(f"gate {decision.subject} -> {decision.stage}: {verdict}: {decision.detail}")

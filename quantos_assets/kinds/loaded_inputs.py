@@ -9,10 +9,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from dagster import DagsterEventType
+from dagster import AssetExecutionContext, DagsterEventType
 
 
-def loaded_inputs(context) -> dict[str, dict[str, Any]]:  # type: ignore[no-untyped-def]
+def loaded_inputs(context: AssetExecutionContext) -> dict[str, dict[str, Any]]:
     """input name -> recorded metadata (e.g. {"table": "p.universe", "snapshot_id": 1});
     empty outside a run (a directly invoked context has no event log)."""
     try:
