@@ -2,7 +2,10 @@
 
 Seed 000 puts a job queue in front of the workflow engine. A message is
 `{"dag_spec": {...} | "spec_ref": "...", "runtime_params": {...}}`; it names a pipeline of
-this code location and becomes one run of its job, the runtime params as run tags.
+this code location and becomes one run of its job, the runtime params as run tags and, in
+staging/prod, as the run config that places and labels each step pod and mounts the
+submission's secrets scopes (`submission_run_config`, what the gateway and the client send):
+k8s_job_executor applies no run tag to step pods.
 
 Exactly once across restarts, with Kafka's committed offsets as the source of truth:
 - a tick reads from the group's committed offsets and returns run requests keyed by
@@ -19,17 +22,20 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from dagster import DefaultSensorStatus, RunRequest, SensorDefinition, SensorResult, sensor
 from pydantic import BaseModel, ConfigDict, ValidationError, model_validator
 
+from quantos_assets.k8s.step_config import SecretScopeError, submission_run_config
 from quantos_assets.pipeline_assets import PipelineDefs
+from quantos_assets.placement import PlacementError
 from quantos_assets.run_tags import runtime_run_tags
 from quantos_assets.spec.errors import SpecError
 from quantos_assets.spec.loader import load_runtime_params, load_spec_text
 from resources.kafka_client import KafkaClient, KafkaProblem, KafkaSettings, Message, kafka_settings
+from resources.profile import runs_pods
 
 SENSOR_NAME = "kafka_submissions"
 TAG_KAFKA_MESSAGE = "quantos/kafka_message"
@@ -56,6 +62,7 @@ class Accepted:
     message: Message
     pipeline_id: str
     tags: dict[str, str]
+    run_config: dict[str, Any] = field(default_factory=dict)
 
     @property
     def run_key(self) -> str:
@@ -84,8 +91,10 @@ def pipeline_refs(pipelines: list[PipelineDefs]) -> dict[str, PipelineDefs]:
     return refs
 
 
-def parse_submission(msg: Message, refs: Mapping[str, PipelineDefs]) -> Accepted | Rejected:
-    """One message -> a run of a known pipeline, or the one-line reason it cannot be one."""
+def parse_submission(msg: Message, refs: Mapping[str, PipelineDefs], production: bool = False) -> Accepted | Rejected:
+    """One message -> a run of a known pipeline, or the one-line reason it cannot be one.
+    `production`: the run carries the submission's per-step Kubernetes config; params that
+    config could not honour are refused in every profile, as `quantos run` refuses them."""
     where = message_id(msg)
     try:
         body = json.loads(msg.value or b"")
@@ -121,8 +130,14 @@ def parse_submission(msg: Message, refs: Mapping[str, PipelineDefs]) -> Accepted
                 )
     except SpecError as err:
         return Rejected(msg, "; ".join(err.lines))
+    try:
+        run_config = submission_run_config(pipeline.spec, params)
+    except PlacementError as err:
+        return Rejected(msg, f"{where}: runtime_params.affinity.compute_pool: {err}")
+    except SecretScopeError as err:
+        return Rejected(msg, f"{where}: runtime_params.secrets_scope: {err}")
     tags = {**runtime_run_tags(params), TAG_KAFKA_MESSAGE: where}
-    return Accepted(msg, pipeline.spec.pipeline_id, tags)
+    return Accepted(msg, pipeline.spec.pipeline_id, tags, run_config if production else {})
 
 
 @dataclass(frozen=True)
@@ -143,7 +158,9 @@ class SubmissionCursor:
         return json.dumps({"topic": self.topic, "pending": {str(p): o for p, o in sorted(self.pending.items())}})
 
 
-def evaluate(cursor: str | None, settings: KafkaSettings, refs: Mapping[str, PipelineDefs], log: Any) -> SensorResult:
+def evaluate(
+    cursor: str | None, settings: KafkaSettings, refs: Mapping[str, PipelineDefs], log: Any, production: bool = False
+) -> SensorResult:
     """One tick: commit what the previous tick handed over, read on, turn messages into runs."""
     topic = settings.submissions_topic
     state = SubmissionCursor.parse(cursor, topic)
@@ -160,7 +177,7 @@ def evaluate(cursor: str | None, settings: KafkaSettings, refs: Mapping[str, Pip
     except KafkaProblem as err:
         # Nothing is lost: the pending offsets stay in the cursor until a commit succeeds.
         return SensorResult(skip_reason=str(err), cursor=state.dump())
-    outcomes = [parse_submission(m, refs) for m in messages]
+    outcomes = [parse_submission(m, refs, production) for m in messages]
     rejected = [o for o in outcomes if isinstance(o, Rejected)]
     if rejected:
         try:
@@ -172,7 +189,7 @@ def evaluate(cursor: str | None, settings: KafkaSettings, refs: Mapping[str, Pip
             log.error(f"rejected submission, sent to {settings.dead_letter_topic}: {r.error}")
     pending = {m.partition: m.offset + 1 for m in messages}
     requests = [
-        RunRequest(run_key=a.run_key, job_name=a.pipeline_id, tags=a.tags)
+        RunRequest(run_key=a.run_key, job_name=a.pipeline_id, tags=a.tags, run_config=a.run_config)
         for a in outcomes
         if isinstance(a, Accepted)
     ]
@@ -194,10 +211,12 @@ def _dead_letter(r: Rejected) -> tuple[bytes, bytes | None, dict[str, str]]:
 
 
 def build_kafka_submissions(
-    pipelines: list[PipelineDefs], settings: KafkaSettings | None = None
+    pipelines: list[PipelineDefs], settings: KafkaSettings | None = None, production: bool | None = None
 ) -> SensorDefinition | None:
-    """The submission sensor, or None when no broker is configured (QUANTOS_KAFKA_BOOTSTRAP)."""
+    """The submission sensor, or None when no broker is configured (QUANTOS_KAFKA_BOOTSTRAP).
+    `production` (default: the profile runs steps as pods, staging/prod) adds the run config."""
     settings = settings or kafka_settings()
+    production = runs_pods() if production is None else production
     if not settings.enabled:
         return None
     refs = pipeline_refs(pipelines)
@@ -213,6 +232,6 @@ def build_kafka_submissions(
         ),
     )
     def kafka_submissions(context):  # type: ignore[no-untyped-def]
-        return evaluate(context.cursor, settings, refs, context.log)
+        return evaluate(context.cursor, settings, refs, context.log, production)
 
     return kafka_submissions

@@ -96,6 +96,51 @@ def test_each_submission_becomes_one_run_and_bad_ones_are_dead_lettered(
     assert [r.tags["quantos/submission_id"] for r in third.run_requests] == ["sub-008"]
 
 
+PROD = {"QUANTOS_ENV": "prod", "QUANTOS_CATALOG_URI": "postgresql+psycopg2://lake@pg/lake",
+        "QUANTOS_WAREHOUSE": "s3://lake/warehouse", "QUANTOS_ARTIFACTS": "s3://artifacts"}
+
+
+def test_in_production_a_submissions_placement_and_secrets_reach_its_steps(
+    kafka_broker: MockKafka, tmp_path: Path
+) -> None:
+    """k8s_job_executor applies no run tag to step pods: a Kafka submission's affinity and
+    secrets_scope travel as the run config the gateway sends, which the prod job accepts."""
+    from dagster import validate_run_config
+
+    from definitions.assemble import definitions_for
+    from resources.profile import active_profile
+
+    pipelines = _pipelines(tmp_path)
+    wanted = _params(1, secrets_scope=["market-data"], affinity={"compute_pool": "cpu_spot"}, priority="low")
+    kafka_broker.produce(TOPIC, [
+        {"spec_ref": "xs_signal", "runtime_params": wanted},
+        {"spec_ref": "xs_signal", "runtime_params": _params(2, secrets_scope=["Market_Data"])},
+        {"spec_ref": "xs_signal", "runtime_params": _params(3, affinity={"compute_pool": "tpu"})},
+    ])
+    sensor = build_kafka_submissions(pipelines, _settings(kafka_broker.bootstrap), production=True)
+    [run] = _tick(sensor, None).run_requests
+
+    step = run.run_config["execution"]["config"]["per_step_k8s_config"]["xs_signal__features"]
+    assert step["container_config"]["env_from"] == [{"secret_ref": {"name": "quantos-scope-market-data"}}]
+    assert step["pod_spec_config"]["node_selector"] == {"quantos.io/pool": "cpu-spot"}
+    assert step["pod_template_spec_metadata"]["labels"]["quantos.io/submission"] == "sub-001"
+    prod_job = definitions_for(pipelines, active_profile(PROD)).resolve_job_def("xs_signal")
+    validate_run_config(prod_job, run.run_config)  # k8s_job_executor's own config schema
+
+    errors = {dict(m.headers())["quantos.error"].decode().split(": ", 1)[1] for m in kafka_broker.read_all(f"{TOPIC}.dlq")}
+    assert errors == {
+        (
+            "runtime_params.secrets_scope: secrets_scope 'Market_Data' cannot name a Kubernetes Secret "
+            "(lowercase letters, digits and '-' only)"
+        ),
+        "runtime_params.affinity.compute_pool: compute_pool 'tpu' does not exist (pools: cpu, cpu_spot, gpu, gpu_spot)",
+    }
+
+    # Locally the steps run in processes: the same message carries no Kubernetes config.
+    local = build_kafka_submissions(pipelines, _settings(kafka_broker.bootstrap, group="local"), production=False)
+    assert all(r.run_config == {} for r in _tick(local, None).run_requests)
+
+
 def test_unreachable_broker_and_missing_topic_skip_with_the_cause_and_lose_nothing(
     kafka_broker: MockKafka, tmp_path: Path
 ) -> None:
