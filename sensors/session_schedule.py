@@ -81,7 +81,7 @@ def build_session_schedule(pipeline: PipelineDefs, clock: Clock = _utc_now) -> S
     assert schedule is not None
     partition_set = partitions_name(spec) if spec.partitions is not None else None
 
-    def evaluate(context: ScheduleEvaluationContext):  # type: ignore[no-untyped-def]
+    def evaluate(context: ScheduleEvaluationContext) -> SkipReason | RunRequest:
         outcome = session_for_tick(schedule, context.scheduled_execution_time, clock())
         if isinstance(outcome, SkipReason):
             return outcome

@@ -10,7 +10,9 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 
 from dagster import (
+    AddDynamicPartitionsRequest,
     DefaultSensorStatus,
+    DynamicPartitionsDefinition,
     SensorDefinition,
     SensorEvaluationContext,
     SensorResult,
@@ -37,7 +39,7 @@ def build_session_sync(
         description=f"Adds every {spec.partitions.calendar if spec.partitions else ''} session "
         "to the partitions of this pipeline as it arrives",
     )
-    def _sync(context: SensorEvaluationContext):  # type: ignore[no-untyped-def]
+    def _sync(context: SensorEvaluationContext) -> SkipReason | SensorResult:
         existing = set(context.instance.get_dynamic_partitions(name))
         missing = missing_session_keys(spec, existing, clock())
         if not missing:
@@ -47,7 +49,5 @@ def build_session_sync(
     return _sync
 
 
-def dynamic_add(name: str, keys: list[str]):  # type: ignore[no-untyped-def]
-    from dagster import DynamicPartitionsDefinition
-
+def dynamic_add(name: str, keys: list[str]) -> AddDynamicPartitionsRequest:
     return DynamicPartitionsDefinition(name=name).build_add_request(keys)
