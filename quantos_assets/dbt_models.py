@@ -240,7 +240,7 @@ def build_dbt_assets(
             dagster_dbt_translator=translator,
             required_resource_keys={DBT_RESOURCE_KEY},
         )
-        def _models(context):  # unannotated: Dagster reads the annotation (pyproject.toml)
+        def _models(context):  # context unannotated: see [tool.mypy]
             args = ["build"]
             if context.has_partition_key or context.has_partition_key_range:
                 sessions = context.partition_key_range  # one key: start == end

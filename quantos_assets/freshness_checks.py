@@ -123,7 +123,7 @@ def build_freshness_checks(
     ]
 
     @multi_asset_check(specs=specs, name=f"{spec.pipeline_id}__freshness", can_subset=True)
-    def _freshness(context):  # unannotated: Dagster reads the annotation (pyproject.toml)
+    def _freshness(context):  # context unannotated: see [tool.mypy]
         selected = [k for k in keys if any(c.asset_key == k for c in context.selected_asset_check_keys)]
         for key, verdict in freshness_verdicts(context.instance, spec, selected, clock()).items():
             yield AssetCheckResult(**_check_fields(key, verdict))

@@ -112,7 +112,7 @@ class LineageIndex:
             # `{pipeline}.promoted.{stage}`, reading the model (and the previous stage).
             for stage in pipeline.gates.stages if pipeline.gates else ():
                 nodes[stage.op.name] = NodeInfo(
-                    spec.pipeline_id, ".".join(stage.key.path[1:]), tuple(sorted(stage.dependency_keys, key=lambda k: k.path)), (stage.key,)
+                    spec.pipeline_id, ".".join(stage.key.path[1:]), tuple(sorted(stage.dependency_keys, key=lambda k: tuple(k.path))), (stage.key,)
                 )
         return cls(nodes, teams, frozenset(p.spec.pipeline_id for p in pipelines))
 
@@ -182,10 +182,10 @@ class _RunReader:
             event = record.event_log_entry.dagster_event
             if event.event_type == DagsterEventType.LOADED_INPUT and event.step_key == step_key:
                 data = event.event_specific_data
-                key = (node.pipeline_id, data.input_name)
+                read = (node.pipeline_id, data.input_name)
                 metadata = _plain(data.metadata or {})
                 if metadata:
-                    loaded[key] = dataset_ref(key, metadata)
+                    loaded[read] = dataset_ref(read, metadata)
             elif event.event_type == DagsterEventType.ASSET_MATERIALIZATION and record.timestamp <= at:
                 mat = event.event_specific_data.materialization
                 in_run[tuple(mat.asset_key.path)] = dataset_ref(mat.asset_key.path, _plain(mat.metadata))
@@ -344,7 +344,7 @@ def build_lineage_sensor(
         default_status=DefaultSensorStatus.RUNNING,
         description=f"OpenLineage START/COMPLETE/FAIL of every node and submission, sent to {emitter.target}.",
     )
-    def quantos_openlineage(context):  # type: ignore[no-untyped-def]
+    def quantos_openlineage(context):  # context unannotated: see [tool.mypy]
         return evaluate_lineage(context.instance, context.cursor, index, naming, emitter)
 
     return quantos_openlineage

@@ -91,7 +91,7 @@ def build_gate_checks(
         op_tags=dict(op_tags),
         description=f"Promotion gate of {model_key.to_user_string()}: blocks {', '.join(gate.stages)}",
     )
-    def _gate(context):  # unannotated: Dagster reads the annotation (pyproject.toml)
+    def _gate(context):  # context unannotated: see [tool.mypy]
         selected = {k.name for k in context.selected_asset_check_keys}
         model = latest(context.instance, model_key)
         results = list(_judge(context, selected, model, metrics_key, gate))

@@ -86,7 +86,7 @@ def _stage_asset(
         ),
         **attrs,
     )
-    def _promote(context):  # unannotated: Dagster reads the annotation (pyproject.toml)
+    def _promote(context):  # context unannotated: see [tool.mypy]
         model = latest(context.instance, model_key)
         problems = _refusals(context, model, check_keys, spec, previous)
 
