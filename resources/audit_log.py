@@ -14,9 +14,10 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, TypedDict
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
@@ -85,7 +86,22 @@ class ChainReport:
     problem: str | None = None
 
 
-def record_hash(prev_hash: str, fields: dict[str, Any]) -> str:
+class _HashedFields(TypedDict):
+    """The fields of an AuditRecord that its hash covers (all but the two hashes)."""
+
+    seq: int
+    at: str
+    actor: str
+    team: str
+    action: str
+    subject: str
+    spec_sha256: str | None
+    params: str
+    decision: str
+    detail: str
+
+
+def record_hash(prev_hash: str, fields: Mapping[str, object]) -> str:
     """sha256 over the previous hash and the record's fields as canonical JSON."""
     body = json.dumps(fields, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
     return hashlib.sha256(f"{prev_hash}\n{body}".encode()).hexdigest()
@@ -133,7 +149,7 @@ class AuditLog:
                 sa.select(audit_table.c.seq, audit_table.c.hash).order_by(audit_table.c.seq.desc()).limit(1)
             ).first()
             seq, prev = (last.seq + 1, last.hash) if last else (1, GENESIS)
-            fields = {
+            fields: _HashedFields = {
                 "seq": seq,
                 "at": datetime.now(UTC).isoformat(timespec="microseconds"),
                 "actor": actor,
