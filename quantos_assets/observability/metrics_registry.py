@@ -20,6 +20,6 @@ def metrics_registry(
     """Runs, queue, steps and checks from the instance; Kafka lag where Kafka is configured."""
     profile = profile or active_profile()
     registry = CollectorRegistry()
-    registry.register(RunMetricsCollector(instance))
+    registry.register(RunMetricsCollector(instance, profile.specs_dir))
     registry.register(KafkaLagCollector(kafka or kafka_settings(), profile.specs_dir))
     return registry

@@ -19,11 +19,17 @@ It writes one JSON object per event to the process's stdout. A step's stdout is 
 Dagster's compute log manager captures, so each node's captured stdout in the UI holds its
 own keyed lines (Dagster's human console log stays on stderr). QUANTOS_JSON_LOGS=off
 silences it without touching dagster.yaml.
+
+A run of Dagster's implicit asset job (the UI's "Materialize", backfills, `dagster asset
+materialize`) has no pipeline tag: its step lines take the pipeline from the step key, and its
+run-level lines (RUN_START, ...) from the run's asset selection, read once per run and process
+from the instance at DAGSTER_HOME (run_owner.py).
 """
 from __future__ import annotations
 
 import logging
 import sys
+import threading
 from datetime import UTC, datetime
 from typing import IO, Any
 
@@ -40,6 +46,9 @@ LOG_FIELDS = ("timestamp", "level", "submission_id", "pipeline_id", "node_id", "
 _DAGSTER_ATTRS = ("dagster_meta", "dagster_event", "dagster_event_batch_metadata")
 # The job Dagster runs for an ad-hoc asset selection (UI "Materialize").
 _IMPLICIT_JOB = "__ASSET_JOB"
+# run_id -> pipeline of implicit-job runs seen by this process (None: not found)
+_RUN_PIPELINES: dict[str, str | None] = {}
+_RUN_LOCK = threading.Lock()
 
 
 def iso_timestamp(seconds: float) -> str:
@@ -73,6 +82,8 @@ class NodeKeys(logging.Filter):
         meta: dict[str, Any] = getattr(record, "dagster_meta", None) or {}
         tags = meta.get("job_tags") or {}
         pipeline, node = step_node(meta.get("step_key"), tags.get(TAG_PIPELINE) or meta.get("job_name"))
+        if node is None and pipeline is not None and pipeline.startswith(_IMPLICIT_JOB) and meta.get("run_id"):
+            pipeline = implicit_run_pipeline(meta["run_id"]) or pipeline
         event = meta.get("dagster_event")
         record.timestamp = iso_timestamp(record.created)
         record.submission_id = tags.get(TAG_SUBMISSION)
@@ -84,6 +95,29 @@ class NodeKeys(logging.Filter):
         # Dagster's record message repeats job, run id and step; the original is the message.
         record.node_message = meta.get("orig_message", record.getMessage())
         return True
+
+
+def implicit_run_pipeline(run_id: str) -> str | None:
+    """The pipeline of an implicit-job run, from its asset selection in run storage. Looked up
+    once per run in a process; never raises (a log line must not fail a run)."""
+    with _RUN_LOCK:
+        if run_id in _RUN_PIPELINES:
+            return _RUN_PIPELINES[run_id]
+        _RUN_PIPELINES[run_id] = None  # also while looking: the lookup may log
+        if len(_RUN_PIPELINES) > 1000:
+            _RUN_PIPELINES.pop(next(iter(_RUN_PIPELINES)))
+    try:
+        from dagster import DagsterInstance
+
+        from quantos_assets.observability.run_owner import run_pipeline
+
+        with DagsterInstance.get() as instance:
+            run = instance.get_run_by_id(run_id)
+        found = run_pipeline(run) if run is not None else None
+    except Exception:  # noqa: BLE001 - no DAGSTER_HOME (an ephemeral instance), storage down
+        found = None
+    _RUN_PIPELINES[run_id] = found
+    return found
 
 
 def node_log_formatter() -> JsonFormatter:

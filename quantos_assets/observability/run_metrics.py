@@ -3,7 +3,8 @@
 Dagster OSS has no Prometheus endpoint (dagster#4480). This collector reads the
 instance's run storage on each scrape (a custom `Collector`, so nothing is kept in
 memory between scrapes and several exporters agree): runs by status, pipeline and
-team; the queue's depth and how long runs waited in it; step durations and retries
+team (a run of Dagster's implicit asset job is counted under the pipeline its assets belong
+to, and the team its spec names: run_owner.py); the queue's depth and how long runs waited in it; step durations and retries
 of recently finished runs; asset-check failures (counted over the instance's whole
 history, so the counter only grows) and the checks failing now.
 """
@@ -11,13 +12,14 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Iterator
+from pathlib import Path
 
 from dagster import DagsterInstance, DagsterRunStatus, RunsFilter
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily
 from prometheus_client.registry import Collector
 
 from quantos_assets.observability.check_results import check_results
-from quantos_assets.run_tags import TAG_PIPELINE, TAG_TEAM
+from quantos_assets.observability.run_owner import SpecTeams, run_pipeline, run_team
 
 # How many of the newest runs the scrape looks at (status counts use the whole storage).
 RECENT_RUNS = 1000
@@ -40,17 +42,20 @@ def _histogram(name: str, doc: str, labels: list[str], series: dict[tuple[str, .
 
 
 class RunMetricsCollector(Collector):
-    def __init__(self, instance: DagsterInstance) -> None:
+    def __init__(self, instance: DagsterInstance, specs_dir: Path | None = None) -> None:
         self.instance = instance
+        # The spec registry: the team of runs launched without one (UI, backfills)
+        self.spec_teams = SpecTeams(specs_dir)
 
     def collect(self) -> Iterator[GaugeMetricFamily | CounterMetricFamily | HistogramMetricFamily]:
         records = self.instance.get_run_records(limit=RECENT_RUNS)
         by_status: Counter[tuple[str, str, str]] = Counter()
         waits: dict[tuple[str, ...], list[float]] = {}
+        spec_teams = self.spec_teams.current()
         for record in records:
             run = record.dagster_run
-            pipeline = run.tags.get(TAG_PIPELINE, run.job_name)
-            team = run.tags.get(TAG_TEAM, "")
+            pipeline = run_pipeline(run)
+            team = run_team(run, pipeline, spec_teams)
             by_status[(run.status.value, pipeline, team)] += 1
             if record.start_time is not None:
                 wait = max(0.0, record.start_time - record.create_timestamp.timestamp())
@@ -76,14 +81,16 @@ class RunMetricsCollector(Collector):
         finished = [r for r in records if r.dagster_run.status in FINISHED][:STEP_STATS_RUNS]
         for record in finished:
             run = record.dagster_run
-            pipeline = run.tags.get(TAG_PIPELINE, run.job_name)
+            pipeline = run_pipeline(run)
             for step in self.instance.get_run_step_stats(run.run_id):
-                node = step.step_key.removeprefix(f"{pipeline}__")
+                owner, node = pipeline, step.step_key.removeprefix(f"{pipeline}__")
+                if "," in pipeline and "__" in step.step_key:  # a selection across pipelines
+                    owner, node = step.step_key.split("__", 1)
                 if step.start_time is not None and step.end_time is not None:
-                    durations.setdefault((pipeline, node), []).append(step.end_time - step.start_time)
+                    durations.setdefault((owner, node), []).append(step.end_time - step.start_time)
                 attempts = step.attempts or 1
                 if attempts > 1:
-                    retries[(pipeline, node)] += attempts - 1
+                    retries[(owner, node)] += attempts - 1
         yield _histogram(
             "quantos_step_duration_seconds",
             f"Step durations of the newest {STEP_STATS_RUNS} finished runs",

@@ -250,3 +250,30 @@ def test_quantos_logs_into_a_closed_pipe_ends_quietly(ran: Ran, webserver: str) 
     finally:
         os.close(write_end)
     assert (done.returncode, done.stderr) == (141, ""), done.stderr
+
+
+def test_runs_of_the_implicit_asset_job_are_keyed_by_their_pipeline_and_team(tmp_path: Path) -> None:
+    """The UI's Materialize, asset backfills and `dagster asset materialize` run Dagster's
+    `__ASSET_JOB` without the pipeline or team tags: the run's own lines and `quantos_runs`
+    name the pipeline of the selected assets and the team of its spec."""
+    from quantos_assets.observability.run_metrics import RunMetricsCollector
+
+    env = _environment(tmp_path)
+    done = subprocess.run(  # noqa: PLW1510 (the return code is asserted)
+        ["dagster", "asset", "materialize", "-m", "definitions.definitions", "-a", "defs", "--select", "logs_demo/bars"],
+        cwd=REPO, env={**env, "PATH": f"{Path(sys.executable).parent}:{env['PATH']}"},
+        capture_output=True, text=True, timeout=180,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    run_lines = [line for line in _json_lines(done.stdout) if line["node_id"] is None]
+    assert {"RUN_START", "RUN_SUCCESS"} <= {line["event"] for line in run_lines}, done.stdout[-2000:]
+    assert {line["pipeline_id"] for line in run_lines} == {"logs_demo"}
+
+    with _instance(env) as instance:
+        [run] = instance.get_runs()
+        assert run.job_name == "__ASSET_JOB" and "quantos/pipeline_id" not in run.tags
+        families = {f.name: f.samples for f in RunMetricsCollector(instance, Path(env["QUANTOS_SPECS_DIR"])).collect()}
+    runs = {(s.labels["status"], s.labels["pipeline"], s.labels["team"]): s.value for s in families["quantos_runs"]}
+    assert runs == {("SUCCESS", "logs_demo", "research"): 1}
+    steps = {(s.labels["pipeline"], s.labels["node"]) for s in families["quantos_step_duration_seconds"]}
+    assert steps == {("logs_demo", "bars")}
