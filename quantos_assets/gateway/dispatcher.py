@@ -22,6 +22,7 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 from quantos_assets.client.graphql import DagsterAPIError
 from quantos_assets.client.submissions import (
@@ -34,6 +35,7 @@ from quantos_assets.client.submissions import (
 from quantos_assets.gateway.submission_store import SubmissionRow, SubmissionStore
 from quantos_assets.spec.errors import SpecError
 from quantos_assets.spec.loader import LoadedSpec
+from quantos_assets.spec.models import RuntimeParams
 from resources.audit_log import AuditLog
 
 log = logging.getLogger("quantos.gateway.dispatcher")
@@ -100,7 +102,6 @@ class LaunchDispatcher:
                     loaded, params, request.get("nodes"), request.get("partition"), team=row.team,
                     extra_tags={"quantos/spec_sha256": row.spec_sha256},
                 )
-                break
             except SubmissionError as err:
                 self._failed(row, str(err))
                 return
@@ -115,6 +116,8 @@ class LaunchDispatcher:
                 # a launch that timed out may still have created its run: never launch twice
                 if self._already_running(row):
                     return
+                continue
+            break
         self.store.set_run(row.id, launched.run_id, attempt=1)
         self.on_launched(row.team)
         self.audit.append(
@@ -122,7 +125,7 @@ class LaunchDispatcher:
             spec_sha256=row.spec_sha256, decision="accepted", detail=f"run {launched.run_id}",
         )
 
-    def _rebuild(self, row: SubmissionRow) -> tuple[LoadedSpec, object, dict]:
+    def _rebuild(self, row: SubmissionRow) -> tuple[LoadedSpec, RuntimeParams, dict[str, Any]]:
         """The spec and params exactly as accepted (the spec's hash must still match)."""
         request = json.loads(row.request or "{}")
         if request.get("dag_spec") is not None:

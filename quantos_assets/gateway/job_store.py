@@ -113,8 +113,9 @@ class JobStore:
         timezone: str,
     ) -> ScheduledJob:
         now = time.time()
+        job_id = f"job-{uuid.uuid4().hex[:12]}"
         values = {
-            "id": f"job-{uuid.uuid4().hex[:12]}",
+            "id": job_id,
             "team": team,
             "actor": actor,
             "type": type,
@@ -132,7 +133,7 @@ class JobStore:
         }
         with self.engine.begin() as conn:
             conn.execute(sa.insert(jobs).values(**values))
-        return self.get(values["id"])  # type: ignore[return-value]
+        return self._written(job_id)
 
     def get(self, job_id: str) -> ScheduledJob | None:
         with self.engine.connect() as conn:
@@ -166,9 +167,16 @@ class JobStore:
             values["description"] = changes.description
         with self.engine.begin() as conn:
             conn.execute(sa.update(jobs).where(jobs.c.id == job_id).values(**values))
-        return self.get(job_id)  # type: ignore[return-value]
+        return self._written(job_id)
 
     def cancel(self, job_id: str) -> ScheduledJob:
         with self.engine.begin() as conn:
             conn.execute(sa.update(jobs).where(jobs.c.id == job_id).values(canceled=True, updated_at=time.time()))
-        return self.get(job_id)  # type: ignore[return-value]
+        return self._written(job_id)
+
+    def _written(self, job_id: str) -> ScheduledJob:
+        """A job just inserted or updated (jobs are never deleted, only canceled)."""
+        job = self.get(job_id)
+        if job is None:
+            raise KeyError(f"no scheduled job {job_id!r}")
+        return job

@@ -10,6 +10,7 @@ from __future__ import annotations
 import time
 import zoneinfo
 from datetime import UTC, datetime
+from functools import partial
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Query, Request
@@ -285,7 +286,7 @@ def build_router() -> APIRouter:
         gw.jobs.cancel(job_id)
         stopped = [r["runId"] for r in _runs(gw, job) if r["status"] in ACTIVE_STATUSES]
         for run_id in stopped:
-            answer(lambda run_id=run_id: gw.client.api.terminate(run_id))
+            answer(partial(gw.client.api.terminate, run_id))
         message = "canceled; no further runs" + (f"; terminated {len(stopped)} active run(s)" if stopped else "")
         _audit(gw, who, "cancel", job, "accepted", message)
         return JobAction(job_id=job_id, status="canceled", message=message)

@@ -16,6 +16,7 @@ from __future__ import annotations
 import json
 import time
 import zlib
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -133,7 +134,7 @@ class SubmissionStore:
             row = conn.execute(sa.select(submissions).where(submissions.c.id == submission_id)).first()
             if row is not None:
                 return Admission(False, existing=SubmissionRow(**row._asdict()))
-            window = conn.execute(
+            window: Sequence[float] = conn.execute(
                 sa.select(submissions.c.created_at)
                 .where(submissions.c.team == team, submissions.c.created_at > now - WINDOW_SECONDS)
                 .order_by(submissions.c.created_at)
