@@ -11,11 +11,14 @@ overwrite when files must be replaced) in ONE transaction. Reads of flat tables 
 
 from __future__ import annotations
 
+import logging
 import os
+import random
 import time
 import uuid
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from dataclasses import dataclass
 from urllib.parse import quote
 
@@ -41,7 +44,7 @@ from pyiceberg.io.pyarrow import (
 from pyiceberg.manifest import DataFile, DataFileContent, FileFormat
 from pyiceberg.partitioning import UNPARTITIONED_PARTITION_SPEC, PartitionField, PartitionSpec
 from pyiceberg.schema import Schema
-from pyiceberg.table import Table, Transaction
+from pyiceberg.table import Table, TableProperties, Transaction
 from pyiceberg.table.metadata import TableMetadata
 from pyiceberg.table.update.snapshot import ExpireSnapshots
 from pyiceberg.transforms import IdentityTransform
@@ -55,7 +58,14 @@ PARQUET_CODEC = "zstd"
 _FIELD_ID_KEY = b"PARQUET:field_id"
 # Rows per data file before a write is split across cores (= pyarrow's default row group).
 ROWS_PER_FILE = 1024 * 1024
-_COMMIT_ATTEMPTS = 5
+# Commits are optimistic (the catalog row moves only if nobody committed in between); on a
+# conflict the whole write is redone from a fresh load, after a jittered exponential backoff,
+# for as long as _COMMIT_DEADLINE_S: bounded by time, not attempts, because the number of
+# losing rounds grows with the number of writers (a backfill's concurrent runs on one table).
+_COMMIT_DEADLINE_S = 120.0
+_COMMIT_BACKOFF_S = 0.05
+_COMMIT_BACKOFF_MAX_S = 2.0
+_log = logging.getLogger(__name__)
 
 # Keep per-commit cost flat as history grows: merge manifests on append (bounded manifest list),
 # and keep only a bounded number of old metadata.json files.
@@ -90,6 +100,57 @@ class WriteResult:
 def open_sql_catalog(name: str, uri: str, warehouse: str, properties: dict[str, str]) -> Catalog:
     """A SqlCatalog (SQLite locally, Postgres in the cluster); creates its tables if absent."""
     return SqlCatalog(name, uri=uri, warehouse=warehouse, **properties)
+
+
+@contextmanager
+def unavailable_as_lake_error(
+    catalog: Catalog | None, subject: str, action: str, catalog_uri: str | None = None
+) -> Iterator[None]:
+    """Turn an unreachable catalog database or object store into ONE line naming the table.
+
+    Without it a user gets psycopg2's multi-line message with the SQL statement, or pyarrow's
+    S3 error, with no table in it. Nothing is lost: an Iceberg commit is a single catalog row
+    update, so the table holds either the previous snapshot or this whole write, and a retry
+    of the step (slo.retry) rewrites the same rows. Only connection-level failures are mapped;
+    anything else (a bug, bad data) keeps its own type and traceback.
+    """
+    import sqlalchemy.exc
+
+    try:
+        yield
+    except (sqlalchemy.exc.OperationalError, sqlalchemy.exc.InterfaceError) as exc:
+        where = _catalog_location(catalog, catalog_uri)
+        raise LakeTableError(
+            f"{subject}: Iceberg catalog{where} unavailable while {action}: {_first_line(exc.orig or exc)}"
+        ) from exc
+    except OSError as exc:
+        warehouse = catalog.properties.get("warehouse") if catalog is not None else None
+        where = f" ({warehouse})" if warehouse else ""
+        raise LakeTableError(
+            f"{subject}: warehouse storage{where} unavailable while {action}: {_first_line(exc)}"
+        ) from exc
+
+
+def _catalog_location(catalog: Catalog | None, catalog_uri: str | None) -> str:
+    """` (URL)` of the catalog database, password hidden; empty if unknown."""
+    import sqlalchemy.engine
+
+    engine = getattr(catalog, "engine", None)
+    if engine is not None:
+        url = engine.url
+    elif catalog_uri:
+        try:
+            url = sqlalchemy.engine.make_url(catalog_uri)
+        except sqlalchemy.exc.ArgumentError:
+            return ""
+    else:
+        return ""
+    return f" ({url.render_as_string(hide_password=True)})"
+
+
+def _first_line(exc: BaseException) -> str:
+    lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
+    return lines[0] if lines else type(exc).__name__
 
 
 def normalise_arrow(data: pa.Table) -> pa.Table:
@@ -172,17 +233,29 @@ def write_partitions(
         data = parts[0] if len(parts) == 1 else pa.concat_tables(parts, promote_options="permissive")
     assert data is not None
     props = dict(snapshot_properties or {})
-    catalog.create_namespace_if_not_exists(identifier[0])
-    last_error: Exception | None = None
-    for attempt in range(_COMMIT_ATTEMPTS):
-        try:
-            return _write_once(catalog, identifier, data, slices, props, snapshots_to_keep)
-        except (CommitFailedException, TableAlreadyExistsError) as exc:
-            last_error = exc
-            time.sleep(0.05 * (attempt + 1))
-    raise LakeTableError(
-        f"{'.'.join(identifier)}: commit failed after {_COMMIT_ATTEMPTS} attempts: {last_error}"
-    )
+    name = ".".join(identifier)
+    deadline = time.monotonic() + _COMMIT_DEADLINE_S
+    attempt = 0
+    with unavailable_as_lake_error(catalog, name, "writing"):
+        catalog.create_namespace_if_not_exists(identifier[0])
+        while True:
+            attempt += 1
+            try:
+                return _write_once(catalog, identifier, data, slices, props, snapshots_to_keep)
+            except (CommitFailedException, TableAlreadyExistsError) as exc:
+                pause = _commit_backoff(attempt)
+                if time.monotonic() + pause > deadline:
+                    raise LakeTableError(
+                        f"{name}: commit failed after {attempt} attempts in {_COMMIT_DEADLINE_S:.0f} s: "
+                        f"other writers kept committing first ({_first_line(exc)})"
+                    ) from exc
+                _log.info("%s: another writer committed first; retrying (attempt %d)", name, attempt + 1)
+                time.sleep(pause)
+
+
+def _commit_backoff(attempt: int) -> float:
+    """Full jitter (uniform in [0, cap]): writers that collided do not collide again in lockstep."""
+    return random.uniform(0.0, min(_COMMIT_BACKOFF_MAX_S, _COMMIT_BACKOFF_S * 2 ** min(attempt, 16)))
 
 
 def _write_once(
@@ -253,7 +326,7 @@ def _open_transaction(
 ) -> Transaction:
     """The table's transaction, or a create-table transaction so creation and data are one commit."""
     try:
-        return catalog.load_table(identifier).transaction()
+        return _without_pyiceberg_retries(catalog.load_table(identifier)).transaction()
     except NoSuchTableError:
         pass
     schema = Catalog._convert_schema_if_needed(arrow_schema)
@@ -271,6 +344,21 @@ def _open_transaction(
     return catalog.create_table_transaction(
         identifier, schema=schema, partition_spec=spec, properties=TABLE_PROPERTIES
     )
+
+
+def _without_pyiceberg_retries(table: Table) -> Table:
+    """This handle with PyIceberg's own commit retry off (in memory; stored properties unchanged).
+
+    On a conflict PyIceberg rebuilds only the snapshot and re-plays the transaction's other
+    updates on the new table state as they were: our snapshot expiry, computed for the old
+    state, then names snapshots another writer has expired meanwhile, and the commit fails with
+    a ValueError that no retry catches (4 concurrent writers lost writes this way).
+    write_partitions retries the whole write from a fresh load instead, so the replaced files,
+    the schema update and the expiry are all planned against the state being committed on.
+    """
+    properties = {**table.metadata.properties, TableProperties.COMMIT_NUM_RETRIES: "0"}
+    table.metadata = table.metadata.model_copy(update={"properties": properties})
+    return table
 
 
 def _has_new_columns(schema: Schema, arrow_schema: pa.Schema) -> bool:
@@ -376,12 +464,13 @@ def _partition_filter(keys: str | Sequence[str] | None) -> BooleanExpression:
 
 def read_table(catalog: Catalog, identifier: tuple[str, str], snapshot_id: int | None) -> pa.Table:
     """Read exactly one snapshot (None: the current one) of a whole table."""
-    table = catalog.load_table(identifier)
-    if snapshot_id is not None and table.snapshot_by_id(snapshot_id) is None:
-        raise LakeTableError(
-            f"{'.'.join(identifier)}: snapshot {snapshot_id} no longer exists (expired)"
-        )
-    return _read(table, snapshot_id, None)
+    with unavailable_as_lake_error(catalog, ".".join(identifier), "reading"):
+        table = catalog.load_table(identifier)
+        if snapshot_id is not None and table.snapshot_by_id(snapshot_id) is None:
+            raise LakeTableError(
+                f"{'.'.join(identifier)}: snapshot {snapshot_id} no longer exists (expired)"
+            )
+        return _read(table, snapshot_id, None)
 
 
 def read_partitions(
@@ -396,11 +485,12 @@ def read_partitions(
     key holds what its latest materialization wrote. Snapshot ids are random, so "newest" is by
     sequence number; if all of them were expired, the current snapshot holds the same content.
     """
-    table = catalog.load_table(identifier)
-    retained = [s for s in map(table.snapshot_by_id, snapshot_ids) if s is not None]
-    newest = max(retained, key=lambda s: s.sequence_number or 0) if retained else None
-    keys = None if table.spec().is_unpartitioned() else partition_keys
-    return _read(table, newest.snapshot_id if newest else None, keys)
+    with unavailable_as_lake_error(catalog, ".".join(identifier), "reading"):
+        table = catalog.load_table(identifier)
+        retained = [s for s in map(table.snapshot_by_id, snapshot_ids) if s is not None]
+        newest = max(retained, key=lambda s: s.sequence_number or 0) if retained else None
+        keys = None if table.spec().is_unpartitioned() else partition_keys
+        return _read(table, newest.snapshot_id if newest else None, keys)
 
 
 def _read(table: Table, snapshot_id: int | None, partition_keys: Sequence[str] | None) -> pa.Table:
@@ -465,6 +555,7 @@ __all__ = [
     "open_sql_catalog",
     "read_partitions",
     "read_table",
+    "unavailable_as_lake_error",
     "with_partition_column",
     "write_partitions",
     "write_table",

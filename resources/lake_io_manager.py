@@ -31,6 +31,7 @@ from resources.iceberg_tables import (
     open_sql_catalog,
     read_partitions,
     read_table,
+    unavailable_as_lake_error,
     write_partitions,
     write_table,
 )
@@ -125,6 +126,11 @@ class LakeIOManager(dg.ConfigurableIOManager):
             )
         return self._catalog
 
+    def _catalog_for(self, namespace: str, name: str, action: str) -> Catalog:
+        """The catalog; if its database cannot be reached, one line naming the table."""
+        with unavailable_as_lake_error(None, f"{namespace}.{name}", action, catalog_uri=self.catalog_uri):
+            return self.catalog()
+
     def write_arrow(
         self,
         namespace: str,
@@ -135,7 +141,7 @@ class LakeIOManager(dg.ConfigurableIOManager):
     ) -> WriteResult:
         """The table write path of handle_output: normalise, then one Iceberg commit."""
         return write_table(
-            self.catalog(),
+            self._catalog_for(namespace, name, "writing"),
             (namespace, name),
             normalise_arrow(data),
             partition_key,
@@ -145,7 +151,7 @@ class LakeIOManager(dg.ConfigurableIOManager):
 
     def read_arrow(self, namespace: str, name: str, snapshot_id: int | None) -> pa.Table:
         """The table read path of load_input: exactly one snapshot (None: current)."""
-        return read_table(self.catalog(), (namespace, name), snapshot_id)
+        return read_table(self._catalog_for(namespace, name, "reading"), (namespace, name), snapshot_id)
 
     def _store_slices(
         self, context: dg.OutputContext, key: dg.AssetKey, obj: PartitionSlices
@@ -164,7 +170,7 @@ class LakeIOManager(dg.ConfigurableIOManager):
                 f"{type(obj.values[bad[0]]).__name__} for {bad[0]}; give the node backfill: per_session"
             )
         result = write_partitions(
-            self.catalog(),
+            self._catalog_for(key.path[0], key.path[-1], "writing"),
             (key.path[0], key.path[-1]),
             None,
             {k: normalise_arrow(_to_arrow(v)) for k, v in obj.values.items()},
@@ -210,7 +216,10 @@ class LakeIOManager(dg.ConfigurableIOManager):
             )
         snapshot_ids = [_int(m, "snapshot_id", key) for m in events.values()]
         return read_partitions(
-            self.catalog(), (key.path[0], key.path[-1]), partition_keys, snapshot_ids
+            self._catalog_for(key.path[0], key.path[-1], "reading"),
+            (key.path[0], key.path[-1]),
+            partition_keys,
+            snapshot_ids,
         )
 
     # -- artifacts ----------------------------------------------------------------------------
