@@ -22,6 +22,7 @@ import signal
 import subprocess
 import sys
 import threading
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -71,7 +72,7 @@ class WarmRunLauncher(RunLauncher, ConfigurableClass):
         }
 
     @classmethod
-    def from_config_value(cls, inst_data: ConfigurableClassData, config_value: dict[str, Any]) -> WarmRunLauncher:
+    def from_config_value(cls, inst_data: ConfigurableClassData, config_value: Mapping[str, Any]) -> WarmRunLauncher:
         return cls(inst_data=inst_data, **config_value)
 
     # -- launching --------------------------------------------------------------------------
@@ -82,7 +83,8 @@ class WarmRunLauncher(RunLauncher, ConfigurableClass):
         if origin is None:
             raise ValueError(f"run {run.run_id} has no code origin: it cannot be launched")
         pointer = origin.repository_origin.code_pointer
-        key = serialize_value(pointer)
+        # dagster's PackableValue names no abstract CodePointer; each concrete pointer is a serdes record
+        key = serialize_value(pointer)  # type: ignore[arg-type]
         workdir = Path(getattr(pointer, "working_directory", None) or os.getcwd())
         fingerprint = self._fingerprint(workdir)
         with self._lock:

@@ -20,7 +20,9 @@ def main(argv: list[str]) -> int:
 
     setup_interrupt_handlers()  # SIGTERM (terminate) interrupts the run like SIGINT, as in Dagster's CLI
 
-    pointer = deserialize_value(argv[1], CodePointer)  # type: ignore[type-abstract]
+    pointer = deserialize_value(argv[1])
+    if not isinstance(pointer, CodePointer):
+        raise SystemExit(f"not a serialized code pointer: {argv[1][:200]}")
     target = pointer.load_target()
     if isinstance(target, Definitions):
         # the asset graph and jobs are resolved lazily: resolve them now, not in the run
@@ -29,7 +31,10 @@ def main(argv: list[str]) -> int:
     if not line:
         return 0
     # the click command's own function: `dagster api execute_run`, minus argument parsing
-    execute_run_command.callback(input_json=line, compressed_input_json=None)  # type: ignore[misc]
+    execute_run = execute_run_command.callback
+    if execute_run is None:
+        raise SystemExit("dagster api execute_run has no callback")
+    execute_run(input_json=line, compressed_input_json=None)
     return 0
 
 
