@@ -31,7 +31,8 @@ from pyiceberg.exceptions import (
     NoSuchTableError,
     TableAlreadyExistsError,
 )
-from pyiceberg.expressions import AlwaysTrue, BooleanExpression, EqualTo, In
+from pyiceberg.expressions import AlwaysTrue, BooleanExpression, EqualTo, In, Reference
+from pyiceberg.expressions.literals import literal
 from pyiceberg.io import FileIO
 from pyiceberg.io.pyarrow import (
     _check_pyarrow_schema_compatible,
@@ -46,7 +47,7 @@ from pyiceberg.partitioning import UNPARTITIONED_PARTITION_SPEC, PartitionField,
 from pyiceberg.schema import Schema
 from pyiceberg.table import Table, TableProperties, Transaction
 from pyiceberg.table.metadata import TableMetadata
-from pyiceberg.table.update.snapshot import ExpireSnapshots
+from pyiceberg.table.update.snapshot import ExpireSnapshots, _MergeAppendFiles, _OverwriteFiles
 from pyiceberg.transforms import IdentityTransform
 from pyiceberg.typedef import Record
 from pyiceberg.types import NestedField
@@ -291,6 +292,7 @@ def _write_once(
             f for key, part in slices.items() for f in _write_data_files(txn._table.io, metadata, part, key)
         ]
         replaced = _live_files(txn._table, metadata, list(slices))
+    producer: _OverwriteFiles | _MergeAppendFiles
     if replaced:
         producer = txn.update_snapshot(snapshot_properties=props).overwrite()
         for data_file in replaced:
@@ -455,11 +457,12 @@ def _live_files(
 def _partition_filter(keys: str | Sequence[str] | None) -> BooleanExpression:
     if keys is None:
         return AlwaysTrue()
+    # Keyword form: mypy types these pydantic models by their fields, not pyiceberg's __init__.
     if isinstance(keys, str):
-        return EqualTo(PARTITION_COLUMN, keys)
+        return EqualTo(term=Reference(PARTITION_COLUMN), value=literal(keys))
     if len(keys) == 1:
-        return EqualTo(PARTITION_COLUMN, keys[0])
-    return In(PARTITION_COLUMN, set(keys))
+        return EqualTo(term=Reference(PARTITION_COLUMN), value=literal(keys[0]))
+    return In(term=Reference(PARTITION_COLUMN), values={literal(k) for k in keys})
 
 
 def read_table(catalog: Catalog, identifier: tuple[str, str], snapshot_id: int | None) -> pa.Table:
