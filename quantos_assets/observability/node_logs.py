@@ -128,7 +128,7 @@ def node_log_formatter() -> JsonFormatter:
     )
 
 
-class NodeLogHandler(logging.StreamHandler):  # type: ignore[type-arg]
+class NodeLogHandler(logging.StreamHandler[IO[str]]):
     """The handler `dagster.yaml` names. Writes to whatever sys.stdout is at each event, so
     the compute log manager's capture of a step's output sees the lines."""
 
@@ -138,7 +138,7 @@ class NodeLogHandler(logging.StreamHandler):  # type: ignore[type-arg]
         self.setFormatter(node_log_formatter())
         self.addFilter(NodeKeys(_json_logs_enabled()))
 
-    @property  # type: ignore[override]
+    @property
     def stream(self) -> IO[str]:
         return sys.stdout
 
