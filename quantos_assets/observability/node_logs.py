@@ -31,7 +31,7 @@ import logging
 import sys
 import threading
 from datetime import UTC, datetime
-from typing import IO, Any
+from typing import Any, TextIO
 
 from pythonjsonlogger.core import RESERVED_ATTRS
 from pythonjsonlogger.json import JsonFormatter
@@ -128,7 +128,7 @@ def node_log_formatter() -> JsonFormatter:
     )
 
 
-class NodeLogHandler(logging.StreamHandler[IO[str]]):
+class NodeLogHandler(logging.StreamHandler[TextIO]):
     """The handler `dagster.yaml` names. Writes to whatever sys.stdout is at each event, so
     the compute log manager's capture of a step's output sees the lines."""
 
@@ -139,11 +139,11 @@ class NodeLogHandler(logging.StreamHandler[IO[str]]):
         self.addFilter(NodeKeys(_json_logs_enabled()))
 
     @property
-    def stream(self) -> IO[str]:
+    def stream(self) -> TextIO:
         return sys.stdout
 
     @stream.setter
-    def stream(self, _value: IO[str]) -> None:
+    def stream(self, _value: TextIO) -> None:
         """StreamHandler assigns a stream; the current sys.stdout is always used instead."""
 
 
