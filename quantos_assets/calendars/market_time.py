@@ -14,6 +14,7 @@ from typing import Literal
 Anchor = Literal["open", "close", "wall"]
 
 _RELATIVE = re.compile(r"^(open|close)(?:\s*([+-])\s*(\d{1,4})\s*(m|h))?$")
+_RELATIVE_ANCHORS: dict[str, Anchor] = {"open": "open", "close": "close"}  # what _RELATIVE matched
 _WALL = re.compile(r"^(\d{1,2}):(\d{2})$")
 FORMS = "open|close with an optional +/- offset in m or h (e.g. close+30m, open-1h), or a wall-clock time HH:MM"
 
@@ -46,13 +47,14 @@ def parse_market_time(text: str) -> MarketTime:
     raw = text.strip().lower()
     match = _RELATIVE.match(raw)
     if match:
-        anchor, sign, amount, unit = match.groups()
+        word, sign, amount, unit = match.groups()
+        anchor = _RELATIVE_ANCHORS[word]
         if sign is None:
-            return MarketTime(anchor)  # type: ignore[arg-type]
+            return MarketTime(anchor)
         minutes = int(amount) * (60 if unit == "h" else 1)
         if minutes > 24 * 60:
             raise ValueError(f"offset in {text!r} is more than a day (at most 24h)")
-        return MarketTime(anchor, timedelta(minutes=minutes if sign == "+" else -minutes))  # type: ignore[arg-type]
+        return MarketTime(anchor, timedelta(minutes=minutes if sign == "+" else -minutes))
     match = _WALL.match(raw)
     if match:
         hour, minute = int(match.group(1)), int(match.group(2))

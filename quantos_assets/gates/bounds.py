@@ -13,6 +13,7 @@ from typing import Literal
 
 Op = Literal[">=", ">", "<=", "<"]
 _BOUND = re.compile(r"^\s*(>=|<=|>|<)\s*([^\s].*?)\s*$")
+_OPS: dict[str, Op] = {">=": ">=", ">": ">", "<=": "<=", "<": "<"}  # what _BOUND matched
 _NEGATED: dict[str, str] = {">=": "<", ">": "<=", "<=": ">", "<": ">="}
 
 
@@ -63,14 +64,14 @@ def parse_bound(metric: str, text: object) -> Bound:
         raise BoundSyntaxError(
             f"bound {text!r} is not OP NUMBER (OP is >=, >, <= or <), e.g. \">= 1.0\""
         )
-    op, number = match.group(1), match.group(2)
+    op, number = _OPS[match.group(1)], match.group(2)
     try:
         value = float(number)
     except ValueError:
         raise BoundSyntaxError(f"bound {text!r}: {number!r} is not a number") from None
     if not math.isfinite(value):
         raise BoundSyntaxError(f"bound {text!r}: the number must be finite")
-    return Bound(metric=metric, op=op, value=value, text=number)  # type: ignore[arg-type]
+    return Bound(metric=metric, op=op, value=value, text=number)
 
 
 @dataclass(frozen=True)

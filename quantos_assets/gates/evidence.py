@@ -40,10 +40,13 @@ class Materialized:
 
 def latest(instance: DagsterInstance, key: AssetKey) -> Materialized | None:
     records = instance.fetch_materializations(key, limit=1).records
-    if not records or records[0].asset_materialization is None:
+    if not records:
         return None
     record = records[0]
-    metadata = {k: v.value for k, v in record.asset_materialization.metadata.items()}  # type: ignore[union-attr]
+    materialization = record.asset_materialization
+    if materialization is None:
+        return None
+    metadata = {k: v.value for k, v in materialization.metadata.items()}
     return Materialized(key=key, storage_id=record.storage_id, run_id=record.run_id, metadata=metadata)
 
 

@@ -25,6 +25,7 @@ from quantos_assets.gateway.tokens import Principal
 from quantos_assets.gateway.wiring import Gateway
 from quantos_assets.spec.errors import SpecError
 from quantos_assets.spec.loader import LoadedSpec
+from quantos_assets.spec.models import RuntimeParams
 
 TAG_JOB = "quantos/job_id"  # = sensors.gateway_jobs.TAG_JOB (sensors import us, not the reverse)
 JobStatus = Literal["scheduled", "queued", "running", "succeeded", "failed", "canceled"]
@@ -309,7 +310,7 @@ def build_router() -> APIRouter:
     return router
 
 
-def _params(raw: dict[str, Any]):  # type: ignore[no-untyped-def]
+def _params(raw: dict[str, Any]) -> RuntimeParams:
     try:
         return parse_params(raw)
     except SpecError as err:
