@@ -7,11 +7,12 @@ would let two writers read the same state.
 """
 from __future__ import annotations
 
+import sqlite3
 from pathlib import Path
 
 import sqlalchemy as sa
 from sqlalchemy import event
-from sqlalchemy.engine import Engine
+from sqlalchemy.engine import Connection, Engine
 
 
 class StoreURLError(ValueError):
@@ -26,7 +27,7 @@ def store_engine(url: str) -> Engine:
         engine = sa.create_engine(url, connect_args={"timeout": 30, "check_same_thread": False})
 
         @event.listens_for(engine, "connect")
-        def _connect(dbapi_connection, _record):  # type: ignore[no-untyped-def]
+        def _connect(dbapi_connection: sqlite3.Connection, _record: object) -> None:
             dbapi_connection.isolation_level = None  # SQLAlchemy emits BEGIN itself
             dbapi_connection.execute("PRAGMA journal_mode=WAL")
             # WAL + NORMAL: no corruption on a crash; only a power cut can lose the last
@@ -35,7 +36,7 @@ def store_engine(url: str) -> Engine:
             dbapi_connection.execute("PRAGMA busy_timeout=30000")
 
         @event.listens_for(engine, "begin")
-        def _begin(connection):  # type: ignore[no-untyped-def]
+        def _begin(connection: Connection) -> None:
             connection.exec_driver_sql("BEGIN IMMEDIATE")
 
         return engine

@@ -11,6 +11,7 @@ import difflib
 import warnings
 from datetime import UTC, date, datetime, timedelta
 from functools import cache, lru_cache
+from types import ModuleType
 from typing import TYPE_CHECKING
 from zoneinfo import ZoneInfo
 
@@ -24,7 +25,7 @@ EARLIEST = date(1990, 1, 1)
 ONE_DAY = timedelta(days=1)
 
 
-def _xc():  # type: ignore[no-untyped-def]
+def _xc() -> ModuleType:
     with warnings.catch_warnings():
         # exchange-calendars 4.13 warns about pandas 3 deprecations on import.
         warnings.simplefilter("ignore")

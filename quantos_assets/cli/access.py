@@ -4,6 +4,11 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:  # imported where used: `quantos --help` stays fast
+    from quantos_assets.gateway.tokens import TokenStore
+    from resources.audit_log import AuditLog
 
 EXIT_OK, EXIT_INVALID = 0, 1
 
@@ -31,7 +36,7 @@ def add_parsers(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> Non
     show.set_defaults(handler=cmd_audit_show)
 
 
-def _store():  # type: ignore[no-untyped-def]
+def _store() -> TokenStore:
     from quantos_assets.gateway.settings import gateway_settings
     from quantos_assets.gateway.tokens import TokenStore
 
@@ -70,7 +75,7 @@ def cmd_token_list(_args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def _audit():  # type: ignore[no-untyped-def]
+def _audit() -> AuditLog:
     from quantos_assets.gateway.settings import gateway_settings
     from resources.audit_log import AuditLog
 

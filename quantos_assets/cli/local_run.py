@@ -16,6 +16,7 @@ from quantos_assets.pipeline_assets import build_pipeline, node_asset_keys
 from quantos_assets.run_tags import runtime_run_tags
 from quantos_assets.spec.errors import SpecError
 from quantos_assets.spec.loader import load_runtime_params, load_spec
+from quantos_assets.spec.models import DagSpec, RuntimeParams
 from resources.profile import Profile, active_profile, build_resources
 
 
@@ -29,7 +30,7 @@ def local_instance(profile: Profile) -> DagsterInstance:
     return DagsterInstance.from_config(str(home))
 
 
-def _check_submission(spec, params, params_path: Path) -> None:  # type: ignore[no-untyped-def]
+def _check_submission(spec: DagSpec, params: RuntimeParams, params_path: Path) -> None:
     """Runtime params production could not honour (unknown compute_pool, a request the asked-for
     pool cannot take, a secrets scope that cannot name a Secret) fail here, before any step runs."""
     from quantos_assets.k8s.step_config import SecretScopeError, submission_run_config

@@ -11,8 +11,15 @@ import json
 import os
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from quantos_assets.spec.errors import SpecError
+
+if TYPE_CHECKING:  # imported where used: `quantos --help` stays fast
+    import datetime as dt
+
+    from quantos_assets.pipeline_assets import PipelineDefs
+    from quantos_assets.spec.loader import LoadedSpec
 
 EXIT_OK, EXIT_INVALID, EXIT_ERROR = 0, 1, 2
 EXIT_PIPE = 128 + 13  # what a shell reports for a process killed by SIGPIPE
@@ -106,7 +113,7 @@ def _parser() -> argparse.ArgumentParser:
     return p
 
 
-def _iso_date(text: str):  # type: ignore[no-untyped-def]
+def _iso_date(text: str) -> dt.date:
     import datetime as dt
 
     try:
@@ -142,7 +149,7 @@ def cmd_validate(args: argparse.Namespace) -> int:
     return EXIT_INVALID if failed else EXIT_OK
 
 
-def _check_placement(loaded):  # type: ignore[no-untyped-def]
+def _check_placement(loaded: LoadedSpec) -> PipelineDefs:
     from quantos_assets.pipeline_assets import build_pipeline
     from quantos_assets.placement import PlacementError
 
