@@ -22,7 +22,7 @@ import pyarrow as pa
 from pydantic import PrivateAttr
 from pyiceberg.catalog import Catalog
 
-from resources.artifact import Artifact
+from resources.artifact import Artifact, ArtifactRole
 from resources.artifact_store import ArtifactStore
 from resources.iceberg_tables import (
     SNAPSHOTS_TO_KEEP_DEFAULT,
@@ -255,11 +255,16 @@ class LakeIOManager(dg.ConfigurableIOManager):
     def _load_artifact(self, metadata: Mapping[str, dg.MetadataValue]) -> Artifact:
         uri = str(metadata["uri"].value)
         data = self.artifact_store.get(uri)
-        role = metadata[META_ROLE].value if META_ROLE in metadata else "file"
+        role = str(metadata[META_ROLE].value) if META_ROLE in metadata else "file"
+        if role not in _ROLES:
+            raise LakeIOError(f"artifact {uri}: unknown role {role!r} in its materialization metadata")
         filename = (
             metadata[META_FILENAME].value if META_FILENAME in metadata else uri.rsplit("/", 1)[-1]
         )
-        return Artifact(data=data, role=role, filename=str(filename))  # type: ignore[arg-type]
+        return Artifact(data=data, role=_ROLES[role], filename=str(filename))
+
+
+_ROLES: dict[str, ArtifactRole] = {"model": "model", "report": "report", "file": "file"}
 
 
 def _asset_key(context: dg.OutputContext | dg.InputContext) -> dg.AssetKey:
@@ -311,7 +316,10 @@ def _int(metadata: Mapping[str, dg.MetadataValue], name: str, key: dg.AssetKey) 
         raise LakeIOError(
             f"upstream {key.to_user_string()}: materialization metadata has no {name!r}"
         )
-    return int(metadata[name].value)  # type: ignore[arg-type]
+    value = metadata[name].value
+    if not isinstance(value, int | float | str):
+        raise LakeIOError(f"upstream {key.to_user_string()}: {name!r} is not a number: {value!r}")
+    return int(value)
 
 
 def _warehouse_uri(warehouse: str) -> str:
