@@ -67,12 +67,13 @@ def main() -> None:
         load_once(True, env)  # warm the bytecode and page caches for both sides
         with_dbt: list[float] = []
         without: list[float] = []
+        n_with = n_without = 0  # assets loaded with / without dbt (the same every round)
         for _ in range(args.repeat):
             t, n_with = load_once(True, env)
             with_dbt.append(t)
             t, n_without = load_once(False, env)
             without.append(t)
-        assert n_with > n_without, (n_with, n_without)
+            assert n_with > n_without, (n_with, n_without)
         (Path(tmp) / "nodbt_defs.py").write_text(
             "from definitions.assemble import build_definitions\ndefs = build_definitions(dbt=False)\n"
         )

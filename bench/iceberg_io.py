@@ -96,7 +96,7 @@ def main() -> None:
             t0 = time.perf_counter()
             loaded = lake.read_arrow("bench", "big", snapshot_ids[-1])
             lake_read.append(time.perf_counter() - t0)
-        assert loaded.num_rows == plain.num_rows == args.rows
+            assert loaded.num_rows == plain.num_rows == args.rows
         read_ratio = min(lake_read) / min(pq_read)
 
         # Small partitioned materializations: one new partition key per commit (a daily run).

@@ -67,7 +67,8 @@ def baseline(bootstrap: str) -> int:
     from confluent_kafka import ConsumerGroupTopicPartitions, TopicPartition
     from confluent_kafka.admin import AdminClient, OffsetSpec
 
-    admin = AdminClient({"bootstrap.servers": bootstrap, "logger": QUIET})
+    # confluent-kafka's stubs type config values as str|int|float; librdkafka's "logger" takes a Logger
+    admin = AdminClient({"bootstrap.servers": bootstrap, "logger": QUIET})  # type: ignore[dict-item]
     md = admin.list_topics(timeout=10)
     pattern = re.compile(r"^bench\.")
     tps = [TopicPartition(n, p) for n, t in md.topics.items() if pattern.match(n) for p in t.partitions]
@@ -89,6 +90,7 @@ def main() -> None:
 
     def ours() -> int:
         result = sensor.evaluate_tick(build_sensor_context())
+        assert result.run_requests, result.skip_message
         return int(result.run_requests[0].tags["quantos/kafka_lag"])
 
     expected = args.topics * 4 * 2

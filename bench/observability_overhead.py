@@ -112,7 +112,7 @@ def observe(home: Path, spec: Path, events: Path, flag: Path, stop: Path, interv
     while True:
         result = evaluate_lineage(instance, cursor, index, naming, emitter)
         cursor = result.cursor
-        if result.skip_reason is not None and result.skip_reason.skip_message.startswith("0 "):
+        if result.skip_reason is not None and (result.skip_reason.skip_message or "").startswith("0 "):
             break
     print(json.dumps({"ticks": ticks, "lineage_s": lineage_s, "scrape_s": scrape_s}), flush=True)
 

@@ -64,7 +64,7 @@ def pct(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
 
 
-def hammer(call, clients: int, per_client: int) -> tuple[float, list[float], int]:  # type: ignore[no-untyped-def]
+def hammer(call, clients: int, per_client: int) -> tuple[float, list[float], int]:
     """(accepted per second, latencies, failures) of clients x per_client calls."""
     def worker(c: int) -> list[tuple[bool, float]]:
         out = []
@@ -177,12 +177,12 @@ def main() -> int:
             started: list[float] = []
             for i in range(args.latency_samples):
                 t0 = time.perf_counter()
-                r = http.post(
+                resp = http.post(
                     f"{url}/api/orch/submit",
                     json={"spec_ref": "bench_submit", "runtime_params": {"submission_id": f"lat-{i}"}},
                     headers=auth,
                 )
-                assert r.status_code == 202, r.text
+                assert resp.status_code == 202, resp.text
                 while True:
                     status = http.get(f"{url}/api/orch/status/lat-{i}", headers=auth).json()["status"]
                     if status in ("STARTED", "SUCCESS", "FAILURE"):
