@@ -419,9 +419,9 @@ def render_rest(openapi: dict[str, Any], scopes: dict[tuple[str, str], str]) -> 
             rows = ["| status | body | meaning |", "|---|---|---|"]
             errors = []
             for status, response in op["responses"].items():
-                schema = _body_schema(response.get("content", {}))
+                returned = _body_schema(response.get("content", {}))
                 if status.startswith(("2", "3")):
-                    body_type = _schema_type(schema) if schema is not None else "none"
+                    body_type = _schema_type(returned) if returned is not None else "none"
                     rows.append(f"| {status} | {body_type} | {_cell(response.get('description', ''))} |")
                 else:
                     errors.append(status)
@@ -480,7 +480,8 @@ def _signature(fn: Callable[..., Any], name: str, drop_self: bool) -> str:
             star_done = True
         if param.kind is param.VAR_POSITIONAL:
             star_done = True
-        text = {param.VAR_POSITIONAL: "*", param.VAR_KEYWORD: "**"}.get(param.kind, "") + param.name
+        stars = "*" if param.kind is param.VAR_POSITIONAL else "**" if param.kind is param.VAR_KEYWORD else ""
+        text = stars + param.name
         ann = _annotation(param.annotation)
         if ann:
             text += f": {ann}"
