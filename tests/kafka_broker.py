@@ -70,8 +70,7 @@ class MockKafka:
         producer = Producer(self.config())
         for i, value in enumerate(values):
             raw = value if isinstance(value, (bytes, str)) else json.dumps(value)
-            kwargs = {"partition": partition if partition is not None else i % 4}
-            producer.produce(topic, raw, **kwargs)
+            producer.produce(topic, raw, partition=partition if partition is not None else i % 4)
         assert producer.flush(10) == 0
 
     def committed(self, topic: str, group: str) -> dict[int, int]:
@@ -115,9 +114,10 @@ class MockKafka:
             out, eof = [], set()
             for _ in range(100):
                 for msg in consumer.consume(100, timeout=0.2):
-                    if msg.error() is None:
+                    error = msg.error()
+                    if error is None:
                         out.append(msg)
-                    elif msg.error().code() == KafkaError._PARTITION_EOF:
+                    elif error.code() == KafkaError._PARTITION_EOF:
                         eof.add(msg.partition())
                 if len(eof) == 4:
                     break

@@ -10,7 +10,7 @@ import psycopg2
 PG_URL = "postgresql+psycopg2://postgres@127.0.0.1:5432/{db}"
 
 
-def _admin():  # type: ignore[no-untyped-def]
+def _admin():
     conn = psycopg2.connect(host="127.0.0.1", port=5432, user="postgres", dbname="postgres")
     conn.autocommit = True
     return conn

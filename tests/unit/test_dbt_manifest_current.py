@@ -12,7 +12,7 @@ from quantos_assets.dbt_models import _PARSE_STAMP, _settings_digest, manifest_i
 from resources.profile import active_profile
 
 
-def _project(tmp_path: Path, profile) -> Path:  # type: ignore[no-untyped-def]
+def _project(tmp_path: Path, profile) -> Path:
     project = tmp_path / "dbt_project"
     (project / "models").mkdir(parents=True)
     (project / "target").mkdir()

@@ -17,7 +17,7 @@ from resources.profile import ProfileError, active_profile
         (None, "xs_daily", ("xs_daily", None)),  # run events have no node
     ],
 )
-def test_step_keys_map_to_pipeline_and_node(step_key: str | None, pipeline: str, expected: tuple) -> None:  # type: ignore[type-arg]
+def test_step_keys_map_to_pipeline_and_node(step_key: str | None, pipeline: str, expected: tuple) -> None:
     assert step_node(step_key, pipeline) == expected
 
 

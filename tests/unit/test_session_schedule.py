@@ -39,13 +39,13 @@ nodes:
 """
 
 
-def pipeline(tmp_path: Path, catch_up: bool = False):  # type: ignore[no-untyped-def]
+def pipeline(tmp_path: Path, catch_up: bool = False):
     path = tmp_path / "eod.yaml"
     path.write_text(SPEC.format(catch_up=str(catch_up).lower()))
     return build_pipeline(load_spec(path))
 
 
-def evaluate(instance: DagsterInstance, pipe, at: datetime, now: datetime):  # type: ignore[no-untyped-def]
+def evaluate(instance: DagsterInstance, pipe, at: datetime, now: datetime):
     schedule = build_session_schedule(pipe, clock=lambda: now)
     defs = Definitions(
         assets=pipe.assets, jobs=[pipe.job], schedules=[schedule], resources=build_resources(active_profile())
@@ -57,7 +57,7 @@ def evaluate(instance: DagsterInstance, pipe, at: datetime, now: datetime):  # t
 
 
 @pytest.fixture
-def instance(data_dir: Path):  # type: ignore[no-untyped-def]
+def instance(data_dir: Path):
     with instance_for_test() as inst:
         yield inst
 
@@ -68,7 +68,7 @@ def test_cron_covers_regular_and_early_close_in_exchange_time(tmp_path: Path) ->
     assert {"30 16 * * 1,2,3,4,5", "30 13 * * 1,2,3,4,5"} <= set(schedule.cron_schedule)
 
 
-def test_early_close_tick_runs_its_session_partition(tmp_path: Path, instance) -> None:  # type: ignore[no-untyped-def]
+def test_early_close_tick_runs_its_session_partition(tmp_path: Path, instance) -> None:
     pipe = pipeline(tmp_path)
     at = datetime(2026, 11, 27, 13, 30, tzinfo=NY)
     result = evaluate(instance, pipe, at, now=at)
@@ -86,12 +86,12 @@ def test_early_close_tick_runs_its_session_partition(tmp_path: Path, instance) -
         datetime(2026, 11, 25, 13, 30, tzinfo=NY),  # early-close cron on a regular day
     ],
 )
-def test_cron_ticks_that_are_no_session_fire_time_skip(tmp_path: Path, instance, at: datetime) -> None:  # type: ignore[no-untyped-def]
+def test_cron_ticks_that_are_no_session_fire_time_skip(tmp_path: Path, instance, at: datetime) -> None:
     result = evaluate(instance, pipeline(tmp_path), at, now=at)
     assert not result.run_requests and "not a session fire time" in (result.skip_message or "")
 
 
-def test_missed_tick_is_skipped_once_a_later_session_fired(tmp_path: Path, instance) -> None:  # type: ignore[no-untyped-def]
+def test_missed_tick_is_skipped_once_a_later_session_fired(tmp_path: Path, instance) -> None:
     at = datetime(2026, 11, 24, 16, 30, tzinfo=NY)
     after_next = datetime(2026, 11, 25, 22, 0, tzinfo=UTC)  # 17:00 NY on the 25th
     result = evaluate(instance, pipeline(tmp_path), at, now=after_next)
@@ -102,17 +102,17 @@ def test_missed_tick_is_skipped_once_a_later_session_fired(tmp_path: Path, insta
     assert request.partition_key == "2026-11-24"
 
 
-def test_catch_up_runs_missed_sessions(tmp_path: Path, instance) -> None:  # type: ignore[no-untyped-def]
+def test_catch_up_runs_missed_sessions(tmp_path: Path, instance) -> None:
     at = datetime(2026, 11, 24, 16, 30, tzinfo=NY)
     result = evaluate(instance, pipeline(tmp_path, catch_up=True), at, now=datetime(2026, 11, 30, tzinfo=NY))
     assert [r.partition_key for r in result.run_requests] == ["2026-11-24"]
 
 
-def test_sync_sensor_adds_every_session_to_today(tmp_path: Path, instance) -> None:  # type: ignore[no-untyped-def]
+def test_sync_sensor_adds_every_session_to_today(tmp_path: Path, instance) -> None:
     pipe = pipeline(tmp_path)
     sensor = build_session_sync(pipe, clock=lambda: datetime(2026, 11, 30, 12, 0, tzinfo=NY))
     result = sensor.evaluate_tick(build_sensor_context(instance=instance))
-    [request] = result.dynamic_partitions_requests
+    [request] = result.dynamic_partitions_requests or []
     keys = list(request.partition_keys)
     assert keys[0] == "2026-11-02" and keys[-1] == "2026-11-30"
     assert "2026-11-26" not in keys and "2026-11-28" not in keys and len(keys) == 20
