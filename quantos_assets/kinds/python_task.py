@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import json
 import os
+import re
+import signal
 import sys
 import tempfile
 from datetime import date, datetime
@@ -60,9 +62,28 @@ class PythonTaskRunner:
                 )
             except Exception as err:  # noqa: BLE001 - the Pipes client raises its own (private) error type
                 error_file = work / "error.txt"
-                reason = error_file.read_text() if error_file.exists() else str(err).splitlines()[0]
+                reason = error_file.read_text() if error_file.exists() else _pipes_reason(err)
                 raise NodeRunError(f"{run.label}: {entrypoint} failed: {reason}", retryable=True) from None
             return {out: _read_out(work / "out", out, run.label) for out in node.outs}
+
+
+_KILLED = re.compile(r"failed with code -(\d+)\s*$")
+
+
+def _pipes_reason(err: Exception) -> str:
+    """The Pipes client's first line, naming the signal when the process was killed: Pipes
+    reports `failed with code -9`, and an operator should not have to know that a negative
+    code is a signal (SIGKILL: the out-of-memory killer, or someone killed it)."""
+    first = (str(err).splitlines() or [type(err).__name__])[0]
+    match = _KILLED.search(first)
+    if match is None:
+        return first
+    number = int(match.group(1))
+    try:
+        name = signal.Signals(number).name
+    except ValueError:
+        name = f"signal {number}"
+    return f"its process was killed by {name} (exit code -{number})"
 
 
 def _entrypoint(run: NodeRun) -> str:
