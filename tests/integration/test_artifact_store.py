@@ -5,11 +5,13 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import boto3
 import dagster as dg
 import pyarrow as pa
 import pytest
+from dagster_events import latest_metadata
 from moto_s3 import s3_server
 
 from resources.artifact import Artifact
@@ -90,7 +92,7 @@ def test_lake_on_s3_artifacts_and_iceberg(
         s3_secret_access_key="testing",
         artifact_store=s3_store,
     )
-    got: dict[str, object] = {}
+    got: dict[str, Any] = {}
 
     @dg.asset(key_prefix=["pipe_s3"])
     def model() -> Artifact:
@@ -119,8 +121,7 @@ def test_lake_on_s3_artifacts_and_iceberg(
         tags={"quantos/version": "v7"},
     )
     assert result.success
-    event = instance.get_latest_materialization_event(dg.AssetKey(["pipe_s3", "model"]))
-    meta = {k: v.value for k, v in event.asset_materialization.metadata.items()}
+    meta = latest_metadata(instance, dg.AssetKey(["pipe_s3", "model"]))
     assert meta["uri"] == f"s3://{BUCKET}/prefix/models/pipe_s3/v7/m.bin"
     assert meta["sha256"] == hashlib.sha256(b"\x01\x02").hexdigest()
     assert got["model"] == Artifact(b"\x01\x02", role="model", filename="m.bin")

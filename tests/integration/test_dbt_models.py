@@ -16,7 +16,7 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pytest
-from dagster import AssetKey, DagsterInstance
+from dagster import AssetKey, DagsterInstance, DynamicPartitionsDefinition
 from dagster._core.storage.tags import (
     ASSET_PARTITION_RANGE_END_TAG,
     ASSET_PARTITION_RANGE_START_TAG,
@@ -73,7 +73,7 @@ def lake(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Lake]:
     mp.undo()
 
 
-def _checks(result) -> dict[tuple[str, str], bool]:  # type: ignore[no-untyped-def]
+def _checks(result) -> dict[tuple[str, str], bool]:
     return {
         (e.asset_key.to_user_string(), e.check_name): e.passed
         for e in result.get_asset_check_evaluations()
@@ -136,7 +136,7 @@ def test_session_partitioned_model_follows_the_sessions_of_its_upstream(lake: La
     range reaches dbt as vars and only those sessions' rows are (re)computed."""
     graph = lake.defs.resolve_asset_graph()
     part = graph.get(PREMIUM).partitions_def
-    assert part is not None and part.name == "xs_daily_eod__sessions"
+    assert isinstance(part, DynamicPartitionsDefinition) and part.name == "xs_daily_eod__sessions"
     assert part == graph.get(AssetKey(["xs_daily_eod", "bars"])).partitions_def
     sessions = ["2016-01-14", "2016-01-15", "2016-01-19"]
     lake.instance.add_dynamic_partitions("xs_daily_eod__sessions", sessions)

@@ -20,7 +20,7 @@ CRD_KINDS = {"RayCluster"}
 
 
 def _docs() -> list[tuple[str, dict]]:
-    out = []
+    out: list[tuple[str, dict]] = []
     for f in sorted((DEPLOY / "k8s").glob("*.yaml")):
         out.extend((f"{f.name}#{i}", d) for i, d in enumerate(yaml.safe_load_all(f.read_text())) if d)
     return out

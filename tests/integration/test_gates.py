@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pytest
 from dagster import (
+    AssetCheckEvaluation,
     AssetCheckKey,
     AssetKey,
     AssetSelection,
@@ -23,6 +24,7 @@ from dagster import (
     ExecuteInProcessResult,
     define_asset_job,
 )
+from dagster_events import latest_metadata
 
 from quantos_assets.pipeline_assets import PipelineDefs, build_pipeline
 from quantos_assets.spec.loader import load_spec
@@ -86,12 +88,12 @@ def gated(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Gated]:
     mp.undo()
 
 
-def _evaluations(result: ExecuteInProcessResult) -> dict[str, object]:
+def _evaluations(result: ExecuteInProcessResult) -> dict[str, AssetCheckEvaluation]:
     return {e.check_name: e for e in result.get_asset_check_evaluations()}
 
 
 def _materialized(result: ExecuteInProcessResult) -> set[str]:
-    return {e.asset_key.to_user_string() for e in result.get_asset_materialization_events()}
+    return {e.asset_key.to_user_string() for e in result.get_asset_materialization_events() if e.asset_key}
 
 
 def test_a_model_that_meets_its_bounds_reaches_prod(gated: Gated) -> None:
@@ -100,17 +102,15 @@ def test_a_model_that_meets_its_bounds_reaches_prod(gated: Gated) -> None:
     checks = _evaluations(result)
     assert set(checks) == {"model_card", "metric_sharpe", "metric_max_drawdown", "metric_hit_rate", "reproducible"}
     assert all(c.passed for c in checks.values()), {n: c.description for n, c in checks.items()}
-    assert re.fullmatch(r"sharpe \d+\.\d+ >= 1\.0", checks["metric_sharpe"].description)
+    assert re.fullmatch(r"sharpe \d+\.\d+ >= 1\.0", checks["metric_sharpe"].description or "")
     assert re.fullmatch(r"retrained with seed 42 on gated_pass\.features@\d+: sha256 [0-9a-f]{12} matches",
-                        checks["reproducible"].description)
+                        checks["reproducible"].description or "")
     assert {f"gated_pass/promoted/{s}" for s in STAGES} <= _materialized(result)
 
-    model = gated.instance.get_latest_materialization_event(AssetKey(["gated_pass", "model_uri"]))
-    sha256 = model.asset_materialization.metadata["sha256"].value  # type: ignore[union-attr]
-    card = model.asset_materialization.metadata["model_card"].value  # type: ignore[union-attr]
+    model = latest_metadata(gated.instance, AssetKey(["gated_pass", "model_uri"]))
+    sha256, card = model["sha256"], model["model_card"]
     assert card["owner"] == "research" and card["seed"] == 42 and card["training_data"]["snapshot_id"]
-    prod = gated.instance.get_latest_materialization_event(AssetKey(["gated_pass", "promoted", "prod"]))
-    release_uri = str(prod.asset_materialization.metadata["release"].value)  # type: ignore[union-attr]
+    release_uri = str(latest_metadata(gated.instance, AssetKey(["gated_pass", "promoted", "prod"]))["release"])
     release = json.loads(Path(release_uri.removeprefix("file://")).read_text())
     assert (release["stage"], release["sha256"], release["previous_stage"]) == ("prod", sha256, "canary")
 
@@ -123,7 +123,7 @@ def test_a_model_that_misses_a_bound_is_stopped_at_staging_with_the_reason(gated
     result = gated.runs["gated_fail"]
     assert not result.success
     checks = _evaluations(result)
-    failed = {n: c.description for n, c in checks.items() if not c.passed}
+    failed = {n: c.description or "" for n, c in checks.items() if not c.passed}
     assert list(failed) == ["metric_sharpe"], failed
     reason = failed["metric_sharpe"]
     assert re.fullmatch(r"sharpe 0\.\d+ < 1\.0 \(>= 1\.0 required\)", reason), reason
@@ -146,7 +146,9 @@ def test_prod_selected_alone_cannot_skip_the_gate_or_the_stages_before_it(gated:
     )
     assert not result.success
     (failure,) = [e for e in result.all_events if e.event_type == DagsterEventType.STEP_FAILURE]
-    message = failure.event_specific_data.error.message  # type: ignore[union-attr]
+    error = failure.step_failure_data.error
+    assert error is not None
+    message = error.message
     assert "prod refused for gated_fail/model_uri: sharpe 0." in message
     assert "canary holds no model yet: promote to canary first" in message
     last = gated.audit.records(subject="gated_fail/model_uri")[-1]
@@ -155,7 +157,7 @@ def test_prod_selected_alone_cannot_skip_the_gate_or_the_stages_before_it(gated:
 
 def test_a_replaced_model_artifact_fails_reproducibility(gated: Gated) -> None:
     key = AssetKey(["gated_pass", "model_uri"])
-    uri = str(gated.instance.get_latest_materialization_event(key).asset_materialization.metadata["uri"].value)  # type: ignore[union-attr]
+    uri = str(latest_metadata(gated.instance, key)["uri"])
     path = Path(uri.removeprefix("file://"))
     path.write_bytes(path.read_bytes() + b"tampered")
     result = gated.defs.resolve_job_def("reproducibility_only").execute_in_process(

@@ -23,7 +23,7 @@ def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
             yield PG_URL.format(db=db)
 
 
-def _admit(store: SubmissionStore, sid: str, team: str = "research", now: float = 1000.0, per_minute: int = 3):  # type: ignore[no-untyped-def]
+def _admit(store: SubmissionStore, sid: str, team: str = "research", now: float = 1000.0, per_minute: int = 3):
     return store.admit(
         submission_id=sid, team=team, actor="tok", pipeline_id="p", spec_sha256="a" * 64,
         params={"x": 1}, per_minute=per_minute, now=now,

@@ -16,6 +16,7 @@ from typing import Any
 
 import pytest
 from dagster import DagsterInstance
+from dagster._core.scheduler.instigation import SensorInstigatorData
 from kafka_broker import MockKafka
 
 from sensors.kafka_submissions import SENSOR_NAME
@@ -71,7 +72,7 @@ def _killed_iteration(instance: DagsterInstance, when: float, crash_at: str) -> 
     assert process.exitcode == -signal.SIGKILL, f"daemon was not killed at {crash_at}"
 
 
-def _runs_by_submission(instance: DagsterInstance) -> Counter[str]:
+def _runs_by_submission(instance: DagsterInstance) -> Counter[str | None]:
     return Counter(r.tags.get("quantos/submission_id") for r in instance.get_runs())
 
 
@@ -115,6 +116,7 @@ def test_each_submission_runs_exactly_once_across_daemon_kills(
         # The sensor's cursor is lost before it could commit the second batch: the next tick
         # reads those messages again and Dagster's run-key check drops them.
         [state] = [s for s in instance.all_instigator_state() if s.name == SENSOR_NAME]
+        assert isinstance(state.instigator_data, SensorInstigatorData)
         instance.update_instigator_state(state.with_data(state.instigator_data._replace(cursor=None)))
         assert kafka_broker.committed(TOPIC, GROUP) != kafka_broker.end_offsets(TOPIC)
         daemon_iteration(instance.get_ref(), T0 + 240)

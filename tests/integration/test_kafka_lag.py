@@ -29,7 +29,7 @@ triggers:
 """
 
 
-def _sensor(bootstrap: str, topic: str = "md.ticks"):  # type: ignore[no-untyped-def]
+def _sensor(bootstrap: str, topic: str = "md.ticks"):
     pipeline = build_pipeline(load_spec_text(SPEC.format(topic=topic), "tick_features.yaml", "yaml"))
     [sensor] = build_lag_sensors(pipeline, KafkaSettings(bootstrap=bootstrap, timeout_s=1.5))
     return sensor

@@ -46,7 +46,7 @@ def _settings(bootstrap: str, **kw: object) -> KafkaSettings:
     return KafkaSettings(bootstrap=bootstrap, timeout_s=kw.pop("timeout_s", 3.0), **kw)  # type: ignore[arg-type]
 
 
-def _tick(sensor, cursor: str | None):  # type: ignore[no-untyped-def]
+def _tick(sensor, cursor: str | None):
     return sensor.evaluate_tick(build_sensor_context(cursor=cursor))
 
 

@@ -353,7 +353,7 @@ def test_pod_runs_through_the_kubernetes_api_and_s3(
 
     monkeypatch.setenv("QUANTOS_ENV", "prod")
     monkeypatch.delenv("KUBERNETES_SERVICE_HOST", raising=False)
-    host, port = fake_k8s.server_address[:2]
+    host, port = "127.0.0.1", fake_k8s.server_port  # FakeKubernetes binds loopback
     kubeconfig = _kubeconfig(tmp_path, f"http://{host}:{port}")
     params = _params(secrets_scope=["s3-lake-rw", "binance-readonly"], affinity={})
     spec_path = _write(tmp_path, SPEC, "pod_demo.yaml")
@@ -398,7 +398,7 @@ def test_failing_pod_is_one_line_with_its_last_log_line(
     monkeypatch.setenv("QUANTOS_ENV", "prod")
     monkeypatch.delenv("KUBERNETES_SERVICE_HOST", raising=False)
     fake_k8s.program = "import sys; print('feature view xs_v2 missing', file=sys.stderr); sys.exit(3)"
-    host, port = fake_k8s.server_address[:2]
+    host, port = "127.0.0.1", fake_k8s.server_port  # FakeKubernetes binds loopback
     client = PipesK8sClient(kubeconfig_file=str(_kubeconfig(tmp_path, f"http://{host}:{port}")), poll_interval=0.05)
     message = _failure(_materialize(_write(tmp_path, SPEC, "pod_demo.yaml"), s3_store, client))
     assert "\n" not in message

@@ -46,7 +46,7 @@ def train(table: pa.Table, outs: list[str] | None = None, **params: Any) -> dict
 
 
 def test_gradient_boosting_model_and_metrics(ray_session: None, features: pa.Table) -> None:
-    params = {"trainer": "gradient_boosting", "seed": 42, "n_estimators": 60, "test_fraction": 0.25}
+    params: dict[str, Any] = {"trainer": "gradient_boosting", "seed": 42, "n_estimators": 60, "test_fraction": 0.25}
     values = train(features, **params)
     model, report = values["model_uri"], values["metrics_json"]
     assert isinstance(model, Artifact) and (model.role, model.filename) == ("model", "model.bin")

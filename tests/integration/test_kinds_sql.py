@@ -8,7 +8,7 @@ import pyarrow as pa
 import pytest
 from dagster import build_asset_context
 
-from quantos_assets.kinds.base import NodeRun, NodeRunError, NodeValue
+from quantos_assets.kinds.base import NodeRun, NodeRunError
 from quantos_assets.kinds.registry import runner_for
 from quantos_assets.spec.models import DagSpec, Node, NodeKind
 from resources.artifact_store import ArtifactStore
@@ -31,7 +31,7 @@ def run_sql(
     outs: list[str] | None = None,
     spec_dir: Path | None = None,
     store_root: Path | None = None,
-) -> dict[str, NodeValue]:
+) -> dict[str, Any]:  # the runner's tables, read as tables
     node = Node(id="universe", kind=kind, params=params, ins=["bars"], outs=outs or ["universe"])
     spec = DagSpec.model_construct(version=1, pipeline_id="kinds_sql", nodes=[node])
     resources: dict[str, Any] = {"sql_engine": DuckDBEngine(threads=2, memory_limit="1GB")}

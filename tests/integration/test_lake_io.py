@@ -61,7 +61,8 @@ def test_table_written_with_metadata(lake: LakeIOManager, instance: dg.DagsterIn
     assert meta["storage"] == "iceberg"
     assert meta["table"] == f"{PIPE}.prices"
     assert meta["rows"] == 3
-    assert meta["snapshot_id"] == table.current_snapshot().snapshot_id
+    snapshot = table.current_snapshot()
+    assert snapshot is not None and meta["snapshot_id"] == snapshot.snapshot_id
     assert [c.name for c in meta["schema"].columns] == ["symbol", "px"]
     assert table.scan().to_arrow().column("px").to_pylist() == [1.0, 2.0, 3.0]
 

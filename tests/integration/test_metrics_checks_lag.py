@@ -21,8 +21,8 @@ from quantos_assets.spec.loader import load_spec
 from resources.profile import active_profile, build_resources
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "e2e"))
-from dev_server import quantos_gateway
-from test_run_metrics import REPO, _scrape, free_port
+from dev_server import REPO, free_port, quantos_gateway
+from metrics_scrape import scrape
 
 pytestmark = pytest.mark.integration
 
@@ -38,19 +38,19 @@ SPEC = {
 }
 
 
-def _checks(fixed: Path) -> list:  # type: ignore[type-arg]
+def _checks(fixed: Path) -> list:
     @asset_check(asset=["checks_demo", "bars"], blocking=True, description="at least 5 rows")
-    def row_count():  # type: ignore[no-untyped-def]
+    def row_count():
         return AssetCheckResult(passed=False, metadata={"rows": 1, "min_rows": 5})
 
     @asset_check(asset=["checks_demo", "bars"], description="spread within bounds")
-    def spread():  # type: ignore[no-untyped-def]
+    def spread():
         return AssetCheckResult(passed=fixed.exists(), severity=AssetCheckSeverity.WARN)
 
     return [row_count, spread]
 
 
-def _by_labels(metrics: dict[str, list], name: str, *labels: str) -> dict[tuple[str, ...], float]:  # type: ignore[type-arg]
+def _by_labels(metrics: dict[str, list], name: str, *labels: str) -> dict[tuple[str, ...], float]:
     """Samples called `name` (a counter's family is named without `_total`), keyed by labels."""
     family = metrics[name] if name in metrics else metrics[name.removesuffix("_total")]
     return {tuple(s.labels[k] for k in labels): s.value for s in family if s.name == name}
@@ -92,7 +92,7 @@ def test_check_failures_and_kafka_lag_on_the_exporter_and_the_gateway(
         cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT, start_new_session=True,
     )
     try:
-        scraped = {"exporter": _scrape(f"http://127.0.0.1:{port}/metrics")}
+        scraped = {"exporter": scrape(f"http://127.0.0.1:{port}/metrics")}
     finally:
         exporter.kill()
         exporter.wait(timeout=10)

@@ -27,8 +27,7 @@ from quantos_assets.spec.loader import load_spec
 from resources.profile import active_profile
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "e2e"))
-from dev_server import stop, tail
-from test_run_metrics import free_port
+from dev_server import free_port, stop, tail
 
 pytestmark = pytest.mark.integration
 
@@ -99,7 +98,8 @@ def _captured(env: dict[str, str], run_id: str) -> dict[str, tuple[str, str]]:
     out = {}
     with _instance(env) as instance:
         for record in instance.all_logs(run_id, of_type=DagsterEventType.LOGS_CAPTURED):
-            data = record.dagster_event.event_specific_data
+            assert record.dagster_event is not None
+            data = record.dagster_event.logs_captured_data
             log = instance.compute_log_manager.get_log_data([run_id, "compute_logs", data.file_key])
             step = data.step_keys[0] if len(data.step_keys) == 1 else "*"
             out[step.removeprefix("logs_demo__")] = (
@@ -136,12 +136,12 @@ def test_every_node_event_is_a_keyed_json_line_in_that_nodes_captured_stdout(ran
             assert line["timestamp"].endswith("Z") and line["level"] in ("DEBUG", "INFO", "WARNING", "ERROR")
         # Every event the node's step stored is one of its lines, message and all.
         step_events = [
-            e for e in events
+            e.dagster_event for e in events
             if e.step_key == f"logs_demo__{node}" and e.dagster_event and e.dagster_event.event_type.name in STEP_EVENTS
         ]
-        assert {e.dagster_event.event_type.name for e in step_events} == STEP_EVENTS
+        assert {e.event_type.name for e in step_events if e} == STEP_EVENTS
         logged = Counter((line["event"], line["message"]) for line in lines)
-        expected = Counter((e.dagster_event.event_type.name, e.dagster_event.message) for e in step_events)
+        expected = Counter((e.event_type.name, e.message) for e in step_events if e)
         assert expected - logged == Counter(), f"{node}: events without a line: {expected - logged}"
         # Dagster's human-readable console log stays on stderr, without JSON.
         assert "STEP_START" in stderr and not _json_lines(stderr)

@@ -97,6 +97,7 @@ def test_events_are_posted_to_marquez_and_resent_after_an_outage(
 
         marquez.status = 503  # down: nothing accepted, the tick says so and keeps its place
         down = lineage.evaluate_tick(build_sensor_context(instance=instance, cursor=start))
+        assert down.skip_message is not None
         assert down.skip_message.startswith(f"OpenLineage event not delivered to {marquez.url}/api/v1/lineage: ")
         assert down.skip_message.endswith("; will resend")
         assert marquez.posts == []

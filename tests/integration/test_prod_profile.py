@@ -108,7 +108,8 @@ def test_prod_yaml_puts_dagster_storage_in_postgres(prod_env, materialized) -> N
     conn = psycopg2.connect(host="127.0.0.1", user="postgres", dbname=db)
     with conn.cursor() as cur:
         cur.execute("SELECT count(*) FROM event_logs WHERE run_id = %s", (result.run_id,))
-        assert cur.fetchone()[0] > 10
+        row = cur.fetchone()
+        assert row is not None and row[0] > 10
     conn.close()
 
 
@@ -145,7 +146,8 @@ def test_lake_io_manager_postgres_catalog_s3_warehouse_roundtrip(prod_env) -> No
             "SELECT metadata_location FROM iceberg_tables WHERE table_namespace = %s AND table_name = %s",
             ("prod_probe", "returns"),
         )
-        assert cur.fetchone()[0] == table.metadata_location
+        row = cur.fetchone()
+        assert row is not None and row[0] == table.metadata_location
     conn.close()
 
 

@@ -6,10 +6,8 @@ import os
 import socket
 import subprocess
 import sys
-import time
 from pathlib import Path
 
-import httpx
 import yaml
 from dagster import (
     DagsterInstance,
@@ -24,7 +22,7 @@ from dagster._core.remote_origin import (
 )
 from dagster._core.types.loadable_target_origin import LoadableTargetOrigin
 from dagster._core.utils import make_new_run_id
-from prometheus_client.parser import text_string_to_metric_families
+from metrics_scrape import scrape
 
 from quantos_assets.pipeline_assets import build_pipeline
 from quantos_assets.spec.loader import load_spec
@@ -58,18 +56,6 @@ def _spec(tmp_path: Path) -> Path:
     return path
 
 
-def _scrape(url: str) -> dict[str, list]:
-    deadline = time.monotonic() + 30
-    while True:
-        try:
-            text = httpx.get(url, timeout=5).text
-            break
-        except httpx.HTTPError:
-            assert time.monotonic() < deadline, "exporter did not answer"
-            time.sleep(0.3)
-    return {f.name: f.samples for f in text_string_to_metric_families(text)}
-
-
 def test_exporter_reports_runs_queue_steps_and_retries(data_dir: Path, tmp_path: Path) -> None:
     pipeline = build_pipeline(load_spec(_spec(tmp_path)))
     instance = DagsterInstance.get()
@@ -84,7 +70,8 @@ def test_exporter_reports_runs_queue_steps_and_retries(data_dir: Path, tmp_path:
     queued = instance.add_run(
         DagsterRun(job_name="metrics_demo", run_id=make_new_run_id(), status=DagsterRunStatus.QUEUED, tags=tags, remote_job_origin=origin)
     )
-    assert instance.get_run_by_id(queued.run_id).status == DagsterRunStatus.QUEUED
+    stored = instance.get_run_by_id(queued.run_id)
+    assert stored is not None and stored.status == DagsterRunStatus.QUEUED
 
     port = free_port()
     proc = subprocess.Popen(
@@ -92,7 +79,7 @@ def test_exporter_reports_runs_queue_steps_and_retries(data_dir: Path, tmp_path:
         cwd=REPO, env=os.environ.copy(), stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT, start_new_session=True,
     )
     try:
-        metrics = _scrape(f"http://127.0.0.1:{port}/metrics")
+        metrics = scrape(f"http://127.0.0.1:{port}/metrics")
     finally:
         proc.kill()
         proc.wait(timeout=10)

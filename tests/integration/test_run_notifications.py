@@ -82,7 +82,7 @@ def receiver() -> Iterator[Receiver]:
         server.server_close()
 
 
-def _pipeline(pid: str, marker: Path, broken: bool = False):  # type: ignore[no-untyped-def]
+def _pipeline(pid: str, marker: Path, broken: bool = False):
     text = SPEC.format(pid=pid, marker=marker)
     if broken:  # a node that cannot run here: fails at once, no retry
         text = text.replace('entrypoint: "tests.integration.test_kinds_entrypoints:fail_first_attempt", ', "")
@@ -145,6 +145,7 @@ def test_an_unreachable_target_is_retried_next_tick(data_dir: Path, receiver: Re
         defs.resolve_job_def("nightly_dataload").execute_in_process(instance=instance)
         receiver.status = 503
         down = step_sensor.evaluate_tick(build_sensor_context(instance=instance, cursor=start))
+        assert down.skip_message is not None
         assert "notification not delivered, will resend" in down.skip_message
         assert "HTTP Error 503" in down.skip_message
         receiver.status = 200

@@ -29,10 +29,8 @@ def test_backfill_of_a_range_runs_each_session_and_skips_the_holiday(data_dir: P
     pipeline = build_pipeline(load_spec(EOD))
     instance = DagsterInstance.get()
     sync = build_session_sync(pipeline, clock=lambda: datetime(2016, 2, 1, tzinfo=ZoneInfo("America/New_York")))
-    instance.add_dynamic_partitions(
-        partitions_name(pipeline.spec),
-        list(sync.evaluate_tick(build_sensor_context(instance=instance)).dynamic_partitions_requests[0].partition_keys),
-    )
+    [request] = sync.evaluate_tick(build_sensor_context(instance=instance)).dynamic_partitions_requests or []
+    instance.add_dynamic_partitions(partitions_name(pipeline.spec), list(request.partition_keys))
     # The partition range a backfill of 2016-01-14...2016-01-20 covers (keys are in session order).
     every = instance.get_dynamic_partitions(partitions_name(pipeline.spec))
     keys = every[every.index("2016-01-14") : every.index("2016-01-20") + 1]
@@ -54,7 +52,7 @@ RANGE = ("2016-01-14", "2016-01-20")  # MLK day (Jan 18) and a weekend inside
 RANGE_SESSIONS = ["2016-01-14", "2016-01-15", "2016-01-19", "2016-01-20"]
 
 
-def _synced_instance(pipeline) -> DagsterInstance:  # type: ignore[no-untyped-def]
+def _synced_instance(pipeline) -> DagsterInstance:
     from quantos_assets.calendars.partitions import missing_session_keys
 
     instance = DagsterInstance.get()

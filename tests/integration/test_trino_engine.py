@@ -21,12 +21,16 @@ from resources.trino_engine import TrinoEngine
 class _Coordinator(BaseHTTPRequestHandler):
     received: ClassVar[list[dict]] = []
 
+    def _port(self) -> int:
+        assert isinstance(self.server, ThreadingHTTPServer)
+        return self.server.server_port
+
     def do_POST(self) -> None:
         body = self.rfile.read(int(self.headers.get("Content-Length", 0))).decode()
         self.received.append({"path": self.path, "body": body, "headers": dict(self.headers)})
         payload = {
             "id": "20260101_000000_00000_quant",
-            "infoUri": f"http://127.0.0.1:{self.server.server_port}/ui/query.html",
+            "infoUri": f"http://127.0.0.1:{self._port()}/ui/query.html",
             "columns": [
                 {
                     "name": "symbol",
