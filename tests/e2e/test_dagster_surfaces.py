@@ -13,6 +13,7 @@ import time
 
 import pytest
 from dagster import AssetKey, DagsterEventType, DagsterInstance
+from dagster._core.events import LoadedInputData
 from dev_server import (
     DAGSTER,
     LOCATION,
@@ -205,7 +206,9 @@ def cli_env(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
 def _latest_meta(home: str, key: AssetKey) -> dict:
     with DagsterInstance.from_config(home) as instance:
         event = instance.get_latest_materialization_event(key)
-        assert event is not None, f"{key.to_user_string()} was never materialized in {home}"
+        assert event is not None and event.asset_materialization is not None, (
+            f"{key.to_user_string()} was never materialized in {home}"
+        )
         return {k: v.value for k, v in event.asset_materialization.metadata.items()}
 
 
@@ -235,14 +238,20 @@ def test_cli_asset_materialize_then_downstream_alone(cli_env: dict[str, str]) ->
     with DagsterInstance.from_config(home) as instance:
         # features were read, not recomputed: still one materialization, the first run's
         latest = instance.get_latest_materialization_event(AssetKey([PIPELINE, "features"]))
+        assert latest is not None and latest.asset_materialization is not None
         assert latest.asset_materialization.metadata["snapshot_id"].value == features["snapshot_id"]
         # ... and the second run read exactly the snapshot the first one recorded
-        run_id = instance.get_latest_materialization_event(AssetKey([PIPELINE, "universe"])).run_id
+        universe_event = instance.get_latest_materialization_event(AssetKey([PIPELINE, "universe"]))
+        assert universe_event is not None
+        run_id = universe_event.run_id
         assert run_id != latest.run_id
-        loaded = [
-            e.dagster_event.event_specific_data.metadata
+        inputs = [
+            e.dagster_event.event_specific_data
             for e in instance.all_logs(run_id, of_type=DagsterEventType.LOADED_INPUT)
+            if e.dagster_event
         ]
+        loaded = [data.metadata for data in inputs if isinstance(data, LoadedInputData)]
+        assert len(loaded) == len(inputs)
     read = [m["snapshot_id"].value for m in loaded if "snapshot_id" in m]
     assert read == [features["snapshot_id"]], loaded
 
@@ -261,7 +270,7 @@ query($id: String!) {
 """
 
 
-def _wait_for(what: str, server: Server, probe, timeout: float):  # type: ignore[no-untyped-def]
+def _wait_for(what: str, server: Server, probe, timeout: float):
     deadline = time.monotonic() + timeout
     while True:
         value = probe()

@@ -23,7 +23,7 @@ pytestmark = pytest.mark.e2e
 
 def _latest_meta(instance: DagsterInstance, key: AssetKey) -> dict:
     event = instance.get_latest_materialization_event(key)
-    assert event is not None, f"{key} was never materialized"
+    assert event is not None and event.asset_materialization is not None, f"{key} was never materialized"
     return {k: v.value for k, v in event.asset_materialization.metadata.items()}
 
 
@@ -67,7 +67,8 @@ def test_tables_land_in_iceberg_with_snapshot_metadata(materialized) -> None:
     meta = _latest_meta(instance, AssetKey([PIPELINE, "features"]))
     assert meta["rows"] > 1000
     table = catalog.load_table((PIPELINE, "features"))
-    assert table.current_snapshot().snapshot_id == meta["snapshot_id"]
+    snapshot = table.current_snapshot()
+    assert snapshot is not None and snapshot.snapshot_id == meta["snapshot_id"]
     assert len(table.scan().to_arrow()) == meta["rows"]
 
 

@@ -15,6 +15,7 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -23,7 +24,7 @@ from dev_server import REPO, Server, dagster_dev, quantos_gateway, tail
 
 pytestmark = pytest.mark.e2e
 
-SMALL = {
+SMALL: dict[str, Any] = {
     "version": 1,
     "pipeline_id": "gw_small",
     "labels": {"team": "research"},
@@ -62,11 +63,11 @@ class Stack:
     tokens: dict[str, str]
     root: Path
 
-    def call(self, method: str, path: str, token: str | None = "research", **kwargs: object) -> httpx.Response:
-        headers = dict(kwargs.pop("headers", {}) or {})  # type: ignore[arg-type]
+    def call(self, method: str, path: str, token: str | None = "research", **kwargs: Any) -> httpx.Response:
+        headers = dict(kwargs.pop("headers", None) or {})
         if token is not None:
             headers["Authorization"] = f"Bearer {self.tokens.get(token, token)}"
-        return httpx.request(method, f"{self.url}{path}", headers=headers, timeout=120, **kwargs)  # type: ignore[arg-type]
+        return httpx.request(method, f"{self.url}{path}", headers=headers, timeout=120, **kwargs)
 
     def wait(self, submission_id: str, statuses: set[str], token: str = "research", timeout: float = 240) -> dict:
         deadline = time.monotonic() + timeout

@@ -89,10 +89,11 @@ def test_its_metrics_are_scraped(promoted: Promoted) -> None:
         while True:
             try:
                 text = httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=10).text
-                break
             except httpx.HTTPError:
                 assert proc.poll() is None and time.monotonic() < deadline, tail(log)
                 time.sleep(0.5)
+                continue
+            break
     finally:
         stop(proc)
     samples = [s for family in text_string_to_metric_families(text) for s in family.samples]
