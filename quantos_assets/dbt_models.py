@@ -136,14 +136,16 @@ _PARSE_STAMP = Path("target") / "quantos_parse.json"
 _NOT_SOURCES = {"target", "logs", "dbt_packages"}
 
 
-# Settings that change the manifest's content; connection paths (catalog, DuckDB file,
-# warehouse) do not, and differ per data dir: every test instance would re-parse.
-_MANIFEST_SETTINGS = ("QUANTOS_DBT_SCHEMA", "QUANTOS_TRINO_CATALOG")
+# Settings that change the manifest's content. Not the target or its connection settings
+# (catalog, DuckDB file, warehouse, Trino): they differ per data dir (every test instance
+# would re-parse) and per environment, while the image's manifest, parsed at build, is
+# the one a staging/prod code location reads (parsing there would need Trino's settings).
+_MANIFEST_SETTINGS = ("QUANTOS_DBT_SCHEMA",)
 
 
 def _settings_digest(profile: Profile) -> str:
     env = dbt_env(profile)
-    settings = {"target": dbt_target(profile), "env": {k: env.get(k) for k in _MANIFEST_SETTINGS}}
+    settings = {"env": {k: env.get(k) for k in _MANIFEST_SETTINGS}}
     return hashlib.sha256(json.dumps(settings, sort_keys=True).encode()).hexdigest()
 
 

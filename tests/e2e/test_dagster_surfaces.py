@@ -75,7 +75,9 @@ def test_example_asset_graph_over_graphql(asset_nodes: dict[str, dict]) -> None:
     assert set(example) == {
         f"{PIPELINE}/{name}"
         for name in (
-            "daily_bars", "features", "universe", "model_uri", "metrics_json", "backtest_returns"
+            "daily_bars", "features", "universe", "model_uri", "metrics_json", "backtest_returns",
+            # its gates block: one asset per promotion stage
+            "promoted/staging", "promoted/canary", "promoted/prod",
         )
     }, sorted(asset_nodes)
     assert {n["groupName"] for n in example.values()} == {PIPELINE}

@@ -129,7 +129,7 @@ def test_cli_partition_range_is_one_run_over_the_sessions(data_dir: Path) -> Non
 
     res = subprocess.run(
         [
-            "dagster", "asset", "materialize", "-m", "definitions.definitions",
+            str(Path(sys.executable).parent / "dagster"), "asset", "materialize", "-m", "definitions.definitions",
             "--select", "xs_daily_eod/eod_summary", "--partition-range", f"{RANGE[0]}...{RANGE[1]}",
         ],
         capture_output=True, text=True, cwd=REPO, env=env, timeout=300, check=False,
