@@ -90,10 +90,11 @@ def test_launch_queue_claims_once_and_recovers_what_a_stopped_gateway_held(store
     # A failed launch can be queued again or canceled; a launched one can be neither.
     row = store.get("q2")
     assert row is not None and row.state == "failed" and "not in code location" in (row.error or "")
-    assert store.requeue("q2") and store.get("q2").state == "queued"  # type: ignore[union-attr]
+    assert store.requeue("q2") and (requeued := store.get("q2")) is not None and requeued.state == "queued"
     assert store.cancel_queued("q2") and store.claim("q2") is None
     assert not store.requeue("q1") and not store.cancel_queued("q1")
-    assert store.get("q1").state == "launched" and store.run_ids("q1") == ["run-1"]  # type: ignore[union-attr]
+    launched = store.get("q1")
+    assert launched is not None and launched.state == "launched" and store.run_ids("q1") == ["run-1"]
 
 
 def test_a_store_made_before_the_launch_queue_gets_its_columns(tmp_path: Path) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 import pytest
 from dagster import build_sensor_context
@@ -42,8 +43,8 @@ def _pipelines(tmp_path: Path) -> list[PipelineDefs]:
     return [build_pipeline(load_spec(path))]
 
 
-def _settings(bootstrap: str, **kw: object) -> KafkaSettings:
-    return KafkaSettings(bootstrap=bootstrap, timeout_s=kw.pop("timeout_s", 3.0), **kw)  # type: ignore[arg-type]
+def _settings(bootstrap: str, **kw: Any) -> KafkaSettings:
+    return KafkaSettings(bootstrap=bootstrap, timeout_s=kw.pop("timeout_s", 3.0), **kw)
 
 
 def _tick(sensor, cursor: str | None):

@@ -4,6 +4,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from dagster import build_asset_context
 
 from quantos_assets.kinds.base import NodeRun, NodeRunError
 from quantos_assets.kinds.custom_crd import terminal_state, validate_manifest
@@ -48,8 +49,8 @@ def test_no_cluster_is_one_clear_line(tmp_path: Path, monkeypatch: pytest.Monkey
     monkeypatch.delenv("KUBERNETES_SERVICE_HOST", raising=False)
     node = Node(id="submit", kind=NodeKind.custom_crd, params={"manifest": MANIFEST}, outs=["status"])
     spec = DagSpec(version=1, pipeline_id="kinds_crd", nodes=[node])
-    with pytest.raises(NodeRunError) as err:
-        runner_for(NodeKind.custom_crd).run(None, NodeRun(spec=spec, node=node, spec_dir=None))  # type: ignore[arg-type]
+    with build_asset_context() as context, pytest.raises(NodeRunError) as err:
+        runner_for(NodeKind.custom_crd).run(context, NodeRun(spec=spec, node=node, spec_dir=None))
     assert str(err.value) == (
         "kinds_crd.submit: custom_crd 'RayJob/x' cannot be applied: no Kubernetes cluster is configured "
         "(set KUBECONFIG or run in-cluster)"

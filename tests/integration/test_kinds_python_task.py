@@ -5,7 +5,14 @@ from typing import Any
 
 import pyarrow as pa
 import pytest
-from dagster import AssetOut, Output, PipesSubprocessClient, materialize, multi_asset
+from dagster import (
+    AssetOut,
+    Output,
+    PipesSubprocessClient,
+    build_asset_context,
+    materialize,
+    multi_asset,
+)
 
 from quantos_assets.kinds.base import NodeRun, NodeRunError, NodeValue
 from quantos_assets.kinds.registry import runner_for
@@ -118,8 +125,8 @@ def test_image_only_task_needs_production() -> None:
                 image="ghcr.io/archetype/feature-kit:0.3.2", env={"FEATURE_VIEW": "xs_v2"},
                 ins=["dataset_uri"], outs=["feature_table"])
     spec = DagSpec.model_construct(version=1, pipeline_id="bt_xs_bilstm_v1", nodes=[node])
-    with pytest.raises(NodeRunError) as err:
-        runner_for(NodeKind.python_task).run(None, NodeRun(spec=spec, node=node, spec_dir=None))  # type: ignore[arg-type]
+    with build_asset_context() as context, pytest.raises(NodeRunError) as err:
+        runner_for(NodeKind.python_task).run(context, NodeRun(spec=spec, node=node, spec_dir=None))
     assert str(err.value) == (
         "bt_xs_bilstm_v1.compute_features: python_task has no params.entrypoint; "
         "image 'ghcr.io/archetype/feature-kit:0.3.2' needs the production profile (Kubernetes pods) to run"

@@ -140,7 +140,8 @@ def test_every_node_run_becomes_schema_valid_lineage_under_its_submission(data_d
 
     with DagsterInstance.get() as instance:
         bars = instance.get_latest_materialization_event(AssetKey(["xs_daily_eod", "bars"]))
-    bars_meta = bars.asset_materialization.metadata  # type: ignore[union-attr]
+    assert bars is not None and bars.asset_materialization is not None
+    bars_meta = bars.asset_materialization.metadata
     snapshot = str(bars_meta["snapshot_id"].value)
     session_bars, rollup = complete("xs_daily_eod.session_bars"), complete("xs_daily_eod.eod_rollup")
     assert session_bars["outputs"][0]["name"] == "xs_daily_eod.bars"

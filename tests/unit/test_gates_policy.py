@@ -126,13 +126,17 @@ def test_a_failed_bound_names_the_measured_value_and_the_requirement() -> None:
 def test_the_spec_tightens_the_policy_and_keeps_the_rest(tmp_path: Path, policy: Path) -> None:
     path = tmp_path / "gated.yaml"
     path.write_text(SPEC.format(kind="ray_job", metrics="metrics_json", sharpe=">= 1.0", stages="[staging, canary]"))
-    gate = effective_gate(load_spec(path).spec.gates, load_policy())  # type: ignore[arg-type]
+    gates = load_spec(path).spec.gates
+    assert gates is not None
+    gate = effective_gate(gates, load_policy())
     assert {str(b.bound): b.origin for b in gate.bounds} == {"sharpe >= 1.0": "spec", "max_drawdown <= 0.2": "spec"}
     assert gate.stages == ("staging", "canary") and gate.card_fields == ("owner", "seed")
 
     path.write_text(SPEC.format(kind="ray_job", metrics="metrics_json", sharpe=">= 1.0", stages="null"))
     path.write_text(path.read_text().replace('    max_drawdown: "<= 0.2"\n', ""))
-    gate = effective_gate(load_spec(path).spec.gates, load_policy())  # type: ignore[arg-type]
+    gates = load_spec(path).spec.gates
+    assert gates is not None
+    gate = effective_gate(gates, load_policy())
     assert {str(b.bound): b.origin for b in gate.bounds} == {"sharpe >= 1.0": "spec", "max_drawdown <= 0.3": "policy"}
     assert gate.stages == ("staging", "canary", "prod")
 

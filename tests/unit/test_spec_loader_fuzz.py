@@ -39,6 +39,7 @@ from hypothesis.database import DirectoryBasedExampleDatabase
 
 from quantos_assets.spec.errors import SpecError
 from quantos_assets.spec.loader import (
+    Format,
     LoadedSpec,
     load_runtime_params_text,
     load_spec,
@@ -299,9 +300,9 @@ def _check_error(err: SpecError, source: str, text: str | bytes) -> None:
         assert "\n" not in problem.message and "\r" not in problem.message, problem
 
 
-def _spec_text(text: str, fmt: str) -> None:
+def _spec_text(text: str, fmt: Format) -> None:
     source = f"fuzz.{fmt}"
-    check_outcome(lambda: load_spec_text(text, source, fmt), source, text, LoadedSpec)  # type: ignore[arg-type]
+    check_outcome(lambda: load_spec_text(text, source, fmt), source, text, LoadedSpec)
 
 
 def _fuzz(*props: Callable[[], None]) -> None:
@@ -319,7 +320,7 @@ def _fuzz(*props: Callable[[], None]) -> None:
 
 
 @given(doc=mutated_documents(SPEC_SEEDS), fmt=st.sampled_from(["yaml", "json"]), style=st.integers(0, 3))
-def _structured(doc: Any, fmt: str, style: int) -> None:
+def _structured(doc: Any, fmt: Format, style: int) -> None:
     _spec_text(_dump(doc, fmt, style), fmt)
 
 
@@ -328,7 +329,7 @@ def test_structured_mutations_of_the_example_specs() -> None:
 
 
 @given(data=st.data(), fmt=st.sampled_from(["yaml", "json"]), style=st.integers(0, 3))
-def _edited(data: st.DataObject, fmt: str, style: int) -> None:
+def _edited(data: st.DataObject, fmt: Format, style: int) -> None:
     doc = data.draw(mutated_documents(SPEC_SEEDS))
     _spec_text(data.draw(edited_texts(_dump(doc, fmt, style))), fmt)
 
@@ -338,12 +339,12 @@ def test_text_edits_of_mutated_specs() -> None:
 
 
 @given(data=st.data(), fmt=st.sampled_from(["yaml", "json"]))
-def _params(data: st.DataObject, fmt: str) -> None:
+def _params(data: st.DataObject, fmt: Format) -> None:
     doc = data.draw(mutated_documents(PARAM_SEEDS))
     text = data.draw(edited_texts(_dump(doc, fmt, data.draw(st.integers(0, 3)))))
     source = f"params.{fmt}"
     check_outcome(
-        lambda: load_runtime_params_text(text, source, fmt),  # type: ignore[arg-type]
+        lambda: load_runtime_params_text(text, source, fmt),
         source, text, RuntimeParams,
     )
 
@@ -387,7 +388,7 @@ def _bytes(raw: bytes, suffix: str, tmp: Path) -> None:
 
 
 @given(text=st.text(max_size=2000), fmt=st.sampled_from(["yaml", "json"]))
-def _text(text: str, fmt: str) -> None:
+def _text(text: str, fmt: Format) -> None:
     _spec_text(text, fmt)
 
 
@@ -436,7 +437,7 @@ def _deep(depth: int, style: str, where: str) -> None:
     if style.startswith("block"):
         depth = min(depth, 700)  # a block level costs a line of its own depth: 700 is ~0.5 MB
     value = _nest(depth, style)
-    fmt = "json" if style.startswith("json") else "yaml"
+    fmt: Format = "json" if style.startswith("json") else "yaml"
     if where == "root":
         text = value.lstrip("\n")
     elif fmt == "json":
@@ -489,7 +490,7 @@ def huge_numbers(draw: st.DrawFn) -> str:
     field=st.sampled_from(sorted(NUMERIC_FIELDS_YAML)),
     fmt=st.sampled_from(["yaml", "json"]),
 )
-def _huge(number: str, field: str, fmt: str) -> None:
+def _huge(number: str, field: str, fmt: Format) -> None:
     template = NUMERIC_FIELDS_YAML[field]
     if fmt == "yaml":
         text = template.format(n=number)

@@ -12,15 +12,15 @@ import time
 import pytest
 
 from quantos_assets.spec.errors import SpecError
-from quantos_assets.spec.loader import load_spec_text
+from quantos_assets.spec.loader import Format, load_spec_text
 from quantos_assets.spec.nesting import MAX_NESTING
 
 NODE = "{id: a, kind: python_task, outs: [x]}"
 
 
-def problems(text: str, fmt: str = "yaml") -> list[str]:
+def problems(text: str, fmt: Format = "yaml") -> list[str]:
     with pytest.raises(SpecError) as caught:
-        load_spec_text(text, f"f.{fmt}", fmt)  # type: ignore[arg-type]
+        load_spec_text(text, f"f.{fmt}", fmt)
     lines = str(caught.value).split("\n")
     assert lines == caught.value.lines
     return lines
@@ -142,7 +142,7 @@ def test_a_huge_key_is_elided_in_the_path() -> None:
     ],
     ids=["yaml-flow-100k", "yaml-map-50k", "json-100k", "json-300", "yaml-block-300"],
 )
-def test_nesting_past_the_bound_is_one_quick_error(text: str, fmt: str, line: int) -> None:
+def test_nesting_past_the_bound_is_one_quick_error(text: str, fmt: Format, line: int) -> None:
     started = time.monotonic()
     lines = problems(text, fmt)
     assert time.monotonic() - started < 2, "deep nesting must not be slow"
