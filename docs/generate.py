@@ -83,6 +83,8 @@ def gateway_app() -> Any:
         dagster_url="http://127.0.0.1:3000", tokens_path=nowhere, store_url="sqlite://",
         teams_path=nowhere, specs_dir=nowhere, production=False,
     )
+    # A stand-in Gateway: building the OpenAPI document touches only dispatcher.start(), and a
+    # real Gateway would open stores and start launch threads just to describe the API.
     stub = types.SimpleNamespace(dispatcher=types.SimpleNamespace(start=lambda: None))
     return create_app(settings, stub)  # type: ignore[arg-type]
 
