@@ -66,6 +66,7 @@ ROWS_PER_FILE = 1024 * 1024
 _COMMIT_DEADLINE_S = 120.0
 _COMMIT_BACKOFF_S = 0.05
 _COMMIT_BACKOFF_MAX_S = 2.0
+_OPEN_ATTEMPTS = 5
 _log = logging.getLogger(__name__)
 
 # Keep per-commit cost flat as history grows: merge manifests on append (bounded manifest list),
@@ -99,8 +100,23 @@ class WriteResult:
 
 
 def open_sql_catalog(name: str, uri: str, warehouse: str, properties: dict[str, str]) -> Catalog:
-    """A SqlCatalog (SQLite locally, Postgres in the cluster); creates its tables if absent."""
-    return SqlCatalog(name, uri=uri, warehouse=warehouse, **properties)
+    """A SqlCatalog (SQLite locally, Postgres in the cluster); creates its tables if absent.
+
+    Runs that open a fresh catalog database at the same moment race in that CREATE TABLE
+    (PostgreSQL: duplicate key in pg_type; SQLite: table already exists) and one of them
+    failed its write; the loser's next try finds the tables, so the race is retried.
+    """
+    import sqlalchemy.exc
+
+    for attempt in range(1, _OPEN_ATTEMPTS + 1):
+        try:
+            return SqlCatalog(name, uri=uri, warehouse=warehouse, **properties)
+        except (sqlalchemy.exc.IntegrityError, sqlalchemy.exc.ProgrammingError, sqlalchemy.exc.OperationalError) as exc:
+            lost_race = "already exists" in str(exc) or "duplicate key" in str(exc)
+            if not lost_race or attempt == _OPEN_ATTEMPTS:
+                raise
+            time.sleep(_commit_backoff(attempt))
+    raise AssertionError("unreachable")
 
 
 @contextmanager
