@@ -254,7 +254,7 @@ def write_partitions(
     deadline = time.monotonic() + _COMMIT_DEADLINE_S
     attempt = 0
     with unavailable_as_lake_error(catalog, name, "writing"):
-        catalog.create_namespace_if_not_exists(identifier[0])
+        _ensure_namespace(catalog, identifier[0])
         while True:
             attempt += 1
             try:
@@ -268,6 +268,21 @@ def write_partitions(
                     ) from exc
                 _log.info("%s: another writer committed first; retrying (attempt %d)", name, attempt + 1)
                 time.sleep(pause)
+
+
+def _ensure_namespace(catalog: Catalog, namespace: str) -> None:
+    """create_namespace_if_not_exists, safe when another writer creates it at the same moment.
+
+    PyIceberg checks, then inserts; the loser of that race gets the database's IntegrityError
+    (duplicate key in iceberg_namespace_properties), not NamespaceAlreadyExistsError, and its
+    write failed. The namespace exists then, which is all a write needs.
+    """
+    import sqlalchemy.exc
+
+    try:
+        catalog.create_namespace_if_not_exists(namespace)
+    except sqlalchemy.exc.IntegrityError:
+        catalog.load_namespace_properties(namespace)  # raises NoSuchNamespaceError if it is not there
 
 
 def _commit_backoff(attempt: int) -> float:
