@@ -153,7 +153,7 @@ def outages(pg_db: str) -> Iterator[Outages]:
 
 
 SESSIONS = ("2024-01-02", "2024-01-03", "2024-01-04")
-OUTAGES = 6
+OUTAGES = 4
 
 
 def _version_table(version: int, rows: int = 400) -> pa.Table:
