@@ -44,9 +44,9 @@ SPEC = {
 HOLD = {"key": "quantos/label.bench", "value": "hold"}  # = runtime label bench: hold
 DAGSTER_YAML = """
 telemetry: {enabled: false}
-run_coordinator:
-  module: dagster._core.run_coordinator
-  class: QueuedRunCoordinator
+run_coordinator:  # as deploy/dagster.local.yaml
+  module: quantos_assets.launcher.run_coordinator
+  class: WarmingQueuedRunCoordinator
   config:
     max_concurrent_runs: 2
     dequeue_interval_seconds: 1  # as deploy/dagster.local.yaml
@@ -55,7 +55,7 @@ run_coordinator:
 run_launcher:  # as deploy/dagster.local.yaml
   module: quantos_assets.launcher.run_launcher
   class: WarmRunLauncher
-  config: {spares: 1}
+  config: {spares: 1, preload: {module: definitions.definitions, attribute: defs}}
 """
 
 

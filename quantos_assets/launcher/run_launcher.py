@@ -22,12 +22,14 @@ import signal
 import subprocess
 import sys
 import threading
+import time
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from dagster import Field, IntSource
+from dagster import DagsterInstance, Field, IntSource
+from dagster._core.code_pointer import ModuleCodePointer
 from dagster._core.launcher.base import (
     CheckRunHealthResult,
     LaunchRunContext,
@@ -48,12 +50,19 @@ _WORKER_MODULE = "quantos_assets.launcher.worker"
 class _Spare:
     proc: subprocess.Popen
     fingerprint: str
+    started: float = field(default_factory=time.monotonic)
 
 
 class WarmRunLauncher(RunLauncher, ConfigurableClass):
-    def __init__(self, spares: int = 1, inst_data: ConfigurableClassData | None = None) -> None:
+    def __init__(
+        self,
+        spares: int = 1,
+        preload: Mapping[str, str] | None = None,
+        inst_data: ConfigurableClassData | None = None,
+    ) -> None:
         self._inst_data = inst_data
         self._spares_wanted = spares
+        self._preload = dict(preload) if preload else None
         self._spares: dict[str, list[_Spare]] = {}  # serialized code pointer -> ready workers
         self._lock = threading.Lock()
         super().__init__()
@@ -68,12 +77,35 @@ class WarmRunLauncher(RunLauncher, ConfigurableClass):
             "spares": Field(
                 IntSource, is_required=False, default_value=1,
                 description="Workers kept loaded and waiting for a run (0: start every run cold).",
-            )
+            ),
+            "preload": Field(
+                {"module": str, "attribute": str},
+                is_required=False,
+                description=(
+                    "The code location to load spares of when the daemon starts (module and its "
+                    "Definitions attribute, from the daemon's working directory), so the first "
+                    "run is warm too; without it, spares start after the first launch."
+                ),
+            ),
         }
 
     @classmethod
     def from_config_value(cls, inst_data: ConfigurableClassData, config_value: Mapping[str, Any]) -> WarmRunLauncher:
         return cls(inst_data=inst_data, **config_value)
+
+    def register_instance(self, instance: DagsterInstance) -> None:
+        super().register_instance(instance)
+        # Only the daemon launches runs (the queue's dequeuer); the webserver's copy of the
+        # launcher terminates and health-checks, and must not hold spares of its own.
+        if self._preload and self._spares_wanted and in_daemon():
+            pointer = ModuleCodePointer(
+                module=self._preload["module"], fn_name=self._preload["attribute"], working_directory=os.getcwd()
+            )
+            key = serialize_value(pointer)
+            workdir = Path(os.getcwd())
+            with self._lock:
+                self._spares.setdefault(key, [])
+                self._top_up(key, workdir, self._fingerprint(workdir))
 
     # -- launching --------------------------------------------------------------------------
 
@@ -93,12 +125,15 @@ class WarmRunLauncher(RunLauncher, ConfigurableClass):
             proc = spare.proc if spare else self._spawn(key, workdir)
             args = ExecuteRunArgs(job_origin=origin, run_id=run.run_id, instance_ref=self._instance.get_ref())
             assert proc.stdin is not None
+            # The pid first: a launcher that dies after the hand-over still leaves the run
+            # terminable and its worker's health checkable.
+            self._instance.add_run_tags(run.run_id, {WORKER_PID_TAG: str(proc.pid)})
             proc.stdin.write((serialize_value(args) + "\n").encode())
             proc.stdin.close()
-            self._instance.add_run_tags(run.run_id, {WORKER_PID_TAG: str(proc.pid)})
             self._top_up(key, workdir, fingerprint)
+        age = f", started {time.monotonic() - spare.started:.1f} s before" if spare else ""
         self._instance.report_engine_event(
-            f"Run handed to {'a warm' if warm else 'a new'} run worker (pid {proc.pid}).", run, cls=self.__class__
+            f"Run handed to {'a warm' if warm else 'a new'} run worker (pid {proc.pid}{age}).", run, cls=self.__class__
         )
 
     def _fingerprint(self, workdir: Path) -> str:
@@ -170,6 +205,12 @@ class WarmRunLauncher(RunLauncher, ConfigurableClass):
         return CheckRunHealthResult(
             WorkerStatus.FAILED, f"run worker process {pid} is gone (killed, or the host restarted)", run_worker_id=str(pid)
         )
+
+
+def in_daemon() -> bool:
+    """`dagster-daemon run`, or `dagster dev`'s `python -m dagster._daemon run`."""
+    argv0 = Path(sys.argv[0]).as_posix() if sys.argv else ""
+    return "dagster-daemon" in argv0 or "dagster/_daemon" in argv0
 
 
 def _worker_pid(run: DagsterRun) -> int | None:
