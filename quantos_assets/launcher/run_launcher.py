@@ -17,6 +17,7 @@ the worker's pid is kept in a run tag, and checked against /proc before it is si
 """
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
@@ -43,6 +44,8 @@ from dagster._serdes import ConfigurableClass, ConfigurableClassData, serialize_
 from quantos_assets.launcher.code_fingerprint import code_fingerprint
 
 WORKER_PID_TAG = "quantos/run_worker_pid"
+# How long a terminated worker gets to stop (finishing the step's cleanup) before it is killed.
+TERMINATE_GRACE_SECONDS = 30.0
 _WORKER_MODULE = "quantos_assets.launcher.worker"
 
 
@@ -190,7 +193,29 @@ class WarmRunLauncher(RunLauncher, ConfigurableClass):
             os.kill(pid, signal.SIGTERM)  # the worker maps SIGTERM to an interrupt: the run is CANCELED
         except ProcessLookupError:
             return False
+        threading.Thread(target=self._see_to_exit, args=(run_id, pid), name=f"terminate-{pid}", daemon=True).start()
         return True
+
+    def _see_to_exit(self, run_id: str, pid: int) -> None:
+        """An interrupt that lands in a finalizer is ignored by Python ("Exception ignored
+        in ..."), leaving the run CANCELING: signal again every 5 s, and after
+        TERMINATE_GRACE_SECONDS kill the worker and its children and record the cancel."""
+        deadline = time.monotonic() + TERMINATE_GRACE_SECONDS
+        while _is_worker(pid):
+            if time.monotonic() > deadline:
+                for victim in [*_descendants(pid), pid]:
+                    with contextlib.suppress(ProcessLookupError):
+                        os.kill(victim, signal.SIGKILL)
+                run = self._instance.get_run_by_id(run_id)
+                if run is not None and not run.is_finished:
+                    self._instance.report_run_canceled(
+                        run, message=f"Run worker {pid} did not stop within {TERMINATE_GRACE_SECONDS:.0f} s: killed."
+                    )
+                return
+            time.sleep(5.0)
+            with contextlib.suppress(ProcessLookupError):
+                if _is_worker(pid):
+                    os.kill(pid, signal.SIGTERM)
 
     @property
     def supports_check_run_worker_health(self) -> bool:
@@ -230,6 +255,25 @@ def _is_worker(pid: int) -> bool:
     except OSError:
         return False
     return _WORKER_MODULE.encode() in cmdline and state != "Z"
+
+
+def _descendants(pid: int) -> list[int]:
+    """The processes below `pid` (a node's Pipes subprocess, step workers), from /proc."""
+    parents: dict[int, list[int]] = {}
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            ppid = int(Path(f"/proc/{entry}/stat").read_text().rsplit(")", 1)[1].split()[1])
+        except (OSError, IndexError, ValueError):
+            continue
+        parents.setdefault(ppid, []).append(int(entry))
+    found, todo = [], [pid]
+    while todo:
+        for child in parents.get(todo.pop(), []):
+            found.append(child)
+            todo.append(child)
+    return found
 
 
 def _release(proc: subprocess.Popen) -> None:
