@@ -198,7 +198,23 @@ def test_quotas_answer_429_with_retry_after(stack: Stack) -> None:
     assert frozen.status_code == 429 and "active runs (limit 0)" in frozen.json()["error"]
 
 
+def _launch_queue_drained(stack: Stack, timeout: float = 120) -> None:
+    """Wait until every accepted submission has its run (launches are asynchronous)."""
+    import sqlalchemy as sa
+
+    engine = sa.create_engine(f"sqlite:///{Path(stack.env['QUANTOS_DATA_DIR']) / 'gateway.db'}")
+    deadline = time.monotonic() + timeout
+    query = sa.text("SELECT count(*) FROM gateway_submissions WHERE state IN ('queued', 'launching')")
+    while True:
+        with engine.connect() as conn:
+            if conn.execute(query).scalar_one() == 0:
+                return
+        assert time.monotonic() < deadline, "the gateway's launch queue did not drain"
+        time.sleep(0.5)
+
+
 def test_bad_input_is_a_4xx_and_leaves_nothing(stack: Stack) -> None:
+    _launch_queue_drained(stack)  # earlier tests' submissions are launched, not counted as ours
     before_runs = _dagster_run_count(stack)
     before_subs = len(stack.call("GET", "/api/orch/submissions").json())
     bad_spec = {**SMALL, "pipeline_id": "gw_bad", "nodes": [{**SMALL["nodes"][0], "kind": "pyhton_task"}]}
