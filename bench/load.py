@@ -107,12 +107,16 @@ def main() -> int:
             return http.post(graphql, json={"query": RUNS_QUERY, "variables": {"tag": side}}).json()["data"]["runsOrError"]["results"]
 
         until = time.monotonic() + args.timeout
+        reported = time.monotonic()
         while True:
             records = {side: runs(side) for side in SIDES}
             done = sum(1 for rs in records.values() for r in rs if r["status"] in ("SUCCESS", "FAILURE", "CANCELED"))
             if done == 2 * args.runs:
                 break
             assert time.monotonic() < until, f"{done} of {2 * args.runs} runs finished"
+            if time.monotonic() - reported >= 300:  # an hours-long bench shows it is moving
+                reported = time.monotonic()
+                print(f"{time.time() - started:6.0f} s: {done} of {2 * args.runs} runs finished", flush=True)
             time.sleep(5)
 
     failed = [r for rs in records.values() for r in rs if r["status"] != "SUCCESS"]
