@@ -17,11 +17,9 @@ LakeIOManager (snapshot ids, artifact hashes).
 """
 from __future__ import annotations
 
-import json
 import time
 from collections.abc import Mapping
-from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from dataclasses import dataclass
 from typing import Any
 
 from dagster import (
@@ -29,14 +27,11 @@ from dagster import (
     AssetRecordsFilter,
     DagsterEventType,
     DagsterRun,
-    DagsterRunStatus,
     DefaultSensorStatus,
-    RunsFilter,
     SensorDefinition,
     SensorResult,
     sensor,
 )
-from dagster._core.event_api import EventLogCursor
 
 from quantos_assets.observability.lineage_facts import (
     DatasetRef,
@@ -48,11 +43,9 @@ from quantos_assets.pipeline_assets import PipelineDefs, asset_key, node_asset_k
 from quantos_assets.run_tags import TAG_PIPELINE
 from resources.lineage_client import LineageDeliveryError, LineageEmitter
 from resources.profile import LineageSettings, Profile
+from sensors.run_event_cursor import RunEventCursor, storage_position
 
 SENSOR_NAME = "quantos_openlineage"
-ACTIVE = [DagsterRunStatus.STARTING, DagsterRunStatus.STARTED, DagsterRunStatus.CANCELING]
-SLACK_S = 60.0  # re-read runs updated shortly before the last tick: clocks and commits lag
-KEEP_FINISHED_S = 600.0
 MAX_EVENTS_PER_TICK = 2000  # a backlog drains over several ticks, each well inside the tick timeout
 ASSET_JOB_PREFIX = "__ASSET_JOB"
 PARTITION_TAG = "dagster/partition"
@@ -123,23 +116,6 @@ class LineageIndex:
         if not run.job_name.startswith(ASSET_JOB_PREFIX):
             return False
         return run.asset_selection is None or any(k.path[0] in self.pipelines for k in run.asset_selection)
-
-
-@dataclass
-class LineageCursor:
-    """Per-run event-log positions (works on run-sharded SQLite and Postgres alike); finished
-    runs are kept a while so a late re-read of their record does not replay them."""
-
-    since: float
-    runs: dict[str, list[Any]] = field(default_factory=dict)  # run_id -> [event cursor, finished_at]
-
-    @classmethod
-    def parse(cls, raw: str) -> LineageCursor:
-        data = json.loads(raw)
-        return cls(data["since"], data.get("runs", {}))
-
-    def dump(self) -> str:
-        return json.dumps({"since": self.since, "runs": self.runs}, sort_keys=True)
 
 
 class _RunReader:
@@ -233,17 +209,17 @@ def evaluate_lineage(
 ) -> SensorResult:
     now = time.time() if now is None else now
     # First tick: runs in progress and those updated within SLACK_S, each from its start.
-    state = LineageCursor.parse(cursor) if cursor else LineageCursor(since=now)
+    state = RunEventCursor.parse(cursor) if cursor else RunEventCursor(since=now)
     sent = 0
-    for run in _runs_to_follow(instance, state, index):
-        position, finished_at = state.runs.get(run.run_id, [None, None])
-        if finished_at is not None:
+    for run in state.runs_to_follow(instance, index.follows):
+        if state.is_done(run.run_id):
             continue
+        position = state.position(run.run_id)
         reader = _RunReader(instance, run, index)
         conn = instance.get_records_for_run(run.run_id, cursor=position, of_type=FOLLOWED)
         for record in conn.records:
             if sent >= MAX_EVENTS_PER_TICK:
-                state.runs[run.run_id] = [position, None]
+                state.hold(run.run_id, position)
                 return SensorResult(skip_reason=f"{sent} OpenLineage event(s) sent, more next tick", cursor=state.dump())
             try:
                 for event in _events_for(record, reader, naming):
@@ -251,13 +227,11 @@ def evaluate_lineage(
                     sent += 1
             except LineageDeliveryError as err:
                 # Stop at this Dagster event; the next tick resends it (and what follows).
-                state.runs[run.run_id] = [position, None]
+                state.hold(run.run_id, position)
                 return SensorResult(skip_reason=f"{err}; will resend", cursor=state.dump())
-            position = EventLogCursor.from_storage_id(record.storage_id).to_string()
-        state.runs[run.run_id] = [position, now if run.is_finished else None]
-    state.runs = {k: v for k, v in state.runs.items() if v[1] is None or now - v[1] < KEEP_FINISHED_S}
-    state.since = now
-    return SensorResult(skip_reason=f"{sent} OpenLineage event(s) sent", cursor=state.dump())
+            position = storage_position(record.storage_id)
+        state.advance(run, position, now)
+    return SensorResult(skip_reason=f"{sent} OpenLineage event(s) sent", cursor=state.close_tick(now))
 
 
 def _events_for(record: Any, reader: _RunReader, naming: LineageNaming) -> list[Any]:
@@ -293,16 +267,6 @@ def _events_for(record: Any, reader: _RunReader, naming: LineageNaming) -> list[
         error = (message, "".join(info.stack) if info and info.stack else None)
     return [node_event(state, at, reader.facts, node.pipeline_id, node.node_id, event.step_key, naming,
                        inputs=inputs, outputs=outputs, error=error)]
-
-
-def _runs_to_follow(instance: Any, state: LineageCursor, index: LineageIndex) -> list[DagsterRun]:
-    active = instance.get_run_records(RunsFilter(statuses=ACTIVE))
-    recent = instance.get_run_records(RunsFilter(updated_after=datetime.fromtimestamp(state.since - SLACK_S, UTC)))
-    seen: dict[str, Any] = {}
-    for record in [*active, *recent]:
-        if index.follows(record.dagster_run):
-            seen.setdefault(record.dagster_run.run_id, record)
-    return [r.dagster_run for r in sorted(seen.values(), key=lambda r: (r.create_timestamp, r.storage_id))]
 
 
 def _asset_job_pipeline(run: DagsterRun) -> str | None:

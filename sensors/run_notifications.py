@@ -17,17 +17,13 @@ failed step: a launch error, or run monitoring cancelling a run past `slo.max_ru
 """
 from __future__ import annotations
 
-import json
 import time
 from collections.abc import Mapping
-from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from typing import Any
 
 from dagster import (
     DagsterEventType,
     DagsterRun,
-    DagsterRunStatus,
     DefaultSensorStatus,
     RunsFilter,
     SensorDefinition,
@@ -35,20 +31,17 @@ from dagster import (
     run_failure_sensor,
     sensor,
 )
-from dagster._core.event_api import EventLogCursor
 
 from quantos_assets.pipeline_assets import PipelineDefs
 from quantos_assets.spec.models import DagSpec
 from resources.notifier import Notification, Notifier, NotifyError, NotifySettings, notify_settings
+from sensors.run_event_cursor import ACTIVE, RunEventCursor, storage_position
 
 STEP_EVENTS = (
     DagsterEventType.STEP_UP_FOR_RETRY,
     DagsterEventType.STEP_FAILURE,
     DagsterEventType.STEP_SUCCESS,
 )
-ACTIVE = [DagsterRunStatus.STARTING, DagsterRunStatus.STARTED, DagsterRunStatus.CANCELING]
-SLACK_S = 60.0  # re-read runs updated shortly before the last tick: clocks and commits lag
-KEEP_FINISHED_S = 600.0
 PARTITION_TAG = "dagster/partition"
 
 
@@ -83,35 +76,6 @@ def step_notification(
     )
 
 
-@dataclass
-class NotifyCursor:
-    """Per-run event-log positions: works on run-sharded SQLite (storage ids are per run
-    there) and Postgres alike. Finished runs are kept a while, then forgotten."""
-
-    since: float
-    runs: dict[str, list[Any]] = field(default_factory=dict)  # run_id -> [event cursor, finished_at]
-
-    @classmethod
-    def parse(cls, raw: str) -> NotifyCursor:
-        data = json.loads(raw)
-        return cls(data["since"], data.get("runs", {}))
-
-    def dump(self) -> str:
-        return json.dumps({"since": self.since, "runs": self.runs}, sort_keys=True)
-
-
-def _runs_to_follow(instance: Any, state: NotifyCursor, jobs: Mapping[str, DagSpec]) -> list[DagsterRun]:
-    """Runs in progress, and runs updated since the last tick (they may have just finished)."""
-    active = instance.get_run_records(RunsFilter(statuses=ACTIVE))
-    recent = instance.get_run_records(RunsFilter(updated_after=datetime.fromtimestamp(state.since - SLACK_S, UTC)))
-    seen: dict[str, Any] = {}
-    for record in [*active, *recent]:
-        if record.dagster_run.job_name in jobs:
-            seen.setdefault(record.dagster_run.run_id, record)
-    # Oldest run first, so lines arrive in the order the runs were started.
-    return [r.dagster_run for r in sorted(seen.values(), key=lambda r: (r.create_timestamp, r.storage_id))]
-
-
 def _retry_number(instance: Any, run_id: str, step_key: str, storage_id: int) -> int:
     records = instance.get_records_for_run(run_id, of_type=DagsterEventType.STEP_UP_FOR_RETRY).records
     return sum(1 for r in records if r.storage_id <= storage_id and r.event_log_entry.step_key == step_key)
@@ -124,21 +88,19 @@ def evaluate_step_notifications(
     now = time.time() if now is None else now
     if cursor is None:
         # First tick: announce what happens from now on, not the instance's history.
-        state = NotifyCursor(since=now)
+        state = RunEventCursor(since=now)
         for run in instance.get_runs(RunsFilter(statuses=ACTIVE)):
             if run.job_name in specs:
                 last = instance.get_records_for_run(run.run_id, limit=1, ascending=False).records
-                state.runs[run.run_id] = [
-                    EventLogCursor.from_storage_id(last[0].storage_id).to_string() if last else None, None
-                ]
+                state.hold(run.run_id, storage_position(last[0].storage_id) if last else None)
         return SensorResult(skip_reason="notifications start from the next event", cursor=state.dump())
-    state = NotifyCursor.parse(cursor)
+    state = RunEventCursor.parse(cursor)
     notifier = Notifier(settings)
     sent = 0
-    for run in _runs_to_follow(instance, state, specs):
-        position, finished_at = state.runs.get(run.run_id, [None, None])
-        if finished_at is not None:
+    for run in state.runs_to_follow(instance, lambda r: r.job_name in specs):
+        if state.is_done(run.run_id):
             continue
+        position = state.position(run.run_id)
         spec = specs[run.job_name]
         conn = instance.get_records_for_run(run.run_id, cursor=position, of_type=set(STEP_EVENTS))
         for record in conn.records:
@@ -151,14 +113,12 @@ def evaluate_step_notifications(
             try:
                 notifier.send(step_notification(event.event_type, spec, event.step_key, run, settings, attempt))
             except NotifyError as err:
-                state.runs[run.run_id] = [position, None]
+                state.hold(run.run_id, position)
                 return SensorResult(skip_reason=f"notification not delivered, will resend: {err}", cursor=state.dump())
             sent += 1
-            position = EventLogCursor.from_storage_id(record.storage_id).to_string()
-        state.runs[run.run_id] = [position, now if run.is_finished else None]
-    state.runs = {k: v for k, v in state.runs.items() if v[1] is None or now - v[1] < KEEP_FINISHED_S}
-    state.since = now
-    return SensorResult(skip_reason=f"{sent} notification(s) sent", cursor=state.dump())
+            position = storage_position(record.storage_id)
+        state.advance(run, position, now)
+    return SensorResult(skip_reason=f"{sent} notification(s) sent", cursor=state.close_tick(now))
 
 
 def build_run_notifications(
