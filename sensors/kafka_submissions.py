@@ -28,6 +28,7 @@ from typing import Any
 from dagster import DefaultSensorStatus, RunRequest, SensorDefinition, SensorResult, sensor
 from pydantic import BaseModel, ConfigDict, ValidationError, model_validator
 
+from quantos_assets.gateway.teams import TeamsFile, TeamsFileError, load_teams, teams_location
 from quantos_assets.k8s.step_config import SecretScopeError, submission_run_config
 from quantos_assets.pipeline_assets import PipelineDefs
 from quantos_assets.placement import PlacementError
@@ -91,10 +92,17 @@ def pipeline_refs(pipelines: list[PipelineDefs]) -> dict[str, PipelineDefs]:
     return refs
 
 
-def parse_submission(msg: Message, refs: Mapping[str, PipelineDefs], production: bool = False) -> Accepted | Rejected:
+def parse_submission(
+    msg: Message, refs: Mapping[str, PipelineDefs], teams: TeamsFile, production: bool = False
+) -> Accepted | Rejected:
     """One message -> a run of a known pipeline, or the one-line reason it cannot be one.
     `production`: the run carries the submission's per-step Kubernetes config; params that
-    config could not honour are refused in every profile, as `quantos run` refuses them."""
+    config could not honour are refused in every profile, as `quantos run` refuses them.
+
+    A Kafka message has no caller to authorize (who may write the topic is the broker's
+    ACL), so the registered pipeline's team stands in for one: its secrets_scope may name
+    only scopes deploy/teams.yaml grants that team (a pipeline with no team gets the
+    defaults), and a labels.team naming another team is refused, as the gateway refuses it."""
     where = message_id(msg)
     try:
         body = json.loads(msg.value or b"")
@@ -136,6 +144,15 @@ def parse_submission(msg: Message, refs: Mapping[str, PipelineDefs], production:
         return Rejected(msg, f"{where}: runtime_params.affinity.compute_pool: {err}")
     except SecretScopeError as err:
         return Rejected(msg, f"{where}: runtime_params.secrets_scope: {err}")
+    owner = pipeline.spec.labels.get("team") or pipeline.spec.labels.get("owner")
+    claimed = params.labels.get("team")
+    if owner is not None and claimed is not None and claimed != owner:
+        return Rejected(msg, f"{where}: runtime_params.labels.team: {claimed!r}, but pipeline "
+                             f"{pipeline.spec.pipeline_id!r} belongs to team {owner}")
+    forbidden = sorted(set(params.secrets_scope) - set(teams.policy(owner or "").secrets_scopes))
+    if forbidden:
+        whose = f"team {owner}" if owner else "a pipeline with no team (labels.team)"
+        return Rejected(msg, f"{where}: runtime_params.secrets_scope: {forbidden} not granted to {whose} in teams.yaml")
     tags = {**runtime_run_tags(params), TAG_KAFKA_MESSAGE: where}
     return Accepted(msg, pipeline.spec.pipeline_id, tags, run_config if production else {})
 
@@ -159,7 +176,12 @@ class SubmissionCursor:
 
 
 def evaluate(
-    cursor: str | None, settings: KafkaSettings, refs: Mapping[str, PipelineDefs], log: Any, production: bool = False
+    cursor: str | None,
+    settings: KafkaSettings,
+    refs: Mapping[str, PipelineDefs],
+    teams: TeamsFile,
+    log: Any,
+    production: bool = False,
 ) -> SensorResult:
     """One tick: commit what the previous tick handed over, read on, turn messages into runs."""
     topic = settings.submissions_topic
@@ -177,7 +199,7 @@ def evaluate(
     except KafkaProblem as err:
         # Nothing is lost: the pending offsets stay in the cursor until a commit succeeds.
         return SensorResult(skip_reason=str(err), cursor=state.dump())
-    outcomes = [parse_submission(m, refs, production) for m in messages]
+    outcomes = [parse_submission(m, refs, teams, production) for m in messages]
     rejected = [o for o in outcomes if isinstance(o, Rejected)]
     if rejected:
         try:
@@ -211,15 +233,24 @@ def _dead_letter(r: Rejected) -> tuple[bytes, bytes | None, dict[str, str]]:
 
 
 def build_kafka_submissions(
-    pipelines: list[PipelineDefs], settings: KafkaSettings | None = None, production: bool | None = None
+    pipelines: list[PipelineDefs],
+    settings: KafkaSettings | None = None,
+    production: bool | None = None,
+    teams: TeamsFile | None = None,
 ) -> SensorDefinition | None:
     """The submission sensor, or None when no broker is configured (QUANTOS_KAFKA_BOOTSTRAP).
-    `production` (default: the profile runs steps as pods, staging/prod) adds the run config."""
+    `production` (default: the profile runs steps as pods, staging/prod) adds the run config;
+    `teams` (default: QUANTOS_TEAMS or deploy/teams.yaml) grants the secrets scopes."""
     settings = settings or kafka_settings()
     production = runs_pods() if production is None else production
     if not settings.enabled:
         return None
     refs = pipeline_refs(pipelines)
+    grants: TeamsFile | TeamsFileError
+    try:
+        grants = teams if teams is not None else load_teams(*teams_location())
+    except TeamsFileError as err:
+        grants = err  # every tick says so; the code location (and its other sensors) still loads
 
     @sensor(
         name=SENSOR_NAME,
@@ -232,6 +263,8 @@ def build_kafka_submissions(
         ),
     )
     def kafka_submissions(context):  # context unannotated: see [tool.mypy]
-        return evaluate(context.cursor, settings, refs, context.log, production)
+        if isinstance(grants, TeamsFileError):
+            return SensorResult(skip_reason=f"no submission read: {grants}", cursor=context.cursor)
+        return evaluate(context.cursor, settings, refs, grants, context.log, production)
 
     return kafka_submissions

@@ -15,7 +15,8 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from resources.profile import REPO_ROOT, active_profile
+from quantos_assets.gateway.teams import teams_location
+from resources.profile import active_profile
 
 
 @dataclass(frozen=True)
@@ -37,14 +38,15 @@ def gateway_settings(environ: dict[str, str] | None = None) -> GatewaySettings:
     env = dict(os.environ if environ is None else environ)
     profile = active_profile(env)
     data = profile.data_dir
+    teams_path, teams_required = teams_location(env)
     return GatewaySettings(
         dagster_url=env.get("QUANTOS_DAGSTER_URL") or "http://127.0.0.1:3000",
         tokens_path=Path(env.get("QUANTOS_API_TOKENS") or data / "api_tokens.json"),
         store_url=env.get("QUANTOS_GATEWAY_DB") or f"sqlite:///{data / 'gateway.db'}",
-        teams_path=Path(env.get("QUANTOS_TEAMS") or REPO_ROOT / "deploy" / "teams.yaml"),
+        teams_path=teams_path,
         specs_dir=profile.specs_dir,
         production=not profile.is_local,
-        teams_required=bool(env.get("QUANTOS_TEAMS")),
+        teams_required=teams_required,
         max_body_bytes=_positive_int(env, "QUANTOS_MAX_BODY_BYTES", 1 << 20),
         launch_threads=_positive_int(env, "QUANTOS_LAUNCH_THREADS", 4),
         max_backlog=_positive_int(env, "QUANTOS_MAX_BACKLOG", 2000),

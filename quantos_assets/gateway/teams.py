@@ -1,10 +1,14 @@
 """Per-team policy: which secret scopes a team may use and its quotas (deploy/teams.yaml)."""
 from __future__ import annotations
 
+import os
+from collections.abc import Mapping
 from pathlib import Path
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from resources.profile import REPO_ROOT
 
 
 class TeamPolicy(BaseModel):
@@ -23,6 +27,14 @@ class TeamsFile(BaseModel):
 
     def policy(self, team: str) -> TeamPolicy:
         return self.teams.get(team, self.defaults)
+
+
+def teams_location(environ: Mapping[str, str] | None = None) -> tuple[Path, bool]:
+    """Where the policy file is (QUANTOS_TEAMS, default deploy/teams.yaml), and whether it
+    must exist (it was named). Read by the gateway and by the Kafka submission sensor."""
+    env = os.environ if environ is None else environ
+    named = env.get("QUANTOS_TEAMS")
+    return Path(named or REPO_ROOT / "deploy" / "teams.yaml"), bool(named)
 
 
 class TeamsFileError(ValueError):

@@ -21,6 +21,7 @@ pytestmark = pytest.mark.integration
 SPEC = """\
 version: 1
 pipeline_id: xs_signal
+labels: {team: research}
 slo: {retry: {max_attempts: 2, backoff_sec: 0}}
 nodes:
   - id: features
@@ -117,6 +118,9 @@ def test_in_production_a_submissions_placement_and_secrets_reach_its_steps(
         {"spec_ref": "xs_signal", "runtime_params": wanted},
         {"spec_ref": "xs_signal", "runtime_params": _params(2, secrets_scope=["Market_Data"])},
         {"spec_ref": "xs_signal", "runtime_params": _params(3, affinity={"compute_pool": "tpu"})},
+        # deploy/teams.yaml grants execution-prod to team execution, not to research (the pipeline's team)
+        {"spec_ref": "xs_signal", "runtime_params": _params(4, secrets_scope=["execution-prod"])},
+        {"spec_ref": "xs_signal", "runtime_params": {**_params(5), "labels": {"team": "execution"}}},
     ])
     sensor = build_kafka_submissions(pipelines, _settings(kafka_broker.bootstrap), production=True)
     [run] = _tick(sensor, None).run_requests
@@ -135,6 +139,8 @@ def test_in_production_a_submissions_placement_and_secrets_reach_its_steps(
             "(lowercase letters, digits and '-' only)"
         ),
         "runtime_params.affinity.compute_pool: compute_pool 'tpu' does not exist (pools: cpu, cpu_spot, gpu, gpu_spot)",
+        "runtime_params.secrets_scope: ['execution-prod'] not granted to team research in teams.yaml",
+        "runtime_params.labels.team: 'execution', but pipeline 'xs_signal' belongs to team research",
     }
 
     # Locally the steps run in processes: the same message carries no Kubernetes config.
