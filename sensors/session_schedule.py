@@ -8,16 +8,22 @@ some session's fire time. The run targets that session's partition.
 
 Missed ticks (daemon down) are skipped unless `catch_up: true`: a tick whose
 next fire time has already passed is stale, like seed 002's LatestOnlyOperator.
+With `catch_up: true` the tick also runs the sessions missed since the schedule's
+last run: Dagster's scheduler evaluates only the latest missed execution time of a
+schedule without a partition set (ours have none: the cron is not the partitioning),
+so the earlier ones are added here, at most MAX_CATCH_UP_SESSIONS of them.
 """
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 from functools import lru_cache
 
 from dagster import (
+    DagsterInstance,
     DefaultScheduleStatus,
     RunRequest,
+    RunsFilter,
     ScheduleDefinition,
     ScheduleEvaluationContext,
     SkipReason,
@@ -30,6 +36,9 @@ from quantos_assets.spec.models import Schedule
 
 Clock = Callable[[], datetime]
 _NS = 1_000_000_000
+TAG_SESSION = "quantos/session"
+SCHEDULE_NAME_TAG = "dagster/schedule_name"  # Dagster's tag on every run a schedule launches
+MAX_CATCH_UP_SESSIONS = 20  # older missed sessions are a backfill, not a tick
 
 
 def _utc_now() -> datetime:
@@ -75,25 +84,55 @@ def session_for_tick(schedule: Schedule, when: datetime, now: datetime | None = 
     return keys[index]
 
 
+def missed_sessions(schedule: Schedule, session: str, last_run: str | None, now: datetime) -> list[str]:
+    """Sessions after `last_run` (the schedule's latest run) and before `session` whose fire
+    time has passed: what a daemon outage skipped. None without an earlier run, so turning a
+    schedule on never runs the sessions before it (as Dagster never runs such ticks)."""
+    if last_run is None:
+        return []
+    instants, keys = schedule_table(schedule)
+    missed = [
+        key for key, ns in zip(keys, instants)
+        if last_run < key < session and ns // _NS <= now.timestamp()
+    ]
+    return missed[-MAX_CATCH_UP_SESSIONS:]
+
+
+def last_scheduled_session(instance: DagsterInstance, schedule_name: str) -> str | None:
+    """The latest session a run of this schedule was launched for (keys sort as dates)."""
+    runs = instance.get_runs(RunsFilter(tags={SCHEDULE_NAME_TAG: schedule_name}), limit=100)
+    sessions = [r.tags[TAG_SESSION] for r in runs if TAG_SESSION in r.tags]
+    return max(sessions, default=None)
+
+
 def build_session_schedule(pipeline: PipelineDefs, clock: Clock = _utc_now) -> ScheduleDefinition:
     spec = pipeline.spec
     schedule = spec.schedule
     assert schedule is not None
     partition_set = partitions_name(spec) if spec.partitions is not None else None
+    name = f"{spec.pipeline_id}__{schedule.calendar.lower()}_schedule".replace("-", "_").replace("/", "_")
 
-    def evaluate(context: ScheduleEvaluationContext) -> SkipReason | RunRequest:
-        outcome = session_for_tick(schedule, context.scheduled_execution_time, clock())
+    def evaluate(context: ScheduleEvaluationContext) -> Iterator[SkipReason | RunRequest]:
+        # A generator: Dagster takes several run requests from a schedule only that way.
+        now = clock()
+        outcome = session_for_tick(schedule, context.scheduled_execution_time, now)
         if isinstance(outcome, SkipReason):
-            return outcome
+            yield outcome
+            return
+        sessions = [outcome]
+        if schedule.catch_up:
+            sessions = missed_sessions(schedule, outcome, last_scheduled_session(context.instance, name), now) + sessions
         if partition_set is None:
-            return RunRequest(run_key=outcome, tags={"quantos/session": outcome})
-        # The tick registers its own session, so it never waits for the sync sensor.
-        if not context.instance.has_dynamic_partition(partition_set, outcome):
-            context.instance.add_dynamic_partitions(partition_set, [outcome])
-        return RunRequest(run_key=outcome, partition_key=outcome, tags={"quantos/session": outcome})
+            yield from (RunRequest(run_key=key, tags={TAG_SESSION: key}) for key in sessions)
+            return
+        # The tick registers its own sessions, so it never waits for the sync sensor.
+        new = [key for key in sessions if not context.instance.has_dynamic_partition(partition_set, key)]
+        if new:
+            context.instance.add_dynamic_partitions(partition_set, new)
+        yield from (RunRequest(run_key=key, partition_key=key, tags={TAG_SESSION: key}) for key in sessions)
 
     return ScheduleDefinition(
-        name=f"{spec.pipeline_id}__{schedule.calendar.lower()}_schedule".replace("-", "_").replace("/", "_"),
+        name=name,
         job=pipeline.job,
         cron_schedule=cron_strings(schedule),
         execution_timezone=schedule_timezone(schedule),

@@ -17,6 +17,7 @@ from dagster import (
     build_sensor_context,
     instance_for_test,
 )
+from dagster._core.test_utils import create_run_for_test
 
 from quantos_assets.pipeline_assets import build_pipeline
 from quantos_assets.spec.loader import load_spec
@@ -105,6 +106,19 @@ def test_missed_tick_is_skipped_once_a_later_session_fired(tmp_path: Path, insta
 def test_catch_up_runs_missed_sessions(tmp_path: Path, instance) -> None:
     at = datetime(2026, 11, 24, 16, 30, tzinfo=NY)
     result = evaluate(instance, pipeline(tmp_path, catch_up=True), at, now=datetime(2026, 11, 30, tzinfo=NY))
+    # No earlier run of the schedule: nothing before it was turned on is run.
+    assert [r.partition_key for r in result.run_requests] == ["2026-11-24"]
+
+    # Its last run was for the 18th; the daemon was down until after the 24th's fire time.
+    # Dagster evaluates only the latest missed tick: that tick runs every missed session.
+    create_run_for_test(instance, job_name="eod", tags={
+        "dagster/schedule_name": "eod__xnys_schedule", "quantos/session": "2026-11-18"})
+    result = evaluate(instance, pipeline(tmp_path, catch_up=True), at, now=datetime(2026, 11, 24, 17, 0, tzinfo=NY))
+    assert [r.partition_key for r in result.run_requests] == ["2026-11-19", "2026-11-20", "2026-11-23", "2026-11-24"]
+    assert all(r.run_key == r.partition_key for r in result.run_requests)  # Dagster drops repeats by run key
+    assert {"2026-11-19", "2026-11-24"} <= set(instance.get_dynamic_partitions("eod__sessions"))
+    # Without catch_up the same tick runs the latest session only.
+    result = evaluate(instance, pipeline(tmp_path), at, now=datetime(2026, 11, 24, 17, 0, tzinfo=NY))
     assert [r.partition_key for r in result.run_requests] == ["2026-11-24"]
 
 
