@@ -323,21 +323,37 @@ def _write_once(
             f for key, part in slices.items() for f in _write_data_files(txn._table.io, metadata, part, key)
         ]
         replaced = _live_files(txn._table, metadata, list(slices))
-    producer: _OverwriteFiles | _MergeAppendFiles
-    if replaced:
-        producer = txn.update_snapshot(snapshot_properties=props).overwrite()
-        for data_file in replaced:
-            producer.delete_data_file(data_file)
-    else:
-        producer = txn.update_snapshot(snapshot_properties=props).merge_append()
-    with producer:
-        for data_file in new_files:
-            producer.append_data_file(data_file)
-    _expire_old_snapshots(txn, metadata, keep=snapshots_to_keep)
-    table = txn.commit_transaction()
+    try:
+        producer: _OverwriteFiles | _MergeAppendFiles
+        if replaced:
+            producer = txn.update_snapshot(snapshot_properties=props).overwrite()
+            for data_file in replaced:
+                producer.delete_data_file(data_file)
+        else:
+            producer = txn.update_snapshot(snapshot_properties=props).merge_append()
+        with producer:
+            for data_file in new_files:
+                producer.append_data_file(data_file)
+        _expire_old_snapshots(txn, metadata, keep=snapshots_to_keep)
+        table = txn.commit_transaction()
+    except (CommitFailedException, TableAlreadyExistsError, LakeTableError, ValueError):
+        # Refused for certain (another writer won, or planning failed before the commit): no
+        # snapshot names this attempt's files, so they go now rather than pile up as orphans
+        # (a retried attempt writes its own). Not on other errors: a connection lost during
+        # the commit may have committed it.
+        _delete_quietly(txn._table.io, [f.file_path for f in new_files])
+        raise
     snapshot = table.current_snapshot()
     assert snapshot is not None, "a committed write always has a snapshot"
     return WriteResult(".".join(identifier), snapshot.snapshot_id, data.num_rows, schema)
+
+
+def _delete_quietly(io: FileIO, paths: list[str]) -> None:
+    for path in paths:
+        try:
+            io.delete(path)
+        except Exception as exc:  # noqa: BLE001 - best effort: a leftover file is harmless, a masked conflict is not
+            _log.warning("could not delete uncommitted data file %s: %s", path, _first_line(exc))
 
 
 def _expire_old_snapshots(txn: Transaction, metadata: TableMetadata, keep: int) -> None:

@@ -99,6 +99,13 @@ def test_c_four_concurrent_writers_commit_every_row(catalog: str, tmp_path: Path
         lake = LakeIOManager(catalog_uri=uri, warehouse=warehouse, artifact_store=ArtifactStore(root=warehouse))
         table = lake.read_arrow("faults", "ticks", None)
         _close(lake)
+        live = SqlCatalog("quantos", uri=uri, warehouse=warehouse).load_table(("faults", "ticks"))
+        referenced = {Path(task.file.file_path.removeprefix("file://")) for task in live.scan().plan_files()}
+
+    # A losing attempt removed the data files it wrote: every file in the table's folder is in
+    # the table (only appends here, so nothing was replaced or expired out of it).
+    on_disk = {f for f in (tmp_path / "warehouse").rglob("*.parquet") if "metadata" not in f.parts}
+    assert on_disk == referenced, f"{len(on_disk - referenced)} orphaned data file(s)"
 
     expected = {f"w{w}-{i}" for w in range(WRITERS) for i in range(COMMITS_PER_WRITER)}
     counts = table.group_by("partition_key").aggregate([("seq", "count")])
