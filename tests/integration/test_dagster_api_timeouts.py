@@ -6,12 +6,11 @@ documents after a delay (a real reload cannot be made slow on demand)."""
 from __future__ import annotations
 
 import json
-import threading
 import time
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
+from loopback_http import QuietHandler, serve_http
 
 from quantos_assets.client.graphql import DagsterAPI, DagsterAPIError
 
@@ -22,7 +21,7 @@ RELOADED = {"reloadRepositoryLocation": {"__typename": "WorkspaceLocationEntry",
 FOUND = {"pipelineOrError": {"__typename": "Pipeline", "name": "p"}}
 
 
-class _SlowDagster(BaseHTTPRequestHandler):
+class _SlowDagster(QuietHandler):
     def do_POST(self) -> None:
         body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
         time.sleep(DELAY)
@@ -37,19 +36,11 @@ class _SlowDagster(BaseHTTPRequestHandler):
         except OSError:
             pass  # the client gave up first
 
-    def log_message(self, *_args: object) -> None:
-        pass
-
 
 @pytest.fixture
 def slow_dagster() -> Iterator[str]:
-    server = ThreadingHTTPServer(("127.0.0.1", 0), _SlowDagster)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    try:
-        yield f"http://127.0.0.1:{server.server_address[1]}"
-    finally:
-        server.shutdown()
-        server.server_close()
+    with serve_http(_SlowDagster) as url:
+        yield url
 
 
 def test_a_reload_gets_longer_than_other_calls() -> None:

@@ -5,14 +5,13 @@ from __future__ import annotations
 
 import json
 import sys
-import threading
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
 from dagster import DagsterInstance, build_sensor_context
+from loopback_http import QuietHandler, serve_http
 
 from definitions.assemble import definitions_for
 from quantos_assets.pipeline_assets import build_pipeline
@@ -55,7 +54,7 @@ class Marquez:
 def marquez() -> Iterator[Marquez]:
     rec = Marquez()
 
-    class Handler(BaseHTTPRequestHandler):
+    class Handler(QuietHandler):
         def do_POST(self) -> None:
             body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
             if rec.status < 300:
@@ -64,18 +63,8 @@ def marquez() -> Iterator[Marquez]:
             self.send_header("Content-Length", "0")
             self.end_headers()
 
-        def log_message(self, *args: object) -> None:
-            pass
-
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    rec.url = f"http://127.0.0.1:{server.server_port}"
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
+    with serve_http(Handler) as rec.url:
         yield rec
-    finally:
-        server.shutdown()
-        server.server_close()
 
 
 def test_events_are_posted_to_marquez_and_resent_after_an_outage(

@@ -4,15 +4,14 @@ webhook, a Slack incoming webhook, and the Slack API that dagster-slack's client
 from __future__ import annotations
 
 import json
-import threading
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from urllib.parse import parse_qs
 
 import pytest
 from dagster import DagsterInstance, build_run_status_sensor_context, build_sensor_context
+from loopback_http import QuietHandler, serve_http
 
 from definitions.assemble import definitions_for
 from quantos_assets.pipeline_assets import build_pipeline
@@ -57,7 +56,7 @@ def receiver() -> Iterator[Receiver]:
     """A real HTTP server on loopback that records every POST."""
     rec = Receiver(url="")
 
-    class Handler(BaseHTTPRequestHandler):
+    class Handler(QuietHandler):
         def do_POST(self) -> None:
             body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
             rec.posts.append((self.path, body))
@@ -68,18 +67,8 @@ def receiver() -> Iterator[Receiver]:
             self.end_headers()
             self.wfile.write(reply)
 
-        def log_message(self, *args: object) -> None:
-            pass
-
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    rec.url = f"http://127.0.0.1:{server.server_port}"
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
+    with serve_http(Handler) as rec.url:
         yield rec
-    finally:
-        server.shutdown()
-        server.server_close()
 
 
 def _pipeline(pid: str, marker: Path, broken: bool = False):
