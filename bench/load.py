@@ -16,7 +16,8 @@ per-run overhead of the platform).
 
 The default of 1,000 runs per side is what issue 9 asks for; on 2 cores each run costs
 seconds of CPU (a run worker, its steps), so the full bench takes hours there: pass a smaller
---runs to sample it (the closing note says which was measured).
+--runs to sample it, or --timeout to report over the runs finished by then (queue waits are
+then of the runs that started; --report-home DIR reports a stopped bench's instance).
 """
 from __future__ import annotations
 
@@ -39,6 +40,7 @@ from dev_server import WORKSPACE_QUERY, dagster_dev
 from quantos_assets.client.graphql import CLIENT_SUBMIT_PIPELINE_RUN_MUTATION
 
 SIDES = {"quantos": "noop10", "plain": "plain10"}
+FINISHED = ("SUCCESS", "FAILURE", "CANCELED")
 RUNS_QUERY = """
 query($tag: String!) { runsOrError(filter: {tags: [{key: "bench/side", value: $tag}]}, limit: 5000) {
   ... on Runs { results { runId status creationTime startTime endTime } } } }
@@ -67,8 +69,12 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=1000, help="runs per side")
     parser.add_argument("--executor", default="multiprocess", choices=["multiprocess", "forkserver", "in_process"])
-    parser.add_argument("--timeout", type=float, default=6 * 3600)
+    parser.add_argument("--timeout", type=float, default=6 * 3600,
+                        help="seconds to wait for the runs; then report over those finished")
+    parser.add_argument("--report-home", type=Path, help="only report the runs of an earlier bench's DAGSTER_HOME")
     args = parser.parse_args()
+    if args.report_home:
+        return report(records_of(args.report_home), args.executor)
 
     root = Path(tempfile.mkdtemp(prefix="bench-load-"))
     specs = root / "specs"
@@ -110,21 +116,46 @@ def main() -> int:
         reported = time.monotonic()
         while True:
             records = {side: runs(side) for side in SIDES}
-            done = sum(1 for rs in records.values() for r in rs if r["status"] in ("SUCCESS", "FAILURE", "CANCELED"))
+            done = sum(1 for rs in records.values() for r in rs if r["status"] in FINISHED)
             if done == 2 * args.runs:
                 break
-            assert time.monotonic() < until, f"{done} of {2 * args.runs} runs finished"
+            if time.monotonic() > until:
+                print(f"--timeout: {done} of {2 * args.runs} runs finished; figures over those", flush=True)
+                break
             if time.monotonic() - reported >= 300:  # an hours-long bench shows it is moving
                 reported = time.monotonic()
                 print(f"{time.time() - started:6.0f} s: {done} of {2 * args.runs} runs finished", flush=True)
             time.sleep(5)
+    return report(records, args.executor)
 
+
+def records_of(home: Path) -> dict[str, list[dict]]:
+    """The runs of an earlier bench from its instance (DAGSTER_HOME): for one stopped early."""
+    from dagster import DagsterInstance, RunsFilter
+    from dagster._core.instance.ref import InstanceRef
+
+    with DagsterInstance.from_ref(InstanceRef.from_dir(str(home))) as instance:
+        return {
+            side: [
+                {"runId": r.dagster_run.run_id, "status": r.dagster_run.status.value,
+                 "creationTime": r.create_timestamp.timestamp(), "startTime": r.start_time, "endTime": r.end_time}
+                for r in instance.get_run_records(RunsFilter(tags={"bench/side": side}))
+            ]
+            for side in SIDES
+        }
+
+
+def report(records: dict[str, list[dict]], executor: str) -> int:
+    """Runs/minute and per-side queue wait and run duration over the finished runs; ratio= last."""
+    submitted = sum(len(rs) for rs in records.values())
+    records = {side: [r for r in rs if r["status"] in FINISHED] for side, rs in records.items()}
     failed = [r for rs in records.values() for r in rs if r["status"] != "SUCCESS"]
     assert not failed, failed[:3]
     all_runs = [r for rs in records.values() for r in rs]
     elapsed = max(r["endTime"] for r in all_runs) - min(r["creationTime"] for r in all_runs)
-    print(f"{len(all_runs)} runs ({args.runs} per side, executor {args.executor}) in {elapsed:.0f} s: "
-          f"{60 * len(all_runs) / elapsed:.1f} runs/minute")
+    per_side = ", ".join(f"{len(rs)} {side}" for side, rs in records.items())
+    print(f"{len(all_runs)} of {submitted} submitted runs finished ({per_side}; executor {executor}) in "
+          f"{elapsed:.0f} s: {60 * len(all_runs) / elapsed:.1f} runs/minute")
     duration = {}
     for side, rs in records.items():
         wait = [r["startTime"] - r["creationTime"] for r in rs]
