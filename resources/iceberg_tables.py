@@ -42,7 +42,7 @@ from pyiceberg.io.pyarrow import (
     parquet_path_to_id_mapping,
     schema_to_pyarrow,
 )
-from pyiceberg.manifest import DataFile, DataFileContent, FileFormat
+from pyiceberg.manifest import DataFile, DataFileContent, FileFormat, ManifestFile
 from pyiceberg.partitioning import UNPARTITIONED_PARTITION_SPEC, PartitionField, PartitionSpec
 from pyiceberg.schema import Schema
 from pyiceberg.table import Table, TableProperties, Transaction
@@ -326,7 +326,7 @@ def _write_once(
     try:
         producer: _OverwriteFiles | _MergeAppendFiles
         if replaced:
-            producer = txn.update_snapshot(snapshot_properties=props).overwrite()
+            producer = _live_manifests_only(txn.update_snapshot(snapshot_properties=props).overwrite())
             for data_file in replaced:
                 producer.delete_data_file(data_file)
         else:
@@ -346,6 +346,24 @@ def _write_once(
     snapshot = table.current_snapshot()
     assert snapshot is not None, "a committed write always has a snapshot"
     return WriteResult(".".join(identifier), snapshot.snapshot_id, data.num_rows, schema)
+
+
+def _live_manifests_only(producer: _OverwriteFiles) -> _OverwriteFiles:
+    """An overwrite that leaves out the manifests holding only DELETED entries.
+
+    PyIceberg's overwrite carries every manifest without a file to delete into the new
+    snapshot, so the manifest of what an earlier overwrite removed stays forever (a fast
+    append drops it; Java Iceberg does too). Each replace of a table then adds one, and every
+    later write and read opens them all: seen at 1,000 runs, a 10-node run took 47 s instead
+    of 10. A deletion is recorded in the snapshot that made it; later ones need not carry it.
+    """
+    carried = producer._existing_manifests
+
+    def live() -> list[ManifestFile]:
+        return [m for m in carried() if m.has_added_files() or m.has_existing_files()]
+
+    producer._existing_manifests = live  # type: ignore[method-assign]
+    return producer
 
 
 def _delete_quietly(io: FileIO, paths: list[str]) -> None:

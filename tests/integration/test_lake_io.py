@@ -269,3 +269,24 @@ def test_history_bounded_and_old_partitions_still_readable(tmp_path: Path) -> No
     assert old.column("v").to_pylist() == [0]
     with pytest.raises(LakeTableError, match=f"snapshot {first.snapshot_id} no longer exists"):
         lake.read_arrow(PIPE, "daily", first.snapshot_id)
+
+
+def test_replacing_a_table_again_and_again_keeps_its_manifest_list_short(tmp_path: Path) -> None:
+    """A table replaced by every run (an unpartitioned node) must not get slower to write and
+    read with each run: the current snapshot names only manifests with live files."""
+    lake = LakeIOManager(
+        catalog_uri=f"sqlite:///{tmp_path / 'catalog.db'}",
+        warehouse=str(tmp_path / "warehouse"),
+        artifact_store=ArtifactStore(root=str(tmp_path / "artifacts")),
+    )
+    for i in range(25):
+        lake.write_arrow(PIPE, "signal", pa.table({"v": [i, i + 1]}))
+    table = lake.catalog().load_table((PIPE, "signal"))
+    snapshot = table.current_snapshot()
+    assert snapshot is not None
+    manifests = snapshot.manifests(table.io)
+    assert len(manifests) <= 2, f"{len(manifests)} manifests after 25 replaces"
+    # The only manifest without live files is this snapshot's own record of what it deleted.
+    dead = [m for m in manifests if not (m.has_added_files() or m.has_existing_files())]
+    assert all(m.added_snapshot_id == snapshot.snapshot_id for m in dead)
+    assert lake.read_arrow(PIPE, "signal", None).column("v").to_pylist() == [24, 25]
