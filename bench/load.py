@@ -74,7 +74,7 @@ def main() -> int:
     parser.add_argument("--report-home", type=Path, help="only report the runs of an earlier bench's DAGSTER_HOME")
     args = parser.parse_args()
     if args.report_home:
-        return report(records_of(args.report_home), args.executor)
+        return report(records_of(args.report_home), args.executor, stopped=True)
 
     root = Path(tempfile.mkdtemp(prefix="bench-load-"))
     specs = root / "specs"
@@ -145,12 +145,18 @@ def records_of(home: Path) -> dict[str, list[dict]]:
         }
 
 
-def report(records: dict[str, list[dict]], executor: str) -> int:
+def report(records: dict[str, list[dict]], executor: str, stopped: bool = False) -> int:
     """Runs/minute and per-side queue wait and run duration over the finished runs; ratio= last."""
     submitted = sum(len(rs) for rs in records.values())
     records = {side: [r for r in rs if r["status"] in FINISHED] for side, rs in records.items()}
     failed = [r for rs in records.values() for r in rs if r["status"] != "SUCCESS"]
-    assert not failed, failed[:3]
+    if stopped:  # the runs in flight when the bench was stopped failed with it: not figures
+        last = max((r["endTime"] for r in failed), default=0.0)
+        assert all(last - r["endTime"] < 10 for r in failed), f"runs failed before the stop: {failed[:3]}"
+        print(f"{len(failed)} run(s) in flight at the stop left out")
+        records = {side: [r for r in rs if r["status"] == "SUCCESS"] for side, rs in records.items()}
+    else:
+        assert not failed, failed[:3]
     all_runs = [r for rs in records.values() for r in rs]
     elapsed = max(r["endTime"] for r in all_runs) - min(r["creationTime"] for r in all_runs)
     per_side = ", ".join(f"{len(rs)} {side}" for side, rs in records.items())
