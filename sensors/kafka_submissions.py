@@ -28,7 +28,13 @@ from typing import Any
 from dagster import DefaultSensorStatus, RunRequest, SensorDefinition, SensorResult, sensor
 from pydantic import BaseModel, ConfigDict, ValidationError, model_validator
 
-from quantos_assets.gateway.teams import TeamsFile, TeamsFileError, load_teams, teams_location
+from quantos_assets.gateway.teams import (
+    TeamsFile,
+    TeamsFileError,
+    load_teams,
+    pipeline_team,
+    teams_location,
+)
 from quantos_assets.k8s.step_config import SecretScopeError, submission_run_config
 from quantos_assets.pipeline_assets import PipelineDefs
 from quantos_assets.placement import PlacementError
@@ -144,7 +150,7 @@ def parse_submission(
         return Rejected(msg, f"{where}: runtime_params.affinity.compute_pool: {err}")
     except SecretScopeError as err:
         return Rejected(msg, f"{where}: runtime_params.secrets_scope: {err}")
-    owner = pipeline.spec.labels.get("team") or pipeline.spec.labels.get("owner")
+    owner = pipeline_team(pipeline.spec.labels)
     claimed = params.labels.get("team")
     if owner is not None and claimed is not None and claimed != owner:
         return Rejected(msg, f"{where}: runtime_params.labels.team: {claimed!r}, but pipeline "

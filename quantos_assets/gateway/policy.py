@@ -12,6 +12,7 @@ from typing import Any, TypeVar
 
 from quantos_assets.client.submissions import parse_spec
 from quantos_assets.gateway.auth import ApiError
+from quantos_assets.gateway.teams import pipeline_team
 from quantos_assets.gateway.tokens import Principal
 from quantos_assets.gateway.wiring import Gateway
 from quantos_assets.spec.errors import SpecError
@@ -49,8 +50,7 @@ _REGISTRY_CACHE: dict[Path, tuple[tuple[tuple[str, int], ...], dict[str, LoadedS
 
 
 def spec_owner(loaded: LoadedSpec) -> str | None:
-    labels = loaded.spec.labels
-    return labels.get("team") or labels.get("owner")
+    return pipeline_team(loaded.spec.labels)
 
 
 def authorize(

@@ -29,6 +29,11 @@ class TeamsFile(BaseModel):
         return self.teams.get(team, self.defaults)
 
 
+def pipeline_team(labels: Mapping[str, str]) -> str | None:
+    """The team a pipeline belongs to, from its spec's labels (`team`, else `owner`)."""
+    return labels.get("team") or labels.get("owner")
+
+
 def teams_location(environ: Mapping[str, str] | None = None) -> tuple[Path, bool]:
     """Where the policy file is (QUANTOS_TEAMS, default deploy/teams.yaml), and whether it
     must exist (it was named). Read by the gateway and by the Kafka submission sensor."""
