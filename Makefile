@@ -47,11 +47,13 @@ MYPY = $(UV) run mypy || { rc=$$?; [ $$rc -eq 2 ] || exit $$rc; \
 ## The whole suite
 # Lint and type-check first (ruff: seconds; mypy: ~10 s with its cache, ~45 s in a fresh
 # clone), then the suite on both cores: one test file per worker, so a module's dagster dev /
-# broker / database fixture is started once.
+# broker / database fixture is started once. Files go out in collection order (e2e, then
+# integration, then unit: heaviest first), not xdist's default of most tests first, which
+# left the few-test e2e files holding one core for minutes at the end.
 test: install
 	$(UV) run ruff check .
 	$(MYPY)
-	$(UV) run pytest -q -p no:cacheprovider -n 2 --dist loadfile
+	$(UV) run pytest -q -p no:cacheprovider -n 2 --dist loadfile --no-loadscope-reorder
 
 ## The example pipeline end to end, headless
 demo: install

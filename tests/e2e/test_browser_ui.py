@@ -28,6 +28,10 @@ from playwright.sync_api import Browser, BrowserContext, Locator, Page, expect, 
 
 pytestmark = pytest.mark.e2e
 
+# Assertions wait as long as actions do (Playwright's expect defaults to 5 s): on 2 busy cores
+# the asset graph's first render alone has taken longer than that.
+expect.set_options(timeout=20_000)
+
 CHROMIUM = Path("/usr/bin/chromium")
 SHOTS = REPO / ".quantos" / "artifacts" / "screenshots"
 EOD = "xs_daily_eod"
