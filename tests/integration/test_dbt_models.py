@@ -177,7 +177,16 @@ def test_failing_dbt_test_is_a_failed_check_that_gates_downstream(lake: Lake) ->
     """Bad upstream data (a +1000 log return in the universe) fails the accepted_range
     test: the check fails, and the models downstream of it are not built."""
     table = lake.catalog.load_table((XS, "universe"))
-    row = table.scan(limit=1).to_arrow()
+    rows = table.scan().to_arrow()
+    # A row whose three factor weights are all well away from zero (a rank at its day's mean
+    # weighs nothing): its +1000 return then moves every factor of that day beyond +-25%.
+    u = rows.to_pandas()
+    u = u[u["fwd_return_1d"].notna()]  # as the model: days' weights over rows with a next-day return
+    share = pd.concat(
+        [(u[r] - u.groupby("date")[r].transform("mean")).abs() for r in ("mom_rank", "rev_rank", "vol_rank")], axis=1
+    ).min(axis=1)
+    row = rows.slice(int(share.idxmax()), 1)
+    assert share.max() >= 0.1  # ranks are in [0, 1]: a tenth of the range is plenty at +1000
     row = row.set_column(row.schema.get_field_index("fwd_return_1d"), "fwd_return_1d", pa.array([1000.0]))
     table.append(row.cast(table.schema().as_arrow()))
     bad_day = row["date"][0].as_py()
@@ -189,7 +198,6 @@ def test_failing_dbt_test_is_a_failed_check_that_gates_downstream(lake: Lake) ->
     assert not result.success
     checks = _checks(result)
     failed = {k for k, passed in checks.items() if not passed}
-    # The row's weight moves every factor of that day beyond +-25%.
     assert failed == {
         ("dbt/factor_returns_daily", f"accepted_range_factor_returns_daily_{f}_return__0_25___0_25")
         for f in ("momentum", "reversal", "volatility")
