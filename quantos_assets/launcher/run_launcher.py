@@ -1,16 +1,17 @@
-"""WarmRunLauncher: the embedded default's run launcher, with run workers started ahead.
+"""WarmRunLauncher: the embedded default's run launcher, with run workers forked ready-loaded.
 
 Dagster's DefaultRunLauncher asks the code server to spawn a fresh Python for every run,
 which imports Dagster and loads the code location (dbt manifest included) before the run
-can report STARTED: seconds per run on this hardware, most of a submission's wait. This
-launcher keeps `spares` workers that have already loaded the location
-(`quantos_assets.launcher.worker`) and hands a run to one of them; the worker then does
-exactly what `dagster api execute_run` does (as Dagster's Kubernetes launcher runs it).
+can report STARTED: seconds of wait and ~3 s of CPU per run on this hardware. This launcher
+keeps one process per code location that has loaded it once
+(`quantos_assets.launcher.worker`) and has it fork a run worker per run; the worker then
+does exactly what `dagster api execute_run` does (as Dagster's Kubernetes launcher runs it).
 Each worker runs one run and exits, so runs stay isolated from each other.
 
-A worker that was started before the code changed (a new spec, an edit, a new dbt
-manifest; see code_fingerprint.py) is discarded, never used: that run starts cold, as
-with the default launcher. Staging/prod use dagster-k8s's K8sRunLauncher instead.
+A loaded process started before the code changed (a new spec, an edit, a new dbt manifest;
+see code_fingerprint.py) is let go, never forked from: that run waits for a new one to load,
+as a run waits for a fresh Python with the default launcher. Staging/prod use dagster-k8s's
+K8sRunLauncher instead.
 
 Termination and run monitoring work from any process on the host (webserver, daemon):
 the worker's pid is kept in a run tag, and checked against /proc before it is signalled.
@@ -19,6 +20,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import select
 import signal
 import subprocess
 import sys
@@ -42,18 +44,82 @@ from dagster._grpc.types import ExecuteRunArgs
 from dagster._serdes import ConfigurableClass, ConfigurableClassData, serialize_value
 
 from quantos_assets.launcher.code_fingerprint import code_fingerprint
+from quantos_assets.launcher.worker import WORKER_PID_TAG
 
-WORKER_PID_TAG = "quantos/run_worker_pid"
+__all__ = ["WORKER_PID_TAG", "WarmRunLauncher", "in_daemon"]
+
 # How long a terminated worker gets to stop (finishing the step's cleanup) before it is killed.
 TERMINATE_GRACE_SECONDS = 30.0
+# How long a launch waits for a code location to load and fork the run's worker.
+LOAD_TIMEOUT_SECONDS = 300.0
 _WORKER_MODULE = "quantos_assets.launcher.worker"
 
 
+class _LoaderGone(Exception):
+    """The loaded process exited (or never loaded): see its stderr in the daemon's log."""
+
+
 @dataclass
-class _Spare:
+class _Loader:
+    """A process that has loaded (or is loading) one code location and forks run workers."""
+
     proc: subprocess.Popen
+    replies: int  # read end of its reply pipe: `ready`, then one pid per request
     fingerprint: str
     started: float = field(default_factory=time.monotonic)
+    ready: bool = False
+    _pending: bytes = b""
+
+    def _line(self, timeout: float) -> str | None:
+        """The next reply line, None if none came within `timeout` seconds."""
+        deadline = time.monotonic() + timeout
+        while b"\n" not in self._pending:
+            readable, _, _ = select.select([self.replies], [], [], max(0.0, deadline - time.monotonic()))
+            if not readable:
+                return None
+            chunk = os.read(self.replies, 4096)
+            if not chunk:
+                raise _LoaderGone(f"exit code {self.proc.poll()}")
+            self._pending += chunk
+        line, _, self._pending = self._pending.partition(b"\n")
+        return line.decode()
+
+    def is_ready(self) -> bool:
+        """Loaded and waiting (checked without blocking)."""
+        if not self.ready:
+            with contextlib.suppress(_LoaderGone):
+                self.ready = self._line(0.0) == "ready"
+        return self.ready
+
+    def fork(self, request: str) -> int:
+        """Hand one run's ExecuteRunArgs over; the pid of the worker forked for it."""
+        assert self.proc.stdin is not None
+        try:
+            self.proc.stdin.write((request + "\n").encode())
+            self.proc.stdin.flush()
+        except OSError as error:  # BrokenPipeError: it has exited
+            raise _LoaderGone(str(error)) from error
+        deadline = time.monotonic() + LOAD_TIMEOUT_SECONDS
+        while True:
+            line = self._line(deadline - time.monotonic())
+            if line is None:
+                self.release()
+                raise _LoaderGone(f"no run worker within {LOAD_TIMEOUT_SECONDS:.0f} s")
+            if line == "ready":
+                self.ready = True
+                continue
+            return int(line)
+
+    def alive(self) -> bool:
+        return self.proc.poll() is None
+
+    def release(self) -> None:
+        """Let it go: a closed stdin ends it (the workers it forked carry on)."""
+        with contextlib.suppress(OSError):
+            if self.proc.stdin is not None and not self.proc.stdin.closed:
+                self.proc.stdin.close()
+        with contextlib.suppress(OSError):
+            os.close(self.replies)
 
 
 class WarmRunLauncher(RunLauncher, ConfigurableClass):
@@ -64,9 +130,9 @@ class WarmRunLauncher(RunLauncher, ConfigurableClass):
         inst_data: ConfigurableClassData | None = None,
     ) -> None:
         self._inst_data = inst_data
-        self._spares_wanted = spares
+        self._warm = spares > 0
         self._preload = dict(preload) if preload else None
-        self._spares: dict[str, list[_Spare]] = {}  # serialized code pointer -> ready workers
+        self._loaders: dict[str, _Loader] = {}  # serialized code pointer -> its loaded process
         self._lock = threading.Lock()
         super().__init__()
 
@@ -79,15 +145,18 @@ class WarmRunLauncher(RunLauncher, ConfigurableClass):
         return {
             "spares": Field(
                 IntSource, is_required=False, default_value=1,
-                description="Workers kept loaded and waiting for a run (0: start every run cold).",
+                description=(
+                    "0: every run starts a fresh Python that loads the code location; otherwise one "
+                    "process per code location stays loaded and forks each run's worker."
+                ),
             ),
             "preload": Field(
                 {"module": str, "attribute": str},
                 is_required=False,
                 description=(
-                    "The code location to load spares of when the daemon starts (module and its "
-                    "Definitions attribute, from the daemon's working directory), so the first "
-                    "run is warm too; without it, spares start after the first launch."
+                    "The code location to load when the daemon starts (module and its Definitions "
+                    "attribute, from the daemon's working directory), so the first run is warm too; "
+                    "without it, a location is loaded at its first launch."
                 ),
             ),
         }
@@ -99,16 +168,15 @@ class WarmRunLauncher(RunLauncher, ConfigurableClass):
     def register_instance(self, instance: DagsterInstance) -> None:
         super().register_instance(instance)
         # Only the daemon launches runs (the queue's dequeuer); the webserver's copy of the
-        # launcher terminates and health-checks, and must not hold spares of its own.
-        if self._preload and self._spares_wanted and in_daemon():
+        # launcher terminates and health-checks, and must not load a location of its own.
+        if self._preload and self._warm and in_daemon():
             pointer = ModuleCodePointer(
                 module=self._preload["module"], fn_name=self._preload["attribute"], working_directory=os.getcwd()
             )
             key = serialize_value(pointer)
             workdir = Path(os.getcwd())
             with self._lock:
-                self._spares.setdefault(key, [])
-                self._top_up(key, workdir, self._fingerprint(workdir))
+                self._loaders[key] = self._spawn(key, workdir, self._fingerprint(workdir))
 
     # -- launching --------------------------------------------------------------------------
 
@@ -122,22 +190,32 @@ class WarmRunLauncher(RunLauncher, ConfigurableClass):
         key = serialize_value(pointer)  # type: ignore[arg-type]
         workdir = Path(getattr(pointer, "working_directory", None) or os.getcwd())
         fingerprint = self._fingerprint(workdir)
+        request = serialize_value(ExecuteRunArgs(job_origin=origin, run_id=run.run_id, instance_ref=self._instance.get_ref()))
         with self._lock:
-            spare = self._take(key, fingerprint)
-            warm = spare is not None
-            proc = spare.proc if spare else self._spawn(key, workdir)
-            args = ExecuteRunArgs(job_origin=origin, run_id=run.run_id, instance_ref=self._instance.get_ref())
-            assert proc.stdin is not None
-            # The pid first: a launcher that dies after the hand-over still leaves the run
-            # terminable and its worker's health checkable.
-            self._instance.add_run_tags(run.run_id, {WORKER_PID_TAG: str(proc.pid)})
-            proc.stdin.write((serialize_value(args) + "\n").encode())
-            proc.stdin.close()
-            self._top_up(key, workdir, fingerprint)
-        age = f", started {time.monotonic() - spare.started:.1f} s before" if spare else ""
-        self._instance.report_engine_event(
-            f"Run handed to {'a warm' if warm else 'a new'} run worker (pid {proc.pid}{age}).", run, cls=self.__class__
+            loader = self._loaders.pop(key, None)
+            if loader is not None and (loader.fingerprint != fingerprint or not loader.alive()):
+                loader.release()  # loaded from older code, or gone
+                loader = None
+            warm = loader is not None and loader.is_ready()
+            loaded_for = time.monotonic() - loader.started if loader is not None else 0.0
+            if loader is None:
+                loader = self._spawn(key, workdir, fingerprint)
+            try:
+                pid = loader.fork(request)
+            except _LoaderGone as gone:
+                loader.release()
+                raise RuntimeError(
+                    f"the run worker process could not load the code location ({gone}); "
+                    "its error is in the daemon's log"
+                ) from gone
+            if self._warm:
+                self._loaders[key] = loader
+            else:
+                loader.release()  # one run per load: every run starts cold
+        how = f"a warm run worker (pid {pid}, forked from code loaded {loaded_for:.1f} s before)" if warm else (
+            f"a new run worker (pid {pid}, after loading the code for it)"
         )
+        self._instance.report_engine_event(f"Run handed to {how}.", run, cls=self.__class__)
 
     def _fingerprint(self, workdir: Path) -> str:
         from resources.profile import active_profile
@@ -146,38 +224,27 @@ class WarmRunLauncher(RunLauncher, ConfigurableClass):
         manifest = workdir / "dbt_project" / "target" / "manifest.json"
         return code_fingerprint(workdir, [profile.specs_dir, manifest])
 
-    def _take(self, key: str, fingerprint: str) -> _Spare | None:
-        """A live spare loaded from the current code; stale or dead ones are let go."""
-        found = None
-        keep = []
-        for spare in self._spares.get(key, []):
-            if found is None and spare.fingerprint == fingerprint and spare.proc.poll() is None:
-                found = spare
-            elif spare.fingerprint == fingerprint and spare.proc.poll() is None:
-                keep.append(spare)
-            else:
-                _release(spare.proc)
-        self._spares[key] = keep
-        return found
-
-    def _top_up(self, key: str, workdir: Path, fingerprint: str) -> None:
-        while len(self._spares[key]) < self._spares_wanted:
-            self._spares[key].append(_Spare(self._spawn(key, workdir), fingerprint))
-
-    def _spawn(self, key: str, workdir: Path) -> subprocess.Popen:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", _WORKER_MODULE, key], cwd=workdir, stdin=subprocess.PIPE, env=os.environ.copy()
-        )
+    def _spawn(self, key: str, workdir: Path, fingerprint: str) -> _Loader:
+        replies, reply_end = os.pipe()
+        try:
+            proc = subprocess.Popen(
+                [sys.executable, "-m", _WORKER_MODULE, key, str(reply_end)],
+                cwd=workdir, stdin=subprocess.PIPE, env=os.environ.copy(), pass_fds=(reply_end,),
+            )
+        except BaseException:
+            os.close(replies)
+            raise
+        finally:
+            os.close(reply_end)
         # reap it when it exits: the launcher's process (the daemon) is its parent
-        threading.Thread(target=proc.wait, name=f"reap-run-worker-{proc.pid}", daemon=True).start()
-        return proc
+        threading.Thread(target=proc.wait, name=f"reap-run-loader-{proc.pid}", daemon=True).start()
+        return _Loader(proc, replies, fingerprint)
 
     def dispose(self) -> None:
         with self._lock:
-            for spares in self._spares.values():
-                for spare in spares:
-                    _release(spare.proc)
-            self._spares.clear()
+            for loader in self._loaders.values():
+                loader.release()
+            self._loaders.clear()
 
     # -- terminating and monitoring (from any process on this host) ----------------------------
 
@@ -274,12 +341,3 @@ def _descendants(pid: int) -> list[int]:
             found.append(child)
             todo.append(child)
     return found
-
-
-def _release(proc: subprocess.Popen) -> None:
-    """A spare that will not run anything: closing its stdin ends it once it has loaded."""
-    try:
-        if proc.stdin is not None and not proc.stdin.closed:
-            proc.stdin.close()
-    except OSError:
-        pass

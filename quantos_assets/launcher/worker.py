@@ -1,40 +1,101 @@
-"""A run worker that loads the code location first and waits for its run on stdin.
+"""The process that loads a code location once and forks one run worker per run.
 
-`python -m quantos_assets.launcher.worker POINTER`: POINTER is the serialized code pointer
-of the location. Once the location is loaded the worker reads one line, the serialized
-`ExecuteRunArgs` of its run, and does exactly what `dagster api execute_run` does with
-it (the command Dagster's Kubernetes and Docker launchers run). An empty line or a
-closed stdin (a discarded spare) ends it without running anything.
+`python -m quantos_assets.launcher.worker POINTER REPLY_FD`: POINTER is the serialized code
+pointer of the location. Once the location is loaded (the asset graph and jobs resolved),
+this process writes `ready` to REPLY_FD and then reads lines on stdin, each the serialized
+`ExecuteRunArgs` of one run. For each it forks; the child records its pid on the run and
+does exactly what `dagster api execute_run` does (the command Dagster's Kubernetes and
+Docker launchers run), then exits like any Python; the parent writes the child's pid to
+REPLY_FD. A closed stdin (the launcher let it go, or the daemon died) ends it; the run
+workers it forked carry on.
+
+Why fork: importing Dagster, dbt, pandas and the location costs ~3 s of CPU per process;
+a forked child starts with all of it loaded (shared copy-on-write), so each run costs only
+its own work. Loading starts no thread and opens no connection (a forked child gets
+only the forking thread, and would share the parent's sockets): a location that does is
+named in a warning on stderr.
 """
 from __future__ import annotations
 
+import gc
+import os
+import signal
 import sys
+import threading
+
+# The run tag that holds the pid of the run's worker (read by the launcher to terminate and
+# health-check the run from any process on the host).
+WORKER_PID_TAG = "quantos/run_worker_pid"
 
 
-def main(argv: list[str]) -> int:
+def _load(serialized_pointer: str) -> None:
     from dagster import Definitions
-    from dagster._cli.api import execute_run_command
     from dagster._core.code_pointer import CodePointer
+    from dagster._serdes import deserialize_value
+
+    pointer = deserialize_value(serialized_pointer)
+    if not isinstance(pointer, CodePointer):
+        raise SystemExit(f"not a serialized code pointer: {serialized_pointer[:200]}")
+    target = pointer.load_target()
+    if isinstance(target, Definitions):
+        # the asset graph and jobs are resolved lazily: resolve them now, not in each run
+        target.get_repository_def()
+
+
+def _serve(reply_fd: int) -> str | None:
+    """Fork a worker per request line. Returns the request in a child, None at end of input."""
+    signal.signal(signal.SIGCHLD, signal.SIG_IGN)  # the kernel reaps the workers: no zombies
+    gc.freeze()  # what is loaded is kept: no collection pass copies those pages in each child
+    others = [t.name for t in threading.enumerate() if t is not threading.current_thread()]
+    if others:
+        print(f"WARNING: the code location started threads {others}: forked run workers lack them", file=sys.stderr)
+    os.write(reply_fd, b"ready\n")
+    while line := sys.stdin.readline():
+        request = line.strip()
+        if not request:
+            continue
+        pid = os.fork()
+        if pid == 0:
+            signal.signal(signal.SIGCHLD, signal.SIG_DFL)  # the run waits for its own subprocesses
+            os.close(reply_fd)
+            devnull = os.open(os.devnull, os.O_RDONLY)
+            os.dup2(devnull, 0)  # the requests pipe is the loader's, not this run's
+            os.close(devnull)
+            return request
+        os.write(reply_fd, f"{pid}\n".encode())
+    return None
+
+
+def _run(request: str) -> None:
+    from dagster import DagsterInstance
+    from dagster._cli.api import execute_run_command
+    from dagster._grpc.types import ExecuteRunArgs
     from dagster._serdes import deserialize_value
     from dagster._utils.interrupts import setup_interrupt_handlers
 
+    if "numpy" in sys.modules:  # a fresh process would have drawn its own seed
+        sys.modules["numpy"].random.seed()
     setup_interrupt_handlers()  # SIGTERM (terminate) interrupts the run like SIGINT, as in Dagster's CLI
-
-    pointer = deserialize_value(argv[1])
-    if not isinstance(pointer, CodePointer):
-        raise SystemExit(f"not a serialized code pointer: {argv[1][:200]}")
-    target = pointer.load_target()
-    if isinstance(target, Definitions):
-        # the asset graph and jobs are resolved lazily: resolve them now, not in the run
-        target.get_repository_def()
-    line = sys.stdin.readline().strip()
-    if not line:
-        return 0
+    args = deserialize_value(request, ExecuteRunArgs)
+    # The pid before the run starts, by the worker itself: a tag written by the launcher
+    # could race the run's own status writes to the same row.
+    assert args.instance_ref is not None
+    with DagsterInstance.from_ref(args.instance_ref) as instance:
+        instance.add_run_tags(args.run_id, {WORKER_PID_TAG: str(os.getpid())})
     # the click command's own function: `dagster api execute_run`, minus argument parsing
     execute_run = execute_run_command.callback
     if execute_run is None:
         raise SystemExit("dagster api execute_run has no callback")
-    execute_run(input_json=line, compressed_input_json=None)
+    execute_run(input_json=request, compressed_input_json=None)
+
+
+def main(argv: list[str]) -> int:
+    if len(argv) != 3:
+        raise SystemExit("usage: python -m quantos_assets.launcher.worker POINTER REPLY_FD")
+    _load(argv[1])
+    request = _serve(int(argv[2]))
+    if request is not None:
+        _run(request)  # in a forked child; it then exits as a Python process does
     return 0
 
 

@@ -186,20 +186,26 @@ def _stat(pid: int) -> list[str] | None:
 
 
 def _run_workers_of(parent: int) -> dict[int, str]:
-    """The run workers (WarmRunLauncher's, running or spare) that `parent` started: pid ->
-    start time (so that a pid reused later is not mistaken for one of them)."""
-    found = {}
+    """The WarmRunLauncher processes that `parent` started, the loaded one and the run workers
+    it forked: pid -> start time (so that a pid reused later is not mistaken for one of them)."""
+    stats = {}
     for entry in Path("/proc").iterdir():
         fields = _stat(int(entry.name)) if entry.name.isdigit() else None
-        if fields is None or fields[1] != str(parent):
+        if fields is None:
             continue
         try:
-            cmdline = (entry / "cmdline").read_bytes()
+            if b"quantos_assets.launcher.worker" in (entry / "cmdline").read_bytes():
+                stats[int(entry.name)] = fields
         except OSError:
             continue
-        if b"quantos_assets.launcher.worker" in cmdline:
-            found[int(entry.name)] = fields[19]
-    return found
+    found: dict[int, str] = {}
+    parents = {parent}
+    while True:
+        more = {pid: f[19] for pid, f in stats.items() if int(f[1]) in parents and pid not in found}
+        if not more:
+            return found
+        found.update(more)
+        parents |= set(more)
 
 
 def _alive(pid: int, started: str | None = None) -> bool:
@@ -267,7 +273,7 @@ def test_b_e_daemon_killed_and_restarted_loses_no_run_or_tick_and_team_limits_ho
     worker = int({t["key"]: t["value"] for t in api.run(in_flight)["tags"]}[WORKER_PID_TAG])
 
     assert stack.daemon is not None
-    orphans = _run_workers_of(stack.daemon.pid)  # the in-flight run's worker and the spare(s)
+    orphans = _run_workers_of(stack.daemon.pid)  # the loaded process and the in-flight run's worker
     assert worker in orphans
     stack.kill_daemon()
     killed_at = datetime.now(UTC)
@@ -304,7 +310,8 @@ def test_b_e_daemon_killed_and_restarted_loses_no_run_or_tick_and_team_limits_ho
 
     failed = {run_id: status for run_id, status in final.items() if status != "SUCCESS"}
     assert not failed, f"queued runs lost or failed after the restart: {failed}"
-    # Nothing of the killed daemon lingers: its spare worker saw its stdin close and exited.
+    # Nothing of the killed daemon lingers: its loaded process saw its stdin close and exited,
+    # and the in-flight run's worker exited with its run.
     assert not [pid for pid, started in orphans.items() if _alive(pid, started)], (
         "run workers of the killed daemon are still running"
     )
