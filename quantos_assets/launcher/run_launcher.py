@@ -79,7 +79,9 @@ class _Loader:
                 return None
             chunk = os.read(self.replies, 4096)
             if not chunk:
-                raise _LoaderGone(f"exit code {self.proc.poll()}")
+                with contextlib.suppress(subprocess.TimeoutExpired):
+                    self.proc.wait(timeout=10)  # closed its end: it is exiting
+                raise _LoaderGone(f"it exited with code {self.proc.returncode}")
             self._pending += chunk
         line, _, self._pending = self._pending.partition(b"\n")
         return line.decode()
