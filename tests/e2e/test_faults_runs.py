@@ -7,7 +7,7 @@ WarmRunLauncher) plus the production queue's per-team limit (deploy/dagster.prod
 at most 2 runs in progress per `quantos/team`).
 
 QUANTOS_FAULT_QUEUED_RUNS=1000 queues that many runs in the daemon test instead of 9 (the
-issue's figure; about 1,000 real runs through 4 slots, so tens of minutes on 2 cores).
+issue's figure; 1,000 real runs through 4 slots: measured 10 min 35 s for the test on 2 cores).
 """
 from __future__ import annotations
 
