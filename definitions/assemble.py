@@ -97,7 +97,8 @@ def definitions_for(
             schedules=[t for t in triggers if isinstance(t, ScheduleDefinition)],
             sensors=[t for t in triggers if isinstance(t, SensorDefinition)],
             resources=build_resources(profile),
-            executor=build_executor(profile),
+            # the forkserver executor preloads this location (the module workspace.yaml names)
+            executor=build_executor(profile, preload=["definitions.definitions"]),
         )
         # Resolve now (Dagster caches it): the code server would do it right after
         # loading anyway, and doing it here keeps it inside the GC pause.

@@ -40,7 +40,9 @@ def promoted(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Promoted]:
     specs.mkdir()
     shutil.copy(REPO / "specs" / "xs_momentum_backtest.yaml", specs)
     lineage = root / "lineage.jsonl"
-    env = {"QUANTOS_LINEAGE": "file", "QUANTOS_LINEAGE_FILE": str(lineage)}
+    # The shipped executor (forkserver: each step a process forked from one that loaded the
+    # location), not the other stacks' in-process shortcut: the one full run the UI way.
+    env = {"QUANTOS_LINEAGE": "file", "QUANTOS_LINEAGE_FILE": str(lineage), "QUANTOS_LOCAL_EXECUTOR": "forkserver"}
     with dagster_dev(root, specs, extra_env=env) as srv:
         api = DagsterAPI(f"http://127.0.0.1:{srv.port}")
         run_id = api.launch(PIPELINE, {"quantos/submission_id": SUBMISSION, "quantos/team": "research"})
