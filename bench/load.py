@@ -149,18 +149,19 @@ def report(records: dict[str, list[dict]], executor: str, stopped: bool = False)
     """Runs/minute and per-side queue wait and run duration over the finished runs; ratio= last."""
     submitted = sum(len(rs) for rs in records.values())
     records = {side: [r for r in rs if r["status"] in FINISHED] for side, rs in records.items()}
-    failed = [r for rs in records.values() for r in rs if r["status"] != "SUCCESS"]
-    if stopped:  # the runs in flight when the bench was stopped failed with it: not figures
-        last = max((r["endTime"] for r in failed), default=0.0)
-        assert all(last - r["endTime"] < 10 for r in failed), f"runs failed before the stop: {failed[:3]}"
-        print(f"{len(failed)} run(s) in flight at the stop left out")
-        records = {side: [r for r in rs if r["status"] == "SUCCESS"] for side, rs in records.items()}
-    else:
-        assert not failed, failed[:3]
+    # A failed run is reported, not a figure: the plain side's fs_io_manager keeps one pickle
+    # per asset, which concurrent runs of the same graph overwrite while another reads it.
+    for side, rs in records.items():
+        failed = [r["runId"] for r in rs if r["status"] != "SUCCESS"]
+        if failed:
+            why = " (in flight at the stop, or before it)" if stopped else ""
+            print(f"{side}: {len(failed)} run(s) did not succeed{why}, left out: {', '.join(failed[:3])}")
+    ours_failed = any(r["status"] != "SUCCESS" for r in records["quantos"])
+    records = {side: [r for r in rs if r["status"] == "SUCCESS"] for side, rs in records.items()}
     all_runs = [r for rs in records.values() for r in rs]
     elapsed = max(r["endTime"] for r in all_runs) - min(r["creationTime"] for r in all_runs)
     per_side = ", ".join(f"{len(rs)} {side}" for side, rs in records.items())
-    print(f"{len(all_runs)} of {submitted} submitted runs finished ({per_side}; executor {executor}) in "
+    print(f"{len(all_runs)} of {submitted} submitted runs succeeded ({per_side}; executor {executor}) in "
           f"{elapsed:.0f} s: {60 * len(all_runs) / elapsed:.1f} runs/minute")
     duration = {}
     for side, rs in records.items():
@@ -169,7 +170,7 @@ def report(records: dict[str, list[dict]], executor: str, stopped: bool = False)
         print(f"{side:<8} queue wait p50 {pct(wait, 0.5):7.1f} s  p95 {pct(wait, 0.95):7.1f} s   "
               f"run p50 {statistics.median(duration[side]):6.2f} s  p95 {pct(duration[side], 0.95):6.2f} s")
     print(f"ratio={statistics.median(duration['quantos']) / statistics.median(duration['plain']):.3f}")
-    return 0
+    return 1 if ours_failed else 0  # a platform run that failed is a defect, whatever the figures
 
 
 if __name__ == "__main__":
