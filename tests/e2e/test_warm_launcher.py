@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import signal
+import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -133,3 +134,32 @@ def test_a_dead_worker_is_reported_failed_not_left_started(server: tuple[Server,
             time.sleep(0.2)
         assert f"run worker process {pid} is gone" in (launcher.check_run_worker_health(run).msg or "")
         assert launcher.terminate(run_id) is False  # nothing left to terminate
+
+
+def test_a_location_that_no_longer_loads_fails_the_launch_in_one_line(tmp_path: Path) -> None:
+    """An edit that breaks the location after the code server loaded it: the launch fails at
+    once, saying so (Dagster's queue then marks the run failed), instead of the run hanging."""
+    from dagster import instance_for_test
+    from dagster._core.code_pointer import ModuleCodePointer
+    from dagster._core.launcher.base import LaunchRunContext
+    from dagster._core.origin import JobPythonOrigin, RepositoryPythonOrigin
+    from dagster._core.storage.dagster_run import DagsterRun
+
+    from quantos_assets.launcher.run_launcher import WarmRunLauncher
+
+    (tmp_path / "broken_location.py").write_text("raise RuntimeError('a spec module no longer imports')\n")
+    pointer = ModuleCodePointer(module="broken_location", fn_name="defs", working_directory=str(tmp_path))
+    origin = JobPythonOrigin("noop", RepositoryPythonOrigin(executable_path=sys.executable, code_pointer=pointer))
+    with instance_for_test(temp_dir=str(tmp_path)) as instance:
+        run = instance.add_run(DagsterRun(job_name="noop", job_code_origin=origin))
+        launcher = WarmRunLauncher()
+        launcher.register_instance(instance)
+        try:
+            with pytest.raises(RuntimeError) as raised:
+                launcher.launch_run(LaunchRunContext(dagster_run=run, workspace=None))
+        finally:
+            launcher.dispose()
+    assert str(raised.value) == (
+        "the run worker process could not load the code location (it exited with code 1); "
+        "its error is in the daemon's log"
+    )
