@@ -13,14 +13,13 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
-import yaml
-from dev_server import REPO, Server, dagster_dev, quantos_gateway, tail
+from dev_server import quantos_gateway
+from gateway_stack import Stack, gateway_stack, one_node
 
 pytestmark = pytest.mark.e2e
 
@@ -35,15 +34,6 @@ SMALL: dict[str, Any] = {
 }
 
 
-def _one_node(pipeline_id: str, team: str, entrypoint: str, **params: object) -> dict:
-    return {
-        "version": 1,
-        "pipeline_id": pipeline_id,
-        "labels": {"team": team},
-        "nodes": [{"id": "task", "kind": "python_task", "params": {"entrypoint": entrypoint, **params}, "outs": ["out"]}],
-    }
-
-
 TEAMS = {
     "defaults": {"secrets_scopes": [], "max_concurrent_runs": 20, "submissions_per_minute": 600},
     "teams": {
@@ -55,82 +45,27 @@ TEAMS = {
 }
 
 
-@dataclass
-class Stack:
-    dagster: Server
-    url: str
-    env: dict[str, str]
-    tokens: dict[str, str]
-    root: Path
-
-    def call(self, method: str, path: str, token: str | None = "research", **kwargs: Any) -> httpx.Response:
-        headers = dict(kwargs.pop("headers", None) or {})
-        if token is not None:
-            headers["Authorization"] = f"Bearer {self.tokens.get(token, token)}"
-        return httpx.request(method, f"{self.url}{path}", headers=headers, timeout=120, **kwargs)
-
-    def wait(self, submission_id: str, statuses: set[str], token: str = "research", timeout: float = 240) -> dict:
-        deadline = time.monotonic() + timeout
-        while True:
-            body = self.call("GET", f"/api/orch/status/{submission_id}", token).json()
-            if body.get("status") in statuses:
-                return body
-            if time.monotonic() > deadline:
-                pytest.fail(f"{submission_id} still {body.get('status')} after {timeout} s:\n{tail(self.dagster.log)}")
-            time.sleep(2)
-
-
-def quantos(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "quantos_assets.cli.main", *args],
-        capture_output=True, text=True, cwd=REPO, env=env, timeout=120, check=False,
-    )
-
-
 @pytest.fixture(scope="module")
 def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     root = tmp_path_factory.mktemp("gateway")
-    specs = root / "specs"
-    specs.mkdir()
     # Registered before start: submitting the same spec must not reload the location.
-    for spec in (
-        _one_node("gw_flaky", "research", "quantos_assets.tasks.control:fail_until", flag=str(root / "flag")),
-        _one_node("gw_slow", "research", "quantos_assets.tasks.control:sleep", seconds=300),
-        _one_node("gw_tiny", "tiny", "quantos_assets.tasks.noop:one_row"),
-        _one_node("gw_frozen", "frozen", "quantos_assets.tasks.noop:one_row"),
-        _one_node("gw_job", "research", "quantos_assets.tasks.control:fail_until", flag=str(root / "job_flag")),
-    ):
-        (specs / f"{spec['pipeline_id']}.yaml").write_text(yaml.safe_dump(spec))
-    teams = root / "teams.yaml"
-    teams.write_text(yaml.safe_dump(TEAMS))
-    with dagster_dev(root, specs) as srv:
-        env = {
-            **srv.env,
-            "QUANTOS_DAGSTER_URL": f"http://127.0.0.1:{srv.port}",
-            "QUANTOS_API_TOKENS": str(root / "tokens.json"),
-            # QUANTOS_GATEWAY_DB left to its default under QUANTOS_DATA_DIR: the code
-            # location's gateway_jobs sensor must read the gateway's job table.
-            "QUANTOS_TEAMS": str(teams),
-        }
-        tokens = {}
-        for name, team, scopes in [
-            ("research", "research", "submit,read"),
-            ("research_ro", "research", "read"),
-            ("execution", "execution", "submit,read"),
-            ("tiny", "tiny", "submit,read"),
-            ("frozen", "frozen", "submit,read"),
-            ("fuzz", "fuzz", "submit,read"),
-        ]:
-            made = quantos(env, "token", "create", "--team", team, "--scopes", scopes)
-            assert made.returncode == 0, made.stderr
-            tokens[name] = made.stdout.strip()
-        with quantos_gateway(env, root) as url:
-            yield Stack(srv, url, env, tokens, root)
-
-
-def _dagster_run_count(stack: Stack) -> int:
-    data = stack.dagster.graphql("{ runsOrError { ... on Runs { count } } }")
-    return int(data["runsOrError"]["count"])
+    specs = [
+        one_node("gw_flaky", "research", "quantos_assets.tasks.control:fail_until", flag=str(root / "flag")),
+        one_node("gw_slow", "research", "quantos_assets.tasks.control:sleep", seconds=300),
+        one_node("gw_tiny", "tiny", "quantos_assets.tasks.noop:one_row"),
+        one_node("gw_frozen", "frozen", "quantos_assets.tasks.noop:one_row"),
+        one_node("gw_job", "research", "quantos_assets.tasks.control:fail_until", flag=str(root / "job_flag")),
+    ]
+    tokens = [
+        ("research", "research", "submit,read"),
+        ("research_ro", "research", "read"),
+        ("execution", "execution", "submit,read"),
+        ("tiny", "tiny", "submit,read"),
+        ("frozen", "frozen", "submit,read"),
+        ("fuzz", "fuzz", "submit,read"),
+    ]
+    with gateway_stack(root, specs, TEAMS, tokens) as made:
+        yield made
 
 
 def test_submit_then_status_logs_and_lineage(stack: Stack) -> None:
@@ -215,7 +150,7 @@ def _launch_queue_drained(stack: Stack, timeout: float = 120) -> None:
 
 def test_bad_input_is_a_4xx_and_leaves_nothing(stack: Stack) -> None:
     _launch_queue_drained(stack)  # earlier tests' submissions are launched, not counted as ours
-    before_runs = _dagster_run_count(stack)
+    before_runs = stack.run_count()
     before_subs = len(stack.call("GET", "/api/orch/submissions").json())
     bad_spec = {**SMALL, "pipeline_id": "gw_bad", "nodes": [{**SMALL["nodes"][0], "kind": "pyhton_task"}]}
     cases = [
@@ -234,7 +169,7 @@ def test_bad_input_is_a_4xx_and_leaves_nothing(stack: Stack) -> None:
         assert res.status_code == code, (code, res.status_code, res.text)
         body = res.json()
         assert text in body["error"] + " ".join(body.get("lines", [])), (text, body)
-    assert _dagster_run_count(stack) == before_runs
+    assert stack.run_count() == before_runs
     assert len(stack.call("GET", "/api/orch/submissions").json()) == before_subs
     assert not (Path(stack.env["QUANTOS_SPECS_DIR"]) / "gw_bad.json").exists()
 
@@ -357,7 +292,7 @@ def test_fuzzing_the_openapi_finds_no_server_error(stack: Stack) -> None:
     """schemathesis against the live gateway, authenticated as a submitter of a team with no
     pipelines: every generated request is answered, and never with a 5xx. Generated specs stop
     at validation and other teams' submissions are out of reach, so nothing is launched."""
-    before = _dagster_run_count(stack)
+    before = stack.run_count()
     res = subprocess.run(
         [
             str(Path(sys.executable).parent / "schemathesis"), "run", f"{stack.url}/openapi.json",
@@ -369,18 +304,18 @@ def test_fuzzing_the_openapi_finds_no_server_error(stack: Stack) -> None:
     )
     assert res.returncode == 0, res.stdout[-4000:] + res.stderr[-2000:]
     after = stack.dagster.graphql("{ runsOrError { ... on Runs { results { runId jobName tags { key value } } } } }")
-    assert _dagster_run_count(stack) == before, after["runsOrError"]["results"][0]
+    assert stack.run_count() == before, after["runsOrError"]["results"][0]
 
 
 def test_audit_chain_verifies_and_catches_an_edited_row(stack: Stack) -> None:
-    records = [json.loads(line) for line in quantos(stack.env, "audit", "show").stdout.splitlines()]
+    records = [json.loads(line) for line in stack.quantos("audit", "show").stdout.splitlines()]
     decisions = {(r["action"], r["subject"], r["decision"]) for r in records}
     assert ("submit", "sub-small-1", "accepted") in decisions
     assert any(r["action"] == "submit" and r["decision"] == "rejected" and "not granted" in r["detail"] for r in records)
     assert ("retry", "sub-flaky-1", "accepted") in decisions and ("cancel", "sub-slow-1", "accepted") in decisions
     assert ("launch", "sub-small-1", "accepted") in decisions  # the dispatcher's launch, audited too
     assert {r["action"] for r in records} >= {"schedule", "edit", "cancel", "retry"}
-    ok = quantos(stack.env, "audit", "verify")
+    ok = stack.quantos("audit", "verify")
     assert ok.returncode == 0 and f"{len(records)} records" in ok.stdout, ok.stderr
 
     db = str(Path(stack.env["QUANTOS_DATA_DIR"]) / "gateway.db")
@@ -390,7 +325,7 @@ def test_audit_chain_verifies_and_catches_an_edited_row(stack: Stack) -> None:
         conn.execute("DROP TRIGGER quantos_audit_no_update")
         seq = conn.execute("SELECT min(seq) FROM quantos_audit WHERE decision = 'rejected'").fetchone()[0]
         conn.execute("UPDATE quantos_audit SET decision = 'accepted' WHERE seq = ?", (seq,))
-    broken = quantos(stack.env, "audit", "verify")
+    broken = stack.quantos("audit", "verify")
     assert broken.returncode == 1
     assert f"BROKEN at record {seq}: its content was changed" in broken.stderr
 

@@ -1,0 +1,115 @@
+"""A real `dagster dev` plus a real `quantos gateway` on loopback, with teams and tokens.
+
+Shared by the gateway's end-to-end tests and the security suite (tests/security/): both
+drive what a compiler, an operator or an attacker of another team would drive, over HTTP.
+"""
+from __future__ import annotations
+
+import subprocess
+import sys
+import time
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+import yaml
+from dev_server import REPO, Server, dagster_dev, quantos_gateway, tail
+
+
+def one_node(pipeline_id: str, team: str | None, entrypoint: str, **params: object) -> dict[str, Any]:
+    """A one-node python_task spec (no team label when `team` is None)."""
+    spec: dict[str, Any] = {
+        "version": 1,
+        "pipeline_id": pipeline_id,
+        "nodes": [{"id": "task", "kind": "python_task", "params": {"entrypoint": entrypoint, **params}, "outs": ["out"]}],
+    }
+    if team is not None:
+        spec["labels"] = {"team": team}
+    return spec
+
+
+@dataclass
+class Stack:
+    dagster: Server
+    url: str
+    env: dict[str, str]
+    tokens: dict[str, str]
+    root: Path
+
+    def call(self, method: str, path: str, token: str | None = "research", **kwargs: Any) -> httpx.Response:
+        """`token` names a token of `tokens` (or is a raw token); None sends no Authorization."""
+        headers = dict(kwargs.pop("headers", None) or {})
+        if token is not None:
+            headers["Authorization"] = f"Bearer {self.tokens.get(token, token)}"
+        return httpx.request(method, f"{self.url}{path}", headers=headers, timeout=120, **kwargs)
+
+    def wait(self, submission_id: str, statuses: set[str], token: str = "research", timeout: float = 240) -> dict:
+        deadline = time.monotonic() + timeout
+        while True:
+            body = self.call("GET", f"/api/orch/status/{submission_id}", token).json()
+            if body.get("status") in statuses:
+                return body
+            if time.monotonic() > deadline:
+                pytest.fail(f"{submission_id} still {body.get('status')} after {timeout} s:\n{tail(self.dagster.log)}")
+            time.sleep(1)
+
+    def run_count(self) -> int:
+        data = self.dagster.graphql("{ runsOrError { ... on Runs { count } } }")
+        return int(data["runsOrError"]["count"])
+
+    def quantos(self, *args: str, env: Mapping[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+        return quantos(dict(env or self.env), *args)
+
+    @property
+    def specs_dir(self) -> Path:
+        return Path(self.env["QUANTOS_SPECS_DIR"])
+
+    @property
+    def data_dir(self) -> Path:
+        return Path(self.env["QUANTOS_DATA_DIR"])
+
+
+def quantos(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
+    """The `quantos` CLI in a subprocess, as an operator runs it."""
+    return subprocess.run(
+        [sys.executable, "-m", "quantos_assets.cli.main", *args],
+        capture_output=True, text=True, cwd=REPO, env=env, timeout=120, check=False,
+    )
+
+
+@contextmanager
+def gateway_stack(
+    root: Path,
+    specs: list[dict[str, Any]],
+    teams: dict[str, Any],
+    tokens: list[tuple[str, str, str]],
+    extra_env: dict[str, str] | None = None,
+) -> Iterator[Stack]:
+    """`specs` registered before start (as YAML files), `teams` as the QUANTOS_TEAMS file,
+    `tokens` as (name, team, scopes); yields once the location is loaded and the gateway answers."""
+    spec_dir = root / "specs"
+    spec_dir.mkdir()
+    for spec in specs:
+        (spec_dir / f"{spec['pipeline_id']}.yaml").write_text(yaml.safe_dump(spec))
+    teams_file = root / "teams.yaml"
+    teams_file.write_text(yaml.safe_dump(teams))
+    with dagster_dev(root, spec_dir, extra_env=extra_env) as srv:
+        env = {
+            **srv.env,
+            "QUANTOS_DAGSTER_URL": f"http://127.0.0.1:{srv.port}",
+            "QUANTOS_API_TOKENS": str(root / "tokens.json"),
+            # QUANTOS_GATEWAY_DB left to its default under QUANTOS_DATA_DIR: the code
+            # location's gateway_jobs sensor must read the gateway's job table.
+            "QUANTOS_TEAMS": str(teams_file),
+        }
+        made_tokens = {}
+        for name, team, scopes in tokens:
+            made = quantos(env, "token", "create", "--team", team, "--scopes", scopes)
+            assert made.returncode == 0, made.stderr
+            made_tokens[name] = made.stdout.strip()
+        with quantos_gateway(env, root) as url:
+            yield Stack(srv, url, env, made_tokens, root)
