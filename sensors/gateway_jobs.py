@@ -5,12 +5,19 @@ this sensor turns every due fire into a run request, so the daemon remains the o
 scheduler. The cursor holds each job's last fired time and is committed by Dagster
 together with the run requests; the run key `job@fire-time` makes a repeated tick a
 no-op. A fire missed while the daemon was down runs once (latest only).
+
+Each firing is admitted by the same policy as a submission, as of the firing: the team
+must still own the pipeline and hold the scopes it asks for, and the run counts against
+the team's quotas. A firing over a quota waits (the cursor does not move past it; the job
+and the tick say why) and runs once the team is under its limits; a refused one is skipped,
+audited and noted on the job.
 """
 from __future__ import annotations
 
 import json
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from dagster import (
@@ -22,31 +29,58 @@ from dagster import (
     sensor,
 )
 
+from quantos_assets.admission.policy import admit
+from quantos_assets.admission.registry_view import DirectoryRegistry
+from quantos_assets.admission.request import Action, AdmissionRequest, Caller
 from quantos_assets.gateway.job_store import JobStore, ScheduledJob
 from quantos_assets.gateway.job_timing import latest_due_fire
-from quantos_assets.gateway.settings import gateway_settings
+from quantos_assets.gateway.settings import GatewaySettings, gateway_settings
+from quantos_assets.gateway.submission_store import SubmissionStore
+from quantos_assets.gateway.teams import TeamsFile, TeamsFileError, load_teams
 from quantos_assets.pipeline_assets import PipelineDefs
 from quantos_assets.run_tags import TAG_TEAM, runtime_run_tags
 from quantos_assets.spec.errors import SpecError
 from quantos_assets.spec.loader import load_runtime_params
-from quantos_assets.spec.models import DagSpec
+from quantos_assets.spec.models import DagSpec, RuntimeParams
+from resources.audit_log import AuditLog
+from sensors.run_usage import InstanceUsage, gateway_store
 
 TAG_JOB = "quantos/job_id"
 INTERVAL_SECONDS = 15
-_STORES: dict[str, JobStore] = {}
 
 
-def _store(url: str) -> JobStore:
+@dataclass
+class _Stores:
+    """The gateway's store as the sensor uses it (one per store URL and process)."""
+
+    jobs: JobStore
+    submissions: SubmissionStore
+    audit: AuditLog
+
+
+_STORES: dict[str, _Stores] = {}
+
+
+def _stores(url: str) -> _Stores:
     if url not in _STORES:
-        _STORES[url] = JobStore.from_url(url)
+        submissions = gateway_store(url)
+        _STORES[url] = _Stores(JobStore(submissions.engine), submissions, AuditLog(submissions.engine))
     return _STORES[url]
 
 
-def fire_request(job: ScheduledJob, spec: DagSpec, fired_at: float, production: bool) -> RunRequest:
-    stamp = datetime.fromtimestamp(fired_at, UTC).strftime("%Y%m%dT%H%M%SZ")
-    params = load_runtime_params(
-        {**job.runtime_params, "submission_id": f"{job.id}.{stamp}"}, name=f"job {job.id} runtime_params"
+def fire_stamp(fired_at: float) -> str:
+    return datetime.fromtimestamp(fired_at, UTC).strftime("%Y%m%dT%H%M%SZ")
+
+
+def fire_params(job: ScheduledJob, fired_at: float) -> RuntimeParams:
+    """The job's runtime params with this firing's submission id (job id + fire time)."""
+    return load_runtime_params(
+        {**job.runtime_params, "submission_id": f"{job.id}.{fire_stamp(fired_at)}"}, name=f"job {job.id} runtime_params"
     )
+
+
+def fire_request(job: ScheduledJob, spec: DagSpec, fired_at: float, production: bool) -> RunRequest:
+    params = fire_params(job, fired_at)
     tags = {**runtime_run_tags(params), TAG_TEAM: job.team, TAG_JOB: job.id, "quantos/spec_sha256": job.spec_sha256}
     keys = None
     if job.nodes:
@@ -60,11 +94,88 @@ def fire_request(job: ScheduledJob, spec: DagSpec, fired_at: float, production: 
     from dagster import AssetKey
 
     return RunRequest(
-        run_key=f"{job.id}@{stamp}",
+        run_key=f"{job.id}@{fire_stamp(fired_at)}",
         job_name=spec.pipeline_id,
         tags=tags,
         asset_selection=[AssetKey(k) for k in keys] if keys else None,
         run_config=run_config or {},
+    )
+
+
+@dataclass
+class _Tick:
+    """What one evaluation decided: requests, and lines saying why others did not fire."""
+
+    requests: list[RunRequest]
+    waiting: list[str]
+    problems: list[str]
+
+
+def evaluate_jobs(
+    settings: GatewaySettings,
+    teams: TeamsFile,
+    runnable: dict[str, PipelineDefs],
+    usage: InstanceUsage,
+    cursor: dict[str, float],
+    now: float,
+) -> _Tick:
+    """One tick over every active job; `cursor` is advanced past each fired or refused firing."""
+    stores = _stores(settings.store_url)
+    registry = DirectoryRegistry(settings.specs_dir)
+    tick = _Tick([], [], [])
+    for job in stores.jobs.list(active_only=True):
+        due = latest_due_fire(job, now)
+        if due is None or cursor.get(job.id, float("-inf")) >= due:
+            continue
+        pipeline = runnable.get(job.pipeline_id)
+        if pipeline is None:
+            tick.problems.append(f"{job.id}: pipeline {job.pipeline_id!r} is not in this code location")
+            cursor[job.id] = due  # a job that cannot be fired now is not retried every tick
+            continue
+        try:
+            params = fire_params(job, due)
+            request = fire_request(job, pipeline.spec, due, settings.production)
+        except SpecError as err:
+            tick.problems.append(f"{job.id}: {err.lines[0]}")
+            cursor[job.id] = due
+            continue
+        admission = AdmissionRequest(
+            action=Action.FIRE, caller=Caller(team=job.team, actor=job.id), teams=teams,
+            spec=pipeline.spec, params=params, registry=registry, usage=usage, now=now,
+        )
+        refused = admit(admission)
+        wait = None
+        if refused is None:
+            limit = teams.policy(job.team).submissions_per_minute
+            wait = usage.quota_window.take_now(job.team, limit, "fire", request.run_key or job.id)
+        if (refused is not None and refused.later) or wait is not None:
+            line = refused.line if refused is not None else f"team {job.team} reached its submissions per minute"
+            note = f"firing of {_iso(due)} waits: {line}"
+            stores.jobs.note(job.id, note)
+            tick.waiting.append(f"{job.id}: {note}")
+            continue  # the cursor stays: the next tick asks again
+        cursor[job.id] = due
+        if refused is not None:
+            note = f"firing of {_iso(due)} refused: {refused.line}"
+            stores.jobs.note(job.id, note)
+            tick.problems.append(f"{job.id}: {note}")
+            _audit(stores, job, params.submission_id, "rejected", refused.line)
+            continue
+        stores.jobs.note(job.id, None)
+        usage.requested[job.team] += 1
+        tick.requests.append(request)
+        _audit(stores, job, params.submission_id, "accepted", f"fired for {_iso(due)}")
+    return tick
+
+
+def _iso(stamp: float) -> str:
+    return datetime.fromtimestamp(stamp, UTC).isoformat()
+
+
+def _audit(stores: _Stores, job: ScheduledJob, submission_id: str, decision: str, detail: str) -> None:
+    stores.audit.append(
+        actor=job.id, team=job.team, action="fire", subject=submission_id,
+        spec_sha256=job.spec_sha256, decision=decision, detail=detail,
     )
 
 
@@ -84,27 +195,18 @@ def build_gateway_jobs_sensor(
     )
     def _gateway_jobs(context):  # context unannotated: see [tool.mypy]
         settings = gateway_settings()
+        try:
+            teams = load_teams(settings.teams_path, required=settings.teams_required)
+        except TeamsFileError as err:
+            return SkipReason(f"no job fired: {err}")
         cursor: dict[str, float] = json.loads(context.cursor) if context.cursor else {}
-        now = clock()
-        requests: list[RunRequest] = []
-        problems: list[str] = []
-        for job in _store(settings.store_url).list(active_only=True):
-            due = latest_due_fire(job, now)
-            if due is None or cursor.get(job.id, float("-inf")) >= due:
-                continue
-            pipeline = runnable.get(job.pipeline_id)
-            if pipeline is None:
-                problems.append(f"{job.id}: pipeline {job.pipeline_id!r} is not in this code location")
-                continue
-            try:
-                requests.append(fire_request(job, pipeline.spec, due, settings.production))
-            except SpecError as err:
-                problems.append(f"{job.id}: {err.lines[0]}")
-            cursor[job.id] = due  # a job that cannot be fired now is not retried every tick
-        for problem in problems:
-            context.log.warning(problem)
-        if not requests:
-            return SkipReason("; ".join(problems) if problems else "no scheduled job is due")
-        return SensorResult(run_requests=requests, cursor=json.dumps(cursor, sort_keys=True))
+        usage = InstanceUsage(context.instance, _stores(settings.store_url).submissions)
+        tick = evaluate_jobs(settings, teams, runnable, usage, cursor, clock())
+        for line in tick.problems + tick.waiting:
+            context.log.warning(line)
+        if not tick.requests:
+            reason = "; ".join(tick.problems + tick.waiting) or "no scheduled job is due"
+            return SensorResult(skip_reason=reason, cursor=json.dumps(cursor, sort_keys=True))
+        return SensorResult(run_requests=tick.requests, cursor=json.dumps(cursor, sort_keys=True))
 
     return _gateway_jobs

@@ -28,6 +28,9 @@ from typing import Any
 from dagster import DefaultSensorStatus, RunRequest, SensorDefinition, SensorResult, sensor
 from pydantic import BaseModel, ConfigDict, ValidationError, model_validator
 
+from quantos_assets.admission.policy import admit
+from quantos_assets.admission.request import Action, AdmissionRequest, Caller
+from quantos_assets.gateway.settings import gateway_settings
 from quantos_assets.gateway.teams import (
     TeamsFile,
     TeamsFileError,
@@ -43,6 +46,7 @@ from quantos_assets.spec.errors import SpecError
 from quantos_assets.spec.loader import load_runtime_params, load_spec_text
 from resources.kafka_client import KafkaClient, KafkaProblem, KafkaSettings, Message, kafka_settings
 from resources.profile import runs_pods
+from sensors.run_usage import InstanceUsage, gateway_store
 
 SENSOR_NAME = "kafka_submissions"
 TAG_KAFKA_MESSAGE = "quantos/kafka_message"
@@ -82,6 +86,15 @@ class Rejected:
     error: str
 
 
+@dataclass(frozen=True)
+class Deferred:
+    """Admissible later (a quota): it and the rest of its partition wait for the next tick."""
+
+    message: Message
+    reason: str
+
+
+
 def message_id(msg: Message) -> str:
     return f"{msg.topic}/{msg.partition}/{msg.offset}"
 
@@ -99,16 +112,22 @@ def pipeline_refs(pipelines: list[PipelineDefs]) -> dict[str, PipelineDefs]:
 
 
 def parse_submission(
-    msg: Message, refs: Mapping[str, PipelineDefs], teams: TeamsFile, production: bool = False
-) -> Accepted | Rejected:
+    msg: Message,
+    refs: Mapping[str, PipelineDefs],
+    teams: TeamsFile,
+    production: bool = False,
+    usage: InstanceUsage | None = None,
+) -> Accepted | Rejected | Deferred:
     """One message -> a run of a known pipeline, or the one-line reason it cannot be one.
     `production`: the run carries the submission's per-step Kubernetes config; params that
     config could not honour are refused in every profile, as `quantos run` refuses them.
 
     A Kafka message has no caller to authorize (who may write the topic is the broker's
-    ACL), so the registered pipeline's team stands in for one: its secrets_scope may name
-    only scopes deploy/teams.yaml grants that team (a pipeline with no team gets the
-    defaults), and a labels.team naming another team is refused, as the gateway refuses it."""
+    ACL), so the registered pipeline's team stands in for one, and the message is admitted
+    by the same policy as a gateway submission (quantos_assets/admission/): its secrets_scope
+    may name only scopes deploy/teams.yaml grants that team (a pipeline with no team gets the
+    defaults), a labels.team naming another team is refused, and with `usage` the run
+    counts against the team's quotas (over one, the message waits: `Deferred`)."""
     where = message_id(msg)
     try:
         body = json.loads(msg.value or b"")
@@ -151,14 +170,20 @@ def parse_submission(
     except SecretScopeError as err:
         return Rejected(msg, f"{where}: runtime_params.secrets_scope: {err}")
     owner = pipeline_team(pipeline.spec.labels)
-    claimed = params.labels.get("team")
-    if owner is not None and claimed is not None and claimed != owner:
-        return Rejected(msg, f"{where}: runtime_params.labels.team: {claimed!r}, but pipeline "
-                             f"{pipeline.spec.pipeline_id!r} belongs to team {owner}")
-    forbidden = sorted(set(params.secrets_scope) - set(teams.policy(owner or "").secrets_scopes))
-    if forbidden:
-        whose = f"team {owner}" if owner else "a pipeline with no team (labels.team)"
-        return Rejected(msg, f"{where}: runtime_params.secrets_scope: {forbidden} not granted to {whose} in teams.yaml")
+    request = AdmissionRequest(
+        action=Action.KAFKA, caller=Caller(team=owner or "", actor=where), teams=teams,
+        spec=pipeline.spec, params=params, usage=usage,
+    )
+    refused = admit(request)
+    if refused is not None and refused.later:
+        return Deferred(msg, f"{where}: waits: {refused.line}")
+    if refused is not None:
+        return Rejected(msg, f"{where}: {refused.line}")
+    if usage is not None:
+        wait = usage.quota_window.take_now(owner or "", teams.policy(owner or "").submissions_per_minute, "kafka", where)
+        if wait is not None:
+            return Deferred(msg, f"{where}: waits: team {owner} reached its submissions per minute")
+        usage.requested[owner or ""] += 1
     tags = {**runtime_run_tags(params), TAG_KAFKA_MESSAGE: where}
     return Accepted(msg, pipeline.spec.pipeline_id, tags, run_config if production else {})
 
@@ -188,8 +213,10 @@ def evaluate(
     teams: TeamsFile,
     log: Any,
     production: bool = False,
+    usage: InstanceUsage | None = None,
 ) -> SensorResult:
-    """One tick: commit what the previous tick handed over, read on, turn messages into runs."""
+    """One tick: commit what the previous tick handed over, read on, turn messages into runs
+    (`usage`: count them against their teams' quotas)."""
     topic = settings.submissions_topic
     state = SubmissionCursor.parse(cursor, topic)
     client = KafkaClient(settings.bootstrap or "", settings.timeout_s)
@@ -205,7 +232,16 @@ def evaluate(
     except KafkaProblem as err:
         # Nothing is lost: the pending offsets stay in the cursor until a commit succeeds.
         return SensorResult(skip_reason=str(err), cursor=state.dump())
-    outcomes = [parse_submission(m, refs, teams, production) for m in messages]
+    outcomes: list[Accepted | Rejected] = []
+    waiting: dict[int, Deferred] = {}  # partition -> its first message over a quota
+    for m in messages:
+        if m.partition in waiting:
+            continue  # a partition's messages run in order: the rest wait behind it
+        outcome = parse_submission(m, refs, teams, production, usage)
+        if isinstance(outcome, Deferred):
+            waiting[m.partition] = outcome
+        else:
+            outcomes.append(outcome)
     rejected = [o for o in outcomes if isinstance(o, Rejected)]
     if rejected:
         try:
@@ -215,7 +251,11 @@ def evaluate(
             return SensorResult(skip_reason=str(err), cursor=SubmissionCursor(topic, {}).dump())
         for r in rejected:
             log.error(f"rejected submission, sent to {settings.dead_letter_topic}: {r.error}")
-    pending = {m.partition: m.offset + 1 for m in messages}
+    # Commit what was handled; a waiting message is read again next tick.
+    pending = {m.partition: m.offset + 1 for m in messages if m.partition not in waiting}
+    pending.update({p: d.message.offset for p, d in waiting.items()})
+    for deferred in waiting.values():
+        log.warning(deferred.reason)
     requests = [
         RunRequest(run_key=a.run_key, job_name=a.pipeline_id, tags=a.tags, run_config=a.run_config)
         for a in outcomes
@@ -224,8 +264,10 @@ def evaluate(
     next_cursor = SubmissionCursor(topic, pending).dump()
     if requests:
         return SensorResult(run_requests=requests, cursor=next_cursor)
-    if rejected:
-        return SensorResult(skip_reason=f"{len(rejected)} invalid submission(s) sent to {settings.dead_letter_topic}", cursor=next_cursor)
+    if rejected or waiting:
+        said = [f"{len(rejected)} invalid submission(s) sent to {settings.dead_letter_topic}"] if rejected else []
+        said += [d.reason for d in waiting.values()]
+        return SensorResult(skip_reason="; ".join(said), cursor=next_cursor)
     return SensorResult(skip_reason=f"no new submissions on {topic}", cursor=next_cursor)
 
 
@@ -271,6 +313,7 @@ def build_kafka_submissions(
     def kafka_submissions(context):  # context unannotated: see [tool.mypy]
         if isinstance(grants, TeamsFileError):
             return SensorResult(skip_reason=f"no submission read: {grants}", cursor=context.cursor)
-        return evaluate(context.cursor, settings, refs, grants, context.log, production)
+        usage = InstanceUsage(context.instance, gateway_store(gateway_settings().store_url))
+        return evaluate(context.cursor, settings, refs, grants, context.log, production, usage)
 
     return kafka_submissions

@@ -9,6 +9,7 @@ through a thread-safe `httpx.Client`, and turns every GraphQL-level failure into
 """
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 import httpx
@@ -221,9 +222,12 @@ class DagsterAPI:
         return data
 
     def runs_with_tag(self, key: str, value: str, limit: int = 50) -> list[dict[str, Any]]:
-        data = self.execute(
-            RUNS_BY_TAG_QUERY, {"filter": {"tags": [{"key": key, "value": value}]}, "limit": limit}
-        )["runsOrError"]
+        return self.runs_with_tags({key: value}, limit)
+
+    def runs_with_tags(self, tags: Mapping[str, str], limit: int = 50) -> list[dict[str, Any]]:
+        """Runs carrying every one of `tags`."""
+        flt = {"tags": [{"key": k, "value": v} for k, v in tags.items()]}
+        data = self.execute(RUNS_BY_TAG_QUERY, {"filter": flt, "limit": limit})["runsOrError"]
         if data["__typename"] != "Runs":
             raise DagsterAPIError(f"runs lookup failed: {data.get('message')}", 502)
         return list(data["results"])

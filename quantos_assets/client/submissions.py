@@ -205,21 +205,24 @@ class QuantosClient:
 
     # -- follow ----------------------------------------------------------------------------
 
-    def runs(self, submission_id: str) -> list[dict[str, Any]]:
-        """Every run of the submission, newest first (a retry adds one)."""
-        from quantos_assets.run_tags import TAG_SUBMISSION
+    def runs(self, submission_id: str, team: str | None = None) -> list[dict[str, Any]]:
+        """Every run of the submission, newest first (a retry adds one). With `team`, only
+        runs tagged as that team's: a submission id is a tag anyone launching a run can
+        set, so the gateway follows the runs of the team that owns the submission only."""
+        from quantos_assets.run_tags import TAG_SUBMISSION, TAG_TEAM
 
-        runs = self.api.runs_with_tag(TAG_SUBMISSION, submission_id)
+        tags = {TAG_SUBMISSION: submission_id, **({TAG_TEAM: team} if team is not None else {})}
+        runs = self.api.runs_with_tags(tags)
         if not runs:
             raise SubmissionError(f"no submission {submission_id!r}", status=404)
         return sorted(runs, key=lambda r: r["creationTime"], reverse=True)
 
-    def status(self, submission_id: str) -> dict[str, Any]:
+    def status(self, submission_id: str, team: str | None = None) -> dict[str, Any]:
         """The latest run: `status` (Dagster's: QUEUED, STARTING, STARTED, SUCCESS, FAILURE,
         CANCELING, CANCELED), `run_id`, `partition`, `start_time`, `end_time`, `steps` (`node`,
         `status`, `start_time`, `end_time`, `attempts`), and `runs`: every run, newest first.
         Raises SubmissionError (status 404) for an unknown submission."""
-        runs = self.runs(submission_id)
+        runs = self.runs(submission_id, team)
         run = self.api.run(runs[0]["runId"])
         tags = {t["key"]: t["value"] for t in run["tags"]}
         prefix = f"{run['jobName']}__"
@@ -245,10 +248,10 @@ class QuantosClient:
             "runs": [{"run_id": r["runId"], "status": r["status"]} for r in runs],
         }
 
-    def logs(self, submission_id: str, node: str | None = None) -> list[dict[str, Any]]:
+    def logs(self, submission_id: str, node: str | None = None, team: str | None = None) -> list[dict[str, Any]]:
         """The latest run's event log, each line keyed by submission, pipeline, node and run
         (seed 000 §6), like the JSON lines runs write for Loki."""
-        run = self.runs(submission_id)[0]
+        run = self.runs(submission_id, team)[0]
         pipeline = self.api.run(run["runId"])["jobName"]
         step = f"{pipeline}__{node}" if node else None
         lines = []
@@ -270,10 +273,10 @@ class QuantosClient:
             )
         return lines
 
-    def lineage(self, submission_id: str) -> dict[str, Any]:
+    def lineage(self, submission_id: str, team: str | None = None) -> dict[str, Any]:
         """Assets the submission's latest run produced, with their up/downstream assets, Iceberg
         snapshot ids and artifact hashes, and what each step read."""
-        run_id = self.runs(submission_id)[0]["runId"]
+        run_id = self.runs(submission_id, team)[0]["runId"]
         data = self.api.lineage(run_id)
         run = data["runOrError"]
         produced = [
@@ -306,17 +309,17 @@ class QuantosClient:
 
     # -- act -------------------------------------------------------------------------------
 
-    def cancel(self, submission_id: str) -> str:
+    def cancel(self, submission_id: str, team: str | None = None) -> str:
         """Terminate the latest run; its id. SubmissionError (409) if it is not active."""
-        run = self.runs(submission_id)[0]
+        run = self.runs(submission_id, team)[0]
         if run["status"] not in ACTIVE_STATUSES:
             raise SubmissionError(f"submission {submission_id} has no active run (latest is {run['status']})", 409)
         self.api.terminate(run["runId"])
         return str(run["runId"])
 
-    def retry(self, submission_id: str) -> str:
+    def retry(self, submission_id: str, team: str | None = None) -> str:
         """Re-execute the latest run from failure; the new run id."""
-        run = self.runs(submission_id)[0]
+        run = self.runs(submission_id, team)[0]
         if run["status"] not in ("FAILURE", "CANCELED"):
             raise SubmissionError(
                 f"submission {submission_id}: only a failed or canceled run is retried (latest is {run['status']})",

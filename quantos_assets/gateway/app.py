@@ -16,6 +16,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
 
+from quantos_assets.admission.request import Action
 from quantos_assets.client.graphql import DagsterAPIError
 from quantos_assets.client.submissions import (
     SubmissionError,
@@ -26,7 +27,7 @@ from quantos_assets.gateway.auth import ERRORS, ApiError, Reader, Submitter, ans
 from quantos_assets.gateway.body_limit import BodyLimitMiddleware
 from quantos_assets.gateway.jobs_api import build_router
 from quantos_assets.gateway.metrics_route import build_metrics_router
-from quantos_assets.gateway.policy import authorize, owned, rejecter, resolve_spec
+from quantos_assets.gateway.policy import admission, owned, rejecter, resolve_spec, take_slot
 from quantos_assets.gateway.settings import GatewaySettings
 from quantos_assets.gateway.submission_store import (
     CANCELED,
@@ -138,46 +139,33 @@ def create_app(settings: GatewaySettings, gateway: Gateway | None = None) -> Fas
         audit = {"runtime_params": params.model_dump(mode="json"), "refs": body.refs, "nodes": body.nodes, "partition": body.partition}
 
         reject = rejecter(gw, who, "submit", params.submission_id, digest, audit)
-
-        policy = gw.teams.policy(who.team)
-        authorize(gw, who, loaded, params.secrets_scope, params.labels, policy.secrets_scopes, reject)
         try:  # what the launch itself would refuse, refused now: nothing stored
             gw.client.check(loaded.spec, body.nodes, body.partition)
         except SubmissionError as err:
             raise reject(err.status, str(err)) from None
-        active = _active_runs(gw, who.team) + gw.store.unlaunched(who.team)
-        if active >= policy.max_concurrent_runs:
-            raise reject(
-                429, f"team {who.team} has {active} active runs (limit {policy.max_concurrent_runs})", {"Retry-After": "10"}
-            )
+        resent = gw.store.get(params.submission_id)
+        if resent is not None:  # a re-send costs nothing: answered before the quotas
+            return _resent(request, resent, who, digest, audit, loaded.spec.pipeline_id, reject)
+        admission(gw, who, Action.SUBMIT, loaded.spec, params, reject)
         if gw.dispatcher.backlog() >= gw.settings.max_backlog:
             raise reject(503, f"{gw.dispatcher.backlog()} submissions are waiting to launch; try again shortly", {"Retry-After": "5"})
+        policy = gw.teams.policy(who.team)
         request_json = {
             "dag_spec": body.dag_spec, "spec_ref": body.spec_ref, "nodes": body.nodes, "partition": body.partition,
             "runtime_params": params.model_dump(mode="json", exclude_none=True),
         }
-        admission = gw.store.admit(
+        stored = gw.store.admit(
             submission_id=params.submission_id, team=who.team, actor=who.token_id,
             pipeline_id=loaded.spec.pipeline_id, spec_sha256=digest, params=audit,
             per_minute=policy.submissions_per_minute, request=request_json,
         )
-        if admission.existing is not None:
-            existing = admission.existing
-            same = (
-                existing.team == who.team
-                and existing.spec_sha256 == digest
-                and json.loads(existing.params) == json.loads(json.dumps(audit, sort_keys=True))
-            )
-            if not same:
-                raise reject(409, f"submission_id {params.submission_id!r} is already used by another submission")
-            if existing.state in (FAILED, CANCELED):
-                raise reject(409, _ended_before_launch(existing))
-            return _accepted(request, existing, loaded.spec.pipeline_id)
-        if not admission.admitted:
+        if stored.existing is not None:  # sent twice at once: the other copy won
+            return _resent(request, stored.existing, who, digest, audit, loaded.spec.pipeline_id, reject)
+        if not stored.admitted:  # the window filled since the policy looked
             raise reject(
                 429,
                 f"team {who.team} reached {policy.submissions_per_minute} submissions per minute",
-                {"Retry-After": str(admission.retry_after)},
+                {"Retry-After": str(stored.retry_after)},
             )
         gw.audit.append(
             actor=who.token_id, team=who.team, action="submit", subject=params.submission_id,
@@ -200,7 +188,7 @@ def create_app(settings: GatewaySettings, gateway: Gateway | None = None) -> Fas
         row = _owned(gw, who, submission_id)
         if row.run_id is None:
             return _not_launched(row)
-        return answer(lambda: gw.client.status(submission_id))
+        return answer(lambda: gw.client.status(submission_id, row.team))
 
     @app.get("/api/orch/logs/{submission_id}", responses=ERRORS)
     def logs(
@@ -211,8 +199,8 @@ def create_app(settings: GatewaySettings, gateway: Gateway | None = None) -> Fas
         """The latest run's event log: `lines` of `time`, `level`, `node`, `event`, `message`,
         `submission_id`, `pipeline_id`, `run_id`; with `node`, that node's lines only. 409
         while the submission has no run yet."""
-        _launched(_owned(gw, who, submission_id))
-        return {"submission_id": submission_id, "node": node, "lines": answer(lambda: gw.client.logs(submission_id, node))}
+        row = _launched(_owned(gw, who, submission_id))
+        return {"submission_id": submission_id, "node": node, "lines": answer(lambda: gw.client.logs(submission_id, node, row.team))}
 
     @app.get("/api/orch/lineage/{submission_id}", responses=ERRORS)
     def lineage(submission_id: str, who: Reader) -> dict[str, Any]:
@@ -220,8 +208,8 @@ def create_app(settings: GatewaySettings, gateway: Gateway | None = None) -> Fas
         `table`/`snapshot_id`/`rows` or artifact `uri`/`sha256`, and its `upstream` and
         `downstream` asset keys) and `inputs` (each step's input with the snapshot or
         artifact it loaded). 409 while the submission has no run yet."""
-        _launched(_owned(gw, who, submission_id))
-        return answer(lambda: gw.client.lineage(submission_id))
+        row = _launched(_owned(gw, who, submission_id))
+        return answer(lambda: gw.client.lineage(submission_id, row.team))
 
     @app.post("/api/orch/cancel/{submission_id}", response_model=ActionResult, responses=ERRORS)
     def cancel(submission_id: str, who: Submitter) -> ActionResult:
@@ -233,7 +221,7 @@ def create_app(settings: GatewaySettings, gateway: Gateway | None = None) -> Fas
                             spec_sha256=row.spec_sha256, decision="accepted", detail="canceled before launch")
             return ActionResult(submission_id=submission_id, run_id=None, action="cancel")
         _launched(gw.store.get(submission_id) or row)
-        run_id = _decided(gw, who, "cancel", submission_id, row.spec_sha256, lambda: gw.client.cancel(submission_id))
+        run_id = _decided(gw, who, "cancel", submission_id, row.spec_sha256, lambda: gw.client.cancel(submission_id, row.team))
         return ActionResult(submission_id=submission_id, run_id=run_id, action="cancel")
 
     @app.post("/api/orch/retry/{submission_id}", response_model=ActionResult, responses=ERRORS)
@@ -242,13 +230,14 @@ def create_app(settings: GatewaySettings, gateway: Gateway | None = None) -> Fas
         a failed or canceled run is re-executed from failure, and the new run's id returned.
         409 for a run that is still active or succeeded."""
         row = _owned(gw, who, submission_id)
+        _admit_rerun(gw, who, row)
         if row.run_id is None and gw.store.requeue(submission_id):  # a launch that failed: launch again
             gw.audit.append(actor=who.token_id, team=who.team, action="retry", subject=submission_id,
                             spec_sha256=row.spec_sha256, decision="accepted", detail="queued for launch again")
             gw.dispatcher.enqueue(submission_id)
             return ActionResult(submission_id=submission_id, run_id=None, action="retry")
         _launched(row)
-        run_id = _decided(gw, who, "retry", submission_id, row.spec_sha256, lambda: gw.client.retry(submission_id))
+        run_id = _decided(gw, who, "retry", submission_id, row.spec_sha256, lambda: gw.client.retry(submission_id, row.team))
         gw.store.set_run(submission_id, run_id, attempt=len(gw.store.run_ids(submission_id)) + 1)
         return ActionResult(submission_id=submission_id, run_id=run_id, action="retry")
 
@@ -283,6 +272,23 @@ def _accepted(request: Request, row: SubmissionRow, pipeline_id: str) -> SubmitA
     )
 
 
+def _resent(
+    request: Request, existing: SubmissionRow, who: Principal, digest: str, audit: dict[str, Any], pipeline_id: str,
+    reject: Callable[..., ApiError],
+) -> SubmitAccepted:
+    """The same submission_id again: the same submission if the spec and params are the same."""
+    same = (
+        existing.team == who.team
+        and existing.spec_sha256 == digest
+        and json.loads(existing.params) == json.loads(json.dumps(audit, sort_keys=True))
+    )
+    if not same:
+        raise reject(409, f"submission_id {existing.id!r} is already used by another submission")
+    if existing.state in (FAILED, CANCELED):
+        raise reject(409, _ended_before_launch(existing))
+    return _accepted(request, existing, pipeline_id)
+
+
 # What a submission's status is before Dagster has a run for it.
 _UNLAUNCHED_STATUS = {QUEUED: "ACCEPTED", LAUNCHING: "ACCEPTED", FAILED: "LAUNCH_FAILED", CANCELED: "CANCELED"}
 
@@ -304,22 +310,26 @@ def _ended_before_launch(row: SubmissionRow) -> str:
     return f"submission {row.id} was canceled before its launch: use a new submission_id"
 
 
-def _launched(row: SubmissionRow) -> None:
+def _launched(row: SubmissionRow) -> SubmissionRow:
     if row.run_id is None:
         state = _UNLAUNCHED_STATUS.get(row.state, "ACCEPTED")
         detail = f": {row.error}" if row.error else ""
         raise ApiError(409, f"submission {row.id} has no run yet ({state}{detail})")
+    return row
 
 
-def _active_runs(gw: Gateway, team: str) -> int:
-    """Queued + running runs of the team in Dagster; while Dagster is unreachable, the last
-    count read, so submissions are still accepted into the launch queue."""
+def _admit_rerun(gw: Gateway, who: Principal, row: SubmissionRow) -> None:
+    """A retry makes a run: the policy judges it as of now (the pipeline's owner and the
+    team's grants may have changed since the submission) and it takes a quota slot."""
+    reject = rejecter(gw, who, "retry", row.id, row.spec_sha256, {})
+    registered = gw.registry.get(row.pipeline_id)
+    stored = json.loads(row.params or "{}").get("runtime_params") or {}
     try:
-        return gw.active_runs.get(team)
-    except DagsterAPIError as err:
-        if not err.retryable:
-            raise ApiError(err.status, str(err)) from None
-        return gw.active_runs.last_known(team)
+        params = parse_params({**stored, "submission_id": row.id})
+    except SpecError as err:
+        raise reject(409, f"submission {row.id}: its runtime params no longer validate: {err.lines[0]}") from None
+    admission(gw, who, Action.RETRY, registered.spec if registered is not None else None, params, reject)
+    take_slot(gw, row.team, "retry", row.id, reject)  # the caller's team, or for an admin the submission's
 
 
 def _owned(gw: Gateway, who: Principal, submission_id: str) -> SubmissionRow:

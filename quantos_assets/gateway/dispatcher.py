@@ -144,7 +144,7 @@ class LaunchDispatcher:
     def _already_running(self, row: SubmissionRow) -> bool:
         """A claim taken over from a stopped gateway: it may have launched before stopping."""
         try:
-            runs = self.client.runs(row.id)
+            runs = self.client.runs(row.id, row.team)
         except (SubmissionError, DagsterAPIError):
             return False
         self.store.set_run(row.id, runs[0]["runId"], attempt=1)

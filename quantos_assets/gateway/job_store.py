@@ -37,6 +37,8 @@ jobs = sa.Table(
     sa.Column("canceled", sa.Boolean, nullable=False, default=False),
     sa.Column("created_at", sa.Float, nullable=False),
     sa.Column("updated_at", sa.Float, nullable=False),
+    # Why the latest due firing has not run (admission): a quota holds it, or it was refused.
+    sa.Column("note", sa.Text, nullable=True),
 )
 
 
@@ -57,6 +59,7 @@ class ScheduledJob:
     canceled: bool
     created_at: float
     updated_at: float
+    note: str | None = None
 
     @property
     def recurring(self) -> bool:
@@ -92,6 +95,9 @@ class JobStore:
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
         _metadata.create_all(engine)
+        if "note" not in {c["name"] for c in sa.inspect(engine).get_columns("gateway_jobs")}:
+            with engine.begin() as conn:  # a store made before firings were admitted
+                conn.exec_driver_sql("ALTER TABLE gateway_jobs ADD COLUMN note TEXT")
 
     @classmethod
     def from_url(cls, url: str) -> JobStore:
@@ -168,6 +174,11 @@ class JobStore:
         with self.engine.begin() as conn:
             conn.execute(sa.update(jobs).where(jobs.c.id == job_id).values(**values))
         return self._written(job_id)
+
+    def note(self, job_id: str, text: str | None) -> None:
+        """Record (or clear) why the job's latest due firing has not run."""
+        with self.engine.begin() as conn:
+            conn.execute(sa.update(jobs).where(jobs.c.id == job_id, jobs.c.note.is_distinct_from(text)).values(note=text))
 
     def cancel(self, job_id: str) -> ScheduledJob:
         with self.engine.begin() as conn:

@@ -16,13 +16,15 @@ from typing import Annotated, Any, Literal
 from fastapi import APIRouter, Query, Request
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from quantos_assets.admission.request import Action
 from quantos_assets.client.submissions import ACTIVE_STATUSES, parse_params, spec_digest
 from quantos_assets.gateway.auth import ERRORS, ApiError, Reader, Submitter, answer
 from quantos_assets.gateway.job_store import JobChanges, ScheduledJob
 from quantos_assets.gateway.job_timing import RecurrenceError, check_cron, next_fire
-from quantos_assets.gateway.policy import authorize, owned, rejecter, resolve_spec
+from quantos_assets.gateway.policy import admission, owned, rejecter, resolve_spec, take_slot
 from quantos_assets.gateway.tokens import Principal
 from quantos_assets.gateway.wiring import Gateway
+from quantos_assets.run_tags import TAG_TEAM
 from quantos_assets.spec.errors import SpecError
 from quantos_assets.spec.loader import LoadedSpec
 from quantos_assets.spec.models import RuntimeParams
@@ -116,6 +118,11 @@ class JobView(BaseModel):
     next_run_at: str | None
     last_run: RunRef | None
     runs: int
+    note: str | None = Field(
+        default=None,
+        description="why the latest due firing has not run: held by a quota (it runs once the team is "
+        "under its limits) or refused by the admission policy (skipped)",
+    )
     created_at: str
     updated_at: str
 
@@ -132,7 +139,7 @@ def _iso(stamp: float | None) -> str | None:
 
 
 def _runs(gw: Gateway, job: ScheduledJob) -> list[dict[str, Any]]:
-    runs = answer(lambda: gw.client.api.runs_with_tag(TAG_JOB, job.id, limit=200))
+    runs = answer(lambda: gw.client.api.runs_with_tags({TAG_JOB: job.id, TAG_TEAM: job.team}, limit=200))
     return sorted(runs, key=lambda r: r["creationTime"], reverse=True)
 
 
@@ -159,6 +166,7 @@ def _view(gw: Gateway, job: ScheduledJob, now: float) -> JobView:
         next_run_at=None if job.canceled else _iso(next_fire(job, now)),
         last_run=RunRef(run_id=latest["runId"], status=latest["status"]) if latest else None,
         runs=len(runs),
+        note=job.note,
         created_at=_iso(job.created_at) or "",
         updated_at=_iso(job.updated_at) or "",
     )
@@ -196,11 +204,9 @@ def build_router() -> APIRouter:
             raise ApiError(422, f"pipeline {loaded.spec.pipeline_id!r} is session-partitioned: use its spec's schedule block")
         _check_nodes(loaded, body.nodes)
         params = _params(body.runtime_params)
-        policy = gw.teams.policy(who.team)
-
         reject = rejecter(gw, who, "schedule", loaded.spec.pipeline_id, None, body.runtime_params)
-
-        authorize(gw, who, loaded, params.secrets_scope, params.labels, policy.secrets_scopes, reject)
+        admission(gw, who, Action.SCHEDULE, loaded.spec, params, reject)
+        take_slot(gw, who.team, "schedule", loaded.spec.pipeline_id, reject)
         answer(lambda: gw.client.ensure_registered(loaded))  # the sensor needs the job in the location
         when = (body.execution_time or datetime.now(UTC)).timestamp()
         job = gw.jobs.create(
@@ -255,17 +261,14 @@ def build_router() -> APIRouter:
         if job.canceled:
             raise ApiError(409, f"job {job_id} is canceled; schedule a new one")
         changes = JobChanges(description=body.description, nodes=body.nodes)
+        loaded = resolve_spec(gw, None, job.pipeline_id)
+        params = _params(body.runtime_params if body.runtime_params is not None else job.runtime_params)
+        reject = rejecter(gw, who, "edit", job.id, job.spec_sha256, body.runtime_params or {})
+        admission(gw, who, Action.EDIT, loaded.spec, params, reject)
         if body.runtime_params is not None:
-            params = _params(body.runtime_params)
-            loaded = resolve_spec(gw, None, job.pipeline_id)
-            policy = gw.teams.policy(who.team)
-
-            reject = rejecter(gw, who, "edit", job.id, job.spec_sha256, body.runtime_params)
-
-            authorize(gw, who, loaded, params.secrets_scope, params.labels, policy.secrets_scopes, reject)
             changes.runtime_params = _without_id(body.runtime_params)
         if body.nodes is not None:
-            _check_nodes(resolve_spec(gw, None, job.pipeline_id), body.nodes)
+            _check_nodes(loaded, body.nodes)
         if body.execution_time is not None:
             changes.execution_time = body.execution_time.timestamp()
         if "recurrence" in body.model_fields_set:
@@ -303,6 +306,10 @@ def build_router() -> APIRouter:
             state = runs[0]["status"] if runs else "no run yet"
             _audit(gw, who, "retry", job, "rejected", f"latest run is {state}")
             raise ApiError(409, f"job {job_id}: only a failed or canceled run is retried (latest: {state})")
+        reject = rejecter(gw, who, "retry", job.id, job.spec_sha256, {})
+        registered = gw.registry.get(job.pipeline_id)
+        admission(gw, who, Action.RETRY, registered.spec if registered else None, _params(job.runtime_params), reject)
+        take_slot(gw, job.team, "retry", job.id, reject)
         run_id = answer(lambda: gw.client.api.reexecute_from_failure(runs[0]["runId"]))
         _audit(gw, who, "retry", job, "accepted", f"run {run_id} re-executes {runs[0]['runId']} from failure")
         return JobAction(job_id=job_id, status="queued", message="retry launched", run_id=run_id)

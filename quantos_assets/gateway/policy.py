@@ -1,22 +1,23 @@
-"""Which spec a request means, and whether its caller may run it.
+"""Which spec a request means, and the admission policy asked on the caller's behalf.
 
-A pipeline belongs to the team its spec names (`labels.team` or `owner`); the registered
-spec's owner wins over a submitted one, so no team can take over another's pipeline by
-re-labelling it. `secrets_scope` may name only the scopes deploy/teams.yaml grants.
+Who may do what is decided by the one admission policy (quantos_assets/admission/), which
+every other path (scheduled job firings, Kafka, the CLI) asks too; here a gateway request
+becomes an `AdmissionRequest`, and a refusal becomes the audited 4xx the caller sees.
 """
 from __future__ import annotations
 
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any, TypeVar
 
+from quantos_assets.admission.policy import admit
+from quantos_assets.admission.request import Action, AdmissionRequest, Caller
 from quantos_assets.client.submissions import parse_spec
 from quantos_assets.gateway.auth import ApiError
-from quantos_assets.gateway.teams import pipeline_team
 from quantos_assets.gateway.tokens import Principal
 from quantos_assets.gateway.wiring import Gateway
 from quantos_assets.spec.errors import SpecError
 from quantos_assets.spec.loader import LoadedSpec
+from quantos_assets.spec.models import DagSpec, RuntimeParams
 
 
 def resolve_spec(gw: Gateway, dag_spec: dict[str, Any] | None, spec_ref: str | None) -> LoadedSpec:
@@ -28,55 +29,42 @@ def resolve_spec(gw: Gateway, dag_spec: dict[str, Any] | None, spec_ref: str | N
             return parse_spec(dag_spec)
         except SpecError as err:
             raise ApiError(422, f"invalid dag_spec ({len(err.lines)} problems)", err.lines) from None
-    loaded = registered_specs(gw.settings.specs_dir).get(str(spec_ref))
+    loaded = gw.registry.get(str(spec_ref))
     if loaded is None:
         raise ApiError(404, f"unknown pipeline {spec_ref!r}: no valid spec with that pipeline_id in the registry")
     return loaded
 
 
-def registered_specs(directory: Path) -> dict[str, LoadedSpec]:
-    """The registry by pipeline_id, re-scanned only when a file changed."""
-    from quantos_assets.spec_registry import scan_specs, spec_files
-
-    stamp = tuple((p.name, p.stat().st_mtime_ns) for p in spec_files(directory))
-    cached = _REGISTRY_CACHE.get(directory)
-    if cached is None or cached[0] != stamp:
-        cached = (stamp, {s.spec.pipeline_id: s for s in scan_specs(directory).valid})
-        _REGISTRY_CACHE[directory] = cached
-    return cached[1]
+def caller(who: Principal) -> Caller:
+    return Caller(team=who.team, actor=who.token_id, admin="admin" in who.scopes)
 
 
-_REGISTRY_CACHE: dict[Path, tuple[tuple[tuple[str, int], ...], dict[str, LoadedSpec]]] = {}
-
-
-def spec_owner(loaded: LoadedSpec) -> str | None:
-    return pipeline_team(loaded.spec.labels)
-
-
-def authorize(
+def admission(
     gw: Gateway,
     who: Principal,
-    loaded: LoadedSpec,
-    secrets_scope: list[str],
-    labels: dict[str, str],
-    allowed_scopes: list[str],
+    action: Action,
+    spec: DagSpec | None,
+    params: RuntimeParams | None,
     reject: Callable[..., ApiError],
 ) -> None:
-    if "admin" in who.scopes:
-        return
-    owner = spec_owner(loaded)
-    if owner is not None and owner != who.team:
-        raise reject(403, f"pipeline {loaded.spec.pipeline_id!r} belongs to team {owner}, not {who.team}")
-    registered = registered_specs(gw.settings.specs_dir).get(loaded.spec.pipeline_id)
-    registered_owner = spec_owner(registered) if registered is not None else None
-    if registered_owner is not None and registered_owner != who.team:
-        raise reject(403, f"pipeline {loaded.spec.pipeline_id!r} is registered by team {registered_owner}")
-    forbidden = sorted(set(secrets_scope) - set(allowed_scopes))
-    if forbidden:
-        raise reject(403, f"secrets_scope {forbidden} is not granted to team {who.team}")
-    claimed = labels.get("team")
-    if claimed is not None and claimed != who.team:
-        raise reject(403, f"runtime_params.labels.team is {claimed!r} but the token belongs to team {who.team}")
+    """Ask the admission policy; a refusal is audited and raised as its 4xx (429s with
+    Retry-After)."""
+    request = AdmissionRequest(
+        action=action, caller=caller(who), teams=gw.teams, spec=spec, params=params,
+        registry=gw.registry, usage=gw.usage,
+    )
+    refused = admit(request)
+    if refused is not None:
+        raise reject(refused.status, refused.line, refused.headers())
+
+
+def take_slot(gw: Gateway, team: str, action: str, subject: str, reject: Callable[..., ApiError]) -> None:
+    """Count an admitted request in the team's per-minute window (shared by submissions,
+    retries, scheduled jobs and their firings); 429 if the window filled meanwhile."""
+    limit = gw.teams.policy(team).submissions_per_minute
+    wait = gw.store.quota_window.take_now(team, limit, action, subject)
+    if wait is not None:
+        raise reject(429, f"team {team} reached {limit} submissions per minute", {"Retry-After": str(wait)})
 
 
 def rejecter(

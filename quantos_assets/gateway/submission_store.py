@@ -15,18 +15,15 @@ from __future__ import annotations
 
 import json
 import time
-import zlib
-from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import sqlalchemy as sa
-from sqlalchemy.engine import Connection, Engine
+from sqlalchemy.engine import Engine
 from sqlalchemy.exc import IntegrityError
 
+from quantos_assets.admission.quota_window import QuotaWindow, lock_team
 from resources.sql_store import store_engine
-
-WINDOW_SECONDS = 60.0
 
 _metadata = sa.MetaData()
 submissions = sa.Table(
@@ -91,6 +88,7 @@ class SubmissionStore:
         self.engine = engine
         _metadata.create_all(engine)
         self._add_queue_columns()
+        self.quota_window = QuotaWindow(engine)
 
     def _add_queue_columns(self) -> None:
         """Stores made before the launch queue get its columns (existing rows were launched)."""
@@ -123,25 +121,21 @@ class SubmissionStore:
         request: dict[str, Any] | None = None,
         now: float | None = None,
     ) -> Admission:
-        """Record the submission unless its id exists or the team's last minute is full.
+        """Record the submission unless its id exists or the team's quota window is full.
 
         Count and insert happen in one serialized transaction, so N workers cannot
-        together admit more than the limit.
+        together admit more than the limit (the window is shared with every other path
+        that counts: retries, scheduled jobs and their firings).
         """
         now = time.time() if now is None else now
         with self.engine.begin() as conn:
-            self._lock_team(conn, team)
+            lock_team(conn, team)
             row = conn.execute(sa.select(submissions).where(submissions.c.id == submission_id)).first()
             if row is not None:
                 return Admission(False, existing=SubmissionRow(**row._asdict()))
-            window: Sequence[float] = conn.execute(
-                sa.select(submissions.c.created_at)
-                .where(submissions.c.team == team, submissions.c.created_at > now - WINDOW_SECONDS)
-                .order_by(submissions.c.created_at)
-            ).scalars().all()
-            if len(window) >= per_minute:
-                oldest = window[len(window) - per_minute] if per_minute else now
-                return Admission(False, retry_after=max(1, int(oldest + WINDOW_SECONDS - now + 0.999)))
+            wait = self.quota_window.take(conn, team, per_minute, "submit", submission_id, now)
+            if wait is not None:
+                return Admission(False, retry_after=wait)
             try:
                 conn.execute(
                     sa.insert(submissions).values(
@@ -287,9 +281,3 @@ class SubmissionStore:
             query = query.where(submissions.c.team == team)
         with self.engine.connect() as conn:
             return [SubmissionRow(**r._asdict()) for r in conn.execute(query)]
-
-    @staticmethod
-    def _lock_team(conn: Connection, team: str) -> None:
-        if conn.dialect.name == "postgresql":
-            conn.execute(sa.text("SELECT pg_advisory_xact_lock(:k)"), {"k": zlib.crc32(f"team:{team}".encode())})
-        # SQLite: the transaction began IMMEDIATE (resources/sql_store.py): already exclusive.

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from quantos_assets.admission.registry_view import DirectoryRegistry
 from quantos_assets.client.submissions import ACTIVE_STATUSES, QuantosClient
 from quantos_assets.gateway.active_runs import ActiveRuns
 from quantos_assets.gateway.dispatcher import LaunchDispatcher
@@ -11,6 +12,7 @@ from quantos_assets.gateway.settings import GatewaySettings
 from quantos_assets.gateway.submission_store import SubmissionStore
 from quantos_assets.gateway.teams import TeamsFile, load_teams
 from quantos_assets.gateway.tokens import TokenStore
+from quantos_assets.gateway.usage import GatewayUsage
 from quantos_assets.run_tags import TAG_TEAM
 from resources.audit_log import AuditLog
 
@@ -26,18 +28,19 @@ class Gateway:
     jobs: JobStore
     active_runs: ActiveRuns
     dispatcher: LaunchDispatcher
+    registry: DirectoryRegistry
+    usage: GatewayUsage
 
 
 def build_gateway(settings: GatewaySettings) -> Gateway:
-    from quantos_assets.gateway.policy import registered_specs
-
     store = SubmissionStore.from_url(settings.store_url)
+    registry = DirectoryRegistry(settings.specs_dir)
     client = QuantosClient(settings.dagster_url, settings.specs_dir, production=settings.production)
     audit = AuditLog(store.engine)
     active_runs = ActiveRuns(lambda team: client.api.count_runs({TAG_TEAM: team}, ACTIVE_STATUSES))
     dispatcher = LaunchDispatcher(
         store=store, client=client, audit=audit,
-        registered=lambda pipeline_id: registered_specs(settings.specs_dir).get(pipeline_id),
+        registered=registry.get,
         on_launched=active_runs.launched, threads=settings.launch_threads,
     )
     return Gateway(
@@ -50,4 +53,6 @@ def build_gateway(settings: GatewaySettings) -> Gateway:
         jobs=JobStore(store.engine),
         active_runs=active_runs,
         dispatcher=dispatcher,
+        registry=registry,
+        usage=GatewayUsage(active_runs, store, store.quota_window),
     )

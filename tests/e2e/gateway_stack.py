@@ -97,14 +97,14 @@ def gateway_stack(
         (spec_dir / f"{spec['pipeline_id']}.yaml").write_text(yaml.safe_dump(spec))
     teams_file = root / "teams.yaml"
     teams_file.write_text(yaml.safe_dump(teams))
-    with dagster_dev(root, spec_dir, extra_env=extra_env) as srv:
+    # The code location's sensors (job firings, Kafka) admit runs by the same teams file.
+    with dagster_dev(root, spec_dir, extra_env={"QUANTOS_TEAMS": str(teams_file), **(extra_env or {})}) as srv:
         env = {
             **srv.env,
             "QUANTOS_DAGSTER_URL": f"http://127.0.0.1:{srv.port}",
             "QUANTOS_API_TOKENS": str(root / "tokens.json"),
             # QUANTOS_GATEWAY_DB left to its default under QUANTOS_DATA_DIR: the code
             # location's gateway_jobs sensor must read the gateway's job table.
-            "QUANTOS_TEAMS": str(teams_file),
         }
         made_tokens = {}
         for name, team, scopes in tokens:

@@ -4,11 +4,12 @@ skipped tick that loses nothing."""
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
-from dagster import build_sensor_context
+from dagster import DagsterInstance, build_sensor_context
 from kafka_broker import MockKafka
 
 from quantos_assets.pipeline_assets import PipelineDefs, build_pipeline
@@ -48,8 +49,22 @@ def _settings(bootstrap: str, **kw: Any) -> KafkaSettings:
     return KafkaSettings(bootstrap=bootstrap, timeout_s=kw.pop("timeout_s", 3.0), **kw)
 
 
+_INSTANCE: DagsterInstance | None = None
+
+
+@pytest.fixture(autouse=True)
+def _instance(data_dir: Path) -> Iterator[None]:
+    """The tick counts each team's runs (quotas) in an instance, and its quota window in the
+    gateway's store under the test's own data dir."""
+    global _INSTANCE
+    with DagsterInstance.ephemeral() as instance:
+        _INSTANCE = instance
+        yield
+    _INSTANCE = None
+
+
 def _tick(sensor, cursor: str | None):
-    return sensor.evaluate_tick(build_sensor_context(cursor=cursor))
+    return sensor.evaluate_tick(build_sensor_context(cursor=cursor, instance=_INSTANCE))
 
 
 def test_each_submission_becomes_one_run_and_bad_ones_are_dead_lettered(
@@ -139,8 +154,8 @@ def test_in_production_a_submissions_placement_and_secrets_reach_its_steps(
             "(lowercase letters, digits and '-' only)"
         ),
         "runtime_params.affinity.compute_pool: compute_pool 'tpu' does not exist (pools: cpu, cpu_spot, gpu, gpu_spot)",
-        "runtime_params.secrets_scope: ['execution-prod'] not granted to team research in teams.yaml",
-        "runtime_params.labels.team: 'execution', but pipeline 'xs_signal' belongs to team research",
+        "runtime_params.secrets_scope ['execution-prod'] is not granted to team research (deploy/teams.yaml)",
+        "runtime_params.labels.team is 'execution', but the request is team research's",
     }
 
     # Locally the steps run in processes: the same message carries no Kubernetes config.

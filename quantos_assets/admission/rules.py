@@ -1,0 +1,132 @@
+"""The rules of admission, each small and about one thing.
+
+A rule names the actions it judges and answers a `Refusal` or None. Rules are pure: what they
+read is on the request (registry, usage, team policy), so a rule means the same on every path.
+"""
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from typing import ClassVar
+
+from quantos_assets.admission import refusal as codes
+from quantos_assets.admission.quota_window import retry_after
+from quantos_assets.admission.refusal import Refusal
+from quantos_assets.admission.request import (
+    RATED_ACTIONS,
+    RUN_ACTIONS,
+    SPEC_ACTIONS,
+    Action,
+    AdmissionRequest,
+)
+from quantos_assets.gateway.teams import pipeline_team
+
+ALL_ACTIONS = frozenset(Action)
+
+
+class Rule(ABC):
+    code: ClassVar[str]
+    actions: ClassVar[frozenset[Action]]
+
+    def applies(self, request: AdmissionRequest) -> bool:
+        return request.action in self.actions
+
+    @abstractmethod
+    def check(self, request: AdmissionRequest) -> Refusal | None: ...
+
+
+class PipelineOwner(Rule):
+    """Only the owning team (or an admin) runs, schedules or replaces a pipeline. The
+    registry's owner wins over the submitted spec's labels, so re-labelling a registered
+    pipeline takes nothing over; a new spec labelled for another team is refused too."""
+
+    code = codes.NOT_OWNER
+    actions = ALL_ACTIONS
+
+    def check(self, request: AdmissionRequest) -> Refusal | None:
+        spec, caller = request.spec, request.caller
+        if spec is None or caller.admin:
+            return None
+        registered = request.registry.owner(spec.pipeline_id) if request.registry is not None else None
+        if registered is not None and registered != caller.team:
+            return Refusal(self.code, 403, f"pipeline {spec.pipeline_id!r} belongs to team {registered}, not {caller.team}")
+        labelled = pipeline_team(spec.labels)
+        if labelled is not None and labelled != caller.team:
+            return Refusal(self.code, 403, f"pipeline {spec.pipeline_id!r} is labelled for team {labelled}, not {caller.team}")
+        return None
+
+
+class TeamLabel(Rule):
+    """Runs are counted and shown by their team tag: a caller cannot tag runs as another team's."""
+
+    code = codes.TEAM_LABEL
+    actions = ALL_ACTIONS
+
+    def check(self, request: AdmissionRequest) -> Refusal | None:
+        params, caller = request.params, request.caller
+        claimed = params.labels.get("team") if params is not None else None
+        if claimed is None or claimed == caller.team or caller.admin:
+            return None
+        return Refusal(self.code, 403, f"runtime_params.labels.team is {claimed!r}, but the request is team {caller.team}'s")
+
+
+class UniqueNames(Rule):
+    """Every name a spec derives is its own: a spec whose names another registered pipeline
+    already has would make the code location fail to load for every team."""
+
+    code = codes.NAME_COLLISION
+    actions = SPEC_ACTIONS
+
+    def check(self, request: AdmissionRequest) -> Refusal | None:
+        if request.spec is None or request.registry is None:
+            return None
+        clashes = request.registry.conflicts(request.spec)
+        return Refusal(self.code, 409, clashes[0]) if clashes else None
+
+
+class GrantedScopes(Rule):
+    """A run mounts only the secrets scopes deploy/teams.yaml grants its team."""
+
+    code = codes.SECRETS_SCOPE
+    actions = ALL_ACTIONS
+
+    def check(self, request: AdmissionRequest) -> Refusal | None:
+        if request.params is None:
+            return None
+        team = request.team()
+        forbidden = sorted(set(request.params.secrets_scope) - set(request.policy().secrets_scopes))
+        if forbidden:
+            return Refusal(self.code, 403, f"runtime_params.secrets_scope {forbidden} is not granted to team {team} (deploy/teams.yaml)")
+        return None
+
+
+class ActiveRuns(Rule):
+    """A team's queued and running runs stay within its max_concurrent_runs."""
+
+    code = codes.ACTIVE_RUNS
+    actions = RUN_ACTIONS
+
+    def check(self, request: AdmissionRequest) -> Refusal | None:
+        if request.usage is None:
+            return None
+        team, limit = request.team(), request.policy().max_concurrent_runs
+        active = request.usage.active_runs(team)
+        if active < limit:
+            return None
+        return Refusal(self.code, 429, f"team {team} has {active} active runs (limit {limit})", retry_after=10)
+
+
+class SubmissionRate(Rule):
+    """Submissions, retries, scheduled jobs and their firings share one per-minute budget."""
+
+    code = codes.RATE
+    actions = RATED_ACTIONS
+
+    def check(self, request: AdmissionRequest) -> Refusal | None:
+        if request.usage is None:
+            return None
+        team, limit = request.team(), request.policy().submissions_per_minute
+        times = request.usage.window(team)
+        if len(times) < limit:
+            return None
+        wait = retry_after(times, limit, request.now)
+        return Refusal(self.code, 429, f"team {team} reached {limit} submissions per minute", retry_after=wait)

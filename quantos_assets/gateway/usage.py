@@ -1,0 +1,32 @@
+"""A team's load as the gateway counts it, for the admission rules' quotas."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from quantos_assets.admission.quota_window import QuotaWindow
+from quantos_assets.client.graphql import DagsterAPIError
+from quantos_assets.gateway.active_runs import ActiveRuns
+from quantos_assets.gateway.auth import ApiError
+from quantos_assets.gateway.submission_store import SubmissionStore
+
+
+@dataclass
+class GatewayUsage:
+    runs: ActiveRuns
+    store: SubmissionStore
+    quota_window: QuotaWindow
+
+    def active_runs(self, team: str) -> int:
+        """Queued + running runs in Dagster plus the team's accepted, not yet launched
+        submissions. While Dagster is unreachable, the last count read, so submissions are
+        still accepted into the launch queue (which is counted on top)."""
+        try:
+            in_dagster = self.runs.get(team)
+        except DagsterAPIError as err:
+            if not err.retryable:
+                raise ApiError(err.status, str(err)) from None
+            in_dagster = self.runs.last_known(team)
+        return in_dagster + self.store.unlaunched(team)
+
+    def window(self, team: str) -> list[float]:
+        return self.quota_window.times(team)
