@@ -1,10 +1,18 @@
-"""The audit trail: append-only, hash-chained records of every decision.
+"""The audit trail: append-only, hash-chained, keyed and anchored records of every decision.
 
 Every submission, cancel, retry and promotion decision appends one record. Each
 record's hash covers its own fields and the previous record's hash, so editing,
 deleting or reordering any row breaks the chain from there on, and `verify()`
 names the first broken sequence number. The database also refuses UPDATE and
 DELETE on the table (triggers), so tampering needs deliberate DDL first.
+
+A hash chain alone proves nothing against whoever can write the database: they can
+drop the last records, or rewrite every record and recompute every hash. So each
+record also carries an HMAC of its hash under a key the database never holds
+(resources/audit_key.py), and after each append its head goes to an anchor outside
+the database (resources/audit_anchor.py). `verify()` then fails on a rewrite (HMAC),
+on a truncation or wipe (the store ends before the anchored head) and on a missing
+store, table or anchor; it opens the store read-only and creates nothing.
 
 SQLite locally, PostgreSQL in production (SQLAlchemy Core; the same SQL on both).
 Appends are serialized: SQLite by its write lock (BEGIN IMMEDIATE), PostgreSQL by
@@ -14,6 +22,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -22,12 +31,21 @@ from typing import Any, TypedDict
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 
+from resources.audit_anchor import Anchor, AnchorError, AnchorState, Genesis, Head
+from resources.audit_key import AuditKey
+
+log = logging.getLogger(__name__)
+
 GENESIS = "0" * 64
 _ADVISORY_KEY = 0x5155414E54  # "QUANT": one lock id for the audit chain
+TABLE = "quantos_audit"
+# A detail is one line for a person; a longer one (an echoed request field) is cut here.
+MAX_DETAIL_CHARS = 1000
+MAX_PARAMS_BYTES = 16 * 1024  # bounded(): params of accepted decisions no quota counts
 
 _metadata = sa.MetaData()
 audit_table = sa.Table(
-    "quantos_audit",
+    TABLE,
     _metadata,
     sa.Column("seq", sa.Integer, primary_key=True, autoincrement=False),
     sa.Column("at", sa.String(40), nullable=False),
@@ -41,6 +59,9 @@ audit_table = sa.Table(
     sa.Column("detail", sa.Text, nullable=False),
     sa.Column("prev_hash", sa.String(64), nullable=False),
     sa.Column("hash", sa.String(64), nullable=False),
+    # HMAC-SHA256 of `hash` under the audit key; NULL only in records written before the
+    # key existed (a trail migrated at first start: the anchor's genesis says up to where)
+    sa.Column("hmac", sa.String(64), nullable=True),
 )
 
 _SQLITE_GUARDS = [
@@ -76,18 +97,24 @@ class AuditRecord:
     detail: str
     prev_hash: str
     hash: str
+    hmac: str | None = None
 
 
 @dataclass(frozen=True)
 class ChainReport:
+    """`problem` is one line; `first_bad_seq` names the record when one record is at fault,
+    None when the trail as a whole is (store, table or anchor missing, truncation)."""
+
     records: int
     ok: bool
     first_bad_seq: int | None = None
     problem: str | None = None
+    anchored_seq: int | None = None  # the highest head the anchor holds
+    note: str | None = None  # an ok trail's caveat (records not anchored yet, records before the key)
 
 
 class _HashedFields(TypedDict):
-    """The fields of an AuditRecord that its hash covers (all but the two hashes)."""
+    """The fields of an AuditRecord that its hash covers (all but the hashes and the HMAC)."""
 
     seq: int
     at: str
@@ -111,25 +138,94 @@ def _hashed_fields(row: dict[str, Any]) -> dict[str, Any]:
     return {k: row[k] for k in ("seq", "at", "actor", "team", "action", "subject", "spec_sha256", "params", "decision", "detail")}
 
 
+def content_digest(value: Any) -> dict[str, Any]:
+    """What the trail keeps of content it must not store whole: its sha256 and size (canonical JSON)."""
+    raw = json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False, default=str).encode()
+    return {"sha256": hashlib.sha256(raw).hexdigest(), "bytes": len(raw)}
+
+
+def bounded(params: dict[str, Any], limit: int = MAX_PARAMS_BYTES) -> dict[str, Any]:
+    """`params` as they are, or their digest when larger than `limit`: for accepted decisions
+    that no quota counts (a job's edits), so no caller can make one record arbitrarily large."""
+    digest = content_digest(params)
+    if digest["bytes"] <= limit:
+        return params
+    return {"digest": digest, "note": f"larger than {limit} bytes: kept as sha256 and size"}
+
+
+def capped(detail: str, limit: int = MAX_DETAIL_CHARS) -> str:
+    if len(detail) <= limit:
+        return detail
+    return f"{detail[:limit]}... ({len(detail)} characters, cut)"
+
+
+def _now() -> str:
+    return datetime.now(UTC).isoformat(timespec="microseconds")
+
+
 class AuditLog:
-    """One audit trail in one database."""
+    """One audit trail in one database, keyed by `key` and anchored in `anchor`.
 
-    def __init__(self, engine: Engine) -> None:
+    `writer` (the gateway, a run's gates): the table, its guards and the HMAC column are
+    created or migrated, and the anchor gets its genesis if it has none. A reader
+    (`quantos audit verify|show`) touches nothing."""
+
+    def __init__(self, engine: Engine, *, key: AuditKey | None, anchor: Anchor, writer: bool = True) -> None:
         self.engine = engine
-        self._ensure_schema()
-
-    @classmethod
-    def from_url(cls, url: str) -> AuditLog:
-        from resources.sql_store import store_engine
-
-        return cls(store_engine(url))
+        self.key = key
+        self.anchor = anchor
+        self.missing_key = "no audit key"  # a reader's: why `key` is None (verify reports it)
+        if writer:
+            if key is None:
+                raise AuditError("an audit writer needs the audit key")
+            try:
+                anchor.check_writable()
+            except AnchorError as err:
+                raise AuditError(str(err)) from None
+            self._ensure_schema()
+            self._ensure_anchored(key)
 
     def _ensure_schema(self) -> None:
         with self.engine.begin() as conn:
+            self._lock(conn)
             _metadata.create_all(conn, tables=[audit_table])
+            if "hmac" not in {c["name"] for c in sa.inspect(conn).get_columns(TABLE)}:
+                # a trail written before the key existed: its head is anchored next (_ensure_anchored)
+                conn.execute(sa.text(f"ALTER TABLE {TABLE} ADD COLUMN hmac VARCHAR(64)"))
             guards = _POSTGRES_GUARDS if conn.dialect.name == "postgresql" else _SQLITE_GUARDS
             for statement in guards:
                 conn.exec_driver_sql(statement)
+
+    def _ensure_anchored(self, key: AuditKey) -> None:
+        """Give the anchor its genesis: 0 for a new trail; the current head for a trail written
+        by a version without the key (it is trusted from here on). An anchor lost while keyed
+        records exist is not re-created: verify must keep failing until someone looks."""
+        with self.engine.begin() as conn:
+            self._lock(conn)
+            try:
+                genesis = self.anchor.genesis()
+                if genesis is not None:
+                    if genesis.key_id != key.id:
+                        raise AuditError(_wrong_key(key, genesis, self.anchor.location))
+                    return
+                last = conn.execute(
+                    sa.select(audit_table.c.seq, audit_table.c.hash, audit_table.c.hmac)
+                    .order_by(audit_table.c.seq.desc()).limit(1)
+                ).first()
+                if last is None:
+                    self.anchor.start(Genesis(0, GENESIS, key.id, _now(), "new trail"))
+                elif last.hmac is None:
+                    note = f"records 1-{last.seq} were written before the audit key; anchored at first start"
+                    self.anchor.start(Genesis(last.seq, last.hash, key.id, _now(), note))
+                    log.warning("audit trail: %s (%s)", note, self.anchor.location)
+                else:
+                    log.error(
+                        "audit anchor %s has no genesis but the trail has %d keyed records: the anchor was lost "
+                        "or replaced; `quantos audit verify` fails until it is restored",
+                        self.anchor.location, last.seq,
+                    )
+            except AnchorError as err:
+                raise AuditError(str(err)) from None
 
     def append(
         self,
@@ -143,6 +239,8 @@ class AuditLog:
         params: dict[str, Any] | None = None,
         detail: str = "",
     ) -> AuditRecord:
+        if self.key is None:
+            raise AuditError("a reader of the audit trail cannot append to it")
         with self.engine.begin() as conn:
             self._lock(conn)
             last = conn.execute(
@@ -151,7 +249,7 @@ class AuditLog:
             seq, prev = (last.seq + 1, last.hash) if last else (1, GENESIS)
             fields: _HashedFields = {
                 "seq": seq,
-                "at": datetime.now(UTC).isoformat(timespec="microseconds"),
+                "at": _now(),
                 "actor": actor,
                 "team": team,
                 "action": action,
@@ -159,11 +257,18 @@ class AuditLog:
                 "spec_sha256": spec_sha256,
                 "params": json.dumps(params or {}, sort_keys=True, separators=(",", ":")),
                 "decision": decision,
-                "detail": detail,
+                "detail": capped(detail),
             }
             digest = record_hash(prev, fields)
-            conn.execute(sa.insert(audit_table).values(**fields, prev_hash=prev, hash=digest))
-        return AuditRecord(**fields, prev_hash=prev, hash=digest)
+            mac = self.key.sign(digest)
+            conn.execute(sa.insert(audit_table).values(**fields, prev_hash=prev, hash=digest, hmac=mac))
+        # After the commit: an anchored head is always in the store. A head that fails to
+        # reach the anchor is covered by the next one (each head vouches for the chain below it).
+        try:
+            self.anchor.append(Head(seq, digest, mac))
+        except AnchorError as err:
+            log.warning("audit record %d is stored but not anchored yet: %s", seq, err)
+        return AuditRecord(**fields, prev_hash=prev, hash=digest, hmac=mac)
 
     def _lock(self, conn: Connection) -> None:
         if conn.dialect.name == "postgresql":
@@ -172,29 +277,113 @@ class AuditLog:
         # write lock before the tail is read, so two appenders cannot both extend it.
 
     def records(self, subject: str | None = None, limit: int | None = None) -> list[AuditRecord]:
-        query = sa.select(audit_table).order_by(audit_table.c.seq)
-        if subject is not None:
-            query = query.where(audit_table.c.subject == subject)
-        if limit is not None:
-            query = query.limit(limit)
         with self.engine.connect() as conn:
+            query = sa.select(*_columns(conn)).order_by(audit_table.c.seq)
+            if subject is not None:
+                query = query.where(audit_table.c.subject == subject)
+            if limit is not None:
+                query = query.limit(limit)
             return [AuditRecord(**row._asdict()) for row in conn.execute(query)]
 
     def verify(self) -> ChainReport:
-        """Walk the chain from the genesis hash; the first record that does not fit is named."""
-        prev = GENESIS
-        count = 0
-        expected_seq = 1
-        with self.engine.connect() as conn:
-            for row in conn.execute(sa.select(audit_table).order_by(audit_table.c.seq)):
-                data = row._asdict()
-                count += 1
-                if data["seq"] != expected_seq:
-                    return ChainReport(count, False, data["seq"], f"record {expected_seq} is missing")
-                if data["prev_hash"] != prev:
-                    return ChainReport(count, False, data["seq"], "does not follow the previous record")
-                if record_hash(prev, _hashed_fields(data)) != data["hash"]:
-                    return ChainReport(count, False, data["seq"], "its content was changed after it was written")
-                prev = data["hash"]
-                expected_seq += 1
-        return ChainReport(count, True)
+        return verify_chain(self.engine, self.anchor, self.key, self.missing_key)
+
+
+def _columns(conn: Connection) -> list[sa.Column[Any]]:
+    """The table's columns as this store has them (a trail not migrated yet has no `hmac`)."""
+    present = {c["name"] for c in sa.inspect(conn).get_columns(TABLE)}
+    return [c for c in audit_table.c if c.name in present]
+
+
+def _wrong_key(key: AuditKey, genesis: Genesis, location: str) -> str:
+    return (
+        f"the audit key ({key.source}, id {key.id}) is not the key this trail was started with "
+        f"(id {genesis.key_id}, in the anchor {location})"
+    )
+
+
+def verify_chain(engine: Engine, anchor: Anchor, key: AuditKey | None, missing_key: str = "no audit key") -> ChainReport:
+    """Read the anchor, then walk the store from the genesis hash.
+
+    The anchor is read first: every head in it was committed to the store before it was
+    written, so a store read afterwards holds at least that head, even while writers append.
+    """
+    try:
+        state = anchor.read()
+    except AnchorError as err:
+        return ChainReport(0, False, problem=f"cannot read the anchor: {err}")
+    try:
+        with engine.connect() as conn:
+            inspector = sa.inspect(conn)
+            if not inspector.has_table(TABLE):
+                return ChainReport(0, False, problem=f"the store has no audit table ({TABLE} was dropped, or the store was wiped or replaced)")
+            return _walk(conn, state, anchor.location, key, missing_key)
+    except sa.exc.SQLAlchemyError as err:
+        message = str(getattr(err, "orig", None) or err).strip().splitlines()[0]
+        return ChainReport(0, False, problem=f"cannot read the store: {message}")
+
+
+def _walk(conn: Connection, state: AnchorState, location: str, key: AuditKey | None, missing_key: str) -> ChainReport:
+    count = conn.execute(sa.select(sa.func.count()).select_from(audit_table)).scalar_one()
+    if not state.exists:
+        return ChainReport(
+            count, False,
+            problem=f"the anchor {location} does not exist: the end of the chain cannot be proven ({count} records in the store)",
+        )
+    if state.problem:
+        return ChainReport(count, False, problem=state.problem)
+    genesis: Genesis | None = state.genesis
+    if genesis is None:
+        return ChainReport(
+            count, False,
+            problem=f"the anchor {location} has no genesis record: it was deleted and started again, or replaced",
+        )
+    if key is None:
+        return ChainReport(count, False, problem=f"cannot check the records' HMACs: {missing_key}")
+    if genesis.key_id != key.id:
+        return ChainReport(count, False, problem=_wrong_key(key, genesis, location))
+    head: Head | None = state.head
+    columns = _columns(conn)
+    prev = GENESIS
+    expected_seq = 1
+    seen: dict[int, tuple[str, str | None]] = {}
+    for row in conn.execute(sa.select(*columns).order_by(audit_table.c.seq)):
+        data = row._asdict()
+        seq = data["seq"]
+        if seq != expected_seq:
+            return ChainReport(expected_seq, False, seq, f"record {expected_seq} is missing")
+        if data["prev_hash"] != prev:
+            return ChainReport(seq, False, seq, "does not follow the previous record")
+        if record_hash(prev, _hashed_fields(data)) != data["hash"]:
+            return ChainReport(seq, False, seq, "its content was changed after it was written")
+        mac = data.get("hmac")
+        if mac is None:
+            if seq > genesis.seq:
+                return ChainReport(seq, False, seq, "it has no HMAC (written without the audit key, or its HMAC was removed)")
+        elif not key.signed(data["hash"], mac):
+            return ChainReport(seq, False, seq, "its HMAC does not match: the record was rewritten (and re-hashed) without the audit key")
+        if seq in (genesis.seq, head.seq if head else -1):
+            seen[seq] = (data["hash"], mac)
+        prev = data["hash"]
+        expected_seq += 1
+    last = expected_seq - 1
+    anchored = max(genesis.seq, head.seq if head else 0)
+    if last < anchored:
+        gone = anchored - last
+        where = "holds no records" if last == 0 else f"ends at record {last}"
+        return ChainReport(
+            last, False,
+            problem=f"truncated: the store {where} but the anchor holds record {anchored} "
+                    f"({gone} record{'s' if gone != 1 else ''} deleted from the end, or the store was wiped)",
+            anchored_seq=anchored,
+        )
+    if genesis.seq and seen.get(genesis.seq, ("", None))[0] != genesis.hash:
+        return ChainReport(last, False, genesis.seq, "it is not the record the anchor's genesis holds (the store was rewritten)")
+    if head is not None and seen.get(head.seq) != (head.hash, head.hmac):
+        return ChainReport(last, False, head.seq, "it is not the record the anchor holds (the store was rewritten from here on)")
+    notes = []
+    if genesis.seq:
+        notes.append(f"records 1-{genesis.seq} predate the audit key (hash chain only)")
+    if last > anchored:
+        notes.append(f"the last {last - anchored} not anchored yet (a writer is appending, or stopped before anchoring)")
+    return ChainReport(last, True, anchored_seq=anchored, note="; ".join(notes) or None)

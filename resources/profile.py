@@ -70,6 +70,11 @@ class Profile:
     # The hash-chained audit trail runs append decisions to (promotion gates): the gateway's
     # store, QUANTOS_GATEWAY_DB; locally its default file, in staging/prod None unless set
     audit_url: str | None = None
+    # Its anchor (QUANTOS_AUDIT_ANCHOR; locally $QUANTOS_DATA_DIR/audit.anchor, staging/prod
+    # None unless set) and, locally, the key file used when QUANTOS_AUDIT_KEY is not set
+    # (resources/audit_settings.py): the database never holds the key.
+    audit_anchor: str | None = None
+    audit_key_file: Path | None = None
     # QUANTOS_DBT=off leaves the dbt models out of the code location (dagster-dbt costs
     # ~2 s per code-location load: every run and step process pays it)
     dbt: bool = True
@@ -109,6 +114,8 @@ def active_profile(environ: dict[str, str] | None = None) -> Profile:
             s3_endpoint=env.get("QUANTOS_S3_ENDPOINT"),
             ray_address=env.get("QUANTOS_RAY_ADDRESS"),
             audit_url=env.get("QUANTOS_GATEWAY_DB") or f"sqlite:///{data_dir / 'gateway.db'}",
+            audit_anchor=env.get("QUANTOS_AUDIT_ANCHOR") or str(data_dir / "audit.anchor"),
+            audit_key_file=data_dir / "audit.key",
         )
     missing = [v for v in ("QUANTOS_CATALOG_URI", "QUANTOS_WAREHOUSE", "QUANTOS_ARTIFACTS") if not env.get(v)]
     if missing:
@@ -131,6 +138,7 @@ def active_profile(environ: dict[str, str] | None = None) -> Profile:
         s3_region=env.get("QUANTOS_S3_REGION") or env.get("AWS_REGION") or None,
         kubeconfig=env.get("KUBECONFIG") or None,
         audit_url=env.get("QUANTOS_GATEWAY_DB") or None,
+        audit_anchor=env.get("QUANTOS_AUDIT_ANCHOR") or None,
     )
 
 
@@ -278,7 +286,13 @@ def build_resources(profile: Profile) -> dict[str, Any]:
         "ray": RayResource(address=profile.ray_address),
         "pipes_subprocess_client": PipesSubprocessClient(),
         "dbt": dbt_resource(profile),
-        "audit": AuditTrail(url=profile.audit_url),
+        "audit": AuditTrail(
+            url=profile.audit_url,
+            anchor=profile.audit_anchor,
+            key_file=str(profile.audit_key_file) if profile.audit_key_file else None,
+            s3_endpoint=profile.s3_endpoint,
+            s3_region=profile.s3_region,
+        ),
     }
     if not profile.is_local:
         resources["pipes_k8s_client"] = pipes_k8s_client(profile)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import sqlite3
 from pathlib import Path
+from urllib.parse import quote
 
 import sqlalchemy as sa
 from sqlalchemy import event
@@ -42,4 +43,28 @@ def store_engine(url: str) -> Engine:
         return engine
     if url.startswith(("postgresql+psycopg2://", "postgresql://")):
         return sa.create_engine(url, pool_pre_ping=True, pool_size=10, max_overflow=20)
+    raise StoreURLError(f"store URL {url!r}: expected sqlite:///PATH or postgresql+psycopg2://...")
+
+
+class StoreMissingError(LookupError):
+    """A store that is not there (one-line message naming it): readers never create one."""
+
+
+def read_only_engine(url: str) -> Engine:
+    """An engine that can neither create nor change the store: `quantos audit verify|show`
+    must leave a missing or tampered store exactly as they found it. SQLite opens the file
+    with mode=ro (a missing file is StoreMissingError, never a new empty database);
+    PostgreSQL sessions are read-only transactions."""
+    if url.startswith("sqlite:///"):
+        path = url[len("sqlite:///") :]
+        if not path or path == ":memory:":
+            raise StoreURLError(f"store URL {url!r}: an in-memory database has no audit trail to read")
+        if not Path(path).is_file():
+            raise StoreMissingError(f"the store {path} does not exist (wiped or moved? QUANTOS_GATEWAY_DB)")
+        return sa.create_engine(
+            f"sqlite:///file:{quote(path)}?mode=ro&uri=true",
+            connect_args={"timeout": 30, "check_same_thread": False},
+        )
+    if url.startswith(("postgresql+psycopg2://", "postgresql://")):
+        return sa.create_engine(url, connect_args={"options": "-c default_transaction_read_only=on"})
     raise StoreURLError(f"store URL {url!r}: expected sqlite:///PATH or postgresql+psycopg2://...")

@@ -9,8 +9,9 @@ no-op. A fire missed while the daemon was down runs once (latest only).
 Each firing is admitted by the same policy as a submission, as of the firing: the team
 must still own the pipeline and hold the scopes it asks for, and the run counts against
 the team's quotas. A firing over a quota waits (the cursor does not move past it; the job
-and the tick say why) and runs once the team is under its limits; a refused one is skipped,
-audited and noted on the job.
+and the tick say why) and runs once the team is under its limits; a refused one is skipped and noted on the job.
+(Firings are not written to the audit trail: its key is the gateway's and the gates', not the
+code location's; a firing's record is its run, tagged with the job and team.)
 """
 from __future__ import annotations
 
@@ -35,37 +36,26 @@ from quantos_assets.admission.request import Action, AdmissionRequest, Caller
 from quantos_assets.gateway.job_store import JobStore, ScheduledJob
 from quantos_assets.gateway.job_timing import latest_due_fire
 from quantos_assets.gateway.settings import GatewaySettings, gateway_settings
-from quantos_assets.gateway.submission_store import SubmissionStore
 from quantos_assets.gateway.teams import TeamsFile, TeamsFileError, load_teams
 from quantos_assets.pipeline_assets import PipelineDefs
 from quantos_assets.run_tags import TAG_TEAM, runtime_run_tags
 from quantos_assets.spec.errors import SpecError
 from quantos_assets.spec.loader import load_runtime_params
 from quantos_assets.spec.models import DagSpec, RuntimeParams
-from resources.audit_log import AuditLog
 from sensors.run_usage import InstanceUsage, gateway_store
 
 TAG_JOB = "quantos/job_id"
 INTERVAL_SECONDS = 15
 
 
-@dataclass
-class _Stores:
-    """The gateway's store as the sensor uses it (one per store URL and process)."""
-
-    jobs: JobStore
-    submissions: SubmissionStore
-    audit: AuditLog
+_JOBS: dict[str, JobStore] = {}
 
 
-_STORES: dict[str, _Stores] = {}
-
-
-def _stores(url: str) -> _Stores:
-    if url not in _STORES:
-        submissions = gateway_store(url)
-        _STORES[url] = _Stores(JobStore(submissions.engine), submissions, AuditLog(submissions.engine))
-    return _STORES[url]
+def _jobs(url: str) -> JobStore:
+    """The gateway's job table (one store per URL and process)."""
+    if url not in _JOBS:
+        _JOBS[url] = JobStore(gateway_store(url).engine)
+    return _JOBS[url]
 
 
 def fire_stamp(fired_at: float) -> str:
@@ -120,10 +110,10 @@ def evaluate_jobs(
     now: float,
 ) -> _Tick:
     """One tick over every active job; `cursor` is advanced past each fired or refused firing."""
-    stores = _stores(settings.store_url)
+    jobs = _jobs(settings.store_url)
     registry = DirectoryRegistry(settings.specs_dir)
     tick = _Tick([], [], [])
-    for job in stores.jobs.list(active_only=True):
+    for job in jobs.list(active_only=True):
         due = latest_due_fire(job, now)
         if due is None or cursor.get(job.id, float("-inf")) >= due:
             continue
@@ -151,32 +141,23 @@ def evaluate_jobs(
         if (refused is not None and refused.later) or wait is not None:
             line = refused.line if refused is not None else f"team {job.team} reached its submissions per minute"
             note = f"firing of {_iso(due)} waits: {line}"
-            stores.jobs.note(job.id, note)
+            jobs.note(job.id, note)
             tick.waiting.append(f"{job.id}: {note}")
             continue  # the cursor stays: the next tick asks again
         cursor[job.id] = due
         if refused is not None:
             note = f"firing of {_iso(due)} refused: {refused.line}"
-            stores.jobs.note(job.id, note)
+            jobs.note(job.id, note)
             tick.problems.append(f"{job.id}: {note}")
-            _audit(stores, job, params.submission_id, "rejected", refused.line)
             continue
-        stores.jobs.note(job.id, None)
+        jobs.note(job.id, None)
         usage.requested[job.team] += 1
         tick.requests.append(request)
-        _audit(stores, job, params.submission_id, "accepted", f"fired for {_iso(due)}")
     return tick
 
 
 def _iso(stamp: float) -> str:
     return datetime.fromtimestamp(stamp, UTC).isoformat()
-
-
-def _audit(stores: _Stores, job: ScheduledJob, submission_id: str, decision: str, detail: str) -> None:
-    stores.audit.append(
-        actor=job.id, team=job.team, action="fire", subject=submission_id,
-        spec_sha256=job.spec_sha256, decision=decision, detail=detail,
-    )
 
 
 def build_gateway_jobs_sensor(
@@ -200,7 +181,7 @@ def build_gateway_jobs_sensor(
         except TeamsFileError as err:
             return SkipReason(f"no job fired: {err}")
         cursor: dict[str, float] = json.loads(context.cursor) if context.cursor else {}
-        usage = InstanceUsage(context.instance, _stores(settings.store_url).submissions)
+        usage = InstanceUsage(context.instance, gateway_store(settings.store_url))
         tick = evaluate_jobs(settings, teams, runnable, usage, cursor, clock())
         for line in tick.problems + tick.waiting:
             context.log.warning(line)

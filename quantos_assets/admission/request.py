@@ -28,8 +28,9 @@ class Action(str, Enum):
 
 # Actions that start a run now (the run quotas apply) ...
 RUN_ACTIONS = frozenset({Action.SUBMIT, Action.RETRY, Action.FIRE, Action.KAFKA})
-# ... and those that count against a team's submissions per minute: runs, and jobs that make runs.
-RATED_ACTIONS = RUN_ACTIONS | {Action.SCHEDULE}
+# ... and those that count against a team's submissions per minute: runs, and the jobs that
+# make runs (each edit too: every change is an audit record, so none may come unbounded).
+RATED_ACTIONS = RUN_ACTIONS | {Action.SCHEDULE, Action.EDIT}
 # Actions that may bring a new spec version into the registry.
 SPEC_ACTIONS = frozenset({Action.SUBMIT, Action.SCHEDULE, Action.REGISTER})
 

@@ -29,7 +29,9 @@ def add_parsers(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> Non
 
     a = sub.add_parser("audit", help="the audit trail (QUANTOS_GATEWAY_DB)")
     audit_actions = a.add_subparsers(dest="action", required=True)
-    verify = audit_actions.add_parser("verify", help="check the hash chain; exit 1 if broken")
+    verify = audit_actions.add_parser(
+        "verify", help="check the chain, its HMACs and its anchor (QUANTOS_AUDIT_ANCHOR); exit 1 if broken"
+    )
     verify.set_defaults(handler=cmd_audit_verify)
     show = audit_actions.add_parser("show", help="print records as JSON lines")
     show.add_argument("--subject", help="only this submission / job / asset")
@@ -77,23 +79,37 @@ def cmd_token_list(_args: argparse.Namespace) -> int:
 
 def _audit() -> AuditLog:
     from quantos_assets.gateway.settings import gateway_settings
-    from resources.audit_log import AuditLog
 
-    return AuditLog.from_url(gateway_settings().store_url)
+    return gateway_settings().audit.reader()
 
 
 def cmd_audit_verify(_args: argparse.Namespace) -> int:
-    report = _audit().verify()
+    """Read-only: a missing store, table, key or anchor is a failure, never created."""
+    from quantos_assets.gateway.settings import gateway_settings
+
+    report = gateway_settings().audit.verify()
     if report.ok:
-        print(f"audit chain ok: {report.records} records")
+        anchored = f", anchored at record {report.anchored_seq}" if report.anchored_seq else ""
+        note = f" ({report.note})" if report.note else ""
+        print(f"audit chain ok: {report.records} records{anchored}{note}")
         return EXIT_OK
-    print(f"audit chain BROKEN at record {report.first_bad_seq}: {report.problem}", file=sys.stderr)
+    if report.first_bad_seq is not None:
+        print(f"audit chain BROKEN at record {report.first_bad_seq}: {report.problem}", file=sys.stderr)
+    else:
+        print(f"audit trail FAILED: {report.problem}", file=sys.stderr)
     return EXIT_INVALID
 
 
 def cmd_audit_show(args: argparse.Namespace) -> int:
     from dataclasses import asdict
 
-    for record in _audit().records(subject=args.subject):
+    from resources.audit_log import AuditError
+
+    try:
+        found = _audit().records(subject=args.subject)
+    except AuditError as err:
+        print(f"quantos: {err}", file=sys.stderr)
+        return EXIT_INVALID
+    for record in found:
         print(json.dumps(asdict(record), sort_keys=True))
     return EXIT_OK

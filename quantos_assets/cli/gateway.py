@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import argparse
+from typing import Any
 
 
 def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -13,8 +14,22 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
 
 
 def cmd_gateway(args: argparse.Namespace) -> int:
+    """Exit 1 with one line when the audit trail cannot be written as it must be (no key, the
+    wrong key, no anchor, an unlocked anchor bucket): a gateway never runs unaudited."""
+    import sys
+
     import uvicorn
 
+    from resources.audit_log import AuditError
+
+    try:
+        return _serve(args, uvicorn)
+    except AuditError as err:
+        print(f"quantos: audit trail: {err}", file=sys.stderr)
+        return 1
+
+
+def _serve(args: argparse.Namespace, uvicorn: Any) -> int:
     if args.workers > 1:
         # Workers import the app by name and read the environment themselves; a bad setting
         # or teams file is one line here rather than a traceback from every worker.
@@ -23,6 +38,7 @@ def cmd_gateway(args: argparse.Namespace) -> int:
 
         settings = gateway_settings()
         load_teams(settings.teams_path, required=settings.teams_required)
+        settings.audit.writer()  # the key, the anchor and the schema, checked once here
         uvicorn.run(
             "quantos_assets.gateway.server:app", host=args.host, port=args.port, workers=args.workers, log_level="info"
         )

@@ -341,8 +341,8 @@ def _decided(gw: Gateway, who: Principal, action: str, submission_id: str, diges
     try:
         run_id = fn()
     except (SubmissionError, DagsterAPIError) as err:
-        gw.audit.append(actor=who.token_id, team=who.team, action=action, subject=submission_id,
-                        spec_sha256=digest, decision="rejected", detail=str(err))
+        gw.refusals.refused(actor=who.token_id, team=who.team, action=action, subject=submission_id,
+                            spec_sha256=digest, detail=str(err))
         raise ApiError(err.status, str(err)) from None
     gw.audit.append(actor=who.token_id, team=who.team, action=action, subject=submission_id,
                     spec_sha256=digest, decision="accepted", detail=f"run {run_id}")

@@ -28,6 +28,7 @@ from quantos_assets.run_tags import TAG_TEAM
 from quantos_assets.spec.errors import SpecError
 from quantos_assets.spec.loader import LoadedSpec
 from quantos_assets.spec.models import RuntimeParams
+from resources.audit_log import bounded
 
 TAG_JOB = "quantos/job_id"  # = sensors.gateway_jobs.TAG_JOB (sensors import us, not the reverse)
 JobStatus = Literal["scheduled", "queued", "running", "succeeded", "failed", "canceled"]
@@ -185,8 +186,12 @@ def _check_nodes(loaded: LoadedSpec, nodes: list[str]) -> None:
 def _audit(gw: Gateway, who: Principal, action: str, job: ScheduledJob | str, decision: str, detail: str, params: dict[str, Any] | None = None) -> None:
     subject = job if isinstance(job, str) else job.id
     digest = None if isinstance(job, str) else job.spec_sha256
+    if decision == "rejected":
+        gw.refusals.refused(actor=who.token_id, team=who.team, action=action, subject=subject,
+                            spec_sha256=digest, detail=detail)
+        return
     gw.audit.append(actor=who.token_id, team=who.team, action=action, subject=subject,
-                    spec_sha256=digest, params=params or {}, decision=decision, detail=detail)
+                    spec_sha256=digest, params=bounded(params or {}), decision=decision, detail=detail)
 
 
 def build_router() -> APIRouter:
@@ -265,6 +270,7 @@ def build_router() -> APIRouter:
         params = _params(body.runtime_params if body.runtime_params is not None else job.runtime_params)
         reject = rejecter(gw, who, "edit", job.id, job.spec_sha256, body.runtime_params or {})
         admission(gw, who, Action.EDIT, loaded.spec, params, reject)
+        take_slot(gw, job.team, "edit", job.id, reject)
         if body.runtime_params is not None:
             changes.runtime_params = _without_id(body.runtime_params)
         if body.nodes is not None:

@@ -70,12 +70,14 @@ def take_slot(gw: Gateway, team: str, action: str, subject: str, reject: Callabl
 def rejecter(
     gw: Gateway, who: Principal, action: str, subject: str, spec_sha256: str | None, params: dict[str, Any]
 ) -> Callable[..., ApiError]:
-    """`reject(status, message, headers)`: audit the refused decision, return the answer to raise."""
+    """`reject(status, message, headers)`: audit the refused decision, return the answer to raise.
+
+    The trail keeps `params` (what was sent) as its sha256 and size only (gateway/refusal_log.py)."""
 
     def reject(status: int, message: str, headers: dict[str, str] | None = None) -> ApiError:
-        gw.audit.append(
+        gw.refusals.refused(
             actor=who.token_id, team=who.team, action=action, subject=subject,
-            spec_sha256=spec_sha256, params=params, decision="rejected", detail=message,
+            spec_sha256=spec_sha256, request=params, detail=message,
         )
         return ApiError(status, message, headers=headers)
 

@@ -8,14 +8,16 @@
     QUANTOS_MAX_BODY_BYTES  largest accepted request body (default 1 MiB)
     QUANTOS_LAUNCH_THREADS  submissions launched in Dagster at once (default 4)
     QUANTOS_MAX_BACKLOG     accepted-but-unlaunched submissions before new ones get 503 (default 2000)
+    QUANTOS_AUDIT_ANCHOR, QUANTOS_AUDIT_KEY  the audit trail's anchor and key (resources/audit_settings.py)
 """
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from quantos_assets.gateway.teams import teams_location
+from resources.audit_settings import AuditSettings, audit_settings
 from resources.profile import active_profile
 
 
@@ -32,6 +34,8 @@ class GatewaySettings:
     max_body_bytes: int = 1 << 20
     launch_threads: int = 4
     max_backlog: int = 2000
+    # the trail in store_url: its anchor and key (nothing configured: no writer can open it)
+    audit: AuditSettings = field(default_factory=lambda: AuditSettings(url=None, anchor=None))
 
 
 def gateway_settings(environ: dict[str, str] | None = None) -> GatewaySettings:
@@ -39,10 +43,11 @@ def gateway_settings(environ: dict[str, str] | None = None) -> GatewaySettings:
     profile = active_profile(env)
     data = profile.data_dir
     teams_path, teams_required = teams_location(env)
+    store_url = env.get("QUANTOS_GATEWAY_DB") or f"sqlite:///{data / 'gateway.db'}"
     return GatewaySettings(
         dagster_url=env.get("QUANTOS_DAGSTER_URL") or "http://127.0.0.1:3000",
         tokens_path=Path(env.get("QUANTOS_API_TOKENS") or data / "api_tokens.json"),
-        store_url=env.get("QUANTOS_GATEWAY_DB") or f"sqlite:///{data / 'gateway.db'}",
+        store_url=store_url,
         teams_path=teams_path,
         specs_dir=profile.specs_dir,
         production=not profile.is_local,
@@ -50,6 +55,7 @@ def gateway_settings(environ: dict[str, str] | None = None) -> GatewaySettings:
         max_body_bytes=_positive_int(env, "QUANTOS_MAX_BODY_BYTES", 1 << 20),
         launch_threads=_positive_int(env, "QUANTOS_LAUNCH_THREADS", 4),
         max_backlog=_positive_int(env, "QUANTOS_MAX_BACKLOG", 2000),
+        audit=audit_settings(env, profile, store_url),
     )
 
 

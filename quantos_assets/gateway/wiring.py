@@ -8,6 +8,7 @@ from quantos_assets.client.submissions import ACTIVE_STATUSES, QuantosClient
 from quantos_assets.gateway.active_runs import ActiveRuns
 from quantos_assets.gateway.dispatcher import LaunchDispatcher
 from quantos_assets.gateway.job_store import JobStore
+from quantos_assets.gateway.refusal_log import RefusalLog
 from quantos_assets.gateway.settings import GatewaySettings
 from quantos_assets.gateway.submission_store import SubmissionStore
 from quantos_assets.gateway.teams import TeamsFile, load_teams
@@ -23,6 +24,7 @@ class Gateway:
     tokens: TokenStore
     store: SubmissionStore
     audit: AuditLog
+    refusals: RefusalLog  # refusals go here: bounded, digests only
     client: QuantosClient
     teams: TeamsFile
     jobs: JobStore
@@ -36,7 +38,7 @@ def build_gateway(settings: GatewaySettings) -> Gateway:
     store = SubmissionStore.from_url(settings.store_url)
     registry = DirectoryRegistry(settings.specs_dir)
     client = QuantosClient(settings.dagster_url, settings.specs_dir, production=settings.production)
-    audit = AuditLog(store.engine)
+    audit = settings.audit.writer(store.engine)  # the key and anchor, checked at start
     active_runs = ActiveRuns(lambda team: client.api.count_runs({TAG_TEAM: team}, ACTIVE_STATUSES))
     dispatcher = LaunchDispatcher(
         store=store, client=client, audit=audit,
@@ -48,6 +50,7 @@ def build_gateway(settings: GatewaySettings) -> Gateway:
         tokens=TokenStore(settings.tokens_path),
         store=store,
         audit=audit,
+        refusals=RefusalLog(audit),
         client=client,
         teams=load_teams(settings.teams_path, required=settings.teams_required),
         jobs=JobStore(store.engine),

@@ -161,7 +161,7 @@ def test_the_gateway_starts_on_its_manifest_with_secrets_taken_key_by_key() -> N
     pod = _gateway_pod()
     [container] = pod["containers"]
     assert not container.get("envFrom"), "name each key (secretKeyRef): the gateway needs few of them"
-    known = {s["name"] for s in _user_code()["envSecrets"]} | {"quantos-gateway-db"}
+    known = {s["name"] for s in _user_code()["envSecrets"]} | {"quantos-gateway-db", "quantos-audit"}
     guide = (DEPLOY.parent / "docs" / "deployment.md").read_text()
     env: dict[str, str] = {}
     for var in container["env"]:
@@ -173,6 +173,8 @@ def test_the_gateway_starts_on_its_manifest_with_secrets_taken_key_by_key() -> N
         env[var["name"]] = f"<{ref['name']}/{ref['key']}>"
     settings = gateway_settings(env)  # raises ProfileError naming a variable the prod profile lacks
     assert settings.production and settings.teams_required
+    # the audit trail is keyed from a Secret and anchored in S3, or the gateway would not start
+    assert settings.audit.key.secret == "<quantos-audit/QUANTOS_AUDIT_KEY>" and (settings.audit.anchor or "").startswith("s3://")
     mounts = {m["mountPath"]: m["name"] for m in container["volumeMounts"]}
     volumes = {v["name"]: v for v in pod["volumes"]}
     assert "configMap" in volumes[mounts[str(settings.teams_path.parent)]]

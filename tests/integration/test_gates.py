@@ -29,6 +29,7 @@ from dagster_events import latest_metadata
 from quantos_assets.pipeline_assets import PipelineDefs, build_pipeline
 from quantos_assets.spec.loader import load_spec
 from resources.audit_log import AuditLog
+from resources.audit_settings import audit_settings
 from resources.profile import active_profile, build_resources
 
 pytestmark = pytest.mark.integration
@@ -81,7 +82,9 @@ def gated(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Gated]:
         for name in pipelines
     }
     assert profile.audit_url is not None
-    yield Gated(defs, instance, pipelines, runs, AuditLog.from_url(profile.audit_url))
+    # the runs' gates wrote the trail with the key file and anchor of the data dir
+    assert (root / "data" / "audit.key").is_file() and (root / "data" / "audit.anchor").is_file()
+    yield Gated(defs, instance, pipelines, runs, audit_settings({}, profile, profile.audit_url).reader())
     instance.dispose()
     if not ray_was_up:
         ray.shutdown()  # the local Ray the runs started (two trainings and two retrains)

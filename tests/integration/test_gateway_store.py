@@ -10,7 +10,8 @@ import sqlalchemy as sa
 from postgres_db import PG_URL, fresh_database
 
 from quantos_assets.gateway.submission_store import SubmissionStore
-from resources.audit_log import AuditLog
+from resources.audit_key import AuditKeySource
+from resources.audit_settings import AuditSettings
 from resources.sql_store import StoreURLError, store_engine
 
 
@@ -113,8 +114,9 @@ def test_a_store_made_before_the_launch_queue_gets_its_columns(tmp_path: Path) -
     assert store.pending() == []
 
 
-def test_audit_chain_holds_under_concurrent_appends_and_catches_edits(store_url: str) -> None:
-    audit = AuditLog(store_engine(store_url))
+def test_audit_chain_holds_under_concurrent_appends_and_catches_edits(store_url: str, tmp_path: Path) -> None:
+    settings = AuditSettings(store_url, str(tmp_path / "audit.anchor"), AuditKeySource(path=tmp_path / "audit.key"))
+    audit = settings.writer()
 
     def worker(i: int) -> None:
         for j in range(10):
@@ -126,7 +128,7 @@ def test_audit_chain_holds_under_concurrent_appends_and_catches_edits(store_url:
     for t in threads:
         t.join()
     report = audit.verify()
-    assert report.ok and report.records == 40
+    assert report.ok and report.records == 40 and report.anchored_seq == 40, report  # no head lost
     with pytest.raises(sa.exc.DBAPIError, match="append-only"), audit.engine.begin() as conn:
         conn.execute(sa.text("UPDATE quantos_audit SET decision = 'rejected' WHERE seq = 7"))
     with pytest.raises(sa.exc.DBAPIError, match="append-only"), audit.engine.begin() as conn:

@@ -113,12 +113,14 @@ def test_run_making_actions_wait_at_the_active_run_limit(action: Action) -> None
     assert admit(_request(action, usage=Usage(active=1))) is None
 
 
-def test_scheduling_counts_against_the_per_minute_budget_but_not_the_run_limit() -> None:
+@pytest.mark.parametrize("action", [Action.SCHEDULE, Action.EDIT])
+def test_job_changes_count_against_the_per_minute_budget_but_not_the_run_limit(action: Action) -> None:
     full = Usage(active=99, times=[950.0, 960.0, 990.0])
-    refused = admit(_request(Action.SCHEDULE, usage=full))
+    refused = admit(_request(action, usage=full))
     assert refused is not None and refused.code == "rate"
     assert refused.retry_after == 10  # the oldest of the last 3 (950) leaves the window at 1010
-    assert admit(_request(Action.EDIT, usage=full)) is None
+    assert admit(_request(action, usage=Usage(active=99, times=[950.0]))) is None
+    assert admit(_request(Action.REGISTER, usage=full)) is None  # a registry write makes no run
 
 
 def test_the_first_rule_that_refuses_speaks() -> None:
