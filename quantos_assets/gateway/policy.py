@@ -2,7 +2,8 @@
 
 A pipeline belongs to the team its spec names (`labels.team` or `owner`); the registered
 spec's owner wins over a submitted one, so no team can take over another's pipeline by
-re-labelling it. `secrets_scope` may name only the scopes deploy/teams.yaml grants.
+re-labelling it. `secrets_scope` may name only the scopes deploy/teams.yaml grants, and a
+python_task entrypoint only a module its pipeline's team is allowed (kinds/entrypoints.py).
 """
 from __future__ import annotations
 
@@ -15,6 +16,7 @@ from quantos_assets.gateway.auth import ApiError
 from quantos_assets.gateway.teams import pipeline_team
 from quantos_assets.gateway.tokens import Principal
 from quantos_assets.gateway.wiring import Gateway
+from quantos_assets.kinds.entrypoints import pipeline_entrypoint_refusals
 from quantos_assets.spec.errors import SpecError
 from quantos_assets.spec.loader import LoadedSpec
 
@@ -62,6 +64,8 @@ def authorize(
     allowed_scopes: list[str],
     reject: Callable[..., ApiError],
 ) -> None:
+    if refused := pipeline_entrypoint_refusals(loaded.spec, gw.teams):  # admin too: the step refuses it anyway
+        raise reject(403, "; ".join(refused))
     if "admin" in who.scopes:
         return
     owner = spec_owner(loaded)
