@@ -97,7 +97,9 @@ def gateway_stack(
         (spec_dir / f"{spec['pipeline_id']}.yaml").write_text(yaml.safe_dump(spec))
     teams_file = root / "teams.yaml"
     teams_file.write_text(yaml.safe_dump(teams))
-    with dagster_dev(root, spec_dir, extra_env=extra_env) as srv:
+    # The code location reads the same teams file (the Kafka sensor's grants, the steps'
+    # entrypoint allow-list), as the one ConfigMap in production.
+    with dagster_dev(root, spec_dir, extra_env={"QUANTOS_TEAMS": str(teams_file), **(extra_env or {})}) as srv:
         env = {
             **srv.env,
             "QUANTOS_DAGSTER_URL": f"http://127.0.0.1:{srv.port}",
