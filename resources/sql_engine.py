@@ -75,9 +75,12 @@ class DuckDBEngine(ConfigurableResource):
 
 # What the sandbox refuses, said as what the node may do instead (the originals name the
 # path or setting the query tried, which is the node's own text, but say nothing useful).
+_FILES = (
+    "reading or writing files or URLs is not allowed in a SQL node "
+    "(read_text, read_csv, COPY, ATTACH, EXPORT...): a query reads only its input views"
+)
 _REFUSALS = (
-    ("file system operations are disabled", "reading or writing files or URLs is not allowed in a SQL node "
-     "(read_text, read_csv, COPY, ATTACH, EXPORT...): a query reads only its input views"),
+    ("file system operations are disabled", _FILES),
     ("external extensions is disabled", "loading DuckDB extensions is not allowed in a SQL node"),
     ("extension autoloading is disabled", "loading DuckDB extensions is not allowed in a SQL node"),
     ("configuration has been locked", "changing DuckDB settings is not allowed in a SQL node"),

@@ -31,7 +31,12 @@ from sqlglot import exp
 from sqlglot.errors import ErrorLevel, SqlglotError
 
 from quantos_assets.kinds.base import NodeRun, NodeRunError, NodeValue, resource
-from quantos_assets.kinds.sql_sources import SqlUriError, decode_sql, read_spec_relative, store_relpath
+from quantos_assets.kinds.sql_sources import (
+    SqlUriError,
+    decode_sql,
+    read_spec_relative,
+    store_relpath,
+)
 from resources.sql_engine import SqlQueryError, without_quoted_text
 
 

@@ -169,7 +169,7 @@ def test_a_url_is_refused_without_any_request() -> None:
     requests: list[str] = []
 
     class Handler(QuietHandler):
-        def do_GET(self) -> None:  # noqa: N802 - http.server's name
+        def do_GET(self) -> None:
             requests.append(self.path)
             self.send_response(200)
             self.end_headers()

@@ -140,7 +140,7 @@ def test_duckdb_reads_no_file_writes_none_and_fetches_no_url(stack: Stack) -> No
     requests: list[str] = []
 
     class Handler(QuietHandler):
-        def do_GET(self) -> None:  # noqa: N802 - http.server's name
+        def do_GET(self) -> None:
             requests.append(self.path)
             self.send_response(200)
             self.end_headers()
