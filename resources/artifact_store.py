@@ -91,6 +91,31 @@ class ArtifactStore(dg.ConfigurableResource):
                 raise
         return self._resolve_local(uri_or_relpath).is_file()
 
+    def relpath_of(self, uri: str) -> str | None:
+        """The path under the root a URI names, or None if it names anything else (another
+        bucket or prefix, a scheme this store does not serve, a local file outside the root
+        once symlinks are followed). `get` serves any URI; a caller that must stay inside the
+        store (a SQL node's sql_uri) asks this first."""
+        try:
+            if self.is_s3:
+                if not uri.startswith("s3://"):
+                    return None
+                parsed = urlparse(uri)
+                bucket, prefix = self._root_bucket_prefix()
+                key = parsed.path.lstrip("/")
+                if parsed.netloc != bucket or (prefix and not key.startswith(prefix + "/")):
+                    return None
+                return _clean_relpath(key[len(prefix) + 1:] if prefix else key)
+            if not uri.startswith("file://"):
+                return None
+            root = self._local_root()
+            target = Path(unquote(urlparse(uri).path)).resolve()
+            if not target.is_relative_to(root) or target == root:
+                return None
+            return _clean_relpath(target.relative_to(root).as_posix())
+        except ArtifactStoreError:
+            return None
+
     def uri_for(self, relpath: str) -> str:
         """The URI `put(relpath, ...)` would return, without writing."""
         relpath = _clean_relpath(relpath)

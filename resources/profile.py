@@ -260,12 +260,11 @@ def build_executor(profile: Profile, preload: Sequence[str] = ()) -> Any:
 
 def build_resources(profile: Profile) -> dict[str, Any]:
     """The resource dict every pipeline's assets are bound to."""
-    from dagster import PipesSubprocessClient
-
     from resources.artifact_store import ArtifactStore
     from resources.audit_trail import AuditTrail
     from resources.dbt import dbt_resource
     from resources.lake_io_manager import LakeIOManager
+    from resources.pipes_sandbox import SandboxedSubprocessClient
     from resources.ray_cluster import RayResource
     if profile.is_local:
         profile.data_dir.mkdir(parents=True, exist_ok=True)
@@ -284,7 +283,8 @@ def build_resources(profile: Profile) -> dict[str, Any]:
         "artifact_store": artifact_store,
         "sql_engine": _sql_engine(profile),
         "ray": RayResource(address=profile.ray_address),
-        "pipes_subprocess_client": PipesSubprocessClient(),
+        # python_task children get an allow-listed env, never the step's (kinds/step_environment.py)
+        "pipes_subprocess_client": SandboxedSubprocessClient(),
         "dbt": dbt_resource(profile),
         "audit": AuditTrail(
             url=profile.audit_url,

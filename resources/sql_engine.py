@@ -5,9 +5,17 @@ engine, so a step can run in any process (or be retried) and see the same
 thing. Upstream tables arrive as Arrow tables and are registered as views
 without copying; values are bound as DuckDB `$name` parameters, never
 formatted into the SQL text.
+
+Sandboxed: a node's SQL sees its input views and nothing of the machine. The
+connection is opened with external access off (no file, URL, COPY TO, ATTACH of a
+file, Python replacement scan or extension directory), extension autoinstall and
+autoload off, and the configuration locked, all at connect time so no statement can
+turn them back on (`SANDBOX`). Errors are one line, and a refused file access says so
+without echoing anything (`_one_line`).
 """
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from typing import Any
 
@@ -18,7 +26,19 @@ from pydantic import Field
 
 
 class SqlQueryError(Exception):
-    """The engine rejected a query; the message is DuckDB's first line."""
+    """The engine rejected a query; the message is one line of DuckDB's (made safe)."""
+
+
+# Applied when the connection is opened; `lock_configuration` last in effect: after it no
+# SET/RESET/PRAGMA can change any setting (DuckDB: "the configuration has been locked").
+SANDBOX: dict[str, Any] = {
+    "enable_external_access": False,
+    "autoinstall_known_extensions": False,
+    "autoload_known_extensions": False,
+    "allow_community_extensions": False,
+    "python_enable_replacements": False,
+    "lock_configuration": True,
+}
 
 
 class DuckDBEngine(ConfigurableResource):
@@ -36,7 +56,7 @@ class DuckDBEngine(ConfigurableResource):
         parameters: Mapping[str, Any] | None = None,
     ) -> pa.Table:
         """Run `sql` (one statement) with `views` registered and `$name` parameters bound."""
-        config: dict[str, Any] = {}
+        config: dict[str, Any] = dict(SANDBOX)
         if self.threads is not None:
             config["threads"] = self.threads
         if self.memory_limit is not None:
@@ -50,12 +70,43 @@ class DuckDBEngine(ConfigurableResource):
                     return pa.table({})
                 return relation.to_arrow_table()
         except duckdb.Error as err:
-            raise SqlQueryError(_first_line(str(err))) from None
+            raise SqlQueryError(_one_line(err)) from None
 
 
-def _first_line(message: str) -> str:
-    """DuckDB messages run over several lines (hints, a caret); the first says what is wrong."""
+# What the sandbox refuses, said as what the node may do instead (the originals name the
+# path or setting the query tried, which is the node's own text, but say nothing useful).
+_FILES = (
+    "reading or writing files or URLs is not allowed in a SQL node "
+    "(read_text, read_csv, COPY, ATTACH, EXPORT...): a query reads only its input views"
+)
+_REFUSALS = (
+    ("file system operations are disabled", _FILES),
+    ("external extensions is disabled", "loading DuckDB extensions is not allowed in a SQL node"),
+    ("extension autoloading is disabled", "loading DuckDB extensions is not allowed in a SQL node"),
+    ("configuration has been locked", "changing DuckDB settings is not allowed in a SQL node"),
+)
+_MAX_LINE = 300
+
+
+def _one_line(err: duckdb.Error) -> str:
+    """DuckDB messages run over several lines (hints, a caret, a `LINE 1: <the text>` echo); the
+    first says what is wrong. A sandbox refusal becomes one fixed line."""
+    message = str(err)
+    for marker, refusal in _REFUSALS:
+        if marker in message:
+            kind = message.split(":", 1)[0] if ":" in message else "Error"
+            return f"{kind}: {refusal}"
     for line in message.splitlines():
         if line.strip():
-            return line.strip()
-    return message.strip() or "unknown error"
+            line = line.strip()
+            return line if len(line) <= _MAX_LINE else line[: _MAX_LINE - 3] + "..."
+    return message.strip()[:_MAX_LINE] or "unknown error"
+
+
+_QUOTED = re.compile(r'"[^"]*"|\'[^\']*\'')
+
+
+def without_quoted_text(line: str) -> str:
+    """An engine error with the quoted fragments blanked (`at or near "..."`): for SQL read
+    from a file, which the message must not echo."""
+    return _QUOTED.sub('"..."', line)

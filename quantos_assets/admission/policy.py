@@ -12,6 +12,7 @@ from quantos_assets.admission.refusal import Refusal
 from quantos_assets.admission.request import AdmissionRequest
 from quantos_assets.admission.rules import (
     ActiveRuns,
+    AllowedEntrypoints,
     GrantedScopes,
     PipelineOwner,
     Rule,
@@ -24,6 +25,7 @@ POLICY: tuple[Rule, ...] = (
     PipelineOwner(),
     TeamLabel(),
     UniqueNames(),
+    AllowedEntrypoints(),
     GrantedScopes(),
     ActiveRuns(),
     SubmissionRate(),

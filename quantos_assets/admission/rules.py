@@ -19,6 +19,7 @@ from quantos_assets.admission.request import (
     AdmissionRequest,
 )
 from quantos_assets.gateway.teams import pipeline_team
+from quantos_assets.kinds.entrypoints import pipeline_entrypoint_refusals
 
 ALL_ACTIONS = frozenset(Action)
 
@@ -81,6 +82,21 @@ class UniqueNames(Rule):
             return None
         clashes = request.registry.conflicts(request.spec)
         return Refusal(self.code, 409, clashes[0]) if clashes else None
+
+
+class AllowedEntrypoints(Rule):
+    """A python_task runs only an entrypoint under a module prefix its pipeline's team is
+    given (deploy/teams.yaml `entrypoints`): naming `subprocess:getoutput` is running a shell.
+    Admins too: the step itself refuses what this refuses (kinds/entrypoints.py)."""
+
+    code = codes.ENTRYPOINT
+    actions = ALL_ACTIONS
+
+    def check(self, request: AdmissionRequest) -> Refusal | None:
+        if request.spec is None:
+            return None
+        refused = pipeline_entrypoint_refusals(request.spec, request.teams)
+        return Refusal(self.code, 403, "; ".join(refused)) if refused else None
 
 
 class GrantedScopes(Rule):

@@ -18,6 +18,7 @@ from quantos_assets.spec.errors import SpecError
 if TYPE_CHECKING:  # imported where used: `quantos --help` stays fast
     import datetime as dt
 
+    from quantos_assets.gateway.teams import TeamsFile
     from quantos_assets.pipeline_assets import PipelineDefs
     from quantos_assets.spec.loader import LoadedSpec
 
@@ -65,6 +66,11 @@ def _parser() -> argparse.ArgumentParser:
 
     v = sub.add_parser("validate", help="validate spec files or directories (exit 1 on any error)")
     v.add_argument("paths", nargs="+", type=Path, help="spec files (.yaml, .yml, .json) or directories of them")
+    v.add_argument(
+        "--team",
+        help="check python_task entrypoints against this team's allow-list (deploy/teams.yaml, QUANTOS_TEAMS) "
+        "instead of the spec's labels.team (a spec without either gets the defaults')",
+    )
     v.set_defaults(handler=cmd_validate)
 
     s = sub.add_parser("schema", help="print the JSON Schema of the DAG spec")
@@ -123,6 +129,7 @@ def _iso_date(text: str) -> dt.date:
 
 
 def cmd_validate(args: argparse.Namespace) -> int:
+    from quantos_assets.gateway.teams import load_teams, teams_location
     from quantos_assets.spec.loader import load_spec
     from quantos_assets.spec_registry import spec_files
 
@@ -135,11 +142,13 @@ def cmd_validate(args: argparse.Namespace) -> int:
     if not files:
         print("quantos: no spec files found", file=sys.stderr)
         return EXIT_INVALID
+    teams = load_teams(*teams_location())  # a broken teams file is one line and exit 2
     failed = 0
     for path in files:
         try:
             loaded = load_spec(path)
             _check_placement(loaded)
+            _check_entrypoints(loaded, teams, args.team)
         except SpecError as err:
             failed += 1
             print(str(err), file=sys.stderr)
@@ -157,6 +166,23 @@ def _check_placement(loaded: LoadedSpec) -> PipelineDefs:
         return build_pipeline(loaded)
     except PlacementError as err:
         raise SpecError([f"{loaded.path}:1: resources: {err}"]) from None
+
+
+def _check_entrypoints(loaded: LoadedSpec, teams: TeamsFile, team: str | None) -> None:
+    """The entrypoints the team may run (the gateway and the step refuse the others)."""
+    from quantos_assets.kinds.entrypoints import entrypoint_problems, entrypoint_team
+    from quantos_assets.spec.errors import SpecProblem
+    from quantos_assets.spec.loader import load_document
+    from quantos_assets.spec.models import DagSpec
+    from quantos_assets.spec.source_map import parse_path
+
+    team = team or entrypoint_team(loaded.spec.labels)
+    problems = entrypoint_problems(loaded.spec, teams.entrypoints_for(team), team)
+    if not problems:
+        return
+    source = str(loaded.path)
+    _, positions = load_document(source, DagSpec)  # read again only to cite the lines
+    raise SpecError([SpecProblem(source, positions.line(parse_path(p)), p, m) for p, m in problems])
 
 
 def cmd_schema(args: argparse.Namespace) -> int:

@@ -1,4 +1,5 @@
-"""Per-team policy: which secret scopes a team may use and its quotas (deploy/teams.yaml)."""
+"""Per-team policy: which secret scopes a team may use, which modules its python_task
+entrypoints may come from, and its quotas (deploy/teams.yaml)."""
 from __future__ import annotations
 
 import os
@@ -6,8 +7,9 @@ from collections.abc import Mapping
 from pathlib import Path
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
+from quantos_assets.kinds.entrypoints import DEFAULT_ENTRYPOINT_MODULES, MODULE_PATH
 from resources.profile import REPO_ROOT
 
 
@@ -15,8 +17,19 @@ class TeamPolicy(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     secrets_scopes: list[str] = Field(default_factory=list)
+    # Module prefixes python_task entrypoints may name (whole dotted components); not
+    # inherited from `defaults`, like every other field: a team entry is complete.
+    entrypoints: list[str] = Field(default_factory=lambda: list(DEFAULT_ENTRYPOINT_MODULES))
     max_concurrent_runs: int = Field(default=20, ge=0)
     submissions_per_minute: int = Field(default=600, ge=0)
+
+    @field_validator("entrypoints")
+    @classmethod
+    def _module_prefixes(cls, value: list[str]) -> list[str]:
+        for prefix in value:
+            if not MODULE_PATH.match(prefix):
+                raise ValueError(f"{prefix!r} is not a dotted module path (e.g. quantos_assets.tasks)")
+        return value
 
 
 class TeamsFile(BaseModel):
@@ -27,6 +40,10 @@ class TeamsFile(BaseModel):
 
     def policy(self, team: str) -> TeamPolicy:
         return self.teams.get(team, self.defaults)
+
+    def entrypoints_for(self, team: str | None) -> list[str]:
+        """The module prefixes a pipeline of `team` may run (None: a pipeline without one)."""
+        return (self.policy(team) if team else self.defaults).entrypoints
 
 
 def pipeline_team(labels: Mapping[str, str]) -> str | None:

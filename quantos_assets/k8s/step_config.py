@@ -14,6 +14,7 @@ import re
 from collections.abc import Mapping
 from typing import Any
 
+from quantos_assets.kinds.step_environment import SCOPE_ENV_PREFIX
 from quantos_assets.placement import Pool, choose_pool, load_pools
 from quantos_assets.run_tags import LABEL_PREFIX as TAG_LABEL_PREFIX
 from quantos_assets.run_tags import (
@@ -101,8 +102,10 @@ def step_k8s_config(
         "volume_mounts": [{"name": TMP_VOLUME, "mount_path": "/tmp"}],
     }
     if params and params.secrets_scope and not launcher:
+        # Prefixed: a scope's key reaches the python_task child (kinds/step_environment.py,
+        # prefix removed) but can neither override nor pass for a setting of the step itself.
         container["env_from"] = [
-            {"secret_ref": {"name": secret_name(s)}} for s in params.secrets_scope
+            {"prefix": SCOPE_ENV_PREFIX, "secret_ref": {"name": secret_name(s)}} for s in params.secrets_scope
         ]
     pod_spec: dict[str, Any] = {
         "node_selector": dict(pool.node_selector),
@@ -199,11 +202,16 @@ def pipes_pod_base(config: dict[str, Any]) -> tuple[dict[str, Any], dict[str, An
 
     The Pipes pod of an image-only task is the step pod's twin: same pool, resources,
     security contexts, /tmp volume, secret scopes and labels; only the image differs, and it
-    never gets an API token (the step that launches it does).
+    never gets an API token (the step that launches it does). Its scope Secrets come without
+    the step's prefix: the image is the node's own code and nothing of the platform's is in
+    its pod.
     """
+    container = dict(config["container_config"])
+    if container.get("env_from"):
+        container["env_from"] = [{k: v for k, v in e.items() if k != "prefix"} for e in container["env_from"]]
     pod_spec = {
         **config["pod_spec_config"],
-        "containers": [dict(config["container_config"])],
+        "containers": [container],
         "automount_service_account_token": False,
     }
     return {"labels": dict(config["pod_template_spec_metadata"]["labels"])}, pod_spec

@@ -4,6 +4,10 @@ Run as `python -m quantos_assets.kinds.pipes_entry` by the python_task runner,
 which passes everything through Pipes `extras`:
 
     entrypoint  "package.module:function"
+    allowed_modules  the module prefixes the pipeline's team may run (deploy/teams.yaml):
+                the function itself must be defined under one of them, so an allowed
+                module cannot lend out what it imported (`allowed.module:run` being
+                subprocess.run)
     inputs      {name: {"path": file, "format": "arrow" | "bytes"}}
     params      the node's params without `entrypoint` (JSON values)
     outs        the node's out names, in order
@@ -37,13 +41,26 @@ class EntrypointError(Exception):
     """The entrypoint broke the calling convention (bad name, wrong outs or types)."""
 
 
-def load_entrypoint(entrypoint: str) -> Any:
+def load_entrypoint(entrypoint: str, allowed_modules: list[str] | None = None) -> Any:
     module_name, _, function_name = entrypoint.partition(":")
+    if allowed_modules is not None and not _under(module_name, allowed_modules):
+        raise EntrypointError(f"module '{module_name}' is not under an allowed module ({', '.join(allowed_modules)})")
     module = importlib.import_module(module_name)
     fn = getattr(module, function_name, None)
     if not callable(fn):
         raise EntrypointError(f"module '{module_name}' has no function '{function_name}'")
+    defined_in = getattr(fn, "__module__", None)
+    if allowed_modules is not None and not (isinstance(defined_in, str) and _under(defined_in, allowed_modules)):
+        raise EntrypointError(
+            f"'{function_name}' comes from module '{defined_in}', which is not under an allowed module "
+            f"({', '.join(allowed_modules)})"
+        )
     return fn
+
+
+def _under(module: str, prefixes: list[str]) -> bool:
+    """kinds.entrypoints.module_allowed, not imported: the child stays light (pyarrow only)."""
+    return any(module == p or module.startswith(p + ".") for p in prefixes)
 
 
 def read_inputs(inputs: Mapping[str, Mapping[str, str]]) -> dict[str, Any]:
@@ -98,7 +115,7 @@ def run(pipes: PipesContext) -> None:
     entrypoint: str = extras["entrypoint"]
     outs: list[str] = list(extras["outs"])
     out_dir = Path(extras["out_dir"])
-    fn = load_entrypoint(entrypoint)
+    fn = load_entrypoint(entrypoint, extras.get("allowed_modules"))
     pipes.log.info(f"calling {entrypoint} with inputs {sorted(extras['inputs'])}")
     result = fn(**read_inputs(extras["inputs"]), **extras["params"])
     written = {out: write_out(out, value, out_dir) for out, value in by_out(result, outs).items()}

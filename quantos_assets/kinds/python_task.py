@@ -4,6 +4,11 @@ A subprocess keeps the node's code (and its crashes, memory, env) out of the
 step process and is the same contract a Kubernetes pod gets in production:
 inputs and outputs as Arrow files, params and out names as Pipes extras. The
 calling convention is documented in `pipes_entry`.
+
+The entrypoint must be under a module prefix the pipeline's team is allowed in
+deploy/teams.yaml (checked here again, whatever admitted the spec), and the child
+runs sandboxed: only the environment `step_environment` allows, in a working
+directory of its own (not the repository's).
 """
 from __future__ import annotations
 
@@ -18,15 +23,17 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
-from dagster import AssetExecutionContext
+from dagster import AssetExecutionContext, PipesSubprocessClient
 from pyarrow import feather
 
-import quantos_assets
 from quantos_assets.kinds.base import NodeRun, NodeRunError, NodeValue, resource
+from quantos_assets.kinds.entrypoints import entrypoint_problem, entrypoint_team
+from quantos_assets.kinds.step_environment import prepare_workdir, scope_secrets, step_environment
 from resources.artifact import Artifact
+from resources.pipes_sandbox import SandboxedSubprocessClient
+from resources.profile import runs_pods
 
 ENTRY_MODULE = "quantos_assets.kinds.pipes_entry"
-PROJECT_ROOT = Path(quantos_assets.__file__).resolve().parent.parent
 
 
 class PythonTaskRunner:
@@ -39,12 +46,16 @@ class PythonTaskRunner:
         clash = sorted(set(params) & set(run.inputs))
         if clash:
             raise NodeRunError(f"{run.label}: params {clash} have the names of inputs; rename one")
-        client = resource(context, "pipes_subprocess_client")
+        allowed = _allowed_modules(run, entrypoint)
+        client = _sandboxed(resource(context, "pipes_subprocess_client"), run.label)
+        # The child's cwd, HOME and TMPDIR: 0700, gone when the step ends.
         with tempfile.TemporaryDirectory(prefix=f"quantos-{node.id}-") as tmp:
             work = Path(tmp)
             (work / "out").mkdir()
+            prepare_workdir(work)
             extras = {
                 "entrypoint": entrypoint,
+                "allowed_modules": allowed,
                 "inputs": _write_inputs(run.inputs, work / "in"),
                 "params": _jsonable(params, run.label),
                 "outs": list(node.outs),
@@ -56,9 +67,11 @@ class PythonTaskRunner:
             try:
                 client.run(
                     context=context,
-                    command=[sys.executable, "-m", ENTRY_MODULE],
+                    # -P: the cwd is not put on sys.path (nothing in it can shadow a module)
+                    command=[sys.executable, "-P", "-m", ENTRY_MODULE],
                     extras=extras,
-                    env=_child_env(node.env),
+                    env=step_environment(node.env, work, scope_secrets(os.environ) if runs_pods() else {}),
+                    cwd=str(work),
                 )
             except Exception as err:  # noqa: BLE001 - the Pipes client raises its own (private) error type
                 error_file = work / "error.txt"
@@ -129,10 +142,28 @@ def _read_out(folder: Path, out: str, label: str) -> NodeValue:
     raise NodeRunError(f"{label}: the entrypoint wrote no value for out '{out}'")
 
 
-def _child_env(node_env: dict[str, str]) -> dict[str, str]:
-    """The node's env over ours (the Pipes client adds os.environ), the project importable."""
-    paths = [str(PROJECT_ROOT), node_env.get("PYTHONPATH") or os.environ.get("PYTHONPATH", "")]
-    return {**node_env, "PYTHONPATH": os.pathsep.join(p for p in paths if p)}
+def _allowed_modules(run: NodeRun, entrypoint: str) -> list[str]:
+    """The module prefixes of the pipeline's team (deploy/teams.yaml, read now: an edit
+    applies to the next step); refuses an entrypoint outside them before anything starts."""
+    from quantos_assets.gateway.teams import TeamsFileError, load_teams, teams_location
+
+    try:
+        teams = load_teams(*teams_location())
+    except TeamsFileError as err:
+        raise NodeRunError(f"{run.label}: cannot check params.entrypoint: {err}") from None
+    team = entrypoint_team(run.spec.labels)
+    allowed = teams.entrypoints_for(team)
+    problem = entrypoint_problem(entrypoint, allowed, team)
+    if problem is not None:
+        raise NodeRunError(f"{run.label}: params.entrypoint {problem}")
+    return list(allowed)
+
+
+def _sandboxed(client: object, label: str) -> SandboxedSubprocessClient:
+    """Whatever Pipes subprocess client is bound, the child never gets the step's os.environ."""
+    if not isinstance(client, PipesSubprocessClient):
+        raise NodeRunError(f"{label}: resource pipes_subprocess_client is a {type(client).__name__}, not a PipesSubprocessClient")
+    return SandboxedSubprocessClient.like(client)
 
 
 def _jsonable(params: dict[str, Any], label: str) -> dict[str, Any]:

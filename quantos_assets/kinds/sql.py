@@ -8,16 +8,20 @@ binds them, so a value can never change the shape of the query.
 
 params:
     sql         one query, or a mapping out -> query for several outs
-    sql_uri     instead of sql: a path relative to the spec file or an
-                object-store URI (s3://...), or a mapping out -> either
+    sql_uri     instead of sql: a .sql file relative to the spec file, or an
+                s3:// / file:// URI under the artifact store, or a mapping out -> either
+                (`sql_sources`: nothing else is read)
     parameters  {name: value} for the `:name` placeholders
 
-With several outs, each query also sees the outs computed before it as views.
+With several outs, each query also sees the outs computed before it as views. A node's
+SQL is one query (SELECT, WITH, VALUES, set operations): COPY, ATTACH, SET, INSTALL...
+are refused here, and the DuckDB engine refuses files, network and settings anyway.
+Errors about SQL read from a sql_uri give a position, never the file's text.
 """
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
-from pathlib import Path
 from typing import Any
 
 import pyarrow as pa
@@ -27,7 +31,13 @@ from sqlglot import exp
 from sqlglot.errors import ErrorLevel, SqlglotError
 
 from quantos_assets.kinds.base import NodeRun, NodeRunError, NodeValue, resource
-from resources.sql_engine import SqlQueryError
+from quantos_assets.kinds.sql_sources import (
+    SqlUriError,
+    decode_sql,
+    read_spec_relative,
+    store_relpath,
+)
+from resources.sql_engine import SqlQueryError, without_quoted_text
 
 
 class SqlRunner:
@@ -43,7 +53,7 @@ class SqlRunner:
         node = run.node
         if not node.outs:
             raise NodeRunError(f"{run.label}: a {node.kind.value} node needs one out for its result")
-        sources = self._sources(context, run)
+        sources, from_files = self._sources(context, run)
         parameters = node.params.get("parameters") or {}
         if not isinstance(parameters, Mapping):
             raise NodeRunError(f"{run.label}: params.parameters must be a mapping name -> value")
@@ -53,7 +63,7 @@ class SqlRunner:
         engine = resource(context, "sql_engine")
         results: dict[str, NodeValue] = {}
         for out in node.outs:
-            duck_sql, used = self.transpile(sources[out], run.label, out)
+            duck_sql, used = self.transpile(sources[out], run.label, out, from_file=from_files)
             missing = sorted(used - set(parameters))
             if missing:
                 raise NodeRunError(
@@ -63,21 +73,30 @@ class SqlRunner:
             try:
                 table = engine.query(duck_sql, views, {name: parameters[name] for name in used})
             except SqlQueryError as err:
-                raise NodeRunError(f"{run.label}: out '{out}': {err}") from None
+                # SQL from a file: DuckDB may quote its tokens ('at or near "..."'); say where only
+                reason = without_quoted_text(str(err)) if from_files else str(err)
+                raise NodeRunError(f"{run.label}: out '{out}': {reason}") from None
             results[out] = table
             views[out] = table
             context.log.info(f"{run.label}: {out}: {table.num_rows} rows")
         return results
 
-    def transpile(self, sql: str, label: str, out: str) -> tuple[str, set[str]]:
-        """The DuckDB form of one query and the names of the parameters it uses."""
+    def transpile(self, sql: str, label: str, out: str, from_file: bool = False) -> tuple[str, set[str]]:
+        """The DuckDB form of one query and the names of the parameters it uses. `from_file`:
+        the text came from a sql_uri, so errors cite a position, never the text."""
         try:
             statements = [s for s in sqlglot.parse(sql, read=self.dialect) if s is not None]
         except SqlglotError as err:
-            raise NodeRunError(f"{label}: out '{out}' is not valid {self.dialect} SQL: {_first_line(err)}") from None
+            reason = _position(err) if from_file else _first_line(err)
+            raise NodeRunError(f"{label}: out '{out}' is not valid {self.dialect} SQL: {reason}") from None
         if len(statements) != 1:
             raise NodeRunError(f"{label}: out '{out}' must be exactly one query, found {len(statements)} statements")
         tree = statements[0]
+        if not isinstance(tree, (exp.Query, exp.Values)):
+            raise NodeRunError(
+                f"{label}: out '{out}' must be a query (SELECT, WITH, VALUES), not {_statement(sql)}: "
+                "a SQL node reads its input views and returns rows"
+            )
         placeholders = list(tree.find_all(exp.Placeholder))
         if any(not p.this for p in placeholders):
             raise NodeRunError(f"{label}: out '{out}' uses '?' placeholders; name them (:name) and set params.parameters")
@@ -87,8 +106,8 @@ class SqlRunner:
             raise NodeRunError(f"{label}: out '{out}' cannot run on DuckDB: {_first_line(err)}") from None
         return duck_sql, {str(p.this) for p in placeholders}
 
-    def _sources(self, context: AssetExecutionContext, run: NodeRun) -> dict[str, str]:
-        """The SQL text of each out, from params.sql or params.sql_uri."""
+    def _sources(self, context: AssetExecutionContext, run: NodeRun) -> tuple[dict[str, str], bool]:
+        """The SQL text of each out, from params.sql or params.sql_uri (True: from files)."""
         params, outs = run.node.params, run.node.outs
         if ("sql" in params) == ("sql_uri" in params):
             raise NodeRunError(f"{run.label}: set exactly one of params.sql and params.sql_uri")
@@ -104,29 +123,45 @@ class SqlRunner:
         else:
             raise NodeRunError(f"{run.label}: {len(outs)} outs need params.{key} as a mapping out -> query")
         if key == "sql":
-            return per_out
-        return {out: _read_uri(context, run, uri) for out, uri in per_out.items()}
+            return per_out, False
+        return {out: _read_uri(context, run, uri) for out, uri in per_out.items()}, True
 
 
 def _read_uri(context: AssetExecutionContext, run: NodeRun, uri: str) -> str:
-    if "://" in uri:
+    """The spec's folder or the artifact store (sql_sources), never anywhere else."""
+    try:
+        if "://" not in uri:
+            if run.spec_dir is None:
+                raise NodeRunError(f"{run.label}: sql_uri '{uri}' is relative but the spec has no file to be relative to")
+            return read_spec_relative(run.spec_dir, uri)
         try:
             store = resource(context, "artifact_store")
         except Exception:  # noqa: BLE001 - not bound to this step (e.g. a test building its own asset)
             raise NodeRunError(f"{run.label}: sql_uri '{uri}' needs the artifact_store resource") from None
+        relpath = store_relpath(store, uri)
         try:
-            data = store.get(uri)
+            data = store.get(relpath)
         except Exception as err:  # noqa: BLE001 - each store backend has its own "not found"
             raise NodeRunError(f"{run.label}: sql_uri '{uri}' cannot be read: {_first_line(err)}") from None
-        return data.decode("utf-8") if isinstance(data, bytes) else str(data)
-    path = Path(uri)
-    if not path.is_absolute():
-        if run.spec_dir is None:
-            raise NodeRunError(f"{run.label}: sql_uri '{uri}' is relative but the spec has no file to be relative to")
-        path = run.spec_dir / path
-    if not path.is_file():
-        raise NodeRunError(f"{run.label}: sql_uri '{uri}' not found (looked at {path})")
-    return path.read_text(encoding="utf-8")
+        return decode_sql(uri, data)
+    except SqlUriError as err:
+        raise NodeRunError(f"{run.label}: sql_uri {err}") from None
+
+
+def _statement(sql: str) -> str:
+    """The statement's first keyword (COPY, ATTACH, SET...), for the refusal."""
+    words = sql.split(None, 1)
+    word = words[0].upper() if words else ""
+    return f"a {word} statement" if word.isalpha() and len(word) <= 12 else "this statement"
+
+
+_POSITION = re.compile(r"Line (\d+), Col: (\d+)")
+
+
+def _position(err: SqlglotError) -> str:
+    """Where sqlglot stopped, without the text it quotes (a sql_uri file's)."""
+    match = _POSITION.search(str(err))
+    return f"syntax error at line {match.group(1)}, column {match.group(2)}" if match else "syntax error"
 
 
 def _first_line(err: Any) -> str:

@@ -97,7 +97,8 @@ def gateway_stack(
         (spec_dir / f"{spec['pipeline_id']}.yaml").write_text(yaml.safe_dump(spec))
     teams_file = root / "teams.yaml"
     teams_file.write_text(yaml.safe_dump(teams))
-    # The code location's sensors (job firings, Kafka) admit runs by the same teams file.
+    # The code location reads the same teams file (its sensors admit job firings and Kafka
+    # messages by it, steps check their entrypoint allow-list), as the one ConfigMap in production.
     with dagster_dev(root, spec_dir, extra_env={"QUANTOS_TEAMS": str(teams_file), **(extra_env or {})}) as srv:
         env = {
             **srv.env,

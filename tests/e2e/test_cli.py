@@ -61,6 +61,49 @@ def test_validate_reports_every_error_with_file_and_line(tmp_path: Path) -> None
     assert "xs_momentum_v1" in res.stdout  # the valid one is still reported valid
 
 
+ATTACK_SPEC = """\
+version: 1
+pipeline_id: shell
+labels: {team: research}
+nodes:
+  - id: ok
+    kind: python_task
+    params: {entrypoint: "quant_lib.tasks.alpha:run"}
+    outs: [a]
+  - id: pwn
+    kind: python_task
+    params:
+      entrypoint: "subprocess:getoutput"
+      cmd: "id; cat .quantos/api_tokens.json"
+    outs: [b]
+"""
+
+
+def test_validate_checks_entrypoints_against_the_teams_allow_list(tmp_path: Path) -> None:
+    spec = tmp_path / "shell.yaml"
+    spec.write_text(ATTACK_SPEC)
+    teams = tmp_path / "teams.yaml"
+    teams.write_text("teams:\n  research: {entrypoints: [quantos_assets.tasks]}\n  quant: {entrypoints: [quant_lib.tasks]}\n")
+    allowed = "may run entrypoints under: {} (deploy/teams.yaml entrypoints)"
+    res = quantos("validate", str(spec), env={"QUANTOS_TEAMS": str(teams)})
+    assert res.returncode == 1
+    assert res.stderr.splitlines() == [
+        f"{spec}:7: nodes[0].params.entrypoint: 'quant_lib.tasks.alpha:run' is not allowed: team research "
+        + allowed.format("quantos_assets.tasks"),
+        f"{spec}:12: nodes[1].params.entrypoint: 'subprocess:getoutput' is not allowed: team research "
+        + allowed.format("quantos_assets.tasks"),
+        "0 valid, 1 invalid",
+    ]
+    # --team checks as another team: quant may run quant_lib.tasks, and no team may run subprocess
+    res = quantos("validate", "--team", "quant", str(spec), env={"QUANTOS_TEAMS": str(teams)})
+    assert res.returncode == 1
+    assert res.stderr.splitlines() == [
+        f"{spec}:12: nodes[1].params.entrypoint: 'subprocess:getoutput' is not allowed: team quant "
+        + allowed.format("quant_lib.tasks"),
+        "0 valid, 1 invalid",
+    ]
+
+
 def test_schema_is_json_schema_for_the_compiler() -> None:
     res = quantos("schema")
     assert res.returncode == 0

@@ -141,7 +141,9 @@ def test_in_production_a_submissions_placement_and_secrets_reach_its_steps(
     [run] = _tick(sensor, None).run_requests
 
     step = run.run_config["execution"]["config"]["per_step_k8s_config"]["xs_signal__features"]
-    assert step["container_config"]["env_from"] == [{"secret_ref": {"name": "quantos-scope-market-data"}}]
+    assert step["container_config"]["env_from"] == [
+        {"prefix": "QUANTOS_SCOPE__", "secret_ref": {"name": "quantos-scope-market-data"}}
+    ]
     assert step["pod_spec_config"]["node_selector"] == {"quantos.io/pool": "cpu-spot"}
     assert step["pod_template_spec_metadata"]["labels"]["quantos.io/submission"] == "sub-001"
     prod_job = definitions_for(pipelines, active_profile(PROD)).resolve_job_def("xs_signal")

@@ -1,6 +1,7 @@
 """python_task through a real PipesSubprocessClient inside a real Dagster step."""
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import pyarrow as pa
@@ -25,14 +26,17 @@ HERE = "tests.integration.test_kinds_entrypoints"
 
 
 # --- harness ---
-def _spec(*nodes: Node) -> DagSpec:
+def _spec(*nodes: Node, labels: dict[str, str] | None = None) -> DagSpec:
     # One node cut out of a pipeline: its ins have no producer here, so skip graph rules.
-    return DagSpec.model_construct(version=1, pipeline_id="kinds_py", nodes=list(nodes))
+    return DagSpec.model_construct(version=1, pipeline_id="kinds_py", nodes=list(nodes), labels=labels or {})
 
 
-def run_node(node: Node, inputs: dict[str, NodeValue] | None = None) -> dict[str, Any]:
-    """Materialize one node the way the translation does, through a real step context."""
-    spec = _spec(node)
+def run_node(
+    node: Node, inputs: dict[str, NodeValue] | None = None, labels: dict[str, str] | None = None
+) -> dict[str, Any]:
+    """Materialize one node the way the translation does, through a real step context
+    (bound to Dagster's own PipesSubprocessClient: the runner sandboxes it all the same)."""
+    spec = _spec(node, labels=labels)
     runner = runner_for(node.kind)
     caught: list[NodeRunError] = []
 
@@ -136,3 +140,76 @@ def test_image_only_task_needs_production() -> None:
 def test_malformed_entrypoint() -> None:
     with pytest.raises(NodeRunError, match="is not of the form 'package.module:function'"):
         run_node(_py("bad", ["a"], entrypoint="just_a_module"))
+
+
+# --- the sandbox (issue 16, defect 3) ---
+PLATFORM_SECRETS = {
+    "QUANTOS_API_TOKENS": "/srv/quantos/api_tokens.json",
+    "QUANTOS_GATEWAY_DB": "postgresql://gateway:gw-password@db/gateway",
+    "QUANTOS_CATALOG_URI": "postgresql://catalog:cat-password@db/catalog",
+    "QUANTOS_DAGSTER_PG_URL": "postgresql://dagster:pg-password@db/dagster",
+    "AWS_ACCESS_KEY_ID": "AKIAPLATFORM",
+    "AWS_SECRET_ACCESS_KEY": "platform-secret-key",
+    "QUANTOS_AUDIT_KEY": "audit-hmac-key",
+}
+
+
+@pytest.fixture
+def platform_env(tmp_path, monkeypatch: pytest.MonkeyPatch):
+    """A step process as the platform runs it: secrets in its env, the token store in its cwd."""
+    for name, value in PLATFORM_SECRETS.items():
+        monkeypatch.setenv(name, value)
+    (tmp_path / ".quantos").mkdir()
+    (tmp_path / ".quantos" / "api_tokens.json").write_text('{"tokens": ["TOKEN-STORE-CONTENT"]}')
+    monkeypatch.chdir(tmp_path)
+    return tmp_path
+
+
+def test_an_allowed_task_sees_none_of_the_platforms_secrets(platform_env) -> None:
+    node = Node(id="env", kind=NodeKind.python_task, params={"entrypoint": f"{HERE}:environment"},
+                env={"FEATURE_VIEW": "xs_v2", "LD_PRELOAD": "/tmp/evil.so", "PYTHONPATH": "/tmp/evil"}, outs=["env"])
+    seen = dict(zip(*run_node(node)["env"].to_pydict().values(), strict=True))
+    cwd = Path(seen.pop("<cwd>"))
+    leaked = {k: v for k, v in seen.items() if k in PLATFORM_SECRETS or v in PLATFORM_SECRETS.values()}
+    assert not leaked, leaked
+    assert seen["FEATURE_VIEW"] == "xs_v2"  # the node's own env still arrives
+    assert "LD_PRELOAD" not in seen and "/tmp/evil" not in seen["PYTHONPATH"]  # but not the loader's
+    # Only the allow-list: nothing of the step's own QUANTOS_* / DAGSTER_HOME, only Pipes' bootstrap
+    assert not [k for k in seen if k.startswith("QUANTOS_") or k == "DAGSTER_HOME"], sorted(seen)
+    assert {k for k in seen if k.startswith("DAGSTER_")} == {"DAGSTER_PIPES_CONTEXT", "DAGSTER_PIPES_MESSAGES"}
+    # A working directory of its own, HOME and TMPDIR inside it, gone afterwards
+    assert cwd != platform_env and not cwd.is_relative_to(platform_env)
+    assert Path(seen["HOME"]).parent == cwd and Path(seen["TMPDIR"]).parent == cwd
+    assert not cwd.exists()
+
+
+def test_a_shell_that_got_through_cannot_read_the_token_store(platform_env, monkeypatch) -> None:
+    """The attack of issue 16 with the allow-list bypassed (this team may run `tests.`): no
+    token store through the cwd, no secret through the environment."""
+    cmd = "id; cat .quantos/api_tokens.json; env"
+    out = run_node(_py("attack", ["out"], entrypoint=f"{HERE}:shell", cmd=cmd))["out"]["out"][0].as_py()
+    assert "uid=" in out, out  # the shell ran
+    assert "TOKEN-STORE-CONTENT" not in out
+    assert not [v for v in PLATFORM_SECRETS.values() if v in out]
+
+
+def test_an_entrypoint_outside_the_teams_modules_is_refused_before_it_starts(platform_env, monkeypatch) -> None:
+    teams = platform_env / "teams.yaml"
+    teams.write_text("defaults: {entrypoints: [quantos_assets.tasks]}\nteams: {quant: {entrypoints: [tests.integration]}}\n")
+    monkeypatch.setenv("QUANTOS_TEAMS", str(teams))
+    with pytest.raises(NodeRunError) as err:
+        run_node(_py("attack", ["out"], entrypoint="subprocess:getoutput", cmd="id; cat .quantos/api_tokens.json"))
+    assert str(err.value) == (
+        "kinds_py.attack: params.entrypoint 'subprocess:getoutput' is not allowed: pipelines without "
+        "labels.team (defaults) may run entrypoints under: quantos_assets.tasks (deploy/teams.yaml entrypoints)"
+    )
+    # The team's own prefix is whole components: tests.integration allows tests.integration.x, not tests.integrationx
+    node = _py("ok", ["view"], entrypoint=f"{HERE}:echo_env")
+    with pytest.raises(NodeRunError, match="is not allowed: pipelines without labels.team"):
+        run_node(node)
+    assert run_node(node, labels={"team": "quant"})["view"].num_rows == 1
+
+
+def test_an_allowed_module_cannot_lend_out_what_it_imported() -> None:
+    with pytest.raises(NodeRunError, match=r"'getoutput' comes from module 'subprocess', which is not under an allowed module"):
+        run_node(_py("lent", ["out"], entrypoint=f"{HERE}:getoutput", cmd="id"))

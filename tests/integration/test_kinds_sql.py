@@ -12,7 +12,7 @@ from quantos_assets.kinds.base import NodeRun, NodeRunError
 from quantos_assets.kinds.registry import runner_for
 from quantos_assets.spec.models import DagSpec, Node, NodeKind
 from resources.artifact_store import ArtifactStore
-from resources.sql_engine import DuckDBEngine
+from resources.sql_engine import DuckDBEngine, SqlQueryError
 
 pytestmark = pytest.mark.integration
 
@@ -115,3 +115,120 @@ def test_missing_parameter_value_and_positional_placeholders() -> None:
         run_sql(NodeKind.trino_sql, {"sql": "SELECT * FROM bars WHERE volume > :min_volume"})
     with pytest.raises(NodeRunError, match=r"'\?' placeholders"):
         run_sql(NodeKind.trino_sql, {"sql": "SELECT * FROM bars WHERE volume > ?"})
+
+
+# --- the sandbox (issue 16, defect 4): a query sees its input views and nothing of the machine ---
+FILE_REFUSAL = (
+    "kinds_sql.universe: out 'universe': Permission Error: reading or writing files or URLs is not allowed "
+    "in a SQL node (read_text, read_csv, COPY, ATTACH, EXPORT...): a query reads only its input views"
+)
+
+
+def _refused(params: dict[str, Any], **kwargs: Any) -> str:
+    with pytest.raises(NodeRunError) as err:
+        run_sql(NodeKind.trino_sql, params, **kwargs)
+    message = str(err.value)
+    assert "\n" not in message
+    return message
+
+
+def test_reading_a_file_is_refused_without_echoing_it(tmp_path: Path) -> None:
+    secret = tmp_path / "hostname"
+    secret.write_text("SECRET-HOST-CONTENT\n")
+    for sql in (f"SELECT * FROM read_text('{secret}')", f"SELECT * FROM read_csv('{secret}')",
+                f"SELECT * FROM read_blob('{secret}')", f"SELECT * FROM read_parquet('{secret}')"):
+        assert _refused({"sql": sql}) == FILE_REFUSAL, sql
+
+
+def test_copy_to_and_attach_are_refused_and_write_nothing(tmp_path: Path) -> None:
+    target = tmp_path / "written.csv"
+    message = _refused({"sql": f"COPY (SELECT * FROM bars) TO '{target}'"})
+    assert message == (
+        "kinds_sql.universe: out 'universe' must be a query (SELECT, WITH, VALUES), not a COPY statement: "
+        "a SQL node reads its input views and returns rows"
+    )
+    assert "not a SET statement" in _refused({"sql": "SET enable_external_access = true"})
+    # and the engine itself, whatever reaches it (the runner's check aside)
+    engine = DuckDBEngine()
+    for sql in (f"COPY (SELECT 1) TO '{target}'", f"ATTACH '{tmp_path / 'x.db'}' AS x",
+                f"EXPORT DATABASE '{tmp_path / 'export'}'", "INSTALL httpfs", "SELECT * FROM glob('/etc/*')"):
+        with pytest.raises(SqlQueryError, match="Permission Error: reading or writing files or URLs is not allowed"):
+            engine.query(sql)
+    with pytest.raises(SqlQueryError, match="changing DuckDB settings is not allowed"):
+        engine.query("SET enable_external_access = true")
+    with pytest.raises(SqlQueryError, match="changing DuckDB settings is not allowed"):
+        engine.query("RESET lock_configuration")
+    with pytest.raises(SqlQueryError, match="loading DuckDB extensions is not allowed"):
+        engine.query("LOAD httpfs")
+    assert sorted(p.name for p in tmp_path.iterdir()) == []
+
+
+def test_a_url_is_refused_without_any_request() -> None:
+    from loopback_http import QuietHandler, serve_http
+
+    requests: list[str] = []
+
+    class Handler(QuietHandler):
+        def do_GET(self) -> None:
+            requests.append(self.path)
+            self.send_response(200)
+            self.end_headers()
+            self.wfile.write(b"SELECT 1")
+
+    with serve_http(Handler) as url:
+        assert _refused({"sql": f"SELECT * FROM read_text('{url}/x')"}) == FILE_REFUSAL
+        assert _refused({"sql": f"SELECT * FROM read_parquet('{url}/x.parquet')"}) == FILE_REFUSAL
+    assert requests == []
+
+
+def test_the_configuration_is_locked_and_arrow_views_still_work() -> None:
+    engine = DuckDBEngine(threads=2)
+    settings = engine.query(
+        "SELECT name, value FROM duckdb_settings() WHERE name IN ('enable_external_access', "
+        "'autoinstall_known_extensions', 'autoload_known_extensions', 'lock_configuration') ORDER BY name"
+    ).to_pylist()
+    assert settings == [
+        {"name": "autoinstall_known_extensions", "value": "false"},
+        {"name": "autoload_known_extensions", "value": "false"},
+        {"name": "enable_external_access", "value": "false"},
+        {"name": "lock_configuration", "value": "true"},
+    ]
+    assert engine.query("SELECT count(*) AS n FROM bars", {"bars": BARS}).to_pylist() == [{"n": 4}]
+
+
+def test_sql_uri_outside_the_spec_folder_is_refused(tmp_path: Path) -> None:
+    spec_dir, outside = tmp_path / "specs", tmp_path / "other"
+    spec_dir.mkdir()
+    outside.mkdir()
+    (outside / "q.sql").write_text("SELECT 'OTHER-TEAM-SQL' AS x")
+    (spec_dir / "escape.sql").symlink_to(outside / "q.sql")
+    where = "use a .sql file relative to the spec file, or an s3:// or file:// URI under the artifact store"
+    cases = {
+        "/etc/passwd": f"sql_uri '/etc/passwd' is an absolute path; {where}",
+        "../other/q.sql": f"sql_uri '../other/q.sql' goes up a folder ('..'); {where}",
+        "escape.sql": f"sql_uri 'escape.sql' leads out of the spec's folder (a symlink?); {where}",
+        "q.yaml": f"sql_uri 'q.yaml' is not a .sql file; {where}",
+        "file:///etc/passwd": f"sql_uri 'file:///etc/passwd' is not a .sql file; {where}",
+    }
+    for uri, says in cases.items():
+        message = _refused({"sql_uri": uri}, spec_dir=spec_dir, store_root=tmp_path / "store")
+        assert message == f"kinds_sql.universe: {says}", message
+        assert "OTHER-TEAM-SQL" not in message and "root:" not in message
+
+
+def test_sql_uri_outside_the_artifact_store_is_refused(tmp_path: Path) -> None:
+    (tmp_path / "elsewhere.sql").write_text("SELECT 'NOT-IN-THE-STORE' AS x")
+    store = tmp_path / "store"
+    for uri in ((tmp_path / "elsewhere.sql").as_uri(), "s3://other-bucket/q.sql"):
+        message = _refused({"sql_uri": uri}, store_root=store)
+        assert message.startswith(f"kinds_sql.universe: sql_uri '{uri}' is outside the artifact store ({store})"), message
+
+
+def test_errors_in_sql_from_a_file_give_a_position_not_its_text(tmp_path: Path) -> None:
+    (tmp_path / "bad.sql").write_text("root:x:0:0:root:/root:/bin/bash\n")
+    (tmp_path / "binder.sql").write_text('SELECT "SECRET_COLUMN_NAME" FROM bars')
+    assert _refused({"sql_uri": "bad.sql"}, spec_dir=tmp_path) == (
+        "kinds_sql.universe: out 'universe' is not valid trino SQL: syntax error at line 1, column 7"
+    )
+    message = _refused({"sql_uri": "binder.sql"}, spec_dir=tmp_path)
+    assert message.startswith("kinds_sql.universe: out 'universe': Binder Error: ") and "SECRET" not in message

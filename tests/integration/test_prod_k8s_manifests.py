@@ -217,3 +217,99 @@ def test_run_tags_carry_the_whole_submission() -> None:
     spec = load_spec(SEED).spec
     assert params_from_run_tags({**spec_run_tags(spec), **runtime_run_tags(params)}) == params
     assert params_from_run_tags(spec_run_tags(spec)) is None  # no submission: spec-only placement
+
+
+# --- tenancy (issue 16): a step holds its own submission's scopes, and nothing else does ---
+def _secrets(pod: dict) -> set[str]:
+    """Every Secret a pod spec can read: envFrom, env valueFrom and secret volumes."""
+    names = {v["secret"]["secretName"] for v in pod.get("volumes") or [] if v.get("secret")}
+    for container in [*pod["containers"], *(pod.get("initContainers") or [])]:
+        names |= {e["secretRef"]["name"] for e in container.get("envFrom") or [] if e.get("secretRef")}
+        names |= {
+            e["valueFrom"]["secretKeyRef"]["name"]
+            for e in container.get("env") or []
+            if (e.get("valueFrom") or {}).get("secretKeyRef")
+        }
+    return names
+
+
+def _team_params(team: str, scopes: list[str]):
+    return load_runtime_params({"submission_id": f"sub-{team}", "labels": {"team": team}, "secrets_scope": scopes})
+
+
+@pytest.mark.parametrize("spec_file", sorted((REPO / "specs").glob("*.yaml")), ids=lambda p: p.name)
+def test_each_step_is_a_pod_with_only_its_teams_granted_scopes(spec_file: Path) -> None:
+    from quantos_assets.gateway.teams import load_teams
+
+    teams = load_teams(REPO / "deploy" / "teams.yaml")
+    pipeline = build_pipeline(load_spec(spec_file))
+    for team, policy in teams.teams.items():
+        mine = {secret_name(s) for s in policy.secrets_scopes}
+        theirs = {secret_name(s) for t, p in teams.teams.items() if t != team for s in p.secrets_scopes} - mine
+        assert mine and theirs, "deploy/teams.yaml grants each team scopes of its own"
+        params = _team_params(team, policy.secrets_scopes)
+        jobs = step_job_manifests(pipeline, params)
+        pods = {name: _pod(job) for name, job in jobs.items()}
+        # one Job, one pod template, one container per step
+        assert len({job["metadata"]["name"] for job in jobs.values()}) == len(jobs)
+        assert all(len(pod["containers"]) == 1 for pod in pods.values())
+        for name, pod in pods.items():
+            launcher = not pod["containers"][0].get("envFrom")
+            assert _secrets(pod) == (set() if launcher else mine), (team, name)
+            assert not _secrets(pod) & theirs
+            # the step's container sees the scopes prefixed, so they cannot pass for its settings
+            assert {e.get("prefix") for e in pod["containers"][0].get("envFrom") or []} <= {"QUANTOS_SCOPE__"}
+        for name, pod in pipes_pod_manifests(pipeline, params).items():
+            assert _secrets(pod["spec"]) == mine, (team, name)  # the image's own pod: unprefixed
+            assert all("prefix" not in e for e in pod["spec"]["containers"][0]["envFrom"])
+
+
+def test_the_run_worker_pod_gets_no_scope_secret(tmp_path: Path) -> None:
+    """The run worker (K8sRunLauncher, configured as deploy/dagster.prod.yaml and the Helm values
+    say) runs no node: whatever the submission's scopes, it gets only the platform's Secret."""
+    import yaml
+    from dagster import DagsterRun
+    from dagster_k8s import K8sRunLauncher
+    from dagster_k8s.job import construct_dagster_k8s_job, get_job_name_from_run_id
+    from kubernetes.client import ApiClient
+
+    from quantos_assets.k8s.manifests import DEFAULT_IMAGE
+    from quantos_assets.run_tags import TAG_TEAM, runtime_run_tags, spec_run_tags
+
+    kubeconfig = tmp_path / "kubeconfig"  # parsed only: nothing is sent to a cluster
+    kubeconfig.write_text(yaml.safe_dump({
+        "apiVersion": "v1", "kind": "Config", "current-context": "c",
+        "clusters": [{"name": "c", "cluster": {"server": "https://127.0.0.1:1"}}],
+        "users": [{"name": "u", "user": {"token": "x"}}],
+        "contexts": [{"name": "c", "context": {"cluster": "c", "user": "u"}}],
+    }))
+    config = yaml.safe_load((REPO / "deploy" / "dagster.prod.yaml").read_text())["run_launcher"]["config"]
+    helm = yaml.safe_load((REPO / "deploy" / "helm" / "values.yaml").read_text())
+    platform = [s["name"] for s in helm["runLauncher"]["config"]["k8sRunLauncher"]["envSecrets"]]
+    launcher = K8sRunLauncher(
+        **{**config, "job_namespace": "quantos", "load_incluster_config": False, "kubeconfig_file": str(kubeconfig)},
+        env_secrets=platform,
+    )
+    params = load_runtime_params(PARAMS)  # two secrets scopes
+    assert params.secrets_scope
+    spec = load_spec(SEED).spec
+    run = DagsterRun(
+        job_name=spec.pipeline_id, run_id="0f1e2d3c-0000-4000-8000-000000000000",
+        tags={**spec_run_tags(spec), **runtime_run_tags(params), TAG_TEAM: "research"},
+    )
+    # What K8sRunLauncher._launch_k8s_job_with_args builds, with its own container context.
+    context = launcher.get_container_context_for_run(run)
+    job_name = get_job_name_from_run_id(run.run_id)
+    job = construct_dagster_k8s_job(
+        job_config=context.get_k8s_job_config(job_image=DEFAULT_IMAGE, run_launcher=launcher),
+        args=["dagster", "api", "execute_run", "{}"],
+        job_name=job_name,
+        pod_name=job_name,
+        component="run_worker",
+        user_defined_k8s_config=context.run_k8s_config,
+        labels={"dagster/job": spec.pipeline_id, "dagster/run-id": run.run_id},
+    )
+    manifest = ApiClient().sanitize_for_serialization(job)
+    kubernetes_validate.validate(manifest, K8S_VERSION, strict=True)
+    assert _secrets(_pod(manifest)) == set(platform)
+    assert not [s for s in _secrets(_pod(manifest)) if s.startswith("quantos-scope-")]

@@ -129,3 +129,14 @@ def test_the_first_rule_that_refuses_speaks() -> None:
     refused = admit(req)
     assert refused is not None and refused.code == "not_owner"
     assert [type(r).__name__ for r in POLICY][-2:] == ["ActiveRuns", "SubmissionRate"]
+
+
+def test_an_entrypoint_outside_the_pipeline_teams_modules_is_refused_even_for_an_admin() -> None:
+    shell = parse_spec({
+        "version": 1, "pipeline_id": "alpha", "labels": {"team": "research"},
+        "nodes": [{"id": "n", "kind": "python_task", "params": {"entrypoint": "subprocess:getoutput", "cmd": "id"}, "outs": ["x"]}],
+    }).spec
+    for admin in (False, True):
+        refused = admit(_request(spec=shell, admin=admin))
+        assert refused is not None and (refused.code, refused.status) == ("entrypoint", 403)
+        assert refused.line.startswith("nodes[0].params.entrypoint: 'subprocess:getoutput' is not allowed: team research")
