@@ -39,12 +39,13 @@ from quantos_assets.k8s.step_config import SecretScopeError, submission_run_conf
 from quantos_assets.pipeline_assets import PipelineDefs
 from quantos_assets.placement import PlacementError
 from quantos_assets.run_tags import runtime_run_tags
+from quantos_assets.spec.derived_names import KAFKA_SUBMISSIONS_SENSOR
 from quantos_assets.spec.errors import SpecError
 from quantos_assets.spec.loader import load_runtime_params, load_spec_text
 from resources.kafka_client import KafkaClient, KafkaProblem, KafkaSettings, Message, kafka_settings
 from resources.profile import runs_pods
 
-SENSOR_NAME = "kafka_submissions"
+SENSOR_NAME = KAFKA_SUBMISSIONS_SENSOR
 TAG_KAFKA_MESSAGE = "quantos/kafka_message"
 
 

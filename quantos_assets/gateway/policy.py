@@ -1,8 +1,9 @@
 """Which spec a request means, and whether its caller may run it.
 
-A pipeline belongs to the team its spec names (`labels.team` or `owner`); the registered
-spec's owner wins over a submitted one, so no team can take over another's pipeline by
-re-labelling it. `secrets_scope` may name only the scopes deploy/teams.yaml grants.
+A pipeline belongs to the team its spec names (`labels.team` or `owner`), else to the team
+that registered it first (spec_registry.registered_owner); the registered spec's owner wins
+over a submitted one, so no team can take over another's pipeline by re-labelling it or by
+leaving the label out. `secrets_scope` may name only the scopes deploy/teams.yaml grants.
 """
 from __future__ import annotations
 
@@ -17,6 +18,7 @@ from quantos_assets.gateway.tokens import Principal
 from quantos_assets.gateway.wiring import Gateway
 from quantos_assets.spec.errors import SpecError
 from quantos_assets.spec.loader import LoadedSpec
+from quantos_assets.spec_registry import registration_refusal
 
 
 def resolve_spec(gw: Gateway, dag_spec: dict[str, Any] | None, spec_ref: str | None) -> LoadedSpec:
@@ -62,15 +64,15 @@ def authorize(
     allowed_scopes: list[str],
     reject: Callable[..., ApiError],
 ) -> None:
-    if "admin" in who.scopes:
-        return
+    admin = "admin" in who.scopes
     owner = spec_owner(loaded)
-    if owner is not None and owner != who.team:
+    if not admin and owner is not None and owner != who.team:
         raise reject(403, f"pipeline {loaded.spec.pipeline_id!r} belongs to team {owner}, not {who.team}")
-    registered = registered_specs(gw.settings.specs_dir).get(loaded.spec.pipeline_id)
-    registered_owner = spec_owner(registered) if registered is not None else None
-    if registered_owner is not None and registered_owner != who.team:
-        raise reject(403, f"pipeline {loaded.spec.pipeline_id!r} is registered by team {registered_owner}")
+    # Ownership of the registered pipeline (403) and names another pipeline makes (409).
+    if (refusal := registration_refusal(gw.settings.specs_dir, loaded, team=who.team, admin=admin)) is not None:
+        raise reject(refusal.status, str(refusal))
+    if admin:
+        return
     forbidden = sorted(set(secrets_scope) - set(allowed_scopes))
     if forbidden:
         raise reject(403, f"secrets_scope {forbidden} is not granted to team {who.team}")
