@@ -93,7 +93,7 @@ def build_definitions(
         log.error("spec %s left out:\n%s", path, "\n".join(lines))
     with_dbt = profile.dbt if dbt is None else dbt
     try:
-        return definitions_for(pipelines, profile, invalid, dbt_models(pipelines, profile) if with_dbt else [])
+        return loadable(definitions_for(pipelines, profile, invalid, dbt_models(pipelines, profile) if with_dbt else []))
     except DagsterInvalidDefinitionError as err:
         # The spec rules make every name injective; should Dagster still refuse the whole,
         # find the specs it refuses rather than take every team's pipelines down.
@@ -102,7 +102,16 @@ def build_definitions(
     pipelines = buildable_pipelines(pipelines, profile, invalid)
     for path in set(invalid) - before:
         log.error("spec %s left out:\n%s", path, "\n".join(invalid[path]))
-    return definitions_for(pipelines, profile, invalid, dbt_models(pipelines, profile) if with_dbt else [])
+    return loadable(definitions_for(pipelines, profile, invalid, dbt_models(pipelines, profile) if with_dbt else []))
+
+
+def loadable(defs: Definitions) -> Definitions:
+    """`defs`, once every job resolves, Dagster's implicit asset job over all assets
+    included: what the code server builds right after loading (cached, so paid once), and
+    where ops of two specs sharing a name fail ("conflicting node definitions")."""
+    with cyclic_gc_paused():
+        defs.get_repository_def().get_all_jobs()
+    return defs
 
 
 def buildable_pipelines(
@@ -114,7 +123,7 @@ def buildable_pipelines(
     kept: list[PipelineDefs] = []
     for pipeline in pipelines:
         try:
-            definitions_for([*kept, pipeline], profile)
+            loadable(definitions_for([*kept, pipeline], profile))
         except DagsterInvalidDefinitionError as err:
             where = pipeline.source or Path(pipeline.spec.pipeline_id)
             invalid[where] = [f"{where}:1: pipeline_id: left out, Dagster refused it beside the other specs: {_first_line(err)}"]
