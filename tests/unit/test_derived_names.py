@@ -74,12 +74,12 @@ def test_derived_names_are_the_names_the_location_defines(
         "asset key": {k.to_user_string() for k in graph.get_all_asset_keys()},
         "op": {a.node_def.name for a in assets},
         "job": {j.name for j in repo.get_all_jobs() if not j.name.startswith("__ASSET_JOB")},
-        "schedule/sensor": {s.name for s in [*repo.schedule_defs, *repo.sensor_defs]},
+        "schedule/sensor": {s.name for s in repo.schedule_defs} | {s.name for s in repo.sensor_defs},
         "group": {graph.get(k).group_name for k in graph.get_all_asset_keys()},
         "asset check": {f"{c.asset_key.to_user_string()}:{c.name}" for c in graph.asset_check_keys},
         "partitions set": {
-            a.partitions_def.name for a in assets if isinstance(a.partitions_def, DynamicPartitionsDefinition)
-        } - {None},
+            str(a.partitions_def.name) for a in assets if isinstance(a.partitions_def, DynamicPartitionsDefinition)
+        },
     }
     derived: dict[str, set[str]] = {ns: set() for ns in NAMESPACES}
     for loaded in scan.valid:

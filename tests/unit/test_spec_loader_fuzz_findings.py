@@ -185,8 +185,8 @@ def test_an_alias_bomb_is_one_quick_error_with_its_line() -> None:
 def test_a_recursive_alias_is_refused() -> None:
     text = spec(nodes="[{id: a, kind: python_task, outs: [x], params: {loop: &l [1, *l]}}]")
     assert problems(text) == [
-        "f.yaml:3: <root>: invalid YAML: an alias refers to the collection it is in "
-        "(a recursive value cannot be a spec field) at column 62"
+        ("f.yaml:3: <root>: invalid YAML: an alias refers to the collection it is in "
+        "(a recursive value cannot be a spec field) at column 62")
     ]
 
 
