@@ -17,6 +17,7 @@ import json
 import logging
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
 
 from quantos_assets.registry_index import (
@@ -55,6 +56,10 @@ class RegistryScan:
     claims: dict[NameKey, tuple[str, Path]] = field(default_factory=dict)
 
     def by_pipeline(self) -> dict[str, LoadedSpec]:
+        return self._by_pipeline
+
+    @cached_property
+    def _by_pipeline(self) -> dict[str, LoadedSpec]:  # a scan is cached and asked per request
         return {s.spec.pipeline_id: s for s in self.valid}
 
 

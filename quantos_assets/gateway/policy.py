@@ -37,18 +37,10 @@ def resolve_spec(gw: Gateway, dag_spec: dict[str, Any] | None, spec_ref: str | N
 
 
 def registered_specs(directory: Path) -> dict[str, LoadedSpec]:
-    """The registry by pipeline_id, re-scanned only when a file changed."""
-    from quantos_assets.spec_registry import scan_specs, spec_files
+    """The registry by pipeline_id (scan_specs re-reads only files that changed)."""
+    from quantos_assets.spec_registry import scan_specs
 
-    stamp = tuple((p.name, p.stat().st_mtime_ns) for p in spec_files(directory))
-    cached = _REGISTRY_CACHE.get(directory)
-    if cached is None or cached[0] != stamp:
-        cached = (stamp, {s.spec.pipeline_id: s for s in scan_specs(directory).valid})
-        _REGISTRY_CACHE[directory] = cached
-    return cached[1]
-
-
-_REGISTRY_CACHE: dict[Path, tuple[tuple[tuple[str, int], ...], dict[str, LoadedSpec]]] = {}
+    return scan_specs(directory).by_pipeline()
 
 
 def spec_owner(loaded: LoadedSpec) -> str | None:
