@@ -15,6 +15,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import threading
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from functools import cached_property
@@ -99,6 +100,7 @@ class _Read:
 
 _READS: dict[Path, tuple[_Stamp, _Read]] = {}
 _SCANS: dict[Path, tuple[tuple[object, ...], RegistryScan]] = {}
+_CACHE_LOCK = threading.Lock()
 
 
 def _stamp(path: Path) -> _Stamp | None:
@@ -138,14 +140,15 @@ def scan_specs(directory: Path) -> RegistryScan:
     Re-reads only files that changed since the last scan of this process."""
     files = spec_files(directory)
     key = (_stamp(index_path(directory)), tuple((p.name, _stamp(p)) for p in files))
-    cached = _SCANS.get(directory)
-    if cached is not None and cached[0] == key:
-        return cached[1]
-    for stale in [p for p in _READS if p.parent == directory and p not in files]:
-        del _READS[stale]
-    scan = _scan(directory, files)
-    _SCANS[directory] = (key, scan)
-    return scan
+    with _CACHE_LOCK:  # the gateway scans from request and launch threads at once
+        cached = _SCANS.get(directory)
+        if cached is not None and cached[0] == key:
+            return cached[1]
+        for stale in [p for p in _READS if p.parent == directory and p not in files]:
+            del _READS[stale]
+        scan = _scan(directory, files)
+        _SCANS[directory] = (key, scan)
+        return scan
 
 
 def _scan(directory: Path, files: list[Path]) -> RegistryScan:

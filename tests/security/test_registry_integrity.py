@@ -193,6 +193,17 @@ def test_the_owner_replaces_it_and_the_previous_version_is_kept_and_audited(stac
     ], register
     assert register[-1]["team"] == "research" and json.loads(register[-1]["params"])["kept"] == str(kept)
 
+    # an admin may replace it (the flag travels in the submission to its launch); the
+    # owner stays research, and execution is still refused
+    by_admin = one_node("rt_owned", None, NOOP)
+    by_admin["description"] = "fixed by the platform team"
+    assert submit(stack, "admin", "sec-admin-replace", dag_spec=by_admin).status_code == 202
+    assert stack.wait("sec-admin-replace", {"SUCCESS", "FAILURE"}, token="admin")["status"] == "SUCCESS"
+    assert json.loads(current.read_bytes())["description"] == "fixed by the platform team"
+    assert len(list(kept.parent.iterdir())) == 2
+    res = submit(stack, "execution", "sec-takeover-after-admin", dag_spec=one_node("rt_owned", None, NOOP))
+    assert res.status_code == 403 and "belongs to team research" in res.json()["error"], res.text
+
 
 def test_an_alias_bomb_in_the_registry_is_refused_fast(stack: Stack) -> None:
     """Before: a bomb in a registry file parsed in 0.2 s, then spec_digest took minutes and
