@@ -5,14 +5,24 @@ one spec or one directory without touching the environment's registry.
 """
 from __future__ import annotations
 
+import hashlib
 import logging
+import re
 from pathlib import Path
 
-from dagster import AssetsDefinition, AssetSpec, Definitions, ScheduleDefinition, SensorDefinition
+from dagster import (
+    AssetsDefinition,
+    AssetSpec,
+    DagsterInvalidDefinitionError,
+    Definitions,
+    ScheduleDefinition,
+    SensorDefinition,
+)
 
 from quantos_assets.bulk_build import cyclic_gc_paused
 from quantos_assets.pipeline_assets import PipelineDefs, build_pipeline
 from quantos_assets.placement import PlacementError
+from quantos_assets.spec.derived_names import INVALID_SPECS_GROUP
 from quantos_assets.spec.loader import LoadedSpec
 from quantos_assets.spec_registry import scan_specs
 from resources.profile import Profile, active_profile, build_executor, build_resources
@@ -20,7 +30,7 @@ from sensors.openlineage import build_lineage_sensor
 from sensors.registry import build_location_sensors, build_triggers
 
 log = logging.getLogger("quantos.definitions")
-INVALID_GROUP = "invalid_specs"
+INVALID_GROUP = INVALID_SPECS_GROUP
 
 
 def build_pipelines(
@@ -34,6 +44,10 @@ def build_pipelines(
             invalid[item.path or Path(item.spec.pipeline_id)] = [
                 f"{item.path}:1: resources: {err}"
             ]
+        except DagsterInvalidDefinitionError as err:  # a name Dagster refuses that the rules let by
+            invalid[item.path or Path(item.spec.pipeline_id)] = [
+                f"{item.path}:1: pipeline_id: Dagster refused it: {_first_line(err)}"
+            ]
     return pipelines
 
 
@@ -41,15 +55,30 @@ def invalid_spec_markers(invalid: dict[Path, list[str]]) -> list[AssetSpec]:
     """Invalid specs show up in the UI as assets in their own group, errors as text."""
     return [
         AssetSpec(
-            key=[INVALID_GROUP, path.stem.replace("-", "_").replace(".", "_")],
+            key=[INVALID_GROUP, name],
             group_name=INVALID_GROUP,
             description="This spec failed validation and was left out:\n\n"
             + "\n".join(f"    {line}" for line in lines),
             metadata={"errors": "\n".join(lines), "file": str(path)},
             tags={"quantos/invalid": "true"},
         )
-        for path, lines in invalid.items()
+        for name, (path, lines) in zip(_marker_names(list(invalid)), invalid.items(), strict=True)
     ]
+
+
+def _marker_names(paths: list[Path]) -> list[str]:
+    """One asset name per invalid file, never two alike: `a-b.yaml` and `a_b.yaml`, or
+    `x.yaml` and `x.json`, would otherwise share a key and fail the whole location."""
+    names: list[str] = []
+    for path in paths:
+        name = re.sub(r"[^A-Za-z0-9_]", "_", path.stem) or "spec"
+        if name in names or name != path.stem:
+            name = f"{name}_{hashlib.sha256(path.name.encode()).hexdigest()[:8]}"
+        base, n = name, 2
+        while name in names:
+            name, n = f"{base}_{n}", n + 1
+        names.append(name)
+    return names
 
 
 def build_definitions(
@@ -63,7 +92,48 @@ def build_definitions(
     for path, lines in invalid.items():
         log.error("spec %s left out:\n%s", path, "\n".join(lines))
     with_dbt = profile.dbt if dbt is None else dbt
-    return definitions_for(pipelines, profile, invalid, dbt_models(pipelines, profile) if with_dbt else [])
+    try:
+        return loadable(definitions_for(pipelines, profile, invalid, dbt_models(pipelines, profile) if with_dbt else []))
+    except DagsterInvalidDefinitionError as err:
+        # The spec rules make every name injective; should Dagster still refuse the whole,
+        # find the specs it refuses rather than take every team's pipelines down.
+        log.error("the code location does not build (%s); leaving out the specs that break it", _first_line(err))
+    before = set(invalid)
+    pipelines = buildable_pipelines(pipelines, profile, invalid)
+    for path in set(invalid) - before:
+        log.error("spec %s left out:\n%s", path, "\n".join(invalid[path]))
+    return loadable(definitions_for(pipelines, profile, invalid, dbt_models(pipelines, profile) if with_dbt else []))
+
+
+def loadable(defs: Definitions) -> Definitions:
+    """`defs`, once every job resolves, Dagster's implicit asset job over all assets
+    included: what the code server builds right after loading (cached, so paid once), and
+    where ops of two specs sharing a name fail ("conflicting node definitions")."""
+    with cyclic_gc_paused():
+        defs.get_repository_def().get_all_jobs()
+    return defs
+
+
+def buildable_pipelines(
+    pipelines: list[PipelineDefs], profile: Profile, invalid: dict[Path, list[str]]
+) -> list[PipelineDefs]:
+    """The pipelines that build together, adding one at a time (a slow path, taken only
+    when the whole did not build); each one Dagster refuses beside the earlier ones is
+    marked invalid with Dagster's first line."""
+    kept: list[PipelineDefs] = []
+    for pipeline in pipelines:
+        try:
+            loadable(definitions_for([*kept, pipeline], profile))
+        except DagsterInvalidDefinitionError as err:
+            where = pipeline.source or Path(pipeline.spec.pipeline_id)
+            invalid[where] = [f"{where}:1: pipeline_id: left out, Dagster refused it beside the other specs: {_first_line(err)}"]
+            continue
+        kept.append(pipeline)
+    return kept
+
+
+def _first_line(err: Exception) -> str:
+    return next((line.strip() for line in str(err).splitlines() if line.strip()), type(err).__name__)
 
 
 def dbt_models(pipelines: list[PipelineDefs], profile: Profile) -> list[AssetsDefinition]:

@@ -38,12 +38,14 @@ from dagster import (
 
 from quantos_assets.calendars.partitions import session_partitions
 from quantos_assets.pipeline_assets import PipelineDefs
+from quantos_assets.spec.derived_names import DBT_GROUP as DERIVED_DBT_GROUP
+from quantos_assets.spec.derived_names import DBT_OPS
 from resources.dbt import DBT_PROJECT_DIR, dbt_env, dbt_resource, dbt_target
 from resources.profile import Profile, ProfileError, active_profile
 
 log = logging.getLogger("quantos.dbt")
-DBT_GROUP = "dbt"
-DBT_KEY_PREFIX = "dbt"
+DBT_GROUP = DERIVED_DBT_GROUP
+DBT_KEY_PREFIX = DERIVED_DBT_GROUP
 DBT_RESOURCE_KEY = "dbt"
 
 
@@ -235,7 +237,7 @@ def build_dbt_assets(
             manifest=manifest,
             project=project,
             select=" ".join(models),
-            name=f"dbt_models__{name}" if name else "dbt_models",
+            name=f"{DBT_OPS}__{name}" if name else DBT_OPS,
             partitions_def=part,
             # A session range is one dbt run: the models filter on the whole range.
             backfill_policy=BackfillPolicy.single_run() if part is not None else None,

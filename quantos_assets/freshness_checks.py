@@ -22,9 +22,10 @@ from dagster import (
 )
 
 from quantos_assets.calendars.freshness import FreshnessVerdict, evaluate_freshness, session_of
+from quantos_assets.spec.derived_names import FRESHNESS_CHECK, freshness_name
 from quantos_assets.spec.models import DagSpec
 
-CHECK_NAME = "calendar_freshness"
+CHECK_NAME = FRESHNESS_CHECK
 Clock = Callable[[], datetime]
 
 
@@ -122,7 +123,7 @@ def build_freshness_checks(
         for key in keys
     ]
 
-    @multi_asset_check(specs=specs, name=f"{spec.pipeline_id}__freshness", can_subset=True)
+    @multi_asset_check(specs=specs, name=freshness_name(spec.pipeline_id), can_subset=True)
     def _freshness(context):  # context unannotated: see [tool.mypy]
         selected = [k for k in keys if any(c.asset_key == k for c in context.selected_asset_check_keys)]
         for key, verdict in freshness_verdicts(context.instance, spec, selected, clock()).items():

@@ -44,6 +44,7 @@ from quantos_assets.kinds.base import NodeRun, NodeRunError, Runner
 from quantos_assets.kinds.registry import EXTERNAL_KINDS, dagster_kinds, runner_for
 from quantos_assets.placement import choose_pool
 from quantos_assets.run_tags import TAG_KIND, TAG_NODE, TAG_POOL, spec_run_tags, tag_value
+from quantos_assets.spec.derived_names import op_name
 from quantos_assets.spec.loader import LoadedSpec
 from quantos_assets.spec.models import DagSpec, Node
 from resources.iceberg_tables import PARTITION_COLUMN
@@ -218,7 +219,7 @@ def _node_asset(
     # typeshed's FunctionType has no __signature__, which inspect.signature honours.
     _compute.__signature__ = _COMPUTE_SIGNATURE  # type: ignore[attr-defined]
     return multi_asset(
-        name=f"{spec.pipeline_id}__{node.id}",
+        name=op_name(spec.pipeline_id, node.id),
         outs=outs,
         deps=order_only,
         ins={i: AssetIn(key=asset_key(spec, i)) for i in data_ins},

@@ -1,23 +1,82 @@
-"""The spec registry: every spec file in a directory, valid or not.
+"""The spec registry: every spec file in a directory, valid or not, and who owns each.
 
-One invalid spec must never take the others down: it is kept aside with its
-error lines so the code location, the CLI and the UI can all report it.
+One spec must never take the others down: an invalid one is kept aside with its error
+lines, and so is a valid one that would make a name another registered spec already makes
+(the code location would fail to load as a whole), so the code location, the CLI and the
+UI can all report it while every other spec loads. Of two colliding specs the one
+registered first wins (the registry index), else the first in file order.
+
+A registered pipeline belongs to the team its spec names (`labels.team`, else
+`labels.owner`), else to the first team that registered it (the index). Only that team or
+an admin may replace it; a replacement keeps the previous version (registry_index.py).
 """
 from __future__ import annotations
 
+import hashlib
+import json
+import logging
+import threading
+from collections.abc import Mapping
 from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
 
+from quantos_assets.registry_index import (
+    IndexEntry,
+    RegistryIndex,
+    RegistryIndexError,
+    index_path,
+    keep_version,
+    read_index,
+    registry_lock,
+    write_index,
+    write_spec_file,
+)
+from quantos_assets.spec.derived_names import (
+    DerivedName,
+    Namespace,
+    derived_names,
+    platform_conflict,
+)
 from quantos_assets.spec.errors import SpecError
 from quantos_assets.spec.loader import LoadedSpec, load_spec
+from quantos_assets.spec.models import DagSpec
 
 SPEC_SUFFIXES = (".yaml", ".yml", ".json")
+log = logging.getLogger("quantos.registry")
+
+NameKey = tuple[Namespace, str]
 
 
 @dataclass(frozen=True)
 class RegistryScan:
     valid: list[LoadedSpec] = field(default_factory=list)
     invalid: dict[Path, list[str]] = field(default_factory=dict)
+    index: RegistryIndex = field(default_factory=RegistryIndex)
+    # Every name the valid specs make -> (pipeline_id, its file).
+    claims: dict[NameKey, tuple[str, Path]] = field(default_factory=dict)
+
+    def by_pipeline(self) -> dict[str, LoadedSpec]:
+        return self._by_pipeline
+
+    @cached_property
+    def _by_pipeline(self) -> dict[str, LoadedSpec]:  # a scan is cached and asked per request
+        return {s.spec.pipeline_id: s for s in self.valid}
+
+
+class RegistryRefusal(Exception):
+    """A registration the registry will not make: `code` for machines, `status` for HTTP
+    (403 not the owner, 409 a name another pipeline makes, 500 an unreadable index), and
+    one line for people."""
+
+    def __init__(self, code: str, status: int, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+        self.status = status
+        self.message = message
+
+    def __str__(self) -> str:
+        return self.message
 
 
 def spec_files(directory: Path) -> list[Path]:
@@ -26,63 +85,283 @@ def spec_files(directory: Path) -> list[Path]:
     return sorted(p for p in directory.iterdir() if p.is_file() and p.suffix in SPEC_SUFFIXES)
 
 
+# -- reading --------------------------------------------------------------------------------------
+
+_Stamp = tuple[int, int, int]
+
+
+@dataclass(frozen=True)
+class _Read:
+    """One file version, loaded once per process (a scan per submission stays cheap)."""
+
+    result: LoadedSpec | list[str]
+    names: dict[NameKey, str] | None  # name -> the spec field that makes it (valid specs)
+
+
+_READS: dict[Path, tuple[_Stamp, _Read]] = {}
+_SCANS: dict[Path, tuple[tuple[object, ...], RegistryScan]] = {}
+_CACHE_LOCK = threading.Lock()
+
+
+def _stamp(path: Path) -> _Stamp | None:
+    try:
+        st = path.stat()
+    except OSError:
+        return None
+    return (st.st_mtime_ns, st.st_size, st.st_ino)
+
+
+def _read(path: Path) -> _Read:
+    stamp = _stamp(path)
+    cached = _READS.get(path)
+    if stamp is not None and cached is not None and cached[0] == stamp:
+        return cached[1]
+    try:
+        loaded = load_spec(path)
+    except SpecError as err:
+        read = _Read(err.lines, None)
+    else:
+        read = _Read(loaded, _names(derived_names(loaded.spec)))
+    if stamp is not None:
+        _READS[path] = (stamp, read)
+    return read
+
+
+def _names(names: list[DerivedName]) -> dict[NameKey, str]:
+    out: dict[NameKey, str] = {}
+    for n in names:
+        out.setdefault((n.namespace, n.name), n.field)
+    return out
+
+
 def scan_specs(directory: Path) -> RegistryScan:
-    scan = RegistryScan()
-    owner: dict[str, Path] = {}
-    for path in spec_files(directory):
-        try:
-            loaded = load_spec(path)
-        except SpecError as err:
-            scan.invalid[path] = err.lines
+    """Every spec file of the folder: valid ones in file order, the others with their lines.
+
+    Re-reads only files that changed since the last scan of this process."""
+    files = spec_files(directory)
+    key = (_stamp(index_path(directory)), tuple((p.name, _stamp(p)) for p in files))
+    with _CACHE_LOCK:  # the gateway scans from request and launch threads at once
+        cached = _SCANS.get(directory)
+        if cached is not None and cached[0] == key:
+            return cached[1]
+        for stale in [p for p in _READS if p.parent == directory and p not in files]:
+            del _READS[stale]
+        scan = _scan(directory, files)
+        _SCANS[directory] = (key, scan)
+        return scan
+
+
+def _scan(directory: Path, files: list[Path]) -> RegistryScan:
+    try:
+        index = read_index(directory)
+    except RegistryIndexError as err:
+        log.error("%s; specs load in file order, registrations are refused until it is fixed", err)
+        index = RegistryIndex()
+    reads = {p: _read(p) for p in files}
+    invalid: dict[Path, list[str]] = {p: r.result for p, r in reads.items() if isinstance(r.result, list)}
+
+    def priority(item: tuple[int, Path]) -> tuple[int, int, int]:
+        position, path = item
+        result = reads[path].result
+        assert isinstance(result, LoadedSpec)
+        entry = index.pipelines.get(result.spec.pipeline_id)
+        if entry is not None and entry.file == path.name:
+            return (0, entry.seq, position)  # registered: first registered first
+        return (1, 0, position)
+
+    candidates = [(i, p) for i, p in enumerate(files) if p not in invalid]
+    claims: dict[NameKey, tuple[str, Path]] = {}
+    defined: dict[str, Path] = {}
+    for _, path in sorted(candidates, key=priority):
+        read = reads[path]
+        assert isinstance(read.result, LoadedSpec) and read.names is not None
+        pid = read.result.spec.pipeline_id
+        if pid in defined:
+            invalid[path] = [f"{path}:1: pipeline_id: '{pid}' is already defined by {defined[pid].name}"]
             continue
-        pid = loaded.spec.pipeline_id
-        if pid in owner:
-            scan.invalid[path] = [
-                f"{path}:1: pipeline_id: '{pid}' is already defined by {owner[pid].name}"
+        clash = next(((k, where) for k, where in read.names.items() if k in claims), None)
+        if clash is not None:
+            (namespace, name), where = clash
+            other, other_path = claims[(namespace, name)]
+            invalid[path] = [
+                (
+                    f"{path}:1: {where}: makes the {namespace} '{name}', which pipeline '{other}' "
+                    f"({other_path.name}) makes too; left out so the other specs load"
+                )
             ]
             continue
-        owner[pid] = path
-        scan.valid.append(loaded)
-    return scan
+        defined[pid] = path
+        claims.update(dict.fromkeys(read.names, (pid, path)))
+    valid = [r.result for p, r in reads.items() if p not in invalid and isinstance(r.result, LoadedSpec)]
+    return RegistryScan(
+        valid=valid, invalid={p: invalid[p] for p in files if p in invalid}, index=index, claims=claims
+    )
+
+
+# -- ownership and names --------------------------------------------------------------------------
+
+
+def labelled_team(labels: Mapping[str, str]) -> str | None:
+    """The team a spec names for itself (`labels.team`, else `labels.owner`)."""
+    return labels.get("team") or labels.get("owner")
+
+
+def registered_owner(registry_dir: Path, pipeline_id: str) -> str | None:
+    """The team that owns a registered pipeline: its spec's label, else the first team that
+    registered it; None for an unknown pipeline or one registered before owners were recorded."""
+    scan = scan_specs(registry_dir)
+    registered = scan.by_pipeline().get(pipeline_id)
+    labelled = labelled_team(registered.spec.labels) if registered is not None else None
+    entry = scan.index.pipelines.get(pipeline_id)
+    return labelled or (entry.team if entry is not None else None)
+
+
+def name_conflicts(spec: DagSpec, registry_dir: Path) -> list[str]:
+    """One line per name the spec would make that another registered pipeline (or the
+    platform) already makes; empty when it can be registered beside every other spec."""
+    return _conflicts(spec, scan_specs(registry_dir).claims)
+
+
+def _conflicts(spec: DagSpec, claims: Mapping[NameKey, tuple[str, Path]]) -> list[str]:
+    lines: dict[str, None] = {}
+    for n in derived_names(spec):
+        clash = platform_conflict(n.namespace, n.name)
+        if clash is not None:
+            lines[f"{n.field}: makes the {n.namespace} '{n.name}', which is {clash}"] = None
+            continue
+        other = claims.get((n.namespace, n.name))
+        if other is not None and other[0] != spec.pipeline_id:
+            lines[f"{n.field}: makes the {n.namespace} '{n.name}', which registered pipeline '{other[0]}' makes too"] = None
+    return list(lines)
+
+
+def registration_refusal(
+    registry_dir: Path, loaded: LoadedSpec, *, team: str | None, admin: bool = False
+) -> RegistryRefusal | None:
+    """Why `team` may not register (or run) this spec as it is, or None. The same rule at
+    admission (the gateway) and at registration (under the lock), so a race between two
+    teams ends in one refusal, never in a take-over."""
+    scan = scan_specs(registry_dir)
+    return _refusal(scan, loaded, team=team, admin=admin)
+
+
+def _refusal(scan: RegistryScan, loaded: LoadedSpec, *, team: str | None, admin: bool) -> RegistryRefusal | None:
+    spec = loaded.spec
+    pid = spec.pipeline_id
+    registered = scan.by_pipeline().get(pid)
+    entry = scan.index.pipelines.get(pid)
+    if not admin:
+        same = registered is not None and _dumped(registered) == _dumped(loaded)
+        verb = "run" if same else "replace"
+        owner = (labelled_team(registered.spec.labels) if registered is not None else None) or (
+            entry.team if entry is not None else None
+        )
+        if owner is not None and owner != team:
+            return RegistryRefusal("not_owner", 403, f"pipeline '{pid}' belongs to team {owner}: only that team or an admin can {verb} it")
+        if owner is None and registered is not None and not same:
+            return RegistryRefusal(
+                "not_owner", 403, f"pipeline '{pid}' is registered without an owning team: only an admin can replace it"
+            )
+        claimed = labelled_team(spec.labels)
+        if claimed is not None and claimed != team:
+            return RegistryRefusal(
+                "not_owner", 403, f"pipeline '{pid}' names team {claimed} in its labels, not {team}: a team registers only its own pipelines"
+            )
+    conflicts = _conflicts(spec, scan.claims)
+    if conflicts:
+        return RegistryRefusal("name_conflict", 409, f"pipeline '{pid}': {conflicts[0]}")
+    return None
+
+
+def _dumped(loaded: LoadedSpec) -> object:
+    """Specs compare as validated models: formatting is no change."""
+    return loaded.spec.model_dump(mode="json", by_alias=True)
+
+
+# -- writing ----------------------------------------------------------------------------------------
 
 
 @dataclass(frozen=True)
 class Registration:
+    """What `register_spec` did, for the caller's audit record."""
+
     path: Path
     changed: bool  # False: the registry already held this exact spec
+    owner: str | None = None  # the pipeline's owning team after this registration
+    created: bool = False  # a new pipeline, no earlier version
+    sha256: str | None = None  # of the file as now registered
+    previous_sha256: str | None = None  # of the version it replaced ...
+    kept: Path | None = None  # ... kept here (specs/.registry/history/<pipeline_id>/)
 
 
-def register_spec(directory: Path, loaded: LoadedSpec) -> Registration:
-    """Put a submitted spec in the registry, replacing the file that holds its pipeline_id.
+def register_spec(directory: Path, loaded: LoadedSpec, *, team: str | None, admin: bool = False) -> Registration:
+    """Put a submitted spec in the registry for `team`, replacing the file of its pipeline_id.
 
-    Specs are compared as validated models, so formatting differences do not count as a
-    change (and do not force a code-location reload). The file is replaced atomically and
-    keeps its name (JSON is valid YAML), so no two files ever define one pipeline_id.
-    Writers serialize on a lock file: the gateway may run several workers.
+    Refuses (RegistryRefusal) a replacement by any team but the owner unless `admin`, and a
+    spec that would make a name another registered pipeline makes. Specs are compared as
+    validated models, so formatting differences are no change (and force no code-location
+    reload). The file is replaced atomically and keeps its name (JSON is valid YAML), so no
+    two files ever define one pipeline_id; the version it replaces is kept, and the first
+    registering team is recorded. Writers serialize on the registry lock: the gateway may
+    run several workers.
     """
-    import fcntl
-    import json
-    import os
-    import tempfile
-
-    directory.mkdir(parents=True, exist_ok=True)
     pipeline_id = loaded.spec.pipeline_id
-    wanted = loaded.spec.model_dump(mode="json", by_alias=True)
-    with open(directory / ".registry.lock", "a") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        target = directory / f"{pipeline_id}.json"
-        for path in spec_files(directory):
-            try:
-                existing = load_spec(path)
-            except SpecError:
-                continue
-            if existing.spec.pipeline_id == pipeline_id:
-                if existing.spec.model_dump(mode="json", by_alias=True) == wanted:
-                    return Registration(path, changed=False)
-                target = path
-                break
-        fd, tmp = tempfile.mkstemp(prefix=f".{pipeline_id}-", suffix=".tmp", dir=directory)
-        with os.fdopen(fd, "w") as out:
-            json.dump(wanted, out, indent=2)
-        os.replace(tmp, target)
-        return Registration(target, changed=True)
+    wanted = _dumped(loaded)
+    with registry_lock(directory):
+        try:
+            index = read_index(directory)
+        except RegistryIndexError as err:
+            raise RegistryRefusal("registry_index", 500, str(err)) from None
+        scan = scan_specs(directory)
+        refusal = _refusal(scan, loaded, team=team, admin=admin)
+        if refusal is not None:
+            raise refusal
+        existing = scan.by_pipeline().get(pipeline_id)
+        entry = index.pipelines.get(pipeline_id)
+        labelled = labelled_team(loaded.spec.labels)
+        if existing is not None and _dumped(existing) == wanted:
+            assert existing.path is not None
+            owner = labelled_team(existing.spec.labels) or (entry.team if entry else None)
+            return Registration(existing.path, changed=False, owner=owner, sha256=existing.sha256)
+
+        data = json.dumps(wanted, indent=2).encode()
+        target = existing.path if existing is not None and existing.path is not None else _free_name(directory, pipeline_id)
+        previous_sha256 = kept = None
+        versions = entry.versions if entry is not None else 1
+        if existing is not None and existing.path is not None:
+            raw = existing.path.read_bytes()
+            previous_sha256 = hashlib.sha256(raw).hexdigest()
+            kept = keep_version(directory, pipeline_id, versions, raw, existing.path.suffix)
+            versions += 1
+        write_spec_file(target, data)
+        # The first registering team stays the recorded owner through every replacement
+        # (an admin's included); a label, when there is one, overrides it.
+        if entry is not None:
+            first = entry.team
+        else:
+            first = labelled_team(existing.spec.labels) if existing is not None else team
+        index.pipelines[pipeline_id] = IndexEntry(
+            team=first,
+            file=target.name,
+            seq=entry.seq if entry is not None else index.next_seq,
+            sha256=hashlib.sha256(data).hexdigest(),
+            versions=versions,
+        )
+        if entry is None:
+            index.next_seq += 1
+        write_index(directory, index)
+        return Registration(
+            target, changed=True, owner=labelled or first, created=existing is None,
+            sha256=hashlib.sha256(data).hexdigest(), previous_sha256=previous_sha256, kept=kept,
+        )
+
+
+def _free_name(directory: Path, pipeline_id: str) -> Path:
+    """`<pipeline_id>.json`, unless a file of another pipeline (or an invalid one) has it:
+    a new pipeline must never overwrite a file it does not own."""
+    target = directory / f"{pipeline_id}.json"
+    n = 2
+    while target.exists():
+        target = directory / f"{pipeline_id}-{n}.json"
+        n += 1
+    return target

@@ -21,6 +21,7 @@ from dagster import (
 
 from quantos_assets.freshness_checks import check_evaluation, freshness_calendar, freshness_verdicts
 from quantos_assets.pipeline_assets import PipelineDefs
+from quantos_assets.spec.derived_names import freshness_name
 
 INTERVAL_SECONDS = 60
 
@@ -32,7 +33,7 @@ def build_freshness_sensor(
     keys: list[AssetKey] = [check.asset_key for c in pipeline.checks for check in c.check_keys]
 
     @sensor(
-        name=f"{spec.pipeline_id}__freshness",
+        name=freshness_name(spec.pipeline_id),
         minimum_interval_seconds=INTERVAL_SECONDS,
         default_status=DefaultSensorStatus.RUNNING,
         description=f"Judges {spec.pipeline_id}'s freshness on the {freshness_calendar(spec)} calendar",

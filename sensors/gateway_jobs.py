@@ -39,6 +39,7 @@ from quantos_assets.gateway.settings import GatewaySettings, gateway_settings
 from quantos_assets.gateway.teams import TeamsFile, TeamsFileError, load_teams
 from quantos_assets.pipeline_assets import PipelineDefs
 from quantos_assets.run_tags import TAG_TEAM, runtime_run_tags
+from quantos_assets.spec.derived_names import GATEWAY_JOBS_SENSOR
 from quantos_assets.spec.errors import SpecError
 from quantos_assets.spec.loader import load_runtime_params
 from quantos_assets.spec.models import DagSpec, RuntimeParams
@@ -168,7 +169,7 @@ def build_gateway_jobs_sensor(
         return None
 
     @sensor(
-        name="gateway_jobs",
+        name=GATEWAY_JOBS_SENSOR,
         jobs=[p.job for p in runnable.values()],
         minimum_interval_seconds=INTERVAL_SECONDS,
         default_status=DefaultSensorStatus.RUNNING,

@@ -10,7 +10,6 @@ survives daemon restarts. Lag per partition is reported as an asset observation 
 from __future__ import annotations
 
 import json
-import re
 import time
 from dataclasses import dataclass
 from typing import Any
@@ -27,6 +26,8 @@ from dagster import (
 )
 
 from quantos_assets.pipeline_assets import PipelineDefs
+from quantos_assets.spec.derived_names import KAFKA_LAG_ASSET, topic_label
+from quantos_assets.spec.derived_names import lag_sensor_name as derived_lag_sensor_name
 from quantos_assets.spec.models import KafkaLag
 from resources.kafka_client import (
     GroupLag,
@@ -58,12 +59,11 @@ class LagCursor:
 
 
 def _label(text: str) -> str:
-    return re.sub(r"[^A-Za-z0-9_]", "_", text).strip("_")[:40] or "topic"
+    return topic_label(text)
 
 
 def lag_sensor_name(pipeline_id: str, trigger: KafkaLag, index: int) -> str:
-    suffix = f"_{index}" if index else ""
-    return f"{pipeline_id}__kafka_lag_{_label(trigger.topic)}{suffix}"
+    return derived_lag_sensor_name(pipeline_id, trigger.topic, index)
 
 
 def lag_metadata(lag: GroupLag, limit: int = 50) -> dict[str, MetadataValue[Any]]:
@@ -91,7 +91,7 @@ def evaluate_lag(
     except KafkaProblem as err:
         return SensorResult(skip_reason=str(err), cursor=state.dump())
     observation = AssetObservation(
-        asset_key=AssetKey([pipeline_id, "kafka_lag"]),
+        asset_key=AssetKey([pipeline_id, KAFKA_LAG_ASSET]),
         metadata={**lag_metadata(lag), "topic": trigger.topic, "group": trigger.group},
     )
     total = lag.total

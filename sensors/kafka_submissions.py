@@ -29,6 +29,7 @@ from dagster import DefaultSensorStatus, RunRequest, SensorDefinition, SensorRes
 from pydantic import BaseModel, ConfigDict, ValidationError, model_validator
 
 from quantos_assets.admission.policy import admit
+from quantos_assets.admission.registry_view import DirectoryRegistry
 from quantos_assets.admission.request import Action, AdmissionRequest, Caller
 from quantos_assets.gateway.settings import gateway_settings
 from quantos_assets.gateway.teams import (
@@ -42,13 +43,14 @@ from quantos_assets.k8s.step_config import SecretScopeError, submission_run_conf
 from quantos_assets.pipeline_assets import PipelineDefs
 from quantos_assets.placement import PlacementError
 from quantos_assets.run_tags import runtime_run_tags
+from quantos_assets.spec.derived_names import KAFKA_SUBMISSIONS_SENSOR
 from quantos_assets.spec.errors import SpecError
 from quantos_assets.spec.loader import load_runtime_params, load_spec_text
 from resources.kafka_client import KafkaClient, KafkaProblem, KafkaSettings, Message, kafka_settings
 from resources.profile import runs_pods
 from sensors.run_usage import InstanceUsage, gateway_store
 
-SENSOR_NAME = "kafka_submissions"
+SENSOR_NAME = KAFKA_SUBMISSIONS_SENSOR
 TAG_KAFKA_MESSAGE = "quantos/kafka_message"
 
 
@@ -117,6 +119,7 @@ def parse_submission(
     teams: TeamsFile,
     production: bool = False,
     usage: InstanceUsage | None = None,
+    registry: DirectoryRegistry | None = None,
 ) -> Accepted | Rejected | Deferred:
     """One message -> a run of a known pipeline, or the one-line reason it cannot be one.
     `production`: the run carries the submission's per-step Kubernetes config; params that
@@ -169,10 +172,11 @@ def parse_submission(
         return Rejected(msg, f"{where}: runtime_params.affinity.compute_pool: {err}")
     except SecretScopeError as err:
         return Rejected(msg, f"{where}: runtime_params.secrets_scope: {err}")
-    owner = pipeline_team(pipeline.spec.labels)
+    pid = pipeline.spec.pipeline_id
+    owner = (registry.owner(pid) if registry is not None else None) or pipeline_team(pipeline.spec.labels)
     request = AdmissionRequest(
         action=Action.KAFKA, caller=Caller(team=owner or "", actor=where), teams=teams,
-        spec=pipeline.spec, params=params, usage=usage,
+        spec=pipeline.spec, params=params, registry=registry, usage=usage,
     )
     refused = admit(request)
     if refused is not None and refused.later:
@@ -214,6 +218,7 @@ def evaluate(
     log: Any,
     production: bool = False,
     usage: InstanceUsage | None = None,
+    registry: DirectoryRegistry | None = None,
 ) -> SensorResult:
     """One tick: commit what the previous tick handed over, read on, turn messages into runs
     (`usage`: count them against their teams' quotas)."""
@@ -237,7 +242,7 @@ def evaluate(
     for m in messages:
         if m.partition in waiting:
             continue  # a partition's messages run in order: the rest wait behind it
-        outcome = parse_submission(m, refs, teams, production, usage)
+        outcome = parse_submission(m, refs, teams, production, usage, registry)
         if isinstance(outcome, Deferred):
             waiting[m.partition] = outcome
         else:
@@ -313,7 +318,9 @@ def build_kafka_submissions(
     def kafka_submissions(context):  # context unannotated: see [tool.mypy]
         if isinstance(grants, TeamsFileError):
             return SensorResult(skip_reason=f"no submission read: {grants}", cursor=context.cursor)
-        usage = InstanceUsage(context.instance, gateway_store(gateway_settings().store_url))
-        return evaluate(context.cursor, settings, refs, grants, context.log, production, usage)
+        gateway = gateway_settings()
+        usage = InstanceUsage(context.instance, gateway_store(gateway.store_url))
+        registry = DirectoryRegistry(gateway.specs_dir)
+        return evaluate(context.cursor, settings, refs, grants, context.log, production, usage, registry)
 
     return kafka_submissions

@@ -41,11 +41,12 @@ from quantos_assets.observability.lineage_facts import (
 )
 from quantos_assets.pipeline_assets import PipelineDefs, asset_key, node_asset_keys
 from quantos_assets.run_tags import TAG_PIPELINE
+from quantos_assets.spec.derived_names import LINEAGE_SENSOR, op_name
 from resources.lineage_client import LineageDeliveryError, LineageEmitter
 from resources.profile import LineageSettings, Profile
 from sensors.run_event_cursor import RunEventCursor, storage_position
 
-SENSOR_NAME = "quantos_openlineage"
+SENSOR_NAME = LINEAGE_SENSOR
 MAX_EVENTS_PER_TICK = 2000  # a backlog drains over several ticks, each well inside the tick timeout
 ASSET_JOB_PREFIX = "__ASSET_JOB"
 PARTITION_TAG = "dagster/partition"
@@ -98,7 +99,7 @@ class LineageIndex:
                     continue
                 inputs = [asset_key(spec, i) for i in node.ins]
                 inputs += [k for e in spec.edges if e.to == node.id for k in node_asset_keys(spec, by_id[e.from_])]
-                nodes[f"{spec.pipeline_id}__{node.id}"] = NodeInfo(
+                nodes[op_name(spec.pipeline_id, node.id)] = NodeInfo(
                     spec.pipeline_id, node.id, tuple(dict.fromkeys(inputs)), tuple(node_asset_keys(spec, node))
                 )
             # Promotion stages (a `gates` block) are nodes of the spec too: job

@@ -33,6 +33,7 @@ from dagster import (
 )
 
 from quantos_assets.pipeline_assets import PipelineDefs
+from quantos_assets.spec.derived_names import RUN_FAILURE_SENSOR, STEP_NOTIFICATIONS_SENSOR
 from quantos_assets.spec.models import DagSpec
 from resources.notifier import Notification, Notifier, NotifyError, NotifySettings, notify_settings
 from sensors.run_event_cursor import ACTIVE, RunEventCursor, storage_position
@@ -131,7 +132,7 @@ def build_run_notifications(
     specs = {p.spec.pipeline_id: p.spec for p in pipelines}
 
     @sensor(
-        name="quantos_step_notifications",
+        name=STEP_NOTIFICATIONS_SENSOR,
         minimum_interval_seconds=15,
         default_status=DefaultSensorStatus.RUNNING,
         description="Announces each node's retry, failure and completion (Slack / webhook).",
@@ -140,7 +141,7 @@ def build_run_notifications(
         return evaluate_step_notifications(context.instance, context.cursor, specs, settings)
 
     @run_failure_sensor(
-        name="quantos_run_failure_notifications",
+        name=RUN_FAILURE_SENSOR,
         monitored_jobs=[p.job for p in pipelines],
         default_status=DefaultSensorStatus.RUNNING,
         description="Announces runs that failed without a failed node (launch errors, max_runtime).",

@@ -32,6 +32,7 @@ from dagster import (
 from quantos_assets.calendars.partitions import partitions_name
 from quantos_assets.calendars.ticks import schedule_table, schedule_timezone
 from quantos_assets.pipeline_assets import PipelineDefs
+from quantos_assets.spec.derived_names import schedule_name
 from quantos_assets.spec.models import Schedule
 
 Clock = Callable[[], datetime]
@@ -110,7 +111,7 @@ def build_session_schedule(pipeline: PipelineDefs, clock: Clock = _utc_now) -> S
     schedule = spec.schedule
     assert schedule is not None
     partition_set = partitions_name(spec) if spec.partitions is not None else None
-    name = f"{spec.pipeline_id}__{schedule.calendar.lower()}_schedule".replace("-", "_").replace("/", "_")
+    name = schedule_name(spec.pipeline_id, schedule.calendar)
 
     def evaluate(context: ScheduleEvaluationContext) -> Iterator[SkipReason | RunRequest]:
         # A generator: Dagster takes several run requests from a schedule only that way.

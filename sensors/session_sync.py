@@ -22,6 +22,7 @@ from dagster import (
 
 from quantos_assets.calendars.partitions import missing_session_keys, partitions_name
 from quantos_assets.pipeline_assets import PipelineDefs
+from quantos_assets.spec.derived_names import session_sync_name
 
 SYNC_INTERVAL_SECONDS = 3600
 
@@ -33,7 +34,7 @@ def build_session_sync(
     name = partitions_name(spec)
 
     @sensor(
-        name=f"{name}_sync",
+        name=session_sync_name(spec.pipeline_id),
         minimum_interval_seconds=SYNC_INTERVAL_SECONDS,
         default_status=DefaultSensorStatus.RUNNING,
         description=f"Adds every {spec.partitions.calendar if spec.partitions else ''} session "

@@ -1,34 +1,22 @@
 """The spec registry as admission sees it: owners and derived names of registered pipelines.
 
-Scanning the registry validates every spec file, so the scan is kept until a file changes
-(the gateway asks on every request; the sensors on every tick).
+The registry module holds the rules of who may register what (spec_registry.py); the same
+functions run here, at admission, and under the registry's lock when the spec is written, so
+a race between two teams ends in one refusal, never in a take-over. Scans are cached by the
+registry until a file changes (the gateway asks on every request, the sensors every tick).
 """
 from __future__ import annotations
 
-import threading
 from pathlib import Path
 
-from quantos_assets.gateway.teams import pipeline_team
 from quantos_assets.spec.loader import LoadedSpec
 from quantos_assets.spec.models import DagSpec
-
-_Stamp = tuple[tuple[str, int], ...]
-_CACHE: dict[Path, tuple[_Stamp, dict[str, LoadedSpec]]] = {}
-_LOCK = threading.Lock()
-
-
-def registered_specs(directory: Path) -> dict[str, LoadedSpec]:
-    """The registry's valid specs by pipeline_id, re-scanned only when a file changed."""
-    from quantos_assets.spec_registry import scan_specs, spec_files
-
-    stamp = tuple((p.name, p.stat().st_mtime_ns) for p in spec_files(directory))
-    with _LOCK:
-        cached = _CACHE.get(directory)
-    if cached is None or cached[0] != stamp:
-        cached = (stamp, {s.spec.pipeline_id: s for s in scan_specs(directory).valid})
-        with _LOCK:
-            _CACHE[directory] = cached
-    return cached[1]
+from quantos_assets.spec_registry import (
+    name_conflicts,
+    registered_owner,
+    registration_refusal,
+    scan_specs,
+)
 
 
 class DirectoryRegistry:
@@ -38,11 +26,14 @@ class DirectoryRegistry:
         self.directory = directory
 
     def get(self, pipeline_id: str) -> LoadedSpec | None:
-        return registered_specs(self.directory).get(pipeline_id)
+        return scan_specs(self.directory).by_pipeline().get(pipeline_id)
 
     def owner(self, pipeline_id: str) -> str | None:
-        registered = self.get(pipeline_id)
-        return pipeline_team(registered.spec.labels) if registered is not None else None
+        return registered_owner(self.directory, pipeline_id)
+
+    def ownership(self, spec: DagSpec, team: str, admin: bool) -> str | None:
+        refusal = registration_refusal(self.directory, LoadedSpec(spec, None, ""), team=team, admin=admin)
+        return str(refusal) if refusal is not None and refusal.code == "not_owner" else None
 
     def conflicts(self, spec: DagSpec) -> list[str]:
-        return []
+        return [f"pipeline '{spec.pipeline_id}': {line}" for line in name_conflicts(spec, self.directory)]

@@ -50,6 +50,9 @@ class Registry(Protocol):
     def owner(self, pipeline_id: str) -> str | None:
         """The team that owns a registered pipeline (None: not registered, or no team)."""
 
+    def ownership(self, spec: DagSpec, team: str, admin: bool) -> str | None:
+        """Why `team` may not run or register this spec as it is (one line), or None."""
+
     def conflicts(self, spec: DagSpec) -> list[str]:
         """One line per name `spec` derives that another registered pipeline already has."""
 

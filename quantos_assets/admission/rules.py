@@ -18,7 +18,6 @@ from quantos_assets.admission.request import (
     Action,
     AdmissionRequest,
 )
-from quantos_assets.gateway.teams import pipeline_team
 from quantos_assets.kinds.entrypoints import pipeline_entrypoint_refusals
 
 ALL_ACTIONS = frozenset(Action)
@@ -36,24 +35,19 @@ class Rule(ABC):
 
 
 class PipelineOwner(Rule):
-    """Only the owning team (or an admin) runs, schedules or replaces a pipeline. The
-    registry's owner wins over the submitted spec's labels, so re-labelling a registered
-    pipeline takes nothing over; a new spec labelled for another team is refused too."""
+    """Only the owning team (or an admin) runs, schedules or replaces a pipeline: its
+    `labels.team`, else the first team that registered it, as the registry records it; a
+    submitted spec cannot re-label a registered pipeline, nor label a new one for another team,
+    and a pipeline placed in the registry without a team is replaced by an admin only."""
 
     code = codes.NOT_OWNER
     actions = ALL_ACTIONS
 
     def check(self, request: AdmissionRequest) -> Refusal | None:
-        spec, caller = request.spec, request.caller
-        if spec is None or caller.admin:
+        if request.spec is None or request.registry is None:
             return None
-        registered = request.registry.owner(spec.pipeline_id) if request.registry is not None else None
-        if registered is not None and registered != caller.team:
-            return Refusal(self.code, 403, f"pipeline {spec.pipeline_id!r} belongs to team {registered}, not {caller.team}")
-        labelled = pipeline_team(spec.labels)
-        if labelled is not None and labelled != caller.team:
-            return Refusal(self.code, 403, f"pipeline {spec.pipeline_id!r} is labelled for team {labelled}, not {caller.team}")
-        return None
+        line = request.registry.ownership(request.spec, request.caller.team, request.caller.admin)
+        return Refusal(self.code, 403, line) if line else None
 
 
 class TeamLabel(Rule):

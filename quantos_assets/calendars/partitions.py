@@ -13,12 +13,13 @@ from datetime import date, datetime
 from dagster import DynamicPartitionsDefinition
 
 from quantos_assets.calendars.sessions import exchange_timezone, sessions_between, today_in
+from quantos_assets.spec.derived_names import partitions_set_name
 from quantos_assets.spec.models import DagSpec
 
 
 def partitions_name(spec: DagSpec) -> str:
     """One set of keys per pipeline: two pipelines may start on different days."""
-    return f"{spec.pipeline_id}__sessions"
+    return partitions_set_name(spec.pipeline_id)
 
 
 def session_partitions(spec: DagSpec) -> DynamicPartitionsDefinition | None:

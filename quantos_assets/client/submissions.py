@@ -31,6 +31,7 @@ from quantos_assets.client.graphql import LOCATION, REPOSITORY, DagsterAPI, Dags
 from quantos_assets.spec.errors import SpecError
 from quantos_assets.spec.loader import LoadedSpec, load_runtime_params, load_spec, load_spec_text
 from quantos_assets.spec.models import EXTERNAL_KINDS, DagSpec, RuntimeParams
+from quantos_assets.spec_registry import Registration
 
 ACTIVE_STATUSES = ["QUEUED", "NOT_STARTED", "STARTING", "STARTED", "CANCELING"]
 
@@ -53,6 +54,18 @@ class Submitted:
     run_id: str
     spec_sha256: str  # of the validated spec (canonical JSON), whatever its formatting
     reloaded: bool  # the registry changed and the code location was reloaded
+    # What registering the spec did (None: this client had registered it already), for the
+    # caller's audit: a replacement names the version it replaced and where it is kept.
+    registration: Registration | None = None
+
+
+@dataclass(frozen=True)
+class Registered:
+    """What `ensure_registered` did: reloaded the code location, and the registry's answer
+    (None when this client knew the spec was in the location already)."""
+
+    reloaded: bool
+    registration: Registration | None
 
 
 def spec_digest(spec: DagSpec) -> str:
@@ -102,7 +115,8 @@ class QuantosClient:
         # Per-step Kubernetes run config only where k8s_job_executor reads it.
         self.production = (not profile.is_local) if production is None else production
         self._registry_lock = threading.Lock()
-        self._loaded: dict[str, str] = {}  # pipeline_id -> digest known to be in the code location
+        # (pipeline_id, team, admin) -> digest known to be in the code location for that caller
+        self._loaded: dict[tuple[str, str | None, bool], str] = {}
 
     # -- submit ----------------------------------------------------------------------------
 
@@ -114,9 +128,11 @@ class QuantosClient:
         partition: str | None = None,
         *,
         team: str | None = None,
+        admin: bool = False,
     ) -> str:
-        """Validate, register, launch; the submission id (raises SpecError on an invalid spec)."""
-        return self.submit_detailed(spec, runtime_params, nodes, partition, team=team).submission_id
+        """Validate, register, launch; the submission id (raises SpecError on an invalid spec,
+        SubmissionError 403/409 when the registry refuses it for `team`)."""
+        return self.submit_detailed(spec, runtime_params, nodes, partition, team=team, admin=admin).submission_id
 
     def submit_detailed(
         self,
@@ -126,13 +142,14 @@ class QuantosClient:
         partition: str | None = None,
         *,
         team: str | None = None,
+        admin: bool = False,
         extra_tags: Mapping[str, str] | None = None,
     ) -> Submitted:
         """As `submit`, returning the run id, the spec's sha256 and whether the code location
         was reloaded; `extra_tags` are added to the run's tags."""
         loaded = parse_spec(spec)
         params = parse_params(runtime_params)
-        return self.launch(loaded, params, nodes, partition, team=team, extra_tags=extra_tags)
+        return self.launch(loaded, params, nodes, partition, team=team, admin=admin, extra_tags=extra_tags)
 
     def launch(
         self,
@@ -142,16 +159,19 @@ class QuantosClient:
         partition: str | None = None,
         *,
         team: str | None = None,
+        admin: bool = False,
         extra_tags: Mapping[str, str] | None = None,
     ) -> Submitted:
-        """Launch an already validated spec (the gateway validates and authorizes first)."""
+        """Launch an already validated spec (the gateway validates and authorizes first).
+        `team` registers it (the owner of a new pipeline; only the owner, or an `admin`,
+        may replace a registered one) and tags its run."""
         from quantos_assets.run_tags import TAG_TEAM, runtime_run_tags
 
         spec = loaded.spec
         asset_keys = self._asset_keys(spec, nodes)
         self._check_partition(spec, partition)
         digest = spec_digest(spec)
-        reloaded = self.ensure_registered(loaded, digest)
+        registered = self.ensure_registered(loaded, digest, team=team, admin=admin)
         if partition is not None:
             from quantos_assets.calendars.partitions import partitions_name
 
@@ -167,7 +187,9 @@ class QuantosClient:
 
             run_config = submission_run_config(spec, params)
         run_id = self.api.launch(spec.pipeline_id, tags, run_config, asset_keys)
-        return Submitted(params.submission_id, spec.pipeline_id, run_id, digest, reloaded)
+        return Submitted(
+            params.submission_id, spec.pipeline_id, run_id, digest, registered.reloaded, registered.registration
+        )
 
     def check(self, spec: DagSpec, nodes: list[str] | None = None, partition: str | None = None) -> None:
         """What `launch` would refuse in the request itself (unknown or external nodes, a bad
@@ -175,19 +197,26 @@ class QuantosClient:
         self._asset_keys(spec, nodes)
         self._check_partition(spec, partition)
 
-    def ensure_registered(self, loaded: LoadedSpec, digest: str | None = None) -> bool:
-        """Make the code location serve this exact spec; True if it had to be reloaded."""
-        from quantos_assets.spec_registry import register_spec
+    def ensure_registered(
+        self, loaded: LoadedSpec, digest: str | None = None, *, team: str | None = None, admin: bool = False
+    ) -> Registered:
+        """Make the code location serve this exact spec, registered for `team` (see
+        `spec_registry.register_spec`; its refusals raise SubmissionError 403 or 409)."""
+        from quantos_assets.spec_registry import RegistryRefusal, register_spec
 
         spec = loaded.spec
         digest = digest or spec_digest(spec)
-        if self._loaded.get(spec.pipeline_id) == digest:
-            return False
+        known = (spec.pipeline_id, team, admin)  # the registry answered this team already
+        if self._loaded.get(known) == digest:
+            return Registered(False, None)
         with self._registry_lock:
-            if self._loaded.get(spec.pipeline_id) == digest:
-                return False
-            changed = register_spec(self.specs_dir, loaded).changed
-            reloaded = changed or not self.api.has_job(spec.pipeline_id)
+            if self._loaded.get(known) == digest:
+                return Registered(False, None)
+            try:
+                registration = register_spec(self.specs_dir, loaded, team=team, admin=admin)
+            except RegistryRefusal as refusal:
+                raise SubmissionError(str(refusal), refusal.status) from None
+            reloaded = registration.changed or not self.api.has_job(spec.pipeline_id)
             if reloaded:
                 self.api.reload_location()
                 if not self.api.has_job(spec.pipeline_id):
@@ -196,8 +225,8 @@ class QuantosClient:
                         f"is {self.specs_dir} the folder it loads (QUANTOS_SPECS_DIR)?",
                         502,
                     )
-            self._loaded[spec.pipeline_id] = digest
-            return reloaded
+            self._loaded[known] = digest
+            return Registered(reloaded, registration)
 
     def forget_loaded(self) -> None:
         """Re-check the code location on the next submit (after someone else reloaded it)."""

@@ -32,11 +32,10 @@ from quantos_assets.gates.decisions import Decision, record_decision
 from quantos_assets.gates.evidence import Materialized, latest, read_metrics
 from quantos_assets.gates.policy import EffectiveGate
 from quantos_assets.gates.reproducibility import prove_reproducible
+from quantos_assets.spec.derived_names import CARD_CHECK, REPRODUCIBLE_CHECK, gate_check_name
 from quantos_assets.spec.models import DagSpec
 from quantos_assets.trainers.model_card import missing_fields
 
-CARD_CHECK = "model_card"
-REPRODUCIBLE_CHECK = "reproducible"
 RESOURCE_KEYS = frozenset({"artifact_store", "io_manager", "ray", "audit"})
 
 
@@ -85,7 +84,7 @@ def build_gate_checks(
 
     @multi_asset_check(
         specs=specs,
-        name=f"{spec.pipeline_id}__gate",
+        name=gate_check_name(spec.pipeline_id),
         can_subset=True,
         required_resource_keys=set(RESOURCE_KEYS),
         op_tags=dict(op_tags),

@@ -31,9 +31,8 @@ from dagster import (
 from quantos_assets.gates.decisions import Decision, record_decision
 from quantos_assets.gates.evidence import Materialized, latest
 from quantos_assets.gates.policy import EffectiveGate
+from quantos_assets.spec.derived_names import PROMOTED
 from quantos_assets.spec.models import DagSpec
-
-PROMOTED = "promoted"
 
 
 def stage_key(spec: DagSpec, stage: str) -> AssetKey:

@@ -153,6 +153,8 @@ def create_app(settings: GatewaySettings, gateway: Gateway | None = None) -> Fas
         request_json = {
             "dag_spec": body.dag_spec, "spec_ref": body.spec_ref, "nodes": body.nodes, "partition": body.partition,
             "runtime_params": params.model_dump(mode="json", exclude_none=True),
+            # The launch registers the spec: an admin's may replace another team's pipeline.
+            **({"admin": True} if "admin" in who.scopes else {}),
         }
         stored = gw.store.admit(
             submission_id=params.submission_id, team=who.team, actor=who.token_id,

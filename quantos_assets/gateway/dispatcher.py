@@ -32,6 +32,7 @@ from quantos_assets.client.submissions import (
     parse_spec,
     spec_digest,
 )
+from quantos_assets.gateway.registry_audit import audit_registration
 from quantos_assets.gateway.submission_store import SubmissionRow, SubmissionStore
 from quantos_assets.spec.errors import SpecError
 from quantos_assets.spec.loader import LoadedSpec
@@ -100,7 +101,7 @@ class LaunchDispatcher:
             try:
                 launched = self.client.launch(
                     loaded, params, request.get("nodes"), request.get("partition"), team=row.team,
-                    extra_tags={"quantos/spec_sha256": row.spec_sha256},
+                    admin=request.get("admin") is True, extra_tags={"quantos/spec_sha256": row.spec_sha256},
                 )
             except SubmissionError as err:
                 self._failed(row, str(err))
@@ -118,6 +119,8 @@ class LaunchDispatcher:
                     return
                 continue
             break
+        if launched.registration is not None:
+            audit_registration(self.audit, row.actor, row.team, launched.registration, row.pipeline_id, row.spec_sha256)
         self.store.set_run(row.id, launched.run_id, attempt=1)
         self.on_launched(row.team)
         self.audit.append(
@@ -156,3 +159,4 @@ class LaunchDispatcher:
             actor=row.actor, team=row.team, action="launch", subject=row.id,
             spec_sha256=row.spec_sha256, decision="rejected", detail=reason,
         )
+

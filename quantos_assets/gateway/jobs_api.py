@@ -22,6 +22,7 @@ from quantos_assets.gateway.auth import ERRORS, ApiError, Reader, Submitter, ans
 from quantos_assets.gateway.job_store import JobChanges, ScheduledJob
 from quantos_assets.gateway.job_timing import RecurrenceError, check_cron, next_fire
 from quantos_assets.gateway.policy import admission, owned, rejecter, resolve_spec, take_slot
+from quantos_assets.gateway.registry_audit import audit_registration
 from quantos_assets.gateway.tokens import Principal
 from quantos_assets.gateway.wiring import Gateway
 from quantos_assets.run_tags import TAG_TEAM
@@ -212,7 +213,10 @@ def build_router() -> APIRouter:
         reject = rejecter(gw, who, "schedule", loaded.spec.pipeline_id, None, body.runtime_params)
         admission(gw, who, Action.SCHEDULE, loaded.spec, params, reject)
         take_slot(gw, who.team, "schedule", loaded.spec.pipeline_id, reject)
-        answer(lambda: gw.client.ensure_registered(loaded))  # the sensor needs the job in the location
+        # the sensor needs the job in the location
+        registered = answer(lambda: gw.client.ensure_registered(loaded, team=who.team, admin="admin" in who.scopes))
+        if registered.registration is not None:
+            audit_registration(gw.audit, who.token_id, who.team, registered.registration, loaded.spec.pipeline_id, spec_digest(loaded.spec))
         when = (body.execution_time or datetime.now(UTC)).timestamp()
         job = gw.jobs.create(
             team=who.team, actor=who.token_id, type=body.type, pipeline_id=loaded.spec.pipeline_id,

@@ -23,7 +23,13 @@ _SKIP_DIRS = {
 def _walk(root: Path) -> list[tuple[str, int, int]]:
     seen = []
     for folder, dirs, files in os.walk(root):
-        dirs[:] = [d for d in dirs if d not in _SKIP_DIRS and not (d == "target" and folder.endswith("dbt_project"))]
+        dirs[:] = [
+            d for d in dirs
+            if d not in _SKIP_DIRS
+            and not (d == "target" and folder.endswith("dbt_project"))
+            # replaced spec versions (specs/.registry/history): kept for people, never loaded
+            and not (d == "history" and folder.endswith(".registry"))
+        ]
         for name in files:
             if Path(name).suffix in _SUFFIXES:
                 path = os.path.join(folder, name)

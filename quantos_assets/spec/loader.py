@@ -25,6 +25,7 @@ from quantos_assets.spec.gate_rules import check_gates
 from quantos_assets.spec.graph_rules import check_graph
 from quantos_assets.spec.messages import humanize, kind_of
 from quantos_assets.spec.models import SKIP_GRAPH_RULES, DagSpec, Edge, Node, RuntimeParams
+from quantos_assets.spec.name_rules import colliding_names, reserved_names
 from quantos_assets.spec.nesting import (
     TOO_DEEP,
     json_too_deep,
@@ -265,8 +266,11 @@ def _validate(
                 problems.append(SpecProblem(source, positions.line(parse_path(path)), path, message))
             for path, message in check_gates(spec):
                 problems.append(SpecProblem(source, positions.line(parse_path(path)), path, message))
+            for path, message in reserved_names(spec):
+                problems.append(SpecProblem(source, positions.line(parse_path(path)), path, message))
         if spec is not None and not problems:
-            for path, message in check_deployable(spec):
+            # Only on an otherwise valid spec: a duplicate out is reported once, by its own rule.
+            for path, message in [*colliding_names(spec), *check_deployable(spec)]:
                 problems.append(SpecProblem(source, positions.line(parse_path(path)), path, message))
     return (result if not problems else None), problems
 

@@ -19,7 +19,7 @@ from pydantic import BaseModel
 from pydantic.fields import FieldInfo
 from pydantic_core import ErrorDetails
 
-from quantos_assets.spec.models import IDENTIFIER_PATTERN
+from quantos_assets.spec.models import IDENTIFIER_PATTERN, NAME_PATTERN
 
 
 def kind_of(value: Any) -> str:
@@ -151,6 +151,13 @@ def humanize(root: type[BaseModel], err: ErrorDetails) -> str:
     if kind == "value_error":
         return str(ctx.get("error", err["msg"]))
     if kind == "string_pattern_mismatch":
+        if ctx.get("pattern") == NAME_PATTERN:
+            if isinstance(value, str) and value.startswith("__"):
+                return f"invalid id {value!r}: names starting with '__' are reserved by Dagster (e.g. __ASSET_JOB)"
+            return (
+                f"invalid id {value!r}: letters, digits and single '_' between them, starting with a letter "
+                "(no '__', no '_' at either end: ids are joined with '__' into Dagster names)"
+            )
         if ctx.get("pattern") == IDENTIFIER_PATTERN:
             return (
                 f"invalid id {value!r}: use letters, digits and '_', not starting with a digit "

@@ -38,6 +38,15 @@ Identifier = Annotated[
     str,
     StringConstraints(pattern=IDENTIFIER_PATTERN, min_length=1, max_length=63),
 ]
+# Pipeline and node ids are joined with '__' into Dagster names (op `pipeline__node`,
+# schedule `pipeline__xnys_schedule`...). Without '__' inside and '_' at either end, the
+# first '__' of such a name is where the pipeline id ends, so two specs can never derive
+# one name, and no id can take a '__'-prefixed name Dagster reserves (`__ASSET_JOB`).
+NAME_PATTERN = r"^[A-Za-z][A-Za-z0-9]*(?:_[A-Za-z0-9]+)*$"
+Name = Annotated[
+    str,
+    StringConstraints(pattern=NAME_PATTERN, min_length=1, max_length=63),
+]
 
 
 class Strict(BaseModel):
@@ -100,7 +109,7 @@ BackfillPolicyName = Literal["per_session", "single_run"]
 
 
 class Node(Strict):
-    id: Identifier
+    id: Name
     kind: NodeKind
     image: str | None = None
     params: dict[str, Any] = Field(default_factory=dict)
@@ -273,7 +282,7 @@ class DagSpec(Strict):
     """A compiler-emitted pipeline; a validated instance also passes the graph rules."""
 
     version: Literal[1]
-    pipeline_id: Identifier
+    pipeline_id: Name
     description: str | None = None
     labels: dict[str, str] = Field(default_factory=dict)
     slo: Slo = Field(default_factory=Slo)

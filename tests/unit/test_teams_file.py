@@ -22,8 +22,15 @@ def test_the_shipped_teams_file_loads() -> None:
         ("teams:\n  research:\n    max_concurrent_runs: !!int \"ten\"\n", 3, "cannot read 'ten' as !!int"),
         ("teams:\n  research:\n    secrets_scopes: !!bool \"1\"\n", 3, "as !!bool"),
         ("teams:\n  research: [a\n", 3, "not YAML"),
+        (  # the billion laughs: refused before anything is built (issue 16)
+            "x:\n  l0: &l0 [a, a, a, a, a, a, a, a, a]\n"
+            + "".join(f"  l{i}: &l{i} [{', '.join([f'*l{i - 1}'] * 9)}]\n" for i in range(1, 9))
+            + "teams: {}\n",
+            5,
+            "aliases expand the document to",
+        ),
     ],
-    ids=["int-tag", "bool-tag", "syntax"],
+    ids=["int-tag", "bool-tag", "syntax", "alias-bomb"],
 )
 def test_unreadable_yaml_is_one_line_with_file_and_line(tmp_path: Path, text: str, line: int, says: str) -> None:
     path = tmp_path / "teams.yaml"
