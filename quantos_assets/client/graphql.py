@@ -221,8 +221,12 @@ class DagsterAPI:
         return data
 
     def runs_with_tag(self, key: str, value: str, limit: int = 50) -> list[dict[str, Any]]:
+        return self.runs_with_tags({key: value}, limit)
+
+    def runs_with_tags(self, tags: dict[str, str], limit: int = 50) -> list[dict[str, Any]]:
+        """Runs carrying every one of `tags`."""
         data = self.execute(
-            RUNS_BY_TAG_QUERY, {"filter": {"tags": [{"key": key, "value": value}]}, "limit": limit}
+            RUNS_BY_TAG_QUERY, {"filter": {"tags": [{"key": k, "value": v} for k, v in tags.items()]}, "limit": limit}
         )["runsOrError"]
         if data["__typename"] != "Runs":
             raise DagsterAPIError(f"runs lookup failed: {data.get('message')}", 502)

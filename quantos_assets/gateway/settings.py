@@ -8,6 +8,9 @@
     QUANTOS_MAX_BODY_BYTES  largest accepted request body (default 1 MiB)
     QUANTOS_LAUNCH_THREADS  submissions launched in Dagster at once (default 4)
     QUANTOS_MAX_BACKLOG     accepted-but-unlaunched submissions before new ones get 503 (default 2000)
+    QUANTOS_LAUNCH_LEASE_SECONDS  how long a gateway's claim on a launch lasts unless its
+                          heartbeat renews it: a gateway that is gone has its launches taken over
+                          by the running ones within this (plus a third of it) (default 15)
 """
 from __future__ import annotations
 
@@ -32,6 +35,7 @@ class GatewaySettings:
     max_body_bytes: int = 1 << 20
     launch_threads: int = 4
     max_backlog: int = 2000
+    launch_lease_seconds: int = 15
 
 
 def gateway_settings(environ: dict[str, str] | None = None) -> GatewaySettings:
@@ -50,6 +54,7 @@ def gateway_settings(environ: dict[str, str] | None = None) -> GatewaySettings:
         max_body_bytes=_positive_int(env, "QUANTOS_MAX_BODY_BYTES", 1 << 20),
         launch_threads=_positive_int(env, "QUANTOS_LAUNCH_THREADS", 4),
         max_backlog=_positive_int(env, "QUANTOS_MAX_BACKLOG", 2000),
+        launch_lease_seconds=_positive_int(env, "QUANTOS_LAUNCH_LEASE_SECONDS", 15),
     )
 
 

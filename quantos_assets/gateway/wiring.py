@@ -39,6 +39,7 @@ def build_gateway(settings: GatewaySettings) -> Gateway:
         store=store, client=client, audit=audit,
         registered=lambda pipeline_id: registered_specs(settings.specs_dir).get(pipeline_id),
         on_launched=active_runs.launched, threads=settings.launch_threads,
+        lease=float(settings.launch_lease_seconds),
     )
     return Gateway(
         settings=settings,
