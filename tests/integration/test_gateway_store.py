@@ -146,12 +146,12 @@ def test_concurrent_takeovers_of_a_lapsed_claim_give_it_to_one_gateway(store_url
         barrier = threading.Barrier(8)
         winners: list[str] = []
 
-        def sweep(owner: str, sid: str = sid) -> None:
+        def sweep(owner: str, sid: str, barrier: threading.Barrier, winners: list[str]) -> None:
             barrier.wait()
             if store.claim(sid, owner, LEASE, now=2000.0 + LEASE + 1) is not None:
                 winners.append(owner)
 
-        threads = [threading.Thread(target=sweep, args=(f"g{i}",)) for i in range(8)]
+        threads = [threading.Thread(target=sweep, args=(f"g{i}", sid, barrier, winners)) for i in range(8)]
         for t in threads:
             t.start()
         for t in threads:

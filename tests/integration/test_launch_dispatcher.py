@@ -70,6 +70,10 @@ def _until(store: SubmissionStore, sid: str, ok: Callable[[SubmissionRow], bool]
         time.sleep(0.05)
 
 
+def _more_attempts_than(n: int) -> Callable[[SubmissionRow], bool]:
+    return lambda row: row.attempts > n
+
+
 def test_a_claim_is_held_while_retrying_and_a_retry_request_tries_at_once(store: SubmissionStore, tmp_path: Path) -> None:
     gw = _dispatcher(store, tmp_path)
     try:
@@ -92,7 +96,7 @@ def test_a_claim_is_held_while_retrying_and_a_retry_request_tries_at_once(store:
             assert store.launch_now("d1") == "launching"
             if wake_locally:
                 gw.wake("d1")
-            tried = _until(store, "d1", lambda r, n=waiting.attempts: r.attempts > n, 1.5)
+            tried = _until(store, "d1", _more_attempts_than(waiting.attempts), 1.5)
             assert tried.owner == gw.owner
     finally:
         gw.stop()
