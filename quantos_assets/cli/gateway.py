@@ -2,6 +2,8 @@
 from __future__ import annotations
 
 import argparse
+import os
+import sys
 from typing import Any
 
 
@@ -10,14 +12,16 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
     g.add_argument("--host", default="127.0.0.1", help="interface to listen on (default 127.0.0.1; 0.0.0.0 in a pod)")
     g.add_argument("--port", type=int, default=8080, help="port (default 8080)")
     g.add_argument("--workers", type=int, default=1, help="uvicorn worker processes")
+    g.add_argument(
+        "--dagster-url",
+        help="the Dagster webserver to launch runs on (overrides QUANTOS_DAGSTER_URL; default http://127.0.0.1:3000)",
+    )
     g.set_defaults(handler=cmd_gateway)
 
 
 def cmd_gateway(args: argparse.Namespace) -> int:
     """Exit 1 with one line when the audit trail cannot be written as it must be (no key, the
     wrong key, no anchor, an unlocked anchor bucket): a gateway never runs unaudited."""
-    import sys
-
     import uvicorn
 
     from resources.audit_log import AuditError
@@ -30,14 +34,22 @@ def cmd_gateway(args: argparse.Namespace) -> int:
 
 
 def _serve(args: argparse.Namespace, uvicorn: Any) -> int:
-    if args.workers > 1:
-        # Workers import the app by name and read the environment themselves; a bad setting
-        # or teams file is one line here rather than a traceback from every worker.
-        from quantos_assets.gateway.settings import gateway_settings
-        from quantos_assets.gateway.teams import load_teams
+    from quantos_assets.gateway.dagster_reachability import check_dagster_url, startup_warning
 
-        settings = gateway_settings()
-        load_teams(settings.teams_path, required=settings.teams_required)
+    if args.dagster_url:
+        # The environment, so uvicorn's worker processes (which read it) get the same URL.
+        os.environ["QUANTOS_DAGSTER_URL"] = check_dagster_url(args.dagster_url, "--dagster-url")
+    from quantos_assets.gateway.settings import gateway_settings
+    from quantos_assets.gateway.teams import load_teams
+
+    # A bad setting or teams file is one line here rather than a traceback from every worker.
+    settings = gateway_settings()
+    check_dagster_url(settings.dagster_url, "QUANTOS_DAGSTER_URL")
+    load_teams(settings.teams_path, required=settings.teams_required)
+    warning = startup_warning(settings.dagster_url)
+    if warning is not None:
+        print(f"quantos gateway: warning: {warning}", file=sys.stderr, flush=True)
+    if args.workers > 1:
         settings.audit.writer()  # the key, the anchor and the schema, checked once here
         uvicorn.run(
             "quantos_assets.gateway.server:app", host=args.host, port=args.port, workers=args.workers, log_level="info"

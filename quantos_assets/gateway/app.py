@@ -8,7 +8,8 @@ per-team quotas, an append-only audit trail, and 4xx answers that say what to fi
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
 from typing import Annotated, Any
 
 from fastapi import FastAPI, HTTPException, Query, Request
@@ -79,10 +80,17 @@ class ActionResult(BaseModel):
 
 def create_app(settings: GatewaySettings, gateway: Gateway | None = None) -> FastAPI:
     gw = gateway or build_gateway(settings)
+
+    @asynccontextmanager
+    async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        yield
+        gw.dispatcher.stop()  # claims not in a launch call lapse now: a running gateway takes them
+
     app = FastAPI(
         title="QuantOS submission API",
         version=API_VERSION,
         description="Submit compiler DAG specs, follow, cancel and retry them. Bearer token required.",
+        lifespan=lifespan,
     )
     app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes)
     app.state.gateway = gw
@@ -186,7 +194,14 @@ def create_app(settings: GatewaySettings, gateway: Gateway | None = None) -> Fas
         it; POST retry launches it again) or CANCELED. Also `run_id`, `partition`,
         `start_time`/`end_time`, `steps` (`node`, `status`, `start_time`, `end_time`,
         `attempts`) of the latest run, and `runs`: every run of the submission, newest first
-        (a retry adds one)."""
+        (a retry adds one).
+
+        Before the run exists the body also says how its launch goes: `attempts` (launch
+        calls that failed so far), `last_error` (why the last one failed, e.g. Dagster
+        unreachable) and `next_attempt_at` (Unix time of the next attempt while a gateway
+        retries it; null while an attempt is under way or none is planned). A submission
+        whose gateway stopped is taken over by a running gateway within
+        QUANTOS_LAUNCH_LEASE_SECONDS (default 15) plus a third of that."""
         row = _owned(gw, who, submission_id)
         if row.run_id is None:
             return _not_launched(row)
@@ -216,11 +231,14 @@ def create_app(settings: GatewaySettings, gateway: Gateway | None = None) -> Fas
     @app.post("/api/orch/cancel/{submission_id}", response_model=ActionResult, responses=ERRORS)
     def cancel(submission_id: str, who: Submitter) -> ActionResult:
         """Cancel: a submission not launched yet is dropped from the launch queue (`run_id`
-        null); otherwise its active run is terminated. 409 when there is nothing to cancel."""
+        null), also while a gateway is retrying its launch (a run created by a launch call
+        already in flight is terminated); otherwise its active run is terminated. 409 when
+        there is nothing to cancel."""
         row = _owned(gw, who, submission_id)
         if row.run_id is None and gw.store.cancel_queued(submission_id):
             gw.audit.append(actor=who.token_id, team=who.team, action="cancel", subject=submission_id,
                             spec_sha256=row.spec_sha256, decision="accepted", detail="canceled before launch")
+            gw.dispatcher.wake(submission_id)  # a launch thread of this gateway waiting on it stops now
             return ActionResult(submission_id=submission_id, run_id=None, action="cancel")
         _launched(gw.store.get(submission_id) or row)
         run_id = _decided(gw, who, "cancel", submission_id, row.spec_sha256, lambda: gw.client.cancel(submission_id, row.team))
@@ -228,16 +246,25 @@ def create_app(settings: GatewaySettings, gateway: Gateway | None = None) -> Fas
 
     @app.post("/api/orch/retry/{submission_id}", response_model=ActionResult, responses=ERRORS)
     def retry(submission_id: str, who: Submitter) -> ActionResult:
-        """Retry: a submission whose launch failed is queued for launch again (`run_id` null);
-        a failed or canceled run is re-executed from failure, and the new run's id returned.
-        409 for a run that is still active or succeeded."""
+        """Retry: a submission that has no run yet is launched again (`run_id` null in the
+        answer; status follows it): one whose launch failed is queued again, one still
+        waiting (ACCEPTED: queued, retried against an unreachable Dagster, or held by a
+        gateway that stopped) is tried now, or as soon as that gateway's claim lapses. A
+        failed or canceled run is re-executed from failure, and the new run's id returned.
+        409 for a run that is still active or succeeded, or a submission canceled before its
+        launch."""
         row = _owned(gw, who, submission_id)
         _admit_rerun(gw, who, row)
-        if row.run_id is None and gw.store.requeue(submission_id):  # a launch that failed: launch again
-            gw.audit.append(actor=who.token_id, team=who.team, action="retry", subject=submission_id,
-                            spec_sha256=row.spec_sha256, decision="accepted", detail="queued for launch again")
-            gw.dispatcher.enqueue(submission_id)
-            return ActionResult(submission_id=submission_id, run_id=None, action="retry")
+        if row.run_id is None:
+            before = gw.store.launch_now(submission_id)
+            if before is not None:
+                detail = "queued for launch again" if row.state == FAILED else "launch attempted now"
+                gw.audit.append(actor=who.token_id, team=who.team, action="retry", subject=submission_id,
+                                spec_sha256=row.spec_sha256, decision="accepted", detail=detail)
+                gw.dispatcher.enqueue(submission_id)
+                gw.dispatcher.wake(submission_id)
+                return ActionResult(submission_id=submission_id, run_id=None, action="retry")
+            row = gw.store.get(submission_id) or row  # launched or canceled meanwhile
         _launched(row)
         run_id = _decided(gw, who, "retry", submission_id, row.spec_sha256, lambda: gw.client.retry(submission_id, row.team))
         gw.store.set_run(submission_id, run_id, attempt=len(gw.store.run_ids(submission_id)) + 1)
@@ -249,11 +276,13 @@ def create_app(settings: GatewaySettings, gateway: Gateway | None = None) -> Fas
     ) -> list[dict[str, Any]]:
         """The team's submissions, newest first (every team's with an `admin` token): id, team,
         pipeline, `run_id`, `state` (queued, launching, launched, failed, canceled), the launch
-        `error` if any, the spec hash and the time it was accepted."""
+        `error` if any, `attempts`, `last_error` and `next_attempt_at` of its launch (as in
+        status), the spec hash and the time it was accepted."""
         team = None if "admin" in who.scopes else who.team
         return [
             {"submission_id": r.id, "team": r.team, "pipeline_id": r.pipeline_id, "run_id": r.run_id,
-             "state": r.state, "error": r.error, "spec_sha256": r.spec_sha256, "created_at": r.created_at}
+             "state": r.state, "error": r.error, "attempts": r.attempts, "last_error": r.last_error,
+             "next_attempt_at": r.next_attempt_at, "spec_sha256": r.spec_sha256, "created_at": r.created_at}
             for r in gw.store.list(team, limit)
         ]
 
@@ -299,6 +328,7 @@ def _not_launched(row: SubmissionRow) -> dict[str, Any]:
     return {
         "submission_id": row.id, "pipeline_id": row.pipeline_id, "status": _UNLAUNCHED_STATUS.get(row.state, "ACCEPTED"),
         "run_id": None, "runs": [], "steps": [], "error": row.error,
+        "attempts": row.attempts, "last_error": row.last_error, "next_attempt_at": row.next_attempt_at,
     }
 
 
@@ -315,7 +345,12 @@ def _ended_before_launch(row: SubmissionRow) -> str:
 def _launched(row: SubmissionRow) -> SubmissionRow:
     if row.run_id is None:
         state = _UNLAUNCHED_STATUS.get(row.state, "ACCEPTED")
-        detail = f": {row.error}" if row.error else ""
+        if row.error:
+            detail = f": {row.error}"
+        elif row.last_error:
+            detail = f", {row.attempts} launch attempts, the last: {row.last_error}"
+        else:
+            detail = ""
         raise ApiError(409, f"submission {row.id} has no run yet ({state}{detail})")
     return row
 

@@ -9,6 +9,9 @@
     QUANTOS_LAUNCH_THREADS  submissions launched in Dagster at once (default 4)
     QUANTOS_MAX_BACKLOG     accepted-but-unlaunched submissions before new ones get 503 (default 2000)
     QUANTOS_AUDIT_ANCHOR, QUANTOS_AUDIT_KEY  the audit trail's anchor and key (resources/audit_settings.py)
+    QUANTOS_LAUNCH_LEASE_SECONDS  how long a gateway's claim on a launch lasts unless its
+                          heartbeat renews it: a gateway that is gone has its launches taken over
+                          by the running ones within this (plus a third of it) (default 15)
 """
 from __future__ import annotations
 
@@ -36,6 +39,7 @@ class GatewaySettings:
     max_backlog: int = 2000
     # the trail in store_url: its anchor and key (nothing configured: no writer can open it)
     audit: AuditSettings = field(default_factory=lambda: AuditSettings(url=None, anchor=None))
+    launch_lease_seconds: int = 15
 
 
 def gateway_settings(environ: dict[str, str] | None = None) -> GatewaySettings:
@@ -56,6 +60,7 @@ def gateway_settings(environ: dict[str, str] | None = None) -> GatewaySettings:
         launch_threads=_positive_int(env, "QUANTOS_LAUNCH_THREADS", 4),
         max_backlog=_positive_int(env, "QUANTOS_MAX_BACKLOG", 2000),
         audit=audit_settings(env, profile, store_url),
+        launch_lease_seconds=_positive_int(env, "QUANTOS_LAUNCH_LEASE_SECONDS", 15),
     )
 
 

@@ -6,15 +6,21 @@ team owns a submission (authorization), the spec hash and params it was accepted
 must hold across gateway workers, so it is counted here rather than in memory).
 
 It is also the gateway's launch queue (an outbox): a submission is accepted once its row
-is committed here with its request, `queued`; the dispatcher claims it (`launching`),
+is committed here with its request, `queued`; a dispatcher claims it (`launching`),
 launches it in Dagster and records the run (`launched`), or the reason it could not
-(`failed`). A gateway that stops between the two finds its queued and stale claimed rows
-on start-up, so an accepted submission is never lost.
+(`failed`). A claim is a lease: it names the gateway process that holds it (`owner`) and
+lasts until `lease_until`, which that process's heartbeat keeps pushing forward while it
+works on the launch, retries included. A process that is gone stops renewing, so within a
+lease every other gateway's sweep sees the claim expired and one of them takes it over
+(after asking Dagster whether the old holder launched it already): an accepted submission
+never waits on a gateway that is gone. Lease times are wall-clock seconds of the gateways'
+hosts, whose clocks must agree to well within a lease (NTP).
 """
 from __future__ import annotations
 
 import json
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -42,6 +48,11 @@ submissions = sa.Table(
     sa.Column("request", sa.Text, nullable=True),  # what the dispatcher launches (JSON)
     sa.Column("error", sa.Text, nullable=True),  # why a launch failed
     sa.Column("claimed_at", sa.Float, nullable=True),  # when a dispatcher last took it
+    sa.Column("owner", sa.String(64), nullable=True),  # the gateway process holding the claim
+    sa.Column("lease_until", sa.Float, nullable=True),  # the claim lapses then unless renewed
+    sa.Column("attempts", sa.Integer, nullable=False, server_default="0"),  # launch calls that failed
+    sa.Column("last_error", sa.Text, nullable=True),  # why the last one failed
+    sa.Column("next_attempt_at", sa.Float, nullable=True),  # when the next one is due
 )
 runs = sa.Table(
     "gateway_runs",
@@ -67,11 +78,26 @@ class SubmissionRow:
     request: str | None = None
     error: str | None = None
     claimed_at: float | None = None
+    owner: str | None = None
+    lease_until: float | None = None
+    attempts: int = 0
+    last_error: str | None = None
+    next_attempt_at: float | None = None
 
 
 QUEUED, LAUNCHING, LAUNCHED, FAILED, CANCELED = "queued", "launching", "launched", "failed", "canceled"
-# A claim not renewed for this long belongs to a dispatcher that stopped: take it over.
-STALE_CLAIM_SECONDS = 120.0
+# A claim made by a gateway of the release before leases (no `lease_until`) lapses once it
+# has not been renewed for this long; that release renewed it at least every 15 s.
+LEGACY_STALE_SECONDS = 120.0
+
+
+@dataclass(frozen=True)
+class Claim:
+    """A submission taken for launch. `taken_over`: another gateway held it and is gone, so
+    it may have launched the run already (ask Dagster before launching)."""
+
+    row: SubmissionRow
+    taken_over: bool
 
 
 @dataclass(frozen=True)
@@ -98,6 +124,11 @@ class SubmissionStore:
             "request": "TEXT",
             "error": "TEXT",
             "claimed_at": "FLOAT",
+            "owner": "VARCHAR(64)",
+            "lease_until": "FLOAT",
+            "attempts": "INTEGER NOT NULL DEFAULT 0",
+            "last_error": "TEXT",
+            "next_attempt_at": "FLOAT",
         }
         with self.engine.begin() as conn:
             for name, ddl in added.items():
@@ -161,7 +192,7 @@ class SubmissionStore:
             conn.execute(
                 sa.update(submissions)
                 .where(submissions.c.id == submission_id)
-                .values(run_id=run_id, state=LAUNCHED, error=None, claimed_at=None)
+                .values(run_id=run_id, state=LAUNCHED, error=None, **_RELEASED)
             )
             conn.execute(
                 sa.insert(runs).values(submission_id=submission_id, run_id=run_id, attempt=attempt, created_at=time.time())
@@ -175,81 +206,158 @@ class SubmissionStore:
 
     # -- the launch queue ---------------------------------------------------------------------
 
-    def claim(self, submission_id: str, now: float | None = None) -> tuple[SubmissionRow, bool] | None:
-        """Take a queued (or stale launching) submission for launch: (row, taken_over), where
-        taken_over means a stopped dispatcher had it (it may have launched already); None if
-        it is not there to take."""
+    def claim(self, submission_id: str, owner: str, lease: float, now: float | None = None) -> Claim | None:
+        """Take a queued submission, or one whose claim expired, for launch by `owner` until
+        now + `lease`; None if it is not there to take (launched, canceled, failed, or held)."""
         now = time.time() if now is None else now
         with self.engine.begin() as conn:
             row = conn.execute(sa.select(submissions).where(submissions.c.id == submission_id)).first()
             if row is None:
                 return None
-            stale = row.state == LAUNCHING and (row.claimed_at or 0) < now - STALE_CLAIM_SECONDS
-            if row.state != QUEUED and not stale:
-                return None
-            # Conditional on what was read: of two dispatchers racing (PostgreSQL's READ
-            # COMMITTED lets both read it queued), the second updates nothing.
-            unchanged = submissions.c.state == row.state
-            if row.claimed_at is None:
-                unchanged = sa.and_(unchanged, submissions.c.claimed_at.is_(None))
-            else:
-                unchanged = sa.and_(unchanged, submissions.c.claimed_at == row.claimed_at)
+            # One conditional UPDATE: of two gateways racing (PostgreSQL's READ COMMITTED lets
+            # both read the row claimable), the second re-checks the row the first committed
+            # and updates nothing.
             taken = conn.execute(
                 sa.update(submissions)
-                .where(submissions.c.id == submission_id, unchanged)
-                .values(state=LAUNCHING, claimed_at=now)
+                .where(
+                    submissions.c.id == submission_id,
+                    submissions.c.state == row.state,
+                    submissions.c.owner.is_not_distinct_from(row.owner),
+                    _claimable(now),
+                )
+                .values(state=LAUNCHING, owner=owner, lease_until=now + lease, claimed_at=now, next_attempt_at=None)
             ).rowcount
             if taken != 1:
                 return None
-        return SubmissionRow(**{**row._asdict(), "state": LAUNCHING, "claimed_at": now}), stale
+        claimed = {**row._asdict(), "state": LAUNCHING, "owner": owner, "lease_until": now + lease,
+                   "claimed_at": now, "next_attempt_at": None}
+        return Claim(SubmissionRow(**claimed), taken_over=row.state == LAUNCHING)
 
-    def renew(self, submission_id: str) -> None:
-        """Still working on it (retrying a launch while Dagster is unreachable)."""
+    def heartbeat(
+        self, owner: str, submission_ids: Sequence[str], lease: float, now: float | None = None
+    ) -> dict[str, float | None]:
+        """Extend `owner`'s claims on these submissions; those still held, each with its
+        `next_attempt_at` (moved earlier by a retry request). A missing id was canceled,
+        launched or taken over: its launch must stop."""
+        if not submission_ids:
+            return {}
+        now = time.time() if now is None else now
+        held = sa.and_(
+            submissions.c.id.in_(list(submission_ids)), submissions.c.owner == owner, submissions.c.state == LAUNCHING
+        )
         with self.engine.begin() as conn:
-            conn.execute(
-                sa.update(submissions)
-                .where(submissions.c.id == submission_id, submissions.c.state == LAUNCHING)
-                .values(claimed_at=time.time())
-            )
+            conn.execute(sa.update(submissions).where(held).values(lease_until=now + lease))
+            rows = conn.execute(sa.select(submissions.c.id, submissions.c.next_attempt_at).where(held)).all()
+        return {r.id: r.next_attempt_at for r in rows}
 
-    def fail(self, submission_id: str, error: str) -> None:
-        with self.engine.begin() as conn:
-            conn.execute(
-                sa.update(submissions).where(submissions.c.id == submission_id).values(state=FAILED, error=error, claimed_at=None)
-            )
+    def hold(self, submission_id: str, owner: str, lease: float, now: float | None = None) -> bool:
+        """Before a launch call: is the claim still `owner`'s? (extended if so)."""
+        now = time.time() if now is None else now
+        return self.heartbeat(owner, [submission_id], lease, now) != {}
 
-    def requeue(self, submission_id: str) -> bool:
-        """A failed launch queued again (retry); False if it was not a failed launch."""
+    def record_attempt(self, submission_id: str, owner: str, error: str, next_attempt_at: float) -> bool:
+        """A launch call failed and will be tried again at `next_attempt_at` (status shows both)."""
         with self.engine.begin() as conn:
             return conn.execute(
                 sa.update(submissions)
-                .where(submissions.c.id == submission_id, submissions.c.state == FAILED, submissions.c.run_id.is_(None))
-                .values(state=QUEUED, error=None, claimed_at=None)
+                .where(submissions.c.id == submission_id, submissions.c.owner == owner, submissions.c.state == LAUNCHING)
+                .values(attempts=submissions.c.attempts + 1, last_error=error, next_attempt_at=next_attempt_at)
             ).rowcount == 1
+
+    def release(self, owner: str, submission_ids: Sequence[str]) -> int:
+        """A gateway stopping: its claims lapse now, so a running gateway takes them over at
+        its next sweep (still asking Dagster first) instead of after the lease."""
+        if not submission_ids:
+            return 0
+        with self.engine.begin() as conn:
+            return conn.execute(
+                sa.update(submissions)
+                .where(
+                    submissions.c.id.in_(list(submission_ids)),
+                    submissions.c.owner == owner,
+                    submissions.c.state == LAUNCHING,
+                )
+                .values(lease_until=0.0)
+            ).rowcount
+
+    def launched(self, submission_id: str, run_id: str) -> str:
+        """Record the run a dispatcher created. Its state after: `launched`, or `canceled`
+        when the submission was canceled while the launch call was in flight (the caller
+        then terminates the run; the run is recorded so status shows it)."""
+        with self.engine.begin() as conn:
+            state = conn.execute(
+                sa.select(submissions.c.state).where(submissions.c.id == submission_id).with_for_update()
+            ).scalar_one_or_none()
+            after = CANCELED if state == CANCELED else LAUNCHED
+            conn.execute(
+                sa.update(submissions)
+                .where(submissions.c.id == submission_id)
+                .values(run_id=run_id, state=after, error=None, **_RELEASED)
+            )
+            conn.execute(sa.insert(runs).values(submission_id=submission_id, run_id=run_id, attempt=1, created_at=time.time()))
+        return after
+
+    def fail(self, submission_id: str, error: str, owner: str | None = None, attempted: bool = False) -> bool:
+        """The launch failed for good; `owner` given: only while that gateway holds the claim
+        (a submission canceled meanwhile stays canceled)."""
+        where = [submissions.c.id == submission_id]
+        if owner is not None:
+            where += [submissions.c.owner == owner, submissions.c.state == LAUNCHING]
+        values: dict[str, Any] = {"state": FAILED, "error": error, "last_error": error, **_RELEASED}
+        if attempted:
+            values["attempts"] = submissions.c.attempts + 1
+        with self.engine.begin() as conn:
+            return conn.execute(sa.update(submissions).where(*where).values(**values)).rowcount == 1
+
+    def launch_now(self, submission_id: str, now: float | None = None) -> str | None:
+        """A retry of a submission that has no run: a failed launch is queued again; one still
+        waiting (queued, claimed by a gateway retrying against an unreachable Dagster, or
+        held by a gateway that is gone) is due now. Its state, or None when it has a run or
+        was canceled."""
+        now = time.time() if now is None else now
+        unlaunched = sa.and_(submissions.c.id == submission_id, submissions.c.run_id.is_(None))
+        with self.engine.begin() as conn:
+            if conn.execute(
+                sa.update(submissions)
+                .where(unlaunched, submissions.c.state == FAILED)
+                .values(state=QUEUED, error=None, **{**_RELEASED, "next_attempt_at": now})
+            ).rowcount == 1:
+                return QUEUED
+            state = conn.execute(
+                sa.select(submissions.c.state).where(unlaunched, submissions.c.state.in_([QUEUED, LAUNCHING]))
+            ).scalar_one_or_none()
+            if state is None:
+                return None
+            conn.execute(sa.update(submissions).where(unlaunched).values(next_attempt_at=now))
+            return str(state)
 
     def cancel_queued(self, submission_id: str) -> bool:
-        """Cancel a submission not yet launched; False if a dispatcher has it or it ran."""
+        """Cancel a submission not yet launched (a gateway retrying its launch stops at its
+        next heartbeat; one whose launch call is in flight terminates the run it gets);
+        False if it has a run or was canceled already."""
         with self.engine.begin() as conn:
             return conn.execute(
                 sa.update(submissions)
-                .where(submissions.c.id == submission_id, submissions.c.state.in_([QUEUED, FAILED]))
+                .where(submissions.c.id == submission_id, submissions.c.state.in_([QUEUED, LAUNCHING, FAILED]))
                 .where(submissions.c.run_id.is_(None))
-                .values(state=CANCELED, claimed_at=None)
+                .values(state=CANCELED, **_RELEASED)
             ).rowcount == 1
 
-    def pending(self, now: float | None = None) -> list[str]:
-        """Queued submissions and stale claims, oldest first (start-up recovery)."""
+    def pending(self, now: float | None = None, queued_for: float = 0.0) -> list[str]:
+        """What a gateway should try to claim, oldest first: submissions queued for at least
+        `queued_for` seconds (or asked to launch now) and claims that expired. At start-up
+        every queued one; the periodic sweep leaves the fresh ones to the gateway that
+        accepted them."""
         now = time.time() if now is None else now
+        queued = sa.and_(
+            submissions.c.state == QUEUED,
+            sa.or_(submissions.c.created_at <= now - queued_for, submissions.c.next_attempt_at <= now),
+        )
         with self.engine.connect() as conn:
             return list(
                 conn.execute(
                     sa.select(submissions.c.id)
-                    .where(
-                        sa.or_(
-                            submissions.c.state == QUEUED,
-                            sa.and_(submissions.c.state == LAUNCHING, submissions.c.claimed_at < now - STALE_CLAIM_SECONDS),
-                        )
-                    )
+                    .where(sa.or_(queued, sa.and_(submissions.c.state == LAUNCHING, _expired(now))))
                     .order_by(submissions.c.created_at)
                 ).scalars()
             )
@@ -281,3 +389,19 @@ class SubmissionStore:
             query = query.where(submissions.c.team == team)
         with self.engine.connect() as conn:
             return [SubmissionRow(**r._asdict()) for r in conn.execute(query)]
+
+
+# Columns of a claim, cleared once the submission leaves the launch queue or is queued again.
+_RELEASED: dict[str, Any] = {"owner": None, "lease_until": None, "claimed_at": None, "next_attempt_at": None}
+
+
+def _expired(now: float) -> sa.ColumnElement[bool]:
+    """A claim whose lease lapsed (or, made before leases, not renewed for LEGACY_STALE_SECONDS)."""
+    return sa.or_(
+        submissions.c.lease_until < now,
+        sa.and_(submissions.c.lease_until.is_(None), sa.func.coalesce(submissions.c.claimed_at, 0.0) < now - LEGACY_STALE_SECONDS),
+    )
+
+
+def _claimable(now: float) -> sa.ColumnElement[bool]:
+    return sa.or_(submissions.c.state == QUEUED, sa.and_(submissions.c.state == LAUNCHING, _expired(now)))

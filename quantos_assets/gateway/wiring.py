@@ -44,6 +44,7 @@ def build_gateway(settings: GatewaySettings) -> Gateway:
         store=store, client=client, audit=audit,
         registered=registry.get,
         on_launched=active_runs.launched, threads=settings.launch_threads,
+        lease=float(settings.launch_lease_seconds),
     )
     return Gateway(
         settings=settings,

@@ -24,6 +24,9 @@ def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
             yield PG_URL.format(db=db)
 
 
+LEASE = 15.0
+
+
 def _admit(store: SubmissionStore, sid: str, team: str = "research", now: float = 1000.0, per_minute: int = 3):
     return store.admit(
         submission_id=sid, team=team, actor="tok", pipeline_id="p", spec_sha256="a" * 64,
@@ -58,21 +61,21 @@ def test_concurrent_admissions_never_exceed_the_limit(store_url: str) -> None:
 
 
 def test_launch_queue_claims_once_and_recovers_what_a_stopped_gateway_held(store_url: str) -> None:
-    from quantos_assets.gateway.submission_store import STALE_CLAIM_SECONDS
-
     store = SubmissionStore.from_url(store_url)
     for sid in ("q1", "q2", "q3"):
         _admit(store, sid, now=1000.0, per_minute=10)
     assert store.pending(now=1001.0) == ["q1", "q2", "q3"] and store.unlaunched("research") == 3
+    # The periodic sweep leaves fresh submissions to the gateway that accepted them.
+    assert store.pending(now=1001.0, queued_for=15) == [] and store.pending(now=1016.0, queued_for=15) == ["q1", "q2", "q3"]
 
-    # Two dispatchers race for each submission: exactly one claim each.
+    # Two gateways race for each submission: exactly one claim each.
     taken: list[str] = []
 
-    def claim(sid: str) -> None:
-        if store.claim(sid, now=1002.0) is not None:
+    def claim(sid: str, owner: str) -> None:
+        if store.claim(sid, owner, LEASE, now=1002.0) is not None:
             taken.append(sid)
 
-    threads = [threading.Thread(target=claim, args=(sid,)) for sid in ("q1", "q1", "q2", "q2", "q3", "q3")]
+    threads = [threading.Thread(target=claim, args=(sid, owner)) for sid in ("q1", "q2", "q3") for owner in ("A", "B")]
     for t in threads:
         t.start()
     for t in threads:
@@ -80,22 +83,111 @@ def test_launch_queue_claims_once_and_recovers_what_a_stopped_gateway_held(store
     assert sorted(taken) == ["q1", "q2", "q3"]
 
     store.set_run("q1", "run-1", attempt=1)
-    store.fail("q2", "job 'p' is not in code location 'quantos'")
-    # q3's dispatcher stopped: its claim is taken over once stale, and says so.
+    row = store.get("q2")
+    assert row is not None and row.owner is not None
+    assert store.fail("q2", "job 'p' is not in code location 'quantos'", owner=row.owner, attempted=True)
+    # q3's gateway stopped: nothing to take while its lease runs, then it is taken over, and says so.
     assert store.pending(now=1003.0) == []
-    assert store.pending(now=1002.0 + STALE_CLAIM_SECONDS + 1) == ["q3"]
-    claimed = store.claim("q3", now=1002.0 + STALE_CLAIM_SECONDS + 1)
-    assert claimed is not None and claimed[1] is True
+    assert store.pending(now=1002.0 + LEASE + 1) == ["q3"]
+    claimed = store.claim("q3", "C", LEASE, now=1002.0 + LEASE + 1)
+    assert claimed is not None and claimed.taken_over and claimed.row.owner == "C"
     assert store.unlaunched("research") == 1
 
     # A failed launch can be queued again or canceled; a launched one can be neither.
     row = store.get("q2")
-    assert row is not None and row.state == "failed" and "not in code location" in (row.error or "")
-    assert store.requeue("q2") and (requeued := store.get("q2")) is not None and requeued.state == "queued"
-    assert store.cancel_queued("q2") and store.claim("q2") is None
-    assert not store.requeue("q1") and not store.cancel_queued("q1")
+    assert row is not None and row.state == "failed" and "not in code location" in (row.error or "") and row.attempts == 1
+    assert store.launch_now("q2") == "queued" and (requeued := store.get("q2")) is not None
+    assert requeued.state == "queued" and requeued.error is None and requeued.attempts == 1
+    assert store.cancel_queued("q2") and store.claim("q2", "A", LEASE) is None
+    assert store.launch_now("q2") is None  # canceled: a new submission_id is needed
+    assert store.launch_now("q1") is None and not store.cancel_queued("q1")
     launched = store.get("q1")
     assert launched is not None and launched.state == "launched" and store.run_ids("q1") == ["run-1"]
+
+
+def test_a_lease_lasts_while_its_heartbeat_renews_it_and_lapses_when_it_stops(store_url: str) -> None:
+    """The gateway that claimed a submission keeps it as long as it beats (however long it
+    waits for Dagster); once it stops beating, another gateway takes it over after one lease."""
+    store = SubmissionStore.from_url(store_url)
+    _admit(store, "w1", now=1000.0)
+    first = store.claim("w1", "A", LEASE, now=1000.0)
+    assert first is not None and not first.taken_over
+    assert store.record_attempt("w1", "A", "Dagster at http://127.0.0.1:9 is unreachable: ConnectError", 1000.5)
+
+    for beat in range(1, 20):  # ten minutes of retries, a beat every 5 s (a third of a lease)
+        now = 1000.0 + 5 * beat
+        assert store.heartbeat("A", ["w1"], LEASE, now=now) == {"w1": 1000.5}
+        assert store.claim("w1", "B", LEASE, now=now + LEASE - 0.1) is None
+        assert store.pending(now=now + LEASE - 0.1) == []
+    waiting = store.get("w1")
+    assert waiting is not None and waiting.state == "launching" and waiting.owner == "A"
+    assert waiting.attempts == 1 and "unreachable" in (waiting.last_error or "") and waiting.next_attempt_at == 1000.5
+
+    # A stops beating at t=1095 (killed): its lease ends at 1110.
+    assert store.claim("w1", "B", LEASE, now=1109.9) is None
+    assert store.pending(now=1110.1) == ["w1"]
+    taken = store.claim("w1", "B", LEASE, now=1110.1)
+    assert taken is not None and taken.taken_over and taken.row.attempts == 1  # B asks Dagster first
+    # A, had it only been paused, learns that it lost the claim and may not launch or record.
+    assert store.heartbeat("A", ["w1"], LEASE, now=1111.0) == {}
+    assert not store.hold("w1", "A", LEASE, now=1111.0)
+    assert not store.record_attempt("w1", "A", "late", 1112.0)
+    assert not store.fail("w1", "late", owner="A")
+    assert store.hold("w1", "B", LEASE, now=1111.0)
+
+
+def test_concurrent_takeovers_of_a_lapsed_claim_give_it_to_one_gateway(store_url: str) -> None:
+    """Eight gateways sweep at the same moment and all see the lapsed claim: one takes it
+    (PostgreSQL READ COMMITTED included), so one launches it."""
+    store = SubmissionStore.from_url(store_url)
+    for round_ in range(5):
+        sid = f"race{round_}"
+        _admit(store, sid, now=2000.0, per_minute=100)
+        assert store.claim(sid, "dead", LEASE, now=2000.0) is not None
+        barrier = threading.Barrier(8)
+        winners: list[str] = []
+
+        def sweep(owner: str, sid: str, barrier: threading.Barrier, winners: list[str]) -> None:
+            barrier.wait()
+            if store.claim(sid, owner, LEASE, now=2000.0 + LEASE + 1) is not None:
+                winners.append(owner)
+
+        threads = [threading.Thread(target=sweep, args=(f"g{i}", sid, barrier, winners)) for i in range(8)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        assert len(winners) == 1, winners
+        row = store.get(sid)
+        assert row is not None and row.owner == winners[0] and row.lease_until == 2000.0 + 2 * LEASE + 1
+
+
+def test_retry_and_cancel_of_a_submission_still_waiting(store_url: str) -> None:
+    store = SubmissionStore.from_url(store_url)
+    _admit(store, "s1", now=1000.0)
+    assert store.launch_now("s1", now=1001.0) == "queued"  # queued: due now, any sweep takes it
+    assert store.pending(now=1001.0, queued_for=LEASE) == ["s1"]
+    assert store.claim("s1", "A", LEASE, now=1002.0) is not None
+    assert store.record_attempt("s1", "A", "unreachable", next_attempt_at=1017.0)
+    # A retry moves the next attempt to now: the holder sees it at its next heartbeat.
+    assert store.launch_now("s1", now=1005.0) == "launching"
+    assert store.heartbeat("A", ["s1"], LEASE, now=1006.0) == {"s1": 1005.0}
+    # Canceled while waiting: the holder's next heartbeat no longer finds it.
+    assert store.cancel_queued("s1")
+    assert store.heartbeat("A", ["s1"], LEASE, now=1007.0) == {}
+    # A launch call that was in flight gets its run recorded, and is told to terminate it.
+    assert store.launched("s1", "run-late") == "canceled"
+    row = store.get("s1")
+    assert row is not None and row.state == "canceled" and row.run_id == "run-late" and store.run_ids("s1") == ["run-late"]
+
+    # A stopping gateway lets its claims lapse at once.
+    _admit(store, "s2", now=1000.0)
+    assert store.claim("s2", "A", LEASE, now=1010.0) is not None
+    assert store.release("A", ["s2"]) == 1
+    assert store.pending(now=1010.5) == ["s2"]
+    taken = store.claim("s2", "B", LEASE, now=1010.5)
+    assert taken is not None and taken.taken_over
+    assert store.launched("s2", "run-2") == "launched"
 
 
 def test_a_store_made_before_the_launch_queue_gets_its_columns(tmp_path: Path) -> None:
