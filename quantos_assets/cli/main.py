@@ -102,6 +102,10 @@ def _parser() -> argparse.ArgumentParser:
     add_gateway_parser(sub)
     add_access_parsers(sub)
 
+    from quantos_assets.cli.register import add_parser as add_register_parser
+
+    add_register_parser(sub)
+
     from quantos_assets.cli.exporter import add_parser as add_exporter_parser
 
     add_exporter_parser(sub)

@@ -224,3 +224,42 @@ def test_a_dagster_home_that_does_not_exist_yet(tmp_path: Path) -> None:
         f"quantos: error: InstanceHomeError: DAGSTER_HOME {missing} does not exist "
         "(the Dagster instance: its dagster.yaml and storage)"
     ), res.stderr
+
+
+def test_register_writes_the_registry_as_a_team_through_admission_and_audits_it(tmp_path: Path) -> None:
+    """`quantos register`: the CLI's registry write asks the admission policy, refuses another
+    team's pipeline and a shell entrypoint with one line, keeps what it replaces and audits."""
+    import yaml
+
+    specs = tmp_path / "specs"
+    env = {"QUANTOS_ENV": "local", "QUANTOS_DATA_DIR": str(tmp_path / "data"), "QUANTOS_SPECS_DIR": str(specs)}
+    spec = {
+        "version": 1, "pipeline_id": "cli_reg",
+        "nodes": [{"id": "n", "kind": "python_task", "params": {"entrypoint": "quantos_assets.tasks.noop:one_row"}, "outs": ["x"]}],
+    }
+    path = tmp_path / "cli_reg.yaml"
+    path.write_text(yaml.safe_dump(spec))
+    made = quantos("register", str(path), "--team", "research", env=env)
+    assert made.returncode == 0 and made.stdout.startswith("registered ") and "owner research" in made.stdout, made.stderr
+    assert quantos("register", str(path), "--team", "research", env=env).stdout.startswith("unchanged ")
+
+    path.write_text(yaml.safe_dump({**spec, "description": "v2"}))
+    other = quantos("register", str(path), "--team", "execution", env=env)
+    assert other.returncode == 1 and other.stderr.strip() == (
+        "quantos: register refused (not_owner): pipeline 'cli_reg' belongs to team research: "
+        "only that team or an admin can replace it"
+    )
+    replaced = quantos("register", str(path), "--team", "research", env=env)
+    assert replaced.returncode == 0 and replaced.stdout.startswith("replaced (previous kept at "), replaced.stderr
+    assert len(list((specs / ".registry" / "history" / "cli_reg").iterdir())) == 1
+
+    shell = tmp_path / "cli_shell.yaml"
+    shell.write_text(yaml.safe_dump({**spec, "pipeline_id": "cli_shell", "nodes": [
+        {"id": "n", "kind": "python_task", "params": {"entrypoint": "subprocess:getoutput", "cmd": "id"}, "outs": ["x"]}]}))
+    refused = quantos("register", str(shell), "--team", "research", env=env)
+    assert refused.returncode == 1 and "register refused (entrypoint): nodes[0].params.entrypoint: 'subprocess:getoutput'" in refused.stderr
+    assert not (specs / "cli_shell.json").exists() and not (specs / "cli_shell.yaml").exists()
+
+    records = [json.loads(line) for line in quantos("audit", "show", "--subject", "cli_reg", env=env).stdout.splitlines()]
+    assert [(r["action"], r["team"], r["actor"].startswith("cli:")) for r in records] == [("register", "research", True)] * 2
+    assert quantos("audit", "verify", env=env).returncode == 0
