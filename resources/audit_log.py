@@ -22,6 +22,8 @@ from typing import Any, TypedDict
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 
+from resources.redaction import redact
+
 GENESIS = "0" * 64
 _ADVISORY_KEY = 0x5155414E54  # "QUANT": one lock id for the audit chain
 
@@ -159,7 +161,7 @@ class AuditLog:
                 "spec_sha256": spec_sha256,
                 "params": json.dumps(params or {}, sort_keys=True, separators=(",", ":")),
                 "decision": decision,
-                "detail": detail,
+                "detail": redact(detail),  # an error quoted here may name a URL with a password
             }
             digest = record_hash(prev, fields)
             conn.execute(sa.insert(audit_table).values(**fields, prev_hash=prev, hash=digest))

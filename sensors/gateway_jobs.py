@@ -89,7 +89,14 @@ def build_gateway_jobs_sensor(
         requests: list[RunRequest] = []
         problems: list[str] = []
         for job in _store(settings.store_url).list(active_only=True):
-            due = latest_due_fire(job, now)
+            if job.problem is not None:  # a bad row is skipped; every other job still fires
+                problems.append(f"{job.id}: not fired: {job.problem}")
+                continue
+            try:
+                due = latest_due_fire(job, now)
+            except (ValueError, OverflowError) as err:
+                problems.append(f"{job.id}: not fired: {type(err).__name__}: {err}")
+                continue
             if due is None or cursor.get(job.id, float("-inf")) >= due:
                 continue
             pipeline = runnable.get(job.pipeline_id)

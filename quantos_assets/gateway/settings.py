@@ -8,15 +8,20 @@
     QUANTOS_MAX_BODY_BYTES  largest accepted request body (default 1 MiB)
     QUANTOS_LAUNCH_THREADS  submissions launched in Dagster at once (default 4)
     QUANTOS_MAX_BACKLOG     accepted-but-unlaunched submissions before new ones get 503 (default 2000)
+    QUANTOS_PUBLIC_URL      the gateway's address as clients reach it (e.g. https://quantos.example.com),
+                            the base of `status_url`; unset: `status_url` is a path (/api/orch/status/ID).
+                            Never taken from the request's Host header, which the caller chooses.
 """
 from __future__ import annotations
 
 import os
 from dataclasses import dataclass
 from pathlib import Path
+from urllib.parse import urlsplit
 
 from quantos_assets.gateway.teams import teams_location
 from resources.profile import active_profile
+from resources.redaction import redact
 
 
 @dataclass(frozen=True)
@@ -32,6 +37,7 @@ class GatewaySettings:
     max_body_bytes: int = 1 << 20
     launch_threads: int = 4
     max_backlog: int = 2000
+    public_url: str = ""  # no trailing slash; "" -> answers carry paths
 
 
 def gateway_settings(environ: dict[str, str] | None = None) -> GatewaySettings:
@@ -50,7 +56,24 @@ def gateway_settings(environ: dict[str, str] | None = None) -> GatewaySettings:
         max_body_bytes=_positive_int(env, "QUANTOS_MAX_BODY_BYTES", 1 << 20),
         launch_threads=_positive_int(env, "QUANTOS_LAUNCH_THREADS", 4),
         max_backlog=_positive_int(env, "QUANTOS_MAX_BACKLOG", 2000),
+        public_url=_public_url(env.get("QUANTOS_PUBLIC_URL") or ""),
     )
+
+
+def _public_url(raw: str) -> str:
+    """An http(s) base URL without credentials, query or fragment ("" when unset)."""
+    if not raw:
+        return ""
+    try:
+        parts = urlsplit(raw)
+        parts.port  # noqa: B018 - raises ValueError for a port that is not a number
+        ok = parts.scheme in ("http", "https") and bool(parts.hostname)
+        ok = ok and not (parts.username or parts.password or parts.query or parts.fragment)
+    except ValueError:
+        ok = False
+    if not ok:
+        raise ValueError(f"QUANTOS_PUBLIC_URL: expected http(s)://host[:port][/prefix], got {redact(raw)!r}")
+    return raw.rstrip("/")
 
 
 def _positive_int(env: dict[str, str], name: str, default: int) -> int:
