@@ -21,7 +21,7 @@ from urllib.parse import urlsplit
 
 from quantos_assets.gateway.teams import teams_location
 from resources.profile import active_profile
-from resources.redaction import redact
+from resources.redaction import install_log_redaction, redact
 
 
 @dataclass(frozen=True)
@@ -41,6 +41,9 @@ class GatewaySettings:
 
 
 def gateway_settings(environ: dict[str, str] | None = None) -> GatewaySettings:
+    # QUANTOS_DAGSTER_URL and QUANTOS_GATEWAY_DB may carry passwords: from the moment a
+    # process reads them, its log lines are redacted (resources/redaction.py).
+    install_log_redaction()
     env = dict(os.environ if environ is None else environ)
     profile = active_profile(env)
     data = profile.data_dir
