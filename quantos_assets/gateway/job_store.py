@@ -24,6 +24,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
+from quantos_assets.gateway.job_timing import RecurrenceError, check_cron
 from resources.sql_store import store_engine
 
 log = logging.getLogger("quantos.gateway.jobs")
@@ -101,8 +102,6 @@ class JobChanges:
 
 def _row(row: Any) -> ScheduledJob:
     """A stored row as a job; what does not parse is named in `problem`, with a safe default."""
-    from quantos_assets.gateway.job_timing import RecurrenceError, check_cron
-
     data = row._asdict()
     problems: list[str] = []
     for name, kind in (("runtime_params", dict), ("nodes", list)):
