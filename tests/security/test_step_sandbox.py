@@ -124,7 +124,7 @@ def test_a_hand_placed_shell_entrypoint_is_refused_by_the_step(stack: Stack) -> 
 
     client = QuantosClient(stack.env["QUANTOS_DAGSTER_URL"], stack.specs_dir)
     loaded = parse_spec(stack.specs_dir / "sb_handplaced.yaml")
-    launched = client.submit_detailed(loaded, {"submission_id": "sb-hand-1", "labels": {"team": "research"}})
+    launched = client.submit_detailed(loaded, {"submission_id": "sb-hand-1", "labels": {"team": "research"}}, team="research")
     assert not launched.reloaded  # the registered file itself ran
     assert _wait_run(stack, launched.run_id) == "FAILURE"
     assert _step_failures(stack, launched.run_id) == {
