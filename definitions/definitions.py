@@ -2,5 +2,7 @@
 from __future__ import annotations
 
 from definitions.assemble import build_definitions
+from resources.redaction import install_log_redaction
 
+install_log_redaction()  # settings may carry passwords in URLs: no log line of the location shows one
 defs = build_definitions()

@@ -152,6 +152,8 @@ def _schema_type(schema: dict[str, Any]) -> str:
 def _constraints(schema: dict[str, Any]) -> list[str]:
     keys = ("pattern", "minimum", "maximum", "exclusiveMinimum", "minLength", "maxLength")
     found = [f"{k} `{schema[k]}`" for k in keys if k in schema]
+    if len(str(schema.get("pattern", ""))) > 100:  # a grammar (the cron's): the description says it in words
+        found[0] = "pattern: see [openapi.json](openapi.json)"
     for part in schema.get("anyOf", []):
         found.extend(_constraints(part))
     return found
@@ -217,7 +219,7 @@ EXAMPLES: dict[tuple[str, str], dict[str, Any]] = {
         "request": {"spec_ref": "xs_momentum_v1", "runtime_params": {"submission_id": "sub-42"}},
         "status": 202,
         "response": {"submission_id": "sub-42", "run_id": None, "state": "launching", "pipeline_id": "xs_momentum_v1",
-                     "spec_sha256": _SHA, "status_url": "http://localhost:8080/api/orch/status/sub-42"},
+                     "spec_sha256": _SHA, "status_url": "/api/orch/status/sub-42"},
     },
     ("GET", "/api/orch/status/{submission_id}"): {
         "path": "/api/orch/status/sub-42",
@@ -373,16 +375,20 @@ def render_rest(openapi: dict[str, Any], scopes: dict[tuple[str, str], str]) -> 
         "[troubleshooting](../troubleshooting.md#submission-api-gateway-and-quantos-token--quantos-audit)."),
         "",
         ("**Authentication.** Every endpoint below needs `Authorization: Bearer <token>`, a token "
-        "made by `quantos token create --team T --scopes submit,read`. Each endpoint names the "
-        "scope it needs; `admin` implies both and sees every team's submissions and jobs."),
+        "made by `quantos token create --team T --scopes submit,read [--ttl 90d]`. Each endpoint names the "
+        "scope it needs; `admin` implies both and sees every team's submissions and jobs. Tokens "
+        "expire (default 90 days, at most 365; `quantos token list` shows when)."),
         "",
         ("**Errors.** Every answer other than success has the body "
         "[`ErrorBody`](#errorbody) `{\"error\": \"one line\", \"lines\": [\"...\"]}`: "
-        "400 malformed JSON, 401 missing or invalid token, 403 scope or team, 404 unknown id "
-        "or pipeline, 409 conflict (id reused, nothing to cancel or retry, not launched yet), "
-        "413 body too large, 422 invalid spec, params or request (one line per problem in "
-        "`lines`), 429 quota (`Retry-After`), 502/503 Dagster unreachable or refusing "
-        "(`Retry-After` on a full launch queue)."),
+        "400 a body that is not UTF-8, not JSON or nested more than 200 levels deep (line and "
+        "column named), 401 missing, invalid, revoked or expired token, 403 scope or team, 404 "
+        "unknown id, pipeline or path, 405 method not allowed (with `Allow`), 409 conflict (id "
+        "reused, nothing to cancel or retry, not launched yet), 413 body too large "
+        "(`QUANTOS_MAX_BODY_BYTES`, chunked bodies included), 422 invalid spec, params or request "
+        "(one line per problem in `lines`, naming the field), 429 quota (`Retry-After`), 502/503 "
+        "Dagster unreachable or refusing (`Retry-After` on a full launch queue). URLs in errors "
+        "never carry a password (`http://user:***@host`)."),
         "",
         ("**Not in the OpenAPI document** (no token): `GET /healthz` answers `{\"status\": \"ok\"}`; "
         "`GET /metrics` serves the Prometheus metrics of the Dagster instance at `DAGSTER_HOME` "

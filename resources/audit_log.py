@@ -33,6 +33,7 @@ from sqlalchemy.engine import Connection, Engine
 
 from resources.audit_anchor import Anchor, AnchorError, AnchorState, Genesis, Head
 from resources.audit_key import AuditKey
+from resources.redaction import redact
 
 log = logging.getLogger(__name__)
 
@@ -257,7 +258,7 @@ class AuditLog:
                 "spec_sha256": spec_sha256,
                 "params": json.dumps(params or {}, sort_keys=True, separators=(",", ":")),
                 "decision": decision,
-                "detail": capped(detail),
+                "detail": capped(redact(detail)),  # an error quoted here may name a URL with a password
             }
             digest = record_hash(prev, fields)
             mac = self.key.sign(digest)

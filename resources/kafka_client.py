@@ -17,6 +17,8 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
+from resources.redaction import redact
+
 log = logging.getLogger("quantos.kafka")
 
 DEFAULT_SUBMISSIONS_TOPIC = "orch.jobs"
@@ -24,7 +26,11 @@ DEFAULT_GROUP = "quantos-orchestrator"
 
 
 class KafkaProblem(Exception):
-    """The broker cannot answer now (unreachable, topic missing, timed out): skip, retry later."""
+    """The broker cannot answer now (unreachable, topic missing, timed out): skip, retry later.
+    The message names the bootstrap servers, redacted (they may carry userinfo)."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(redact(message))
 
 
 @dataclass(frozen=True)

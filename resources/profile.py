@@ -14,12 +14,17 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
 
+from resources.redaction import redact
+
 REPO_ROOT = Path(__file__).resolve().parent.parent
 PROFILES = ("local", "staging", "prod")
 
 
 class ProfileError(ValueError):
-    """A missing or invalid setting; the message names the variable."""
+    """A missing or invalid setting; the message names the variable (URLs in it redacted)."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(redact(message))
 
 
 LINEAGE_TRANSPORTS = ("off", "file", "http", "openlineage")

@@ -4,16 +4,25 @@ SQLite locally, PostgreSQL in production, from one URL. SQLite transactions begi
 IMMEDIATE (the write lock up front) in WAL mode: the stores read-then-write inside
 one transaction (the audit chain's tail, quota windows), and a deferred transaction
 would let two writers read the same state.
+
+The SQLite file holds every team's submissions and the audit trail, so it is readable
+by its owner only (0600): created that way before SQLite opens it (SQLite gives its
+-wal and -shm files the database file's mode), and tightened if an older version left
+it wider.
 """
 from __future__ import annotations
 
+import os
 import sqlite3
+import stat
 from pathlib import Path
 from urllib.parse import quote
 
 import sqlalchemy as sa
 from sqlalchemy import event
 from sqlalchemy.engine import Connection, Engine
+
+from resources.redaction import redact
 
 
 class StoreURLError(ValueError):
@@ -23,8 +32,8 @@ class StoreURLError(ValueError):
 def store_engine(url: str) -> Engine:
     if url.startswith("sqlite:///"):
         path = url[len("sqlite:///") :]
-        if path and path != ":memory:":
-            Path(path).parent.mkdir(parents=True, exist_ok=True)
+        if path and path != ":memory:" and not path.startswith("file:"):
+            _private_file(Path(path))
         engine = sa.create_engine(url, connect_args={"timeout": 30, "check_same_thread": False})
 
         @event.listens_for(engine, "connect")
@@ -43,7 +52,7 @@ def store_engine(url: str) -> Engine:
         return engine
     if url.startswith(("postgresql+psycopg2://", "postgresql://")):
         return sa.create_engine(url, pool_pre_ping=True, pool_size=10, max_overflow=20)
-    raise StoreURLError(f"store URL {url!r}: expected sqlite:///PATH or postgresql+psycopg2://...")
+    raise StoreURLError(f"store URL {redact(url)!r}: expected sqlite:///PATH or postgresql+psycopg2://...")
 
 
 class StoreMissingError(LookupError):
@@ -58,7 +67,7 @@ def read_only_engine(url: str) -> Engine:
     if url.startswith("sqlite:///"):
         path = url[len("sqlite:///") :]
         if not path or path == ":memory:":
-            raise StoreURLError(f"store URL {url!r}: an in-memory database has no audit trail to read")
+            raise StoreURLError(f"store URL {redact(url)!r}: an in-memory database has no audit trail to read")
         if not Path(path).is_file():
             raise StoreMissingError(f"the store {path} does not exist (wiped or moved? QUANTOS_GATEWAY_DB)")
         return sa.create_engine(
@@ -67,4 +76,23 @@ def read_only_engine(url: str) -> Engine:
         )
     if url.startswith(("postgresql+psycopg2://", "postgresql://")):
         return sa.create_engine(url, connect_args={"options": "-c default_transaction_read_only=on"})
-    raise StoreURLError(f"store URL {url!r}: expected sqlite:///PATH or postgresql+psycopg2://...")
+    raise StoreURLError(f"store URL {redact(url)!r}: expected sqlite:///PATH or postgresql+psycopg2://...")
+
+
+def _private_file(path: Path) -> None:
+    """Create `path` (and its folder) readable by the owner only; tighten it and its WAL
+    files if they exist with wider modes."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        os.close(os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600))
+    except FileExistsError:
+        pass
+    for existing in (path, path.with_name(path.name + "-wal"), path.with_name(path.name + "-shm")):
+        try:
+            mode = stat.S_IMODE(existing.stat().st_mode)
+            if mode & 0o077:
+                existing.chmod(mode & 0o700)
+        except FileNotFoundError:
+            pass
+        except PermissionError:  # another user's file: SQLite reports what it cannot do
+            pass

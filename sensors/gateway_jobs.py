@@ -115,7 +115,14 @@ def evaluate_jobs(
     registry = DirectoryRegistry(settings.specs_dir)
     tick = _Tick([], [], [])
     for job in jobs.list(active_only=True):
-        due = latest_due_fire(job, now)
+        if job.problem is not None:  # a bad row is skipped; every other job still fires
+            tick.problems.append(f"{job.id}: not fired: {job.problem}")
+            continue
+        try:
+            due = latest_due_fire(job, now)
+        except (ValueError, OverflowError) as err:
+            tick.problems.append(f"{job.id}: not fired: {type(err).__name__}: {err}")
+            continue
         if due is None or cursor.get(job.id, float("-inf")) >= due:
             continue
         pipeline = runnable.get(job.pipeline_id)

@@ -20,11 +20,15 @@ def add_parsers(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> Non
     create.add_argument("--team", required=True)
     create.add_argument("--scopes", required=True, help="comma-separated: submit,read,admin")
     create.add_argument("--note", default="", help="who or what uses it")
+    create.add_argument(
+        "--ttl", default="90d",
+        help="how long it is valid: a number and s, m, h, d or w (default 90d, at most 365d; no 'never')",
+    )
     create.set_defaults(handler=cmd_token_create)
     revoke = actions.add_parser("revoke", help="remove a token by its id")
     revoke.add_argument("token_id", help="the id `quantos token create` and `quantos token list` show")
     revoke.set_defaults(handler=cmd_token_revoke)
-    listing = actions.add_parser("list", help="token ids, teams and scopes (never the tokens)")
+    listing = actions.add_parser("list", help="token ids, teams, scopes and expiry (never the tokens)")
     listing.set_defaults(handler=cmd_token_list)
 
     a = sub.add_parser("audit", help="the audit trail (QUANTOS_GATEWAY_DB)")
@@ -46,16 +50,20 @@ def _store() -> TokenStore:
 
 
 def cmd_token_create(args: argparse.Namespace) -> int:
-    from quantos_assets.gateway.tokens import TokenStoreError
+    from quantos_assets.gateway.tokens import TokenStoreError, parse_ttl
 
     scopes = [s.strip() for s in args.scopes.split(",") if s.strip()]
     try:
-        token, record = _store().create(args.team, scopes, args.note)
+        token, record = _store().create(args.team, scopes, args.note, parse_ttl(args.ttl))
     except TokenStoreError as err:
         print(f"quantos: {err}", file=sys.stderr)
         return EXIT_INVALID
     print(token)
-    print(f"id {record.id}  team {record.team}  scopes {','.join(record.scopes)}  (shown once; store it now)", file=sys.stderr)
+    print(
+        f"id {record.id}  team {record.team}  scopes {','.join(record.scopes)}  expires {record.expires_at}"
+        "  (shown once; store it now)",
+        file=sys.stderr,
+    )
     return EXIT_OK
 
 
@@ -72,8 +80,16 @@ def cmd_token_revoke(args: argparse.Namespace) -> int:
 
 
 def cmd_token_list(_args: argparse.Namespace) -> int:
+    from datetime import UTC, datetime
+
+    now = datetime.now(UTC)
+    print(f"{'id':<12}  {'team':<16} {'scopes':<20} {'created':<25} {'expires':<33} note")
     for record in _store().list():
-        print(f"{record.id}  {record.team:<16} {','.join(record.scopes):<20} {record.created_at}  {record.note}")
+        expiry = record.expiry.isoformat(timespec="seconds")
+        state = f"EXPIRED {expiry}" if record.expired(now) else expiry
+        if record.expires_at is None:
+            state += " (legacy)"  # written before expiry: created + 365 days
+        print(f"{record.id}  {record.team:<16} {','.join(record.scopes):<20} {record.created_at:<25} {state:<33} {record.note}")
     return EXIT_OK
 
 

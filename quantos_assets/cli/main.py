@@ -49,7 +49,9 @@ def main(argv: list[str] | None = None) -> int:
     except Exception as err:  # the user gets one line, never a traceback
         if os.environ.get("QUANTOS_DEBUG"):
             raise
-        print(f"quantos: error: {type(err).__name__}: {err}".splitlines()[0], file=sys.stderr)
+        from resources.redaction import redact
+
+        print(redact(f"quantos: error: {type(err).__name__}: {err}".splitlines()[0]), file=sys.stderr)
         return EXIT_ERROR
 
 

@@ -19,6 +19,8 @@ from dagster_graphql.client.client_queries import (
     TERMINATE_RUN_JOB_MUTATION,
 )
 
+from resources.redaction import redact
+
 LOCATION = "quantos"
 REPOSITORY = "__repository__"
 # A code-location reload re-imports every spec (and dbt) in the code server: over a minute on
@@ -27,10 +29,13 @@ RELOAD_TIMEOUT = 300.0
 
 
 class DagsterAPIError(RuntimeError):
-    """Dagster refused or failed a call; `status` is the HTTP status a gateway should answer."""
+    """Dagster refused or failed a call; `status` is the HTTP status a gateway should answer.
+
+    The message is redacted here, once: it reaches answers, a submission's `error`, the
+    audit trail and logs, and QUANTOS_DAGSTER_URL may carry a password."""
 
     def __init__(self, message: str, status: int = 502, retryable: bool = False) -> None:
-        super().__init__(message)
+        super().__init__(redact(message))
         self.status = status
         # Dagster could not be reached or answered 5xx: the same call may work later.
         self.retryable = retryable
@@ -162,7 +167,14 @@ class DagsterAPI:
             raise DagsterAPIError(
                 f"Dagster at {self.url} answered HTTP {response.status_code}", 502, retryable=response.status_code >= 500
             )
-        body = response.json()
+        try:
+            body = response.json()
+        except ValueError:  # e.g. the UI's HTML: the URL names the webserver but not its root
+            raise DagsterAPIError(
+                f"Dagster at {self.url} answered HTTP 200 without JSON: is QUANTOS_DAGSTER_URL the webserver's root?", 502
+            ) from None
+        if not isinstance(body, dict) or not ("data" in body or "errors" in body):
+            raise DagsterAPIError(f"Dagster at {self.url} answered HTTP 200 without a GraphQL result", 502)
         if body.get("errors"):
             raise DagsterAPIError(f"Dagster GraphQL error: {body['errors'][0].get('message', body['errors'][0])}", 502)
         return body["data"]

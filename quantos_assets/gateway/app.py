@@ -8,14 +8,16 @@ per-team quotas, an append-only audit trail, and 4xx answers that say what to fi
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from typing import Annotated, Any
 
-from fastapi import FastAPI, HTTPException, Query, Request
+from fastapi import FastAPI, Query, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
+from starlette.exceptions import HTTPException
 
 from quantos_assets.admission.request import Action
 from quantos_assets.client.graphql import DagsterAPIError
@@ -25,10 +27,17 @@ from quantos_assets.client.submissions import (
     spec_digest,
 )
 from quantos_assets.gateway.auth import ERRORS, ApiError, Reader, Submitter, answer
-from quantos_assets.gateway.body_limit import BodyLimitMiddleware
 from quantos_assets.gateway.jobs_api import build_router
 from quantos_assets.gateway.metrics_route import build_metrics_router
-from quantos_assets.gateway.policy import admission, owned, rejecter, resolve_spec, take_slot
+from quantos_assets.gateway.policy import (
+    ONE_SPEC_SOURCE,
+    admission,
+    owned,
+    rejecter,
+    resolve_spec,
+    take_slot,
+)
+from quantos_assets.gateway.request_body import RequestBodyMiddleware
 from quantos_assets.gateway.settings import GatewaySettings
 from quantos_assets.gateway.submission_store import (
     CANCELED,
@@ -40,6 +49,7 @@ from quantos_assets.gateway.submission_store import (
 from quantos_assets.gateway.tokens import Principal
 from quantos_assets.gateway.wiring import Gateway, build_gateway
 from quantos_assets.spec.errors import SpecError
+from resources.redaction import install_log_redaction, redact
 
 API_VERSION = "1"
 
@@ -48,9 +58,10 @@ API_VERSION = "1"
 
 
 class SubmitRequest(BaseModel):
-    """Seed 000 §8.1: the spec inline (`dag_spec`) or a registered pipeline (`spec_ref`)."""
+    """Seed 000 §8.1: exactly one of the spec inline (`dag_spec`) or a registered pipeline
+    (`spec_ref`)."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", json_schema_extra=ONE_SPEC_SOURCE)
 
     dag_spec: dict[str, Any] | None = Field(default=None, description="the DAG spec (seed 000 §3.1)")
     spec_ref: str | None = Field(default=None, description="pipeline_id of a spec already in the registry")
@@ -69,7 +80,9 @@ class SubmitAccepted(BaseModel):
     state: str = Field(description="queued, launching, launched, failed or canceled")
     pipeline_id: str
     spec_sha256: str
-    status_url: str
+    status_url: str = Field(
+        description="where to follow it: QUANTOS_PUBLIC_URL + path when the gateway has one, else the path"
+    )
 
 
 class ActionResult(BaseModel):
@@ -79,6 +92,7 @@ class ActionResult(BaseModel):
 
 
 def create_app(settings: GatewaySettings, gateway: Gateway | None = None) -> FastAPI:
+    install_log_redaction()  # before anything logs: QUANTOS_DAGSTER_URL may carry a password
     gw = gateway or build_gateway(settings)
 
     @asynccontextmanager
@@ -92,31 +106,36 @@ def create_app(settings: GatewaySettings, gateway: Gateway | None = None) -> Fas
         description="Submit compiler DAG specs, follow, cancel and retry them. Bearer token required.",
         lifespan=lifespan,
     )
-    app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes)
+    app.add_middleware(RequestBodyMiddleware, max_bytes=settings.max_body_bytes)
     app.state.gateway = gw
     gw.dispatcher.start()  # and re-queue what a previous gateway accepted but did not launch
     app.include_router(build_router())
     app.include_router(build_metrics_router())
     @app.exception_handler(ApiError)
     def _api_error(_request: Request, err: ApiError) -> JSONResponse:
-        return JSONResponse(
-            {"error": err.message, "lines": err.lines or [err.message]}, status_code=err.status, headers=err.headers
-        )
+        return _error(err.status, err.message, err.lines, err.headers)
 
     @app.exception_handler(RequestValidationError)
     def _invalid_request(_request: Request, err: RequestValidationError) -> JSONResponse:
         problems = err.errors()
         if any(p.get("type") == "json_invalid" for p in problems):
             ctx = next(p for p in problems if p.get("type") == "json_invalid").get("ctx", {})
-            message = f"request body is not valid JSON: {ctx.get('error', 'parse error')}"
-            return JSONResponse({"error": message, "lines": [message]}, status_code=400)
+            return _error(400, f"request body is not valid JSON: {ctx.get('error', 'parse error')}")
         lines = [f"{'.'.join(str(x) for x in p['loc'])}: {p['msg']}" for p in problems]
-        return JSONResponse({"error": "invalid request", "lines": lines}, status_code=422)
+        return _error(422, "invalid request", lines)
 
     @app.exception_handler(HTTPException)
-    def _http_error(_request: Request, err: HTTPException) -> JSONResponse:
+    def _http_error(request: Request, err: HTTPException) -> JSONResponse:
+        """Starlette's own answers (unknown path, method not allowed) in the documented shape."""
+        headers = dict(err.headers or {})
         message = str(err.detail)
-        return JSONResponse({"error": message, "lines": [message]}, status_code=err.status_code, headers=err.headers)
+        if err.status_code == 405:
+            allowed = _allowed_methods(request, headers.get("Allow", ""))
+            headers["Allow"] = ", ".join(allowed)
+            message = f"{request.method} is not allowed on {request.url.path}; allowed: {', '.join(allowed)}"
+        elif err.status_code == 404:
+            message = f"no endpoint {request.url.path} (see /docs)"
+        return _error(err.status_code, message, headers=headers)
 
     @app.get("/healthz", include_in_schema=False)
     def healthz() -> dict[str, str]:
@@ -153,7 +172,7 @@ def create_app(settings: GatewaySettings, gateway: Gateway | None = None) -> Fas
             raise reject(err.status, str(err)) from None
         resent = gw.store.get(params.submission_id)
         if resent is not None:  # a re-send costs nothing: answered before the quotas
-            return _resent(request, resent, who, digest, audit, loaded.spec.pipeline_id, reject)
+            return _resent(gw, resent, who, digest, audit, loaded.spec.pipeline_id, reject)
         admission(gw, who, Action.SUBMIT, loaded.spec, params, reject)
         if gw.dispatcher.backlog() >= gw.settings.max_backlog:
             raise reject(503, f"{gw.dispatcher.backlog()} submissions are waiting to launch; try again shortly", {"Retry-After": "5"})
@@ -170,7 +189,7 @@ def create_app(settings: GatewaySettings, gateway: Gateway | None = None) -> Fas
             per_minute=policy.submissions_per_minute, request=request_json,
         )
         if stored.existing is not None:  # sent twice at once: the other copy won
-            return _resent(request, stored.existing, who, digest, audit, loaded.spec.pipeline_id, reject)
+            return _resent(gw, stored.existing, who, digest, audit, loaded.spec.pipeline_id, reject)
         if not stored.admitted:  # the window filled since the policy looked
             raise reject(
                 429,
@@ -184,7 +203,7 @@ def create_app(settings: GatewaySettings, gateway: Gateway | None = None) -> Fas
         gw.dispatcher.enqueue(params.submission_id)
         row = gw.store.get(params.submission_id)
         assert row is not None
-        return _accepted(request, row, loaded.spec.pipeline_id)
+        return _accepted(gw, row, loaded.spec.pipeline_id)
 
     @app.get("/api/orch/status/{submission_id}", responses=ERRORS)
     def status(submission_id: str, who: Reader) -> dict[str, Any]:
@@ -281,8 +300,9 @@ def create_app(settings: GatewaySettings, gateway: Gateway | None = None) -> Fas
         team = None if "admin" in who.scopes else who.team
         return [
             {"submission_id": r.id, "team": r.team, "pipeline_id": r.pipeline_id, "run_id": r.run_id,
-             "state": r.state, "error": r.error, "attempts": r.attempts, "last_error": r.last_error,
-             "next_attempt_at": r.next_attempt_at, "spec_sha256": r.spec_sha256, "created_at": r.created_at}
+             "state": r.state, "error": r.error and redact(r.error), "attempts": r.attempts,
+             "last_error": r.last_error and redact(r.last_error), "next_attempt_at": r.next_attempt_at,
+             "spec_sha256": r.spec_sha256, "created_at": r.created_at}
             for r in gw.store.list(team, limit)
         ]
 
@@ -292,19 +312,53 @@ def create_app(settings: GatewaySettings, gateway: Gateway | None = None) -> Fas
 # -- helpers of the endpoints ------------------------------------------------------------------
 
 
-def _accepted(request: Request, row: SubmissionRow, pipeline_id: str) -> SubmitAccepted:
+def _error(status: int, message: str, lines: list[str] | None = None, headers: dict[str, str] | None = None) -> JSONResponse:
+    """Every 4xx/5xx the gateway writes: `{error, lines}`, with credentials in URLs redacted
+    (a Dagster or database error may quote a URL with its password)."""
+    message = redact(message)
+    return JSONResponse(
+        {"error": message, "lines": [redact(line) for line in lines] if lines else [message]},
+        status_code=status,
+        headers=headers,
+    )
+
+
+def _allowed_methods(request: Request, fallback: str) -> list[str]:
+    """The methods the API documents for this path (RFC 9110: a 405 lists them all).
+
+    Starlette names only the methods of the first route whose path matches, so
+    `OPTIONS /api/jobs/ID` said `Allow: GET` where PUT and DELETE exist too. The OpenAPI
+    document is the contract clients read; where several templates match, the most
+    specific one (fewest parameters) is the resource. Undocumented routes (/healthz,
+    /metrics) keep Starlette's `fallback`.
+    """
+    best: tuple[int, list[str]] | None = None
+    for template, operations in request.app.openapi()["paths"].items():
+        parts = re.split(r"(\{[^/}]+\})", template)
+        regex = "".join("[^/]+" if p.startswith("{") else re.escape(p) for p in parts)
+        if re.fullmatch(regex, request.url.path):
+            params = template.count("{")
+            if best is None or params < best[0]:
+                methods = {m.upper() for m in operations}
+                best = (params, sorted(methods))
+    return best[1] if best else [m.strip() for m in fallback.split(",") if m.strip()]
+
+
+def _accepted(gw: Gateway, row: SubmissionRow, pipeline_id: str) -> SubmitAccepted:
     return SubmitAccepted(
         submission_id=row.id,
         run_id=row.run_id,
         state=row.state,
         pipeline_id=pipeline_id,
         spec_sha256=row.spec_sha256,
-        status_url=str(request.url_for("status", submission_id=row.id)),
+        # Never from the request's Host header: the caller chooses it, and the answer (or a
+        # cache, or a log) would send the next request wherever the caller wanted.
+        status_url=f"{gw.settings.public_url}/api/orch/status/{row.id}",
     )
 
 
 def _resent(
-    request: Request, existing: SubmissionRow, who: Principal, digest: str, audit: dict[str, Any], pipeline_id: str,
+    gw: Gateway, existing: SubmissionRow, who: Principal, digest: str, audit: dict[str, Any], pipeline_id: str,
     reject: Callable[..., ApiError],
 ) -> SubmitAccepted:
     """The same submission_id again: the same submission if the spec and params are the same."""
@@ -317,7 +371,7 @@ def _resent(
         raise reject(409, f"submission_id {existing.id!r} is already used by another submission")
     if existing.state in (FAILED, CANCELED):
         raise reject(409, _ended_before_launch(existing))
-    return _accepted(request, existing, pipeline_id)
+    return _accepted(gw, existing, pipeline_id)
 
 
 # What a submission's status is before Dagster has a run for it.
@@ -327,8 +381,9 @@ _UNLAUNCHED_STATUS = {QUEUED: "ACCEPTED", LAUNCHING: "ACCEPTED", FAILED: "LAUNCH
 def _not_launched(row: SubmissionRow) -> dict[str, Any]:
     return {
         "submission_id": row.id, "pipeline_id": row.pipeline_id, "status": _UNLAUNCHED_STATUS.get(row.state, "ACCEPTED"),
-        "run_id": None, "runs": [], "steps": [], "error": row.error,
-        "attempts": row.attempts, "last_error": row.last_error, "next_attempt_at": row.next_attempt_at,
+        "run_id": None, "runs": [], "steps": [], "error": row.error and redact(row.error),
+        "attempts": row.attempts, "last_error": row.last_error and redact(row.last_error),
+        "next_attempt_at": row.next_attempt_at,
     }
 
 

@@ -10,7 +10,7 @@ from pydantic import BaseModel, Field
 
 from quantos_assets.client.graphql import DagsterAPIError
 from quantos_assets.client.submissions import SubmissionError
-from quantos_assets.gateway.tokens import Principal
+from quantos_assets.gateway.tokens import Principal, TokenExpired
 
 
 class ApiError(Exception):
@@ -33,7 +33,13 @@ def _principal(scope: str) -> Callable[..., Principal]:
         tokens = request.app.state.gateway.tokens
         if credentials is None or credentials.scheme.lower() != "bearer":
             raise ApiError(401, "missing bearer token (Authorization: Bearer <token>)", headers={"WWW-Authenticate": "Bearer"})
-        who = tokens.authenticate(credentials.credentials)
+        try:
+            who = tokens.authenticate(credentials.credentials)
+        except TokenExpired as err:
+            raise ApiError(
+                401, f"{err}: ask for a new one (quantos token create)",
+                headers={"WWW-Authenticate": 'Bearer error="invalid_token", error_description="token expired"'},
+            ) from None
         if who is None:
             raise ApiError(401, "invalid or revoked token", headers={"WWW-Authenticate": "Bearer"})
         if not who.can(scope):

@@ -3,12 +3,20 @@
 The gateway writes them; the `gateway_jobs` sensor in the code location reads them and
 asks Dagster for the runs, so Dagster's daemon stays the only scheduler. A job's runs
 carry the tag `quantos/job_id`; its state (running, succeeded, failed) is read from them.
+
+Reading a row never fails: a row that cannot be shown or fired (written by an older
+version without today's bounds, or edited by hand) comes back with `problem` set, so
+one bad row never breaks the listing or the sensor for anyone; the API shows it as
+`invalid` with the reason (its owner can still see and cancel it) and the sensor skips it.
 """
 from __future__ import annotations
 
 import json
+import logging
+import math
 import time
 import uuid
+import zoneinfo
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -16,7 +24,10 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
+from quantos_assets.gateway.job_timing import RecurrenceError, check_cron
 from resources.sql_store import store_engine
+
+log = logging.getLogger("quantos.gateway.jobs")
 
 _metadata = sa.MetaData()
 jobs = sa.Table(
@@ -60,13 +71,22 @@ class ScheduledJob:
     created_at: float
     updated_at: float
     note: str | None = None
+    problem: str | None = None  # why this row cannot be shown or fired (None: it can)
 
     @property
     def recurring(self) -> bool:
         return self.cron is not None
 
     def execution_time_iso(self) -> str:
-        return datetime.fromtimestamp(self.execution_time, UTC).isoformat()
+        return iso_time(self.execution_time) or repr(self.execution_time)
+
+
+def iso_time(stamp: float | None) -> str | None:
+    """ISO 8601 in UTC; None for None or a number no datetime can hold."""
+    try:
+        return None if stamp is None else datetime.fromtimestamp(stamp, UTC).isoformat()
+    except (OverflowError, OSError, ValueError, TypeError):
+        return None
 
 
 @dataclass
@@ -84,11 +104,49 @@ class JobChanges:
 
 
 def _row(row: Any) -> ScheduledJob:
+    """A stored row as a job; what does not parse is named in `problem`, with a safe default."""
     data = row._asdict()
-    data["runtime_params"] = json.loads(data["runtime_params"])
-    data["nodes"] = json.loads(data["nodes"])
+    problems: list[str] = []
+    for name, kind in (("runtime_params", dict), ("nodes", list)):
+        try:
+            value = json.loads(data[name])
+        except (TypeError, ValueError):
+            value = None
+        if not isinstance(value, kind):
+            problems.append(f"{name} is not a JSON {kind.__name__}")
+            value = kind()
+        data[name] = value
+    for name in ("execution_time", "created_at", "updated_at"):
+        try:
+            data[name] = float(data[name])
+        except (TypeError, ValueError):
+            data[name] = math.nan
+        if iso_time(data[name]) is None:
+            problems.append(f"{name} {data[name]!r} is not a time (epoch seconds)")
+    if data["cron"] is not None:
+        try:
+            check_cron(str(data["cron"]))
+        except RecurrenceError as err:
+            problems.append(str(err))
+    try:
+        zoneinfo.ZoneInfo(str(data["timezone"]))
+    except (zoneinfo.ZoneInfoNotFoundError, ValueError):
+        problems.append(f"unknown timezone {data['timezone']!r}")
     data["canceled"] = bool(data["canceled"])
+    if problems:
+        data["problem"] = "; ".join(problems)
+        _report(str(data["id"]), data["problem"])
     return ScheduledJob(**data)
+
+
+_reported: set[tuple[str, str]] = set()
+
+
+def _report(job_id: str, problem: str) -> None:
+    """One log line per bad row and problem per process (the sensor reads the table every tick)."""
+    if (job_id, problem) not in _reported:
+        _reported.add((job_id, problem))
+        log.warning("scheduled job %s cannot be shown or fired: %s", job_id, problem)
 
 
 class JobStore:

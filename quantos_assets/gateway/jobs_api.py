@@ -7,6 +7,7 @@ with the Dagster UI.
 """
 from __future__ import annotations
 
+import re
 import time
 import zoneinfo
 from datetime import UTC, datetime
@@ -19,9 +20,26 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 from quantos_assets.admission.request import Action
 from quantos_assets.client.submissions import ACTIVE_STATUSES, parse_params, spec_digest
 from quantos_assets.gateway.auth import ERRORS, ApiError, Reader, Submitter, answer
-from quantos_assets.gateway.job_store import JobChanges, ScheduledJob
-from quantos_assets.gateway.job_timing import RecurrenceError, check_cron, next_fire
-from quantos_assets.gateway.policy import admission, owned, rejecter, resolve_spec, take_slot
+from quantos_assets.gateway.job_store import JobChanges, ScheduledJob, iso_time
+from quantos_assets.gateway.job_timing import (
+    CRON_MAX_LENGTH,
+    CRON_PATTERN,
+    EARLIEST,
+    MAX_YEARS_AHEAD,
+    TIMEZONE_PATTERN,
+    RecurrenceError,
+    check_cron,
+    check_execution_time,
+    next_fire,
+)
+from quantos_assets.gateway.policy import (
+    ONE_SPEC_SOURCE,
+    admission,
+    owned,
+    rejecter,
+    resolve_spec,
+    take_slot,
+)
 from quantos_assets.gateway.registry_audit import audit_registration
 from quantos_assets.gateway.tokens import Principal
 from quantos_assets.gateway.wiring import Gateway
@@ -32,7 +50,8 @@ from quantos_assets.spec.models import RuntimeParams
 from resources.audit_log import bounded
 
 TAG_JOB = "quantos/job_id"  # = sensors.gateway_jobs.TAG_JOB (sensors import us, not the reverse)
-JobStatus = Literal["scheduled", "queued", "running", "succeeded", "failed", "canceled"]
+# invalid: a stored row that cannot be shown or fired (see job_store.py); `error` says why
+JobStatus = Literal["scheduled", "queued", "running", "succeeded", "failed", "canceled", "invalid"]
 _RUN_TO_JOB: dict[str, JobStatus] = {
     "QUEUED": "queued",
     "NOT_STARTED": "queued",
@@ -48,8 +67,20 @@ _RUN_TO_JOB: dict[str, JobStatus] = {
 class Recurrence(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    cron: str = Field(description="cron string, e.g. '30 16 * * 1-5'")
-    timezone: str = Field(default="UTC", description="IANA zone the cron is read in")
+    # The patterns go into the schema only; the validators below check them with a message
+    # that names the value (pydantic's own would quote the whole regex).
+    cron: str = Field(
+        max_length=CRON_MAX_LENGTH,
+        json_schema_extra={"pattern": CRON_PATTERN},
+        description="five cron fields (minute hour day-of-month month day-of-week), e.g. '30 16 * * 1-5'; "
+        "numbers, *, ranges, steps, lists and JAN-DEC / SUN-SAT names; a date that never exists (30 2) is refused",
+    )
+    timezone: str = Field(
+        default="UTC",
+        max_length=64,
+        json_schema_extra={"pattern": TIMEZONE_PATTERN},
+        description="IANA zone the cron is read in, e.g. America/New_York",
+    )
 
     @field_validator("cron")
     @classmethod
@@ -63,31 +94,39 @@ class Recurrence(BaseModel):
     @classmethod
     def _zone(cls, value: str) -> str:
         try:
+            if not re.fullmatch(TIMEZONE_PATTERN, value):
+                raise ValueError(value)
             zoneinfo.ZoneInfo(value)
         except (zoneinfo.ZoneInfoNotFoundError, ValueError):
             raise ValueError(f"unknown timezone {value!r}") from None
         return value
 
 
-def _aware(value: datetime | None) -> datetime | None:
-    if value is not None and value.tzinfo is None:
-        raise ValueError("give a timezone offset, e.g. 2026-12-01T16:30:00-05:00")
-    return value
+def _bounded(value: datetime | None) -> datetime | None:
+    return None if value is None else check_execution_time(value)
+
+
+_EXECUTION_TIME = (
+    f"ISO 8601 with a UTC offset, from {EARLIEST.date().isoformat()} to {MAX_YEARS_AHEAD} years from now "
+    "(outside that: 422 naming execution_time)"
+)
 
 
 class ScheduleRequest(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    """Exactly one of `dag_spec` (the spec inline) or `spec_ref` (a registered pipeline_id)."""
+
+    model_config = ConfigDict(extra="forbid", json_schema_extra=ONE_SPEC_SOURCE)
 
     type: str = Field(default="pipeline", pattern=r"^[a-z][a-z0-9_-]{0,59}$", description="job type, for filtering")
-    dag_spec: dict[str, Any] | None = None
+    dag_spec: dict[str, Any] | None = Field(default=None, description="the DAG spec (seed 000 §3.1)")
     spec_ref: str | None = Field(default=None, description="pipeline_id of a registered spec")
     runtime_params: dict[str, Any] = Field(default_factory=dict)
     nodes: list[str] = Field(default_factory=list, description="run only these nodes")
     description: str = Field(default="", max_length=2000)
-    execution_time: datetime | None = Field(default=None, description="first run (ISO 8601 with offset); default now")
+    execution_time: datetime | None = Field(default=None, description=f"first run, default now; {_EXECUTION_TIME}")
     recurrence: Recurrence | None = Field(default=None, description="repeat on a cron after execution_time")
 
-    _aware = field_validator("execution_time")(classmethod(lambda cls, v: _aware(v)))
+    _bounded = field_validator("execution_time")(classmethod(lambda cls, v: _bounded(v)))
 
 
 class JobUpdate(BaseModel):
@@ -98,10 +137,10 @@ class JobUpdate(BaseModel):
     runtime_params: dict[str, Any] | None = None
     nodes: list[str] | None = None
     description: str | None = Field(default=None, max_length=2000)
-    execution_time: datetime | None = None
+    execution_time: datetime | None = Field(default=None, description=_EXECUTION_TIME)
     recurrence: Recurrence | None = None
 
-    _aware = field_validator("execution_time")(classmethod(lambda cls, v: _aware(v)))
+    _bounded = field_validator("execution_time")(classmethod(lambda cls, v: _bounded(v)))
 
 
 class RunRef(BaseModel):
@@ -127,6 +166,7 @@ class JobView(BaseModel):
     )
     created_at: str
     updated_at: str
+    error: str | None = Field(default=None, description="status invalid: why the stored job cannot be shown or fired")
 
 
 class JobAction(BaseModel):
@@ -136,17 +176,13 @@ class JobAction(BaseModel):
     run_id: str | None = None
 
 
-def _iso(stamp: float | None) -> str | None:
-    return None if stamp is None else datetime.fromtimestamp(stamp, UTC).isoformat()
-
-
 def _runs(gw: Gateway, job: ScheduledJob) -> list[dict[str, Any]]:
     runs = answer(lambda: gw.client.api.runs_with_tags({TAG_JOB: job.id, TAG_TEAM: job.team}, limit=200))
     return sorted(runs, key=lambda r: r["creationTime"], reverse=True)
 
 
-def _view(gw: Gateway, job: ScheduledJob, now: float) -> JobView:
-    runs = _runs(gw, job)
+def _view(gw: Gateway, job: ScheduledJob, now: float, runs: list[dict[str, Any]] | None = None) -> JobView:
+    runs = _runs(gw, job) if runs is None else runs
     latest = runs[0] if runs else None
     status: JobStatus
     if job.canceled:
@@ -157,20 +193,29 @@ def _view(gw: Gateway, job: ScheduledJob, now: float) -> JobView:
         status = _RUN_TO_JOB.get(latest["status"], "running")
         if job.recurring and status in ("succeeded", "canceled"):
             status = "scheduled"
+    problem = job.problem
+    next_run_at = None
+    if problem is None and not job.canceled:
+        try:  # the last fire before year 10000 has no next one
+            next_run_at = iso_time(next_fire(job, now))
+        except (ValueError, OverflowError) as err:
+            problem = f"its next fire time cannot be computed ({type(err).__name__}: {err})"
     return JobView(
         job_id=job.id,
         type=job.type,
         pipeline_id=job.pipeline_id,
         description=job.description,
         execution_time=job.execution_time_iso(),
-        recurrence=Recurrence(cron=job.cron, timezone=job.timezone) if job.cron else None,
-        status=status,
-        next_run_at=None if job.canceled else _iso(next_fire(job, now)),
+        # an invalid row's cron is shown only if it still reads as one
+        recurrence=Recurrence(cron=job.cron, timezone=job.timezone) if job.cron and job.problem is None else None,
+        status="invalid" if problem is not None and not job.canceled else status,
+        next_run_at=next_run_at,
         last_run=RunRef(run_id=latest["runId"], status=latest["status"]) if latest else None,
         runs=len(runs),
         note=job.note,
-        created_at=_iso(job.created_at) or "",
-        updated_at=_iso(job.updated_at) or "",
+        created_at=iso_time(job.created_at) or "",
+        updated_at=iso_time(job.updated_at) or "",
+        error=problem,
     )
 
 
@@ -226,7 +271,7 @@ def build_router() -> APIRouter:
             timezone=body.recurrence.timezone if body.recurrence else "UTC",
         )
         _audit(gw, who, "schedule", job, "accepted", f"first run {job.execution_time_iso()}", body.runtime_params)
-        return _view(gw, job, time.time())
+        return _view(gw, job, time.time(), runs=[])  # stored: the answer no longer depends on Dagster
 
     @router.get("", response_model=list[JobView], responses=ERRORS)
     def list_jobs(

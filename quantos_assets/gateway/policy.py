@@ -19,6 +19,15 @@ from quantos_assets.spec.errors import SpecError
 from quantos_assets.spec.loader import LoadedSpec
 from quantos_assets.spec.models import DagSpec, RuntimeParams
 
+# "Give exactly one of dag_spec or spec_ref", said in the request bodies' JSON Schema too, so
+# a client validating against the OpenAPI document knows that `{}` is refused.
+ONE_SPEC_SOURCE: dict[str, Any] = {
+    "oneOf": [
+        {"required": ["dag_spec"], "properties": {"dag_spec": {"type": "object"}}},
+        {"required": ["spec_ref"], "properties": {"spec_ref": {"type": "string"}}},
+    ]
+}
+
 
 def resolve_spec(gw: Gateway, dag_spec: dict[str, Any] | None, spec_ref: str | None) -> LoadedSpec:
     """The spec a request names: inline (validated) or registered (by pipeline_id)."""

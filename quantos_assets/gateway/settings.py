@@ -12,16 +12,21 @@
     QUANTOS_LAUNCH_LEASE_SECONDS  how long a gateway's claim on a launch lasts unless its
                           heartbeat renews it: a gateway that is gone has its launches taken over
                           by the running ones within this (plus a third of it) (default 15)
+    QUANTOS_PUBLIC_URL      the gateway's address as clients reach it (e.g. https://quantos.example.com),
+                            the base of `status_url`; unset: `status_url` is a path (/api/orch/status/ID).
+                            Never taken from the request's Host header, which the caller chooses.
 """
 from __future__ import annotations
 
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
+from urllib.parse import urlsplit
 
 from quantos_assets.gateway.teams import teams_location
 from resources.audit_settings import AuditSettings, audit_settings
 from resources.profile import active_profile
+from resources.redaction import install_log_redaction, redact
 
 
 @dataclass(frozen=True)
@@ -40,9 +45,13 @@ class GatewaySettings:
     # the trail in store_url: its anchor and key (nothing configured: no writer can open it)
     audit: AuditSettings = field(default_factory=lambda: AuditSettings(url=None, anchor=None))
     launch_lease_seconds: int = 15
+    public_url: str = ""  # no trailing slash; "" -> answers carry paths
 
 
 def gateway_settings(environ: dict[str, str] | None = None) -> GatewaySettings:
+    # QUANTOS_DAGSTER_URL and QUANTOS_GATEWAY_DB may carry passwords: from the moment a
+    # process reads them, its log lines are redacted (resources/redaction.py).
+    install_log_redaction()
     env = dict(os.environ if environ is None else environ)
     profile = active_profile(env)
     data = profile.data_dir
@@ -61,7 +70,24 @@ def gateway_settings(environ: dict[str, str] | None = None) -> GatewaySettings:
         max_backlog=_positive_int(env, "QUANTOS_MAX_BACKLOG", 2000),
         audit=audit_settings(env, profile, store_url),
         launch_lease_seconds=_positive_int(env, "QUANTOS_LAUNCH_LEASE_SECONDS", 15),
+        public_url=_public_url(env.get("QUANTOS_PUBLIC_URL") or ""),
     )
+
+
+def _public_url(raw: str) -> str:
+    """An http(s) base URL without credentials, query or fragment ("" when unset)."""
+    if not raw:
+        return ""
+    try:
+        parts = urlsplit(raw)
+        parts.port  # noqa: B018 - raises ValueError for a port that is not a number
+        ok = parts.scheme in ("http", "https") and bool(parts.hostname)
+        ok = ok and not (parts.username or parts.password or parts.query or parts.fragment)
+    except ValueError:
+        ok = False
+    if not ok:
+        raise ValueError(f"QUANTOS_PUBLIC_URL: expected http(s)://host[:port][/prefix], got {redact(raw)!r}")
+    return raw.rstrip("/")
 
 
 def _positive_int(env: dict[str, str], name: str, default: int) -> int:

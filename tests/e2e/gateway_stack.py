@@ -88,9 +88,12 @@ def gateway_stack(
     teams: dict[str, Any],
     tokens: list[tuple[str, str, str]],
     extra_env: dict[str, str] | None = None,
+    dagster_userinfo: str | None = None,
 ) -> Iterator[Stack]:
     """`specs` registered before start (as YAML files), `teams` as the QUANTOS_TEAMS file,
-    `tokens` as (name, team, scopes); yields once the location is loaded and the gateway answers."""
+    `tokens` as (name, team, scopes); yields once the location is loaded and the gateway answers.
+    `dagster_userinfo` ("user:password") goes into the gateway's QUANTOS_DAGSTER_URL, as
+    for a webserver behind a proxy with basic auth (Dagster ignores the header)."""
     spec_dir = root / "specs"
     spec_dir.mkdir()
     for spec in specs:
@@ -102,7 +105,7 @@ def gateway_stack(
     with dagster_dev(root, spec_dir, extra_env={"QUANTOS_TEAMS": str(teams_file), **(extra_env or {})}) as srv:
         env = {
             **srv.env,
-            "QUANTOS_DAGSTER_URL": f"http://127.0.0.1:{srv.port}",
+            "QUANTOS_DAGSTER_URL": f"http://{dagster_userinfo + '@' if dagster_userinfo else ''}127.0.0.1:{srv.port}",
             "QUANTOS_API_TOKENS": str(root / "tokens.json"),
             # QUANTOS_GATEWAY_DB left to its default under QUANTOS_DATA_DIR: the code
             # location's gateway_jobs sensor must read the gateway's job table.

@@ -9,8 +9,6 @@ from __future__ import annotations
 
 import json
 import sqlite3
-import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -62,7 +60,6 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
         ("execution", "execution", "submit,read"),
         ("tiny", "tiny", "submit,read"),
         ("frozen", "frozen", "submit,read"),
-        ("fuzz", "fuzz", "submit,read"),
     ]
     with gateway_stack(root, specs, TEAMS, tokens) as made:
         yield made
@@ -286,25 +283,6 @@ def test_scheduled_jobs_fire_through_dagster_and_can_be_listed_edited_canceled_r
     assert canceled.status_code == 200 and canceled.json()["status"] == "canceled"
     assert stack.call("GET", f"/api/jobs/{recurring['job_id']}").json()["status"] == "canceled"
     assert stack.call("PUT", f"/api/jobs/{recurring['job_id']}", json={"description": "x"}).status_code == 409
-
-
-def test_fuzzing_the_openapi_finds_no_server_error(stack: Stack) -> None:
-    """schemathesis against the live gateway, authenticated as a submitter of a team with no
-    pipelines: every generated request is answered, and never with a 5xx. Generated specs stop
-    at validation and other teams' submissions are out of reach, so nothing is launched."""
-    before = stack.run_count()
-    res = subprocess.run(
-        [
-            str(Path(sys.executable).parent / "schemathesis"), "run", f"{stack.url}/openapi.json",
-            "-H", f"Authorization: Bearer {stack.tokens['fuzz']}",
-            "--checks", "not_a_server_error", "--max-examples", "40", "--seed", "7",
-            "--phases", "examples,coverage,fuzzing",
-        ],
-        capture_output=True, text=True, cwd=stack.root, env=stack.env, timeout=300, check=False,
-    )
-    assert res.returncode == 0, res.stdout[-4000:] + res.stderr[-2000:]
-    after = stack.dagster.graphql("{ runsOrError { ... on Runs { results { runId jobName tags { key value } } } } }")
-    assert stack.run_count() == before, after["runsOrError"]["results"][0]
 
 
 def test_audit_chain_verifies_and_catches_an_edited_row(stack: Stack) -> None:
