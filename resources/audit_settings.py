@@ -52,8 +52,9 @@ class AuditSettings:
             key = self.key.load(create=True)
         except AuditKeyError as err:
             raise AuditError(str(err)) from None
+        anchor = self.open_anchor()  # before the store: a refused writer creates nothing
         db = engine if isinstance(engine, Engine) else store_engine(self.url)
-        return AuditLog(db, key=key, anchor=self.open_anchor(), writer=True)
+        return AuditLog(db, key=key, anchor=anchor, writer=True)
 
     def reader(self) -> AuditLog:
         """The trail opened read-only: nothing is created, not even a missing key file."""
