@@ -9,13 +9,14 @@ PUT is atomic by itself.
 from __future__ import annotations
 
 import os
-import tempfile
 from pathlib import Path, PurePosixPath
 from typing import Any
 from urllib.parse import unquote, urlparse
 
 import dagster as dg
 from pydantic import PrivateAttr
+
+from resources.atomic_file import write_atomically
 
 
 class ArtifactNotFound(FileNotFoundError):
@@ -47,17 +48,7 @@ class ArtifactStore(dg.ConfigurableResource):
             self._s3().put_object(Bucket=bucket, Key=key, Body=data)
             return f"s3://{bucket}/{key}"
         target = self._local_path(relpath)
-        target.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
-        try:
-            with os.fdopen(fd, "wb") as handle:
-                handle.write(data)
-                handle.flush()
-                os.fsync(handle.fileno())
-            os.replace(tmp, target)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
+        write_atomically(target, data)
         return target.as_uri()
 
     def get(self, uri_or_relpath: str) -> bytes:

@@ -16,14 +16,14 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import re
 import secrets
-import tempfile
 import threading
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+
+from resources.atomic_file import write_atomically
 
 SCOPES = ("submit", "read", "admin")
 TOKEN_PREFIX = "qos_"
@@ -178,13 +178,4 @@ def _read(path: Path) -> list[TokenRecord]:
 
 def _write(path: Path, records: list[TokenRecord]) -> None:
     """Atomically (temp file + rename), readable by the owner only."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=".tokens-", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w") as out:
-            json.dump({"tokens": [asdict(r) for r in records]}, out, indent=2)
-        os.chmod(tmp, 0o600)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    write_atomically(path, json.dumps({"tokens": [asdict(r) for r in records]}, indent=2).encode())

@@ -180,15 +180,18 @@ def dagster_dev(
 
 
 @contextmanager
-def quantos_gateway(env: dict[str, str], root: Path) -> Iterator[str]:
-    """`quantos gateway` on a free port with `env`; yields its URL once /healthz answers."""
+def gateway_process(
+    env: dict[str, str], root: Path, *args: str, name: str = "gateway"
+) -> Iterator[tuple[str, subprocess.Popen, Path]]:
+    """`quantos gateway ARGS` on a free port with `env`; yields (URL, process, log) once
+    /healthz answers, and stops its process group at the end."""
     import httpx
 
     port = free_port()
-    log = root / "gateway.log"
+    log = root / f"{name}.log"
     with log.open("wb") as out:
         proc = subprocess.Popen(
-            [sys.executable, "-m", "quantos_assets.cli.main", "gateway", "--port", str(port)],
+            [sys.executable, "-m", "quantos_assets.cli.main", "gateway", "--port", str(port), *args],
             cwd=REPO, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True,
         )
     url = f"http://127.0.0.1:{port}"
@@ -201,8 +204,15 @@ def quantos_gateway(env: dict[str, str], root: Path) -> Iterator[str]:
             except httpx.HTTPError:
                 pass
             if proc.poll() is not None or time.monotonic() > deadline:
-                pytest.fail(f"gateway did not start:\n{tail(log)}")
-            time.sleep(0.5)
-        yield url
+                pytest.fail(f"{name} did not start:\n{tail(log)}")
+            time.sleep(0.25)
+        yield url, proc, log
     finally:
         stop(proc)
+
+
+@contextmanager
+def quantos_gateway(env: dict[str, str], root: Path) -> Iterator[str]:
+    """`quantos gateway` on a free port with `env`; yields its URL once /healthz answers."""
+    with gateway_process(env, root) as (url, _proc, _log):
+        yield url

@@ -14,7 +14,6 @@ from __future__ import annotations
 import os
 import signal
 import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -24,7 +23,7 @@ from typing import Any
 
 import httpx
 import pytest
-from dev_server import REPO, free_port, stop, tail
+from dev_server import free_port, gateway_process, tail
 from gateway_stack import Stack, gateway_stack, one_node
 
 pytestmark = pytest.mark.e2e
@@ -86,28 +85,8 @@ class Gateway:
 def gateway(stack: Stack, name: str, store: str, *args: str) -> Iterator[Gateway]:
     """A `quantos gateway` of its own on the store file `store` (under the stack's root)."""
     env = {**stack.env, "QUANTOS_GATEWAY_DB": f"sqlite:///{stack.root / store}"}
-    port = free_port()
-    log = stack.root / f"gateway-{name}.log"
-    with log.open("wb") as out:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "quantos_assets.cli.main", "gateway", "--port", str(port), *args],
-            cwd=REPO, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True,
-        )
-    made = Gateway(f"http://127.0.0.1:{port}", proc, log, stack.tokens["research"])
-    try:
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                if httpx.get(f"{made.url}/healthz", timeout=2).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            if proc.poll() is not None or time.monotonic() > deadline:
-                pytest.fail(f"gateway {name} did not start:\n{tail(log)}")
-            time.sleep(0.25)
-        yield made
-    finally:
-        stop(proc)
+    with gateway_process(env, stack.root, *args, name=f"gateway-{name}") as (url, proc, log):
+        yield Gateway(url, proc, log, stack.tokens["research"])
 
 
 def _submit(gw: Gateway, sid: str) -> None:
