@@ -168,6 +168,9 @@ def test_team_limit_holds_while_runs_are_queued(prod_queue) -> None:
     assert peak == {"research": TEAM_LIMIT, "execution": TEAM_LIMIT}
 
 
+STOPPED = (DagsterRunStatus.FAILURE, DagsterRunStatus.CANCELED)
+
+
 def test_run_monitoring_fails_a_run_past_the_specs_max_runtime(prod_queue) -> None:
     import logging
 
@@ -191,11 +194,14 @@ def test_run_monitoring_fails_a_run_past_the_specs_max_runtime(prod_queue) -> No
     while time.monotonic() < deadline:
         list(daemon.run_iteration(ctx))
         list(execute_run_monitoring_iteration(ctx, log))
-        if instance.get_run_by_id(run_id).status == DagsterRunStatus.FAILURE:
+        if instance.get_run_by_id(run_id).status in STOPPED:
             break
         time.sleep(0.5)
     run = instance.get_run_by_id(run_id)
-    assert run.status == DagsterRunStatus.FAILURE, run.status
+    # The monitor reports the run failed once its launcher terminated it; on a loaded machine
+    # the run worker's own RUN_CANCELED (for the termination it received) can land after that
+    # and have the last word. Either way the run was stopped by its max_runtime.
+    assert run.status in STOPPED, run.status
     record = instance.get_run_record_by_id(run_id)
     assert record.end_time - record.start_time < 60  # the 120 s op was cut short
     messages = [e.message for e in instance.all_logs(run_id) if e.message]
