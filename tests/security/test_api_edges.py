@@ -1,4 +1,5 @@
-"""The API's edges (issue 16, defects 7, 10 and 11) against a real gateway and `dagster dev`.
+"""The gateway's paths and edges (issue 16, defects 6, 7, 9, 10 and 11) against a real gateway
+and `dagster dev`: quotas have no side door, submission ids are owned, and the API's edges.
 
 The stack's gateway reaches Dagster through a URL with a password in it (a webserver behind a
 proxy with basic auth) and has a configured public URL; further gateways point the same
@@ -34,17 +35,32 @@ DEAD_SHOWN = "http://quantos:***@127.0.0.1:9"
 PUBLIC_URL = "https://quantos.example.com"
 EVIL = {"Host": "evil.example.net", "X-Forwarded-Host": "evil.example.net", "Forwarded": "host=evil.example.net"}
 LIMITS = {"secrets_scopes": [], "max_concurrent_runs": 20, "submissions_per_minute": 600}
-TEAMS = {"defaults": LIMITS, "teams": {"research": LIMITS, "execution": LIMITS}}
+TEAMS = {
+    "defaults": LIMITS,
+    "teams": {
+        "research": LIMITS,
+        "execution": LIMITS,
+        "tiny": {**LIMITS, "submissions_per_minute": 1},
+        "solo": {**LIMITS, "max_concurrent_runs": 1},
+    },
+}
+NOOP = "quantos_assets.tasks.noop:one_row"
 
 
 @pytest.fixture(scope="module")
 def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     root = tmp_path_factory.mktemp("api_edges")
     specs = [
-        one_node("edge_ok", "research", "quantos_assets.tasks.noop:one_row"),
-        one_node("edge_exec", "execution", "quantos_assets.tasks.noop:one_row"),
+        one_node("edge_ok", "research", NOOP),
+        one_node("edge_exec", "execution", NOOP),
+        one_node("adm_tiny", "tiny", NOOP),
+        one_node("adm_solo_slow", "solo", "quantos_assets.tasks.control:sleep", seconds=600),
+        one_node("adm_solo_job", "solo", NOOP),
     ]
-    tokens = [("research", "research", "submit,read"), ("execution", "execution", "submit,read"), ("admin", "ops", "admin")]
+    tokens = [
+        ("research", "research", "submit,read"), ("execution", "execution", "submit,read"), ("admin", "ops", "admin"),
+        ("tiny", "tiny", "submit,read"), ("solo", "solo", "submit,read"),
+    ]
     with gateway_stack(
         root, specs, TEAMS, tokens, extra_env={"QUANTOS_PUBLIC_URL": PUBLIC_URL}, dagster_userinfo=USERINFO
     ) as made:
@@ -339,10 +355,89 @@ def test_schemathesis_with_a_team_and_an_admin_token_finds_nothing(stack: Stack)
             [
                 str(Path(sys.executable).parent / "schemathesis"), "--config-file", str(config), "run",
                 f"{stack.url}/openapi.json", "-H", f"Authorization: Bearer {stack.tokens[token]}",
-                "--checks", "all", "--max-examples", "30", "--seed", "7", "--phases", "examples,coverage,fuzzing",
+                "--checks", "all", "--max-examples", "20", "--seed", "7", "--phases", "examples,coverage,fuzzing",
             ],
             capture_output=True, text=True, cwd=stack.root, env=stack.env, timeout=600, check=False,
         )
         assert res.returncode == 0, res.stdout[-6000:] + res.stderr[-2000:]
         print(f"schemathesis as {token}: {time.monotonic() - started:.0f} s; {res.stdout.strip().splitlines()[-1]}")
     assert stack.run_count() == before  # nothing the fuzzer sent was launched
+
+
+# -- one admission policy on every path (defects 6 and 9) ---------------------------------------
+
+
+def _jobs(stack: Stack, token: str) -> list[dict]:
+    res = stack.call("GET", "/api/jobs", token)
+    assert res.status_code == 200, res.text
+    return res.json()
+
+
+def test_a_team_at_its_submission_limit_cannot_schedule_jobs_instead(stack: Stack) -> None:
+    """Defect 6: at its per-minute limit (429 on submit), scheduling answered 201 three times
+    and three runs fired. Now the schedule endpoint draws on the same budget: 429, nothing stored."""
+    first = stack.call("POST", "/api/orch/submit", "tiny", json={"spec_ref": "adm_tiny"})
+    assert first.status_code == 202, first.text
+    stack.wait(first.json()["submission_id"], {"SUCCESS"}, token="tiny")
+    runs_before = stack.run_count()
+    assert stack.call("POST", "/api/orch/submit", "tiny", json={"spec_ref": "adm_tiny"}).status_code == 429
+    for _ in range(3):
+        res = stack.call("POST", "/api/jobs/schedule", "tiny", json={"spec_ref": "adm_tiny"})
+        assert res.status_code == 429, res.text
+        assert res.json()["error"] == "team tiny reached 1 submissions per minute"
+        assert 1 <= int(res.headers["Retry-After"]) <= 60
+    assert _jobs(stack, "tiny") == []  # no job stored: nothing can fire
+    assert stack.run_count() == runs_before
+    # Another team is not held by tiny's budget.
+    other = stack.call("POST", "/api/jobs/schedule", "research", json={"spec_ref": "edge_ok", "execution_time": "2031-01-01T00:00:00+00:00"})
+    assert other.status_code == 201, other.text
+
+
+def test_a_job_firing_over_the_run_limit_waits_with_its_reason_then_runs(stack: Stack) -> None:
+    """Each firing is admitted like a submission: over the team's max_concurrent_runs it is
+    held (the job says why) and fires once the team is under its limit."""
+    slow = stack.call("POST", "/api/orch/submit", "solo", json={"spec_ref": "adm_solo_slow", "runtime_params": {"submission_id": "solo-slow"}})
+    assert slow.status_code == 202, slow.text
+    stack.wait("solo-slow", {"STARTED"}, token="solo")
+    made = stack.call("POST", "/api/jobs/schedule", "solo", json={"spec_ref": "adm_solo_job"})
+    assert made.status_code == 201, made.text
+    job_id = made.json()["job_id"]
+    deadline = time.monotonic() + 120
+    while not (job := stack.call("GET", f"/api/jobs/{job_id}", "solo").json())["note"]:
+        assert time.monotonic() < deadline, job
+        time.sleep(2)
+    assert "waits: team solo has 1 active runs (limit 1)" in job["note"], job
+    assert job["runs"] == 0 and job["status"] == "scheduled"
+
+    assert stack.call("POST", "/api/orch/cancel/solo-slow", "solo").status_code == 200
+    stack.wait("solo-slow", {"CANCELED"}, token="solo", timeout=120)
+    deadline = time.monotonic() + 180
+    while (job := stack.call("GET", f"/api/jobs/{job_id}", "solo").json())["status"] != "succeeded":
+        assert time.monotonic() < deadline, job
+        time.sleep(2)
+    assert job["runs"] == 1 and job["note"] is None
+
+
+def test_a_run_launched_outside_the_gateway_with_a_teams_submission_id_is_not_that_teams(stack: Stack) -> None:
+    """Defect 9: a run launched outside the gateway with team research's submission id showed
+    up in research's /status, and research could cancel or retry it. Status, logs, cancel and
+    retry now follow only runs tagged with the submission's team."""
+    res = stack.call("POST", "/api/orch/submit", "research", json={"spec_ref": "edge_ok", "runtime_params": {"submission_id": "owned-1"}})
+    assert res.status_code == 202, res.text
+    own = stack.wait("owned-1", {"SUCCESS"})
+    # Someone with Dagster access launches another team's pipeline under research's id.
+    stray = stack.dagster.client().submit_job_execution(
+        "edge_exec", repository_location_name="quantos", repository_name="__repository__",
+        tags={"quantos/submission_id": "owned-1", "quantos/team": "execution"},
+    )
+    deadline = time.monotonic() + 120
+    while stack.dagster.client().get_run_status(stray).value not in ("SUCCESS", "FAILURE"):
+        assert time.monotonic() < deadline
+        time.sleep(1)
+    status = stack.call("GET", "/api/orch/status/owned-1").json()
+    assert status["run_id"] == own["run_id"] and [r["run_id"] for r in status["runs"]] == [own["run_id"]], status
+    assert status["pipeline_id"] == "edge_ok"
+    logs = stack.call("GET", "/api/orch/logs/owned-1").json()["lines"]
+    assert {line["run_id"] for line in logs} == {own["run_id"]}
+    retried = stack.call("POST", "/api/orch/retry/owned-1")
+    assert retried.status_code == 409 and "latest is SUCCESS" in retried.json()["error"], retried.text
