@@ -46,7 +46,6 @@ from quantos_assets.spec.models import DagSpec, RuntimeParams
 from sensors.run_usage import InstanceUsage, gateway_store
 
 TAG_JOB = "quantos/job_id"
-INTERVAL_SECONDS = 15
 
 
 _JOBS: dict[str, JobStore] = {}
@@ -178,7 +177,7 @@ def build_gateway_jobs_sensor(
     @sensor(
         name=GATEWAY_JOBS_SENSOR,
         jobs=[p.job for p in runnable.values()],
-        minimum_interval_seconds=INTERVAL_SECONDS,
+        minimum_interval_seconds=gateway_settings().jobs_tick_seconds,
         default_status=DefaultSensorStatus.RUNNING,
         description="Runs the jobs scheduled through the gateway (POST /api/jobs/schedule) when due",
     )

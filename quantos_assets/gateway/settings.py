@@ -12,6 +12,8 @@
     QUANTOS_LAUNCH_LEASE_SECONDS  how long a gateway's claim on a launch lasts unless its
                           heartbeat renews it: a gateway that is gone has its launches taken over
                           by the running ones within this (plus a third of it) (default 15)
+    QUANTOS_JOBS_TICK_SECONDS  how often the code location's gateway_jobs sensor looks for due
+                          scheduled jobs (default 15): a job fires at most this late
     QUANTOS_PUBLIC_URL      the gateway's address as clients reach it (e.g. https://quantos.example.com),
                             the base of `status_url`; unset: `status_url` is a path (/api/orch/status/ID).
                             Never taken from the request's Host header, which the caller chooses.
@@ -45,6 +47,7 @@ class GatewaySettings:
     # the trail in store_url: its anchor and key (nothing configured: no writer can open it)
     audit: AuditSettings = field(default_factory=lambda: AuditSettings(url=None, anchor=None))
     launch_lease_seconds: int = 15
+    jobs_tick_seconds: int = 15
     public_url: str = ""  # no trailing slash; "" -> answers carry paths
 
 
@@ -70,6 +73,7 @@ def gateway_settings(environ: dict[str, str] | None = None) -> GatewaySettings:
         max_backlog=_positive_int(env, "QUANTOS_MAX_BACKLOG", 2000),
         audit=audit_settings(env, profile, store_url),
         launch_lease_seconds=_positive_int(env, "QUANTOS_LAUNCH_LEASE_SECONDS", 15),
+        jobs_tick_seconds=_positive_int(env, "QUANTOS_JOBS_TICK_SECONDS", 15),
         public_url=_public_url(env.get("QUANTOS_PUBLIC_URL") or ""),
     )
 

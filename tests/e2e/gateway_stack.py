@@ -102,7 +102,9 @@ def gateway_stack(
     teams_file.write_text(yaml.safe_dump(teams))
     # The code location reads the same teams file (its sensors admit job firings and Kafka
     # messages by it, steps check their entrypoint allow-list), as the one ConfigMap in production.
-    with dagster_dev(root, spec_dir, extra_env={"QUANTOS_TEAMS": str(teams_file), **(extra_env or {})}) as srv:
+    # Scheduled jobs are looked for every 5 s, not 15: the tests wait for firings.
+    location_env = {"QUANTOS_TEAMS": str(teams_file), "QUANTOS_JOBS_TICK_SECONDS": "5"}
+    with dagster_dev(root, spec_dir, extra_env={**location_env, **(extra_env or {})}) as srv:
         env = {
             **srv.env,
             "QUANTOS_DAGSTER_URL": f"http://{dagster_userinfo + '@' if dagster_userinfo else ''}127.0.0.1:{srv.port}",

@@ -355,7 +355,7 @@ def test_schemathesis_with_a_team_and_an_admin_token_finds_nothing(stack: Stack)
             [
                 str(Path(sys.executable).parent / "schemathesis"), "--config-file", str(config), "run",
                 f"{stack.url}/openapi.json", "-H", f"Authorization: Bearer {stack.tokens[token]}",
-                "--checks", "all", "--max-examples", "20", "--seed", "7", "--phases", "examples,coverage,fuzzing",
+                "--checks", "all", "--max-examples", "12", "--seed", "7", "--phases", "examples,coverage,fuzzing",
             ],
             capture_output=True, text=True, cwd=stack.root, env=stack.env, timeout=600, check=False,
         )
