@@ -19,6 +19,8 @@ import pytest
 import yaml
 from dev_server import REPO, Server, dagster_dev, quantos_gateway, tail
 
+from quantos_assets.gateway.tokens import TokenStore
+
 
 def one_node(pipeline_id: str, team: str | None, entrypoint: str, **params: object) -> dict[str, Any]:
     """A one-node python_task spec (no team label when `team` is None)."""
@@ -112,10 +114,9 @@ def gateway_stack(
             # QUANTOS_GATEWAY_DB left to its default under QUANTOS_DATA_DIR: the code
             # location's gateway_jobs sensor must read the gateway's job table.
         }
-        made_tokens = {}
-        for name, team, scopes in tokens:
-            made = quantos(env, "token", "create", "--team", team, "--scopes", scopes)
-            assert made.returncode == 0, made.stderr
-            made_tokens[name] = made.stdout.strip()
+        # The token store `quantos token create` writes, written here in process (a CLI process
+        # per token costs ~1.5 s of CPU; the CLI itself is tested in test_cli and test_api_edges).
+        store = TokenStore(Path(env["QUANTOS_API_TOKENS"]))
+        made_tokens = {name: store.create(team, scopes.split(","))[0] for name, team, scopes in tokens}
         with quantos_gateway(env, root) as url:
             yield Stack(srv, url, env, made_tokens, root)

@@ -24,47 +24,21 @@ import httpx
 import jsonschema
 import pytest
 from dev_server import quantos_gateway
-from gateway_stack import Stack, gateway_stack, one_node
+from gateway_stack import Stack
+from security_stack import PASSWORD, PUBLIC_URL, USERINFO
 
 pytestmark = pytest.mark.e2e
 
-PASSWORD = "s3cr3t-pw"
-USERINFO = f"quantos:{PASSWORD}"
 DEAD_URL = f"http://{USERINFO}@127.0.0.1:9"  # nothing listens on port 9
 DEAD_SHOWN = "http://quantos:***@127.0.0.1:9"
-PUBLIC_URL = "https://quantos.example.com"
 EVIL = {"Host": "evil.example.net", "X-Forwarded-Host": "evil.example.net", "Forwarded": "host=evil.example.net"}
-LIMITS = {"secrets_scopes": [], "max_concurrent_runs": 20, "submissions_per_minute": 600}
-TEAMS = {
-    "defaults": LIMITS,
-    "teams": {
-        "research": LIMITS,
-        "execution": LIMITS,
-        "tiny": {**LIMITS, "submissions_per_minute": 1},
-        "solo": {**LIMITS, "max_concurrent_runs": 1},
-    },
-}
-NOOP = "quantos_assets.tasks.noop:one_row"
 
 
 @pytest.fixture(scope="module")
-def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
-    root = tmp_path_factory.mktemp("api_edges")
-    specs = [
-        one_node("edge_ok", "research", NOOP),
-        one_node("edge_exec", "execution", NOOP),
-        one_node("adm_tiny", "tiny", NOOP),
-        one_node("adm_solo_slow", "solo", "quantos_assets.tasks.control:sleep", seconds=600),
-        one_node("adm_solo_job", "solo", NOOP),
-    ]
-    tokens = [
-        ("research", "research", "submit,read"), ("execution", "execution", "submit,read"), ("admin", "ops", "admin"),
-        ("tiny", "tiny", "submit,read"), ("solo", "solo", "submit,read"),
-    ]
-    with gateway_stack(
-        root, specs, TEAMS, tokens, extra_env={"QUANTOS_PUBLIC_URL": PUBLIC_URL}, dagster_userinfo=USERINFO
-    ) as made:
-        yield made
+def stack(security_stack: Stack) -> Stack:
+    """The suite's shared stack (tests/security_stack.py): its gateway reaches Dagster through a
+    URL with a password in it and answers with a configured public URL."""
+    return security_stack
 
 
 @pytest.fixture(scope="module")

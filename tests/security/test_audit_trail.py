@@ -13,43 +13,29 @@ import shutil
 import sqlite3
 import subprocess
 import sys
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 from dev_server import REPO, free_port
-from gateway_stack import Stack, gateway_stack, one_node
+from gateway_stack import Stack
 
 from resources.audit_log import GENESIS, record_hash
 
 pytestmark = pytest.mark.e2e
 
-TEAMS = {
-    "defaults": {"secrets_scopes": [], "max_concurrent_runs": 20, "submissions_per_minute": 600},
-    "teams": {
-        "research": {"secrets_scopes": [], "max_concurrent_runs": 20, "submissions_per_minute": 600},
-        # every submit of this team is refused with 429 before anything is stored
-        "frozen": {"secrets_scopes": [], "max_concurrent_runs": 0, "submissions_per_minute": 600},
-    },
-}
 REFS_BYTES = 900_000
 FLOOD = 25
 
 
 @pytest.fixture(scope="module")
-def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
-    root = tmp_path_factory.mktemp("audit")
-    specs = [
-        one_node("audit_ok", "research", "quantos_assets.tasks.noop:one_row"),
-        one_node("audit_frozen", "frozen", "quantos_assets.tasks.noop:one_row"),
-    ]
-    tokens = [("research", "research", "submit,read"), ("frozen", "frozen", "submit,read")]
-    with gateway_stack(root, specs, TEAMS, tokens) as made:
-        res = made.call("POST", "/api/orch/submit", json={"spec_ref": "audit_ok", "runtime_params": {"submission_id": "audit-ok-1"}})
-        assert res.status_code == 202, res.text
-        assert made.wait("audit-ok-1", {"SUCCESS", "FAILURE"})["status"] == "SUCCESS"
-        yield made
-
+def stack(security_stack: Stack) -> Stack:
+    """The suite's shared stack (tests/security_stack.py), with one launched submission."""
+    made = security_stack
+    res = made.call("POST", "/api/orch/submit", json={"spec_ref": "audit_ok", "runtime_params": {"submission_id": "audit-ok-1"}})
+    assert res.status_code == 202, res.text
+    assert made.wait("audit-ok-1", {"SUCCESS", "FAILURE"})["status"] == "SUCCESS"
+    return made
 
 def _store_bytes(data: Path) -> int:
     return sum(p.stat().st_size for p in data.glob("gateway.db*"))

@@ -24,7 +24,7 @@ from typing import Any
 import httpx
 import pytest
 from dev_server import free_port, gateway_process, tail
-from gateway_stack import Stack, gateway_stack, one_node
+from gateway_stack import Stack
 
 pytestmark = pytest.mark.e2e
 
@@ -32,21 +32,14 @@ pytestmark = pytest.mark.e2e
 # takeover is quick to wait for, long enough that a busy machine never starves a heartbeat.
 LEASE = 8.0
 SWEEP = LEASE / 3
-TEAMS = {
-    "defaults": {"secrets_scopes": [], "max_concurrent_runs": 20, "submissions_per_minute": 600},
-    "teams": {"research": {"secrets_scopes": [], "max_concurrent_runs": 20, "submissions_per_minute": 600}},
-}
 PIPELINE = "lq_quick"
 STARTUP_WARNING = "does not answer"
 
 
 @pytest.fixture(scope="module")
-def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
-    root = tmp_path_factory.mktemp("launch_queue")
-    specs = [one_node(PIPELINE, "research", "quantos_assets.tasks.noop:one_row")]
-    with gateway_stack(root, specs, TEAMS, [("research", "research", "submit,read")]) as made:
-        yield made
-
+def stack(security_stack: Stack) -> Stack:
+    """The suite's shared stack (tests/security_stack.py): its Dagster, for this module's own gateways."""
+    return security_stack
 
 @dataclass
 class Gateway:

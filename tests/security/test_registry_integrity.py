@@ -9,46 +9,26 @@ from __future__ import annotations
 import hashlib
 import json
 import time
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
 import yaml
 from dev_server import REPO, location_state, tail
-from gateway_stack import Stack, gateway_stack, one_node
+from gateway_stack import Stack, one_node
 
 from quantos_assets.client.graphql import DagsterAPI
 
 pytestmark = pytest.mark.e2e
 
 NOOP = "quantos_assets.tasks.noop:one_row"
-TEAMS = {
-    "defaults": {"secrets_scopes": [], "max_concurrent_runs": 20, "submissions_per_minute": 600},
-    "teams": {
-        "research": {"secrets_scopes": [], "max_concurrent_runs": 20, "submissions_per_minute": 600},
-        "execution": {"secrets_scopes": [], "max_concurrent_runs": 20, "submissions_per_minute": 600},
-    },
-}
 ASSET_NODES = "{ assetNodes { assetKey { path } groupName description } }"
 
 
 @pytest.fixture(scope="module")
-def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
-    root = tmp_path_factory.mktemp("registry")
-    seed = yaml.safe_load((REPO / "specs" / "seed_bt_xs_bilstm_v1.yaml").read_text())  # labels.team: research
-    specs = [
-        one_node("rt_research", "research", NOOP),
-        one_node("rt_execution", "execution", NOOP),
-        seed,
-    ]
-    tokens = [
-        ("research", "research", "submit,read"),
-        ("execution", "execution", "submit,read"),
-        ("admin", "platform", "submit,read,admin"),
-    ]
-    with gateway_stack(root, specs, TEAMS, tokens) as made:
-        yield made
-
+def stack(security_stack: Stack) -> Stack:
+    """The suite's shared stack (tests/security_stack.py): rt_research, rt_execution and the
+    seed (labelled research) are registered before it started."""
+    return security_stack
 
 def spec_with_node(pipeline_id: str, node_id: str) -> dict[str, Any]:
     spec = one_node(pipeline_id, None, NOOP)

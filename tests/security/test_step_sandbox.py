@@ -13,17 +13,16 @@ from __future__ import annotations
 
 import re
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
-from gateway_stack import Stack, gateway_stack, one_node
+from gateway_stack import Stack
 from loopback_http import QuietHandler, serve_http
+from security_stack import shell_attack
 
 pytestmark = pytest.mark.e2e
 
-ATTACK_CMD = "id > {marker}; cat .quantos/api_tokens.json >> {marker}; cat $QUANTOS_API_TOKENS >> {marker}"
 NOT_ALLOWED = (
     "nodes[0].params.entrypoint: 'subprocess:getoutput' is not allowed: team research may run entrypoints "
     "under: quantos_assets.tasks (deploy/teams.yaml entrypoints)"
@@ -32,41 +31,17 @@ FILE_REFUSAL = (
     "Permission Error: reading or writing files or URLs is not allowed in a SQL node "
     "(read_text, read_csv, COPY, ATTACH, EXPORT...): a query reads only its input views"
 )
-TEAMS = {
-    "defaults": {"entrypoints": ["quantos_assets.tasks"]},
-    "teams": {
-        "research": {"secrets_scopes": ["research-readonly"], "entrypoints": ["quantos_assets.tasks"]},
-        "execution": {"secrets_scopes": ["execution-prod"], "entrypoints": ["quantos_assets.tasks"]},
-    },
-}
-OTHER: dict[str, Any] = {
-    "version": 1,
-    "pipeline_id": "sb_other",
-    "labels": {"team": "execution"},
-    "nodes": [
-        {"id": "rows", "kind": "python_task", "params": {"entrypoint": "quantos_assets.tasks.noop:one_row"}, "outs": ["rows"]},
-        {"id": "total", "kind": "trino_sql", "params": {"sql": "SELECT count(*) AS n FROM rows"}, "ins": ["rows"], "outs": ["total"]},
-    ],
-}
 FAILURES = """query($runId: ID!) { logsForRun(runId: $runId, limit: 1000) { ... on EventConnection { events {
   __typename ... on MessageEvent { message stepKey }
   ... on ExecutionStepFailureEvent { failureMetadata { description } error { message } } } } } }"""
 RUN_STATUS = "query($runId: ID!) { runOrError(runId: $runId) { ... on Run { status } } }"
 
 
-def _attack(pipeline_id: str, marker: Path) -> dict[str, Any]:
-    return one_node(pipeline_id, "research", "subprocess:getoutput", cmd=ATTACK_CMD.format(marker=marker))
-
-
 @pytest.fixture(scope="module")
-def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
-    root = tmp_path_factory.mktemp("sandbox")
-    # In the registry before start, as if copied there by hand: never through the gateway.
-    specs = [_attack("sb_handplaced", root / "handplaced_marker"), OTHER]
-    tokens = [("research", "research", "submit,read"), ("execution", "execution", "submit,read")]
-    with gateway_stack(root, specs, TEAMS, tokens) as made:
-        yield made
-
+def stack(security_stack: Stack) -> Stack:
+    """The suite's shared stack (tests/security_stack.py): sb_handplaced (the shell) and
+    sb_other (execution's) are in its registry from the start, never through the gateway."""
+    return security_stack
 
 def _events(stack: Stack, run_id: str) -> list[dict[str, Any]]:
     data = stack.dagster.graphql(FAILURES, {"runId": run_id})
@@ -102,7 +77,7 @@ def _wait_run(stack: Stack, run_id: str, timeout: float = 240) -> str:
 def test_a_shell_entrypoint_is_refused_at_submit_and_nothing_runs(stack: Stack) -> None:
     marker = stack.root / "submitted_marker"
     runs = stack.run_count()
-    body = {"dag_spec": _attack("sb_attack", marker), "runtime_params": {"submission_id": "sb-attack-1"}}
+    body = {"dag_spec": shell_attack("sb_attack", marker), "runtime_params": {"submission_id": "sb-attack-1"}}
     res = stack.call("POST", "/api/orch/submit", json=body)
     assert res.status_code == 403, res.text
     assert res.json() == {"error": NOT_ALLOWED, "lines": [NOT_ALLOWED]}
