@@ -286,14 +286,14 @@ def test_scheduled_jobs_fire_through_dagster_and_can_be_listed_edited_canceled_r
 
 
 def test_audit_chain_verifies_and_catches_an_edited_row(stack: Stack) -> None:
-    records = [json.loads(line) for line in stack.quantos("audit", "show").stdout.splitlines()]
+    records = [json.loads(line) for line in stack.cli("audit", "show").stdout.splitlines()]
     decisions = {(r["action"], r["subject"], r["decision"]) for r in records}
     assert ("submit", "sub-small-1", "accepted") in decisions
     assert any(r["action"] == "submit" and r["decision"] == "rejected" and "not granted" in r["detail"] for r in records)
     assert ("retry", "sub-flaky-1", "accepted") in decisions and ("cancel", "sub-slow-1", "accepted") in decisions
     assert ("launch", "sub-small-1", "accepted") in decisions  # the dispatcher's launch, audited too
     assert {r["action"] for r in records} >= {"schedule", "edit", "cancel", "retry"}
-    ok = stack.quantos("audit", "verify")
+    ok = stack.cli("audit", "verify")
     assert ok.returncode == 0 and f"{len(records)} records" in ok.stdout, ok.stderr
 
     db = str(Path(stack.env["QUANTOS_DATA_DIR"]) / "gateway.db")
@@ -303,7 +303,7 @@ def test_audit_chain_verifies_and_catches_an_edited_row(stack: Stack) -> None:
         conn.execute("DROP TRIGGER quantos_audit_no_update")
         seq = conn.execute("SELECT min(seq) FROM quantos_audit WHERE decision = 'rejected'").fetchone()[0]
         conn.execute("UPDATE quantos_audit SET decision = 'accepted' WHERE seq = ?", (seq,))
-    broken = stack.quantos("audit", "verify")
+    broken = stack.cli("audit", "verify")
     assert broken.returncode == 1
     assert f"BROKEN at record {seq}: its content was changed" in broken.stderr
 

@@ -58,7 +58,7 @@ def test_refused_requests_are_kept_as_digest_and_size_bounded(stack: Stack) -> N
     print(f"gateway.db (+wal) grew by {grown} bytes for {FLOOD} refusals of {REFS_BYTES} bytes of refs")
     assert grown < 512 * 1024, f"gateway.db (+wal) grew by {grown} bytes for {FLOOD} refusals"
 
-    shown = stack.quantos("audit", "show", "--subject", "flood-0")
+    shown = stack.cli("audit", "show", "--subject", "flood-0")
     assert shown.returncode == 0, shown.stderr
     (record,) = [json.loads(line) for line in shown.stdout.splitlines()]
     assert (record["decision"], record["team"], record["detail"]) == ("rejected", "frozen", "team frozen has 0 active runs (limit 0)")
@@ -68,7 +68,7 @@ def test_refused_requests_are_kept_as_digest_and_size_bounded(stack: Stack) -> N
     # nothing stored or run for the refused team
     assert stack.call("GET", "/api/orch/submissions", "frozen").json() == []
     assert stack.run_count() == before_runs
-    assert stack.quantos("audit", "verify").returncode == 0
+    assert stack.cli("audit", "verify").returncode == 0
 
 
 def _copy(stack: Stack, dest: Path) -> dict[str, str]:
@@ -126,7 +126,7 @@ def test_each_tampering_of_the_trail_fails_verify_with_one_line(stack: Stack, tm
     "ok: 0 records" and was created."""
     env = _copy(stack, tmp_path / "trail")
     db, anchor = tmp_path / "trail" / "gateway.db", tmp_path / "trail" / "audit.anchor"
-    ok = stack.quantos("audit", "verify", env=env)
+    ok = stack.cli("audit", "verify", env=env)
     n = _last(db)
     assert ok.returncode == 0 and ok.stdout.startswith(f"audit chain ok: {n} records, anchored at record {n}"), ok.stdout + ok.stderr
 
@@ -144,7 +144,7 @@ def test_each_tampering_of_the_trail_fails_verify_with_one_line(stack: Stack, tm
     else:
         anchor.unlink()
     before = sorted(p.name for p in db.parent.iterdir())
-    broken = stack.quantos("audit", "verify", env=env)
+    broken = stack.cli("audit", "verify", env=env)
     assert broken.returncode == 1 and broken.stdout == ""
     assert broken.stderr.strip() == expected.format(n=n, m1=n - 1, m5=n - 5, db=db, anchor=anchor)
     assert sorted(p.name for p in db.parent.iterdir()) == before  # verify created nothing
@@ -152,7 +152,7 @@ def test_each_tampering_of_the_trail_fails_verify_with_one_line(stack: Stack, tm
 
 def test_verify_of_a_data_dir_that_does_not_exist_creates_nothing(stack: Stack, tmp_path: Path) -> None:
     nowhere = tmp_path / "never"
-    res = stack.quantos("audit", "verify", env={**stack.env, "QUANTOS_DATA_DIR": str(nowhere)})
+    res = stack.cli("audit", "verify", env={**stack.env, "QUANTOS_DATA_DIR": str(nowhere)})
     assert res.returncode == 1
     assert res.stderr.strip() == f"audit trail FAILED: the store {nowhere / 'gateway.db'} does not exist (wiped or moved? QUANTOS_GATEWAY_DB)"
     assert not nowhere.exists()
@@ -176,7 +176,7 @@ def test_the_live_store_truncated_under_the_running_gateway_is_caught(stack: Sta
     db = stack.data_dir / "gateway.db"
     n = _last(db)
     _unguarded(db, lambda c: c.execute("DELETE FROM quantos_audit WHERE seq = ?", (n,)))
-    broken = stack.quantos("audit", "verify")
+    broken = stack.cli("audit", "verify")
     assert broken.returncode == 1
     assert broken.stderr.strip() == (
         f"audit trail FAILED: truncated: the store ends at record {n - 1} but the anchor holds record {n} "
@@ -184,5 +184,5 @@ def test_the_live_store_truncated_under_the_running_gateway_is_caught(stack: Sta
     )
     res = stack.call("POST", "/api/orch/submit", "frozen", json={"spec_ref": "audit_frozen", "runtime_params": {"submission_id": "after"}})
     assert res.status_code == 429  # the gateway goes on serving; its next record takes seq n again
-    again = stack.quantos("audit", "verify")
+    again = stack.cli("audit", "verify")
     assert again.returncode == 1 and f"holds two different heads for record {n}" in again.stderr

@@ -152,7 +152,7 @@ def test_another_team_cannot_take_over_an_unlabelled_pipeline(stack: Stack, owne
     seed = yaml.safe_load((REPO / "specs" / "seed_bt_xs_bilstm_v1.yaml").read_text())
     res = submit(stack, "execution", "sec-takeover-seed", dag_spec={**seed, "labels": {}})
     assert res.status_code == 403 and "belongs to team research" in res.json()["error"], res.text
-    records = [json.loads(line) for line in stack.quantos("audit", "show", "--subject", "sec-takeover").stdout.splitlines()]
+    records = [json.loads(line) for line in stack.cli("audit", "show", "--subject", "sec-takeover").stdout.splitlines()]
     assert [(r["decision"], r["team"]) for r in records] == [("rejected", "execution")], records
 
 
@@ -165,7 +165,7 @@ def test_the_owner_replaces_it_and_the_previous_version_is_kept_and_audited(stac
     previous = hashlib.sha256(owned).hexdigest()
     (kept,) = (stack.specs_dir / ".registry" / "history" / "rt_owned").iterdir()
     assert kept.name == f"1-{previous}.json" and kept.read_bytes() == owned
-    records = [json.loads(line) for line in stack.quantos("audit", "show", "--subject", "rt_owned").stdout.splitlines()]
+    records = [json.loads(line) for line in stack.cli("audit", "show", "--subject", "rt_owned").stdout.splitlines()]
     register = [r for r in records if r["action"] == "register"]
     assert [r["detail"] for r in register] == [
         "registered new pipeline rt_owned (owner research)",
