@@ -115,6 +115,24 @@ class ArtifactStore(dg.ConfigurableResource):
             return f"s3://{bucket}/{key}"
         return self._local_path(relpath).as_uri()
 
+    def filesystem_path(self, relpath: str) -> tuple[str, Any]:
+        """(path, pyarrow filesystem) of a folder under the root, for writers that take a
+        pyarrow filesystem (Ray Train's checkpoints): a local path and None, or
+        `bucket/key` and an S3FileSystem on this store's endpoint (credentials: the
+        process's AWS environment, as boto3 uses)."""
+        relpath = _clean_relpath(relpath)
+        if not self.is_s3:
+            return str(self._local_path(relpath)), None
+        from pyarrow import fs
+
+        bucket, key = self._bucket_key(relpath)
+        endpoint = urlparse(self.endpoint_url) if self.endpoint_url else None
+        return f"{bucket}/{key}", fs.S3FileSystem(
+            endpoint_override=endpoint.netloc if endpoint else None,
+            scheme=endpoint.scheme if endpoint else "https",
+            region=self.region,
+        )
+
     # -- S3 -----------------------------------------------------------------------------------
 
     def _s3(self) -> Any:

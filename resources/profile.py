@@ -63,6 +63,9 @@ class Profile:
     artifacts_root: str
     s3_endpoint: str | None
     ray_address: str | None
+    # QUANTOS_RAY_AUTOSCALING (staging/prod, default on): the Ray cluster grows to fit a
+    # training's request; off (and always locally) a request is cut to the largest node
+    ray_autoscaling: bool = False
     # staging/prod: trino_sql/spark_sql run on Trino when a host is set (DuckDB in the step pod otherwise)
     trino_host: str | None = None
     trino_port: int = 8080
@@ -135,6 +138,7 @@ def active_profile(environ: dict[str, str] | None = None) -> Profile:
         artifacts_root=env["QUANTOS_ARTIFACTS"],
         s3_endpoint=env.get("QUANTOS_S3_ENDPOINT"),
         ray_address=env.get("QUANTOS_RAY_ADDRESS"),
+        ray_autoscaling=env.get("QUANTOS_RAY_AUTOSCALING", "on").lower() not in ("off", "0", "false", "no"),
         trino_host=env.get("QUANTOS_TRINO_HOST") or None,
         trino_port=_int_env(env, "QUANTOS_TRINO_PORT", 8080),
         trino_user=env.get("QUANTOS_TRINO_USER") or "quantos",
@@ -287,7 +291,7 @@ def build_resources(profile: Profile) -> dict[str, Any]:
         ),
         "artifact_store": artifact_store,
         "sql_engine": _sql_engine(profile),
-        "ray": RayResource(address=profile.ray_address),
+        "ray": RayResource(address=profile.ray_address, autoscaling=profile.ray_autoscaling),
         # python_task children get an allow-listed env, never the step's (kinds/step_environment.py)
         "pipes_subprocess_client": SandboxedSubprocessClient(),
         "dbt": dbt_resource(profile),

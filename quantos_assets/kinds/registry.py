@@ -12,12 +12,13 @@ from quantos_assets.kinds.base import NodeRun, NodeValue, Runner
 from quantos_assets.kinds.custom_crd import CustomCrdRunner
 from quantos_assets.kinds.python_pod import PythonPodRunner
 from quantos_assets.kinds.python_task import PythonTaskRunner
-from quantos_assets.kinds.ray_job import RayJobRunner
+from quantos_assets.kinds.ray_job import RayJobRunner, reads_tables_by_reference
 from quantos_assets.kinds.sql import SqlRunner
 from quantos_assets.spec.models import EXTERNAL_KINDS, Node, NodeKind
 from resources.profile import runs_pods
+from resources.table_ref import LOAD_AS, LOAD_AS_REFERENCE
 
-__all__ = ["EXTERNAL_KINDS", "RUNNERS", "dagster_kinds", "runner_for"]
+__all__ = ["EXTERNAL_KINDS", "RUNNERS", "dagster_kinds", "input_metadata", "runner_for"]
 
 
 class PythonTaskDispatch:
@@ -62,6 +63,14 @@ _KINDS: dict[NodeKind, frozenset[str]] = {
     NodeKind.materialize_view: frozenset({"materialize", "sql"}),
     NodeKind.custom_crd: frozenset({"kubernetes"}),
 }
+
+
+def input_metadata(node: Node) -> dict[str, str]:
+    """How the IO manager loads the node's table inputs: into the step (the default), or as
+    references (resources/table_ref.py) for a node that reads them on its cluster."""
+    if node.kind is NodeKind.ray_job and reads_tables_by_reference(node):
+        return {LOAD_AS: LOAD_AS_REFERENCE}
+    return {}
 
 
 class UnknownKind(KeyError):
