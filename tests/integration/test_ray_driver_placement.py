@@ -232,3 +232,18 @@ def test_every_example_ray_worker_fits_a_worker_group_of_the_cluster(spec_file: 
         if node.kind is NodeKind.ray_job:
             need = ray_worker_resources(spec, node)
             assert any(all(need[k] <= shape[k] for k in need) for shape in shapes), (node.id, need, shapes)
+
+
+def test_the_gates_retrain_check_drives_the_cluster_too(monkeypatch) -> None:
+    """The promotion gate's reproducibility check retrains the model the way its node did (on
+    Ray), from the node's own step config: a thin driver with the token, plus the audit key."""
+    _with_cluster(monkeypatch)
+    pipeline = build_pipeline(load_spec(REPO / "specs" / "xs_momentum_backtest.yaml"))
+    assert pipeline.gates is not None
+    config = pipeline.gates.checks.node_def.tags["dagster-k8s/config"]
+    config = json.loads(config) if isinstance(config, str) else config
+    container = config["container_config"]
+    assert config["pod_template_spec_metadata"]["labels"][RAY_DRIVER_LABEL] == "true"
+    assert "nvidia.com/gpu" not in container["resources"]["limits"]
+    assert [e["name"] for e in container["env"]] == ["RAY_AUTH_MODE", "RAY_AUTH_TOKEN"]
+    assert container["env_from"] == [{"secret_ref": {"name": "quantos-audit"}}]
