@@ -8,7 +8,7 @@ lives in the repository.
 from __future__ import annotations
 
 import os
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -236,10 +236,24 @@ def _int_env(env: dict[str, str], name: str, default: int) -> int:
         raise ProfileError(f"{name}: expected an integer, got {raw!r}") from None
 
 
-def runs_pods(environ: dict[str, str] | None = None) -> bool:
+def runs_pods(environ: Mapping[str, str] | None = None) -> bool:
     """staging/prod run on Kubernetes: steps and image-only python_tasks become pods."""
     env = os.environ if environ is None else environ
     return env.get("QUANTOS_ENV", "local") in ("staging", "prod")
+
+
+def ray_cluster_address(environ: Mapping[str, str] | None = None) -> str | None:
+    """The Ray cluster the ray_job steps of staging/prod drive (QUANTOS_RAY_ADDRESS), else None.
+
+    Read from the environment alone, not `active_profile`, because every process that builds a
+    step's Kubernetes config must reach the same answer: the code server (op tags, sensors), the
+    gateway (a submission's run config) and `quantos manifests` on a laptop. Locally a step is
+    a process, not a pod, so an address there changes where Ray runs, not how a step is placed.
+    """
+    env = os.environ if environ is None else environ
+    if not runs_pods(env):
+        return None
+    return (env.get("QUANTOS_RAY_ADDRESS") or "").strip() or None
 
 
 def build_executor(profile: Profile, preload: Sequence[str] = ()) -> Any:
