@@ -16,7 +16,7 @@ from quantos_assets.kinds.base import NodeRun, NodeRunError
 from quantos_assets.kinds.registry import runner_for
 from quantos_assets.spec.loader import load_spec
 from quantos_assets.spec.models import DagSpec, Node, NodeKind
-from resources.artifact_store import ArtifactStore
+from resources.artifact_store import ArtifactStore, ArtifactStoreError
 from resources.local_objects import LocalObjectsError, stand_ins, sync_local_objects
 from resources.profile import active_profile, build_resources
 from resources.sql_engine import DuckDBEngine
@@ -129,6 +129,11 @@ def test_a_sql_uri_cannot_leave_the_stand_in_buckets(tmp_path: Path) -> None:
         assert says in message, (uri, message)
     # The same store without the bucket listed (staging/prod, a store on S3): refused too.
     assert outside in _refused(ArtifactStore(root=str(root)), QUERY)
+    # The store's own API serves the listed bucket and nothing else of s3://.
+    assert store.exists(QUERY) and store.get(QUERY) == (root / "buckets" / "queries" / "bt_fetch.sql").read_bytes()
+    with pytest.raises(ArtifactStoreError) as err:
+        store.get("s3://other/q.sql")
+    assert str(err.value) == f"s3://other/q.sql: not in this local store (root {root}; buckets it stands in for: queries)"
 
 
 def test_the_stand_in_folder_holds_plain_files_in_bucket_folders_only(tmp_path: Path) -> None:
