@@ -293,7 +293,10 @@ def build_resources(profile: Profile) -> dict[str, Any]:
         profile.data_dir.mkdir(parents=True, exist_ok=True)
         (profile.data_dir / "warehouse").mkdir(exist_ok=True)
     artifact_store = ArtifactStore(
-        root=profile.artifacts_root, endpoint_url=profile.s3_endpoint, region=profile.s3_region
+        root=profile.artifacts_root,
+        endpoint_url=profile.s3_endpoint,
+        region=profile.s3_region,
+        local_buckets=list(_local_buckets(profile, ArtifactStore(root=profile.artifacts_root))),
     )
     resources: dict[str, Any] = {
         "io_manager": LakeIOManager(
@@ -320,6 +323,20 @@ def build_resources(profile: Profile) -> dict[str, Any]:
     if not profile.is_local:
         resources["pipes_k8s_client"] = pipes_k8s_client(profile)
     return resources
+
+
+def _local_buckets(profile: Profile, store: Any) -> tuple[str, ...]:
+    """On the embedded default with a folder store: the platform's stand-ins for objects specs
+    name in other buckets (deploy/local_objects/), synced into the store now; the buckets it
+    then serves. Staging/prod, or a local profile on S3: none."""
+    if not profile.is_local or store.is_s3:
+        return ()
+    from resources.local_objects import LocalObjectsError, sync_local_objects
+
+    try:
+        return sync_local_objects(store.local_folder()).buckets
+    except (LocalObjectsError, OSError) as err:
+        raise ProfileError(f"QUANTOS_ARTIFACTS: cannot put the local stand-in objects in the store: {err}") from None
 
 
 def pipes_k8s_client(profile: Profile) -> Any:

@@ -25,8 +25,9 @@ class PythonTaskDispatch:
     """python_task: an entrypoint runs in a subprocess; an image-only task runs as its own pod.
 
     The pod needs a cluster, so its resources are required only where the profile runs pods
-    (staging/prod bind them); locally an image-only task fails with PythonTaskRunner's
-    one-line "needs the production profile", before anything is written.
+    (staging/prod bind them). On the embedded default an image-only task runs in a subprocess
+    too, as the entrypoint deploy/local_images.yaml lists for its image; an unlisted image
+    fails with one line naming the image and that file, before anything is written.
     """
 
     def __init__(self) -> None:
@@ -39,8 +40,10 @@ class PythonTaskDispatch:
         return keys | self.pod.required_resource_keys if runs_pods() else keys
 
     def run(self, context: AssetExecutionContext, run: NodeRun) -> dict[str, NodeValue]:
-        if launches_pod(run.node) and runs_pods():
-            return self.pod.run(context, run)
+        if launches_pod(run.node):
+            if runs_pods():
+                return self.pod.run(context, run)
+            return self.subprocess.run(context, run, image_only=True)
         return self.subprocess.run(context, run)
 
 
