@@ -39,6 +39,7 @@ from dagster import AssetExecutionContext
 
 from quantos_assets.kinds.base import NodeRun, NodeRunError, NodeValue, resource
 from quantos_assets.kinds.loaded_inputs import loaded_inputs
+from quantos_assets.placement import PlacementError, ray_train_workers, ray_worker_resources
 from quantos_assets.run_tags import TAG_VERSION
 from quantos_assets.spec.models import Node
 from quantos_assets.trainers.model_card import MODEL_CARD, build_model_card
@@ -157,28 +158,26 @@ def _code_version(context: AssetExecutionContext, run: NodeRun) -> dict[str, Any
 
 
 def torch_placement(run: NodeRun, ray_resource: Any) -> TorchPlacement:
-    """The node's resources split over its workers: resources.cpu / workers CPUs each, and
-    one GPU each when the node asks for GPUs. On a cluster that cannot grow (the local Ray)
-    a request is cut to what its largest node has, with a warning in the step log."""
-    params = run.node.params
-    workers = _positive_int(params.get("workers", 1), "workers", run.label)
-    min_workers = _positive_int(params.get("min_workers", 1), "min_workers", run.label)
+    """The node's resources split over its workers (placement.ray_worker_resources: the
+    totals its step pod would have reserved). On a cluster that cannot grow (the local Ray)
+    a request is cut to what its largest node has, and GPUs are dropped where it has none."""
+    try:
+        per_worker = ray_worker_resources(run.spec, run.node)
+    except PlacementError as err:
+        raise NodeRunError(f"{run.label}: {err}") from None
+    workers = ray_train_workers(run.node)
+    min_workers = _positive_int(run.node.params.get("min_workers", 1), "min_workers", run.label)
     if min_workers > workers:
         raise NodeRunError(f"{run.label}: params.min_workers ({min_workers}) is more than params.workers ({workers})")
-    resources = run.spec.effective_resources(run.node)
-    cpus = (resources.cpu or 1.0) / workers
-    memory = resources.mem / workers if resources.mem else None
-    use_gpu = bool(resources.gpu)
+    cpus, use_gpu, memory = per_worker["CPU"], per_worker["GPU"] > 0, per_worker["memory"] or None
     fit = ray_resource.largest_node()
     if fit is not None:
-        cpus = min(cpus, fit.get("CPU", cpus))
-        if use_gpu and not fit.get("GPU"):
-            use_gpu = False
-        if memory and fit.get("memory"):
-            memory = min(memory, 0.5 * fit["memory"])
+        cpus = min(cpus, fit["CPU"] or cpus)
+        use_gpu = use_gpu and fit["GPU"] > 0
+        memory = None  # a local Ray's memory is the machine's: no reservation to cut
     return TorchPlacement(
         workers=workers, cpus_per_worker=max(cpus, 0.1), use_gpu=use_gpu, min_workers=min_workers,
-        memory_per_worker=memory if fit is None else None,
+        memory_per_worker=memory,
     )
 
 

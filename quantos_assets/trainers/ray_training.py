@@ -165,7 +165,7 @@ def train_torch(
     ).to_bytes()
 
     scored = score_windows(
-        test_set.select_columns(["date", "y", "x", *extra]), model, placement.workers, placement.cpus_per_worker
+        test_set, model, placement.workers, placement.cpus_per_worker, keep=("date", "y", *extra)
     ).to_pandas()
     clock.lap("score")
     before = [d for d in distinct if d < first_test]

@@ -17,29 +17,35 @@ PREDICTION = "prediction"
 class WindowScorer:
     """Ray Data callable class: the model's forecast for every window of a batch."""
 
-    def __init__(self, model: bytes, threads: int = 1) -> None:
+    def __init__(self, model: bytes, threads: int = 1, keep: tuple[str, ...] | None = None) -> None:
         import torch
 
         from quantos_assets.trainers.torch_artifact import load_torch_model
 
         torch.set_num_threads(max(1, threads))
         self.net = load_torch_model(model).network()
+        self.keep = keep
 
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         import torch
 
         with torch.no_grad():
             predicted = self.net(torch.from_numpy(np.ascontiguousarray(batch["x"], dtype=np.float32))).numpy()
-        out = {k: v for k, v in batch.items() if k != "x"}
+        out = {k: v for k, v in batch.items() if k != "x" and (self.keep is None or k in self.keep)}
         out[PREDICTION] = predicted.astype(np.float64)
         return out
 
 
-def score_windows(windows: Any, model: bytes, actors: int, cpus_per_actor: float, batch_size: int = 4096) -> Any:
-    """A lazy Dataset: the windows' other columns plus `prediction`."""
+def score_windows(
+    windows: Any, model: bytes, actors: int, cpus_per_actor: float, keep: tuple[str, ...] | None = None,
+    batch_size: int = 4096,
+) -> Any:
+    """A lazy Dataset: the windows' `keep` columns (default: all but x) plus `prediction`.
+    The projection happens in the actor: a separate Project step would need a CPU that
+    the actors may all hold."""
     return windows.map_batches(
         WindowScorer,
-        fn_constructor_kwargs={"model": model, "threads": max(1, int(cpus_per_actor))},
+        fn_constructor_kwargs={"model": model, "threads": max(1, int(cpus_per_actor)), "keep": keep},
         batch_format="numpy",
         batch_size=batch_size,
         concurrency=max(1, actors),

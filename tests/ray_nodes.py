@@ -14,6 +14,7 @@ import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 RAY = str(Path(sys.executable).parent / "ray")
 ENV = {
@@ -83,10 +84,11 @@ def start_head(cpus: int = 1, timeout: float = 60) -> RayNodes:
     raise RuntimeError(f"the Ray head did not start on port {nodes.port}")
 
 
-def wait_for_nodes(ray: object, count: int, timeout: float = 60) -> None:
+def wait_for_nodes(ray: Any, count: int, timeout: float = 60) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        if sum(1 for n in ray.nodes() if n.get("Alive")) >= count:  # type: ignore[attr-defined]
+        alive = [n for n in ray.nodes() if n.get("Alive")]
+        if len(alive) >= count:
             return
         time.sleep(0.5)
     raise TimeoutError(f"fewer than {count} Ray nodes alive after {timeout} s")
