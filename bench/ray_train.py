@@ -108,17 +108,19 @@ def main() -> None:
 
         RayResource(num_cpus=2).init()
         times: dict[int, float] = {}
+        models: dict[int, bytes] = {}
         for workers in (1, 2):
             path, _ = store.filesystem_path(f"checkpoints/bench/{workers}")
             started = time.perf_counter()
             result = train_torch(ref.to_ray_dataset(), job, TorchPlacement(workers=workers, cpus_per_worker=1),
                                  CheckpointPlace(path=path, name="train", uri=path))
             times[workers] = time.perf_counter() - started
+            models[workers] = result.model
             print(f"ray_{workers}: {times[workers]:.1f} s  phases {result.metrics['training']['seconds']}", flush=True)
 
         import ray.data
 
-        model = result.model
+        model = models[1]
         windows = ray.data.from_numpy(test_x.astype(np.float32)).map_batches(
             lambda b: {"x": b["data"]}, batch_format="numpy"
         ).materialize()

@@ -160,7 +160,8 @@ def _code_version(context: AssetExecutionContext, run: NodeRun) -> dict[str, Any
 def torch_placement(run: NodeRun, ray_resource: Any) -> TorchPlacement:
     """The node's resources split over its workers (placement.ray_worker_resources: the
     totals its step pod would have reserved). On a cluster that cannot grow (the local Ray)
-    a request is cut to what its largest node has, and GPUs are dropped where it has none."""
+    a request is cut so that every worker fits at once (no more than the largest node has, nor
+    more than the cluster's CPUs over the workers), and GPUs are dropped where it has none."""
     try:
         per_worker = ray_worker_resources(run.spec, run.node)
     except PlacementError as err:
@@ -172,7 +173,7 @@ def torch_placement(run: NodeRun, ray_resource: Any) -> TorchPlacement:
     cpus, use_gpu, memory = per_worker["CPU"], per_worker["GPU"] > 0, per_worker["memory"] or None
     fit = ray_resource.largest_node()
     if fit is not None:
-        cpus = min(cpus, fit["CPU"] or cpus)
+        cpus = min(cpus, fit["CPU"] or cpus, ray_resource.cpus() / workers)
         use_gpu = use_gpu and fit["GPU"] > 0
         memory = None  # a local Ray's memory is the machine's: no reservation to cut
     return TorchPlacement(

@@ -18,7 +18,7 @@ from quantos_assets.trainers.training import TrainingJob, TrainingResult
 # The metadata key of the card on the model's materialization.
 MODEL_CARD = "model_card"
 CARD_VERSION = 1
-HEADLINE_METRICS = ("ic", "ic_ir", "hit_rate", "r2", "sharpe", "max_drawdown", "ann_return")
+HEADLINE_METRICS = ("ic", "ic_ir", "hit_rate", "r2", "mse", "sharpe", "max_drawdown", "ann_return")
 
 
 class ModelCardError(ValueError):

@@ -33,6 +33,8 @@ from quantos_assets.trainers.training import (
 from quantos_assets.trainers.windows import WindowSpec, symbol_windows
 
 LIBRARIES = ("torch", "ray", "numpy", "pandas")
+# The share of the training dates (the last ones) held out to pick the epoch and stop early.
+VALIDATION_FRACTION = 0.1
 # Ray Train restarts a worker group this many times (from the latest checkpoint).
 MAX_WORKER_FAILURES = 3
 
@@ -117,14 +119,19 @@ def train_torch(
     if not distinct:
         raise TrainingDataError(f"no complete window of {spec.lookback} rows with a {job.target}")
     first_test = first_test_date(distinct, job.date_column, job.test_fraction)
+    # The epoch kept and early stopping are chosen on a validation split of the last training
+    # dates, never on the test windows the reported metrics are measured on.
+    first_val = first_test_date([d for d in distinct if d < first_test], job.date_column, VALIDATION_FRACTION)
     # Materialized before training: the workers hold every CPU while they train, so nothing
     # may be left for Ray Data to compute then.
-    train_xy = windows.map_batches(_split, fn_kwargs={"first_test": first_test, "test": False, "columns": ("x", "y")}, batch_format="numpy").materialize()
-    test_set = windows.map_batches(_split, fn_kwargs={"first_test": first_test, "test": True}, batch_format="numpy").materialize()
-    test_xy = test_set.select_columns(["x", "y"]).materialize()
-    n_train, n_test = train_xy.count(), test_xy.count()
-    if n_train < 10 or n_test < 2:
-        raise TrainingDataError(f"too few complete windows: {n_train} to train, {n_test} to test")
+    train_xy = _dates(windows, None, first_val, ("x", "y")).materialize()
+    val_xy = _dates(windows, first_val, first_test, ("x", "y")).materialize()
+    test_set = _dates(windows, first_test, None).materialize()
+    n_train, n_val, n_test = train_xy.count(), val_xy.count(), test_set.count()
+    if n_train < 10 or n_val < 2 or n_test < 2:
+        raise TrainingDataError(
+            f"too few complete windows: {n_train} to train, {n_val} to validate, {n_test} to test"
+        )
     mean, std = _feature_moments(train_xy, len(job.features))
     clock.lap("prepare")
 
@@ -150,7 +157,7 @@ def train_torch(
             failure_config=FailureConfig(max_failures=MAX_WORKER_FAILURES),
             checkpoint_config=CheckpointConfig(num_to_keep=None),
         ),
-        datasets={"train": train_xy, "val": test_xy},
+        datasets={"train": train_xy, "val": val_xy},
     ).fit()
     clock.lap("train")
     if result.checkpoint is None:
@@ -168,14 +175,16 @@ def train_torch(
         test_set, model, placement.workers, placement.cpus_per_worker, keep=("date", "y", *extra)
     ).to_pandas()
     clock.lap("score")
-    before = [d for d in distinct if d < first_test]
+    before = [d for d in distinct if d < first_val]
     metrics: dict[str, Any] = {
         **asdict(job),
         "hyperparameters": hyperparameters,
         "n_train": n_train,
+        "n_validation": n_val,
         "n_test": n_test,
         "train_start": _day(before[0]),
         "train_end": _day(before[-1]),
+        "validation_start": _day(first_val),
         "test_start": _day(first_test),
         "test_end": _day(distinct[-1]),
         **forecast_scores(scored["date"], scored[PREDICTION].to_numpy(), scored["y"].to_numpy()),
@@ -211,11 +220,21 @@ def _labelled(batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
     return {k: v[keep] for k, v in batch.items()}
 
 
-def _split(
-    batch: dict[str, np.ndarray], first_test: Any, test: bool, columns: tuple[str, ...] | None = None
+def _dates(windows: Any, start: Any, end: Any, columns: tuple[str, ...] | None = None) -> Any:
+    """The windows ending in [start, end) (None: open), with `columns` only (None: all)."""
+    return windows.map_batches(
+        _between, fn_kwargs={"start": start, "end": end, "columns": columns}, batch_format="numpy"
+    )
+
+
+def _between(
+    batch: dict[str, np.ndarray], start: Any, end: Any, columns: tuple[str, ...] | None = None
 ) -> dict[str, np.ndarray]:
-    is_test = np.asarray(batch["date"] >= np.datetime64(first_test), dtype=bool)
-    keep = is_test if test else ~is_test
+    keep = np.ones(len(batch["date"]), dtype=bool)
+    if start is not None:
+        keep &= batch["date"] >= np.datetime64(start)
+    if end is not None:
+        keep &= batch["date"] < np.datetime64(end)
     return {k: v[keep] for k, v in batch.items() if columns is None or k in columns}
 
 
