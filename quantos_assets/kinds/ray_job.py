@@ -32,7 +32,7 @@ and what a retrain needs); outs[1], if declared, the metrics (Artifact role
 from __future__ import annotations
 
 import json
-from typing import Any
+from typing import Any, TypeVar
 
 import pyarrow as pa
 from dagster import AssetExecutionContext
@@ -58,6 +58,7 @@ RUNNER_PARAMS = frozenset(
     {"trainer", "target", "features", "date_column", "test_fraction", "seed", "input", "return_column",
      "symbol_column"}
 )
+_Input = TypeVar("_Input", pa.Table, TableRef)
 # How a torch trainer runs, not what it learns: kept out of the hyperparameters.
 TORCH_RUN_PARAMS = frozenset({"workers", "min_workers", "early_stopping"})
 
@@ -275,32 +276,26 @@ def training_job(run: NodeRun, schema: pa.Schema | None = None) -> TrainingJob:
 
 def _feature_table(run: NodeRun) -> tuple[str, pa.Table]:
     """(input name, table) of the one table input the model trains on."""
-    tables = {k: v for k, v in run.inputs.items() if isinstance(v, pa.Table)}
-    wanted: Any = run.node.params.get("input")
-    if wanted is not None:
-        if wanted not in tables:
-            raise NodeRunError(f"{run.label}: params.input '{wanted}' is not a table input ({sorted(tables)})")
-        return wanted, tables[wanted]
-    if len(tables) != 1:
-        raise NodeRunError(
-            f"{run.label}: a ray_job trains on one table input, got {sorted(tables) or 'none'}; set params.input"
-        )
-    return next(iter(tables.items()))
+    return _training_input(run, pa.Table)
 
 
 def _feature_ref(run: NodeRun) -> tuple[str, TableRef]:
     """(input name, reference) of the table a torch trainer reads on the cluster."""
-    refs = {k: v for k, v in run.inputs.items() if isinstance(v, TableRef)}
+    return _training_input(run, TableRef)
+
+
+def _training_input(run: NodeRun, kind: type[_Input]) -> tuple[str, _Input]:
+    found = {k: v for k, v in run.inputs.items() if isinstance(v, kind)}
     wanted: Any = run.node.params.get("input")
     if wanted is not None:
-        if wanted not in refs:
-            raise NodeRunError(f"{run.label}: params.input '{wanted}' is not a table input ({sorted(refs)})")
-        return wanted, refs[wanted]
-    if len(refs) != 1:
+        if wanted not in found:
+            raise NodeRunError(f"{run.label}: params.input '{wanted}' is not a table input ({sorted(found)})")
+        return wanted, found[wanted]
+    if len(found) != 1:
         raise NodeRunError(
-            f"{run.label}: a ray_job trains on one table input, got {sorted(refs) or 'none'}; set params.input"
+            f"{run.label}: a ray_job trains on one table input, got {sorted(found) or 'none'}; set params.input"
         )
-    return next(iter(refs.items()))
+    return next(iter(found.items()))
 
 
 def _default_features(schema: pa.Schema, excluded: set[str]) -> list[str]:

@@ -1,6 +1,8 @@
 """Deep-learning trainers on a real two-node Ray cluster on loopback (a head and a worker
 node, 1 CPU each, started with `ray start`): data-parallel training across both nodes,
-a node lost mid-training, a killed step resumed from its checkpoint."""
+a node lost mid-training, a killed step resumed from its checkpoint.
+
+The two fault tests (`ray_faults`) take ~6 min on 2 cores and run with `make test-ray-faults`."""
 from __future__ import annotations
 
 import json
@@ -83,6 +85,7 @@ def _registered(folder: Path) -> int:
         return 0
 
 
+@pytest.mark.ray_faults
 def test_two_workers_on_two_nodes_survive_losing_one(nodes: RayNodes, lake: LakeIOManager, features: TableRef) -> None:
     store = lake.artifact_store
     path, _ = store.filesystem_path("checkpoints/rt/lost-node")
@@ -109,7 +112,6 @@ def test_two_workers_on_two_nodes_survive_losing_one(nodes: RayNodes, lake: Lake
     training = outcome["result"].metrics["training"]
     first, *after = training["placements"]
     assert len(first) == 2 and len(set(first)) == 2, f"the first worker group spans two nodes: {first}"
-    print("seconds", training["seconds"], training["starts"])
     assert after and training["starts"][-1] >= 1, f"resumed from a checkpoint, not epoch 0: {training['starts']}"
     assert training["epochs_run"] == 6 and [h["epoch"] for h in training["history"]] == list(range(6))
     assert len(_checkpoints(Path(path) / "train")) >= 6, "a checkpoint per epoch in the artifact store"
@@ -133,6 +135,7 @@ print(json.dumps(result.metrics["training"]["starts"]))
 """
 
 
+@pytest.mark.ray_faults
 def test_a_killed_step_resumes_from_its_last_checkpoint(nodes: RayNodes, lake: LakeIOManager, features: TableRef) -> None:
     """What a retried step does: a new driver trains under the same run name as the one that died."""
     store = lake.artifact_store
