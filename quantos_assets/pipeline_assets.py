@@ -9,7 +9,7 @@ from __future__ import annotations
 import inspect
 import sys
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, TypedDict
 
@@ -41,7 +41,7 @@ from quantos_assets.freshness_checks import build_freshness_checks
 from quantos_assets.gates.build import GateDefs, build_gates
 from quantos_assets.k8s.step_config import K8S_CONFIG_TAG, op_tag_config
 from quantos_assets.kinds.base import NodeRun, NodeRunError, Runner
-from quantos_assets.kinds.registry import EXTERNAL_KINDS, dagster_kinds, runner_for
+from quantos_assets.kinds.registry import EXTERNAL_KINDS, dagster_kinds, input_metadata, runner_for
 from quantos_assets.placement import choose_pool
 from quantos_assets.run_tags import TAG_KIND, TAG_NODE, TAG_POOL, spec_run_tags, tag_value
 from quantos_assets.spec.derived_names import op_name
@@ -49,6 +49,7 @@ from quantos_assets.spec.loader import LoadedSpec
 from quantos_assets.spec.models import DagSpec, Node
 from resources.iceberg_tables import PARTITION_COLUMN
 from resources.partition_slices import PartitionSlices
+from resources.table_ref import TableRef
 
 
 class _AssetAttrs(TypedDict, total=False):
@@ -222,7 +223,7 @@ def _node_asset(
         name=op_name(spec.pipeline_id, node.id),
         outs=outs,
         deps=order_only,
-        ins={i: AssetIn(key=asset_key(spec, i)) for i in data_ins},
+        ins={i: AssetIn(key=asset_key(spec, i), metadata=input_metadata(node) or None) for i in data_ins},
         retry_policy=(
             RetryPolicy(max_retries=retry.max_attempts - 1, delay=retry.backoff_sec or None)
             if retry.max_attempts > 1
@@ -265,6 +266,8 @@ def session_inputs(inputs: Mapping[str, Any], session: str) -> dict[str, Any]:
     for name, value in inputs.items():
         if isinstance(value, pa.Table) and PARTITION_COLUMN in value.column_names:
             sliced[name] = value.filter(pc.equal(value[PARTITION_COLUMN], session))
+        elif isinstance(value, TableRef) and value.partition_keys is not None:
+            sliced[name] = replace(value, partition_keys=(session,))
         elif isinstance(value, dict):
             sliced[name] = value[session]
         else:

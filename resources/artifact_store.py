@@ -4,6 +4,12 @@ Same API for both so the local profile needs no object store: `put` returns the 
 goes into Dagster metadata, `get` takes that URI back (or a path relative to the root).
 Local writes go to a temp file then `os.replace`, so a reader never sees half a file; an S3
 PUT is atomic by itself.
+
+A local store also stands in for a few other buckets (`local_buckets`): a spec names objects
+the firm keeps elsewhere (the seed's `s3://queries/bt_fetch.sql`), and on the embedded default
+the platform puts its stand-ins under `<root>/buckets/<bucket>/<key>` (resources/local_objects.py).
+Only the buckets listed are served so, only from that folder: an `s3://` URI of any other
+bucket is still outside the store.
 """
 
 from __future__ import annotations
@@ -14,9 +20,14 @@ from typing import Any
 from urllib.parse import unquote, urlparse
 
 import dagster as dg
-from pydantic import PrivateAttr
+from pydantic import Field, PrivateAttr
 
 from resources.atomic_file import write_atomically
+
+# Under a local store's root: `buckets/<bucket>/<key>` holds s3://<bucket>/<key> of a
+# `local_buckets` bucket. No output of a node lands here: the IO manager writes under
+# models/, reports/, files/ and pipes/ only.
+LOCAL_BUCKETS_DIR = "buckets"
 
 
 class ArtifactNotFound(FileNotFoundError):
@@ -33,6 +44,9 @@ class ArtifactStore(dg.ConfigurableResource):
     root: str
     endpoint_url: str | None = None
     region: str | None = None
+    # Local store only: other buckets whose s3:// URIs it serves from <root>/buckets/<bucket>/
+    # (the platform's local stand-ins, copied there by resources/local_objects.py).
+    local_buckets: list[str] = Field(default_factory=list)
 
     _client: Any = PrivateAttr(default=None)
 
@@ -97,6 +111,8 @@ class ArtifactStore(dg.ConfigurableResource):
                 if parsed.netloc != bucket or (prefix and not key.startswith(prefix + "/")):
                     return None
                 return _clean_relpath(key[len(prefix) + 1:] if prefix else key)
+            if uri.startswith("s3://"):
+                return self._local_bucket_relpath(uri)
             if not uri.startswith("file://"):
                 return None
             root = self._local_root()
@@ -114,6 +130,24 @@ class ArtifactStore(dg.ConfigurableResource):
             bucket, key = self._bucket_key(relpath)
             return f"s3://{bucket}/{key}"
         return self._local_path(relpath).as_uri()
+
+    def filesystem_path(self, relpath: str) -> tuple[str, Any]:
+        """(path, pyarrow filesystem) of a folder under the root, for writers that take a
+        pyarrow filesystem (Ray Train's checkpoints): a local path and None, or
+        `bucket/key` and an S3FileSystem on this store's endpoint (credentials: the
+        process's AWS environment, as boto3 uses)."""
+        relpath = _clean_relpath(relpath)
+        if not self.is_s3:
+            return str(self._local_path(relpath)), None
+        from pyarrow import fs
+
+        bucket, key = self._bucket_key(relpath)
+        endpoint = urlparse(self.endpoint_url) if self.endpoint_url else None
+        return f"{bucket}/{key}", fs.S3FileSystem(
+            endpoint_override=endpoint.netloc if endpoint else None,
+            scheme=endpoint.scheme if endpoint else "https",
+            region=self.region,
+        )
 
     # -- S3 -----------------------------------------------------------------------------------
 
@@ -152,12 +186,41 @@ class ArtifactStore(dg.ConfigurableResource):
         root = self.root.removeprefix("file://")
         return Path(root).expanduser().resolve()
 
+    def local_folder(self) -> Path:
+        """The folder of a local store (ArtifactStoreError for an S3 one)."""
+        if self.is_s3:
+            raise ArtifactStoreError(f"artifact store {self.root} is not a local folder")
+        return self._local_root()
+
     def _local_path(self, relpath: str) -> Path:
         return self._local_root() / relpath
+
+    def _local_bucket_relpath(self, uri: str) -> str | None:
+        """`buckets/<bucket>/<key>` for s3://<bucket>/<key> of a listed bucket, None otherwise.
+        The key is taken literally (S3 keys have no escapes: `%2e%2e` is a name, not `..`),
+        `..`, empty and dot-file parts are refused, and the file, once symlinks are followed, must
+        still be inside that bucket's folder."""
+        bucket, _, key = uri.removeprefix("s3://").partition("/")
+        if bucket not in self.local_buckets or not key or any(p.startswith(".") for p in key.split("/")):
+            return None  # dot-files are never stand-ins (a sync's temporary files are)
+        relpath = _clean_relpath(f"{LOCAL_BUCKETS_DIR}/{bucket}/{key}")
+        folder = self._local_root() / LOCAL_BUCKETS_DIR / bucket
+        target = (self._local_root() / relpath).resolve()
+        if not target.is_relative_to(folder) or target == folder:
+            return None
+        return relpath
 
     def _resolve_local(self, uri_or_relpath: str) -> Path:
         if uri_or_relpath.startswith("file://"):
             return Path(unquote(urlparse(uri_or_relpath).path))
+        if uri_or_relpath.startswith("s3://"):
+            relpath = self._local_bucket_relpath(uri_or_relpath)
+            if relpath is None:
+                raise ArtifactStoreError(
+                    f"{uri_or_relpath}: not in this local store (root {self.root}; "
+                    f"buckets it stands in for: {', '.join(self.local_buckets) or 'none'})"
+                )
+            return self._local_path(relpath)
         if "://" in uri_or_relpath:
             raise ArtifactStoreError(
                 f"{uri_or_relpath}: not a local path (store root is {self.root})"

@@ -515,11 +515,11 @@ def _live_files(
     snapshot = metadata.current_snapshot()
     if snapshot is None:
         return []
-    scan = table.scan(snapshot_id=snapshot.snapshot_id, row_filter=_partition_filter(partition_keys))
+    scan = table.scan(snapshot_id=snapshot.snapshot_id, row_filter=partition_filter(partition_keys))
     return [task.file for task in scan.plan_files()]
 
 
-def _partition_filter(keys: str | Sequence[str] | None) -> BooleanExpression:
+def partition_filter(keys: str | Sequence[str] | None) -> BooleanExpression:
     if keys is None:
         return AlwaysTrue()
     # Keyword form: mypy types these pydantic models by their fields, not pyiceberg's __init__.
@@ -555,16 +555,24 @@ def read_partitions(
     """
     with unavailable_as_lake_error(catalog, ".".join(identifier), "reading"):
         table = catalog.load_table(identifier)
-        retained = [s for s in map(table.snapshot_by_id, snapshot_ids) if s is not None]
-        newest = max(retained, key=lambda s: s.sequence_number or 0) if retained else None
-        keys = None if table.spec().is_unpartitioned() else partition_keys
-        return _read(table, newest.snapshot_id if newest else None, keys)
+        snapshot_id, keys = partitions_read(table, partition_keys, snapshot_ids)
+        return _read(table, snapshot_id, keys)
+
+
+def partitions_read(
+    table: Table, partition_keys: Sequence[str], snapshot_ids: Sequence[int]
+) -> tuple[int | None, Sequence[str] | None]:
+    """(snapshot, keys to filter on) that read those partitions as recorded (see read_partitions)."""
+    retained = [s for s in map(table.snapshot_by_id, snapshot_ids) if s is not None]
+    newest = max(retained, key=lambda s: s.sequence_number or 0) if retained else None
+    keys = None if table.spec().is_unpartitioned() else partition_keys
+    return (newest.snapshot_id if newest else None), keys
 
 
 def _read(table: Table, snapshot_id: int | None, partition_keys: Sequence[str] | None) -> pa.Table:
     """Flat tables: each planned file with `pq.read_table`, columns mapped by field id (renames
     and added columns handled). Delete files or nested types: PyIceberg's own scan."""
-    scan = table.scan(snapshot_id=snapshot_id, row_filter=_partition_filter(partition_keys))
+    scan = table.scan(snapshot_id=snapshot_id, row_filter=partition_filter(partition_keys))
     schema = scan.projection()
     tasks = list(scan.plan_files())
     if not _is_flat(schema) or any(task.delete_files for task in tasks):

@@ -29,6 +29,7 @@ from resources.iceberg_tables import (
     WriteResult,
     normalise_arrow,
     open_sql_catalog,
+    partitions_read,
     read_partitions,
     read_table,
     unavailable_as_lake_error,
@@ -36,6 +37,7 @@ from resources.iceberg_tables import (
     write_table,
 )
 from resources.partition_slices import PartitionSlices
+from resources.table_ref import LOAD_AS, LOAD_AS_REFERENCE, TableRef
 
 # Run tags written by quantos_assets.run_tags (resources/ must not import it).
 TAG_VERSION = "quantos/version"
@@ -91,11 +93,12 @@ class LakeIOManager(dg.ConfigurableIOManager):
                 f"or Artifact, got {type(obj).__module__}.{type(obj).__qualname__}"
             )
 
-    def load_input(self, context: dg.InputContext) -> pa.Table | Artifact | dict[str, Artifact]:
+    def load_input(self, context: dg.InputContext) -> pa.Table | TableRef | Artifact | dict[str, Artifact]:
         key = _asset_key(context)
         instance = context.instance
+        as_reference = (context.definition_metadata or {}).get(LOAD_AS) == LOAD_AS_REFERENCE
         if context.has_asset_partitions:
-            return self._load_partitions(instance, key, list(context.asset_partition_keys))
+            return self._load_partitions(instance, key, list(context.asset_partition_keys), as_reference)
         event = instance.get_latest_materialization_event(key)
         if event is None or event.asset_materialization is None:
             raise LakeIOError(f"upstream {key.to_user_string()} has never been materialized")
@@ -111,6 +114,8 @@ class LakeIOManager(dg.ConfigurableIOManager):
         context.add_input_metadata(
             {"table": f"{key.path[0]}.{key.path[-1]}", "snapshot_id": snapshot_id}
         )
+        if as_reference:
+            return self.table_ref(key.path[0], key.path[-1], snapshot_id)
         return self.read_arrow(key.path[0], key.path[-1], snapshot_id)
 
     # -- tables (also used by bench/iceberg_io.py) --------------------------------------------
@@ -148,6 +153,12 @@ class LakeIOManager(dg.ConfigurableIOManager):
             snapshot_properties,
             snapshots_to_keep=self.snapshots_to_keep,
         )
+
+    def table_ref(
+        self, namespace: str, name: str, snapshot_id: int | None, partition_keys: tuple[str, ...] | None = None
+    ) -> TableRef:
+        """The table at that snapshot, for a node that reads it where it computes (Ray Data)."""
+        return TableRef(namespace, name, snapshot_id, self._catalog_for(namespace, name, "reading"), partition_keys)
 
     def read_arrow(self, namespace: str, name: str, snapshot_id: int | None) -> pa.Table:
         """The table read path of load_input: exactly one snapshot (None: current)."""
@@ -192,8 +203,8 @@ class LakeIOManager(dg.ConfigurableIOManager):
         return {k: v for k, v in props.items() if v}
 
     def _load_partitions(
-        self, instance: dg.DagsterInstance, key: dg.AssetKey, partition_keys: list[str]
-    ) -> pa.Table | Artifact | dict[str, Artifact]:
+        self, instance: dg.DagsterInstance, key: dg.AssetKey, partition_keys: list[str], as_reference: bool = False
+    ) -> pa.Table | TableRef | Artifact | dict[str, Artifact]:
         """The asked-for partitions as their latest materializations recorded them."""
         events: dict[str, Mapping[str, dg.MetadataValue]] = {}
         for partition_key in partition_keys:
@@ -215,6 +226,12 @@ class LakeIOManager(dg.ConfigurableIOManager):
                 f"upstream {key.to_user_string()}: partitions mix tables and artifacts"
             )
         snapshot_ids = [_int(m, "snapshot_id", key) for m in events.values()]
+        if as_reference:
+            catalog = self._catalog_for(key.path[0], key.path[-1], "reading")
+            with unavailable_as_lake_error(catalog, key.to_user_string(), "reading"):
+                table = catalog.load_table((key.path[0], key.path[-1]))
+                snapshot_id, keys = partitions_read(table, partition_keys, snapshot_ids)
+            return self.table_ref(key.path[0], key.path[-1], snapshot_id, tuple(keys) if keys is not None else None)
         return read_partitions(
             self._catalog_for(key.path[0], key.path[-1], "reading"),
             (key.path[0], key.path[-1]),

@@ -8,7 +8,7 @@ lives in the repository.
 from __future__ import annotations
 
 import os
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -63,6 +63,9 @@ class Profile:
     artifacts_root: str
     s3_endpoint: str | None
     ray_address: str | None
+    # QUANTOS_RAY_AUTOSCALING (staging/prod, default on): the Ray cluster grows to fit a
+    # training's request; off (and always locally) a request is cut to the largest node
+    ray_autoscaling: bool = False
     # staging/prod: trino_sql/spark_sql run on Trino when a host is set (DuckDB in the step pod otherwise)
     trino_host: str | None = None
     trino_port: int = 8080
@@ -135,6 +138,7 @@ def active_profile(environ: dict[str, str] | None = None) -> Profile:
         artifacts_root=env["QUANTOS_ARTIFACTS"],
         s3_endpoint=env.get("QUANTOS_S3_ENDPOINT"),
         ray_address=env.get("QUANTOS_RAY_ADDRESS"),
+        ray_autoscaling=env.get("QUANTOS_RAY_AUTOSCALING", "on").lower() not in ("off", "0", "false", "no"),
         trino_host=env.get("QUANTOS_TRINO_HOST") or None,
         trino_port=_int_env(env, "QUANTOS_TRINO_PORT", 8080),
         trino_user=env.get("QUANTOS_TRINO_USER") or "quantos",
@@ -232,10 +236,24 @@ def _int_env(env: dict[str, str], name: str, default: int) -> int:
         raise ProfileError(f"{name}: expected an integer, got {raw!r}") from None
 
 
-def runs_pods(environ: dict[str, str] | None = None) -> bool:
+def runs_pods(environ: Mapping[str, str] | None = None) -> bool:
     """staging/prod run on Kubernetes: steps and image-only python_tasks become pods."""
     env = os.environ if environ is None else environ
     return env.get("QUANTOS_ENV", "local") in ("staging", "prod")
+
+
+def ray_cluster_address(environ: Mapping[str, str] | None = None) -> str | None:
+    """The Ray cluster the ray_job steps of staging/prod drive (QUANTOS_RAY_ADDRESS), else None.
+
+    Read from the environment alone, not `active_profile`, because every process that builds a
+    step's Kubernetes config must reach the same answer: the code server (op tags, sensors), the
+    gateway (a submission's run config) and `quantos manifests` on a laptop. Locally a step is
+    a process, not a pod, so an address there changes where Ray runs, not how a step is placed.
+    """
+    env = os.environ if environ is None else environ
+    if not runs_pods(env):
+        return None
+    return (env.get("QUANTOS_RAY_ADDRESS") or "").strip() or None
 
 
 def build_executor(profile: Profile, preload: Sequence[str] = ()) -> Any:
@@ -275,7 +293,10 @@ def build_resources(profile: Profile) -> dict[str, Any]:
         profile.data_dir.mkdir(parents=True, exist_ok=True)
         (profile.data_dir / "warehouse").mkdir(exist_ok=True)
     artifact_store = ArtifactStore(
-        root=profile.artifacts_root, endpoint_url=profile.s3_endpoint, region=profile.s3_region
+        root=profile.artifacts_root,
+        endpoint_url=profile.s3_endpoint,
+        region=profile.s3_region,
+        local_buckets=list(_local_buckets(profile, ArtifactStore(root=profile.artifacts_root))),
     )
     resources: dict[str, Any] = {
         "io_manager": LakeIOManager(
@@ -287,7 +308,7 @@ def build_resources(profile: Profile) -> dict[str, Any]:
         ),
         "artifact_store": artifact_store,
         "sql_engine": _sql_engine(profile),
-        "ray": RayResource(address=profile.ray_address),
+        "ray": RayResource(address=profile.ray_address, autoscaling=profile.ray_autoscaling),
         # python_task children get an allow-listed env, never the step's (kinds/step_environment.py)
         "pipes_subprocess_client": SandboxedSubprocessClient(),
         "dbt": dbt_resource(profile),
@@ -302,6 +323,20 @@ def build_resources(profile: Profile) -> dict[str, Any]:
     if not profile.is_local:
         resources["pipes_k8s_client"] = pipes_k8s_client(profile)
     return resources
+
+
+def _local_buckets(profile: Profile, store: Any) -> tuple[str, ...]:
+    """On the embedded default with a folder store: the platform's stand-ins for objects specs
+    name in other buckets (deploy/local_objects/), synced into the store now; the buckets it
+    then serves. Staging/prod, or a local profile on S3: none."""
+    if not profile.is_local or store.is_s3:
+        return ()
+    from resources.local_objects import LocalObjectsError, sync_local_objects
+
+    try:
+        return sync_local_objects(store.local_folder()).buckets
+    except (LocalObjectsError, OSError) as err:
+        raise ProfileError(f"QUANTOS_ARTIFACTS: cannot put the local stand-in objects in the store: {err}") from None
 
 
 def pipes_k8s_client(profile: Profile) -> Any:

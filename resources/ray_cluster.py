@@ -32,6 +32,13 @@ class RayResource(ConfigurableResource):
         default=None, ge=1, description="CPUs of the local Ray (None: all cores); ignored with an address."
     )
     namespace: str | None = Field(default=None, description="Ray namespace for named actors and jobs.")
+    autoscaling: bool = Field(
+        default=False,
+        description=(
+            "The cluster adds nodes for pending work (KubeRay's autoscaler): a training's resource "
+            "request is passed on as is. False: it is cut to what the largest node has."
+        ),
+    )
 
     @property
     def is_local(self) -> bool:
@@ -57,6 +64,18 @@ class RayResource(ConfigurableResource):
                 kwargs["address"] = self.address
             ray.init(**kwargs)
         return ray
+
+    def largest_node(self) -> dict[str, float] | None:
+        """Resources of the biggest live node (CPU, GPU, memory), or None where the cluster
+        grows to fit (a request for more than any node has would otherwise wait forever)."""
+        if self.autoscaling:
+            return None
+        ray = self.init()
+        nodes = [n.get("Resources", {}) for n in ray.nodes() if n.get("Alive")]
+        if not nodes:
+            return None
+        return max(({k: float(n.get(k, 0.0)) for k in ("CPU", "GPU", "memory")} for n in nodes),
+                   key=lambda r: (r["GPU"], r["CPU"], r["memory"]))
 
     def cpus(self) -> float:
         """CPUs the connected cluster offers (for sizing tasks so they never wait forever)."""

@@ -4,6 +4,12 @@ The stored model must still hash to what its materialization recorded (nobody re
 the object), and a retrain with the card's trainer, hyperparameters and seed on the card's
 exact Iceberg snapshot must produce the same bytes. The retrain is a Ray task through the
 same function the node used (kinds/ray_job.train_on_ray), so it proves the path, not a copy.
+
+A deep-learning model (PyTorch on Ray Train) is proved by its metrics instead of its bytes:
+it is retrained through the node's own path (trainers/ray_training.train_torch) on the same
+snapshot, seed and worker count, and its test metrics must match the recorded ones within
+TORCH_TOLERANCE. Floating-point sums over data-parallel workers need not be bit-identical
+across runs; a model whose metrics move more than that is not reproducible.
 """
 from __future__ import annotations
 
@@ -18,6 +24,18 @@ from quantos_assets.trainers.model_card import (
     training_job_from_card,
     training_snapshot,
 )
+from quantos_assets.trainers.ray_training import (
+    CheckpointPlace,
+    EarlyStopping,
+    TorchPlacement,
+    train_torch,
+)
+from quantos_assets.trainers.registry import TRAINERS
+from quantos_assets.trainers.training import TrainingJob
+
+# What "the same metrics" means for a torch model: |retrained - recorded| <= abs + rel * |recorded|.
+TORCH_TOLERANCE = {"rel": 1e-3, "abs": 1e-6}
+TORCH_COMPARED = ("best_val_loss", "mse", "ic", "r2")
 
 
 @dataclass(frozen=True)
@@ -52,6 +70,9 @@ def prove_reproducible(model: Materialized, store: Any, lake: Any, ray: Any, log
             {"recorded_sha256": model.sha256, "stored_sha256": stored},
         )
     namespace, _, table_name = snapshot.table.partition(".")
+    trainer = TRAINERS.get(job.trainer)
+    if trainer is not None and trainer.framework == "torch":
+        return _prove_torch(model, card, job, snapshot.table, snapshot.snapshot_id, store, lake, ray, log)
     try:
         table = lake.read_arrow(namespace, table_name, snapshot.snapshot_id)
     except Exception as err:  # noqa: BLE001 - any lake error means the inputs are gone: one line
@@ -74,6 +95,59 @@ def prove_reproducible(model: Materialized, store: Any, lake: Any, ray: Any, log
         f"retrained with {where}: sha256 {retrained[:12]} differs from the recorded {model.sha256[:12]}{drift}",
         metadata,
     )
+
+
+def _prove_torch(
+    model: Materialized, card: dict[str, Any], job: TrainingJob, table: str, snapshot_id: int,
+    store: Any, lake: Any, ray: Any, log: Any,
+) -> Proof:
+    import uuid
+
+    recorded = card.get("metrics") or {}
+    training = card.get("training") or {}
+    namespace, _, table_name = table.partition(".")
+    where = f"seed {job.seed} on {table}@{snapshot_id} with {training.get('workers', 1)} worker(s)"
+    try:
+        ref = lake.table_ref(namespace, table_name, snapshot_id)
+        ref.schema()
+    except Exception as err:  # noqa: BLE001 - any lake error means the inputs are gone: one line
+        return Proof(False, f"the training snapshot {table}@{snapshot_id} cannot be read: {err}")
+    ray.init()
+    # A fresh run name: the original run's checkpoints must not be resumed from.
+    relpath = f"checkpoints/{model.key.path[0]}/reproducibility/{uuid.uuid4().hex[:12]}"
+    path, filesystem = store.filesystem_path(relpath)
+    stopping = training.get("early_stopping")
+    log.info(f"gate {model.key.to_user_string()}: retraining '{job.trainer}' with {where}")
+    result = train_torch(
+        ref.to_ray_dataset(),
+        job,
+        TorchPlacement(
+            workers=int(training.get("workers", 1)),
+            cpus_per_worker=float(training.get("cpus_per_worker", 1.0)),
+            use_gpu=bool(training.get("gpus_per_worker")),
+            min_workers=int(training.get("workers", 1)),
+        ),
+        CheckpointPlace(path=path, name=model.key.path[-1], uri=store.uri_for(relpath), filesystem=filesystem),
+        EarlyStopping(**stopping) if stopping else None,
+    )
+    now = _compared({**result.metrics, **result.metrics["training"]})
+    then = _compared({**recorded, "best_val_loss": training.get("best_val_loss")})
+    metadata = {"recorded": then, "retrained": now, "tolerance": TORCH_TOLERANCE, "seed": job.seed,
+                "training_snapshot": f"{table}@{snapshot_id}"}
+    off = [
+        f"{k} {now[k]:.6g} vs {then[k]:.6g}"
+        for k in TORCH_COMPARED
+        if k in now and k in then
+        and abs(now[k] - then[k]) > TORCH_TOLERANCE["abs"] + TORCH_TOLERANCE["rel"] * abs(then[k])
+    ]
+    if not off:
+        return Proof(True, f"retrained with {where}: metrics match within rel {TORCH_TOLERANCE['rel']:g}", metadata)
+    drift = _environment_drift(card.get("environment") or {}, result.environment)
+    return Proof(False, f"retrained with {where}: {'; '.join(off)} (beyond rel {TORCH_TOLERANCE['rel']:g}){drift}", metadata)
+
+
+def _compared(metrics: dict[str, Any]) -> dict[str, float]:
+    return {k: float(metrics[k]) for k in TORCH_COMPARED if isinstance(metrics.get(k), (int, float))}
 
 
 def _environment_drift(then: dict[str, Any], now: dict[str, str]) -> str:

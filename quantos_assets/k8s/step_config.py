@@ -14,6 +14,7 @@ import re
 from collections.abc import Mapping
 from typing import Any
 
+from quantos_assets.k8s.ray_driver import drives_ray_cluster, thin_driver
 from quantos_assets.kinds.step_environment import SCOPE_ENV_PREFIX
 from quantos_assets.placement import Pool, choose_pool, load_pools
 from quantos_assets.run_tags import LABEL_PREFIX as TAG_LABEL_PREFIX
@@ -172,9 +173,10 @@ def node_k8s_config(
 
 
 def launcher_pool(spec: DagSpec, params: RuntimeParams | None, pools: dict[str, Pool]) -> str:
-    """Where an image-only task's step runs: an on-demand CPU slot at the run's priority.
-    Holding the node's GPU (or a spot node that may vanish) while only watching a pod
-    would waste the one and endanger the other."""
+    """Where a step that only drives work running elsewhere goes (an image-only task's step,
+    a ray_job's Ray driver): an on-demand CPU slot at the run's priority. Holding the node's
+    GPU (or a spot node that may vanish) while only watching a pod or a Ray cluster would
+    waste the one and endanger the other."""
     priority = (params.priority if params else None) or spec.slo.priority
     return choose_pool(Resources(), Qos.on_demand, priority, pools=pools)
 
@@ -182,17 +184,22 @@ def launcher_pool(spec: DagSpec, params: RuntimeParams | None, pools: dict[str, 
 def step_config(
     spec: DagSpec, node: Node, params: RuntimeParams | None, pools: dict[str, Pool] | None = None
 ) -> dict[str, Any]:
-    """The k8s config of a node's *step*: the node's own placement, or for an image-only task
-    the launcher's (its pod gets the node's placement, see `pipes_pod_base`)."""
+    """The k8s config of a node's *step*: the node's own placement; for an image-only task
+    the launcher's (its pod gets the node's placement, see `pipes_pod_base`); for a ray_job
+    when a Ray cluster runs the work, a thin driver's (its workers get the node's resources,
+    see `ray_driver.py`)."""
     pools = pools if pools is not None else load_pools()
     if launches_pod(node):
         return step_k8s_config(spec, node, launcher_pool(spec, params, pools), params, pools, launcher=True)
+    if drives_ray_cluster(node):
+        on_driver_pool = step_k8s_config(spec, node, launcher_pool(spec, params, pools), params, pools)
+        return thin_driver(on_driver_pool, spec, node, pools)
     return node_k8s_config(spec, node, params, pools)
 
 
 def op_tag_config(spec: DagSpec, node: Node, pool: str, pools: dict[str, Pool] | None = None) -> dict[str, Any]:
     """The `dagster-k8s/config` op tag (the spec alone; `pool` already chosen for the node)."""
-    if launches_pod(node):
+    if launches_pod(node) or drives_ray_cluster(node):
         return step_config(spec, node, None, pools)
     return step_k8s_config(spec, node, pool, None, pools)
 

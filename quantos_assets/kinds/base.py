@@ -15,8 +15,9 @@ from dagster import AssetExecutionContext
 
 from quantos_assets.spec.models import DagSpec, Node
 from resources.artifact import Artifact
+from resources.table_ref import TableRef
 
-NodeValue: TypeAlias = pa.Table | Artifact
+NodeValue: TypeAlias = pa.Table | TableRef | Artifact
 
 
 class NodeRunError(Exception):

@@ -9,6 +9,9 @@ The entrypoint must be under a module prefix the pipeline's team is allowed in
 deploy/teams.yaml (checked here again, whatever admitted the spec), and the child
 runs sandboxed: only the environment `step_environment` allows, in a working
 directory of its own (not the repository's).
+
+An image-only task on the embedded default runs here too, with the entrypoint the local
+image map lists for its image (`local_images`): the same allow-list check, the same sandbox.
 """
 from __future__ import annotations
 
@@ -28,6 +31,7 @@ from pyarrow import feather
 
 from quantos_assets.kinds.base import NodeRun, NodeRunError, NodeValue, resource
 from quantos_assets.kinds.entrypoints import entrypoint_problem, entrypoint_team
+from quantos_assets.kinds.local_images import LocalImagesError, load_local_images
 from quantos_assets.kinds.step_environment import prepare_workdir, scope_secrets, step_environment
 from resources.artifact import Artifact
 from resources.pipes_sandbox import SandboxedSubprocessClient
@@ -39,14 +43,20 @@ ENTRY_MODULE = "quantos_assets.kinds.pipes_entry"
 class PythonTaskRunner:
     required_resource_keys = frozenset({"pipes_subprocess_client"})
 
-    def run(self, context: AssetExecutionContext, run: NodeRun) -> dict[str, NodeValue]:
+    def run(self, context: AssetExecutionContext, run: NodeRun, *, image_only: bool = False) -> dict[str, NodeValue]:
+        """`image_only`: the node's image runs as the entrypoint the local image map lists."""
         node = run.node
-        entrypoint = _entrypoint(run)
+        if image_only:
+            entrypoint, where = _image_entrypoint(run)
+            what = f"image '{node.image}' (locally {entrypoint})"
+        else:
+            entrypoint = _entrypoint(run)
+            where, what = "params.entrypoint", entrypoint
         params = {k: v for k, v in node.params.items() if k != "entrypoint"}
         clash = sorted(set(params) & set(run.inputs))
         if clash:
             raise NodeRunError(f"{run.label}: params {clash} have the names of inputs; rename one")
-        allowed = _allowed_modules(run, entrypoint)
+        allowed = _allowed_modules(run, entrypoint, where)
         client = _sandboxed(resource(context, "pipes_subprocess_client"), run.label)
         # The child's cwd, HOME and TMPDIR: 0700, gone when the step ends.
         with tempfile.TemporaryDirectory(prefix=f"quantos-{node.id}-") as tmp:
@@ -76,7 +86,7 @@ class PythonTaskRunner:
             except Exception as err:  # noqa: BLE001 - the Pipes client raises its own (private) error type
                 error_file = work / "error.txt"
                 reason = error_file.read_text() if error_file.exists() else _pipes_reason(err)
-                raise NodeRunError(f"{run.label}: {entrypoint} failed: {reason}", retryable=True) from None
+                raise NodeRunError(f"{run.label}: {what} failed: {reason}", retryable=True) from None
             return {out: _read_out(work / "out", out, run.label) for out in node.outs}
 
 
@@ -103,8 +113,9 @@ def _entrypoint(run: NodeRun) -> str:
     node = run.node
     entrypoint = node.params.get("entrypoint")
     if not entrypoint:
+        # An image-only task reaches this runner only through PythonTaskDispatch (image_only).
         where = (
-            f"; image '{node.image}' needs the production profile (Kubernetes pods) to run"
+            f"; image '{node.image}' runs as a pod (staging/prod) or as its local entrypoint, through the python_task dispatch"
             if node.image
             else "; set it to 'package.module:function'"
         )
@@ -115,6 +126,15 @@ def _entrypoint(run: NodeRun) -> str:
             f"{run.label}: params.entrypoint '{entrypoint}' is not of the form 'package.module:function'"
         )
     return str(entrypoint)
+
+
+def _image_entrypoint(run: NodeRun) -> tuple[str, str]:
+    """(entrypoint, where it came from) of an image-only task on the embedded default."""
+    try:
+        images = load_local_images()
+        return images.entrypoint_for(str(run.node.image)), f"the local entrypoint of image '{run.node.image}' ({images.where})"
+    except LocalImagesError as err:
+        raise NodeRunError(f"{run.label}: {err}") from None
 
 
 def _write_inputs(inputs: dict[str, NodeValue], folder: Path) -> dict[str, dict[str, str]]:
@@ -142,20 +162,21 @@ def _read_out(folder: Path, out: str, label: str) -> NodeValue:
     raise NodeRunError(f"{label}: the entrypoint wrote no value for out '{out}'")
 
 
-def _allowed_modules(run: NodeRun, entrypoint: str) -> list[str]:
+def _allowed_modules(run: NodeRun, entrypoint: str, where: str = "params.entrypoint") -> list[str]:
     """The module prefixes of the pipeline's team (deploy/teams.yaml, read now: an edit
-    applies to the next step); refuses an entrypoint outside them before anything starts."""
+    applies to the next step); refuses an entrypoint outside them before anything starts.
+    `where`: what named the entrypoint (the spec, or the local image map), for the message."""
     from quantos_assets.gateway.teams import TeamsFileError, load_teams, teams_location
 
     try:
         teams = load_teams(*teams_location())
     except TeamsFileError as err:
-        raise NodeRunError(f"{run.label}: cannot check params.entrypoint: {err}") from None
+        raise NodeRunError(f"{run.label}: cannot check {where}: {err}") from None
     team = entrypoint_team(run.spec.labels)
     allowed = teams.entrypoints_for(team)
     problem = entrypoint_problem(entrypoint, allowed, team)
     if problem is not None:
-        raise NodeRunError(f"{run.label}: params.entrypoint {problem}")
+        raise NodeRunError(f"{run.label}: {where} {problem}")
     return list(allowed)
 
 

@@ -12,20 +12,22 @@ from quantos_assets.kinds.base import NodeRun, NodeValue, Runner
 from quantos_assets.kinds.custom_crd import CustomCrdRunner
 from quantos_assets.kinds.python_pod import PythonPodRunner
 from quantos_assets.kinds.python_task import PythonTaskRunner
-from quantos_assets.kinds.ray_job import RayJobRunner
+from quantos_assets.kinds.ray_job import RayJobRunner, reads_tables_by_reference
 from quantos_assets.kinds.sql import SqlRunner
 from quantos_assets.spec.models import EXTERNAL_KINDS, Node, NodeKind
 from resources.profile import runs_pods
+from resources.table_ref import LOAD_AS, LOAD_AS_REFERENCE
 
-__all__ = ["EXTERNAL_KINDS", "RUNNERS", "dagster_kinds", "runner_for"]
+__all__ = ["EXTERNAL_KINDS", "RUNNERS", "dagster_kinds", "input_metadata", "runner_for"]
 
 
 class PythonTaskDispatch:
     """python_task: an entrypoint runs in a subprocess; an image-only task runs as its own pod.
 
     The pod needs a cluster, so its resources are required only where the profile runs pods
-    (staging/prod bind them); locally an image-only task fails with PythonTaskRunner's
-    one-line "needs the production profile", before anything is written.
+    (staging/prod bind them). On the embedded default an image-only task runs in a subprocess
+    too, as the entrypoint deploy/local_images.yaml lists for its image; an unlisted image
+    fails with one line naming the image and that file, before anything is written.
     """
 
     def __init__(self) -> None:
@@ -38,8 +40,10 @@ class PythonTaskDispatch:
         return keys | self.pod.required_resource_keys if runs_pods() else keys
 
     def run(self, context: AssetExecutionContext, run: NodeRun) -> dict[str, NodeValue]:
-        if launches_pod(run.node) and runs_pods():
-            return self.pod.run(context, run)
+        if launches_pod(run.node):
+            if runs_pods():
+                return self.pod.run(context, run)
+            return self.subprocess.run(context, run, image_only=True)
         return self.subprocess.run(context, run)
 
 
@@ -62,6 +66,14 @@ _KINDS: dict[NodeKind, frozenset[str]] = {
     NodeKind.materialize_view: frozenset({"materialize", "sql"}),
     NodeKind.custom_crd: frozenset({"kubernetes"}),
 }
+
+
+def input_metadata(node: Node) -> dict[str, str]:
+    """How the IO manager loads the node's table inputs: into the step (the default), or as
+    references (resources/table_ref.py) for a node that reads them on its cluster."""
+    if node.kind is NodeKind.ray_job and reads_tables_by_reference(node):
+        return {LOAD_AS: LOAD_AS_REFERENCE}
+    return {}
 
 
 class UnknownKind(KeyError):

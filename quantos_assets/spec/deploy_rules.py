@@ -16,7 +16,13 @@ def check_deployable(spec: DagSpec) -> list[tuple[str, str]]:
     from quantos_assets.kinds.custom_crd import validate_manifest
     from quantos_assets.kinds.sql_sources import sql_uri_problem, sql_uris
     from quantos_assets.kinds.step_environment import reserved_env_name
-    from quantos_assets.placement import PlacementError, choose_pool, load_pools
+    from quantos_assets.placement import (
+        PlacementError,
+        RayWorkersError,
+        check_ray_workers,
+        choose_pool,
+        load_pools,
+    )
 
     pools = load_pools()
     problems: list[tuple[str, str]] = []
@@ -28,6 +34,13 @@ def check_deployable(spec: DagSpec) -> list[tuple[str, str]]:
             choose_pool(spec.effective_resources(node), spec.slo.qos, spec.slo.priority, pools=pools)
         except PlacementError as err:
             problems.append((where, str(err)))
+        if node.kind is NodeKind.ray_job:
+            try:
+                check_ray_workers(spec, node)
+            except RayWorkersError as err:
+                own_gpu = node.resources is not None and node.resources.gpu is not None
+                gpu_from_default = err.field == "resources.gpu" and not own_gpu
+                problems.append(("resources.default.gpu" if gpu_from_default else f"nodes[{i}].{err.field}", str(err)))
         if node.kind is NodeKind.custom_crd:
             for message in validate_manifest(node.params):
                 problems.append((f"nodes[{i}].params", message))

@@ -18,7 +18,7 @@ from quantos_assets.trainers.training import TrainingJob, TrainingResult
 # The metadata key of the card on the model's materialization.
 MODEL_CARD = "model_card"
 CARD_VERSION = 1
-HEADLINE_METRICS = ("ic", "ic_ir", "hit_rate", "r2", "sharpe", "max_drawdown", "ann_return")
+HEADLINE_METRICS = ("ic", "ic_ir", "hit_rate", "r2", "mse", "sharpe", "max_drawdown", "ann_return")
 
 
 class ModelCardError(ValueError):
@@ -41,9 +41,13 @@ def build_model_card(
     job: TrainingJob,
     result: TrainingResult,
     training_data: Mapping[str, Any],
+    code_version: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
     m = result.metrics
     trainer = TRAINERS[job.trainer]
+    # How it trained (torch trainers): framework, workers, GPUs, epochs run, the best
+    # checkpoint, restarts. The per-epoch history stays in the metrics artifact.
+    training = {k: v for k, v in (m.get("training") or {}).items() if k not in ("history", "seconds")}
     return {
         "card_version": CARD_VERSION,
         "model": f"{spec.pipeline_id}/{node.outs[0]}",
@@ -52,6 +56,7 @@ def build_model_card(
         "owner": spec.labels.get("owner") or spec.labels.get("team"),
         "description": spec.description,
         "trainer": job.trainer,
+        "framework": "pytorch" if trainer.framework == "torch" else "scikit-learn",
         "trainer_description": trainer.description,
         "hyperparameters": m["hyperparameters"],
         "seed": job.seed,
@@ -60,7 +65,10 @@ def build_model_card(
         "date_column": job.date_column,
         "test_fraction": job.test_fraction,
         "return_column": job.return_column,
+        "symbol_column": job.symbol_column,
         "training_data": dict(training_data),
+        "training": training,
+        "code_version": dict(code_version or {}),
         "train_window": {"start": m["train_start"], "end": m["train_end"], "rows": m["n_train"]},
         "test_window": {"start": m["test_start"], "end": m["test_end"], "rows": m["n_test"]},
         "metrics": {k: m[k] for k in HEADLINE_METRICS if k in m},
@@ -87,6 +95,7 @@ def training_job_from_card(card: Mapping[str, Any]) -> TrainingJob:
             seed=int(card["seed"]),
             hyperparameters=dict(card["hyperparameters"]),
             return_column=card.get("return_column"),
+            symbol_column=str(card.get("symbol_column") or "symbol"),
         )
     except (KeyError, TypeError, ValueError) as err:
         raise ModelCardError(f"the model card cannot rebuild the training job: {_why(err)}") from None

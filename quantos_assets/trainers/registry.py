@@ -8,25 +8,36 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal
 
-# scikit-learn is imported inside the builders: it takes seconds to import and
-# the registry is loaded with every code location, which never trains.
+# scikit-learn and PyTorch are imported inside the builders: they take seconds to import
+# and the registry is loaded with every code location, which never trains.
+
+Framework = Literal["sklearn", "torch"]
 
 
 @dataclass(frozen=True)
 class Trainer:
     name: str
-    # (hyperparameters, seed) -> an unfitted scikit-learn estimator
+    # sklearn: (hyperparameters, seed) -> an unfitted estimator.
+    # torch: (hyperparameters, n_features) -> an untrained torch.nn.Module taking windows
+    # [batch, lookback, features] to one forecast per window.
     build: Callable[[Mapping[str, Any], int], Any]
     defaults: Mapping[str, Any] = field(default_factory=dict)
     description: str = ""
+    # sklearn trains in one Ray task on the table; torch trains on Ray Train workers that
+    # read the table with Ray Data (kinds/ray_job.py).
+    framework: Framework = "sklearn"
 
     def hyperparameter_names(self) -> set[str]:
         return set(self.defaults)
 
     def estimator(self, hyperparameters: Mapping[str, Any], seed: int) -> Any:
         return self.build({**self.defaults, **hyperparameters}, seed)
+
+    def module(self, hyperparameters: Mapping[str, Any], n_features: int) -> Any:
+        """A torch trainer's untrained network (seed torch first: it draws the weights)."""
+        return self.build({**self.defaults, **hyperparameters}, n_features)
 
 
 def _ridge(hp: Mapping[str, Any], seed: int) -> Any:
@@ -52,6 +63,26 @@ def _gradient_boosting(hp: Mapping[str, Any], seed: int) -> Any:
     )
 
 
+def _bilstm(hp: Mapping[str, Any], n_features: int) -> Any:
+    from quantos_assets.trainers.torch_models import BiLSTMForecaster
+
+    return BiLSTMForecaster(n_features, int(hp["hidden"]), int(hp["layers"]), float(hp["dropout"]))
+
+
+def _mlp(hp: Mapping[str, Any], n_features: int) -> Any:
+    from quantos_assets.trainers.torch_models import MLPForecaster
+
+    return MLPForecaster(n_features, int(hp["lookback"]), int(hp["hidden"]), int(hp["layers"]), float(hp["dropout"]))
+
+
+# What every deep-learning trainer takes (its loop, not its architecture).
+TORCH_LOOP_DEFAULTS: Mapping[str, Any] = {
+    "epochs": 10,
+    "lr": 1e-3,
+    "batch_size": 256,
+    "weight_decay": 0.0,
+}
+
 TRAINERS: dict[str, Trainer] = {
     t.name: t
     for t in (
@@ -73,6 +104,20 @@ TRAINERS: dict[str, Trainer] = {
                 "loss": "huber",
             },
             description="gradient-boosted regression trees (huber loss: robust to return outliers)",
+        ),
+        Trainer(
+            name="bilstm",
+            build=_bilstm,
+            defaults={**TORCH_LOOP_DEFAULTS, "lookback": 20, "hidden": 32, "layers": 1, "dropout": 0.0},
+            description="bidirectional LSTM over each symbol's last `lookback` rows of features (PyTorch on Ray Train)",
+            framework="torch",
+        ),
+        Trainer(
+            name="mlp",
+            build=_mlp,
+            defaults={**TORCH_LOOP_DEFAULTS, "lookback": 1, "hidden": 64, "layers": 2, "dropout": 0.1},
+            description="feed-forward network on each symbol's last `lookback` rows of features (PyTorch on Ray Train)",
+            framework="torch",
         ),
     )
 }

@@ -33,6 +33,8 @@ class TrainingJob:
     # Realised (log) returns the forecast is traded on for sharpe/max_drawdown; not a
     # feature, never trained on. None: the portfolio scores are left out.
     return_column: str | None = None
+    # The series a sequence model's lookback windows are cut along (torch trainers).
+    symbol_column: str = "symbol"
 
 
 @dataclass(frozen=True)
@@ -44,25 +46,27 @@ class TrainingResult:
     environment: dict[str, str] = field(default_factory=dict)
 
 
-def training_environment() -> dict[str, str]:
+def training_environment(libraries: tuple[str, ...] = ("scikit-learn", "numpy", "pandas")) -> dict[str, str]:
     import platform
     from importlib.metadata import version
 
-    return {
-        "python": platform.python_version(),
-        **{name: version(name) for name in ("scikit-learn", "numpy", "pandas")},
-    }
+    return {"python": platform.python_version(), **{name: version(name) for name in libraries}}
 
 
 def split_by_time(frame: pd.DataFrame, date_column: str, test_fraction: float) -> tuple[pd.DataFrame, pd.DataFrame]:
     """The last `test_fraction` of the distinct dates are the test set."""
-    dates = pd.Series(frame[date_column].unique()).sort_values().to_list()
+    first_test = first_test_date(frame[date_column].unique(), date_column, test_fraction)
+    is_test = frame[date_column] >= first_test
+    return frame[~is_test], frame[is_test]
+
+
+def first_test_date(distinct: Any, date_column: str, test_fraction: float) -> Any:
+    """The first date of the test split: the last `test_fraction` of the distinct dates."""
+    dates = pd.Series(distinct).sort_values().to_list()
     if len(dates) < 2:
         raise TrainingDataError(f"need at least 2 distinct {date_column} values, got {len(dates)}")
     n_test = min(len(dates) - 1, max(1, math.ceil(len(dates) * test_fraction)))
-    first_test = dates[len(dates) - n_test]
-    is_test = frame[date_column] >= first_test
-    return frame[~is_test], frame[is_test]
+    return dates[len(dates) - n_test]
 
 
 def train(frame: pd.DataFrame, job: TrainingJob) -> TrainingResult:

@@ -1,22 +1,31 @@
 """Everything under deploy/ that a cluster will receive, checked before it gets there.
 
 Core kinds are validated in strict mode against the Kubernetes OpenAPI schema; the operator
-CRD (KubeRay) is not in that schema, so its pod templates are validated as Pods.
+CRD (KubeRay) is not in that schema, so a RayCluster is validated against KubeRay's own CRD
+schema (tests/fixtures/kuberay/, made strict the same way) and its pod templates as Pods.
 """
 from __future__ import annotations
 
+import json
 import re
+import tomllib
+from functools import cache
 from pathlib import Path
+from typing import Any
 
+import jsonschema
 import kubernetes_validate
 import pytest
 import yaml
 
+from quantos_assets.k8s.ray_driver import RAY_AUTH_KEY, RAY_AUTH_SECRET, RAY_DRIVER_LABEL
 from quantos_assets.placement import load_pools
 
 DEPLOY = Path(__file__).resolve().parents[2] / "deploy"
+REPO = DEPLOY.parent
 K8S_VERSION = "1.33.0"
 CRD_KINDS = {"RayCluster"}
+KUBERAY_SCHEMA = REPO / "tests" / "fixtures" / "kuberay" / "rayclusters.ray.io.v1.schema.json"
 
 
 def _docs() -> list[tuple[str, dict]]:
@@ -26,11 +35,46 @@ def _docs() -> list[tuple[str, dict]]:
     return out
 
 
+def _strict(schema: Any) -> Any:
+    """A CRD schema that refuses unknown fields, as kubectl's strict field validation does (the
+    CRD itself only prunes them): every object that lists its properties and does not preserve
+    unknown fields gets `additionalProperties: false`, like kubernetes-validate's strict mode."""
+    if not isinstance(schema, dict):
+        return schema
+    out = dict(schema)
+    if "properties" in out:
+        out["properties"] = {k: _strict(v) for k, v in out["properties"].items()}
+        if "additionalProperties" not in out and not out.get("x-kubernetes-preserve-unknown-fields"):
+            out["additionalProperties"] = False
+    for key in ("items", "additionalProperties", "not"):
+        if isinstance(out.get(key), dict):
+            out[key] = _strict(out[key])
+    for key in ("anyOf", "allOf", "oneOf"):
+        if key in out:
+            out[key] = [_strict(s) for s in out[key]]
+    return out
+
+
+@cache
+def _raycluster_validator() -> jsonschema.protocols.Validator:
+    schema = _strict(json.loads(KUBERAY_SCHEMA.read_text()))
+    # OpenAPI v3.0 schemas are draft-4 JSON Schema plus extensions (x-kubernetes-*), which are ignored.
+    jsonschema.Draft4Validator.check_schema(schema)
+    return jsonschema.Draft4Validator(schema)
+
+
+def _crd_errors(doc: dict) -> list[str]:
+    errors = sorted(_raycluster_validator().iter_errors(doc), key=lambda e: list(e.absolute_path))
+    return [f"{'.'.join(map(str, e.absolute_path)) or '<root>'}: {e.message}" for e in errors]
+
+
 @pytest.mark.parametrize(("where", "doc"), _docs(), ids=[w for w, _ in _docs()])
 def test_deploy_manifest_validates(where: str, doc: dict) -> None:
     if doc["kind"] not in CRD_KINDS:
         kubernetes_validate.validate(doc, K8S_VERSION, strict=True)
         return
+    assert doc["apiVersion"] == "ray.io/v1", where
+    assert _crd_errors(doc) == [], where
     spec = doc["spec"]
     templates = [spec["headGroupSpec"]["template"]] + [g["template"] for g in spec["workerGroupSpecs"]]
     for template in templates:
@@ -180,3 +224,149 @@ def test_the_gateway_starts_on_its_manifest_with_secrets_taken_key_by_key() -> N
     assert "configMap" in volumes[mounts[str(settings.teams_path.parent)]]
     tokens = volumes[mounts[str(settings.tokens_path.parent)]]
     assert f"| `{tokens['secret']['secretName']}` |" in guide
+
+
+# --- the Ray cluster (issue 17, item 5): autoscaled, GPU workers, token auth, drivers only ---
+def _raycluster() -> dict:
+    [cluster] = [d for _, d in _docs() if d["kind"] == "RayCluster"]
+    return cluster
+
+
+def test_the_crd_check_is_strict() -> None:
+    """A misspelt field or a value outside an enum fails, as `kubectl apply` would refuse it."""
+    cluster = _raycluster()
+    typo = {**cluster, "spec": {**cluster["spec"], "enableInTreeAutoscalng": True}}
+    assert any("enableInTreeAutoscalng" in e for e in _crd_errors(typo))
+    bad_mode = {**cluster, "spec": {**cluster["spec"], "autoscalerOptions": {"upscalingMode": "Fast"}}}
+    assert any(e.startswith("spec.autoscalerOptions.upscalingMode") for e in _crd_errors(bad_mode))
+    typo_deep = json.loads(json.dumps(cluster))
+    typo_deep["spec"]["headGroupSpec"]["template"]["spec"]["containers"][0]["securityContext"]["runAsNonroot"] = True
+    assert any("runAsNonroot" in e for e in _crd_errors(typo_deep))
+    [group, *_] = cluster["spec"]["workerGroupSpecs"]
+    nameless = {**cluster, "spec": {**cluster["spec"], "workerGroupSpecs": [{k: v for k, v in group.items() if k != "groupName"}]}}
+    assert any("groupName" in e for e in _crd_errors(nameless))
+
+
+def test_the_ray_cluster_runs_the_ray_of_uv_lock() -> None:
+    """Ray Client needs the same Ray and Python on the driver (the user-code image) and the cluster."""
+    lock = tomllib.loads((REPO / "uv.lock").read_text())
+    [ray] = [p["version"] for p in lock["package"] if p["name"] == "ray"]
+    python = (REPO / ".python-version").read_text().strip().replace(".", "")
+    spec = _raycluster()["spec"]
+    assert spec["rayVersion"] == ray
+    templates = [spec["headGroupSpec"]["template"], *(g["template"] for g in spec["workerGroupSpecs"])]
+    images = [c["image"] for t in templates for c in t["spec"]["containers"]]
+    assert images and all(re.fullmatch(rf"rayproject/ray:{re.escape(ray)}-py{python}(-gpu)?", i) for i in images), images
+
+
+def test_the_ray_cluster_autoscales_a_cpu_and_a_gpu_worker_group() -> None:
+    spec = _raycluster()["spec"]
+    assert spec["enableInTreeAutoscaling"] is True
+    options = spec["autoscalerOptions"]
+    assert options["idleTimeoutSeconds"] > 0 and options["upscalingMode"] in ("Default", "Conservative", "Aggressive")
+    assert options["resources"]["requests"] and options["resources"]["limits"]
+    _assert_hardened_container(options["securityContext"], "autoscaler")
+    pools = load_pools(str(DEPLOY / "pools.yaml"))
+    groups = {g["groupName"]: g for g in spec["workerGroupSpecs"]}
+    assert set(groups) == {"cpu", "gpu"}
+    for name, group in groups.items():
+        assert group["minReplicas"] == 0 and group["maxReplicas"] > 0, name  # scales to zero
+        pod = group["template"]["spec"]
+        pool = pools[name]  # each group sits on the node pool of its name, with its taints tolerated
+        assert pod["nodeSelector"] == dict(pool.node_selector), name
+        tolerated = {tuple(sorted(t.items())) for t in pod.get("tolerations") or []}
+        assert set(pool.tolerations) <= tolerated, name
+    gpu = groups["gpu"]["template"]["spec"]["containers"][0]["resources"]
+    assert gpu["limits"]["nvidia.com/gpu"] == gpu["requests"]["nvidia.com/gpu"] >= 1
+    assert groups["gpu"]["rayStartParams"]["num-gpus"] == str(gpu["limits"]["nvidia.com/gpu"])
+    assert "nvidia.com/gpu" not in groups["cpu"]["template"]["spec"]["containers"][0]["resources"]["limits"]
+    # nothing is scheduled on the head, the pod holding the autoscaler's API credentials
+    head = spec["headGroupSpec"]["rayStartParams"]
+    assert head["num-cpus"] == "0" and head["num-gpus"] == "0"
+
+
+def _assert_hardened_container(sc: dict, where: str) -> None:
+    assert sc["allowPrivilegeEscalation"] is False, where
+    assert sc["capabilities"] == {"drop": ["ALL"]}, where
+
+
+def test_every_ray_pod_is_hardened() -> None:
+    spec = _raycluster()["spec"]
+    templates = {"head": spec["headGroupSpec"]["template"]} | {g["groupName"]: g["template"] for g in spec["workerGroupSpecs"]}
+    for name, template in templates.items():
+        pod = template["spec"]
+        assert pod["securityContext"]["runAsNonRoot"] is True, name
+        assert pod["securityContext"]["seccompProfile"] == {"type": "RuntimeDefault"}, name
+        for container in pod["containers"]:
+            _assert_hardened_container(container["securityContext"], f"{name}/{container['name']}")
+        if name != "head":  # only the head's autoscaler talks to the Kubernetes API
+            assert pod["automountServiceAccountToken"] is False, name
+    accounts = {d["metadata"]["name"]: d for _, d in _docs() if d["kind"] == "ServiceAccount" and d["metadata"]["namespace"] == "compute"}
+    for group in spec["workerGroupSpecs"]:
+        assert accounts[group["template"]["spec"]["serviceAccountName"]]["automountServiceAccountToken"] is False
+
+
+def test_the_ray_cluster_takes_the_token_the_drivers_are_given() -> None:
+    """KubeRay reads `auth_token` from authOptions.secretName; the driver steps mount the Secret of
+    the same name in their own namespace (quantos_assets/k8s/ray_driver.py)."""
+    cluster = _raycluster()
+    assert cluster["spec"]["authOptions"] == {"mode": "token", "secretName": RAY_AUTH_SECRET}
+    assert RAY_AUTH_KEY == "auth_token"  # the key KubeRay reads
+    guide = (REPO / "docs" / "deployment.md").read_text()
+    assert f"| `{RAY_AUTH_SECRET}` |" in guide
+    for namespace in (cluster["metadata"]["namespace"], "quantos"):
+        assert f"kubectl -n {namespace} create secret generic {RAY_AUTH_SECRET}" in guide
+
+
+def _ray_address_settings() -> dict[str, str]:
+    """QUANTOS_RAY_ADDRESS wherever it is set: the code location (and, through
+    includeConfigInLaunchedRuns, its runs and steps) and the gateway (a submission's run config)."""
+    found = {}
+    for var in _user_code()["env"]:
+        if var["name"] == "QUANTOS_RAY_ADDRESS":
+            found["helm"] = var["value"]
+    for var in _gateway_pod()["containers"][0]["env"]:
+        if var["name"] == "QUANTOS_RAY_ADDRESS":
+            found["gateway"] = var["value"]
+    return found
+
+
+def test_the_code_location_and_the_gateway_drive_the_same_ray_head() -> None:
+    """Both build a ray_job step's k8s config (op tag; a submission's per-step config, which
+    replaces it): they must agree that the step is a thin driver, and on which cluster."""
+    cluster = _raycluster()
+    head = cluster["spec"]["headGroupSpec"]["template"]["spec"]["containers"][0]
+    client_port = next(p["containerPort"] for p in head["ports"] if p["name"] == "client")
+    service = f"{cluster['metadata']['name']}-head-svc.{cluster['metadata']['namespace']}.svc.cluster.local"
+    assert _ray_address_settings() == {"helm": f"ray://{service}:{client_port}", "gateway": f"ray://{service}:{client_port}"}
+
+
+def test_only_ray_job_drivers_reach_the_ray_head() -> None:
+    """From outside the Ray cluster, only pods labelled as Ray drivers in the steps' namespace, and
+    only on the Ray Client port; Ray pods among themselves on any port."""
+    cluster = _raycluster()
+    name, namespace = cluster["metadata"]["name"], cluster["metadata"]["namespace"]
+    policies = [d for _, d in _docs() if d["kind"] == "NetworkPolicy" and d["metadata"]["namespace"] == namespace]
+    head_labels = {"ray.io/cluster": name, "ray.io/node-type": "head"}
+    worker_labels = {"ray.io/cluster": name, "ray.io/node-type": "worker"}
+
+    def selects(policy: dict, labels: dict) -> bool:
+        return policy["spec"]["podSelector"]["matchLabels"].items() <= labels.items()
+
+    def peers(labels: dict) -> list[tuple[dict, list]]:
+        rules = [r for p in policies if selects(p, labels) for r in p["spec"]["ingress"]]
+        return [(peer, rule.get("ports") or []) for rule in rules for peer in rule["from"]]
+
+    client = {"protocol": "TCP", "port": 10001}
+    for labels in (head_labels, worker_labels):
+        assert all(p["spec"]["policyTypes"] == ["Ingress"] for p in policies if selects(p, labels))
+        for peer, ports in peers(labels):
+            assert "ipBlock" not in peer
+            if "namespaceSelector" not in peer:  # this namespace: only the cluster's own pods
+                assert peer["podSelector"]["matchLabels"] == {"ray.io/cluster": name}
+                continue
+            assert labels == head_labels, "only the head is reachable from another namespace"
+            assert peer["namespaceSelector"]["matchLabels"] == {"kubernetes.io/metadata.name": "quantos"}
+            assert peer["podSelector"]["matchLabels"] == {RAY_DRIVER_LABEL: "true"}
+            assert ports == [client]
+    assert any("namespaceSelector" in peer for peer, _ in peers(head_labels))

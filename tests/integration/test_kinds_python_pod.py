@@ -407,17 +407,20 @@ def test_failing_pod_is_one_line_with_its_last_log_line(
     assert fake_k8s.deleted  # the failed pod is cleaned up
 
 
-def test_local_profile_refuses_image_only_before_anything_runs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, s3_store: ArtifactStore) -> None:
+def test_local_profile_refuses_an_unmapped_image_before_anything_runs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, s3_store: ArtifactStore) -> None:
+    """Locally no pod: an image-only task runs as its deploy/local_images.yaml entry (none
+    here), and nothing is staged in the store."""
     monkeypatch.setenv("QUANTOS_ENV", "local")
-    pipeline = build_pipeline(load_spec(_write(tmp_path, SPEC, "pod_demo.yaml")))
+    unmapped = "ghcr.io/archetype/unmapped-kit:1.0"
+    pipeline = build_pipeline(load_spec(_write(tmp_path, SPEC.replace(IMAGE, unmapped), "pod_demo.yaml")))
     result = materialize(
         pipeline.assets,
         resources={"pipes_subprocess_client": PipesSubprocessClient(), "artifact_store": s3_store},
         raise_on_error=False,
     )
     assert _failure(result) == (
-        "pod_demo.features: python_task has no params.entrypoint; "
-        f"image '{IMAGE}' needs the production profile (Kubernetes pods) to run"
+        f"pod_demo.features: image '{unmapped}' has no local entrypoint in deploy/local_images.yaml; list it "
+        "there to run it on the embedded default, or run on staging/prod, where the image runs as its own pod"
     )
     s3 = boto3.client("s3", endpoint_url=s3_store.endpoint_url, region_name=REGION)
     assert "Contents" not in s3.list_objects_v2(Bucket=BUCKET, Prefix=f"{tmp_path.name}/")  # nothing staged

@@ -124,16 +124,19 @@ def test_wrong_outs_and_missing_function_are_reported() -> None:
         run_node(_py("missing", ["a"], entrypoint=f"{HERE}:nothing"))
 
 
-def test_image_only_task_needs_production() -> None:
+def test_image_only_task_not_in_the_local_image_map() -> None:
+    """Locally an image-only task runs as its entry in deploy/local_images.yaml
+    (tests/integration/test_local_images.py); an image without one fails before anything runs."""
     node = Node(id="compute_features", kind=NodeKind.python_task,
-                image="ghcr.io/archetype/feature-kit:0.3.2", env={"FEATURE_VIEW": "xs_v2"},
+                image="ghcr.io/archetype/feature-kit:9.9.9", env={"FEATURE_VIEW": "xs_v2"},
                 ins=["dataset_uri"], outs=["feature_table"])
     spec = DagSpec.model_construct(version=1, pipeline_id="bt_xs_bilstm_v1", nodes=[node])
     with build_asset_context() as context, pytest.raises(NodeRunError) as err:
         runner_for(NodeKind.python_task).run(context, NodeRun(spec=spec, node=node, spec_dir=None))
     assert str(err.value) == (
-        "bt_xs_bilstm_v1.compute_features: python_task has no params.entrypoint; "
-        "image 'ghcr.io/archetype/feature-kit:0.3.2' needs the production profile (Kubernetes pods) to run"
+        "bt_xs_bilstm_v1.compute_features: image 'ghcr.io/archetype/feature-kit:9.9.9' has no local entrypoint "
+        "in deploy/local_images.yaml; list it there to run it on the embedded default, or run on staging/prod, "
+        "where the image runs as its own pod"
     )
 
 

@@ -78,9 +78,10 @@ def test_ridge_with_chosen_features_and_model_only(ray_session: None, features: 
 
 def test_unknown_trainer_is_one_line(features: pa.Table) -> None:
     with pytest.raises(NodeRunError) as err:
-        train(features, trainer="bilstm", epochs=30)
+        train(features, trainer="transformer", epochs=30)
     assert str(err.value) == (
-        "kinds_ray.train_model: trainer 'bilstm' is not in the local registry (gradient_boosting, ridge)"
+        "kinds_ray.train_model: trainer 'transformer' is not in the local registry "
+        "(bilstm, gradient_boosting, mlp, ridge)"
     )
 
 

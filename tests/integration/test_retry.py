@@ -52,4 +52,4 @@ def test_a_node_that_cannot_run_here_fails_at_once(data_dir: Path) -> None:
     assert not result.success
     assert not _events(result, DagsterEventType.STEP_UP_FOR_RETRY)
     failure = _events(result, DagsterEventType.STEP_FAILURE)[0]
-    assert "has no params.entrypoint" in failure.event_specific_data.user_failure_data.description
+    assert "has no local entrypoint in deploy/local_images.yaml" in failure.event_specific_data.user_failure_data.description

@@ -1,0 +1,301 @@
+"""A deep-learning trainer on Ray: Ray Data prepares the windows, Ray Train trains them.
+
+The driver (the Dagster step) never holds the table: Ray Data reads the Iceberg snapshot
+on the cluster, cuts each symbol's lookback windows, splits them by date and shards them
+across the TorchTrainer's workers. The driver only sees the distinct dates (for the
+split), the train-set mean and std of each feature (for the network's input scaling),
+the checkpoints' metadata, and the test-set forecasts it scores.
+
+Checkpoints go to the artifact store under the run's path with a name fixed by the run
+and node, so Ray Train resumes from the latest one both when a worker is lost (its own
+failure handling) and when the step itself is retried (a new `fit` of the same run name).
+"""
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from quantos_assets.trainers.evaluation import forecast_scores, portfolio_scores
+from quantos_assets.trainers.registry import get_trainer
+from quantos_assets.trainers.scoring import PREDICTION, score_windows
+from quantos_assets.trainers.torch_artifact import TorchModel
+from quantos_assets.trainers.torch_loop import STATE_FILE, train_loop_per_worker
+from quantos_assets.trainers.training import (
+    TrainingDataError,
+    TrainingJob,
+    TrainingResult,
+    first_test_date,
+    training_environment,
+)
+from quantos_assets.trainers.windows import WindowSpec, symbol_windows
+
+LIBRARIES = ("torch", "ray", "numpy", "pandas")
+# The share of the training dates (the last ones) held out to pick the epoch and stop early.
+VALIDATION_FRACTION = 0.1
+# Ray Train restarts a worker group this many times (from the latest checkpoint).
+MAX_WORKER_FAILURES = 3
+
+
+@dataclass(frozen=True)
+class TorchPlacement:
+    """Where the workers run: `workers` data-parallel workers of `cpus_per_worker` CPUs
+    (and one GPU each with `use_gpu`). `min_workers` < `workers` lets training go on with
+    fewer after losing a node (Ray Train's elastic worker group)."""
+
+    workers: int = 1
+    cpus_per_worker: float = 1.0
+    use_gpu: bool = False
+    min_workers: int = 1
+    memory_per_worker: float | None = None
+
+    def scaling(self) -> Any:
+        from ray.train import ScalingConfig
+
+        resources: dict[str, float] = {"CPU": self.cpus_per_worker}
+        if self.use_gpu:
+            resources["GPU"] = 1
+        if self.memory_per_worker:
+            resources["memory"] = self.memory_per_worker
+        workers: int | tuple[int, int] = (
+            (self.min_workers, self.workers) if self.min_workers < self.workers else self.workers
+        )
+        return ScalingConfig(num_workers=workers, use_gpu=self.use_gpu, resources_per_worker=resources)
+
+
+@dataclass(frozen=True)
+class CheckpointPlace:
+    """Ray Train's storage: `path` (a local folder, or bucket/key with `filesystem`) and the
+    run `name` under it; `uri` is how the model card names it."""
+
+    path: str
+    name: str
+    uri: str
+    filesystem: Any = None
+
+
+@dataclass(frozen=True)
+class EarlyStopping:
+    patience: int
+    min_delta: float = 0.0
+
+
+def train_torch(
+    dataset: Any,
+    job: TrainingJob,
+    placement: TorchPlacement,
+    checkpoints: CheckpointPlace,
+    early_stopping: EarlyStopping | None = None,
+) -> TrainingResult:
+    """Train `job` (a torch trainer) on a lazy Ray Dataset of the feature rows."""
+    import ray.data
+    from ray.data.context import ShuffleStrategy
+    from ray.train import CheckpointConfig, FailureConfig, RunConfig
+    from ray.train.torch import TorchTrainer
+
+    data_context = ray.data.DataContext.get_current()
+    # Same data, same order, every run: part of what makes a seed reproduce its metrics.
+    data_context.execution_options.preserve_order = True
+    # Grouping rows by symbol is one shuffle; the default hash shuffle starts aggregator
+    # actors (~12 s on 2 cores for any size), the pull-based sort shuffle plain tasks (<1 s).
+    data_context.shuffle_strategy = ShuffleStrategy.SORT_SHUFFLE_PULL_BASED
+    trainer = get_trainer(job.trainer)
+    hyperparameters = {**trainer.defaults, **job.hyperparameters}
+    extra = (job.return_column,) if job.return_column else ()
+    spec = WindowSpec(
+        features=tuple(job.features), target=job.target, date_column=job.date_column,
+        symbol_column=job.symbol_column, lookback=int(hyperparameters["lookback"]), carry=extra,
+    )
+    clock = _Clock()
+    windows = (
+        dataset.groupby(job.symbol_column)
+        .map_groups(symbol_windows, fn_kwargs={"spec": spec}, batch_format="pandas")
+        .map_batches(_labelled, batch_format="numpy")
+        .materialize()
+    )
+    distinct = _distinct_dates(windows)
+    if not distinct:
+        raise TrainingDataError(f"no complete window of {spec.lookback} rows with a {job.target}")
+    first_test = first_test_date(distinct, job.date_column, job.test_fraction)
+    # The epoch kept and early stopping are chosen on a validation split of the last training
+    # dates, never on the test windows the reported metrics are measured on.
+    first_val = first_test_date([d for d in distinct if d < first_test], job.date_column, VALIDATION_FRACTION)
+    # Materialized before training: the workers hold every CPU while they train, so nothing
+    # may be left for Ray Data to compute then.
+    train_xy = _dates(windows, None, first_val, ("x", "y")).materialize()
+    val_xy = _dates(windows, first_val, first_test, ("x", "y")).materialize()
+    test_set = _dates(windows, first_test, None).materialize()
+    n_train, n_val, n_test = train_xy.count(), val_xy.count(), test_set.count()
+    if n_train < 10 or n_val < 2 or n_test < 2:
+        raise TrainingDataError(
+            f"too few complete windows: {n_train} to train, {n_val} to validate, {n_test} to test"
+        )
+    mean, std = _feature_moments(train_xy, len(job.features))
+    clock.lap("prepare")
+
+    config = {
+        "trainer": job.trainer,
+        "hyperparameters": hyperparameters,
+        "n_features": len(job.features),
+        "seed": job.seed,
+        "mean": mean,
+        "std": std,
+        "threads": max(1, int(placement.cpus_per_worker)),
+        "patience": early_stopping.patience if early_stopping else None,
+        "min_delta": early_stopping.min_delta if early_stopping else 0.0,
+    }
+    result = TorchTrainer(
+        train_loop_per_worker,
+        train_loop_config=config,
+        scaling_config=placement.scaling(),
+        run_config=RunConfig(
+            name=checkpoints.name,
+            storage_path=checkpoints.path,
+            storage_filesystem=checkpoints.filesystem,
+            failure_config=FailureConfig(max_failures=MAX_WORKER_FAILURES),
+            checkpoint_config=CheckpointConfig(num_to_keep=None),
+        ),
+        datasets={"train": train_xy, "val": val_xy},
+    ).fit()
+    clock.lap("train")
+    if result.checkpoint is None:
+        raise TrainingDataError("training reported no checkpoint")
+    state = _state(result.checkpoint)
+    model = TorchModel(
+        trainer=job.trainer,
+        hyperparameters=hyperparameters,
+        features=list(job.features),
+        lookback=spec.lookback,
+        state_dict=state["best"],
+    ).to_bytes()
+
+    scored = score_windows(
+        test_set, model, placement.workers, placement.cpus_per_worker, keep=("date", "y", *extra)
+    ).to_pandas()
+    clock.lap("score")
+    before = [d for d in distinct if d < first_val]
+    metrics: dict[str, Any] = {
+        **asdict(job),
+        "hyperparameters": hyperparameters,
+        "n_train": n_train,
+        "n_validation": n_val,
+        "n_test": n_test,
+        "train_start": _day(before[0]),
+        "train_end": _day(before[-1]),
+        "validation_start": _day(first_val),
+        "test_start": _day(first_test),
+        "test_end": _day(distinct[-1]),
+        **forecast_scores(scored["date"], scored[PREDICTION].to_numpy(), scored["y"].to_numpy()),
+        "training": {
+            "framework": "pytorch",
+            "workers": placement.workers,
+            "min_workers": placement.min_workers,
+            "cpus_per_worker": placement.cpus_per_worker,
+            "gpus_per_worker": 1 if placement.use_gpu else 0,
+            "epochs_run": len(state["history"]),
+            "epochs": int(hyperparameters["epochs"]),
+            "best_epoch": state["best_epoch"],
+            "best_val_loss": state["best_loss"],
+            "early_stopping": asdict(early_stopping) if early_stopping else None,
+            "stopped_early": len(state["history"]) < int(hyperparameters["epochs"]),
+            "starts": state.get("starts", [0]),
+            "placements": state.get("placements", []),
+            "history": state["history"],
+            "checkpoints": f"{checkpoints.uri}/{checkpoints.name}",
+            "best_checkpoint": _best_checkpoint(result, state["best_epoch"]),
+            "seconds": clock.laps,
+        },
+    }
+    if job.return_column:
+        metrics.update(
+            portfolio_scores(scored["date"], scored[PREDICTION].to_numpy(), scored[job.return_column].to_numpy())
+        )
+    return TrainingResult(model=model, metrics=metrics, environment=training_environment(LIBRARIES))
+
+
+def _labelled(batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    keep = ~np.isnan(batch["y"])
+    return {k: v[keep] for k, v in batch.items()}
+
+
+def _dates(windows: Any, start: Any, end: Any, columns: tuple[str, ...] | None = None) -> Any:
+    """The windows ending in [start, end) (None: open), with `columns` only (None: all)."""
+    return windows.map_batches(
+        _between, fn_kwargs={"start": start, "end": end, "columns": columns}, batch_format="numpy"
+    )
+
+
+def _between(
+    batch: dict[str, np.ndarray], start: Any, end: Any, columns: tuple[str, ...] | None = None
+) -> dict[str, np.ndarray]:
+    keep = np.ones(len(batch["date"]), dtype=bool)
+    if start is not None:
+        keep &= batch["date"] >= np.datetime64(start)
+    if end is not None:
+        keep &= batch["date"] < np.datetime64(end)
+    return {k: v[keep] for k, v in batch.items() if columns is None or k in columns}
+
+
+def _feature_moments(train_xy: Any, n_features: int) -> tuple[list[float], list[float]]:
+    """Per-feature mean and std over the last row of every training window (each complete
+    training row once, but the first lookback-1 of each symbol), summed on the cluster."""
+    sums = train_xy.map_batches(_moment_sums, batch_format="numpy", batch_size=None).take_all()
+    total = np.sum([np.asarray(s["sums"]) for s in sums], axis=0) if sums else np.zeros((3, n_features))
+    n = max(total[0][0], 1.0)
+    mean = total[1] / n
+    var = np.maximum(total[2] / n - mean**2, 0.0)
+    return mean.tolist(), np.sqrt(var).tolist()
+
+
+def _moment_sums(batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    last = np.asarray(batch["x"], dtype=np.float64)[:, -1, :]
+    counts = np.full(last.shape[1], float(len(last)))
+    return {"sums": np.stack([counts, last.sum(axis=0), (last**2).sum(axis=0)])[None, ...]}
+
+
+def _distinct_dates(windows: Any) -> list[Any]:
+    """Sorted distinct window end dates: a set per block, merged here (a few hundred values;
+    Ray Data's `unique` would start a shuffle for them)."""
+    rows = windows.map_batches(_block_dates, batch_format="numpy", batch_size=None).take_all()
+    return sorted({row["date"] for row in rows})
+
+
+def _block_dates(batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    return {"date": np.unique(batch["date"])}
+
+
+def _day(value: Any) -> str:
+    return str(np.datetime64(value, "D"))
+
+
+class _Clock:
+    """Seconds per phase (prepare, train, score): where a slow training spends its time."""
+
+    def __init__(self) -> None:
+        import time
+
+        self._now = time.monotonic
+        self._last = self._now()
+        self.laps: dict[str, float] = {}
+
+    def lap(self, name: str) -> None:
+        now = self._now()
+        self.laps[name] = round(now - self._last, 2)
+        self._last = now
+
+
+def _state(checkpoint: Any) -> dict[str, Any]:
+    import torch
+
+    with checkpoint.as_directory() as folder:
+        state: dict[str, Any] = torch.load(Path(folder) / STATE_FILE, map_location="cpu", weights_only=True)
+    return state
+
+
+def _best_checkpoint(result: Any, best_epoch: int) -> str | None:
+    for checkpoint, metrics in getattr(result, "best_checkpoints", None) or []:
+        if metrics.get("epoch") == best_epoch:
+            return str(checkpoint.path)
+    return None

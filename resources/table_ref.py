@@ -1,0 +1,59 @@
+"""An Iceberg table at an exact snapshot, handed to a node that reads it where it computes.
+
+A distributed trainer reads its input with Ray Data on the cluster; loading the table in
+the step process first (what LakeIOManager.load_input does for everyone else) would pull
+all of it through one machine. Such a node's inputs are loaded as a `TableRef` instead: the
+table and the snapshot its upstream committed (recorded on the LOADED_INPUT event like any
+load), which the node opens as a Ray Dataset. The step process reads only metadata.
+"""
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import pyarrow as pa
+from pyiceberg.catalog import Catalog
+
+# AssetIn metadata that asks LakeIOManager.load_input for a TableRef (kinds decide).
+LOAD_AS = "quantos/load_as"
+LOAD_AS_REFERENCE = "reference"
+
+
+@dataclass(frozen=True)
+class TableRef:
+    namespace: str
+    name: str
+    # The snapshot to read (None: the table's current one, e.g. all its snapshots expired).
+    snapshot_id: int | None
+    catalog: Catalog = field(repr=False, compare=False)
+    # Session partitions to read (None: the whole table).
+    partition_keys: tuple[str, ...] | None = None
+
+    @property
+    def table(self) -> str:
+        return f"{self.namespace}.{self.name}"
+
+    def schema(self) -> pa.Schema:
+        """The Arrow schema at that snapshot (metadata only)."""
+        from pyiceberg.io.pyarrow import schema_to_pyarrow
+
+        table = self.catalog.load_table((self.namespace, self.name))
+        schema = table.scan(snapshot_id=self.snapshot_id).projection()
+        return schema_to_pyarrow(schema, include_field_ids=False)
+
+    def to_ray_dataset(self, columns: Sequence[str] | None = None) -> Any:
+        """A lazy Ray Dataset over the snapshot's data files (read by Ray tasks, not here)."""
+        import ray.data
+
+        from resources.iceberg_tables import partition_filter
+
+        return ray.data.read_iceberg(
+            table_identifier=self.table,
+            snapshot_id=self.snapshot_id,
+            row_filter=partition_filter(self.partition_keys),
+            selected_fields=tuple(columns) if columns else ("*",),
+            # The catalog is reopened where the scan is planned from its properties (Ray's
+            # `catalog=` takes Ray's own catalog type, not a pyiceberg one).
+            catalog_kwargs={"name": self.catalog.name, "type": "sql", **self.catalog.properties},
+        )
