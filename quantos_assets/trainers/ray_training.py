@@ -12,6 +12,7 @@ failure handling) and when the step itself is retried (a new `fit` of the same r
 """
 from __future__ import annotations
 
+import logging
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -96,6 +97,10 @@ def train_torch(
     from ray.train.torch import TorchTrainer
 
     data_context = ray.data.DataContext.get_current()
+    # The step log gets one line per phase (kinds/ray_job.py), not Ray Data's progress
+    # reports every few seconds for every dataset it executes.
+    data_context.enable_progress_bars = False
+    logging.getLogger("ray.data").setLevel(logging.WARNING)
     # Same data, same order, every run: part of what makes a seed reproduce its metrics.
     data_context.execution_options.preserve_order = True
     # Grouping rows by symbol is one shuffle; the default hash shuffle starts aggregator
