@@ -185,7 +185,7 @@ def ray_worker_resources(spec: DagSpec, node: Node, pools: dict[str, Pool] | Non
     - GPUs: one per worker (data-parallel training puts one rank on each device), so a node
       asking for GPUs must ask for exactly `workers` of them;
     - raises `RayWorkersError` (a PlacementError: one line, `field` the spec path at fault)
-      for a `workers` that is not a whole number >= 1 or a gpu count other than 0 or `workers`.
+      for a `workers` that is not a whole number from 1 to MAX_RAY_WORKERS or a gpu count other than 0 or `workers`.
 
     The numbers are the cluster's to honour (staging/prod, where the step pod is a thin
     driver). On a local Ray smaller than them the caller must shrink them to what the local
@@ -214,9 +214,16 @@ def check_ray_workers(spec: DagSpec, node: Node) -> int:
     return workers
 
 
+# The Ray cluster is shared by every team: one spec must not ask it for thousands of
+# workers (each an actor and a process), whatever its total CPU says.
+MAX_RAY_WORKERS = 64
+
+
 def ray_train_workers(node: Node) -> int:
     """`params.workers` of a ray_job: its data-parallel Ray Train workers (default 1)."""
     workers = node.params.get("workers", 1)
-    if isinstance(workers, bool) or not isinstance(workers, int) or workers < 1:
-        raise RayWorkersError("params.workers", f"workers must be a whole number >= 1, not {workers!r}")
+    if isinstance(workers, bool) or not isinstance(workers, int) or not 1 <= workers <= MAX_RAY_WORKERS:
+        raise RayWorkersError(
+            "params.workers", f"workers must be a whole number from 1 to {MAX_RAY_WORKERS}, not {workers!r}"
+        )
     return workers

@@ -6,7 +6,6 @@ import os
 from collections.abc import Mapping
 from pathlib import Path
 
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from quantos_assets.kinds.entrypoints import DEFAULT_ENTRYPOINT_MODULES, MODULE_PATH
@@ -74,18 +73,12 @@ def load_teams(path: Path, required: bool = False) -> TeamsFile:
         if required:
             raise TeamsFileError(f"QUANTOS_TEAMS: {path} does not exist (the per-team secrets scopes and quotas)")
         return TeamsFile()
-    from quantos_assets.spec.yaml_reader import SpecYamlLoader
+    from quantos_assets.spec.yaml_reader import YamlFileError, read_yaml_file
 
     try:
-        # The spec loader's YAML reading: a scalar its tag cannot build (`!!int "ten"`) is a
-        # marked error like any syntax error, not a bare ValueError.
-        data = yaml.load(path.read_text(), Loader=SpecYamlLoader)  # a SafeLoader subclass
-    except yaml.MarkedYAMLError as err:
-        mark = err.problem_mark or err.context_mark
-        line = f":{mark.line + 1}" if mark else ""
-        raise TeamsFileError(f"{path}{line}: not YAML: {err.problem or err.context}") from None
-    except yaml.YAMLError as err:
-        raise TeamsFileError(f"{path}: not YAML ({str(err).splitlines()[0]})") from None
+        data = read_yaml_file(path, str(path))
+    except YamlFileError as err:
+        raise TeamsFileError(str(err)) from None
     try:
         return TeamsFile.model_validate(data or {})
     except ValidationError as err:

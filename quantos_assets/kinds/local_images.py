@@ -21,7 +21,6 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-import yaml
 from pydantic import BaseModel, ConfigDict, ValidationError, field_validator, model_validator
 
 from quantos_assets.kinds.entrypoints import module_of
@@ -131,16 +130,12 @@ def load_local_images(path: Path | None = None, required: bool = False) -> Local
         if required:
             raise LocalImagesError(f"QUANTOS_LOCAL_IMAGES: {path} does not exist (the local image map)")
         return LocalImages(LocalImagesFile(), where)
-    from quantos_assets.spec.yaml_reader import SpecYamlLoader
+    from quantos_assets.spec.yaml_reader import YamlFileError, read_yaml_file
 
     try:
-        data = yaml.load(path.read_text(), Loader=SpecYamlLoader)  # a SafeLoader subclass
-    except yaml.MarkedYAMLError as err:
-        mark = err.problem_mark or err.context_mark
-        line = f":{mark.line + 1}" if mark else ""
-        raise LocalImagesError(f"{where}{line}: not YAML: {err.problem or err.context}") from None
-    except (yaml.YAMLError, OSError, UnicodeDecodeError) as err:
-        raise LocalImagesError(f"{where}: cannot be read ({str(err).splitlines()[0]})") from None
+        data = read_yaml_file(path, where)
+    except YamlFileError as err:
+        raise LocalImagesError(str(err)) from None
     try:
         return LocalImages(LocalImagesFile.model_validate(data or {}), where)
     except ValidationError as err:

@@ -20,6 +20,7 @@ recursive alias (`&a [*a]`) can be no spec value and is refused outright.
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import yaml
@@ -159,3 +160,24 @@ def check_alias_expansion(root: Node) -> None:
         f"alone to {sizes[id(here)]:,}): too many for a spec (a YAML alias bomb?)",
         here.start_mark,
     )
+
+
+class YamlFileError(ValueError):
+    """A platform YAML file that cannot be read: one line naming it (and the line at fault)."""
+
+
+def read_yaml_file(path: Path, shown: str) -> Any:
+    """A platform policy file (teams, local images) read the way specs are: a scalar its tag
+    cannot build is a marked error like any syntax error, and aliases are bounded. `shown`
+    is how messages name the file."""
+    try:
+        return yaml.load(path.read_text(), Loader=SpecYamlLoader)  # a SafeLoader subclass
+    except yaml.MarkedYAMLError as err:
+        mark = err.problem_mark or err.context_mark
+        line = f":{mark.line + 1}" if mark else ""
+        raise YamlFileError(f"{shown}{line}: not YAML: {err.problem or err.context}") from None
+    except yaml.YAMLError as err:
+        raise YamlFileError(f"{shown}: not YAML ({str(err).splitlines()[0]})") from None
+    except (OSError, UnicodeDecodeError) as err:
+        raise YamlFileError(f"{shown}: cannot be read ({str(err).splitlines()[0]})") from None
+

@@ -180,9 +180,9 @@ def test_ray_worker_resources_split_the_node_over_its_workers() -> None:
 @pytest.mark.parametrize(
     ("node", "field", "message"),
     [
-        ({"params": {"trainer": "mlp", "workers": 0}}, "params.workers", "workers must be a whole number >= 1, not 0"),
-        ({"params": {"trainer": "mlp", "workers": "2"}}, "params.workers", "workers must be a whole number >= 1, not '2'"),
-        ({"params": {"trainer": "mlp", "workers": True}}, "params.workers", "workers must be a whole number >= 1, not True"),
+        ({"params": {"trainer": "mlp", "workers": 0}}, "params.workers", "workers must be a whole number from 1 to 64, not 0"),
+        ({"params": {"trainer": "mlp", "workers": "2"}}, "params.workers", "workers must be a whole number from 1 to 64, not '2'"),
+        ({"params": {"trainer": "mlp", "workers": True}}, "params.workers", "workers must be a whole number from 1 to 64, not True"),
         (
             {"params": {"trainer": "mlp", "workers": 2}, "resources": {"gpu": 1}},
             "resources.gpu",

@@ -172,6 +172,22 @@ def test_sql_uri_outside_the_spec_folder_is_refused_at_submit(stack: Stack, uri:
     assert not (stack.specs_dir / "sb_uri.yaml").exists()
 
 
+def test_a_ray_job_asking_the_shared_ray_cluster_for_thousands_of_workers_is_refused(stack: Stack) -> None:
+    spec = {
+        "version": 1, "pipeline_id": "sb_flood", "labels": {"team": "research"},
+        "nodes": [
+            {"id": "f", "kind": "python_task", "params": {"entrypoint": "quantos_assets.tasks.noop:run"}, "outs": ["f"]},
+            {"id": "t", "kind": "ray_job", "params": {"trainer": "mlp", "workers": 100000}, "ins": ["f"], "outs": ["m"]},
+        ],
+    }
+    res = stack.call("POST", "/api/orch/submit", json={"dag_spec": spec, "runtime_params": {"submission_id": "sb-flood-1"}})
+    assert res.status_code == 422, res.text
+    [line] = res.json()["lines"]
+    assert "params.workers" in line and "from 1 to 64, not 100000" in line, line
+    assert stack.call("GET", "/api/orch/status/sb-flood-1").status_code == 404
+    assert not (stack.specs_dir / "sb_flood.yaml").exists()
+
+
 def test_another_teams_pipeline_still_runs(stack: Stack) -> None:
     res = stack.call("POST", "/api/orch/submit", token="execution",
                      json={"spec_ref": "sb_other", "runtime_params": {"submission_id": "sb-other-1"}})
