@@ -26,6 +26,12 @@ from quantos_assets.trainers.torch_fit import (
 from quantos_assets.trainers.training import TrainingDataError
 
 
+# A trial's own process only waits on its TorchTrainer: no CPU, so the CPUs go to the workers
+# and as many trials run at once as worker groups fit. Tune refuses an all-zero request, hence
+# one byte of memory.
+_TRIAL_DRIVER = {"CPU": 0, "memory": 1}
+
+
 @dataclasses.dataclass(frozen=True)
 class Searched:
     """The best trial's fit and hyperparameters, and every trial (params, metrics, status)."""
@@ -48,7 +54,7 @@ def tune_torch(
 
     trainable = tune.with_resources(
         tune.with_parameters(_trial, base=config, placement=placement, checkpoints=checkpoints, datasets=datasets),
-        {"CPU": 0},
+        _TRIAL_DRIVER,
     )
     name = f"{checkpoints.name}-search"
     experiment = posixpath.join(checkpoints.path, name)
