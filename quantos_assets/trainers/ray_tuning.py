@@ -20,11 +20,10 @@ from quantos_assets.trainers.torch_fit import (
     CheckpointPlace,
     Fitted,
     TorchPlacement,
-    _state,
+    checkpoint_state,
     fit_torch,
 )
 from quantos_assets.trainers.training import TrainingDataError
-
 
 # A trial's own process only waits on its TorchTrainer: no CPU, so the CPUs go to the workers
 # and as many trials run at once as worker groups fit. Tune refuses an all-zero request, hence
@@ -87,7 +86,7 @@ def tune_torch(
     sign = 1.0 if search.mode == "min" else -1.0
     record, result = min(finished, key=lambda pair: (sign * float(pair[1].metrics[search.metric]), pair[0]["trial"]))
     record["best"] = True
-    state = _state(_checkpoint(result.metrics["last_checkpoint"], checkpoints.filesystem))
+    state = checkpoint_state(_checkpoint(result.metrics["last_checkpoint"], checkpoints.filesystem))
     best = Fitted(state=state, checkpoint=result.metrics["last_checkpoint"], best_checkpoint=result.metrics.get("best_checkpoint"))
     return Searched(best=best, hyperparameters={**config["hyperparameters"], **result.config}, trials=trials)
 

@@ -91,13 +91,13 @@ def fit_torch(config: dict[str, Any], placement: TorchPlacement, checkpoints: Ch
     ).fit()
     if result.checkpoint is None:
         raise TrainingDataError("training reported no checkpoint")
-    state = _state(result.checkpoint)
+    state = checkpoint_state(result.checkpoint)
     return Fitted(
         state=state, checkpoint=str(result.checkpoint.path), best_checkpoint=_best_checkpoint(result, state["best_epoch"])
     )
 
 
-def _state(checkpoint: Any) -> dict[str, Any]:
+def checkpoint_state(checkpoint: Any) -> dict[str, Any]:
     import torch
 
     with checkpoint.as_directory() as folder:

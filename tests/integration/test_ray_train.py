@@ -197,7 +197,9 @@ def test_a_four_trial_search_keeps_its_best_trial_as_the_model(
         values = runner_for(NodeKind.ray_job).run(
             context, NodeRun(spec=spec, node=node, spec_dir=None, inputs={"features": features})
         )
-    metrics = json.loads(values["metrics_json"].data)
+    model_out, report = values["model_uri"], values["metrics_json"]
+    assert isinstance(model_out, Artifact) and isinstance(report, Artifact)
+    metrics = json.loads(report.data)
     trials = metrics["search"]["trials_run"]
     assert len(trials) == 4 and len({t["trial"] for t in trials}) == 4, trials
     assert all("error" not in t and t["epochs_run"] == 2 for t in trials), trials
@@ -206,8 +208,8 @@ def test_a_four_trial_search_keeps_its_best_trial_as_the_model(
     best = [t for t in trials if t["best"]]
     assert len(best) == 1 and best[0]["best_val_loss"] == min(t["best_val_loss"] for t in trials)
     # The model is the best trial's: its hyperparameters, its validation loss.
-    model = load_torch_model(values["model_uri"].data)
+    model = load_torch_model(model_out.data)
     assert {k: model.hyperparameters[k] for k in ("lr", "hidden")} == best[0]["hyperparameters"]
     assert metrics["training"]["best_val_loss"] == best[0]["best_val_loss"]
-    card = values["model_uri"].metadata["model_card"]
+    card = model_out.metadata["model_card"]
     assert card["search"]["trials_run"] == trials and card["hyperparameters"]["hidden"] == best[0]["hyperparameters"]["hidden"]
