@@ -12,7 +12,6 @@ failure handling) and when the step itself is retried (a new `fit` of the same r
 """
 from __future__ import annotations
 
-import logging
 from dataclasses import asdict
 from typing import Any
 
@@ -38,6 +37,7 @@ from quantos_assets.trainers.training import (
     training_environment,
 )
 from quantos_assets.trainers.windows import WindowSpec, symbol_windows
+from resources.ray_cluster import configure_ray_data
 
 LIBRARIES = ("torch", "ray", "numpy", "pandas")
 # The share of the training dates (the last ones) held out to pick the epoch and stop early.
@@ -55,19 +55,10 @@ def train_torch(
 ) -> TrainingResult:
     """Train `job` (a torch trainer) on a lazy Ray Dataset of the feature rows; with `search`,
     the best of its trials (at most `concurrent_trials` at once) becomes the model."""
-    import ray.data
-    from ray.data.context import ShuffleStrategy
 
-    data_context = ray.data.DataContext.get_current()
-    # The step log gets one line per phase (kinds/ray_job.py), not Ray Data's progress
-    # reports every few seconds for every dataset it executes.
-    data_context.enable_progress_bars = False
-    logging.getLogger("ray.data").setLevel(logging.WARNING)
-    # Same data, same order, every run: part of what makes a seed reproduce its metrics.
-    data_context.execution_options.preserve_order = True
-    # Grouping rows by symbol is one shuffle; the default hash shuffle starts aggregator
-    # actors (~12 s on 2 cores for any size), the pull-based sort shuffle plain tasks (<1 s).
-    data_context.shuffle_strategy = ShuffleStrategy.SORT_SHUFFLE_PULL_BASED
+    # Also done when the dataset was made (resources/table_ref.py): a dataset built another
+    # way gets the same settings for what is derived from it here.
+    configure_ray_data()
     trainer = get_trainer(job.trainer)
     hyperparameters = {**trainer.defaults, **job.hyperparameters}
     extra = (job.return_column,) if job.return_column else ()

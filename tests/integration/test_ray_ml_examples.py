@@ -51,8 +51,8 @@ def test_the_seed_example_runs_unchanged_and_trains_its_bilstm_on_the_cluster(no
                           capture_output=True, text=True, timeout=900, check=False)
     assert done.returncode == 0, (done.stdout + done.stderr)[-4000:]
     artifacts = tmp_path / "data" / "artifacts"
-    [metrics_file] = [p for p in artifacts.rglob("metrics.json") if "bt_xs_bilstm_v1" in str(p)]
-    [model_file] = [p for p in artifacts.rglob("model.bin") if "bt_xs_bilstm_v1" in str(p)]
+    [metrics_file] = list((artifacts / "reports").rglob("metrics.json"))
+    [model_file] = list((artifacts / "models" / "bt_xs_bilstm_v1").rglob("model.bin"))
     metrics = json.loads(metrics_file.read_text())
     training = metrics["training"]
     # The seed's params: bilstm, 30 epochs, trained by Ray Train on the cluster's nodes.
@@ -75,6 +75,7 @@ def test_a_gated_bilstm_is_promoted_after_its_retrain_reproduces_its_metrics(
         if key.startswith(("QUANTOS_", "DAGSTER_HOME")):
             monkeypatch.setenv(key, value)
     monkeypatch.delenv("QUANTOS_GATEWAY_DB", raising=False)
+    monkeypatch.setenv("QUANTOS_PROMOTION_POLICY", str(REPO / "tests" / "fixtures" / "gates" / "policy_reproducibility_only.yaml"))
     pipeline = build_pipeline(load_spec(GATED))
     defs = Definitions(assets=pipeline.assets, asset_checks=pipeline.asset_checks(), jobs=[pipeline.job],
                        resources=build_resources(active_profile()))
