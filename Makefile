@@ -17,7 +17,7 @@ export PYTHONWARNINGS := ignore::DeprecationWarning
 # cached bytecode each import recompiles ~1,000 modules (seconds per process).
 unexport PYTHONDONTWRITEBYTECODE
 
-.PHONY: install run test test-ray-faults demo bench lint fuzz docs clean
+.PHONY: install run test test-ray test-ray-faults demo bench lint fuzz docs clean
 
 install:
 	@$(UV) --version >/dev/null 2>&1 || $(PYTHON) -m pip install --quiet uv
@@ -53,12 +53,14 @@ MYPY = $(UV) run mypy || { rc=$$?; [ $$rc -eq 2 ] || exit $$rc; \
 test: install
 	$(UV) run ruff check .
 	$(MYPY)
-	$(UV) run pytest -q -p no:cacheprovider -n 2 --dist loadfile --no-loadscope-reorder -m "not ray_faults"
+	$(UV) run pytest -q -p no:cacheprovider -n 2 --dist loadfile --no-loadscope-reorder -m "not ray_faults and not ray_cluster"
 
-## Ray Train's fault tests on a two-node Ray cluster (a node and a driver killed mid-training):
-## ~6 min on 2 cores, more than the whole suite's budget, so kept out of `make test` for now.
-test-ray-faults: install
-	$(UV) run pytest -q -p no:cacheprovider -m ray_faults tests/integration/test_ray_train.py
+## The ML half's longer runs on a two-node Ray cluster on loopback: a node and a driver killed
+## mid-training, a 4-trial search, the seed example, the gate's retrain (~12 min on 2 cores:
+## more than the whole suite's budget, so kept out of `make test`).
+test-ray: install
+	$(UV) run pytest -q -p no:cacheprovider -m "ray_faults or ray_cluster" tests/integration/
+test-ray-faults: test-ray
 
 ## The example pipeline end to end, headless
 demo: install

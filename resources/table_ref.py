@@ -47,7 +47,9 @@ class TableRef:
         import ray.data
 
         from resources.iceberg_tables import partition_filter
+        from resources.ray_cluster import configure_ray_data
 
+        configure_ray_data()
         return ray.data.read_iceberg(
             table_identifier=self.table,
             snapshot_id=self.snapshot_id,

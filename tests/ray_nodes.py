@@ -12,6 +12,8 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -97,3 +99,22 @@ def wait_for_nodes(ray: Any, count: int, timeout: float = 60) -> None:
             return
         time.sleep(0.5)
     raise TimeoutError(f"fewer than {count} Ray nodes alive after {timeout} s")
+
+
+@contextmanager
+def two_nodes() -> Iterator[RayNodes]:
+    """A head and one worker node of 1 CPU each, this process connected to them."""
+    import ray
+
+    from resources.ray_cluster import RayResource
+
+    ray.shutdown()
+    cluster = start_head(cpus=1)
+    try:
+        cluster.add_worker(cpus=1)
+        RayResource(address=cluster.address).init()
+        wait_for_nodes(ray, 2)
+        yield cluster
+    finally:
+        ray.shutdown()
+        cluster.stop()

@@ -21,6 +21,10 @@ params:
     min_workers    torch trainers: training goes on with this many after losing workers
                    (default 1; Ray Train's elastic worker group)
     early_stopping torch trainers: {patience: N, min_delta: x} on the validation loss
+    search         torch trainers: a hyperparameter search with Ray Tune, e.g.
+                   {lr: loguniform(1e-4, 1e-2), hidden: choice(32, 64), trials: 4};
+                   the best trial on the validation split is the model
+                   (trainers/search_space.py has the grammar)
     symbol_column  torch trainers: the series lookback windows are cut along ("symbol")
     anything else  a hyperparameter of the trainer (e.g. n_estimators, epochs, hidden)
 
@@ -32,6 +36,7 @@ and what a retrain needs); outs[1], if declared, the metrics (Artifact role
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from typing import Any, TypeVar
 
 import pyarrow as pa
@@ -49,7 +54,8 @@ from quantos_assets.trainers.ray_training import (
     TorchPlacement,
     train_torch,
 )
-from quantos_assets.trainers.registry import TRAINERS, trainer_names
+from quantos_assets.trainers.registry import TRAINERS, torch_trainers, trainer_names
+from quantos_assets.trainers.search_space import MAX_TRIALS, Search, SearchSpaceError, parse_search
 from quantos_assets.trainers.training import TrainingDataError, TrainingJob, TrainingResult, train
 from resources.artifact import Artifact
 from resources.table_ref import TableRef
@@ -60,7 +66,7 @@ RUNNER_PARAMS = frozenset(
 )
 _Input = TypeVar("_Input", pa.Table, TableRef)
 # How a torch trainer runs, not what it learns: kept out of the hyperparameters.
-TORCH_RUN_PARAMS = frozenset({"workers", "min_workers", "early_stopping"})
+TORCH_RUN_PARAMS = frozenset({"workers", "min_workers", "early_stopping", "search"})
 
 
 def reads_tables_by_reference(node: Node) -> bool:
@@ -108,6 +114,7 @@ class RayJobRunner:
         ray_resource = resource(context, "ray")
         ray = ray_resource.init()
         placement = torch_placement(run, ray_resource)
+        search = hyperparameter_search(run)
         store = resource(context, "artifact_store")
         # Under the run's path, named by node (and session): a retried step finds the same
         # run and Ray Train resumes it from its latest checkpoint.
@@ -117,7 +124,9 @@ class RayJobRunner:
         context.log.info(
             f"{run.label}: training '{job.trainer}' on {ref.table}@{ref.snapshot_id} with "
             f"{placement.workers} Ray Train worker(s) of {placement.cpus_per_worker:g} CPU"
-            f"{' and 1 GPU' if placement.use_gpu else ''}; checkpoints under {store.uri_for(relpath)}/{name}"
+            f"{' and 1 GPU' if placement.use_gpu else ''}"
+            f"{f', searching {search.trials} trial(s) of {sorted(search.space)}' if search else ''}"
+            f"; checkpoints under {store.uri_for(relpath)}/{name}"
         )
         try:
             result = train_torch(
@@ -126,6 +135,8 @@ class RayJobRunner:
                 placement,
                 CheckpointPlace(path=path, name=name, uri=store.uri_for(relpath), filesystem=filesystem),
                 early_stopping(run),
+                search,
+                concurrent_trials(placement, ray_resource),
             )
         except TrainingDataError as err:
             raise NodeRunError(f"{run.label}: training '{job.trainer}' failed: {err}") from None
@@ -183,6 +194,46 @@ def torch_placement(run: NodeRun, ray_resource: Any) -> TorchPlacement:
     )
 
 
+def hyperparameter_search(run: NodeRun) -> Search | None:
+    try:
+        return node_search(run.node.params)
+    except SearchSpaceError as err:
+        raise NodeRunError(f"{run.label}: params.search{'.' + err.field if err.field else ''}: {err}") from None
+
+
+def search_problems(params: Mapping[str, Any]) -> list[tuple[str, str]]:
+    """`quantos validate`'s view of params.search: (".field" under it or "", one line)."""
+    if str(params.get("trainer")) not in TRAINERS:
+        return []  # the unknown trainer is its own error, at run time
+    try:
+        node_search(params)
+    except SearchSpaceError as err:
+        return [(f".{err.field}" if err.field else "", str(err))]
+    return []
+
+
+def node_search(params: Mapping[str, Any]) -> Search | None:
+    """params.search checked against the node's (known) trainer: SearchSpaceError if malformed."""
+    if params.get("search") is None:
+        return None
+    trainer = TRAINERS[str(params["trainer"])]
+    if trainer.framework != "torch":
+        raise SearchSpaceError("", _SEARCH_NEEDS_TORCH.format(trainers=", ".join(torch_trainers()), name=trainer.name))
+    fixed = {k: v for k, v in params.items() if k not in RUNNER_PARAMS | TORCH_RUN_PARAMS}
+    return parse_search(params["search"], trainer.defaults, fixed)
+
+
+_SEARCH_NEEDS_TORCH = "params.search tunes the deep-learning trainers ({trainers}), not '{name}'"
+
+
+def concurrent_trials(placement: TorchPlacement, ray_resource: Any) -> int:
+    """Trials at once: as many worker groups as a fixed cluster's CPUs hold; on an
+    autoscaling cluster every trial (the autoscaler adds the nodes)."""
+    if ray_resource.largest_node() is None:
+        return MAX_TRIALS
+    return max(1, int(ray_resource.cpus() // (placement.workers * placement.cpus_per_worker)))
+
+
 def early_stopping(run: NodeRun) -> EarlyStopping | None:
     value = run.node.params.get("early_stopping")
     if value in (None, False):
@@ -234,6 +285,8 @@ def training_job(run: NodeRun, schema: pa.Schema | None = None) -> TrainingJob:
             f"{run.label}: trainer '{name}' is not in the local registry ({', '.join(trainer_names())})"
         )
     trainer = TRAINERS[name]
+    if "search" in params and trainer.framework != "torch":
+        raise NodeRunError(f"{run.label}: " + _SEARCH_NEEDS_TORCH.format(trainers=", ".join(torch_trainers()), name=name))
     run_params = RUNNER_PARAMS | (TORCH_RUN_PARAMS if trainer.framework == "torch" else frozenset())
     hyperparameters = {k: v for k, v in params.items() if k not in run_params}
     unknown = sorted(set(hyperparameters) - trainer.hyperparameter_names())

@@ -14,6 +14,7 @@ from quantos_assets.spec.models import EXTERNAL_KINDS, DagSpec, NodeKind
 def check_deployable(spec: DagSpec) -> list[tuple[str, str]]:
     # Imported here: placement reads deploy/pools.yaml, custom_crd pulls in Dagster.
     from quantos_assets.kinds.custom_crd import validate_manifest
+    from quantos_assets.kinds.ray_job import search_problems
     from quantos_assets.kinds.sql_sources import sql_uri_problem, sql_uris
     from quantos_assets.kinds.step_environment import reserved_env_name
     from quantos_assets.placement import (
@@ -41,6 +42,8 @@ def check_deployable(spec: DagSpec) -> list[tuple[str, str]]:
                 own_gpu = node.resources is not None and node.resources.gpu is not None
                 gpu_from_default = err.field == "resources.gpu" and not own_gpu
                 problems.append(("resources.default.gpu" if gpu_from_default else f"nodes[{i}].{err.field}", str(err)))
+        if node.kind is NodeKind.ray_job and "search" in node.params:
+            problems.extend((f"nodes[{i}].params.search{field}", message) for field, message in search_problems(node.params))
         if node.kind is NodeKind.custom_crd:
             for message in validate_manifest(node.params):
                 problems.append((f"nodes[{i}].params", message))

@@ -68,6 +68,9 @@ def build_model_card(
         "symbol_column": job.symbol_column,
         "training_data": dict(training_data),
         "training": training,
+        # The search that chose the hyperparameters: its space and every trial's params and
+        # validation metrics (the best one is marked); None when nothing was searched.
+        "search": m.get("search"),
         "code_version": dict(code_version or {}),
         "train_window": {"start": m["train_start"], "end": m["train_end"], "rows": m["n_train"]},
         "test_window": {"start": m["test_start"], "end": m["test_end"], "rows": m["n_test"]},

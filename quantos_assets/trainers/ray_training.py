@@ -12,18 +12,23 @@ failure handling) and when the step itself is retried (a new `fit` of the same r
 """
 from __future__ import annotations
 
-import logging
-from dataclasses import asdict, dataclass
-from pathlib import Path
+from dataclasses import asdict
 from typing import Any
 
 import numpy as np
 
 from quantos_assets.trainers.evaluation import forecast_scores, portfolio_scores
+from quantos_assets.trainers.ray_tuning import tune_torch
 from quantos_assets.trainers.registry import get_trainer
 from quantos_assets.trainers.scoring import PREDICTION, score_windows
+from quantos_assets.trainers.search_space import Search
 from quantos_assets.trainers.torch_artifact import TorchModel
-from quantos_assets.trainers.torch_loop import STATE_FILE, train_loop_per_worker
+from quantos_assets.trainers.torch_fit import (
+    CheckpointPlace,
+    EarlyStopping,
+    TorchPlacement,
+    fit_torch,
+)
 from quantos_assets.trainers.training import (
     TrainingDataError,
     TrainingJob,
@@ -32,55 +37,11 @@ from quantos_assets.trainers.training import (
     training_environment,
 )
 from quantos_assets.trainers.windows import WindowSpec, symbol_windows
+from resources.ray_cluster import configure_ray_data
 
 LIBRARIES = ("torch", "ray", "numpy", "pandas")
 # The share of the training dates (the last ones) held out to pick the epoch and stop early.
 VALIDATION_FRACTION = 0.1
-# Ray Train restarts a worker group this many times (from the latest checkpoint).
-MAX_WORKER_FAILURES = 3
-
-
-@dataclass(frozen=True)
-class TorchPlacement:
-    """Where the workers run: `workers` data-parallel workers of `cpus_per_worker` CPUs
-    (and one GPU each with `use_gpu`). `min_workers` < `workers` lets training go on with
-    fewer after losing a node (Ray Train's elastic worker group)."""
-
-    workers: int = 1
-    cpus_per_worker: float = 1.0
-    use_gpu: bool = False
-    min_workers: int = 1
-    memory_per_worker: float | None = None
-
-    def scaling(self) -> Any:
-        from ray.train import ScalingConfig
-
-        resources: dict[str, float] = {"CPU": self.cpus_per_worker}
-        if self.use_gpu:
-            resources["GPU"] = 1
-        if self.memory_per_worker:
-            resources["memory"] = self.memory_per_worker
-        workers: int | tuple[int, int] = (
-            (self.min_workers, self.workers) if self.min_workers < self.workers else self.workers
-        )
-        return ScalingConfig(num_workers=workers, use_gpu=self.use_gpu, resources_per_worker=resources)
-
-
-@dataclass(frozen=True)
-class CheckpointPlace:
-    """Ray Train's storage: `path` (a local folder, or bucket/key with `filesystem`) and the
-    run `name` under it; `uri` is how the model card names it."""
-
-    path: str
-    name: str
-    uri: str
-    filesystem: Any = None
-
-
-@dataclass(frozen=True)
-class EarlyStopping:
-    patience: int
-    min_delta: float = 0.0
 
 
 def train_torch(
@@ -89,23 +50,15 @@ def train_torch(
     placement: TorchPlacement,
     checkpoints: CheckpointPlace,
     early_stopping: EarlyStopping | None = None,
+    search: Search | None = None,
+    concurrent_trials: int = 1,
 ) -> TrainingResult:
-    """Train `job` (a torch trainer) on a lazy Ray Dataset of the feature rows."""
-    import ray.data
-    from ray.data.context import ShuffleStrategy
-    from ray.train import CheckpointConfig, FailureConfig, RunConfig
-    from ray.train.torch import TorchTrainer
+    """Train `job` (a torch trainer) on a lazy Ray Dataset of the feature rows; with `search`,
+    the best of its trials (at most `concurrent_trials` at once) becomes the model."""
 
-    data_context = ray.data.DataContext.get_current()
-    # The step log gets one line per phase (kinds/ray_job.py), not Ray Data's progress
-    # reports every few seconds for every dataset it executes.
-    data_context.enable_progress_bars = False
-    logging.getLogger("ray.data").setLevel(logging.WARNING)
-    # Same data, same order, every run: part of what makes a seed reproduce its metrics.
-    data_context.execution_options.preserve_order = True
-    # Grouping rows by symbol is one shuffle; the default hash shuffle starts aggregator
-    # actors (~12 s on 2 cores for any size), the pull-based sort shuffle plain tasks (<1 s).
-    data_context.shuffle_strategy = ShuffleStrategy.SORT_SHUFFLE_PULL_BASED
+    # Also done when the dataset was made (resources/table_ref.py): a dataset built another
+    # way gets the same settings for what is derived from it here.
+    configure_ray_data()
     trainer = get_trainer(job.trainer)
     hyperparameters = {**trainer.defaults, **job.hyperparameters}
     extra = (job.return_column,) if job.return_column else ()
@@ -151,23 +104,15 @@ def train_torch(
         "patience": early_stopping.patience if early_stopping else None,
         "min_delta": early_stopping.min_delta if early_stopping else 0.0,
     }
-    result = TorchTrainer(
-        train_loop_per_worker,
-        train_loop_config=config,
-        scaling_config=placement.scaling(),
-        run_config=RunConfig(
-            name=checkpoints.name,
-            storage_path=checkpoints.path,
-            storage_filesystem=checkpoints.filesystem,
-            failure_config=FailureConfig(max_failures=MAX_WORKER_FAILURES),
-            checkpoint_config=CheckpointConfig(num_to_keep=None),
-        ),
-        datasets={"train": train_xy, "val": val_xy},
-    ).fit()
-    clock.lap("train")
-    if result.checkpoint is None:
-        raise TrainingDataError("training reported no checkpoint")
-    state = _state(result.checkpoint)
+    datasets = {"train": train_xy, "val": val_xy}
+    trials: list[dict[str, Any]] | None = None
+    if search is None:
+        fitted = fit_torch(config, placement, checkpoints, datasets)
+    else:
+        searched = tune_torch(config, placement, checkpoints, datasets, search, concurrent_trials)
+        fitted, hyperparameters, trials = searched.best, searched.hyperparameters, searched.trials
+    clock.lap("search" if search else "train")
+    state = fitted.state
     model = TorchModel(
         trainer=job.trainer,
         hyperparameters=hyperparameters,
@@ -209,10 +154,12 @@ def train_torch(
             "placements": state.get("placements", []),
             "history": state["history"],
             "checkpoints": f"{checkpoints.uri}/{checkpoints.name}",
-            "best_checkpoint": _best_checkpoint(result, state["best_epoch"]),
+            "best_checkpoint": fitted.best_checkpoint,
             "seconds": clock.laps,
         },
     }
+    if search is not None:
+        metrics["search"] = {**search.describe(), "trials_run": trials}
     if job.return_column:
         metrics.update(
             portfolio_scores(scored["date"], scored[PREDICTION].to_numpy(), scored[job.return_column].to_numpy())
@@ -289,18 +236,3 @@ class _Clock:
         now = self._now()
         self.laps[name] = round(now - self._last, 2)
         self._last = now
-
-
-def _state(checkpoint: Any) -> dict[str, Any]:
-    import torch
-
-    with checkpoint.as_directory() as folder:
-        state: dict[str, Any] = torch.load(Path(folder) / STATE_FILE, map_location="cpu", weights_only=True)
-    return state
-
-
-def _best_checkpoint(result: Any, best_epoch: int) -> str | None:
-    for checkpoint, metrics in getattr(result, "best_checkpoints", None) or []:
-        if metrics.get("epoch") == best_epoch:
-            return str(checkpoint.path)
-    return None

@@ -131,6 +131,10 @@ def trainer_names() -> list[str]:
     return sorted(TRAINERS)
 
 
+def torch_trainers() -> list[str]:
+    return sorted(name for name, t in TRAINERS.items() if t.framework == "torch")
+
+
 def get_trainer(name: str) -> Trainer:
     try:
         return TRAINERS[name]

@@ -16,7 +16,7 @@ from typing import Any
 
 import pytest
 from dagster import build_asset_context
-from ray_nodes import RayNodes, start_head, wait_for_nodes
+from ray_nodes import RayNodes, two_nodes
 
 from quantos_assets.kinds.base import NodeRun, NodeRunError
 from quantos_assets.kinds.registry import runner_for
@@ -40,18 +40,8 @@ SMALL = {"lookback": 5, "hidden": 8, "batch_size": 128}
 
 @pytest.fixture(scope="module")
 def nodes() -> Iterator[RayNodes]:
-    import ray
-
-    ray.shutdown()
-    cluster = start_head(cpus=1)
-    try:
-        cluster.add_worker(cpus=1)
-        RayResource(address=cluster.address).init()
-        wait_for_nodes(ray, 2)
+    with two_nodes() as cluster:
         yield cluster
-    finally:
-        ray.shutdown()
-        cluster.stop()
 
 
 @pytest.fixture(scope="module")
@@ -192,3 +182,34 @@ def test_a_feature_the_table_lacks_is_one_line_before_any_work(nodes: RayNodes, 
         runner_for(NodeKind.ray_job).run(context, NodeRun(spec=spec, node=node, spec_dir=None, inputs={"features": features}))
     assert str(err.value) == "rt.train_model: the input table has no column(s) ['no_such']"
 
+
+
+@pytest.mark.ray_cluster
+def test_a_four_trial_search_keeps_its_best_trial_as_the_model(
+    nodes: RayNodes, lake: LakeIOManager, features: TableRef
+) -> None:
+    search = {"lr": "loguniform(1e-3, 3e-2)", "hidden": "choice(4, 8)", "trials": 4}
+    node = Node(id="tuned", kind=NodeKind.ray_job, ins=["features"], outs=["model_uri", "metrics_json"],
+                params={"trainer": "bilstm", "seed": 3, "epochs": 2, "features": FEATURES, "lookback": 5,
+                        "batch_size": 128, "search": search})
+    spec = DagSpec.model_construct(version=1, pipeline_id="rt", nodes=[node], labels={"team": "research"})
+    with build_asset_context(resources={"ray": RayResource(address=nodes.address), "artifact_store": lake.artifact_store}) as context:
+        values = runner_for(NodeKind.ray_job).run(
+            context, NodeRun(spec=spec, node=node, spec_dir=None, inputs={"features": features})
+        )
+    model_out, report = values["model_uri"], values["metrics_json"]
+    assert isinstance(model_out, Artifact) and isinstance(report, Artifact)
+    metrics = json.loads(report.data)
+    trials = metrics["search"]["trials_run"]
+    assert len(trials) == 4 and len({t["trial"] for t in trials}) == 4, trials
+    assert all("error" not in t and t["epochs_run"] == 2 for t in trials), trials
+    for t in trials:
+        assert 1e-3 <= t["hyperparameters"]["lr"] <= 3e-2 and t["hyperparameters"]["hidden"] in (4, 8)
+    best = [t for t in trials if t["best"]]
+    assert len(best) == 1 and best[0]["best_val_loss"] == min(t["best_val_loss"] for t in trials)
+    # The model is the best trial's: its hyperparameters, its validation loss.
+    model = load_torch_model(model_out.data)
+    assert {k: model.hyperparameters[k] for k in ("lr", "hidden")} == best[0]["hyperparameters"]
+    assert metrics["training"]["best_val_loss"] == best[0]["best_val_loss"]
+    card = model_out.metadata["model_card"]
+    assert card["search"]["trials_run"] == trials and card["hyperparameters"]["hidden"] == best[0]["hyperparameters"]["hidden"]
