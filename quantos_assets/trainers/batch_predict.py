@@ -32,6 +32,8 @@ MODEL_SHA256 = "model_sha256"
 # Windows per forward pass: bounds an actor's memory (a window is lookback x features
 # float32) without making the per-call overhead of the network noticeable.
 FORWARD_CHUNK = 8192
+# At least this many blocks per actor, so the actors finish close together.
+BLOCKS_PER_ACTOR = 2
 
 
 class ModelFileError(ValueError):
@@ -123,11 +125,15 @@ def predict_dataset(dataset: Any, data: bytes, model: PredictModel, keys: KeyCol
     # The pull-based sort shuffle runs plain tasks; the default hash shuffle starts aggregator
     # actors first (~12 s on 2 cores whatever the size).
     context.shuffle_strategy = ShuffleStrategy.SORT_SHUFFLE_PULL_BASED
-    rows = dataset.select_columns([keys.date, keys.symbol, *model.features])
-    if model.lookback > 1:
-        rows = rows.sort(keys.symbol)
     # Read (and sorted) before the actors start: the pool holds every CPU the node pays for,
     # and Ray Data tasks still waiting for a CPU then would never run.
+    rows = dataset.select_columns([keys.date, keys.symbol, *model.features]).materialize()
+    # Ray reads a small table (a session's partition) as one block per data file, often one,
+    # and a sort makes as many blocks as it is given: split them so every actor gets work.
+    if rows.num_blocks() < BLOCKS_PER_ACTOR * pool.actors:
+        rows = rows.repartition(BLOCKS_PER_ACTOR * pool.actors)
+    if model.lookback > 1:
+        rows = rows.sort(keys.symbol)
     rows = rows.materialize()
     options: dict[str, Any] = {"num_gpus": pool.gpus_per_actor} if pool.gpus_per_actor else {}
     return rows.map_batches(
