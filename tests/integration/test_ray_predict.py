@@ -20,8 +20,8 @@ import pyarrow as pa
 import pytest
 from dagster import (
     AssetKey,
-    AssetSpec,
     AssetMaterialization,
+    AssetSpec,
     DagsterInstance,
     build_asset_context,
     materialize,
@@ -30,12 +30,14 @@ from ray_nodes import RayNodes, start_head, wait_for_nodes
 
 from quantos_assets.calendars.partitions import partitions_name
 from quantos_assets.kinds.base import NodeRun, NodeRunError
+from quantos_assets.kinds.ray_predict import actor_pool
 from quantos_assets.kinds.registry import runner_for
 from quantos_assets.pipeline_assets import build_pipeline
 from quantos_assets.spec.loader import load_spec_text
-from quantos_assets.spec.models import DagSpec, Node, NodeKind
+from quantos_assets.spec.models import DagSpec, Node, NodeKind, Resources
 from quantos_assets.tasks.features import compute
 from quantos_assets.tasks.market_data import generate
+from quantos_assets.trainers.batch_predict import ActorPool
 from quantos_assets.trainers.registry import get_trainer
 from quantos_assets.trainers.torch_artifact import TorchModel, load_torch_model
 from quantos_assets.trainers.training import TrainingJob, train
@@ -66,7 +68,7 @@ nodes:
     outs: [model_uri]
   - id: predict
     kind: ray_job
-    params: {{mode: predict, workers: 2}}
+    params: {{mode: predict, workers: {workers}}}
     resources: {{cpu: "2"}}
     ins: [model_uri, features]
     outs: [predictions]
@@ -175,7 +177,7 @@ def _predict(nodes: RayNodes, lake: LakeIOManager, instance: DagsterInstance, pi
 
 
 def test_predict_writes_one_row_per_input_row(nodes: RayNodes, lake: LakeIOManager, features: pa.Table, model: bytes) -> None:
-    pipeline = build_pipeline(load_spec_text(SPEC.format(pipeline="rp", partitions="", lookback=LOOKBACK), "rp.yaml", "yaml"))
+    pipeline = build_pipeline(load_spec_text(SPEC.format(pipeline="rp", partitions="", lookback=LOOKBACK, workers=2), "rp.yaml", "yaml"))
     instance = DagsterInstance.ephemeral()
     _upstream(instance, lake, "rp", features, model)
 
@@ -198,7 +200,9 @@ def test_predict_per_session_reads_and_writes_its_session(
 ) -> None:
     """Each session's partition of the features holds its trailing 30 days; each predict run
     reads only its own session's partition and replaces only its own partition of predictions."""
-    text = SPEC.format(pipeline="rps", partitions='partitions: {calendar: XNYS, start: "2022-11-01"}', lookback=LOOKBACK)
+    # One actor of 2 CPUs (the 2-actor pool is the test above): half the PyTorch imports.
+    text = SPEC.format(pipeline="rps", partitions='partitions: {calendar: XNYS, start: "2022-11-01"}',
+                       lookback=LOOKBACK, workers=1)
     pipeline = build_pipeline(load_spec_text(text, "rps.yaml", "yaml"))
     instance = DagsterInstance.ephemeral()
     sessions = ["2022-12-01", "2022-12-02"]
@@ -245,6 +249,19 @@ def test_a_scikit_learn_model_predicts_every_row_it_can(nodes: RayNodes, lake: L
     assert table.column("vol_rank").null_count == len(frame) - len(complete) > 0
     assert ours.isna().sum() == len(frame) - len(complete)
     np.testing.assert_allclose(ours.loc[complete.index].to_numpy(), estimator.predict(complete[FEATURES]), rtol=1e-9)
+
+
+@pytest.mark.parametrize(
+    ("cpu", "workers", "pool"),
+    [("8", 2, ActorPool(actors=2, cpus_per_actor=1.0)),  # 4 CPUs each asked, cut to the 1-CPU nodes
+     ("1", 2, ActorPool(actors=2, cpus_per_actor=0.5)),
+     ("2", 1, ActorPool(actors=1, cpus_per_actor=1.0))],
+)
+def test_the_actors_are_the_nodes_resources_cut_to_the_cluster(nodes: RayNodes, cpu: str, workers: int, pool: ActorPool) -> None:
+    node = Node(id="predict", kind=NodeKind.ray_job, params={"mode": "predict", "workers": workers},
+                resources=Resources(cpu=cpu), ins=["model_uri", "features"], outs=["predictions"])
+    spec = DagSpec.model_construct(version=1, pipeline_id="rp", nodes=[node])
+    assert actor_pool(NodeRun(spec=spec, node=node, spec_dir=None), RayResource(address=nodes.address)) == pool
 
 
 class _NoRayData(TableRef):
