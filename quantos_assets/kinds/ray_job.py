@@ -26,6 +26,8 @@ params:
                    the best trial on the validation split is the model
                    (trainers/search_space.py has the grammar)
     symbol_column  torch trainers: the series lookback windows are cut along ("symbol")
+    mode           train (default) or predict: a trained model's forecasts for a feature
+                   table (kinds/ray_predict.py, which documents its params and outs)
     anything else  a hyperparameter of the trainer (e.g. n_estimators, epochs, hidden)
 
 outs: outs[0] the pickled model (Artifact role "model", model.bin) with its model
@@ -44,6 +46,7 @@ from dagster import AssetExecutionContext
 
 from quantos_assets.kinds.base import NodeRun, NodeRunError, NodeValue, resource
 from quantos_assets.kinds.loaded_inputs import loaded_inputs
+from quantos_assets.kinds.ray_predict import is_predict, run_predict
 from quantos_assets.placement import PlacementError, ray_train_workers, ray_worker_resources
 from quantos_assets.run_tags import TAG_VERSION
 from quantos_assets.spec.models import Node
@@ -62,7 +65,7 @@ from resources.table_ref import TableRef
 
 RUNNER_PARAMS = frozenset(
     {"trainer", "target", "features", "date_column", "test_fraction", "seed", "input", "return_column",
-     "symbol_column"}
+     "symbol_column", "mode"}
 )
 _Input = TypeVar("_Input", pa.Table, TableRef)
 # How a torch trainer runs, not what it learns: kept out of the hyperparameters.
@@ -70,7 +73,9 @@ TORCH_RUN_PARAMS = frozenset({"workers", "min_workers", "early_stopping", "searc
 
 
 def reads_tables_by_reference(node: Node) -> bool:
-    """A torch trainer reads its table on the cluster: the step loads only a reference."""
+    """A torch trainer, and predict, read their table on the cluster: the step loads only a reference."""
+    if is_predict(node):
+        return True
     trainer = TRAINERS.get(str(node.params.get("trainer")))
     return trainer is not None and trainer.framework == "torch"
 
@@ -79,6 +84,8 @@ class RayJobRunner:
     required_resource_keys = frozenset({"ray", "artifact_store"})
 
     def run(self, context: AssetExecutionContext, run: NodeRun) -> dict[str, NodeValue]:
+        if is_predict(run.node):
+            return run_predict(context, run)
         outs = run.node.outs
         if not 1 <= len(outs) <= 2:
             raise NodeRunError(f"{run.label}: a ray_job declares 1 or 2 outs (model, metrics), not {len(outs)}")

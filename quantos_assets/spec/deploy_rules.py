@@ -1,6 +1,7 @@
 """Rules that need more than the spec: node pools and kind-specific parameters.
 
-A spec that no pool can take, or whose custom_crd manifest is malformed, is as
+A spec that no pool can take, whose custom_crd manifest is malformed, or whose
+ray_job has an unknown mode or a predict node without a model and a table to read, is as
 invalid as one with a cycle: `quantos validate` must say so with a line number,
 not the first run. So is one that asks a step to leave its sandbox in a way the
 text alone shows: a sql_uri outside the spec's folder and the artifact store, or
@@ -15,6 +16,7 @@ def check_deployable(spec: DagSpec) -> list[tuple[str, str]]:
     # Imported here: placement reads deploy/pools.yaml, custom_crd pulls in Dagster.
     from quantos_assets.kinds.custom_crd import validate_manifest
     from quantos_assets.kinds.ray_job import search_problems
+    from quantos_assets.kinds.ray_predict import mode_problems
     from quantos_assets.kinds.sql_sources import sql_uri_problem, sql_uris
     from quantos_assets.kinds.step_environment import reserved_env_name
     from quantos_assets.placement import (
@@ -42,6 +44,7 @@ def check_deployable(spec: DagSpec) -> list[tuple[str, str]]:
                 own_gpu = node.resources is not None and node.resources.gpu is not None
                 gpu_from_default = err.field == "resources.gpu" and not own_gpu
                 problems.append(("resources.default.gpu" if gpu_from_default else f"nodes[{i}].{err.field}", str(err)))
+            problems.extend(mode_problems(spec, i))
         if node.kind is NodeKind.ray_job and "search" in node.params:
             problems.extend((f"nodes[{i}].params.search{field}", message) for field, message in search_problems(node.params))
         if node.kind is NodeKind.custom_crd:

@@ -37,6 +37,8 @@ def check_gates(spec: DagSpec) -> list[tuple[str, str]]:
                 "the model to prove it reproducible, which needs a ray_job (registered trainer, recorded seed)"),
             )
         ]
+    if producer.params.get("mode") == "predict":
+        return [("gates.model", f"'{gates.model}' is the predictions table of predict node '{producer.id}', not a model")]
     if producer.outs[0] != gates.model:
         return [("gates.model", f"'{gates.model}' is not the model of '{producer.id}': its model is outs[0] '{producer.outs[0]}'")]
     if len(producer.outs) < 2:

@@ -2,8 +2,9 @@
 
 Each actor loads the model once and scores the batches streamed to it (`map_batches`),
 so scoring scales with the actors the node's resources pay for and the table never
-passes through the step process. Used for the test-set metrics after training and by a
-`ray_job` in `params.mode: predict`.
+passes through the step process. Used for the test-set metrics after training, on windows
+already cut; batch inference (`mode: predict`) cuts its windows in its own actors
+(trainers/batch_predict.py).
 """
 from __future__ import annotations
 
