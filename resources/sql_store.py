@@ -3,7 +3,11 @@
 SQLite locally, PostgreSQL in production, from one URL. SQLite transactions begin
 IMMEDIATE (the write lock up front) in WAL mode: the stores read-then-write inside
 one transaction (the audit chain's tail, quota windows), and a deferred transaction
-would let two writers read the same state.
+would let two writers read the same state. Reads that write nothing use `reading()`:
+there the transaction begins DEFERRED, a WAL snapshot that neither takes nor waits for
+the write lock (the gateway reads several times per request; every read queueing for the
+one write lock behind every writer, each waiter in SQLite's sleeping busy handler, is
+what made its submissions slow).
 
 The SQLite file holds every team's submissions and the audit trail, so it is readable
 by its owner only (0600): created that way before SQLite opens it (SQLite gives its
@@ -15,6 +19,8 @@ from __future__ import annotations
 import os
 import sqlite3
 import stat
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from urllib.parse import quote
 
@@ -47,12 +53,28 @@ def store_engine(url: str) -> Engine:
 
         @event.listens_for(engine, "begin")
         def _begin(connection: Connection) -> None:
-            connection.exec_driver_sql("BEGIN IMMEDIATE")
+            if connection.get_execution_options().get(_READ_ONLY):
+                connection.exec_driver_sql("BEGIN")  # DEFERRED: a snapshot, no write lock
+            else:
+                connection.exec_driver_sql("BEGIN IMMEDIATE")
 
         return engine
     if url.startswith(("postgresql+psycopg2://", "postgresql://")):
         return sa.create_engine(url, pool_pre_ping=True, pool_size=10, max_overflow=20)
     raise StoreURLError(f"store URL {redact(url)!r}: expected sqlite:///PATH or postgresql+psycopg2://...")
+
+
+_READ_ONLY = "quantos_read_only"
+
+
+@contextmanager
+def reading(engine: Engine) -> Iterator[Connection]:
+    """A connection for reads only (never write through it: on SQLite its transaction is
+    DEFERRED, so a read-then-write there could race another writer). On SQLite it reads a
+    WAL snapshot without the write lock; elsewhere it is `engine.connect()`."""
+    with engine.connect() as conn:
+        conn.execution_options(**{_READ_ONLY: True})
+        yield conn
 
 
 class StoreMissingError(LookupError):

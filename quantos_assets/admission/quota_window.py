@@ -16,6 +16,8 @@ from collections.abc import Sequence
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 
+from resources.sql_store import reading
+
 WINDOW_SECONDS = 60.0
 
 _metadata = sa.MetaData()
@@ -53,7 +55,7 @@ class QuotaWindow:
         )
         if conn is not None:
             return list(conn.execute(query).scalars())
-        with self.engine.connect() as own:
+        with reading(self.engine) as own:
             return list(own.execute(query).scalars())
 
     def take(self, conn: Connection, team: str, limit: int, action: str, subject: str, now: float | None = None) -> int | None:

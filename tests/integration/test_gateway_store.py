@@ -9,10 +9,10 @@ import pytest
 import sqlalchemy as sa
 from postgres_db import PG_URL, fresh_database
 
-from quantos_assets.gateway.submission_store import SubmissionStore
+from quantos_assets.gateway.submission_store import SubmissionRow, SubmissionStore
 from resources.audit_key import AuditKeySource
 from resources.audit_settings import AuditSettings
-from resources.sql_store import StoreURLError, store_engine
+from resources.sql_store import StoreURLError, reading, store_engine
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])
@@ -234,6 +234,31 @@ def test_audit_chain_holds_under_concurrent_appends_and_catches_edits(store_url:
         conn.execute(sa.text("UPDATE quantos_audit SET decision = 'rejected' WHERE seq = 7"))
     broken = audit.verify()
     assert not broken.ok and broken.first_bad_seq == 7 and "changed" in (broken.problem or "")
+
+
+def test_a_read_neither_waits_for_nor_blocks_a_writer(tmp_path: Path) -> None:
+    """SQLite: `reading()` is a snapshot without the write lock (the gateway reads several
+    times per request), while every other transaction still takes the lock up front."""
+    store = SubmissionStore.from_url(f"sqlite:///{tmp_path / 'gateway.db'}")
+    assert _admit(store, "s0").admitted
+    seen: list[SubmissionRow | None] = []
+    with store.engine.begin() as writer:  # holds the write lock until the block ends
+        writer.execute(sa.text("UPDATE gateway_submissions SET error = 'uncommitted'"))
+        reader = threading.Thread(target=lambda: seen.append(store.get("s0")))
+        reader.start()
+        reader.join(timeout=5)
+        assert not reader.is_alive(), "a read waited for the writer"
+        row = seen[0]
+        assert row is not None and row.error is None  # the last committed state
+        with reading(store.engine) as conn:
+            assert conn.execute(sa.text("SELECT count(*) FROM gateway_submissions")).scalar_one() == 1
+    blocked = store_engine(f"sqlite:///{tmp_path / 'gateway.db'}")
+    with store.engine.begin() as writer:
+        writer.execute(sa.text("UPDATE gateway_submissions SET error = 'x'"))
+        with blocked.connect() as other:  # not reading(): IMMEDIATE, so it must wait for the lock
+            other.connection.dbapi_connection.execute("PRAGMA busy_timeout=100")  # type: ignore[union-attr]
+            with pytest.raises(sa.exc.OperationalError, match="locked"):
+                other.begin()
 
 
 def test_a_store_url_of_another_kind_is_one_clear_error() -> None:
