@@ -1,6 +1,7 @@
 """The gateway's submission store and the audit trail on SQLite and on the real PostgreSQL."""
 from __future__ import annotations
 
+import sqlite3
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -10,6 +11,7 @@ import sqlalchemy as sa
 from postgres_db import PG_URL, fresh_database
 
 from quantos_assets.gateway.submission_store import SubmissionRow, SubmissionStore
+from resources import sql_store
 from resources.audit_key import AuditKeySource
 from resources.audit_settings import AuditSettings
 from resources.sql_store import StoreURLError, reading, store_engine
@@ -252,13 +254,49 @@ def test_a_read_neither_waits_for_nor_blocks_a_writer(tmp_path: Path) -> None:
         assert row is not None and row.error is None  # the last committed state
         with reading(store.engine) as conn:
             assert conn.execute(sa.text("SELECT count(*) FROM gateway_submissions")).scalar_one() == 1
-    blocked = store_engine(f"sqlite:///{tmp_path / 'gateway.db'}")
-    with store.engine.begin() as writer:
-        writer.execute(sa.text("UPDATE gateway_submissions SET error = 'x'"))
-        with blocked.connect() as other:  # not reading(): IMMEDIATE, so it must wait for the lock
-            other.connection.dbapi_connection.execute("PRAGMA busy_timeout=100")  # type: ignore[union-attr]
-            with pytest.raises(sa.exc.OperationalError, match="locked"):
-                other.begin()
+    with store.engine.begin(), pytest.raises(sqlite3.OperationalError, match="locked"):
+        # every other transaction takes SQLite's lock up front: no other connection may write
+        sqlite3.connect(tmp_path / "gateway.db", timeout=0.1, isolation_level=None).execute("BEGIN IMMEDIATE")
+
+
+def test_a_processs_writers_queue_and_every_end_of_a_transaction_lets_the_next_go(tmp_path: Path) -> None:
+    """SQLite: the writers of one process wait on an in-process queue (woken as soon as the
+    writer before them commits) before SQLite's lock, so the queue must be let go however a
+    write transaction ends, and every engine on the file must share it."""
+    path = tmp_path / "gateway.db"
+    store = SubmissionStore.from_url(f"sqlite:///{path}")
+    queue = sql_store._writer_queue(str(path))
+    assert sql_store._writer_queue(str(tmp_path / "." / "gateway.db")) is queue
+    with store.engine.begin() as conn:
+        assert queue._holder is conn.connection.dbapi_connection
+    assert queue._holder is None  # committed
+    with pytest.raises(RuntimeError), store.engine.begin():
+        raise RuntimeError("boom")
+    assert queue._holder is None  # rolled back
+    conn = store.engine.connect()
+    conn.begin()
+    conn.close()  # closed mid-transaction: rolled back
+    assert queue._holder is None
+    conn = store.engine.connect()
+    conn.begin()
+    conn.invalidate()  # the connection is closed, never rolled back
+    assert queue._holder is None
+    conn.close()
+    with reading(store.engine):
+        assert queue._holder is None  # a read never queues
+    # many writers of two engines at once: every admission counted once, the queue free after
+    other = SubmissionStore.from_url(f"sqlite:///{path}")
+    threads = [
+        threading.Thread(target=lambda i=i: [_admit(s, f"q{i}-{j}-{k}", per_minute=10_000) for j in range(10) for k, s in enumerate((store, other))])
+        for i in range(8)
+    ]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=60)
+    assert queue._holder is None
+    with reading(store.engine) as conn:
+        assert conn.execute(sa.text("SELECT count(*) FROM gateway_submissions WHERE id LIKE 'q%'")).scalar_one() == 160
 
 
 def test_a_store_url_of_another_kind_is_one_clear_error() -> None:
