@@ -10,6 +10,7 @@ import pytest
 import sqlalchemy as sa
 from postgres_db import PG_URL, fresh_database
 
+from quantos_assets.admission.quota_window import quota_wait
 from quantos_assets.gateway.submission_store import SubmissionRow, SubmissionStore
 from resources import sql_store
 from resources.audit_key import AuditKeySource
@@ -45,6 +46,21 @@ def test_per_minute_window_is_per_team_and_slides(store_url: str) -> None:
     assert _admit(store, "s4", now=1061.0).admitted
     again = _admit(store, "s0", now=1062.0)
     assert not again.admitted and again.existing is not None and again.existing.team == "research"
+
+
+def test_the_windows_wait_is_counted_as_the_list_of_its_times_would_say(store_url: str) -> None:
+    """QuotaWindow.wait counts in the database; it answers what quota_wait over every time
+    of the window answers, at every limit, including 0 and a full window."""
+    window = SubmissionStore.from_url(store_url).quota_window
+    for i, at in enumerate([1000.0, 1001.5, 1030.0, 1030.0, 1059.0]):
+        with window.engine.begin() as conn:
+            assert window.take(conn, "research", 100, "submit", f"s{i}", now=at) is None
+    for now in (1030.5, 1059.5, 1061.0, 1089.9):
+        times = window.times("research", now)
+        for limit in range(7):
+            assert window.wait("research", limit, now) == quota_wait(times, limit, now), (now, limit)
+    assert window.wait("execution", 1, 1030.5) is None
+    assert window.wait("research", 5, 1030.5) == 30  # the oldest (t=1000) leaves at t=1060
 
 
 def test_concurrent_admissions_never_exceed_the_limit(store_url: str) -> None:
