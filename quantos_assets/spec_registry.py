@@ -15,6 +15,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import os
 import threading
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -80,9 +81,7 @@ class RegistryRefusal(Exception):
 
 
 def spec_files(directory: Path) -> list[Path]:
-    if not directory.is_dir():
-        return []
-    return sorted(p for p in directory.iterdir() if p.is_file() and p.suffix in SPEC_SUFFIXES)
+    return [directory / name for name, _ in _listing(directory)]
 
 
 # -- reading --------------------------------------------------------------------------------------
@@ -111,6 +110,28 @@ def _stamp(path: Path) -> _Stamp | None:
     return (st.st_mtime_ns, st.st_size, st.st_ino)
 
 
+def _listing(directory: Path) -> list[tuple[str, _Stamp]]:
+    """(name, stamp) of the folder's spec files, by name: one directory read and one stat per
+    file. The registry is asked on every request, so this is what a cached scan costs."""
+    try:
+        with os.scandir(directory) as entries:
+            found: list[tuple[str, _Stamp]] = []
+            for entry in entries:
+                if os.path.splitext(entry.name)[1] not in SPEC_SUFFIXES:
+                    continue
+                try:
+                    if not entry.is_file():  # follows symlinks, as Path.is_file
+                        continue
+                    st = entry.stat()
+                except OSError:  # removed while listing: the next scan sees it
+                    continue
+                found.append((entry.name, (st.st_mtime_ns, st.st_size, st.st_ino)))
+    except (FileNotFoundError, NotADirectoryError):
+        return []
+    found.sort()
+    return found
+
+
 def _read(path: Path) -> _Read:
     stamp = _stamp(path)
     cached = _READS.get(path)
@@ -137,13 +158,15 @@ def _names(names: list[DerivedName]) -> dict[NameKey, str]:
 def scan_specs(directory: Path) -> RegistryScan:
     """Every spec file of the folder: valid ones in file order, the others with their lines.
 
-    Re-reads only files that changed since the last scan of this process."""
-    files = spec_files(directory)
-    key = (_stamp(index_path(directory)), tuple((p.name, _stamp(p)) for p in files))
+    Re-reads only files that changed since the last scan of this process: a file's stamp
+    (mtime, size, inode) or the index's changing, a file coming or going, all rescan."""
+    listing = _listing(directory)
+    key = (_stamp(index_path(directory)), tuple(listing))
     with _CACHE_LOCK:  # the gateway scans from request and launch threads at once
         cached = _SCANS.get(directory)
         if cached is not None and cached[0] == key:
             return cached[1]
+        files = [directory / name for name, _ in listing]
         for stale in [p for p in _READS if p.parent == directory and p not in files]:
             del _READS[stale]
         scan = _scan(directory, files)
@@ -245,13 +268,32 @@ def registration_refusal(
     return _refusal(scan, loaded, team=team, admin=admin)
 
 
+def ownership_refusal(
+    registry_dir: Path, loaded: LoadedSpec, *, team: str | None, admin: bool = False
+) -> RegistryRefusal | None:
+    """The owner half of `registration_refusal` (admission asks the name half on its own,
+    as its UniqueNames rule)."""
+    return _owner_refusal(scan_specs(registry_dir), loaded, team=team, admin=admin)
+
+
 def _refusal(scan: RegistryScan, loaded: LoadedSpec, *, team: str | None, admin: bool) -> RegistryRefusal | None:
+    refusal = _owner_refusal(scan, loaded, team=team, admin=admin)
+    if refusal is not None:
+        return refusal
+    conflicts = _conflicts(loaded.spec, scan.claims)
+    if conflicts:
+        return RegistryRefusal("name_conflict", 409, f"pipeline '{loaded.spec.pipeline_id}': {conflicts[0]}")
+    return None
+
+
+def _owner_refusal(scan: RegistryScan, loaded: LoadedSpec, *, team: str | None, admin: bool) -> RegistryRefusal | None:
     spec = loaded.spec
     pid = spec.pipeline_id
     registered = scan.by_pipeline().get(pid)
     entry = scan.index.pipelines.get(pid)
     if not admin:
-        same = registered is not None and _dumped(registered) == _dumped(loaded)
+        # a request naming the registered pipeline (spec_ref) carries the registry's own spec
+        same = registered is not None and (registered.spec is spec or _dumped(registered) == _dumped(loaded))
         verb = "run" if same else "replace"
         owner = (labelled_team(registered.spec.labels) if registered is not None else None) or (
             entry.team if entry is not None else None
@@ -267,9 +309,6 @@ def _refusal(scan: RegistryScan, loaded: LoadedSpec, *, team: str | None, admin:
             return RegistryRefusal(
                 "not_owner", 403, f"pipeline '{pid}' names team {claimed} in its labels, not {team}: a team registers only its own pipelines"
             )
-    conflicts = _conflicts(spec, scan.claims)
-    if conflicts:
-        return RegistryRefusal("name_conflict", 409, f"pipeline '{pid}': {conflicts[0]}")
     return None
 
 

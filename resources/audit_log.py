@@ -34,6 +34,7 @@ from sqlalchemy.engine import Connection, Engine
 from resources.audit_anchor import Anchor, AnchorError, AnchorState, Genesis, Head
 from resources.audit_key import AuditKey
 from resources.redaction import redact
+from resources.sql_store import reading
 
 log = logging.getLogger(__name__)
 
@@ -278,7 +279,7 @@ class AuditLog:
         # write lock before the tail is read, so two appenders cannot both extend it.
 
     def records(self, subject: str | None = None, limit: int | None = None) -> list[AuditRecord]:
-        with self.engine.connect() as conn:
+        with reading(self.engine) as conn:
             query = sa.select(*_columns(conn)).order_by(audit_table.c.seq)
             if subject is not None:
                 query = query.where(audit_table.c.subject == subject)

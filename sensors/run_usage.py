@@ -48,5 +48,5 @@ class InstanceUsage:
         in_dagster = self.instance.get_runs_count(RunsFilter(tags={TAG_TEAM: team}, statuses=ACTIVE))
         return in_dagster + self.store.unlaunched(team) + self.requested[team]
 
-    def window(self, team: str) -> list[float]:
-        return self.quota_window.times(team)
+    def window_wait(self, team: str, limit: int, now: float) -> int | None:
+        return self.quota_window.wait(team, limit, now)

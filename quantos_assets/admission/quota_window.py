@@ -16,6 +16,8 @@ from collections.abc import Sequence
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 
+from resources.sql_store import reading
+
 WINDOW_SECONDS = 60.0
 
 _metadata = sa.MetaData()
@@ -53,8 +55,28 @@ class QuotaWindow:
         )
         if conn is not None:
             return list(conn.execute(query).scalars())
-        with self.engine.connect() as own:
+        with reading(self.engine) as own:
             return list(own.execute(query).scalars())
+
+    def wait(self, team: str, limit: int, now: float | None = None, conn: Connection | None = None) -> int | None:
+        """Seconds until the team's window holds fewer than `limit` admissions, or None when
+        it does now: `quota_wait(times(...))`, counted in the database instead of reading
+        every time of the window (thousands at a high limit, on every request)."""
+        now = time.time() if now is None else now
+        live = sa.and_(window_table.c.team == team, window_table.c.at > now - WINDOW_SECONDS)
+        if conn is None:
+            with reading(self.engine) as own:
+                return self.wait(team, limit, now, own)
+        count = conn.execute(sa.select(sa.func.count()).select_from(window_table).where(live)).scalar_one()
+        if count < limit:
+            return None
+        if not limit:
+            return retry_after((), 0, now)
+        # the oldest of the newest `limit`: when it leaves the window there is room
+        oldest: float = conn.execute(
+            sa.select(window_table.c.at).where(live).order_by(window_table.c.at).offset(count - limit).limit(1)
+        ).scalar_one()
+        return max(1, math.ceil(oldest + WINDOW_SECONDS - now))
 
     def take(self, conn: Connection, team: str, limit: int, action: str, subject: str, now: float | None = None) -> int | None:
         """Record one admission inside the caller's transaction; if the window is full,
@@ -62,9 +84,9 @@ class QuotaWindow:
         now = time.time() if now is None else now
         lock_team(conn, team)
         conn.execute(sa.delete(window_table).where(window_table.c.team == team, window_table.c.at <= now - WINDOW_SECONDS))
-        times = self.times(team, now, conn)
-        if len(times) >= limit:
-            return retry_after(times, limit, now)
+        wait = self.wait(team, limit, now, conn)
+        if wait is not None:
+            return wait
         conn.execute(sa.insert(window_table).values(team=team, at=now, action=action, subject=subject[:300]))
         return None
 
@@ -72,6 +94,11 @@ class QuotaWindow:
         """`take` in a transaction of its own (an admission that stores nothing else here)."""
         with self.engine.begin() as conn:
             return self.take(conn, team, limit, action, subject)
+
+
+def quota_wait(times: Sequence[float], limit: int, now: float) -> int | None:
+    """`QuotaWindow.wait` over a list of the window's times, oldest first."""
+    return retry_after(times, limit, now) if len(times) >= limit else None
 
 
 def retry_after(times: Sequence[float], limit: int, now: float) -> int:

@@ -13,8 +13,8 @@ from quantos_assets.spec.loader import LoadedSpec
 from quantos_assets.spec.models import DagSpec
 from quantos_assets.spec_registry import (
     name_conflicts,
+    ownership_refusal,
     registered_owner,
-    registration_refusal,
     scan_specs,
 )
 
@@ -32,8 +32,8 @@ class DirectoryRegistry:
         return registered_owner(self.directory, pipeline_id)
 
     def ownership(self, spec: DagSpec, team: str, admin: bool) -> str | None:
-        refusal = registration_refusal(self.directory, LoadedSpec(spec, None, ""), team=team, admin=admin)
-        return str(refusal) if refusal is not None and refusal.code == "not_owner" else None
+        refusal = ownership_refusal(self.directory, LoadedSpec(spec, None, ""), team=team, admin=admin)
+        return str(refusal) if refusal is not None else None
 
     def conflicts(self, spec: DagSpec) -> list[str]:
         return [f"pipeline '{spec.pipeline_id}': {line}" for line in name_conflicts(spec, self.directory)]

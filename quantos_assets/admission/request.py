@@ -7,7 +7,6 @@ so the rules stay pure and every path is judged by the same ones.
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
 from dataclasses import dataclass, field
 from enum import Enum
 from typing import Protocol
@@ -63,8 +62,9 @@ class Usage(Protocol):
     def active_runs(self, team: str) -> int:
         """Queued and running runs, plus accepted runs not launched yet."""
 
-    def window(self, team: str) -> Sequence[float]:
-        """Times of the team's admissions in the quota window, oldest first."""
+    def window_wait(self, team: str, limit: int, now: float) -> int | None:
+        """Seconds until the team's quota window holds fewer than `limit` admissions
+        (None: it does now)."""
 
 
 @dataclass(frozen=True)

@@ -9,7 +9,6 @@ from abc import ABC, abstractmethod
 from typing import ClassVar
 
 from quantos_assets.admission import refusal as codes
-from quantos_assets.admission.quota_window import retry_after
 from quantos_assets.admission.refusal import Refusal
 from quantos_assets.admission.request import (
     RATED_ACTIONS,
@@ -135,8 +134,7 @@ class SubmissionRate(Rule):
         if request.usage is None:
             return None
         team, limit = request.team(), request.policy().submissions_per_minute
-        times = request.usage.window(team)
-        if len(times) < limit:
+        wait = request.usage.window_wait(team, limit, request.now)
+        if wait is None:
             return None
-        wait = retry_after(times, limit, request.now)
         return Refusal(self.code, 429, f"team {team} reached {limit} submissions per minute", retry_after=wait)

@@ -25,7 +25,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
 from quantos_assets.gateway.job_timing import RecurrenceError, check_cron
-from resources.sql_store import store_engine
+from resources.sql_store import reading, store_engine
 
 log = logging.getLogger("quantos.gateway.jobs")
 
@@ -200,7 +200,7 @@ class JobStore:
         return self._written(job_id)
 
     def get(self, job_id: str) -> ScheduledJob | None:
-        with self.engine.connect() as conn:
+        with reading(self.engine) as conn:
             row = conn.execute(sa.select(jobs).where(jobs.c.id == job_id)).first()
         return _row(row) if row else None
 
@@ -210,7 +210,7 @@ class JobStore:
             query = query.where(jobs.c.team == team)
         if active_only:
             query = query.where(jobs.c.canceled.is_(False))
-        with self.engine.connect() as conn:
+        with reading(self.engine) as conn:
             return [_row(r) for r in conn.execute(query)]
 
     def update(self, job_id: str, changes: JobChanges) -> ScheduledJob:

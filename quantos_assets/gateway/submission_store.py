@@ -29,7 +29,7 @@ from sqlalchemy.engine import Engine
 from sqlalchemy.exc import IntegrityError
 
 from quantos_assets.admission.quota_window import QuotaWindow, lock_team
-from resources.sql_store import store_engine
+from resources.sql_store import reading, store_engine
 
 _metadata = sa.MetaData()
 submissions = sa.Table(
@@ -353,7 +353,7 @@ class SubmissionStore:
             submissions.c.state == QUEUED,
             sa.or_(submissions.c.created_at <= now - queued_for, submissions.c.next_attempt_at <= now),
         )
-        with self.engine.connect() as conn:
+        with reading(self.engine) as conn:
             return list(
                 conn.execute(
                     sa.select(submissions.c.id)
@@ -367,16 +367,16 @@ class SubmissionStore:
         query = sa.select(sa.func.count()).select_from(submissions).where(submissions.c.state.in_([QUEUED, LAUNCHING]))
         if team is not None:
             query = query.where(submissions.c.team == team)
-        with self.engine.connect() as conn:
+        with reading(self.engine) as conn:
             return int(conn.execute(query).scalar_one())
 
     def get(self, submission_id: str) -> SubmissionRow | None:
-        with self.engine.connect() as conn:
+        with reading(self.engine) as conn:
             row = conn.execute(sa.select(submissions).where(submissions.c.id == submission_id)).first()
         return SubmissionRow(**row._asdict()) if row else None
 
     def run_ids(self, submission_id: str) -> list[str]:
-        with self.engine.connect() as conn:
+        with reading(self.engine) as conn:
             return list(
                 conn.execute(
                     sa.select(runs.c.run_id).where(runs.c.submission_id == submission_id).order_by(runs.c.attempt)
@@ -387,7 +387,7 @@ class SubmissionStore:
         query = sa.select(submissions).order_by(submissions.c.created_at.desc()).limit(limit)
         if team is not None:
             query = query.where(submissions.c.team == team)
-        with self.engine.connect() as conn:
+        with reading(self.engine) as conn:
             return [SubmissionRow(**r._asdict()) for r in conn.execute(query)]
 
 

@@ -28,5 +28,5 @@ class GatewayUsage:
             in_dagster = self.runs.last_known(team)
         return in_dagster + self.store.unlaunched(team)
 
-    def window(self, team: str) -> list[float]:
-        return self.quota_window.times(team)
+    def window_wait(self, team: str, limit: int, now: float) -> int | None:
+        return self.quota_window.wait(team, limit, now)

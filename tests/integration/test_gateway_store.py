@@ -1,6 +1,7 @@
 """The gateway's submission store and the audit trail on SQLite and on the real PostgreSQL."""
 from __future__ import annotations
 
+import sqlite3
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -9,10 +10,12 @@ import pytest
 import sqlalchemy as sa
 from postgres_db import PG_URL, fresh_database
 
-from quantos_assets.gateway.submission_store import SubmissionStore
+from quantos_assets.admission.quota_window import quota_wait
+from quantos_assets.gateway.submission_store import SubmissionRow, SubmissionStore
+from resources import sql_store
 from resources.audit_key import AuditKeySource
 from resources.audit_settings import AuditSettings
-from resources.sql_store import StoreURLError, store_engine
+from resources.sql_store import StoreURLError, reading, store_engine
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])
@@ -43,6 +46,21 @@ def test_per_minute_window_is_per_team_and_slides(store_url: str) -> None:
     assert _admit(store, "s4", now=1061.0).admitted
     again = _admit(store, "s0", now=1062.0)
     assert not again.admitted and again.existing is not None and again.existing.team == "research"
+
+
+def test_the_windows_wait_is_counted_as_the_list_of_its_times_would_say(store_url: str) -> None:
+    """QuotaWindow.wait counts in the database; it answers what quota_wait over every time
+    of the window answers, at every limit, including 0 and a full window."""
+    window = SubmissionStore.from_url(store_url).quota_window
+    for i, at in enumerate([1000.0, 1001.5, 1030.0, 1030.0, 1059.0]):
+        with window.engine.begin() as conn:
+            assert window.take(conn, "research", 100, "submit", f"s{i}", now=at) is None
+    for now in (1030.5, 1059.5, 1061.0, 1089.9):
+        times = window.times("research", now)
+        for limit in range(7):
+            assert window.wait("research", limit, now) == quota_wait(times, limit, now), (now, limit)
+    assert window.wait("execution", 1, 1030.5) is None
+    assert window.wait("research", 5, 1030.5) == 30  # the oldest (t=1000) leaves at t=1060
 
 
 def test_concurrent_admissions_never_exceed_the_limit(store_url: str) -> None:
@@ -234,6 +252,67 @@ def test_audit_chain_holds_under_concurrent_appends_and_catches_edits(store_url:
         conn.execute(sa.text("UPDATE quantos_audit SET decision = 'rejected' WHERE seq = 7"))
     broken = audit.verify()
     assert not broken.ok and broken.first_bad_seq == 7 and "changed" in (broken.problem or "")
+
+
+def test_a_read_neither_waits_for_nor_blocks_a_writer(tmp_path: Path) -> None:
+    """SQLite: `reading()` is a snapshot without the write lock (the gateway reads several
+    times per request), while every other transaction still takes the lock up front."""
+    store = SubmissionStore.from_url(f"sqlite:///{tmp_path / 'gateway.db'}")
+    assert _admit(store, "s0").admitted
+    seen: list[SubmissionRow | None] = []
+    with store.engine.begin() as writer:  # holds the write lock until the block ends
+        writer.execute(sa.text("UPDATE gateway_submissions SET error = 'uncommitted'"))
+        reader = threading.Thread(target=lambda: seen.append(store.get("s0")))
+        reader.start()
+        reader.join(timeout=5)
+        assert not reader.is_alive(), "a read waited for the writer"
+        row = seen[0]
+        assert row is not None and row.error is None  # the last committed state
+        with reading(store.engine) as conn:
+            assert conn.execute(sa.text("SELECT count(*) FROM gateway_submissions")).scalar_one() == 1
+    with store.engine.begin(), pytest.raises(sqlite3.OperationalError, match="locked"):
+        # every other transaction takes SQLite's lock up front: no other connection may write
+        sqlite3.connect(tmp_path / "gateway.db", timeout=0.1, isolation_level=None).execute("BEGIN IMMEDIATE")
+
+
+def test_a_processs_writers_queue_and_every_end_of_a_transaction_lets_the_next_go(tmp_path: Path) -> None:
+    """SQLite: the writers of one process wait on an in-process queue (woken as soon as the
+    writer before them commits) before SQLite's lock, so the queue must be let go however a
+    write transaction ends, and every engine on the file must share it."""
+    path = tmp_path / "gateway.db"
+    store = SubmissionStore.from_url(f"sqlite:///{path}")
+    queue = sql_store._writer_queue(str(path))
+    assert sql_store._writer_queue(str(tmp_path / "." / "gateway.db")) is queue
+    with store.engine.begin() as conn:
+        assert queue._holder is conn.connection.dbapi_connection
+    assert queue._holder is None  # committed
+    with pytest.raises(RuntimeError), store.engine.begin():
+        raise RuntimeError("boom")
+    assert queue._holder is None  # rolled back
+    conn = store.engine.connect()
+    conn.begin()
+    conn.close()  # closed mid-transaction: rolled back
+    assert queue._holder is None
+    conn = store.engine.connect()
+    conn.begin()
+    conn.invalidate()  # the connection is closed, never rolled back
+    assert queue._holder is None
+    conn.close()
+    with reading(store.engine):
+        assert queue._holder is None  # a read never queues
+    # many writers of two engines at once: every admission counted once, the queue free after
+    other = SubmissionStore.from_url(f"sqlite:///{path}")
+    threads = [
+        threading.Thread(target=lambda i=i: [_admit(s, f"q{i}-{j}-{k}", per_minute=10_000) for j in range(10) for k, s in enumerate((store, other))])
+        for i in range(8)
+    ]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=60)
+    assert queue._holder is None
+    with reading(store.engine) as conn:
+        assert conn.execute(sa.text("SELECT count(*) FROM gateway_submissions WHERE id LIKE 'q%'")).scalar_one() == 160
 
 
 def test_a_store_url_of_another_kind_is_one_clear_error() -> None:

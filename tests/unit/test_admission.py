@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 import pytest
 
 from quantos_assets.admission.policy import POLICY, admit
+from quantos_assets.admission.quota_window import quota_wait
 from quantos_assets.admission.request import Action, AdmissionRequest, Caller
 from quantos_assets.client.submissions import parse_params, parse_spec
 from quantos_assets.gateway.teams import TeamsFile
@@ -61,8 +62,8 @@ class Usage:
     def active_runs(self, team: str) -> int:
         return self.active
 
-    def window(self, team: str) -> Sequence[float]:
-        return self.times
+    def window_wait(self, team: str, limit: int, now: float) -> int | None:
+        return quota_wait(self.times, limit, now)
 
 
 def _request(action: Action = Action.SUBMIT, team: str = "research", admin: bool = False, **kw: object) -> AdmissionRequest:

@@ -4,12 +4,14 @@ two files defining one pipeline the one registered first wins."""
 from __future__ import annotations
 
 import json
+import os
 import stat
 from pathlib import Path
 
 import pytest
 
-from quantos_assets.registry_index import index_path, read_index
+from quantos_assets.admission.registry_view import DirectoryRegistry
+from quantos_assets.registry_index import IndexEntry, index_path, read_index, write_index
 from quantos_assets.spec.loader import LoadedSpec, load_spec_text
 from quantos_assets.spec.models import DagSpec
 from quantos_assets.spec_registry import (
@@ -125,3 +127,43 @@ def test_name_conflicts_name_the_platforms_names(tmp_path: Path) -> None:
         "pipeline_id: makes the group 'invalid_specs', which is the platform's group 'invalid_specs'",
         "nodes[0].outs[0]: makes the asset key 'invalid_specs/x', which is the platform's assets under 'invalid_specs'",
     ]
+
+
+def test_a_cached_scan_is_used_until_the_folder_changes_and_never_after(tmp_path: Path) -> None:
+    """The gateway asks the registry on every request, so a scan is cached by each spec
+    file's (mtime, size, inode) and the index's: any change of a spec file (edited in place,
+    replaced by a rename, added, removed) or of the index is seen at the next request."""
+    registry = DirectoryRegistry(tmp_path)
+    path = tmp_path / "p.yaml"
+    text = f"version: 1\npipeline_id: p\nlabels: {{team: research}}\nnodes:\n  - {{id: a, {TASK}, outs: [x]}}\n"
+    path.write_text(text)
+    first = scan_specs(tmp_path)
+    assert registry.owner("p") == "research"
+    (tmp_path / "notes.md").write_text("not a spec")
+    assert scan_specs(tmp_path) is first  # nothing that is a spec changed: not read again
+
+    path.write_text(text.replace("research", "trading"))  # edited in place
+    assert registry.owner("p") == "trading"
+    st = path.stat()
+    swapped = tmp_path / "swap.tmp"  # replaced by a rename: same size and mtime, another inode
+    swapped.write_text(text.replace("research", "markets"))  # as long as "trading"
+    os.utime(swapped, ns=(st.st_atime_ns, st.st_mtime_ns))
+    swapped.replace(path)
+    assert path.stat().st_size == st.st_size and path.stat().st_mtime_ns == st.st_mtime_ns
+    assert registry.owner("p") == "markets"
+
+    (tmp_path / "q.yml").write_text(text.replace("pipeline_id: p", "pipeline_id: q"))
+    assert registry.get("q") is not None
+    (tmp_path / "q.yml").unlink()
+    assert registry.get("q") is None
+
+    # an unlabelled pipeline is owned through the index, which may change on its own
+    (tmp_path / "u.yaml").write_text(f"version: 1\npipeline_id: u\nnodes:\n  - {{id: a, {TASK}, outs: [z]}}\n")
+    assert registry.owner("u") is None
+    index = read_index(tmp_path)
+    index.pipelines["u"] = IndexEntry(team="research", file="u.yaml", seq=1, sha256="0" * 64)
+    write_index(tmp_path, index)
+    assert registry.owner("u") == "research"
+    assert registry.ownership(spec("u", out="z").spec, "execution", admin=False) == (
+        "pipeline 'u' belongs to team research: only that team or an admin can run it"
+    )
