@@ -84,17 +84,18 @@ class RayResource(ConfigurableResource):
         return float(ray.cluster_resources().get("CPU", 1.0))
 
 
-def configure_ray_data() -> None:
+def configure_ray_data(context: Any = None) -> None:
     """This process's Ray Data settings, applied before any dataset exists: a Dataset keeps the
     DataContext of its creation, so a setting made after `read_iceberg` does not reach it (the
     first training in a process then ran differently from every later one, and a gate's retrain
-    in the same process could not reproduce it)."""
+    in the same process could not reproduce it). With `context` (a dataset's own, `Dataset.context`),
+    that one instead: what is derived from that dataset then gets them whoever made it."""
     import logging
 
     import ray.data
     from ray.data.context import ShuffleStrategy
 
-    context = ray.data.DataContext.get_current()
+    context = context if context is not None else ray.data.DataContext.get_current()
     # The step log gets one line per phase, not Ray Data's progress reports every few seconds.
     context.enable_progress_bars = False
     logging.getLogger("ray.data").setLevel(logging.WARNING)

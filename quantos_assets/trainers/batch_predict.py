@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import hashlib
 import io
-import logging
 import pickle
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -116,15 +115,13 @@ def output_schema(keys: KeyColumns, date_type: pa.DataType) -> pa.Schema:
 def predict_dataset(dataset: Any, data: bytes, model: PredictModel, keys: KeyColumns, pool: ActorPool) -> Any:
     """The lazy scored Dataset (see predict_table); its input is materialized first."""
     import ray.data
-    from ray.data.context import ShuffleStrategy
 
-    context = ray.data.DataContext.get_current()
-    # One log line per phase from the step (kinds/ray_predict.py), not Ray Data's progress.
-    context.enable_progress_bars = False
-    logging.getLogger("ray.data").setLevel(logging.WARNING)
-    # The pull-based sort shuffle runs plain tasks; the default hash shuffle starts aggregator
-    # actors first (~12 s on 2 cores whatever the size).
-    context.shuffle_strategy = ShuffleStrategy.SORT_SHUFFLE_PULL_BASED
+    from resources.ray_cluster import configure_ray_data
+
+    # On the dataset's own context (a Dataset copies the process's when it is made, and what is
+    # derived from it copies its): the sort below must be the pull-based sort shuffle, not Ray
+    # 2.60's default hash shuffle that starts aggregator actors first, whoever made the dataset.
+    configure_ray_data(dataset.context)
     # Read (and sorted) before the actors start: the pool holds every CPU the node pays for,
     # and Ray Data tasks still waiting for a CPU then would never run.
     rows = dataset.select_columns([keys.date, keys.symbol, *model.features]).materialize()
