@@ -158,8 +158,8 @@ def predict_bench(lake: LakeIOManager, model: bytes, args: argparse.Namespace, e
         seconds[scale] = best
         print(f"predict x{scale}: {table.num_rows} rows, {symbols} symbols, {n} windows of {described.lookback}")
         for name, took in best.items():
-            laps = f"; phases {phases[name]}" if name in phases else ""
-            print(f"  {name}: {n / took:,.0f} rows/s ({took:.2f} s{laps})")
+            detail = f"; phases {phases[name]}" if name in phases else ""
+            print(f"  {name}: {n / took:,.0f} rows/s ({took:.2f} s{detail})")
         print(f"  predict x{scale}: bare / ours (best of each) = {_ratio(best):.2f}", flush=True)
     if len(seconds) == 2:
         # What each extra row costs once the fixed start-up is paid: the slope between the sizes.

@@ -259,7 +259,7 @@ def test_a_scikit_learn_model_predicts_every_row_it_can(nodes: RayNodes, lake: L
 )
 def test_the_actors_are_the_nodes_resources_cut_to_the_cluster(nodes: RayNodes, cpu: str, workers: int, pool: ActorPool) -> None:
     node = Node(id="predict", kind=NodeKind.ray_job, params={"mode": "predict", "workers": workers},
-                resources=Resources(cpu=cpu), ins=["model_uri", "features"], outs=["predictions"])
+                resources=Resources.model_validate({"cpu": cpu}), ins=["model_uri", "features"], outs=["predictions"])
     spec = DagSpec.model_construct(version=1, pipeline_id="rp", nodes=[node])
     assert actor_pool(NodeRun(spec=spec, node=node, spec_dir=None), RayResource(address=nodes.address)) == pool
 
