@@ -81,6 +81,12 @@ _POSTGRES_GUARDS = [
 ]
 
 
+# Built once: the two statements of every append (building and cache-keying a statement per
+# call is most of an append's cost on the submit path).
+_TAIL = sa.select(audit_table.c.seq, audit_table.c.hash).order_by(audit_table.c.seq.desc()).limit(1)
+_INSERT = sa.insert(audit_table)
+
+
 class AuditError(RuntimeError):
     """The trail could not be written or read (one-line message)."""
 
@@ -241,36 +247,59 @@ class AuditLog:
         params: dict[str, Any] | None = None,
         detail: str = "",
     ) -> AuditRecord:
+        with self.engine.begin() as conn:
+            record = self.record(
+                conn, actor=actor, team=team, action=action, subject=subject, decision=decision,
+                spec_sha256=spec_sha256, params=params, detail=detail,
+            )
+        self.anchor_head(record)
+        return record
+
+    def record(
+        self,
+        conn: Connection,
+        *,
+        actor: str,
+        team: str,
+        action: str,
+        subject: str,
+        decision: str,
+        spec_sha256: str | None = None,
+        params: dict[str, Any] | None = None,
+        detail: str = "",
+    ) -> AuditRecord:
+        """Append inside the caller's write transaction on this trail's database, so the
+        decision and what it decided commit together (an accepted submission always has its
+        record). The caller passes the record to `anchor_head` after the commit."""
         if self.key is None:
             raise AuditError("a reader of the audit trail cannot append to it")
-        with self.engine.begin() as conn:
-            self._lock(conn)
-            last = conn.execute(
-                sa.select(audit_table.c.seq, audit_table.c.hash).order_by(audit_table.c.seq.desc()).limit(1)
-            ).first()
-            seq, prev = (last.seq + 1, last.hash) if last else (1, GENESIS)
-            fields: _HashedFields = {
-                "seq": seq,
-                "at": _now(),
-                "actor": actor,
-                "team": team,
-                "action": action,
-                "subject": subject,
-                "spec_sha256": spec_sha256,
-                "params": json.dumps(params or {}, sort_keys=True, separators=(",", ":")),
-                "decision": decision,
-                "detail": capped(redact(detail)),  # an error quoted here may name a URL with a password
-            }
-            digest = record_hash(prev, fields)
-            mac = self.key.sign(digest)
-            conn.execute(sa.insert(audit_table).values(**fields, prev_hash=prev, hash=digest, hmac=mac))
-        # After the commit: an anchored head is always in the store. A head that fails to
-        # reach the anchor is covered by the next one (each head vouches for the chain below it).
-        try:
-            self.anchor.append(Head(seq, digest, mac))
-        except AnchorError as err:
-            log.warning("audit record %d is stored but not anchored yet: %s", seq, err)
+        self._lock(conn)
+        last = conn.execute(_TAIL).first()
+        seq, prev = (last.seq + 1, last.hash) if last else (1, GENESIS)
+        fields: _HashedFields = {
+            "seq": seq,
+            "at": _now(),
+            "actor": actor,
+            "team": team,
+            "action": action,
+            "subject": subject,
+            "spec_sha256": spec_sha256,
+            "params": json.dumps(params or {}, sort_keys=True, separators=(",", ":")),
+            "decision": decision,
+            "detail": capped(redact(detail)),  # an error quoted here may name a URL with a password
+        }
+        digest = record_hash(prev, fields)
+        mac = self.key.sign(digest)
+        conn.execute(_INSERT, {**fields, "prev_hash": prev, "hash": digest, "hmac": mac})
         return AuditRecord(**fields, prev_hash=prev, hash=digest, hmac=mac)
+
+    def anchor_head(self, record: AuditRecord) -> None:
+        """After the commit: an anchored head is always in the store. A head that fails to
+        reach the anchor is covered by the next one (each head vouches for the chain below it)."""
+        try:
+            self.anchor.append(Head(record.seq, record.hash, record.hmac))
+        except AnchorError as err:
+            log.warning("audit record %d is stored but not anchored yet: %s", record.seq, err)
 
     def _lock(self, conn: Connection) -> None:
         if conn.dialect.name == "postgresql":

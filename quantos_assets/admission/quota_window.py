@@ -40,10 +40,20 @@ def lock_team(conn: Connection, team: str) -> None:
     # SQLite: the transaction began IMMEDIATE (resources/sql_store.py): already exclusive.
 
 
+_LIVE = sa.and_(window_table.c.team == sa.bindparam("team"), window_table.c.at > sa.bindparam("since"))
+_COUNT = sa.select(sa.func.count()).select_from(window_table).where(_LIVE)
+_INSERT = sa.insert(window_table)
+_EXPIRED = sa.delete(window_table).where(window_table.c.team == sa.bindparam("team"), window_table.c.at <= sa.bindparam("since"))
+# Records that left the window are only counted out by the queries (`at > since`); deleting
+# them is housekeeping, done at most this often per team and process.
+PRUNE_EVERY_SECONDS = 10.0
+
+
 class QuotaWindow:
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
         _metadata.create_all(engine)
+        self._pruned: dict[str, float] = {}
 
     def times(self, team: str, now: float | None = None, conn: Connection | None = None) -> list[float]:
         """The team's admissions in the last WINDOW_SECONDS, oldest first."""
@@ -63,13 +73,13 @@ class QuotaWindow:
         it does now: `quota_wait(times(...))`, counted in the database instead of reading
         every time of the window (thousands at a high limit, on every request)."""
         now = time.time() if now is None else now
-        live = sa.and_(window_table.c.team == team, window_table.c.at > now - WINDOW_SECONDS)
         if conn is None:
             with reading(self.engine) as own:
                 return self.wait(team, limit, now, own)
-        count = conn.execute(sa.select(sa.func.count()).select_from(window_table).where(live)).scalar_one()
+        count = conn.execute(_COUNT, {"team": team, "since": now - WINDOW_SECONDS}).scalar_one()
         if count < limit:
             return None
+        live = sa.and_(window_table.c.team == team, window_table.c.at > now - WINDOW_SECONDS)
         if not limit:
             return retry_after((), 0, now)
         # the oldest of the newest `limit`: when it leaves the window there is room
@@ -83,11 +93,13 @@ class QuotaWindow:
         record nothing and answer the seconds until a slot frees."""
         now = time.time() if now is None else now
         lock_team(conn, team)
-        conn.execute(sa.delete(window_table).where(window_table.c.team == team, window_table.c.at <= now - WINDOW_SECONDS))
+        if now - self._pruned.get(team, 0.0) >= PRUNE_EVERY_SECONDS:
+            conn.execute(_EXPIRED, {"team": team, "since": now - WINDOW_SECONDS})
+            self._pruned[team] = now
         wait = self.wait(team, limit, now, conn)
         if wait is not None:
             return wait
-        conn.execute(sa.insert(window_table).values(team=team, at=now, action=action, subject=subject[:300]))
+        conn.execute(_INSERT, {"team": team, "at": now, "action": action, "subject": subject[:300]})
         return None
 
     def take_now(self, team: str, limit: int, action: str, subject: str) -> int | None:

@@ -50,6 +50,7 @@ from quantos_assets.gateway.tokens import Principal
 from quantos_assets.gateway.wiring import Gateway, build_gateway
 from quantos_assets.spec.errors import SpecError
 from resources.redaction import install_log_redaction, redact
+from resources.sql_store import reading
 
 API_VERSION = "1"
 
@@ -170,10 +171,11 @@ def create_app(settings: GatewaySettings, gateway: Gateway | None = None) -> Fas
             gw.client.check(loaded.spec, body.nodes, body.partition)
         except SubmissionError as err:
             raise reject(err.status, str(err)) from None
-        resent = gw.store.get(params.submission_id)
-        if resent is not None:  # a re-send costs nothing: answered before the quotas
-            return _resent(gw, resent, who, digest, audit, loaded.spec.pipeline_id, reject)
-        admission(gw, who, Action.SUBMIT, loaded.spec, params, reject)
+        with reading(gw.store.engine) as snapshot:  # one read transaction for the checks below
+            resent = gw.store.get(params.submission_id, snapshot)
+            if resent is not None:  # a re-send costs nothing: answered before the quotas
+                return _resent(gw, resent, who, digest, audit, loaded.spec.pipeline_id, reject)
+            admission(gw, who, Action.SUBMIT, loaded.spec, params, reject, gw.usage.within(snapshot))
         if gw.dispatcher.backlog() >= gw.settings.max_backlog:
             raise reject(503, f"{gw.dispatcher.backlog()} submissions are waiting to launch; try again shortly", {"Retry-After": "5"})
         policy = gw.teams.policy(who.team)
@@ -187,23 +189,22 @@ def create_app(settings: GatewaySettings, gateway: Gateway | None = None) -> Fas
             submission_id=params.submission_id, team=who.team, actor=who.token_id,
             pipeline_id=loaded.spec.pipeline_id, spec_sha256=digest, params=audit,
             per_minute=policy.submissions_per_minute, request=request_json,
+            audit=lambda conn: gw.audit.record(
+                conn, actor=who.token_id, team=who.team, action="submit", subject=params.submission_id,
+                spec_sha256=digest, params=audit, decision="accepted", detail="queued for launch",
+            ),
         )
         if stored.existing is not None:  # sent twice at once: the other copy won
             return _resent(gw, stored.existing, who, digest, audit, loaded.spec.pipeline_id, reject)
-        if not stored.admitted:  # the window filled since the policy looked
+        if stored.row is None or stored.audited is None:  # the window filled since the policy looked
             raise reject(
                 429,
                 f"team {who.team} reached {policy.submissions_per_minute} submissions per minute",
                 {"Retry-After": str(stored.retry_after)},
             )
-        gw.audit.append(
-            actor=who.token_id, team=who.team, action="submit", subject=params.submission_id,
-            spec_sha256=digest, params=audit, decision="accepted", detail="queued for launch",
-        )
+        gw.audit.anchor_head(stored.audited)
         gw.dispatcher.enqueue(params.submission_id)
-        row = gw.store.get(params.submission_id)
-        assert row is not None
-        return _accepted(gw, row, loaded.spec.pipeline_id)
+        return _accepted(gw, stored.row, loaded.spec.pipeline_id)
 
     @app.get("/api/orch/status/{submission_id}", responses=ERRORS)
     def status(submission_id: str, who: Reader) -> dict[str, Any]:

@@ -14,6 +14,7 @@ from quantos_assets.admission.request import Action, AdmissionRequest, Caller
 from quantos_assets.client.submissions import parse_spec
 from quantos_assets.gateway.auth import ApiError
 from quantos_assets.gateway.tokens import Principal
+from quantos_assets.gateway.usage import GatewayUsage
 from quantos_assets.gateway.wiring import Gateway
 from quantos_assets.spec.errors import SpecError
 from quantos_assets.spec.loader import LoadedSpec
@@ -55,12 +56,13 @@ def admission(
     spec: DagSpec | None,
     params: RuntimeParams | None,
     reject: Callable[..., ApiError],
+    usage: GatewayUsage | None = None,
 ) -> None:
     """Ask the admission policy; a refusal is audited and raised as its 4xx (429s with
-    Retry-After)."""
+    Retry-After). `usage`: the counts as read through the request's snapshot."""
     request = AdmissionRequest(
         action=action, caller=caller(who), teams=gw.teams, spec=spec, params=params,
-        registry=gw.registry, usage=gw.usage,
+        registry=gw.registry, usage=usage or gw.usage,
     )
     refused = admit(request)
     if refused is not None:

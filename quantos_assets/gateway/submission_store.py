@@ -20,15 +20,16 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import sqlalchemy as sa
-from sqlalchemy.engine import Engine
+from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import IntegrityError
 
 from quantos_assets.admission.quota_window import QuotaWindow, lock_team
+from resources.audit_log import AuditRecord
 from resources.sql_store import reading, store_engine
 
 _metadata = sa.MetaData()
@@ -107,6 +108,17 @@ class Admission:
     admitted: bool
     existing: SubmissionRow | None = None  # same id already stored
     retry_after: int = 0  # seconds, when the team's window is full
+    row: SubmissionRow | None = None  # the row stored, when admitted
+    audited: AuditRecord | None = None  # what `audit` recorded with it (anchor it after the commit)
+
+
+# Built once: the submit path's statements (building and cache-keying a statement per call
+# cost more than running it on SQLite).
+_BY_ID = sa.select(submissions).where(submissions.c.id == sa.bindparam("id"))
+_INSERTED = ("id", "team", "actor", "pipeline_id", "spec_sha256", "params", "created_at", "run_id", "state", "request")
+_INSERT = sa.insert(submissions)
+_UNLAUNCHED = sa.select(sa.func.count()).select_from(submissions).where(submissions.c.state.in_([QUEUED, LAUNCHING]))
+_UNLAUNCHED_OF_TEAM = _UNLAUNCHED.where(submissions.c.team == sa.bindparam("team"))
 
 
 class SubmissionStore:
@@ -151,41 +163,37 @@ class SubmissionStore:
         per_minute: int,
         request: dict[str, Any] | None = None,
         now: float | None = None,
+        audit: Callable[[Connection], AuditRecord] | None = None,
     ) -> Admission:
         """Record the submission unless its id exists or the team's quota window is full.
 
         Count and insert happen in one serialized transaction, so N workers cannot
         together admit more than the limit (the window is shared with every other path
-        that counts: retries, scheduled jobs and their firings).
+        that counts: retries, scheduled jobs and their firings). `audit` writes the
+        decision's record in the same transaction: one commit, and never a submission
+        without its record.
         """
         now = time.time() if now is None else now
         with self.engine.begin() as conn:
             lock_team(conn, team)
-            row = conn.execute(sa.select(submissions).where(submissions.c.id == submission_id)).first()
+            row = conn.execute(_BY_ID, {"id": submission_id}).first()
             if row is not None:
                 return Admission(False, existing=SubmissionRow(**row._asdict()))
             wait = self.quota_window.take(conn, team, per_minute, "submit", submission_id, now)
             if wait is not None:
                 return Admission(False, retry_after=wait)
+            stored = SubmissionRow(
+                id=submission_id, team=team, actor=actor, pipeline_id=pipeline_id, spec_sha256=spec_sha256,
+                params=json.dumps(params, sort_keys=True), created_at=now, run_id=None, state=QUEUED,
+                request=json.dumps(request, sort_keys=True) if request is not None else None,
+            )
             try:
-                conn.execute(
-                    sa.insert(submissions).values(
-                        id=submission_id,
-                        team=team,
-                        actor=actor,
-                        pipeline_id=pipeline_id,
-                        spec_sha256=spec_sha256,
-                        params=json.dumps(params, sort_keys=True),
-                        created_at=now,
-                        run_id=None,
-                        state=QUEUED,
-                        request=json.dumps(request, sort_keys=True) if request is not None else None,
-                    )
-                )
+                conn.execute(_INSERT, {k: getattr(stored, k) for k in _INSERTED})
             except IntegrityError:  # another team's worker took the id in between
-                row = conn.execute(sa.select(submissions).where(submissions.c.id == submission_id)).first()
+                row = conn.execute(_BY_ID, {"id": submission_id}).first()
                 return Admission(False, existing=SubmissionRow(**row._asdict()) if row else None)
-        return Admission(True)
+            audited = audit(conn) if audit is not None else None
+        return Admission(True, row=stored, audited=audited)
 
     def set_run(self, submission_id: str, run_id: str, attempt: int) -> None:
         with self.engine.begin() as conn:
@@ -362,17 +370,20 @@ class SubmissionStore:
                 ).scalars()
             )
 
-    def unlaunched(self, team: str | None = None) -> int:
+    def unlaunched(self, team: str | None = None, conn: Connection | None = None) -> int:
         """Accepted but not yet launched: counted with a team's active runs, and as backlog."""
-        query = sa.select(sa.func.count()).select_from(submissions).where(submissions.c.state.in_([QUEUED, LAUNCHING]))
-        if team is not None:
-            query = query.where(submissions.c.team == team)
-        with reading(self.engine) as conn:
-            return int(conn.execute(query).scalar_one())
+        if conn is None:
+            with reading(self.engine) as own:
+                return self.unlaunched(team, own)
+        if team is None:
+            return int(conn.execute(_UNLAUNCHED).scalar_one())
+        return int(conn.execute(_UNLAUNCHED_OF_TEAM, {"team": team}).scalar_one())
 
-    def get(self, submission_id: str) -> SubmissionRow | None:
-        with reading(self.engine) as conn:
-            row = conn.execute(sa.select(submissions).where(submissions.c.id == submission_id)).first()
+    def get(self, submission_id: str, conn: Connection | None = None) -> SubmissionRow | None:
+        if conn is None:
+            with reading(self.engine) as own:
+                return self.get(submission_id, own)
+        row = conn.execute(_BY_ID, {"id": submission_id}).first()
         return SubmissionRow(**row._asdict()) if row else None
 
     def run_ids(self, submission_id: str) -> list[str]:

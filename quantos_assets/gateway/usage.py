@@ -1,7 +1,9 @@
 """A team's load as the gateway counts it, for the admission rules' quotas."""
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+
+from sqlalchemy.engine import Connection
 
 from quantos_assets.admission.quota_window import QuotaWindow
 from quantos_assets.client.graphql import DagsterAPIError
@@ -15,6 +17,11 @@ class GatewayUsage:
     runs: ActiveRuns
     store: SubmissionStore
     quota_window: QuotaWindow
+    conn: Connection | None = None  # read through the caller's snapshot (one per request)
+
+    def within(self, conn: Connection) -> GatewayUsage:
+        """The same counts read through `conn`: a request's checks share one read transaction."""
+        return replace(self, conn=conn)
 
     def active_runs(self, team: str) -> int:
         """Queued + running runs in Dagster plus the team's accepted, not yet launched
@@ -26,7 +33,7 @@ class GatewayUsage:
             if not err.retryable:
                 raise ApiError(err.status, str(err)) from None
             in_dagster = self.runs.last_known(team)
-        return in_dagster + self.store.unlaunched(team)
+        return in_dagster + self.store.unlaunched(team, self.conn)
 
     def window_wait(self, team: str, limit: int, now: float) -> int | None:
-        return self.quota_window.wait(team, limit, now)
+        return self.quota_window.wait(team, limit, now, self.conn)

@@ -254,6 +254,37 @@ def test_audit_chain_holds_under_concurrent_appends_and_catches_edits(store_url:
     assert not broken.ok and broken.first_bad_seq == 7 and "changed" in (broken.problem or "")
 
 
+def test_a_submission_and_its_audit_record_commit_together(store_url: str, tmp_path: Path) -> None:
+    """The gateway records an accepted submission and its audit record in one transaction:
+    a record that cannot be written leaves no submission and no quota slot behind."""
+    store = SubmissionStore.from_url(store_url)
+    audit = AuditSettings(store_url, str(tmp_path / "audit.anchor"), AuditKeySource(path=tmp_path / "audit.key")).writer(store.engine)
+
+    def record(conn: sa.Connection, sid: str):
+        return audit.record(conn, actor="tok", team="research", action="submit", subject=sid, decision="accepted")
+
+    ok = store.admit(
+        submission_id="s1", team="research", actor="tok", pipeline_id="p", spec_sha256="a" * 64,
+        params={"x": 1}, per_minute=2, now=1000.0, audit=lambda conn: record(conn, "s1"),
+    )
+    assert ok.admitted and ok.row == store.get("s1") and ok.audited is not None
+    audit.anchor_head(ok.audited)
+
+    def broken(conn: sa.Connection):
+        record(conn, "s2")
+        raise RuntimeError("the trail is not writable")
+
+    with pytest.raises(RuntimeError, match="not writable"):
+        store.admit(
+            submission_id="s2", team="research", actor="tok", pipeline_id="p", spec_sha256="a" * 64,
+            params={"x": 1}, per_minute=2, now=1001.0, audit=broken,
+        )
+    assert store.get("s2") is None  # nothing half-written: no row ...
+    assert _admit(store, "s3", now=1002.0, per_minute=2).admitted  # ... and the failed one took no slot
+    report = audit.verify()
+    assert report.ok and report.records == 1 and report.anchored_seq == 1, report
+
+
 def test_a_read_neither_waits_for_nor_blocks_a_writer(tmp_path: Path) -> None:
     """SQLite: `reading()` is a snapshot without the write lock (the gateway reads several
     times per request), while every other transaction still takes the lock up front."""
