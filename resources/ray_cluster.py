@@ -20,6 +20,11 @@ _LOCAL_ENV = {
     # cluster from the working directory (~10 s); the driver's is the same.
     "RAY_ENABLE_UV_RUN_RUNTIME_ENV": "0",
 }
+# For every cluster, set in the driver (Ray Train passes it on to its controller): the
+# controller looks at its workers this often. At Ray's 2 s it noticed a finished training
+# ~4 s late (measured: 4.2 s from the loop's end to `fit()` returning; 1.2 s at 0.25 s); one
+# small call per worker four times a second is nothing next to a training.
+_TRAIN_ENV = {"RAY_TRAIN_HEALTH_CHECK_INTERVAL_S": "0.25"}
 
 
 class RayResource(ConfigurableResource):
@@ -46,9 +51,8 @@ class RayResource(ConfigurableResource):
 
     def init(self) -> Any:
         """Return the `ray` module, initialised (idempotent within a process)."""
-        if self.is_local:
-            for key, value in _LOCAL_ENV.items():
-                os.environ.setdefault(key, value)
+        for key, value in {**_TRAIN_ENV, **(_LOCAL_ENV if self.is_local else {})}.items():
+            os.environ.setdefault(key, value)
         import ray
 
         if not ray.is_initialized():

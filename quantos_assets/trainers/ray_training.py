@@ -12,7 +12,7 @@ failure handling) and when the step itself is retried (a new `fit` of the same r
 """
 from __future__ import annotations
 
-from dataclasses import asdict
+from dataclasses import asdict, dataclass
 from typing import Any
 
 import numpy as np
@@ -22,6 +22,7 @@ from quantos_assets.trainers.ray_tuning import tune_torch
 from quantos_assets.trainers.registry import get_trainer
 from quantos_assets.trainers.scoring import PREDICTION, score_windows
 from quantos_assets.trainers.search_space import Search
+from quantos_assets.trainers.shard_feed import cache_fits
 from quantos_assets.trainers.torch_artifact import TorchModel
 from quantos_assets.trainers.torch_fit import (
     CheckpointPlace,
@@ -73,7 +74,8 @@ def train_torch(
         .map_batches(_labelled, batch_format="numpy")
         .materialize()
     )
-    distinct = _distinct_dates(windows)
+    stats = _date_stats(windows, len(job.features))
+    distinct = stats.dates
     if not distinct:
         raise TrainingDataError(f"no complete window of {spec.lookback} rows with a {job.target}")
     first_test = first_test_date(distinct, job.date_column, job.test_fraction)
@@ -85,12 +87,12 @@ def train_torch(
     train_xy = _dates(windows, None, first_val, ("x", "y")).materialize()
     val_xy = _dates(windows, first_val, first_test, ("x", "y")).materialize()
     test_set = _dates(windows, first_test, None).materialize()
-    n_train, n_val, n_test = train_xy.count(), val_xy.count(), test_set.count()
+    n_train, n_val, n_test = stats.count(None, first_val), stats.count(first_val, first_test), stats.count(first_test, None)
     if n_train < 10 or n_val < 2 or n_test < 2:
         raise TrainingDataError(
             f"too few complete windows: {n_train} to train, {n_val} to validate, {n_test} to test"
         )
-    mean, std = _feature_moments(train_xy, len(job.features))
+    mean, std = stats.moments(first_val)
     clock.lap("prepare")
 
     config = {
@@ -102,6 +104,10 @@ def train_torch(
         "std": std,
         "threads": max(1, int(placement.cpus_per_worker)),
         "patience": early_stopping.patience if early_stopping else None,
+        # Each worker holds its shards in memory when they fit (trainers/shard_feed.py).
+        "cache": cache_fits(
+            n_train + n_val, spec.lookback, len(job.features), placement.workers, placement.memory_per_worker
+        ),
         "min_delta": early_stopping.min_delta if early_stopping else 0.0,
     }
     datasets = {"train": train_xy, "val": val_xy}
@@ -190,32 +196,62 @@ def _between(
     return {k: v[keep] for k, v in batch.items() if columns is None or k in columns}
 
 
-def _feature_moments(train_xy: Any, n_features: int) -> tuple[list[float], list[float]]:
-    """Per-feature mean and std over the last row of every training window (each complete
-    training row once, but the first lookback-1 of each symbol), summed on the cluster."""
-    sums = train_xy.map_batches(_moment_sums, batch_format="numpy", batch_size=None).take_all()
-    total = np.sum([np.asarray(s["sums"]) for s in sums], axis=0) if sums else np.zeros((3, n_features))
-    n = max(total[0][0], 1.0)
-    mean = total[1] / n
-    var = np.maximum(total[2] / n - mean**2, 0.0)
-    return mean.tolist(), np.sqrt(var).tolist()
+@dataclass(frozen=True)
+class _DateStats:
+    """Per window end date: how many windows, and the sums and squared sums of their last
+    row's features. One pass over the windows gives the split dates, each split's size and
+    the train-set scaling (each complete training row once, but the first lookback-1 of
+    each symbol) without reading the splits again."""
+
+    dates: list[Any]
+    counts: np.ndarray  # (dates,)
+    sums: np.ndarray  # (dates, 2, features): sum, sum of squares
+
+    def count(self, start: Any, end: Any) -> int:
+        return int(self.counts[self._between(start, end)].sum())
+
+    def moments(self, end: Any) -> tuple[list[float], list[float]]:
+        """Per-feature mean and std of the windows ending before `end`."""
+        keep = self._between(None, end)
+        n = max(float(self.counts[keep].sum()), 1.0)
+        total = self.sums[keep].sum(axis=0)
+        mean = total[0] / n
+        var = np.maximum(total[1] / n - mean**2, 0.0)
+        return mean.tolist(), np.sqrt(var).tolist()
+
+    def _between(self, start: Any, end: Any) -> np.ndarray:
+        dates = np.array(self.dates, dtype="datetime64[ns]")
+        keep = np.ones(len(dates), dtype=bool)
+        if start is not None:
+            keep &= dates >= np.datetime64(start)
+        if end is not None:
+            keep &= dates < np.datetime64(end)
+        return keep
 
 
-def _moment_sums(batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+def _date_stats(windows: Any, n_features: int) -> _DateStats:
+    """Summed per block on the cluster, merged here (one row per block and date: a few
+    thousand values; Ray Data's groupby would start a shuffle for them)."""
+    rows = windows.map_batches(_block_date_stats, batch_format="numpy", batch_size=None).take_all()
+    merged: dict[Any, tuple[float, np.ndarray]] = {}
+    for row in rows:
+        count, sums = merged.get(row["date"], (0.0, np.zeros((2, n_features))))
+        merged[row["date"]] = (count + float(row["count"]), sums + np.asarray(row["sums"]))
+    dates = sorted(merged)
+    return _DateStats(
+        dates=dates,
+        counts=np.array([merged[d][0] for d in dates]),
+        sums=np.array([merged[d][1] for d in dates]).reshape(len(dates), 2, n_features),
+    )
+
+
+def _block_date_stats(batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    dates, inverse = np.unique(batch["date"], return_inverse=True)
     last = np.asarray(batch["x"], dtype=np.float64)[:, -1, :]
-    counts = np.full(last.shape[1], float(len(last)))
-    return {"sums": np.stack([counts, last.sum(axis=0), (last**2).sum(axis=0)])[None, ...]}
-
-
-def _distinct_dates(windows: Any) -> list[Any]:
-    """Sorted distinct window end dates: a set per block, merged here (a few hundred values;
-    Ray Data's `unique` would start a shuffle for them)."""
-    rows = windows.map_batches(_block_dates, batch_format="numpy", batch_size=None).take_all()
-    return sorted({row["date"] for row in rows})
-
-
-def _block_dates(batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-    return {"date": np.unique(batch["date"])}
+    sums = np.zeros((len(dates), 2, last.shape[1]))
+    np.add.at(sums[:, 0], inverse, last)
+    np.add.at(sums[:, 1], inverse, last**2)
+    return {"date": dates, "count": np.bincount(inverse, minlength=len(dates)).astype(np.float64), "sums": sums}
 
 
 def _day(value: Any) -> str:

@@ -15,13 +15,10 @@ from __future__ import annotations
 import math
 import os
 import tempfile
-from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
 STATE_FILE = "state.pt"
-# Training batches are shuffled within runs of this many consecutive batches (`shuffled`).
-SHUFFLE_BATCHES = 4
 
 
 def train_loop_per_worker(config: dict[str, Any]) -> None:
@@ -31,6 +28,7 @@ def train_loop_per_worker(config: dict[str, Any]) -> None:
     import torch
 
     from quantos_assets.trainers.registry import get_trainer
+    from quantos_assets.trainers.shard_feed import ShardFeed
 
     torch.manual_seed(int(config["seed"]))
     torch.set_num_threads(max(1, int(config.get("threads", 1))))
@@ -63,8 +61,9 @@ def train_loop_per_worker(config: dict[str, Any]) -> None:
     model = ray.train.torch.prepare_model(net)
     device = ray.train.torch.get_device()
 
-    train_shard = ray.train.get_dataset_shard("train")
-    val_shard = ray.train.get_dataset_shard("val")
+    cached = bool(config.get("cache", False))
+    train_feed = ShardFeed(ray.train.get_dataset_shard("train"), device, cached)
+    val_feed = ShardFeed(ray.train.get_dataset_shard("val"), device, cached)
     batch_size = int(hp["batch_size"])
     patience = config.get("patience")
     min_delta = float(config.get("min_delta", 0.0))
@@ -75,8 +74,7 @@ def train_loop_per_worker(config: dict[str, Any]) -> None:
     for epoch in range(state["epoch"] + 1, epochs):
         model.train()
         train_sum = torch.zeros(2, dtype=torch.float64)
-        ordered = train_shard.iter_torch_batches(batch_size=batch_size, dtypes=torch.float32, device=device)
-        for x, y in shuffled(ordered, batch_size, int(config["seed"]) * 1000 + epoch):
+        for x, y in train_feed.shuffled(batch_size, int(config["seed"]) * 1000 + epoch):
             optimizer.zero_grad()
             loss = loss_fn(model(x), y)
             (loss / len(y)).backward()
@@ -85,8 +83,8 @@ def train_loop_per_worker(config: dict[str, Any]) -> None:
         model.eval()
         val_sum = torch.zeros(2, dtype=torch.float64)
         with torch.no_grad():
-            for batch in val_shard.iter_torch_batches(batch_size=4 * batch_size, dtypes=torch.float32, device=device):
-                val_sum += torch.tensor([float(loss_fn(model(batch["x"]), batch["y"])), len(batch["y"])], dtype=torch.float64)
+            for x, y in val_feed.in_order(4 * batch_size):
+                val_sum += torch.tensor([float(loss_fn(model(x), y)), len(y)], dtype=torch.float64)
         sums = torch.cat([train_sum, val_sum])
         if world > 1:
             torch.distributed.all_reduce(sums)  # every worker sees the same losses
@@ -120,34 +118,6 @@ def train_loop_per_worker(config: dict[str, Any]) -> None:
             ray.train.report(metrics)
         if stop:
             break
-
-
-def shuffled(batches: Iterable[dict[str, Any]], batch_size: int, seed: int) -> Iterator[tuple[Any, Any]]:
-    """(x, y) batches drawn from each run of SHUFFLE_BATCHES consecutive batches, permuted by a
-    generator seeded per epoch. Ray Data's own local shuffle buffer is not used: what it mixes
-    depends on where its blocks happen to end, which changes from run to run, so the same seed
-    gave different metrics and a gate's retrain could not reproduce a model. The batches
-    themselves are the rows in the dataset's (kept) order, so this draws the same every run."""
-    import torch
-
-    generator = torch.Generator().manual_seed(seed)
-    held: list[dict[str, Any]] = []
-
-    def drain() -> Iterator[tuple[Any, Any]]:
-        x = torch.cat([b["x"] for b in held])
-        y = torch.cat([b["y"] for b in held])
-        order = torch.randperm(len(y), generator=generator).to(y.device)
-        for start in range(0, len(y), batch_size):
-            rows = order[start:start + batch_size]
-            yield x[rows], y[rows]
-
-    for batch in batches:
-        held.append(batch)
-        if len(held) == SHUFFLE_BATCHES:
-            yield from drain()
-            held = []
-    if held:
-        yield from drain()
 
 
 def _since_best(state: dict[str, Any]) -> list[dict[str, Any]]:

@@ -80,13 +80,16 @@ def test_two_workers_on_two_nodes_survive_losing_one(nodes: RayNodes, lake: Lake
     store = lake.artifact_store
     path, _ = store.filesystem_path("checkpoints/rt/lost-node")
     place = CheckpointPlace(path=path, name="train", uri=store.uri_for("checkpoints/rt/lost-node"))
-    # 2 workers of 1 CPU each on a cluster of two 1-CPU nodes: one worker per node.
+    # 2 workers of 1 CPU each on a cluster of two 1-CPU nodes: one worker per node. Enough
+    # epochs that training is still going when the node is killed (held in memory, an epoch
+    # of this small set takes well under a second).
+    epochs = 24
     outcome: dict[str, Any] = {}
 
     def train() -> None:
         try:
             outcome["result"] = train_torch(
-                features.to_ray_dataset(), _job(epochs=6), TorchPlacement(workers=2, cpus_per_worker=1, min_workers=1), place
+                features.to_ray_dataset(), _job(epochs=epochs), TorchPlacement(workers=2, cpus_per_worker=1, min_workers=1), place
             )
         except BaseException as err:  # noqa: BLE001 - surfaced by the assertion below
             outcome["error"] = err
@@ -103,8 +106,8 @@ def test_two_workers_on_two_nodes_survive_losing_one(nodes: RayNodes, lake: Lake
     first, *after = training["placements"]
     assert len(first) == 2 and len(set(first)) == 2, f"the first worker group spans two nodes: {first}"
     assert after and training["starts"][-1] >= 1, f"resumed from a checkpoint, not epoch 0: {training['starts']}"
-    assert training["epochs_run"] == 6 and [h["epoch"] for h in training["history"]] == list(range(6))
-    assert len(_checkpoints(Path(path) / "train")) >= 6, "a checkpoint per epoch in the artifact store"
+    assert training["epochs_run"] == epochs and [h["epoch"] for h in training["history"]] == list(range(epochs))
+    assert len(_checkpoints(Path(path) / "train")) >= epochs, "a checkpoint per epoch in the artifact store"
     assert training["best_checkpoint"].startswith(path)
 
 
