@@ -26,7 +26,7 @@ import logging
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any, TypedDict
+from typing import Any, NotRequired, TypedDict, Unpack
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
@@ -119,6 +119,19 @@ class ChainReport:
     problem: str | None = None
     anchored_seq: int | None = None  # the highest head the anchor holds
     note: str | None = None  # an ok trail's caveat (records not anchored yet, records before the key)
+
+
+class AuditEntry(TypedDict):
+    """What a caller says of one decision (the trail adds seq, time, hashes and the HMAC)."""
+
+    actor: str
+    team: str
+    action: str
+    subject: str
+    decision: str
+    spec_sha256: NotRequired[str | None]
+    params: NotRequired[dict[str, Any] | None]
+    detail: NotRequired[str]
 
 
 class _HashedFields(TypedDict):
@@ -235,39 +248,13 @@ class AuditLog:
             except AnchorError as err:
                 raise AuditError(str(err)) from None
 
-    def append(
-        self,
-        *,
-        actor: str,
-        team: str,
-        action: str,
-        subject: str,
-        decision: str,
-        spec_sha256: str | None = None,
-        params: dict[str, Any] | None = None,
-        detail: str = "",
-    ) -> AuditRecord:
+    def append(self, **entry: Unpack[AuditEntry]) -> AuditRecord:
         with self.engine.begin() as conn:
-            record = self.record(
-                conn, actor=actor, team=team, action=action, subject=subject, decision=decision,
-                spec_sha256=spec_sha256, params=params, detail=detail,
-            )
+            record = self.record(conn, **entry)
         self.anchor_head(record)
         return record
 
-    def record(
-        self,
-        conn: Connection,
-        *,
-        actor: str,
-        team: str,
-        action: str,
-        subject: str,
-        decision: str,
-        spec_sha256: str | None = None,
-        params: dict[str, Any] | None = None,
-        detail: str = "",
-    ) -> AuditRecord:
+    def record(self, conn: Connection, **entry: Unpack[AuditEntry]) -> AuditRecord:
         """Append inside the caller's write transaction on this trail's database, so the
         decision and what it decided commit together (an accepted submission always has its
         record). The caller passes the record to `anchor_head` after the commit."""
@@ -279,14 +266,15 @@ class AuditLog:
         fields: _HashedFields = {
             "seq": seq,
             "at": _now(),
-            "actor": actor,
-            "team": team,
-            "action": action,
-            "subject": subject,
-            "spec_sha256": spec_sha256,
-            "params": json.dumps(params or {}, sort_keys=True, separators=(",", ":")),
-            "decision": decision,
-            "detail": capped(redact(detail)),  # an error quoted here may name a URL with a password
+            "actor": entry["actor"],
+            "team": entry["team"],
+            "action": entry["action"],
+            "subject": entry["subject"],
+            "spec_sha256": entry.get("spec_sha256"),
+            "params": json.dumps(entry.get("params") or {}, sort_keys=True, separators=(",", ":")),
+            "decision": entry["decision"],
+            # an error quoted here may name a URL with a password
+            "detail": capped(redact(entry.get("detail", ""))),
         }
         digest = record_hash(prev, fields)
         mac = self.key.sign(digest)

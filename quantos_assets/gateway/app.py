@@ -171,6 +171,7 @@ def create_app(settings: GatewaySettings, gateway: Gateway | None = None) -> Fas
             gw.client.check(loaded.spec, body.nodes, body.partition)
         except SubmissionError as err:
             raise reject(err.status, str(err)) from None
+        gw.usage.ask_dagster(who.team)
         with reading(gw.store.engine) as snapshot:  # one read transaction for the checks below
             resent = gw.store.get(params.submission_id, snapshot)
             if resent is not None:  # a re-send costs nothing: answered before the quotas

@@ -23,6 +23,15 @@ class GatewayUsage:
         """The same counts read through `conn`: a request's checks share one read transaction."""
         return replace(self, conn=conn)
 
+    def ask_dagster(self, team: str) -> None:
+        """Count the team's runs in Dagster now, before the caller opens its store snapshot
+        (`within`): the count is then cached for the rules, and a slow Dagster never holds a
+        store connection that other teams' requests need. Errors are handled by `active_runs`."""
+        try:
+            self.runs.get(team)
+        except DagsterAPIError:
+            pass
+
     def active_runs(self, team: str) -> int:
         """Queued + running runs in Dagster plus the team's accepted, not yet launched
         submissions. While Dagster is unreachable, the last count read, so submissions are
