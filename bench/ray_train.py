@@ -46,6 +46,7 @@ from quantos_assets.trainers.batch_predict import (
     KeyColumns,
     describe_model,
     predict_dataset,
+    windows_per_pass,
 )
 from quantos_assets.trainers.ray_training import CheckpointPlace, TorchPlacement, train_torch
 from quantos_assets.trainers.registry import get_trainer
@@ -96,17 +97,17 @@ def bare_training(frame: pd.DataFrame, job: TrainingJob) -> float:
     return time.perf_counter() - started
 
 
-def bare_forward(net: Any, x: np.ndarray, threads: int) -> float:
-    """Seconds of the network's forward pass over windows x, in chunks as predict runs them."""
+def bare_forward(net: Any, x: np.ndarray, threads: int, per_pass: int) -> float:
+    """Seconds of the network's forward pass over windows x, `per_pass` windows at a time as
+    predict runs them (also the fastest size for this loop: 1,024 windows ran 1.3x faster
+    than 8,192 here)."""
     import torch
-
-    from quantos_assets.trainers.batch_predict import FORWARD_CHUNK
 
     torch.set_num_threads(threads)
     started = time.perf_counter()
     with torch.inference_mode():
-        for i in range(0, len(x), FORWARD_CHUNK):
-            net(torch.from_numpy(x[i:i + FORWARD_CHUNK]))
+        for i in range(0, len(x), per_pass):
+            net(torch.from_numpy(x[i:i + per_pass]))
     return time.perf_counter() - started
 
 
@@ -133,7 +134,9 @@ def predict_bench(lake: LakeIOManager, model: bytes, args: argparse.Namespace, e
     from quantos_assets.trainers.torch_artifact import load_torch_model
 
     described = describe_model(model)
-    net = load_torch_model(model).network()
+    saved = load_torch_model(model)
+    net = saved.network()
+    per_pass = windows_per_pass(saved.lookback, int(saved.hyperparameters["hidden"]))
     pools = {"2x1": ActorPool(actors=2, cpus_per_actor=1), "1x2": ActorPool(actors=1, cpus_per_actor=2)}
     seconds: dict[int, dict[str, float]] = {}
     windows: dict[int, int] = {}
@@ -155,7 +158,7 @@ def predict_bench(lake: LakeIOManager, model: bytes, args: argparse.Namespace, e
                     best[name], phases[name] = took, laps
             for threads in (1, 2):
                 key = f"bare {threads} thread{'s' if threads > 1 else ''}"
-                best[key] = min(best[key], bare_forward(net, x, threads))
+                best[key] = min(best[key], bare_forward(net, x, threads, per_pass))
         seconds[scale] = best
         print(f"predict x{scale}: {table.num_rows} rows, {symbols} symbols, {n} windows of {described.lookback}")
         for name, took in best.items():

@@ -28,11 +28,14 @@ import pyarrow.compute as pc
 
 PREDICTION = "prediction"
 MODEL_SHA256 = "model_sha256"
-# Windows per forward pass: bounds an actor's memory (a window is lookback x features
-# float32) without making the per-call overhead of the network noticeable.
-FORWARD_CHUNK = 8192
+# A forward pass's largest allocation is the network's output sequence (windows x lookback x
+# 2 hidden float32). Kept near 4 MiB it is reused from the heap; at 8,192 windows (40 MiB for
+# the bilstm defaults) glibc hands it out by mmap and, inside a Ray worker, every pass faulted
+# its pages in afresh: 1.6x slower there, and 1.3x slower even in a plain process (measured
+# with bench/ray_train.py's model, 1,024 windows against 8,192).
+FORWARD_BYTES = 4 << 20
 # At least this many blocks per actor, so the actors finish close together.
-BLOCKS_PER_ACTOR = 2
+BLOCKS_PER_ACTOR = 4
 
 
 class ModelFileError(ValueError):
@@ -125,10 +128,12 @@ def predict_dataset(dataset: Any, data: bytes, model: PredictModel, keys: KeyCol
     # Read (and sorted) before the actors start: the pool holds every CPU the node pays for,
     # and Ray Data tasks still waiting for a CPU then would never run.
     rows = dataset.select_columns([keys.date, keys.symbol, *model.features]).materialize()
-    # Ray reads a small table (a session's partition) as one block per data file, often one,
-    # and a sort makes as many blocks as it is given: split them so every actor gets work.
-    if rows.num_blocks() < BLOCKS_PER_ACTOR * pool.actors:
-        rows = rows.repartition(BLOCKS_PER_ACTOR * pool.actors)
+    # A sort makes as many blocks as it is given and moves blocks x blocks pieces: Ray reads a
+    # small table (a session's partition) as one block, a large one as a block per row group
+    # (134 for 2 M rows: a 3.2 s sort, against 0.45 s for the same rows in 8 blocks). So the
+    # rows go in as a few blocks per actor (every actor gets work), more only when a block
+    # would pass Ray Data's target block size.
+    rows = rows.repartition(sort_blocks(rows.size_bytes(), pool.actors, rows.context.target_max_block_size))
     if model.lookback > 1:
         rows = rows.sort(keys.symbol)
     rows = rows.materialize()
@@ -178,6 +183,17 @@ class Predictor:
         })
 
 
+def sort_blocks(size_bytes: int, actors: int, block_bytes: int | None) -> int:
+    """Blocks to sort the rows into: BLOCKS_PER_ACTOR per actor, or enough to keep each
+    within Ray Data's target block size."""
+    return max(BLOCKS_PER_ACTOR * max(1, actors), -(-size_bytes // block_bytes) if block_bytes else 1)
+
+
+def windows_per_pass(lookback: int, hidden: int) -> int:
+    """Windows per forward pass: the output sequence held near FORWARD_BYTES."""
+    return max(64, min(8192, FORWARD_BYTES // (4 * lookback * 2 * max(1, hidden))))
+
+
 def window_ends(symbols: np.ndarray, lookback: int) -> np.ndarray:
     """Indices (into rows sorted by symbol, then date) of the rows a full window ends at:
     the `lookback`-th complete row of its symbol and after."""
@@ -206,16 +222,18 @@ def _forecaster(data: bytes, model: PredictModel, threads: int) -> Callable[[np.
     from quantos_assets.trainers.torch_artifact import load_torch_model
 
     torch.set_num_threads(max(1, threads))
-    net = load_torch_model(data).network()
+    saved = load_torch_model(data)
+    net = saved.network()
     lookback = model.lookback
+    per_pass = windows_per_pass(lookback, int(saved.hyperparameters.get("hidden", 1)))
 
     def windows(values: np.ndarray, ends: np.ndarray) -> np.ndarray:
         # As windows.symbol_windows cuts them: float32 rows, [n, lookback, features].
         view = np.lib.stride_tricks.sliding_window_view(values.astype(np.float32), lookback, axis=0)
         out = np.empty(len(ends), dtype=np.float64)
         with torch.inference_mode():
-            for i in range(0, len(ends), FORWARD_CHUNK):
-                chunk = ends[i:i + FORWARD_CHUNK] - (lookback - 1)
+            for i in range(0, len(ends), per_pass):
+                chunk = ends[i:i + per_pass] - (lookback - 1)
                 x = np.ascontiguousarray(view[chunk].transpose(0, 2, 1))
                 out[i:i + len(chunk)] = net(torch.from_numpy(x)).numpy()
         return out

@@ -5,8 +5,16 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import pyarrow as pa
+import pytest
 
-from quantos_assets.trainers.batch_predict import KeyColumns, Predictor, describe_model, window_ends
+from quantos_assets.trainers import batch_predict
+from quantos_assets.trainers.batch_predict import (
+    KeyColumns,
+    Predictor,
+    describe_model,
+    sort_blocks,
+    window_ends,
+)
 from quantos_assets.trainers.registry import get_trainer
 from quantos_assets.trainers.torch_artifact import TorchModel, load_torch_model
 from quantos_assets.trainers.windows import WindowSpec, symbol_windows
@@ -18,6 +26,31 @@ def test_window_ends_start_again_at_each_symbol() -> None:
     symbols = np.array(["x", "x", "x", "y", "y", "z", "z", "z", "z"], dtype=object)
     assert window_ends(symbols, 3).tolist() == [2, 7, 8]
     assert window_ends(symbols, 1).tolist() == list(range(9))
+
+
+def test_rows_are_sorted_in_a_few_blocks_per_actor_or_blocks_of_the_target_size() -> None:
+    # A session's partition: every actor still gets blocks to work on.
+    assert sort_blocks(5_000, actors=2, block_bytes=128 << 20) == 2 * batch_predict.BLOCKS_PER_ACTOR
+    # 1 GiB of rows: 8 blocks of Ray Data's target size, not the read's block per row group.
+    assert sort_blocks(1 << 30, actors=1, block_bytes=128 << 20) == 8
+
+
+def test_a_forecast_does_not_depend_on_how_many_windows_go_in_one_pass(monkeypatch: pytest.MonkeyPatch) -> None:
+    import torch
+
+    rng = np.random.default_rng(1)
+    dates = pd.bdate_range("2024-01-01", periods=40).date
+    table = pa.Table.from_pandas(pd.DataFrame(
+        [(d, s, *rng.normal(size=2)) for s in ("AAA", "BBB") for d in dates], columns=["date", "symbol", *FEATURES]
+    ), preserve_index=False)
+    hp = {**get_trainer("bilstm").defaults, "lookback": 5, "hidden": 4}
+    torch.manual_seed(0)
+    data = TorchModel("bilstm", hp, FEATURES, 5, get_trainer("bilstm").module(hp, 2).state_dict()).to_bytes()
+    one_pass = Predictor(data, describe_model(data), KeyColumns())(table)["prediction"].to_numpy(zero_copy_only=False)
+    monkeypatch.setattr(batch_predict, "FORWARD_BYTES", 1)  # the minimum: 64 windows per pass, 2 passes here
+    passes = Predictor(data, describe_model(data), KeyColumns())(table)["prediction"].to_numpy(zero_copy_only=False)
+    assert np.isfinite(one_pass).sum() == 2 * 36
+    np.testing.assert_allclose(passes, one_pass, rtol=1e-6, equal_nan=True)
 
 
 def test_the_actor_forecasts_training_windows_and_nulls_the_rest() -> None:
