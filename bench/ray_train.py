@@ -46,7 +46,6 @@ from quantos_assets.trainers.batch_predict import (
     KeyColumns,
     describe_model,
     predict_dataset,
-    windows_per_pass,
 )
 from quantos_assets.trainers.ray_training import CheckpointPlace, TorchPlacement, train_torch
 from quantos_assets.trainers.registry import get_trainer
@@ -136,7 +135,7 @@ def predict_bench(lake: LakeIOManager, model: bytes, args: argparse.Namespace, e
     described = describe_model(model)
     saved = load_torch_model(model)
     net = saved.network()
-    per_pass = windows_per_pass(saved.lookback, int(saved.hyperparameters["hidden"]))
+    per_pass = saved.windows_per_pass()
     pools = {"2x1": ActorPool(actors=2, cpus_per_actor=1), "1x2": ActorPool(actors=1, cpus_per_actor=2)}
     seconds: dict[int, dict[str, float]] = {}
     windows: dict[int, int] = {}

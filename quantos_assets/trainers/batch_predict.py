@@ -28,12 +28,6 @@ import pyarrow.compute as pc
 
 PREDICTION = "prediction"
 MODEL_SHA256 = "model_sha256"
-# A forward pass's largest allocation is the network's output sequence (windows x lookback x
-# 2 hidden float32). Kept near 4 MiB it is reused from the heap; at 8,192 windows (40 MiB for
-# the bilstm defaults) glibc hands it out by mmap and, inside a Ray worker, every pass faulted
-# its pages in afresh: 1.6x slower there, and 1.3x slower even in a plain process (measured
-# with bench/ray_train.py's model, 1,024 windows against 8,192).
-FORWARD_BYTES = 4 << 20
 # At least this many blocks per actor, so the actors finish close together.
 BLOCKS_PER_ACTOR = 4
 
@@ -189,11 +183,6 @@ def sort_blocks(size_bytes: int, actors: int, block_bytes: int | None) -> int:
     return max(BLOCKS_PER_ACTOR * max(1, actors), -(-size_bytes // block_bytes) if block_bytes else 1)
 
 
-def windows_per_pass(lookback: int, hidden: int) -> int:
-    """Windows per forward pass: the output sequence held near FORWARD_BYTES."""
-    return max(64, min(8192, FORWARD_BYTES // (4 * lookback * 2 * max(1, hidden))))
-
-
 def window_ends(symbols: np.ndarray, lookback: int) -> np.ndarray:
     """Indices (into rows sorted by symbol, then date) of the rows a full window ends at:
     the `lookback`-th complete row of its symbol and after."""
@@ -225,7 +214,7 @@ def _forecaster(data: bytes, model: PredictModel, threads: int) -> Callable[[np.
     saved = load_torch_model(data)
     net = saved.network()
     lookback = model.lookback
-    per_pass = windows_per_pass(lookback, int(saved.hyperparameters.get("hidden", 1)))
+    per_pass = saved.windows_per_pass()
 
     def windows(values: np.ndarray, ends: np.ndarray) -> np.ndarray:
         # As windows.symbol_windows cuts them: float32 rows, [n, lookback, features].

@@ -24,16 +24,21 @@ class WindowScorer:
         from quantos_assets.trainers.torch_artifact import load_torch_model
 
         torch.set_num_threads(max(1, threads))
-        self.net = load_torch_model(model).network()
+        saved = load_torch_model(model)
+        self.net = saved.network()
+        self.per_pass = saved.windows_per_pass()
         self.keep = keep
 
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         import torch
 
-        with torch.no_grad():
-            predicted = self.net(torch.from_numpy(np.ascontiguousarray(batch["x"], dtype=np.float32))).numpy()
+        x = np.ascontiguousarray(batch["x"], dtype=np.float32)
+        predicted = np.empty(len(x), dtype=np.float64)
+        with torch.inference_mode():
+            for i in range(0, len(x), self.per_pass):
+                predicted[i:i + self.per_pass] = self.net(torch.from_numpy(x[i:i + self.per_pass])).numpy()
         out = {k: v for k, v in batch.items() if k != "x" and (self.keep is None or k in self.keep)}
-        out[PREDICTION] = predicted.astype(np.float64)
+        out[PREDICTION] = predicted
         return out
 
 

@@ -12,6 +12,12 @@ from dataclasses import dataclass
 from typing import Any
 
 FORMAT = "quantos-torch/1"
+# A forward pass's largest allocation is the network's output sequence (windows x lookback x
+# 2 hidden float32). Kept near 4 MiB it is reused from the heap; at 8,192 windows (40 MiB for
+# the bilstm defaults) glibc hands it out by mmap and, inside a Ray worker, every pass faulted
+# its pages in afresh: 1.6x slower there, and 1.3x slower even in a plain process (measured
+# with bench/ray_train.py's model, 1,024 windows against 8,192).
+FORWARD_BYTES = 4 << 20
 
 
 @dataclass(frozen=True)
@@ -38,6 +44,11 @@ class TorchModel:
             buffer,
         )
         return buffer.getvalue()
+
+    def windows_per_pass(self) -> int:
+        """How many windows one forward pass should take: the output held near FORWARD_BYTES."""
+        hidden = max(1, int(self.hyperparameters.get("hidden", 1)))
+        return max(64, min(8192, FORWARD_BYTES // (4 * self.lookback * 2 * hidden)))
 
     def network(self) -> Any:
         """The network with these weights, in eval mode."""

@@ -7,7 +7,7 @@ import pandas as pd
 import pyarrow as pa
 import pytest
 
-from quantos_assets.trainers import batch_predict
+from quantos_assets.trainers import batch_predict, torch_artifact
 from quantos_assets.trainers.batch_predict import (
     KeyColumns,
     Predictor,
@@ -47,7 +47,7 @@ def test_a_forecast_does_not_depend_on_how_many_windows_go_in_one_pass(monkeypat
     torch.manual_seed(0)
     data = TorchModel("bilstm", hp, FEATURES, 5, get_trainer("bilstm").module(hp, 2).state_dict()).to_bytes()
     one_pass = Predictor(data, describe_model(data), KeyColumns())(table)["prediction"].to_numpy(zero_copy_only=False)
-    monkeypatch.setattr(batch_predict, "FORWARD_BYTES", 1)  # the minimum: 64 windows per pass, 2 passes here
+    monkeypatch.setattr(torch_artifact, "FORWARD_BYTES", 1)  # the minimum: 64 windows per pass, 2 passes here
     passes = Predictor(data, describe_model(data), KeyColumns())(table)["prediction"].to_numpy(zero_copy_only=False)
     assert np.isfinite(one_pass).sum() == 2 * 36
     np.testing.assert_allclose(passes, one_pass, rtol=1e-6, equal_nan=True)
