@@ -48,7 +48,7 @@ class TorchModel:
     def windows_per_pass(self) -> int:
         """How many windows one forward pass should take: the output held near FORWARD_BYTES."""
         hidden = max(1, int(self.hyperparameters.get("hidden", 1)))
-        return max(64, min(8192, FORWARD_BYTES // (4 * self.lookback * 2 * hidden)))
+        return max(64, min(8192, FORWARD_BYTES // (4 * max(1, self.lookback) * 2 * hidden)))
 
     def network(self) -> Any:
         """The network with these weights, in eval mode."""
