@@ -11,7 +11,7 @@ from typing import Any
 from dagster import AssetsDefinition, AssetSpec
 
 from quantos_assets.pipeline_assets import PipelineDefs
-from quantos_assets.run_tags import TAG_KIND, TAG_NODE, TAG_POOL
+from resources.run_tag_keys import TAG_KIND, TAG_NODE, TAG_POOL
 
 
 def _key(key: Any) -> str:

@@ -43,12 +43,13 @@ from quantos_assets.k8s.step_config import K8S_CONFIG_TAG, op_tag_config
 from quantos_assets.kinds.base import NodeRun, NodeRunError, Runner
 from quantos_assets.kinds.registry import EXTERNAL_KINDS, dagster_kinds, input_metadata, runner_for
 from quantos_assets.placement import choose_pool
-from quantos_assets.run_tags import TAG_KIND, TAG_NODE, TAG_POOL, spec_run_tags, tag_value
+from quantos_assets.run_tags import spec_run_tags, tag_value
 from quantos_assets.spec.derived_names import op_name
 from quantos_assets.spec.loader import LoadedSpec
 from quantos_assets.spec.models import DagSpec, Node
 from resources.iceberg_tables import PARTITION_COLUMN
 from resources.partition_slices import PartitionSlices
+from resources.run_tag_keys import TAG_KIND, TAG_NODE, TAG_POOL
 from resources.table_ref import TableRef
 
 

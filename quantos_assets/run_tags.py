@@ -9,22 +9,22 @@ from __future__ import annotations
 import re
 
 from quantos_assets.spec.models import DagSpec, Priority, RuntimeParams
+from resources.run_tag_keys import (
+    LABEL_PREFIX,
+    TAG_COMPUTE_POOL,
+    TAG_ENV,
+    TAG_PIPELINE,
+    TAG_QOS,
+    TAG_SECRETS,
+    TAG_SUBMISSION,
+    TAG_TEAM,
+    TAG_TTL,
+    TAG_VERSION,
+)
 
 # QueuedRunCoordinator dequeues higher values first.
 PRIORITY_VALUE = {Priority.low: -10, Priority.normal: 0, Priority.high: 10, Priority.critical: 20}
 
-TAG_PIPELINE = "quantos/pipeline_id"
-TAG_SUBMISSION = "quantos/submission_id"
-TAG_ENV = "quantos/env"
-TAG_TEAM = "quantos/team"
-TAG_VERSION = "quantos/version"
-TAG_POOL = "quantos/pool"
-TAG_KIND = "quantos/kind"
-TAG_NODE = "quantos/node_id"
-TAG_SECRETS = "quantos/secrets_scope"
-TAG_COMPUTE_POOL = "quantos/compute_pool"
-TAG_TTL = "quantos/ttl_days"
-LABEL_PREFIX = "quantos/label."
 
 _TAG_VALUE = re.compile(r"[^A-Za-z0-9_.\-]")
 
@@ -38,7 +38,7 @@ def spec_run_tags(spec: DagSpec) -> dict[str, str]:
     tags = {
         TAG_PIPELINE: spec.pipeline_id,
         "dagster/priority": str(PRIORITY_VALUE[spec.slo.priority]),
-        "quantos/qos": spec.slo.qos.value,
+        TAG_QOS: spec.slo.qos.value,
     }
     if spec.slo.max_runtime is not None:
         tags["dagster/max_runtime"] = str(int(spec.slo.max_runtime))

@@ -37,11 +37,9 @@ from resources.iceberg_tables import (
     write_table,
 )
 from resources.partition_slices import PartitionSlices
+from resources.run_tag_keys import TAG_SUBMISSION, TAG_VERSION
 from resources.table_ref import LOAD_AS, LOAD_AS_REFERENCE, TableRef
 
-# Run tags written by quantos_assets.run_tags (resources/ must not import it).
-TAG_VERSION = "quantos/version"
-TAG_SUBMISSION = "quantos/submission_id"
 # Kept in the metadata so load_input can rebuild an Artifact of the same role and name.
 META_ROLE = "role"
 META_FILENAME = "filename"

@@ -38,15 +38,13 @@ from quantos_assets.gateway.job_timing import latest_due_fire
 from quantos_assets.gateway.settings import GatewaySettings, gateway_settings
 from quantos_assets.gateway.teams import TeamsFile, TeamsFileError, load_teams
 from quantos_assets.pipeline_assets import PipelineDefs
-from quantos_assets.run_tags import TAG_TEAM, runtime_run_tags
+from quantos_assets.run_tags import runtime_run_tags
 from quantos_assets.spec.derived_names import GATEWAY_JOBS_SENSOR
 from quantos_assets.spec.errors import SpecError
 from quantos_assets.spec.loader import load_runtime_params
 from quantos_assets.spec.models import DagSpec, RuntimeParams
+from resources.run_tag_keys import TAG_JOB, TAG_SPEC_SHA256, TAG_TEAM
 from sensors.run_usage import InstanceUsage, gateway_store
-
-TAG_JOB = "quantos/job_id"
-
 
 _JOBS: dict[str, JobStore] = {}
 
@@ -71,7 +69,7 @@ def fire_params(job: ScheduledJob, fired_at: float) -> RuntimeParams:
 
 def fire_request(job: ScheduledJob, spec: DagSpec, fired_at: float, production: bool) -> RunRequest:
     params = fire_params(job, fired_at)
-    tags = {**runtime_run_tags(params), TAG_TEAM: job.team, TAG_JOB: job.id, "quantos/spec_sha256": job.spec_sha256}
+    tags = {**runtime_run_tags(params), TAG_TEAM: job.team, TAG_JOB: job.id, TAG_SPEC_SHA256: job.spec_sha256}
     keys = None
     if job.nodes:
         by_id = {n.id: n for n in spec.nodes}

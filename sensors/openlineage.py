@@ -40,10 +40,10 @@ from quantos_assets.observability.lineage_facts import (
     dataset_ref,
 )
 from quantos_assets.pipeline_assets import PipelineDefs, asset_key, node_asset_keys
-from quantos_assets.run_tags import TAG_PIPELINE
 from quantos_assets.spec.derived_names import LINEAGE_SENSOR, op_name
 from resources.lineage_client import LineageDeliveryError, LineageEmitter
 from resources.profile import LineageSettings, Profile
+from resources.run_tag_keys import TAG_PIPELINE
 from sensors.run_event_cursor import RunEventCursor, storage_position
 
 SENSOR_NAME = LINEAGE_SENSOR

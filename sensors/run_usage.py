@@ -14,7 +14,7 @@ from dagster import DagsterInstance, DagsterRunStatus, RunsFilter
 
 from quantos_assets.admission.quota_window import QuotaWindow
 from quantos_assets.gateway.submission_store import SubmissionStore
-from quantos_assets.run_tags import TAG_TEAM
+from resources.run_tag_keys import TAG_TEAM
 
 ACTIVE = [
     DagsterRunStatus.QUEUED,

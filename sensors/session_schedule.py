@@ -34,10 +34,10 @@ from quantos_assets.calendars.ticks import schedule_table, schedule_timezone
 from quantos_assets.pipeline_assets import PipelineDefs
 from quantos_assets.spec.derived_names import schedule_name
 from quantos_assets.spec.models import Schedule
+from resources.run_tag_keys import TAG_SESSION
 
 Clock = Callable[[], datetime]
 _NS = 1_000_000_000
-TAG_SESSION = "quantos/session"
 SCHEDULE_NAME_TAG = "dagster/schedule_name"  # Dagster's tag on every run a schedule launches
 MAX_CATCH_UP_SESSIONS = 20  # older missed sessions are a backfill, not a tick
 

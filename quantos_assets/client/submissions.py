@@ -165,7 +165,8 @@ class QuantosClient:
         """Launch an already validated spec (the gateway validates and authorizes first).
         `team` registers it (the owner of a new pipeline; only the owner, or an `admin`,
         may replace a registered one) and tags its run."""
-        from quantos_assets.run_tags import TAG_TEAM, runtime_run_tags
+        from quantos_assets.run_tags import runtime_run_tags
+        from resources.run_tag_keys import TAG_TEAM
 
         spec = loaded.spec
         asset_keys = self._asset_keys(spec, nodes)
@@ -238,7 +239,7 @@ class QuantosClient:
         """Every run of the submission, newest first (a retry adds one). With `team`, only
         runs tagged as that team's: a submission id is a tag anyone launching a run can
         set, so the gateway follows the runs of the team that owns the submission only."""
-        from quantos_assets.run_tags import TAG_SUBMISSION, TAG_TEAM
+        from resources.run_tag_keys import TAG_SUBMISSION, TAG_TEAM
 
         tags = {TAG_SUBMISSION: submission_id, **({TAG_TEAM: team} if team is not None else {})}
         runs = self.api.runs_with_tags(tags)

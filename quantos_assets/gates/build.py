@@ -15,8 +15,8 @@ from quantos_assets.gates.checks import build_gate_checks, gate_check_keys
 from quantos_assets.gates.policy import EffectiveGate, effective_gate, load_policy
 from quantos_assets.gates.stages import build_stage_assets
 from quantos_assets.k8s.step_config import K8S_CONFIG_TAG
-from quantos_assets.run_tags import TAG_KIND
 from quantos_assets.spec.loader import LoadedSpec
+from resources.run_tag_keys import TAG_KIND
 
 # The Secret holding QUANTOS_AUDIT_KEY (docs/deployment.md). Only the steps that append gate
 # decisions to the audit trail get it: a step running a team's code never holds the key that

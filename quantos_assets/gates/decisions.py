@@ -12,8 +12,8 @@ from typing import Any
 
 from dagster import AssetCheckExecutionContext, AssetExecutionContext
 
-from quantos_assets.run_tags import TAG_SUBMISSION, TAG_TEAM, TAG_VERSION
 from quantos_assets.spec.models import DagSpec
+from resources.run_tag_keys import TAG_SUBMISSION, TAG_TEAM, TAG_VERSION
 
 ACTOR = "quantos-gate"
 ACTION = "promote"

@@ -17,15 +17,7 @@ from typing import Any
 from quantos_assets.k8s.ray_driver import drives_ray_cluster, thin_driver
 from quantos_assets.kinds.step_environment import SCOPE_ENV_PREFIX
 from quantos_assets.placement import Pool, choose_pool, load_pools
-from quantos_assets.run_tags import LABEL_PREFIX as TAG_LABEL_PREFIX
-from quantos_assets.run_tags import (
-    PRIORITY_VALUE,
-    TAG_COMPUTE_POOL,
-    TAG_ENV,
-    TAG_SECRETS,
-    TAG_SUBMISSION,
-    TAG_TTL,
-)
+from quantos_assets.run_tags import PRIORITY_VALUE
 from quantos_assets.spec.models import (
     EXTERNAL_KINDS,
     DagSpec,
@@ -36,6 +28,8 @@ from quantos_assets.spec.models import (
     Resources,
     RuntimeParams,
 )
+from resources.run_tag_keys import LABEL_PREFIX as TAG_LABEL_PREFIX
+from resources.run_tag_keys import TAG_COMPUTE_POOL, TAG_ENV, TAG_SECRETS, TAG_SUBMISSION, TAG_TTL
 
 K8S_CONFIG_TAG = "dagster-k8s/config"
 LABEL_PREFIX = "quantos.io/"

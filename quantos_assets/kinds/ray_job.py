@@ -48,7 +48,6 @@ from quantos_assets.kinds.base import NodeRun, NodeRunError, NodeValue, resource
 from quantos_assets.kinds.loaded_inputs import loaded_inputs
 from quantos_assets.kinds.ray_predict import is_predict, run_predict
 from quantos_assets.placement import PlacementError, ray_train_workers, ray_worker_resources
-from quantos_assets.run_tags import TAG_VERSION
 from quantos_assets.spec.models import Node
 from quantos_assets.trainers.model_card import MODEL_CARD, build_model_card
 from quantos_assets.trainers.ray_training import (
@@ -61,6 +60,7 @@ from quantos_assets.trainers.registry import TRAINERS, torch_trainers, trainer_n
 from quantos_assets.trainers.search_space import MAX_TRIALS, Search, SearchSpaceError, parse_search
 from quantos_assets.trainers.training import TrainingDataError, TrainingJob, TrainingResult, train
 from resources.artifact import Artifact
+from resources.run_tag_keys import TAG_VERSION
 from resources.table_ref import TableRef
 
 RUNNER_PARAMS = frozenset(

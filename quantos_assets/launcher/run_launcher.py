@@ -44,9 +44,9 @@ from dagster._grpc.types import ExecuteRunArgs
 from dagster._serdes import ConfigurableClass, ConfigurableClassData, serialize_value
 
 from quantos_assets.launcher.code_fingerprint import code_fingerprint
-from quantos_assets.launcher.worker import WORKER_PID_TAG
+from resources.run_tag_keys import WORKER_PID_TAG
 
-__all__ = ["WORKER_PID_TAG", "WarmRunLauncher", "in_daemon"]
+__all__ = ["WarmRunLauncher", "in_daemon"]
 
 # How long a terminated worker gets to stop (finishing the step's cleanup) before it is killed.
 TERMINATE_GRACE_SECONDS = 30.0

@@ -23,9 +23,7 @@ import signal
 import sys
 import threading
 
-# The run tag that holds the pid of the run's worker (read by the launcher to terminate and
-# health-check the run from any process on the host).
-WORKER_PID_TAG = "quantos/run_worker_pid"
+from resources.run_tag_keys import WORKER_PID_TAG
 
 
 def _load(serialized_pointer: str) -> None:

@@ -40,7 +40,7 @@ from quantos_assets.observability.lineage_facts import (
     RunFacts,
     identifier,
 )
-from quantos_assets.run_tags import TAG_PIPELINE, TAG_SUBMISSION, TAG_TEAM
+from resources.run_tag_keys import TAG_PIPELINE, TAG_SUBMISSION, TAG_TEAM
 
 PRODUCER = "https://quantos.dev/orchestration/0.1.0"
 INTEGRATION = "DAGSTER"

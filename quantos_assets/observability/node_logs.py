@@ -36,7 +36,7 @@ from typing import Any, TextIO
 from pythonjsonlogger.core import RESERVED_ATTRS
 from pythonjsonlogger.json import JsonFormatter
 
-from quantos_assets.run_tags import TAG_PIPELINE, TAG_SUBMISSION
+from resources.run_tag_keys import TAG_PIPELINE, TAG_SUBMISSION
 
 # Every line has exactly these keys, in this order (null where they do not apply: a run
 # event has no node, a run launched outside the submission API no submission).

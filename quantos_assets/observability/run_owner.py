@@ -16,7 +16,7 @@ from pathlib import Path
 
 from dagster import DagsterRun
 
-from quantos_assets.run_tags import TAG_PIPELINE, TAG_TEAM
+from resources.run_tag_keys import TAG_PIPELINE, TAG_TEAM
 
 # Dagster's implicit job of every asset in a repository (UI "Materialize", backfills).
 IMPLICIT_JOB = "__ASSET_JOB"

@@ -28,9 +28,9 @@ from dev_server import REPO
 from split_stack import SplitStack, split_stack
 
 from quantos_assets.client.graphql import DagsterAPI
-from quantos_assets.launcher.run_launcher import WORKER_PID_TAG
-from quantos_assets.run_tags import TAG_TEAM, runtime_run_tags
+from quantos_assets.run_tags import runtime_run_tags
 from quantos_assets.spec.models import RuntimeParams
+from resources.run_tag_keys import TAG_TEAM, WORKER_PID_TAG
 
 pytestmark = pytest.mark.e2e
 

@@ -19,7 +19,7 @@ import yaml
 from dev_server import Server, dagster_dev
 
 from quantos_assets.client.graphql import DagsterAPI
-from quantos_assets.launcher.run_launcher import WORKER_PID_TAG
+from resources.run_tag_keys import WORKER_PID_TAG
 
 pytestmark = pytest.mark.e2e
 

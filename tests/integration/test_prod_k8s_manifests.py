@@ -282,7 +282,8 @@ def test_the_run_worker_pod_gets_no_scope_secret(tmp_path: Path) -> None:
     from kubernetes.client import ApiClient
 
     from quantos_assets.k8s.manifests import DEFAULT_IMAGE
-    from quantos_assets.run_tags import TAG_TEAM, runtime_run_tags, spec_run_tags
+    from quantos_assets.run_tags import runtime_run_tags, spec_run_tags
+    from resources.run_tag_keys import TAG_TEAM
 
     kubeconfig = tmp_path / "kubeconfig"  # parsed only: nothing is sent to a cluster
     kubeconfig.write_text(yaml.safe_dump({

@@ -1,0 +1,39 @@
+"""The names of the run tags every layer reads or writes, in the bottom layer so that an IO
+manager, a runner, a sensor and the gateway all import the one spelling (a tag written
+under one name and read under another is a silent miss, not an error).
+
+What the tags carry and how they are built from a spec and a submission is
+quantos_assets/run_tags.py.
+"""
+from __future__ import annotations
+
+TAG_PIPELINE = "quantos/pipeline_id"
+TAG_SUBMISSION = "quantos/submission_id"
+TAG_ENV = "quantos/env"
+TAG_TEAM = "quantos/team"
+TAG_VERSION = "quantos/version"
+TAG_POOL = "quantos/pool"
+TAG_KIND = "quantos/kind"
+TAG_NODE = "quantos/node_id"
+TAG_SECRETS = "quantos/secrets_scope"
+TAG_COMPUTE_POOL = "quantos/compute_pool"
+TAG_TTL = "quantos/ttl_days"
+# A run launched by a scheduled gateway job (the jobs API and sensors/gateway_jobs.py).
+TAG_JOB = "quantos/job_id"
+# The sha256 of the spec a gateway submission or scheduled job ran.
+TAG_SPEC_SHA256 = "quantos/spec_sha256"
+# A run started by a session schedule carries its session date.
+TAG_SESSION = "quantos/session"
+# A run started by the Kafka lag sensor: the lag seen, and on which topic and group.
+TAG_LAG = "quantos/kafka_lag"
+TAG_TOPIC = "quantos/kafka_topic"
+TAG_GROUP = "quantos/kafka_group"
+# A run started by a Kafka submission: the message's topic/partition/offset.
+TAG_KAFKA_MESSAGE = "quantos/kafka_message"
+# The spec's qos (quantos_assets/run_tags.py), read by the run queue and placement.
+TAG_QOS = "quantos/qos"
+# The pid of a run's worker on the embedded default (read by the warm launcher to terminate
+# and health-check the run from any process on the host).
+WORKER_PID_TAG = "quantos/run_worker_pid"
+# Submission labels become `quantos/label.<key>` run tags.
+LABEL_PREFIX = "quantos/label."
