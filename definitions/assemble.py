@@ -155,7 +155,7 @@ def definitions_for(
     extra_assets: list[AssetsDefinition] | None = None,
 ) -> Definitions:
     assets = [a for p in pipelines for a in p.assets] + list(extra_assets or [])
-    triggers = [*build_triggers(pipelines), *build_location_sensors(pipelines)]
+    triggers = [*build_triggers(pipelines, profile.kafka), *build_location_sensors(pipelines, profile)]
     lineage = build_lineage_sensor(pipelines, profile)  # None when QUANTOS_LINEAGE=off
     if lineage is not None:
         triggers.append(lineage)

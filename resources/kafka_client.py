@@ -9,7 +9,6 @@ own log goes to Python logging (`quantos.kafka`), not to stderr.
 from __future__ import annotations
 
 import logging
-import os
 import re
 import time
 from collections.abc import Iterator, Mapping
@@ -49,8 +48,8 @@ class KafkaSettings:
         return bool(self.bootstrap)
 
 
-def kafka_settings(environ: Mapping[str, str] | None = None) -> KafkaSettings:
-    env = os.environ if environ is None else environ
+def kafka_settings(env: Mapping[str, str]) -> KafkaSettings:
+    """The QUANTOS_KAFKA_* settings of `env` (read by resources/profile.py, nowhere else)."""
     topic = env.get("QUANTOS_SUBMISSIONS_TOPIC") or DEFAULT_SUBMISSIONS_TOPIC
     return KafkaSettings(
         bootstrap=env.get("QUANTOS_KAFKA_BOOTSTRAP") or None,

@@ -10,7 +10,6 @@ QUANTOS_DAGSTER_URL is the UI base the run links point at.
 from __future__ import annotations
 
 import json
-import os
 import urllib.error
 import urllib.request
 from collections.abc import Mapping
@@ -54,8 +53,8 @@ class NotifySettings:
         return f"{self.dagster_url.rstrip('/')}/runs/{run_id}"
 
 
-def notify_settings(environ: Mapping[str, str] | None = None) -> NotifySettings:
-    env = os.environ if environ is None else environ
+def notify_settings(env: Mapping[str, str]) -> NotifySettings:
+    """The Slack / webhook settings of `env` (read by resources/profile.py, nowhere else)."""
     token, channel = env.get("QUANTOS_SLACK_TOKEN") or None, env.get("QUANTOS_SLACK_CHANNEL") or None
     if bool(token) != bool(channel):
         raise ValueError("QUANTOS_SLACK_TOKEN and QUANTOS_SLACK_CHANNEL: set both or neither")

@@ -14,6 +14,8 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
 
+from resources.kafka_client import KafkaSettings, kafka_settings
+from resources.notifier import NotifySettings, notify_settings
 from resources.redaction import redact
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -96,6 +98,18 @@ class Profile:
     dagster_url: str = "http://127.0.0.1:3000"
     # OpenLineage events of every node run (QUANTOS_LINEAGE, OPENLINEAGE_*): see lineage_settings
     lineage: LineageSettings = field(default_factory=LineageSettings)
+    # The compiler's submission queue and lag triggers (QUANTOS_KAFKA_*, QUANTOS_SUBMISSIONS_*)
+    kafka: KafkaSettings = field(default_factory=lambda: KafkaSettings(bootstrap=None))
+    # Run and step notifications (QUANTOS_SLACK_*, QUANTOS_NOTIFY_WEBHOOK_URL)
+    notify: NotifySettings = field(default_factory=NotifySettings)
+    # The per-team policy (QUANTOS_TEAMS, default deploy/teams.yaml); named: it must exist
+    teams_file: Path = REPO_ROOT / "deploy" / "teams.yaml"
+    teams_file_named: bool = False
+
+    @property
+    def runs_pods(self) -> bool:
+        """staging/prod run on Kubernetes: steps and image-only python_tasks become pods."""
+        return not self.is_local
 
     @property
     def is_local(self) -> bool:
@@ -109,7 +123,7 @@ def active_profile(environ: dict[str, str] | None = None) -> Profile:
         raise ProfileError(f"QUANTOS_ENV: unknown profile '{name}' (expected {', '.join(PROFILES)})")
     data_dir = Path(env.get("QUANTOS_DATA_DIR") or REPO_ROOT / ".quantos").resolve()
     specs_dir = Path(env.get("QUANTOS_SPECS_DIR") or REPO_ROOT / "specs").resolve()
-    switches = {**_switches(env), "lineage": lineage_settings(env, name, data_dir)}
+    switches = {**_switches(env), **_services(env), "lineage": lineage_settings(env, name, data_dir)}
     if name == "local":
         return Profile(
             **switches,
@@ -174,6 +188,25 @@ def _switches(env: dict[str, str]) -> dict[str, Any]:
         "json_logs": json_logs == "on",
         "dagster_url": env.get("QUANTOS_DAGSTER_URL") or "http://127.0.0.1:3000",
     }
+
+
+def _services(env: dict[str, str]) -> dict[str, Any]:
+    """The settings of the services around the platform (Kafka, notifications, teams file)."""
+    try:
+        kafka, notify = kafka_settings(env), notify_settings(env)
+    except ValueError as err:  # one line naming the variable
+        raise ProfileError(str(err)) from None
+    teams_file, named = teams_setting(env)
+    return {"kafka": kafka, "notify": notify, "teams_file": teams_file, "teams_file_named": named}
+
+
+def teams_setting(environ: Mapping[str, str] | None = None) -> tuple[Path, bool]:
+    """The teams file (QUANTOS_TEAMS, default deploy/teams.yaml) and whether it was named
+    (then it must exist). Also read alone, by what needs no stores: `quantos validate` and a
+    python_task step checking its entrypoint."""
+    env = os.environ if environ is None else environ
+    named = env.get("QUANTOS_TEAMS")
+    return (Path(named) if named else REPO_ROOT / "deploy" / "teams.yaml"), bool(named)
 
 
 def lineage_settings(env: dict[str, str], profile: str, data_dir: Path) -> LineageSettings:

@@ -34,12 +34,9 @@ from resources.kafka_client import (
     KafkaClient,
     KafkaProblem,
     KafkaSettings,
-    kafka_settings,
 )
+from resources.run_tag_keys import TAG_GROUP, TAG_LAG, TAG_TOPIC
 
-TAG_LAG = "quantos/kafka_lag"
-TAG_TOPIC = "quantos/kafka_topic"
-TAG_GROUP = "quantos/kafka_group"
 # The sensor polls at least this often; `min_interval` only spaces out the runs.
 POLL_SECONDS = 30
 
@@ -114,12 +111,11 @@ def evaluate_lag(
     return SensorResult(run_requests=[request], cursor=LagCursor(now).dump(), asset_events=[observation])
 
 
-def build_lag_sensors(pipeline: PipelineDefs, settings: KafkaSettings | None = None) -> list[SensorDefinition]:
+def build_lag_sensors(pipeline: PipelineDefs, settings: KafkaSettings) -> list[SensorDefinition]:
     """One sensor per kafka_lag trigger; none when no broker is configured."""
     triggers = [t.kafka_lag for t in pipeline.spec.triggers]
     if not triggers:
         return []
-    settings = settings or kafka_settings()
     if not settings.enabled:
         return []
     return [_lag_sensor(pipeline, t, i, settings) for i, t in enumerate(triggers)]

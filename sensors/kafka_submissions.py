@@ -32,13 +32,7 @@ from quantos_assets.admission.policy import admit
 from quantos_assets.admission.registry_view import DirectoryRegistry
 from quantos_assets.admission.request import Action, AdmissionRequest, Caller
 from quantos_assets.gateway.settings import gateway_settings
-from quantos_assets.gateway.teams import (
-    TeamsFile,
-    TeamsFileError,
-    load_teams,
-    pipeline_team,
-    teams_location,
-)
+from quantos_assets.gateway.teams import TeamsFile, TeamsFileError, load_teams, pipeline_team
 from quantos_assets.k8s.step_config import SecretScopeError, submission_run_config
 from quantos_assets.pipeline_assets import PipelineDefs
 from quantos_assets.placement import PlacementError
@@ -46,12 +40,12 @@ from quantos_assets.run_tags import runtime_run_tags
 from quantos_assets.spec.derived_names import KAFKA_SUBMISSIONS_SENSOR
 from quantos_assets.spec.errors import SpecError
 from quantos_assets.spec.loader import load_runtime_params, load_spec_text
-from resources.kafka_client import KafkaClient, KafkaProblem, KafkaSettings, Message, kafka_settings
-from resources.profile import runs_pods
+from resources.kafka_client import KafkaClient, KafkaProblem, KafkaSettings, Message
+from resources.profile import Profile
+from resources.run_tag_keys import TAG_KAFKA_MESSAGE
 from sensors.run_usage import InstanceUsage, gateway_store
 
 SENSOR_NAME = KAFKA_SUBMISSIONS_SENSOR
-TAG_KAFKA_MESSAGE = "quantos/kafka_message"
 
 
 class SubmissionMessage(BaseModel):
@@ -286,22 +280,18 @@ def _dead_letter(r: Rejected) -> tuple[bytes, bytes | None, dict[str, str]]:
 
 
 def build_kafka_submissions(
-    pipelines: list[PipelineDefs],
-    settings: KafkaSettings | None = None,
-    production: bool | None = None,
-    teams: TeamsFile | None = None,
+    pipelines: list[PipelineDefs], profile: Profile, teams: TeamsFile | None = None
 ) -> SensorDefinition | None:
-    """The submission sensor, or None when no broker is configured (QUANTOS_KAFKA_BOOTSTRAP).
-    `production` (default: the profile runs steps as pods, staging/prod) adds the run config;
-    `teams` (default: QUANTOS_TEAMS or deploy/teams.yaml) grants the secrets scopes."""
-    settings = settings or kafka_settings()
-    production = runs_pods() if production is None else production
+    """The submission sensor, or None when the profile names no broker (QUANTOS_KAFKA_BOOTSTRAP).
+    Where the profile runs steps as pods (staging/prod) a run gets its run config; `teams`
+    (default: the profile's teams file) grants the secrets scopes."""
+    settings, production = profile.kafka, profile.runs_pods
     if not settings.enabled:
         return None
     refs = pipeline_refs(pipelines)
     grants: TeamsFile | TeamsFileError
     try:
-        grants = teams if teams is not None else load_teams(*teams_location())
+        grants = teams if teams is not None else load_teams(profile.teams_file, profile.teams_file_named)
     except TeamsFileError as err:
         grants = err  # every tick says so; the code location (and its other sensors) still loads
 

@@ -4,6 +4,8 @@ from __future__ import annotations
 from dagster import ScheduleDefinition, SensorDefinition
 
 from quantos_assets.pipeline_assets import PipelineDefs
+from resources.kafka_client import KafkaSettings
+from resources.profile import Profile
 from sensors.freshness import build_freshness_sensor
 from sensors.gateway_jobs import build_gateway_jobs_sensor
 from sensors.kafka_lag import build_lag_sensors
@@ -15,8 +17,8 @@ from sensors.session_sync import build_session_sync
 Trigger = ScheduleDefinition | SensorDefinition
 
 
-def build_triggers(pipelines: list[PipelineDefs]) -> list[Trigger]:
-    """Trading-calendar schedules, partition syncs and Kafka lag triggers, per spec."""
+def build_triggers(pipelines: list[PipelineDefs], kafka: KafkaSettings) -> list[Trigger]:
+    """Trading-calendar schedules, partition syncs and Kafka lag triggers (on `kafka`), per spec."""
     triggers: list[Trigger] = []
     for pipeline in pipelines:
         if pipeline.spec.schedule is not None:
@@ -25,17 +27,17 @@ def build_triggers(pipelines: list[PipelineDefs]) -> list[Trigger]:
             triggers.append(build_session_sync(pipeline))
         if pipeline.checks:
             triggers.append(build_freshness_sensor(pipeline))
-        triggers.extend(build_lag_sensors(pipeline))
+        triggers.extend(build_lag_sensors(pipeline, kafka))
     return triggers
 
 
-def build_location_sensors(pipelines: list[PipelineDefs]) -> list[SensorDefinition]:
-    """Sensors of the whole code location: the gateway's scheduled jobs, and when configured
-    the Kafka submission queue (QUANTOS_KAFKA_BOOTSTRAP) and run notifications (Slack / webhook)."""
-    submissions = build_kafka_submissions(pipelines)
+def build_location_sensors(pipelines: list[PipelineDefs], profile: Profile) -> list[SensorDefinition]:
+    """Sensors of the whole code location: the gateway's scheduled jobs, and where the profile
+    configures them the Kafka submission queue and run notifications (Slack / webhook)."""
+    submissions = build_kafka_submissions(pipelines, profile)
     gateway_jobs = build_gateway_jobs_sensor(pipelines)
     return [
         *([submissions] if submissions else []),
         *([gateway_jobs] if gateway_jobs else []),
-        *build_run_notifications(pipelines),
+        *build_run_notifications(pipelines, profile.notify),
     ]

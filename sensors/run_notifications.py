@@ -35,7 +35,7 @@ from dagster import (
 from quantos_assets.pipeline_assets import PipelineDefs
 from quantos_assets.spec.derived_names import RUN_FAILURE_SENSOR, STEP_NOTIFICATIONS_SENSOR
 from quantos_assets.spec.models import DagSpec
-from resources.notifier import Notification, Notifier, NotifyError, NotifySettings, notify_settings
+from resources.notifier import Notification, Notifier, NotifyError, NotifySettings
 from sensors.run_event_cursor import ACTIVE, RunEventCursor, storage_position
 
 STEP_EVENTS = (
@@ -123,10 +123,9 @@ def evaluate_step_notifications(
 
 
 def build_run_notifications(
-    pipelines: list[PipelineDefs], settings: NotifySettings | None = None
+    pipelines: list[PipelineDefs], settings: NotifySettings
 ) -> list[SensorDefinition]:
     """The notification sensors, or none when no target is configured."""
-    settings = settings or notify_settings()
     if not settings.enabled or not pipelines:
         return []
     specs = {p.spec.pipeline_id: p.spec for p in pipelines}

@@ -135,9 +135,10 @@ def _iso_date(text: str) -> dt.date:
 
 
 def cmd_validate(args: argparse.Namespace) -> int:
-    from quantos_assets.gateway.teams import load_teams, teams_location
+    from quantos_assets.gateway.teams import load_teams
     from quantos_assets.spec.loader import load_spec
     from quantos_assets.spec_registry import spec_files
+    from resources.profile import teams_setting
 
     files: list[Path] = []
     for path in args.paths:
@@ -148,7 +149,7 @@ def cmd_validate(args: argparse.Namespace) -> int:
     if not files:
         print("quantos: no spec files found", file=sys.stderr)
         return EXIT_INVALID
-    teams = load_teams(*teams_location())  # a broken teams file is one line and exit 2
+    teams = load_teams(*teams_setting())  # a broken teams file is one line and exit 2
     failed = 0
     for path in files:
         try:

@@ -25,7 +25,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import urlsplit
 
-from quantos_assets.gateway.teams import teams_location
 from resources.audit_settings import AuditSettings, audit_settings
 from resources.profile import active_profile
 from resources.redaction import install_log_redaction, redact
@@ -58,16 +57,15 @@ def gateway_settings(environ: dict[str, str] | None = None) -> GatewaySettings:
     env = dict(os.environ if environ is None else environ)
     profile = active_profile(env)
     data = profile.data_dir
-    teams_path, teams_required = teams_location(env)
     store_url = env.get("QUANTOS_GATEWAY_DB") or f"sqlite:///{data / 'gateway.db'}"
     return GatewaySettings(
         dagster_url=env.get("QUANTOS_DAGSTER_URL") or "http://127.0.0.1:3000",
         tokens_path=Path(env.get("QUANTOS_API_TOKENS") or data / "api_tokens.json"),
         store_url=store_url,
-        teams_path=teams_path,
+        teams_path=profile.teams_file,
         specs_dir=profile.specs_dir,
         production=not profile.is_local,
-        teams_required=teams_required,
+        teams_required=profile.teams_file_named,
         max_body_bytes=_positive_int(env, "QUANTOS_MAX_BODY_BYTES", 1 << 20),
         launch_threads=_positive_int(env, "QUANTOS_LAUNCH_THREADS", 4),
         max_backlog=_positive_int(env, "QUANTOS_MAX_BACKLOG", 2000),

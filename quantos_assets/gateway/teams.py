@@ -2,14 +2,12 @@
 entrypoints may come from, and its quotas (deploy/teams.yaml)."""
 from __future__ import annotations
 
-import os
 from collections.abc import Mapping
 from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from quantos_assets.kinds.entrypoints import DEFAULT_ENTRYPOINT_MODULES, MODULE_PATH
-from resources.profile import REPO_ROOT
 
 
 class TeamPolicy(BaseModel):
@@ -52,14 +50,6 @@ def pipeline_team(labels: Mapping[str, str]) -> str | None:
     from quantos_assets.spec_registry import labelled_team
 
     return labelled_team(labels)
-
-
-def teams_location(environ: Mapping[str, str] | None = None) -> tuple[Path, bool]:
-    """Where the policy file is (QUANTOS_TEAMS, default deploy/teams.yaml), and whether it
-    must exist (it was named). Read by the gateway and by the Kafka submission sensor."""
-    env = os.environ if environ is None else environ
-    named = env.get("QUANTOS_TEAMS")
-    return Path(named or REPO_ROOT / "deploy" / "teams.yaml"), bool(named)
 
 
 class TeamsFileError(ValueError):

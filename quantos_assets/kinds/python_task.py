@@ -35,7 +35,7 @@ from quantos_assets.kinds.local_images import LocalImagesError, load_local_image
 from quantos_assets.kinds.step_environment import prepare_workdir, scope_secrets, step_environment
 from resources.artifact import Artifact
 from resources.pipes_sandbox import SandboxedSubprocessClient
-from resources.profile import runs_pods
+from resources.profile import runs_pods, teams_setting
 
 ENTRY_MODULE = "quantos_assets.kinds.pipes_entry"
 
@@ -166,10 +166,10 @@ def _allowed_modules(run: NodeRun, entrypoint: str, where: str = "params.entrypo
     """The module prefixes of the pipeline's team (deploy/teams.yaml, read now: an edit
     applies to the next step); refuses an entrypoint outside them before anything starts.
     `where`: what named the entrypoint (the spec, or the local image map), for the message."""
-    from quantos_assets.gateway.teams import TeamsFileError, load_teams, teams_location
+    from quantos_assets.gateway.teams import TeamsFileError, load_teams
 
     try:
-        teams = load_teams(*teams_location())
+        teams = load_teams(*teams_setting())
     except TeamsFileError as err:
         raise NodeRunError(f"{run.label}: cannot check {where}: {err}") from None
     team = entrypoint_team(run.spec.labels)

@@ -10,16 +10,13 @@ from prometheus_client import CollectorRegistry
 
 from quantos_assets.observability.kafka_lag_metrics import KafkaLagCollector
 from quantos_assets.observability.run_metrics import RunMetricsCollector
-from resources.kafka_client import KafkaSettings, kafka_settings
 from resources.profile import Profile, active_profile
 
 
-def metrics_registry(
-    instance: DagsterInstance, profile: Profile | None = None, kafka: KafkaSettings | None = None
-) -> CollectorRegistry:
+def metrics_registry(instance: DagsterInstance, profile: Profile | None = None) -> CollectorRegistry:
     """Runs, queue, steps and checks from the instance; Kafka lag where Kafka is configured."""
     profile = profile or active_profile()
     registry = CollectorRegistry()
     registry.register(RunMetricsCollector(instance, profile.specs_dir))
-    registry.register(KafkaLagCollector(kafka or kafka_settings(), profile.specs_dir))
+    registry.register(KafkaLagCollector(profile.kafka, profile.specs_dir))
     return registry

@@ -4,6 +4,7 @@ skipped tick that loses nothing."""
 from __future__ import annotations
 
 import json
+import os
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -14,7 +15,7 @@ from kafka_broker import MockKafka
 
 from quantos_assets.pipeline_assets import PipelineDefs, build_pipeline
 from quantos_assets.spec.loader import load_spec
-from resources.kafka_client import KafkaSettings
+from resources.profile import Profile, active_profile
 from sensors.kafka_submissions import build_kafka_submissions
 
 pytestmark = pytest.mark.integration
@@ -45,8 +46,18 @@ def _pipelines(tmp_path: Path) -> list[PipelineDefs]:
     return [build_pipeline(load_spec(path))]
 
 
-def _settings(bootstrap: str, **kw: Any) -> KafkaSettings:
-    return KafkaSettings(bootstrap=bootstrap, timeout_s=kw.pop("timeout_s", 3.0), **kw)
+_VARIABLES = {"group": "QUANTOS_KAFKA_GROUP", "submissions_topic": "QUANTOS_SUBMISSIONS_TOPIC",
+              "timeout_s": "QUANTOS_KAFKA_TIMEOUT_S"}
+# staging/prod need their stores named; nothing here opens them
+_PROD = {"QUANTOS_ENV": "prod", "QUANTOS_CATALOG_URI": "sqlite:///unused.db",
+         "QUANTOS_WAREHOUSE": "s3://unused/warehouse", "QUANTOS_ARTIFACTS": "s3://unused/artifacts"}
+
+
+def _profile(bootstrap: str, production: bool = False, **kw: Any) -> Profile:
+    """The profile of a location with this broker (the suite's teams file, conftest.py)."""
+    env = {"QUANTOS_KAFKA_BOOTSTRAP": bootstrap, "QUANTOS_KAFKA_TIMEOUT_S": "3",
+           "QUANTOS_TEAMS": os.environ["QUANTOS_TEAMS"], **{_VARIABLES[k]: str(v) for k, v in kw.items()}}
+    return active_profile({**env, **(_PROD if production else {})})
 
 
 _INSTANCE: DagsterInstance | None = None
@@ -81,7 +92,7 @@ def test_each_submission_becomes_one_run_and_bad_ones_are_dead_lettered(
         {"dag_spec": {**inline, "nodes": [{"id": "x", "kind": "bogus"}]}, "runtime_params": _params(6)},
         {"spec_ref": "xs_signal", "runtime_params": {"env": "local"}},
     ])
-    sensor = build_kafka_submissions(pipelines, _settings(kafka_broker.bootstrap))
+    sensor = build_kafka_submissions(pipelines, _profile(kafka_broker.bootstrap))
 
     first = _tick(sensor, None)
     runs = {r.tags["quantos/submission_id"]: r for r in first.run_requests}
@@ -137,7 +148,7 @@ def test_in_production_a_submissions_placement_and_secrets_reach_its_steps(
         {"spec_ref": "xs_signal", "runtime_params": _params(4, secrets_scope=["execution-prod"])},
         {"spec_ref": "xs_signal", "runtime_params": {**_params(5), "labels": {"team": "execution"}}},
     ])
-    sensor = build_kafka_submissions(pipelines, _settings(kafka_broker.bootstrap), production=True)
+    sensor = build_kafka_submissions(pipelines, _profile(kafka_broker.bootstrap, production=True))
     [run] = _tick(sensor, None).run_requests
 
     step = run.run_config["execution"]["config"]["per_step_k8s_config"]["xs_signal__features"]
@@ -161,7 +172,7 @@ def test_in_production_a_submissions_placement_and_secrets_reach_its_steps(
     }
 
     # Locally the steps run in processes: the same message carries no Kubernetes config.
-    local = build_kafka_submissions(pipelines, _settings(kafka_broker.bootstrap, group="local"), production=False)
+    local = build_kafka_submissions(pipelines, _profile(kafka_broker.bootstrap, group="local"))
     assert all(r.run_config == {} for r in _tick(local, None).run_requests)
 
 
@@ -169,13 +180,13 @@ def test_unreachable_broker_and_missing_topic_skip_with_the_cause_and_lose_nothi
     kafka_broker: MockKafka, tmp_path: Path
 ) -> None:
     pipelines = _pipelines(tmp_path)
-    missing = build_kafka_submissions(pipelines, _settings(kafka_broker.bootstrap, submissions_topic="no.such.topic"))
+    missing = build_kafka_submissions(pipelines, _profile(kafka_broker.bootstrap, submissions_topic="no.such.topic"))
     result = _tick(missing, None)
     assert not result.run_requests
     assert "topic 'no.such.topic' does not exist" in result.skip_message
 
     kafka_broker.produce(TOPIC, [{"spec_ref": "xs_signal", "runtime_params": _params(n)} for n in range(4)])
-    sensor = build_kafka_submissions(pipelines, _settings(kafka_broker.bootstrap, timeout_s=1.0))
+    sensor = build_kafka_submissions(pipelines, _profile(kafka_broker.bootstrap, timeout_s=1.0))
     first = _tick(sensor, None)
     assert len(first.run_requests) == 4
 
@@ -194,13 +205,13 @@ def test_unreachable_broker_and_missing_topic_skip_with_the_cause_and_lose_nothi
     _tick(sensor, recovered.cursor)
     assert kafka_broker.committed(TOPIC, GROUP) == kafka_broker.end_offsets(TOPIC)
 
-    nowhere = build_kafka_submissions(pipelines, _settings("127.0.0.1:1", timeout_s=1.0))
+    nowhere = build_kafka_submissions(pipelines, _profile("127.0.0.1:1", timeout_s=1.0))
     result = _tick(nowhere, None)
     assert "Kafka broker unreachable at 127.0.0.1:1" in result.skip_message
 
 
 def test_without_a_broker_configured_there_is_no_submission_sensor(tmp_path: Path) -> None:
-    assert build_kafka_submissions(_pipelines(tmp_path), KafkaSettings(bootstrap=None)) is None
+    assert build_kafka_submissions(_pipelines(tmp_path), _profile("")) is None
 
 
 def test_submissions_over_the_teams_run_limit_wait_in_order_and_none_is_lost(
@@ -214,7 +225,7 @@ def test_submissions_over_the_teams_run_limit_wait_in_order_and_none_is_lost(
     teams = TeamsFile.model_validate({"teams": {"research": {"max_concurrent_runs": 2}}})
     pipelines = _pipelines(tmp_path)
     kafka_broker.produce(TOPIC, [{"spec_ref": "xs_signal", "runtime_params": _params(n)} for n in range(1, 5)])
-    sensor = build_kafka_submissions(pipelines, _settings(kafka_broker.bootstrap), teams=teams)
+    sensor = build_kafka_submissions(pipelines, _profile(kafka_broker.bootstrap), teams=teams)
 
     first = _tick(sensor, None)
     assert len(first.run_requests) == 2  # the team's limit; the other two wait (not dead-lettered: all four run)

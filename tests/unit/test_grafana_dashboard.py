@@ -15,7 +15,6 @@ from prometheus_client import generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
 from quantos_assets.observability.metrics_registry import metrics_registry
-from resources.kafka_client import KafkaSettings
 from resources.profile import active_profile
 
 DASHBOARD = Path(__file__).resolve().parents[2] / "deploy" / "grafana" / "quantos.json"
@@ -26,7 +25,7 @@ METRIC = re.compile(r"\bquantos_[a-zA-Z0-9_:]*")
 def _exposed() -> dict[str, set[str]]:
     """Family name -> the sample names a query can use."""
     with DagsterInstance.ephemeral() as instance:
-        text = generate_latest(metrics_registry(instance, active_profile(), KafkaSettings(bootstrap=None))).decode()
+        text = generate_latest(metrics_registry(instance, active_profile({}))).decode()
     return {f.name: {f.name + s for s in SUFFIXES[f.type]} for f in text_string_to_metric_families(text)}
 
 

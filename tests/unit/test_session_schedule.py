@@ -21,6 +21,7 @@ from dagster._core.test_utils import create_run_for_test
 
 from quantos_assets.pipeline_assets import build_pipeline
 from quantos_assets.spec.loader import load_spec
+from resources.kafka_client import KafkaSettings
 from resources.profile import active_profile, build_resources
 from sensors.registry import build_triggers
 from sensors.session_schedule import build_session_schedule
@@ -133,5 +134,5 @@ def test_sync_sensor_adds_every_session_to_today(tmp_path: Path, instance) -> No
 
 
 def test_registry_builds_one_schedule_and_one_sync_per_calendar_spec(tmp_path: Path) -> None:
-    names = sorted(t.name for t in build_triggers([pipeline(tmp_path)]))
+    names = sorted(t.name for t in build_triggers([pipeline(tmp_path)], KafkaSettings(bootstrap=None)))
     assert names == ["eod__sessions_sync", "eod__xnys_schedule"]
