@@ -6,9 +6,11 @@ any change in what Dagster will actually run.
 """
 from __future__ import annotations
 
+import json
+from collections.abc import Mapping
 from typing import Any
 
-from dagster import AssetsDefinition, AssetSpec
+from dagster import AssetsDefinition, AssetSpec, Definitions
 
 from quantos_assets.pipeline_assets import PipelineDefs
 from resources.run_tag_keys import TAG_KIND, TAG_NODE, TAG_POOL
@@ -110,3 +112,69 @@ def _gates(pipeline: PipelineDefs) -> dict[str, Any]:
             for spec in stage.specs
         ],
     }
+
+
+def describe_location(defs: Definitions) -> dict[str, Any]:
+    """The whole code location as Dagster will load it: assets (deps, op, op tags with the
+    `dagster-k8s/config` decoded), checks, jobs and what they select, schedules, sensors,
+    resource keys and the executor. Read off the built repository, so a change in what a
+    profile builds (a pod's resources, a job's selection, a sensor appearing) is a diff."""
+    repo = defs.get_repository_def()
+    graph = repo.asset_graph
+    assets: dict[str, Any] = {}
+    for key in sorted(graph.get_all_asset_keys(), key=_key):
+        node = graph.get(key)
+        item = node.assets_def
+        assets[_key(key)] = {
+            "deps": sorted(_key(p) for p in node.parent_keys),
+            "group": node.group_name,
+            "kinds": sorted(node.kinds),
+            "op": item.op.name if item.is_executable and item.node_def is not None else None,
+            "op_tags": _tags(item.op.tags) if item.is_executable and item.node_def is not None else None,
+            "partitions": getattr(item.partitions_def, "name", None) if item.partitions_def else None,
+        }
+    checks = {
+        f"{_key(k.asset_key)}:{k.name}": {"blocking": graph.get_check_spec(k).blocking}
+        for k in sorted(graph.asset_check_keys, key=lambda k: (_key(k.asset_key), k.name))
+    }
+    jobs = {
+        job.name: {
+            "tags": _tags(job.tags or {}),
+            "selects": sorted(_key(k) for k in job.asset_layer.selected_asset_keys),
+            "executor": job.executor_def.name,
+        }
+        for job in sorted(repo.get_all_jobs(), key=lambda j: j.name)
+        if not job.name.startswith("__")
+    }
+    schedules = {
+        s.name: {"cron": s.cron_schedule, "timezone": s.execution_timezone, "job": s.job_name,
+                 "default_status": s.default_status.value}
+        for s in sorted(repo.schedule_defs, key=lambda s: s.name)
+    }
+    sensors = {
+        s.name: {"interval_s": s.minimum_interval_seconds, "jobs": sorted(j.name for j in s.jobs) if s.has_jobs else [],
+                 "default_status": s.default_status.value}
+        for s in sorted(repo.sensor_defs, key=lambda s: s.name)
+    }
+    return {
+        "assets": assets,
+        "checks": checks,
+        "jobs": jobs,
+        "schedules": schedules,
+        "sensors": sensors,
+        "resources": {k: type(v).__name__ for k, v in sorted((defs.resources or {}).items())},
+        "executor": repo.get_all_jobs()[0].executor_def.name if repo.get_all_jobs() else None,
+    }
+
+
+def _tags(tags: Mapping[str, Any]) -> dict[str, Any]:
+    """Tags with the JSON ones (`dagster-k8s/config`) decoded, so a diff shows the field."""
+    out: dict[str, Any] = {}
+    for name, value in sorted(tags.items()):
+        if isinstance(value, str) and value[:1] in "{[":
+            try:
+                value = json.loads(value)
+            except ValueError:
+                pass
+        out[name] = value
+    return out
