@@ -1,8 +1,10 @@
 """The trainers a ray_job may name: a name -> how to build an untrained estimator.
 
 A closed registry (not "import any class") keeps a compiler-emitted spec from
-running arbitrary code on the training cluster, and lets a spec be checked
-before it runs: an unknown trainer is an error at load time, not after an hour.
+running arbitrary code on the training cluster. An unknown trainer is not caught by
+`quantos validate` or at load (the spec loads, `params` is free-form): it fails when the
+node's step runs, before any training starts, as one line that is not retried
+(`kinds/ray_job.training_job`).
 """
 from __future__ import annotations
 

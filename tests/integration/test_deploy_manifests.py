@@ -112,6 +112,22 @@ def test_helm_values_match_the_prod_instance() -> None:
     assert values["dagsterDaemon"]["runMonitoring"]["enabled"] and values["dagsterDaemon"]["runRetries"]["enabled"]
 
 
+def test_helm_values_keep_compute_logs_in_s3_as_the_prod_instance() -> None:
+    """The chart renders the same S3 compute log manager as dagster.prod.yaml (bucket aside)."""
+    values = yaml.safe_load((DEPLOY / "helm" / "values.yaml").read_text())["computeLogManager"]
+    prod = yaml.safe_load((DEPLOY / "dagster.prod.yaml").read_text())["compute_logs"]
+    assert values["type"] == prod["class"] == "S3ComputeLogManager"
+    assert prod["module"] == "dagster_aws.s3.compute_log_manager"
+    helm, config = values["config"]["s3ComputeLogManager"], prod["config"]
+    assert config["bucket"] == {"env": "QUANTOS_COMPUTE_LOGS_BUCKET"} and helm["bucket"]
+    assert (helm["prefix"], helm["localDir"], helm["uploadInterval"]) == (
+        config["prefix"], config["local_dir"], config["upload_interval"])
+    # staged where the pods can write (read-only root file system, /tmp an emptyDir)
+    assert config["local_dir"].startswith("/tmp/")
+    guide = (REPO / "docs" / "deployment.md").read_text()
+    assert "| `QUANTOS_COMPUTE_LOGS_BUCKET` |" in guide, "the guide's environment table lacks the bucket"
+
+
 def test_only_the_gateway_and_the_sso_proxy_reach_the_webserver() -> None:
     """Dagster's GraphQL has no authentication: the cluster must not let anything else in."""
     policies = [d for _, d in _docs() if d["kind"] == "NetworkPolicy" and d["spec"]["podSelector"]["matchLabels"].get("component") == "dagster-webserver"]

@@ -51,6 +51,10 @@ def prod_env(pg_db, s3_endpoint, tmp_path_factory):
         "QUANTOS_ARTIFACTS": "s3://artifacts/quantos",
         "QUANTOS_S3_ENDPOINT": s3_endpoint,
         "QUANTOS_S3_REGION": "us-east-1",
+        # dagster.prod.yaml's compute logs (S3ComputeLogManager): the bucket, and the endpoint
+        # through botocore's variable, as on MinIO (test_compute_logs_s3.py checks the upload)
+        "QUANTOS_COMPUTE_LOGS_BUCKET": "compute-logs",
+        "AWS_ENDPOINT_URL_S3": s3_endpoint,
         "AWS_ACCESS_KEY_ID": "testing",
         "AWS_SECRET_ACCESS_KEY": "testing",
         "AWS_REGION": "us-east-1",
@@ -62,7 +66,7 @@ def prod_env(pg_db, s3_endpoint, tmp_path_factory):
         mp.setenv(k, v)
     mp.delenv("QUANTOS_TRINO_HOST", raising=False)
     s3 = boto3.client("s3", endpoint_url=s3_endpoint, region_name="us-east-1")
-    for bucket in ("lake", "artifacts"):
+    for bucket in ("lake", "artifacts", "compute-logs"):
         s3.create_bucket(Bucket=bucket)
     yield env, home, s3
     mp.undo()
@@ -79,6 +83,7 @@ def materialized(prod_env):
         instance=instance, raise_on_error=False, tags={"quantos/team": "research"}
     )
     yield defs, instance, result
+    instance.compute_log_manager.delete_logs(prefix=[result.run_id])  # staged in /tmp/...
     instance.dispose()
 
 

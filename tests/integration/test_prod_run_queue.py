@@ -1,7 +1,8 @@
 """The production run queue and run monitoring on PostgreSQL.
 
-The instance is deploy/dagster.prod.yaml with one change: runs are launched as local
-processes (DefaultRunLauncher) instead of Kubernetes Jobs, because there is no cluster here.
+The instance is deploy/dagster.prod.yaml with two changes, because there is no cluster (or S3)
+here: runs are launched as local processes (DefaultRunLauncher) instead of Kubernetes Jobs, and
+their compute logs stay local (the S3 upload: test_compute_logs_s3.py).
 Queue, limits and storage are the production ones; the daemon's real dequeue loop launches the
 runs through a real code server, and the runs really execute and take time.
 """
@@ -78,6 +79,7 @@ def prod_queue(pg_url, tmp_path, monkeypatch):
     home.mkdir()
     config = yaml.safe_load((REPO / "deploy" / "dagster.prod.yaml").read_text())
     config["run_launcher"] = {"module": "dagster", "class": "DefaultRunLauncher"}
+    del config["compute_logs"]
     (home / "dagster.yaml").write_text(yaml.safe_dump(config))
     monkeypatch.setenv("QUANTOS_DAGSTER_PG_URL", pg_url)
     monkeypatch.setenv("DAGSTER_HOME", str(home))
