@@ -298,13 +298,11 @@ def _models() -> dict[str, Any]:
     """Schema name -> the gateway's pydantic model of that name."""
     from pydantic import BaseModel
 
-    from quantos_assets.gateway import app as app_module
-    from quantos_assets.gateway import auth, jobs_api
+    from quantos_assets.gateway import schemas
 
     return {
         name: value
-        for module in (app_module, jobs_api, auth)
-        for name, value in vars(module).items()
+        for name, value in vars(schemas).items()
         if isinstance(value, type) and issubclass(value, BaseModel)
     }
 

@@ -6,7 +6,6 @@ from typing import Annotated, Any
 
 from fastapi import Depends, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
-from pydantic import BaseModel, Field
 
 from quantos_assets.client.graphql import DagsterAPIError
 from quantos_assets.client.submissions import SubmissionError
@@ -51,16 +50,6 @@ def _principal(scope: str) -> Callable[..., Principal]:
 
 Submitter = Annotated[Principal, Depends(_principal("submit"))]
 Reader = Annotated[Principal, Depends(_principal("read"))]
-
-
-class ErrorBody(BaseModel):
-    error: str
-    lines: list[str] = Field(default_factory=list)
-
-
-ERRORS: dict[int | str, dict[str, Any]] = {
-    code: {"model": ErrorBody} for code in (400, 401, 403, 404, 409, 413, 422, 429, 502, 503, 504)
-}
 
 
 # -- wiring --------------------------------------------------------------------------------------

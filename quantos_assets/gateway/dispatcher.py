@@ -45,15 +45,14 @@ from quantos_assets.client.submissions import (
 )
 from quantos_assets.gateway.registry_audit import audit_registration
 from quantos_assets.gateway.submission_store import CANCELED, Claim, SubmissionRow, SubmissionStore
-from quantos_assets.run_tags import TAG_SUBMISSION, TAG_TEAM
 from quantos_assets.spec.errors import SpecError
 from quantos_assets.spec.loader import LoadedSpec
 from quantos_assets.spec.models import RuntimeParams
 from resources.audit_log import AuditLog
+from resources.run_tag_keys import TAG_SPEC_SHA256, TAG_SUBMISSION, TAG_TEAM
 
 log = logging.getLogger("quantos.gateway.dispatcher")
 
-TAG_SPEC_SHA256 = "quantos/spec_sha256"
 MAX_DELAY = 15.0  # between launch attempts while Dagster is unreachable
 
 

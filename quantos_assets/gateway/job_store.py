@@ -89,6 +89,23 @@ def iso_time(stamp: float | None) -> str | None:
         return None
 
 
+@dataclass(frozen=True)
+class NewJob:
+    """A job as its caller schedules it: everything but the id and times the store gives it."""
+
+    team: str
+    actor: str
+    type: str
+    pipeline_id: str
+    spec_sha256: str
+    runtime_params: dict[str, Any]
+    nodes: list[str]
+    description: str
+    execution_time: float  # first fire, epoch seconds
+    cron: str | None  # recurrence; None: once
+    timezone: str  # the zone `cron` is read in
+
+
 @dataclass
 class JobChanges:
     """Fields a PUT may change (None: keep)."""
@@ -161,36 +178,22 @@ class JobStore:
     def from_url(cls, url: str) -> JobStore:
         return cls(store_engine(url))
 
-    def create(
-        self,
-        *,
-        team: str,
-        actor: str,
-        type: str,
-        pipeline_id: str,
-        spec_sha256: str,
-        runtime_params: dict[str, Any],
-        nodes: list[str],
-        description: str,
-        execution_time: float,
-        cron: str | None,
-        timezone: str,
-    ) -> ScheduledJob:
+    def create(self, job: NewJob) -> ScheduledJob:
         now = time.time()
         job_id = f"job-{uuid.uuid4().hex[:12]}"
         values = {
             "id": job_id,
-            "team": team,
-            "actor": actor,
-            "type": type,
-            "pipeline_id": pipeline_id,
-            "spec_sha256": spec_sha256,
-            "runtime_params": json.dumps(runtime_params, sort_keys=True),
-            "nodes": json.dumps(nodes),
-            "description": description,
-            "execution_time": execution_time,
-            "cron": cron,
-            "timezone": timezone,
+            "team": job.team,
+            "actor": job.actor,
+            "type": job.type,
+            "pipeline_id": job.pipeline_id,
+            "spec_sha256": job.spec_sha256,
+            "runtime_params": json.dumps(job.runtime_params, sort_keys=True),
+            "nodes": json.dumps(job.nodes),
+            "description": job.description,
+            "execution_time": job.execution_time,
+            "cron": job.cron,
+            "timezone": job.timezone,
             "canceled": False,
             "created_at": now,
             "updated_at": now,

@@ -1,4 +1,4 @@
-"""Which spec a request means, and the admission policy asked on the caller's behalf.
+"""Which spec and params a request means, and the admission policy asked on the caller's behalf.
 
 Who may do what is decided by the one admission policy (quantos_assets/admission/), which
 every other path (scheduled job firings, Kafka, the CLI) asks too; here a gateway request
@@ -11,7 +11,7 @@ from typing import Any, TypeVar
 
 from quantos_assets.admission.policy import admit
 from quantos_assets.admission.request import Action, AdmissionRequest, Caller
-from quantos_assets.client.submissions import parse_spec
+from quantos_assets.client.submissions import parse_params, parse_spec
 from quantos_assets.gateway.auth import ApiError
 from quantos_assets.gateway.tokens import Principal
 from quantos_assets.gateway.usage import GatewayUsage
@@ -43,6 +43,14 @@ def resolve_spec(gw: Gateway, dag_spec: dict[str, Any] | None, spec_ref: str | N
     if loaded is None:
         raise ApiError(404, f"unknown pipeline {spec_ref!r}: no valid spec with that pipeline_id in the registry")
     return loaded
+
+
+def resolve_params(raw: dict[str, Any]) -> RuntimeParams:
+    """The runtime params a request gives, validated: 422 with one line per problem."""
+    try:
+        return parse_params(raw)
+    except SpecError as err:
+        raise ApiError(422, "invalid runtime_params", err.lines) from None
 
 
 def caller(who: Principal) -> Caller:

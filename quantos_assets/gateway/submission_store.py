@@ -102,6 +102,20 @@ class Claim:
 
 
 @dataclass(frozen=True)
+class NewSubmission:
+    """A submission as the gateway accepts it: what `admit` stores, and what a re-send of the
+    same submission_id is compared with."""
+
+    submission_id: str
+    team: str
+    actor: str
+    pipeline_id: str
+    spec_sha256: str
+    params: dict[str, Any]  # what the audit record keeps of the request (stored as JSON)
+    request: dict[str, Any] | None = None  # what the dispatcher launches (JSON)
+
+
+@dataclass(frozen=True)
 class Admission:
     """The outcome of asking to record a submission."""
 
@@ -153,15 +167,9 @@ class SubmissionStore:
 
     def admit(
         self,
+        submission: NewSubmission,
         *,
-        submission_id: str,
-        team: str,
-        actor: str,
-        pipeline_id: str,
-        spec_sha256: str,
-        params: dict[str, Any],
         per_minute: int,
-        request: dict[str, Any] | None = None,
         now: float | None = None,
         audit: Callable[[Connection], AuditRecord] | None = None,
     ) -> Admission:
@@ -174,23 +182,20 @@ class SubmissionStore:
         without its record.
         """
         now = time.time() if now is None else now
+        sid, team = submission.submission_id, submission.team
         with self.engine.begin() as conn:
             lock_team(conn, team)
-            row = conn.execute(_BY_ID, {"id": submission_id}).first()
+            row = conn.execute(_BY_ID, {"id": sid}).first()
             if row is not None:
                 return Admission(False, existing=SubmissionRow(**row._asdict()))
-            wait = self.quota_window.take(conn, team, per_minute, "submit", submission_id, now)
+            wait = self.quota_window.take(conn, team, per_minute, "submit", sid, now)
             if wait is not None:
                 return Admission(False, retry_after=wait)
-            stored = SubmissionRow(
-                id=submission_id, team=team, actor=actor, pipeline_id=pipeline_id, spec_sha256=spec_sha256,
-                params=json.dumps(params, sort_keys=True), created_at=now, run_id=None, state=QUEUED,
-                request=json.dumps(request, sort_keys=True) if request is not None else None,
-            )
+            stored = _queued_row(submission, now)
             try:
                 conn.execute(_INSERT, {k: getattr(stored, k) for k in _INSERTED})
             except IntegrityError:  # another team's worker took the id in between
-                row = conn.execute(_BY_ID, {"id": submission_id}).first()
+                row = conn.execute(_BY_ID, {"id": sid}).first()
                 return Admission(False, existing=SubmissionRow(**row._asdict()) if row else None)
             audited = audit(conn) if audit is not None else None
         return Admission(True, row=stored, audited=audited)
@@ -400,6 +405,23 @@ class SubmissionStore:
             query = query.where(submissions.c.team == team)
         with reading(self.engine) as conn:
             return [SubmissionRow(**r._asdict()) for r in conn.execute(query)]
+
+
+def _queued_row(submission: NewSubmission, now: float) -> SubmissionRow:
+    """The row `admit` inserts: queued for the dispatcher, params and request as JSON."""
+    request = submission.request
+    return SubmissionRow(
+        id=submission.submission_id,
+        team=submission.team,
+        actor=submission.actor,
+        pipeline_id=submission.pipeline_id,
+        spec_sha256=submission.spec_sha256,
+        params=json.dumps(submission.params, sort_keys=True),
+        created_at=now,
+        run_id=None,
+        state=QUEUED,
+        request=json.dumps(request, sort_keys=True) if request is not None else None,
+    )
 
 
 # Columns of a claim, cleared once the submission leaves the launch queue or is queued again.

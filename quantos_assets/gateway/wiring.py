@@ -2,6 +2,9 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Annotated
+
+from fastapi import Depends, Request
 
 from quantos_assets.admission.registry_view import DirectoryRegistry
 from quantos_assets.client.submissions import ACTIVE_STATUSES, QuantosClient
@@ -14,8 +17,8 @@ from quantos_assets.gateway.submission_store import SubmissionStore
 from quantos_assets.gateway.teams import TeamsFile, load_teams
 from quantos_assets.gateway.tokens import TokenStore
 from quantos_assets.gateway.usage import GatewayUsage
-from quantos_assets.run_tags import TAG_TEAM
 from resources.audit_log import AuditLog
+from resources.run_tag_keys import TAG_TEAM
 
 
 @dataclass
@@ -60,3 +63,14 @@ def build_gateway(settings: GatewaySettings) -> Gateway:
         registry=registry,
         usage=GatewayUsage(active_runs, store, store.quota_window),
     )
+
+
+def current_gateway(request: Request) -> Gateway:
+    """The app's Gateway (create_app keeps it in app.state): a dependency, so the routers
+    need no closure over it and one module-level router serves every app."""
+    gateway: Gateway = request.app.state.gateway
+    return gateway
+
+
+# An endpoint parameter: the Gateway of the app that received the request.
+CurrentGateway = Annotated[Gateway, Depends(current_gateway)]

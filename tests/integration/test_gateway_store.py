@@ -11,7 +11,7 @@ import sqlalchemy as sa
 from postgres_db import PG_URL, fresh_database
 
 from quantos_assets.admission.quota_window import quota_wait
-from quantos_assets.gateway.submission_store import SubmissionRow, SubmissionStore
+from quantos_assets.gateway.submission_store import NewSubmission, SubmissionRow, SubmissionStore
 from resources import sql_store
 from resources.audit_key import AuditKeySource
 from resources.audit_settings import AuditSettings
@@ -32,8 +32,11 @@ LEASE = 15.0
 
 def _admit(store: SubmissionStore, sid: str, team: str = "research", now: float = 1000.0, per_minute: int = 3):
     return store.admit(
-        submission_id=sid, team=team, actor="tok", pipeline_id="p", spec_sha256="a" * 64,
-        params={"x": 1}, per_minute=per_minute, now=now,
+        NewSubmission(
+            submission_id=sid, team=team, actor="tok", pipeline_id="p", spec_sha256="a" * 64,
+            params={"x": 1},
+        ),
+        per_minute=per_minute, now=now,
     )
 
 
@@ -264,8 +267,11 @@ def test_a_submission_and_its_audit_record_commit_together(store_url: str, tmp_p
         return audit.record(conn, actor="tok", team="research", action="submit", subject=sid, decision="accepted")
 
     ok = store.admit(
-        submission_id="s1", team="research", actor="tok", pipeline_id="p", spec_sha256="a" * 64,
-        params={"x": 1}, per_minute=2, now=1000.0, audit=lambda conn: record(conn, "s1"),
+        NewSubmission(
+            submission_id="s1", team="research", actor="tok", pipeline_id="p", spec_sha256="a" * 64,
+            params={"x": 1},
+        ),
+        per_minute=2, now=1000.0, audit=lambda conn: record(conn, "s1"),
     )
     assert ok.admitted and ok.row == store.get("s1") and ok.audited is not None
     audit.anchor_head(ok.audited)
@@ -276,8 +282,11 @@ def test_a_submission_and_its_audit_record_commit_together(store_url: str, tmp_p
 
     with pytest.raises(RuntimeError, match="not writable"):
         store.admit(
-            submission_id="s2", team="research", actor="tok", pipeline_id="p", spec_sha256="a" * 64,
-            params={"x": 1}, per_minute=2, now=1001.0, audit=broken,
+            NewSubmission(
+                submission_id="s2", team="research", actor="tok", pipeline_id="p",
+                spec_sha256="a" * 64, params={"x": 1},
+            ),
+            per_minute=2, now=1001.0, audit=broken,
         )
     assert store.get("s2") is None  # nothing half-written: no row ...
     assert _admit(store, "s3", now=1002.0, per_minute=2).admitted  # ... and the failed one took no slot

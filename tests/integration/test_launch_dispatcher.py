@@ -16,7 +16,7 @@ from postgres_db import PG_URL, fresh_database
 
 from quantos_assets.client.submissions import QuantosClient, parse_spec, spec_digest
 from quantos_assets.gateway.dispatcher import LaunchDispatcher
-from quantos_assets.gateway.submission_store import SubmissionRow, SubmissionStore
+from quantos_assets.gateway.submission_store import NewSubmission, SubmissionRow, SubmissionStore
 from resources.audit_key import AuditKeySource
 from resources.audit_settings import AuditSettings
 
@@ -56,10 +56,11 @@ def _dispatcher(store: SubmissionStore, tmp_path: Path) -> LaunchDispatcher:
 def _admit(store: SubmissionStore, sid: str) -> None:
     digest = spec_digest(parse_spec(SPEC).spec)
     request = {"dag_spec": SPEC, "runtime_params": {"submission_id": sid}}
-    assert store.admit(
-        submission_id=sid, team="research", actor="tok", pipeline_id="lease_probe", spec_sha256=digest,
-        params={}, per_minute=100, request=request,
-    ).admitted
+    submission = NewSubmission(
+        submission_id=sid, team="research", actor="tok", pipeline_id="lease_probe",
+        spec_sha256=digest, params={}, request=request,
+    )
+    assert store.admit(submission, per_minute=100).admitted
 
 
 def _until(store: SubmissionStore, sid: str, ok: Callable[[SubmissionRow], bool], timeout: float) -> SubmissionRow:

@@ -12,7 +12,7 @@ from dagster._utils.schedules import is_valid_cron_string
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from quantos_assets.gateway.job_store import JobStore
+from quantos_assets.gateway.job_store import JobStore, NewJob
 from quantos_assets.gateway.job_timing import (
     CRON_FIELDS,
     CRON_PATTERN,
@@ -63,10 +63,11 @@ def test_execution_times_outside_the_window_are_refused_naming_the_time() -> Non
 def test_rows_that_cannot_be_shown_come_back_marked_and_the_others_intact(tmp_path: Path) -> None:
     db = tmp_path / "gateway.db"
     store = JobStore.from_url(f"sqlite:///{db}")
-    good = store.create(
-        team="research", actor="t", type="pipeline", pipeline_id="p", spec_sha256="a" * 64, runtime_params={},
-        nodes=[], description="", execution_time=time.time() + 60, cron="30 16 * * 1-5", timezone="UTC",
-    )
+    good = store.create(NewJob(
+        team="research", actor="t", type="pipeline", pipeline_id="p", spec_sha256="a" * 64,
+        runtime_params={}, nodes=[], description="", execution_time=time.time() + 60,
+        cron="30 16 * * 1-5", timezone="UTC",
+    ))
     now = time.time()
     bad = [  # as an older version or a hand edit could have left them
         ("job-year10000", 253402350000.0, "{}", "[]", None, "UTC"),
