@@ -103,6 +103,20 @@ def test_every_priority_class_named_by_the_pools_exists() -> None:
     assert named <= defined, named - defined
 
 
+def test_every_manifest_is_in_a_namespace_our_pods_run_in() -> None:
+    """Per-team ResourceQuotas once sat in namespaces no pod of ours ran in, so they limited
+    nothing (docs/decisions.md, *Teams share one namespace*). Run and step Jobs (and image-only
+    tasks' pods) go to the run launcher's namespace, Ray pods to the RayCluster's: a namespaced
+    object anywhere else governs nothing we run."""
+    values = yaml.safe_load((DEPLOY / "helm" / "values.yaml").read_text())
+    runs = values["runLauncher"]["config"]["k8sRunLauncher"]["jobNamespace"]
+    ray = {d["metadata"]["namespace"] for _, d in _docs() if d["kind"] == "RayCluster"}
+    ours = {runs, *ray}
+    assert ours == {"quantos", "compute"}
+    elsewhere = {w: d["metadata"]["namespace"] for w, d in _docs() if d["metadata"].get("namespace") not in {None, *ours}}
+    assert elsewhere == {}
+
+
 def test_helm_values_match_the_prod_instance() -> None:
     values = yaml.safe_load((DEPLOY / "helm" / "values.yaml").read_text())
     prod = yaml.safe_load((DEPLOY / "dagster.prod.yaml").read_text())
