@@ -86,7 +86,7 @@ def observe(home: Path, spec: Path, events: Path, flag: Path, stop: Path, interv
 
     from quantos_assets.observability.lineage_facts import LineageNaming
     from quantos_assets.pipeline_assets import build_pipeline
-    from quantos_assets.spec.loader import load_spec
+    from quantos_assets.spec_rules.firm import load_spec
     from resources.lineage_client import LineageEmitter
     from resources.profile import LineageSettings
     from sensors.openlineage import LineageIndex, evaluate_lineage
@@ -154,7 +154,7 @@ def main() -> None:
 
     from definitions.assemble import definitions_for
     from quantos_assets.pipeline_assets import build_pipeline
-    from quantos_assets.spec.loader import load_spec
+    from quantos_assets.spec_rules.firm import load_spec
     from resources.profile import active_profile
 
     with_json = args.json_logs == "on" and json_logs_available()

@@ -22,7 +22,7 @@ from dagster import AssetIn, AssetSelection, Definitions, asset, define_asset_jo
 
 from definitions.assemble import definitions_for
 from quantos_assets.pipeline_assets import build_pipeline
-from quantos_assets.spec.loader import load_spec
+from quantos_assets.spec_rules.firm import load_spec
 from resources.profile import active_profile
 
 PIPELINE = "bench_pipeline"

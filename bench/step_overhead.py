@@ -70,8 +70,8 @@ from definitions.assemble import definitions_for
 from quantos_assets.kinds.base import NodeRun
 from quantos_assets.kinds.registry import runner_for
 from quantos_assets.pipeline_assets import build_pipeline
-from quantos_assets.spec.loader import load_spec
 from quantos_assets.spec.models import DagSpec, Node, NodeKind
+from quantos_assets.spec_rules.firm import load_spec
 from resources.profile import active_profile
 from resources.sql_engine import DuckDBEngine
 

@@ -40,8 +40,9 @@ from quantos_assets.spec.derived_names import (
     platform_conflict,
 )
 from quantos_assets.spec.errors import SpecError
-from quantos_assets.spec.loader import LoadedSpec, load_spec
+from quantos_assets.spec.loader import LoadedSpec
 from quantos_assets.spec.models import DagSpec
+from quantos_assets.spec_rules.firm import FIRM_RULES, load_spec
 
 SPEC_SUFFIXES = (".yaml", ".yml", ".json")
 log = logging.getLogger("quantos.registry")
@@ -142,7 +143,7 @@ def _read(path: Path) -> _Read:
     except SpecError as err:
         read = _Read(err.lines, None)
     else:
-        read = _Read(loaded, _names(derived_names(loaded.spec)))
+        read = _Read(loaded, _names(derived_names(loaded.spec, FIRM_RULES.gate_floor())))
     if stamp is not None:
         _READS[path] = (stamp, read)
     return read
@@ -247,7 +248,7 @@ def name_conflicts(spec: DagSpec, registry_dir: Path) -> list[str]:
 
 def _conflicts(spec: DagSpec, claims: Mapping[NameKey, tuple[str, Path]]) -> list[str]:
     lines: dict[str, None] = {}
-    for n in derived_names(spec):
+    for n in derived_names(spec, FIRM_RULES.gate_floor()):
         clash = platform_conflict(n.namespace, n.name)
         if clash is not None:
             lines[f"{n.field}: makes the {n.namespace} '{n.name}', which is {clash}"] = None

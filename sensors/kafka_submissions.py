@@ -39,7 +39,8 @@ from quantos_assets.placement import PlacementError
 from quantos_assets.run_tags import runtime_run_tags
 from quantos_assets.spec.derived_names import KAFKA_SUBMISSIONS_SENSOR
 from quantos_assets.spec.errors import SpecError
-from quantos_assets.spec.loader import load_runtime_params, load_spec_text
+from quantos_assets.spec.loader import load_runtime_params
+from quantos_assets.spec_rules.firm import load_spec_text
 from resources.kafka_client import KafkaClient, KafkaProblem, KafkaSettings, Message
 from resources.profile import Profile
 from resources.run_tag_keys import TAG_KAFKA_MESSAGE

@@ -15,8 +15,9 @@ from quantos_assets.cli.progress import progress_logger
 from quantos_assets.pipeline_assets import build_pipeline, node_asset_keys
 from quantos_assets.run_tags import runtime_run_tags
 from quantos_assets.spec.errors import SpecError
-from quantos_assets.spec.loader import load_runtime_params, load_spec
+from quantos_assets.spec.loader import load_runtime_params
 from quantos_assets.spec.models import DagSpec, RuntimeParams
+from quantos_assets.spec_rules.firm import load_spec
 from resources.profile import Profile, active_profile, build_resources
 
 

@@ -136,8 +136,8 @@ def _iso_date(text: str) -> dt.date:
 
 def cmd_validate(args: argparse.Namespace) -> int:
     from quantos_assets.gateway.teams import load_teams
-    from quantos_assets.spec.loader import load_spec
     from quantos_assets.spec_registry import spec_files
+    from quantos_assets.spec_rules.firm import load_spec
     from resources.profile import teams_setting
 
     files: list[Path] = []
@@ -206,7 +206,7 @@ def cmd_schema(args: argparse.Namespace) -> int:
 
 def cmd_compile(args: argparse.Namespace) -> int:
     from quantos_assets.compiled_graph import describe_pipeline
-    from quantos_assets.spec.loader import load_spec
+    from quantos_assets.spec_rules.firm import load_spec
 
     pipeline = _check_placement(load_spec(args.path))
     graph = describe_pipeline(pipeline)
@@ -241,7 +241,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 def cmd_ticks(args: argparse.Namespace) -> int:
     from quantos_assets.calendars.ticks import ticks_between
-    from quantos_assets.spec.loader import load_spec
+    from quantos_assets.spec_rules.firm import load_spec
 
     spec = load_spec(args.path).spec
     if spec.schedule is None:

@@ -28,7 +28,8 @@ def cmd_manifests(args: argparse.Namespace) -> int:
     from quantos_assets.k8s.manifests import DEFAULT_IMAGE, pipes_pod_manifests, step_job_manifests
     from quantos_assets.k8s.step_config import SecretScopeError
     from quantos_assets.placement import PlacementError
-    from quantos_assets.spec.loader import load_runtime_params, load_spec
+    from quantos_assets.spec.loader import load_runtime_params
+    from quantos_assets.spec_rules.firm import load_spec
 
     pipeline = _check_placement(load_spec(args.path))
     params = load_runtime_params(args.params) if args.params else None

@@ -29,9 +29,10 @@ from typing import Any
 
 from quantos_assets.client.graphql import LOCATION, REPOSITORY, DagsterAPI, DagsterAPIError
 from quantos_assets.spec.errors import SpecError
-from quantos_assets.spec.loader import LoadedSpec, load_runtime_params, load_spec, load_spec_text
+from quantos_assets.spec.loader import LoadedSpec, load_runtime_params
 from quantos_assets.spec.models import EXTERNAL_KINDS, DagSpec, RuntimeParams
 from quantos_assets.spec_registry import Registration
+from quantos_assets.spec_rules.firm import load_spec, load_spec_text
 
 ACTIVE_STATUSES = ["QUEUED", "NOT_STARTED", "STARTING", "STARTED", "CANCELING"]
 

@@ -3,7 +3,7 @@
 The policy is the floor every gated model must clear: its bounds, its stages in order and
 the model-card fields it requires. A spec's `gates` block may tighten a bound or add one,
 and may stop before the last stage; anything looser is a validation error citing both
-files (spec/gate_rules.py). `effective_gate` is what the checks then enforce.
+files (spec_rules/gates.py). `effective_gate` is what the checks then enforce.
 
 Like deploy/pools.yaml (QUANTOS_POOLS_FILE), the file is an input of spec validation, so
 its location is read here: QUANTOS_PROMOTION_POLICY, else the repository's copy.

@@ -18,12 +18,10 @@ import keyword
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Literal
+from typing import Literal
 
 from quantos_assets.spec.models import EXTERNAL_KINDS, DagSpec
-
-if TYPE_CHECKING:
-    from quantos_assets.gates.policy import PromotionPolicy
+from quantos_assets.spec.outside_rules import GateFloor
 
 Namespace = Literal["asset key", "op", "job", "schedule/sensor", "group", "asset check", "partitions set"]
 NAMESPACES: tuple[Namespace, ...] = (
@@ -131,9 +129,10 @@ class DerivedName:
     field: str  # the spec field it comes from, for messages ("nodes[2].id")
 
 
-def derived_names(spec: DagSpec) -> list[DerivedName]:
+def derived_names(spec: DagSpec, floor: GateFloor | None) -> list[DerivedName]:
     """Every name the spec makes in the code location, the pipeline's blocks first (so a
-    collision within the spec is reported on the node, the thing to rename)."""
+    collision within the spec is reported on the node, the thing to rename). `floor`: what
+    the firm's promotion policy adds to a gate (spec_rules/firm.py), None when it is invalid."""
     pid = spec.pipeline_id
     names = [DerivedName("job", pid, "pipeline_id"), DerivedName("group", pid, "pipeline_id")]
     add = names.append
@@ -150,7 +149,7 @@ def derived_names(spec: DagSpec) -> list[DerivedName]:
     if spec.triggers:
         add(DerivedName("asset key", asset_name(pid, KAFKA_LAG_ASSET), "triggers"))
     if spec.gates is not None:
-        names.extend(_gate_names(spec))
+        names.extend(_gate_names(spec, floor))
 
     runnable_keys: list[tuple[str, str]] = []
     for i, node in enumerate(spec.nodes):
@@ -166,33 +165,21 @@ def derived_names(spec: DagSpec) -> list[DerivedName]:
     return names
 
 
-def _gate_names(spec: DagSpec) -> list[DerivedName]:
+def _gate_names(spec: DagSpec, floor: GateFloor | None) -> list[DerivedName]:
     assert spec.gates is not None
     pid, gates = spec.pipeline_id, spec.gates
     names = [DerivedName("op", gate_check_name(pid), "gates")]
     model = asset_name(pid, gates.model)
     checks = [CARD_CHECK, *(f"metric_{m}" for m in sorted(gates.require)), REPRODUCIBLE_CHECK]
     stages = list(gates.stages or [])
-    policy = _firm_policy()
-    if policy is not None:  # the firm's floor adds bounds (and, without gates.stages, the stages)
-        checks += [f"metric_{m}" for m in sorted(policy.require) if m not in gates.require]
-        stages = stages or list(policy.stages)
+    if floor is not None:  # the firm's floor adds bounds (and, without gates.stages, the stages)
+        checks += [f"metric_{m}" for m in sorted(floor.require) if m not in gates.require]
+        stages = stages or list(floor.stages)
     names.extend(DerivedName("asset check", check_name(model, c), "gates") for c in dict.fromkeys(checks))
     for stage in stages:
         names.append(DerivedName("op", stage_op_name(pid, stage), "gates.stages"))
         names.append(DerivedName("asset key", asset_name(pid, PROMOTED, stage), "gates.stages"))
     return names
-
-
-def _firm_policy() -> PromotionPolicy | None:
-    """deploy/policies/promotion.yaml; None when it is invalid (the gate rules report that)."""
-    from quantos_assets.gates.policy import load_policy
-    from quantos_assets.spec.errors import SpecError
-
-    try:
-        return load_policy().policy
-    except SpecError:
-        return None
 
 
 def name_index(names: Iterable[DerivedName]) -> dict[Namespace, dict[str, str]]:

@@ -19,9 +19,7 @@ import yaml
 from pydantic import BaseModel, ValidationError
 
 from quantos_assets.spec.calendar_rules import check_calendar_blocks
-from quantos_assets.spec.deploy_rules import check_deployable
 from quantos_assets.spec.errors import SpecError, SpecProblem
-from quantos_assets.spec.gate_rules import check_gates
 from quantos_assets.spec.graph_rules import check_graph
 from quantos_assets.spec.messages import humanize, kind_of
 from quantos_assets.spec.models import SKIP_GRAPH_RULES, DagSpec, Edge, Node, RuntimeParams
@@ -32,6 +30,7 @@ from quantos_assets.spec.nesting import (
     json_too_deep_line,
     yaml_too_deep_line,
 )
+from quantos_assets.spec.outside_rules import OutsideRules
 from quantos_assets.spec.source_map import (
     JsonSourceMap,
     SourceMap,
@@ -55,18 +54,19 @@ class LoadedSpec:
     sha256: str
 
 
-def load_spec(path: str | Path) -> LoadedSpec:
-    """Load and fully check a spec file (.yaml, .yml or .json)."""
+def load_spec_under(path: str | Path, rules: OutsideRules) -> LoadedSpec:
+    """Load a spec file (.yaml, .yml or .json) and check it with its own rules and `rules`
+    (the firm's: quantos_assets/spec_rules/firm.py `load_spec`)."""
     source = str(path)
     fmt = _format_of(Path(path), source)
     raw = _read(Path(path), source)
-    spec = _load_model(_decode(raw, source), source, fmt, DagSpec)
+    spec = _load_model(_decode(raw, source), source, fmt, DagSpec, rules)
     return LoadedSpec(spec=spec, path=Path(path), sha256=hashlib.sha256(raw).hexdigest())
 
 
-def load_spec_text(text: str, source: str, fmt: Format) -> LoadedSpec:
-    """Load a spec held in memory; `source` names it in error lines."""
-    spec = _load_model(text, source, _check_format(fmt, source), DagSpec)
+def load_spec_text_under(text: str, source: str, fmt: Format, rules: OutsideRules) -> LoadedSpec:
+    """Load a spec held in memory (`source` names it in error lines), checked as above."""
+    spec = _load_model(text, source, _check_format(fmt, source), DagSpec, rules)
     return LoadedSpec(spec=spec, path=None, sha256=hashlib.sha256(text.encode("utf-8")).hexdigest())
 
 
@@ -78,7 +78,7 @@ def load_runtime_params(
     A mapping has no lines: its problems are reported as `name:1`.
     """
     if isinstance(source, Mapping):
-        result, problems = _validate(dict(source), name, SourceMap(None), RuntimeParams)
+        result, problems = _validate(dict(source), name, SourceMap(None), RuntimeParams, None)
         if result is None:
             raise SpecError(problems)
         return result
@@ -235,7 +235,7 @@ def _parse_json(text: str, source: str) -> tuple[Any, Positions, list[SpecProble
 
 
 def _validate(
-    data: Any, source: str, positions: Positions, model: type[M]
+    data: Any, source: str, positions: Positions, model: type[M], rules: OutsideRules | None
 ) -> tuple[M | None, list[SpecProblem]]:
     """The model (None if invalid) and every problem: field errors plus, for specs, graph rules."""
     if not isinstance(data, dict):
@@ -258,30 +258,34 @@ def _validate(
                 SpecProblem(source, positions.line(loc), format_path(loc), humanize(model, err))
             )
     if model is DagSpec:
+        if rules is None:
+            raise TypeError("a spec is checked with the rules it is deployed under: pass them")
         spec = result if isinstance(result, DagSpec) else None
         for path, message in check_graph(spec if spec is not None else _salvage(data)):
             problems.append(SpecProblem(source, positions.line(parse_path(path)), path, message))
         if spec is not None:
             for path, message in check_calendar_blocks(spec):
                 problems.append(SpecProblem(source, positions.line(parse_path(path)), path, message))
-            for path, message in check_gates(spec):
+            for path, message in rules.gate_problems(spec):
                 problems.append(SpecProblem(source, positions.line(parse_path(path)), path, message))
             for path, message in reserved_names(spec):
                 problems.append(SpecProblem(source, positions.line(parse_path(path)), path, message))
         if spec is not None and not problems:
             # Only on an otherwise valid spec: a duplicate out is reported once, by its own rule.
-            for path, message in [*colliding_names(spec), *check_deployable(spec)]:
+            for path, message in [*colliding_names(spec, rules.gate_floor()), *rules.deploy_problems(spec)]:
                 problems.append(SpecProblem(source, positions.line(parse_path(path)), path, message))
     return (result if not problems else None), problems
 
 
-def _load_model(text: str, source: str, fmt: Format, model: type[M]) -> M:
-    return _load_with_positions(text, source, fmt, model)[0]
+def _load_model(text: str, source: str, fmt: Format, model: type[M], rules: OutsideRules | None = None) -> M:
+    return _load_with_positions(text, source, fmt, model, rules)[0]
 
 
-def _load_with_positions(text: str, source: str, fmt: Format, model: type[M]) -> tuple[M, Positions]:
+def _load_with_positions(
+    text: str, source: str, fmt: Format, model: type[M], rules: OutsideRules | None = None
+) -> tuple[M, Positions]:
     data, positions, problems = _parse(text, source, fmt)
-    result, more = _validate(data, source, positions, model)
+    result, more = _validate(data, source, positions, model, rules)
     problems = sorted(dict.fromkeys([*problems, *more]), key=lambda p: p.line)
     if problems or result is None:
         raise SpecError(problems)

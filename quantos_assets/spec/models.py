@@ -260,7 +260,7 @@ class Gates(Strict):
 
     The firm-wide floor is deploy/policies/promotion.yaml: `require` may tighten its
     bounds and add new ones, and `stages` may stop early, never skip or loosen
-    (quantos_assets/spec/gate_rules.py).
+    (quantos_assets/spec_rules/gates.py).
     """
 
     model: Identifier

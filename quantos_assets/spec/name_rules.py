@@ -17,6 +17,7 @@ from quantos_assets.spec.derived_names import (
     platform_conflict,
 )
 from quantos_assets.spec.models import DagSpec
+from quantos_assets.spec.outside_rules import GateFloor
 
 Problem = tuple[str, str]
 
@@ -38,12 +39,13 @@ def reserved_names(spec: DagSpec) -> list[Problem]:
     return problems
 
 
-def colliding_names(spec: DagSpec) -> list[Problem]:
+def colliding_names(spec: DagSpec, floor: GateFloor | None) -> list[Problem]:
     """Two parts of the spec deriving one name, or a name the platform defines; one problem
-    per field, on the later part (a node, rather than the block it collides with)."""
+    per field, on the later part (a node, rather than the block it collides with). `floor`:
+    what the firm's promotion policy adds to a gate."""
     first: dict[tuple[Namespace, str], str] = {}
     problems: dict[str, str] = {}
-    for derived in derived_names(spec):
+    for derived in derived_names(spec, floor):
         key = (derived.namespace, derived.name)
         clash = platform_conflict(derived.namespace, derived.name)
         if clash is not None:

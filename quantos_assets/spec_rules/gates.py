@@ -4,7 +4,8 @@ A gate must be able to do all three of its checks, so the spec must say which mo
 and which metrics out, the model must come from a ray_job (a registered trainer and a
 recorded seed are what make a retrain comparable byte for byte), and every bounded metric
 must be one that node reports. The policy comparison (tighten, never loosen) is in
-quantos_assets/gates/policy.py; a problem there names both files and lines.
+quantos_assets/gates/policy.py; a problem there names both files and lines. Run by the
+loader through spec_rules/firm.py (the spec contract imports none of this).
 """
 from __future__ import annotations
 

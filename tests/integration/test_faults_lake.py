@@ -260,7 +260,7 @@ def test_d_brief_outage_fails_an_attempt_in_one_line_and_the_retry_commits(
 ) -> None:
     from definitions.assemble import definitions_for
     from quantos_assets.pipeline_assets import build_pipeline
-    from quantos_assets.spec.loader import load_spec_text
+    from quantos_assets.spec_rules.firm import load_spec_text
     from resources.profile import active_profile
 
     monkeypatch.setenv("QUANTOS_CATALOG_URI", outages.catalog_uri)

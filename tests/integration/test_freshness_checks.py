@@ -21,7 +21,7 @@ from definitions.assemble import definitions_for
 from quantos_assets.calendars.partitions import partitions_name
 from quantos_assets.freshness_checks import CHECK_NAME
 from quantos_assets.pipeline_assets import build_pipeline
-from quantos_assets.spec.loader import load_spec
+from quantos_assets.spec_rules.firm import load_spec
 from resources.profile import active_profile, build_resources
 from sensors.freshness import build_freshness_sensor
 

@@ -27,7 +27,7 @@ from dagster import (
 from dagster_events import latest_metadata
 
 from quantos_assets.pipeline_assets import PipelineDefs, build_pipeline
-from quantos_assets.spec.loader import load_spec
+from quantos_assets.spec_rules.firm import load_spec
 from resources.audit_log import AuditLog
 from resources.audit_settings import audit_settings
 from resources.profile import active_profile, build_resources

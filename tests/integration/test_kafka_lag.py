@@ -10,7 +10,7 @@ from dagster import build_sensor_context
 from kafka_broker import MockKafka
 
 from quantos_assets.pipeline_assets import build_pipeline
-from quantos_assets.spec.loader import load_spec_text
+from quantos_assets.spec_rules.firm import load_spec_text
 from resources.kafka_client import KafkaSettings
 from sensors.kafka_lag import build_lag_sensors
 

@@ -14,7 +14,7 @@ from dagster import DagsterInstance, build_sensor_context
 from kafka_broker import MockKafka
 
 from quantos_assets.pipeline_assets import PipelineDefs, build_pipeline
-from quantos_assets.spec.loader import load_spec
+from quantos_assets.spec_rules.firm import load_spec
 from resources.profile import Profile, active_profile
 from sensors.kafka_submissions import build_kafka_submissions
 

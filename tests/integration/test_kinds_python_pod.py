@@ -35,8 +35,9 @@ from quantos_assets.k8s.manifests import step_job_manifests
 from quantos_assets.k8s.pipes_pod import pipes_pod_manifest
 from quantos_assets.pipeline_assets import build_pipeline
 from quantos_assets.run_tags import runtime_run_tags
-from quantos_assets.spec.loader import load_runtime_params, load_spec
+from quantos_assets.spec.loader import load_runtime_params
 from quantos_assets.spec.models import RuntimeParams
+from quantos_assets.spec_rules.firm import load_spec
 from resources.artifact_store import ArtifactStore
 
 pytestmark = pytest.mark.integration

@@ -14,8 +14,8 @@ from dagster import AssetOut, Output, PipesSubprocessClient, materialize, multi_
 
 from quantos_assets.kinds.base import NodeRun, NodeRunError, NodeValue
 from quantos_assets.kinds.registry import runner_for
-from quantos_assets.spec.loader import load_spec
 from quantos_assets.spec.models import DagSpec, Node
+from quantos_assets.spec_rules.firm import load_spec
 from quantos_assets.tasks.market_data import generate
 
 pytestmark = pytest.mark.integration

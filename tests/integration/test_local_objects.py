@@ -14,8 +14,8 @@ from dagster import build_asset_context
 
 from quantos_assets.kinds.base import NodeRun, NodeRunError
 from quantos_assets.kinds.registry import runner_for
-from quantos_assets.spec.loader import load_spec
 from quantos_assets.spec.models import DagSpec, Node, NodeKind
+from quantos_assets.spec_rules.firm import load_spec
 from resources.artifact_store import ArtifactStore, ArtifactStoreError
 from resources.local_objects import LocalObjectsError, stand_ins, sync_local_objects
 from resources.profile import active_profile, build_resources

@@ -17,7 +17,7 @@ from kafka_broker import MockKafka
 from prometheus_client.parser import text_string_to_metric_families
 
 from quantos_assets.pipeline_assets import build_pipeline
-from quantos_assets.spec.loader import load_spec
+from quantos_assets.spec_rules.firm import load_spec
 from resources.profile import active_profile, build_resources
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "e2e"))

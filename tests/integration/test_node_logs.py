@@ -23,7 +23,7 @@ from definitions.assemble import definitions_for
 from quantos_assets.cli.main import main
 from quantos_assets.observability.node_logs import LOG_FIELDS
 from quantos_assets.pipeline_assets import build_pipeline
-from quantos_assets.spec.loader import load_spec
+from quantos_assets.spec_rules.firm import load_spec
 from resources.profile import active_profile
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "e2e"))

@@ -20,8 +20,8 @@ from definitions.assemble import definitions_for
 from quantos_assets.calendars.partitions import partitions_name
 from quantos_assets.pipeline_assets import build_pipeline
 from quantos_assets.run_tags import runtime_run_tags
-from quantos_assets.spec.loader import load_spec, load_spec_text
 from quantos_assets.spec.models import RuntimeParams
+from quantos_assets.spec_rules.firm import load_spec, load_spec_text
 from resources.profile import LineageSettings, ProfileError, active_profile
 from sensors.openlineage import SENSOR_NAME, build_lineage_sensor
 

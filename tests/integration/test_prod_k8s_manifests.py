@@ -16,8 +16,9 @@ from quantos_assets.k8s.manifests import pipes_pod_manifests, step_job_manifests
 from quantos_assets.k8s.step_config import SecretScopeError, secret_name, submission_run_config
 from quantos_assets.pipeline_assets import build_pipeline
 from quantos_assets.placement import PlacementError, choose_pool
-from quantos_assets.spec.loader import load_runtime_params, load_spec
+from quantos_assets.spec.loader import load_runtime_params
 from quantos_assets.spec.models import Priority, Qos, Resources
+from quantos_assets.spec_rules.firm import load_spec
 
 REPO = Path(__file__).resolve().parents[2]
 K8S_VERSION = "1.33.0"

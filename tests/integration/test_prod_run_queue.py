@@ -182,7 +182,7 @@ def test_run_monitoring_fails_a_run_past_the_specs_max_runtime(prod_queue) -> No
     )
 
     from quantos_assets.run_tags import spec_run_tags
-    from quantos_assets.spec.loader import load_spec
+    from quantos_assets.spec_rules.firm import load_spec
 
     instance, ctx = prod_queue
     spec = load_spec(REPO / "specs" / "seed_bt_xs_bilstm_v1.yaml").spec

@@ -25,8 +25,9 @@ from quantos_assets.placement import (
     load_ray_driver,
     ray_worker_resources,
 )
-from quantos_assets.spec.loader import load_runtime_params, load_spec
+from quantos_assets.spec.loader import load_runtime_params
 from quantos_assets.spec.models import DagSpec, NodeKind
+from quantos_assets.spec_rules.firm import load_spec
 from resources.profile import ray_cluster_address
 
 REPO = Path(__file__).resolve().parents[2]

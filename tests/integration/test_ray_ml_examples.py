@@ -19,7 +19,7 @@ from dagster import AssetCheckKey, AssetKey, DagsterInstance, Definitions
 from ray_nodes import RayNodes, two_nodes
 
 from quantos_assets.pipeline_assets import build_pipeline
-from quantos_assets.spec.loader import load_spec
+from quantos_assets.spec_rules.firm import load_spec
 from quantos_assets.trainers.torch_artifact import load_torch_model
 from resources.profile import active_profile, build_resources
 

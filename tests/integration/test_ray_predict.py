@@ -33,8 +33,8 @@ from quantos_assets.kinds.base import NodeRun, NodeRunError
 from quantos_assets.kinds.ray_predict import actor_pool
 from quantos_assets.kinds.registry import runner_for
 from quantos_assets.pipeline_assets import build_pipeline
-from quantos_assets.spec.loader import load_spec_text
 from quantos_assets.spec.models import DagSpec, Node, NodeKind, Resources
+from quantos_assets.spec_rules.firm import load_spec_text
 from quantos_assets.tasks.features import compute
 from quantos_assets.tasks.market_data import generate
 from quantos_assets.trainers.batch_predict import ActorPool

@@ -7,7 +7,7 @@ from dagster import DagsterEventType, DagsterInstance
 
 from definitions.assemble import definitions_for
 from quantos_assets.pipeline_assets import build_pipeline
-from quantos_assets.spec.loader import load_spec_text
+from quantos_assets.spec_rules.firm import load_spec_text
 from resources.profile import active_profile
 
 SPEC = """\

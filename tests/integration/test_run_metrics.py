@@ -25,7 +25,7 @@ from dagster._core.utils import make_new_run_id
 from metrics_scrape import scrape
 
 from quantos_assets.pipeline_assets import build_pipeline
-from quantos_assets.spec.loader import load_spec
+from quantos_assets.spec_rules.firm import load_spec
 from resources.profile import active_profile, build_resources
 
 REPO = Path(__file__).resolve().parents[2]

@@ -17,7 +17,7 @@ from dagster import DagsterInstance, build_sensor_context, materialize
 
 from quantos_assets.calendars.partitions import partitions_name
 from quantos_assets.pipeline_assets import build_pipeline
-from quantos_assets.spec.loader import load_spec
+from quantos_assets.spec_rules.firm import load_spec
 from resources.profile import active_profile, build_resources
 from sensors.session_sync import build_session_sync
 

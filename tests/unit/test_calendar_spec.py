@@ -6,7 +6,7 @@ from pathlib import Path
 import pytest
 
 from quantos_assets.spec.errors import SpecError
-from quantos_assets.spec.loader import load_spec
+from quantos_assets.spec_rules.firm import load_spec
 
 HEAD = """\
 version: 1

@@ -13,8 +13,8 @@ import pytest
 
 from quantos_assets.compiled_graph import describe_pipeline
 from quantos_assets.pipeline_assets import build_pipeline
-from quantos_assets.spec.loader import load_spec
 from quantos_assets.spec_registry import spec_files
+from quantos_assets.spec_rules.firm import load_spec
 
 REPO = Path(__file__).resolve().parents[2]
 SNAPSHOTS = REPO / "tests" / "snapshots"

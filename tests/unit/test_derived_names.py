@@ -26,6 +26,7 @@ from quantos_assets.spec.derived_names import (
     platform_conflict,
 )
 from quantos_assets.spec_registry import scan_specs
+from quantos_assets.spec_rules.firm import FIRM_RULES
 from resources.profile import active_profile
 
 REPO = Path(__file__).resolve().parents[2]
@@ -83,7 +84,7 @@ def test_derived_names_are_the_names_the_location_defines(
     }
     derived: dict[str, set[str]] = {ns: set() for ns in NAMESPACES}
     for loaded in scan.valid:
-        for n in derived_names(loaded.spec):
+        for n in derived_names(loaded.spec, FIRM_RULES.gate_floor()):
             derived[n.namespace].add(n.name)
     # a lag trigger's observations land on [pipeline, kafka_lag]: an event, not a definition
     assert "lagged/" + KAFKA_LAG_ASSET in derived["asset key"]

@@ -8,7 +8,7 @@ import pytest
 
 from quantos_assets.kinds.image_reference import ImageReference, parse_image
 from quantos_assets.kinds.local_images import LocalImagesError, load_local_images
-from quantos_assets.spec.loader import load_spec
+from quantos_assets.spec_rules.firm import load_spec
 
 REPO = Path(__file__).resolve().parents[2]
 SEED_IMAGE = "ghcr.io/archetype/feature-kit:0.3.2"

@@ -16,8 +16,9 @@ from dagster import DagsterInvalidDefinitionError
 from definitions.assemble import build_definitions, buildable_pipelines, definitions_for, loadable
 from quantos_assets.pipeline_assets import build_pipeline
 from quantos_assets.spec.errors import SpecError
-from quantos_assets.spec.loader import LoadedSpec, load_spec, load_spec_text
+from quantos_assets.spec.loader import LoadedSpec
 from quantos_assets.spec.models import DagSpec
+from quantos_assets.spec_rules.firm import load_spec, load_spec_text
 from resources.profile import active_profile
 
 TASK = "kind: python_task, params: {entrypoint: 'quantos_assets.tasks.noop:one_row'}"

@@ -5,7 +5,8 @@ from __future__ import annotations
 import pytest
 
 from quantos_assets.kinds.registry import input_metadata
-from quantos_assets.spec.loader import SpecError, load_spec_text
+from quantos_assets.spec.loader import SpecError
+from quantos_assets.spec_rules.firm import load_spec_text
 from resources.table_ref import LOAD_AS, LOAD_AS_REFERENCE
 
 SPEC = """\

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from quantos_assets.spec.errors import SpecError
-from quantos_assets.spec.loader import load_spec
+from quantos_assets.spec_rules.firm import load_spec
 from quantos_assets.trainers.registry import TRAINERS
 from quantos_assets.trainers.search_space import Distribution, SearchSpaceError, parse_search
 

@@ -20,7 +20,7 @@ from dagster import (
 from dagster._core.test_utils import create_run_for_test
 
 from quantos_assets.pipeline_assets import build_pipeline
-from quantos_assets.spec.loader import load_spec
+from quantos_assets.spec_rules.firm import load_spec
 from resources.kafka_client import KafkaSettings
 from resources.profile import active_profile, build_resources
 from sensors.registry import build_triggers

@@ -17,14 +17,9 @@ from pydantic import ValidationError
 from quantos_assets.spec.errors import SpecError
 from quantos_assets.spec.graph_rules import check_graph
 from quantos_assets.spec.json_schema import runtime_params_json_schema, spec_json_schema
-from quantos_assets.spec.loader import (
-    LoadedSpec,
-    load_runtime_params,
-    load_runtime_params_text,
-    load_spec,
-    load_spec_text,
-)
+from quantos_assets.spec.loader import LoadedSpec, load_runtime_params, load_runtime_params_text
 from quantos_assets.spec.models import DagSpec, NodeKind, Priority, Qos, RuntimeParams
+from quantos_assets.spec_rules.firm import load_spec, load_spec_text
 
 REPO = Path(__file__).resolve().parents[2]
 SEED_YAML = REPO / "specs" / "seed_bt_xs_bilstm_v1.yaml"

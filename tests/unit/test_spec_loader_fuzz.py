@@ -38,14 +38,9 @@ from hypothesis.control import currently_in_test_context
 from hypothesis.database import DirectoryBasedExampleDatabase
 
 from quantos_assets.spec.errors import SpecError
-from quantos_assets.spec.loader import (
-    Format,
-    LoadedSpec,
-    load_runtime_params_text,
-    load_spec,
-    load_spec_text,
-)
+from quantos_assets.spec.loader import Format, LoadedSpec, load_runtime_params_text
 from quantos_assets.spec.models import RuntimeParams
+from quantos_assets.spec_rules.firm import load_spec, load_spec_text
 
 REPO = Path(__file__).resolve().parents[2]
 _DB = DirectoryBasedExampleDatabase(str(REPO / ".quantos" / "hypothesis"))

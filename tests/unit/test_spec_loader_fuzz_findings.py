@@ -13,8 +13,9 @@ from pathlib import Path
 import pytest
 
 from quantos_assets.spec.errors import SpecError
-from quantos_assets.spec.loader import Format, load_spec_text
+from quantos_assets.spec.loader import Format
 from quantos_assets.spec.nesting import MAX_NESTING
+from quantos_assets.spec_rules.firm import load_spec_text
 
 NODE = "{id: a, kind: python_task, outs: [x]}"
 

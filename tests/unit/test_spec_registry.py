@@ -12,7 +12,7 @@ import pytest
 
 from quantos_assets.admission.registry_view import DirectoryRegistry
 from quantos_assets.registry_index import IndexEntry, index_path, read_index, write_index
-from quantos_assets.spec.loader import LoadedSpec, load_spec_text
+from quantos_assets.spec.loader import LoadedSpec
 from quantos_assets.spec.models import DagSpec
 from quantos_assets.spec_registry import (
     RegistryRefusal,
@@ -21,6 +21,7 @@ from quantos_assets.spec_registry import (
     registered_owner,
     scan_specs,
 )
+from quantos_assets.spec_rules.firm import load_spec_text
 
 TASK = "kind: python_task, params: {entrypoint: 'quantos_assets.tasks.noop:one_row'}"
 

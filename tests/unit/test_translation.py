@@ -10,8 +10,9 @@ from dagster import AssetKey, AssetsDefinition, AssetSpec
 from quantos_assets.pipeline_assets import build_pipeline
 from quantos_assets.placement import PlacementError, choose_pool
 from quantos_assets.run_tags import runtime_run_tags
-from quantos_assets.spec.loader import load_runtime_params, load_spec_text
+from quantos_assets.spec.loader import load_runtime_params
 from quantos_assets.spec.models import Priority, Qos, Resources
+from quantos_assets.spec_rules.firm import load_spec_text
 
 SPEC = textwrap.dedent(
     """
