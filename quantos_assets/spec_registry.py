@@ -43,6 +43,7 @@ from quantos_assets.spec.errors import SpecError
 from quantos_assets.spec.loader import LoadedSpec
 from quantos_assets.spec.models import DagSpec
 from quantos_assets.spec_rules.firm import FIRM_RULES, load_spec
+from quantos_assets.tenancy.teams import pipeline_team
 
 SPEC_SUFFIXES = (".yaml", ".yml", ".json")
 log = logging.getLogger("quantos.registry")
@@ -225,17 +226,12 @@ def _scan(directory: Path, files: list[Path]) -> RegistryScan:
 # -- ownership and names --------------------------------------------------------------------------
 
 
-def labelled_team(labels: Mapping[str, str]) -> str | None:
-    """The team a spec names for itself (`labels.team`, else `labels.owner`)."""
-    return labels.get("team") or labels.get("owner")
-
-
 def registered_owner(registry_dir: Path, pipeline_id: str) -> str | None:
     """The team that owns a registered pipeline: its spec's label, else the first team that
     registered it; None for an unknown pipeline or one registered before owners were recorded."""
     scan = scan_specs(registry_dir)
     registered = scan.by_pipeline().get(pipeline_id)
-    labelled = labelled_team(registered.spec.labels) if registered is not None else None
+    labelled = pipeline_team(registered.spec.labels) if registered is not None else None
     entry = scan.index.pipelines.get(pipeline_id)
     return labelled or (entry.team if entry is not None else None)
 
@@ -296,7 +292,7 @@ def _owner_refusal(scan: RegistryScan, loaded: LoadedSpec, *, team: str | None, 
         # a request naming the registered pipeline (spec_ref) carries the registry's own spec
         same = registered is not None and (registered.spec is spec or _dumped(registered) == _dumped(loaded))
         verb = "run" if same else "replace"
-        owner = (labelled_team(registered.spec.labels) if registered is not None else None) or (
+        owner = (pipeline_team(registered.spec.labels) if registered is not None else None) or (
             entry.team if entry is not None else None
         )
         if owner is not None and owner != team:
@@ -305,7 +301,7 @@ def _owner_refusal(scan: RegistryScan, loaded: LoadedSpec, *, team: str | None, 
             return RegistryRefusal(
                 "not_owner", 403, f"pipeline '{pid}' is registered without an owning team: only an admin can replace it"
             )
-        claimed = labelled_team(spec.labels)
+        claimed = pipeline_team(spec.labels)
         if claimed is not None and claimed != team:
             return RegistryRefusal(
                 "not_owner", 403, f"pipeline '{pid}' names team {claimed} in its labels, not {team}: a team registers only its own pipelines"
@@ -358,10 +354,10 @@ def register_spec(directory: Path, loaded: LoadedSpec, *, team: str | None, admi
             raise refusal
         existing = scan.by_pipeline().get(pipeline_id)
         entry = index.pipelines.get(pipeline_id)
-        labelled = labelled_team(loaded.spec.labels)
+        labelled = pipeline_team(loaded.spec.labels)
         if existing is not None and _dumped(existing) == wanted:
             assert existing.path is not None
-            owner = labelled_team(existing.spec.labels) or (entry.team if entry else None)
+            owner = pipeline_team(existing.spec.labels) or (entry.team if entry else None)
             return Registration(existing.path, changed=False, owner=owner, sha256=existing.sha256)
 
         data = json.dumps(wanted, indent=2).encode()
@@ -379,7 +375,7 @@ def register_spec(directory: Path, loaded: LoadedSpec, *, team: str | None, admi
         if entry is not None:
             first = entry.team
         else:
-            first = labelled_team(existing.spec.labels) if existing is not None else team
+            first = pipeline_team(existing.spec.labels) if existing is not None else team
         index.pipelines[pipeline_id] = IndexEntry(
             team=first,
             file=target.name,

@@ -36,13 +36,13 @@ from quantos_assets.admission.request import Action, AdmissionRequest, Caller
 from quantos_assets.gateway.job_store import JobStore, ScheduledJob
 from quantos_assets.gateway.job_timing import latest_due_fire
 from quantos_assets.gateway.settings import GatewaySettings, gateway_settings
-from quantos_assets.gateway.teams import TeamsFile, TeamsFileError, load_teams
 from quantos_assets.pipeline_assets import PipelineDefs
 from quantos_assets.run_tags import runtime_run_tags
 from quantos_assets.spec.derived_names import GATEWAY_JOBS_SENSOR
 from quantos_assets.spec.errors import SpecError
 from quantos_assets.spec.loader import load_runtime_params
 from quantos_assets.spec.models import DagSpec, RuntimeParams
+from quantos_assets.tenancy.teams import TeamsFile, TeamsFileError, load_teams
 from resources.run_tag_keys import TAG_JOB, TAG_SPEC_SHA256, TAG_TEAM
 from sensors.run_usage import InstanceUsage, gateway_store
 

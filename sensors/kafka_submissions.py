@@ -32,7 +32,6 @@ from quantos_assets.admission.policy import admit
 from quantos_assets.admission.registry_view import DirectoryRegistry
 from quantos_assets.admission.request import Action, AdmissionRequest, Caller
 from quantos_assets.gateway.settings import gateway_settings
-from quantos_assets.gateway.teams import TeamsFile, TeamsFileError, load_teams, pipeline_team
 from quantos_assets.k8s.step_config import SecretScopeError, submission_run_config
 from quantos_assets.pipeline_assets import PipelineDefs
 from quantos_assets.placement import PlacementError
@@ -41,6 +40,7 @@ from quantos_assets.spec.derived_names import KAFKA_SUBMISSIONS_SENSOR
 from quantos_assets.spec.errors import SpecError
 from quantos_assets.spec.loader import load_runtime_params
 from quantos_assets.spec_rules.firm import load_spec_text
+from quantos_assets.tenancy.teams import TeamsFile, TeamsFileError, load_teams, pipeline_team
 from resources.kafka_client import KafkaClient, KafkaProblem, KafkaSettings, Message
 from resources.profile import Profile
 from resources.run_tag_keys import TAG_KAFKA_MESSAGE

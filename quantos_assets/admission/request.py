@@ -11,8 +11,8 @@ from dataclasses import dataclass, field
 from enum import Enum
 from typing import Protocol
 
-from quantos_assets.gateway.teams import TeamPolicy, TeamsFile, pipeline_team
 from quantos_assets.spec.models import DagSpec, RuntimeParams
+from quantos_assets.tenancy.teams import TeamPolicy, TeamsFile, pipeline_team
 
 
 class Action(str, Enum):

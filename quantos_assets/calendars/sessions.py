@@ -19,7 +19,7 @@ if TYPE_CHECKING:
     import pandas as pd
     from exchange_calendars import ExchangeCalendar
 
-    from quantos_assets.calendars.market_time import MarketTime
+    from quantos_assets.spec.market_time import MarketTime
 
 EARLIEST = date(1990, 1, 1)
 ONE_DAY = timedelta(days=1)

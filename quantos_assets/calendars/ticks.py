@@ -11,8 +11,8 @@ from datetime import date, datetime
 from functools import lru_cache
 from zoneinfo import ZoneInfo
 
-from quantos_assets.calendars.market_time import parse_market_time
 from quantos_assets.calendars.sessions import exchange_timezone, fire_times
+from quantos_assets.spec.market_time import parse_market_time
 from quantos_assets.spec.models import Schedule
 
 

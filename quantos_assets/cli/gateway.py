@@ -40,7 +40,7 @@ def _serve(args: argparse.Namespace, uvicorn: Any) -> int:
         # The environment, so uvicorn's worker processes (which read it) get the same URL.
         os.environ["QUANTOS_DAGSTER_URL"] = check_dagster_url(args.dagster_url, "--dagster-url")
     from quantos_assets.gateway.settings import gateway_settings
-    from quantos_assets.gateway.teams import load_teams
+    from quantos_assets.tenancy.teams import load_teams
 
     # A bad setting or teams file is one line here rather than a traceback from every worker.
     settings = gateway_settings()

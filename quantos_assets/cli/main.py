@@ -18,9 +18,9 @@ from quantos_assets.spec.errors import SpecError
 if TYPE_CHECKING:  # imported where used: `quantos --help` stays fast
     import datetime as dt
 
-    from quantos_assets.gateway.teams import TeamsFile
     from quantos_assets.pipeline_assets import PipelineDefs
     from quantos_assets.spec.loader import LoadedSpec
+    from quantos_assets.tenancy.teams import TeamsFile
 
 EXIT_OK, EXIT_INVALID, EXIT_ERROR = 0, 1, 2
 EXIT_PIPE = 128 + 13  # what a shell reports for a process killed by SIGPIPE
@@ -135,9 +135,9 @@ def _iso_date(text: str) -> dt.date:
 
 
 def cmd_validate(args: argparse.Namespace) -> int:
-    from quantos_assets.gateway.teams import load_teams
     from quantos_assets.spec_registry import spec_files
     from quantos_assets.spec_rules.firm import load_spec
+    from quantos_assets.tenancy.teams import load_teams
     from resources.profile import teams_setting
 
     files: list[Path] = []

@@ -33,9 +33,9 @@ def cmd_register(args: argparse.Namespace) -> int:
     from quantos_assets.client.submissions import spec_digest
     from quantos_assets.gateway.registry_audit import audit_registration
     from quantos_assets.gateway.settings import gateway_settings
-    from quantos_assets.gateway.teams import load_teams
     from quantos_assets.spec_registry import RegistryRefusal, register_spec
     from quantos_assets.spec_rules.firm import load_spec
+    from quantos_assets.tenancy.teams import load_teams
 
     loaded = load_spec(args.path)  # SpecError: the validator's lines, exit 1
     settings = gateway_settings()

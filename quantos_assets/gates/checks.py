@@ -27,11 +27,11 @@ from dagster import (
     multi_asset_check,
 )
 
-from quantos_assets.gates.bounds import judge
 from quantos_assets.gates.decisions import Decision, record_decision
 from quantos_assets.gates.evidence import Materialized, latest, read_metrics
 from quantos_assets.gates.policy import EffectiveGate
 from quantos_assets.gates.reproducibility import prove_reproducible
+from quantos_assets.spec.bounds import judge
 from quantos_assets.spec.derived_names import CARD_CHECK, REPRODUCIBLE_CHECK, gate_check_name
 from quantos_assets.spec.models import DagSpec
 from quantos_assets.trainers.model_card import missing_fields

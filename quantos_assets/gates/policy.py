@@ -18,7 +18,7 @@ from typing import Literal
 
 from pydantic import Field, field_validator
 
-from quantos_assets.gates.bounds import Bound, parse_bound
+from quantos_assets.spec.bounds import Bound, parse_bound
 from quantos_assets.spec.loader import Positions, load_document
 from quantos_assets.spec.models import BoundText, Gates, Identifier, Strict
 

@@ -14,9 +14,9 @@ from quantos_assets.gateway.job_store import JobStore
 from quantos_assets.gateway.refusal_log import RefusalLog
 from quantos_assets.gateway.settings import GatewaySettings
 from quantos_assets.gateway.submission_store import SubmissionStore
-from quantos_assets.gateway.teams import TeamsFile, load_teams
 from quantos_assets.gateway.tokens import TokenStore
 from quantos_assets.gateway.usage import GatewayUsage
+from quantos_assets.tenancy.teams import TeamsFile, load_teams
 from resources.audit_log import AuditLog
 from resources.run_tag_keys import TAG_TEAM
 

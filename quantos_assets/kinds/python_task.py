@@ -166,7 +166,7 @@ def _allowed_modules(run: NodeRun, entrypoint: str, where: str = "params.entrypo
     """The module prefixes of the pipeline's team (deploy/teams.yaml, read now: an edit
     applies to the next step); refuses an entrypoint outside them before anything starts.
     `where`: what named the entrypoint (the spec, or the local image map), for the message."""
-    from quantos_assets.gateway.teams import TeamsFileError, load_teams
+    from quantos_assets.tenancy.teams import TeamsFileError, load_teams
 
     try:
         teams = load_teams(*teams_setting())

@@ -138,7 +138,7 @@ def _known_calendar(code: str) -> str:
 
 
 def _market_time(text: str) -> str:
-    from quantos_assets.calendars.market_time import parse_market_time
+    from quantos_assets.spec.market_time import parse_market_time
 
     parse_market_time(text)
     return text
@@ -245,13 +245,13 @@ class Trigger(Strict):
 
 
 def _bound_text(text: str) -> str:
-    from quantos_assets.gates.bounds import parse_bound
+    from quantos_assets.spec.bounds import parse_bound
 
     parse_bound("", text)
     return text
 
 
-# ">= 1.0", "<= 0.2": one comparison and a number (quantos_assets/gates/bounds.py).
+# ">= 1.0", "<= 0.2": one comparison and a number (quantos_assets/spec/bounds.py).
 BoundText = Annotated[str, AfterValidator(_bound_text)]
 
 

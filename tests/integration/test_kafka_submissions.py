@@ -220,7 +220,7 @@ def test_submissions_over_the_teams_run_limit_wait_in_order_and_none_is_lost(
     """A Kafka submission is admitted like a gateway one: over the team's max_concurrent_runs
     it is not run, not dead-lettered and not committed: it (and what follows it in its
     partition) is read again next tick, and runs once the team is under its limit."""
-    from quantos_assets.gateway.teams import TeamsFile
+    from quantos_assets.tenancy.teams import TeamsFile
 
     teams = TeamsFile.model_validate({"teams": {"research": {"max_concurrent_runs": 2}}})
     pipelines = _pipelines(tmp_path)

@@ -245,7 +245,7 @@ def _team_params(team: str, scopes: list[str]):
 
 @pytest.mark.parametrize("spec_file", sorted((REPO / "specs").glob("*.yaml")), ids=lambda p: p.name)
 def test_each_step_is_a_pod_with_only_its_teams_granted_scopes(spec_file: Path) -> None:
-    from quantos_assets.gateway.teams import load_teams
+    from quantos_assets.tenancy.teams import load_teams
 
     teams = load_teams(REPO / "deploy" / "teams.yaml")
     pipeline = build_pipeline(load_spec(spec_file))

@@ -14,8 +14,8 @@ from quantos_assets.admission.policy import POLICY, admit
 from quantos_assets.admission.quota_window import quota_wait
 from quantos_assets.admission.request import Action, AdmissionRequest, Caller
 from quantos_assets.client.submissions import parse_params, parse_spec
-from quantos_assets.gateway.teams import TeamsFile
 from quantos_assets.spec.models import DagSpec
+from quantos_assets.tenancy.teams import TeamsFile
 
 TEAMS = TeamsFile.model_validate({
     "defaults": {"secrets_scopes": [], "max_concurrent_runs": 5, "submissions_per_minute": 10},

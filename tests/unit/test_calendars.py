@@ -10,7 +10,6 @@ from datetime import UTC, date
 import pytest
 
 from quantos_assets.calendars.gates import session_day
-from quantos_assets.calendars.market_time import parse_market_time
 from quantos_assets.calendars.sessions import (
     exchange_calendar,
     fire_time,
@@ -19,6 +18,7 @@ from quantos_assets.calendars.sessions import (
     sessions_between,
 )
 from quantos_assets.calendars.ticks import ticks_between
+from quantos_assets.spec.market_time import parse_market_time
 from quantos_assets.spec.models import Schedule
 
 CLOSE_30 = parse_market_time("close+30m")

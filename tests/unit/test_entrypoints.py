@@ -5,13 +5,13 @@ from pathlib import Path
 
 import pytest
 
-from quantos_assets.gateway.teams import TeamsFileError, load_teams
 from quantos_assets.kinds.entrypoints import (
     entrypoint_refusals,
     module_allowed,
     pipeline_entrypoint_refusals,
 )
 from quantos_assets.spec.models import DagSpec, Node, NodeKind
+from quantos_assets.tenancy.teams import TeamsFileError, load_teams
 
 REPO = Path(__file__).resolve().parents[2]
 

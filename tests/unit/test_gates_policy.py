@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from quantos_assets.gates.bounds import BoundSyntaxError, judge, parse_bound
 from quantos_assets.gates.policy import effective_gate, load_policy
+from quantos_assets.spec.bounds import BoundSyntaxError, judge, parse_bound
 from quantos_assets.spec.errors import SpecError
 from quantos_assets.spec_rules.firm import load_spec
 from quantos_assets.trainers.model_card import missing_fields

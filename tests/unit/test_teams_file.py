@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from quantos_assets.gateway.teams import TeamsFileError, load_teams
+from quantos_assets.tenancy.teams import TeamsFileError, load_teams
 
 REPO = Path(__file__).resolve().parents[2]
 

@@ -44,12 +44,10 @@ class TeamsFile(BaseModel):
 
 
 def pipeline_team(labels: Mapping[str, str]) -> str | None:
-    """The team a pipeline belongs to, from its spec's labels (`team`, else `owner`); a
+    """The team a spec names for itself, from its labels (`team`, else `owner`); a
     registered pipeline without either belongs to the first team that registered it
     (spec_registry.registered_owner)."""
-    from quantos_assets.spec_registry import labelled_team
-
-    return labelled_team(labels)
+    return labels.get("team") or labels.get("owner")
 
 
 class TeamsFileError(ValueError):
