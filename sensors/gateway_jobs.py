@@ -1,6 +1,6 @@
 """Seed 003's scheduled jobs, fired by Dagster: the sensor reads the gateway's job table.
 
-The gateway only records what to run and when (quantos_assets/gateway/job_store.py);
+The gateway only records what to run and when (quantos_assets/stores/job_store.py);
 this sensor turns every due fire into a run request, so the daemon remains the one
 scheduler. The cursor holds each job's last fired time and is committed by Dagster
 together with the run requests; the run key `job@fire-time` makes a repeated tick a
@@ -33,8 +33,6 @@ from dagster import (
 from quantos_assets.admission.policy import admit
 from quantos_assets.admission.registry_view import DirectoryRegistry
 from quantos_assets.admission.request import Action, AdmissionRequest, Caller
-from quantos_assets.gateway.job_store import JobStore, ScheduledJob
-from quantos_assets.gateway.job_timing import latest_due_fire
 from quantos_assets.gateway.settings import GatewaySettings, gateway_settings
 from quantos_assets.pipeline_assets import PipelineDefs
 from quantos_assets.run_tags import runtime_run_tags
@@ -42,6 +40,8 @@ from quantos_assets.spec.derived_names import GATEWAY_JOBS_SENSOR
 from quantos_assets.spec.errors import SpecError
 from quantos_assets.spec.loader import load_runtime_params
 from quantos_assets.spec.models import DagSpec, RuntimeParams
+from quantos_assets.stores.job_store import JobStore, ScheduledJob
+from quantos_assets.stores.job_timing import latest_due_fire
 from quantos_assets.tenancy.teams import TeamsFile, TeamsFileError, load_teams
 from resources.run_tag_keys import TAG_JOB, TAG_SPEC_SHA256, TAG_TEAM
 from sensors.run_usage import InstanceUsage, gateway_store

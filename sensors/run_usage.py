@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from dagster import DagsterInstance, DagsterRunStatus, RunsFilter
 
 from quantos_assets.admission.quota_window import QuotaWindow
-from quantos_assets.gateway.submission_store import SubmissionStore
+from quantos_assets.stores.submission_store import SubmissionStore
 from resources.run_tag_keys import TAG_TEAM
 
 ACTIVE = [

@@ -44,10 +44,10 @@ from quantos_assets.client.submissions import (
     spec_digest,
 )
 from quantos_assets.gateway.registry_audit import audit_registration
-from quantos_assets.gateway.submission_store import CANCELED, Claim, SubmissionRow, SubmissionStore
 from quantos_assets.spec.errors import SpecError
 from quantos_assets.spec.loader import LoadedSpec
 from quantos_assets.spec.models import RuntimeParams
+from quantos_assets.stores.submission_store import CANCELED, Claim, SubmissionRow, SubmissionStore
 from resources.audit_log import AuditLog
 from resources.run_tag_keys import TAG_SPEC_SHA256, TAG_SUBMISSION, TAG_TEAM
 

@@ -17,7 +17,6 @@ from fastapi import APIRouter, Query
 from quantos_assets.admission.request import Action
 from quantos_assets.client.submissions import ACTIVE_STATUSES, spec_digest
 from quantos_assets.gateway.auth import ApiError, Reader, Submitter, answer
-from quantos_assets.gateway.job_store import JobChanges, NewJob, ScheduledJob
 from quantos_assets.gateway.job_views import job_runs, job_view
 from quantos_assets.gateway.policy import (
     admission,
@@ -39,6 +38,7 @@ from quantos_assets.gateway.schemas import (
 from quantos_assets.gateway.tokens import Principal
 from quantos_assets.gateway.wiring import CurrentGateway, Gateway
 from quantos_assets.spec.loader import LoadedSpec
+from quantos_assets.stores.job_store import JobChanges, NewJob, ScheduledJob
 from resources.audit_log import bounded
 
 router = APIRouter(prefix="/api/jobs", tags=["jobs"])

@@ -26,7 +26,11 @@ from quantos_assets.gateway.policy import (
     take_slot,
 )
 from quantos_assets.gateway.schemas import ERRORS, ActionResult, SubmitAccepted, SubmitRequest
-from quantos_assets.gateway.submission_store import (
+from quantos_assets.gateway.tokens import Principal
+from quantos_assets.gateway.wiring import CurrentGateway, Gateway
+from quantos_assets.spec.errors import SpecError
+from quantos_assets.spec.models import DagSpec, RuntimeParams
+from quantos_assets.stores.submission_store import (
     CANCELED,
     FAILED,
     LAUNCHING,
@@ -34,10 +38,6 @@ from quantos_assets.gateway.submission_store import (
     NewSubmission,
     SubmissionRow,
 )
-from quantos_assets.gateway.tokens import Principal
-from quantos_assets.gateway.wiring import CurrentGateway, Gateway
-from quantos_assets.spec.errors import SpecError
-from quantos_assets.spec.models import DagSpec, RuntimeParams
 from resources.redaction import redact
 from resources.sql_store import reading
 

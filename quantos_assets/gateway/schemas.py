@@ -12,7 +12,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from quantos_assets.gateway.job_timing import (
+from quantos_assets.gateway.policy import ONE_SPEC_SOURCE
+from quantos_assets.stores.job_timing import (
     CRON_MAX_LENGTH,
     CRON_PATTERN,
     EARLIEST,
@@ -22,7 +23,6 @@ from quantos_assets.gateway.job_timing import (
     check_cron,
     check_execution_time,
 )
-from quantos_assets.gateway.policy import ONE_SPEC_SOURCE
 
 # -- errors: every 4xx/5xx ------------------------------------------------------------------------
 

@@ -9,7 +9,7 @@ from quantos_assets.admission.quota_window import QuotaWindow
 from quantos_assets.client.graphql import DagsterAPIError
 from quantos_assets.gateway.active_runs import ActiveRuns
 from quantos_assets.gateway.auth import ApiError
-from quantos_assets.gateway.submission_store import SubmissionStore
+from quantos_assets.stores.submission_store import SubmissionStore
 
 
 @dataclass

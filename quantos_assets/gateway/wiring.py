@@ -10,12 +10,12 @@ from quantos_assets.admission.registry_view import DirectoryRegistry
 from quantos_assets.client.submissions import ACTIVE_STATUSES, QuantosClient
 from quantos_assets.gateway.active_runs import ActiveRuns
 from quantos_assets.gateway.dispatcher import LaunchDispatcher
-from quantos_assets.gateway.job_store import JobStore
 from quantos_assets.gateway.refusal_log import RefusalLog
 from quantos_assets.gateway.settings import GatewaySettings
-from quantos_assets.gateway.submission_store import SubmissionStore
 from quantos_assets.gateway.tokens import TokenStore
 from quantos_assets.gateway.usage import GatewayUsage
+from quantos_assets.stores.job_store import JobStore
+from quantos_assets.stores.submission_store import SubmissionStore
 from quantos_assets.tenancy.teams import TeamsFile, load_teams
 from resources.audit_log import AuditLog
 from resources.run_tag_keys import TAG_TEAM

@@ -11,7 +11,7 @@ import sqlalchemy as sa
 from postgres_db import PG_URL, fresh_database
 
 from quantos_assets.admission.quota_window import quota_wait
-from quantos_assets.gateway.submission_store import NewSubmission, SubmissionRow, SubmissionStore
+from quantos_assets.stores.submission_store import NewSubmission, SubmissionRow, SubmissionStore
 from resources import sql_store
 from resources.audit_key import AuditKeySource
 from resources.audit_settings import AuditSettings

@@ -12,8 +12,8 @@ from dagster._utils.schedules import is_valid_cron_string
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from quantos_assets.gateway.job_store import JobStore, NewJob
-from quantos_assets.gateway.job_timing import (
+from quantos_assets.stores.job_store import JobStore, NewJob
+from quantos_assets.stores.job_timing import (
     CRON_FIELDS,
     CRON_PATTERN,
     RecurrenceError,

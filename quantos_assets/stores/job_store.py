@@ -24,7 +24,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
-from quantos_assets.gateway.job_timing import RecurrenceError, check_cron
+from quantos_assets.stores.job_timing import RecurrenceError, check_cron
 from resources.sql_store import reading, store_engine
 
 log = logging.getLogger("quantos.gateway.jobs")

@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING
 from dagster._utils.schedules import cron_string_iterator, is_valid_cron_string
 
 if TYPE_CHECKING:
-    from quantos_assets.gateway.job_store import ScheduledJob
+    from quantos_assets.stores.job_store import ScheduledJob
 
 EARLIEST = datetime(2000, 1, 1, tzinfo=UTC)
 MAX_YEARS_AHEAD = 10
