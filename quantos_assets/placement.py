@@ -9,7 +9,6 @@ size the Ray Train workers (`ray_worker_resources`) and the step is a thin drive
 """
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
@@ -18,8 +17,7 @@ import yaml
 
 from quantos_assets.spec.models import DagSpec, Node, Priority, Qos, Resources
 from quantos_assets.spec.quantities import parse_bytes, parse_cpu
-
-DEFAULT_POOLS_FILE = Path(__file__).resolve().parent.parent / "deploy" / "pools.yaml"
+from resources.profile import pools_file
 
 
 @dataclass(frozen=True)
@@ -71,12 +69,18 @@ class RayWorkersError(PlacementError):
 
 
 def _pools_file(path: str | None) -> Path:
-    return Path(path or os.environ.get("QUANTOS_POOLS_FILE") or DEFAULT_POOLS_FILE)
+    return Path(path) if path else pools_file()
+
+
+def load_pools(path: str | None = None) -> dict[str, Pool]:
+    """The pools of `path` (default: the profile's pools file, resolved now, so a changed
+    QUANTOS_POOLS_FILE is seen; each file is parsed once)."""
+    return _load_pools(str(_pools_file(path)))
 
 
 @lru_cache(maxsize=8)
-def load_pools(path: str | None = None) -> dict[str, Pool]:
-    doc = yaml.safe_load(_pools_file(path).read_text())
+def _load_pools(path: str) -> dict[str, Pool]:
+    doc = yaml.safe_load(Path(path).read_text())
     urgent = tuple(sorted((doc.get("urgent_priority_classes") or {}).items()))
     pools: dict[str, Pool] = {}
     for name, cfg in doc["pools"].items():
@@ -148,10 +152,14 @@ def _does_not_fit(pool: Pool, res: Resources) -> str | None:
     return None
 
 
-@lru_cache(maxsize=8)
 def load_ray_driver(path: str | None = None) -> RayDriver:
     """The `ray_driver` block of the pools file (RayDriver's defaults when it has none)."""
-    file = _pools_file(path)
+    return _load_ray_driver(str(_pools_file(path)))
+
+
+@lru_cache(maxsize=8)
+def _load_ray_driver(path: str) -> RayDriver:
+    file = Path(path)
     block = (yaml.safe_load(file.read_text()) or {}).get("ray_driver") or {}
     requests, limits = block.get("requests") or {}, block.get("limits") or {}
     base = RayDriver()

@@ -200,6 +200,20 @@ def _services(env: dict[str, str]) -> dict[str, Any]:
     return {"kafka": kafka, "notify": notify, "teams_file": teams_file, "teams_file_named": named}
 
 
+def pools_file(environ: Mapping[str, str] | None = None) -> Path:
+    """The node pools (QUANTOS_POOLS_FILE, default deploy/pools.yaml): an input of spec
+    validation and placement, read wherever a spec is checked, so read alone."""
+    env = os.environ if environ is None else environ
+    return Path(env.get("QUANTOS_POOLS_FILE") or REPO_ROOT / "deploy" / "pools.yaml")
+
+
+def promotion_policy_file(environ: Mapping[str, str] | None = None) -> Path:
+    """The firm's promotion policy (QUANTOS_PROMOTION_POLICY, default
+    deploy/policies/promotion.yaml): like the pools, an input of spec validation."""
+    env = os.environ if environ is None else environ
+    return Path(env.get("QUANTOS_PROMOTION_POLICY") or REPO_ROOT / "deploy" / "policies" / "promotion.yaml")
+
+
 def teams_setting(environ: Mapping[str, str] | None = None) -> tuple[Path, bool]:
     """The teams file (QUANTOS_TEAMS, default deploy/teams.yaml) and whether it was named
     (then it must exist). Also read alone, by what needs no stores: `quantos validate` and a

@@ -10,7 +10,6 @@ its location is read here: QUANTOS_PROMOTION_POLICY, else the repository's copy.
 """
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
@@ -21,6 +20,7 @@ from pydantic import Field, field_validator
 from quantos_assets.spec.bounds import Bound, parse_bound
 from quantos_assets.spec.loader import Positions, load_document
 from quantos_assets.spec.models import BoundText, Gates, Identifier, Strict
+from resources.profile import promotion_policy_file
 
 DEFAULT_POLICY_FILE = Path(__file__).resolve().parents[2] / "deploy" / "policies" / "promotion.yaml"
 
@@ -58,7 +58,7 @@ class LoadedPolicy:
 
 
 def policy_path() -> Path:
-    return Path(os.environ.get("QUANTOS_PROMOTION_POLICY") or DEFAULT_POLICY_FILE)
+    return promotion_policy_file()
 
 
 def load_policy(path: Path | None = None) -> LoadedPolicy:
