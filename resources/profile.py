@@ -105,6 +105,11 @@ class Profile:
     # The per-team policy (QUANTOS_TEAMS, default deploy/teams.yaml); named: it must exist
     teams_file: Path = REPO_ROOT / "deploy" / "teams.yaml"
     teams_file_named: bool = False
+    # The gateway's tables (submissions, scheduled jobs), shared with the sensors that fire
+    # scheduled jobs and Kafka submissions (QUANTOS_GATEWAY_DB, default a SQLite file)
+    gateway_store_url: str = ""
+    # How often the gateway_jobs sensor looks for due jobs (QUANTOS_JOBS_TICK_SECONDS)
+    jobs_tick_seconds: int = 15
 
     @property
     def runs_pods(self) -> bool:
@@ -123,7 +128,11 @@ def active_profile(environ: dict[str, str] | None = None) -> Profile:
         raise ProfileError(f"QUANTOS_ENV: unknown profile '{name}' (expected {', '.join(PROFILES)})")
     data_dir = Path(env.get("QUANTOS_DATA_DIR") or REPO_ROOT / ".quantos").resolve()
     specs_dir = Path(env.get("QUANTOS_SPECS_DIR") or REPO_ROOT / "specs").resolve()
-    switches = {**_switches(env), **_services(env), "lineage": lineage_settings(env, name, data_dir)}
+    switches = {
+        **_switches(env), **_services(env), "lineage": lineage_settings(env, name, data_dir),
+        "gateway_store_url": env.get("QUANTOS_GATEWAY_DB") or f"sqlite:///{data_dir / 'gateway.db'}",
+        "jobs_tick_seconds": _positive_int_env(env, "QUANTOS_JOBS_TICK_SECONDS", 15),
+    }
     if name == "local":
         return Profile(
             **switches,
@@ -281,6 +290,13 @@ def _int_env(env: dict[str, str], name: str, default: int) -> int:
         return int(raw)
     except ValueError:
         raise ProfileError(f"{name}: expected an integer, got {raw!r}") from None
+
+
+def _positive_int_env(env: dict[str, str], name: str, default: int) -> int:
+    value = _int_env(env, name, default)
+    if value <= 0:
+        raise ProfileError(f"{name}: expected a positive integer, got {env.get(name)!r}")
+    return value
 
 
 def runs_pods(environ: Mapping[str, str] | None = None) -> bool:

@@ -33,7 +33,6 @@ from dagster import (
 from quantos_assets.admission.policy import admit
 from quantos_assets.admission.registry_view import DirectoryRegistry
 from quantos_assets.admission.request import Action, AdmissionRequest, Caller
-from quantos_assets.gateway.settings import GatewaySettings, gateway_settings
 from quantos_assets.pipeline_assets import PipelineDefs
 from quantos_assets.run_tags import runtime_run_tags
 from quantos_assets.spec.derived_names import GATEWAY_JOBS_SENSOR
@@ -43,6 +42,7 @@ from quantos_assets.spec.models import DagSpec, RuntimeParams
 from quantos_assets.stores.job_store import JobStore, ScheduledJob
 from quantos_assets.stores.job_timing import latest_due_fire
 from quantos_assets.tenancy.teams import TeamsFile, TeamsFileError, load_teams
+from resources.profile import Profile
 from resources.run_tag_keys import TAG_JOB, TAG_SPEC_SHA256, TAG_TEAM
 from sensors.run_usage import InstanceUsage, gateway_store
 
@@ -100,7 +100,7 @@ class _Tick:
 
 
 def evaluate_jobs(
-    settings: GatewaySettings,
+    profile: Profile,
     teams: TeamsFile,
     runnable: dict[str, PipelineDefs],
     usage: InstanceUsage,
@@ -108,8 +108,8 @@ def evaluate_jobs(
     now: float,
 ) -> _Tick:
     """One tick over every active job; `cursor` is advanced past each fired or refused firing."""
-    jobs = _jobs(settings.store_url)
-    registry = DirectoryRegistry(settings.specs_dir)
+    jobs = _jobs(profile.gateway_store_url)
+    registry = DirectoryRegistry(profile.specs_dir)
     tick = _Tick([], [], [])
     for job in jobs.list(active_only=True):
         if job.problem is not None:  # a bad row is skipped; every other job still fires
@@ -129,7 +129,7 @@ def evaluate_jobs(
             continue
         try:
             params = fire_params(job, due)
-            request = fire_request(job, pipeline.spec, due, settings.production)
+            request = fire_request(job, pipeline.spec, due, profile.runs_pods)
         except SpecError as err:
             tick.problems.append(f"{job.id}: {err.lines[0]}")
             cursor[job.id] = due
@@ -166,7 +166,7 @@ def _iso(stamp: float) -> str:
 
 
 def build_gateway_jobs_sensor(
-    pipelines: list[PipelineDefs], clock: Callable[[], float] = time.time
+    pipelines: list[PipelineDefs], profile: Profile, clock: Callable[[], float] = time.time
 ) -> SensorDefinition | None:
     runnable = {p.spec.pipeline_id: p for p in pipelines if p.spec.partitions is None}
     if not runnable:
@@ -175,19 +175,18 @@ def build_gateway_jobs_sensor(
     @sensor(
         name=GATEWAY_JOBS_SENSOR,
         jobs=[p.job for p in runnable.values()],
-        minimum_interval_seconds=gateway_settings().jobs_tick_seconds,
+        minimum_interval_seconds=profile.jobs_tick_seconds,
         default_status=DefaultSensorStatus.RUNNING,
         description="Runs the jobs scheduled through the gateway (POST /api/jobs/schedule) when due",
     )
     def _gateway_jobs(context):  # context unannotated: see [tool.mypy]
-        settings = gateway_settings()
         try:
-            teams = load_teams(settings.teams_path, required=settings.teams_required)
+            teams = load_teams(profile.teams_file, required=profile.teams_file_named)
         except TeamsFileError as err:
             return SkipReason(f"no job fired: {err}")
         cursor: dict[str, float] = json.loads(context.cursor) if context.cursor else {}
-        usage = InstanceUsage(context.instance, gateway_store(settings.store_url))
-        tick = evaluate_jobs(settings, teams, runnable, usage, cursor, clock())
+        usage = InstanceUsage(context.instance, gateway_store(profile.gateway_store_url))
+        tick = evaluate_jobs(profile, teams, runnable, usage, cursor, clock())
         for line in tick.problems + tick.waiting:
             context.log.warning(line)
         if not tick.requests:

@@ -31,7 +31,6 @@ from pydantic import BaseModel, ConfigDict, ValidationError, model_validator
 from quantos_assets.admission.policy import admit
 from quantos_assets.admission.registry_view import DirectoryRegistry
 from quantos_assets.admission.request import Action, AdmissionRequest, Caller
-from quantos_assets.gateway.settings import gateway_settings
 from quantos_assets.k8s.step_config import SecretScopeError, submission_run_config
 from quantos_assets.pipeline_assets import PipelineDefs
 from quantos_assets.placement import PlacementError
@@ -309,9 +308,8 @@ def build_kafka_submissions(
     def kafka_submissions(context):  # context unannotated: see [tool.mypy]
         if isinstance(grants, TeamsFileError):
             return SensorResult(skip_reason=f"no submission read: {grants}", cursor=context.cursor)
-        gateway = gateway_settings()
-        usage = InstanceUsage(context.instance, gateway_store(gateway.store_url))
-        registry = DirectoryRegistry(gateway.specs_dir)
+        usage = InstanceUsage(context.instance, gateway_store(profile.gateway_store_url))
+        registry = DirectoryRegistry(profile.specs_dir)
         return evaluate(context.cursor, settings, refs, grants, context.log, production, usage, registry)
 
     return kafka_submissions

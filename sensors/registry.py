@@ -35,7 +35,7 @@ def build_location_sensors(pipelines: list[PipelineDefs], profile: Profile) -> l
     """Sensors of the whole code location: the gateway's scheduled jobs, and where the profile
     configures them the Kafka submission queue and run notifications (Slack / webhook)."""
     submissions = build_kafka_submissions(pipelines, profile)
-    gateway_jobs = build_gateway_jobs_sensor(pipelines)
+    gateway_jobs = build_gateway_jobs_sensor(pipelines, profile)
     return [
         *([submissions] if submissions else []),
         *([gateway_jobs] if gateway_jobs else []),

@@ -57,7 +57,7 @@ def gateway_settings(environ: dict[str, str] | None = None) -> GatewaySettings:
     env = dict(os.environ if environ is None else environ)
     profile = active_profile(env)
     data = profile.data_dir
-    store_url = env.get("QUANTOS_GATEWAY_DB") or f"sqlite:///{data / 'gateway.db'}"
+    store_url = profile.gateway_store_url
     return GatewaySettings(
         dagster_url=env.get("QUANTOS_DAGSTER_URL") or "http://127.0.0.1:3000",
         tokens_path=Path(env.get("QUANTOS_API_TOKENS") or data / "api_tokens.json"),
@@ -71,7 +71,7 @@ def gateway_settings(environ: dict[str, str] | None = None) -> GatewaySettings:
         max_backlog=_positive_int(env, "QUANTOS_MAX_BACKLOG", 2000),
         audit=audit_settings(env, profile, store_url),
         launch_lease_seconds=_positive_int(env, "QUANTOS_LAUNCH_LEASE_SECONDS", 15),
-        jobs_tick_seconds=_positive_int(env, "QUANTOS_JOBS_TICK_SECONDS", 15),
+        jobs_tick_seconds=profile.jobs_tick_seconds,
         public_url=_public_url(env.get("QUANTOS_PUBLIC_URL") or ""),
     )
 
