@@ -15,6 +15,7 @@ from dagster import (
     AssetSpec,
     DagsterInvalidDefinitionError,
     Definitions,
+    LoggerDefinition,
     ScheduleDefinition,
     SensorDefinition,
 )
@@ -153,7 +154,10 @@ def definitions_for(
     profile: Profile,
     invalid: dict[Path, list[str]] | None = None,
     extra_assets: list[AssetsDefinition] | None = None,
+    loggers: dict[str, LoggerDefinition] | None = None,
 ) -> Definitions:
+    """The code location of `pipelines` on `profile`; also what `quantos run` executes one
+    spec's job from (with its progress logger), so a local run is built by the same code."""
     assets = [a for p in pipelines for a in p.assets] + list(extra_assets or [])
     triggers = [*build_triggers(pipelines, profile.kafka), *build_location_sensors(pipelines, profile)]
     lineage = build_lineage_sensor(pipelines, profile)  # None when QUANTOS_LINEAGE=off
@@ -169,6 +173,7 @@ def definitions_for(
             resources=build_resources(profile),
             # the forkserver executor preloads this location (the module workspace.yaml names)
             executor=build_executor(profile, preload=["definitions.definitions"]),
+            loggers=loggers,
         )
         # Resolve now (Dagster caches it): the code server would do it right after
         # loading anyway, and doing it here keeps it inside the GC pause.

@@ -9,7 +9,7 @@ import os
 import sys
 from pathlib import Path
 
-from dagster import DagsterInstance, Definitions
+from dagster import DagsterInstance
 
 from quantos_assets.cli.progress import progress_logger
 from quantos_assets.pipeline_assets import build_pipeline, node_asset_keys
@@ -18,7 +18,7 @@ from quantos_assets.spec.errors import SpecError
 from quantos_assets.spec.loader import load_runtime_params
 from quantos_assets.spec.models import DagSpec, RuntimeParams
 from quantos_assets.spec_rules.firm import load_spec
-from resources.profile import Profile, active_profile, build_resources
+from resources.profile import Profile, active_profile
 
 
 def local_instance(profile: Profile) -> DagsterInstance:
@@ -61,13 +61,10 @@ def run_spec(path: Path, select: list[str] | None = None, params_path: Path | No
         if unknown:
             raise SpecError([f"{path}: --select: unknown node(s) {', '.join(unknown)}"])
         selection = [k for node in spec.nodes if node.id in select for k in node_asset_keys(spec, node)]
-    defs = Definitions(
-        assets=pipeline.assets,
-        asset_checks=pipeline.asset_checks(),
-        jobs=[pipeline.job],
-        resources=build_resources(profile),
-        loggers={"progress": progress_logger(sys.stderr)},
-    )
+    # DESIGN.md §1: the CLI's local run imports definitions/, to build with the same code.
+    from definitions.assemble import definitions_for
+
+    defs = definitions_for([pipeline], profile, loggers={"progress": progress_logger(sys.stderr)})
     job = defs.resolve_job_def(pipeline.job.name)
     print(f"running {spec.pipeline_id} on profile {profile.name}", file=sys.stderr)
     with local_instance(profile) as instance:

@@ -182,13 +182,14 @@ def _check_entrypoints(loaded: LoadedSpec, teams: TeamsFile, team: str | None) -
     from quantos_assets.spec.loader import load_document
     from quantos_assets.spec.models import DagSpec
     from quantos_assets.spec.source_map import parse_path
+    from quantos_assets.spec_rules.firm import FIRM_RULES
 
     team = team or entrypoint_team(loaded.spec.labels)
     problems = entrypoint_problems(loaded.spec, teams.entrypoints_for(team), team)
     if not problems:
         return
     source = str(loaded.path)
-    _, positions = load_document(source, DagSpec)  # read again only to cite the lines
+    _, positions = load_document(source, DagSpec, FIRM_RULES)  # read again only to cite the lines
     raise SpecError([SpecProblem(source, positions.line(parse_path(p)), p, m) for p, m in problems])
 
 

@@ -292,12 +292,15 @@ def _load_with_positions(
     return result, positions
 
 
-def load_document(path: str | Path, model: type[M]) -> tuple[M, Positions]:
+def load_document(
+    path: str | Path, model: type[M], rules: OutsideRules | None = None
+) -> tuple[M, Positions]:
     """A config file the spec rules apply to (e.g. deploy/policies/promotion.yaml), with the
-    lines of its fields, so a rule that compares a spec with it can cite both files."""
+    lines of its fields, so a rule that compares a spec with it can cite both files; a spec
+    (model DagSpec) with the `rules` it is checked under."""
     source = str(path)
     fmt = _format_of(Path(path), source)
-    return _load_with_positions(_decode(_read(Path(path), source), source), source, fmt, model)
+    return _load_with_positions(_decode(_read(Path(path), source), source), source, fmt, model, rules)
 
 
 def _line_of(text: str, match: re.Match[str] | None) -> int:
