@@ -223,6 +223,19 @@ def promotion_policy_file(environ: Mapping[str, str] | None = None) -> Path:
     return Path(env.get("QUANTOS_PROMOTION_POLICY") or REPO_ROOT / "deploy" / "policies" / "promotion.yaml")
 
 
+SERVICE_ACCOUNT_TOKEN = Path("/var/run/secrets/kubernetes.io/serviceaccount/token")
+
+
+def kube_config_source(environ: Mapping[str, str] | None = None) -> str | None:
+    """'in-cluster', the kubeconfig file to use, or None when no cluster is configured."""
+    env = os.environ if environ is None else environ
+    if env.get("KUBERNETES_SERVICE_HOST") and SERVICE_ACCOUNT_TOKEN.is_file():
+        return "in-cluster"
+    listed = env.get("KUBECONFIG")
+    candidates = listed.split(os.pathsep) if listed else [str(Path("~/.kube/config").expanduser())]
+    return next((p for p in candidates if p and Path(p).expanduser().is_file()), None)
+
+
 def teams_setting(environ: Mapping[str, str] | None = None) -> tuple[Path, bool]:
     """The teams file (QUANTOS_TEAMS, default deploy/teams.yaml) and whether it was named
     (then it must exist). Also read alone, by what needs no stores: `quantos validate` and a

@@ -14,19 +14,17 @@ Each out receives a JSON report (Artifact role "report") of the final object.
 from __future__ import annotations
 
 import json
-import os
 import re
 import time
 from collections.abc import Mapping
-from pathlib import Path
 from typing import Any
 
 from dagster import AssetExecutionContext
 
 from quantos_assets.kinds.base import NodeRun, NodeRunError, NodeValue
 from resources.artifact import Artifact
+from resources.profile import kube_config_source
 
-SERVICE_ACCOUNT_TOKEN = Path("/var/run/secrets/kubernetes.io/serviceaccount/token")
 _DNS_SUBDOMAIN = re.compile(r"^[a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?$")
 _POLL_SECONDS = 5.0
 
@@ -54,16 +52,6 @@ def validate_manifest(params: Mapping[str, Any]) -> list[str]:
     if not isinstance(manifest.get("spec"), Mapping):
         errors.append("params.manifest.spec is required (a mapping)")
     return errors
-
-
-def kube_config_source(environ: Mapping[str, str] | None = None) -> str | None:
-    """'in-cluster', the kubeconfig file to use, or None when no cluster is configured."""
-    env = os.environ if environ is None else environ
-    if env.get("KUBERNETES_SERVICE_HOST") and SERVICE_ACCOUNT_TOKEN.is_file():
-        return "in-cluster"
-    listed = env.get("KUBECONFIG")
-    candidates = listed.split(os.pathsep) if listed else [str(Path("~/.kube/config").expanduser())]
-    return next((p for p in candidates if p and Path(p).expanduser().is_file()), None)
 
 
 class CustomCrdRunner:
