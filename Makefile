@@ -45,13 +45,15 @@ MYPY = $(UV) run mypy || { rc=$$?; [ $$rc -eq 2 ] || exit $$rc; \
   echo "mypy crashed (exit 2): again without its cache" >&2; rm -rf .mypy_cache; $(UV) run mypy; }
 
 ## The whole suite
-# Lint, the import layers (pyproject.toml [tool.importlinter]) and types first (ruff: seconds; mypy: ~10 s with its cache, ~45 s in a fresh
-# clone), then the suite on both cores: one test file per worker, so a module's dagster dev /
-# broker / database fixture is started once. Files go out in collection order (e2e, then
-# integration, then unit: heaviest first), not xdist's default of most tests first, which
-# left the few-test e2e files holding one core for minutes at the end.
+# Lint and format check, the import layers (pyproject.toml [tool.importlinter]) and types first
+# (ruff: seconds; mypy: ~10 s with its cache, ~45 s in a fresh clone), then the suite on both
+# cores: one test file per worker, so a module's dagster dev / broker / database fixture is
+# started once. Files go out in collection order (e2e, then integration, then unit: heaviest
+# first), not xdist's default of most tests first, which left the few-test e2e files holding
+# one core for minutes at the end.
 test: install
 	$(UV) run ruff check .
+	$(UV) run ruff format --check .
 	$(UV) run lint-imports
 	$(MYPY)
 	$(UV) run pytest -q -p no:cacheprovider -n 2 --dist loadfile --no-loadscope-reorder -m "not ray_faults and not ray_cluster"
@@ -74,6 +76,7 @@ bench: install
 
 lint: install
 	$(UV) run ruff check .
+	$(UV) run ruff format --check .
 	$(UV) run lint-imports
 	$(MYPY)
 

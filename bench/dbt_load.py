@@ -7,6 +7,7 @@ assets. Sides alternate; best of --repeat. Then `dagster definitions validate` i
 once per side, end to end. Prints ratio= last (with dbt / without; the price of
 dagster-dbt's imports and the manifest, so > 1 is expected: goal <= 2.0).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -33,7 +34,11 @@ print(time.perf_counter() - t0, n)
 def load_once(dbt: bool, env: dict[str, str]) -> tuple[float, int]:
     out = subprocess.run(
         [sys.executable, "-c", LOAD.format(dbt=dbt)],
-        capture_output=True, text=True, cwd=REPO, env=env, check=True,
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+        env=env,
+        check=True,
     ).stdout.split()
     return float(out[-2]), int(out[-1])
 
@@ -42,7 +47,10 @@ def validate_once(module_dir: Path, module: str, env: dict[str, str]) -> float:
     t0 = time.perf_counter()
     subprocess.run(
         [sys.executable, "-m", "dagster", "definitions", "validate", "-m", module],
-        capture_output=True, text=True, cwd=REPO, check=True,
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+        check=True,
         env={**env, "PYTHONPATH": os.pathsep.join([str(module_dir), str(REPO)])},
     )
     return time.perf_counter() - t0
@@ -63,7 +71,9 @@ def main() -> None:
         (Path(tmp) / "home").mkdir()
         (Path(tmp) / "home" / "dagster.yaml").write_text("telemetry:\n  enabled: false\n")
         if not (REPO / "dbt_project" / "target" / "manifest.json").exists():
-            subprocess.run([sys.executable, "-m", "quantos_assets.dbt_models"], cwd=REPO, env=env, check=True)
+            subprocess.run(
+                [sys.executable, "-m", "quantos_assets.dbt_models"], cwd=REPO, env=env, check=True
+            )
         load_once(True, env)  # warm the bytecode and page caches for both sides
         with_dbt: list[float] = []
         without: list[float] = []

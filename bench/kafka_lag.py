@@ -9,6 +9,7 @@ pattern; a consumer group has committed offsets on every partition.
 Both create their admin client per tick, as the sensor does. Sides alternate; best of
 --repeat. Prints ratio= last (ours / baseline; goal <= 1.2).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -71,11 +72,18 @@ def baseline(bootstrap: str) -> int:
     admin = AdminClient({"bootstrap.servers": bootstrap, "logger": QUIET})  # type: ignore[dict-item]
     md = admin.list_topics(timeout=10)
     pattern = re.compile(r"^bench\.")
-    tps = [TopicPartition(n, p) for n, t in md.topics.items() if pattern.match(n) for p in t.partitions]
-    committed = admin.list_consumer_group_offsets([ConsumerGroupTopicPartitions(GROUP, tps)])[GROUP].result()
+    tps = [
+        TopicPartition(n, p) for n, t in md.topics.items() if pattern.match(n) for p in t.partitions
+    ]
+    committed = admin.list_consumer_group_offsets([ConsumerGroupTopicPartitions(GROUP, tps)])[
+        GROUP
+    ].result()
     done = {(tp.topic, tp.partition): max(tp.offset, 0) for tp in committed.topic_partitions}
     latest = OffsetSpec.latest()
-    ends = {(k.topic, k.partition): f.result().offset for k, f in admin.list_offsets({tp: latest for tp in tps}).items()}
+    ends = {
+        (k.topic, k.partition): f.result().offset
+        for k, f in admin.list_offsets({tp: latest for tp in tps}).items()
+    }
     return sum(max(0, e - done.get(k, 0)) for k, e in ends.items())
 
 
@@ -104,7 +112,9 @@ def main() -> None:
         ours()
         best_ours = min(best_ours, time.perf_counter() - t)
     print(f"partitions={args.topics * 4} lag={expected}")
-    print(f"baseline_ms={best_base * 1000:.1f} (raw admin calls: Metadata, OffsetFetch, ListOffsets)")
+    print(
+        f"baseline_ms={best_base * 1000:.1f} (raw admin calls: Metadata, OffsetFetch, ListOffsets)"
+    )
     print(f"ours_ms={best_ours * 1000:.1f} (lag sensor tick through Dagster)")
     print(f"ratio={best_ours / best_base:.3f}")
 

@@ -25,6 +25,7 @@ local default) 25 per side ran at 10.9 runs/minute, run p50 21.5 s vs 17.7 s, ra
 --runs to sample it, or --timeout to report over the runs finished by then (queue waits are
 then of the runs that started; --report-home DIR reports a stopped bench's instance).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -74,10 +75,18 @@ def pct(values: list[float], q: float) -> float:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=1000, help="runs per side")
-    parser.add_argument("--executor", default="multiprocess", choices=["multiprocess", "forkserver", "in_process"])
-    parser.add_argument("--timeout", type=float, default=6 * 3600,
-                        help="seconds to wait for the runs; then report over those finished")
-    parser.add_argument("--report-home", type=Path, help="only report the runs of an earlier bench's DAGSTER_HOME")
+    parser.add_argument(
+        "--executor", default="multiprocess", choices=["multiprocess", "forkserver", "in_process"]
+    )
+    parser.add_argument(
+        "--timeout",
+        type=float,
+        default=6 * 3600,
+        help="seconds to wait for the runs; then report over those finished",
+    )
+    parser.add_argument(
+        "--report-home", type=Path, help="only report the runs of an earlier bench's DAGSTER_HOME"
+    )
     args = parser.parse_args()
     if args.report_home:
         return report(records_of(args.report_home), args.executor, stopped=True)
@@ -87,10 +96,28 @@ def main() -> int:
     specs.mkdir()
     (specs / "noop10.yaml").write_text(yaml.safe_dump(spec()))
     workspace = root / "workspace.yaml"
-    workspace.write_text(yaml.safe_dump({"load_from": [
-        {"python_module": {"module_name": "definitions.definitions", "location_name": "quantos", "working_directory": str(ROOT)}},
-        {"python_file": {"relative_path": str(ROOT / "bench" / "load_baseline.py"), "location_name": "plain", "working_directory": str(ROOT)}},
-    ]}))
+    workspace.write_text(
+        yaml.safe_dump(
+            {
+                "load_from": [
+                    {
+                        "python_module": {
+                            "module_name": "definitions.definitions",
+                            "location_name": "quantos",
+                            "working_directory": str(ROOT),
+                        }
+                    },
+                    {
+                        "python_file": {
+                            "relative_path": str(ROOT / "bench" / "load_baseline.py"),
+                            "location_name": "plain",
+                            "working_directory": str(ROOT),
+                        }
+                    },
+                ]
+            }
+        )
+    )
     shipped = {"QUANTOS_DBT": "on", "QUANTOS_LOCAL_EXECUTOR": args.executor}
     with dagster_dev(root, specs, extra_env=shipped, workspace=workspace) as srv:
         graphql = f"http://127.0.0.1:{srv.port}/graphql"
@@ -104,9 +131,23 @@ def main() -> int:
             time.sleep(1)
 
         def launch(side: str) -> None:
-            selector = {"repositoryLocationName": side, "repositoryName": "__repository__", "pipelineName": SIDES[side]}
-            params = {"selector": selector, "runConfigData": {}, "executionMetadata": {"tags": [{"key": "bench/side", "value": side}]}}
-            body = http.post(graphql, json={"query": CLIENT_SUBMIT_PIPELINE_RUN_MUTATION, "variables": {"executionParams": params}}).json()
+            selector = {
+                "repositoryLocationName": side,
+                "repositoryName": "__repository__",
+                "pipelineName": SIDES[side],
+            }
+            params = {
+                "selector": selector,
+                "runConfigData": {},
+                "executionMetadata": {"tags": [{"key": "bench/side", "value": side}]},
+            }
+            body = http.post(
+                graphql,
+                json={
+                    "query": CLIENT_SUBMIT_PIPELINE_RUN_MUTATION,
+                    "variables": {"executionParams": params},
+                },
+            ).json()
             assert "run" in body["data"]["launchPipelineExecution"], body
 
         started = time.time()
@@ -116,7 +157,9 @@ def main() -> int:
         print(f"submitted {2 * args.runs} runs in {time.time() - started:.0f} s", flush=True)
 
         def runs(side: str) -> list[dict]:
-            return http.post(graphql, json={"query": RUNS_QUERY, "variables": {"tag": side}}).json()["data"]["runsOrError"]["results"]
+            return http.post(
+                graphql, json={"query": RUNS_QUERY, "variables": {"tag": side}}
+            ).json()["data"]["runsOrError"]["results"]
 
         until = time.monotonic() + args.timeout
         reported = time.monotonic()
@@ -126,12 +169,20 @@ def main() -> int:
             if done == 2 * args.runs:
                 break
             if time.monotonic() > until:
-                print(f"--timeout: {done} of {2 * args.runs} runs finished; figures over those", flush=True)
+                print(
+                    f"--timeout: {done} of {2 * args.runs} runs finished; figures over those",
+                    flush=True,
+                )
                 break
             if time.monotonic() - reported >= 300:  # an hours-long bench shows it is moving
                 reported = time.monotonic()
-                print(f"{time.time() - started:6.0f} s: {done} of {2 * args.runs} runs finished", flush=True)
-            time.sleep(5 if args.runs <= 50 else 30)  # each poll lists every run: not free for the webserver
+                print(
+                    f"{time.time() - started:6.0f} s: {done} of {2 * args.runs} runs finished",
+                    flush=True,
+                )
+            time.sleep(
+                5 if args.runs <= 50 else 30
+            )  # each poll lists every run: not free for the webserver
     return report(records, args.executor)
 
 
@@ -143,8 +194,13 @@ def records_of(home: Path) -> dict[str, list[dict]]:
     with DagsterInstance.from_ref(InstanceRef.from_dir(str(home))) as instance:
         return {
             side: [
-                {"runId": r.dagster_run.run_id, "status": r.dagster_run.status.value,
-                 "creationTime": r.create_timestamp.timestamp(), "startTime": r.start_time, "endTime": r.end_time}
+                {
+                    "runId": r.dagster_run.run_id,
+                    "status": r.dagster_run.status.value,
+                    "creationTime": r.create_timestamp.timestamp(),
+                    "startTime": r.start_time,
+                    "endTime": r.end_time,
+                }
                 for r in instance.get_run_records(RunsFilter(tags={"bench/side": side}))
             ]
             for side in SIDES
@@ -161,21 +217,29 @@ def report(records: dict[str, list[dict]], executor: str, stopped: bool = False)
         failed = [r["runId"] for r in rs if r["status"] != "SUCCESS"]
         if failed:
             why = " (in flight at the stop, or before it)" if stopped else ""
-            print(f"{side}: {len(failed)} run(s) did not succeed{why}, left out: {', '.join(failed[:3])}")
+            print(
+                f"{side}: {len(failed)} run(s) did not succeed{why}, left out: {', '.join(failed[:3])}"
+            )
     ours_failed = any(r["status"] != "SUCCESS" for r in records["quantos"])
     records = {side: [r for r in rs if r["status"] == "SUCCESS"] for side, rs in records.items()}
     all_runs = [r for rs in records.values() for r in rs]
     elapsed = max(r["endTime"] for r in all_runs) - min(r["creationTime"] for r in all_runs)
     per_side = ", ".join(f"{len(rs)} {side}" for side, rs in records.items())
-    print(f"{len(all_runs)} of {submitted} submitted runs succeeded ({per_side}; executor {executor}) in "
-          f"{elapsed:.0f} s: {60 * len(all_runs) / elapsed:.1f} runs/minute")
+    print(
+        f"{len(all_runs)} of {submitted} submitted runs succeeded ({per_side}; executor {executor}) in "
+        f"{elapsed:.0f} s: {60 * len(all_runs) / elapsed:.1f} runs/minute"
+    )
     duration = {}
     for side, rs in records.items():
         wait = [r["startTime"] - r["creationTime"] for r in rs]
         duration[side] = [r["endTime"] - r["startTime"] for r in rs]
-        print(f"{side:<8} queue wait p50 {pct(wait, 0.5):7.1f} s  p95 {pct(wait, 0.95):7.1f} s   "
-              f"run p50 {statistics.median(duration[side]):6.2f} s  p95 {pct(duration[side], 0.95):6.2f} s")
-    print(f"ratio={statistics.median(duration['quantos']) / statistics.median(duration['plain']):.3f}")
+        print(
+            f"{side:<8} queue wait p50 {pct(wait, 0.5):7.1f} s  p95 {pct(wait, 0.95):7.1f} s   "
+            f"run p50 {statistics.median(duration[side]):6.2f} s  p95 {pct(duration[side], 0.95):6.2f} s"
+        )
+    print(
+        f"ratio={statistics.median(duration['quantos']) / statistics.median(duration['plain']):.3f}"
+    )
     return 1 if ours_failed else 0  # a platform run that failed is a defect, whatever the figures
 
 

@@ -5,6 +5,7 @@ returns the Arrow table to Dagster's default IO manager; the executor is chosen 
 same QUANTOS_LOCAL_EXECUTOR switch as the quantos location, so the two sides differ only
 by what the platform adds (spec translation, Iceberg tables, lineage metadata, tags).
 """
+
 from __future__ import annotations
 
 import duckdb

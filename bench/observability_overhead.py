@@ -25,6 +25,7 @@ script checks that the lineage is complete (START and COMPLETE for every node of
 on the "on" side, plus the submission's two), so the ratio is of a lineage that is all there.
 Prints `ratio=` (on / off) last; goal <= 1.05.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -53,7 +54,12 @@ def spec_text(nodes: int) -> str:
     lines = ["version: 1", f"pipeline_id: {PIPELINE}", "labels: {team: bench}", "nodes:"]
     for i in range(nodes):
         sql = "SELECT 1 AS x" if i == 0 else f"SELECT x + 1 AS x FROM t{i - 1}"
-        lines += [f"  - id: n{i}", "    kind: trino_sql", f'    params: {{sql: "{sql}"}}', f"    outs: [t{i}]"]
+        lines += [
+            f"  - id: n{i}",
+            "    kind: trino_sql",
+            f'    params: {{sql: "{sql}"}}',
+            f"    outs: [t{i}]",
+        ]
         if i:
             lines.append(f"    ins: [t{i - 1}]")
     return "\n".join(lines) + "\n"
@@ -106,13 +112,19 @@ def observe(home: Path, spec: Path, events: Path, flag: Path, stop: Path, interv
             cursor = evaluate_lineage(instance, cursor, index, naming, emitter).cursor
             t1 = time.perf_counter()
             generate_latest(registry)
-            lineage_s, scrape_s, ticks = lineage_s + t1 - t0, scrape_s + time.perf_counter() - t1, ticks + 1
+            lineage_s, scrape_s, ticks = (
+                lineage_s + t1 - t0,
+                scrape_s + time.perf_counter() - t1,
+                ticks + 1,
+            )
         time.sleep(interval)
     # Runs finished within the last minute are re-read by design; drain until quiet.
     while True:
         result = evaluate_lineage(instance, cursor, index, naming, emitter)
         cursor = result.cursor
-        if result.skip_reason is not None and (result.skip_reason.skip_message or "").startswith("0 "):
+        if result.skip_reason is not None and (result.skip_reason.skip_message or "").startswith(
+            "0 "
+        ):
             break
     print(json.dumps({"ticks": ticks, "lineage_s": lineage_s, "scrape_s": scrape_s}), flush=True)
 
@@ -140,8 +152,12 @@ def main() -> None:
     ap.add_argument("--nodes", type=int, default=20)
     ap.add_argument("--rounds", type=int, default=8)
     ap.add_argument("--interval", type=float, default=5.0)
-    ap.add_argument("--json-logs", choices=("on", "off"), default="on",
-                    help="off: the on side without the JSON log handler (lineage + metrics alone)")
+    ap.add_argument(
+        "--json-logs",
+        choices=("on", "off"),
+        default="on",
+        help="off: the on side without the JSON log handler (lineage + metrics alone)",
+    )
     ap.add_argument("--observe", nargs=5, metavar=("HOME", "SPEC", "EVENTS", "FLAG", "STOP"))
     args = ap.parse_args()
     warnings.filterwarnings("ignore")
@@ -167,10 +183,14 @@ def main() -> None:
         for side in ("on", "off"):
             home = tmp / side / "home"
             make_home(home, json_logs=(side == "on" and with_json))
-            profile = active_profile({
-                "QUANTOS_ENV": "local", "QUANTOS_DATA_DIR": str(tmp / side / "data"),
-                "QUANTOS_DBT": "off", "QUANTOS_LINEAGE": "off",
-            })
+            profile = active_profile(
+                {
+                    "QUANTOS_ENV": "local",
+                    "QUANTOS_DATA_DIR": str(tmp / side / "data"),
+                    "QUANTOS_DBT": "off",
+                    "QUANTOS_LINEAGE": "off",
+                }
+            )
             sides[side] = {
                 "instance": DagsterInstance.from_config(str(home)),
                 "job": definitions_for([pipeline], profile).resolve_job_def(PIPELINE),
@@ -179,9 +199,22 @@ def main() -> None:
             }
         events, flag, stop = tmp / "lineage.jsonl", tmp / "observing", tmp / "stop"
         observer = subprocess.Popen(
-            [sys.executable, __file__, "--interval", str(args.interval), "--observe",
-             str(tmp / "on" / "home"), str(spec), str(events), str(flag), str(stop)],
-            cwd=ROOT, stdout=subprocess.PIPE, text=True, env={**os.environ, "QUANTOS_DBT": "off"},
+            [
+                sys.executable,
+                __file__,
+                "--interval",
+                str(args.interval),
+                "--observe",
+                str(tmp / "on" / "home"),
+                str(spec),
+                str(events),
+                str(flag),
+                str(stop),
+            ],
+            cwd=ROOT,
+            stdout=subprocess.PIPE,
+            text=True,
+            env={**os.environ, "QUANTOS_DBT": "off"},
         )
         assert observer.stdout is not None
         if observer.stdout.readline().strip() != "ready":
@@ -218,23 +251,35 @@ def main() -> None:
         node_events = [e for e in sent if e["job"]["name"].startswith(f"{PIPELINE}.")]
         expected = 2 * args.nodes * runs_on
         complete = len(node_events) == expected and len(sent) == expected + 2 * runs_on
-        json_lines = sum(1 for line in log_sink.read_text().splitlines() if line.startswith('{"timestamp"'))
+        json_lines = sum(
+            1 for line in log_sink.read_text().splitlines() if line.startswith('{"timestamp"')
+        )
 
         ratios = [a / b for a, b in zip(sides["on"]["times"], sides["off"]["times"], strict=True)]
         ticks = observed["ticks"]
-        print(f"nodes={args.nodes} rounds={args.rounds} interval={args.interval}s; observer during the on runs: "
-              f"{ticks} ticks, lineage {1000 * observed['lineage_s'] / max(ticks, 1):.0f} ms/tick, "
-              f"metrics scrape {1000 * observed['scrape_s'] / max(ticks, 1):.0f} ms/scrape")
-        print(f"json logs: {'on' if with_json else 'off (--json-logs off, or node_logs.py absent)'}"
-              f", {json_lines} keyed lines written on the on side")
-        print(f"lineage: {len(sent)} events for {runs_on} runs ({'complete' if complete else f'INCOMPLETE, expected {expected} node events'})")
+        print(
+            f"nodes={args.nodes} rounds={args.rounds} interval={args.interval}s; observer during the on runs: "
+            f"{ticks} ticks, lineage {1000 * observed['lineage_s'] / max(ticks, 1):.0f} ms/tick, "
+            f"metrics scrape {1000 * observed['scrape_s'] / max(ticks, 1):.0f} ms/scrape"
+        )
+        print(
+            f"json logs: {'on' if with_json else 'off (--json-logs off, or node_logs.py absent)'}"
+            f", {json_lines} keyed lines written on the on side"
+        )
+        print(
+            f"lineage: {len(sent)} events for {runs_on} runs ({'complete' if complete else f'INCOMPLETE, expected {expected} node events'})"
+        )
         for side in ("on", "off"):
             times = sides[side]["times"]
-            print(f"{side:>3}: per step median {1000 * statistics.median(times):.1f} ms, "
-                  f"best {1000 * min(times):.1f} ms, worst {1000 * max(times):.1f} ms")
+            print(
+                f"{side:>3}: per step median {1000 * statistics.median(times):.1f} ms, "
+                f"best {1000 * min(times):.1f} ms, worst {1000 * max(times):.1f} ms"
+            )
         cpu_on, cpu_off = (statistics.median(sides[k]["cpu"][1:]) for k in ("on", "off"))
-        print(f"CPU of the run process per step (what the steps themselves pay; the observer is another "
-              f"process): on {1000 * cpu_on:.1f} ms, off {1000 * cpu_off:.1f} ms, ratio {cpu_on / cpu_off:.3f}")
+        print(
+            f"CPU of the run process per step (what the steps themselves pay; the observer is another "
+            f"process): on {1000 * cpu_on:.1f} ms, off {1000 * cpu_off:.1f} ms, ratio {cpu_on / cpu_off:.3f}"
+        )
         print(f"round ratios: {' '.join(f'{r:.3f}' for r in ratios)}")
         print(f"ratio={statistics.median(ratios):.3f}")
 

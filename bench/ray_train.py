@@ -25,6 +25,7 @@ Prints a `name ratio=X` line per comparison (predict: bare rows/s over ours, so 
 better; goal <= 1.3); the LAST line is `ratio=` of ray_1 over bare (wall time of the whole
 training call; goal <= 1.3).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -66,14 +67,20 @@ def bare_training(frame: pd.DataFrame, job: TrainingJob) -> float:
     torch.manual_seed(job.seed)
     torch.set_num_threads(1)
     hp = {**get_trainer(job.trainer).defaults, **job.hyperparameters}
-    spec = WindowSpec(tuple(job.features), job.target, job.date_column, job.symbol_column, int(hp["lookback"]))
-    parts = [symbol_windows(group, spec) for _, group in frame.groupby(job.symbol_column, sort=True)]
+    spec = WindowSpec(
+        tuple(job.features), job.target, job.date_column, job.symbol_column, int(hp["lookback"])
+    )
+    parts = [
+        symbol_windows(group, spec) for _, group in frame.groupby(job.symbol_column, sort=True)
+    ]
     x = np.concatenate([p["x"] for p in parts])
     y = np.concatenate([p["y"] for p in parts])
     dates = np.concatenate([p["date"] for p in parts])
     labelled = ~np.isnan(y)
     x, y, dates = x[labelled], y[labelled], dates[labelled]
-    first_test = np.datetime64(first_test_date(np.unique(dates), job.date_column, job.test_fraction))
+    first_test = np.datetime64(
+        first_test_date(np.unique(dates), job.date_column, job.test_fraction)
+    )
     train = dates < first_test
     net = get_trainer(job.trainer).module(hp, len(job.features))
     last = x[train][:, -1, :]
@@ -81,7 +88,8 @@ def bare_training(frame: pd.DataFrame, job: TrainingJob) -> float:
     optimizer = torch.optim.Adam(net.parameters(), lr=float(hp["lr"]))
     loader = torch.utils.data.DataLoader(
         torch.utils.data.TensorDataset(torch.from_numpy(x[train]), torch.from_numpy(y[train])),
-        batch_size=int(hp["batch_size"]), shuffle=True,
+        batch_size=int(hp["batch_size"]),
+        shuffle=True,
     )
     loss_fn = torch.nn.MSELoss()
     for _ in range(int(hp["epochs"])):
@@ -106,7 +114,7 @@ def bare_forward(net: Any, x: np.ndarray, threads: int, per_pass: int) -> float:
     started = time.perf_counter()
     with torch.inference_mode():
         for i in range(0, len(x), per_pass):
-            net(torch.from_numpy(x[i:i + per_pass]))
+            net(torch.from_numpy(x[i : i + per_pass]))
     return time.perf_counter() - started
 
 
@@ -119,12 +127,22 @@ def ours_predict(ref: Any, model: bytes, pool: ActorPool) -> tuple[float, int, d
     described = describe_model(model)
     keys = KeyColumns()
     started = time.perf_counter()
-    scored = predict_dataset(ref.to_ray_dataset([keys.date, keys.symbol, *described.features]), model, described, keys, pool)
+    scored = predict_dataset(
+        ref.to_ray_dataset([keys.date, keys.symbol, *described.features]),
+        model,
+        described,
+        keys,
+        pool,
+    )
     read = time.perf_counter()
     table = pa.concat_tables(ray.get(scored.to_arrow_refs()))
     done = time.perf_counter()
     forecasts = table.num_rows - table.column("prediction").null_count
-    return done - started, forecasts, {"read_sort": round(read - started, 2), "actors_collect": round(done - read, 2)}
+    return (
+        done - started,
+        forecasts,
+        {"read_sort": round(read - started, 2), "actors_collect": round(done - read, 2)},
+    )
 
 
 def predict_bench(lake: LakeIOManager, model: bytes, args: argparse.Namespace, end: str) -> float:
@@ -136,18 +154,32 @@ def predict_bench(lake: LakeIOManager, model: bytes, args: argparse.Namespace, e
     saved = load_torch_model(model)
     net = saved.network()
     per_pass = saved.windows_per_pass()
-    pools = {"2x1": ActorPool(actors=2, cpus_per_actor=1), "1x2": ActorPool(actors=1, cpus_per_actor=2)}
+    pools = {
+        "2x1": ActorPool(actors=2, cpus_per_actor=1),
+        "1x2": ActorPool(actors=1, cpus_per_actor=2),
+    }
     seconds: dict[int, dict[str, float]] = {}
     windows: dict[int, int] = {}
     for scale in sorted({1, args.scale}):
         symbols = args.symbols * scale
         table = compute(generate(symbols=symbols, start="2020-01-01", end=end, seed=11))
-        ref = lake.table_ref("bench", f"predict_{scale}", lake.write_arrow("bench", f"predict_{scale}", table).snapshot_id)
+        ref = lake.table_ref(
+            "bench",
+            f"predict_{scale}",
+            lake.write_arrow("bench", f"predict_{scale}", table).snapshot_id,
+        )
         spec = WindowSpec(described.features, None, "date", "symbol", described.lookback)
-        parts = [symbol_windows(group, spec) for _, group in table.to_pandas().groupby("symbol", sort=True)]
+        parts = [
+            symbol_windows(group, spec)
+            for _, group in table.to_pandas().groupby("symbol", sort=True)
+        ]
         x = np.concatenate([p["x"] for p in parts])
         n = windows[scale] = len(x)
-        best = {**{name: float("inf") for name in pools}, "bare 1 thread": float("inf"), "bare 2 threads": float("inf")}
+        best = {
+            **{name: float("inf") for name in pools},
+            "bare 1 thread": float("inf"),
+            "bare 2 threads": float("inf"),
+        }
         phases: dict[str, dict[str, float]] = {}
         for _ in range(args.repeat):
             for name, pool in pools.items():
@@ -159,7 +191,9 @@ def predict_bench(lake: LakeIOManager, model: bytes, args: argparse.Namespace, e
                 key = f"bare {threads} thread{'s' if threads > 1 else ''}"
                 best[key] = min(best[key], bare_forward(net, x, threads, per_pass))
         seconds[scale] = best
-        print(f"predict x{scale}: {table.num_rows} rows, {symbols} symbols, {n} windows of {described.lookback}")
+        print(
+            f"predict x{scale}: {table.num_rows} rows, {symbols} symbols, {n} windows of {described.lookback}"
+        )
         for name, took in best.items():
             detail = f"; phases {phases[name]}" if name in phases else ""
             print(f"  {name}: {n / took:,.0f} rows/s ({took:.2f} s{detail})")
@@ -169,9 +203,12 @@ def predict_bench(lake: LakeIOManager, model: bytes, args: argparse.Namespace, e
         small, large = seconds[1], seconds[args.scale]
         extra = windows[args.scale] - windows[1]
         marginal = {k: (large[k] - small[k]) / extra for k in large}
-        print("predict marginal rows/s: " + ", ".join(
-            f"{k} {1 / v:,.0f}" if v > 0 else f"{k} n/a (noise)" for k, v in marginal.items()
-        ))
+        print(
+            "predict marginal rows/s: "
+            + ", ".join(
+                f"{k} {1 / v:,.0f}" if v > 0 else f"{k} n/a (noise)" for k, v in marginal.items()
+            )
+        )
         if all(v > 0 for v in marginal.values()):
             print(f"predict_marginal ratio={_ratio(marginal):.2f}")
     return _ratio(seconds[max(seconds)])
@@ -190,22 +227,46 @@ def main() -> None:
     parser.add_argument("--days", type=int, default=520)
     parser.add_argument("--epochs", type=int, default=10)
     parser.add_argument("--scale", type=int, default=1, help="predict: this many times the symbols")
-    parser.add_argument("--repeat", type=int, default=3, help="predict: best of this many runs per side")
-    parser.add_argument("--no-two-workers", action="store_true", help="skip ray_2 (large sizes: half the time)")
+    parser.add_argument(
+        "--repeat", type=int, default=3, help="predict: best of this many runs per side"
+    )
+    parser.add_argument(
+        "--no-two-workers", action="store_true", help="skip ray_2 (large sizes: half the time)"
+    )
     parser.add_argument("--no-predict", action="store_true", help="skip (c)")
     args = parser.parse_args()
 
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
         store = ArtifactStore(root=str(root / "artifacts"))
-        lake = LakeIOManager(catalog_uri=f"sqlite:///{root / 'catalog.db'}", warehouse=str(root / "warehouse"),
-                             artifact_store=store)
-        end = (pd.Timestamp("2020-01-01") + pd.tseries.offsets.BDay(args.days + 80)).date().isoformat()
+        lake = LakeIOManager(
+            catalog_uri=f"sqlite:///{root / 'catalog.db'}",
+            warehouse=str(root / "warehouse"),
+            artifact_store=store,
+        )
+        end = (
+            (pd.Timestamp("2020-01-01") + pd.tseries.offsets.BDay(args.days + 80))
+            .date()
+            .isoformat()
+        )
         table = compute(generate(symbols=args.symbols, start="2020-01-01", end=end, seed=7))
-        ref = lake.table_ref("bench", "features", lake.write_arrow("bench", "features", table).snapshot_id)
-        job = TrainingJob(trainer="bilstm", features=FEATURES, seed=1,
-                          hyperparameters={"epochs": args.epochs, "hidden": 32, "lookback": 20, "batch_size": 256})
-        print(f"data: {table.num_rows} rows, {args.symbols} symbols, {args.epochs} epochs", flush=True)
+        ref = lake.table_ref(
+            "bench", "features", lake.write_arrow("bench", "features", table).snapshot_id
+        )
+        job = TrainingJob(
+            trainer="bilstm",
+            features=FEATURES,
+            seed=1,
+            hyperparameters={
+                "epochs": args.epochs,
+                "hidden": 32,
+                "lookback": 20,
+                "batch_size": 256,
+            },
+        )
+        print(
+            f"data: {table.num_rows} rows, {args.symbols} symbols, {args.epochs} epochs", flush=True
+        )
 
         bare_s = bare_training(table.to_pandas(), job)
         print(f"bare pytorch: {bare_s:.1f} s", flush=True)
@@ -216,11 +277,18 @@ def main() -> None:
         for workers in (1,) if args.no_two_workers else (1, 2):
             path, _ = store.filesystem_path(f"checkpoints/bench/{workers}")
             started = time.perf_counter()
-            result = train_torch(ref.to_ray_dataset(), job, TorchPlacement(workers=workers, cpus_per_worker=1),
-                                 CheckpointPlace(path=path, name="train", uri=path))
+            result = train_torch(
+                ref.to_ray_dataset(),
+                job,
+                TorchPlacement(workers=workers, cpus_per_worker=1),
+                CheckpointPlace(path=path, name="train", uri=path),
+            )
             times[workers] = time.perf_counter() - started
             models[workers] = result.model
-            print(f"ray_{workers}: {times[workers]:.1f} s  phases {result.metrics['training']['seconds']}", flush=True)
+            print(
+                f"ray_{workers}: {times[workers]:.1f} s  phases {result.metrics['training']['seconds']}",
+                flush=True,
+            )
 
         if not args.no_predict:
             print(f"predict ratio={predict_bench(lake, models[1], args, end):.2f}")

@@ -4,6 +4,7 @@ Both sides end with a fully resolved repository (asset graph and job built),
 measured alternately in one process; best of --repeat. Prints ratio= last
 (spec time / plain time; goal <= 1.0).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -33,7 +34,11 @@ def make_spec(n: int) -> dict[str, Any]:
     width = 100
     nodes = []
     for i in range(n):
-        ins = sorted({f"out_{i - width}", f"out_{i - width + 1 if (i + 1) % width else i - width}"}) if i >= width else []
+        ins = (
+            sorted({f"out_{i - width}", f"out_{i - width + 1 if (i + 1) % width else i - width}"})
+            if i >= width
+            else []
+        )
         nodes.append(
             {
                 "id": f"node_{i}",
@@ -105,7 +110,9 @@ def main() -> None:
             n1 = best(lambda: spec_side(path), ours)
             n2 = best(lambda: plain_side(spec), plain)
             assert n1 == n2 == args.nodes, (n1, n2)
-    print(f"nodes={args.nodes} spec->Definitions best={min(ours):.2f}s plain @asset best={min(plain):.2f}s")
+    print(
+        f"nodes={args.nodes} spec->Definitions best={min(ours):.2f}s plain @asset best={min(plain):.2f}s"
+    )
     print(f"ratio={min(ours) / min(plain):.3f}")
 
 

@@ -31,6 +31,7 @@
 Sides alternate, best of the repetitions. Prints `ratio=<the larger of the two>` last
 (goals: a <= 1.10, b <= 1.5).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -91,8 +92,20 @@ warnings.filterwarnings("ignore", category=PreviewWarning)  # Pipes' expected_wr
 def make_spec(n: int) -> dict[str, Any]:
     nodes = []
     for i in range(n):
-        ins = sorted({f"out_{i - WIDTH}", f"out_{i - WIDTH + (1 if (i + 1) % WIDTH else 0)}"}) if i >= WIDTH else []
-        nodes.append({"id": f"node_{i}", "kind": "trino_sql", "params": {"sql": SQL}, "ins": ins, "outs": [f"out_{i}"]})
+        ins = (
+            sorted({f"out_{i - WIDTH}", f"out_{i - WIDTH + (1 if (i + 1) % WIDTH else 0)}"})
+            if i >= WIDTH
+            else []
+        )
+        nodes.append(
+            {
+                "id": f"node_{i}",
+                "kind": "trino_sql",
+                "params": {"sql": SQL},
+                "ins": ins,
+                "outs": [f"out_{i}"],
+            }
+        )
     return {"version": 1, "pipeline_id": PIPELINE, "nodes": nodes}
 
 
@@ -160,15 +173,27 @@ def bench_table(rows: int) -> pa.Table:
 
 def ours_b(table: pa.Table) -> tuple[float, float]:
     """(seconds in runner.run, seconds of the whole one-step materialization)."""
-    node = Node(id="task", kind=NodeKind.python_task, params={"entrypoint": ENTRYPOINT}, ins=["table"], outs=["out"])
+    node = Node(
+        id="task",
+        kind=NodeKind.python_task,
+        params={"entrypoint": ENTRYPOINT},
+        ins=["table"],
+        outs=["out"],
+    )
     spec = DagSpec.model_construct(version=1, pipeline_id="bench_pipes", nodes=[node])
     runner = runner_for(node.kind)
     inner: list[float] = []
 
-    @asset(name="task", required_resource_keys=set(runner.required_resource_keys), io_manager_key="mem_io")
+    @asset(
+        name="task",
+        required_resource_keys=set(runner.required_resource_keys),
+        io_manager_key="mem_io",
+    )
     def _task(context):
         t0 = time.perf_counter()
-        values = runner.run(context, NodeRun(spec=spec, node=node, spec_dir=None, inputs={"table": table}))
+        values = runner.run(
+            context, NodeRun(spec=spec, node=node, spec_dir=None, inputs={"table": table})
+        )
         inner.append(time.perf_counter() - t0)
         out = values["out"]
         assert isinstance(out, pa.Table) and out.equals(table)
@@ -206,7 +231,12 @@ def bare_b(table: pa.Table) -> float:
     with tempfile.TemporaryDirectory(prefix="bench-bare-") as tmp:
         src, dst = Path(tmp) / "table.arrow", Path(tmp) / "out.arrow"
         feather.write_feather(table, src)
-        env = {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in (str(ROOT), os.environ.get("PYTHONPATH", "")) if p)}
+        env = {
+            **os.environ,
+            "PYTHONPATH": os.pathsep.join(
+                p for p in (str(ROOT), os.environ.get("PYTHONPATH", "")) if p
+            ),
+        }
         subprocess.run([sys.executable, "-c", BARE_CHILD, str(src), str(dst)], env=env, check=True)
         out = feather.read_table(dst, memory_map=False)
     elapsed = time.perf_counter() - t0
@@ -264,10 +294,14 @@ def main() -> None:
             f"plain={statistics.median(plain_exec):.3f}s)"
         )
         # CPU time of this process (DuckDB's threads included) moves less with other load on the box.
-        print(f"a_cpu ours={min(ours_cpu):.3f}s plain={min(plain_cpu):.3f}s ratio={min(ours_cpu) / min(plain_cpu):.3f}")
+        print(
+            f"a_cpu ours={min(ours_cpu):.3f}s plain={min(plain_cpu):.3f}s ratio={min(ours_cpu) / min(plain_cpu):.3f}"
+        )
         ratio_a = min(ours) / min(plain)
         ratios.append(ratio_a)
-        print(f"a_pipeline_{args.nodes} ours={min(ours):.3f}s plain={min(plain):.3f}s ratio={ratio_a:.3f}")
+        print(
+            f"a_pipeline_{args.nodes} ours={min(ours):.3f}s plain={min(plain):.3f}s ratio={ratio_a:.3f}"
+        )
 
     if args.only in (None, "b"):
         table = bench_table(args.rows)

@@ -13,6 +13,7 @@ sent one at a time, each after the previous run finished (an idle queue), and ti
 Dagster reports the run STARTED (goal p95 <= 5 s).
 Prints ratio= last: gateway submissions/s over launchRun/s (goal >= 1.0).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -39,7 +40,14 @@ SPEC = {
     "version": 1,
     "pipeline_id": "bench_submit",
     "labels": {"team": "bench"},
-    "nodes": [{"id": "one", "kind": "python_task", "params": {"entrypoint": "quantos_assets.tasks.noop:one_row"}, "outs": ["one"]}],
+    "nodes": [
+        {
+            "id": "one",
+            "kind": "python_task",
+            "params": {"entrypoint": "quantos_assets.tasks.noop:one_row"},
+            "outs": ["one"],
+        }
+    ],
 }
 HOLD = {"key": "quantos/label.bench", "value": "hold"}  # = runtime label bench: hold
 DAGSTER_YAML = """
@@ -66,6 +74,7 @@ def pct(values: list[float], q: float) -> float:
 
 def hammer(call, clients: int, per_client: int) -> tuple[float, list[float], int]:
     """(accepted per second, latencies, failures) of clients x per_client calls."""
+
     def worker(c: int) -> list[tuple[bool, float]]:
         out = []
         for i in range(per_client):
@@ -94,7 +103,11 @@ def main() -> int:
     specs.mkdir()
     (specs / "bench_submit.yaml").write_text(yaml.safe_dump(SPEC))
     teams = root / "teams.yaml"
-    teams.write_text(yaml.safe_dump({"teams": {"bench": {"max_concurrent_runs": 100000, "submissions_per_minute": 1000000}}}))
+    teams.write_text(
+        yaml.safe_dump(
+            {"teams": {"bench": {"max_concurrent_runs": 100000, "submissions_per_minute": 1000000}}}
+        )
+    )
     # The shipped local defaults (dbt models loaded, one process per step), not the tests' fast mode.
     shipped = {"QUANTOS_DBT": "on", "QUANTOS_LOCAL_EXECUTOR": "multiprocess"}
     with dagster_dev(root, specs, extra_env=shipped, dagster_yaml=DAGSTER_YAML) as srv:
@@ -106,37 +119,72 @@ def main() -> int:
             "QUANTOS_TEAMS": str(teams),
         }
         made = subprocess.run(
-            [sys.executable, "-m", "quantos_assets.cli.main", "token", "create", "--team", "bench", "--scopes", "submit,read"],
-            capture_output=True, text=True, env=env, cwd=ROOT, check=True,
+            [
+                sys.executable,
+                "-m",
+                "quantos_assets.cli.main",
+                "token",
+                "create",
+                "--team",
+                "bench",
+                "--scopes",
+                "submit,read",
+            ],
+            capture_output=True,
+            text=True,
+            env=env,
+            cwd=ROOT,
+            check=True,
         )
         token = made.stdout.strip()
         with quantos_gateway(env, root) as url:
             http = httpx.Client(timeout=120, limits=httpx.Limits(max_connections=64))
             auth = {"Authorization": f"Bearer {token}"}
             graphql = f"http://127.0.0.1:{srv.port}/graphql"
-            selector = {"repositoryLocationName": "quantos", "repositoryName": "__repository__", "pipelineName": "bench_submit"}
+            selector = {
+                "repositoryLocationName": "quantos",
+                "repositoryName": "__repository__",
+                "pipelineName": "bench_submit",
+            }
 
             def launch_run(c: int, i: int) -> bool:
                 params = {
                     "selector": selector,
                     "runConfigData": {},
-                    "executionMetadata": {"tags": [HOLD, {"key": "quantos/submission_id", "value": f"base-{c}-{i}"}]},
+                    "executionMetadata": {
+                        "tags": [HOLD, {"key": "quantos/submission_id", "value": f"base-{c}-{i}"}]
+                    },
                 }
-                r = http.post(graphql, json={"query": CLIENT_SUBMIT_PIPELINE_RUN_MUTATION, "variables": {"executionParams": params}})
+                r = http.post(
+                    graphql,
+                    json={
+                        "query": CLIENT_SUBMIT_PIPELINE_RUN_MUTATION,
+                        "variables": {"executionParams": params},
+                    },
+                )
                 return r.status_code == 200 and "run" in r.json()["data"]["launchPipelineExecution"]
 
             def submit(c: int, i: int, hold: bool = True) -> bool:
-                body = {"spec_ref": "bench_submit", "runtime_params": {"submission_id": f"gw-{c}-{i}", "labels": {"bench": "hold"} if hold else {}}}
+                body = {
+                    "spec_ref": "bench_submit",
+                    "runtime_params": {
+                        "submission_id": f"gw-{c}-{i}",
+                        "labels": {"bench": "hold"} if hold else {},
+                    },
+                }
                 r = http.post(f"{url}/api/orch/submit", json=body, headers=auth)
                 return r.status_code == 202
 
             # warm both paths (code location, connection pools, gateway registry cache)
             launch_run(-1, 0)
             submit(-1, 0)
+
             def drained(t0: float) -> float:
                 """Seconds from t0 until no accepted submission is waiting for its run."""
                 while True:
-                    rows = http.get(f"{url}/api/orch/submissions", params={"limit": 1000}, headers=auth).json()
+                    rows = http.get(
+                        f"{url}/api/orch/submissions", params={"limit": 1000}, headers=auth
+                    ).json()
                     waiting = [r for r in rows if r["state"] in ("queued", "launching")]
                     failed = [r for r in rows if r["state"] == "failed"]
                     assert not failed, failed[0]
@@ -149,10 +197,18 @@ def main() -> int:
             for r in range(2):  # alternate, best of two each
                 rounds.append(("baseline", hammer(launch_run, args.clients, args.per_client)))
                 t0 = time.perf_counter()
-                rounds.append(("gateway", hammer(lambda c, i, r=r: submit(c + 1000 * r, i), args.clients, args.per_client)))
+                rounds.append(
+                    (
+                        "gateway",
+                        hammer(
+                            lambda c, i, r=r: submit(c + 1000 * r, i), args.clients, args.per_client
+                        ),
+                    )
+                )
                 drains.append(args.clients * args.per_client / drained(t0))
             best = {
-                name: max((res for n, res in rounds if n == name), key=lambda x: x[0]) for name in ("baseline", "gateway")
+                name: max((res for n, res in rounds if n == name), key=lambda x: x[0])
+                for name in ("baseline", "gateway")
             }
             for name, (rate, lat, failed) in best.items():
                 print(
@@ -160,11 +216,18 @@ def main() -> int:
                     f"p99 {1000 * pct(lat, 0.99):7.1f} ms  failed {failed}  ({args.clients} clients x {args.per_client})"
                 )
 
-            print(f"gateway   {max(drains):8.1f} launched in Dagster/s (accept + drain the launch queue, best of {len(drains)})")
+            print(
+                f"gateway   {max(drains):8.1f} launched in Dagster/s (accept + drain the launch queue, best of {len(drains)})"
+            )
 
             # Cancel the held runs: the latency phase measures an idle queue, as a compiler
             # submitting to a quiet deployment sees it.
-            queued = http.post(graphql, json={"query": "{ runsOrError(filter: {statuses: [QUEUED]}) { ... on Runs { results { runId } } } }"})
+            queued = http.post(
+                graphql,
+                json={
+                    "query": "{ runsOrError(filter: {statuses: [QUEUED]}) { ... on Runs { results { runId } } } }"
+                },
+            )
             held = [r["runId"] for r in queued.json()["data"]["runsOrError"]["results"]]
             for i in range(0, len(held), 100):
                 http.post(
@@ -179,12 +242,17 @@ def main() -> int:
                 t0 = time.perf_counter()
                 resp = http.post(
                     f"{url}/api/orch/submit",
-                    json={"spec_ref": "bench_submit", "runtime_params": {"submission_id": f"lat-{i}"}},
+                    json={
+                        "spec_ref": "bench_submit",
+                        "runtime_params": {"submission_id": f"lat-{i}"},
+                    },
                     headers=auth,
                 )
                 assert resp.status_code == 202, resp.text
                 while True:
-                    status = http.get(f"{url}/api/orch/status/lat-{i}", headers=auth).json()["status"]
+                    status = http.get(f"{url}/api/orch/status/lat-{i}", headers=auth).json()[
+                        "status"
+                    ]
                     if status in ("STARTED", "SUCCESS", "FAILURE"):
                         started.append(time.perf_counter() - t0)
                         break
@@ -192,9 +260,13 @@ def main() -> int:
                 # the next sample meets an idle queue, as a quiet deployment would
                 while status not in ("SUCCESS", "FAILURE", "CANCELED"):
                     time.sleep(0.5)
-                    status = http.get(f"{url}/api/orch/status/lat-{i}", headers=auth).json()["status"]
+                    status = http.get(f"{url}/api/orch/status/lat-{i}", headers=auth).json()[
+                        "status"
+                    ]
                 time.sleep(1.0)
-            print(f"submit -> run started: p50 {statistics.median(started):.2f} s  p95 {pct(started, 0.95):.2f} s  (goal <= 5 s; n={len(started)})")
+            print(
+                f"submit -> run started: p50 {statistics.median(started):.2f} s  p95 {pct(started, 0.95):.2f} s  (goal <= 5 s; n={len(started)})"
+            )
             # held runs would otherwise start when the bench's instance is reused: none is
             print(f"ratio={best['gateway'][0] / best['baseline'][0]:.3f}")
     return 0

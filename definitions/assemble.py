@@ -3,6 +3,7 @@
 Kept apart from `definitions.py` so the CLI and tests can build a location for
 one spec or one directory without touching the environment's registry.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -34,17 +35,13 @@ log = logging.getLogger("quantos.definitions")
 INVALID_GROUP = INVALID_SPECS_GROUP
 
 
-def build_pipelines(
-    loaded: list[LoadedSpec], invalid: dict[Path, list[str]]
-) -> list[PipelineDefs]:
+def build_pipelines(loaded: list[LoadedSpec], invalid: dict[Path, list[str]]) -> list[PipelineDefs]:
     pipelines: list[PipelineDefs] = []
     for item in loaded:
         try:
             pipelines.append(build_pipeline(item))
         except PlacementError as err:
-            invalid[item.path or Path(item.spec.pipeline_id)] = [
-                f"{item.path}:1: resources: {err}"
-            ]
+            invalid[item.path or Path(item.spec.pipeline_id)] = [f"{item.path}:1: resources: {err}"]
         except DagsterInvalidDefinitionError as err:  # a name Dagster refuses that the rules let by
             invalid[item.path or Path(item.spec.pipeline_id)] = [
                 f"{item.path}:1: pipeline_id: Dagster refused it: {_first_line(err)}"
@@ -94,16 +91,27 @@ def build_definitions(
         log.error("spec %s left out:\n%s", path, "\n".join(lines))
     with_dbt = profile.dbt if dbt is None else dbt
     try:
-        return loadable(definitions_for(pipelines, profile, invalid, dbt_models(pipelines, profile) if with_dbt else []))
+        return loadable(
+            definitions_for(
+                pipelines, profile, invalid, dbt_models(pipelines, profile) if with_dbt else []
+            )
+        )
     except DagsterInvalidDefinitionError as err:
         # The spec rules make every name injective; should Dagster still refuse the whole,
         # find the specs it refuses rather than take every team's pipelines down.
-        log.error("the code location does not build (%s); leaving out the specs that break it", _first_line(err))
+        log.error(
+            "the code location does not build (%s); leaving out the specs that break it",
+            _first_line(err),
+        )
     before = set(invalid)
     pipelines = buildable_pipelines(pipelines, profile, invalid)
     for path in set(invalid) - before:
         log.error("spec %s left out:\n%s", path, "\n".join(invalid[path]))
-    return loadable(definitions_for(pipelines, profile, invalid, dbt_models(pipelines, profile) if with_dbt else []))
+    return loadable(
+        definitions_for(
+            pipelines, profile, invalid, dbt_models(pipelines, profile) if with_dbt else []
+        )
+    )
 
 
 def loadable(defs: Definitions) -> Definitions:
@@ -127,14 +135,18 @@ def buildable_pipelines(
             loadable(definitions_for([*kept, pipeline], profile))
         except DagsterInvalidDefinitionError as err:
             where = pipeline.source or Path(pipeline.spec.pipeline_id)
-            invalid[where] = [f"{where}:1: pipeline_id: left out, Dagster refused it beside the other specs: {_first_line(err)}"]
+            invalid[where] = [
+                f"{where}:1: pipeline_id: left out, Dagster refused it beside the other specs: {_first_line(err)}"
+            ]
             continue
         kept.append(pipeline)
     return kept
 
 
 def _first_line(err: Exception) -> str:
-    return next((line.strip() for line in str(err).splitlines() if line.strip()), type(err).__name__)
+    return next(
+        (line.strip() for line in str(err).splitlines() if line.strip()), type(err).__name__
+    )
 
 
 def dbt_models(pipelines: list[PipelineDefs], profile: Profile) -> list[AssetsDefinition]:
@@ -159,7 +171,10 @@ def definitions_for(
     """The code location of `pipelines` on `profile`; also what `quantos run` executes one
     spec's job from (with its progress logger), so a local run is built by the same code."""
     assets = [a for p in pipelines for a in p.assets] + list(extra_assets or [])
-    triggers = [*build_triggers(pipelines, profile.kafka), *build_location_sensors(pipelines, profile)]
+    triggers = [
+        *build_triggers(pipelines, profile.kafka),
+        *build_location_sensors(pipelines, profile),
+    ]
     lineage = build_lineage_sensor(pipelines, profile)  # None when QUANTOS_LINEAGE=off
     if lineage is not None:
         triggers.append(lineage)

@@ -1,4 +1,5 @@
 """The code location root: thin on purpose, everything else is assembled."""
+
 from __future__ import annotations
 
 from definitions.assemble import build_definitions

@@ -18,6 +18,7 @@ Generated (every other file in docs/ is written by hand):
 any difference, so a change to a model, an endpoint, a docstring or a CLI flag must come with
 `make docs`.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -80,8 +81,12 @@ def gateway_app() -> Any:
 
     nowhere = Path("/nonexistent")
     settings = GatewaySettings(
-        dagster_url="http://127.0.0.1:3000", tokens_path=nowhere, store_url="sqlite://",
-        teams_path=nowhere, specs_dir=nowhere, production=False,
+        dagster_url="http://127.0.0.1:3000",
+        tokens_path=nowhere,
+        store_url="sqlite://",
+        teams_path=nowhere,
+        specs_dir=nowhere,
+        production=False,
     )
     # A stand-in Gateway: building the OpenAPI document touches only dispatcher.start(), and a
     # real Gateway would open stores and start launch threads just to describe the API.
@@ -152,7 +157,9 @@ def _schema_type(schema: dict[str, Any]) -> str:
 def _constraints(schema: dict[str, Any]) -> list[str]:
     keys = ("pattern", "minimum", "maximum", "exclusiveMinimum", "minLength", "maxLength")
     found = [f"{k} `{schema[k]}`" for k in keys if k in schema]
-    if len(str(schema.get("pattern", ""))) > 100:  # a grammar (the cron's): the description says it in words
+    if (
+        len(str(schema.get("pattern", ""))) > 100
+    ):  # a grammar (the cron's): the description says it in words
         found[0] = "pattern: see [openapi.json](openapi.json)"
     for part in schema.get("anyOf", []):
         found.extend(_constraints(part))
@@ -199,7 +206,11 @@ def _body_schema(content: dict[str, Any]) -> dict[str, Any] | None:
 
 
 def _group(path: str) -> str:
-    return "Scheduled jobs (seed 003 §5)" if path.startswith("/api/jobs") else "Submissions (seed 000 §8)"
+    return (
+        "Scheduled jobs (seed 003 §5)"
+        if path.startswith("/api/jobs")
+        else "Submissions (seed 000 §8)"
+    )
 
 
 # Examples of each endpoint, from a walk-through run (docs/user-guide.md). Every request and
@@ -208,44 +219,106 @@ def _group(path: str) -> str:
 _RUN = "4cd3c736-1a9c-46b3-b7a1-6c06317e3696"
 _SHA = "437022c6b827b24c68fc7b5553e7147046cab82b42164c9ed177ef3c9818a5ed"
 _JOB = {
-    "job_id": "job-fab605c6bd92", "type": "training", "pipeline_id": "xs_momentum_v1",
-    "description": "nightly retrain", "execution_time": "2026-12-01T21:30:00+00:00",
-    "recurrence": {"cron": "30 16 * * 1-5", "timezone": "America/New_York"}, "status": "scheduled",
-    "next_run_at": "2026-12-01T21:30:00+00:00", "last_run": None, "runs": 0,
-    "created_at": "2026-11-29T10:38:21.404963+00:00", "updated_at": "2026-11-29T10:38:21.404963+00:00",
+    "job_id": "job-fab605c6bd92",
+    "type": "training",
+    "pipeline_id": "xs_momentum_v1",
+    "description": "nightly retrain",
+    "execution_time": "2026-12-01T21:30:00+00:00",
+    "recurrence": {"cron": "30 16 * * 1-5", "timezone": "America/New_York"},
+    "status": "scheduled",
+    "next_run_at": "2026-12-01T21:30:00+00:00",
+    "last_run": None,
+    "runs": 0,
+    "created_at": "2026-11-29T10:38:21.404963+00:00",
+    "updated_at": "2026-11-29T10:38:21.404963+00:00",
 }
 EXAMPLES: dict[tuple[str, str], dict[str, Any]] = {
     ("POST", "/api/orch/submit"): {
         "request": {"spec_ref": "xs_momentum_v1", "runtime_params": {"submission_id": "sub-42"}},
         "status": 202,
-        "response": {"submission_id": "sub-42", "run_id": None, "state": "launching", "pipeline_id": "xs_momentum_v1",
-                     "spec_sha256": _SHA, "status_url": "/api/orch/status/sub-42"},
+        "response": {
+            "submission_id": "sub-42",
+            "run_id": None,
+            "state": "launching",
+            "pipeline_id": "xs_momentum_v1",
+            "spec_sha256": _SHA,
+            "status_url": "/api/orch/status/sub-42",
+        },
     },
     ("GET", "/api/orch/status/{submission_id}"): {
         "path": "/api/orch/status/sub-42",
-        "response": {"submission_id": "sub-42", "pipeline_id": "xs_momentum_v1", "run_id": _RUN, "status": "SUCCESS",
-                     "partition": None, "start_time": 1795947921.6, "end_time": 1795948219.2,
-                     "steps": [{"node": "market_data", "status": "SUCCESS", "start_time": 1795947924.17,
-                                "end_time": 1795947928.87, "attempts": 1}, "..."],
-                     "runs": [{"run_id": _RUN, "status": "SUCCESS"}]},
-        "note": "Before the launch: `{\"submission_id\": \"sub-42\", \"pipeline_id\": \"xs_momentum_v1\", "
-                "\"status\": \"ACCEPTED\", \"run_id\": null, \"runs\": [], \"steps\": [], \"error\": null}`.",
+        "response": {
+            "submission_id": "sub-42",
+            "pipeline_id": "xs_momentum_v1",
+            "run_id": _RUN,
+            "status": "SUCCESS",
+            "partition": None,
+            "start_time": 1795947921.6,
+            "end_time": 1795948219.2,
+            "steps": [
+                {
+                    "node": "market_data",
+                    "status": "SUCCESS",
+                    "start_time": 1795947924.17,
+                    "end_time": 1795947928.87,
+                    "attempts": 1,
+                },
+                "...",
+            ],
+            "runs": [{"run_id": _RUN, "status": "SUCCESS"}],
+        },
+        "note": 'Before the launch: `{"submission_id": "sub-42", "pipeline_id": "xs_momentum_v1", '
+        '"status": "ACCEPTED", "run_id": null, "runs": [], "steps": [], "error": null}`.',
     },
     ("GET", "/api/orch/logs/{submission_id}"): {
         "path": "/api/orch/logs/sub-42?node=train_model",
-        "response": {"submission_id": "sub-42", "node": "train_model", "lines": [
-            {"time": 1795948010.5, "level": "DEBUG", "node": "train_model", "event": "STEP_START",
-             "message": "Started execution of step \"xs_momentum_v1__train_model\".", "submission_id": "sub-42",
-             "pipeline_id": "xs_momentum_v1", "run_id": _RUN}, "..."]},
+        "response": {
+            "submission_id": "sub-42",
+            "node": "train_model",
+            "lines": [
+                {
+                    "time": 1795948010.5,
+                    "level": "DEBUG",
+                    "node": "train_model",
+                    "event": "STEP_START",
+                    "message": 'Started execution of step "xs_momentum_v1__train_model".',
+                    "submission_id": "sub-42",
+                    "pipeline_id": "xs_momentum_v1",
+                    "run_id": _RUN,
+                },
+                "...",
+            ],
+        },
     },
     ("GET", "/api/orch/lineage/{submission_id}"): {
         "path": "/api/orch/lineage/sub-42",
-        "response": {"submission_id": "sub-42", "run_id": _RUN, "status": "SUCCESS", "assets": [
-            {"key": "xs_momentum_v1/features", "partition": None, "table": "xs_momentum_v1.features",
-             "snapshot_id": 1718475241274071207, "rows": 23000, "upstream": ["xs_momentum_v1/daily_bars"],
-             "downstream": ["xs_momentum_v1/universe"]}, "..."],
-            "inputs": [{"step": "xs_momentum_v1__features", "input": "daily_bars", "from_step": "xs_momentum_v1__market_data",
-                        "table": "xs_momentum_v1.daily_bars", "snapshot_id": 8995389717837534985}, "..."]},
+        "response": {
+            "submission_id": "sub-42",
+            "run_id": _RUN,
+            "status": "SUCCESS",
+            "assets": [
+                {
+                    "key": "xs_momentum_v1/features",
+                    "partition": None,
+                    "table": "xs_momentum_v1.features",
+                    "snapshot_id": 1718475241274071207,
+                    "rows": 23000,
+                    "upstream": ["xs_momentum_v1/daily_bars"],
+                    "downstream": ["xs_momentum_v1/universe"],
+                },
+                "...",
+            ],
+            "inputs": [
+                {
+                    "step": "xs_momentum_v1__features",
+                    "input": "daily_bars",
+                    "from_step": "xs_momentum_v1__market_data",
+                    "table": "xs_momentum_v1.daily_bars",
+                    "snapshot_id": 8995389717837534985,
+                },
+                "...",
+            ],
+        },
     },
     ("POST", "/api/orch/cancel/{submission_id}"): {
         "path": "/api/orch/cancel/sub-43",
@@ -254,17 +327,36 @@ EXAMPLES: dict[tuple[str, str], dict[str, Any]] = {
     },
     ("POST", "/api/orch/retry/{submission_id}"): {
         "path": "/api/orch/retry/sub-42",
-        "response": {"submission_id": "sub-42", "run_id": "b1f0c2d4-5e6f-4a7b-8c9d-0e1f2a3b4c5d", "action": "retry"},
+        "response": {
+            "submission_id": "sub-42",
+            "run_id": "b1f0c2d4-5e6f-4a7b-8c9d-0e1f2a3b4c5d",
+            "action": "retry",
+        },
     },
     ("GET", "/api/orch/submissions"): {
         "path": "/api/orch/submissions?limit=20",
-        "response": [{"submission_id": "sub-42", "team": "research", "pipeline_id": "xs_momentum_v1", "run_id": _RUN,
-                      "state": "launched", "error": None, "spec_sha256": _SHA, "created_at": 1795947868.09}],
+        "response": [
+            {
+                "submission_id": "sub-42",
+                "team": "research",
+                "pipeline_id": "xs_momentum_v1",
+                "run_id": _RUN,
+                "state": "launched",
+                "error": None,
+                "spec_sha256": _SHA,
+                "created_at": 1795947868.09,
+            }
+        ],
     },
     ("POST", "/api/jobs/schedule"): {
-        "request": {"type": "training", "spec_ref": "xs_momentum_v1", "description": "nightly retrain",
-                    "runtime_params": {"labels": {"version": "v3"}}, "execution_time": "2026-12-01T16:30:00-05:00",
-                    "recurrence": {"cron": "30 16 * * 1-5", "timezone": "America/New_York"}},
+        "request": {
+            "type": "training",
+            "spec_ref": "xs_momentum_v1",
+            "description": "nightly retrain",
+            "runtime_params": {"labels": {"version": "v3"}},
+            "execution_time": "2026-12-01T16:30:00-05:00",
+            "recurrence": {"cron": "30 16 * * 1-5", "timezone": "America/New_York"},
+        },
         "status": 201,
         "response": _JOB,
     },
@@ -276,20 +368,32 @@ EXAMPLES: dict[tuple[str, str], dict[str, Any]] = {
     ("PUT", "/api/jobs/{job_id}"): {
         "path": "/api/jobs/job-fab605c6bd92",
         "request": {"recurrence": {"cron": "0 9 * * 1", "timezone": "Europe/London"}},
-        "response": {**_JOB, "recurrence": {"cron": "0 9 * * 1", "timezone": "Europe/London"},
-                     "next_run_at": "2026-12-07T09:00:00+00:00", "updated_at": "2026-11-29T10:38:24.049939+00:00"},
+        "response": {
+            **_JOB,
+            "recurrence": {"cron": "0 9 * * 1", "timezone": "Europe/London"},
+            "next_run_at": "2026-12-07T09:00:00+00:00",
+            "updated_at": "2026-11-29T10:38:24.049939+00:00",
+        },
     },
     ("DELETE", "/api/jobs/{job_id}"): {
         "path": "/api/jobs/job-fab605c6bd92",
-        "response": {"job_id": "job-fab605c6bd92", "status": "canceled", "message": "canceled; no further runs",
-                     "run_id": None},
+        "response": {
+            "job_id": "job-fab605c6bd92",
+            "status": "canceled",
+            "message": "canceled; no further runs",
+            "run_id": None,
+        },
     },
     ("POST", "/api/jobs/{job_id}/retry"): {
         "path": "/api/jobs/job-fab605c6bd92/retry",
-        "response": {"job_id": "job-fab605c6bd92", "status": "queued", "message": "retry launched",
-                     "run_id": "0c4e8a1b-2d3f-4e5a-9b6c-7d8e9f0a1b2c"},
+        "response": {
+            "job_id": "job-fab605c6bd92",
+            "status": "queued",
+            "message": "retry launched",
+            "run_id": "0c4e8a1b-2d3f-4e5a-9b6c-7d8e9f0a1b2c",
+        },
         "note": "A job whose latest run did not fail answers 409 "
-                "`job job-fab605c6bd92: only a failed or canceled run is retried (latest: no run yet)`.",
+        "`job job-fab605c6bd92: only a failed or canceled run is retried (latest: no run yet)`.",
     },
 }
 
@@ -307,7 +411,9 @@ def _models() -> dict[str, Any]:
     }
 
 
-def _check_example(method: str, path: str, op: dict[str, Any], example: dict[str, Any], models: dict[str, Any]) -> None:
+def _check_example(
+    method: str, path: str, op: dict[str, Any], example: dict[str, Any], models: dict[str, Any]
+) -> None:
     """Validate an example against the operation's request and response models (one line if not)."""
     from pydantic import ValidationError
 
@@ -316,13 +422,19 @@ def _check_example(method: str, path: str, op: dict[str, Any], example: dict[str
     except ValidationError as err:
         first = err.errors()[0]
         where = ".".join(str(p) for p in first["loc"])
-        raise SystemExit(f"docs/generate.py: the example of {method} {path}: {err.title}.{where}: {first['msg']}") from None
+        raise SystemExit(
+            f"docs/generate.py: the example of {method} {path}: {err.title}.{where}: {first['msg']}"
+        ) from None
 
 
-def _validate_example(method: str, path: str, op: dict[str, Any], example: dict[str, Any], models: dict[str, Any]) -> None:
+def _validate_example(
+    method: str, path: str, op: dict[str, Any], example: dict[str, Any], models: dict[str, Any]
+) -> None:
     body = op.get("requestBody")
     if ("request" in example) != (body is not None):
-        raise SystemExit(f"docs/generate.py: the example of {method} {path} and its request body disagree")
+        raise SystemExit(
+            f"docs/generate.py: the example of {method} {path} and its request body disagree"
+        )
     if body is not None:
         ref = (_body_schema(body["content"]) or {}).get("$ref")
         if ref:
@@ -339,17 +451,36 @@ def _validate_example(method: str, path: str, op: dict[str, Any], example: dict[
             model.model_validate(value)
             unknown = set(value) - set(model.model_fields)
             if unknown:
-                raise SystemExit(f"docs/generate.py: the example of {method} {path} has fields {sorted(unknown)} "
-                                 f"that {model.__name__} does not")
+                raise SystemExit(
+                    f"docs/generate.py: the example of {method} {path} has fields {sorted(unknown)} "
+                    f"that {model.__name__} does not"
+                )
 
 
 def _render_example(method: str, path: str, example: dict[str, Any]) -> list[str]:
     url = "localhost:8080" + example.get("path", path)
     line = f"curl -s{'' if method == 'GET' else f' -X {method}'} '{url}' -H \"Authorization: Bearer $TOKEN\""
     if "request" in example:
-        line += " \\\n     -H 'Content-Type: application/json' -d '" + json.dumps(example["request"]) + "'"
+        line += (
+            " \\\n     -H 'Content-Type: application/json' -d '"
+            + json.dumps(example["request"])
+            + "'"
+        )
     answer = json.dumps(example["response"], indent=2).replace('"..."', "...")
-    out = ["**Example**", "", "```bash", line, "```", "", f"`{example.get('status', 200)}`:", "", "```json", answer, "```", ""]
+    out = [
+        "**Example**",
+        "",
+        "```bash",
+        line,
+        "```",
+        "",
+        f"`{example.get('status', 200)}`:",
+        "",
+        "```json",
+        answer,
+        "```",
+        "",
+    ]
     if example.get("note"):
         out += [example["note"], ""]
     return out
@@ -365,32 +496,40 @@ def render_rest(openapi: dict[str, Any], scopes: dict[tuple[str, str], str]) -> 
         "",
         f"{info.get('description', '')}",
         "",
-        ("Rendered from [openapi.json](openapi.json) (OpenAPI "
-        f"{openapi['openapi']}), which is what `quantos gateway` serves at `/openapi.json`; the same "
-        "document is browsable at `/docs` on a running gateway. How to run the gateway, create "
-        "tokens and follow a submission: [user guide](../user-guide.md#submitting-from-a-program-"
-        "the-python-client-and-the-rest-gateway). What every error means: "
-        "[troubleshooting](../troubleshooting.md#submission-api-gateway-and-quantos-token--quantos-audit)."),
+        (
+            "Rendered from [openapi.json](openapi.json) (OpenAPI "
+            f"{openapi['openapi']}), which is what `quantos gateway` serves at `/openapi.json`; the same "
+            "document is browsable at `/docs` on a running gateway. How to run the gateway, create "
+            "tokens and follow a submission: [user guide](../user-guide.md#submitting-from-a-program-"
+            "the-python-client-and-the-rest-gateway). What every error means: "
+            "[troubleshooting](../troubleshooting.md#submission-api-gateway-and-quantos-token--quantos-audit)."
+        ),
         "",
-        ("**Authentication.** Every endpoint below needs `Authorization: Bearer <token>`, a token "
-        "made by `quantos token create --team T --scopes submit,read [--ttl 90d]`. Each endpoint names the "
-        "scope it needs; `admin` implies both and sees every team's submissions and jobs. Tokens "
-        "expire (default 90 days, at most 365; `quantos token list` shows when)."),
+        (
+            "**Authentication.** Every endpoint below needs `Authorization: Bearer <token>`, a token "
+            "made by `quantos token create --team T --scopes submit,read [--ttl 90d]`. Each endpoint names the "
+            "scope it needs; `admin` implies both and sees every team's submissions and jobs. Tokens "
+            "expire (default 90 days, at most 365; `quantos token list` shows when)."
+        ),
         "",
-        ("**Errors.** Every answer other than success has the body "
-        "[`ErrorBody`](#errorbody) `{\"error\": \"one line\", \"lines\": [\"...\"]}`: "
-        "400 a body that is not UTF-8, not JSON or nested more than 200 levels deep (line and "
-        "column named), 401 missing, invalid, revoked or expired token, 403 scope or team, 404 "
-        "unknown id, pipeline or path, 405 method not allowed (with `Allow`), 409 conflict (id "
-        "reused, nothing to cancel or retry, not launched yet), 413 body too large "
-        "(`QUANTOS_MAX_BODY_BYTES`, chunked bodies included), 422 invalid spec, params or request "
-        "(one line per problem in `lines`, naming the field), 429 quota (`Retry-After`), 502/503 "
-        "Dagster unreachable or refusing (`Retry-After` on a full launch queue). URLs in errors "
-        "never carry a password (`http://user:***@host`)."),
+        (
+            "**Errors.** Every answer other than success has the body "
+            '[`ErrorBody`](#errorbody) `{"error": "one line", "lines": ["..."]}`: '
+            "400 a body that is not UTF-8, not JSON or nested more than 200 levels deep (line and "
+            "column named), 401 missing, invalid, revoked or expired token, 403 scope or team, 404 "
+            "unknown id, pipeline or path, 405 method not allowed (with `Allow`), 409 conflict (id "
+            "reused, nothing to cancel or retry, not launched yet), 413 body too large "
+            "(`QUANTOS_MAX_BODY_BYTES`, chunked bodies included), 422 invalid spec, params or request "
+            "(one line per problem in `lines`, naming the field), 429 quota (`Retry-After`), 502/503 "
+            "Dagster unreachable or refusing (`Retry-After` on a full launch queue). URLs in errors "
+            "never carry a password (`http://user:***@host`)."
+        ),
         "",
-        ("**Not in the OpenAPI document** (no token): `GET /healthz` answers `{\"status\": \"ok\"}`; "
-        "`GET /metrics` serves the Prometheus metrics of the Dagster instance at `DAGSTER_HOME` "
-        "(503 without it)."),
+        (
+            '**Not in the OpenAPI document** (no token): `GET /healthz` answers `{"status": "ok"}`; '
+            "`GET /metrics` serves the Prometheus metrics of the Dagster instance at `DAGSTER_HOME` "
+            "(503 without it)."
+        ),
         "",
     ]
     operations: dict[str, list[tuple[str, str, dict[str, Any]]]] = {}
@@ -412,7 +551,10 @@ def render_rest(openapi: dict[str, Any], scopes: dict[tuple[str, str], str]) -> 
         out += [f"## {group}", ""]
         for method, path, op in operations[group]:
             out += [f"### {method} {path}", ""]
-            out += [f"Scope: `{scopes.get((method, path), 'none')}`. Operation id `{op['operationId']}`.", ""]
+            out += [
+                f"Scope: `{scopes.get((method, path), 'none')}`. Operation id `{op['operationId']}`.",
+                "",
+            ]
             if op.get("description"):
                 out += [textwrap.dedent(op["description"]).strip(), ""]
             if op.get("parameters"):
@@ -421,14 +563,19 @@ def render_rest(openapi: dict[str, Any], scopes: dict[tuple[str, str], str]) -> 
             if body:
                 schema = _body_schema(body.get("content", {})) or {}
                 need = "required" if body.get("required") else "optional"
-                out += [f"**Request body** ({need}, `application/json`): {_schema_type(schema)}", ""]
+                out += [
+                    f"**Request body** ({need}, `application/json`): {_schema_type(schema)}",
+                    "",
+                ]
             rows = ["| status | body | meaning |", "|---|---|---|"]
             errors = []
             for status, response in op["responses"].items():
                 returned = _body_schema(response.get("content", {}))
                 if status.startswith(("2", "3")):
                     body_type = _schema_type(returned) if returned is not None else "none"
-                    rows.append(f"| {status} | {body_type} | {_cell(response.get('description', ''))} |")
+                    rows.append(
+                        f"| {status} | {body_type} | {_cell(response.get('description', ''))} |"
+                    )
                 else:
                     errors.append(status)
             out += ["**Responses**", "", "\n".join(rows), ""]
@@ -456,7 +603,12 @@ def rest_files() -> dict[str, str]:
     app = gateway_app()
     openapi = app.openapi()
     scopes = route_scopes(app)
-    missing = [f"{m.upper()} {p}" for p, ops in openapi["paths"].items() for m in ops if (m.upper(), p) not in scopes]
+    missing = [
+        f"{m.upper()} {p}"
+        for p, ops in openapi["paths"].items()
+        for m in ops
+        if (m.upper(), p) not in scopes
+    ]
     if missing:  # every documented endpoint needs a token: say which scope, or fail loudly
         raise SystemExit(f"docs/generate.py: no token scope found for {', '.join(missing)}")
     return {
@@ -486,7 +638,13 @@ def _signature(fn: Callable[..., Any], name: str, drop_self: bool) -> str:
             star_done = True
         if param.kind is param.VAR_POSITIONAL:
             star_done = True
-        stars = "*" if param.kind is param.VAR_POSITIONAL else "**" if param.kind is param.VAR_KEYWORD else ""
+        stars = (
+            "*"
+            if param.kind is param.VAR_POSITIONAL
+            else "**"
+            if param.kind is param.VAR_KEYWORD
+            else ""
+        )
         text = stars + param.name
         ann = _annotation(param.annotation)
         if ann:
@@ -532,12 +690,14 @@ def render_client() -> str:
         "",
         "# Python client reference: `quantos_assets.client`",
         "",
-        ("For programs that may talk to the Dagster webserver directly (the compiler, notebooks, "
-        "CI). It needs no token and no database: it launches through Dagster's GraphQL API and "
-        "reads runs back by their `quantos/submission_id` tag. Programs that should not reach "
-        "Dagster directly use the [REST gateway](rest.md) instead, which adds tokens, team "
-        "ownership, quotas and the audit trail. A walk-through: "
-        "[user guide](../user-guide.md#submitting-from-a-program-the-python-client-and-the-rest-gateway)."),
+        (
+            "For programs that may talk to the Dagster webserver directly (the compiler, notebooks, "
+            "CI). It needs no token and no database: it launches through Dagster's GraphQL API and "
+            "reads runs back by their `quantos/submission_id` tag. Programs that should not reach "
+            "Dagster directly use the [REST gateway](rest.md) instead, which adds tokens, team "
+            "ownership, quotas and the audit trail. A walk-through: "
+            "[user guide](../user-guide.md#submitting-from-a-program-the-python-client-and-the-rest-gateway)."
+        ),
         "",
         "```python",
         f"from quantos_assets.client import {', '.join(client.__all__)}",
@@ -555,7 +715,11 @@ def render_client() -> str:
             out += ["```python", f"@dataclass(frozen=True)\nclass {name}", "```", ""]
         else:
             init = obj.__dict__.get("__init__")
-            sig = _signature(init, name, drop_self=True).removesuffix(" -> None") if init else f"class {name}"
+            sig = (
+                _signature(init, name, drop_self=True).removesuffix(" -> None")
+                if init
+                else f"class {name}"
+            )
             out += ["```python", sig, "```", ""]
         if _own_doc(obj):
             out += [_own_doc(obj), ""]
@@ -569,7 +733,14 @@ def render_client() -> str:
             doc = _doc(method)
             if name == "DagsterAPI" and not doc:
                 continue  # the low-level calls: listed below by signature only
-            out += [f"### {name}.{method_name}", "", "```python", _signature(method, method_name, True), "```", ""]
+            out += [
+                f"### {name}.{method_name}",
+                "",
+                "```python",
+                _signature(method, method_name, True),
+                "```",
+                "",
+            ]
             if doc:
                 out += [doc, ""]
         if name == "DagsterAPI":
@@ -585,12 +756,21 @@ def render_client() -> str:
     out += [
         "## Helpers",
         "",
-        ("In `quantos_assets.client.submissions`: what `submit` and the gateway do with a spec "
-        "and params before launching."),
+        (
+            "In `quantos_assets.client.submissions`: what `submit` and the gateway do with a spec "
+            "and params before launching."
+        ),
         "",
     ]
     for fn in (submissions.parse_spec, submissions.parse_params, submissions.spec_digest):
-        out += [f"### {fn.__name__}", "", "```python", _signature(fn, fn.__name__, False), "```", ""]
+        out += [
+            f"### {fn.__name__}",
+            "",
+            "```python",
+            _signature(fn, fn.__name__, False),
+            "```",
+            "",
+        ]
         if _doc(fn):
             out += [_doc(fn), ""]
     return "\n".join(out).rstrip() + "\n"
@@ -622,18 +802,22 @@ def render_cli() -> str:
             "",
             "# CLI reference: `quantos`",
             "",
-            ("The `quantos` console script (installed by `make install`; run it as `uv run quantos "
-            "...` or `.venv/bin/quantos ...`). Every command reads the active profile from the "
-            "environment (`QUANTOS_ENV`, `QUANTOS_DATA_DIR`, `QUANTOS_SPECS_DIR`, `DAGSTER_HOME`, "
-            "...; see the [user guide](../user-guide.md#profiles-and-environment-variables)). "
-            "Walk-throughs of each command are in the [user guide](../user-guide.md); the "
-            "messages they print on failure, in [troubleshooting](../troubleshooting.md)."),
+            (
+                "The `quantos` console script (installed by `make install`; run it as `uv run quantos "
+                "...` or `.venv/bin/quantos ...`). Every command reads the active profile from the "
+                "environment (`QUANTOS_ENV`, `QUANTOS_DATA_DIR`, `QUANTOS_SPECS_DIR`, `DAGSTER_HOME`, "
+                "...; see the [user guide](../user-guide.md#profiles-and-environment-variables)). "
+                "Walk-throughs of each command are in the [user guide](../user-guide.md); the "
+                "messages they print on failure, in [troubleshooting](../troubleshooting.md)."
+            ),
             "",
-            ("**Exit codes.** 0 success; 1 invalid input (an invalid spec or params file, an unknown "
-            "node, submission or scope) or a failed run; 2 usage errors (argparse) and unexpected "
-            "errors, printed as one line `quantos: error: <Type>: <message>` (`QUANTOS_DEBUG=1` "
-            "shows the traceback); 130 interrupted (Ctrl-C). `quantos logs` exits 2 when Dagster "
-            "cannot be reached."),
+            (
+                "**Exit codes.** 0 success; 1 invalid input (an invalid spec or params file, an unknown "
+                "node, submission or scope) or a failed run; 2 usage errors (argparse) and unexpected "
+                "errors, printed as one line `quantos: error: <Type>: <message>` (`QUANTOS_DEBUG=1` "
+                "shows the traceback); 130 interrupted (Ctrl-C). `quantos logs` exits 2 when Dagster "
+                "cannot be reached."
+            ),
             "",
             "| command | what |",
             "|---|---|",
@@ -680,8 +864,11 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     files = generated()
     if args.check:
-        stale = [rel for rel, text in files.items()
-                 if not (DOCS / rel).is_file() or (DOCS / rel).read_text() != text]
+        stale = [
+            rel
+            for rel, text in files.items()
+            if not (DOCS / rel).is_file() or (DOCS / rel).read_text() != text
+        ]
         for rel in stale:
             print(f"docs/{rel} is stale: run `make docs`", file=sys.stderr)
         return 1 if stale else 0

@@ -9,6 +9,7 @@ tests/unit/test_docs_generated.py fails when they are stale.
 The tables come from the same pydantic models the loader validates with, so
 regenerating after a model change keeps the reference honest.
 """
+
 from __future__ import annotations
 
 import json
@@ -43,8 +44,15 @@ def _type(prop: dict[str, Any]) -> str:
 def _constraints(prop: dict[str, Any]) -> str:
     found: list[str] = []
     for p in [prop, prop.get("items", {})]:
-        for key in ("pattern", "minimum", "maximum", "exclusiveMinimum", "minLength", "maxLength",
-                    "minItems"):
+        for key in (
+            "pattern",
+            "minimum",
+            "maximum",
+            "exclusiveMinimum",
+            "minLength",
+            "maxLength",
+            "minItems",
+        ):
             if key in p:
                 found.append(f"{key} `{p[key]}`")
     found.extend(_constraints(p) for p in prop.get("anyOf", []))
@@ -60,16 +68,25 @@ def _table(name: str, schema: dict[str, Any]) -> str:
     rows = ["| field | type | required | default | constraints |", "|---|---|---|---|---|"]
     for field, prop in schema.get("properties", {}).items():
         default = f"`{json.dumps(prop['default'])}`" if "default" in prop else ""
-        rows.append(f"| `{field}` | {_type(prop)} | {'yes' if field in required else ''} | "
-                    f"{default} | {_constraints(prop).replace('|', chr(92) + '|')} |")
+        rows.append(
+            f"| `{field}` | {_type(prop)} | {'yes' if field in required else ''} | "
+            f"{default} | {_constraints(prop).replace('|', chr(92) + '|')} |"
+        )
     return f"#### `{name}`\n\n" + "\n".join(rows) + "\n"
 
 
 def render() -> str:
     parts = []
-    for title, schema in (("DagSpec", spec_json_schema()), ("RuntimeParams", runtime_params_json_schema())):
+    for title, schema in (
+        ("DagSpec", spec_json_schema()),
+        ("RuntimeParams", runtime_params_json_schema()),
+    ):
         parts.append(_table(title, schema))
-        parts.extend(_table(n, s) for n, s in schema.get("$defs", {}).items() if title == "DagSpec" or n != "Priority")
+        parts.extend(
+            _table(n, s)
+            for n, s in schema.get("$defs", {}).items()
+            if title == "DagSpec" or n != "Priority"
+        )
     return "\n".join(parts)
 
 

@@ -6,6 +6,7 @@ Pausing it for the duration cut spec -> resolved repository time by ~20% at
 10,000 nodes (bench/spec_load.py). Reference counting still frees everything
 acyclic; the next collection after the pause handles the rest.
 """
+
 from __future__ import annotations
 
 import gc

@@ -4,6 +4,7 @@ Used by `quantos compile` and by the snapshot tests: describing the built
 AssetsDefinitions (not re-deriving from the spec) means the snapshot catches
 any change in what Dagster will actually run.
 """
+
 from __future__ import annotations
 
 import json
@@ -64,7 +65,11 @@ def describe_pipeline(pipeline: PipelineDefs) -> dict[str, Any]:
                 }
             )
     partitioned = next(
-        (a.partitions_def for a in pipeline.assets if isinstance(a, AssetsDefinition) and a.partitions_def),
+        (
+            a.partitions_def
+            for a in pipeline.assets
+            if isinstance(a, AssetsDefinition) and a.partitions_def
+        ),
         None,
     )
     extra = {"partitions": getattr(partitioned, "name", None)} if partitioned is not None else {}
@@ -130,8 +135,12 @@ def describe_location(defs: Definitions) -> dict[str, Any]:
             "group": node.group_name,
             "kinds": sorted(node.kinds),
             "op": item.op.name if item.is_executable and item.node_def is not None else None,
-            "op_tags": _tags(item.op.tags) if item.is_executable and item.node_def is not None else None,
-            "partitions": getattr(item.partitions_def, "name", None) if item.partitions_def else None,
+            "op_tags": _tags(item.op.tags)
+            if item.is_executable and item.node_def is not None
+            else None,
+            "partitions": getattr(item.partitions_def, "name", None)
+            if item.partitions_def
+            else None,
         }
     checks = {
         f"{_key(k.asset_key)}:{k.name}": {"blocking": graph.get_check_spec(k).blocking}
@@ -147,13 +156,20 @@ def describe_location(defs: Definitions) -> dict[str, Any]:
         if not job.name.startswith("__")
     }
     schedules = {
-        s.name: {"cron": s.cron_schedule, "timezone": s.execution_timezone, "job": s.job_name,
-                 "default_status": s.default_status.value}
+        s.name: {
+            "cron": s.cron_schedule,
+            "timezone": s.execution_timezone,
+            "job": s.job_name,
+            "default_status": s.default_status.value,
+        }
         for s in sorted(repo.schedule_defs, key=lambda s: s.name)
     }
     sensors = {
-        s.name: {"interval_s": s.minimum_interval_seconds, "jobs": sorted(j.name for j in s.jobs) if s.has_jobs else [],
-                 "default_status": s.default_status.value}
+        s.name: {
+            "interval_s": s.minimum_interval_seconds,
+            "jobs": sorted(j.name for j in s.jobs) if s.has_jobs else [],
+            "default_status": s.default_status.value,
+        }
         for s in sorted(repo.sensor_defs, key=lambda s: s.name)
     }
     return {

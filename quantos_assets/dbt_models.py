@@ -18,6 +18,7 @@ a project file changed or the profile's dbt settings differ (`manifest_is_curren
 otherwise a code-location load only reads it. dagster-dbt is imported only by
 the functions that need it.
 """
+
 from __future__ import annotations
 
 import fcntl
@@ -98,7 +99,9 @@ def prepare_manifest(profile: Profile, project_dir: Path = DBT_PROJECT_DIR) -> P
     from dagster_dbt.errors import DagsterDbtError
 
     try:
-        dbt_resource(profile, project_dir).cli(["parse", "--quiet"], target_path=Path("target")).wait()
+        dbt_resource(profile, project_dir).cli(
+            ["parse", "--quiet"], target_path=Path("target")
+        ).wait()
     except (DagsterDbtError, OSError) as err:  # dbt's errors are many-lined: keep one
         first = next((line for line in str(err).splitlines() if line.strip()), type(err).__name__)
         raise DbtModelsError(f"{project_dir}: dbt parse failed: {first.strip()}") from None
@@ -128,7 +131,9 @@ def load_manifest(profile: Profile, project_dir: Path) -> tuple[Any, dict[str, A
             fcntl.flock(lock, fcntl.LOCK_EX)
             if not manifest_is_current(profile, project_dir):
                 if not project.manifest_path.exists():
-                    log.warning("dbt: %s missing (run `make install`); parsing now", project.manifest_path)
+                    log.warning(
+                        "dbt: %s missing (run `make install`); parsing now", project.manifest_path
+                    )
                 prepare_manifest(profile, project_dir)
     return project, json.loads(project.manifest_path.read_text())
 
@@ -248,9 +253,10 @@ def build_dbt_assets(
             args = ["build"]
             if context.has_partition_key or context.has_partition_key_range:
                 sessions = context.partition_key_range  # one key: start == end
-                args += ["--vars", json.dumps(
-                    {"session_start": sessions.start, "session_end": sessions.end}
-                )]
+                args += [
+                    "--vars",
+                    json.dumps({"session_start": sessions.start, "session_end": sessions.end}),
+                ]
             dbt = getattr(context.resources, DBT_RESOURCE_KEY)
             yield from dbt.cli(args, context=context).stream()
 

@@ -4,6 +4,7 @@ The same judgement (`freshness_verdicts`) runs when someone executes the checks
 from the UI and on every tick of the pipeline's freshness sensor, which records
 the result without launching a run (sensors/freshness.py).
 """
+
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
@@ -56,7 +57,9 @@ def freshness_verdicts(
     calendar = freshness_calendar(spec)
     first_due = spec.partitions.start if spec.partitions is not None else None
     return {
-        key: evaluate_freshness(spec.freshness, calendar, latest_session(instance, spec, key), now, first_due)
+        key: evaluate_freshness(
+            spec.freshness, calendar, latest_session(instance, spec, key), now, first_due
+        )
         for key in keys
     }
 
@@ -67,7 +70,11 @@ def verdict_metadata(verdict: FreshnessVerdict) -> dict[str, str | int]:
         "latest_session": verdict.latest_session.isoformat() if verdict.latest_session else "none",
         "latest_closed_session": verdict.due_session.isoformat() if verdict.due_session else "none",
         "lag_sessions": verdict.lag_sessions if verdict.lag_sessions is not None else -1,
-        **({"overdue_session": verdict.overdue_session.isoformat()} if verdict.overdue_session else {}),
+        **(
+            {"overdue_session": verdict.overdue_session.isoformat()}
+            if verdict.overdue_session
+            else {}
+        ),
     }
 
 
@@ -125,7 +132,9 @@ def build_freshness_checks(
 
     @multi_asset_check(specs=specs, name=freshness_name(spec.pipeline_id), can_subset=True)
     def _freshness(context):  # context unannotated: see [tool.mypy]
-        selected = [k for k in keys if any(c.asset_key == k for c in context.selected_asset_check_keys)]
+        selected = [
+            k for k in keys if any(c.asset_key == k for c in context.selected_asset_check_keys)
+        ]
         for key, verdict in freshness_verdicts(context.instance, spec, selected, clock()).items():
             yield AssetCheckResult(**_check_fields(key, verdict))
 

@@ -4,6 +4,7 @@ One multi-asset per node keeps one step per node, so every step can be placed
 on its own node pool and retried on its own (a single subsettable multi-asset
 per pipeline loads faster but runs every node in one step).
 """
+
 from __future__ import annotations
 
 import inspect
@@ -164,7 +165,13 @@ def _build_pipeline(loaded: LoadedSpec) -> PipelineDefs:
         description=spec.description or f"All nodes of pipeline {spec.pipeline_id}",
     )
     return PipelineDefs(
-        spec=spec, source=loaded.path, assets=assets, job=job, pools=pools, checks=checks, gates=gates
+        spec=spec,
+        source=loaded.path,
+        assets=assets,
+        job=job,
+        pools=pools,
+        checks=checks,
+        gates=gates,
     )
 
 
@@ -196,7 +203,9 @@ def _node_asset(
             # exactly what its own run would have produced.
             sessions = list(context.partition_keys)
             by_session = {
-                s: _run_node(context, runner, NodeRun(spec, node, spec_dir, session_inputs(inputs, s), s))
+                s: _run_node(
+                    context, runner, NodeRun(spec, node, spec_dir, session_inputs(inputs, s), s)
+                )
                 for s in sessions
             }
             values = {
@@ -224,7 +233,10 @@ def _node_asset(
         name=op_name(spec.pipeline_id, node.id),
         outs=outs,
         deps=order_only,
-        ins={i: AssetIn(key=asset_key(spec, i), metadata=input_metadata(node) or None) for i in data_ins},
+        ins={
+            i: AssetIn(key=asset_key(spec, i), metadata=input_metadata(node) or None)
+            for i in data_ins
+        },
         retry_policy=(
             RetryPolicy(max_retries=retry.max_attempts - 1, delay=retry.backoff_sec or None)
             if retry.max_attempts > 1
@@ -291,7 +303,9 @@ def _owners(spec: DagSpec) -> list[str]:
     return [owner] if "@" in owner else [f"team:{tag_value(owner)}"]
 
 
-def _longest_path(spec: DagSpec, producer: Mapping[str, Node], edge_deps: Mapping[str, list[str]]) -> int:
+def _longest_path(
+    spec: DagSpec, producer: Mapping[str, Node], edge_deps: Mapping[str, list[str]]
+) -> int:
     """Nodes on the longest dependency chain (the spec is already known acyclic)."""
     depth: dict[str, int] = {}
     for node in spec.nodes:

@@ -7,6 +7,7 @@ A ray_job's work may run on a Ray cluster instead of in its step: then the node'
 size the Ray Train workers (`ray_worker_resources`) and the step is a thin driver
 (`load_ray_driver`, `quantos_assets/k8s/ray_driver.py`).
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -174,11 +175,15 @@ def _load_ray_driver(path: str) -> RayDriver:
     if driver.cpu_request > driver.cpu_limit:
         raise PlacementError(f"{file}: ray_driver: requests.cpu is above limits.cpu")
     if requests.get("mem") is not None and parse_bytes(requests["mem"]) != driver.mem:
-        raise PlacementError(f"{file}: ray_driver: requests.mem must equal limits.mem (never OOM-killed below its limit)")
+        raise PlacementError(
+            f"{file}: ray_driver: requests.mem must equal limits.mem (never OOM-killed below its limit)"
+        )
     return driver
 
 
-def ray_worker_resources(spec: DagSpec, node: Node, pools: dict[str, Pool] | None = None) -> dict[str, float]:
+def ray_worker_resources(
+    spec: DagSpec, node: Node, pools: dict[str, Pool] | None = None
+) -> dict[str, float]:
     """What ONE Ray Train worker of a ray_job asks the Ray cluster for.
 
     Contract (the ray_job runner builds its `ScalingConfig` from this):
@@ -230,8 +235,13 @@ MAX_RAY_WORKERS = 64
 def ray_train_workers(node: Node) -> int:
     """`params.workers` of a ray_job: its data-parallel Ray Train workers (default 1)."""
     workers = node.params.get("workers", 1)
-    if isinstance(workers, bool) or not isinstance(workers, int) or not 1 <= workers <= MAX_RAY_WORKERS:
+    if (
+        isinstance(workers, bool)
+        or not isinstance(workers, int)
+        or not 1 <= workers <= MAX_RAY_WORKERS
+    ):
         raise RayWorkersError(
-            "params.workers", f"workers must be a whole number from 1 to {MAX_RAY_WORKERS}, not {workers!r}"
+            "params.workers",
+            f"workers must be a whole number from 1 to {MAX_RAY_WORKERS}, not {workers!r}",
         )
     return workers

@@ -8,6 +8,7 @@ spec names no team) nor what it was before a replacement. Both live beside them 
 n+1 replaced it). Writers hold the registry lock (`<specs>/.registry.lock`); every file is
 written to a temporary name and renamed, mode 0600 (ownership is a decision).
 """
+
 from __future__ import annotations
 
 import fcntl
@@ -33,11 +34,17 @@ class RegistryIndexError(ValueError):
 class IndexEntry(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    team: str | None = Field(description="the team that registered the pipeline first (None: unknown)")
+    team: str | None = Field(
+        description="the team that registered the pipeline first (None: unknown)"
+    )
     file: str = Field(description="the spec file's name in the specs folder")
-    seq: int = Field(ge=1, description="registration order: at load the earlier of two colliding specs wins")
+    seq: int = Field(
+        ge=1, description="registration order: at load the earlier of two colliding specs wins"
+    )
     sha256: str = Field(description="sha256 of the file as registered")
-    versions: int = Field(default=1, ge=1, description="versions registered; history keeps all but the current")
+    versions: int = Field(
+        default=1, ge=1, description="versions registered; history keeps all but the current"
+    )
 
 
 class RegistryIndex(BaseModel):
@@ -60,13 +67,17 @@ def read_index(specs_dir: Path) -> RegistryIndex:
     except FileNotFoundError:
         return RegistryIndex()
     except OSError as err:
-        raise RegistryIndexError(f"{path}: cannot read the registry index ({err.strerror or err})") from None
+        raise RegistryIndexError(
+            f"{path}: cannot read the registry index ({err.strerror or err})"
+        ) from None
     try:
         return RegistryIndex.model_validate_json(raw)
     except ValidationError as err:
         first = err.errors()[0]
         where = ".".join(str(p) for p in first["loc"]) or "<root>"
-        raise RegistryIndexError(f"{path}: not a registry index ({where}: {first['msg']})") from None
+        raise RegistryIndexError(
+            f"{path}: not a registry index ({where}: {first['msg']})"
+        ) from None
 
 
 def write_index(specs_dir: Path, index: RegistryIndex) -> None:

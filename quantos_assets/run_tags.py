@@ -4,6 +4,7 @@ Tags are the one channel that survives from submission to run storage, the
 queue (dagster/priority, per-team concurrency) and run monitoring
 (dagster/max_runtime), so everything a run needs to be traced back travels here.
 """
+
 from __future__ import annotations
 
 import re

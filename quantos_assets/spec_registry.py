@@ -10,6 +10,7 @@ A registered pipeline belongs to the team its spec names (`labels.team`, else
 `labels.owner`), else to the first team that registered it (the index). Only that team or
 an admin may replace it; a replacement keeps the previous version (registry_index.py).
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -183,7 +184,9 @@ def _scan(directory: Path, files: list[Path]) -> RegistryScan:
         log.error("%s; specs load in file order, registrations are refused until it is fixed", err)
         index = RegistryIndex()
     reads = {p: _read(p) for p in files}
-    invalid: dict[Path, list[str]] = {p: r.result for p, r in reads.items() if isinstance(r.result, list)}
+    invalid: dict[Path, list[str]] = {
+        p: r.result for p, r in reads.items() if isinstance(r.result, list)
+    }
 
     def priority(item: tuple[int, Path]) -> tuple[int, int, int]:
         position, path = item
@@ -202,7 +205,9 @@ def _scan(directory: Path, files: list[Path]) -> RegistryScan:
         assert isinstance(read.result, LoadedSpec) and read.names is not None
         pid = read.result.spec.pipeline_id
         if pid in defined:
-            invalid[path] = [f"{path}:1: pipeline_id: '{pid}' is already defined by {defined[pid].name}"]
+            invalid[path] = [
+                f"{path}:1: pipeline_id: '{pid}' is already defined by {defined[pid].name}"
+            ]
             continue
         clash = next(((k, where) for k, where in read.names.items() if k in claims), None)
         if clash is not None:
@@ -217,9 +222,14 @@ def _scan(directory: Path, files: list[Path]) -> RegistryScan:
             continue
         defined[pid] = path
         claims.update(dict.fromkeys(read.names, (pid, path)))
-    valid = [r.result for p, r in reads.items() if p not in invalid and isinstance(r.result, LoadedSpec)]
+    valid = [
+        r.result for p, r in reads.items() if p not in invalid and isinstance(r.result, LoadedSpec)
+    ]
     return RegistryScan(
-        valid=valid, invalid={p: invalid[p] for p in files if p in invalid}, index=index, claims=claims
+        valid=valid,
+        invalid={p: invalid[p] for p in files if p in invalid},
+        index=index,
+        claims=claims,
     )
 
 
@@ -251,7 +261,9 @@ def _conflicts(spec: DagSpec, claims: Mapping[NameKey, tuple[str, Path]]) -> lis
             continue
         other = claims.get((n.namespace, n.name))
         if other is not None and other[0] != spec.pipeline_id:
-            lines[f"{n.field}: makes the {n.namespace} '{n.name}', which registered pipeline '{other[0]}' makes too"] = None
+            lines[
+                f"{n.field}: makes the {n.namespace} '{n.name}', which registered pipeline '{other[0]}' makes too"
+            ] = None
     return list(lines)
 
 
@@ -273,38 +285,54 @@ def ownership_refusal(
     return _owner_refusal(scan_specs(registry_dir), loaded, team=team, admin=admin)
 
 
-def _refusal(scan: RegistryScan, loaded: LoadedSpec, *, team: str | None, admin: bool) -> RegistryRefusal | None:
+def _refusal(
+    scan: RegistryScan, loaded: LoadedSpec, *, team: str | None, admin: bool
+) -> RegistryRefusal | None:
     refusal = _owner_refusal(scan, loaded, team=team, admin=admin)
     if refusal is not None:
         return refusal
     conflicts = _conflicts(loaded.spec, scan.claims)
     if conflicts:
-        return RegistryRefusal("name_conflict", 409, f"pipeline '{loaded.spec.pipeline_id}': {conflicts[0]}")
+        return RegistryRefusal(
+            "name_conflict", 409, f"pipeline '{loaded.spec.pipeline_id}': {conflicts[0]}"
+        )
     return None
 
 
-def _owner_refusal(scan: RegistryScan, loaded: LoadedSpec, *, team: str | None, admin: bool) -> RegistryRefusal | None:
+def _owner_refusal(
+    scan: RegistryScan, loaded: LoadedSpec, *, team: str | None, admin: bool
+) -> RegistryRefusal | None:
     spec = loaded.spec
     pid = spec.pipeline_id
     registered = scan.by_pipeline().get(pid)
     entry = scan.index.pipelines.get(pid)
     if not admin:
         # a request naming the registered pipeline (spec_ref) carries the registry's own spec
-        same = registered is not None and (registered.spec is spec or _dumped(registered) == _dumped(loaded))
+        same = registered is not None and (
+            registered.spec is spec or _dumped(registered) == _dumped(loaded)
+        )
         verb = "run" if same else "replace"
         owner = (pipeline_team(registered.spec.labels) if registered is not None else None) or (
             entry.team if entry is not None else None
         )
         if owner is not None and owner != team:
-            return RegistryRefusal("not_owner", 403, f"pipeline '{pid}' belongs to team {owner}: only that team or an admin can {verb} it")
+            return RegistryRefusal(
+                "not_owner",
+                403,
+                f"pipeline '{pid}' belongs to team {owner}: only that team or an admin can {verb} it",
+            )
         if owner is None and registered is not None and not same:
             return RegistryRefusal(
-                "not_owner", 403, f"pipeline '{pid}' is registered without an owning team: only an admin can replace it"
+                "not_owner",
+                403,
+                f"pipeline '{pid}' is registered without an owning team: only an admin can replace it",
             )
         claimed = pipeline_team(spec.labels)
         if claimed is not None and claimed != team:
             return RegistryRefusal(
-                "not_owner", 403, f"pipeline '{pid}' names team {claimed} in its labels, not {team}: a team registers only its own pipelines"
+                "not_owner",
+                403,
+                f"pipeline '{pid}' names team {claimed} in its labels, not {team}: a team registers only its own pipelines",
             )
     return None
 
@@ -330,7 +358,9 @@ class Registration:
     kept: Path | None = None  # ... kept here (specs/.registry/history/<pipeline_id>/)
 
 
-def register_spec(directory: Path, loaded: LoadedSpec, *, team: str | None, admin: bool = False) -> Registration:
+def register_spec(
+    directory: Path, loaded: LoadedSpec, *, team: str | None, admin: bool = False
+) -> Registration:
     """Put a submitted spec in the registry for `team`, replacing the file of its pipeline_id.
 
     Refuses (RegistryRefusal) a replacement by any team but the owner unless `admin`, and a
@@ -361,7 +391,11 @@ def register_spec(directory: Path, loaded: LoadedSpec, *, team: str | None, admi
             return Registration(existing.path, changed=False, owner=owner, sha256=existing.sha256)
 
         data = json.dumps(wanted, indent=2).encode()
-        target = existing.path if existing is not None and existing.path is not None else _free_name(directory, pipeline_id)
+        target = (
+            existing.path
+            if existing is not None and existing.path is not None
+            else _free_name(directory, pipeline_id)
+        )
         previous_sha256 = kept = None
         versions = entry.versions if entry is not None else 1
         if existing is not None and existing.path is not None:
@@ -387,8 +421,13 @@ def register_spec(directory: Path, loaded: LoadedSpec, *, team: str | None, admi
             index.next_seq += 1
         write_index(directory, index)
         return Registration(
-            target, changed=True, owner=labelled or first, created=existing is None,
-            sha256=hashlib.sha256(data).hexdigest(), previous_sha256=previous_sha256, kept=kept,
+            target,
+            changed=True,
+            owner=labelled or first,
+            created=existing is None,
+            sha256=hashlib.sha256(data).hexdigest(),
+            previous_sha256=previous_sha256,
+            kept=kept,
         )
 
 

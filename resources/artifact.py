@@ -3,6 +3,7 @@
 Tables travel as Arrow tables; everything else is an `Artifact`. The IO manager
 routes by this type: tables to Iceberg, artifacts to the object store.
 """
+
 from __future__ import annotations
 
 from collections.abc import Mapping

@@ -110,7 +110,7 @@ class ArtifactStore(dg.ConfigurableResource):
                 key = parsed.path.lstrip("/")
                 if parsed.netloc != bucket or (prefix and not key.startswith(prefix + "/")):
                     return None
-                return _clean_relpath(key[len(prefix) + 1:] if prefix else key)
+                return _clean_relpath(key[len(prefix) + 1 :] if prefix else key)
             if uri.startswith("s3://"):
                 return self._local_bucket_relpath(uri)
             if not uri.startswith("file://"):
@@ -201,7 +201,11 @@ class ArtifactStore(dg.ConfigurableResource):
         `..`, empty and dot-file parts are refused, and the file, once symlinks are followed, must
         still be inside that bucket's folder."""
         bucket, _, key = uri.removeprefix("s3://").partition("/")
-        if bucket not in self.local_buckets or not key or any(p.startswith(".") for p in key.split("/")):
+        if (
+            bucket not in self.local_buckets
+            or not key
+            or any(p.startswith(".") for p in key.split("/"))
+        ):
             return None  # dot-files are never stand-ins (a sync's temporary files are)
         relpath = _clean_relpath(f"{LOCAL_BUCKETS_DIR}/{bucket}/{key}")
         folder = self._local_root() / LOCAL_BUCKETS_DIR / bucket

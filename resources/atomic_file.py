@@ -4,6 +4,7 @@ Token store, registry index and spec files, artifacts: a reader (another gateway
 code location, a run) must see the old file or the new one, never half of one, and files
 that hold secrets or decisions are 0600 from the moment they exist (mkstemp creates them so).
 """
+
 from __future__ import annotations
 
 import os

@@ -18,6 +18,7 @@ opens with a genesis record: the key the trail is signed with, and from which re
   Object lock keeps every head from being deleted; a delete marker or a second version
   of a key is reported by verify as tampering.
 """
+
 from __future__ import annotations
 
 import json
@@ -73,16 +74,22 @@ class Anchor(Protocol):
     def read(self) -> AnchorState: ...
 
 
-def open_anchor(location: str, *, s3_endpoint: str | None = None, s3_region: str | None = None) -> Anchor:
+def open_anchor(
+    location: str, *, s3_endpoint: str | None = None, s3_region: str | None = None
+) -> Anchor:
     """`location`: an absolute path (or file://PATH) or s3://BUCKET/PREFIX (QUANTOS_AUDIT_ANCHOR)."""
     if location.startswith("s3://"):
         parsed = urlparse(location)
         if not parsed.netloc:
             raise AnchorError(f"QUANTOS_AUDIT_ANCHOR {location!r}: expected s3://BUCKET/PREFIX")
-        return S3Anchor(parsed.netloc, parsed.path.strip("/"), endpoint=s3_endpoint, region=s3_region)
+        return S3Anchor(
+            parsed.netloc, parsed.path.strip("/"), endpoint=s3_endpoint, region=s3_region
+        )
     path = location.removeprefix("file://")
     if not os.path.isabs(path):
-        raise AnchorError(f"QUANTOS_AUDIT_ANCHOR {location!r}: expected an absolute path or s3://BUCKET/PREFIX")
+        raise AnchorError(
+            f"QUANTOS_AUDIT_ANCHOR {location!r}: expected an absolute path or s3://BUCKET/PREFIX"
+        )
     return FileAnchor(Path(path))
 
 
@@ -95,7 +102,11 @@ def _genesis_line(genesis: Genesis) -> bytes:
 
 
 def _as_head(data: Any) -> Head:
-    if not isinstance(data, dict) or not isinstance(data.get("seq"), int) or not isinstance(data.get("hash"), str):
+    if (
+        not isinstance(data, dict)
+        or not isinstance(data.get("seq"), int)
+        or not isinstance(data.get("hash"), str)
+    ):
         raise TypeError("not a head")
     mac = data.get("hmac")
     return Head(data["seq"], data["hash"], mac if isinstance(mac, str) else None)
@@ -104,7 +115,13 @@ def _as_head(data: Any) -> Head:
 def _as_genesis(data: Any) -> Genesis:
     if not isinstance(data, dict):
         raise TypeError("not a genesis record")
-    return Genesis(int(data["seq"]), str(data["hash"]), str(data["key_id"]), str(data["at"]), str(data.get("note", "")))
+    return Genesis(
+        int(data["seq"]),
+        str(data["hash"]),
+        str(data["key_id"]),
+        str(data["at"]),
+        str(data.get("note", "")),
+    )
 
 
 class FileAnchor:
@@ -187,7 +204,12 @@ class FileAnchor:
                     continue
                 heads.append(_as_head(data))
             except (ValueError, TypeError):
-                return AnchorState(True, genesis, None, f"the anchor {self.path} holds a line that is not a head (edited?)")
+                return AnchorState(
+                    True,
+                    genesis,
+                    None,
+                    f"the anchor {self.path} holds a line that is not a head (edited?)",
+                )
         return _state(genesis, heads, self.location)
 
 
@@ -199,7 +221,9 @@ def _state(genesis: Genesis | None, heads: list[Head], location: str) -> AnchorS
     head = next(h for h in heads if h.seq == top)
     if len(at_top) > 1:
         return AnchorState(
-            True, genesis, head,
+            True,
+            genesis,
+            head,
             f"the anchor {location} holds two different heads for record {top} (the store was wiped or replaced and written again)",
         )
     return AnchorState(True, genesis, head)
@@ -208,7 +232,9 @@ def _state(genesis: Genesis | None, heads: list[Head], location: str) -> AnchorS
 class S3Anchor:
     """`<prefix>/genesis.json` and `<prefix>/heads/<999999999999 - seq>.json` in a locked bucket."""
 
-    def __init__(self, bucket: str, prefix: str, *, endpoint: str | None, region: str | None) -> None:
+    def __init__(
+        self, bucket: str, prefix: str, *, endpoint: str | None, region: str | None
+    ) -> None:
         self.bucket = bucket
         self.prefix = f"{prefix}/" if prefix else ""
         self.location = f"s3://{bucket}/{prefix}"
@@ -237,7 +263,9 @@ class S3Anchor:
             return fn(**kwargs)
         except ClientError as err:
             error = err.response.get("Error", {})
-            raise AnchorError(f"audit anchor {self.location}: {what}: {error.get('Code')}: {error.get('Message')}") from None
+            raise AnchorError(
+                f"audit anchor {self.location}: {what}: {error.get('Code')}: {error.get('Message')}"
+            ) from None
         except BotoCoreError as err:
             raise AnchorError(f"audit anchor {self.location}: {what}: {err}") from None
 
@@ -246,15 +274,23 @@ class S3Anchor:
         from botocore.exceptions import BotoCoreError, ClientError
 
         try:
-            config = self._s3().get_object_lock_configuration(Bucket=self.bucket).get("ObjectLockConfiguration", {})
+            config = (
+                self._s3()
+                .get_object_lock_configuration(Bucket=self.bucket)
+                .get("ObjectLockConfiguration", {})
+            )
         except ClientError as err:
             error = err.response.get("Error", {})
             if error.get("Code") != "ObjectLockConfigurationNotFoundError":
-                raise AnchorError(f"audit anchor {self.location}: object lock: {error.get('Code')}: {error.get('Message')}") from None
+                raise AnchorError(
+                    f"audit anchor {self.location}: object lock: {error.get('Code')}: {error.get('Message')}"
+                ) from None
             config = {}
         except BotoCoreError as err:
             raise AnchorError(f"audit anchor {self.location}: {err}") from None
-        if config.get("ObjectLockEnabled") != "Enabled" or not config.get("Rule", {}).get("DefaultRetention"):
+        if config.get("ObjectLockEnabled") != "Enabled" or not config.get("Rule", {}).get(
+            "DefaultRetention"
+        ):
             raise AnchorError(
                 f"audit anchor {self.location}: bucket {self.bucket} needs object lock with a default retention "
                 "(create it with object lock enabled, then set a COMPLIANCE default retention; docs/deployment.md)"
@@ -269,7 +305,9 @@ class S3Anchor:
             error = err.response.get("Error", {})
             if error.get("Code") in ("NoSuchKey", "404"):
                 return None
-            raise AnchorError(f"audit anchor {self.location}: genesis: {error.get('Code')}: {error.get('Message')}") from None
+            raise AnchorError(
+                f"audit anchor {self.location}: genesis: {error.get('Code')}: {error.get('Message')}"
+            ) from None
         except BotoCoreError as err:
             raise AnchorError(f"audit anchor {self.location}: genesis: {err}") from None
         try:
@@ -283,14 +321,20 @@ class S3Anchor:
 
         try:
             self._s3().put_object(
-                Bucket=self.bucket, Key=key, Body=body, IfNoneMatch="*", ChecksumAlgorithm="SHA256",
+                Bucket=self.bucket,
+                Key=key,
+                Body=body,
+                IfNoneMatch="*",
+                ChecksumAlgorithm="SHA256",
                 ContentType="application/json",
             )
         except ClientError as err:
             if err.response.get("Error", {}).get("Code") in ("PreconditionFailed", "412"):
                 return False
             error = err.response.get("Error", {})
-            raise AnchorError(f"audit anchor {self.location}: put {key}: {error.get('Code')}: {error.get('Message')}") from None
+            raise AnchorError(
+                f"audit anchor {self.location}: put {key}: {error.get('Code')}: {error.get('Message')}"
+            ) from None
         except BotoCoreError as err:
             raise AnchorError(f"audit anchor {self.location}: put {key}: {err}") from None
         return True
@@ -308,13 +352,25 @@ class S3Anchor:
     def read(self) -> AnchorState:
         s3 = self._s3()
         genesis_versions = self._call(
-            "list genesis", s3.list_object_versions, Bucket=self.bucket, Prefix=self._genesis_key, MaxKeys=10
+            "list genesis",
+            s3.list_object_versions,
+            Bucket=self.bucket,
+            Prefix=self._genesis_key,
+            MaxKeys=10,
         )
         heads_page = self._call(
-            "list heads", s3.list_object_versions, Bucket=self.bucket, Prefix=f"{self.prefix}heads/", MaxKeys=20
+            "list heads",
+            s3.list_object_versions,
+            Bucket=self.bucket,
+            Prefix=f"{self.prefix}heads/",
+            MaxKeys=20,
         )
-        g_versions = [v for v in genesis_versions.get("Versions", []) if v["Key"] == self._genesis_key]
-        g_markers = [m for m in genesis_versions.get("DeleteMarkers", []) if m["Key"] == self._genesis_key]
+        g_versions = [
+            v for v in genesis_versions.get("Versions", []) if v["Key"] == self._genesis_key
+        ]
+        g_markers = [
+            m for m in genesis_versions.get("DeleteMarkers", []) if m["Key"] == self._genesis_key
+        ]
         h_versions = heads_page.get("Versions", [])
         h_markers = heads_page.get("DeleteMarkers", [])
         if not g_versions and not h_versions and not g_markers and not h_markers:
@@ -322,14 +378,29 @@ class S3Anchor:
         genesis = None
         if g_versions:
             oldest = min(g_versions, key=lambda v: v["LastModified"])
-            body = self._call("get genesis", s3.get_object, Bucket=self.bucket, Key=self._genesis_key,
-                              VersionId=oldest["VersionId"])["Body"].read()
+            body = self._call(
+                "get genesis",
+                s3.get_object,
+                Bucket=self.bucket,
+                Key=self._genesis_key,
+                VersionId=oldest["VersionId"],
+            )["Body"].read()
             try:
                 genesis = _as_genesis(json.loads(body)["genesis"])
             except (ValueError, KeyError, TypeError):
-                return AnchorState(True, None, None, f"the anchor {self.location}: genesis.json is not a genesis record")
+                return AnchorState(
+                    True,
+                    None,
+                    None,
+                    f"the anchor {self.location}: genesis.json is not a genesis record",
+                )
         if g_markers or len(g_versions) > 1:
-            return AnchorState(True, genesis, None, f"the anchor {self.location}: genesis.json was deleted or overwritten")
+            return AnchorState(
+                True,
+                genesis,
+                None,
+                f"the anchor {self.location}: genesis.json was deleted or overwritten",
+            )
         if not h_versions and not h_markers:
             return AnchorState(True, genesis, None)
         newest_key = min([v["Key"] for v in h_versions] + [m["Key"] for m in h_markers])
@@ -337,15 +408,29 @@ class S3Anchor:
         versions = [v for v in h_versions if v["Key"] == newest_key]
         if any(m["Key"] == newest_key for m in h_markers) or len(versions) != 1:
             return AnchorState(
-                True, genesis, None,
+                True,
+                genesis,
+                None,
                 f"the anchor {self.location}: the head of record {seq} was deleted or overwritten (S3 delete marker or second version)",
             )
-        body = self._call("get head", s3.get_object, Bucket=self.bucket, Key=newest_key,
-                          VersionId=versions[0]["VersionId"])["Body"].read()
+        body = self._call(
+            "get head",
+            s3.get_object,
+            Bucket=self.bucket,
+            Key=newest_key,
+            VersionId=versions[0]["VersionId"],
+        )["Body"].read()
         try:
             head = _as_head(json.loads(body))
         except (ValueError, TypeError):
-            return AnchorState(True, genesis, None, f"the anchor {self.location}: {newest_key} is not a head")
+            return AnchorState(
+                True, genesis, None, f"the anchor {self.location}: {newest_key} is not a head"
+            )
         if head.seq != seq:
-            return AnchorState(True, genesis, None, f"the anchor {self.location}: {newest_key} holds record {head.seq}, not {seq}")
+            return AnchorState(
+                True,
+                genesis,
+                None,
+                f"the anchor {self.location}: {newest_key} holds record {head.seq}, not {seq}",
+            )
         return AnchorState(True, genesis, head)

@@ -6,6 +6,7 @@ catches the rewrite. It comes from QUANTOS_AUDIT_KEY (a Kubernetes Secret in sta
 else, on the embedded default only, from a key file under the data dir, created 0600 with
 32 random bytes the first time a writer needs it. A verifier never creates it.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -72,7 +73,9 @@ class AuditKeySource:
         except OSError as err:
             raise AuditKeyError(f"audit key {self.path}: {err.strerror}") from None
         if len(raw) < MIN_SECRET_CHARS:
-            raise AuditKeyError(f"audit key {self.path}: at least {MIN_SECRET_CHARS} characters, got {len(raw)}")
+            raise AuditKeyError(
+                f"audit key {self.path}: at least {MIN_SECRET_CHARS} characters, got {len(raw)}"
+            )
         return AuditKey(raw.encode(), str(self.path))
 
 

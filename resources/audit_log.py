@@ -18,6 +18,7 @@ SQLite locally, PostgreSQL in production (SQLAlchemy Core; the same SQL on both)
 Appends are serialized: SQLite by its write lock (BEGIN IMMEDIATE), PostgreSQL by
 a transaction-scoped advisory lock, so two writers never fork the chain.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -118,7 +119,9 @@ class ChainReport:
     first_bad_seq: int | None = None
     problem: str | None = None
     anchored_seq: int | None = None  # the highest head the anchor holds
-    note: str | None = None  # an ok trail's caveat (records not anchored yet, records before the key)
+    note: str | None = (
+        None  # an ok trail's caveat (records not anchored yet, records before the key)
+    )
 
 
 class AuditEntry(TypedDict):
@@ -156,12 +159,28 @@ def record_hash(prev_hash: str, fields: Mapping[str, object]) -> str:
 
 
 def _hashed_fields(row: dict[str, Any]) -> dict[str, Any]:
-    return {k: row[k] for k in ("seq", "at", "actor", "team", "action", "subject", "spec_sha256", "params", "decision", "detail")}
+    return {
+        k: row[k]
+        for k in (
+            "seq",
+            "at",
+            "actor",
+            "team",
+            "action",
+            "subject",
+            "spec_sha256",
+            "params",
+            "decision",
+            "detail",
+        )
+    }
 
 
 def content_digest(value: Any) -> dict[str, Any]:
     """What the trail keeps of content it must not store whole: its sha256 and size (canonical JSON)."""
-    raw = json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False, default=str).encode()
+    raw = json.dumps(
+        value, sort_keys=True, separators=(",", ":"), ensure_ascii=False, default=str
+    ).encode()
     return {"sha256": hashlib.sha256(raw).hexdigest(), "bytes": len(raw)}
 
 
@@ -191,7 +210,9 @@ class AuditLog:
     created or migrated, and the anchor gets its genesis if it has none. A reader
     (`quantos audit verify|show`) touches nothing."""
 
-    def __init__(self, engine: Engine, *, key: AuditKey | None, anchor: Anchor, writer: bool = True) -> None:
+    def __init__(
+        self, engine: Engine, *, key: AuditKey | None, anchor: Anchor, writer: bool = True
+    ) -> None:
         self.engine = engine
         self.key = key
         self.anchor = anchor
@@ -231,7 +252,8 @@ class AuditLog:
                     return
                 last = conn.execute(
                     sa.select(audit_table.c.seq, audit_table.c.hash, audit_table.c.hmac)
-                    .order_by(audit_table.c.seq.desc()).limit(1)
+                    .order_by(audit_table.c.seq.desc())
+                    .limit(1)
                 ).first()
                 if last is None:
                     self.anchor.start(Genesis(0, GENESIS, key.id, _now(), "new trail"))
@@ -243,7 +265,8 @@ class AuditLog:
                     log.error(
                         "audit anchor %s has no genesis but the trail has %d keyed records: the anchor was lost "
                         "or replaced; `quantos audit verify` fails until it is restored",
-                        self.anchor.location, last.seq,
+                        self.anchor.location,
+                        last.seq,
                     )
             except AnchorError as err:
                 raise AuditError(str(err)) from None
@@ -321,7 +344,9 @@ def _wrong_key(key: AuditKey, genesis: Genesis, location: str) -> str:
     )
 
 
-def verify_chain(engine: Engine, anchor: Anchor, key: AuditKey | None, missing_key: str = "no audit key") -> ChainReport:
+def verify_chain(
+    engine: Engine, anchor: Anchor, key: AuditKey | None, missing_key: str = "no audit key"
+) -> ChainReport:
     """Read the anchor, then walk the store from the genesis hash.
 
     The anchor is read first: every head in it was committed to the store before it was
@@ -335,18 +360,25 @@ def verify_chain(engine: Engine, anchor: Anchor, key: AuditKey | None, missing_k
         with engine.connect() as conn:
             inspector = sa.inspect(conn)
             if not inspector.has_table(TABLE):
-                return ChainReport(0, False, problem=f"the store has no audit table ({TABLE} was dropped, or the store was wiped or replaced)")
+                return ChainReport(
+                    0,
+                    False,
+                    problem=f"the store has no audit table ({TABLE} was dropped, or the store was wiped or replaced)",
+                )
             return _walk(conn, state, anchor.location, key, missing_key)
     except sa.exc.SQLAlchemyError as err:
         message = str(getattr(err, "orig", None) or err).strip().splitlines()[0]
         return ChainReport(0, False, problem=f"cannot read the store: {message}")
 
 
-def _walk(conn: Connection, state: AnchorState, location: str, key: AuditKey | None, missing_key: str) -> ChainReport:
+def _walk(
+    conn: Connection, state: AnchorState, location: str, key: AuditKey | None, missing_key: str
+) -> ChainReport:
     count = conn.execute(sa.select(sa.func.count()).select_from(audit_table)).scalar_one()
     if not state.exists:
         return ChainReport(
-            count, False,
+            count,
+            False,
             problem=f"the anchor {location} does not exist: the end of the chain cannot be proven ({count} records in the store)",
         )
     if state.problem:
@@ -354,7 +386,8 @@ def _walk(conn: Connection, state: AnchorState, location: str, key: AuditKey | N
     genesis: Genesis | None = state.genesis
     if genesis is None:
         return ChainReport(
-            count, False,
+            count,
+            False,
             problem=f"the anchor {location} has no genesis record: it was deleted and started again, or replaced",
         )
     if key is None:
@@ -378,9 +411,19 @@ def _walk(conn: Connection, state: AnchorState, location: str, key: AuditKey | N
         mac = data.get("hmac")
         if mac is None:
             if seq > genesis.seq:
-                return ChainReport(seq, False, seq, "it has no HMAC (written without the audit key, or its HMAC was removed)")
+                return ChainReport(
+                    seq,
+                    False,
+                    seq,
+                    "it has no HMAC (written without the audit key, or its HMAC was removed)",
+                )
         elif not key.signed(data["hash"], mac):
-            return ChainReport(seq, False, seq, "its HMAC does not match: the record was rewritten (and re-hashed) without the audit key")
+            return ChainReport(
+                seq,
+                False,
+                seq,
+                "its HMAC does not match: the record was rewritten (and re-hashed) without the audit key",
+            )
         if seq in (genesis.seq, head.seq if head else -1):
             seen[seq] = (data["hash"], mac)
         prev = data["hash"]
@@ -391,18 +434,31 @@ def _walk(conn: Connection, state: AnchorState, location: str, key: AuditKey | N
         gone = anchored - last
         where = "holds no records" if last == 0 else f"ends at record {last}"
         return ChainReport(
-            last, False,
+            last,
+            False,
             problem=f"truncated: the store {where} but the anchor holds record {anchored} "
-                    f"({gone} record{'s' if gone != 1 else ''} deleted from the end, or the store was wiped)",
+            f"({gone} record{'s' if gone != 1 else ''} deleted from the end, or the store was wiped)",
             anchored_seq=anchored,
         )
     if genesis.seq and seen.get(genesis.seq, ("", None))[0] != genesis.hash:
-        return ChainReport(last, False, genesis.seq, "it is not the record the anchor's genesis holds (the store was rewritten)")
+        return ChainReport(
+            last,
+            False,
+            genesis.seq,
+            "it is not the record the anchor's genesis holds (the store was rewritten)",
+        )
     if head is not None and seen.get(head.seq) != (head.hash, head.hmac):
-        return ChainReport(last, False, head.seq, "it is not the record the anchor holds (the store was rewritten from here on)")
+        return ChainReport(
+            last,
+            False,
+            head.seq,
+            "it is not the record the anchor holds (the store was rewritten from here on)",
+        )
     notes = []
     if genesis.seq:
         notes.append(f"records 1-{genesis.seq} predate the audit key (hash chain only)")
     if last > anchored:
-        notes.append(f"the last {last - anchored} not anchored yet (a writer is appending, or stopped before anchoring)")
+        notes.append(
+            f"the last {last - anchored} not anchored yet (a writer is appending, or stopped before anchoring)"
+        )
     return ChainReport(last, True, anchored_seq=anchored, note="; ".join(notes) or None)

@@ -10,6 +10,7 @@ all write or read the same trail, so all three take it from here:
     QUANTOS_AUDIT_KEY     the HMAC key, never stored in the database (default on the
                           embedded profile: $QUANTOS_DATA_DIR/audit.key, created 0600)
 """
+
 from __future__ import annotations
 
 from collections.abc import Mapping
@@ -85,7 +86,9 @@ def audit_settings(env: Mapping[str, str], profile: Profile, url: str | None) ->
     return AuditSettings(
         url=url,
         anchor=env.get("QUANTOS_AUDIT_ANCHOR") or profile.audit_anchor,
-        key=AuditKeySource(secret=env.get("QUANTOS_AUDIT_KEY") or None, path=profile.audit_key_file),
+        key=AuditKeySource(
+            secret=env.get("QUANTOS_AUDIT_KEY") or None, path=profile.audit_key_file
+        ),
         s3_endpoint=profile.s3_endpoint,
         s3_region=profile.s3_region,
     )

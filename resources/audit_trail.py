@@ -10,6 +10,7 @@ UI. The step reads it from its own environment when it writes (QUANTOS_AUDIT_KEY
 staging/prod only the gate steps get, from the `quantos-audit` Secret), else on the embedded
 default from `key_file`, the same file the gateway uses.
 """
+
 from __future__ import annotations
 
 import os

@@ -9,6 +9,7 @@ are not copied: they reach dbt from the pod's own environment.
 dagster-dbt (and with it dbt-core, ~2 s of imports) is imported only when dbt runs,
 so binding this resource costs nothing for code that never runs dbt.
 """
+
 from __future__ import annotations
 
 import functools

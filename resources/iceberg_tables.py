@@ -111,7 +111,11 @@ def open_sql_catalog(name: str, uri: str, warehouse: str, properties: dict[str, 
     for attempt in range(1, _OPEN_ATTEMPTS + 1):
         try:
             return SqlCatalog(name, uri=uri, warehouse=warehouse, **properties)
-        except (sqlalchemy.exc.IntegrityError, sqlalchemy.exc.ProgrammingError, sqlalchemy.exc.OperationalError) as exc:
+        except (
+            sqlalchemy.exc.IntegrityError,
+            sqlalchemy.exc.ProgrammingError,
+            sqlalchemy.exc.OperationalError,
+        ) as exc:
             lost_race = "already exists" in str(exc) or "duplicate key" in str(exc)
             if not lost_race or attempt == _OPEN_ATTEMPTS:
                 raise
@@ -228,7 +232,9 @@ def write_table(
     evolves the schema by name when new columns appear, and retries on a concurrent commit.
     """
     slices = None if partition_key is None else {partition_key: data}
-    return write_partitions(catalog, identifier, data, slices, snapshot_properties, snapshots_to_keep)
+    return write_partitions(
+        catalog, identifier, data, slices, snapshot_properties, snapshots_to_keep
+    )
 
 
 def write_partitions(
@@ -244,10 +250,14 @@ def write_partitions(
     sessions of a range rewritten and others not."""
     if slices is not None:
         if not slices:
-            raise LakeTableError(f"{'.'.join(identifier)}: a partitioned write needs at least one partition")
+            raise LakeTableError(
+                f"{'.'.join(identifier)}: a partitioned write needs at least one partition"
+            )
         slices = {key: with_partition_column(part, key) for key, part in slices.items()}
         parts = list(slices.values())
-        data = parts[0] if len(parts) == 1 else pa.concat_tables(parts, promote_options="permissive")
+        data = (
+            parts[0] if len(parts) == 1 else pa.concat_tables(parts, promote_options="permissive")
+        )
     assert data is not None
     props = dict(snapshot_properties or {})
     name = ".".join(identifier)
@@ -266,7 +276,9 @@ def write_partitions(
                         f"{name}: commit failed after {attempt} attempts in {_COMMIT_DEADLINE_S:.0f} s: "
                         f"other writers kept committing first ({_first_line(exc)})"
                     ) from exc
-                _log.info("%s: another writer committed first; retrying (attempt %d)", name, attempt + 1)
+                _log.info(
+                    "%s: another writer committed first; retrying (attempt %d)", name, attempt + 1
+                )
                 time.sleep(pause)
 
 
@@ -282,12 +294,16 @@ def _ensure_namespace(catalog: Catalog, namespace: str) -> None:
     try:
         catalog.create_namespace_if_not_exists(namespace)
     except sqlalchemy.exc.IntegrityError:
-        catalog.load_namespace_properties(namespace)  # raises NoSuchNamespaceError if it is not there
+        catalog.load_namespace_properties(
+            namespace
+        )  # raises NoSuchNamespaceError if it is not there
 
 
 def _commit_backoff(attempt: int) -> float:
     """Full jitter (uniform in [0, cap]): writers that collided do not collide again in lockstep."""
-    return random.uniform(0.0, min(_COMMIT_BACKOFF_MAX_S, _COMMIT_BACKOFF_S * 2 ** min(attempt, 16)))
+    return random.uniform(
+        0.0, min(_COMMIT_BACKOFF_MAX_S, _COMMIT_BACKOFF_S * 2 ** min(attempt, 16))
+    )
 
 
 def _write_once(
@@ -320,13 +336,17 @@ def _write_once(
         replaced = _live_files(txn._table, metadata, None)
     else:
         new_files = [
-            f for key, part in slices.items() for f in _write_data_files(txn._table.io, metadata, part, key)
+            f
+            for key, part in slices.items()
+            for f in _write_data_files(txn._table.io, metadata, part, key)
         ]
         replaced = _live_files(txn._table, metadata, list(slices))
     try:
         producer: _OverwriteFiles | _MergeAppendFiles
         if replaced:
-            producer = _live_manifests_only(txn.update_snapshot(snapshot_properties=props).overwrite())
+            producer = _live_manifests_only(
+                txn.update_snapshot(snapshot_properties=props).overwrite()
+            )
             for data_file in replaced:
                 producer.delete_data_file(data_file)
         else:

@@ -6,6 +6,7 @@ one Metadata request for the partitions, one OffsetFetch to the group coordinato
 committed offsets, one ListOffsets per partition leader for the end offsets. librdkafka's
 own log goes to Python logging (`quantos.kafka`), not to stderr.
 """
+
 from __future__ import annotations
 
 import logging
@@ -155,7 +156,11 @@ class KafkaClient:
             raise _problem(self.bootstrap, err) from None
         if pattern is None:
             meta = md.topics.get(topic)
-            if meta is None or meta.error is not None and meta.error.code() == KafkaError.UNKNOWN_TOPIC_OR_PART:
+            if (
+                meta is None
+                or meta.error is not None
+                and meta.error.code() == KafkaError.UNKNOWN_TOPIC_OR_PART
+            ):
                 raise KafkaProblem(f"Kafka topic {topic!r} does not exist at {self.bootstrap}")
             if meta.error is not None:
                 raise _problem(self.bootstrap, meta.error)
@@ -184,7 +189,9 @@ class KafkaClient:
         except KafkaException as err:
             raise _problem(self.bootstrap, err) from None
 
-    def committed_offsets(self, group: str, tps: list[tuple[str, int]]) -> dict[tuple[str, int], int]:
+    def committed_offsets(
+        self, group: str, tps: list[tuple[str, int]]
+    ) -> dict[tuple[str, int], int]:
         """A group's committed offsets: one OffsetFetch to its coordinator (-1: none yet)."""
         from confluent_kafka import ConsumerGroupTopicPartitions, KafkaException, TopicPartition
 
@@ -194,7 +201,10 @@ class KafkaClient:
             result = futures[group].result()
         except KafkaException as err:
             raise _problem(self.bootstrap, err) from None
-        return {(tp.topic, tp.partition): tp.offset if tp.offset >= 0 else -1 for tp in result.topic_partitions}
+        return {
+            (tp.topic, tp.partition): tp.offset if tp.offset >= 0 else -1
+            for tp in result.topic_partitions
+        }
 
     def group_lag(self, topic: str, group: str) -> GroupLag:
         tps = self.partitions(topic)
@@ -219,7 +229,9 @@ class KafkaClient:
         finally:
             consumer.close()
 
-    def produce(self, topic: str, records: list[tuple[bytes, bytes | None, dict[str, str]]]) -> None:
+    def produce(
+        self, topic: str, records: list[tuple[bytes, bytes | None, dict[str, str]]]
+    ) -> None:
         """Produce (key, value, headers) records and wait until every one is acknowledged."""
         from confluent_kafka import KafkaException, Producer
 
@@ -234,13 +246,21 @@ class KafkaClient:
 
         try:
             for key, value, headers in records:
-                producer.produce(topic, value=value, key=key, headers=list(headers.items()), on_delivery=delivered)
+                producer.produce(
+                    topic,
+                    value=value,
+                    key=key,
+                    headers=list(headers.items()),
+                    on_delivery=delivered,
+                )
         except KafkaException as err:
             raise _problem(self.bootstrap, err) from None
         left = producer.flush(self.timeout_s + 1)
         if left or failures:
             why = failures[0] if failures else f"{left} record(s) not acknowledged in time"
-            raise KafkaProblem(f"could not write to Kafka topic {topic!r} at {self.bootstrap}: {why}")
+            raise KafkaProblem(
+                f"could not write to Kafka topic {topic!r} at {self.bootstrap}: {why}"
+            )
 
 
 class GroupConsumer:
@@ -290,7 +310,10 @@ class GroupConsumer:
         if not start:
             return []
         self._consumer.assign(
-            [TopicPartition(topic, p, o if o >= 0 else OFFSET_BEGINNING) for p, o in sorted(start.items())]
+            [
+                TopicPartition(topic, p, o if o >= 0 else OFFSET_BEGINNING)
+                for p, o in sorted(start.items())
+            ]
         )
         pending = set(start)
         out: list[Message] = []
@@ -299,10 +322,15 @@ class GroupConsumer:
             for msg in self._consumer.consume(num_messages=limit - len(out), timeout=0.2):
                 err = msg.error()
                 if err is None:
-                    out.append(Message(topic, msg.partition(), msg.offset(), msg.value(), msg.key()))
+                    out.append(
+                        Message(topic, msg.partition(), msg.offset(), msg.value(), msg.key())
+                    )
                 elif err.code() == KafkaError._PARTITION_EOF:
                     pending.discard(msg.partition())
-                elif err.fatal() or err.code() in (KafkaError._TRANSPORT, KafkaError._ALL_BROKERS_DOWN):
+                elif err.fatal() or err.code() in (
+                    KafkaError._TRANSPORT,
+                    KafkaError._ALL_BROKERS_DOWN,
+                ):
                     raise _problem(self._client.bootstrap, err)
         if pending and not out and time.monotonic() >= deadline:
             log.info("no end-of-partition from %s before the timeout: %s", topic, sorted(pending))

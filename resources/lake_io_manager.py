@@ -91,12 +91,16 @@ class LakeIOManager(dg.ConfigurableIOManager):
                 f"or Artifact, got {type(obj).__module__}.{type(obj).__qualname__}"
             )
 
-    def load_input(self, context: dg.InputContext) -> pa.Table | TableRef | Artifact | dict[str, Artifact]:
+    def load_input(
+        self, context: dg.InputContext
+    ) -> pa.Table | TableRef | Artifact | dict[str, Artifact]:
         key = _asset_key(context)
         instance = context.instance
         as_reference = (context.definition_metadata or {}).get(LOAD_AS) == LOAD_AS_REFERENCE
         if context.has_asset_partitions:
-            return self._load_partitions(instance, key, list(context.asset_partition_keys), as_reference)
+            return self._load_partitions(
+                instance, key, list(context.asset_partition_keys), as_reference
+            )
         event = instance.get_latest_materialization_event(key)
         if event is None or event.asset_materialization is None:
             raise LakeIOError(f"upstream {key.to_user_string()} has never been materialized")
@@ -104,9 +108,7 @@ class LakeIOManager(dg.ConfigurableIOManager):
         # What was read is recorded on the LOADED_INPUT event: the lineage of a run
         # names the exact snapshot or artifact hash each node consumed.
         if _storage(key, metadata) == "artifact":
-            context.add_input_metadata(
-                {k: metadata[k] for k in ("uri", "sha256") if k in metadata}
-            )
+            context.add_input_metadata({k: metadata[k] for k in ("uri", "sha256") if k in metadata})
             return self._load_artifact(metadata)
         snapshot_id = _int(metadata, "snapshot_id", key)
         context.add_input_metadata(
@@ -131,7 +133,9 @@ class LakeIOManager(dg.ConfigurableIOManager):
 
     def _catalog_for(self, namespace: str, name: str, action: str) -> Catalog:
         """The catalog; if its database cannot be reached, one line naming the table."""
-        with unavailable_as_lake_error(None, f"{namespace}.{name}", action, catalog_uri=self.catalog_uri):
+        with unavailable_as_lake_error(
+            None, f"{namespace}.{name}", action, catalog_uri=self.catalog_uri
+        ):
             return self.catalog()
 
     def write_arrow(
@@ -153,14 +157,26 @@ class LakeIOManager(dg.ConfigurableIOManager):
         )
 
     def table_ref(
-        self, namespace: str, name: str, snapshot_id: int | None, partition_keys: tuple[str, ...] | None = None
+        self,
+        namespace: str,
+        name: str,
+        snapshot_id: int | None,
+        partition_keys: tuple[str, ...] | None = None,
     ) -> TableRef:
         """The table at that snapshot, for a node that reads it where it computes (Ray Data)."""
-        return TableRef(namespace, name, snapshot_id, self._catalog_for(namespace, name, "reading"), partition_keys)
+        return TableRef(
+            namespace,
+            name,
+            snapshot_id,
+            self._catalog_for(namespace, name, "reading"),
+            partition_keys,
+        )
 
     def read_arrow(self, namespace: str, name: str, snapshot_id: int | None) -> pa.Table:
         """The table read path of load_input: exactly one snapshot (None: current)."""
-        return read_table(self._catalog_for(namespace, name, "reading"), (namespace, name), snapshot_id)
+        return read_table(
+            self._catalog_for(namespace, name, "reading"), (namespace, name), snapshot_id
+        )
 
     def _store_slices(
         self, context: dg.OutputContext, key: dg.AssetKey, obj: PartitionSlices
@@ -201,7 +217,11 @@ class LakeIOManager(dg.ConfigurableIOManager):
         return {k: v for k, v in props.items() if v}
 
     def _load_partitions(
-        self, instance: dg.DagsterInstance, key: dg.AssetKey, partition_keys: list[str], as_reference: bool = False
+        self,
+        instance: dg.DagsterInstance,
+        key: dg.AssetKey,
+        partition_keys: list[str],
+        as_reference: bool = False,
     ) -> pa.Table | TableRef | Artifact | dict[str, Artifact]:
         """The asked-for partitions as their latest materializations recorded them."""
         events: dict[str, Mapping[str, dg.MetadataValue]] = {}
@@ -229,7 +249,9 @@ class LakeIOManager(dg.ConfigurableIOManager):
             with unavailable_as_lake_error(catalog, key.to_user_string(), "reading"):
                 table = catalog.load_table((key.path[0], key.path[-1]))
                 snapshot_id, keys = partitions_read(table, partition_keys, snapshot_ids)
-            return self.table_ref(key.path[0], key.path[-1], snapshot_id, tuple(keys) if keys is not None else None)
+            return self.table_ref(
+                key.path[0], key.path[-1], snapshot_id, tuple(keys) if keys is not None else None
+            )
         return read_partitions(
             self._catalog_for(key.path[0], key.path[-1], "reading"),
             (key.path[0], key.path[-1]),
@@ -272,7 +294,9 @@ class LakeIOManager(dg.ConfigurableIOManager):
         data = self.artifact_store.get(uri)
         role = str(metadata[META_ROLE].value) if META_ROLE in metadata else "file"
         if role not in _ROLES:
-            raise LakeIOError(f"artifact {uri}: unknown role {role!r} in its materialization metadata")
+            raise LakeIOError(
+                f"artifact {uri}: unknown role {role!r} in its materialization metadata"
+            )
         filename = (
             metadata[META_FILENAME].value if META_FILENAME in metadata else uri.rsplit("/", 1)[-1]
         )

@@ -10,6 +10,7 @@ A delivery failure is one `LineageDeliveryError` line naming the target: the sen
 that event and resends it on the next tick, so an unreachable Marquez delays events and
 loses none.
 """
+
 from __future__ import annotations
 
 from typing import Any
@@ -40,7 +41,9 @@ class LineageEmitter:
             self._get_client().emit(event)
         except Exception as err:  # noqa: BLE001 - requests, OS and client errors alike: one line
             reason = str(err).splitlines()[0] if str(err) else type(err).__name__
-            raise LineageDeliveryError(f"OpenLineage event not delivered to {self.target}: {reason}") from None
+            raise LineageDeliveryError(
+                f"OpenLineage event not delivered to {self.target}: {reason}"
+            ) from None
 
     def close(self) -> None:
         if self._client is not None:
@@ -71,8 +74,14 @@ class LineageEmitter:
                 "endpoint": s.endpoint,
                 "timeout": s.timeout_s,
                 # Few quick retries: a tick that cannot deliver resends next tick anyway.
-                "retry": {"total": 2, "connect": 2, "read": 2, "backoff_factor": 0.2,
-                          "status_forcelist": [500, 502, 503, 504], "allowed_methods": ["POST"]},
+                "retry": {
+                    "total": 2,
+                    "connect": 2,
+                    "read": 2,
+                    "backoff_factor": 0.2,
+                    "status_forcelist": [500, 502, 503, 504],
+                    "allowed_methods": ["POST"],
+                },
             }
             if s.api_key:
                 config["auth"] = {"type": "api_key", "apiKey": s.api_key}

@@ -15,6 +15,7 @@ are read-only. No node output can land in it (the IO manager writes under models
 files/, pipes/ only). Copying is idempotent and cheap: unchanged files are compared, not
 rewritten.
 """
+
 from __future__ import annotations
 
 import os
@@ -52,10 +53,14 @@ def stand_ins(source: Path = SOURCE) -> dict[str, bytes]:
     if not source.is_dir():
         return objects
     for bucket_dir in sorted(source.iterdir()):
-        if bucket_dir.name.startswith(".") or (bucket_dir.is_file() and not bucket_dir.is_symlink()):
+        if bucket_dir.name.startswith(".") or (
+            bucket_dir.is_file() and not bucket_dir.is_symlink()
+        ):
             continue
         if bucket_dir.is_symlink() or not bucket_dir.is_dir():
-            raise LocalObjectsError(f"{bucket_dir}: a symlink or special file; a bucket is a folder")
+            raise LocalObjectsError(
+                f"{bucket_dir}: a symlink or special file; a bucket is a folder"
+            )
         if not _BUCKET.match(bucket_dir.name):
             raise LocalObjectsError(f"{bucket_dir}: '{bucket_dir.name}' is not an S3 bucket name")
         for dirpath, dirnames, filenames in os.walk(bucket_dir):
@@ -65,11 +70,15 @@ def stand_ins(source: Path = SOURCE) -> dict[str, bytes]:
                 if name.startswith("."):
                     continue
                 if path.is_symlink() or not path.is_file():
-                    raise LocalObjectsError(f"{path}: a symlink or special file; a stand-in object is a plain file")
+                    raise LocalObjectsError(
+                        f"{path}: a symlink or special file; a stand-in object is a plain file"
+                    )
                 objects[path.relative_to(source).as_posix()] = path.read_bytes()
             for name in dirnames:
                 if (Path(dirpath) / name).is_symlink():
-                    raise LocalObjectsError(f"{Path(dirpath) / name}: a symlink; stand-in objects are plain files")
+                    raise LocalObjectsError(
+                        f"{Path(dirpath) / name}: a symlink; stand-in objects are plain files"
+                    )
     return objects
 
 

@@ -7,6 +7,7 @@
 Any combination may be set; none means no notification sensors at all.
 QUANTOS_DAGSTER_URL is the UI base the run links point at.
 """
+
 from __future__ import annotations
 
 import json
@@ -47,7 +48,9 @@ class NotifySettings:
 
     @property
     def enabled(self) -> bool:
-        return bool(self.slack_webhook_url or (self.slack_token and self.slack_channel) or self.webhook_url)
+        return bool(
+            self.slack_webhook_url or (self.slack_token and self.slack_channel) or self.webhook_url
+        )
 
     def run_url(self, run_id: str) -> str:
         return f"{self.dagster_url.rstrip('/')}/runs/{run_id}"
@@ -55,7 +58,10 @@ class NotifySettings:
 
 def notify_settings(env: Mapping[str, str]) -> NotifySettings:
     """The Slack / webhook settings of `env` (read by resources/profile.py, nowhere else)."""
-    token, channel = env.get("QUANTOS_SLACK_TOKEN") or None, env.get("QUANTOS_SLACK_CHANNEL") or None
+    token, channel = (
+        env.get("QUANTOS_SLACK_TOKEN") or None,
+        env.get("QUANTOS_SLACK_CHANNEL") or None,
+    )
     if bool(token) != bool(channel):
         raise ValueError("QUANTOS_SLACK_TOKEN and QUANTOS_SLACK_CHANNEL: set both or neither")
     return NotifySettings(
@@ -80,11 +86,15 @@ class Notifier:
             from slack_sdk.webhook import WebhookClient
 
             try:
-                response = WebhookClient(s.slack_webhook_url, timeout=int(s.timeout_s)).send(text=slack_text)
+                response = WebhookClient(s.slack_webhook_url, timeout=int(s.timeout_s)).send(
+                    text=slack_text
+                )
             except OSError as err:
                 raise NotifyError(f"Slack webhook unreachable: {err}") from None
             if response.status_code != 200:
-                raise NotifyError(f"Slack webhook answered {response.status_code}: {response.body[:200]}")
+                raise NotifyError(
+                    f"Slack webhook answered {response.status_code}: {response.body[:200]}"
+                )
         if s.slack_token and s.slack_channel:
             from dagster_slack import SlackResource
             from slack_sdk.errors import SlackApiError
@@ -95,13 +105,18 @@ class Notifier:
             try:
                 client.chat_postMessage(channel=s.slack_channel, text=slack_text)
             except SlackApiError as err:
-                raise NotifyError(f"Slack refused the message: {err.response.get('error')}") from None
+                raise NotifyError(
+                    f"Slack refused the message: {err.response.get('error')}"
+                ) from None
             except OSError as err:
                 raise NotifyError(f"Slack API unreachable: {err}") from None
         if s.webhook_url:
             body = json.dumps(asdict(note)).encode()
             request = urllib.request.Request(
-                s.webhook_url, data=body, headers={"Content-Type": "application/json"}, method="POST"
+                s.webhook_url,
+                data=body,
+                headers={"Content-Type": "application/json"},
+                method="POST",
             )
             try:
                 with urllib.request.urlopen(request, timeout=s.timeout_s) as reply:

@@ -5,6 +5,7 @@ ran session by session has one table per session, and the lake must store each u
 its own key. Keeping them apart (rather than one table with a key column) means the
 IO manager never guesses which rows belong to which session.
 """
+
 from __future__ import annotations
 
 from collections.abc import Mapping

@@ -8,6 +8,7 @@ stdio), except that the child's environment is exactly the client's `env`, the `
 the call and the Pipes bootstrap variables. What belongs in that `env` is decided by the
 runner (`quantos_assets/kinds/step_environment.py`).
 """
+
 from __future__ import annotations
 
 import signal

@@ -5,6 +5,7 @@ SQLite catalog, file warehouse, a local artifact folder, DuckDB, a local Ray.
 `staging`/`prod` read their endpoints from the environment; nothing secret
 lives in the repository.
 """
+
 from __future__ import annotations
 
 import os
@@ -125,12 +126,17 @@ def active_profile(environ: dict[str, str] | None = None) -> Profile:
     env = dict(os.environ if environ is None else environ)
     name = env.get("QUANTOS_ENV", "local")
     if name not in PROFILES:
-        raise ProfileError(f"QUANTOS_ENV: unknown profile '{name}' (expected {', '.join(PROFILES)})")
+        raise ProfileError(
+            f"QUANTOS_ENV: unknown profile '{name}' (expected {', '.join(PROFILES)})"
+        )
     data_dir = Path(env.get("QUANTOS_DATA_DIR") or REPO_ROOT / ".quantos").resolve()
     specs_dir = Path(env.get("QUANTOS_SPECS_DIR") or REPO_ROOT / "specs").resolve()
     switches = {
-        **_switches(env), **_services(env), "lineage": lineage_settings(env, name, data_dir),
-        "gateway_store_url": env.get("QUANTOS_GATEWAY_DB") or f"sqlite:///{data_dir / 'gateway.db'}",
+        **_switches(env),
+        **_services(env),
+        "lineage": lineage_settings(env, name, data_dir),
+        "gateway_store_url": env.get("QUANTOS_GATEWAY_DB")
+        or f"sqlite:///{data_dir / 'gateway.db'}",
         "jobs_tick_seconds": _positive_int_env(env, "QUANTOS_JOBS_TICK_SECONDS", 15),
     }
     if name == "local":
@@ -148,7 +154,11 @@ def active_profile(environ: dict[str, str] | None = None) -> Profile:
             audit_anchor=env.get("QUANTOS_AUDIT_ANCHOR") or str(data_dir / "audit.anchor"),
             audit_key_file=data_dir / "audit.key",
         )
-    missing = [v for v in ("QUANTOS_CATALOG_URI", "QUANTOS_WAREHOUSE", "QUANTOS_ARTIFACTS") if not env.get(v)]
+    missing = [
+        v
+        for v in ("QUANTOS_CATALOG_URI", "QUANTOS_WAREHOUSE", "QUANTOS_ARTIFACTS")
+        if not env.get(v)
+    ]
     if missing:
         raise ProfileError(f"QUANTOS_ENV={name}: set {', '.join(missing)}")
     return Profile(
@@ -161,7 +171,8 @@ def active_profile(environ: dict[str, str] | None = None) -> Profile:
         artifacts_root=env["QUANTOS_ARTIFACTS"],
         s3_endpoint=env.get("QUANTOS_S3_ENDPOINT"),
         ray_address=env.get("QUANTOS_RAY_ADDRESS"),
-        ray_autoscaling=env.get("QUANTOS_RAY_AUTOSCALING", "on").lower() not in ("off", "0", "false", "no"),
+        ray_autoscaling=env.get("QUANTOS_RAY_AUTOSCALING", "on").lower()
+        not in ("off", "0", "false", "no"),
         trino_host=env.get("QUANTOS_TRINO_HOST") or None,
         trino_port=_int_env(env, "QUANTOS_TRINO_PORT", 8080),
         trino_user=env.get("QUANTOS_TRINO_USER") or "quantos",
@@ -187,7 +198,9 @@ def _switches(env: dict[str, str]) -> dict[str, Any]:
         raise ProfileError(f"QUANTOS_DBT: expected on or off, got {dbt!r}")
     executor = env.get("QUANTOS_LOCAL_EXECUTOR") or "forkserver"
     if executor not in LOCAL_EXECUTORS:
-        raise ProfileError(f"QUANTOS_LOCAL_EXECUTOR: expected {', '.join(LOCAL_EXECUTORS)}, got {executor!r}")
+        raise ProfileError(
+            f"QUANTOS_LOCAL_EXECUTOR: expected {', '.join(LOCAL_EXECUTORS)}, got {executor!r}"
+        )
     json_logs = (env.get("QUANTOS_JSON_LOGS") or "on").lower()
     if json_logs not in ("on", "off"):
         raise ProfileError(f"QUANTOS_JSON_LOGS: expected on or off, got {json_logs!r}")
@@ -220,7 +233,9 @@ def promotion_policy_file(environ: Mapping[str, str] | None = None) -> Path:
     """The firm's promotion policy (QUANTOS_PROMOTION_POLICY, default
     deploy/policies/promotion.yaml): like the pools, an input of spec validation."""
     env = os.environ if environ is None else environ
-    return Path(env.get("QUANTOS_PROMOTION_POLICY") or REPO_ROOT / "deploy" / "policies" / "promotion.yaml")
+    return Path(
+        env.get("QUANTOS_PROMOTION_POLICY") or REPO_ROOT / "deploy" / "policies" / "promotion.yaml"
+    )
 
 
 SERVICE_ACCOUNT_TOKEN = Path("/var/run/secrets/kubernetes.io/serviceaccount/token")
@@ -257,16 +272,22 @@ def lineage_settings(env: dict[str, str], profile: str, data_dir: Path) -> Linea
     if not transport:
         if env.get("OPENLINEAGE_URL"):
             transport = "http"
-        elif env.get("OPENLINEAGE_CONFIG") or any(k.startswith("OPENLINEAGE__TRANSPORT") for k in env):
+        elif env.get("OPENLINEAGE_CONFIG") or any(
+            k.startswith("OPENLINEAGE__TRANSPORT") for k in env
+        ):
             transport = "openlineage"
         else:
             transport = "file" if profile == "local" else "off"
     if transport not in LINEAGE_TRANSPORTS:
-        raise ProfileError(f"QUANTOS_LINEAGE: expected one of {', '.join(LINEAGE_TRANSPORTS)}, got {transport!r}")
+        raise ProfileError(
+            f"QUANTOS_LINEAGE: expected one of {', '.join(LINEAGE_TRANSPORTS)}, got {transport!r}"
+        )
     timeout = _float_env(env, "QUANTOS_LINEAGE_TIMEOUT", 5.0)
     if transport == "file":
         path = Path(env.get("QUANTOS_LINEAGE_FILE") or data_dir / "lineage" / "openlineage.jsonl")
-        return LineageSettings(transport, file_path=path.resolve(), namespace=namespace, timeout_s=timeout)
+        return LineageSettings(
+            transport, file_path=path.resolve(), namespace=namespace, timeout_s=timeout
+        )
     if transport == "http":
         url = env.get("OPENLINEAGE_URL") or ""
         parsed = urlparse(url)
@@ -276,8 +297,12 @@ def lineage_settings(env: dict[str, str], profile: str, data_dir: Path) -> Linea
                 f"OPENLINEAGE_URL: QUANTOS_LINEAGE=http needs the lineage server's base URL, e.g. http://marquez:5000 ({got})"
             )
         return LineageSettings(
-            transport, url=url.rstrip("/"), endpoint=(env.get("OPENLINEAGE_ENDPOINT") or "api/v1/lineage").lstrip("/"),
-            api_key=env.get("OPENLINEAGE_API_KEY") or None, timeout_s=timeout, namespace=namespace,
+            transport,
+            url=url.rstrip("/"),
+            endpoint=(env.get("OPENLINEAGE_ENDPOINT") or "api/v1/lineage").lstrip("/"),
+            api_key=env.get("OPENLINEAGE_API_KEY") or None,
+            timeout_s=timeout,
+            namespace=namespace,
         )
     return LineageSettings(transport, namespace=namespace, timeout_s=timeout)
 
@@ -365,6 +390,7 @@ def build_resources(profile: Profile) -> dict[str, Any]:
     from resources.lake_io_manager import LakeIOManager
     from resources.pipes_sandbox import SandboxedSubprocessClient
     from resources.ray_cluster import RayResource
+
     if profile.is_local:
         profile.data_dir.mkdir(parents=True, exist_ok=True)
         (profile.data_dir / "warehouse").mkdir(exist_ok=True)
@@ -412,7 +438,9 @@ def _local_buckets(profile: Profile, store: Any) -> tuple[str, ...]:
     try:
         return sync_local_objects(store.local_folder()).buckets
     except (LocalObjectsError, OSError) as err:
-        raise ProfileError(f"QUANTOS_ARTIFACTS: cannot put the local stand-in objects in the store: {err}") from None
+        raise ProfileError(
+            f"QUANTOS_ARTIFACTS: cannot put the local stand-in objects in the store: {err}"
+        ) from None
 
 
 def pipes_k8s_client(profile: Profile) -> Any:

@@ -4,6 +4,7 @@
 switches are read when Ray is imported or initialised, and a local cluster
 must work out of the box (no `ray start`, no token, no per-run virtualenv).
 """
+
 from __future__ import annotations
 
 import os
@@ -31,12 +32,17 @@ class RayResource(ConfigurableResource):
     """Connects to Ray once per process; `address=None` starts a local Ray."""
 
     address: str | None = Field(
-        default=None, description="Ray address ('auto', 'ray://host:10001'); None starts a local Ray."
+        default=None,
+        description="Ray address ('auto', 'ray://host:10001'); None starts a local Ray.",
     )
     num_cpus: int | None = Field(
-        default=None, ge=1, description="CPUs of the local Ray (None: all cores); ignored with an address."
+        default=None,
+        ge=1,
+        description="CPUs of the local Ray (None: all cores); ignored with an address.",
     )
-    namespace: str | None = Field(default=None, description="Ray namespace for named actors and jobs.")
+    namespace: str | None = Field(
+        default=None, description="Ray namespace for named actors and jobs."
+    )
     autoscaling: bool = Field(
         default=False,
         description=(
@@ -79,8 +85,10 @@ class RayResource(ConfigurableResource):
         nodes = [n.get("Resources", {}) for n in ray.nodes() if n.get("Alive")]
         if not nodes:
             return None
-        return max(({k: float(n.get(k, 0.0)) for k in ("CPU", "GPU", "memory")} for n in nodes),
-                   key=lambda r: (r["GPU"], r["CPU"], r["memory"]))
+        return max(
+            ({k: float(n.get(k, 0.0)) for k in ("CPU", "GPU", "memory")} for n in nodes),
+            key=lambda r: (r["GPU"], r["CPU"], r["memory"]),
+        )
 
     def cpus(self) -> float:
         """CPUs the connected cluster offers (for sizing tasks so they never wait forever)."""
@@ -108,4 +116,3 @@ def configure_ray_data(context: Any = None) -> None:
     # Grouping rows by symbol is one shuffle; the default hash shuffle starts aggregator
     # actors (~12 s on 2 cores for any size), the pull-based sort shuffle plain tasks (<1 s).
     context.shuffle_strategy = ShuffleStrategy.SORT_SHUFFLE_PULL_BASED
-

@@ -12,6 +12,7 @@ still says which server was meant.
 `install_log_redaction` applies it to every log record the process creates (any logger,
 any handler, tracebacks included), so a library that logs a URL is covered too.
 """
+
 from __future__ import annotations
 
 import logging

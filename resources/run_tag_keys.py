@@ -5,6 +5,7 @@ under one name and read under another is a silent miss, not an error).
 What the tags carry and how they are built from a spec and a submission is
 quantos_assets/run_tags.py.
 """
+
 from __future__ import annotations
 
 TAG_PIPELINE = "quantos/pipeline_id"

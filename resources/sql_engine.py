@@ -13,6 +13,7 @@ autoload off, and the configuration locked, all at connect time so no statement 
 turn them back on (`SANDBOX`). Errors are one line, and a refused file access says so
 without echoing anything (`_one_line`).
 """
+
 from __future__ import annotations
 
 import re
@@ -44,9 +45,12 @@ SANDBOX: dict[str, Any] = {
 class DuckDBEngine(ConfigurableResource):
     """Runs one DuckDB-dialect query over Arrow views and returns an Arrow table."""
 
-    threads: int | None = Field(default=None, ge=1, description="DuckDB worker threads (None: all cores).")
+    threads: int | None = Field(
+        default=None, ge=1, description="DuckDB worker threads (None: all cores)."
+    )
     memory_limit: str | None = Field(
-        default=None, description="DuckDB memory limit, e.g. '4GB' (None: DuckDB's default, 80% of RAM)."
+        default=None,
+        description="DuckDB memory limit, e.g. '4GB' (None: DuckDB's default, 80% of RAM).",
     )
 
     def query(

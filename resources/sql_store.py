@@ -17,6 +17,7 @@ by its owner only (0600): created that way before SQLite opens it (SQLite gives 
 -wal and -shm files the database file's mode), and tightened if an older version left
 it wider.
 """
+
 from __future__ import annotations
 
 import logging
@@ -49,7 +50,9 @@ def store_engine(url: str) -> Engine:
         path = url[len("sqlite:///") :]
         if path and path != ":memory:" and not path.startswith("file:"):
             _private_file(Path(path))
-        engine = sa.create_engine(url, connect_args={"timeout": BUSY_TIMEOUT_SECONDS, "check_same_thread": False})
+        engine = sa.create_engine(
+            url, connect_args={"timeout": BUSY_TIMEOUT_SECONDS, "check_same_thread": False}
+        )
         writers = _writer_queue(path)
 
         @event.listens_for(engine, "connect")
@@ -102,7 +105,9 @@ def store_engine(url: str) -> Engine:
         return engine
     if url.startswith(("postgresql+psycopg2://", "postgresql://")):
         return sa.create_engine(url, pool_pre_ping=True, pool_size=10, max_overflow=20)
-    raise StoreURLError(f"store URL {redact(url)!r}: expected sqlite:///PATH or postgresql+psycopg2://...")
+    raise StoreURLError(
+        f"store URL {redact(url)!r}: expected sqlite:///PATH or postgresql+psycopg2://..."
+    )
 
 
 _READ_ONLY = "quantos_read_only"
@@ -131,7 +136,10 @@ class _WriterQueue:
 
     def acquire(self, holder: object) -> None:
         if not self._lock.acquire(timeout=BUSY_TIMEOUT_SECONDS):
-            log.warning("a writer of this process held the store for %d s; waiting on SQLite's lock", BUSY_TIMEOUT_SECONDS)
+            log.warning(
+                "a writer of this process held the store for %d s; waiting on SQLite's lock",
+                BUSY_TIMEOUT_SECONDS,
+            )
             return
         with self._state:
             self._holder = holder
@@ -194,16 +202,24 @@ def read_only_engine(url: str) -> Engine:
     if url.startswith("sqlite:///"):
         path = url[len("sqlite:///") :]
         if not path or path == ":memory:":
-            raise StoreURLError(f"store URL {redact(url)!r}: an in-memory database has no audit trail to read")
+            raise StoreURLError(
+                f"store URL {redact(url)!r}: an in-memory database has no audit trail to read"
+            )
         if not Path(path).is_file():
-            raise StoreMissingError(f"the store {path} does not exist (wiped or moved? QUANTOS_GATEWAY_DB)")
+            raise StoreMissingError(
+                f"the store {path} does not exist (wiped or moved? QUANTOS_GATEWAY_DB)"
+            )
         return sa.create_engine(
             f"sqlite:///file:{quote(path)}?mode=ro&uri=true",
             connect_args={"timeout": 30, "check_same_thread": False},
         )
     if url.startswith(("postgresql+psycopg2://", "postgresql://")):
-        return sa.create_engine(url, connect_args={"options": "-c default_transaction_read_only=on"})
-    raise StoreURLError(f"store URL {redact(url)!r}: expected sqlite:///PATH or postgresql+psycopg2://...")
+        return sa.create_engine(
+            url, connect_args={"options": "-c default_transaction_read_only=on"}
+        )
+    raise StoreURLError(
+        f"store URL {redact(url)!r}: expected sqlite:///PATH or postgresql+psycopg2://..."
+    )
 
 
 def _private_file(path: Path) -> None:

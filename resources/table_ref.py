@@ -6,6 +6,7 @@ all of it through one machine. Such a node's inputs are loaded as a `TableRef` i
 table and the snapshot its upstream committed (recorded on the LOADED_INPUT event like any
 load), which the node opens as a Ray Dataset. The step process reads only metadata.
 """
+
 from __future__ import annotations
 
 from collections.abc import Sequence

@@ -10,6 +10,7 @@ Upstream tables are not shipped: in the cluster they are Iceberg tables of the l
 reads through its own Iceberg catalog (`catalog`/`schema` from the profile), so `views` names
 must resolve there.
 """
+
 from __future__ import annotations
 
 import re
@@ -38,7 +39,9 @@ class TrinoEngine(ConfigurableResource):
     schema_: str = Field(default="default", alias="schema")
     http_scheme: str = "http"
     request_timeout: float = Field(default=30.0, gt=0)
-    max_attempts: int = Field(default=3, ge=1, description="HTTP attempts per request (client retries)")
+    max_attempts: int = Field(
+        default=3, ge=1, description="HTTP attempts per request (client retries)"
+    )
 
     def query(
         self,
@@ -70,7 +73,9 @@ class TrinoEngine(ConfigurableResource):
                 rows = cur.fetchall()
                 names = [d[0] for d in cur.description or []]
         except (requests.exceptions.ConnectionError, trino.exceptions.TrinoConnectionError):
-            raise SqlQueryError(f"trino at {where} is unreachable (QUANTOS_TRINO_HOST/PORT)") from None
+            raise SqlQueryError(
+                f"trino at {where} is unreachable (QUANTOS_TRINO_HOST/PORT)"
+            ) from None
         except trino.exceptions.TrinoQueryError as err:
             raise SqlQueryError(f"trino: {err.error_name}: {err.message}".splitlines()[0]) from None
         except trino.exceptions.HttpError as err:

@@ -4,6 +4,7 @@ The verdict is written (as an asset check evaluation, no run launched) only when
 changes: fresh <-> stale, or a new session closes or lands. The cursor holds the last
 verdict per asset, so a restarted daemon does not repeat itself.
 """
+
 from __future__ import annotations
 
 import json
@@ -42,7 +43,9 @@ def build_freshness_sensor(
         previous = json.loads(context.cursor) if context.cursor else {}
         verdicts = freshness_verdicts(context.instance, spec, keys, clock())
         current = {k.to_user_string(): list(v.key()) for k, v in verdicts.items()}
-        changed = [k for k in verdicts if previous.get(k.to_user_string()) != current[k.to_user_string()]]
+        changed = [
+            k for k in verdicts if previous.get(k.to_user_string()) != current[k.to_user_string()]
+        ]
         stale = sum(1 for v in verdicts.values() if not v.fresh)
         if not changed:
             return SkipReason(f"no change: {stale} of {len(verdicts)} assets stale")

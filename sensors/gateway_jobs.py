@@ -13,6 +13,7 @@ and the tick say why) and runs once the team is under its limits; a refused one 
 (Firings are not written to the audit trail: its key is the gateway's and the gates', not the
 code location's; a firing's record is its run, tagged with the job and team.)
 """
+
 from __future__ import annotations
 
 import json
@@ -63,17 +64,28 @@ def fire_stamp(fired_at: float) -> str:
 def fire_params(job: ScheduledJob, fired_at: float) -> RuntimeParams:
     """The job's runtime params with this firing's submission id (job id + fire time)."""
     return load_runtime_params(
-        {**job.runtime_params, "submission_id": f"{job.id}.{fire_stamp(fired_at)}"}, name=f"job {job.id} runtime_params"
+        {**job.runtime_params, "submission_id": f"{job.id}.{fire_stamp(fired_at)}"},
+        name=f"job {job.id} runtime_params",
     )
 
 
 def fire_request(job: ScheduledJob, spec: DagSpec, fired_at: float, production: bool) -> RunRequest:
     params = fire_params(job, fired_at)
-    tags = {**runtime_run_tags(params), TAG_TEAM: job.team, TAG_JOB: job.id, TAG_SPEC_SHA256: job.spec_sha256}
+    tags = {
+        **runtime_run_tags(params),
+        TAG_TEAM: job.team,
+        TAG_JOB: job.id,
+        TAG_SPEC_SHA256: job.spec_sha256,
+    }
     keys = None
     if job.nodes:
         by_id = {n.id: n for n in spec.nodes}
-        keys = [[spec.pipeline_id, out] for n in job.nodes if n in by_id for out in (by_id[n].outs or [n])]
+        keys = [
+            [spec.pipeline_id, out]
+            for n in job.nodes
+            if n in by_id
+            for out in (by_id[n].outs or [n])
+        ]
     run_config = None
     if production:
         from quantos_assets.k8s.step_config import submission_run_config
@@ -124,7 +136,9 @@ def evaluate_jobs(
             continue
         pipeline = runnable.get(job.pipeline_id)
         if pipeline is None:
-            tick.problems.append(f"{job.id}: pipeline {job.pipeline_id!r} is not in this code location")
+            tick.problems.append(
+                f"{job.id}: pipeline {job.pipeline_id!r} is not in this code location"
+            )
             cursor[job.id] = due  # a job that cannot be fired now is not retried every tick
             continue
         try:
@@ -135,8 +149,14 @@ def evaluate_jobs(
             cursor[job.id] = due
             continue
         admission = AdmissionRequest(
-            action=Action.FIRE, caller=Caller(team=job.team, actor=job.id), teams=teams,
-            spec=pipeline.spec, params=params, registry=registry, usage=usage, now=now,
+            action=Action.FIRE,
+            caller=Caller(team=job.team, actor=job.id),
+            teams=teams,
+            spec=pipeline.spec,
+            params=params,
+            registry=registry,
+            usage=usage,
+            now=now,
         )
         refused = admit(admission)
         wait = None
@@ -144,7 +164,11 @@ def evaluate_jobs(
             limit = teams.policy(job.team).submissions_per_minute
             wait = usage.quota_window.take_now(job.team, limit, "fire", request.run_key or job.id)
         if (refused is not None and refused.later) or wait is not None:
-            line = refused.line if refused is not None else f"team {job.team} reached its submissions per minute"
+            line = (
+                refused.line
+                if refused is not None
+                else f"team {job.team} reached its submissions per minute"
+            )
             note = f"firing of {_iso(due)} waits: {line}"
             jobs.note(job.id, note)
             tick.waiting.append(f"{job.id}: {note}")

@@ -7,6 +7,7 @@ once per `min_interval`: the time of the last request lives in the cursor, so th
 survives daemon restarts. Lag per partition is reported as an asset observation on
 `[pipeline_id, "kafka_lag"]` and on the run's tags.
 """
+
 from __future__ import annotations
 
 import json
@@ -98,8 +99,10 @@ def evaluate_lag(
         return SensorResult(skip_reason=why, cursor=state.dump(), asset_events=[observation])
     if state.last_request_at is not None and now - state.last_request_at < trigger.min_interval:
         waited = now - state.last_request_at
-        why = (f"lag {total} > {trigger.threshold}, but a run was requested {waited:.0f}s ago "
-               f"(min_interval {trigger.min_interval:g}s)")
+        why = (
+            f"lag {total} > {trigger.threshold}, but a run was requested {waited:.0f}s ago "
+            f"(min_interval {trigger.min_interval:g}s)"
+        )
         return SensorResult(skip_reason=why, cursor=state.dump(), asset_events=[observation])
     ends = sum(lag.end.values())
     committed = sum(max(o, 0) for o in lag.committed.values())
@@ -108,7 +111,9 @@ def evaluate_lag(
         run_key=f"{trigger.group}@{trigger.topic}:{ends}:{committed}",
         tags={TAG_LAG: str(total), TAG_TOPIC: _label(trigger.topic), TAG_GROUP: trigger.group},
     )
-    return SensorResult(run_requests=[request], cursor=LagCursor(now).dump(), asset_events=[observation])
+    return SensorResult(
+        run_requests=[request], cursor=LagCursor(now).dump(), asset_events=[observation]
+    )
 
 
 def build_lag_sensors(pipeline: PipelineDefs, settings: KafkaSettings) -> list[SensorDefinition]:
@@ -121,7 +126,9 @@ def build_lag_sensors(pipeline: PipelineDefs, settings: KafkaSettings) -> list[S
     return [_lag_sensor(pipeline, t, i, settings) for i, t in enumerate(triggers)]
 
 
-def _lag_sensor(pipeline: PipelineDefs, trigger: KafkaLag, index: int, settings: KafkaSettings) -> SensorDefinition:
+def _lag_sensor(
+    pipeline: PipelineDefs, trigger: KafkaLag, index: int, settings: KafkaSettings
+) -> SensorDefinition:
     pid = pipeline.spec.pipeline_id
 
     @sensor(

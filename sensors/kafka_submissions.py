@@ -18,6 +18,7 @@ Dagster's run-key check drops what did get launched); a crash after re-commits t
 offsets. An invalid message is written to the dead-letter topic with its error (and logged
 on the tick) and its offset is committed like any other: the queue never sticks on it.
 """
+
 from __future__ import annotations
 
 import json
@@ -88,7 +89,6 @@ class Deferred:
 
     message: Message
     reason: str
-
 
 
 def message_id(msg: Message) -> str:
@@ -167,10 +167,17 @@ def parse_submission(
     except SecretScopeError as err:
         return Rejected(msg, f"{where}: runtime_params.secrets_scope: {err}")
     pid = pipeline.spec.pipeline_id
-    owner = (registry.owner(pid) if registry is not None else None) or pipeline_team(pipeline.spec.labels)
+    owner = (registry.owner(pid) if registry is not None else None) or pipeline_team(
+        pipeline.spec.labels
+    )
     request = AdmissionRequest(
-        action=Action.KAFKA, caller=Caller(team=owner or "", actor=where), teams=teams,
-        spec=pipeline.spec, params=params, registry=registry, usage=usage,
+        action=Action.KAFKA,
+        caller=Caller(team=owner or "", actor=where),
+        teams=teams,
+        spec=pipeline.spec,
+        params=params,
+        registry=registry,
+        usage=usage,
     )
     refused = admit(request)
     if refused is not None and refused.later:
@@ -178,7 +185,9 @@ def parse_submission(
     if refused is not None:
         return Rejected(msg, f"{where}: {refused.line}")
     if usage is not None:
-        wait = usage.quota_window.take_now(owner or "", teams.policy(owner or "").submissions_per_minute, "kafka", where)
+        wait = usage.quota_window.take_now(
+            owner or "", teams.policy(owner or "").submissions_per_minute, "kafka", where
+        )
         if wait is not None:
             return Deferred(msg, f"{where}: waits: team {owner} reached its submissions per minute")
         usage.requested[owner or ""] += 1
@@ -201,7 +210,9 @@ class SubmissionCursor:
         return cls(topic, {int(p): int(o) for p, o in data.get("pending", {}).items()})
 
     def dump(self) -> str:
-        return json.dumps({"topic": self.topic, "pending": {str(p): o for p, o in sorted(self.pending.items())}})
+        return json.dumps(
+            {"topic": self.topic, "pending": {str(p): o for p, o in sorted(self.pending.items())}}
+        )
 
 
 def evaluate(
@@ -264,7 +275,11 @@ def evaluate(
     if requests:
         return SensorResult(run_requests=requests, cursor=next_cursor)
     if rejected or waiting:
-        said = [f"{len(rejected)} invalid submission(s) sent to {settings.dead_letter_topic}"] if rejected else []
+        said = (
+            [f"{len(rejected)} invalid submission(s) sent to {settings.dead_letter_topic}"]
+            if rejected
+            else []
+        )
         said += [d.reason for d in waiting.values()]
         return SensorResult(skip_reason="; ".join(said), cursor=next_cursor)
     return SensorResult(skip_reason=f"no new submissions on {topic}", cursor=next_cursor)
@@ -273,10 +288,14 @@ def evaluate(
 def _dead_letter(r: Rejected) -> tuple[bytes, bytes | None, dict[str, str]]:
     """Keyed by the source offset, so a record repeated after a crash is recognisably the same."""
     m = r.message
-    return message_id(m).encode(), m.value, {
-        "quantos.error": r.error,
-        "quantos.source": message_id(m),
-    }
+    return (
+        message_id(m).encode(),
+        m.value,
+        {
+            "quantos.error": r.error,
+            "quantos.source": message_id(m),
+        },
+    )
 
 
 def build_kafka_submissions(
@@ -291,7 +310,9 @@ def build_kafka_submissions(
     refs = pipeline_refs(pipelines)
     grants: TeamsFile | TeamsFileError
     try:
-        grants = teams if teams is not None else load_teams(profile.teams_file, profile.teams_file_named)
+        grants = (
+            teams if teams is not None else load_teams(profile.teams_file, profile.teams_file_named)
+        )
     except TeamsFileError as err:
         grants = err  # every tick says so; the code location (and its other sensors) still loads
 
@@ -310,6 +331,8 @@ def build_kafka_submissions(
             return SensorResult(skip_reason=f"no submission read: {grants}", cursor=context.cursor)
         usage = InstanceUsage(context.instance, gateway_store(profile.gateway_store_url))
         registry = DirectoryRegistry(profile.specs_dir)
-        return evaluate(context.cursor, settings, refs, grants, context.log, production, usage, registry)
+        return evaluate(
+            context.cursor, settings, refs, grants, context.log, production, usage, registry
+        )
 
     return kafka_submissions

@@ -15,6 +15,7 @@ run that ends with a node still started gives that node ABORT. The datasets of a
 node come from the run's LOADED_INPUT and ASSET_MATERIALIZATION metadata written by
 LakeIOManager (snapshot ids, artifact hashes).
 """
+
 from __future__ import annotations
 
 import time
@@ -98,15 +99,26 @@ class LineageIndex:
                 if node.id not in pipeline.pools:  # external kinds are not steps
                     continue
                 inputs = [asset_key(spec, i) for i in node.ins]
-                inputs += [k for e in spec.edges if e.to == node.id for k in node_asset_keys(spec, by_id[e.from_])]
+                inputs += [
+                    k
+                    for e in spec.edges
+                    if e.to == node.id
+                    for k in node_asset_keys(spec, by_id[e.from_])
+                ]
                 nodes[op_name(spec.pipeline_id, node.id)] = NodeInfo(
-                    spec.pipeline_id, node.id, tuple(dict.fromkeys(inputs)), tuple(node_asset_keys(spec, node))
+                    spec.pipeline_id,
+                    node.id,
+                    tuple(dict.fromkeys(inputs)),
+                    tuple(node_asset_keys(spec, node)),
                 )
             # Promotion stages (a `gates` block) are nodes of the spec too: job
             # `{pipeline}.promoted.{stage}`, reading the model (and the previous stage).
             for stage in pipeline.gates.stages if pipeline.gates else ():
                 nodes[stage.op.name] = NodeInfo(
-                    spec.pipeline_id, ".".join(stage.key.path[1:]), tuple(sorted(stage.dependency_keys, key=lambda k: tuple(k.path))), (stage.key,)
+                    spec.pipeline_id,
+                    ".".join(stage.key.path[1:]),
+                    tuple(sorted(stage.dependency_keys, key=lambda k: tuple(k.path))),
+                    (stage.key,),
                 )
         return cls(nodes, teams, frozenset(p.spec.pipeline_id for p in pipelines))
 
@@ -116,7 +128,9 @@ class LineageIndex:
             return True
         if not run.job_name.startswith(ASSET_JOB_PREFIX):
             return False
-        return run.asset_selection is None or any(k.path[0] in self.pipelines for k in run.asset_selection)
+        return run.asset_selection is None or any(
+            k.path[0] in self.pipelines for k in run.asset_selection
+        )
 
 
 class _RunReader:
@@ -130,21 +144,28 @@ class _RunReader:
         pipeline = run.tags.get(TAG_PIPELINE) or _asset_job_pipeline(run) or run.job_name
         record = instance.get_run_record_by_id(run.run_id)
         created = record.create_timestamp.timestamp() if record is not None else time.time()
-        self.facts = RunFacts(run.run_id, pipeline, created, dict(run.tags), index.teams.get(pipeline))
+        self.facts = RunFacts(
+            run.run_id, pipeline, created, dict(run.tags), index.teams.get(pipeline)
+        )
 
     def io_records(self) -> list[Any]:
         if self._records is None:
-            self._records = list(self.instance.get_records_for_run(
-                self.run.run_id,
-                of_type={DagsterEventType.LOADED_INPUT, DagsterEventType.ASSET_MATERIALIZATION},
-            ).records)
+            self._records = list(
+                self.instance.get_records_for_run(
+                    self.run.run_id,
+                    of_type={DagsterEventType.LOADED_INPUT, DagsterEventType.ASSET_MATERIALIZATION},
+                ).records
+            )
         return self._records
 
     def outputs(self, step_key: str) -> list[DatasetRef]:
         refs = []
         for record in self.io_records():
             event = record.event_log_entry.dagster_event
-            if event.event_type == DagsterEventType.ASSET_MATERIALIZATION and event.step_key == step_key:
+            if (
+                event.event_type == DagsterEventType.ASSET_MATERIALIZATION
+                and event.step_key == step_key
+            ):
                 mat = event.event_specific_data.materialization
                 refs.append(dataset_ref(mat.asset_key.path, _plain(mat.metadata)))
         return refs
@@ -163,19 +184,30 @@ class _RunReader:
                 metadata = _plain(data.metadata or {})
                 if metadata:
                     loaded[read] = dataset_ref(read, metadata)
-            elif event.event_type == DagsterEventType.ASSET_MATERIALIZATION and record.timestamp <= at:
+            elif (
+                event.event_type == DagsterEventType.ASSET_MATERIALIZATION
+                and record.timestamp <= at
+            ):
                 mat = event.event_specific_data.materialization
-                in_run[tuple(mat.asset_key.path)] = dataset_ref(mat.asset_key.path, _plain(mat.metadata))
+                in_run[tuple(mat.asset_key.path)] = dataset_ref(
+                    mat.asset_key.path, _plain(mat.metadata)
+                )
         refs = []
         for key in node.inputs:
             path = tuple(key.path)
-            refs.append(loaded.get(path) or in_run.get(path) or self._latest(key, at) or DatasetRef(path))
+            refs.append(
+                loaded.get(path) or in_run.get(path) or self._latest(key, at) or DatasetRef(path)
+            )
         return refs
 
     def _latest(self, key: AssetKey, at: float) -> DatasetRef | None:
         partition = self.run.tags.get(PARTITION_TAG)
         result = self.instance.fetch_materializations(
-            AssetRecordsFilter(asset_key=key, asset_partitions=[partition] if partition else None, before_timestamp=at),
+            AssetRecordsFilter(
+                asset_key=key,
+                asset_partitions=[partition] if partition else None,
+                before_timestamp=at,
+            ),
             limit=1,
         )
         for record in result.records:
@@ -187,8 +219,13 @@ class _RunReader:
     def unfinished_steps(self) -> list[tuple[str, float]]:
         """Steps that started and never ended (a canceled or crashed run)."""
         records = self.instance.get_records_for_run(
-            self.run.run_id, of_type={DagsterEventType.STEP_START, DagsterEventType.STEP_SUCCESS,
-                                      DagsterEventType.STEP_FAILURE, DagsterEventType.STEP_SKIPPED},
+            self.run.run_id,
+            of_type={
+                DagsterEventType.STEP_START,
+                DagsterEventType.STEP_SUCCESS,
+                DagsterEventType.STEP_FAILURE,
+                DagsterEventType.STEP_SKIPPED,
+            },
         ).records
         started: dict[str, float] = {}
         for record in records:
@@ -221,7 +258,10 @@ def evaluate_lineage(
         for record in conn.records:
             if sent >= MAX_EVENTS_PER_TICK:
                 state.hold(run.run_id, position)
-                return SensorResult(skip_reason=f"{sent} OpenLineage event(s) sent, more next tick", cursor=state.dump())
+                return SensorResult(
+                    skip_reason=f"{sent} OpenLineage event(s) sent, more next tick",
+                    cursor=state.dump(),
+                )
             try:
                 for event in _events_for(record, reader, naming):
                     emitter.emit(event)
@@ -232,7 +272,9 @@ def evaluate_lineage(
                 return SensorResult(skip_reason=f"{err}; will resend", cursor=state.dump())
             position = storage_position(record.storage_id)
         state.advance(run, position, now)
-    return SensorResult(skip_reason=f"{sent} OpenLineage event(s) sent", cursor=state.close_tick(now))
+    return SensorResult(
+        skip_reason=f"{sent} OpenLineage event(s) sent", cursor=state.close_tick(now)
+    )
 
 
 def _events_for(record: Any, reader: _RunReader, naming: LineageNaming) -> list[Any]:
@@ -249,10 +291,18 @@ def _events_for(record: Any, reader: _RunReader, naming: LineageNaming) -> list[
             for step_key, started_at in reader.unfinished_steps():
                 node = reader.index.nodes.get(step_key)
                 if node is not None:
-                    events.append(node_event(
-                        "ABORT", max(at, started_at), reader.facts, node.pipeline_id, node.node_id, step_key,
-                        naming, inputs=reader.inputs(node, step_key, started_at),
-                    ))
+                    events.append(
+                        node_event(
+                            "ABORT",
+                            max(at, started_at),
+                            reader.facts,
+                            node.pipeline_id,
+                            node.node_id,
+                            step_key,
+                            naming,
+                            inputs=reader.inputs(node, step_key, started_at),
+                        )
+                    )
         error = (event.message or None) if state == "FAIL" else None
         return [*events, pipeline_event(state, at, reader.facts, naming, error=error)]
     node = reader.index.nodes.get(event.step_key or "")
@@ -266,8 +316,20 @@ def _events_for(record: Any, reader: _RunReader, naming: LineageNaming) -> list[
         info = event.step_failure_data.error if event.step_failure_data else None
         message = (info.message.strip() if info else "") or event.message or "step failed"
         error = (message, "".join(info.stack) if info and info.stack else None)
-    return [node_event(state, at, reader.facts, node.pipeline_id, node.node_id, event.step_key, naming,
-                       inputs=inputs, outputs=outputs, error=error)]
+    return [
+        node_event(
+            state,
+            at,
+            reader.facts,
+            node.pipeline_id,
+            node.node_id,
+            event.step_key,
+            naming,
+            inputs=inputs,
+            outputs=outputs,
+            error=error,
+        )
+    ]
 
 
 def _asset_job_pipeline(run: DagsterRun) -> str | None:
@@ -299,7 +361,9 @@ def build_lineage_sensor(
 
     index = LineageIndex.of(pipelines)
     naming = LineageNaming(
-        warehouse=profile.warehouse, default_namespace=settings.namespace, engine_version=dagster.__version__
+        warehouse=profile.warehouse,
+        default_namespace=settings.namespace,
+        engine_version=dagster.__version__,
     )
     emitter = LineageEmitter(settings)
 

@@ -1,4 +1,5 @@
 """Every schedule and sensor of the code location, from the loaded specs."""
+
 from __future__ import annotations
 
 from dagster import ScheduleDefinition, SensorDefinition
@@ -31,7 +32,9 @@ def build_triggers(pipelines: list[PipelineDefs], kafka: KafkaSettings) -> list[
     return triggers
 
 
-def build_location_sensors(pipelines: list[PipelineDefs], profile: Profile) -> list[SensorDefinition]:
+def build_location_sensors(
+    pipelines: list[PipelineDefs], profile: Profile
+) -> list[SensorDefinition]:
     """Sensors of the whole code location: the gateway's scheduled jobs, and where the profile
     configures them the Kafka submission queue and run notifications (Slack / webhook)."""
     submissions = build_kafka_submissions(pipelines, profile)

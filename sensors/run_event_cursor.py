@@ -4,6 +4,7 @@ Why per run: on run-sharded SQLite (the embedded default) storage ids are per ru
 global event cursor would be wrong there; per-run positions work on Postgres alike. Finished
 runs are kept a while, so a late re-read of their record does not replay them.
 """
+
 from __future__ import annotations
 
 import json
@@ -23,7 +24,9 @@ KEEP_FINISHED_S = 600.0
 @dataclass
 class RunEventCursor:
     since: float
-    runs: dict[str, list[Any]] = field(default_factory=dict)  # run_id -> [event cursor, finished_at]
+    runs: dict[str, list[Any]] = field(
+        default_factory=dict
+    )  # run_id -> [event cursor, finished_at]
 
     @classmethod
     def parse(cls, raw: str) -> RunEventCursor:
@@ -50,20 +53,29 @@ class RunEventCursor:
 
     def close_tick(self, now: float) -> str:
         """Forget runs finished long ago; the next tick re-reads runs updated since `now`."""
-        self.runs = {k: v for k, v in self.runs.items() if v[1] is None or now - v[1] < KEEP_FINISHED_S}
+        self.runs = {
+            k: v for k, v in self.runs.items() if v[1] is None or now - v[1] < KEEP_FINISHED_S
+        }
         self.since = now
         return self.dump()
 
-    def runs_to_follow(self, instance: Any, follows: Callable[[DagsterRun], bool]) -> list[DagsterRun]:
+    def runs_to_follow(
+        self, instance: Any, follows: Callable[[DagsterRun], bool]
+    ) -> list[DagsterRun]:
         """Runs in progress, and runs updated since the last tick (they may have just
         finished), oldest first, so events go out in the order the runs were started."""
         active = instance.get_run_records(RunsFilter(statuses=ACTIVE))
-        recent = instance.get_run_records(RunsFilter(updated_after=datetime.fromtimestamp(self.since - SLACK_S, UTC)))
+        recent = instance.get_run_records(
+            RunsFilter(updated_after=datetime.fromtimestamp(self.since - SLACK_S, UTC))
+        )
         seen: dict[str, Any] = {}
         for record in [*active, *recent]:
             if follows(record.dagster_run):
                 seen.setdefault(record.dagster_run.run_id, record)
-        return [r.dagster_run for r in sorted(seen.values(), key=lambda r: (r.create_timestamp, r.storage_id))]
+        return [
+            r.dagster_run
+            for r in sorted(seen.values(), key=lambda r: (r.create_timestamp, r.storage_id))
+        ]
 
 
 def storage_position(storage_id: int) -> str:

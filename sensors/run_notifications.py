@@ -15,6 +15,7 @@ seed; a delivery failure stops the tick at that event and the next tick resends 
 `quantos_run_failure_notifications` (a run_failure_sensor) covers runs that fail with no
 failed step: a launch error, or run monitoring cancelling a run past `slo.max_runtime`.
 """
+
 from __future__ import annotations
 
 import time
@@ -71,19 +72,32 @@ def step_notification(
     else:
         text, kind = f"{subject} is complete.", "complete"
     return Notification(
-        text=text, event=kind, pipeline=pid, node=node, partition=partition, run_id=run.run_id,
-        run_url=settings.run_url(run.run_id), attempt=attempt,
+        text=text,
+        event=kind,
+        pipeline=pid,
+        node=node,
+        partition=partition,
+        run_id=run.run_id,
+        run_url=settings.run_url(run.run_id),
+        attempt=attempt,
         max_attempts=max_attempts if kind == "retried" else None,
     )
 
 
 def _retry_number(instance: Any, run_id: str, step_key: str, storage_id: int) -> int:
-    records = instance.get_records_for_run(run_id, of_type=DagsterEventType.STEP_UP_FOR_RETRY).records
-    return sum(1 for r in records if r.storage_id <= storage_id and r.event_log_entry.step_key == step_key)
+    records = instance.get_records_for_run(
+        run_id, of_type=DagsterEventType.STEP_UP_FOR_RETRY
+    ).records
+    return sum(
+        1 for r in records if r.storage_id <= storage_id and r.event_log_entry.step_key == step_key
+    )
 
 
 def evaluate_step_notifications(
-    instance: Any, cursor: str | None, specs: Mapping[str, DagSpec], settings: NotifySettings,
+    instance: Any,
+    cursor: str | None,
+    specs: Mapping[str, DagSpec],
+    settings: NotifySettings,
     now: float | None = None,
 ) -> SensorResult:
     now = time.time() if now is None else now
@@ -94,7 +108,9 @@ def evaluate_step_notifications(
             if run.job_name in specs:
                 last = instance.get_records_for_run(run.run_id, limit=1, ascending=False).records
                 state.hold(run.run_id, storage_position(last[0].storage_id) if last else None)
-        return SensorResult(skip_reason="notifications start from the next event", cursor=state.dump())
+        return SensorResult(
+            skip_reason="notifications start from the next event", cursor=state.dump()
+        )
     state = RunEventCursor.parse(cursor)
     notifier = Notifier(settings)
     sent = 0
@@ -112,10 +128,17 @@ def evaluate_step_notifications(
             if event.event_type == DagsterEventType.STEP_UP_FOR_RETRY:
                 attempt = _retry_number(instance, run.run_id, event.step_key, record.storage_id)
             try:
-                notifier.send(step_notification(event.event_type, spec, event.step_key, run, settings, attempt))
+                notifier.send(
+                    step_notification(
+                        event.event_type, spec, event.step_key, run, settings, attempt
+                    )
+                )
             except NotifyError as err:
                 state.hold(run.run_id, position)
-                return SensorResult(skip_reason=f"notification not delivered, will resend: {err}", cursor=state.dump())
+                return SensorResult(
+                    skip_reason=f"notification not delivered, will resend: {err}",
+                    cursor=state.dump(),
+                )
             sent += 1
             position = storage_position(record.storage_id)
         state.advance(run, position, now)
@@ -157,10 +180,16 @@ def build_run_notifications(
     return [quantos_step_notifications, quantos_run_failure_notifications]
 
 
-def run_failure_notification(spec: DagSpec, run: DagsterRun, settings: NotifySettings) -> Notification:
+def run_failure_notification(
+    spec: DagSpec, run: DagsterRun, settings: NotifySettings
+) -> Notification:
     partition = run.tags.get(PARTITION_TAG)
     return Notification(
-        text=f"{_subject(spec.pipeline_id, None, partition)} has failed!", event="failed",
-        pipeline=spec.pipeline_id, node=None, partition=partition, run_id=run.run_id,
+        text=f"{_subject(spec.pipeline_id, None, partition)} has failed!",
+        event="failed",
+        pipeline=spec.pipeline_id,
+        node=None,
+        partition=partition,
+        run_id=run.run_id,
         run_url=settings.run_url(run.run_id),
     )

@@ -5,6 +5,7 @@ earlier in the same tick are counted on top of the instance's active runs, and t
 gateway's accepted-but-unlaunched submissions (its store) are counted too: every path
 draws on the same `max_concurrent_runs`.
 """
+
 from __future__ import annotations
 
 from collections import Counter
@@ -45,7 +46,9 @@ class InstanceUsage:
         return self.store.quota_window
 
     def active_runs(self, team: str) -> int:
-        in_dagster = self.instance.get_runs_count(RunsFilter(tags={TAG_TEAM: team}, statuses=ACTIVE))
+        in_dagster = self.instance.get_runs_count(
+            RunsFilter(tags={TAG_TEAM: team}, statuses=ACTIVE)
+        )
         return in_dagster + self.store.unlaunched(team) + self.requested[team]
 
     def window_wait(self, team: str, limit: int, now: float) -> int | None:

@@ -13,6 +13,7 @@ last run: Dagster's scheduler evaluates only the latest missed execution time of
 schedule without a partition set (ours have none: the cron is not the partitioning),
 so the earlier ones are added here, at most MAX_CATCH_UP_SESSIONS of them.
 """
+
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
@@ -69,12 +70,16 @@ def _by_second(instants: tuple[int, ...], keys: tuple[str, ...]) -> dict[int, in
     return {ns // _NS: i for i, ns in enumerate(instants)}
 
 
-def session_for_tick(schedule: Schedule, when: datetime, now: datetime | None = None) -> str | SkipReason:
+def session_for_tick(
+    schedule: Schedule, when: datetime, now: datetime | None = None
+) -> str | SkipReason:
     """The partition key this tick should run, or why it is skipped."""
     instants, keys = schedule_table(schedule)
     index = _by_second(instants, keys).get(int(when.timestamp()))
     if index is None:
-        return SkipReason(f"{when.isoformat()} is not a session fire time of {schedule.calendar} {schedule.at}")
+        return SkipReason(
+            f"{when.isoformat()} is not a session fire time of {schedule.calendar} {schedule.at}"
+        )
     if not schedule.catch_up and now is not None and index + 1 < len(instants):
         following = instants[index + 1] // _NS
         if following <= now.timestamp():
@@ -85,7 +90,9 @@ def session_for_tick(schedule: Schedule, when: datetime, now: datetime | None = 
     return keys[index]
 
 
-def missed_sessions(schedule: Schedule, session: str, last_run: str | None, now: datetime) -> list[str]:
+def missed_sessions(
+    schedule: Schedule, session: str, last_run: str | None, now: datetime
+) -> list[str]:
     """Sessions after `last_run` (the schedule's latest run) and before `session` whose fire
     time has passed: what a daemon outage skipped. None without an earlier run, so turning a
     schedule on never runs the sessions before it (as Dagster never runs such ticks)."""
@@ -93,7 +100,8 @@ def missed_sessions(schedule: Schedule, session: str, last_run: str | None, now:
         return []
     instants, keys = schedule_table(schedule)
     missed = [
-        key for key, ns in zip(keys, instants)
+        key
+        for key, ns in zip(keys, instants)
         if last_run < key < session and ns // _NS <= now.timestamp()
     ]
     return missed[-MAX_CATCH_UP_SESSIONS:]
@@ -122,15 +130,26 @@ def build_session_schedule(pipeline: PipelineDefs, clock: Clock = _utc_now) -> S
             return
         sessions = [outcome]
         if schedule.catch_up:
-            sessions = missed_sessions(schedule, outcome, last_scheduled_session(context.instance, name), now) + sessions
+            sessions = (
+                missed_sessions(
+                    schedule, outcome, last_scheduled_session(context.instance, name), now
+                )
+                + sessions
+            )
         if partition_set is None:
             yield from (RunRequest(run_key=key, tags={TAG_SESSION: key}) for key in sessions)
             return
         # The tick registers its own sessions, so it never waits for the sync sensor.
-        new = [key for key in sessions if not context.instance.has_dynamic_partition(partition_set, key)]
+        new = [
+            key
+            for key in sessions
+            if not context.instance.has_dynamic_partition(partition_set, key)
+        ]
         if new:
             context.instance.add_dynamic_partitions(partition_set, new)
-        yield from (RunRequest(run_key=key, partition_key=key, tags={TAG_SESSION: key}) for key in sessions)
+        yield from (
+            RunRequest(run_key=key, partition_key=key, tags={TAG_SESSION: key}) for key in sessions
+        )
 
     return ScheduleDefinition(
         name=name,

@@ -4,6 +4,7 @@ Session partitions are dynamic (docs/decisions.md): without this sensor a new
 session would only appear when a schedule tick registers it, and backfills of
 past sessions would find no keys.
 """
+
 from __future__ import annotations
 
 from collections.abc import Callable

@@ -1,4 +1,5 @@
 """Suite-wide settings: every test gets its own data dir, nothing touches ~/."""
+
 from __future__ import annotations
 
 import os

@@ -1,4 +1,5 @@
 """Typed reads of what a test's runs left in a Dagster instance."""
+
 from __future__ import annotations
 
 from typing import Any

@@ -7,6 +7,7 @@ CreateTopics, no group listing). It lives as long as the client that created it,
 in its own process: run as a script it prints `bootstrap=<servers>` and serves until its
 stdin closes. Pausing that process (SIGSTOP) is a broker that stops answering.
 """
+
 from __future__ import annotations
 
 import json
@@ -61,7 +62,11 @@ class MockKafka:
     def config(self, **extra: Any) -> dict[str, Any]:
         import logging
 
-        return {"bootstrap.servers": self.bootstrap, "logger": logging.getLogger("test.kafka"), **extra}
+        return {
+            "bootstrap.servers": self.bootstrap,
+            "logger": logging.getLogger("test.kafka"),
+            **extra,
+        }
 
     def produce(self, topic: str, values: list[Any], partition: int | None = None) -> None:
         """JSON-encode dicts, send bytes/str as they are; wait for every acknowledgement."""
@@ -89,7 +94,10 @@ class MockKafka:
 
         consumer = Consumer(self.config(**{"group.id": group}))
         try:
-            consumer.commit(offsets=[TopicPartition(topic, p, o) for p, o in offsets.items()], asynchronous=False)
+            consumer.commit(
+                offsets=[TopicPartition(topic, p, o) for p, o in offsets.items()],
+                asynchronous=False,
+            )
         finally:
             consumer.close()
 
@@ -100,7 +108,10 @@ class MockKafka:
         try:
             from confluent_kafka import TopicPartition
 
-            return {p: consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=10)[1] for p in range(4)}
+            return {
+                p: consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=10)[1]
+                for p in range(4)
+            }
         finally:
             consumer.close()
 
@@ -108,7 +119,9 @@ class MockKafka:
         """Every message of a topic (for checking a dead-letter topic)."""
         from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, TopicPartition
 
-        consumer = Consumer(self.config(**{"group.id": "test-reader", "enable.partition.eof": True}))
+        consumer = Consumer(
+            self.config(**{"group.id": "test-reader", "enable.partition.eof": True})
+        )
         try:
             consumer.assign([TopicPartition(topic, p, OFFSET_BEGINNING) for p in range(4)])
             out, eof = [], set()
@@ -134,7 +147,9 @@ def _serve(brokers: int) -> None:
     logging.disable(logging.CRITICAL)
     holder = Producer({"test.mock.num.brokers": brokers, "logger": logging.getLogger("mock")})
     md = holder.list_topics(timeout=10)
-    servers = ",".join(f"{b.host}:{b.port}" for b in sorted(md.brokers.values(), key=lambda b: b.id))
+    servers = ",".join(
+        f"{b.host}:{b.port}" for b in sorted(md.brokers.values(), key=lambda b: b.id)
+    )
     print(f"bootstrap={servers}", flush=True)
     sys.stdin.read()  # until the test closes our stdin (or dies)
 

@@ -1,5 +1,6 @@
 """A real HTTP server on loopback for a test's handler (a webhook receiver, a fake
 coordinator): started on a free port in a thread, shut down when the test ends."""
+
 from __future__ import annotations
 
 import threading

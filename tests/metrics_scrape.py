@@ -1,4 +1,5 @@
 """Scrape a Prometheus endpoint a test started (`quantos exporter`, the gateway's /metrics)."""
+
 from __future__ import annotations
 
 import time

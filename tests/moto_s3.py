@@ -1,4 +1,5 @@
 """moto's S3 *server* on 127.0.0.1 (an OS-assigned port), with test credentials in the env."""
+
 from __future__ import annotations
 
 from collections.abc import Iterator

@@ -5,6 +5,7 @@ the facet schema its `_schemaURL` names, under the standard facet key that schem
 A facet whose schema is not in the fixtures fails the check: nothing is emitted that was not
 validated. Formats (uuid, date-time) are checked.
 """
+
 from __future__ import annotations
 
 import json
@@ -22,13 +23,18 @@ CORE_ID = "https://openlineage.io/spec/2-0-2/OpenLineage.json"
 
 @cache
 def _schemas() -> dict[str, dict[str, Any]]:
-    docs = [json.loads(p.read_text()) for p in [FIXTURES / "OpenLineage.json", *sorted((FIXTURES / "facets").glob("*.json"))]]
+    docs = [
+        json.loads(p.read_text())
+        for p in [FIXTURES / "OpenLineage.json", *sorted((FIXTURES / "facets").glob("*.json"))]
+    ]
     return {d["$id"]: d for d in docs}
 
 
 @cache
 def _registry() -> Registry:
-    return Registry().with_resources((uri, Resource.from_contents(doc)) for uri, doc in _schemas().items())
+    return Registry().with_resources(
+        (uri, Resource.from_contents(doc)) for uri, doc in _schemas().items()
+    )
 
 
 def _validator(schema_url: str) -> Draft202012Validator:
@@ -36,7 +42,9 @@ def _validator(schema_url: str) -> Draft202012Validator:
     if base not in _schemas():
         raise AssertionError(f"no vendored schema for {schema_url!r} (add it under {FIXTURES})")
     schema = {"$ref": schema_url} if pointer else _schemas()[base]
-    return Draft202012Validator(schema, registry=_registry(), format_checker=Draft202012Validator.FORMAT_CHECKER)
+    return Draft202012Validator(
+        schema, registry=_registry(), format_checker=Draft202012Validator.FORMAT_CHECKER
+    )
 
 
 def _facet_key(schema_url: str) -> str | None:
@@ -52,7 +60,10 @@ def _facets(event: Mapping[str, Any]) -> Iterator[tuple[str, str, Mapping[str, A
     for side in ("inputs", "outputs"):
         for dataset in event.get(side) or []:
             for group in ("facets", "inputFacets", "outputFacets"):
-                yield from ((f"{side}:{dataset['name']}:{group}", k, v) for k, v in (dataset.get(group) or {}).items())
+                yield from (
+                    (f"{side}:{dataset['name']}:{group}", k, v)
+                    for k, v in (dataset.get(group) or {}).items()
+                )
 
 
 def validate_event(event: Mapping[str, Any]) -> None:
@@ -61,8 +72,15 @@ def validate_event(event: Mapping[str, Any]) -> None:
     if not str(event.get("schemaURL", "")).startswith(CORE_ID):
         problems.append(f"schemaURL {event.get('schemaURL')!r} is not core spec {CORE_ID}")
     else:
-        core = Draft202012Validator(_schemas()[CORE_ID], registry=_registry(), format_checker=Draft202012Validator.FORMAT_CHECKER)
-        problems += [f"core: {'/'.join(map(str, e.absolute_path))}: {e.message}" for e in core.iter_errors(dict(event))]
+        core = Draft202012Validator(
+            _schemas()[CORE_ID],
+            registry=_registry(),
+            format_checker=Draft202012Validator.FORMAT_CHECKER,
+        )
+        problems += [
+            f"core: {'/'.join(map(str, e.absolute_path))}: {e.message}"
+            for e in core.iter_errors(dict(event))
+        ]
     for where, key, facet in _facets(event):
         url = str(facet.get("_schemaURL", ""))
         try:

@@ -1,4 +1,5 @@
 """A throwaway database on the machine's PostgreSQL (127.0.0.1:5432, trust auth)."""
+
 from __future__ import annotations
 
 import uuid

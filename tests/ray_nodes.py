@@ -2,6 +2,7 @@
 with `ray start`, each in its own process group so one node can be killed like a lost
 machine. Its own temp dir keeps a plain `ray.init()` elsewhere (another test module on the
 same machine) from finding and joining it."""
+
 from __future__ import annotations
 
 import os
@@ -51,9 +52,22 @@ class RayNodes:
 
     def add_worker(self, cpus: int = 1) -> subprocess.Popen[bytes]:
         node = subprocess.Popen(
-            [RAY, "start", "--address", self.address, "--node-ip-address", "127.0.0.1", f"--num-cpus={cpus}",
-             "--num-gpus=0", "--disable-usage-stats", "--block"],
-            env=ENV, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
+            [
+                RAY,
+                "start",
+                "--address",
+                self.address,
+                "--node-ip-address",
+                "127.0.0.1",
+                f"--num-cpus={cpus}",
+                "--num-gpus=0",
+                "--disable-usage-stats",
+                "--block",
+            ],
+            env=ENV,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            start_new_session=True,
         )
         self.workers.append(node)
         return node
@@ -75,9 +89,25 @@ def start_head(cpus: int = 1, timeout: float = 60) -> RayNodes:
     temp_dir = tempfile.mkdtemp(prefix="qr-")
     nodes = RayNodes(temp_dir=temp_dir, port=_free_port())
     nodes.head = subprocess.Popen(
-        [RAY, "start", "--head", "--port", str(nodes.port), "--node-ip-address", "127.0.0.1", f"--num-cpus={cpus}",
-         "--num-gpus=0", "--include-dashboard=false", "--disable-usage-stats", f"--temp-dir={temp_dir}", "--block"],
-        env=ENV, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
+        [
+            RAY,
+            "start",
+            "--head",
+            "--port",
+            str(nodes.port),
+            "--node-ip-address",
+            "127.0.0.1",
+            f"--num-cpus={cpus}",
+            "--num-gpus=0",
+            "--include-dashboard=false",
+            "--disable-usage-stats",
+            f"--temp-dir={temp_dir}",
+            "--block",
+        ],
+        env=ENV,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
     )
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:

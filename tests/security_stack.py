@@ -5,6 +5,7 @@ time budget, so the security modules share one session stack: the union of their
 and registered specs. Each module still attacks only its own pipelines, and asserts what its
 attack left behind (nothing stored, run or leaked) against the stack's state before it.
 """
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -19,8 +20,16 @@ LIMITS = {"secrets_scopes": [], "max_concurrent_runs": 20, "submissions_per_minu
 TEAMS = {
     "defaults": {**LIMITS, "entrypoints": ["quantos_assets.tasks"]},
     "teams": {
-        "research": {**LIMITS, "secrets_scopes": ["research-readonly"], "entrypoints": ["quantos_assets.tasks"]},
-        "execution": {**LIMITS, "secrets_scopes": ["execution-prod"], "entrypoints": ["quantos_assets.tasks"]},
+        "research": {
+            **LIMITS,
+            "secrets_scopes": ["research-readonly"],
+            "entrypoints": ["quantos_assets.tasks"],
+        },
+        "execution": {
+            **LIMITS,
+            "secrets_scopes": ["execution-prod"],
+            "entrypoints": ["quantos_assets.tasks"],
+        },
         "tiny": {**LIMITS, "submissions_per_minute": 1},  # at its per-minute limit after one submit
         "solo": {**LIMITS, "max_concurrent_runs": 1},  # at its run limit while one run is active
         "frozen": {**LIMITS, "max_concurrent_runs": 0},  # every submit refused with 429
@@ -40,12 +49,16 @@ PASSWORD = "s3cr3t-pw"
 USERINFO = f"quantos:{PASSWORD}"
 PUBLIC_URL = "https://quantos.example.com"
 
-ATTACK_CMD = "id > {marker}; cat .quantos/api_tokens.json >> {marker}; cat $QUANTOS_API_TOKENS >> {marker}"
+ATTACK_CMD = (
+    "id > {marker}; cat .quantos/api_tokens.json >> {marker}; cat $QUANTOS_API_TOKENS >> {marker}"
+)
 
 
 def shell_attack(pipeline_id: str, marker: Path) -> dict[str, Any]:
     """Issue 16 defect 3: a python_task that is a shell reading the token store."""
-    return one_node(pipeline_id, "research", "subprocess:getoutput", cmd=ATTACK_CMD.format(marker=marker))
+    return one_node(
+        pipeline_id, "research", "subprocess:getoutput", cmd=ATTACK_CMD.format(marker=marker)
+    )
 
 
 SANDBOX_OTHER: dict[str, Any] = {
@@ -54,14 +67,22 @@ SANDBOX_OTHER: dict[str, Any] = {
     "labels": {"team": "execution"},
     "nodes": [
         {"id": "rows", "kind": "python_task", "params": {"entrypoint": NOOP}, "outs": ["rows"]},
-        {"id": "total", "kind": "trino_sql", "params": {"sql": "SELECT count(*) AS n FROM rows"}, "ins": ["rows"], "outs": ["total"]},
+        {
+            "id": "total",
+            "kind": "trino_sql",
+            "params": {"sql": "SELECT count(*) AS n FROM rows"},
+            "ins": ["rows"],
+            "outs": ["total"],
+        },
     ],
 }
 
 
 def registered_specs(root: Path) -> list[dict[str, Any]]:
     """Every module's specs, in the registry before start (as if copied there by hand)."""
-    seed = yaml.safe_load((REPO / "specs" / "seed_bt_xs_bilstm_v1.yaml").read_text())  # labels.team: research
+    seed = yaml.safe_load(
+        (REPO / "specs" / "seed_bt_xs_bilstm_v1.yaml").read_text()
+    )  # labels.team: research
     return [
         # test_api_edges
         one_node("edge_ok", "research", NOOP),

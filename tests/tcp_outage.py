@@ -6,6 +6,7 @@ what it would see if the service or the network went away (connection refused, c
 reset); `up()` listens again on the same port. The service itself is never touched, so a
 shared PostgreSQL stays available to every other test.
 """
+
 from __future__ import annotations
 
 import contextlib

@@ -4,6 +4,7 @@ Order matters only for which refusal a request that breaks several rules hears f
 owns the pipeline, then what the request may carry, then what it may cost right now (so a
 team at its quota is told to wait only for a request it could otherwise make).
 """
+
 from __future__ import annotations
 
 from collections.abc import Sequence

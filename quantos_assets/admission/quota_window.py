@@ -6,6 +6,7 @@ gateway's workers, the daemon's sensors), so the window lives in the gateway's s
 taking a slot is one serialized transaction: count and insert under the team's lock, so no
 number of workers together admit more than the limit.
 """
+
 from __future__ import annotations
 
 import math
@@ -36,14 +37,20 @@ window_table = sa.Table(
 def lock_team(conn: Connection, team: str) -> None:
     """Serialize a team's read-then-write transactions (quota windows)."""
     if conn.dialect.name == "postgresql":
-        conn.execute(sa.text("SELECT pg_advisory_xact_lock(:k)"), {"k": zlib.crc32(f"team:{team}".encode())})
+        conn.execute(
+            sa.text("SELECT pg_advisory_xact_lock(:k)"), {"k": zlib.crc32(f"team:{team}".encode())}
+        )
     # SQLite: the transaction began IMMEDIATE (resources/sql_store.py): already exclusive.
 
 
-_LIVE = sa.and_(window_table.c.team == sa.bindparam("team"), window_table.c.at > sa.bindparam("since"))
+_LIVE = sa.and_(
+    window_table.c.team == sa.bindparam("team"), window_table.c.at > sa.bindparam("since")
+)
 _COUNT = sa.select(sa.func.count()).select_from(window_table).where(_LIVE)
 _INSERT = sa.insert(window_table)
-_EXPIRED = sa.delete(window_table).where(window_table.c.team == sa.bindparam("team"), window_table.c.at <= sa.bindparam("since"))
+_EXPIRED = sa.delete(window_table).where(
+    window_table.c.team == sa.bindparam("team"), window_table.c.at <= sa.bindparam("since")
+)
 # Records that left the window are only counted out by the queries (`at > since`); deleting
 # them is housekeeping, done at most this often per team and process.
 PRUNE_EVERY_SECONDS = 10.0
@@ -55,7 +62,9 @@ class QuotaWindow:
         _metadata.create_all(engine)
         self._pruned: dict[str, float] = {}
 
-    def times(self, team: str, now: float | None = None, conn: Connection | None = None) -> list[float]:
+    def times(
+        self, team: str, now: float | None = None, conn: Connection | None = None
+    ) -> list[float]:
         """The team's admissions in the last WINDOW_SECONDS, oldest first."""
         now = time.time() if now is None else now
         query = (
@@ -68,7 +77,9 @@ class QuotaWindow:
         with reading(self.engine) as own:
             return list(own.execute(query).scalars())
 
-    def wait(self, team: str, limit: int, now: float | None = None, conn: Connection | None = None) -> int | None:
+    def wait(
+        self, team: str, limit: int, now: float | None = None, conn: Connection | None = None
+    ) -> int | None:
         """Seconds until the team's window holds fewer than `limit` admissions, or None when
         it does now: `quota_wait(times(...))`, counted in the database instead of reading
         every time of the window (thousands at a high limit, on every request)."""
@@ -84,11 +95,23 @@ class QuotaWindow:
             return retry_after((), 0, now)
         # the oldest of the newest `limit`: when it leaves the window there is room
         oldest: float = conn.execute(
-            sa.select(window_table.c.at).where(live).order_by(window_table.c.at).offset(count - limit).limit(1)
+            sa.select(window_table.c.at)
+            .where(live)
+            .order_by(window_table.c.at)
+            .offset(count - limit)
+            .limit(1)
         ).scalar_one()
         return max(1, math.ceil(oldest + WINDOW_SECONDS - now))
 
-    def take(self, conn: Connection, team: str, limit: int, action: str, subject: str, now: float | None = None) -> int | None:
+    def take(
+        self,
+        conn: Connection,
+        team: str,
+        limit: int,
+        action: str,
+        subject: str,
+        now: float | None = None,
+    ) -> int | None:
         """Record one admission inside the caller's transaction; if the window is full,
         record nothing and answer the seconds until a slot frees."""
         now = time.time() if now is None else now

@@ -1,4 +1,5 @@
 """What a rule answers when it says no: a code, an HTTP status and one line for the user."""
+
 from __future__ import annotations
 
 from dataclasses import dataclass

@@ -5,6 +5,7 @@ functions run here, at admission, and under the registry's lock when the spec is
 a race between two teams ends in one refusal, never in a take-over. Scans are cached by the
 registry until a file changes (the gateway asks on every request, the sensors every tick).
 """
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -32,8 +33,13 @@ class DirectoryRegistry:
         return registered_owner(self.directory, pipeline_id)
 
     def ownership(self, spec: DagSpec, team: str, admin: bool) -> str | None:
-        refusal = ownership_refusal(self.directory, LoadedSpec(spec, None, ""), team=team, admin=admin)
+        refusal = ownership_refusal(
+            self.directory, LoadedSpec(spec, None, ""), team=team, admin=admin
+        )
         return str(refusal) if refusal is not None else None
 
     def conflicts(self, spec: DagSpec) -> list[str]:
-        return [f"pipeline '{spec.pipeline_id}': {line}" for line in name_conflicts(spec, self.directory)]
+        return [
+            f"pipeline '{spec.pipeline_id}': {line}"
+            for line in name_conflicts(spec, self.directory)
+        ]

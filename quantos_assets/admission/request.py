@@ -4,6 +4,7 @@ A path builds one `AdmissionRequest` from what it has (a gateway request, a job 
 a Kafka message, a CLI call) and hands it to `policy.admit`. Everything a rule reads is here,
 so the rules stay pure and every path is judged by the same ones.
 """
+
 from __future__ import annotations
 
 import time
@@ -83,7 +84,9 @@ class AdmissionRequest:
         re-label a registered pipeline), else the spec's own labels."""
         if self.spec is None:
             return None
-        registered = self.registry.owner(self.spec.pipeline_id) if self.registry is not None else None
+        registered = (
+            self.registry.owner(self.spec.pipeline_id) if self.registry is not None else None
+        )
         return registered or pipeline_team(self.spec.labels)
 
     def team(self) -> str:
@@ -95,4 +98,3 @@ class AdmissionRequest:
 
     def policy(self) -> TeamPolicy:
         return self.teams.policy(self.team())
-

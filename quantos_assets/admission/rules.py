@@ -3,6 +3,7 @@
 A rule names the actions it judges and answers a `Refusal` or None. Rules are pure: what they
 read is on the request (registry, usage, team policy), so a rule means the same on every path.
 """
+
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
@@ -60,7 +61,11 @@ class TeamLabel(Rule):
         claimed = params.labels.get("team") if params is not None else None
         if claimed is None or claimed == caller.team or caller.admin:
             return None
-        return Refusal(self.code, 403, f"runtime_params.labels.team is {claimed!r}, but the request is team {caller.team}'s")
+        return Refusal(
+            self.code,
+            403,
+            f"runtime_params.labels.team is {claimed!r}, but the request is team {caller.team}'s",
+        )
 
 
 class UniqueNames(Rule):
@@ -104,7 +109,11 @@ class GrantedScopes(Rule):
         team = request.team()
         forbidden = sorted(set(request.params.secrets_scope) - set(request.policy().secrets_scopes))
         if forbidden:
-            return Refusal(self.code, 403, f"runtime_params.secrets_scope {forbidden} is not granted to team {team} (deploy/teams.yaml)")
+            return Refusal(
+                self.code,
+                403,
+                f"runtime_params.secrets_scope {forbidden} is not granted to team {team} (deploy/teams.yaml)",
+            )
         return None
 
 
@@ -121,7 +130,9 @@ class ActiveRuns(Rule):
         active = request.usage.active_runs(team)
         if active < limit:
             return None
-        return Refusal(self.code, 429, f"team {team} has {active} active runs (limit {limit})", retry_after=10)
+        return Refusal(
+            self.code, 429, f"team {team} has {active} active runs (limit {limit})", retry_after=10
+        )
 
 
 class SubmissionRate(Rule):
@@ -137,4 +148,6 @@ class SubmissionRate(Rule):
         wait = request.usage.window_wait(team, limit, request.now)
         if wait is None:
             return None
-        return Refusal(self.code, 429, f"team {team} reached {limit} submissions per minute", retry_after=wait)
+        return Refusal(
+            self.code, 429, f"team {team} reached {limit} submissions per minute", retry_after=wait
+        )

@@ -14,6 +14,7 @@ trading date of its latest materialization (the session on or before that date i
 the exchange's timezone, so a pre-open run and an after-close run both count for
 their day).
 """
+
 from __future__ import annotations
 
 from bisect import bisect_right

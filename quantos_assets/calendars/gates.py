@@ -4,6 +4,7 @@ The Airflow DAGs branched on "is this day a session? a holiday?" with custom
 operators; here a node asks once and decides itself, with the same cached
 calendar the schedules use, so a node and its schedule never disagree.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -28,7 +29,11 @@ def session_day(calendar: str, day: date | str) -> SessionDay:
     when = date.fromisoformat(day) if isinstance(day, str) else day
     cal = exchange_calendar(calendar)
     session = is_session(calendar, when)
-    weekday_open = bool(cal.weekmask[when.weekday()] == "1") if isinstance(cal.weekmask, str) else when.weekday() < 5
+    weekday_open = (
+        bool(cal.weekmask[when.weekday()] == "1")
+        if isinstance(cal.weekmask, str)
+        else when.weekday() < 5
+    )
     early = False
     if session:
         import pandas as pd

@@ -6,6 +6,7 @@ every session from `start` to today; each schedule tick adds its own session),
 so new sessions appear without a redeploy and holidays never do. See
 docs/decisions.md, "Session partitions are dynamic partitions kept in sync".
 """
+
 from __future__ import annotations
 
 from datetime import date, datetime
@@ -36,7 +37,9 @@ def session_keys(spec: DagSpec, end: date | None = None) -> list[str]:
     return [d.isoformat() for d in sessions_between(code, spec.partitions.start, last)]
 
 
-def missing_session_keys(spec: DagSpec, existing: set[str], now: datetime | None = None) -> list[str]:
+def missing_session_keys(
+    spec: DagSpec, existing: set[str], now: datetime | None = None
+) -> list[str]:
     """Sessions up to today on the exchange (at `now`) that are not partition keys yet."""
     assert spec.partitions is not None
     today = today_in(exchange_timezone(spec.partitions.calendar), now)

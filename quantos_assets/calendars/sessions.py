@@ -5,6 +5,7 @@ sync must not pay it each time: calendars are cached per code. They span from
 1990 (or the calendar's own earliest bound) to a year ahead, so `start` dates
 in specs stay valid however old the code location gets.
 """
+
 from __future__ import annotations
 
 import difflib
@@ -107,13 +108,17 @@ def fire_time(code: str, session: date, at: MarketTime, tz: str | None = None) -
         assert at.wall is not None
         return datetime.combine(session, at.wall, tzinfo=zone)
     cal = exchange_calendar(code)
-    anchor = cal.session_open(session.isoformat()) if at.anchor == "open" else cal.session_close(
-        session.isoformat()
+    anchor = (
+        cal.session_open(session.isoformat())
+        if at.anchor == "open"
+        else cal.session_close(session.isoformat())
     )
     return (anchor.to_pydatetime() + at.offset).astimezone(zone)
 
 
-def fire_times(code: str, at: MarketTime, tz: str | None, sessions: pd.DatetimeIndex | None = None) -> pd.Series:
+def fire_times(
+    code: str, at: MarketTime, tz: str | None, sessions: pd.DatetimeIndex | None = None
+) -> pd.Series:
     """Fire instants (UTC) of every session of the calendar, vectorized, indexed by session.
 
     Schedules map a tick back to its session with this; one pass over ~9,000
@@ -126,10 +131,12 @@ def fire_times(code: str, at: MarketTime, tz: str | None, sessions: pd.DatetimeI
     if at.anchor == "wall":
         assert at.wall is not None
         zone = tz or exchange_timezone(code)
-        local = pd.DatetimeIndex(index.tz_localize(None) if index.tz is not None else index) + pd.Timedelta(
-            hours=at.wall.hour, minutes=at.wall.minute
+        local = pd.DatetimeIndex(
+            index.tz_localize(None) if index.tz is not None else index
+        ) + pd.Timedelta(hours=at.wall.hour, minutes=at.wall.minute)
+        values = local.tz_localize(zone, nonexistent="shift_forward", ambiguous=False).tz_convert(
+            "UTC"
         )
-        values = local.tz_localize(zone, nonexistent="shift_forward", ambiguous=False).tz_convert("UTC")
         return pd.Series(values, index=index)
     anchors = (cal.opens if at.anchor == "open" else cal.closes).reindex(index)
     return anchors + pd.Timedelta(at.offset)

@@ -4,6 +4,7 @@ Shared by `quantos ticks` (the preview users check before deploying) and the
 Dagster schedule (which maps a cron tick back to its session), so what the
 preview shows is what the daemon launches.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -32,8 +33,10 @@ def schedule_timezone(schedule: Schedule) -> str:
 def _table(calendar: str, at: str, tz: str) -> tuple[tuple[int, ...], tuple[str, ...]]:
     """(fire instants as epoch ns, session keys) of every session, sorted by time."""
     series = fire_times(calendar, parse_market_time(at), tz).sort_values()
-    instants = tuple(int(v) for v in series.array.asi8) if hasattr(series.array, "asi8") else tuple(
-        int(v.value) for v in series
+    instants = (
+        tuple(int(v) for v in series.array.asi8)
+        if hasattr(series.array, "asi8")
+        else tuple(int(v.value) for v in series)
     )
     keys = tuple(ts.strftime("%Y-%m-%d") for ts in series.index)
     return instants, keys

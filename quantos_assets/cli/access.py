@@ -1,4 +1,5 @@
 """`quantos token ...` and `quantos audit ...`: who may call the API, and what was decided."""
+
 from __future__ import annotations
 
 import argparse
@@ -14,27 +15,35 @@ EXIT_OK, EXIT_INVALID = 0, 1
 
 
 def add_parsers(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    t = sub.add_parser("token", help="create, list or revoke API tokens (store: QUANTOS_API_TOKENS)")
+    t = sub.add_parser(
+        "token", help="create, list or revoke API tokens (store: QUANTOS_API_TOKENS)"
+    )
     actions = t.add_subparsers(dest="action", required=True)
     create = actions.add_parser("create", help="print a new token once")
     create.add_argument("--team", required=True)
     create.add_argument("--scopes", required=True, help="comma-separated: submit,read,admin")
     create.add_argument("--note", default="", help="who or what uses it")
     create.add_argument(
-        "--ttl", default="90d",
+        "--ttl",
+        default="90d",
         help="how long it is valid: a number and s, m, h, d or w (default 90d, at most 365d; no 'never')",
     )
     create.set_defaults(handler=cmd_token_create)
     revoke = actions.add_parser("revoke", help="remove a token by its id")
-    revoke.add_argument("token_id", help="the id `quantos token create` and `quantos token list` show")
+    revoke.add_argument(
+        "token_id", help="the id `quantos token create` and `quantos token list` show"
+    )
     revoke.set_defaults(handler=cmd_token_revoke)
-    listing = actions.add_parser("list", help="token ids, teams, scopes and expiry (never the tokens)")
+    listing = actions.add_parser(
+        "list", help="token ids, teams, scopes and expiry (never the tokens)"
+    )
     listing.set_defaults(handler=cmd_token_list)
 
     a = sub.add_parser("audit", help="the audit trail (QUANTOS_GATEWAY_DB)")
     audit_actions = a.add_subparsers(dest="action", required=True)
     verify = audit_actions.add_parser(
-        "verify", help="check the chain, its HMACs and its anchor (QUANTOS_AUDIT_ANCHOR); exit 1 if broken"
+        "verify",
+        help="check the chain, its HMACs and its anchor (QUANTOS_AUDIT_ANCHOR); exit 1 if broken",
     )
     verify.set_defaults(handler=cmd_audit_verify)
     show = audit_actions.add_parser("show", help="print records as JSON lines")
@@ -89,7 +98,9 @@ def cmd_token_list(_args: argparse.Namespace) -> int:
         state = f"EXPIRED {expiry}" if record.expired(now) else expiry
         if record.expires_at is None:
             state += " (legacy)"  # written before expiry: created + 365 days
-        print(f"{record.id}  {record.team:<16} {','.join(record.scopes):<20} {record.created_at:<25} {state:<33} {record.note}")
+        print(
+            f"{record.id}  {record.team:<16} {','.join(record.scopes):<20} {record.created_at:<25} {state:<33} {record.note}"
+        )
     return EXIT_OK
 
 
@@ -110,7 +121,10 @@ def cmd_audit_verify(_args: argparse.Namespace) -> int:
         print(f"audit chain ok: {report.records} records{anchored}{note}")
         return EXIT_OK
     if report.first_bad_seq is not None:
-        print(f"audit chain BROKEN at record {report.first_bad_seq}: {report.problem}", file=sys.stderr)
+        print(
+            f"audit chain BROKEN at record {report.first_bad_seq}: {report.problem}",
+            file=sys.stderr,
+        )
     else:
         print(f"audit trail FAILED: {report.problem}", file=sys.stderr)
     return EXIT_INVALID

@@ -1,4 +1,5 @@
 """`quantos gateway`: serve the REST submission API (uvicorn)."""
+
 from __future__ import annotations
 
 import argparse
@@ -8,8 +9,14 @@ from typing import Any
 
 
 def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    g = sub.add_parser("gateway", help="serve the REST submission API (Dagster at QUANTOS_DAGSTER_URL)")
-    g.add_argument("--host", default="127.0.0.1", help="interface to listen on (default 127.0.0.1; 0.0.0.0 in a pod)")
+    g = sub.add_parser(
+        "gateway", help="serve the REST submission API (Dagster at QUANTOS_DAGSTER_URL)"
+    )
+    g.add_argument(
+        "--host",
+        default="127.0.0.1",
+        help="interface to listen on (default 127.0.0.1; 0.0.0.0 in a pod)",
+    )
     g.add_argument("--port", type=int, default=8080, help="port (default 8080)")
     g.add_argument("--workers", type=int, default=1, help="uvicorn worker processes")
     g.add_argument(
@@ -52,7 +59,11 @@ def _serve(args: argparse.Namespace, uvicorn: Any) -> int:
     if args.workers > 1:
         settings.audit.writer()  # the key, the anchor and the schema, checked once here
         uvicorn.run(
-            "quantos_assets.gateway.server:app", host=args.host, port=args.port, workers=args.workers, log_level="info"
+            "quantos_assets.gateway.server:app",
+            host=args.host,
+            port=args.port,
+            workers=args.workers,
+            log_level="info",
         )
         return 0
     from quantos_assets.gateway.server import build_app

@@ -6,6 +6,7 @@ sync`) create the folder, as `make run` does: an empty folder is a valid SQLite 
 The exporter only reads one, so a missing folder there is a misconfiguration (an unmounted
 instance config would otherwise be served as an empty instance) and a one-line error.
 """
+
 from __future__ import annotations
 
 import os
@@ -30,9 +31,13 @@ def dagster_home_instance(create: bool = True) -> DagsterInstance:
         if not home.is_dir():
             if not create or home.exists():
                 what = "is not a directory" if home.exists() else "does not exist"
-                raise InstanceHomeError(f"DAGSTER_HOME {raw} {what} (the Dagster instance: its dagster.yaml and storage)")
+                raise InstanceHomeError(
+                    f"DAGSTER_HOME {raw} {what} (the Dagster instance: its dagster.yaml and storage)"
+                )
             try:
                 home.mkdir(parents=True, exist_ok=True)
             except OSError as err:
-                raise InstanceHomeError(f"DAGSTER_HOME {raw} cannot be created: {err.strerror}") from None
+                raise InstanceHomeError(
+                    f"DAGSTER_HOME {raw} cannot be created: {err.strerror}"
+                ) from None
     return DagsterInstance.get()

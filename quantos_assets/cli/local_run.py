@@ -3,6 +3,7 @@
 The run goes into the profile's Dagster instance (DAGSTER_HOME, or one under
 the data dir), so it is visible in the UI and later runs read its snapshots.
 """
+
 from __future__ import annotations
 
 import os
@@ -60,7 +61,9 @@ def run_spec(path: Path, select: list[str] | None = None, params_path: Path | No
         unknown = [n for n in select if n not in {node.id for node in spec.nodes}]
         if unknown:
             raise SpecError([f"{path}: --select: unknown node(s) {', '.join(unknown)}"])
-        selection = [k for node in spec.nodes if node.id in select for k in node_asset_keys(spec, node)]
+        selection = [
+            k for node in spec.nodes if node.id in select for k in node_asset_keys(spec, node)
+        ]
     # DESIGN.md §1: the CLI's local run imports definitions/, to build with the same code.
     from definitions.assemble import definitions_for
 

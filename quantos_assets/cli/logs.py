@@ -5,6 +5,7 @@ client the gateway uses, so it works from a laptop against any deployment and ne
 access to the instance's database. Each line has the keys of the JSON lines runs write to
 stdout for Loki (`quantos_assets/observability/node_logs.py`), so one parser reads both.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -23,9 +24,19 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
     )
     p.add_argument("submission_id", help="the runtime params' submission_id")
     p.add_argument("--node", help="only this node's lines")
-    p.add_argument("--follow", "-f", action="store_true", help="keep printing until the run finishes")
-    p.add_argument("--dagster-url", help="the Dagster webserver (default QUANTOS_DAGSTER_URL or http://127.0.0.1:3000)")
-    p.add_argument("--interval", type=float, default=1.0, help="seconds between polls with --follow (default 1)")
+    p.add_argument(
+        "--follow", "-f", action="store_true", help="keep printing until the run finishes"
+    )
+    p.add_argument(
+        "--dagster-url",
+        help="the Dagster webserver (default QUANTOS_DAGSTER_URL or http://127.0.0.1:3000)",
+    )
+    p.add_argument(
+        "--interval",
+        type=float,
+        default=1.0,
+        help="seconds between polls with --follow (default 1)",
+    )
     p.set_defaults(handler=cmd_logs)
 
 

@@ -4,6 +4,7 @@ Exit codes: 0 success, 1 invalid input or a failed run, 2 usage or an
 unexpected internal error (reported as one line; QUANTOS_DEBUG=1 shows more),
 141 the reader of stdout went away (`quantos logs ... | head`), quietly, as Unix tools do.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -51,7 +52,9 @@ def main(argv: list[str] | None = None) -> int:
             raise
         from resources.redaction import redact
 
-        print(redact(f"quantos: error: {type(err).__name__}: {err}".splitlines()[0]), file=sys.stderr)
+        print(
+            redact(f"quantos: error: {type(err).__name__}: {err}".splitlines()[0]), file=sys.stderr
+        )
         return EXIT_ERROR
 
 
@@ -67,7 +70,9 @@ def _parser() -> argparse.ArgumentParser:
     sub = p.add_subparsers(dest="command", required=True)
 
     v = sub.add_parser("validate", help="validate spec files or directories (exit 1 on any error)")
-    v.add_argument("paths", nargs="+", type=Path, help="spec files (.yaml, .yml, .json) or directories of them")
+    v.add_argument(
+        "paths", nargs="+", type=Path, help="spec files (.yaml, .yml, .json) or directories of them"
+    )
     v.add_argument(
         "--team",
         help="check python_task entrypoints against this team's allow-list (deploy/teams.yaml, QUANTOS_TEAMS) "
@@ -76,12 +81,16 @@ def _parser() -> argparse.ArgumentParser:
     v.set_defaults(handler=cmd_validate)
 
     s = sub.add_parser("schema", help="print the JSON Schema of the DAG spec")
-    s.add_argument("--runtime-params", action="store_true", help="the runtime params schema instead")
+    s.add_argument(
+        "--runtime-params", action="store_true", help="the runtime params schema instead"
+    )
     s.set_defaults(handler=cmd_schema)
 
     c = sub.add_parser("compile", help="show the assets a spec compiles to")
     c.add_argument("path", type=Path, help="a spec file")
-    c.add_argument("--json", action="store_true", help="JSON, with each asset's kinds, owners and tags")
+    c.add_argument(
+        "--json", action="store_true", help="JSON, with each asset's kinds, owners and tags"
+    )
     c.set_defaults(handler=cmd_compile)
 
     r = sub.add_parser("run", help="materialize a spec on the active profile")
@@ -218,7 +227,9 @@ def cmd_compile(args: argparse.Namespace) -> int:
     print("run tags: " + ", ".join(f"{k}={v}" for k, v in graph["run_tags"].items()))
     for a in graph["assets"]:
         retry = a["retry"]
-        retry_txt = f"retries={retry['max_retries']} delay={retry['delay_sec']}s" if retry else "no retry"
+        retry_txt = (
+            f"retries={retry['max_retries']} delay={retry['delay_sec']}s" if retry else "no retry"
+        )
         print(f"  {a['key']:<40} node={a['node']} kind={a['kind']} pool={a['pool']} {retry_txt}")
         for dep in a["deps"]:
             print(f"      <- {dep}")
@@ -246,13 +257,19 @@ def cmd_ticks(args: argparse.Namespace) -> int:
 
     spec = load_spec(args.path).spec
     if spec.schedule is None:
-        raise SpecError([f"{args.path}:1: schedule: this spec has no schedule block, so it never fires"])
+        raise SpecError(
+            [f"{args.path}:1: schedule: this spec has no schedule block, so it never fires"]
+        )
     if args.end < args.start:
         print(f"quantos: --end {args.end} is before --start {args.start}", file=sys.stderr)
         return EXIT_INVALID
     ticks = ticks_between(spec.schedule, args.start, args.end)
     if args.json:
-        print(json.dumps([{"time": t.time.isoformat(), "partition": t.partition} for t in ticks], indent=2))
+        print(
+            json.dumps(
+                [{"time": t.time.isoformat(), "partition": t.partition} for t in ticks], indent=2
+            )
+        )
         return EXIT_OK
     for tick in ticks:
         print(f"{tick.time.isoformat()}  {tick.partition}")

@@ -5,6 +5,7 @@ Built by dagster-k8s's own job and Pipes pod construction from the same config k
 and PipesK8sClient get (quantos_assets/k8s/), so reviewing these files is reviewing what the
 cluster gets. `--params` applies a submission (secrets, affinity, priority, labels) to both.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -15,10 +16,22 @@ import yaml
 
 
 def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    m = sub.add_parser("manifests", help="write the Kubernetes Job of every step and Pod of every image-only task (production profile)")
+    m = sub.add_parser(
+        "manifests",
+        help="write the Kubernetes Job of every step and Pod of every image-only task (production profile)",
+    )
     m.add_argument("path", type=Path, help="a spec file")
-    m.add_argument("-o", "--output", type=Path, required=True, metavar="DIR", help="folder for one YAML per step")
-    m.add_argument("--params", type=Path, help="runtime params (JSON/YAML): secrets, affinity, labels")
+    m.add_argument(
+        "-o",
+        "--output",
+        type=Path,
+        required=True,
+        metavar="DIR",
+        help="folder for one YAML per step",
+    )
+    m.add_argument(
+        "--params", type=Path, help="runtime params (JSON/YAML): secrets, affinity, labels"
+    )
     m.add_argument("--image", help="user code image (default: the quantos user-code image)")
     m.set_defaults(handler=cmd_manifests)
 
@@ -49,5 +62,7 @@ def cmd_manifests(args: argparse.Namespace) -> int:
         target = args.output / f"{op}.pipes-pod.yaml"
         target.write_text(yaml.safe_dump(pod, sort_keys=False))
         pool = pod["metadata"]["labels"].get("quantos.io/pool", "?")
-        print(f"{target}  pool={pool} image={pod['spec']['containers'][0]['image']}", file=sys.stdout)
+        print(
+            f"{target}  pool={pool} image={pod['spec']['containers'][0]['image']}", file=sys.stdout
+        )
     return EXIT_OK

@@ -1,4 +1,5 @@
 """Per-node progress lines for `quantos run`, instead of Dagster's full event log."""
+
 from __future__ import annotations
 
 import logging
@@ -41,12 +42,20 @@ class ProgressHandler(logging.Handler):
             meta = ", ".join(
                 f"{k}={_short(v.value)}" for k, v in mat.metadata.items() if k != "schema"
             )
-            print(f"  {'/'.join(mat.asset_key.path):<40} materialized {meta}", file=self.stream, flush=True)
+            print(
+                f"  {'/'.join(mat.asset_key.path):<40} materialized {meta}",
+                file=self.stream,
+                flush=True,
+            )
         elif kind == "ASSET_CHECK_EVALUATION":
             check = event.asset_check_evaluation_data
             verdict = "passed" if check.passed else "FAILED"
             where = f"{check.asset_key.to_user_string()}:{check.check_name}"
-            print(f"  {where:<40} check {verdict}: {check.description or ''}", file=self.stream, flush=True)
+            print(
+                f"  {where:<40} check {verdict}: {check.description or ''}",
+                file=self.stream,
+                flush=True,
+            )
 
 
 def _short(value: Any) -> str:

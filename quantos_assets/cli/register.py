@@ -5,6 +5,7 @@ label, unique names, entrypoint allow-list) and the registry's own locked check,
 replaced version, and appends a `register` record to the audit trail. Writing a file into the
 registry folder by hand is the operator's way around all of that; this is the team's way.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -22,7 +23,9 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
     )
     r.add_argument("path", type=Path, help="a spec file (.yaml, .yml, .json)")
     r.add_argument("--team", required=True, help="the team registering it (it owns a new pipeline)")
-    r.add_argument("--admin", action="store_true", help="replace a pipeline of another team (operators)")
+    r.add_argument(
+        "--admin", action="store_true", help="replace a pipeline of another team (operators)"
+    )
     r.set_defaults(handler=cmd_register)
 
 
@@ -41,9 +44,11 @@ def cmd_register(args: argparse.Namespace) -> int:
     settings = gateway_settings()
     actor = f"cli:{getpass.getuser()}"
     request = AdmissionRequest(
-        action=Action.REGISTER, caller=Caller(team=args.team, actor=actor, admin=args.admin),
+        action=Action.REGISTER,
+        caller=Caller(team=args.team, actor=actor, admin=args.admin),
         teams=load_teams(settings.teams_path, required=settings.teams_required),
-        spec=loaded.spec, registry=DirectoryRegistry(settings.specs_dir),
+        spec=loaded.spec,
+        registry=DirectoryRegistry(settings.specs_dir),
     )
     refused = admit(request)
     try:
@@ -54,11 +59,22 @@ def cmd_register(args: argparse.Namespace) -> int:
         print(f"quantos: register refused ({refusal.code}): {refusal}", file=sys.stderr)
         return EXIT_INVALID
     digest = spec_digest(loaded.spec)
-    audit_registration(settings.audit.writer(), actor, args.team, registration, loaded.spec.pipeline_id, digest)
+    audit_registration(
+        settings.audit.writer(), actor, args.team, registration, loaded.spec.pipeline_id, digest
+    )
     if not registration.changed:
-        print(f"unchanged  {registration.path}  ({loaded.spec.pipeline_id}, owner {registration.owner or 'none'})")
+        print(
+            f"unchanged  {registration.path}  ({loaded.spec.pipeline_id}, owner {registration.owner or 'none'})"
+        )
         return EXIT_OK
-    what = "registered" if registration.created else f"replaced (previous kept at {registration.kept})"
-    print(f"{what}  {registration.path}  ({loaded.spec.pipeline_id}, owner {registration.owner or 'none'})")
-    print("reload the code location to serve it (the UI's Deployment page, or a gateway submission)", file=sys.stderr)
+    what = (
+        "registered" if registration.created else f"replaced (previous kept at {registration.kept})"
+    )
+    print(
+        f"{what}  {registration.path}  ({loaded.spec.pipeline_id}, owner {registration.owner or 'none'})"
+    )
+    print(
+        "reload the code location to serve it (the UI's Deployment page, or a gateway submission)",
+        file=sys.stderr,
+    )
     return EXIT_OK

@@ -4,6 +4,7 @@ The daemon's sync sensor does this hourly; a fresh instance used only through th
 CLI (CI running `dagster asset materialize --partition-range`) has no daemon, so
 the keys must be addable on demand.
 """
+
 from __future__ import annotations
 
 import argparse

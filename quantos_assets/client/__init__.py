@@ -1,4 +1,5 @@
 """The compiler's Python client over Dagster's GraphQL API (see submissions.py)."""
+
 from __future__ import annotations
 
 from quantos_assets.client.graphql import DagsterAPI, DagsterAPIError

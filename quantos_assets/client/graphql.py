@@ -7,6 +7,7 @@ module sends the same documents (dagster-graphql's own mutation text where it ha
 through a thread-safe `httpx.Client`, and turns every GraphQL-level failure into one
 `DagsterAPIError` line.
 """
+
 from __future__ import annotations
 
 from collections.abc import Mapping
@@ -146,13 +147,20 @@ class DagsterAPI:
     # -- transport -------------------------------------------------------------------------
 
     def execute(
-        self, query: str, variables: dict[str, Any] | None = None, *, what: str | None = None, timeout: float | None = None
+        self,
+        query: str,
+        variables: dict[str, Any] | None = None,
+        *,
+        what: str | None = None,
+        timeout: float | None = None,
     ) -> dict[str, Any]:
         """One GraphQL document; `what` names it in a timeout's message (default: its operation)."""
         limit = timeout or self.timeout
         try:
             response = self._http.post(
-                f"{self.url}/graphql", json={"query": query, "variables": variables or {}}, timeout=limit
+                f"{self.url}/graphql",
+                json={"query": query, "variables": variables or {}},
+                timeout=limit,
             )
         except (httpx.ReadTimeout, httpx.WriteTimeout, httpx.PoolTimeout) as err:
             # Reached but no answer in time: the call may still complete in Dagster.
@@ -162,21 +170,32 @@ class DagsterAPI:
                 retryable=True,
             ) from None
         except httpx.HTTPError as err:
-            raise DagsterAPIError(f"Dagster at {self.url} is unreachable: {type(err).__name__}: {err}", 503, retryable=True) from None
+            raise DagsterAPIError(
+                f"Dagster at {self.url} is unreachable: {type(err).__name__}: {err}",
+                503,
+                retryable=True,
+            ) from None
         if response.status_code != 200:
             raise DagsterAPIError(
-                f"Dagster at {self.url} answered HTTP {response.status_code}", 502, retryable=response.status_code >= 500
+                f"Dagster at {self.url} answered HTTP {response.status_code}",
+                502,
+                retryable=response.status_code >= 500,
             )
         try:
             body = response.json()
         except ValueError:  # e.g. the UI's HTML: the URL names the webserver but not its root
             raise DagsterAPIError(
-                f"Dagster at {self.url} answered HTTP 200 without JSON: is QUANTOS_DAGSTER_URL the webserver's root?", 502
+                f"Dagster at {self.url} answered HTTP 200 without JSON: is QUANTOS_DAGSTER_URL the webserver's root?",
+                502,
             ) from None
         if not isinstance(body, dict) or not ("data" in body or "errors" in body):
-            raise DagsterAPIError(f"Dagster at {self.url} answered HTTP 200 without a GraphQL result", 502)
+            raise DagsterAPIError(
+                f"Dagster at {self.url} answered HTTP 200 without a GraphQL result", 502
+            )
         if body.get("errors"):
-            raise DagsterAPIError(f"Dagster GraphQL error: {body['errors'][0].get('message', body['errors'][0])}", 502)
+            raise DagsterAPIError(
+                f"Dagster GraphQL error: {body['errors'][0].get('message', body['errors'][0])}", 502
+            )
         return body["data"]
 
     # -- calls -----------------------------------------------------------------------------
@@ -190,11 +209,15 @@ class DagsterAPI:
         )
         entry = data["reloadRepositoryLocation"]
         if entry["__typename"] != "WorkspaceLocationEntry":
-            raise DagsterAPIError(f"reload of code location {self.location!r}: {entry.get('message')}", 502)
+            raise DagsterAPIError(
+                f"reload of code location {self.location!r}: {entry.get('message')}", 502
+            )
         loaded = entry["locationOrLoadError"] or {}
         if loaded.get("__typename") == "PythonError":
             first = (loaded.get("message") or "").splitlines()[:1]
-            raise DagsterAPIError(f"code location {self.location!r} failed to load: {' '.join(first)}", 502)
+            raise DagsterAPIError(
+                f"code location {self.location!r} failed to load: {' '.join(first)}", 502
+            )
 
     def has_job(self, job: str) -> bool:
         data = self.execute(PIPELINE_QUERY, {"sel": self._job_selector(job)})
@@ -216,16 +239,23 @@ class DagsterAPI:
             "executionMetadata": {"tags": [{"key": k, "value": v} for k, v in tags.items()]},
         }
         result = self.execute(
-            CLIENT_SUBMIT_PIPELINE_RUN_MUTATION, {"executionParams": params}, what=f"the launch of {job!r}"
+            CLIENT_SUBMIT_PIPELINE_RUN_MUTATION,
+            {"executionParams": params},
+            what=f"the launch of {job!r}",
         )["launchPipelineExecution"]
         if result["__typename"] == "LaunchRunSuccess" or "run" in result:
             return str(result["run"]["runId"])
-        if result["__typename"] in ("RunConfigValidationInvalid", "PipelineConfigValidationInvalid"):
+        if result["__typename"] in (
+            "RunConfigValidationInvalid",
+            "PipelineConfigValidationInvalid",
+        ):
             reasons = "; ".join(e["message"] for e in result.get("errors", []))
             raise DagsterAPIError(f"run config rejected by Dagster: {reasons}", 422)
         if result["__typename"] in ("PipelineNotFoundError", "JobNotFoundError"):
             raise DagsterAPIError(f"job {job!r} is not in code location {self.location!r}", 404)
-        raise DagsterAPIError(f"launch of {job!r} failed: {result.get('message') or result['__typename']}", 502)
+        raise DagsterAPIError(
+            f"launch of {job!r} failed: {result.get('message') or result['__typename']}", 502
+        )
 
     def run(self, run_id: str) -> dict[str, Any]:
         data = self.execute(RUN_QUERY, {"runId": run_id})["runOrError"]
@@ -255,7 +285,9 @@ class DagsterAPI:
         events: list[dict[str, Any]] = []
         cursor = None
         while True:
-            data = self.execute(LOGS_QUERY, {"runId": run_id, "cursor": cursor, "limit": page})["logsForRun"]
+            data = self.execute(LOGS_QUERY, {"runId": run_id, "cursor": cursor, "limit": page})[
+                "logsForRun"
+            ]
             if data["__typename"] != "EventConnection":
                 raise DagsterAPIError(f"logs of run {run_id}: {data.get('message')}", 404)
             events.extend(e for e in data["events"] if "message" in e)
@@ -270,19 +302,25 @@ class DagsterAPI:
         return data
 
     def asset_nodes(self, keys: list[list[str]]) -> list[dict[str, Any]]:
-        return list(self.execute(ASSET_NODES_QUERY, {"keys": [{"path": k} for k in keys]})["assetNodes"])
+        return list(
+            self.execute(ASSET_NODES_QUERY, {"keys": [{"path": k} for k in keys]})["assetNodes"]
+        )
 
     def terminate(self, run_id: str) -> None:
         result = self.execute(TERMINATE_RUN_JOB_MUTATION, {"runId": run_id})["terminateRun"]
         if result["__typename"] != "TerminateRunSuccess":
-            raise DagsterAPIError(f"cancel of run {run_id}: {result.get('message') or result['__typename']}", 409)
+            raise DagsterAPIError(
+                f"cancel of run {run_id}: {result.get('message') or result['__typename']}", 409
+            )
 
     def reexecute_from_failure(self, run_id: str) -> str:
         result = self.execute(
             REEXECUTE_MUTATION, {"params": {"parentRunId": run_id, "strategy": "FROM_FAILURE"}}
         )["launchRunReexecution"]
         if result["__typename"] != "LaunchRunSuccess":
-            raise DagsterAPIError(f"retry of run {run_id}: {result.get('message') or result['__typename']}", 409)
+            raise DagsterAPIError(
+                f"retry of run {run_id}: {result.get('message') or result['__typename']}", 409
+            )
         return str(result["run"]["runId"])
 
     def add_dynamic_partition(self, partitions_def: str, key: str) -> None:
@@ -290,8 +328,13 @@ class DagsterAPI:
             ADD_PARTITION_MUTATION,
             {"sel": self._repo_selector(), "name": partitions_def, "key": key},
         )["addDynamicPartition"]
-        if result["__typename"] not in ("AddDynamicPartitionSuccess", "DuplicateDynamicPartitionError"):
-            raise DagsterAPIError(f"partition {key!r}: {result.get('message') or result['__typename']}", 502)
+        if result["__typename"] not in (
+            "AddDynamicPartitionSuccess",
+            "DuplicateDynamicPartitionError",
+        ):
+            raise DagsterAPIError(
+                f"partition {key!r}: {result.get('message') or result['__typename']}", 502
+            )
 
     def _repo_selector(self) -> dict[str, str]:
         return {"repositoryLocationName": self.location, "repositoryName": self.repository}

@@ -15,6 +15,7 @@ location only if the spec changed, and launches the pipeline's asset job with th
 params as run tags. Every run of a submission carries the tag `quantos/submission_id`, so
 the client needs no database: Dagster's run storage is the record.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -70,11 +71,15 @@ class Registered:
 
 
 def spec_digest(spec: DagSpec) -> str:
-    canonical = json.dumps(spec.model_dump(mode="json", by_alias=True), sort_keys=True, separators=(",", ":"))
+    canonical = json.dumps(
+        spec.model_dump(mode="json", by_alias=True), sort_keys=True, separators=(",", ":")
+    )
     return hashlib.sha256(canonical.encode()).hexdigest()
 
 
-def parse_spec(spec: Mapping[str, Any] | str | Path | LoadedSpec, source: str = "dag_spec") -> LoadedSpec:
+def parse_spec(
+    spec: Mapping[str, Any] | str | Path | LoadedSpec, source: str = "dag_spec"
+) -> LoadedSpec:
     """A dict (JSON body), YAML/JSON text, a file path or an already loaded spec."""
     if isinstance(spec, LoadedSpec):
         return spec
@@ -133,7 +138,9 @@ class QuantosClient:
     ) -> str:
         """Validate, register, launch; the submission id (raises SpecError on an invalid spec,
         SubmissionError 403/409 when the registry refuses it for `team`)."""
-        return self.submit_detailed(spec, runtime_params, nodes, partition, team=team, admin=admin).submission_id
+        return self.submit_detailed(
+            spec, runtime_params, nodes, partition, team=team, admin=admin
+        ).submission_id
 
     def submit_detailed(
         self,
@@ -150,7 +157,9 @@ class QuantosClient:
         was reloaded; `extra_tags` are added to the run's tags."""
         loaded = parse_spec(spec)
         params = parse_params(runtime_params)
-        return self.launch(loaded, params, nodes, partition, team=team, admin=admin, extra_tags=extra_tags)
+        return self.launch(
+            loaded, params, nodes, partition, team=team, admin=admin, extra_tags=extra_tags
+        )
 
     def launch(
         self,
@@ -190,17 +199,29 @@ class QuantosClient:
             run_config = submission_run_config(spec, params)
         run_id = self.api.launch(spec.pipeline_id, tags, run_config, asset_keys)
         return Submitted(
-            params.submission_id, spec.pipeline_id, run_id, digest, registered.reloaded, registered.registration
+            params.submission_id,
+            spec.pipeline_id,
+            run_id,
+            digest,
+            registered.reloaded,
+            registered.registration,
         )
 
-    def check(self, spec: DagSpec, nodes: list[str] | None = None, partition: str | None = None) -> None:
+    def check(
+        self, spec: DagSpec, nodes: list[str] | None = None, partition: str | None = None
+    ) -> None:
         """What `launch` would refuse in the request itself (unknown or external nodes, a bad
         partition), without calling Dagster: raises SubmissionError."""
         self._asset_keys(spec, nodes)
         self._check_partition(spec, partition)
 
     def ensure_registered(
-        self, loaded: LoadedSpec, digest: str | None = None, *, team: str | None = None, admin: bool = False
+        self,
+        loaded: LoadedSpec,
+        digest: str | None = None,
+        *,
+        team: str | None = None,
+        admin: bool = False,
     ) -> Registered:
         """Make the code location serve this exact spec, registered for `team` (see
         `spec_registry.register_spec`; its refusals raise SubmissionError 403 or 409)."""
@@ -279,7 +300,9 @@ class QuantosClient:
             "runs": [{"run_id": r["runId"], "status": r["status"]} for r in runs],
         }
 
-    def logs(self, submission_id: str, node: str | None = None, team: str | None = None) -> list[dict[str, Any]]:
+    def logs(
+        self, submission_id: str, node: str | None = None, team: str | None = None
+    ) -> list[dict[str, Any]]:
         """The latest run's event log, each line keyed by submission, pipeline, node and run
         (seed 000 §6), like the JSON lines runs write for Loki."""
         run = self.runs(submission_id, team)[0]
@@ -294,7 +317,9 @@ class QuantosClient:
                 {
                     "time": float(event["timestamp"]) / 1000.0,
                     "level": event["level"],
-                    "node": step_key[len(pipeline) + 2 :] if step_key.startswith(f"{pipeline}__") else None,
+                    "node": step_key[len(pipeline) + 2 :]
+                    if step_key.startswith(f"{pipeline}__")
+                    else None,
                     "event": event.get("eventType"),
                     "message": event["message"],
                     "submission_id": submission_id,
@@ -311,7 +336,11 @@ class QuantosClient:
         data = self.api.lineage(run_id)
         run = data["runOrError"]
         produced = [
-            {"key": "/".join(m["assetKey"]["path"]), "partition": m["partition"], **_metadata(m["metadataEntries"])}
+            {
+                "key": "/".join(m["assetKey"]["path"]),
+                "partition": m["partition"],
+                **_metadata(m["metadataEntries"]),
+            }
             for m in run["assetMaterializations"]
         ]
         nodes = self.api.asset_nodes([m["assetKey"]["path"] for m in run["assetMaterializations"]])
@@ -325,7 +354,11 @@ class QuantosClient:
         for asset in produced:
             upstream, downstream = graph.get(asset["key"], ([], []))
             asset["upstream"], asset["downstream"] = upstream, downstream
-        events = data["logsForRun"].get("events", []) if data["logsForRun"]["__typename"] == "EventConnection" else []
+        events = (
+            data["logsForRun"].get("events", [])
+            if data["logsForRun"]["__typename"] == "EventConnection"
+            else []
+        )
         inputs = [
             {
                 "step": e["stepKey"],
@@ -336,7 +369,13 @@ class QuantosClient:
             for e in events
             if e["__typename"] == "LoadedInputEvent"
         ]
-        return {"submission_id": submission_id, "run_id": run_id, "status": run["status"], "assets": produced, "inputs": inputs}
+        return {
+            "submission_id": submission_id,
+            "run_id": run_id,
+            "status": run["status"],
+            "assets": produced,
+            "inputs": inputs,
+        }
 
     # -- act -------------------------------------------------------------------------------
 
@@ -344,7 +383,9 @@ class QuantosClient:
         """Terminate the latest run; its id. SubmissionError (409) if it is not active."""
         run = self.runs(submission_id, team)[0]
         if run["status"] not in ACTIVE_STATUSES:
-            raise SubmissionError(f"submission {submission_id} has no active run (latest is {run['status']})", 409)
+            raise SubmissionError(
+                f"submission {submission_id} has no active run (latest is {run['status']})", 409
+            )
         self.api.terminate(run["runId"])
         return str(run["runId"])
 
@@ -378,16 +419,22 @@ class QuantosClient:
     def _check_partition(spec: DagSpec, partition: str | None) -> None:
         if partition is None:
             if spec.partitions is not None:
-                raise SubmissionError(f"pipeline {spec.pipeline_id!r} is partitioned by session: give a partition")
+                raise SubmissionError(
+                    f"pipeline {spec.pipeline_id!r} is partitioned by session: give a partition"
+                )
             return
         if spec.partitions is None:
-            raise SubmissionError(f"pipeline {spec.pipeline_id!r} has no partitions; drop 'partition'")
+            raise SubmissionError(
+                f"pipeline {spec.pipeline_id!r} has no partitions; drop 'partition'"
+            )
         from quantos_assets.calendars.sessions import is_session
 
         try:
             day = date.fromisoformat(partition)
         except ValueError:
-            raise SubmissionError(f"partition {partition!r}: expected a session date YYYY-MM-DD") from None
+            raise SubmissionError(
+                f"partition {partition!r}: expected a session date YYYY-MM-DD"
+            ) from None
         code = spec.partitions.calendar
         if not is_session(code, day) or day < spec.partitions.start:
             raise SubmissionError(
@@ -400,7 +447,15 @@ def _metadata(entries: list[dict[str, Any]]) -> dict[str, Any]:
     out: dict[str, Any] = {}
     for entry in entries:
         label = entry["label"]
-        if label not in ("snapshot_id", "table", "rows", "uri", "sha256", "partition_key", "partition_range"):
+        if label not in (
+            "snapshot_id",
+            "table",
+            "rows",
+            "uri",
+            "sha256",
+            "partition_key",
+            "partition_range",
+        ):
             continue
         value = entry.get("intRepr") or entry.get("text") or entry.get("path") or entry.get("url")
         if value is None and entry.get("floatValue") is not None:

@@ -3,6 +3,7 @@
 The one entry point pipeline_assets calls; everything about promotion stays in this
 package, so translation only learns "these checks and assets belong to the pipeline".
 """
+
 from __future__ import annotations
 
 from collections.abc import Mapping
@@ -42,8 +43,12 @@ def build_gates(
         return None
     gate = effective_gate(spec.gates, load_policy())
     keys = gate_check_keys(spec, gate)
-    checks = build_gate_checks(spec, gate, loaded.sha256, with_audit_key({**producer_op_tags, TAG_KIND: "gate"}))
-    stages = build_stage_assets(spec, gate, keys, loaded.sha256, {**attrs, "op_tags": with_audit_key({TAG_KIND: "gate"})})
+    checks = build_gate_checks(
+        spec, gate, loaded.sha256, with_audit_key({**producer_op_tags, TAG_KIND: "gate"})
+    )
+    stages = build_stage_assets(
+        spec, gate, keys, loaded.sha256, {**attrs, "op_tags": with_audit_key({TAG_KIND: "gate"})}
+    )
     return GateDefs(gate=gate, checks=checks, stages=stages, check_keys=keys)
 
 

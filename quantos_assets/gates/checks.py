@@ -11,6 +11,7 @@ They run as one step (one read of the evidence, at most one retrain); each can s
 executed on its own from the UI. A refusal is appended to the audit trail here, naming the
 first stage; promotions are appended by the stage assets (gates/stages.py).
 """
+
 from __future__ import annotations
 
 from collections.abc import Iterator, Mapping
@@ -129,7 +130,9 @@ def _judge(
     if CARD_CHECK in selected:
         missing = missing_fields(model.card, list(gate.card_fields))
         if model.card is None:
-            yield _result(CARD_CHECK, False, f"{gate.model} has no model card (its node recorded none)")
+            yield _result(
+                CARD_CHECK, False, f"{gate.model} has no model card (its node recorded none)"
+            )
         elif missing:
             yield _result(
                 CARD_CHECK,
@@ -138,10 +141,14 @@ def _judge(
                 {"missing": missing},
             )
         else:
-            yield _result(CARD_CHECK, True, f"the model card has all {len(gate.card_fields)} required fields")
+            yield _result(
+                CARD_CHECK, True, f"the model card has all {len(gate.card_fields)} required fields"
+            )
     wanted = [b for b in gate.bounds if metric_check(b.bound.metric) in selected]
     if wanted:
-        metrics, problem = read_metrics(resources.artifact_store, model, latest(context.instance, metrics_key))
+        metrics, problem = read_metrics(
+            resources.artifact_store, model, latest(context.instance, metrics_key)
+        )
         for b in wanted:
             name = metric_check(b.bound.metric)
             if metrics is None:
@@ -159,11 +166,15 @@ def _judge(
                 },
             )
     if REPRODUCIBLE_CHECK in selected:
-        proof = prove_reproducible(model, resources.artifact_store, resources.io_manager, resources.ray, context.log)
+        proof = prove_reproducible(
+            model, resources.artifact_store, resources.io_manager, resources.ray, context.log
+        )
         yield _result(REPRODUCIBLE_CHECK, proof.passed, proof.reason, proof.metadata)
 
 
-def _result(name: str, passed: bool, reason: str, metadata: Mapping[str, Any] | None = None) -> AssetCheckResult:
+def _result(
+    name: str, passed: bool, reason: str, metadata: Mapping[str, Any] | None = None
+) -> AssetCheckResult:
     return AssetCheckResult(
         check_name=name,
         passed=passed,

@@ -5,6 +5,7 @@ One record per decision and stage, subject = the model's asset key, so
 stage, the artifact hash and the run are in the record's params. A decision that cannot
 be written is not taken: the caller promotes only after `record_decision` returns.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass, field

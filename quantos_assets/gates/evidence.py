@@ -4,6 +4,7 @@ Read from the instance (not loaded through the IO manager) because the storage i
 of the materialization matter: a stage promotes only the exact materialization its checks
 passed on, and metrics from another run than the model say nothing about it.
 """
+
 from __future__ import annotations
 
 import json
@@ -47,10 +48,14 @@ def latest(instance: DagsterInstance, key: AssetKey) -> Materialized | None:
     if materialization is None:
         return None
     metadata = {k: v.value for k, v in materialization.metadata.items()}
-    return Materialized(key=key, storage_id=record.storage_id, run_id=record.run_id, metadata=metadata)
+    return Materialized(
+        key=key, storage_id=record.storage_id, run_id=record.run_id, metadata=metadata
+    )
 
 
-def read_metrics(store: Any, model: Materialized, metrics: Materialized | None) -> tuple[dict[str, Any] | None, str]:
+def read_metrics(
+    store: Any, model: Materialized, metrics: Materialized | None
+) -> tuple[dict[str, Any] | None, str]:
     """(metrics document, "") or (None, why it cannot be judged)."""
     name = model.key.path[-1]
     if metrics is None:

@@ -8,6 +8,7 @@ files (spec_rules/gates.py). `effective_gate` is what the checks then enforce.
 Like deploy/pools.yaml (QUANTOS_POOLS_FILE), the file is an input of spec validation, so
 its location is read here: QUANTOS_PROMOTION_POLICY, else the repository's copy.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -136,7 +137,9 @@ def loosening_problems(gates: Gates, loaded: LoadedPolicy) -> list[tuple[str, st
                 f"one bound per metric: tighten the firm's instead"
             )
         else:
-            message = f"'{text}' loosens the firm-wide '{theirs}' ({where}); a spec may only tighten it"
+            message = (
+                f"'{text}' loosens the firm-wide '{theirs}' ({where}); a spec may only tighten it"
+            )
         problems.append((f"gates.require.{metric}", message))
     if gates.stages is not None:
         problems.extend(_stage_problems(gates.stages, loaded))
@@ -148,15 +151,22 @@ def _stage_problems(stages: list[str], loaded: LoadedPolicy) -> list[tuple[str, 
     where = loaded.where("stages")
     for i, stage in enumerate(stages):
         if stage not in firm:
-            return [(f"gates.stages[{i}]", f"unknown stage '{stage}' (the firm's stages, {where}: {', '.join(firm)})")]
+            return [
+                (
+                    f"gates.stages[{i}]",
+                    f"unknown stage '{stage}' (the firm's stages, {where}: {', '.join(firm)})",
+                )
+            ]
     if stages != firm[: len(stages)]:
         skipped = [s for s in firm[: firm.index(stages[-1]) + 1] if s not in stages]
         what = f"skips {', '.join(skipped)}" if skipped else "reorders them"
         return [
             (
                 "gates.stages",
-                (f"[{', '.join(stages)}] {what}: the firm promotes through {', '.join(firm)} in order "
-                f"({where}); a spec may stop early, never skip or reorder"),
+                (
+                    f"[{', '.join(stages)}] {what}: the firm promotes through {', '.join(firm)} in order "
+                    f"({where}); a spec may stop early, never skip or reorder"
+                ),
             )
         ]
     return []

@@ -11,6 +11,7 @@ snapshot, seed and worker count, and its test metrics must match the recorded on
 TORCH_TOLERANCE. Floating-point sums over data-parallel workers need not be bit-identical
 across runs; a model whose metrics move more than that is not reproducible.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -72,11 +73,16 @@ def prove_reproducible(model: Materialized, store: Any, lake: Any, ray: Any, log
     namespace, _, table_name = snapshot.table.partition(".")
     trainer = TRAINERS.get(job.trainer)
     if trainer is not None and trainer.framework == "torch":
-        return _prove_torch(model, card, job, snapshot.table, snapshot.snapshot_id, store, lake, ray, log)
+        return _prove_torch(
+            model, card, job, snapshot.table, snapshot.snapshot_id, store, lake, ray, log
+        )
     try:
         table = lake.read_arrow(namespace, table_name, snapshot.snapshot_id)
     except Exception as err:  # noqa: BLE001 - any lake error means the inputs are gone: one line
-        return Proof(False, f"the training snapshot {snapshot.table}@{snapshot.snapshot_id} cannot be read: {err}")
+        return Proof(
+            False,
+            f"the training snapshot {snapshot.table}@{snapshot.snapshot_id} cannot be read: {err}",
+        )
     where = f"seed {job.seed} on {snapshot.table}@{snapshot.snapshot_id}"
     log.info(f"gate {model.key.to_user_string()}: retraining '{job.trainer}' with {where}")
     result = train_on_ray(ray.init(), table, job, f"{model.key.to_user_string()} reproducibility")
@@ -98,8 +104,15 @@ def prove_reproducible(model: Materialized, store: Any, lake: Any, ray: Any, log
 
 
 def _prove_torch(
-    model: Materialized, card: dict[str, Any], job: TrainingJob, table: str, snapshot_id: int,
-    store: Any, lake: Any, ray: Any, log: Any,
+    model: Materialized,
+    card: dict[str, Any],
+    job: TrainingJob,
+    table: str,
+    snapshot_id: int,
+    store: Any,
+    lake: Any,
+    ray: Any,
+    log: Any,
 ) -> Proof:
     import uuid
 
@@ -127,29 +140,53 @@ def _prove_torch(
             use_gpu=bool(training.get("gpus_per_worker")),
             min_workers=int(training.get("workers", 1)),
         ),
-        CheckpointPlace(path=path, name=model.key.path[-1], uri=store.uri_for(relpath), filesystem=filesystem),
+        CheckpointPlace(
+            path=path, name=model.key.path[-1], uri=store.uri_for(relpath), filesystem=filesystem
+        ),
         EarlyStopping(**stopping) if stopping else None,
     )
     now = _compared({**result.metrics, **result.metrics["training"]})
     then = _compared({**recorded, "best_val_loss": training.get("best_val_loss")})
-    metadata = {"recorded": then, "retrained": now, "tolerance": TORCH_TOLERANCE, "seed": job.seed,
-                "training_snapshot": f"{table}@{snapshot_id}"}
+    metadata = {
+        "recorded": then,
+        "retrained": now,
+        "tolerance": TORCH_TOLERANCE,
+        "seed": job.seed,
+        "training_snapshot": f"{table}@{snapshot_id}",
+    }
     off = [
         f"{k} {now[k]:.6g} vs {then[k]:.6g}"
         for k in TORCH_COMPARED
-        if k in now and k in then
+        if k in now
+        and k in then
         and abs(now[k] - then[k]) > TORCH_TOLERANCE["abs"] + TORCH_TOLERANCE["rel"] * abs(then[k])
     ]
     if not off:
-        return Proof(True, f"retrained with {where}: metrics match within rel {TORCH_TOLERANCE['rel']:g}", metadata)
+        return Proof(
+            True,
+            f"retrained with {where}: metrics match within rel {TORCH_TOLERANCE['rel']:g}",
+            metadata,
+        )
     drift = _environment_drift(card.get("environment") or {}, result.environment)
-    return Proof(False, f"retrained with {where}: {'; '.join(off)} (beyond rel {TORCH_TOLERANCE['rel']:g}){drift}", metadata)
+    return Proof(
+        False,
+        f"retrained with {where}: {'; '.join(off)} (beyond rel {TORCH_TOLERANCE['rel']:g}){drift}",
+        metadata,
+    )
 
 
 def _compared(metrics: dict[str, Any]) -> dict[str, float]:
-    return {k: float(metrics[k]) for k in TORCH_COMPARED if isinstance(metrics.get(k), (int, float))}
+    return {
+        k: float(metrics[k]) for k in TORCH_COMPARED if isinstance(metrics.get(k), (int, float))
+    }
 
 
 def _environment_drift(then: dict[str, Any], now: dict[str, str]) -> str:
-    changed = [f"{k} {then.get(k)} then, {v} now" for k, v in sorted(now.items()) if then.get(k) != v]
-    return f" ({'; '.join(changed)})" if changed else " (same library versions: the training is not deterministic)"
+    changed = [
+        f"{k} {then.get(k)} then, {v} now" for k, v in sorted(now.items()) if then.get(k) != v
+    ]
+    return (
+        f" ({'; '.join(changed)})"
+        if changed
+        else " (same library versions: the training is not deterministic)"
+    )

@@ -10,6 +10,7 @@ Promoting writes the release record `releases/{pipeline_id}/{stage}.json` in the
 store (what serving reads: model URI, sha256, card, evidence) after the audit record,
 never before: a promotion that could not be audited does not happen.
 """
+
 from __future__ import annotations
 
 import json
@@ -56,7 +57,9 @@ def build_stage_assets(
     for i, stage in enumerate(gate.stages):
         previous = gate.stages[i - 1] if i else None
         stages.append(
-            _stage_asset(spec, gate, stage, previous, model_key, list(check_keys), spec_sha256, attrs)
+            _stage_asset(
+                spec, gate, stage, previous, model_key, list(check_keys), spec_sha256, attrs
+            )
         )
     return stages
 
@@ -109,8 +112,11 @@ def _stage_asset(
             decide(False, reason)
             raise Failure(description=reason, allow_retries=False)
         assert model.sha256 is not None and model.uri is not None
-        decide(True, f"{model_key.to_user_string()} sha256 {model.sha256[:12]} promoted to {stage}",
-               {"model_run_id": model.run_id})
+        decide(
+            True,
+            f"{model_key.to_user_string()} sha256 {model.sha256[:12]} promoted to {stage}",
+            {"model_run_id": model.run_id},
+        )
         record = {
             "pipeline_id": spec.pipeline_id,
             "model": model_key.to_user_string(),

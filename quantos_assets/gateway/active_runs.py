@@ -5,6 +5,7 @@ it before every submission would halve what the gateway can accept. Between quer
 gateway adds the runs it launched itself, so the count only errs by runs that *finished*
 in the last second (it over-counts, never lets a team past its limit by its own bursts).
 """
+
 from __future__ import annotations
 
 import threading
@@ -13,7 +14,12 @@ from collections.abc import Callable
 
 
 class ActiveRuns:
-    def __init__(self, count: Callable[[str], int], ttl: float = 1.0, clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(
+        self,
+        count: Callable[[str], int],
+        ttl: float = 1.0,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
         self._count = count
         self._ttl = ttl
         self._clock = clock

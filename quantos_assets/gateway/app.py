@@ -9,6 +9,7 @@ The endpoints are one router per resource (routes_*.py, metrics_route.py), the b
 read and answer are in schemas.py, and every route reaches the gateway's parts through the
 `CurrentGateway` dependency (wiring.py): this module only assembles the app.
 """
+
 from __future__ import annotations
 
 from collections.abc import AsyncIterator

@@ -1,4 +1,5 @@
 """Who is calling the gateway: bearer token -> team and scopes, as a FastAPI dependency."""
+
 from __future__ import annotations
 
 from collections.abc import Callable
@@ -15,7 +16,13 @@ from quantos_assets.gateway.tokens import Principal, TokenExpired
 class ApiError(Exception):
     """An answer other than success: status, one-line error, detail lines, headers."""
 
-    def __init__(self, status: int, message: str, lines: list[str] | None = None, headers: dict[str, str] | None = None):
+    def __init__(
+        self,
+        status: int,
+        message: str,
+        lines: list[str] | None = None,
+        headers: dict[str, str] | None = None,
+    ):
         super().__init__(message)
         self.status, self.message, self.lines, self.headers = status, message, lines or [], headers
 
@@ -27,17 +34,25 @@ def _principal(scope: str) -> Callable[..., Principal]:
     """A dependency: the caller's principal if its token is valid and has `scope`."""
 
     def dependency(
-        request: Request, credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_BEARER)]
+        request: Request,
+        credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_BEARER)],
     ) -> Principal:
         tokens = request.app.state.gateway.tokens
         if credentials is None or credentials.scheme.lower() != "bearer":
-            raise ApiError(401, "missing bearer token (Authorization: Bearer <token>)", headers={"WWW-Authenticate": "Bearer"})
+            raise ApiError(
+                401,
+                "missing bearer token (Authorization: Bearer <token>)",
+                headers={"WWW-Authenticate": "Bearer"},
+            )
         try:
             who = tokens.authenticate(credentials.credentials)
         except TokenExpired as err:
             raise ApiError(
-                401, f"{err}: ask for a new one (quantos token create)",
-                headers={"WWW-Authenticate": 'Bearer error="invalid_token", error_description="token expired"'},
+                401,
+                f"{err}: ask for a new one (quantos token create)",
+                headers={
+                    "WWW-Authenticate": 'Bearer error="invalid_token", error_description="token expired"'
+                },
             ) from None
         if who is None:
             raise ApiError(401, "invalid or revoked token", headers={"WWW-Authenticate": "Bearer"})

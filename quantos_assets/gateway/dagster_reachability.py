@@ -4,6 +4,7 @@ A gateway pointed at the wrong URL still accepts submissions (they wait in the l
 queue), so a typo would otherwise only show as submissions that stay ACCEPTED. One line
 at start-up names the URL it tried, without the credentials a URL may carry.
 """
+
 from __future__ import annotations
 
 import httpx

@@ -21,6 +21,7 @@ reason, which its status shows; one that fails because Dagster is unreachable is
 with backoff for `give_up_after` seconds, each attempt's error and the next attempt's time
 recorded for the status. A retry request makes a waiting submission try at once.
 """
+
 from __future__ import annotations
 
 import json
@@ -239,8 +240,13 @@ class LaunchDispatcher:
                         self._record(row, existing, adopted=True)
                         return
                 launched = self.client.launch(
-                    loaded, params, request.get("nodes"), request.get("partition"), team=row.team,
-                    admin=request.get("admin") is True, extra_tags={TAG_SPEC_SHA256: row.spec_sha256},
+                    loaded,
+                    params,
+                    request.get("nodes"),
+                    request.get("partition"),
+                    team=row.team,
+                    admin=request.get("admin") is True,
+                    extra_tags={TAG_SPEC_SHA256: row.spec_sha256},
                 )
             except SubmissionError as err:
                 self._failed(row, str(err), attempted=True)
@@ -255,7 +261,12 @@ class LaunchDispatcher:
                 held.in_call = False
                 self.store.record_attempt(row.id, self.owner, str(err), next_at)
                 held.next_at = next_at  # after the store has it: the heartbeat compares the two
-                log.warning("submission %s: Dagster unavailable (%s); retrying in %.1f s", row.id, err, delay)
+                log.warning(
+                    "submission %s: Dagster unavailable (%s); retrying in %.1f s",
+                    row.id,
+                    err,
+                    delay,
+                )
                 held.wake.wait(delay)
                 delay = min(delay * 2, MAX_DELAY)
                 continue
@@ -263,7 +274,14 @@ class LaunchDispatcher:
                 held.in_call = False
             break
         if launched.registration is not None:
-            audit_registration(self.audit, row.actor, row.team, launched.registration, row.pipeline_id, row.spec_sha256)
+            audit_registration(
+                self.audit,
+                row.actor,
+                row.team,
+                launched.registration,
+                row.pipeline_id,
+                row.spec_sha256,
+            )
         self._record(row, launched.run_id)
 
     def _record(self, row: SubmissionRow, run_id: str, adopted: bool = False) -> None:
@@ -276,14 +294,23 @@ class LaunchDispatcher:
                 detail = f"run {run_id} of a canceled submission could not be terminated: {err}"
             log.warning("submission %s: %s", row.id, detail)
             self.audit.append(
-                actor=row.actor, team=row.team, action="launch", subject=row.id,
-                spec_sha256=row.spec_sha256, decision="rejected", detail=detail,
+                actor=row.actor,
+                team=row.team,
+                action="launch",
+                subject=row.id,
+                spec_sha256=row.spec_sha256,
+                decision="rejected",
+                detail=detail,
             )
             return
         self.on_launched(row.team)
         self.audit.append(
-            actor=row.actor, team=row.team, action="launch", subject=row.id,
-            spec_sha256=row.spec_sha256, decision="accepted",
+            actor=row.actor,
+            team=row.team,
+            action="launch",
+            subject=row.id,
+            spec_sha256=row.spec_sha256,
+            decision="accepted",
             detail=f"run {run_id}" + (" (launched by a gateway that stopped)" if adopted else ""),
         )
 
@@ -295,13 +322,19 @@ class LaunchDispatcher:
         else:
             found = self.registered(str(request.get("spec_ref") or row.pipeline_id))
             if found is None:
-                raise SubmissionError(f"pipeline {row.pipeline_id!r} left the registry before its launch")
+                raise SubmissionError(
+                    f"pipeline {row.pipeline_id!r} left the registry before its launch"
+                )
             loaded = found
         if spec_digest(loaded.spec) != row.spec_sha256:
             raise SubmissionError(
                 f"pipeline {row.pipeline_id!r} changed in the registry between acceptance and launch; submit again"
             )
-        return loaded, parse_params(request.get("runtime_params") or {"submission_id": row.id}), request
+        return (
+            loaded,
+            parse_params(request.get("runtime_params") or {"submission_id": row.id}),
+            request,
+        )
 
     def _existing_run(self, row: SubmissionRow) -> str | None:
         """The run an earlier holder or attempt created, if any: the gateway tags each run
@@ -316,7 +349,11 @@ class LaunchDispatcher:
         if not self.store.fail(row.id, reason, owner=self.owner, attempted=attempted):
             return  # canceled or taken over meanwhile: theirs to report
         self.audit.append(
-            actor=row.actor, team=row.team, action="launch", subject=row.id,
-            spec_sha256=row.spec_sha256, decision="rejected", detail=reason,
+            actor=row.actor,
+            team=row.team,
+            action="launch",
+            subject=row.id,
+            spec_sha256=row.spec_sha256,
+            decision="rejected",
+            detail=reason,
         )
-

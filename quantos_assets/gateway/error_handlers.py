@@ -3,6 +3,7 @@
 Its own refusals (`ApiError`), FastAPI's request validation and Starlette's routing answers
 (unknown path, method not allowed) all become that body, so a client reads one shape.
 """
+
 from __future__ import annotations
 
 import re
@@ -45,8 +46,7 @@ def _http_error(request: Request, err: HTTPException) -> JSONResponse:
         allowed = _allowed_methods(request, headers.get("Allow", ""))
         headers["Allow"] = ", ".join(allowed)
         message = (
-            f"{request.method} is not allowed on {request.url.path}; "
-            f"allowed: {', '.join(allowed)}"
+            f"{request.method} is not allowed on {request.url.path}; allowed: {', '.join(allowed)}"
         )
     elif err.status_code == 404:
         message = f"no endpoint {request.url.path} (see /docs)"

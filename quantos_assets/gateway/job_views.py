@@ -4,6 +4,7 @@ The gateway stores only what to run and when (job_store.py); whether a job is qu
 running, succeeded or failed is read from the runs the `gateway_jobs` sensor made for it
 (tag `quantos/job_id`), so the API always agrees with the Dagster UI.
 """
+
 from __future__ import annotations
 
 from typing import Any

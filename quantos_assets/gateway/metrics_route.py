@@ -6,6 +6,7 @@ The instance is opened at the first scrape, not at start-up, so a gateway deploy
 DAGSTER_HOME still serves the API and answers /metrics with a 503 that says what is missing.
 Like /healthz it needs no token (Prometheus scrapes it; restrict it by network policy).
 """
+
 from __future__ import annotations
 
 import threading
@@ -38,9 +39,12 @@ def build_metrics_router() -> APIRouter:
         try:
             current = registry()
         except (DagsterHomeNotSetError, DagsterInvariantViolationError) as err:
-            first = str(err).strip().splitlines()[0].strip() if str(err).strip() else type(err).__name__
+            first = (
+                str(err).strip().splitlines()[0].strip() if str(err).strip() else type(err).__name__
+            )
             return PlainTextResponse(
-                f"metrics need the Dagster instance (set DAGSTER_HOME on the gateway): {first}\n", status_code=503
+                f"metrics need the Dagster instance (set DAGSTER_HOME on the gateway): {first}\n",
+                status_code=503,
             )
         # The exposition format Prometheus asks for (text, or OpenMetrics), as the exporter does.
         encode, content_type = choose_encoder(request.headers.get("accept", ""))

@@ -4,6 +4,7 @@ Who may do what is decided by the one admission policy (quantos_assets/admission
 every other path (scheduled job firings, Kafka, the CLI) asks too; here a gateway request
 becomes an `AdmissionRequest`, and a refusal becomes the audited 4xx the caller sees.
 """
+
 from __future__ import annotations
 
 from collections.abc import Callable
@@ -33,15 +34,22 @@ ONE_SPEC_SOURCE: dict[str, Any] = {
 def resolve_spec(gw: Gateway, dag_spec: dict[str, Any] | None, spec_ref: str | None) -> LoadedSpec:
     """The spec a request names: inline (validated) or registered (by pipeline_id)."""
     if (dag_spec is None) == (spec_ref is None):
-        raise ApiError(422, "give exactly one of dag_spec (the spec) or spec_ref (a registered pipeline_id)")
+        raise ApiError(
+            422, "give exactly one of dag_spec (the spec) or spec_ref (a registered pipeline_id)"
+        )
     if dag_spec is not None:
         try:
             return parse_spec(dag_spec)
         except SpecError as err:
-            raise ApiError(422, f"invalid dag_spec ({len(err.lines)} problems)", err.lines) from None
+            raise ApiError(
+                422, f"invalid dag_spec ({len(err.lines)} problems)", err.lines
+            ) from None
     loaded = gw.registry.get(str(spec_ref))
     if loaded is None:
-        raise ApiError(404, f"unknown pipeline {spec_ref!r}: no valid spec with that pipeline_id in the registry")
+        raise ApiError(
+            404,
+            f"unknown pipeline {spec_ref!r}: no valid spec with that pipeline_id in the registry",
+        )
     return loaded
 
 
@@ -69,25 +77,39 @@ def admission(
     """Ask the admission policy; a refusal is audited and raised as its 4xx (429s with
     Retry-After). `usage`: the counts as read through the request's snapshot."""
     request = AdmissionRequest(
-        action=action, caller=caller(who), teams=gw.teams, spec=spec, params=params,
-        registry=gw.registry, usage=usage or gw.usage,
+        action=action,
+        caller=caller(who),
+        teams=gw.teams,
+        spec=spec,
+        params=params,
+        registry=gw.registry,
+        usage=usage or gw.usage,
     )
     refused = admit(request)
     if refused is not None:
         raise reject(refused.status, refused.line, refused.headers())
 
 
-def take_slot(gw: Gateway, team: str, action: str, subject: str, reject: Callable[..., ApiError]) -> None:
+def take_slot(
+    gw: Gateway, team: str, action: str, subject: str, reject: Callable[..., ApiError]
+) -> None:
     """Count an admitted request in the team's per-minute window (shared by submissions,
     retries, scheduled jobs and their firings); 429 if the window filled meanwhile."""
     limit = gw.teams.policy(team).submissions_per_minute
     wait = gw.store.quota_window.take_now(team, limit, action, subject)
     if wait is not None:
-        raise reject(429, f"team {team} reached {limit} submissions per minute", {"Retry-After": str(wait)})
+        raise reject(
+            429, f"team {team} reached {limit} submissions per minute", {"Retry-After": str(wait)}
+        )
 
 
 def rejecter(
-    gw: Gateway, who: Principal, action: str, subject: str, spec_sha256: str | None, params: dict[str, Any]
+    gw: Gateway,
+    who: Principal,
+    action: str,
+    subject: str,
+    spec_sha256: str | None,
+    params: dict[str, Any],
 ) -> Callable[..., ApiError]:
     """`reject(status, message, headers)`: audit the refused decision, return the answer to raise.
 
@@ -95,8 +117,13 @@ def rejecter(
 
     def reject(status: int, message: str, headers: dict[str, str] | None = None) -> ApiError:
         gw.refusals.refused(
-            actor=who.token_id, team=who.team, action=action, subject=subject,
-            spec_sha256=spec_sha256, request=params, detail=message,
+            actor=who.token_id,
+            team=who.team,
+            action=action,
+            subject=subject,
+            spec_sha256=spec_sha256,
+            request=params,
+            detail=message,
         )
         return ApiError(status, message, headers=headers)
 

@@ -7,6 +7,7 @@ request someone kept), with its one-line reason capped (resources/audit_log.py),
 `per_minute` refusals per team and gateway process are recorded one by one; past that they
 are counted, and the count is recorded once the minute is over (at the team's next refusal).
 """
+
 from __future__ import annotations
 
 import threading
@@ -31,7 +32,10 @@ class _Window:
 
 class RefusalLog:
     def __init__(
-        self, audit: AuditLog, per_minute: int = REFUSALS_PER_MINUTE, clock: Callable[[], float] = time.monotonic
+        self,
+        audit: AuditLog,
+        per_minute: int = REFUSALS_PER_MINUTE,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.audit = audit
         self.per_minute = per_minute
@@ -66,19 +70,32 @@ class RefusalLog:
             first_suppressed = window.suppressed == 1 and not record
         if missed:
             self.audit.append(
-                actor=actor, team=team, action="refusals", subject=team, decision="counted",
+                actor=actor,
+                team=team,
+                action="refusals",
+                subject=team,
+                decision="counted",
                 detail=f"{missed} more refusals of team {team} in a minute were counted, not recorded one by one "
-                       f"(limit {self.per_minute} a minute)",
+                f"(limit {self.per_minute} a minute)",
             )
         if first_suppressed:
             self.audit.append(
-                actor=actor, team=team, action="refusals", subject=team, decision="counted",
+                actor=actor,
+                team=team,
+                action="refusals",
+                subject=team,
+                decision="counted",
                 detail=f"team {team} passed {self.per_minute} refusals in a minute: further ones are counted "
-                       "until the minute is over",
+                "until the minute is over",
             )
         if record:
             self.audit.append(
-                actor=actor, team=team, action=action, subject=subject, spec_sha256=spec_sha256,
+                actor=actor,
+                team=team,
+                action=action,
+                subject=subject,
+                spec_sha256=spec_sha256,
                 params={"request": content_digest(request)} if request is not None else None,
-                decision=REFUSED, detail=detail,
+                decision=REFUSED,
+                detail=detail,
             )

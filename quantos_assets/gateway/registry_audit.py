@@ -5,6 +5,7 @@ changed the registry is recorded with who made it and, for a replacement, the sh
 the version it replaced (kept under specs/.registry/history/), so a take-over or a
 mistaken replacement can be traced and undone.
 """
+
 from __future__ import annotations
 
 from quantos_assets.spec_registry import Registration
@@ -12,7 +13,12 @@ from resources.audit_log import AuditLog
 
 
 def audit_registration(
-    audit: AuditLog, actor: str, team: str, registration: Registration, pipeline_id: str, spec_sha256: str
+    audit: AuditLog,
+    actor: str,
+    team: str,
+    registration: Registration,
+    pipeline_id: str,
+    spec_sha256: str,
 ) -> None:
     """A registry write in the audit trail: a new pipeline and its owner, or a replacement
     and the sha256 of the version it replaced (kept under specs/.registry/history/)."""
@@ -24,8 +30,13 @@ def audit_registration(
     else:
         detail = f"replaced pipeline {pipeline_id} (owner {owner}); previous file sha256 {registration.previous_sha256} kept"
     audit.append(
-        actor=actor, team=team, action="register", subject=pipeline_id, spec_sha256=spec_sha256,
-        decision="accepted", detail=detail,
+        actor=actor,
+        team=team,
+        action="register",
+        subject=pipeline_id,
+        spec_sha256=spec_sha256,
+        decision="accepted",
+        detail=detail,
         params={
             "file": registration.path.name,
             "file_sha256": registration.sha256,

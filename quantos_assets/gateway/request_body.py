@@ -11,6 +11,7 @@ bare `400 {"detail": ...}`. So a JSON body is first checked with pydantic-core's
 (jiter: iterative, with a fixed nesting limit, line and column in its errors) and
 refused in the documented `{error, lines}` shape.
 """
+
 from __future__ import annotations
 
 import json
@@ -96,7 +97,10 @@ async def _refuse(send: Any, status: int, message: str) -> None:
         {
             "type": "http.response.start",
             "status": status,
-            "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())],
+            "headers": [
+                (b"content-type", b"application/json"),
+                (b"content-length", str(len(body)).encode()),
+            ],
         }
     )
     await send({"type": "http.response.body", "body": body})

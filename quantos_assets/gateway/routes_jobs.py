@@ -5,6 +5,7 @@ stores it (job_store.py); the code location's `gateway_jobs` sensor fires it thr
 Dagster. Its state is read from its runs (job_views.py), so the list always agrees with the
 Dagster UI.
 """
+
 from __future__ import annotations
 
 import time
@@ -69,17 +70,28 @@ def schedule(body: ScheduleRequest, gw: CurrentGateway, who: Submitter) -> JobVi
     registered = answer(lambda: gw.client.ensure_registered(loaded, team=who.team, admin=admin))
     if registered.registration is not None:
         audit_registration(
-            gw.audit, who.token_id, who.team, registered.registration, pipeline_id,
+            gw.audit,
+            who.token_id,
+            who.team,
+            registered.registration,
+            pipeline_id,
             spec_digest(loaded.spec),
         )
-    job = gw.jobs.create(NewJob(
-        team=who.team, actor=who.token_id, type=body.type, pipeline_id=pipeline_id,
-        spec_sha256=spec_digest(loaded.spec), runtime_params=_without_id(body.runtime_params),
-        nodes=body.nodes, description=body.description,
-        execution_time=(body.execution_time or datetime.now(UTC)).timestamp(),
-        cron=body.recurrence.cron if body.recurrence else None,
-        timezone=body.recurrence.timezone if body.recurrence else "UTC",
-    ))
+    job = gw.jobs.create(
+        NewJob(
+            team=who.team,
+            actor=who.token_id,
+            type=body.type,
+            pipeline_id=pipeline_id,
+            spec_sha256=spec_digest(loaded.spec),
+            runtime_params=_without_id(body.runtime_params),
+            nodes=body.nodes,
+            description=body.description,
+            execution_time=(body.execution_time or datetime.now(UTC)).timestamp(),
+            cron=body.recurrence.cron if body.recurrence else None,
+            timezone=body.recurrence.timezone if body.recurrence else "UTC",
+        )
+    )
     detail = f"first run {job.execution_time_iso()}"
     _audit(gw, who, "schedule", job, "accepted", detail, body.runtime_params)
     # stored: the answer no longer depends on Dagster
@@ -220,13 +232,23 @@ def _audit(
     digest = None if isinstance(job, str) else job.spec_sha256
     if decision == "rejected":
         gw.refusals.refused(
-            actor=who.token_id, team=who.team, action=action, subject=subject,
-            spec_sha256=digest, detail=detail,
+            actor=who.token_id,
+            team=who.team,
+            action=action,
+            subject=subject,
+            spec_sha256=digest,
+            detail=detail,
         )
         return
     gw.audit.append(
-        actor=who.token_id, team=who.team, action=action, subject=subject,
-        spec_sha256=digest, params=bounded(params or {}), decision=decision, detail=detail,
+        actor=who.token_id,
+        team=who.team,
+        action=action,
+        subject=subject,
+        spec_sha256=digest,
+        params=bounded(params or {}),
+        decision=decision,
+        detail=detail,
     )
 
 

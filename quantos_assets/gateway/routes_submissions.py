@@ -5,6 +5,7 @@ A submission is accepted into the gateway's launch queue (submission_store.py) a
 in Dagster by the dispatcher (dispatcher.py); until its run exists, its answers come from the
 store, and from Dagster after that.
 """
+
 from __future__ import annotations
 
 import json
@@ -139,15 +140,24 @@ def cancel(submission_id: str, gw: CurrentGateway, who: Submitter) -> ActionResu
     row = _owned(gw, who, submission_id)
     if row.run_id is None and gw.store.cancel_queued(submission_id):
         gw.audit.append(
-            actor=who.token_id, team=who.team, action="cancel", subject=submission_id,
-            spec_sha256=row.spec_sha256, decision="accepted", detail="canceled before launch",
+            actor=who.token_id,
+            team=who.team,
+            action="cancel",
+            subject=submission_id,
+            spec_sha256=row.spec_sha256,
+            decision="accepted",
+            detail="canceled before launch",
         )
         # a launch thread of this gateway waiting on it stops now
         gw.dispatcher.wake(submission_id)
         return ActionResult(submission_id=submission_id, run_id=None, action="cancel")
     _launched(gw.store.get(submission_id) or row)
     run_id = _decided(
-        gw, who, "cancel", submission_id, row.spec_sha256,
+        gw,
+        who,
+        "cancel",
+        submission_id,
+        row.spec_sha256,
         lambda: gw.client.cancel(submission_id, row.team),
     )
     return ActionResult(submission_id=submission_id, run_id=run_id, action="cancel")
@@ -169,8 +179,13 @@ def retry(submission_id: str, gw: CurrentGateway, who: Submitter) -> ActionResul
         if before is not None:
             detail = "queued for launch again" if row.state == FAILED else "launch attempted now"
             gw.audit.append(
-                actor=who.token_id, team=who.team, action="retry", subject=submission_id,
-                spec_sha256=row.spec_sha256, decision="accepted", detail=detail,
+                actor=who.token_id,
+                team=who.team,
+                action="retry",
+                subject=submission_id,
+                spec_sha256=row.spec_sha256,
+                decision="accepted",
+                detail=detail,
             )
             gw.dispatcher.enqueue(submission_id)
             gw.dispatcher.wake(submission_id)
@@ -178,7 +193,11 @@ def retry(submission_id: str, gw: CurrentGateway, who: Submitter) -> ActionResul
         row = gw.store.get(submission_id) or row  # launched or canceled meanwhile
     _launched(row)
     run_id = _decided(
-        gw, who, "retry", submission_id, row.spec_sha256,
+        gw,
+        who,
+        "retry",
+        submission_id,
+        row.spec_sha256,
         lambda: gw.client.retry(submission_id, row.team),
     )
     gw.store.set_run(submission_id, run_id, attempt=len(gw.store.run_ids(submission_id)) + 1)
@@ -212,11 +231,15 @@ def _new_submission(
         pipeline_id=spec.pipeline_id,
         spec_sha256=spec_digest(spec),
         params={
-            "runtime_params": params.model_dump(mode="json"), "refs": body.refs,
-            "nodes": body.nodes, "partition": body.partition,
+            "runtime_params": params.model_dump(mode="json"),
+            "refs": body.refs,
+            "nodes": body.nodes,
+            "partition": body.partition,
         },
         request={
-            "dag_spec": body.dag_spec, "spec_ref": body.spec_ref, "nodes": body.nodes,
+            "dag_spec": body.dag_spec,
+            "spec_ref": body.spec_ref,
+            "nodes": body.nodes,
             "partition": body.partition,
             "runtime_params": params.model_dump(mode="json", exclude_none=True),
             # The launch registers the spec: an admin's may replace another team's pipeline.
@@ -233,8 +256,14 @@ def _queue(gw: Gateway, new: NewSubmission, reject: _Reject) -> SubmitAccepted:
         new,
         per_minute=per_minute,
         audit=lambda conn: gw.audit.record(
-            conn, actor=new.actor, team=new.team, action="submit", subject=new.submission_id,
-            spec_sha256=new.spec_sha256, params=new.params, decision="accepted",
+            conn,
+            actor=new.actor,
+            team=new.team,
+            action="submit",
+            subject=new.submission_id,
+            spec_sha256=new.spec_sha256,
+            params=new.params,
+            decision="accepted",
             detail="queued for launch",
         ),
     )
@@ -282,7 +311,10 @@ def _resent(
 
 # What a submission's status is before Dagster has a run for it.
 _UNLAUNCHED_STATUS = {
-    QUEUED: "ACCEPTED", LAUNCHING: "ACCEPTED", FAILED: "LAUNCH_FAILED", CANCELED: "CANCELED"
+    QUEUED: "ACCEPTED",
+    LAUNCHING: "ACCEPTED",
+    FAILED: "LAUNCH_FAILED",
+    CANCELED: "CANCELED",
 }
 
 
@@ -363,7 +395,11 @@ def _owned(gw: Gateway, who: Principal, submission_id: str) -> SubmissionRow:
 
 
 def _decided(
-    gw: Gateway, who: Principal, action: str, submission_id: str, digest: str,
+    gw: Gateway,
+    who: Principal,
+    action: str,
+    submission_id: str,
+    digest: str,
     fn: Callable[[], str],
 ) -> str:
     """Run a cancel/retry and append its decision, whichever way it went."""
@@ -371,12 +407,21 @@ def _decided(
         run_id = fn()
     except (SubmissionError, DagsterAPIError) as err:
         gw.refusals.refused(
-            actor=who.token_id, team=who.team, action=action, subject=submission_id,
-            spec_sha256=digest, detail=str(err),
+            actor=who.token_id,
+            team=who.team,
+            action=action,
+            subject=submission_id,
+            spec_sha256=digest,
+            detail=str(err),
         )
         raise ApiError(err.status, str(err)) from None
     gw.audit.append(
-        actor=who.token_id, team=who.team, action=action, subject=submission_id,
-        spec_sha256=digest, decision="accepted", detail=f"run {run_id}",
+        actor=who.token_id,
+        team=who.team,
+        action=action,
+        subject=submission_id,
+        spec_sha256=digest,
+        decision="accepted",
+        detail=f"run {run_id}",
     )
     return run_id

@@ -3,6 +3,7 @@
 Their names, docstrings and field descriptions are the published contract (docs/api/, made
 by docs/generate.py), so they live apart from the routes that use them.
 """
+
 from __future__ import annotations
 
 import re

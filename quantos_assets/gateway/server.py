@@ -1,4 +1,5 @@
 """The gateway app built from the environment (what `quantos gateway` and uvicorn workers serve)."""
+
 from __future__ import annotations
 
 from typing import Any

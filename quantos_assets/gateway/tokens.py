@@ -12,6 +12,7 @@ had an expiry is read as expiring `MAX_TTL` after its creation, the longest a ne
 token may live, so an upgrade neither locks out a recent integration nor leaves an
 old token valid forever.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -40,7 +41,9 @@ class TokenExpired(Exception):
     """A known token past its expiry: the caller gets 401 saying so, not "invalid"."""
 
     def __init__(self, record: TokenRecord) -> None:
-        super().__init__(f"token {record.id} expired at {record.expiry.isoformat(timespec='seconds')}")
+        super().__init__(
+            f"token {record.id} expired at {record.expiry.isoformat(timespec='seconds')}"
+        )
         self.record = record
 
 
@@ -48,10 +51,14 @@ def parse_ttl(text: str) -> timedelta:
     """`90d`, `12h`, `30m`, `2w`, `3600s`: a lifetime between one second and `MAX_TTL`."""
     found = re.fullmatch(r"\s*(\d{1,9})\s*([smhdw])\s*", text)
     if not found:
-        raise TokenStoreError(f"--ttl {text!r}: expected a number and a unit s, m, h, d or w (e.g. 90d, 12h)")
+        raise TokenStoreError(
+            f"--ttl {text!r}: expected a number and a unit s, m, h, d or w (e.g. 90d, 12h)"
+        )
     ttl = timedelta(seconds=int(found.group(1)) * _TTL_UNITS[found.group(2)])
     if not timedelta(0) < ttl <= MAX_TTL:
-        raise TokenStoreError(f"--ttl {text!r}: a token lives more than 0 s and at most {MAX_TTL.days}d")
+        raise TokenStoreError(
+            f"--ttl {text!r}: a token lives more than 0 s and at most {MAX_TTL.days}d"
+        )
     return ttl
 
 
@@ -131,7 +138,9 @@ class TokenStore:
         if unknown or not scopes:
             raise TokenStoreError(f"scopes {scopes}: choose from {', '.join(SCOPES)}")
         if not timedelta(0) < ttl <= MAX_TTL:
-            raise TokenStoreError(f"ttl {ttl}: a token lives more than 0 s and at most {MAX_TTL.days}d")
+            raise TokenStoreError(
+                f"ttl {ttl}: a token lives more than 0 s and at most {MAX_TTL.days}d"
+            )
         token = TOKEN_PREFIX + secrets.token_urlsafe(32)
         digest = hash_token(token)
         now = datetime.now(UTC).replace(microsecond=0)
@@ -173,7 +182,9 @@ def _read(path: Path) -> list[TokenRecord]:
                 raise ValueError(f"token {record.id}: created_at/expires_at without a UTC offset")
         return records
     except (ValueError, KeyError, TypeError) as err:
-        raise TokenStoreError(f"{path}: not a QuantOS token store ({type(err).__name__}: {err})") from None
+        raise TokenStoreError(
+            f"{path}: not a QuantOS token store ({type(err).__name__}: {err})"
+        ) from None
 
 
 def _write(path: Path, records: list[TokenRecord]) -> None:

@@ -1,4 +1,5 @@
 """A team's load as the gateway counts it, for the admission rules' quotas."""
+
 from __future__ import annotations
 
 from dataclasses import dataclass, replace

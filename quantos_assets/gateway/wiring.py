@@ -1,4 +1,5 @@
 """The gateway's parts, built once from its settings and shared by every endpoint."""
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -44,9 +45,12 @@ def build_gateway(settings: GatewaySettings) -> Gateway:
     audit = settings.audit.writer(store.engine)  # the key and anchor, checked at start
     active_runs = ActiveRuns(lambda team: client.api.count_runs({TAG_TEAM: team}, ACTIVE_STATUSES))
     dispatcher = LaunchDispatcher(
-        store=store, client=client, audit=audit,
+        store=store,
+        client=client,
+        audit=audit,
         registered=registry.get,
-        on_launched=active_runs.launched, threads=settings.launch_threads,
+        on_launched=active_runs.launched,
+        threads=settings.launch_threads,
         lease=float(settings.launch_lease_seconds),
     )
     return Gateway(

@@ -6,6 +6,7 @@ of what Dagster does: this replays the executor's own merge (op tag, then the su
 per_step_k8s_config) and calls dagster-k8s's `construct_dagster_k8s_job`, so a config key
 dagster-k8s would drop or rename is dropped or renamed here too.
 """
+
 from __future__ import annotations
 
 from typing import Any
@@ -75,7 +76,9 @@ def step_job_manifests(
     return manifests
 
 
-def pipes_pod_manifests(pipeline: Any, params: RuntimeParams | None = None) -> dict[str, dict[str, Any]]:
+def pipes_pod_manifests(
+    pipeline: Any, params: RuntimeParams | None = None
+) -> dict[str, dict[str, Any]]:
     """op name -> the Pod each image-only python_task's step creates through PipesK8sClient."""
     spec = pipeline.spec
     return {

@@ -5,6 +5,7 @@ builds the Pod with dagster-k8s's `build_pod_body`. `pipes_pod_manifest` calls t
 function with the same fields, so `quantos manifests` and the tests see the body the client
 would POST (only the Pipes bootstrap env, which needs a live run, is left out).
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass, field
@@ -31,7 +32,9 @@ def pipes_pod(
     if not node.image:
         raise ValueError(f"{spec.pipeline_id}.{node.id}: no image to run as a pod")
     meta, pod_spec = pipes_pod_base(node_k8s_config(spec, node, params, pools))
-    return PipesPod(image=node.image, base_pod_meta=meta, base_pod_spec=pod_spec, env=dict(node.env))
+    return PipesPod(
+        image=node.image, base_pod_meta=meta, base_pod_spec=pod_spec, env=dict(node.env)
+    )
 
 
 def pipes_pod_manifest(

@@ -8,6 +8,7 @@ keeps its place in the run (same labels, hardening and secret scopes) but gets t
 step gets it) and the label the Ray head's NetworkPolicy admits; the workers' share is recorded
 on the pod as an annotation, so a preview (`quantos manifests`) shows where the resources went.
 """
+
 from __future__ import annotations
 
 import json
@@ -38,11 +39,16 @@ def ray_token_env() -> list[dict[str, Any]]:
     fails at connect with Ray's own message) and the token from its Secret, key by key."""
     return [
         {"name": "RAY_AUTH_MODE", "value": "token"},
-        {"name": "RAY_AUTH_TOKEN", "value_from": {"secret_key_ref": {"name": RAY_AUTH_SECRET, "key": RAY_AUTH_KEY}}},
+        {
+            "name": "RAY_AUTH_TOKEN",
+            "value_from": {"secret_key_ref": {"name": RAY_AUTH_SECRET, "key": RAY_AUTH_KEY}},
+        },
     ]
 
 
-def thin_driver(config: Mapping[str, Any], spec: DagSpec, node: Node, pools: dict[str, Pool]) -> dict[str, Any]:
+def thin_driver(
+    config: Mapping[str, Any], spec: DagSpec, node: Node, pools: dict[str, Pool]
+) -> dict[str, Any]:
     """`config` (the node's step config, already on the driver's pool) made a thin driver."""
     driver = load_ray_driver()
     workers = ray_train_workers(node)
@@ -54,7 +60,9 @@ def thin_driver(config: Mapping[str, Any], spec: DagSpec, node: Node, pools: dic
     }
     container["env"] = [*container.get("env", []), *ray_token_env()]
     labels = {**config["pod_template_spec_metadata"]["labels"], RAY_DRIVER_LABEL: "true"}
-    recorded = json.dumps({"workers": workers, "per_worker": per_worker}, sort_keys=True, separators=(",", ":"))
+    recorded = json.dumps(
+        {"workers": workers, "per_worker": per_worker}, sort_keys=True, separators=(",", ":")
+    )
     return {
         **config,
         "container_config": container,

@@ -8,6 +8,7 @@ reaches the step through the executor's `per_step_k8s_config` run config, built 
 `submission_run_config`; dagster-k8s merges it over the tag (run-level `dagster-k8s/config`
 tags are NOT applied to step pods by k8s_job_executor, so a run tag would be silently lost).
 """
+
 from __future__ import annotations
 
 import re
@@ -62,7 +63,9 @@ def secret_name(scope: str) -> str:
 
 def launches_pod(node: Node) -> bool:
     """An image-only python_task: its step launches the image as a pod of its own (Pipes)."""
-    return node.kind is NodeKind.python_task and bool(node.image) and not node.params.get("entrypoint")
+    return (
+        node.kind is NodeKind.python_task and bool(node.image) and not node.params.get("entrypoint")
+    )
 
 
 def step_k8s_config(
@@ -100,7 +103,8 @@ def step_k8s_config(
         # Prefixed: a scope's key reaches the python_task child (kinds/step_environment.py,
         # prefix removed) but can neither override nor pass for a setting of the step itself.
         container["env_from"] = [
-            {"prefix": SCOPE_ENV_PREFIX, "secret_ref": {"name": secret_name(s)}} for s in params.secrets_scope
+            {"prefix": SCOPE_ENV_PREFIX, "secret_ref": {"name": secret_name(s)}}
+            for s in params.secrets_scope
         ]
     pod_spec: dict[str, Any] = {
         "node_selector": dict(pool.node_selector),
@@ -184,14 +188,20 @@ def step_config(
     see `ray_driver.py`)."""
     pools = pools if pools is not None else load_pools()
     if launches_pod(node):
-        return step_k8s_config(spec, node, launcher_pool(spec, params, pools), params, pools, launcher=True)
+        return step_k8s_config(
+            spec, node, launcher_pool(spec, params, pools), params, pools, launcher=True
+        )
     if drives_ray_cluster(node):
-        on_driver_pool = step_k8s_config(spec, node, launcher_pool(spec, params, pools), params, pools)
+        on_driver_pool = step_k8s_config(
+            spec, node, launcher_pool(spec, params, pools), params, pools
+        )
         return thin_driver(on_driver_pool, spec, node, pools)
     return node_k8s_config(spec, node, params, pools)
 
 
-def op_tag_config(spec: DagSpec, node: Node, pool: str, pools: dict[str, Pool] | None = None) -> dict[str, Any]:
+def op_tag_config(
+    spec: DagSpec, node: Node, pool: str, pools: dict[str, Pool] | None = None
+) -> dict[str, Any]:
     """The `dagster-k8s/config` op tag (the spec alone; `pool` already chosen for the node)."""
     if launches_pod(node) or drives_ray_cluster(node):
         return step_config(spec, node, None, pools)
@@ -209,7 +219,9 @@ def pipes_pod_base(config: dict[str, Any]) -> tuple[dict[str, Any], dict[str, An
     """
     container = dict(config["container_config"])
     if container.get("env_from"):
-        container["env_from"] = [{k: v for k, v in e.items() if k != "prefix"} for e in container["env_from"]]
+        container["env_from"] = [
+            {k: v for k, v in e.items() if k != "prefix"} for e in container["env_from"]
+        ]
     pod_spec = {
         **config["pod_spec_config"],
         "containers": [container],
@@ -234,7 +246,11 @@ def params_from_run_tags(tags: Mapping[str, str]) -> RuntimeParams | None:
         {
             "submission_id": submission,
             **({"env": tags[TAG_ENV]} if tags.get(TAG_ENV) else {}),
-            "labels": {k[len(TAG_LABEL_PREFIX):]: v for k, v in tags.items() if k.startswith(TAG_LABEL_PREFIX)},
+            "labels": {
+                k[len(TAG_LABEL_PREFIX) :]: v
+                for k, v in tags.items()
+                if k.startswith(TAG_LABEL_PREFIX)
+            },
             "secrets_scope": [s for s in tags.get(TAG_SECRETS, "").split(",") if s],
             **({"priority": priority} if priority else {}),
             "affinity": {"compute_pool": tags.get(TAG_COMPUTE_POOL) or None},

@@ -4,6 +4,7 @@ The translated multi-asset loads the node's inputs through the IO manager, hands
 them to the runner of the node's kind, and yields whatever the runner returns
 (one value per declared out) back to the IO manager.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass, field

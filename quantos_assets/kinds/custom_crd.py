@@ -11,6 +11,7 @@ params:
 
 Each out receives a JSON report (Artifact role "report") of the final object.
 """
+
 from __future__ import annotations
 
 import json
@@ -33,7 +34,9 @@ def validate_manifest(params: Mapping[str, Any]) -> list[str]:
     """Every problem with params.manifest, each naming its field; empty when valid."""
     manifest = params.get("manifest")
     if manifest is None:
-        return ["params.manifest is required (a Kubernetes object: apiVersion, kind, metadata.name, spec)"]
+        return [
+            "params.manifest is required (a Kubernetes object: apiVersion, kind, metadata.name, spec)"
+        ]
     if not isinstance(manifest, Mapping):
         return [f"params.manifest must be a mapping, not {type(manifest).__name__}"]
     errors = [
@@ -48,7 +51,9 @@ def validate_manifest(params: Mapping[str, Any]) -> list[str]:
     elif not isinstance(name, str) or not name:
         errors.append("params.manifest.metadata.name is required (a non-empty string)")
     elif not _DNS_SUBDOMAIN.match(name):
-        errors.append(f"params.manifest.metadata.name '{name}' is not a valid Kubernetes name (lowercase, digits, '-', '.')")
+        errors.append(
+            f"params.manifest.metadata.name '{name}' is not a valid Kubernetes name (lowercase, digits, '-', '.')"
+        )
     if not isinstance(manifest.get("spec"), Mapping):
         errors.append("params.manifest.spec is required (a mapping)")
     return errors
@@ -72,11 +77,19 @@ class CustomCrdRunner:
         timeout = float(run.node.params.get("timeout_sec", 3600))
         final = _apply_and_wait(context, dict(manifest), source, timeout, run.label, what)
         report = json.dumps(final, indent=2, sort_keys=True, default=str).encode()
-        return {out: Artifact(data=report, role="report", filename=f"{out}.json") for out in run.node.outs}
+        return {
+            out: Artifact(data=report, role="report", filename=f"{out}.json")
+            for out in run.node.outs
+        }
 
 
 def _apply_and_wait(
-    context: AssetExecutionContext, manifest: dict[str, Any], source: str, timeout: float, label: str, what: str
+    context: AssetExecutionContext,
+    manifest: dict[str, Any],
+    source: str,
+    timeout: float,
+    label: str,
+    what: str,
 ) -> dict[str, Any]:
     from kubernetes import client, config, dynamic
     from kubernetes.client.exceptions import ApiException
@@ -109,14 +122,24 @@ def _apply_and_wait(
             if state == "succeeded":
                 return obj
             if state == "failed":
-                raise NodeRunError(f"{label}: custom_crd '{what}' failed: {json.dumps(obj.get('status'), default=str)[:300]}")
+                raise NodeRunError(
+                    f"{label}: custom_crd '{what}' failed: {json.dumps(obj.get('status'), default=str)[:300]}"
+                )
             if time.monotonic() > deadline:
-                raise NodeRunError(f"{label}: custom_crd '{what}' did not finish within {timeout:.0f}s", retryable=True)
+                raise NodeRunError(
+                    f"{label}: custom_crd '{what}' did not finish within {timeout:.0f}s",
+                    retryable=True,
+                )
             time.sleep(_POLL_SECONDS)
     except ApiException as err:
-        raise NodeRunError(f"{label}: custom_crd '{what}': Kubernetes API {err.status} {err.reason}", retryable=True) from None
+        raise NodeRunError(
+            f"{label}: custom_crd '{what}': Kubernetes API {err.status} {err.reason}",
+            retryable=True,
+        ) from None
     except dynamic.exceptions.ResourceNotFoundError:
-        raise NodeRunError(f"{label}: custom_crd '{what}': the cluster has no {manifest['apiVersion']} {manifest['kind']} (CRD not installed)") from None
+        raise NodeRunError(
+            f"{label}: custom_crd '{what}': the cluster has no {manifest['apiVersion']} {manifest['kind']} (CRD not installed)"
+        ) from None
 
 
 def _wait_gone(api: Any, name: str, namespace: str, timeout: float = 60.0) -> None:
@@ -138,7 +161,10 @@ def terminal_state(status: Mapping[str, Any]) -> str | None:
     job_status = str(status.get("jobStatus", "")).upper()  # KubeRay RayJob
     if job_status == "SUCCEEDED":
         return "succeeded"
-    if job_status in ("FAILED", "STOPPED") or str(status.get("jobDeploymentStatus", "")) == "Failed":
+    if (
+        job_status in ("FAILED", "STOPPED")
+        or str(status.get("jobDeploymentStatus", "")) == "Failed"
+    ):
         return "failed"
     phase = str(status.get("phase", "")).lower()
     if phase in ("succeeded", "completed", "complete"):

@@ -12,6 +12,7 @@ further than one that was submitted). Whose list applies is `entrypoint_team`: t
 pipeline's team, or `defaults` for a pipeline without one, the same everywhere, so what was
 admitted is what runs.
 """
+
 from __future__ import annotations
 
 import re
@@ -61,7 +62,9 @@ def entrypoint_problem(entrypoint: str, allowed: Sequence[str], team: str | None
     return None
 
 
-def entrypoint_problems(spec: DagSpec, allowed: Sequence[str], team: str | None = None) -> list[tuple[str, str]]:
+def entrypoint_problems(
+    spec: DagSpec, allowed: Sequence[str], team: str | None = None
+) -> list[tuple[str, str]]:
     """(field path, message) per python_task whose entrypoint the allow-list refuses."""
     problems: list[tuple[str, str]] = []
     for i, node in enumerate(spec.nodes):
@@ -73,7 +76,9 @@ def entrypoint_problems(spec: DagSpec, allowed: Sequence[str], team: str | None 
     return problems
 
 
-def entrypoint_refusals(spec: DagSpec, allowed: Sequence[str], team: str | None = None) -> list[str]:
+def entrypoint_refusals(
+    spec: DagSpec, allowed: Sequence[str], team: str | None = None
+) -> list[str]:
     """One line per offending node, `nodes[i].params.entrypoint: why` (empty: all allowed)."""
     return [f"{path}: {message}" for path, message in entrypoint_problems(spec, allowed, team)]
 

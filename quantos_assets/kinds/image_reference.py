@@ -8,6 +8,7 @@ domain, a tag of up to 128 word characters, dots and dashes, and a digest
 without validating. Names are compared as written (no `docker.io/library/` expansion): the
 local image map lists images exactly as specs name them.
 """
+
 from __future__ import annotations
 
 import re
@@ -34,7 +35,11 @@ class ImageReference:
     digest: str | None
 
     def __str__(self) -> str:
-        return self.name + (f":{self.tag}" if self.tag else "") + (f"@{self.digest}" if self.digest else "")
+        return (
+            self.name
+            + (f":{self.tag}" if self.tag else "")
+            + (f"@{self.digest}" if self.digest else "")
+        )
 
 
 def parse_image(reference: str) -> ImageReference | None:

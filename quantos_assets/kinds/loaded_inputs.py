@@ -5,6 +5,7 @@ sha256 it read on the step's LOADED_INPUT event. A node that must name its exact
 (a model card, so the model can be retrained bit for bit) reads them back from there
 rather than asking for the upstream's latest materialization, which may have moved on.
 """
+
 from __future__ import annotations
 
 from typing import Any

@@ -14,6 +14,7 @@ matches a spec image with that tag (a digest-pinned spec image falls back to its
 entry has its digest). A spec image with neither is `:latest`, as for Docker. Names are
 compared as written.
 """
+
 from __future__ import annotations
 
 import os
@@ -128,7 +129,9 @@ def load_local_images(path: Path | None = None, required: bool = False) -> Local
     where = _shown(path)
     if not path.exists():
         if required:
-            raise LocalImagesError(f"QUANTOS_LOCAL_IMAGES: {path} does not exist (the local image map)")
+            raise LocalImagesError(
+                f"QUANTOS_LOCAL_IMAGES: {path} does not exist (the local image map)"
+            )
         return LocalImages(LocalImagesFile(), where)
     from quantos_assets.spec.yaml_reader import YamlFileError, read_yaml_file
 
@@ -140,7 +143,9 @@ def load_local_images(path: Path | None = None, required: bool = False) -> Local
         return LocalImages(LocalImagesFile.model_validate(data or {}), where)
     except ValidationError as err:
         first = err.errors()[0]
-        field = "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in first["loc"]).lstrip(".")
+        field = "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in first["loc"]).lstrip(
+            "."
+        )
         message = str(first["msg"]).removeprefix("Value error, ")
         raise LocalImagesError(f"{where}: {field + ': ' if field else ''}{message}") from None
 

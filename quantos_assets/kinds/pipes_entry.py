@@ -22,6 +22,7 @@ Calling convention: `fn(**inputs, **params)`; table inputs arrive as
 returns the value; with several, a dict `{out: value}`. A value is a
 `pyarrow.Table` (or RecordBatch / pandas DataFrame, converted) or `bytes`.
 """
+
 from __future__ import annotations
 
 import importlib
@@ -44,13 +45,17 @@ class EntrypointError(Exception):
 def load_entrypoint(entrypoint: str, allowed_modules: list[str] | None = None) -> Any:
     module_name, _, function_name = entrypoint.partition(":")
     if allowed_modules is not None and not _under(module_name, allowed_modules):
-        raise EntrypointError(f"module '{module_name}' is not under an allowed module ({', '.join(allowed_modules)})")
+        raise EntrypointError(
+            f"module '{module_name}' is not under an allowed module ({', '.join(allowed_modules)})"
+        )
     module = importlib.import_module(module_name)
     fn = getattr(module, function_name, None)
     if not callable(fn):
         raise EntrypointError(f"module '{module_name}' has no function '{function_name}'")
     defined_in = getattr(fn, "__module__", None)
-    if allowed_modules is not None and not (isinstance(defined_in, str) and _under(defined_in, allowed_modules)):
+    if allowed_modules is not None and not (
+        isinstance(defined_in, str) and _under(defined_in, allowed_modules)
+    ):
         raise EntrypointError(
             f"'{function_name}' comes from module '{defined_in}', which is not under an allowed module "
             f"({', '.join(allowed_modules)})"
@@ -78,7 +83,9 @@ def by_out(result: Any, outs: list[str]) -> dict[str, Any]:
     if len(outs) == 1 and not (isinstance(result, Mapping) and set(result) == set(outs)):
         return {outs[0]: result}
     if not isinstance(result, Mapping):
-        raise EntrypointError(f"returned {type(result).__name__}; with outs {outs} return a dict out -> table")
+        raise EntrypointError(
+            f"returned {type(result).__name__}; with outs {outs} return a dict out -> table"
+        )
     missing = [o for o in outs if o not in result]
     extra = [k for k in result if k not in outs]
     if missing or extra:
@@ -91,8 +98,13 @@ def write_arrow(table: pa.Table, path: Path) -> None:
     `feather.write_feather` writes. Not write_feather itself: its `is_data_frame` check
     imports pandas, which costs the child more start-up than pyarrow does, in every task
     (even one that never touches pandas)."""
-    options = pa.ipc.IpcWriteOptions(compression="lz4" if pa.Codec.is_available("lz4_frame") else None)
-    with pa.OSFile(str(path), "wb") as sink, pa.ipc.new_file(sink, table.schema, options=options) as writer:
+    options = pa.ipc.IpcWriteOptions(
+        compression="lz4" if pa.Codec.is_available("lz4_frame") else None
+    )
+    with (
+        pa.OSFile(str(path), "wb") as sink,
+        pa.ipc.new_file(sink, table.schema, options=options) as writer,
+    ):
         writer.write_table(table, max_chunksize=_FEATHER_CHUNK_ROWS)
 
 
@@ -105,7 +117,9 @@ def write_out(out: str, value: Any, out_dir: Path) -> dict[str, Any]:
     elif not isinstance(value, pa.Table) and type(value).__name__ == "DataFrame":
         value = pa.Table.from_pandas(value, preserve_index=False)
     if not isinstance(value, pa.Table):
-        raise EntrypointError(f"out '{out}' is a {type(value).__name__}; return a pyarrow.Table or bytes")
+        raise EntrypointError(
+            f"out '{out}' is a {type(value).__name__}; return a pyarrow.Table or bytes"
+        )
     write_arrow(value, out_dir / f"{out}.arrow")
     return {"format": "arrow", "rows": value.num_rows, "columns": value.num_columns}
 

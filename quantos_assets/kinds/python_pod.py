@@ -15,6 +15,7 @@ The image reads its inputs and writes ONE of the two URIs per out (Parquet: a ta
 to Iceberg; bytes: an artifact). Logs, custom messages and materialization metadata go back
 through Pipes messages on the pod's stderr, which the client reads from the pod log.
 """
+
 from __future__ import annotations
 
 import io
@@ -71,14 +72,20 @@ class PythonPodRunner:
                 env=pod.env,
                 base_pod_meta=pod.base_pod_meta,
                 base_pod_spec=pod.base_pod_spec,
-                **({"pod_wait_timeout": float(run.spec.slo.max_runtime)} if run.spec.slo.max_runtime else {}),
+                **(
+                    {"pod_wait_timeout": float(run.spec.slo.max_runtime)}
+                    if run.spec.slo.max_runtime
+                    else {}
+                ),
             )
         except Exception as err:  # noqa: BLE001 - kubernetes, urllib3 and dagster-k8s each raise their own
             raise _pod_error(run.label, image, err) from None
         return {out: _read_out(store, outputs[out], run.label, out) for out in node.outs}
 
 
-def _stage_inputs(store: Any, prefix: str, inputs: dict[str, NodeValue]) -> dict[str, dict[str, str]]:
+def _stage_inputs(
+    store: Any, prefix: str, inputs: dict[str, NodeValue]
+) -> dict[str, dict[str, str]]:
     """Inputs to the object store, where the pod (on another node) can read them."""
     refs: dict[str, dict[str, str]] = {}
     for name, value in inputs.items():
@@ -87,7 +94,10 @@ def _stage_inputs(store: Any, prefix: str, inputs: dict[str, NodeValue]) -> dict
         else:
             buf = io.BytesIO()
             pq.write_table(value, buf, compression="zstd")
-            refs[name] = {"uri": store.put(f"{prefix}/{name}.parquet", buf.getvalue()), "format": "parquet"}
+            refs[name] = {
+                "uri": store.put(f"{prefix}/{name}.parquet", buf.getvalue()),
+                "format": "parquet",
+            }
     return refs
 
 
@@ -96,7 +106,9 @@ def _read_out(store: Any, uris: dict[str, str], label: str, out: str) -> NodeVal
         return pq.read_table(io.BytesIO(store.get(uris["parquet"])))
     if store.exists(uris["bytes"]):
         return Artifact(data=store.get(uris["bytes"]), role="file", filename=f"{out}.bin")
-    raise NodeRunError(f"{label}: the pod wrote no value for out '{out}' (expected {uris['parquet']} or .bin)")
+    raise NodeRunError(
+        f"{label}: the pod wrote no value for out '{out}' (expected {uris['parquet']} or .bin)"
+    )
 
 
 def _pod_error(label: str, image: str, err: Exception) -> NodeRunError:
@@ -107,12 +119,15 @@ def _pod_error(label: str, image: str, err: Exception) -> NodeRunError:
 
     what = f"{label}: pod for image '{image}'"
     if isinstance(err, ConfigException):
-        return NodeRunError(f"{what} not created: no Kubernetes cluster configured ({_first_line(err)})")
+        return NodeRunError(
+            f"{what} not created: no Kubernetes cluster configured ({_first_line(err)})"
+        )
     endpoint = _api_endpoint()
     if isinstance(err, HTTPError):  # connection refused, DNS, TLS, timeouts
         reason = getattr(err, "reason", None) or err
         return NodeRunError(
-            f"{what} not created: Kubernetes API {endpoint} unreachable ({_first_line(reason)})", retryable=True
+            f"{what} not created: Kubernetes API {endpoint} unreachable ({_first_line(reason)})",
+            retryable=True,
         )
     if isinstance(err, ApiException):
         return NodeRunError(
@@ -122,7 +137,9 @@ def _pod_error(label: str, image: str, err: Exception) -> NodeRunError:
     return NodeRunError(f"{what} failed on {endpoint}: {_pod_failure(str(err))}", retryable=True)
 
 
-_CONTAINER_FAILED = re.compile(r'Container "([^"]+)" failed with message: "(.*?)"\. Last \d+ log lines: "(.*)"', re.DOTALL)
+_CONTAINER_FAILED = re.compile(
+    r'Container "([^"]+)" failed with message: "(.*?)"\. Last \d+ log lines: "(.*)"', re.DOTALL
+)
 _POD_NAME = re.compile(r"Pod (\S+) ")
 
 
@@ -135,7 +152,9 @@ def _pod_failure(text: str) -> str:
     lines = [ln for ln in logs.splitlines() if ln.strip() and '"__dagster_pipes_version"' not in ln]
     last = lines[-1].strip() if lines else (message if message != "None" else "no log output")
     pod = _POD_NAME.search(text)
-    return _first_line(f"{'pod ' + pod.group(1) + ' ' if pod else ''}container {container} failed: {last}")
+    return _first_line(
+        f"{'pod ' + pod.group(1) + ' ' if pod else ''}container {container} failed: {last}"
+    )
 
 
 def _api_endpoint() -> str:

@@ -13,6 +13,7 @@ directory of its own (not the repository's).
 An image-only task on the embedded default runs here too, with the entrypoint the local
 image map lists for its image (`local_images`): the same allow-list check, the same sandbox.
 """
+
 from __future__ import annotations
 
 import json
@@ -43,7 +44,9 @@ ENTRY_MODULE = "quantos_assets.kinds.pipes_entry"
 class PythonTaskRunner:
     required_resource_keys = frozenset({"pipes_subprocess_client"})
 
-    def run(self, context: AssetExecutionContext, run: NodeRun, *, image_only: bool = False) -> dict[str, NodeValue]:
+    def run(
+        self, context: AssetExecutionContext, run: NodeRun, *, image_only: bool = False
+    ) -> dict[str, NodeValue]:
         """`image_only`: the node's image runs as the entrypoint the local image map lists."""
         node = run.node
         if image_only:
@@ -80,13 +83,17 @@ class PythonTaskRunner:
                     # -P: the cwd is not put on sys.path (nothing in it can shadow a module)
                     command=[sys.executable, "-P", "-m", ENTRY_MODULE],
                     extras=extras,
-                    env=step_environment(node.env, work, scope_secrets(os.environ) if runs_pods() else {}),
+                    env=step_environment(
+                        node.env, work, scope_secrets(os.environ) if runs_pods() else {}
+                    ),
                     cwd=str(work),
                 )
             except Exception as err:  # noqa: BLE001 - the Pipes client raises its own (private) error type
                 error_file = work / "error.txt"
                 reason = error_file.read_text() if error_file.exists() else _pipes_reason(err)
-                raise NodeRunError(f"{run.label}: {what} failed: {reason}", retryable=True) from None
+                raise NodeRunError(
+                    f"{run.label}: {what} failed: {reason}", retryable=True
+                ) from None
             return {out: _read_out(work / "out", out, run.label) for out in node.outs}
 
 
@@ -132,7 +139,9 @@ def _image_entrypoint(run: NodeRun) -> tuple[str, str]:
     """(entrypoint, where it came from) of an image-only task on the embedded default."""
     try:
         images = load_local_images()
-        return images.entrypoint_for(str(run.node.image)), f"the local entrypoint of image '{run.node.image}' ({images.where})"
+        return images.entrypoint_for(
+            str(run.node.image)
+        ), f"the local entrypoint of image '{run.node.image}' ({images.where})"
     except LocalImagesError as err:
         raise NodeRunError(f"{run.label}: {err}") from None
 
@@ -183,7 +192,9 @@ def _allowed_modules(run: NodeRun, entrypoint: str, where: str = "params.entrypo
 def _sandboxed(client: object, label: str) -> SandboxedSubprocessClient:
     """Whatever Pipes subprocess client is bound, the child never gets the step's os.environ."""
     if not isinstance(client, PipesSubprocessClient):
-        raise NodeRunError(f"{label}: resource pipes_subprocess_client is a {type(client).__name__}, not a PipesSubprocessClient")
+        raise NodeRunError(
+            f"{label}: resource pipes_subprocess_client is a {type(client).__name__}, not a PipesSubprocessClient"
+        )
     return SandboxedSubprocessClient.like(client)
 
 
@@ -200,4 +211,6 @@ def _jsonable(params: dict[str, Any], label: str) -> dict[str, Any]:
     try:
         return json.loads(json.dumps(params, default=default))
     except TypeError as err:
-        raise NodeRunError(f"{label}: params hold a {err} value, which cannot be passed to a subprocess") from None
+        raise NodeRunError(
+            f"{label}: params hold a {err} value, which cannot be passed to a subprocess"
+        ) from None

@@ -35,6 +35,7 @@ card in the materialization metadata (`model_card`: what a promotion gate checks
 and what a retrain needs); outs[1], if declared, the metrics (Artifact role
 "report", metrics.json).
 """
+
 from __future__ import annotations
 
 import json
@@ -64,8 +65,18 @@ from resources.run_tag_keys import TAG_VERSION
 from resources.table_ref import TableRef
 
 RUNNER_PARAMS = frozenset(
-    {"trainer", "target", "features", "date_column", "test_fraction", "seed", "input", "return_column",
-     "symbol_column", "mode"}
+    {
+        "trainer",
+        "target",
+        "features",
+        "date_column",
+        "test_fraction",
+        "seed",
+        "input",
+        "return_column",
+        "symbol_column",
+        "mode",
+    }
 )
 _Input = TypeVar("_Input", pa.Table, TableRef)
 # How a torch trainer runs, not what it learns: kept out of the hyperparameters.
@@ -88,7 +99,9 @@ class RayJobRunner:
             return run_predict(context, run)
         outs = run.node.outs
         if not 1 <= len(outs) <= 2:
-            raise NodeRunError(f"{run.label}: a ray_job declares 1 or 2 outs (model, metrics), not {len(outs)}")
+            raise NodeRunError(
+                f"{run.label}: a ray_job declares 1 or 2 outs (model, metrics), not {len(outs)}"
+            )
         if reads_tables_by_reference(run.node):
             input_name, ref = _feature_ref(run)
             job = training_job(run, ref.schema())
@@ -96,10 +109,14 @@ class RayJobRunner:
         else:
             input_name, table = _feature_table(run)
             job = training_job(run, table.schema)
-            context.log.info(f"{run.label}: training '{job.trainer}' on {table.num_rows} rows, {len(job.features)} features")
+            context.log.info(
+                f"{run.label}: training '{job.trainer}' on {table.num_rows} rows, {len(job.features)} features"
+            )
             result = train_on_ray(resource(context, "ray").init(), table, job, run.label)
         m = result.metrics
-        context.log.info(f"{run.label}: r2={m['r2']} ic={m['ic']} n_train={m['n_train']} n_test={m['n_test']}")
+        context.log.info(
+            f"{run.label}: r2={m['r2']} ic={m['ic']} n_train={m['n_train']} n_test={m['n_test']}"
+        )
         card = build_model_card(
             spec=run.spec,
             node=run.node,
@@ -109,15 +126,18 @@ class RayJobRunner:
             code_version=_code_version(context, run),
         )
         values: dict[str, NodeValue] = {
-            outs[0]: Artifact(data=result.model, role="model", filename="model.bin", metadata={MODEL_CARD: card})
+            outs[0]: Artifact(
+                data=result.model, role="model", filename="model.bin", metadata={MODEL_CARD: card}
+            )
         }
         if len(outs) == 2:
             report = json.dumps(result.metrics, indent=2, sort_keys=True).encode()
             values[outs[1]] = Artifact(data=report, role="report", filename="metrics.json")
         return values
 
-
-    def _train_torch(self, context: AssetExecutionContext, run: NodeRun, ref: TableRef, job: TrainingJob) -> TrainingResult:
+    def _train_torch(
+        self, context: AssetExecutionContext, run: NodeRun, ref: TableRef, job: TrainingJob
+    ) -> TrainingResult:
         ray_resource = resource(context, "ray")
         ray = ray_resource.init()
         placement = torch_placement(run, ray_resource)
@@ -140,7 +160,9 @@ class RayJobRunner:
                 ref.to_ray_dataset(),
                 job,
                 placement,
-                CheckpointPlace(path=path, name=name, uri=store.uri_for(relpath), filesystem=filesystem),
+                CheckpointPlace(
+                    path=path, name=name, uri=store.uri_for(relpath), filesystem=filesystem
+                ),
                 early_stopping(run),
                 search,
                 concurrent_trials(placement, ray_resource),
@@ -148,10 +170,15 @@ class RayJobRunner:
         except TrainingDataError as err:
             raise NodeRunError(f"{run.label}: training '{job.trainer}' failed: {err}") from None
         except ray.exceptions.RayError as err:
-            raise NodeRunError(f"{run.label}: training '{job.trainer}' failed: {_last_line(err)}", retryable=True) from None
+            raise NodeRunError(
+                f"{run.label}: training '{job.trainer}' failed: {_last_line(err)}", retryable=True
+            ) from None
         except Exception as err:
             if type(err).__module__.startswith("ray."):
-                raise NodeRunError(f"{run.label}: training '{job.trainer}' failed: {_last_line(err)}", retryable=True) from None
+                raise NodeRunError(
+                    f"{run.label}: training '{job.trainer}' failed: {_last_line(err)}",
+                    retryable=True,
+                ) from None
             raise
         t = result.metrics["training"]
         context.log.info(
@@ -188,7 +215,9 @@ def torch_placement(run: NodeRun, ray_resource: Any) -> TorchPlacement:
     workers = ray_train_workers(run.node)
     min_workers = _positive_int(run.node.params.get("min_workers", 1), "min_workers", run.label)
     if min_workers > workers:
-        raise NodeRunError(f"{run.label}: params.min_workers ({min_workers}) is more than params.workers ({workers})")
+        raise NodeRunError(
+            f"{run.label}: params.min_workers ({min_workers}) is more than params.workers ({workers})"
+        )
     cpus, use_gpu, memory = per_worker["CPU"], per_worker["GPU"] > 0, per_worker["memory"] or None
     fit = ray_resource.largest_node()
     if fit is not None:
@@ -196,7 +225,10 @@ def torch_placement(run: NodeRun, ray_resource: Any) -> TorchPlacement:
         use_gpu = use_gpu and fit["GPU"] > 0
         memory = None  # a local Ray's memory is the machine's: no reservation to cut
     return TorchPlacement(
-        workers=workers, cpus_per_worker=max(cpus, 0.1), use_gpu=use_gpu, min_workers=min_workers,
+        workers=workers,
+        cpus_per_worker=max(cpus, 0.1),
+        use_gpu=use_gpu,
+        min_workers=min_workers,
         memory_per_worker=memory,
     )
 
@@ -205,7 +237,9 @@ def hyperparameter_search(run: NodeRun) -> Search | None:
     try:
         return node_search(run.node.params)
     except SearchSpaceError as err:
-        raise NodeRunError(f"{run.label}: params.search{'.' + err.field if err.field else ''}: {err}") from None
+        raise NodeRunError(
+            f"{run.label}: params.search{'.' + err.field if err.field else ''}: {err}"
+        ) from None
 
 
 def search_problems(params: Mapping[str, Any]) -> list[tuple[str, str]]:
@@ -225,7 +259,9 @@ def node_search(params: Mapping[str, Any]) -> Search | None:
         return None
     trainer = TRAINERS[str(params["trainer"])]
     if trainer.framework != "torch":
-        raise SearchSpaceError("", _SEARCH_NEEDS_TORCH.format(trainers=", ".join(torch_trainers()), name=trainer.name))
+        raise SearchSpaceError(
+            "", _SEARCH_NEEDS_TORCH.format(trainers=", ".join(torch_trainers()), name=trainer.name)
+        )
     fixed = {k: v for k, v in params.items() if k not in RUNNER_PARAMS | TORCH_RUN_PARAMS}
     return parse_search(params["search"], trainer.defaults, fixed)
 
@@ -245,8 +281,14 @@ def early_stopping(run: NodeRun) -> EarlyStopping | None:
     value = run.node.params.get("early_stopping")
     if value in (None, False):
         return None
-    if not isinstance(value, dict) or "patience" not in value or set(value) - {"patience", "min_delta"}:
-        raise NodeRunError(f"{run.label}: params.early_stopping is {{patience: N, min_delta: x}}, not {value!r}")
+    if (
+        not isinstance(value, dict)
+        or "patience" not in value
+        or set(value) - {"patience", "min_delta"}
+    ):
+        raise NodeRunError(
+            f"{run.label}: params.early_stopping is {{patience: N, min_delta: x}}, not {value!r}"
+        )
     return EarlyStopping(
         patience=_positive_int(value["patience"], "early_stopping.patience", run.label),
         min_delta=float(value.get("min_delta", 0.0)),
@@ -255,7 +297,9 @@ def early_stopping(run: NodeRun) -> EarlyStopping | None:
 
 def _positive_int(value: Any, name: str, label: str) -> int:
     if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise NodeRunError(f"{label}: params.{name} must be a whole number of at least 1, not {value!r}")
+        raise NodeRunError(
+            f"{label}: params.{name} must be a whole number of at least 1, not {value!r}"
+        )
     return value
 
 
@@ -268,7 +312,11 @@ def _last_line(err: BaseException) -> str:
 def train_on_ray(ray: Any, table: pa.Table, job: TrainingJob, label: str) -> TrainingResult:
     """One training run as a Ray task; shared by the node and the reproducibility check, so a
     retrain goes exactly the way the original did."""
-    columns = list(dict.fromkeys([job.date_column, *job.features, job.target, *filter(None, [job.return_column])]))
+    columns = list(
+        dict.fromkeys(
+            [job.date_column, *job.features, job.target, *filter(None, [job.return_column])]
+        )
+    )
     frame = table.select(columns).to_pandas()
     try:
         return ray.get(ray.remote(num_cpus=1)(train).remote(frame, job))
@@ -278,7 +326,9 @@ def train_on_ray(ray: Any, table: pa.Table, job: TrainingJob, label: str) -> Tra
         reason = f"{type(cause).__name__}: {lines[-1] if lines else ''}"
         if isinstance(cause, TrainingDataError):
             reason = str(cause)
-        raise NodeRunError(f"{label}: training '{job.trainer}' failed: {reason}", retryable=True) from None
+        raise NodeRunError(
+            f"{label}: training '{job.trainer}' failed: {reason}", retryable=True
+        ) from None
 
 
 def training_job(run: NodeRun, schema: pa.Schema | None = None) -> TrainingJob:
@@ -286,14 +336,19 @@ def training_job(run: NodeRun, schema: pa.Schema | None = None) -> TrainingJob:
     params = run.node.params
     name = params.get("trainer")
     if not name:
-        raise NodeRunError(f"{run.label}: ray_job has no params.trainer (one of {', '.join(trainer_names())})")
+        raise NodeRunError(
+            f"{run.label}: ray_job has no params.trainer (one of {', '.join(trainer_names())})"
+        )
     if name not in TRAINERS:
         raise NodeRunError(
             f"{run.label}: trainer '{name}' is not in the local registry ({', '.join(trainer_names())})"
         )
     trainer = TRAINERS[name]
     if "search" in params and trainer.framework != "torch":
-        raise NodeRunError(f"{run.label}: " + _SEARCH_NEEDS_TORCH.format(trainers=", ".join(torch_trainers()), name=name))
+        raise NodeRunError(
+            f"{run.label}: "
+            + _SEARCH_NEEDS_TORCH.format(trainers=", ".join(torch_trainers()), name=name)
+        )
     run_params = RUNNER_PARAMS | (TORCH_RUN_PARAMS if trainer.framework == "torch" else frozenset())
     hyperparameters = {k: v for k, v in params.items() if k not in run_params}
     unknown = sorted(set(hyperparameters) - trainer.hyperparameter_names())
@@ -304,14 +359,19 @@ def training_job(run: NodeRun, schema: pa.Schema | None = None) -> TrainingJob:
         )
     test_fraction = float(params.get("test_fraction", 0.2))
     if not 0 < test_fraction < 1:
-        raise NodeRunError(f"{run.label}: params.test_fraction must be between 0 and 1, not {test_fraction}")
+        raise NodeRunError(
+            f"{run.label}: params.test_fraction must be between 0 and 1, not {test_fraction}"
+        )
     target = str(params.get("target", "fwd_return"))
     date_column = str(params.get("date_column", "date"))
     return_column = str(params["return_column"]) if params.get("return_column") else None
     # The return column is realised future return: never a default feature.
     excluded = {target, date_column, *filter(None, [return_column])}
     symbol_column = str(params.get("symbol_column", "symbol"))
-    features = list(params.get("features") or (_default_features(schema, excluded) if schema is not None else []))
+    features = list(
+        params.get("features")
+        or (_default_features(schema, excluded) if schema is not None else [])
+    )
     if schema is not None:
         wanted = (date_column, target, *features, *filter(None, [return_column]))
         if trainer.framework == "torch":
@@ -349,7 +409,9 @@ def _training_input(run: NodeRun, kind: type[_Input]) -> tuple[str, _Input]:
     wanted: Any = run.node.params.get("input")
     if wanted is not None:
         if wanted not in found:
-            raise NodeRunError(f"{run.label}: params.input '{wanted}' is not a table input ({sorted(found)})")
+            raise NodeRunError(
+                f"{run.label}: params.input '{wanted}' is not a table input ({sorted(found)})"
+            )
         return wanted, found[wanted]
     if len(found) != 1:
         raise NodeRunError(

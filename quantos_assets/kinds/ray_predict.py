@@ -19,6 +19,7 @@ params:
                    gets resources.cpu / workers CPUs (its torch threads) and one GPU when the
                    node asks for GPUs (so gpu is 0 or workers, as for training)
 """
+
 from __future__ import annotations
 
 from typing import Any
@@ -60,26 +61,43 @@ def mode_problems(spec: DagSpec, index: int) -> list[tuple[str, str]]:
     if mode != "predict":
         return []
     problems = [
-        (f"{where}.params.{name}", (f"a predict ray_job takes params {', '.join(sorted(PREDICT_PARAMS))} "
-                                    f"(the model decides trainer and features), not {name!r}"))
-        for name in node.params if name not in PREDICT_PARAMS
+        (
+            f"{where}.params.{name}",
+            (
+                f"a predict ray_job takes params {', '.join(sorted(PREDICT_PARAMS))} "
+                f"(the model decides trainer and features), not {name!r}"
+            ),
+        )
+        for name in node.params
+        if name not in PREDICT_PARAMS
     ]
     producers = {out: n for n in spec.nodes for out in n.outs}
     models = [i for i in node.ins if _is_model_out(producers.get(i), i)]
     if len(models) != 1 or len(node.ins) != 2:
-        problems.append((
-            f"{where}.ins",
-            ("a predict ray_job takes two ins, a model (outs[0] of a training ray_job) and a feature "
-             f"table, not {node.ins} ({len(models)} model(s))"),
-        ))
+        problems.append(
+            (
+                f"{where}.ins",
+                (
+                    "a predict ray_job takes two ins, a model (outs[0] of a training ray_job) and a feature "
+                    f"table, not {node.ins} ({len(models)} model(s))"
+                ),
+            )
+        )
     if len(node.outs) != 1:
-        problems.append((f"{where}.outs", f"a predict ray_job writes one predictions table: one out, not {len(node.outs)}"))
+        problems.append(
+            (
+                f"{where}.outs",
+                f"a predict ray_job writes one predictions table: one out, not {len(node.outs)}",
+            )
+        )
     return problems
 
 
 def _is_model_out(producer: Node | None, out: str) -> bool:
     return (
-        producer is not None and producer.kind is NodeKind.ray_job and not is_predict(producer)
+        producer is not None
+        and producer.kind is NodeKind.ray_job
+        and not is_predict(producer)
         and producer.outs[:1] == [out]
     )
 
@@ -88,11 +106,15 @@ def run_predict(context: AssetExecutionContext, run: NodeRun) -> dict[str, NodeV
     """The predictions of the node's model for its feature table (see the module docstring)."""
     label = run.label
     if len(run.node.outs) != 1:
-        raise NodeRunError(f"{label}: a predict ray_job writes one predictions table: one out, not {len(run.node.outs)}")
+        raise NodeRunError(
+            f"{label}: a predict ray_job writes one predictions table: one out, not {len(run.node.outs)}"
+        )
     model_in, artifact = _one(run, Artifact, "a model")
     table_in, ref = _one(run, TableRef, "a feature table read by reference")
     if artifact.role != "model":
-        raise NodeRunError(f"{label}: input '{model_in}' is a {artifact.role}, not a model (outs[0] of a training ray_job)")
+        raise NodeRunError(
+            f"{label}: input '{model_in}' is a {artifact.role}, not a model (outs[0] of a training ray_job)"
+        )
     try:
         model = describe_model(artifact.data)
     except ModelFileError as err:
@@ -116,7 +138,9 @@ def run_predict(context: AssetExecutionContext, run: NodeRun) -> dict[str, NodeV
     ray_resource = resource(context, "ray")
     ray = ray_resource.init()
     pool = actor_pool(run, ray_resource)
-    where = f"{ref.table}@{ref.snapshot_id}" + (f" partition {list(ref.partition_keys)}" if ref.partition_keys else "")
+    where = f"{ref.table}@{ref.snapshot_id}" + (
+        f" partition {list(ref.partition_keys)}" if ref.partition_keys else ""
+    )
     context.log.info(
         f"{label}: predicting with '{model.trainer}' ({model.framework}, lookback {model.lookback}, "
         f"sha256 {model.sha256[:12]}) on {where} with {pool.actors} actor(s) of {pool.cpus_per_actor:g} CPU"
@@ -124,14 +148,20 @@ def run_predict(context: AssetExecutionContext, run: NodeRun) -> dict[str, NodeV
     )
     try:
         table = predict_table(
-            ref.to_ray_dataset([keys.date, keys.symbol, *model.features]), artifact.data, model, keys, pool,
+            ref.to_ray_dataset([keys.date, keys.symbol, *model.features]),
+            artifact.data,
+            model,
+            keys,
+            pool,
             schema.field(keys.date).type,
         )
     except ray.exceptions.RayError as err:
         raise NodeRunError(f"{label}: predict failed: {_last_line(err)}", retryable=True) from None
     except Exception as err:
         if type(err).__module__.startswith("ray."):
-            raise NodeRunError(f"{label}: predict failed: {_last_line(err)}", retryable=True) from None
+            raise NodeRunError(
+                f"{label}: predict failed: {_last_line(err)}", retryable=True
+            ) from None
         raise
     nulls = table.column("prediction").null_count
     context.log.info(

@@ -3,6 +3,7 @@
 Streaming kinds (flink_job, materialize_view) have no runner: they run
 outside Dagster and become observable external assets (AssetSpecs).
 """
+
 from __future__ import annotations
 
 from dagster import AssetExecutionContext
@@ -84,7 +85,11 @@ def runner_for(kind: NodeKind) -> Runner:
     try:
         return RUNNERS[kind]
     except KeyError:
-        why = "external kinds are observed, not run" if kind in EXTERNAL_KINDS else "no runner is registered"
+        why = (
+            "external kinds are observed, not run"
+            if kind in EXTERNAL_KINDS
+            else "no runner is registered"
+        )
         raise UnknownKind(f"{kind.value}: {why}") from None
 
 

@@ -18,6 +18,7 @@ SQL is one query (SELECT, WITH, VALUES, set operations): COPY, ATTACH, SET, INST
 are refused here, and the DuckDB engine refuses files, network and settings anyway.
 Errors about SQL read from a sql_uri give a position, never the file's text.
 """
+
 from __future__ import annotations
 
 import re
@@ -52,7 +53,9 @@ class SqlRunner:
     def run(self, context: AssetExecutionContext, run: NodeRun) -> dict[str, NodeValue]:
         node = run.node
         if not node.outs:
-            raise NodeRunError(f"{run.label}: a {node.kind.value} node needs one out for its result")
+            raise NodeRunError(
+                f"{run.label}: a {node.kind.value} node needs one out for its result"
+            )
         sources, from_files = self._sources(context, run)
         parameters = node.params.get("parameters") or {}
         if not isinstance(parameters, Mapping):
@@ -81,16 +84,22 @@ class SqlRunner:
             context.log.info(f"{run.label}: {out}: {table.num_rows} rows")
         return results
 
-    def transpile(self, sql: str, label: str, out: str, from_file: bool = False) -> tuple[str, set[str]]:
+    def transpile(
+        self, sql: str, label: str, out: str, from_file: bool = False
+    ) -> tuple[str, set[str]]:
         """The DuckDB form of one query and the names of the parameters it uses. `from_file`:
         the text came from a sql_uri, so errors cite a position, never the text."""
         try:
             statements = [s for s in sqlglot.parse(sql, read=self.dialect) if s is not None]
         except SqlglotError as err:
             reason = _position(err) if from_file else _first_line(err)
-            raise NodeRunError(f"{label}: out '{out}' is not valid {self.dialect} SQL: {reason}") from None
+            raise NodeRunError(
+                f"{label}: out '{out}' is not valid {self.dialect} SQL: {reason}"
+            ) from None
         if len(statements) != 1:
-            raise NodeRunError(f"{label}: out '{out}' must be exactly one query, found {len(statements)} statements")
+            raise NodeRunError(
+                f"{label}: out '{out}' must be exactly one query, found {len(statements)} statements"
+            )
         tree = statements[0]
         if not isinstance(tree, (exp.Query, exp.Values)):
             raise NodeRunError(
@@ -99,11 +108,15 @@ class SqlRunner:
             )
         placeholders = list(tree.find_all(exp.Placeholder))
         if any(not p.this for p in placeholders):
-            raise NodeRunError(f"{label}: out '{out}' uses '?' placeholders; name them (:name) and set params.parameters")
+            raise NodeRunError(
+                f"{label}: out '{out}' uses '?' placeholders; name them (:name) and set params.parameters"
+            )
         try:
             duck_sql = tree.sql(dialect="duckdb", unsupported_level=ErrorLevel.RAISE)
         except SqlglotError as err:
-            raise NodeRunError(f"{label}: out '{out}' cannot run on DuckDB: {_first_line(err)}") from None
+            raise NodeRunError(
+                f"{label}: out '{out}' cannot run on DuckDB: {_first_line(err)}"
+            ) from None
         return duck_sql, {str(p.this) for p in placeholders}
 
     def _sources(self, context: AssetExecutionContext, run: NodeRun) -> tuple[dict[str, str], bool]:
@@ -121,7 +134,9 @@ class SqlRunner:
         elif len(outs) == 1:
             per_out = {outs[0]: str(value)}
         else:
-            raise NodeRunError(f"{run.label}: {len(outs)} outs need params.{key} as a mapping out -> query")
+            raise NodeRunError(
+                f"{run.label}: {len(outs)} outs need params.{key} as a mapping out -> query"
+            )
         if key == "sql":
             return per_out, False
         return {out: _read_uri(context, run, uri) for out, uri in per_out.items()}, True
@@ -132,17 +147,23 @@ def _read_uri(context: AssetExecutionContext, run: NodeRun, uri: str) -> str:
     try:
         if "://" not in uri:
             if run.spec_dir is None:
-                raise NodeRunError(f"{run.label}: sql_uri '{uri}' is relative but the spec has no file to be relative to")
+                raise NodeRunError(
+                    f"{run.label}: sql_uri '{uri}' is relative but the spec has no file to be relative to"
+                )
             return read_spec_relative(run.spec_dir, uri)
         try:
             store = resource(context, "artifact_store")
         except Exception:  # noqa: BLE001 - not bound to this step (e.g. a test building its own asset)
-            raise NodeRunError(f"{run.label}: sql_uri '{uri}' needs the artifact_store resource") from None
+            raise NodeRunError(
+                f"{run.label}: sql_uri '{uri}' needs the artifact_store resource"
+            ) from None
         relpath = store_relpath(store, uri)
         try:
             data = store.get(relpath)
         except Exception as err:  # noqa: BLE001 - each store backend has its own "not found"
-            raise NodeRunError(f"{run.label}: sql_uri '{uri}' cannot be read: {_first_line(err)}") from None
+            raise NodeRunError(
+                f"{run.label}: sql_uri '{uri}' cannot be read: {_first_line(err)}"
+            ) from None
         return decode_sql(uri, data)
     except SqlUriError as err:
         raise NodeRunError(f"{run.label}: sql_uri {err}") from None
@@ -161,7 +182,11 @@ _POSITION = re.compile(r"Line (\d+), Col: (\d+)")
 def _position(err: SqlglotError) -> str:
     """Where sqlglot stopped, without the text it quotes (a sql_uri file's)."""
     match = _POSITION.search(str(err))
-    return f"syntax error at line {match.group(1)}, column {match.group(2)}" if match else "syntax error"
+    return (
+        f"syntax error at line {match.group(1)}, column {match.group(2)}"
+        if match
+        else "syntax error"
+    )
 
 
 def _first_line(err: Any) -> str:

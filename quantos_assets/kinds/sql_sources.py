@@ -8,6 +8,7 @@ store's root (QUANTOS_ARTIFACTS). What can be seen in the spec alone is refused 
 `quantos validate` (`sql_uri_problem`); where the file or store resolves is checked when the
 step reads it (`read_sql_uri`).
 """
+
 from __future__ import annotations
 
 import re
@@ -17,7 +18,9 @@ from typing import Any
 
 SCHEMES = ("s3", "file")
 _SCHEME = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]*)://")
-_WHERE = "a .sql file relative to the spec file, or an s3:// or file:// URI under the artifact store"
+_WHERE = (
+    "a .sql file relative to the spec file, or an s3:// or file:// URI under the artifact store"
+)
 
 
 class SqlUriError(ValueError):
@@ -30,7 +33,7 @@ def sql_uri_problem(uri: str) -> str | None:
     if scheme is not None:
         if scheme.group(1).lower() not in SCHEMES:
             return f"'{uri}': scheme '{scheme.group(1)}' is not allowed; use {_WHERE}"
-        path = uri[scheme.end():]
+        path = uri[scheme.end() :]
     else:
         path = uri
         if not uri.strip():

@@ -17,6 +17,7 @@ so the child is given only:
   loader or Pipes start (`reserved_env_name`; `quantos validate` refuses them too);
 - the Pipes bootstrap variables, added by the client.
 """
+
 from __future__ import annotations
 
 import os
@@ -44,7 +45,7 @@ def reserved_env_name(name: str) -> bool:
 def scope_secrets(environ: Mapping[str, str]) -> dict[str, str]:
     """The granted scopes' keys as the step pod has them, without the prefix."""
     return {
-        key[len(SCOPE_ENV_PREFIX):]: value
+        key[len(SCOPE_ENV_PREFIX) :]: value
         for key, value in environ.items()
         if key.startswith(SCOPE_ENV_PREFIX) and len(key) > len(SCOPE_ENV_PREFIX)
     }

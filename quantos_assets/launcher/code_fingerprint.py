@@ -5,6 +5,7 @@ a Python module, a policy or the dbt manifest changes in between (a spec registe
 gateway, an edit under `dagster dev`), the worker holds the old code. The launcher
 compares this fingerprint at spawn and at hand-over and discards a worker that differs.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -15,8 +16,20 @@ from pathlib import Path
 _SUFFIXES = {".py", ".yaml", ".yml", ".json", ".sql"}
 # Not read by the code location, or too big to walk at every launch.
 _SKIP_DIRS = {
-    ".git", ".venv", ".quantos", "__pycache__", "node_modules", "tests", "bench", "docs",
-    "logs", "dbt_packages", ".ruff_cache", ".mypy_cache", ".pytest_cache", ".hypothesis",
+    ".git",
+    ".venv",
+    ".quantos",
+    "__pycache__",
+    "node_modules",
+    "tests",
+    "bench",
+    "docs",
+    "logs",
+    "dbt_packages",
+    ".ruff_cache",
+    ".mypy_cache",
+    ".pytest_cache",
+    ".hypothesis",
 }
 
 
@@ -24,7 +37,8 @@ def _walk(root: Path) -> list[tuple[str, int, int]]:
     seen = []
     for folder, dirs, files in os.walk(root):
         dirs[:] = [
-            d for d in dirs
+            d
+            for d in dirs
             if d not in _SKIP_DIRS
             and not (d == "target" and folder.endswith("dbt_project"))
             # replaced spec versions (specs/.registry/history): kept for people, never loaded

@@ -6,6 +6,7 @@ load only then and the first run after `make run` would start cold. The queue da
 for the run coordinator at its first iteration: this coordinator then asks for the
 launcher, which starts loading it (only in the daemon, see run_launcher._in_daemon).
 """
+
 from __future__ import annotations
 
 from dagster import DagsterInstance

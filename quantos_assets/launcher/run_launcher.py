@@ -16,6 +16,7 @@ K8sRunLauncher instead.
 Termination and run monitoring work from any process on the host (webserver, daemon):
 the worker's pid is kept in a run tag, and checked against /proc before it is signalled.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -74,7 +75,9 @@ class _Loader:
         """The next reply line, None if none came within `timeout` seconds."""
         deadline = time.monotonic() + timeout
         while b"\n" not in self._pending:
-            readable, _, _ = select.select([self.replies], [], [], max(0.0, deadline - time.monotonic()))
+            readable, _, _ = select.select(
+                [self.replies], [], [], max(0.0, deadline - time.monotonic())
+            )
             if not readable:
                 return None
             chunk = os.read(self.replies, 4096)
@@ -146,7 +149,9 @@ class WarmRunLauncher(RunLauncher, ConfigurableClass):
     def config_type(cls) -> dict[str, Any]:
         return {
             "spares": Field(
-                IntSource, is_required=False, default_value=1,
+                IntSource,
+                is_required=False,
+                default_value=1,
                 description=(
                     "0: every run starts a fresh Python that loads the code location; otherwise one "
                     "process per code location stays loaded and forks each run's worker."
@@ -164,7 +169,9 @@ class WarmRunLauncher(RunLauncher, ConfigurableClass):
         }
 
     @classmethod
-    def from_config_value(cls, inst_data: ConfigurableClassData, config_value: Mapping[str, Any]) -> WarmRunLauncher:
+    def from_config_value(
+        cls, inst_data: ConfigurableClassData, config_value: Mapping[str, Any]
+    ) -> WarmRunLauncher:
         return cls(inst_data=inst_data, **config_value)
 
     def register_instance(self, instance: DagsterInstance) -> None:
@@ -173,7 +180,9 @@ class WarmRunLauncher(RunLauncher, ConfigurableClass):
         # launcher terminates and health-checks, and must not load a location of its own.
         if self._preload and self._warm and in_daemon():
             pointer = ModuleCodePointer(
-                module=self._preload["module"], fn_name=self._preload["attribute"], working_directory=os.getcwd()
+                module=self._preload["module"],
+                fn_name=self._preload["attribute"],
+                working_directory=os.getcwd(),
             )
             key = serialize_value(pointer)
             workdir = Path(os.getcwd())
@@ -192,7 +201,11 @@ class WarmRunLauncher(RunLauncher, ConfigurableClass):
         key = serialize_value(pointer)  # type: ignore[arg-type]
         workdir = Path(getattr(pointer, "working_directory", None) or os.getcwd())
         fingerprint = self._fingerprint(workdir)
-        request = serialize_value(ExecuteRunArgs(job_origin=origin, run_id=run.run_id, instance_ref=self._instance.get_ref()))
+        request = serialize_value(
+            ExecuteRunArgs(
+                job_origin=origin, run_id=run.run_id, instance_ref=self._instance.get_ref()
+            )
+        )
         with self._lock:
             loader = self._loaders.pop(key, None)
             if loader is not None and (loader.fingerprint != fingerprint or not loader.alive()):
@@ -214,8 +227,10 @@ class WarmRunLauncher(RunLauncher, ConfigurableClass):
                 self._loaders[key] = loader
             else:
                 loader.release()  # one run per load: every run starts cold
-        how = f"a warm run worker (pid {pid}, forked from code loaded {loaded_for:.1f} s before)" if warm else (
-            f"a new run worker (pid {pid}, after loading the code for it)"
+        how = (
+            f"a warm run worker (pid {pid}, forked from code loaded {loaded_for:.1f} s before)"
+            if warm
+            else (f"a new run worker (pid {pid}, after loading the code for it)")
         )
         self._instance.report_engine_event(f"Run handed to {how}.", run, cls=self.__class__)
 
@@ -231,7 +246,10 @@ class WarmRunLauncher(RunLauncher, ConfigurableClass):
         try:
             proc = subprocess.Popen(
                 [sys.executable, "-m", _WORKER_MODULE, key, str(reply_end)],
-                cwd=workdir, stdin=subprocess.PIPE, env=os.environ.copy(), pass_fds=(reply_end,),
+                cwd=workdir,
+                stdin=subprocess.PIPE,
+                env=os.environ.copy(),
+                pass_fds=(reply_end,),
             )
         except BaseException:
             os.close(replies)
@@ -259,10 +277,14 @@ class WarmRunLauncher(RunLauncher, ConfigurableClass):
             return False
         self._instance.report_run_canceling(run)
         try:
-            os.kill(pid, signal.SIGTERM)  # the worker maps SIGTERM to an interrupt: the run is CANCELED
+            os.kill(
+                pid, signal.SIGTERM
+            )  # the worker maps SIGTERM to an interrupt: the run is CANCELED
         except ProcessLookupError:
             return False
-        threading.Thread(target=self._see_to_exit, args=(run_id, pid), name=f"terminate-{pid}", daemon=True).start()
+        threading.Thread(
+            target=self._see_to_exit, args=(run_id, pid), name=f"terminate-{pid}", daemon=True
+        ).start()
         return True
 
     def _see_to_exit(self, run_id: str, pid: int) -> None:
@@ -278,7 +300,8 @@ class WarmRunLauncher(RunLauncher, ConfigurableClass):
                 run = self._instance.get_run_by_id(run_id)
                 if run is not None and not run.is_finished:
                     self._instance.report_run_canceled(
-                        run, message=f"Run worker {pid} did not stop within {TERMINATE_GRACE_SECONDS:.0f} s: killed."
+                        run,
+                        message=f"Run worker {pid} did not stop within {TERMINATE_GRACE_SECONDS:.0f} s: killed.",
                     )
                 return
             time.sleep(5.0)
@@ -297,7 +320,9 @@ class WarmRunLauncher(RunLauncher, ConfigurableClass):
         if _is_worker(pid):
             return CheckRunHealthResult(WorkerStatus.RUNNING, run_worker_id=str(pid))
         return CheckRunHealthResult(
-            WorkerStatus.FAILED, f"run worker process {pid} is gone (killed, or the host restarted)", run_worker_id=str(pid)
+            WorkerStatus.FAILED,
+            f"run worker process {pid} is gone (killed, or the host restarted)",
+            run_worker_id=str(pid),
         )
 
 

@@ -15,6 +15,7 @@ its own work. Loading starts no thread and opens no connection (a forked child g
 only the forking thread, and would share the parent's sockets): a location that does is
 named in a warning on stderr.
 """
+
 from __future__ import annotations
 
 import gc
@@ -46,7 +47,10 @@ def _serve(reply_fd: int) -> str | None:
     gc.freeze()  # what is loaded is kept: no collection pass copies those pages in each child
     others = [t.name for t in threading.enumerate() if t is not threading.current_thread()]
     if others:
-        print(f"WARNING: the code location started threads {others}: forked run workers lack them", file=sys.stderr)
+        print(
+            f"WARNING: the code location started threads {others}: forked run workers lack them",
+            file=sys.stderr,
+        )
     os.write(reply_fd, b"ready\n")
     while line := sys.stdin.readline():
         request = line.strip()

@@ -8,6 +8,7 @@ GROUP BY for the execution counts of every check, one lookup of each check's lat
 finished evaluation (for its severity and whether it fails now). The table is private to
 Dagster: `tests/integration/test_run_metrics.py` shows it when an upgrade changes it.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -18,7 +19,10 @@ from dagster._core.storage.event_log.schema import AssetCheckExecutionsTable
 from dagster._core.storage.event_log.sql_event_log import SqlEventLogStorage
 from dagster._serdes import deserialize_value
 
-FINISHED = (AssetCheckExecutionRecordStatus.SUCCEEDED.value, AssetCheckExecutionRecordStatus.FAILED.value)
+FINISHED = (
+    AssetCheckExecutionRecordStatus.SUCCEEDED.value,
+    AssetCheckExecutionRecordStatus.FAILED.value,
+)
 
 
 @dataclass(frozen=True)
@@ -59,7 +63,9 @@ def check_results(instance: DagsterInstance) -> list[CheckResult]:
             .subquery()
         )
         latest = conn.execute(
-            db.select(*key, table.c.evaluation_event).where(table.c.id.in_(db.select(latest_ids.c.id)))
+            db.select(*key, table.c.evaluation_event).where(
+                table.c.id.in_(db.select(latest_ids.c.id))
+            )
         ).all()
     results = []
     for row in latest:

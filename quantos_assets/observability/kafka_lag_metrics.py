@@ -7,6 +7,7 @@ specs in the registry. Lag is read the way the lag sensor reads it
 dashboard and the trigger agree. A broker that does not answer costs at most the client
 timeout and shows as `quantos_kafka_lag_up 0`, never as a failed scrape.
 """
+
 from __future__ import annotations
 
 import threading
@@ -30,7 +31,9 @@ class KafkaLagCollector(Collector):
     def __init__(self, settings: KafkaSettings, specs_dir: Path | None = None) -> None:
         self.settings = settings
         self.specs_dir = specs_dir
-        self._client = KafkaClient(settings.bootstrap or "", settings.timeout_s) if settings.enabled else None
+        self._client = (
+            KafkaClient(settings.bootstrap or "", settings.timeout_s) if settings.enabled else None
+        )
         self._lock = threading.Lock()
         self._specs_seen: tuple[tuple[str, int, int], ...] | None = None
         self._spec_targets: list[LagTarget] = []

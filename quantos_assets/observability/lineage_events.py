@@ -13,6 +13,7 @@ these functions only shape them, which keeps the mapping testable and the same f
 transport. Importing openlineage-python costs ~0.4 s, so only the sensor imports this
 module, when it ticks: code-location loads (every run and step process) do not pay it.
 """
+
 from __future__ import annotations
 
 import uuid
@@ -124,7 +125,11 @@ def pipeline_event(
         eventType=RunState(state),
         eventTime=_iso(at),
         run=Run(runId=parent_run_id(run), facets=facets),
-        job=Job(namespace=job_namespace(run, naming), name=pipeline_job_name(run), facets=_job_type("PIPELINE")),
+        job=Job(
+            namespace=job_namespace(run, naming),
+            name=pipeline_job_name(run),
+            facets=_job_type("PIPELINE"),
+        ),
         producer=PRODUCER,
     )
 
@@ -150,10 +155,14 @@ def output_dataset(ref: DatasetRef, naming: LineageNaming) -> OutputDataset:
     namespace, name = dataset_name(ref, naming)
     stats: dict[str, Any] = {}
     if ref.rows is not None or ref.size is not None:
-        stats["outputStatistics"] = output_statistics_output_dataset.OutputStatisticsOutputDatasetFacet(
-            rowCount=ref.rows, size=ref.size, producer=PRODUCER
+        stats["outputStatistics"] = (
+            output_statistics_output_dataset.OutputStatisticsOutputDatasetFacet(
+                rowCount=ref.rows, size=ref.size, producer=PRODUCER
+            )
         )
-    return OutputDataset(namespace=namespace, name=name, facets=_dataset_facets(ref), outputFacets=stats)
+    return OutputDataset(
+        namespace=namespace, name=name, facets=_dataset_facets(ref), outputFacets=stats
+    )
 
 
 def _dataset_facets(ref: DatasetRef) -> dict[str, Any]:
@@ -171,7 +180,9 @@ def _dataset_facets(ref: DatasetRef) -> dict[str, Any]:
         )
     if ref.columns:
         facets["schema"] = schema_dataset.SchemaDatasetFacet(
-            fields=[schema_dataset.SchemaDatasetFacetFields(name=n, type=t) for n, t in ref.columns],
+            fields=[
+                schema_dataset.SchemaDatasetFacetFields(name=n, type=t) for n, t in ref.columns
+            ],
             producer=PRODUCER,
         )
     return facets
@@ -186,7 +197,11 @@ def _tags(run: RunFacts, node_id: str | None) -> tags_run.TagsRunFacet:
         "partition": run.tags.get(PARTITION_TAG),
     }
     return tags_run.TagsRunFacet(
-        tags=[tags_run.TagsRunFacetFields(key=k, value=v, source="QUANTOS") for k, v in pairs.items() if v],
+        tags=[
+            tags_run.TagsRunFacetFields(key=k, value=v, source="QUANTOS")
+            for k, v in pairs.items()
+            if v
+        ],
         producer=PRODUCER,
     )
 
@@ -194,15 +209,22 @@ def _tags(run: RunFacts, node_id: str | None) -> tags_run.TagsRunFacet:
 def _engine(naming: LineageNaming) -> dict[str, Any]:
     if not naming.engine_version:
         return {}
-    return {"processing_engine": processing_engine_run.ProcessingEngineRunFacet(
-        version=naming.engine_version, name="Dagster", openlineageAdapterVersion="0.1.0", producer=PRODUCER
-    )}
+    return {
+        "processing_engine": processing_engine_run.ProcessingEngineRunFacet(
+            version=naming.engine_version,
+            name="Dagster",
+            openlineageAdapterVersion="0.1.0",
+            producer=PRODUCER,
+        )
+    }
 
 
 def _job_type(job_type: str) -> dict[str, Any]:
-    return {"jobType": job_type_job.JobTypeJobFacet(
-        processingType="BATCH", integration=INTEGRATION, jobType=job_type, producer=PRODUCER
-    )}
+    return {
+        "jobType": job_type_job.JobTypeJobFacet(
+            processingType="BATCH", integration=INTEGRATION, jobType=job_type, producer=PRODUCER
+        )
+    }
 
 
 def _unique(refs: Iterable[DatasetRef]) -> list[DatasetRef]:

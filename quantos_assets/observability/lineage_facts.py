@@ -3,6 +3,7 @@
 Plain dataclasses, no openlineage import (that costs ~0.4 s and is paid only where events
 are built, lineage_events.py): the sensor module imports this at code-location load.
 """
+
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
@@ -56,13 +57,19 @@ def dataset_ref(asset_key: Sequence[str], metadata: Mapping[str, Any]) -> Datase
         # A promotion stage records its release record as `release` and the released
         # model's sha256: the stage's dataset is that record, versioned by what it releases.
         return DatasetRef(
-            key, "artifact", uri=_str(metadata.get("uri") or metadata.get("release")),
-            sha256=_str(metadata.get("sha256")), size=_int(metadata.get("bytes")),
+            key,
+            "artifact",
+            uri=_str(metadata.get("uri") or metadata.get("release")),
+            sha256=_str(metadata.get("sha256")),
+            size=_int(metadata.get("bytes")),
         )
     if "snapshot_id" in metadata or metadata.get("storage") == "iceberg":
         return DatasetRef(
-            key, "iceberg", table=_str(metadata.get("table")) or identifier(key),
-            snapshot_id=_int(metadata.get("snapshot_id")), rows=_int(metadata.get("rows")),
+            key,
+            "iceberg",
+            table=_str(metadata.get("table")) or identifier(key),
+            snapshot_id=_int(metadata.get("snapshot_id")),
+            rows=_int(metadata.get("rows")),
             columns=tuple(metadata.get("columns") or ()),
         )
     return DatasetRef(key)

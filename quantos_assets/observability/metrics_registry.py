@@ -3,6 +3,7 @@
 Both build it here so the two endpoints expose the same metric names, which the Grafana
 dashboard (deploy/grafana/quantos.json) queries.
 """
+
 from __future__ import annotations
 
 from dagster import DagsterInstance
@@ -13,7 +14,9 @@ from quantos_assets.observability.run_metrics import RunMetricsCollector
 from resources.profile import Profile, active_profile
 
 
-def metrics_registry(instance: DagsterInstance, profile: Profile | None = None) -> CollectorRegistry:
+def metrics_registry(
+    instance: DagsterInstance, profile: Profile | None = None
+) -> CollectorRegistry:
     """Runs, queue, steps and checks from the instance; Kafka lag where Kafka is configured."""
     profile = profile or active_profile()
     registry = CollectorRegistry()

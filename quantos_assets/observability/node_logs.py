@@ -25,6 +25,7 @@ materialize`) has no pipeline tag: its step lines take the pipeline from the ste
 run-level lines (RUN_START, ...) from the run's asset selection, read once per run and process
 from the instance at DAGSTER_HOME (run_owner.py).
 """
+
 from __future__ import annotations
 
 import logging
@@ -40,7 +41,16 @@ from resources.run_tag_keys import TAG_PIPELINE, TAG_SUBMISSION
 
 # Every line has exactly these keys, in this order (null where they do not apply: a run
 # event has no node, a run launched outside the submission API no submission).
-LOG_FIELDS = ("timestamp", "level", "submission_id", "pipeline_id", "node_id", "run_id", "event", "message")
+LOG_FIELDS = (
+    "timestamp",
+    "level",
+    "submission_id",
+    "pipeline_id",
+    "node_id",
+    "run_id",
+    "event",
+    "message",
+)
 
 # What Dagster adds to its log records; all of it is reduced to the keys above.
 _DAGSTER_ATTRS = ("dagster_meta", "dagster_event", "dagster_event_batch_metadata")
@@ -53,7 +63,11 @@ _RUN_LOCK = threading.Lock()
 
 def iso_timestamp(seconds: float) -> str:
     """UTC, millisecond precision: the same text for a live line and one read back later."""
-    return datetime.fromtimestamp(seconds, tz=UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    return (
+        datetime.fromtimestamp(seconds, tz=UTC)
+        .isoformat(timespec="milliseconds")
+        .replace("+00:00", "Z")
+    )
 
 
 def step_node(step_key: str | None, pipeline: str | None) -> tuple[str | None, str | None]:
@@ -81,8 +95,15 @@ class NodeKeys(logging.Filter):
             return False
         meta: dict[str, Any] = getattr(record, "dagster_meta", None) or {}
         tags = meta.get("job_tags") or {}
-        pipeline, node = step_node(meta.get("step_key"), tags.get(TAG_PIPELINE) or meta.get("job_name"))
-        if node is None and pipeline is not None and pipeline.startswith(_IMPLICIT_JOB) and meta.get("run_id"):
+        pipeline, node = step_node(
+            meta.get("step_key"), tags.get(TAG_PIPELINE) or meta.get("job_name")
+        )
+        if (
+            node is None
+            and pipeline is not None
+            and pipeline.startswith(_IMPLICIT_JOB)
+            and meta.get("run_id")
+        ):
             pipeline = implicit_run_pipeline(meta["run_id"]) or pipeline
         event = meta.get("dagster_event")
         record.timestamp = iso_timestamp(record.created)
@@ -122,7 +143,16 @@ def implicit_run_pipeline(run_id: str) -> str | None:
 
 def node_log_formatter() -> JsonFormatter:
     return JsonFormatter(
-        ["timestamp", "levelname", "submission_id", "pipeline_id", "node_id", "run_id", "event", "node_message"],
+        [
+            "timestamp",
+            "levelname",
+            "submission_id",
+            "pipeline_id",
+            "node_id",
+            "run_id",
+            "event",
+            "node_message",
+        ],
         rename_fields={"levelname": "level", "node_message": "message"},
         reserved_attrs=[*RESERVED_ATTRS, *_DAGSTER_ATTRS, "taskName"],
     )

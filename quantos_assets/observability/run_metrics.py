@@ -8,6 +8,7 @@ to, and the team its spec names: run_owner.py); the queue's depth and how long r
 of recently finished runs; asset-check failures (counted over the instance's whole
 history, so the counter only grows) and the checks failing now.
 """
+
 from __future__ import annotations
 
 from collections import Counter
@@ -30,12 +31,20 @@ STEP_BUCKETS = (0.1, 0.5, 1, 2, 5, 10, 30, 60, 300, 900, 3600, 14400)
 FINISHED = (DagsterRunStatus.SUCCESS, DagsterRunStatus.FAILURE, DagsterRunStatus.CANCELED)
 
 
-def _histogram(name: str, doc: str, labels: list[str], series: dict[tuple[str, ...], list[float]], buckets: tuple[float, ...]) -> HistogramMetricFamily:
+def _histogram(
+    name: str,
+    doc: str,
+    labels: list[str],
+    series: dict[tuple[str, ...], list[float]],
+    buckets: tuple[float, ...],
+) -> HistogramMetricFamily:
     family = HistogramMetricFamily(name, doc, labels=labels)
     for key, values in sorted(series.items()):
         counts = [sum(1 for v in values if v <= b) for b in buckets]
         family.add_metric(
-            list(key), [(str(b), float(c)) for b, c in zip(buckets, counts, strict=True)] + [("+Inf", float(len(values)))],
+            list(key),
+            [(str(b), float(c)) for b, c in zip(buckets, counts, strict=True)]
+            + [("+Inf", float(len(values)))],
             sum_value=sum(values),
         )
     return family
@@ -62,18 +71,26 @@ class RunMetricsCollector(Collector):
                 waits.setdefault((pipeline,), []).append(wait)
 
         runs = GaugeMetricFamily(
-            "quantos_runs", f"Runs by status, pipeline and team (newest {RECENT_RUNS})", labels=["status", "pipeline", "team"]
+            "quantos_runs",
+            f"Runs by status, pipeline and team (newest {RECENT_RUNS})",
+            labels=["status", "pipeline", "team"],
         )
         for (status, pipeline, team), n in sorted(by_status.items()):
             runs.add_metric([status, pipeline, team], n)
         yield runs
 
         depth = GaugeMetricFamily("quantos_queue_depth", "Runs waiting in the run queue (QUEUED)")
-        depth.add_metric([], self.instance.get_runs_count(RunsFilter(statuses=[DagsterRunStatus.QUEUED])))
+        depth.add_metric(
+            [], self.instance.get_runs_count(RunsFilter(statuses=[DagsterRunStatus.QUEUED]))
+        )
         yield depth
 
         yield _histogram(
-            "quantos_queue_wait_seconds", "From submission to the run starting", ["pipeline"], waits, WAIT_BUCKETS
+            "quantos_queue_wait_seconds",
+            "From submission to the run starting",
+            ["pipeline"],
+            waits,
+            WAIT_BUCKETS,
         )
 
         durations: dict[tuple[str, ...], list[float]] = {}
@@ -99,7 +116,9 @@ class RunMetricsCollector(Collector):
             STEP_BUCKETS,
         )
         retried = CounterMetricFamily(
-            "quantos_step_retries", f"Step retries in the newest {STEP_STATS_RUNS} finished runs", labels=["pipeline", "node"]
+            "quantos_step_retries",
+            f"Step retries in the newest {STEP_STATS_RUNS} finished runs",
+            labels=["pipeline", "node"],
         )
         for (pipeline, node), n in sorted(retries.items()):
             retried.add_metric([pipeline, node], n)
@@ -110,9 +129,13 @@ class RunMetricsCollector(Collector):
 def _check_families(instance: DagsterInstance) -> Iterator[GaugeMetricFamily | CounterMetricFamily]:
     labels = ["pipeline", "asset", "check", "severity"]
     failures = CounterMetricFamily(
-        "quantos_check_failures", "Failed asset-check evaluations since the instance began", labels=labels
+        "quantos_check_failures",
+        "Failed asset-check evaluations since the instance began",
+        labels=labels,
     )
-    failing = GaugeMetricFamily("quantos_check_failing", "1 when the check's latest evaluation failed", labels=labels)
+    failing = GaugeMetricFamily(
+        "quantos_check_failing", "1 when the check's latest evaluation failed", labels=labels
+    )
     for result in check_results(instance):
         key = [result.pipeline, result.asset.to_user_string(), result.check, result.severity]
         failures.add_metric(key, result.failures)

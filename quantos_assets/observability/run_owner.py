@@ -8,6 +8,7 @@ keyed `[pipeline_id, ...]` (its group is the pipeline_id) and every step `{pipel
 so the run's asset selection (or its steps) names the pipeline, and the pipeline's spec names
 the team (`labels.team`, else `labels.owner`, as `runtime_run_tags` reads them).
 """
+
 from __future__ import annotations
 
 import threading
@@ -30,7 +31,11 @@ def run_pipeline(run: DagsterRun) -> str:
     if not run.job_name.startswith(IMPLICIT_JOB):
         return run.job_name
     owners = {key.path[0] for key in run.asset_selection or () if len(key.path) > 1}
-    owners |= {check.asset_key.path[0] for check in run.asset_check_selection or () if len(check.asset_key.path) > 1}
+    owners |= {
+        check.asset_key.path[0]
+        for check in run.asset_check_selection or ()
+        if len(check.asset_key.path) > 1
+    }
     if not owners:
         owners = {step.split("__", 1)[0] for step in run.step_keys_to_execute or () if "__" in step}
     return ",".join(sorted(owners)) or run.job_name

@@ -4,6 +4,7 @@ One comparison per metric: `>=`, `>`, `<=` or `<` and a finite number. Which of 
 bounds on the same metric is stricter is what lets a spec tighten the firm's policy but
 never loosen it, so that rule lives here with the parsing.
 """
+
 from __future__ import annotations
 
 import math
@@ -56,13 +57,11 @@ class Bound:
 
 def parse_bound(metric: str, text: object) -> Bound:
     if isinstance(text, bool) or not isinstance(text, str):
-        raise BoundSyntaxError(
-            f"a bound is a string like \">= 1.0\" or \"<= 0.2\", got {text!r}"
-        )
+        raise BoundSyntaxError(f'a bound is a string like ">= 1.0" or "<= 0.2", got {text!r}')
     match = _BOUND.match(text)
     if match is None:
         raise BoundSyntaxError(
-            f"bound {text!r} is not OP NUMBER (OP is >=, >, <= or <), e.g. \">= 1.0\""
+            f'bound {text!r} is not OP NUMBER (OP is >=, >, <= or <), e.g. ">= 1.0"'
         )
     op, number = _OPS[match.group(1)], match.group(2)
     try:
@@ -90,21 +89,37 @@ def judge(bound: Bound, metrics: dict[str, object]) -> BoundVerdict:
         return BoundVerdict(bound, False, None, f"{name} is not in the metrics (they have {known})")
     raw = metrics[name]
     if raw is None:
-        return BoundVerdict(bound, False, None, f"{name} is null in the metrics ({bound.op} {bound.text} required)")
+        return BoundVerdict(
+            bound, False, None, f"{name} is null in the metrics ({bound.op} {bound.text} required)"
+        )
     if isinstance(raw, bool) or not isinstance(raw, (int, float)):
-        return BoundVerdict(bound, False, None, f"{name} is {raw!r}, not a number ({bound.op} {bound.text} required)")
+        return BoundVerdict(
+            bound,
+            False,
+            None,
+            f"{name} is {raw!r}, not a number ({bound.op} {bound.text} required)",
+        )
     measured = float(raw)
     if not math.isfinite(measured):
-        return BoundVerdict(bound, False, measured, f"{name} is {measured} ({bound.op} {bound.text} required)")
+        return BoundVerdict(
+            bound, False, measured, f"{name} is {measured} ({bound.op} {bound.text} required)"
+        )
     shown = _shown(measured, bound)
     if bound.holds(measured):
         return BoundVerdict(bound, True, measured, f"{name} {shown} {bound.op} {bound.text}")
     return BoundVerdict(
-        bound, False, measured, f"{name} {shown} {_NEGATED[bound.op]} {bound.text} ({bound.op} {bound.text} required)"
+        bound,
+        False,
+        measured,
+        f"{name} {shown} {_NEGATED[bound.op]} {bound.text} ({bound.op} {bound.text} required)",
     )
 
 
 def _shown(measured: float, bound: Bound) -> str:
     """Four significant digits, unless rounding would put the value on the other side."""
     short = f"{measured:.4g}"
-    return short if bound.holds(float(short)) == bound.holds(measured) and float(short) != bound.value else repr(measured)
+    return (
+        short
+        if bound.holds(float(short)) == bound.holds(measured) and float(short) != bound.value
+        else repr(measured)
+    )

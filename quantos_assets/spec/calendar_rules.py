@@ -3,6 +3,7 @@
 Each block is valid on its own (models.py); together they must agree on one
 calendar, or a schedule could target a session that is not a partition key.
 """
+
 from __future__ import annotations
 
 from quantos_assets.spec.models import DagSpec
@@ -24,7 +25,10 @@ def check_calendar_blocks(spec: DagSpec) -> list[tuple[str, str]]:
     if freshness is not None:
         if schedule is None and partitions is None:
             problems.append(
-                ("freshness", "freshness is counted in sessions: add a schedule or partitions block to name the calendar")
+                (
+                    "freshness",
+                    "freshness is counted in sessions: add a schedule or partitions block to name the calendar",
+                )
             )
         if freshness.max_lag_sessions is None and freshness.deadline is None:
             problems.append(("freshness", "give max_lag_sessions, deadline or both"))
@@ -32,6 +36,9 @@ def check_calendar_blocks(spec: DagSpec) -> list[tuple[str, str]]:
         for i, node in enumerate(spec.nodes):
             if node.backfill is not None:
                 problems.append(
-                    (f"nodes[{i}].backfill", "backfill applies to session partitions: add a partitions block")
+                    (
+                        f"nodes[{i}].backfill",
+                        "backfill applies to session partitions: add a partitions block",
+                    )
                 )
     return problems

@@ -12,6 +12,7 @@ so the `pipeline__suffix` names are injective across specs by construction; what
 to check is within one spec (a node called `freshness` next to a freshness block) and
 against the names the platform itself defines (`invalid_specs`, the location's sensors).
 """
+
 from __future__ import annotations
 
 import keyword
@@ -23,9 +24,17 @@ from typing import Literal
 from quantos_assets.spec.models import EXTERNAL_KINDS, DagSpec
 from quantos_assets.spec.outside_rules import GateFloor
 
-Namespace = Literal["asset key", "op", "job", "schedule/sensor", "group", "asset check", "partitions set"]
+Namespace = Literal[
+    "asset key", "op", "job", "schedule/sensor", "group", "asset check", "partitions set"
+]
 NAMESPACES: tuple[Namespace, ...] = (
-    "asset key", "op", "job", "schedule/sensor", "group", "asset check", "partitions set",
+    "asset key",
+    "op",
+    "job",
+    "schedule/sensor",
+    "group",
+    "asset check",
+    "partitions set",
 )
 
 # -- names the platform defines itself ---------------------------------------------------------
@@ -41,7 +50,13 @@ RUN_FAILURE_SENSOR = "quantos_run_failure_notifications"
 ASSET_JOB = "__ASSET_JOB"  # Dagster's implicit asset job (and __ASSET_JOB_<n> variants)
 
 PLATFORM_SENSORS = frozenset(
-    {GATEWAY_JOBS_SENSOR, KAFKA_SUBMISSIONS_SENSOR, LINEAGE_SENSOR, STEP_NOTIFICATIONS_SENSOR, RUN_FAILURE_SENSOR}
+    {
+        GATEWAY_JOBS_SENSOR,
+        KAFKA_SUBMISSIONS_SENSOR,
+        LINEAGE_SENSOR,
+        STEP_NOTIFICATIONS_SENSOR,
+        RUN_FAILURE_SENSOR,
+    }
 )
 # A pipeline id is its job, its group and the first part of its asset keys: these would
 # share a group or key prefix with the platform's assets, or read as one of its sensors.
@@ -53,8 +68,21 @@ RESERVED_PIPELINE_PREFIXES = (DBT_OPS,)
 # output with one of these names fails the whole code location.
 DAGSTER_RESERVED_NAMES = frozenset(
     {
-        "context", "conf", "config", "meta", "arg_dict", "dict", "input_arg_dict",
-        "output_arg_dict", "int", "str", "float", "bool", "input", "output", "type",
+        "context",
+        "conf",
+        "config",
+        "meta",
+        "arg_dict",
+        "dict",
+        "input_arg_dict",
+        "output_arg_dict",
+        "int",
+        "str",
+        "float",
+        "bool",
+        "input",
+        "output",
+        "type",
         *keyword.kwlist,
     }
 )
@@ -110,7 +138,11 @@ def lag_sensor_name(pipeline_id: str, topic: str, index: int) -> str:
     index sits before the label, so two triggers never share a name (`x_1` as topic 0 and
     `x` as topic 1 did)."""
     label = topic_label(topic)
-    return f"{pipeline_id}__{KAFKA_LAG_ASSET}_{label}" if index == 0 else f"{pipeline_id}__{KAFKA_LAG_ASSET}{index}_{label}"
+    return (
+        f"{pipeline_id}__{KAFKA_LAG_ASSET}_{label}"
+        if index == 0
+        else f"{pipeline_id}__{KAFKA_LAG_ASSET}{index}_{label}"
+    )
 
 
 def asset_name(*parts: str) -> str:
@@ -145,7 +177,13 @@ def derived_names(spec: DagSpec, floor: GateFloor | None) -> list[DerivedName]:
         add(DerivedName("partitions set", partitions_set_name(pid), "partitions"))
         add(DerivedName("schedule/sensor", session_sync_name(pid), "partitions"))
     for i, trigger in enumerate(spec.triggers):
-        add(DerivedName("schedule/sensor", lag_sensor_name(pid, trigger.kafka_lag.topic, i), f"triggers[{i}]"))
+        add(
+            DerivedName(
+                "schedule/sensor",
+                lag_sensor_name(pid, trigger.kafka_lag.topic, i),
+                f"triggers[{i}]",
+            )
+        )
     if spec.triggers:
         add(DerivedName("asset key", asset_name(pid, KAFKA_LAG_ASSET), "triggers"))
     if spec.gates is not None:
@@ -161,7 +199,10 @@ def derived_names(spec: DagSpec, floor: GateFloor | None) -> list[DerivedName]:
         if node.kind not in EXTERNAL_KINDS:
             runnable_keys.extend(keys)
     if spec.freshness is not None:
-        names.extend(DerivedName("asset check", check_name(key, FRESHNESS_CHECK), where) for key, where in runnable_keys)
+        names.extend(
+            DerivedName("asset check", check_name(key, FRESHNESS_CHECK), where)
+            for key, where in runnable_keys
+        )
     return names
 
 
@@ -175,7 +216,9 @@ def _gate_names(spec: DagSpec, floor: GateFloor | None) -> list[DerivedName]:
     if floor is not None:  # the firm's floor adds bounds (and, without gates.stages, the stages)
         checks += [f"metric_{m}" for m in sorted(floor.require) if m not in gates.require]
         stages = stages or list(floor.stages)
-    names.extend(DerivedName("asset check", check_name(model, c), "gates") for c in dict.fromkeys(checks))
+    names.extend(
+        DerivedName("asset check", check_name(model, c), "gates") for c in dict.fromkeys(checks)
+    )
     for stage in stages:
         names.append(DerivedName("op", stage_op_name(pid, stage), "gates.stages"))
         names.append(DerivedName("asset key", asset_name(pid, PROMOTED, stage), "gates.stages"))

@@ -24,7 +24,7 @@ def one_line(text: str, limit: int) -> str:
     if len(text) <= limit:
         return text
     head = (limit - 5) * 2 // 3
-    return f"{text[:head]} ... {text[len(text) - (limit - 5 - head):]}"
+    return f"{text[:head]} ... {text[len(text) - (limit - 5 - head) :]}"
 
 
 @dataclass(frozen=True, order=True)

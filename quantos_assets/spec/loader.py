@@ -163,9 +163,14 @@ def _parse(text: str, source: str, fmt: Format) -> tuple[Any, Positions, list[Sp
         column = f" at column {mark.column + 1}" if mark else ""
         raise _problem(source, line, "<root>", f"invalid YAML: {what}{column}") from None
     except yaml.reader.ReaderError as exc:
-        char = exc.character if isinstance(exc.character, int) else ord(str(exc.character)[:1] or "?")
+        char = (
+            exc.character if isinstance(exc.character, int) else ord(str(exc.character)[:1] or "?")
+        )
         raise _problem(
-            source, reader_error_line(text, exc), "<root>", f"invalid YAML: {exc.reason} (#x{char:04x})"
+            source,
+            reader_error_line(text, exc),
+            "<root>",
+            f"invalid YAML: {exc.reason} (#x{char:04x})",
         ) from None
     except yaml.YAMLError as exc:
         raise _problem(source, 1, "<root>", f"invalid YAML: {exc}") from None
@@ -221,7 +226,9 @@ def _parse_json(text: str, source: str) -> tuple[Any, Positions, list[SpecProble
         raise _problem(source, json_too_deep_line(text), "<root>", TOO_DEEP) from None
     except ValueError:  # int() refuses more digits than sys.get_int_max_str_digits()
         line = _line_of(text, re.search(r"[0-9]{4300}", text))
-        raise _problem(source, line, "<root>", "invalid JSON: a number with over 4300 digits") from None
+        raise _problem(
+            source, line, "<root>", "invalid JSON: a number with over 4300 digits"
+        ) from None
     if json_too_deep(data, text):
         raise _problem(source, json_too_deep_line(text), "<root>", TOO_DEEP)
     positions = _LazyJsonMap(text)
@@ -265,19 +272,32 @@ def _validate(
             problems.append(SpecProblem(source, positions.line(parse_path(path)), path, message))
         if spec is not None:
             for path, message in check_calendar_blocks(spec):
-                problems.append(SpecProblem(source, positions.line(parse_path(path)), path, message))
+                problems.append(
+                    SpecProblem(source, positions.line(parse_path(path)), path, message)
+                )
             for path, message in rules.gate_problems(spec):
-                problems.append(SpecProblem(source, positions.line(parse_path(path)), path, message))
+                problems.append(
+                    SpecProblem(source, positions.line(parse_path(path)), path, message)
+                )
             for path, message in reserved_names(spec):
-                problems.append(SpecProblem(source, positions.line(parse_path(path)), path, message))
+                problems.append(
+                    SpecProblem(source, positions.line(parse_path(path)), path, message)
+                )
         if spec is not None and not problems:
             # Only on an otherwise valid spec: a duplicate out is reported once, by its own rule.
-            for path, message in [*colliding_names(spec, rules.gate_floor()), *rules.deploy_problems(spec)]:
-                problems.append(SpecProblem(source, positions.line(parse_path(path)), path, message))
+            for path, message in [
+                *colliding_names(spec, rules.gate_floor()),
+                *rules.deploy_problems(spec),
+            ]:
+                problems.append(
+                    SpecProblem(source, positions.line(parse_path(path)), path, message)
+                )
     return (result if not problems else None), problems
 
 
-def _load_model(text: str, source: str, fmt: Format, model: type[M], rules: OutsideRules | None = None) -> M:
+def _load_model(
+    text: str, source: str, fmt: Format, model: type[M], rules: OutsideRules | None = None
+) -> M:
     return _load_with_positions(text, source, fmt, model, rules)[0]
 
 
@@ -300,7 +320,9 @@ def load_document(
     (model DagSpec) with the `rules` it is checked under."""
     source = str(path)
     fmt = _format_of(Path(path), source)
-    return _load_with_positions(_decode(_read(Path(path), source), source), source, fmt, model, rules)
+    return _load_with_positions(
+        _decode(_read(Path(path), source), source), source, fmt, model, rules
+    )
 
 
 def _line_of(text: str, match: re.Match[str] | None) -> int:

@@ -4,6 +4,7 @@ Specs name times the way desks talk about them: relative to the open or the
 close of the session, or a plain wall-clock time. Parsing is separate from the
 calendar so the spec model can reject a bad `at` without building a calendar.
 """
+
 from __future__ import annotations
 
 import re

@@ -168,7 +168,11 @@ class Schedule(Strict):
             import difflib
 
             close = difflib.get_close_matches(value, sorted(zoneinfo.available_timezones()), n=3)
-            hint = f" (close matches: {', '.join(close)})" if close else " (an IANA name like America/New_York)"
+            hint = (
+                f" (close matches: {', '.join(close)})"
+                if close
+                else " (an IANA name like America/New_York)"
+            )
             raise ValueError(f"unknown timezone {value!r}{hint}") from None
         return value
 

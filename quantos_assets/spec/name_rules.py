@@ -6,6 +6,7 @@ parts of one spec deriving one name (a node `freshness` beside a freshness block
 make the op `p__freshness`). Either would fail the whole code location at load, every
 team's pipelines with it, so `quantos validate` and the gateway refuse them first.
 """
+
 from __future__ import annotations
 
 from quantos_assets.spec.derived_names import (
@@ -27,14 +28,27 @@ def reserved_names(spec: DagSpec) -> list[Problem]:
     problems: list[Problem] = []
     pid = spec.pipeline_id
     if pid in DAGSTER_RESERVED_NAMES:
-        problems.append(("pipeline_id", f"'{pid}' is reserved by Dagster (a Python keyword or one of its own names); it would name the pipeline's job"))
+        problems.append(
+            (
+                "pipeline_id",
+                f"'{pid}' is reserved by Dagster (a Python keyword or one of its own names); it would name the pipeline's job",
+            )
+        )
     elif pid in RESERVED_PIPELINE_IDS or pid.startswith(RESERVED_PIPELINE_PREFIXES):
-        problems.append(("pipeline_id", f"'{pid}' is reserved by the platform (its own groups, assets and sensors use it)"))
+        problems.append(
+            (
+                "pipeline_id",
+                f"'{pid}' is reserved by the platform (its own groups, assets and sensors use it)",
+            )
+        )
     for i, node in enumerate(spec.nodes):
         for k, out in enumerate(node.outs):
             if out in DAGSTER_RESERVED_NAMES:
                 problems.append(
-                    (f"nodes[{i}].outs[{k}]", f"'{out}' is reserved by Dagster (a Python keyword or one of its own names); outs name the inputs of the nodes that read them")
+                    (
+                        f"nodes[{i}].outs[{k}]",
+                        f"'{out}' is reserved by Dagster (a Python keyword or one of its own names); outs name the inputs of the nodes that read them",
+                    )
                 )
     return problems
 
@@ -49,7 +63,9 @@ def colliding_names(spec: DagSpec, floor: GateFloor | None) -> list[Problem]:
         key = (derived.namespace, derived.name)
         clash = platform_conflict(derived.namespace, derived.name)
         if clash is not None:
-            problems.setdefault(derived.field, f"makes the {derived.namespace} '{derived.name}', which is {clash}")
+            problems.setdefault(
+                derived.field, f"makes the {derived.namespace} '{derived.name}', which is {clash}"
+            )
         elif key in first and first[key] != derived.field:
             problems.setdefault(
                 derived.field,

@@ -76,7 +76,8 @@ def json_too_deep(data: Any, text: str) -> bool:
     nodes = data.get("nodes")
     # root mapping -> nodes list -> node mapping -> params: params sit at level 4
     stack: list[tuple[Any, int]] = [
-        (node.get("params"), 4) for node in (nodes if isinstance(nodes, list) else [])
+        (node.get("params"), 4)
+        for node in (nodes if isinstance(nodes, list) else [])
         if isinstance(node, dict)
     ]
     while stack:

@@ -4,6 +4,7 @@ pools and the kinds' parameter rules. They are passed in by the layer that knows
 in pyproject.toml) and a loader always says which rules it checks with: there is no default
 that would let a caller skip them by forgetting.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass

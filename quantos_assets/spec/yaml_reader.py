@@ -133,7 +133,9 @@ def check_alias_expansion(root: Node) -> None:
             continue
         if key in open_:
             raise ComposerError(
-                None, None, "an alias refers to the collection it is in (a recursive value cannot be a spec field)",
+                None,
+                None,
+                "an alias refers to the collection it is in (a recursive value cannot be a spec field)",
                 node.start_mark,
             )
         open_.add(key)
@@ -141,21 +143,28 @@ def check_alias_expansion(root: Node) -> None:
         for child in reversed(_children(node)):
             if id(child) in open_:
                 raise ComposerError(
-                    None, None, "an alias refers to the collection it is in (a recursive value cannot be a spec field)",
+                    None,
+                    None,
+                    "an alias refers to the collection it is in (a recursive value cannot be a spec field)",
                     child.start_mark,
                 )
             if id(child) not in sizes:
                 stack.append((child, False))
     expanded, distinct = sizes[id(root)], len(sizes)
     aliased = expanded - distinct
-    if aliased <= _MIN_ALIASED or expanded <= _MIN_EXPANDED or aliased / expanded <= allowed_alias_ratio(expanded):
+    if (
+        aliased <= _MIN_ALIASED
+        or expanded <= _MIN_EXPANDED
+        or aliased / expanded <= allowed_alias_ratio(expanded)
+    ):
         return
     # Point at the innermost collection that already expands past the whole document's
     # own size: where the aliases start multiplying.
     bound = max(_MIN_EXPANDED, distinct)
     here = next(n for n in order if sizes[id(n)] > bound)
     raise ComposerError(
-        None, None,
+        None,
+        None,
         f"aliases expand the document to {expanded:,} nodes ({aliased:,} of them copies; this collection "
         f"alone to {sizes[id(here)]:,}): too many for a spec (a YAML alias bomb?)",
         here.start_mark,
@@ -180,4 +189,3 @@ def read_yaml_file(path: Path, shown: str) -> Any:
         raise YamlFileError(f"{shown}: not YAML ({str(err).splitlines()[0]})") from None
     except (OSError, UnicodeDecodeError) as err:
         raise YamlFileError(f"{shown}: cannot be read ({str(err).splitlines()[0]})") from None
-

@@ -7,6 +7,7 @@ not the first run. So is one that asks a step to leave its sandbox in a way the
 text alone shows: a sql_uri outside the spec's folder and the artifact store, or
 a python_task env that changes how the interpreter or the loader start.
 """
+
 from __future__ import annotations
 
 from quantos_assets.spec.models import EXTERNAL_KINDS, DagSpec, NodeKind
@@ -34,7 +35,9 @@ def check_deployable(spec: DagSpec) -> list[tuple[str, str]]:
             continue
         where = f"nodes[{i}].resources" if node.resources is not None else "resources.default"
         try:
-            choose_pool(spec.effective_resources(node), spec.slo.qos, spec.slo.priority, pools=pools)
+            choose_pool(
+                spec.effective_resources(node), spec.slo.qos, spec.slo.priority, pools=pools
+            )
         except PlacementError as err:
             problems.append((where, str(err)))
         if node.kind is NodeKind.ray_job:
@@ -43,10 +46,18 @@ def check_deployable(spec: DagSpec) -> list[tuple[str, str]]:
             except RayWorkersError as err:
                 own_gpu = node.resources is not None and node.resources.gpu is not None
                 gpu_from_default = err.field == "resources.gpu" and not own_gpu
-                problems.append(("resources.default.gpu" if gpu_from_default else f"nodes[{i}].{err.field}", str(err)))
+                problems.append(
+                    (
+                        "resources.default.gpu" if gpu_from_default else f"nodes[{i}].{err.field}",
+                        str(err),
+                    )
+                )
             problems.extend(mode_problems(spec, i))
         if node.kind is NodeKind.ray_job and "search" in node.params:
-            problems.extend((f"nodes[{i}].params.search{field}", message) for field, message in search_problems(node.params))
+            problems.extend(
+                (f"nodes[{i}].params.search{field}", message)
+                for field, message in search_problems(node.params)
+            )
         if node.kind is NodeKind.custom_crd:
             for message in validate_manifest(node.params):
                 problems.append((f"nodes[{i}].params", message))

@@ -1,5 +1,6 @@
 """Loading a spec under the firm's rules: what `quantos validate`, the gateway, the Kafka
 sensor, the registry and the code location all mean by "a valid spec"."""
+
 from __future__ import annotations
 
 from pathlib import Path

@@ -9,6 +9,7 @@ version without today's bounds, or edited by hand) comes back with `problem` set
 one bad row never breaks the listing or the sensor for anyone; the API shows it as
 `invalid` with the reason (its owner can still see and cancel it) and the sensor skips it.
 """
+
 from __future__ import annotations
 
 import json
@@ -239,11 +240,19 @@ class JobStore:
     def note(self, job_id: str, text: str | None) -> None:
         """Record (or clear) why the job's latest due firing has not run."""
         with self.engine.begin() as conn:
-            conn.execute(sa.update(jobs).where(jobs.c.id == job_id, jobs.c.note.is_distinct_from(text)).values(note=text))
+            conn.execute(
+                sa.update(jobs)
+                .where(jobs.c.id == job_id, jobs.c.note.is_distinct_from(text))
+                .values(note=text)
+            )
 
     def cancel(self, job_id: str) -> ScheduledJob:
         with self.engine.begin() as conn:
-            conn.execute(sa.update(jobs).where(jobs.c.id == job_id).values(canceled=True, updated_at=time.time()))
+            conn.execute(
+                sa.update(jobs)
+                .where(jobs.c.id == job_id)
+                .values(canceled=True, updated_at=time.time())
+            )
         return self._written(job_id)
 
     def _written(self, job_id: str) -> ScheduledJob:

@@ -10,6 +10,7 @@ time in year 10000 once made every listing of the team answer 500), a cron of fi
 fields in the grammar `CRON_PATTERN` states (the OpenAPI schema carries it) that fires
 at least once.
 """
+
 from __future__ import annotations
 
 import re
@@ -58,7 +59,9 @@ class RecurrenceError(ValueError):
 
 def check_cron(cron: str) -> str:
     if not re.fullmatch(CRON_PATTERN, cron) or not is_valid_cron_string(cron):
-        raise RecurrenceError(f"recurrence.cron {cron!r} is not a valid cron string (e.g. '30 16 * * 1-5')")
+        raise RecurrenceError(
+            f"recurrence.cron {cron!r} is not a valid cron string (e.g. '30 16 * * 1-5')"
+        )
     try:
         next(iter(cron_string_iterator(time.time(), cron, "UTC")))
     except ValueError:  # croniter: a date that never exists, e.g. '0 0 31 4 *'
@@ -74,7 +77,9 @@ def check_execution_time(value: datetime) -> datetime:
     if value < EARLIEST:
         raise ValueError(f"{value.isoformat()} is before {EARLIEST.date().isoformat()}")
     if value > latest:
-        raise ValueError(f"{value.isoformat()} is more than {MAX_YEARS_AHEAD} years ahead (latest {latest.date().isoformat()})")
+        raise ValueError(
+            f"{value.isoformat()} is more than {MAX_YEARS_AHEAD} years ahead (latest {latest.date().isoformat()})"
+        )
     return value
 
 

@@ -16,6 +16,7 @@ lease every other gateway's sweep sees the claim expired and one of them takes i
 never waits on a gateway that is gone. Lease times are wall-clock seconds of the gateways'
 hosts, whose clocks must agree to well within a lease (NTP).
 """
+
 from __future__ import annotations
 
 import json
@@ -51,7 +52,9 @@ submissions = sa.Table(
     sa.Column("claimed_at", sa.Float, nullable=True),  # when a dispatcher last took it
     sa.Column("owner", sa.String(64), nullable=True),  # the gateway process holding the claim
     sa.Column("lease_until", sa.Float, nullable=True),  # the claim lapses then unless renewed
-    sa.Column("attempts", sa.Integer, nullable=False, server_default="0"),  # launch calls that failed
+    sa.Column(
+        "attempts", sa.Integer, nullable=False, server_default="0"
+    ),  # launch calls that failed
     sa.Column("last_error", sa.Text, nullable=True),  # why the last one failed
     sa.Column("next_attempt_at", sa.Float, nullable=True),  # when the next one is due
 )
@@ -86,7 +89,13 @@ class SubmissionRow:
     next_attempt_at: float | None = None
 
 
-QUEUED, LAUNCHING, LAUNCHED, FAILED, CANCELED = "queued", "launching", "launched", "failed", "canceled"
+QUEUED, LAUNCHING, LAUNCHED, FAILED, CANCELED = (
+    "queued",
+    "launching",
+    "launched",
+    "failed",
+    "canceled",
+)
 # A claim made by a gateway of the release before leases (no `lease_until`) lapses once it
 # has not been renewed for this long; that release renewed it at least every 15 s.
 LEGACY_STALE_SECONDS = 120.0
@@ -129,9 +138,24 @@ class Admission:
 # Built once: the submit path's statements (building and cache-keying a statement per call
 # cost more than running it on SQLite).
 _BY_ID = sa.select(submissions).where(submissions.c.id == sa.bindparam("id"))
-_INSERTED = ("id", "team", "actor", "pipeline_id", "spec_sha256", "params", "created_at", "run_id", "state", "request")
+_INSERTED = (
+    "id",
+    "team",
+    "actor",
+    "pipeline_id",
+    "spec_sha256",
+    "params",
+    "created_at",
+    "run_id",
+    "state",
+    "request",
+)
 _INSERT = sa.insert(submissions)
-_UNLAUNCHED = sa.select(sa.func.count()).select_from(submissions).where(submissions.c.state.in_([QUEUED, LAUNCHING]))
+_UNLAUNCHED = (
+    sa.select(sa.func.count())
+    .select_from(submissions)
+    .where(submissions.c.state.in_([QUEUED, LAUNCHING]))
+)
 _UNLAUNCHED_OF_TEAM = _UNLAUNCHED.where(submissions.c.team == sa.bindparam("team"))
 
 
@@ -208,7 +232,12 @@ class SubmissionStore:
                 .values(run_id=run_id, state=LAUNCHED, error=None, **_RELEASED)
             )
             conn.execute(
-                sa.insert(runs).values(submission_id=submission_id, run_id=run_id, attempt=attempt, created_at=time.time())
+                sa.insert(runs).values(
+                    submission_id=submission_id,
+                    run_id=run_id,
+                    attempt=attempt,
+                    created_at=time.time(),
+                )
             )
 
     def discard(self, submission_id: str) -> None:
@@ -219,12 +248,16 @@ class SubmissionStore:
 
     # -- the launch queue ---------------------------------------------------------------------
 
-    def claim(self, submission_id: str, owner: str, lease: float, now: float | None = None) -> Claim | None:
+    def claim(
+        self, submission_id: str, owner: str, lease: float, now: float | None = None
+    ) -> Claim | None:
         """Take a queued submission, or one whose claim expired, for launch by `owner` until
         now + `lease`; None if it is not there to take (launched, canceled, failed, or held)."""
         now = time.time() if now is None else now
         with self.engine.begin() as conn:
-            row = conn.execute(sa.select(submissions).where(submissions.c.id == submission_id)).first()
+            row = conn.execute(
+                sa.select(submissions).where(submissions.c.id == submission_id)
+            ).first()
             if row is None:
                 return None
             # One conditional UPDATE: of two gateways racing (PostgreSQL's READ COMMITTED lets
@@ -238,12 +271,24 @@ class SubmissionStore:
                     submissions.c.owner.is_not_distinct_from(row.owner),
                     _claimable(now),
                 )
-                .values(state=LAUNCHING, owner=owner, lease_until=now + lease, claimed_at=now, next_attempt_at=None)
+                .values(
+                    state=LAUNCHING,
+                    owner=owner,
+                    lease_until=now + lease,
+                    claimed_at=now,
+                    next_attempt_at=None,
+                )
             ).rowcount
             if taken != 1:
                 return None
-        claimed = {**row._asdict(), "state": LAUNCHING, "owner": owner, "lease_until": now + lease,
-                   "claimed_at": now, "next_attempt_at": None}
+        claimed = {
+            **row._asdict(),
+            "state": LAUNCHING,
+            "owner": owner,
+            "lease_until": now + lease,
+            "claimed_at": now,
+            "next_attempt_at": None,
+        }
         return Claim(SubmissionRow(**claimed), taken_over=row.state == LAUNCHING)
 
     def heartbeat(
@@ -256,11 +301,15 @@ class SubmissionStore:
             return {}
         now = time.time() if now is None else now
         held = sa.and_(
-            submissions.c.id.in_(list(submission_ids)), submissions.c.owner == owner, submissions.c.state == LAUNCHING
+            submissions.c.id.in_(list(submission_ids)),
+            submissions.c.owner == owner,
+            submissions.c.state == LAUNCHING,
         )
         with self.engine.begin() as conn:
             conn.execute(sa.update(submissions).where(held).values(lease_until=now + lease))
-            rows = conn.execute(sa.select(submissions.c.id, submissions.c.next_attempt_at).where(held)).all()
+            rows = conn.execute(
+                sa.select(submissions.c.id, submissions.c.next_attempt_at).where(held)
+            ).all()
         return {r.id: r.next_attempt_at for r in rows}
 
     def hold(self, submission_id: str, owner: str, lease: float, now: float | None = None) -> bool:
@@ -268,14 +317,27 @@ class SubmissionStore:
         now = time.time() if now is None else now
         return self.heartbeat(owner, [submission_id], lease, now) != {}
 
-    def record_attempt(self, submission_id: str, owner: str, error: str, next_attempt_at: float) -> bool:
+    def record_attempt(
+        self, submission_id: str, owner: str, error: str, next_attempt_at: float
+    ) -> bool:
         """A launch call failed and will be tried again at `next_attempt_at` (status shows both)."""
         with self.engine.begin() as conn:
-            return conn.execute(
-                sa.update(submissions)
-                .where(submissions.c.id == submission_id, submissions.c.owner == owner, submissions.c.state == LAUNCHING)
-                .values(attempts=submissions.c.attempts + 1, last_error=error, next_attempt_at=next_attempt_at)
-            ).rowcount == 1
+            return (
+                conn.execute(
+                    sa.update(submissions)
+                    .where(
+                        submissions.c.id == submission_id,
+                        submissions.c.owner == owner,
+                        submissions.c.state == LAUNCHING,
+                    )
+                    .values(
+                        attempts=submissions.c.attempts + 1,
+                        last_error=error,
+                        next_attempt_at=next_attempt_at,
+                    )
+                ).rowcount
+                == 1
+            )
 
     def release(self, owner: str, submission_ids: Sequence[str]) -> int:
         """A gateway stopping: its claims lapse now, so a running gateway takes them over at
@@ -299,7 +361,9 @@ class SubmissionStore:
         then terminates the run; the run is recorded so status shows it)."""
         with self.engine.begin() as conn:
             state = conn.execute(
-                sa.select(submissions.c.state).where(submissions.c.id == submission_id).with_for_update()
+                sa.select(submissions.c.state)
+                .where(submissions.c.id == submission_id)
+                .with_for_update()
             ).scalar_one_or_none()
             after = CANCELED if state == CANCELED else LAUNCHED
             conn.execute(
@@ -307,10 +371,16 @@ class SubmissionStore:
                 .where(submissions.c.id == submission_id)
                 .values(run_id=run_id, state=after, error=None, **_RELEASED)
             )
-            conn.execute(sa.insert(runs).values(submission_id=submission_id, run_id=run_id, attempt=1, created_at=time.time()))
+            conn.execute(
+                sa.insert(runs).values(
+                    submission_id=submission_id, run_id=run_id, attempt=1, created_at=time.time()
+                )
+            )
         return after
 
-    def fail(self, submission_id: str, error: str, owner: str | None = None, attempted: bool = False) -> bool:
+    def fail(
+        self, submission_id: str, error: str, owner: str | None = None, attempted: bool = False
+    ) -> bool:
         """The launch failed for good; `owner` given: only while that gateway holds the claim
         (a submission canceled meanwhile stays canceled)."""
         where = [submissions.c.id == submission_id]
@@ -330,14 +400,19 @@ class SubmissionStore:
         now = time.time() if now is None else now
         unlaunched = sa.and_(submissions.c.id == submission_id, submissions.c.run_id.is_(None))
         with self.engine.begin() as conn:
-            if conn.execute(
-                sa.update(submissions)
-                .where(unlaunched, submissions.c.state == FAILED)
-                .values(state=QUEUED, error=None, **{**_RELEASED, "next_attempt_at": now})
-            ).rowcount == 1:
+            if (
+                conn.execute(
+                    sa.update(submissions)
+                    .where(unlaunched, submissions.c.state == FAILED)
+                    .values(state=QUEUED, error=None, **{**_RELEASED, "next_attempt_at": now})
+                ).rowcount
+                == 1
+            ):
                 return QUEUED
             state = conn.execute(
-                sa.select(submissions.c.state).where(unlaunched, submissions.c.state.in_([QUEUED, LAUNCHING]))
+                sa.select(submissions.c.state).where(
+                    unlaunched, submissions.c.state.in_([QUEUED, LAUNCHING])
+                )
             ).scalar_one_or_none()
             if state is None:
                 return None
@@ -349,12 +424,18 @@ class SubmissionStore:
         next heartbeat; one whose launch call is in flight terminates the run it gets);
         False if it has a run or was canceled already."""
         with self.engine.begin() as conn:
-            return conn.execute(
-                sa.update(submissions)
-                .where(submissions.c.id == submission_id, submissions.c.state.in_([QUEUED, LAUNCHING, FAILED]))
-                .where(submissions.c.run_id.is_(None))
-                .values(state=CANCELED, **_RELEASED)
-            ).rowcount == 1
+            return (
+                conn.execute(
+                    sa.update(submissions)
+                    .where(
+                        submissions.c.id == submission_id,
+                        submissions.c.state.in_([QUEUED, LAUNCHING, FAILED]),
+                    )
+                    .where(submissions.c.run_id.is_(None))
+                    .values(state=CANCELED, **_RELEASED)
+                ).rowcount
+                == 1
+            )
 
     def pending(self, now: float | None = None, queued_for: float = 0.0) -> list[str]:
         """What a gateway should try to claim, oldest first: submissions queued for at least
@@ -364,7 +445,9 @@ class SubmissionStore:
         now = time.time() if now is None else now
         queued = sa.and_(
             submissions.c.state == QUEUED,
-            sa.or_(submissions.c.created_at <= now - queued_for, submissions.c.next_attempt_at <= now),
+            sa.or_(
+                submissions.c.created_at <= now - queued_for, submissions.c.next_attempt_at <= now
+            ),
         )
         with reading(self.engine) as conn:
             return list(
@@ -395,7 +478,9 @@ class SubmissionStore:
         with reading(self.engine) as conn:
             return list(
                 conn.execute(
-                    sa.select(runs.c.run_id).where(runs.c.submission_id == submission_id).order_by(runs.c.attempt)
+                    sa.select(runs.c.run_id)
+                    .where(runs.c.submission_id == submission_id)
+                    .order_by(runs.c.attempt)
                 ).scalars()
             )
 
@@ -425,16 +510,26 @@ def _queued_row(submission: NewSubmission, now: float) -> SubmissionRow:
 
 
 # Columns of a claim, cleared once the submission leaves the launch queue or is queued again.
-_RELEASED: dict[str, Any] = {"owner": None, "lease_until": None, "claimed_at": None, "next_attempt_at": None}
+_RELEASED: dict[str, Any] = {
+    "owner": None,
+    "lease_until": None,
+    "claimed_at": None,
+    "next_attempt_at": None,
+}
 
 
 def _expired(now: float) -> sa.ColumnElement[bool]:
     """A claim whose lease lapsed (or, made before leases, not renewed for LEGACY_STALE_SECONDS)."""
     return sa.or_(
         submissions.c.lease_until < now,
-        sa.and_(submissions.c.lease_until.is_(None), sa.func.coalesce(submissions.c.claimed_at, 0.0) < now - LEGACY_STALE_SECONDS),
+        sa.and_(
+            submissions.c.lease_until.is_(None),
+            sa.func.coalesce(submissions.c.claimed_at, 0.0) < now - LEGACY_STALE_SECONDS,
+        ),
     )
 
 
 def _claimable(now: float) -> sa.ColumnElement[bool]:
-    return sa.or_(submissions.c.state == QUEUED, sa.and_(submissions.c.state == LAUNCHING, _expired(now)))
+    return sa.or_(
+        submissions.c.state == QUEUED, sa.and_(submissions.c.state == LAUNCHING, _expired(now))
+    )

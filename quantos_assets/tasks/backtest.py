@@ -4,6 +4,7 @@ Each day, long the top `quantile` of symbols by the signal and short the
 bottom, equal-weighted, earning the next day's return; costs are charged on
 turnover. Deliberately simple: it shows whether a signal survives costs.
 """
+
 from __future__ import annotations
 
 import numpy as np
@@ -24,10 +25,16 @@ def long_short(
     df["weight"] = 0.0
     df.loc[pct > 1 - quantile, "weight"] = 1.0
     df.loc[pct <= quantile, "weight"] = -1.0
-    gross_side = df.groupby(["date", np.sign(df["weight"])])["weight"].transform(lambda w: w.abs().sum())
-    df["weight"] = np.where(df["weight"] != 0, df["weight"] / gross_side.replace(0, np.nan) / 2, 0.0)
+    gross_side = df.groupby(["date", np.sign(df["weight"])])["weight"].transform(
+        lambda w: w.abs().sum()
+    )
+    df["weight"] = np.where(
+        df["weight"] != 0, df["weight"] / gross_side.replace(0, np.nan) / 2, 0.0
+    )
 
-    weights = df.pivot_table(index="date", columns="symbol", values="weight", fill_value=0.0).sort_index()
+    weights = df.pivot_table(
+        index="date", columns="symbol", values="weight", fill_value=0.0
+    ).sort_index()
     turnover = weights.diff().abs().sum(axis=1).fillna(weights.abs().sum(axis=1))
     gross = (df["weight"] * df[return_column]).groupby(df["date"]).sum().reindex(weights.index)
     cost = turnover * cost_bps / 1e4

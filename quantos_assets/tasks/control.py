@@ -1,5 +1,6 @@
 """python_task entrypoints whose outcome the caller controls: for demos and fault tests
 (retry from failure, cancel a long run) without touching real data."""
+
 from __future__ import annotations
 
 import time

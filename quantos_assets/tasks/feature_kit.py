@@ -19,6 +19,7 @@ every feature column is complete; only `date`, `symbol`, the features and `fwd_r
 written (no raw prices: a trainer that takes every numeric column as a feature must not be
 handed a level).
 """
+
 from __future__ import annotations
 
 import os
@@ -46,7 +47,8 @@ def build(horizon: int = 5, **inputs: Any) -> pa.Table:
     if compute is None:
         known = ", ".join(sorted(VIEWS))
         raise FeatureKitError(
-            f"env FEATURE_VIEW is {view!r}: not a feature-kit view (known: {known})" if view
+            f"env FEATURE_VIEW is {view!r}: not a feature-kit view (known: {known})"
+            if view
             else f"env FEATURE_VIEW is not set; set it in the node's env (known views: {known})"
         )
     tables = {name: value for name, value in inputs.items() if isinstance(value, pa.Table)}
@@ -58,10 +60,12 @@ def build(horizon: int = 5, **inputs: Any) -> pa.Table:
         )
     if isinstance(horizon, bool) or not isinstance(horizon, int) or horizon < 1:
         raise FeatureKitError(f"params.horizon must be a positive integer, not {horizon!r}")
-    (name, table), = tables.items()
+    ((name, table),) = tables.items()
     missing = [c for c in REQUIRED if c not in table.column_names]
     if missing:
-        raise FeatureKitError(f"input '{name}' has no column(s) {missing} (it has {table.column_names})")
+        raise FeatureKitError(
+            f"input '{name}' has no column(s) {missing} (it has {table.column_names})"
+        )
     return compute(table, horizon)
 
 
@@ -77,7 +81,9 @@ def xs_v2(dataset: pa.Table, horizon: int) -> pa.Table:
     for days in RETURN_LOOKBACKS:
         raw[f"ret_{days}d_z"] = log_close - log_close.groupby(symbol).shift(days)
     raw["vol_20d_z"] = ret_1d.groupby(symbol).transform(lambda r: r.rolling(WINDOW).std())
-    raw["volume_z"] = log_volume - log_volume.groupby(symbol).transform(lambda v: v.rolling(WINDOW).mean())
+    raw["volume_z"] = log_volume - log_volume.groupby(symbol).transform(
+        lambda v: v.rolling(WINDOW).mean()
+    )
     forward = log_close.groupby(symbol).shift(-horizon) - log_close
     features = [c for c in raw.columns if c not in ("date", "symbol")]
 

@@ -7,6 +7,7 @@ return in excess of that day's cross-sectional mean, for the same reason.
 Rows whose lookbacks are incomplete are dropped; the last `horizon` days keep
 a null target (they are what a live model would score).
 """
+
 from __future__ import annotations
 
 import numpy as np
@@ -29,12 +30,16 @@ def compute(
     log_close = np.log(df["close"])
     ret_1d = by_symbol["close"].pct_change()
 
-    df["mom"] = log_close.groupby(df["symbol"]).shift(skip) - log_close.groupby(df["symbol"]).shift(momentum_window)
+    df["mom"] = log_close.groupby(df["symbol"]).shift(skip) - log_close.groupby(df["symbol"]).shift(
+        momentum_window
+    )
     df["rev"] = -(log_close - log_close.groupby(df["symbol"]).shift(reversal_window))
     df["vol"] = ret_1d.groupby(df["symbol"]).transform(lambda r: r.rolling(volatility_window).std())
     df["adv"] = by_symbol["volume"].transform(lambda v: v.rolling(liquidity_window).mean())
-    df["dollar_adv"] = (df["close"] * df["volume"]).groupby(df["symbol"]).transform(
-        lambda v: v.rolling(liquidity_window).mean()
+    df["dollar_adv"] = (
+        (df["close"] * df["volume"])
+        .groupby(df["symbol"])
+        .transform(lambda v: v.rolling(liquidity_window).mean())
     )
     fwd = log_close.groupby(df["symbol"]).shift(-horizon) - log_close
     fwd_1d = log_close.groupby(df["symbol"]).shift(-1) - log_close
@@ -48,9 +53,20 @@ def compute(
     df["mom_vol_adj"] = df["mom"] / (df["vol"] * np.sqrt(momentum_window - skip))
 
     columns = [
-        "date", "symbol", "close", "adv", "dollar_adv",
-        "mom", "rev", "vol", "mom_rank", "rev_rank", "vol_rank", "mom_vol_adj",
-        "fwd_return", "fwd_return_1d",
+        "date",
+        "symbol",
+        "close",
+        "adv",
+        "dollar_adv",
+        "mom",
+        "rev",
+        "vol",
+        "mom_rank",
+        "rev_rank",
+        "vol_rank",
+        "mom_vol_adj",
+        "fwd_return",
+        "fwd_return_1d",
     ]
     out = df[columns].sort_values(["date", "symbol"], kind="stable").reset_index(drop=True)
     table = pa.Table.from_pandas(out, preserve_index=False).replace_schema_metadata(None)

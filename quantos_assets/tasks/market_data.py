@@ -5,6 +5,7 @@ assert on numbers. Each symbol's drift follows a slow AR(1) process, which is
 what makes past returns (momentum) weakly predict future ones; a market
 factor and fat-ish idiosyncratic noise make it look like equities.
 """
+
 from __future__ import annotations
 
 import numpy as np

@@ -3,6 +3,7 @@
 Imports only pyarrow. `passthrough` keeps it that way in a child process; `one_row` builds a
 table from Python data, which makes pyarrow import pandas (as any such task would).
 """
+
 from __future__ import annotations
 
 import pyarrow as pa

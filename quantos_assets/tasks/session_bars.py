@@ -4,6 +4,7 @@ The session comes from the run (the Pipes extra `session`, set per session in a
 ranged backfill run), so the same entrypoint serves the daily schedule and a
 backfill of any session range.
 """
+
 from __future__ import annotations
 
 import hashlib

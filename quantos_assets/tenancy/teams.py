@@ -1,5 +1,6 @@
 """Per-team policy: which secret scopes a team may use, which modules its python_task
 entrypoints may come from, and its quotas (deploy/teams.yaml)."""
+
 from __future__ import annotations
 
 from collections.abc import Mapping
@@ -25,7 +26,9 @@ class TeamPolicy(BaseModel):
     def _module_prefixes(cls, value: list[str]) -> list[str]:
         for prefix in value:
             if not MODULE_PATH.match(prefix):
-                raise ValueError(f"{prefix!r} is not a dotted module path (e.g. quantos_assets.tasks)")
+                raise ValueError(
+                    f"{prefix!r} is not a dotted module path (e.g. quantos_assets.tasks)"
+                )
         return value
 
 
@@ -59,7 +62,9 @@ def load_teams(path: Path, required: bool = False) -> TeamsFile:
     is what a local gateway wants but never what a named file (QUANTOS_TEAMS) means."""
     if not path.exists():
         if required:
-            raise TeamsFileError(f"QUANTOS_TEAMS: {path} does not exist (the per-team secrets scopes and quotas)")
+            raise TeamsFileError(
+                f"QUANTOS_TEAMS: {path} does not exist (the per-team secrets scopes and quotas)"
+            )
         return TeamsFile()
     from quantos_assets.spec.yaml_reader import YamlFileError, read_yaml_file
 

@@ -13,6 +13,7 @@ A row gets a null forecast when its own features are not complete or fewer than 
 complete rows of its symbol end at it, so the output has exactly one row per input row.
 A model that reads one row (lookback 1: `mlp` by default, scikit-learn) needs no sort.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -74,7 +75,9 @@ def describe_model(data: bytes) -> PredictModel:
         try:
             model = load_torch_model(data)
         except Exception as err:  # noqa: BLE001 - any unreadable file is one line to the user
-            raise ModelFileError(f"not a readable PyTorch model file ({_first_line(err)})") from None
+            raise ModelFileError(
+                f"not a readable PyTorch model file ({_first_line(err)})"
+            ) from None
         return PredictModel("torch", model.trainer, tuple(model.features), model.lookback, sha256)
     estimator = _unpickle(data)
     names = getattr(estimator, "feature_names_in_", None)
@@ -82,11 +85,18 @@ def describe_model(data: bytes) -> PredictModel:
         raise ModelFileError(
             f"a {type(estimator).__name__} without feature names: predict needs a model fitted by a ray_job trainer"
         )
-    return PredictModel("sklearn", type(estimator).__name__, tuple(str(n) for n in names), 1, sha256)
+    return PredictModel(
+        "sklearn", type(estimator).__name__, tuple(str(n) for n in names), 1, sha256
+    )
 
 
 def predict_table(
-    dataset: Any, data: bytes, model: PredictModel, keys: KeyColumns, pool: ActorPool, date_type: pa.DataType
+    dataset: Any,
+    data: bytes,
+    model: PredictModel,
+    keys: KeyColumns,
+    pool: ActorPool,
+    date_type: pa.DataType,
 ) -> pa.Table:
     """The forecasts of `model` (its bytes: `data`) for every row of `dataset` (a lazy Ray
     Dataset of at least the key and feature columns, its date column of `date_type`): the key
@@ -99,17 +109,25 @@ def predict_table(
     if not parts:
         return output_schema(keys, date_type).empty_table()
     table = pa.concat_tables(parts)
-    return table.take(pc.sort_indices(table, sort_keys=[(keys.date, "ascending"), (keys.symbol, "ascending")]))
+    return table.take(
+        pc.sort_indices(table, sort_keys=[(keys.date, "ascending"), (keys.symbol, "ascending")])
+    )
 
 
 def output_schema(keys: KeyColumns, date_type: pa.DataType) -> pa.Schema:
-    return pa.schema([
-        pa.field(keys.date, date_type), pa.field(keys.symbol, pa.string()),
-        pa.field(PREDICTION, pa.float64()), pa.field(MODEL_SHA256, pa.string()),
-    ])
+    return pa.schema(
+        [
+            pa.field(keys.date, date_type),
+            pa.field(keys.symbol, pa.string()),
+            pa.field(PREDICTION, pa.float64()),
+            pa.field(MODEL_SHA256, pa.string()),
+        ]
+    )
 
 
-def predict_dataset(dataset: Any, data: bytes, model: PredictModel, keys: KeyColumns, pool: ActorPool) -> Any:
+def predict_dataset(
+    dataset: Any, data: bytes, model: PredictModel, keys: KeyColumns, pool: ActorPool
+) -> Any:
     """The lazy scored Dataset (see predict_table); its input is materialized first."""
     import ray.data
 
@@ -127,7 +145,9 @@ def predict_dataset(dataset: Any, data: bytes, model: PredictModel, keys: KeyCol
     # (134 for 2 M rows: a 3.2 s sort, against 0.45 s for the same rows in 8 blocks). So the
     # rows go in as a few blocks per actor (every actor gets work), more only when a block
     # would pass Ray Data's target block size.
-    rows = rows.repartition(sort_blocks(rows.size_bytes(), pool.actors, rows.context.target_max_block_size))
+    rows = rows.repartition(
+        sort_blocks(rows.size_bytes(), pool.actors, rows.context.target_max_block_size)
+    )
     if model.lookback > 1:
         rows = rows.sort(keys.symbol)
     rows = rows.materialize()
@@ -135,7 +155,10 @@ def predict_dataset(dataset: Any, data: bytes, model: PredictModel, keys: KeyCol
     return rows.map_batches(
         Predictor,
         fn_constructor_kwargs={
-            "data": data, "model": model, "keys": keys, "threads": max(1, int(pool.cpus_per_actor)),
+            "data": data,
+            "model": model,
+            "keys": keys,
+            "threads": max(1, int(pool.cpus_per_actor)),
         },
         # A whole block per call: a block holds every row of its symbols (the sort above).
         batch_size=None,
@@ -150,7 +173,9 @@ def predict_dataset(dataset: Any, data: bytes, model: PredictModel, keys: KeyCol
 class Predictor:
     """Ray Data callable class: loads the model once, then scores whole blocks."""
 
-    def __init__(self, data: bytes, model: PredictModel, keys: KeyColumns, threads: int = 1) -> None:
+    def __init__(
+        self, data: bytes, model: PredictModel, keys: KeyColumns, threads: int = 1
+    ) -> None:
         self.model = model
         self.keys = keys
         self.forecast = _forecaster(data, model, threads)
@@ -158,29 +183,48 @@ class Predictor:
     def __call__(self, batch: pa.Table) -> pa.Table:
         keys, lookback = self.keys, self.model.lookback
         if lookback > 1:
-            batch = batch.take(pc.sort_indices(batch, sort_keys=[(keys.symbol, "ascending"), (keys.date, "ascending")]))
-        values = np.column_stack(
-            [pc.cast(batch[f], pa.float64()).to_numpy(zero_copy_only=False) for f in self.model.features]
-        ) if self.model.features else np.zeros((batch.num_rows, 0))
+            batch = batch.take(
+                pc.sort_indices(
+                    batch, sort_keys=[(keys.symbol, "ascending"), (keys.date, "ascending")]
+                )
+            )
+        values = (
+            np.column_stack(
+                [
+                    pc.cast(batch[f], pa.float64()).to_numpy(zero_copy_only=False)
+                    for f in self.model.features
+                ]
+            )
+            if self.model.features
+            else np.zeros((batch.num_rows, 0))
+        )
         complete = np.flatnonzero(~np.isnan(values).any(axis=1))
         predicted = np.full(batch.num_rows, np.nan)
         if len(complete):
-            ends = window_ends(batch[keys.symbol].to_numpy(zero_copy_only=False)[complete], lookback)
+            ends = window_ends(
+                batch[keys.symbol].to_numpy(zero_copy_only=False)[complete], lookback
+            )
             if len(ends):
                 predicted[complete[ends]] = self.forecast(values[complete], ends)
         missing = np.isnan(predicted)
-        return pa.table({
-            keys.date: batch[keys.date],
-            keys.symbol: pc.cast(batch[keys.symbol], pa.string()),
-            PREDICTION: pa.array(predicted, type=pa.float64(), mask=missing),
-            MODEL_SHA256: pa.array(np.full(batch.num_rows, self.model.sha256, dtype=object), type=pa.string()),
-        })
+        return pa.table(
+            {
+                keys.date: batch[keys.date],
+                keys.symbol: pc.cast(batch[keys.symbol], pa.string()),
+                PREDICTION: pa.array(predicted, type=pa.float64(), mask=missing),
+                MODEL_SHA256: pa.array(
+                    np.full(batch.num_rows, self.model.sha256, dtype=object), type=pa.string()
+                ),
+            }
+        )
 
 
 def sort_blocks(size_bytes: int, actors: int, block_bytes: int | None) -> int:
     """Blocks to sort the rows into: BLOCKS_PER_ACTOR per actor, or enough to keep each
     within Ray Data's target block size."""
-    return max(BLOCKS_PER_ACTOR * max(1, actors), -(-size_bytes // block_bytes) if block_bytes else 1)
+    return max(
+        BLOCKS_PER_ACTOR * max(1, actors), -(-size_bytes // block_bytes) if block_bytes else 1
+    )
 
 
 def window_ends(symbols: np.ndarray, lookback: int) -> np.ndarray:
@@ -193,7 +237,9 @@ def window_ends(symbols: np.ndarray, lookback: int) -> np.ndarray:
     return np.flatnonzero(np.arange(n) - first >= lookback - 1)
 
 
-def _forecaster(data: bytes, model: PredictModel, threads: int) -> Callable[[np.ndarray, np.ndarray], np.ndarray]:
+def _forecaster(
+    data: bytes, model: PredictModel, threads: int
+) -> Callable[[np.ndarray, np.ndarray], np.ndarray]:
     """(complete rows [n, features] float64, window end indices) -> one forecast per end."""
     if model.framework == "sklearn":
         estimator = _unpickle(data)
@@ -222,9 +268,9 @@ def _forecaster(data: bytes, model: PredictModel, threads: int) -> Callable[[np.
         out = np.empty(len(ends), dtype=np.float64)
         with torch.inference_mode():
             for i in range(0, len(ends), per_pass):
-                chunk = ends[i:i + per_pass] - (lookback - 1)
+                chunk = ends[i : i + per_pass] - (lookback - 1)
                 x = np.ascontiguousarray(view[chunk].transpose(0, 2, 1))
-                out[i:i + len(chunk)] = net(torch.from_numpy(x)).numpy()
+                out[i : i + len(chunk)] = net(torch.from_numpy(x)).numpy()
         return out
 
     return windows
@@ -236,7 +282,9 @@ def _unpickle(data: bytes) -> Any:
     try:
         return pickle.load(io.BytesIO(data))
     except Exception as err:  # noqa: BLE001 - any unreadable file is one line to the user
-        raise ModelFileError(f"neither a PyTorch model file nor a pickled scikit-learn model ({_first_line(err)})") from None
+        raise ModelFileError(
+            f"neither a PyTorch model file nor a pickled scikit-learn model ({_first_line(err)})"
+        ) from None
 
 
 def _first_line(err: BaseException) -> str:

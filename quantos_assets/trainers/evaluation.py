@@ -6,6 +6,7 @@ cross-sectional ICs, the number a cross-sectional strategy trades on;
 `ic_pooled` ranks all test rows at once. `portfolio_scores` trades the forecast
 (long/short quantiles) for the sharpe and drawdown a promotion gate bounds.
 """
+
 from __future__ import annotations
 
 import math
@@ -17,8 +18,14 @@ import pandas as pd
 # What a ray_job's metrics report (a promotion gate may bound any of them; the spec rules
 # reject a bound on anything else at load time).
 FORECAST_METRICS = ("r2", "mse", "ic", "ic_ir", "ic_pooled", "ic_days", "hit_rate")
-PORTFOLIO_METRICS = ("sharpe", "max_drawdown", "ann_return", "portfolio_days")  # with params.return_column
+PORTFOLIO_METRICS = (
+    "sharpe",
+    "max_drawdown",
+    "ann_return",
+    "portfolio_days",
+)  # with params.return_column
 TRAINING_COUNTS = ("n_train", "n_test")
+
 
 def _finite(value: float) -> float | None:
     return None if value is None or not math.isfinite(value) else float(value)
@@ -65,10 +72,17 @@ def portfolio_scores(
     short_leg = frame.loc[pct <= quantile].groupby("date")["ret"].mean()
     daily = (0.5 * long_leg - 0.5 * short_leg).dropna().sort_index()
     if len(daily) < 2:
-        return {"sharpe": None, "max_drawdown": None, "ann_return": None, "portfolio_days": len(daily)}
+        return {
+            "sharpe": None,
+            "max_drawdown": None,
+            "ann_return": None,
+            "portfolio_days": len(daily),
+        }
     std = daily.std(ddof=1)
     equity = np.exp(daily.cumsum().to_numpy())
-    peak = np.maximum.accumulate(np.maximum(equity, 1.0))  # the book starts at 1: a first-day loss counts
+    peak = np.maximum.accumulate(
+        np.maximum(equity, 1.0)
+    )  # the book starts at 1: a first-day loss counts
     return {
         "sharpe": _finite(daily.mean() / std * math.sqrt(TRADING_DAYS)) if std > 0 else None,
         "max_drawdown": _finite(float(np.max(1.0 - equity / peak))),

@@ -5,6 +5,7 @@ fields), and the reproducibility check retrains from it alone: trainer, hyperpar
 seed, features and the exact training snapshot are all here, so a retrain does not
 depend on the spec still saying what it said when the model was trained.
 """
+
 from __future__ import annotations
 
 from collections.abc import Mapping
@@ -47,7 +48,9 @@ def build_model_card(
     trainer = TRAINERS[job.trainer]
     # How it trained (torch trainers): framework, workers, GPUs, epochs run, the best
     # checkpoint, restarts. The per-epoch history stays in the metrics artifact.
-    training = {k: v for k, v in (m.get("training") or {}).items() if k not in ("history", "seconds")}
+    training = {
+        k: v for k, v in (m.get("training") or {}).items() if k not in ("history", "seconds")
+    }
     return {
         "card_version": CARD_VERSION,
         "model": f"{spec.pipeline_id}/{node.outs[0]}",
@@ -101,7 +104,9 @@ def training_job_from_card(card: Mapping[str, Any]) -> TrainingJob:
             symbol_column=str(card.get("symbol_column") or "symbol"),
         )
     except (KeyError, TypeError, ValueError) as err:
-        raise ModelCardError(f"the model card cannot rebuild the training job: {_why(err)}") from None
+        raise ModelCardError(
+            f"the model card cannot rebuild the training job: {_why(err)}"
+        ) from None
 
 
 def training_snapshot(card: Mapping[str, Any]) -> TrainingSnapshot:
@@ -110,7 +115,9 @@ def training_snapshot(card: Mapping[str, Any]) -> TrainingSnapshot:
         raise ModelCardError(
             "the model card records no training snapshot (training_data has no table/snapshot_id)"
         )
-    return TrainingSnapshot(input=str(data.get("input")), table=str(data["table"]), snapshot_id=int(data["snapshot_id"]))
+    return TrainingSnapshot(
+        input=str(data.get("input")), table=str(data["table"]), snapshot_id=int(data["snapshot_id"])
+    )
 
 
 def _why(err: Exception) -> str:

@@ -10,6 +10,7 @@ Checkpoints go to the artifact store under the run's path with a name fixed by t
 and node, so Ray Train resumes from the latest one both when a worker is lost (its own
 failure handling) and when the step itself is retried (a new `fit` of the same run name).
 """
+
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
@@ -64,8 +65,12 @@ def train_torch(
     hyperparameters = {**trainer.defaults, **job.hyperparameters}
     extra = (job.return_column,) if job.return_column else ()
     spec = WindowSpec(
-        features=tuple(job.features), target=job.target, date_column=job.date_column,
-        symbol_column=job.symbol_column, lookback=int(hyperparameters["lookback"]), carry=extra,
+        features=tuple(job.features),
+        target=job.target,
+        date_column=job.date_column,
+        symbol_column=job.symbol_column,
+        lookback=int(hyperparameters["lookback"]),
+        carry=extra,
     )
     clock = _Clock()
     windows = (
@@ -81,13 +86,19 @@ def train_torch(
     first_test = first_test_date(distinct, job.date_column, job.test_fraction)
     # The epoch kept and early stopping are chosen on a validation split of the last training
     # dates, never on the test windows the reported metrics are measured on.
-    first_val = first_test_date([d for d in distinct if d < first_test], job.date_column, VALIDATION_FRACTION)
+    first_val = first_test_date(
+        [d for d in distinct if d < first_test], job.date_column, VALIDATION_FRACTION
+    )
     # Materialized before training: the workers hold every CPU while they train, so nothing
     # may be left for Ray Data to compute then.
     train_xy = _dates(windows, None, first_val, ("x", "y")).materialize()
     val_xy = _dates(windows, first_val, first_test, ("x", "y")).materialize()
     test_set = _dates(windows, first_test, None).materialize()
-    n_train, n_val, n_test = stats.count(None, first_val), stats.count(first_val, first_test), stats.count(first_test, None)
+    n_train, n_val, n_test = (
+        stats.count(None, first_val),
+        stats.count(first_val, first_test),
+        stats.count(first_test, None),
+    )
     if n_train < 10 or n_val < 2 or n_test < 2:
         raise TrainingDataError(
             f"too few complete windows: {n_train} to train, {n_val} to validate, {n_test} to test"
@@ -106,7 +117,11 @@ def train_torch(
         "patience": early_stopping.patience if early_stopping else None,
         # Each worker holds its shards in memory when they fit (trainers/shard_feed.py).
         "cache": cache_fits(
-            n_train + n_val, spec.lookback, len(job.features), placement.workers, placement.memory_per_worker
+            n_train + n_val,
+            spec.lookback,
+            len(job.features),
+            placement.workers,
+            placement.memory_per_worker,
         ),
         "min_delta": early_stopping.min_delta if early_stopping else 0.0,
     }
@@ -168,7 +183,9 @@ def train_torch(
         metrics["search"] = {**search.describe(), "trials_run": trials}
     if job.return_column:
         metrics.update(
-            portfolio_scores(scored["date"], scored[PREDICTION].to_numpy(), scored[job.return_column].to_numpy())
+            portfolio_scores(
+                scored["date"], scored[PREDICTION].to_numpy(), scored[job.return_column].to_numpy()
+            )
         )
     return TrainingResult(model=model, metrics=metrics, environment=training_environment(LIBRARIES))
 
@@ -251,7 +268,11 @@ def _block_date_stats(batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
     sums = np.zeros((len(dates), 2, last.shape[1]))
     np.add.at(sums[:, 0], inverse, last)
     np.add.at(sums[:, 1], inverse, last**2)
-    return {"date": dates, "count": np.bincount(inverse, minlength=len(dates)).astype(np.float64), "sums": sums}
+    return {
+        "date": dates,
+        "count": np.bincount(inverse, minlength=len(dates)).astype(np.float64),
+        "sums": sums,
+    }
 
 
 def _day(value: Any) -> str:

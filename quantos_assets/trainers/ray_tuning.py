@@ -9,6 +9,7 @@ configurations. Every trial's checkpoints live under the node's run path, named 
 trial, and the Tune experiment beside them: a retried step restores the search, keeps the
 finished trials and resumes the rest from their checkpoints.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -52,7 +53,9 @@ def tune_torch(
     from ray.tune.search.basic_variant import BasicVariantGenerator
 
     trainable = tune.with_resources(
-        tune.with_parameters(_trial, base=config, placement=placement, checkpoints=checkpoints, datasets=datasets),
+        tune.with_parameters(
+            _trial, base=config, placement=placement, checkpoints=checkpoints, datasets=datasets
+        ),
         _TRIAL_DRIVER,
     )
     name = f"{checkpoints.name}-search"
@@ -79,16 +82,28 @@ def tune_torch(
         )
     grid = tuner.fit()
     trials = [_trial_record(result, search) for result in grid]
-    finished = [(t, r) for t, r in zip(trials, grid, strict=True) if r.error is None and search.metric in r.metrics]
+    finished = [
+        (t, r)
+        for t, r in zip(trials, grid, strict=True)
+        if r.error is None and search.metric in r.metrics
+    ]
     if not finished:
         reasons = "; ".join(sorted({str(t["error"]) for t in trials})) or "no trial reported"
         raise TrainingDataError(f"every trial of the search failed: {reasons}")
     sign = 1.0 if search.mode == "min" else -1.0
-    record, result = min(finished, key=lambda pair: (sign * float(pair[1].metrics[search.metric]), pair[0]["trial"]))
+    record, result = min(
+        finished, key=lambda pair: (sign * float(pair[1].metrics[search.metric]), pair[0]["trial"])
+    )
     record["best"] = True
     state = checkpoint_state(_checkpoint(result.metrics["last_checkpoint"], checkpoints.filesystem))
-    best = Fitted(state=state, checkpoint=result.metrics["last_checkpoint"], best_checkpoint=result.metrics.get("best_checkpoint"))
-    return Searched(best=best, hyperparameters={**config["hyperparameters"], **result.config}, trials=trials)
+    best = Fitted(
+        state=state,
+        checkpoint=result.metrics["last_checkpoint"],
+        best_checkpoint=result.metrics.get("best_checkpoint"),
+    )
+    return Searched(
+        best=best, hyperparameters={**config["hyperparameters"], **result.config}, trials=trials
+    )
 
 
 def _trial(
@@ -111,15 +126,17 @@ def _trial(
     )
     state = fitted.state
     last = state["history"][-1]
-    tune.report({
-        "best_val_loss": state["best_loss"],
-        "val_loss": last["val_loss"],
-        "train_loss": last["train_loss"],
-        "best_epoch": state["best_epoch"],
-        "epochs_run": len(state["history"]),
-        "last_checkpoint": fitted.checkpoint,
-        "best_checkpoint": fitted.best_checkpoint,
-    })
+    tune.report(
+        {
+            "best_val_loss": state["best_loss"],
+            "val_loss": last["val_loss"],
+            "train_loss": last["train_loss"],
+            "best_epoch": state["best_epoch"],
+            "epochs_run": len(state["history"]),
+            "last_checkpoint": fitted.checkpoint,
+            "best_checkpoint": fitted.best_checkpoint,
+        }
+    )
 
 
 def _checkpoint(path: str, filesystem: Any) -> Any:
@@ -139,7 +156,14 @@ def _trial_record(result: Any, search: Search) -> dict[str, Any]:
         lines = [line for line in str(result.error).splitlines() if line.strip()]
         record["error"] = lines[-1] if lines else type(result.error).__name__
         return record
-    for key in ("best_val_loss", "val_loss", "train_loss", "best_epoch", "epochs_run", "best_checkpoint"):
+    for key in (
+        "best_val_loss",
+        "val_loss",
+        "train_loss",
+        "best_epoch",
+        "epochs_run",
+        "best_checkpoint",
+    ):
         record[key] = metrics.get(key)
     return record
 

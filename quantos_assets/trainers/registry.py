@@ -6,6 +6,7 @@ running arbitrary code on the training cluster. An unknown trainer is not caught
 node's step runs, before any training starts, as one line that is not retried
 (`kinds/ray_job.training_job`).
 """
+
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
@@ -74,7 +75,9 @@ def _bilstm(hp: Mapping[str, Any], n_features: int) -> Any:
 def _mlp(hp: Mapping[str, Any], n_features: int) -> Any:
     from quantos_assets.trainers.torch_models import MLPForecaster
 
-    return MLPForecaster(n_features, int(hp["lookback"]), int(hp["hidden"]), int(hp["layers"]), float(hp["dropout"]))
+    return MLPForecaster(
+        n_features, int(hp["lookback"]), int(hp["hidden"]), int(hp["layers"]), float(hp["dropout"])
+    )
 
 
 # What every deep-learning trainer takes (its loop, not its architecture).
@@ -110,14 +113,26 @@ TRAINERS: dict[str, Trainer] = {
         Trainer(
             name="bilstm",
             build=_bilstm,
-            defaults={**TORCH_LOOP_DEFAULTS, "lookback": 20, "hidden": 32, "layers": 1, "dropout": 0.0},
+            defaults={
+                **TORCH_LOOP_DEFAULTS,
+                "lookback": 20,
+                "hidden": 32,
+                "layers": 1,
+                "dropout": 0.0,
+            },
             description="bidirectional LSTM over each symbol's last `lookback` rows of features (PyTorch on Ray Train)",
             framework="torch",
         ),
         Trainer(
             name="mlp",
             build=_mlp,
-            defaults={**TORCH_LOOP_DEFAULTS, "lookback": 1, "hidden": 64, "layers": 2, "dropout": 0.1},
+            defaults={
+                **TORCH_LOOP_DEFAULTS,
+                "lookback": 1,
+                "hidden": 64,
+                "layers": 2,
+                "dropout": 0.1,
+            },
             description="feed-forward network on each symbol's last `lookback` rows of features (PyTorch on Ray Train)",
             framework="torch",
         ),

@@ -6,6 +6,7 @@ passes through the step process. Used for the test-set metrics after training, o
 already cut; batch inference (`mode: predict`) cuts its windows in its own actors
 (trainers/batch_predict.py).
 """
+
 from __future__ import annotations
 
 from typing import Any
@@ -36,14 +37,20 @@ class WindowScorer:
         predicted = np.empty(len(x), dtype=np.float64)
         with torch.inference_mode():
             for i in range(0, len(x), self.per_pass):
-                predicted[i:i + self.per_pass] = self.net(torch.from_numpy(x[i:i + self.per_pass])).numpy()
+                predicted[i : i + self.per_pass] = self.net(
+                    torch.from_numpy(x[i : i + self.per_pass])
+                ).numpy()
         out = {k: v for k, v in batch.items() if k != "x" and (self.keep is None or k in self.keep)}
         out[PREDICTION] = predicted
         return out
 
 
 def score_windows(
-    windows: Any, model: bytes, actors: int, cpus_per_actor: float, keep: tuple[str, ...] | None = None,
+    windows: Any,
+    model: bytes,
+    actors: int,
+    cpus_per_actor: float,
+    keep: tuple[str, ...] | None = None,
     batch_size: int = 4096,
 ) -> Any:
     """A lazy Dataset: the windows' `keep` columns (default: all but x) plus `prediction`.
@@ -51,7 +58,11 @@ def score_windows(
     the actors may all hold."""
     return windows.map_batches(
         WindowScorer,
-        fn_constructor_kwargs={"model": model, "threads": max(1, int(cpus_per_actor)), "keep": keep},
+        fn_constructor_kwargs={
+            "model": model,
+            "threads": max(1, int(cpus_per_actor)),
+            "keep": keep,
+        },
         batch_format="numpy",
         batch_size=batch_size,
         concurrency=max(1, actors),

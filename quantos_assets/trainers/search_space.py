@@ -12,6 +12,7 @@ neither run code nor ask for an unbounded search, and `quantos validate` points 
 of a malformed entry. Trials are chosen on the validation split only: the test windows the
 reported metrics come from are never seen by the search.
 """
+
 from __future__ import annotations
 
 import ast
@@ -79,7 +80,10 @@ def parse_search(value: Any, defaults: Mapping[str, Any], fixed: Mapping[str, An
     (their types decide what may be searched); `fixed` are the node's other params: a name set
     both ways is ambiguous."""
     if not isinstance(value, Mapping) or not value:
-        raise SearchSpaceError("", "params.search is a mapping of hyperparameter: distribution, with trials, metric, mode")
+        raise SearchSpaceError(
+            "",
+            "params.search is a mapping of hyperparameter: distribution, with trials, metric, mode",
+        )
     space: dict[str, Distribution] = {}
     for name, raw in value.items():
         name = str(name)
@@ -87,10 +91,13 @@ def parse_search(value: Any, defaults: Mapping[str, Any], fixed: Mapping[str, An
             continue
         if name not in defaults:
             raise SearchSpaceError(
-                name, f"'{name}' is not a hyperparameter of this trainer (it takes {', '.join(sorted(defaults))})"
+                name,
+                f"'{name}' is not a hyperparameter of this trainer (it takes {', '.join(sorted(defaults))})",
             )
         if name in NOT_SEARCHABLE:
-            raise SearchSpaceError(name, f"'{name}' cannot be searched: {NOT_SEARCHABLE[name]}; set it in params")
+            raise SearchSpaceError(
+                name, f"'{name}' cannot be searched: {NOT_SEARCHABLE[name]}; set it in params"
+            )
         if name in fixed:
             raise SearchSpaceError(name, f"'{name}' is both set in params and searched; keep one")
         space[name] = _distribution(name, raw, defaults[name])
@@ -117,23 +124,35 @@ def _distribution(name: str, raw: Any, default: Any) -> Distribution:
     whole = isinstance(default, int) and not isinstance(default, bool)
     if kind in _ARITY:
         if len(args) != _ARITY[kind] or not all(_number(a) for a in args):
-            raise SearchSpaceError(name, f"'{name}': {kind} takes two numbers, not {len(args)} argument(s) {list(args)}")
+            raise SearchSpaceError(
+                name,
+                f"'{name}': {kind} takes two numbers, not {len(args)} argument(s) {list(args)}",
+            )
         low, high = args
         if not low < high:
-            raise SearchSpaceError(name, f"'{name}': {kind}({low}, {high}) needs the first bound below the second")
+            raise SearchSpaceError(
+                name, f"'{name}': {kind}({low}, {high}) needs the first bound below the second"
+            )
         if kind == "loguniform" and low <= 0:
             raise SearchSpaceError(name, f"'{name}': loguniform needs bounds above 0, not {low}")
         if kind == "randint" and not all(isinstance(a, int) for a in args):
             raise SearchSpaceError(name, f"'{name}': randint takes whole numbers, not {list(args)}")
         if whole and kind != "randint":
-            raise SearchSpaceError(name, f"'{name}' takes whole numbers: use choice(...) or randint(a, b), not {kind}")
+            raise SearchSpaceError(
+                name, f"'{name}' takes whole numbers: use choice(...) or randint(a, b), not {kind}"
+            )
         return Distribution(kind, (low, high))
     if not 1 <= len(args) <= MAX_CHOICES:
-        raise SearchSpaceError(name, f"'{name}': choice takes 1 to {MAX_CHOICES} values, not {len(args)}")
+        raise SearchSpaceError(
+            name, f"'{name}': choice takes 1 to {MAX_CHOICES} values, not {len(args)}"
+        )
     for arg in args:
         if not _fits(arg, default):
             wanted = "whole numbers" if whole else ("numbers" if _number(default) else "strings")
-            raise SearchSpaceError(name, f"'{name}': choice values must be {wanted} like its default {default!r}, not {arg!r}")
+            raise SearchSpaceError(
+                name,
+                f"'{name}': choice values must be {wanted} like its default {default!r}, not {arg!r}",
+            )
     return Distribution("choice", args)
 
 
@@ -142,9 +161,13 @@ def _arguments(name: str, text: str) -> tuple[Any, ...]:
     try:
         value = ast.literal_eval(f"({text},)") if text.strip() else ()
     except (ValueError, SyntaxError, MemoryError, RecursionError):
-        raise SearchSpaceError(name, f"'{name}': arguments must be numbers or quoted strings, not '{text.strip()}'") from None
+        raise SearchSpaceError(
+            name, f"'{name}': arguments must be numbers or quoted strings, not '{text.strip()}'"
+        ) from None
     if not all(_number(v) or isinstance(v, str) for v in value):
-        raise SearchSpaceError(name, f"'{name}': arguments must be numbers or quoted strings, not '{text.strip()}'")
+        raise SearchSpaceError(
+            name, f"'{name}': arguments must be numbers or quoted strings, not '{text.strip()}'"
+        )
     return tuple(value)
 
 
@@ -164,11 +187,15 @@ def _fits(value: Any, default: Any) -> bool:
 
 def _trials(value: Any) -> int:
     if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= MAX_TRIALS:
-        raise SearchSpaceError("trials", f"search.trials is a whole number from 1 to {MAX_TRIALS}, not {value!r}")
+        raise SearchSpaceError(
+            "trials", f"search.trials is a whole number from 1 to {MAX_TRIALS}, not {value!r}"
+        )
     return value
 
 
 def _one_of(field: str, value: Any, allowed: tuple[str, ...]) -> str:
     if value not in allowed:
-        raise SearchSpaceError(field, f"search.{field} is one of {', '.join(allowed)}, not {value!r}")
+        raise SearchSpaceError(
+            field, f"search.{field} is one of {', '.join(allowed)}, not {value!r}"
+        )
     return str(value)

@@ -13,6 +13,7 @@ used: what it mixes depends on where its blocks happen to end, which changes fro
 run, so the same seed gave different metrics and a gate's retrain could not reproduce a
 model. Both ways draw the same batches for the same data and seed.
 """
+
 from __future__ import annotations
 
 import math
@@ -27,7 +28,9 @@ SHUFFLE_BATCHES = 4
 FLOAT32 = 4
 
 
-def cache_fits(rows: int, lookback: int, n_features: int, workers: int, memory_per_worker: float | None) -> bool:
+def cache_fits(
+    rows: int, lookback: int, n_features: int, workers: int, memory_per_worker: float | None
+) -> bool:
     """Whether one worker's share of `rows` windows (x and y, float32) fits its budget."""
     per_worker = math.ceil(rows / max(1, workers)) * (lookback * n_features + 1) * FLOAT32
     budget = CACHE_BYTES if not memory_per_worker else min(CACHE_BYTES, memory_per_worker / 2)
@@ -48,13 +51,15 @@ class ShardFeed:
         import torch
 
         if not self.cached:
-            batches = self.shard.iter_torch_batches(batch_size=batch_size, dtypes=torch.float32, device=self.device)
+            batches = self.shard.iter_torch_batches(
+                batch_size=batch_size, dtypes=torch.float32, device=self.device
+            )
             yield from shuffled(batches, batch_size, seed)
             return
         x, y = self._hold()
         order = torch.randperm(len(y), generator=torch.Generator().manual_seed(seed)).to(y.device)
         for start in range(0, len(y), batch_size):
-            rows = order[start:start + batch_size]
+            rows = order[start : start + batch_size]
             yield x[rows], y[rows]
 
     def in_order(self, batch_size: int) -> Iterator[tuple[Any, Any]]:
@@ -62,12 +67,14 @@ class ShardFeed:
         import torch
 
         if not self.cached:
-            for batch in self.shard.iter_torch_batches(batch_size=batch_size, dtypes=torch.float32, device=self.device):
+            for batch in self.shard.iter_torch_batches(
+                batch_size=batch_size, dtypes=torch.float32, device=self.device
+            ):
                 yield batch["x"], batch["y"]
             return
         x, y = self._hold()
         for start in range(0, len(y), batch_size):
-            yield x[start:start + batch_size], y[start:start + batch_size]
+            yield x[start : start + batch_size], y[start : start + batch_size]
 
     def _hold(self) -> tuple[Any, Any]:
         if self._held is None:
@@ -84,7 +91,9 @@ class ShardFeed:
         return self._held
 
 
-def shuffled(batches: Iterable[dict[str, Any]], batch_size: int, seed: int) -> Iterator[tuple[Any, Any]]:
+def shuffled(
+    batches: Iterable[dict[str, Any]], batch_size: int, seed: int
+) -> Iterator[tuple[Any, Any]]:
     """(x, y) batches drawn from each run of SHUFFLE_BATCHES consecutive batches, permuted by a
     generator seeded per epoch. The batches themselves are the rows in the dataset's (kept)
     order, so this draws the same every run."""
@@ -98,7 +107,7 @@ def shuffled(batches: Iterable[dict[str, Any]], batch_size: int, seed: int) -> I
         y = torch.cat([b["y"] for b in held])
         order = torch.randperm(len(y), generator=generator).to(y.device)
         for start in range(0, len(y), batch_size):
-            rows = order[start:start + batch_size]
+            rows = order[start : start + batch_size]
             yield x[rows], y[rows]
 
     for batch in batches:

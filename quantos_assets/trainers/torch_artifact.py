@@ -5,6 +5,7 @@ network, the feature columns in order, the lookback, and the weights (input scal
 included). Loaded with `weights_only=True`: a model file from the store can hold tensors
 and plain values, never code.
 """
+
 from __future__ import annotations
 
 import io

@@ -4,6 +4,7 @@ and what comes back (the best weights and the epoch history from the last checkp
 Shared by a plain training (trainers/ray_training.py) and every trial of a search
 (trainers/ray_tuning.py), so a trial trains exactly the way the final model would.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -40,7 +41,9 @@ class TorchPlacement:
         workers: int | tuple[int, int] = (
             (self.min_workers, self.workers) if self.min_workers < self.workers else self.workers
         )
-        return ScalingConfig(num_workers=workers, use_gpu=self.use_gpu, resources_per_worker=resources)
+        return ScalingConfig(
+            num_workers=workers, use_gpu=self.use_gpu, resources_per_worker=resources
+        )
 
 
 @dataclass(frozen=True)
@@ -70,7 +73,12 @@ class Fitted:
     best_checkpoint: str | None
 
 
-def fit_torch(config: dict[str, Any], placement: TorchPlacement, checkpoints: CheckpointPlace, datasets: dict[str, Any]) -> Fitted:
+def fit_torch(
+    config: dict[str, Any],
+    placement: TorchPlacement,
+    checkpoints: CheckpointPlace,
+    datasets: dict[str, Any],
+) -> Fitted:
     """Train with `config` (train_loop_per_worker's) on `datasets` ("train", "val"). The run
     name fixes where its checkpoints go: a second fit of the same name resumes the first."""
     from ray.train import CheckpointConfig, FailureConfig, RunConfig
@@ -93,7 +101,9 @@ def fit_torch(config: dict[str, Any], placement: TorchPlacement, checkpoints: Ch
         raise TrainingDataError("training reported no checkpoint")
     state = checkpoint_state(result.checkpoint)
     return Fitted(
-        state=state, checkpoint=str(result.checkpoint.path), best_checkpoint=_best_checkpoint(result, state["best_epoch"])
+        state=state,
+        checkpoint=str(result.checkpoint.path),
+        best_checkpoint=_best_checkpoint(result, state["best_epoch"]),
     )
 
 
@@ -101,7 +111,9 @@ def checkpoint_state(checkpoint: Any) -> dict[str, Any]:
     import torch
 
     with checkpoint.as_directory() as folder:
-        state: dict[str, Any] = torch.load(Path(folder) / STATE_FILE, map_location="cpu", weights_only=True)
+        state: dict[str, Any] = torch.load(
+            Path(folder) / STATE_FILE, map_location="cpu", weights_only=True
+        )
     return state
 
 

@@ -10,6 +10,7 @@ the best weights so far for the model, the epoch history) and every rank reports
 Train restarts a lost worker group from the latest checkpoint, and a retried step finds
 it under the same run name (kinds/ray_job.py), so neither starts again from epoch 0.
 """
+
 from __future__ import annotations
 
 import math
@@ -37,10 +38,20 @@ def train_loop_per_worker(config: dict[str, Any]) -> None:
     rank, world = context.get_world_rank(), context.get_world_size()
 
     net = get_trainer(config["trainer"]).module(hp, int(config["n_features"]))
-    net.scale.set(torch.tensor(config["mean"], dtype=torch.float32), torch.tensor(config["std"], dtype=torch.float32))
-    optimizer = torch.optim.Adam(net.parameters(), lr=float(hp["lr"]), weight_decay=float(hp["weight_decay"]))
+    net.scale.set(
+        torch.tensor(config["mean"], dtype=torch.float32),
+        torch.tensor(config["std"], dtype=torch.float32),
+    )
+    optimizer = torch.optim.Adam(
+        net.parameters(), lr=float(hp["lr"]), weight_decay=float(hp["weight_decay"])
+    )
     state: dict[str, Any] = {
-        "epoch": -1, "best_loss": math.inf, "best_epoch": -1, "history": [], "best": None, "starts": [],
+        "epoch": -1,
+        "best_loss": math.inf,
+        "best_epoch": -1,
+        "history": [],
+        "best": None,
+        "starts": [],
     }
     resumed = ray.train.get_checkpoint()
     if resumed is not None:
@@ -100,15 +111,24 @@ def train_loop_per_worker(config: dict[str, Any]) -> None:
             "optimizer": optimizer.state_dict(),
             "best_loss": val_loss if improved else state["best_loss"],
             "best_epoch": epoch if improved else state["best_epoch"],
-            "best": {k: v.detach().clone() for k, v in weights.items()} if improved else state["best"],
-            "history": [*state["history"], {"epoch": epoch, "train_loss": train_loss, "val_loss": val_loss}],
+            "best": {k: v.detach().clone() for k, v in weights.items()}
+            if improved
+            else state["best"],
+            "history": [
+                *state["history"],
+                {"epoch": epoch, "train_loss": train_loss, "val_loss": val_loss},
+            ],
             "starts": starts,
             "placements": placements,
         }
         stop = patience is not None and stale >= int(patience)
         metrics = {
-            "epoch": epoch, "train_loss": train_loss, "val_loss": val_loss,
-            "best_val_loss": state["best_loss"], "best_epoch": state["best_epoch"], "stopped_early": stop,
+            "epoch": epoch,
+            "train_loss": train_loss,
+            "val_loss": val_loss,
+            "best_val_loss": state["best_loss"],
+            "best_epoch": state["best_epoch"],
+            "stopped_early": stop,
         }
         if rank == 0:
             with tempfile.TemporaryDirectory() as folder:

@@ -4,6 +4,7 @@ to one forecast per window.
 Inputs are standardised inside the network (train-set mean and std as buffers), so a saved
 model scores raw feature rows and nobody has to carry a scaler beside it.
 """
+
 from __future__ import annotations
 
 import torch
@@ -38,7 +39,11 @@ class BiLSTMForecaster(nn.Module):
         super().__init__()
         self.scale = Standardise(n_features)
         self.lstm = nn.LSTM(
-            n_features, hidden, num_layers=layers, batch_first=True, bidirectional=True,
+            n_features,
+            hidden,
+            num_layers=layers,
+            batch_first=True,
+            bidirectional=True,
             dropout=dropout if layers > 1 else 0.0,
         )
         self.head = nn.Linear(2 * hidden, 1)
@@ -51,7 +56,9 @@ class BiLSTMForecaster(nn.Module):
 class MLPForecaster(nn.Module):
     """A feed-forward baseline on the flattened window (lookback 1: today's features)."""
 
-    def __init__(self, n_features: int, lookback: int, hidden: int, layers: int, dropout: float) -> None:
+    def __init__(
+        self, n_features: int, lookback: int, hidden: int, layers: int, dropout: float
+    ) -> None:
         super().__init__()
         self.scale = Standardise(n_features)
         blocks: list[nn.Module] = []

@@ -4,6 +4,7 @@ A plain function of a DataFrame so it runs the same inside a Ray task, a
 test, or a notebook. The split is by date, never random: a random split of
 overlapping forward returns leaks the future into training.
 """
+
 from __future__ import annotations
 
 import math
@@ -46,14 +47,18 @@ class TrainingResult:
     environment: dict[str, str] = field(default_factory=dict)
 
 
-def training_environment(libraries: tuple[str, ...] = ("scikit-learn", "numpy", "pandas")) -> dict[str, str]:
+def training_environment(
+    libraries: tuple[str, ...] = ("scikit-learn", "numpy", "pandas"),
+) -> dict[str, str]:
     import platform
     from importlib.metadata import version
 
     return {"python": platform.python_version(), **{name: version(name) for name in libraries}}
 
 
-def split_by_time(frame: pd.DataFrame, date_column: str, test_fraction: float) -> tuple[pd.DataFrame, pd.DataFrame]:
+def split_by_time(
+    frame: pd.DataFrame, date_column: str, test_fraction: float
+) -> tuple[pd.DataFrame, pd.DataFrame]:
     """The last `test_fraction` of the distinct dates are the test set."""
     first_test = first_test_date(frame[date_column].unique(), date_column, test_fraction)
     is_test = frame[date_column] >= first_test
@@ -72,14 +77,18 @@ def first_test_date(distinct: Any, date_column: str, test_fraction: float) -> An
 def train(frame: pd.DataFrame, job: TrainingJob) -> TrainingResult:
     trainer = get_trainer(job.trainer)
     trained_on = [job.date_column, *job.features, job.target]
-    scored_on = [job.return_column] if job.return_column and job.return_column not in trained_on else []
+    scored_on = (
+        [job.return_column] if job.return_column and job.return_column not in trained_on else []
+    )
     # Rows are chosen by the training columns only: adding the return column must not
     # change which rows (and so which model bytes) a spec produces.
     data = frame[trained_on + scored_on].dropna(subset=trained_on)
     data = data.sort_values(job.date_column, kind="stable").reset_index(drop=True)
     train_set, test_set = split_by_time(data, job.date_column, job.test_fraction)
     if len(train_set) < 10 or len(test_set) < 2:
-        raise TrainingDataError(f"too few complete rows: {len(train_set)} to train, {len(test_set)} to test")
+        raise TrainingDataError(
+            f"too few complete rows: {len(train_set)} to train, {len(test_set)} to test"
+        )
     model = trainer.estimator(job.hyperparameters, job.seed)
     model.fit(train_set[job.features], train_set[job.target].to_numpy())
     predicted = model.predict(test_set[job.features])
@@ -95,7 +104,11 @@ def train(frame: pd.DataFrame, job: TrainingJob) -> TrainingResult:
         **forecast_scores(test_set[job.date_column], predicted, test_set[job.target].to_numpy()),
     }
     if job.return_column:
-        metrics.update(portfolio_scores(test_set[job.date_column], predicted, test_set[job.return_column].to_numpy()))
+        metrics.update(
+            portfolio_scores(
+                test_set[job.date_column], predicted, test_set[job.return_column].to_numpy()
+            )
+        )
     return TrainingResult(
         model=pickle.dumps(model, protocol=5), metrics=metrics, environment=training_environment()
     )

@@ -6,6 +6,7 @@ symbol (a Ray Data `groupby(symbol).map_groups`), never across symbols, and each
 split by the date it ends on: the test windows may look back into the training dates
 (that is history a live model has too), never the other way round.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -26,7 +27,11 @@ class WindowSpec:
 
     def columns(self) -> list[str]:
         target = [self.target] if self.target else []
-        return list(dict.fromkeys([self.date_column, self.symbol_column, *self.features, *target, *self.carry]))
+        return list(
+            dict.fromkeys(
+                [self.date_column, self.symbol_column, *self.features, *target, *self.carry]
+            )
+        )
 
 
 def symbol_windows(group: pd.DataFrame, spec: WindowSpec) -> dict[str, np.ndarray]:
@@ -39,7 +44,7 @@ def symbol_windows(group: pd.DataFrame, spec: WindowSpec) -> dict[str, np.ndarra
     values = rows[list(spec.features)].to_numpy(dtype=np.float32)
     # [n, features, lookback] -> [n, lookback, features]
     x = np.lib.stride_tricks.sliding_window_view(values, spec.lookback, axis=0).transpose(0, 2, 1)
-    ends = rows.iloc[spec.lookback - 1:]
+    ends = rows.iloc[spec.lookback - 1 :]
     dates = ends[spec.date_column].to_numpy()
     out: dict[str, np.ndarray] = {
         "x": np.ascontiguousarray(x),

@@ -4,6 +4,7 @@ Started with `start_new_session=True` and stopped by signalling its whole proces
 `dagster dev` ignores SIGTERM when started as a shell background job, and run/step
 workers or a local Ray may outlive it otherwise.
 """
+
 from __future__ import annotations
 
 import json
@@ -120,7 +121,6 @@ def stop(proc: subprocess.Popen, timeout: float = 30) -> None:
         pass
 
 
-
 @contextmanager
 def dagster_dev(
     root: Path,
@@ -144,7 +144,16 @@ def dagster_dev(
     log = root / "dagster_dev.log"
     with log.open("wb") as out:
         proc = subprocess.Popen(
-            [str(DAGSTER), "dev", "-w", str(workspace or "workspace.yaml"), "-h", "127.0.0.1", "-p", str(port)],
+            [
+                str(DAGSTER),
+                "dev",
+                "-w",
+                str(workspace or "workspace.yaml"),
+                "-h",
+                "127.0.0.1",
+                "-p",
+                str(port),
+            ],
             cwd=REPO,
             env=env,
             stdout=out,
@@ -160,7 +169,9 @@ def dagster_dev(
             if proc.poll() is not None:
                 pytest.fail(f"dagster dev exited with {proc.returncode}:\n{tail(log)}")
             try:
-                with urllib.request.urlopen(f"http://127.0.0.1:{port}/server_info", timeout=5) as resp:
+                with urllib.request.urlopen(
+                    f"http://127.0.0.1:{port}/server_info", timeout=5
+                ) as resp:
                     resp.read()
                 status, error = location_state(srv)
                 if status == "LOADED":
@@ -191,8 +202,20 @@ def gateway_process(
     log = root / f"{name}.log"
     with log.open("wb") as out:
         proc = subprocess.Popen(
-            [sys.executable, "-m", "quantos_assets.cli.main", "gateway", "--port", str(port), *args],
-            cwd=REPO, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True,
+            [
+                sys.executable,
+                "-m",
+                "quantos_assets.cli.main",
+                "gateway",
+                "--port",
+                str(port),
+                *args,
+            ],
+            cwd=REPO,
+            env=env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
         )
     url = f"http://127.0.0.1:{port}"
     try:

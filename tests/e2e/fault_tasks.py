@@ -1,4 +1,5 @@
 """python_task entrypoints for the fault tests (run in the node's Pipes subprocess)."""
+
 from __future__ import annotations
 
 import os
@@ -25,4 +26,6 @@ def hold(seconds: float = 1.0) -> pa.Table:
     """Take `seconds`, so runs overlap and concurrency limits bind."""
     started = time.time()
     time.sleep(seconds)
-    return pa.table({"started": pa.array([started], pa.float64()), "pid": pa.array([os.getpid()], pa.int64())})
+    return pa.table(
+        {"started": pa.array([started], pa.float64()), "pid": pa.array([os.getpid()], pa.int64())}
+    )

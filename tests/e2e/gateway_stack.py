@@ -3,6 +3,7 @@
 Shared by the gateway's end-to-end tests and the security suite (tests/security/): both
 drive what a compiler, an operator or an attacker of another team would drive, over HTTP.
 """
+
 from __future__ import annotations
 
 import subprocess
@@ -22,12 +23,21 @@ from dev_server import REPO, Server, dagster_dev, quantos_gateway, tail
 from quantos_assets.gateway.tokens import TokenStore
 
 
-def one_node(pipeline_id: str, team: str | None, entrypoint: str, **params: object) -> dict[str, Any]:
+def one_node(
+    pipeline_id: str, team: str | None, entrypoint: str, **params: object
+) -> dict[str, Any]:
     """A one-node python_task spec (no team label when `team` is None)."""
     spec: dict[str, Any] = {
         "version": 1,
         "pipeline_id": pipeline_id,
-        "nodes": [{"id": "task", "kind": "python_task", "params": {"entrypoint": entrypoint, **params}, "outs": ["out"]}],
+        "nodes": [
+            {
+                "id": "task",
+                "kind": "python_task",
+                "params": {"entrypoint": entrypoint, **params},
+                "outs": ["out"],
+            }
+        ],
     }
     if team is not None:
         spec["labels"] = {"team": team}
@@ -42,31 +52,41 @@ class Stack:
     tokens: dict[str, str]
     root: Path
 
-    def call(self, method: str, path: str, token: str | None = "research", **kwargs: Any) -> httpx.Response:
+    def call(
+        self, method: str, path: str, token: str | None = "research", **kwargs: Any
+    ) -> httpx.Response:
         """`token` names a token of `tokens` (or is a raw token); None sends no Authorization."""
         headers = dict(kwargs.pop("headers", None) or {})
         if token is not None:
             headers["Authorization"] = f"Bearer {self.tokens.get(token, token)}"
         return httpx.request(method, f"{self.url}{path}", headers=headers, timeout=120, **kwargs)
 
-    def wait(self, submission_id: str, statuses: set[str], token: str = "research", timeout: float = 240) -> dict:
+    def wait(
+        self, submission_id: str, statuses: set[str], token: str = "research", timeout: float = 240
+    ) -> dict:
         deadline = time.monotonic() + timeout
         while True:
             body = self.call("GET", f"/api/orch/status/{submission_id}", token).json()
             if body.get("status") in statuses:
                 return body
             if time.monotonic() > deadline:
-                pytest.fail(f"{submission_id} still {body.get('status')} after {timeout} s:\n{tail(self.dagster.log)}")
+                pytest.fail(
+                    f"{submission_id} still {body.get('status')} after {timeout} s:\n{tail(self.dagster.log)}"
+                )
             time.sleep(1)
 
     def run_count(self) -> int:
         data = self.dagster.graphql("{ runsOrError { ... on Runs { count } } }")
         return int(data["runsOrError"]["count"])
 
-    def quantos(self, *args: str, env: Mapping[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    def quantos(
+        self, *args: str, env: Mapping[str, str] | None = None
+    ) -> subprocess.CompletedProcess[str]:
         return quantos(dict(env or self.env), *args)
 
-    def cli(self, *args: str, env: Mapping[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    def cli(
+        self, *args: str, env: Mapping[str, str] | None = None
+    ) -> subprocess.CompletedProcess[str]:
         """`quantos ARGS` run in this process (the same `main`, arguments, output and exit
         code) with the stack's environment: for the many `audit verify` calls, each of which
         would otherwise start an interpreter (~1.5 s of CPU)."""
@@ -85,7 +105,12 @@ def quantos(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]
     """The `quantos` CLI in a subprocess, as an operator runs it."""
     return subprocess.run(
         [sys.executable, "-m", "quantos_assets.cli.main", *args],
-        capture_output=True, text=True, cwd=REPO, env=env, timeout=120, check=False,
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+        env=env,
+        timeout=120,
+        check=False,
     )
 
 
@@ -143,6 +168,8 @@ def gateway_stack(
         # The token store `quantos token create` writes, written here in process (a CLI process
         # per token costs ~1.5 s of CPU; the CLI itself is tested in test_cli and test_api_edges).
         store = TokenStore(Path(env["QUANTOS_API_TOKENS"]))
-        made_tokens = {name: store.create(team, scopes.split(","))[0] for name, team, scopes in tokens}
+        made_tokens = {
+            name: store.create(team, scopes.split(","))[0] for name, team, scopes in tokens
+        }
         with quantos_gateway(env, root) as url:
             yield Stack(srv, url, env, made_tokens, root)

@@ -7,6 +7,7 @@ served by `dagster code-server start` (the user-code Deployment), and the webser
 the daemon load it over gRPC; each process is in its own session, so the daemon can be
 SIGKILLed alone and started again on the same DAGSTER_HOME.
 """
+
 from __future__ import annotations
 
 import os
@@ -33,8 +34,13 @@ def _spawn(root: Path, env: dict[str, str], name: str, args: list[str]) -> subpr
     """A process in its own session (so it can be signalled alone), output appended to name.log."""
     with (root / f"{name}.log").open("ab") as out:
         return subprocess.Popen(
-            args, cwd=REPO, env=env, stdout=out, stderr=subprocess.STDOUT,
-            stdin=subprocess.DEVNULL, start_new_session=True,
+            args,
+            cwd=REPO,
+            env=env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            start_new_session=True,
         )
 
 
@@ -55,7 +61,9 @@ class SplitStack:
 
     def start_daemon(self) -> None:
         assert self.daemon is None or self.daemon.poll() is not None, "a daemon is already running"
-        self.daemon = self._spawn("daemon", [str(BIN / "dagster-daemon"), "run", "-w", str(self.workspace)])
+        self.daemon = self._spawn(
+            "daemon", [str(BIN / "dagster-daemon"), "run", "-w", str(self.workspace)]
+        )
 
     def kill_daemon(self) -> int:
         """SIGKILL the daemon process only (its run workers live on, as on a node); its pid."""
@@ -80,7 +88,9 @@ class SplitStack:
 
 
 @contextmanager
-def split_stack(root: Path, specs: Path, dagster_yaml: str, extra_env: dict[str, str] | None = None) -> Iterator[SplitStack]:
+def split_stack(
+    root: Path, specs: Path, dagster_yaml: str, extra_env: dict[str, str] | None = None
+) -> Iterator[SplitStack]:
     """Code server + webserver + daemon on a fresh DAGSTER_HOME with `dagster_yaml`; yields once
     the webserver has the location LOADED (the daemon is started, not waited for)."""
     fast = {"QUANTOS_DBT": "off", "QUANTOS_LOCAL_EXECUTOR": "in_process"}
@@ -97,15 +107,44 @@ def split_stack(root: Path, specs: Path, dagster_yaml: str, extra_env: dict[str,
         f"load_from:\n  - grpc_server:\n      host: 127.0.0.1\n      port: {grpc_port}\n"
         f"      location_name: {LOCATION}\n"
     )
-    code_server = _spawn(root, env, "code_server", [
-        str(BIN / "dagster"), "code-server", "start", "-h", "127.0.0.1", "-p", str(grpc_port),
-        "-m", "definitions.definitions", "-d", str(REPO), "--location-name", LOCATION,
-    ])
-    webserver = _spawn(root, env, "webserver", [
-        str(BIN / "dagster-webserver"), "-w", str(workspace), "-h", "127.0.0.1", "-p", str(web_port),
-    ])
+    code_server = _spawn(
+        root,
+        env,
+        "code_server",
+        [
+            str(BIN / "dagster"),
+            "code-server",
+            "start",
+            "-h",
+            "127.0.0.1",
+            "-p",
+            str(grpc_port),
+            "-m",
+            "definitions.definitions",
+            "-d",
+            str(REPO),
+            "--location-name",
+            LOCATION,
+        ],
+    )
+    webserver = _spawn(
+        root,
+        env,
+        "webserver",
+        [
+            str(BIN / "dagster-webserver"),
+            "-w",
+            str(workspace),
+            "-h",
+            "127.0.0.1",
+            "-p",
+            str(web_port),
+        ],
+    )
     server = Server(port=web_port, proc=webserver, log=root / "webserver.log", home=home, env=env)
-    stack = SplitStack(server=server, root=root, workspace=workspace, _procs=[code_server, webserver])
+    stack = SplitStack(
+        server=server, root=root, workspace=workspace, _procs=[code_server, webserver]
+    )
     try:
         stack.start_daemon()
         deadline = time.monotonic() + 150
@@ -113,10 +152,14 @@ def split_stack(root: Path, specs: Path, dagster_yaml: str, extra_env: dict[str,
         while True:
             for proc in stack._procs:
                 if proc.poll() is not None:
-                    pytest.fail(f"{proc.args!r} exited with {proc.returncode}:\n{tail(root / 'webserver.log')}\n"
-                                f"{tail(root / 'code_server.log')}\n{stack.daemon_log()}")
+                    pytest.fail(
+                        f"{proc.args!r} exited with {proc.returncode}:\n{tail(root / 'webserver.log')}\n"
+                        f"{tail(root / 'code_server.log')}\n{stack.daemon_log()}"
+                    )
             try:
-                with urllib.request.urlopen(f"http://127.0.0.1:{web_port}/server_info", timeout=5) as resp:
+                with urllib.request.urlopen(
+                    f"http://127.0.0.1:{web_port}/server_info", timeout=5
+                ) as resp:
                     resp.read()
                 status, error = location_state(server)
                 if status == "LOADED" and error is None:
@@ -124,8 +167,10 @@ def split_stack(root: Path, specs: Path, dagster_yaml: str, extra_env: dict[str,
             except (urllib.error.URLError, ConnectionError, TimeoutError, OSError):
                 pass
             if time.monotonic() > deadline:
-                pytest.fail(f"location {LOCATION!r} not LOADED within 150 s (status {status}, error {error}):\n"
-                            f"{tail(root / 'code_server.log')}")
+                pytest.fail(
+                    f"location {LOCATION!r} not LOADED within 150 s (status {status}, error {error}):\n"
+                    f"{tail(root / 'code_server.log')}"
+                )
             time.sleep(1)
         yield stack
     finally:

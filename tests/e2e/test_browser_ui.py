@@ -12,6 +12,7 @@ is used up would, so a run of that team waits in the queue until someone cancels
 
 Screenshots of every step land in .quantos/artifacts/screenshots/<test>/ (gitignored).
 """
+
 from __future__ import annotations
 
 import re
@@ -72,7 +73,10 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     specs.mkdir()
     for name in ("xs_daily_eod.yaml", "xs_momentum_backtest.yaml", "seed_bt_xs_bilstm_v1.yaml"):
         shutil.copy(REPO / "specs" / name, specs / name)
-    shutil.copy(REPO / "tests" / "fixtures" / "gates" / "gated_model_fail.yaml", specs / "gated_model_fail.yaml")
+    shutil.copy(
+        REPO / "tests" / "fixtures" / "gates" / "gated_model_fail.yaml",
+        specs / "gated_model_fail.yaml",
+    )
     (specs / "ui_flaky.yaml").write_text(FLAKY_SPEC.format(flag=root / "flag"))
     with dagster_dev(root, specs, dagster_yaml=instance_config()) as srv:
         yield srv
@@ -126,7 +130,9 @@ class Ui:
 
     def run_status(self, status: str, timeout: float) -> None:
         """The status tag of the open run page reads `status` (Success, Failure, ...)."""
-        expect(self.page.get_by_text(status, exact=True).first).to_be_visible(timeout=timeout * 1000)
+        expect(self.page.get_by_text(status, exact=True).first).to_be_visible(
+            timeout=timeout * 1000
+        )
 
 
 @pytest.fixture
@@ -175,7 +181,11 @@ def wait_for_sessions(server: Server) -> list[str]:
     """The EOD pipeline's session partitions, once the daemon's sync sensor made them."""
     query = """query($sel: PipelineSelector!) { pipelineOrError(params: $sel) {
         ... on Pipeline { partitionKeysOrError { ... on PartitionKeys { partitionKeys } } } } }"""
-    selector = {"repositoryLocationName": LOCATION, "repositoryName": REPOSITORY, "pipelineName": EOD}
+    selector = {
+        "repositoryLocationName": LOCATION,
+        "repositoryName": REPOSITORY,
+        "pipelineName": EOD,
+    }
 
     def synced() -> list[str] | None:
         data = server.graphql(query, {"sel": selector})["pipelineOrError"]
@@ -201,7 +211,9 @@ def pick_sessions(page: Page, search: str, listed: list[str], chosen: list[str])
     for key in chosen:
         page.locator("label", has_text=key).click()
     page.keyboard.press("Escape")
-    expect(dialog.get_by_text(f"{len(chosen)} partition{'s' if len(chosen) > 1 else ''}", exact=True)).to_be_visible()
+    expect(
+        dialog.get_by_text(f"{len(chosen)} partition{'s' if len(chosen) > 1 else ''}", exact=True)
+    ).to_be_visible()
 
 
 # --------------------------------------------------------------------------- the tests
@@ -230,8 +242,17 @@ def launch_backfill(ui: Ui, server: Server) -> str:
     page = ui.open(f"/assets/{EOD}/bars?view=partitions")
     page.get_by_role("button", name="Materialize…").click()
     pick_sessions(
-        page, "2016-02-1",
-        listed=["2016-02-10", "2016-02-11", "2016-02-12", "2016-02-16", "2016-02-17", "2016-02-18", "2016-02-19"],
+        page,
+        "2016-02-1",
+        listed=[
+            "2016-02-10",
+            "2016-02-11",
+            "2016-02-12",
+            "2016-02-16",
+            "2016-02-17",
+            "2016-02-18",
+            "2016-02-19",
+        ],
         chosen=BACKFILL_SESSIONS,
     )
     ui.shot("range-chosen")
@@ -279,7 +300,8 @@ def test_materialize_a_pipeline_from_its_asset_graph(ui: Ui, server: Server) -> 
     page.get_by_role("button", name="Materialize all").click()
     expect(page.get_by_text("Launch runs to materialize 2 assets")).to_be_visible()
     pick_sessions(
-        page, "2016-01-1",
+        page,
+        "2016-01-1",
         listed=["2016-01-11", "2016-01-12", "2016-01-13", "2016-01-14", "2016-01-15", "2016-01-19"],
         chosen=["2016-01-14"],
     )
@@ -291,7 +313,9 @@ def test_materialize_a_pipeline_from_its_asset_graph(ui: Ui, server: Server) -> 
 
     run = run_record(server, run_id)
     assert run["status"] == "SUCCESS" and run["tags"]["dagster/partition"] == "2016-01-14", run
-    assert {("/".join(m["assetKey"]["path"]), m["partition"]) for m in run["assetMaterializations"]} == {
+    assert {
+        ("/".join(m["assetKey"]["path"]), m["partition"]) for m in run["assetMaterializations"]
+    } == {
         (f"{EOD}/bars", "2016-01-14"),
         (f"{EOD}/eod_summary", "2016-01-14"),
     }
@@ -322,7 +346,8 @@ def test_re_execute_a_failed_run_from_failure(ui: Ui, server: Server) -> None:
     assert failed["status"] == "FAILURE" and retry["status"] == "SUCCESS"
     assert (retry["parentRunId"], retry["rootRunId"]) == (failed_id, failed_id)
     assert {s["stepKey"]: s["status"] for s in failed["stepStats"]} == {
-        f"{FLAKY}__prepare": "SUCCESS", f"{FLAKY}__flaky": "FAILURE"
+        f"{FLAKY}__prepare": "SUCCESS",
+        f"{FLAKY}__flaky": "FAILURE",
     }
     assert {s["stepKey"]: s["status"] for s in retry["stepStats"]} == {f"{FLAKY}__flaky": "SUCCESS"}
     assert [m["assetKey"]["path"] for m in retry["assetMaterializations"]] == [[FLAKY, "result"]]
@@ -337,7 +362,9 @@ def test_cancel_a_queued_run(ui: Ui, server: Server) -> None:
     """A run of a team whose quota is used up waits in the queue; the Runs page says why,
     and the run page's Terminate, once confirmed, cancels it before it ever starts."""
     run_id = server.client().submit_job_execution(
-        FLAKY, repository_location_name=LOCATION, repository_name=REPOSITORY,
+        FLAKY,
+        repository_location_name=LOCATION,
+        repository_name=REPOSITORY,
         tags={"quantos/team": FROZEN_TEAM},
     )
     page = ui.open("/runs?tab=queued")
@@ -385,7 +412,9 @@ def test_the_backfill_runs_one_run_per_session(ui: Ui, server: Server) -> None:
     ui.shot("one-run-per-session")
 
     runs = server.graphql(BACKFILL_QUERY, {"id": backfill_id})["runsOrError"]["results"]
-    partitions = sorted(t["value"] for r in runs for t in r["tags"] if t["key"] == "dagster/partition")
+    partitions = sorted(
+        t["value"] for r in runs for t in r["tags"] if t["key"] == "dagster/partition"
+    )
     assert partitions == BACKFILL_SESSIONS, runs
     assert all(r["status"] == "SUCCESS" for r in runs), runs
 
@@ -417,7 +446,9 @@ def test_a_failing_gate_check_blocks_promotion(ui: Ui, server: Server) -> None:
     row = table_row(page, "metric_sharpe")
     expect(row).to_contain_text("Failed")
     row.click()
-    expect(page.get_by_text(re.compile(r"^sharpe 0\.\d+ < 1\.0 \(>= 1\.0 required\)$")).first).to_be_visible()
+    expect(
+        page.get_by_text(re.compile(r"^sharpe 0\.\d+ < 1\.0 \(>= 1\.0 required\)$")).first
+    ).to_be_visible()
     ui.shot("gate-check-failed")
 
     (execution,) = server.graphql(
@@ -425,7 +456,9 @@ def test_a_failing_gate_check_blocks_promotion(ui: Ui, server: Server) -> None:
     )["assetCheckExecutions"]
     assert execution["runId"] == run_id and execution["status"] == "FAILED", execution
     assert execution["evaluation"]["severity"] == "ERROR"
-    assert re.fullmatch(r"sharpe 0\.\d+ < 1\.0 \(>= 1\.0 required\)", execution["evaluation"]["description"])
+    assert re.fullmatch(
+        r"sharpe 0\.\d+ < 1\.0 \(>= 1\.0 required\)", execution["evaluation"]["description"]
+    )
     run = run_record(server, run_id)
     assert run["status"] == "FAILURE", run
     materialized = {"/".join(m["assetKey"]["path"]) for m in run["assetMaterializations"]}

@@ -1,4 +1,5 @@
 """The `quantos` and `dagster` command lines as CI and researchers use them."""
+
 from __future__ import annotations
 
 import json
@@ -83,7 +84,9 @@ def test_validate_checks_entrypoints_against_the_teams_allow_list(tmp_path: Path
     spec = tmp_path / "shell.yaml"
     spec.write_text(ATTACK_SPEC)
     teams = tmp_path / "teams.yaml"
-    teams.write_text("teams:\n  research: {entrypoints: [quantos_assets.tasks]}\n  quant: {entrypoints: [quant_lib.tasks]}\n")
+    teams.write_text(
+        "teams:\n  research: {entrypoints: [quantos_assets.tasks]}\n  quant: {entrypoints: [quant_lib.tasks]}\n"
+    )
     allowed = "may run entrypoints under: {} (deploy/teams.yaml entrypoints)"
     res = quantos("validate", str(spec), env={"QUANTOS_TEAMS": str(teams)})
     assert res.returncode == 1
@@ -148,7 +151,15 @@ def test_run_seed_spec_fetch_and_features_locally(data_dir: Path) -> None:
     assert dataset.num_rows == 40 * 520  # 40 symbols x the business days of 2022-2023
     features = catalog.load_table(("bt_xs_bilstm_v1", "feature_table")).scan().to_arrow()
     assert features.column_names == [
-        "date", "symbol", "ret_1d_z", "ret_5d_z", "ret_20d_z", "ret_60d_z", "vol_20d_z", "volume_z", "fwd_return",
+        "date",
+        "symbol",
+        "ret_1d_z",
+        "ret_5d_z",
+        "ret_20d_z",
+        "ret_60d_z",
+        "vol_20d_z",
+        "volume_z",
+        "fwd_return",
     ]
     assert features.num_rows == 40 * (520 - 60)  # the 60-day lookback's warm-up dropped
     assert features["fwd_return"].null_count == 40 * 5  # the last 5 dates: no target yet
@@ -171,8 +182,19 @@ def test_dagster_definitions_validate_survives_an_invalid_spec(tmp_path: Path) -
     }
     (tmp_path / "dagster.yaml").write_text("telemetry:\n  enabled: false\n")
     res = subprocess.run(
-        [str(Path(sys.executable).parent / "dagster"), "definitions", "validate", "-w", "workspace.yaml"],
-        capture_output=True, text=True, cwd=REPO, env=env, timeout=300, check=False,
+        [
+            str(Path(sys.executable).parent / "dagster"),
+            "definitions",
+            "validate",
+            "-w",
+            "workspace.yaml",
+        ],
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+        env=env,
+        timeout=300,
+        check=False,
     )
     assert res.returncode == 0, res.stdout + res.stderr
     out = res.stdout + res.stderr
@@ -184,7 +206,11 @@ def test_gateway_refuses_to_start_without_the_teams_file_it_names(tmp_path: Path
     """A named QUANTOS_TEAMS that is missing (an unmounted ConfigMap) would give every team the
     defaults, i.e. no secrets scopes: a one-line start-up error instead, for one process or many."""
     missing = tmp_path / "etc" / "teams.yaml"
-    env = {"QUANTOS_DATA_DIR": str(tmp_path / "data"), "QUANTOS_TEAMS": str(missing), "QUANTOS_ENV": "local"}
+    env = {
+        "QUANTOS_DATA_DIR": str(tmp_path / "data"),
+        "QUANTOS_TEAMS": str(missing),
+        "QUANTOS_ENV": "local",
+    }
     for workers in ("1", "2"):
         res = quantos("gateway", "--port", "1", "--workers", workers, env=env)
         assert res.returncode == 2, res.stdout + res.stderr
@@ -202,7 +228,12 @@ def test_a_closed_stdout_ends_quietly_like_unix_tools() -> None:
     try:
         res = subprocess.run(
             [sys.executable, "-m", "quantos_assets.cli.main", "schema"],
-            stdout=write_end, stderr=subprocess.PIPE, text=True, cwd=REPO, timeout=120, check=False,
+            stdout=write_end,
+            stderr=subprocess.PIPE,
+            text=True,
+            cwd=REPO,
+            timeout=120,
+            check=False,
         )
     finally:
         os.close(write_end)
@@ -225,13 +256,22 @@ def test_a_dagster_home_that_does_not_exist_yet(tmp_path: Path) -> None:
     spec.write_text(ONE_ROW)
     for command, home in (
         (("run", str(spec)), tmp_path / "run" / "dagster_home"),
-        (("sessions", "sync", str(SPECS / "xs_daily_eod.yaml")), tmp_path / "sync" / "dagster_home"),
+        (
+            ("sessions", "sync", str(SPECS / "xs_daily_eod.yaml")),
+            tmp_path / "sync" / "dagster_home",
+        ),
     ):
-        env = {"DAGSTER_HOME": str(home), "QUANTOS_DATA_DIR": str(tmp_path / "data"), "QUANTOS_DBT": "off"}
+        env = {
+            "DAGSTER_HOME": str(home),
+            "QUANTOS_DATA_DIR": str(tmp_path / "data"),
+            "QUANTOS_DBT": "off",
+        }
         res = quantos(*command, env=env)
         assert res.returncode == 0, res.stdout + res.stderr
         assert home.is_dir() and "Traceback" not in res.stderr
-    sync = quantos("sessions", "sync", str(SPECS / "xs_daily_eod.yaml"), env={"DAGSTER_HOME": str(home)})
+    sync = quantos(
+        "sessions", "sync", str(SPECS / "xs_daily_eod.yaml"), env={"DAGSTER_HOME": str(home)}
+    )
     assert "added 0 sessions" in sync.stdout, sync.stdout + sync.stderr  # the same instance, kept
 
     missing = tmp_path / "exporter" / "dagster_home"
@@ -243,21 +283,39 @@ def test_a_dagster_home_that_does_not_exist_yet(tmp_path: Path) -> None:
     ), res.stderr
 
 
-def test_register_writes_the_registry_as_a_team_through_admission_and_audits_it(tmp_path: Path) -> None:
+def test_register_writes_the_registry_as_a_team_through_admission_and_audits_it(
+    tmp_path: Path,
+) -> None:
     """`quantos register`: the CLI's registry write asks the admission policy, refuses another
     team's pipeline and a shell entrypoint with one line, keeps what it replaces and audits."""
     import yaml
 
     specs = tmp_path / "specs"
-    env = {"QUANTOS_ENV": "local", "QUANTOS_DATA_DIR": str(tmp_path / "data"), "QUANTOS_SPECS_DIR": str(specs)}
+    env = {
+        "QUANTOS_ENV": "local",
+        "QUANTOS_DATA_DIR": str(tmp_path / "data"),
+        "QUANTOS_SPECS_DIR": str(specs),
+    }
     spec = {
-        "version": 1, "pipeline_id": "cli_reg",
-        "nodes": [{"id": "n", "kind": "python_task", "params": {"entrypoint": "quantos_assets.tasks.noop:one_row"}, "outs": ["x"]}],
+        "version": 1,
+        "pipeline_id": "cli_reg",
+        "nodes": [
+            {
+                "id": "n",
+                "kind": "python_task",
+                "params": {"entrypoint": "quantos_assets.tasks.noop:one_row"},
+                "outs": ["x"],
+            }
+        ],
     }
     path = tmp_path / "cli_reg.yaml"
     path.write_text(yaml.safe_dump(spec))
     made = quantos("register", str(path), "--team", "research", env=env)
-    assert made.returncode == 0 and made.stdout.startswith("registered ") and "owner research" in made.stdout, made.stderr
+    assert (
+        made.returncode == 0
+        and made.stdout.startswith("registered ")
+        and "owner research" in made.stdout
+    ), made.stderr
 
     path.write_text(yaml.safe_dump({**spec, "description": "v2"}))
     other = quantos("register", str(path), "--team", "execution", env=env)
@@ -266,15 +324,40 @@ def test_register_writes_the_registry_as_a_team_through_admission_and_audits_it(
         "only that team or an admin can replace it"
     )
     replaced = quantos("register", str(path), "--team", "research", env=env)
-    assert replaced.returncode == 0 and replaced.stdout.startswith("replaced (previous kept at "), replaced.stderr
+    assert replaced.returncode == 0 and replaced.stdout.startswith("replaced (previous kept at "), (
+        replaced.stderr
+    )
     assert len(list((specs / ".registry" / "history" / "cli_reg").iterdir())) == 1
 
     shell = tmp_path / "cli_shell.yaml"
-    shell.write_text(yaml.safe_dump({**spec, "pipeline_id": "cli_shell", "nodes": [
-        {"id": "n", "kind": "python_task", "params": {"entrypoint": "subprocess:getoutput", "cmd": "id"}, "outs": ["x"]}]}))
+    shell.write_text(
+        yaml.safe_dump(
+            {
+                **spec,
+                "pipeline_id": "cli_shell",
+                "nodes": [
+                    {
+                        "id": "n",
+                        "kind": "python_task",
+                        "params": {"entrypoint": "subprocess:getoutput", "cmd": "id"},
+                        "outs": ["x"],
+                    }
+                ],
+            }
+        )
+    )
     refused = quantos("register", str(shell), "--team", "research", env=env)
-    assert refused.returncode == 1 and "register refused (entrypoint): nodes[0].params.entrypoint: 'subprocess:getoutput'" in refused.stderr
+    assert (
+        refused.returncode == 1
+        and "register refused (entrypoint): nodes[0].params.entrypoint: 'subprocess:getoutput'"
+        in refused.stderr
+    )
     assert not (specs / "cli_shell.json").exists() and not (specs / "cli_shell.yaml").exists()
 
-    records = [json.loads(line) for line in quantos("audit", "show", "--subject", "cli_reg", env=env).stdout.splitlines()]
-    assert [(r["action"], r["team"], r["actor"].startswith("cli:")) for r in records] == [("register", "research", True)] * 2
+    records = [
+        json.loads(line)
+        for line in quantos("audit", "show", "--subject", "cli_reg", env=env).stdout.splitlines()
+    ]
+    assert [(r["action"], r["team"], r["actor"].startswith("cli:")) for r in records] == [
+        ("register", "research", True)
+    ] * 2

@@ -6,6 +6,7 @@ pipeline with Dagster's GraphQL client and wait for the daemon to dequeue and ru
 backfill a session range as the UI does. The CLI tests
 materialize assets with `dagster asset materialize` into their own DAGSTER_HOME.
 """
+
 from __future__ import annotations
 
 import re
@@ -77,9 +78,16 @@ def test_example_asset_graph_over_graphql(asset_nodes: dict[str, dict]) -> None:
     assert set(example) == {
         f"{PIPELINE}/{name}"
         for name in (
-            "daily_bars", "features", "universe", "model_uri", "metrics_json", "backtest_returns",
+            "daily_bars",
+            "features",
+            "universe",
+            "model_uri",
+            "metrics_json",
+            "backtest_returns",
             # its gates block: one asset per promotion stage
-            "promoted/staging", "promoted/canary", "promoted/prod",
+            "promoted/staging",
+            "promoted/canary",
+            "promoted/prod",
         )
     }, sorted(asset_nodes)
     assert {n["groupName"] for n in example.values()} == {PIPELINE}
@@ -141,7 +149,11 @@ SESSION_KEYS_QUERY = """query($sel: PipelineSelector!) { pipelineOrError(params:
 
 def _eod_sessions(server: Server) -> list[str]:
     """The EOD pipeline's session partitions, once the daemon's sync sensor has made them."""
-    selector = {"repositoryLocationName": LOCATION, "repositoryName": REPOSITORY, "pipelineName": "xs_daily_eod"}
+    selector = {
+        "repositoryLocationName": LOCATION,
+        "repositoryName": REPOSITORY,
+        "pipelineName": "xs_daily_eod",
+    }
 
     def synced() -> list[str] | None:
         data = server.graphql(SESSION_KEYS_QUERY, {"sel": selector})["pipelineOrError"]
@@ -182,9 +194,16 @@ def test_launch_a_session_through_the_graphql_client(server: Server) -> None:
     run = server.graphql(RUN_QUERY, {"runId": run_id})["runOrError"]
     assert run["status"] == "SUCCESS"
     assert {t["key"]: t["value"] for t in run["tags"]}["dagster/partition"] == "2016-01-14"
-    mats = {("/".join(m["assetKey"]["path"]), m["partition"]): m for m in run["assetMaterializations"]}
-    assert set(mats) == {("xs_daily_eod/bars", "2016-01-14"), ("xs_daily_eod/eod_summary", "2016-01-14")}
-    summary = {e["label"]: e for e in mats[("xs_daily_eod/eod_summary", "2016-01-14")]["metadataEntries"]}
+    mats = {
+        ("/".join(m["assetKey"]["path"]), m["partition"]): m for m in run["assetMaterializations"]
+    }
+    assert set(mats) == {
+        ("xs_daily_eod/bars", "2016-01-14"),
+        ("xs_daily_eod/eod_summary", "2016-01-14"),
+    }
+    summary = {
+        e["label"]: e for e in mats[("xs_daily_eod/eod_summary", "2016-01-14")]["metadataEntries"]
+    }
     assert summary["rows"]["intValue"] == 1, summary  # one session rolled up
     assert summary["snapshot_id"], summary  # stored in the lake
 
@@ -192,7 +211,9 @@ def test_launch_a_session_through_the_graphql_client(server: Server) -> None:
 # ---------------------------------------------------------------- the dagster CLI
 
 
-def _dagster(*args: str, env: dict[str, str], timeout: float = 300) -> subprocess.CompletedProcess[str]:
+def _dagster(
+    *args: str, env: dict[str, str], timeout: float = 300
+) -> subprocess.CompletedProcess[str]:
     """One dagster CLI call in its own process group, so nothing it starts outlives it."""
     proc = subprocess.Popen(
         [str(DAGSTER), *args],
@@ -235,8 +256,12 @@ def _latest_meta(home: str, key: AssetKey) -> dict:
 def test_cli_asset_materialize_then_downstream_alone(cli_env: dict[str, str]) -> None:
     home = cli_env["DAGSTER_HOME"]
     first = _dagster(
-        "asset", "materialize", "-m", "definitions.definitions",
-        "--select", f"{PIPELINE}/daily_bars,{PIPELINE}/features",
+        "asset",
+        "materialize",
+        "-m",
+        "definitions.definitions",
+        "--select",
+        f"{PIPELINE}/daily_bars,{PIPELINE}/features",
         env=cli_env,
     )
     assert first.returncode == 0, first.stdout[-3000:] + first.stderr[-3000:]
@@ -248,8 +273,12 @@ def test_cli_asset_materialize_then_downstream_alone(cli_env: dict[str, str]) ->
         assert instance.get_latest_materialization_event(AssetKey([PIPELINE, "universe"])) is None
 
     second = _dagster(
-        "asset", "materialize", "-m", "definitions.definitions",
-        "--select", f"{PIPELINE}/universe",
+        "asset",
+        "materialize",
+        "-m",
+        "definitions.definitions",
+        "--select",
+        f"{PIPELINE}/universe",
         env=cli_env,
     )
     assert second.returncode == 0, second.stdout[-3000:] + second.stderr[-3000:]
@@ -324,12 +353,22 @@ def test_ui_backfill_of_a_session_range_runs_one_run_per_session(server: Server)
     def finished() -> dict | None:
         data = server.graphql(BACKFILL_RUNS_QUERY, {"id": backfill_id})
         runs = data["runsOrError"]["results"]
-        done = data["partitionBackfillOrError"]["status"] in ("COMPLETED", "COMPLETED_SUCCESS", "FAILED")
-        return data if done and runs and all(r["status"] in ("SUCCESS", "FAILURE") for r in runs) else None
+        done = data["partitionBackfillOrError"]["status"] in (
+            "COMPLETED",
+            "COMPLETED_SUCCESS",
+            "FAILED",
+        )
+        return (
+            data
+            if done and runs and all(r["status"] in ("SUCCESS", "FAILURE") for r in runs)
+            else None
+        )
 
     data = _wait_for(f"backfill {backfill_id}", server, finished, 240)
     runs = data["runsOrError"]["results"]
-    partitions = sorted(t["value"] for r in runs for t in r["tags"] if t["key"] == "dagster/partition")
+    partitions = sorted(
+        t["value"] for r in runs for t in r["tags"] if t["key"] == "dagster/partition"
+    )
     assert partitions == in_range, runs
     assert all(r["status"] == "SUCCESS" for r in runs), runs
 
@@ -344,7 +383,9 @@ def test_daemon_records_calendar_freshness_as_check_results(server: Server) -> N
     """The freshness sensor runs in the daemon and stores its verdict on the asset's check."""
 
     def recorded() -> list[dict] | None:
-        rows = server.graphql(CHECK_EXECUTIONS_QUERY, {"key": {"path": ["xs_daily_eod", "eod_summary"]}})
+        rows = server.graphql(
+            CHECK_EXECUTIONS_QUERY, {"key": {"path": ["xs_daily_eod", "eod_summary"]}}
+        )
         return rows["assetCheckExecutions"] or None
 
     executions = _wait_for("a calendar_freshness result", server, recorded, 90)
@@ -353,4 +394,7 @@ def test_daemon_records_calendar_freshness_as_check_results(server: Server) -> N
     # a warning, with why.
     assert latest["status"] == "FAILED", latest
     assert latest["evaluation"]["severity"] == "WARN"
-    assert re.search(r"never materialized|\d+ sessions behind \(holds 2016-01-14", latest["evaluation"]["description"])
+    assert re.search(
+        r"never materialized|\d+ sessions behind \(holds 2016-01-14",
+        latest["evaluation"]["description"],
+    )

@@ -3,6 +3,7 @@
 Real engines throughout: dagster-pipes subprocesses, DuckDB, a local Ray, an
 Iceberg SqlCatalog on SQLite with a file warehouse, the local artifact store.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -23,7 +24,9 @@ pytestmark = pytest.mark.e2e
 
 def _latest_meta(instance: DagsterInstance, key: AssetKey) -> dict:
     event = instance.get_latest_materialization_event(key)
-    assert event is not None and event.asset_materialization is not None, f"{key} was never materialized"
+    assert event is not None and event.asset_materialization is not None, (
+        f"{key} was never materialized"
+    )
     return {k: v.value for k, v in event.asset_materialization.metadata.items()}
 
 
@@ -94,9 +97,7 @@ def test_rematerializing_a_node_reads_the_previous_snapshot(materialized) -> Non
         raise_on_error=False,
     )
     assert second.success
-    loaded = [
-        e for e in second.all_events if e.event_type == DagsterEventType.LOADED_INPUT
-    ]
+    loaded = [e for e in second.all_events if e.event_type == DagsterEventType.LOADED_INPUT]
     assert loaded, "train_model loaded no input"
     assert any(
         e.event_specific_data.metadata.get("snapshot_id") is not None
@@ -105,6 +106,8 @@ def test_rematerializing_a_node_reads_the_previous_snapshot(materialized) -> Non
     ), "downstream did not read the upstream's recorded snapshot"
     # features were not recomputed
     records = instance.get_event_records(
-        EventRecordsFilter(DagsterEventType.ASSET_MATERIALIZATION, asset_key=AssetKey([PIPELINE, "features"]))
+        EventRecordsFilter(
+            DagsterEventType.ASSET_MATERIALIZATION, asset_key=AssetKey([PIPELINE, "features"])
+        )
     )
     assert len(records) == 1

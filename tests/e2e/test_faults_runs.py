@@ -9,6 +9,7 @@ at most 2 runs in progress per `quantos/team`).
 QUANTOS_FAULT_QUEUED_RUNS=1000 queues that many runs in the daemon test instead of 9 (the
 issue's figure; 1,000 real runs through 4 slots: measured 10 min 35 s for the test on 2 cores).
 """
+
 from __future__ import annotations
 
 import os
@@ -52,7 +53,9 @@ def _instance_yaml() -> tuple[str, dict[str, Any]]:
 
 
 INSTANCE_YAML, QUEUE = _instance_yaml()
-TEAM_LIMIT = next(limit["limit"] for limit in QUEUE["tag_concurrency_limits"] if limit["key"] == TAG_TEAM)
+TEAM_LIMIT = next(
+    limit["limit"] for limit in QUEUE["tag_concurrency_limits"] if limit["key"] == TAG_TEAM
+)
 MAX_RUNS = QUEUE["max_concurrent_runs"]
 
 
@@ -61,7 +64,14 @@ def _spec(pipeline_id: str, entrypoint: str, retry: int = 1, **params: object) -
         "version": 1,
         "pipeline_id": pipeline_id,
         "slo": {"retry": {"max_attempts": retry, "backoff_sec": 0.0}},
-        "nodes": [{"id": "task", "kind": "python_task", "params": {"entrypoint": entrypoint, **params}, "outs": ["out"]}],
+        "nodes": [
+            {
+                "id": "task",
+                "kind": "python_task",
+                "params": {"entrypoint": entrypoint, **params},
+                "outs": ["out"],
+            }
+        ],
     }
 
 
@@ -71,7 +81,14 @@ def _sql_spec(pipeline_id: str) -> dict[str, Any]:
     return {
         "version": 1,
         "pipeline_id": pipeline_id,
-        "nodes": [{"id": "task", "kind": "trino_sql", "params": {"sql": "SELECT 1 AS one"}, "outs": ["out"]}],
+        "nodes": [
+            {
+                "id": "task",
+                "kind": "trino_sql",
+                "params": {"sql": "SELECT 1 AS one"},
+                "outs": ["out"],
+            }
+        ],
     }
 
 
@@ -87,7 +104,9 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SplitStack]:
     specs = root / "specs"
     specs.mkdir()
     specs_of = {
-        "fault_kill": _spec("fault_kill", f"{TASKS}:hang_first_attempt", retry=3, marker=str(root / "kill_marker")),
+        "fault_kill": _spec(
+            "fault_kill", f"{TASKS}:hang_first_attempt", retry=3, marker=str(root / "kill_marker")
+        ),
         "fault_hold": _sql_spec("fault_hold"),
         "fault_long": _spec("fault_long", f"{TASKS}:hold", seconds=8.0),
         "fault_tick": _tick_spec(FAR_FIRE),
@@ -130,11 +149,15 @@ def _wait_all(stack: SplitStack, run_ids: list[str], timeout: float) -> dict[str
     while True:
         pending = [run_id for run_id in run_ids if run_id not in finished]
         statuses = _statuses(stack, pending)
-        finished.update({run_id: status for run_id, status in statuses.items() if status in FINISHED})
+        finished.update(
+            {run_id: status for run_id, status in statuses.items() if status in FINISHED}
+        )
         if len(finished) == len(run_ids):
             return finished
         left = {s for s in statuses.values() if s not in FINISHED}
-        assert time.monotonic() < deadline, f"runs still {left} after {timeout:.0f} s:\n{stack.daemon_log()}"
+        assert time.monotonic() < deadline, (
+            f"runs still {left} after {timeout:.0f} s:\n{stack.daemon_log()}"
+        )
         time.sleep(max(1.0, len(pending) / 100))
 
 
@@ -169,7 +192,10 @@ def test_a_a_killed_step_is_retried_per_the_spec_and_the_run_completes(stack: Sp
     assert len(retries) == 1
     error = retries[0]["error"]  # RetryRequestedFromPolicy, caused by the node's error
     reason = " / ".join(e["message"] for e in (error, error.get("cause")) if e)
-    assert "fault_kill.task: tests.e2e.fault_tasks:hang_first_attempt failed: its process was killed by SIGKILL" in reason
+    assert (
+        "fault_kill.task: tests.e2e.fault_tasks:hang_first_attempt failed: its process was killed by SIGKILL"
+        in reason
+    )
     mats = [e for e in events if e["__typename"] == "MaterializationEvent"]
     assert {m["label"]: m.get("intValue") for m in mats[0]["metadataEntries"]}["rows"] == 5
 
@@ -220,19 +246,33 @@ def _schedule_state_exists(stack: SplitStack, name_prefix: str) -> bool:
         return any(s.instigator_name.startswith(name_prefix) for s in states)
 
 
-def _in_progress_intervals(stack: SplitStack, run_ids: list[str]) -> list[tuple[float, float, str | None]]:
+def _in_progress_intervals(
+    stack: SplitStack, run_ids: list[str]
+) -> list[tuple[float, float, str | None]]:
     """(dequeued, finished, team) of each run, from its event log: the span the queue counts
     it as in progress (STARTING from dequeue, STARTED, until SUCCESS/FAILURE/CANCELED)."""
-    kinds = {DagsterEventType.RUN_STARTING, DagsterEventType.RUN_SUCCESS, DagsterEventType.RUN_FAILURE,
-             DagsterEventType.RUN_CANCELED}
+    kinds = {
+        DagsterEventType.RUN_STARTING,
+        DagsterEventType.RUN_SUCCESS,
+        DagsterEventType.RUN_FAILURE,
+        DagsterEventType.RUN_CANCELED,
+    }
     spans = []
     with DagsterInstance.from_ref(InstanceRef.from_dir(str(stack.server.home))) as instance:
         for run_id in run_ids:
             run = instance.get_run_by_id(run_id)
             assert run is not None
             entries = instance.all_logs(run_id, of_type=kinds)
-            start = min(e.timestamp for e in entries if e.dagster_event_type == DagsterEventType.RUN_STARTING)
-            end = max(e.timestamp for e in entries if e.dagster_event_type != DagsterEventType.RUN_STARTING)
+            start = min(
+                e.timestamp
+                for e in entries
+                if e.dagster_event_type == DagsterEventType.RUN_STARTING
+            )
+            end = max(
+                e.timestamp
+                for e in entries
+                if e.dagster_event_type != DagsterEventType.RUN_STARTING
+            )
             spans.append((start, end, run.tags.get(TAG_TEAM)))
     return spans
 
@@ -247,7 +287,9 @@ def _peak(spans: list[tuple[float, float, str | None]]) -> int:
     return peak
 
 
-def test_b_e_daemon_killed_and_restarted_loses_no_run_or_tick_and_team_limits_hold(stack: SplitStack) -> None:
+def test_b_e_daemon_killed_and_restarted_loses_no_run_or_tick_and_team_limits_hold(
+    stack: SplitStack,
+) -> None:
     """The daemon is SIGKILLed with a run in flight; while it is down a tick falls due and a
     burst of runs from three teams is queued. After a restart: the in-flight run finished on
     its own, every queued run ran, the missed tick ran once, and no team ever had more than
@@ -278,27 +320,37 @@ def test_b_e_daemon_killed_and_restarted_loses_no_run_or_tick_and_team_limits_ho
     stack.kill_daemon()
     killed_at = datetime.now(UTC)
     assert _alive(worker), "the in-flight run's worker died with the daemon"
-    fire = (killed_at + timedelta(seconds=1)).replace(second=0, microsecond=0) + timedelta(minutes=1)
+    fire = (killed_at + timedelta(seconds=1)).replace(second=0, microsecond=0) + timedelta(
+        minutes=1
+    )
     (specs / "fault_tick.yaml").write_text(yaml.safe_dump(_tick_spec(fire.strftime("%H:%M"))))
     api.reload_location()
 
     queued: dict[str, str] = {}
     for index in range(QUEUED_RUNS):
-        team = TEAMS[index * len(TEAMS) // QUEUED_RUNS]  # team by team: the worst order for fairness
-        tags = runtime_run_tags(RuntimeParams(submission_id=f"{team}-{index}", labels={"team": team}))
+        team = TEAMS[
+            index * len(TEAMS) // QUEUED_RUNS
+        ]  # team by team: the worst order for fairness
+        tags = runtime_run_tags(
+            RuntimeParams(submission_id=f"{team}-{index}", labels={"team": team})
+        )
         queued[api.launch("fault_hold", tags)] = team
     while datetime.now(UTC) < fire + timedelta(seconds=1):
         time.sleep(0.5)
     statuses = set(_statuses(stack, list(queued)).values())
     assert statuses == {"QUEUED"}, f"runs left the queue with no daemon: {statuses}"
-    assert not api.runs_with_tag("quantos/session", fire.strftime("%Y-%m-%d")), "a tick ran with no daemon"
+    assert not api.runs_with_tag("quantos/session", fire.strftime("%Y-%m-%d")), (
+        "a tick ran with no daemon"
+    )
 
     stack.start_daemon()
     final = _wait_all(stack, list(queued), timeout=max(300.0, QUEUED_RUNS * 6.0))
     assert _wait(api, in_flight, FINISHED)["status"] == "SUCCESS"
     deadline = time.monotonic() + 300
     while not (ticks := api.runs_with_tag("quantos/session", fire.strftime("%Y-%m-%d"))):
-        assert time.monotonic() < deadline, f"the tick due at {fire} never ran:\n{stack.daemon_log()}"
+        assert time.monotonic() < deadline, (
+            f"the tick due at {fire} never ran:\n{stack.daemon_log()}"
+        )
         time.sleep(0.5)
     assert len(ticks) == 1, ticks
     assert _wait(api, ticks[0]["runId"], FINISHED)["status"] == "SUCCESS"
@@ -318,6 +370,10 @@ def test_b_e_daemon_killed_and_restarted_loses_no_run_or_tick_and_team_limits_ho
 
     spans = _in_progress_intervals(stack, [*queued, in_flight, ticks[0]["runId"]])
     peaks = {team: _peak([s for s in spans if s[2] == team]) for team in TEAMS}
-    assert all(peak <= TEAM_LIMIT for peak in peaks.values()), f"a team went over its limit of {TEAM_LIMIT}: {peaks}"
-    assert max(peaks.values()) == TEAM_LIMIT, f"the limit never bound, so this proved nothing: {peaks}"
+    assert all(peak <= TEAM_LIMIT for peak in peaks.values()), (
+        f"a team went over its limit of {TEAM_LIMIT}: {peaks}"
+    )
+    assert max(peaks.values()) == TEAM_LIMIT, (
+        f"the limit never bound, so this proved nothing: {peaks}"
+    )
     assert _peak(spans) <= MAX_RUNS

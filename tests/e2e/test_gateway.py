@@ -5,6 +5,7 @@ lineage are right; another team can neither see nor touch it; quotas answer 429;
 input is a 4xx that says what to fix and leaves nothing behind; cancel and retry work;
 the audit chain verifies and catches an edited row.
 """
+
 from __future__ import annotations
 
 import json
@@ -26,8 +27,19 @@ SMALL: dict[str, Any] = {
     "pipeline_id": "gw_small",
     "labels": {"team": "research"},
     "nodes": [
-        {"id": "rows", "kind": "python_task", "params": {"entrypoint": "quantos_assets.tasks.noop:one_row"}, "outs": ["rows"]},
-        {"id": "total", "kind": "trino_sql", "params": {"sql": "SELECT count(*) AS n FROM rows"}, "ins": ["rows"], "outs": ["total"]},
+        {
+            "id": "rows",
+            "kind": "python_task",
+            "params": {"entrypoint": "quantos_assets.tasks.noop:one_row"},
+            "outs": ["rows"],
+        },
+        {
+            "id": "total",
+            "kind": "trino_sql",
+            "params": {"sql": "SELECT count(*) AS n FROM rows"},
+            "ins": ["rows"],
+            "outs": ["total"],
+        },
     ],
 }
 
@@ -35,8 +47,16 @@ SMALL: dict[str, Any] = {
 TEAMS = {
     "defaults": {"secrets_scopes": [], "max_concurrent_runs": 20, "submissions_per_minute": 600},
     "teams": {
-        "research": {"secrets_scopes": ["research-readonly"], "max_concurrent_runs": 20, "submissions_per_minute": 600},
-        "execution": {"secrets_scopes": ["execution-prod"], "max_concurrent_runs": 20, "submissions_per_minute": 600},
+        "research": {
+            "secrets_scopes": ["research-readonly"],
+            "max_concurrent_runs": 20,
+            "submissions_per_minute": 600,
+        },
+        "execution": {
+            "secrets_scopes": ["execution-prod"],
+            "max_concurrent_runs": 20,
+            "submissions_per_minute": 600,
+        },
         "tiny": {"secrets_scopes": [], "max_concurrent_runs": 20, "submissions_per_minute": 1},
         "frozen": {"secrets_scopes": [], "max_concurrent_runs": 0, "submissions_per_minute": 600},
     },
@@ -48,11 +68,21 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     root = tmp_path_factory.mktemp("gateway")
     # Registered before start: submitting the same spec must not reload the location.
     specs = [
-        one_node("gw_flaky", "research", "quantos_assets.tasks.control:fail_until", flag=str(root / "flag")),
+        one_node(
+            "gw_flaky",
+            "research",
+            "quantos_assets.tasks.control:fail_until",
+            flag=str(root / "flag"),
+        ),
         one_node("gw_slow", "research", "quantos_assets.tasks.control:sleep", seconds=300),
         one_node("gw_tiny", "tiny", "quantos_assets.tasks.noop:one_row"),
         one_node("gw_frozen", "frozen", "quantos_assets.tasks.noop:one_row"),
-        one_node("gw_job", "research", "quantos_assets.tasks.control:fail_until", flag=str(root / "job_flag")),
+        one_node(
+            "gw_job",
+            "research",
+            "quantos_assets.tasks.control:fail_until",
+            flag=str(root / "job_flag"),
+        ),
     ]
     tokens = [
         ("research", "research", "submit,read"),
@@ -66,7 +96,11 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
 
 
 def test_submit_then_status_logs_and_lineage(stack: Stack) -> None:
-    body = {"dag_spec": SMALL, "runtime_params": {"submission_id": "sub-small-1", "labels": {"version": "v1"}}, "refs": {"git": "abc123"}}
+    body = {
+        "dag_spec": SMALL,
+        "runtime_params": {"submission_id": "sub-small-1", "labels": {"version": "v1"}},
+        "refs": {"git": "abc123"},
+    }
     res = stack.call("POST", "/api/orch/submit", json=body)
     assert res.status_code == 202, res.text
     accepted = res.json()
@@ -76,7 +110,10 @@ def test_submit_then_status_logs_and_lineage(stack: Stack) -> None:
     status = stack.wait("sub-small-1", {"SUCCESS", "FAILURE"})
     assert status["status"] == "SUCCESS", status
     assert status["run_id"] and [r["run_id"] for r in status["runs"]] == [status["run_id"]]
-    assert {s["node"]: s["status"] for s in status["steps"]} == {"rows": "SUCCESS", "total": "SUCCESS"}
+    assert {s["node"]: s["status"] for s in status["steps"]} == {
+        "rows": "SUCCESS",
+        "total": "SUCCESS",
+    }
 
     # The same submission again is idempotent: same run, nothing new launched.
     again = stack.call("POST", "/api/orch/submit", json=body)
@@ -91,7 +128,10 @@ def test_submit_then_status_logs_and_lineage(stack: Stack) -> None:
     assert set(assets) == {"gw_small/rows", "gw_small/total"}
     assert assets["gw_small/total"]["upstream"] == ["gw_small/rows"]
     assert assets["gw_small/rows"]["downstream"] == ["gw_small/total"]
-    assert isinstance(assets["gw_small/rows"]["snapshot_id"], int) and assets["gw_small/rows"]["rows"] == 1
+    assert (
+        isinstance(assets["gw_small/rows"]["snapshot_id"], int)
+        and assets["gw_small/rows"]["rows"] == 1
+    )
     read = [i for i in lineage["inputs"] if i["input"] == "rows"]
     assert read and read[0]["snapshot_id"] == assets["gw_small/rows"]["snapshot_id"]
 
@@ -111,7 +151,9 @@ def test_other_teams_are_refused(stack: Stack) -> None:
     res = stack.call("POST", "/api/orch/submit", "execution", json={"spec_ref": "gw_flaky"})
     assert res.status_code == 403 and "belongs to team research" in res.json()["error"]
     res = stack.call(
-        "POST", "/api/orch/submit", json={"spec_ref": "gw_flaky", "runtime_params": {"secrets_scope": ["execution-prod"]}}
+        "POST",
+        "/api/orch/submit",
+        json={"spec_ref": "gw_flaky", "runtime_params": {"secrets_scope": ["execution-prod"]}},
     )
     assert res.status_code == 403 and "execution-prod" in res.json()["error"]
     # A read-only token cannot submit.
@@ -136,7 +178,9 @@ def _launch_queue_drained(stack: Stack, timeout: float = 120) -> None:
 
     engine = sa.create_engine(f"sqlite:///{Path(stack.env['QUANTOS_DATA_DIR']) / 'gateway.db'}")
     deadline = time.monotonic() + timeout
-    query = sa.text("SELECT count(*) FROM gateway_submissions WHERE state IN ('queued', 'launching')")
+    query = sa.text(
+        "SELECT count(*) FROM gateway_submissions WHERE state IN ('queued', 'launching')"
+    )
     while True:
         with engine.connect() as conn:
             if conn.execute(query).scalar_one() == 0:
@@ -149,17 +193,73 @@ def test_bad_input_is_a_4xx_and_leaves_nothing(stack: Stack) -> None:
     _launch_queue_drained(stack)  # earlier tests' submissions are launched, not counted as ours
     before_runs = stack.run_count()
     before_subs = len(stack.call("GET", "/api/orch/submissions").json())
-    bad_spec = {**SMALL, "pipeline_id": "gw_bad", "nodes": [{**SMALL["nodes"][0], "kind": "pyhton_task"}]}
+    bad_spec = {
+        **SMALL,
+        "pipeline_id": "gw_bad",
+        "nodes": [{**SMALL["nodes"][0], "kind": "pyhton_task"}],
+    }
     cases = [
-        (stack.call("POST", "/api/orch/submit", content=b'{"dag_spec": ', headers={"Content-Type": "application/json"}), 400, "not valid JSON"),
+        (
+            stack.call(
+                "POST",
+                "/api/orch/submit",
+                content=b'{"dag_spec": ',
+                headers={"Content-Type": "application/json"},
+            ),
+            400,
+            "not valid JSON",
+        ),
         (stack.call("POST", "/api/orch/submit", json={"dag_spec": bad_spec}), 422, "nodes[0].kind"),
-        (stack.call("POST", "/api/orch/submit", json={"spec_ref": "no_such_pipeline"}), 404, "unknown pipeline"),
-        (stack.call("POST", "/api/orch/submit", json={"spec_ref": "gw_flaky", "dag_spec": SMALL}), 422, "exactly one"),
-        (stack.call("POST", "/api/orch/submit", json={"spec_ref": "gw_flaky", "runtime_params": {"priority": "urgent"}}), 422, "priority"),
-        (stack.call("POST", "/api/orch/submit", json={"spec_ref": "gw_flaky", "nodes": ["nope"]}), 422, "not in pipeline"),
-        (stack.call("POST", "/api/orch/submit", content=b"x" * (2 << 20), headers={"Content-Type": "application/json"}), 413, "larger than"),
-        (stack.call("POST", "/api/orch/submit", None, json={"spec_ref": "gw_flaky"}), 401, "missing bearer token"),
-        (stack.call("POST", "/api/orch/submit", "qos_not-a-token", json={"spec_ref": "gw_flaky"}), 401, "invalid or revoked"),
+        (
+            stack.call("POST", "/api/orch/submit", json={"spec_ref": "no_such_pipeline"}),
+            404,
+            "unknown pipeline",
+        ),
+        (
+            stack.call(
+                "POST", "/api/orch/submit", json={"spec_ref": "gw_flaky", "dag_spec": SMALL}
+            ),
+            422,
+            "exactly one",
+        ),
+        (
+            stack.call(
+                "POST",
+                "/api/orch/submit",
+                json={"spec_ref": "gw_flaky", "runtime_params": {"priority": "urgent"}},
+            ),
+            422,
+            "priority",
+        ),
+        (
+            stack.call(
+                "POST", "/api/orch/submit", json={"spec_ref": "gw_flaky", "nodes": ["nope"]}
+            ),
+            422,
+            "not in pipeline",
+        ),
+        (
+            stack.call(
+                "POST",
+                "/api/orch/submit",
+                content=b"x" * (2 << 20),
+                headers={"Content-Type": "application/json"},
+            ),
+            413,
+            "larger than",
+        ),
+        (
+            stack.call("POST", "/api/orch/submit", None, json={"spec_ref": "gw_flaky"}),
+            401,
+            "missing bearer token",
+        ),
+        (
+            stack.call(
+                "POST", "/api/orch/submit", "qos_not-a-token", json={"spec_ref": "gw_flaky"}
+            ),
+            401,
+            "invalid or revoked",
+        ),
         (stack.call("GET", "/api/orch/status/never-submitted"), 404, "no submission"),
     ]
     for res, code, text in cases:
@@ -172,7 +272,11 @@ def test_bad_input_is_a_4xx_and_leaves_nothing(stack: Stack) -> None:
 
 
 def test_retry_from_failure_then_cancel(stack: Stack) -> None:
-    res = stack.call("POST", "/api/orch/submit", json={"spec_ref": "gw_flaky", "runtime_params": {"submission_id": "sub-flaky-1"}})
+    res = stack.call(
+        "POST",
+        "/api/orch/submit",
+        json={"spec_ref": "gw_flaky", "runtime_params": {"submission_id": "sub-flaky-1"}},
+    )
     assert res.status_code == 202, res.text
     failed = stack.wait("sub-flaky-1", {"SUCCESS", "FAILURE"})
     assert failed["status"] == "FAILURE"
@@ -189,11 +293,18 @@ def test_retry_from_failure_then_cancel(stack: Stack) -> None:
         time.sleep(2)
     assert done["status"] == "SUCCESS" and len(done["runs"]) == 2
 
-    res = stack.call("POST", "/api/orch/submit", json={"spec_ref": "gw_slow", "runtime_params": {"submission_id": "sub-slow-1"}})
+    res = stack.call(
+        "POST",
+        "/api/orch/submit",
+        json={"spec_ref": "gw_slow", "runtime_params": {"submission_id": "sub-slow-1"}},
+    )
     assert res.status_code == 202
     stack.wait("sub-slow-1", {"STARTED"})
     assert stack.call("POST", "/api/orch/cancel/sub-slow-1").status_code == 200
-    assert stack.wait("sub-slow-1", {"CANCELED", "FAILURE", "SUCCESS"}, timeout=120)["status"] == "CANCELED"
+    assert (
+        stack.wait("sub-slow-1", {"CANCELED", "FAILURE", "SUCCESS"}, timeout=120)["status"]
+        == "CANCELED"
+    )
 
 
 def test_resending_a_submission_that_never_ran_says_why(stack: Stack) -> None:
@@ -204,12 +315,21 @@ def test_resending_a_submission_that_never_ran_says_why(stack: Stack) -> None:
     (misplaced / "specs").mkdir(parents=True)
     env = {**stack.env, "QUANTOS_SPECS_DIR": str(misplaced / "specs")}
     sid = "sub-misplaced"
-    body = {"dag_spec": {**SMALL, "pipeline_id": "gw_misplaced"}, "runtime_params": {"submission_id": sid}}
+    body = {
+        "dag_spec": {**SMALL, "pipeline_id": "gw_misplaced"},
+        "runtime_params": {"submission_id": sid},
+    }
     with quantos_gateway(env, misplaced) as url:
         auth = {"Authorization": f"Bearer {stack.tokens['research']}"}
-        assert httpx.post(f"{url}/api/orch/submit", json=body, headers=auth, timeout=120).status_code == 202
+        assert (
+            httpx.post(f"{url}/api/orch/submit", json=body, headers=auth, timeout=120).status_code
+            == 202
+        )
         failed = stack.wait(sid, {"LAUNCH_FAILED", "QUEUED", "STARTED", "SUCCESS"})
-        assert failed["status"] == "LAUNCH_FAILED" and "reloaded without job 'gw_misplaced'" in failed["error"], failed
+        assert (
+            failed["status"] == "LAUNCH_FAILED"
+            and "reloaded without job 'gw_misplaced'" in failed["error"]
+        ), failed
 
         again = httpx.post(f"{url}/api/orch/submit", json=body, headers=auth, timeout=120)
         assert again.status_code == 409, again.text
@@ -220,25 +340,39 @@ def test_resending_a_submission_that_never_ran_says_why(stack: Stack) -> None:
         assert stack.call("POST", f"/api/orch/cancel/{sid}").status_code == 200
         again = httpx.post(f"{url}/api/orch/submit", json=body, headers=auth, timeout=120)
         assert again.status_code == 409
-        assert again.json()["error"] == f"submission {sid} was canceled before its launch: use a new submission_id"
+        assert (
+            again.json()["error"]
+            == f"submission {sid} was canceled before its launch: use a new submission_id"
+        )
         # Another submission under the same id is what 'already used' is for.
         other = {**body, "runtime_params": {"submission_id": sid, "priority": "high"}}
         clash = httpx.post(f"{url}/api/orch/submit", json=other, headers=auth, timeout=120)
         assert clash.status_code == 409
-        assert clash.json()["error"] == f"submission_id '{sid}' is already used by another submission"
+        assert (
+            clash.json()["error"] == f"submission_id '{sid}' is already used by another submission"
+        )
 
 
-def test_scheduled_jobs_fire_through_dagster_and_can_be_listed_edited_canceled_retried(stack: Stack) -> None:
+def test_scheduled_jobs_fire_through_dagster_and_can_be_listed_edited_canceled_retried(
+    stack: Stack,
+) -> None:
     """Seed 003 §5 against the live stack: a one-off job is fired by the code location's
     gateway_jobs sensor; a recurring one is edited and canceled; a failed job is retried."""
-    soon = {"type": "training", "spec_ref": "gw_job", "description": "nightly retrain", "runtime_params": {"labels": {"version": "v3"}}}
+    soon = {
+        "type": "training",
+        "spec_ref": "gw_job",
+        "description": "nightly retrain",
+        "runtime_params": {"labels": {"version": "v3"}},
+    }
     made = stack.call("POST", "/api/jobs/schedule", json=soon)
     assert made.status_code == 201, made.text
     job = made.json()
     assert job["status"] == "scheduled" and job["type"] == "training" and job["recurrence"] is None
 
     later = {
-        "type": "reporting", "spec_ref": "gw_job", "description": "month-end report",
+        "type": "reporting",
+        "spec_ref": "gw_job",
+        "description": "month-end report",
         "execution_time": "2031-01-01T00:00:00+00:00",
         "recurrence": {"cron": "30 16 * * 1-5", "timezone": "America/New_York"},
     }
@@ -256,8 +390,12 @@ def test_scheduled_jobs_fire_through_dagster_and_can_be_listed_edited_canceled_r
 
     listed = stack.call("GET", "/api/jobs", params={"sort": "type", "order": "asc"}).json()
     assert [j["type"] for j in listed] == ["reporting", "training"]
-    assert [j["job_id"] for j in stack.call("GET", "/api/jobs", params={"status": "failed"}).json()] == [job["job_id"]]
-    assert [j["job_id"] for j in stack.call("GET", "/api/jobs", params={"search": "MONTH-END"}).json()] == [recurring["job_id"]]
+    assert [
+        j["job_id"] for j in stack.call("GET", "/api/jobs", params={"status": "failed"}).json()
+    ] == [job["job_id"]]
+    assert [
+        j["job_id"] for j in stack.call("GET", "/api/jobs", params={"search": "MONTH-END"}).json()
+    ] == [recurring["job_id"]]
     assert stack.call("GET", "/api/jobs", "execution").json() == []
     assert stack.call("GET", f"/api/jobs/{job['job_id']}", "execution").status_code == 403
 
@@ -267,31 +405,62 @@ def test_scheduled_jobs_fire_through_dagster_and_can_be_listed_edited_canceled_r
     retried = stack.call("POST", f"/api/jobs/{job['job_id']}/retry")
     assert retried.status_code == 200, retried.text
     deadline = time.monotonic() + 240
-    while (current := stack.call("GET", f"/api/jobs/{job['job_id']}").json())["status"] != "succeeded":
-        assert current["status"] != "failed" or current["last_run"]["run_id"] != retried.json()["run_id"], current
+    while (current := stack.call("GET", f"/api/jobs/{job['job_id']}").json())[
+        "status"
+    ] != "succeeded":
+        assert (
+            current["status"] != "failed"
+            or current["last_run"]["run_id"] != retried.json()["run_id"]
+        ), current
         assert time.monotonic() < deadline, current
         time.sleep(2)
     assert current["runs"] == 2
 
     # Edit the recurring job, then cancel it.
-    edited = stack.call("PUT", f"/api/jobs/{recurring['job_id']}", json={"recurrence": {"cron": "0 9 * * 1", "timezone": "Europe/London"}, "description": "weekly"})
+    edited = stack.call(
+        "PUT",
+        f"/api/jobs/{recurring['job_id']}",
+        json={
+            "recurrence": {"cron": "0 9 * * 1", "timezone": "Europe/London"},
+            "description": "weekly",
+        },
+    )
     assert edited.status_code == 200, edited.text
-    assert edited.json()["next_run_at"] == "2031-01-06T09:00:00+00:00" and edited.json()["description"] == "weekly"
-    bad = stack.call("PUT", f"/api/jobs/{recurring['job_id']}", json={"recurrence": {"cron": "every day"}})
+    assert (
+        edited.json()["next_run_at"] == "2031-01-06T09:00:00+00:00"
+        and edited.json()["description"] == "weekly"
+    )
+    bad = stack.call(
+        "PUT", f"/api/jobs/{recurring['job_id']}", json={"recurrence": {"cron": "every day"}}
+    )
     assert bad.status_code == 422 and "not a valid cron string" in " ".join(bad.json()["lines"])
     canceled = stack.call("DELETE", f"/api/jobs/{recurring['job_id']}")
     assert canceled.status_code == 200 and canceled.json()["status"] == "canceled"
     assert stack.call("GET", f"/api/jobs/{recurring['job_id']}").json()["status"] == "canceled"
-    assert stack.call("PUT", f"/api/jobs/{recurring['job_id']}", json={"description": "x"}).status_code == 409
+    assert (
+        stack.call("PUT", f"/api/jobs/{recurring['job_id']}", json={"description": "x"}).status_code
+        == 409
+    )
 
 
 def test_audit_chain_verifies_and_catches_an_edited_row(stack: Stack) -> None:
     records = [json.loads(line) for line in stack.cli("audit", "show").stdout.splitlines()]
     decisions = {(r["action"], r["subject"], r["decision"]) for r in records}
     assert ("submit", "sub-small-1", "accepted") in decisions
-    assert any(r["action"] == "submit" and r["decision"] == "rejected" and "not granted" in r["detail"] for r in records)
-    assert ("retry", "sub-flaky-1", "accepted") in decisions and ("cancel", "sub-slow-1", "accepted") in decisions
-    assert ("launch", "sub-small-1", "accepted") in decisions  # the dispatcher's launch, audited too
+    assert any(
+        r["action"] == "submit" and r["decision"] == "rejected" and "not granted" in r["detail"]
+        for r in records
+    )
+    assert ("retry", "sub-flaky-1", "accepted") in decisions and (
+        "cancel",
+        "sub-slow-1",
+        "accepted",
+    ) in decisions
+    assert (
+        "launch",
+        "sub-small-1",
+        "accepted",
+    ) in decisions  # the dispatcher's launch, audited too
     assert {r["action"] for r in records} >= {"schedule", "edit", "cancel", "retry"}
     ok = stack.cli("audit", "verify")
     assert ok.returncode == 0 and f"{len(records)} records" in ok.stdout, ok.stderr
@@ -299,9 +468,13 @@ def test_audit_chain_verifies_and_catches_an_edited_row(stack: Stack) -> None:
     db = str(Path(stack.env["QUANTOS_DATA_DIR"]) / "gateway.db")
     with sqlite3.connect(db) as conn:
         with pytest.raises(sqlite3.IntegrityError, match="append-only"):
-            conn.execute("UPDATE quantos_audit SET decision = 'accepted' WHERE decision = 'rejected'")
+            conn.execute(
+                "UPDATE quantos_audit SET decision = 'accepted' WHERE decision = 'rejected'"
+            )
         conn.execute("DROP TRIGGER quantos_audit_no_update")
-        seq = conn.execute("SELECT min(seq) FROM quantos_audit WHERE decision = 'rejected'").fetchone()[0]
+        seq = conn.execute(
+            "SELECT min(seq) FROM quantos_audit WHERE decision = 'rejected'"
+        ).fetchone()[0]
         conn.execute("UPDATE quantos_audit SET decision = 'accepted' WHERE seq = ?", (seq,))
     broken = stack.cli("audit", "verify")
     assert broken.returncode == 1
@@ -319,18 +492,29 @@ def test_accepted_while_dagster_is_down_then_launched_by_a_running_gateway(stack
     auth = {"Authorization": f"Bearer {stack.tokens['research']}"}
     with quantos_gateway(dead, stack.root / "down") as url:
         res = httpx.post(
-            f"{url}/api/orch/submit", json={"spec_ref": "gw_tiny", "runtime_params": {"submission_id": "sub-while-down"}},
-            headers=auth, timeout=60,
+            f"{url}/api/orch/submit",
+            json={"spec_ref": "gw_tiny", "runtime_params": {"submission_id": "sub-while-down"}},
+            headers=auth,
+            timeout=60,
         )
         # research cannot run tiny's pipeline: refused before anything is queued
         assert res.status_code == 403, res.text
         res = httpx.post(
-            f"{url}/api/orch/submit", json={"dag_spec": {**SMALL, "pipeline_id": "gw_late"}, "runtime_params": {"submission_id": "sub-while-down"}},
-            headers=auth, timeout=60,
+            f"{url}/api/orch/submit",
+            json={
+                "dag_spec": {**SMALL, "pipeline_id": "gw_late"},
+                "runtime_params": {"submission_id": "sub-while-down"},
+            },
+            headers=auth,
+            timeout=60,
         )
         assert res.status_code == 202, res.text
         deadline = time.monotonic() + 30
-        while (status := httpx.get(f"{url}/api/orch/status/sub-while-down", headers=auth, timeout=30).json())["attempts"] < 1:
+        while (
+            status := httpx.get(
+                f"{url}/api/orch/status/sub-while-down", headers=auth, timeout=30
+            ).json()
+        )["attempts"] < 1:
             assert time.monotonic() < deadline, status
             time.sleep(0.5)
         assert status["status"] == "ACCEPTED" and status["run_id"] is None, status
@@ -349,5 +533,7 @@ def test_accepted_while_dagster_is_down_then_launched_by_a_running_gateway(stack
 def _claim(submission_id: str, stack: Stack) -> tuple[str | None, str]:
     """(owner, state) of a submission in the stack's gateway store."""
     with sqlite3.connect(Path(stack.env["QUANTOS_DATA_DIR"]) / "gateway.db") as conn:
-        owner, state = conn.execute("SELECT owner, state FROM gateway_submissions WHERE id = ?", (submission_id,)).fetchone()
+        owner, state = conn.execute(
+            "SELECT owner, state FROM gateway_submissions WHERE id = ?", (submission_id,)
+        ).fetchone()
     return owner, state

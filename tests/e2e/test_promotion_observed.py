@@ -1,6 +1,7 @@
 """Issue 7's done-when, on a real `dagster dev`: the gated example model reaches prod, and the
 lineage, metrics and logs of that run are all there, each read the way its user reads it
 (the OpenLineage file a Marquez would ingest, a Prometheus scrape, `quantos logs`)."""
+
 from __future__ import annotations
 
 import json
@@ -42,10 +43,16 @@ def promoted(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Promoted]:
     lineage = root / "lineage.jsonl"
     # The shipped executor (forkserver: each step a process forked from one that loaded the
     # location), not the other stacks' in-process shortcut: the one full run the UI way.
-    env = {"QUANTOS_LINEAGE": "file", "QUANTOS_LINEAGE_FILE": str(lineage), "QUANTOS_LOCAL_EXECUTOR": "forkserver"}
+    env = {
+        "QUANTOS_LINEAGE": "file",
+        "QUANTOS_LINEAGE_FILE": str(lineage),
+        "QUANTOS_LOCAL_EXECUTOR": "forkserver",
+    }
     with dagster_dev(root, specs, extra_env=env) as srv:
         api = DagsterAPI(f"http://127.0.0.1:{srv.port}")
-        run_id = api.launch(PIPELINE, {"quantos/submission_id": SUBMISSION, "quantos/team": "research"})
+        run_id = api.launch(
+            PIPELINE, {"quantos/submission_id": SUBMISSION, "quantos/team": "research"}
+        )
         deadline = time.monotonic() + 420
         while (run := api.run(run_id))["status"] not in ("SUCCESS", "FAILURE", "CANCELED"):
             assert time.monotonic() < deadline, f"run still {run['status']}:\n{tail(srv.log)}"
@@ -68,8 +75,21 @@ def test_the_model_reaches_prod_through_its_gate(promoted: Promoted) -> None:
 def test_its_logs_are_keyed_by_submission_pipeline_and_node(promoted: Promoted) -> None:
     env = {**promoted.srv.env, "QUANTOS_DAGSTER_URL": f"http://127.0.0.1:{promoted.srv.port}"}
     out = subprocess.run(
-        [sys.executable, "-m", "quantos_assets.cli.main", "logs", SUBMISSION, "--node", "train_model"],
-        capture_output=True, text=True, cwd=REPO, env=env, timeout=120, check=False,
+        [
+            sys.executable,
+            "-m",
+            "quantos_assets.cli.main",
+            "logs",
+            SUBMISSION,
+            "--node",
+            "train_model",
+        ],
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+        env=env,
+        timeout=120,
+        check=False,
     )
     assert out.returncode == 0, out.stderr
     lines = [json.loads(line) for line in out.stdout.splitlines() if line.strip()]
@@ -84,7 +104,11 @@ def test_its_metrics_are_scraped(promoted: Promoted) -> None:
     with log.open("wb") as sink:
         proc = subprocess.Popen(
             [sys.executable, "-m", "quantos_assets.cli.main", "exporter", "--port", str(port)],
-            cwd=REPO, env=promoted.srv.env, stdout=sink, stderr=subprocess.STDOUT, start_new_session=True,
+            cwd=REPO,
+            env=promoted.srv.env,
+            stdout=sink,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
         )
     try:
         deadline = time.monotonic() + 60
@@ -101,8 +125,11 @@ def test_its_metrics_are_scraped(promoted: Promoted) -> None:
     samples = [s for family in text_string_to_metric_families(text) for s in family.samples]
     runs = [s for s in samples if s.name == "quantos_runs" and s.labels.get("pipeline") == PIPELINE]
     assert any(s.labels["status"] == "SUCCESS" and s.value >= 1 for s in runs), runs
-    steps = {s.labels.get("node") for s in samples if s.name == "quantos_step_duration_seconds_count"
-             and s.labels.get("pipeline") == PIPELINE}
+    steps = {
+        s.labels.get("node")
+        for s in samples
+        if s.name == "quantos_step_duration_seconds_count" and s.labels.get("pipeline") == PIPELINE
+    }
     assert NODES <= steps, steps
 
 
@@ -111,16 +138,32 @@ def test_its_lineage_maps_each_node_with_the_submission_as_parent(promoted: Prom
     while True:
         events = []
         if promoted.lineage_file.exists():
-            events = [json.loads(line) for line in promoted.lineage_file.read_text().splitlines() if line.strip()]
+            events = [
+                json.loads(line)
+                for line in promoted.lineage_file.read_text().splitlines()
+                if line.strip()
+            ]
         complete = {e["job"]["name"] for e in events if e["eventType"] == "COMPLETE"}
-        if {f"{PIPELINE}.{node}" for node in NODES} <= complete and any(".promoted.prod" in j for j in complete):
+        if {f"{PIPELINE}.{node}" for node in NODES} <= complete and any(
+            ".promoted.prod" in j for j in complete
+        ):
             break
         assert time.monotonic() < deadline, sorted(complete)
         time.sleep(3)
     node_events = [e for e in events if e["job"]["name"] in {f"{PIPELINE}.{n}" for n in NODES}]
     parents = {e["run"]["facets"]["parent"]["run"]["runId"] for e in node_events}
     assert len(parents) == 1  # one submission, the parent of every node's run
-    trained = next(e for e in node_events if e["job"]["name"] == f"{PIPELINE}.train_model" and e["eventType"] == "COMPLETE")
-    versions = [o["facets"]["version"]["datasetVersion"] for o in trained["outputs"] if "version" in o.get("facets", {})]
-    assert any(len(v) == 64 and all(c in "0123456789abcdef" for c in v) for v in versions), trained["outputs"]  # sha256
+    trained = next(
+        e
+        for e in node_events
+        if e["job"]["name"] == f"{PIPELINE}.train_model" and e["eventType"] == "COMPLETE"
+    )
+    versions = [
+        o["facets"]["version"]["datasetVersion"]
+        for o in trained["outputs"]
+        if "version" in o.get("facets", {})
+    ]
+    assert any(len(v) == 64 and all(c in "0123456789abcdef" for c in v) for v in versions), trained[
+        "outputs"
+    ]  # sha256
     assert {e["job"]["namespace"] for e in node_events} == {"research"}  # the submission's team

@@ -1,4 +1,5 @@
 """`quantos ticks`: the schedule preview users check before deploying a spec."""
+
 from __future__ import annotations
 
 import json
@@ -60,4 +61,7 @@ def test_ticks_of_a_spec_without_schedule_is_an_error_line(tmp_path: Path) -> No
     spec.write_text(SPEC.replace("schedule: {calendar: XNYS, at: close+30m}\n", ""))
     res = quantos("ticks", str(spec), "--start", "2026-01-01", "--end", "2026-01-31")
     assert res.returncode == 1
-    assert res.stderr.strip() == f"{spec}:1: schedule: this spec has no schedule block, so it never fires"
+    assert (
+        res.stderr.strip()
+        == f"{spec}:1: schedule: this spec has no schedule block, so it never fires"
+    )

@@ -5,6 +5,7 @@ a spec changed after that worker started is never run with the old code, and a r
 whose worker dies is reported as failed by the launcher's health check (what Dagster's
 run monitoring asks), instead of hanging in STARTED.
 """
+
 from __future__ import annotations
 
 import os
@@ -29,7 +30,14 @@ def _spec(pipeline_id: str, entrypoint: str, **params: object) -> dict:
         "version": 1,
         "pipeline_id": pipeline_id,
         "labels": {"team": "research"},
-        "nodes": [{"id": "task", "kind": "python_task", "params": {"entrypoint": entrypoint, **params}, "outs": ["out"]}],
+        "nodes": [
+            {
+                "id": "task",
+                "kind": "python_task",
+                "params": {"entrypoint": entrypoint, **params},
+                "outs": ["out"],
+            }
+        ],
     }
 
 
@@ -38,8 +46,12 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Server, P
     root = tmp_path_factory.mktemp("warm")
     specs = root / "specs"
     specs.mkdir()
-    (specs / "warm_one.yaml").write_text(yaml.safe_dump(_spec("warm_one", "quantos_assets.tasks.noop:one_row")))
-    (specs / "warm_slow.yaml").write_text(yaml.safe_dump(_spec("warm_slow", "quantos_assets.tasks.control:sleep", seconds=300)))
+    (specs / "warm_one.yaml").write_text(
+        yaml.safe_dump(_spec("warm_one", "quantos_assets.tasks.noop:one_row"))
+    )
+    (specs / "warm_slow.yaml").write_text(
+        yaml.safe_dump(_spec("warm_slow", "quantos_assets.tasks.control:sleep", seconds=300))
+    )
     with dagster_dev(root, specs) as srv:
         yield srv, specs
 
@@ -77,7 +89,10 @@ def _spare_loaded(timeout: float = 90) -> None:
             if not pid.isdigit():
                 continue
             try:
-                if b"quantos_assets.launcher.worker" not in Path(f"/proc/{pid}/cmdline").read_bytes():
+                if (
+                    b"quantos_assets.launcher.worker"
+                    not in Path(f"/proc/{pid}/cmdline").read_bytes()
+                ):
                     continue
                 fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
             except OSError:
@@ -105,7 +120,9 @@ def test_runs_start_on_warm_workers_and_never_on_stale_code(server: tuple[Server
 
     # A new version of the spec: the spare loaded the old one, so it must not run this.
     _spare_loaded()
-    changed = _spec("warm_one", "quantos_assets.tasks.control:fail_until", flag=str(specs / "never"))
+    changed = _spec(
+        "warm_one", "quantos_assets.tasks.control:fail_until", flag=str(specs / "never")
+    )
     (specs / "warm_one.yaml").write_text(yaml.safe_dump(changed))
     api.reload_location()
     third = api.launch("warm_one", {})
@@ -132,7 +149,9 @@ def test_a_dead_worker_is_reported_failed_not_left_started(server: tuple[Server,
         while launcher.check_run_worker_health(run).status.value != "FAILED":
             assert time.monotonic() < deadline
             time.sleep(0.2)
-        assert f"run worker process {pid} is gone" in (launcher.check_run_worker_health(run).msg or "")
+        assert f"run worker process {pid} is gone" in (
+            launcher.check_run_worker_health(run).msg or ""
+        )
         assert launcher.terminate(run_id) is False  # nothing left to terminate
 
 
@@ -147,9 +166,15 @@ def test_a_location_that_no_longer_loads_fails_the_launch_in_one_line(tmp_path: 
 
     from quantos_assets.launcher.run_launcher import WarmRunLauncher
 
-    (tmp_path / "broken_location.py").write_text("raise RuntimeError('a spec module no longer imports')\n")
-    pointer = ModuleCodePointer(module="broken_location", fn_name="defs", working_directory=str(tmp_path))
-    origin = JobPythonOrigin("noop", RepositoryPythonOrigin(executable_path=sys.executable, code_pointer=pointer))
+    (tmp_path / "broken_location.py").write_text(
+        "raise RuntimeError('a spec module no longer imports')\n"
+    )
+    pointer = ModuleCodePointer(
+        module="broken_location", fn_name="defs", working_directory=str(tmp_path)
+    )
+    origin = JobPythonOrigin(
+        "noop", RepositoryPythonOrigin(executable_path=sys.executable, code_pointer=pointer)
+    )
     with instance_for_test(temp_dir=str(tmp_path)) as instance:
         run = instance.add_run(DagsterRun(job_name="noop", job_code_origin=origin))
         launcher = WarmRunLauncher()

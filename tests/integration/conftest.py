@@ -1,4 +1,5 @@
 """Fixtures for integration tests that need a running service."""
+
 from __future__ import annotations
 
 import sys

@@ -6,6 +6,7 @@ its endpoint from botocore's AWS_ENDPOINT_URL_S3 (the section names none: an uns
 would fail the instance on AWS). A run's captured stdout must be an object under the prefix,
 i.e. still there once the pod that printed it is gone.
 """
+
 from __future__ import annotations
 
 from collections.abc import Iterator
@@ -40,7 +41,9 @@ def _prod_compute_logs() -> dict[str, Any]:
 
 
 @pytest.fixture
-def instance(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[dg.DagsterInstance, str]]:
+def instance(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> Iterator[tuple[dg.DagsterInstance, str]]:
     with s3_server(BUCKET) as endpoint:
         monkeypatch.setenv("QUANTOS_COMPUTE_LOGS_BUCKET", BUCKET)
         monkeypatch.setenv("AWS_ENDPOINT_URL_S3", endpoint)
@@ -63,7 +66,9 @@ def instance(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[
             inst.dispose()
 
 
-def test_prod_compute_logs_put_a_runs_stdout_in_s3(instance: tuple[dg.DagsterInstance, str]) -> None:
+def test_prod_compute_logs_put_a_runs_stdout_in_s3(
+    instance: tuple[dg.DagsterInstance, str],
+) -> None:
     from dagster_aws.s3.compute_log_manager import S3ComputeLogManager
 
     inst, endpoint = instance

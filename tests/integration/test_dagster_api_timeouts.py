@@ -3,6 +3,7 @@ load and gets its own timeout; whatever times out is named in the one-line error
 
 Dagster's webserver is stood in for by an HTTP server on loopback that answers GraphQL
 documents after a delay (a real reload cannot be made slow on demand)."""
+
 from __future__ import annotations
 
 import json
@@ -17,7 +18,12 @@ from quantos_assets.client.graphql import DagsterAPI, DagsterAPIError
 pytestmark = pytest.mark.integration
 
 DELAY = 1.5
-RELOADED = {"reloadRepositoryLocation": {"__typename": "WorkspaceLocationEntry", "locationOrLoadError": {"__typename": "RepositoryLocation"}}}
+RELOADED = {
+    "reloadRepositoryLocation": {
+        "__typename": "WorkspaceLocationEntry",
+        "locationOrLoadError": {"__typename": "RepositoryLocation"},
+    }
+}
 FOUND = {"pipelineOrError": {"__typename": "Pipeline", "name": "p"}}
 
 
@@ -53,7 +59,10 @@ def test_a_slow_reload_completes_within_its_own_timeout(slow_dagster: str) -> No
     api.reload_location()  # 1.5 s: longer than the calls' 0.5 s, well within the reload's
     with pytest.raises(DagsterAPIError) as err:
         api.has_job("p")
-    assert str(err.value) == f"Dagster at {slow_dagster} did not answer the GraphQL query QuantosPipeline within 0.5 s (ReadTimeout)"
+    assert (
+        str(err.value)
+        == f"Dagster at {slow_dagster} did not answer the GraphQL query QuantosPipeline within 0.5 s (ReadTimeout)"
+    )
     assert err.value.status == 504 and err.value.retryable
 
 
@@ -70,4 +79,7 @@ def test_a_timed_out_reload_says_it_was_the_reload(slow_dagster: str) -> None:
 def test_nothing_listening_is_still_unreachable() -> None:
     with pytest.raises(DagsterAPIError) as err:
         DagsterAPI("http://127.0.0.1:9", timeout=2).reload_location()
-    assert str(err.value).startswith("Dagster at http://127.0.0.1:9 is unreachable: ConnectError") and err.value.status == 503
+    assert (
+        str(err.value).startswith("Dagster at http://127.0.0.1:9 is unreachable: ConnectError")
+        and err.value.status == 503
+    )

@@ -5,6 +5,7 @@ nodes (dagster-pipes subprocesses, DuckDB SQL, Iceberg SqlCatalog on SQLite), an
 itself (dbt-duckdb reading the Iceberg tables through its pyiceberg plugin). Results
 computed by dbt are compared with pandas over the same Iceberg tables.
 """
+
 from __future__ import annotations
 
 from collections.abc import Iterator
@@ -30,7 +31,10 @@ pytestmark = pytest.mark.integration
 REPO = Path(__file__).resolve().parents[2]
 XS = "xs_momentum_v1"
 SPEC_NODES = [AssetKey([XS, o]) for o in ("daily_bars", "features", "universe", "backtest_returns")]
-DBT_MODELS = [AssetKey(["dbt", m]) for m in ("factor_returns_daily", "portfolio_pnl_daily", "portfolio_pnl_monthly")]
+DBT_MODELS = [
+    AssetKey(["dbt", m])
+    for m in ("factor_returns_daily", "portfolio_pnl_daily", "portfolio_pnl_monthly")
+]
 PREMIUM = AssetKey(["dbt", "session_close_premium"])
 
 
@@ -84,9 +88,15 @@ def _factor_returns(universe: pd.DataFrame) -> pd.DataFrame:
     """factor_returns_daily.sql in pandas: demeaned-rank weights, gross 1, next-day return."""
     u = universe[universe["fwd_return_1d"].notna()]
     out = {"symbols": u.groupby("date").size()}
-    for rank, name in (("mom_rank", "momentum"), ("rev_rank", "reversal"), ("vol_rank", "volatility")):
+    for rank, name in (
+        ("mom_rank", "momentum"),
+        ("rev_rank", "reversal"),
+        ("vol_rank", "volatility"),
+    ):
         w = u[rank] - u.groupby("date")[rank].transform("mean")
-        out[f"{name}_return"] = (w * u["fwd_return_1d"]).groupby(u["date"]).sum() / w.abs().groupby(u["date"]).sum()
+        out[f"{name}_return"] = (w * u["fwd_return_1d"]).groupby(u["date"]).sum() / w.abs().groupby(
+            u["date"]
+        ).sum()
     return pd.DataFrame(out).sort_index()
 
 
@@ -94,7 +104,10 @@ def test_spec_nodes_and_dbt_models_run_in_one_graph(lake: Lake) -> None:
     graph = lake.defs.resolve_asset_graph()
     # A dbt source is the spec's own asset: lineage runs across.
     assert graph.get(DBT_MODELS[0]).parent_keys == {AssetKey([XS, "universe"])}
-    assert graph.get(DBT_MODELS[1]).parent_keys == {AssetKey([XS, "backtest_returns"]), DBT_MODELS[0]}
+    assert graph.get(DBT_MODELS[1]).parent_keys == {
+        AssetKey([XS, "backtest_returns"]),
+        DBT_MODELS[0],
+    }
     assert graph.get(DBT_MODELS[0]).automation_condition is not None
 
     result = lake.job.execute_in_process(
@@ -107,8 +120,14 @@ def test_spec_nodes_and_dbt_models_run_in_one_graph(lake: Lake) -> None:
     checks = _checks(result)
     assert len(checks) == 22, sorted(checks)
     assert all(checks.values())
-    assert ("dbt/factor_returns_daily", "accepted_range_factor_returns_daily_momentum_return__0_25___0_25") in checks
-    assert ("dbt/portfolio_pnl_daily", "relationships_portfolio_pnl_daily_date__date__ref_factor_returns_daily_") in checks
+    assert (
+        "dbt/factor_returns_daily",
+        "accepted_range_factor_returns_daily_momentum_return__0_25___0_25",
+    ) in checks
+    assert (
+        "dbt/portfolio_pnl_daily",
+        "relationships_portfolio_pnl_daily_date__date__ref_factor_returns_daily_",
+    ) in checks
 
     # dbt's numbers are pandas' numbers over the same Iceberg tables.
     expected = _factor_returns(lake.iceberg(XS, "universe"))
@@ -117,15 +136,21 @@ def test_spec_nodes_and_dbt_models_run_in_one_graph(lake: Lake) -> None:
     assert list(got.index) == list(expected.index)
     assert (got["symbols"].to_numpy() == expected["symbols"].to_numpy()).all()
     for column in ("momentum_return", "reversal_return", "volatility_return"):
-        np.testing.assert_allclose(got[column].to_numpy(), expected[column].to_numpy(), rtol=1e-9, atol=1e-12)
+        np.testing.assert_allclose(
+            got[column].to_numpy(), expected[column].to_numpy(), rtol=1e-9, atol=1e-12
+        )
 
     backtest = lake.iceberg(XS, "backtest_returns")
     backtest["month"] = pd.to_datetime(backtest["date"]).dt.to_period("M").dt.start_time.dt.date
     by_month = backtest.sort_values("date").groupby("month")
     monthly = lake.dbt_table("portfolio_pnl_monthly").sort_values("month")
-    assert [m.date() if hasattr(m, "date") else m for m in monthly["month"]] == list(by_month.groups)
+    assert [m.date() if hasattr(m, "date") else m for m in monthly["month"]] == list(
+        by_month.groups
+    )
     np.testing.assert_allclose(monthly["net_return"], by_month["net_return"].sum(), rtol=1e-9)
-    np.testing.assert_allclose(monthly["net_return_pct"], np.expm1(by_month["net_return"].sum()), rtol=1e-9)
+    np.testing.assert_allclose(
+        monthly["net_return_pct"], np.expm1(by_month["net_return"].sum()), rtol=1e-9
+    )
     np.testing.assert_allclose(monthly["equity_end"], by_month["equity"].last(), rtol=1e-12)
     assert monthly["trading_days"].tolist() == by_month.size().tolist()
     assert int(monthly["trading_days"].sum()) == len(backtest)
@@ -151,7 +176,10 @@ def test_session_partitioned_model_follows_the_sessions_of_its_upstream(lake: La
     ranged = lake.job.execute_in_process(
         instance=lake.instance,
         asset_selection=[PREMIUM],
-        tags={ASSET_PARTITION_RANGE_START_TAG: sessions[0], ASSET_PARTITION_RANGE_END_TAG: sessions[1]},
+        tags={
+            ASSET_PARTITION_RANGE_START_TAG: sessions[0],
+            ASSET_PARTITION_RANGE_END_TAG: sessions[1],
+        },
     )
     assert ranged.success
     assert lake.instance.get_materialized_partitions(PREMIUM) == set(sessions[:2])
@@ -181,13 +209,21 @@ def test_failing_dbt_test_is_a_failed_check_that_gates_downstream(lake: Lake) ->
     # A row whose three factor weights are all well away from zero (a rank at its day's mean
     # weighs nothing): its +1000 return then moves every factor of that day beyond +-25%.
     u = rows.to_pandas()
-    u = u[u["fwd_return_1d"].notna()]  # as the model: days' weights over rows with a next-day return
+    u = u[
+        u["fwd_return_1d"].notna()
+    ]  # as the model: days' weights over rows with a next-day return
     share = pd.concat(
-        [(u[r] - u.groupby("date")[r].transform("mean")).abs() for r in ("mom_rank", "rev_rank", "vol_rank")], axis=1
+        [
+            (u[r] - u.groupby("date")[r].transform("mean")).abs()
+            for r in ("mom_rank", "rev_rank", "vol_rank")
+        ],
+        axis=1,
     ).min(axis=1)
     row = rows.slice(int(share.idxmax()), 1)
     assert share.max() >= 0.1  # ranks are in [0, 1]: a tenth of the range is plenty at +1000
-    row = row.set_column(row.schema.get_field_index("fwd_return_1d"), "fwd_return_1d", pa.array([1000.0]))
+    row = row.set_column(
+        row.schema.get_field_index("fwd_return_1d"), "fwd_return_1d", pa.array([1000.0])
+    )
     table.append(row.cast(table.schema().as_arrow()))
     bad_day = row["date"][0].as_py()
     assert isinstance(bad_day, date)
@@ -213,6 +249,10 @@ def test_failing_dbt_test_is_a_failed_check_that_gates_downstream(lake: Lake) ->
 
 
 def test_prod_target_without_trino_is_a_one_line_error(tmp_path: Path) -> None:
-    resource = DbtResource(project_dir=str(REPO / "dbt_project"), target="prod", env={}, profile_name="prod")
-    with pytest.raises(ProfileError, match=r"^QUANTOS_ENV=prod: dbt models run on Trino: set QUANTOS_TRINO_HOST$"):
+    resource = DbtResource(
+        project_dir=str(REPO / "dbt_project"), target="prod", env={}, profile_name="prod"
+    )
+    with pytest.raises(
+        ProfileError, match=r"^QUANTOS_ENV=prod: dbt models run on Trino: set QUANTOS_TRINO_HOST$"
+    ):
         resource.cli(["build"])

@@ -4,6 +4,7 @@ Core kinds are validated in strict mode against the Kubernetes OpenAPI schema; t
 CRD (KubeRay) is not in that schema, so a RayCluster is validated against KubeRay's own CRD
 schema (tests/fixtures/kuberay/, made strict the same way) and its pod templates as Pods.
 """
+
 from __future__ import annotations
 
 import json
@@ -31,7 +32,9 @@ KUBERAY_SCHEMA = REPO / "tests" / "fixtures" / "kuberay" / "rayclusters.ray.io.v
 def _docs() -> list[tuple[str, dict]]:
     out: list[tuple[str, dict]] = []
     for f in sorted((DEPLOY / "k8s").glob("*.yaml")):
-        out.extend((f"{f.name}#{i}", d) for i, d in enumerate(yaml.safe_load_all(f.read_text())) if d)
+        out.extend(
+            (f"{f.name}#{i}", d) for i, d in enumerate(yaml.safe_load_all(f.read_text())) if d
+        )
     return out
 
 
@@ -44,7 +47,9 @@ def _strict(schema: Any) -> Any:
     out = dict(schema)
     if "properties" in out:
         out["properties"] = {k: _strict(v) for k, v in out["properties"].items()}
-        if "additionalProperties" not in out and not out.get("x-kubernetes-preserve-unknown-fields"):
+        if "additionalProperties" not in out and not out.get(
+            "x-kubernetes-preserve-unknown-fields"
+        ):
             out["additionalProperties"] = False
     for key in ("items", "additionalProperties", "not"):
         if isinstance(out.get(key), dict):
@@ -76,9 +81,16 @@ def test_deploy_manifest_validates(where: str, doc: dict) -> None:
     assert doc["apiVersion"] == "ray.io/v1", where
     assert _crd_errors(doc) == [], where
     spec = doc["spec"]
-    templates = [spec["headGroupSpec"]["template"]] + [g["template"] for g in spec["workerGroupSpecs"]]
+    templates = [spec["headGroupSpec"]["template"]] + [
+        g["template"] for g in spec["workerGroupSpecs"]
+    ]
     for template in templates:
-        pod = {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "t"}, "spec": template["spec"]}
+        pod = {
+            "apiVersion": "v1",
+            "kind": "Pod",
+            "metadata": {"name": "t"},
+            "spec": template["spec"],
+        }
         kubernetes_validate.validate(pod, K8S_VERSION, strict=True)
 
 
@@ -113,17 +125,26 @@ def test_every_manifest_is_in_a_namespace_our_pods_run_in() -> None:
     ray = {d["metadata"]["namespace"] for _, d in _docs() if d["kind"] == "RayCluster"}
     ours = {runs, *ray}
     assert ours == {"quantos", "compute"}
-    elsewhere = {w: d["metadata"]["namespace"] for w, d in _docs() if d["metadata"].get("namespace") not in {None, *ours}}
+    elsewhere = {
+        w: d["metadata"]["namespace"]
+        for w, d in _docs()
+        if d["metadata"].get("namespace") not in {None, *ours}
+    }
     assert elsewhere == {}
 
 
 def test_helm_values_match_the_prod_instance() -> None:
     values = yaml.safe_load((DEPLOY / "helm" / "values.yaml").read_text())
     prod = yaml.safe_load((DEPLOY / "dagster.prod.yaml").read_text())
-    helm_limits = values["dagsterDaemon"]["runCoordinator"]["config"]["queuedRunCoordinator"]["tagConcurrencyLimits"]
+    helm_limits = values["dagsterDaemon"]["runCoordinator"]["config"]["queuedRunCoordinator"][
+        "tagConcurrencyLimits"
+    ]
     assert helm_limits == prod["run_coordinator"]["config"]["tag_concurrency_limits"]
     assert values["runLauncher"]["type"] == prod["run_launcher"]["class"]
-    assert values["dagsterDaemon"]["runMonitoring"]["enabled"] and values["dagsterDaemon"]["runRetries"]["enabled"]
+    assert (
+        values["dagsterDaemon"]["runMonitoring"]["enabled"]
+        and values["dagsterDaemon"]["runRetries"]["enabled"]
+    )
 
 
 def test_helm_values_keep_compute_logs_in_s3_as_the_prod_instance() -> None:
@@ -135,22 +156,44 @@ def test_helm_values_keep_compute_logs_in_s3_as_the_prod_instance() -> None:
     helm, config = values["config"]["s3ComputeLogManager"], prod["config"]
     assert config["bucket"] == {"env": "QUANTOS_COMPUTE_LOGS_BUCKET"} and helm["bucket"]
     assert (helm["prefix"], helm["localDir"], helm["uploadInterval"]) == (
-        config["prefix"], config["local_dir"], config["upload_interval"])
+        config["prefix"],
+        config["local_dir"],
+        config["upload_interval"],
+    )
     # staged where the pods can write (read-only root file system, /tmp an emptyDir)
     assert config["local_dir"].startswith("/tmp/")
     guide = (REPO / "docs" / "deployment.md").read_text()
-    assert "| `QUANTOS_COMPUTE_LOGS_BUCKET` |" in guide, "the guide's environment table lacks the bucket"
+    assert "| `QUANTOS_COMPUTE_LOGS_BUCKET` |" in guide, (
+        "the guide's environment table lacks the bucket"
+    )
 
 
 def test_only_the_gateway_and_the_sso_proxy_reach_the_webserver() -> None:
     """Dagster's GraphQL has no authentication: the cluster must not let anything else in."""
-    policies = [d for _, d in _docs() if d["kind"] == "NetworkPolicy" and d["spec"]["podSelector"]["matchLabels"].get("component") == "dagster-webserver"]
+    policies = [
+        d
+        for _, d in _docs()
+        if d["kind"] == "NetworkPolicy"
+        and d["spec"]["podSelector"]["matchLabels"].get("component") == "dagster-webserver"
+    ]
     assert len(policies) == 1
     ingress = policies[0]["spec"]["ingress"]
-    allowed = {p["podSelector"]["matchLabels"]["app.kubernetes.io/name"] for rule in ingress for p in rule["from"]}
+    allowed = {
+        p["podSelector"]["matchLabels"]["app.kubernetes.io/name"]
+        for rule in ingress
+        for p in rule["from"]
+    }
     assert allowed == {"quantos-gateway", "oauth2-proxy"}
-    assert all("namespaceSelector" not in p and "ipBlock" not in p for rule in ingress for p in rule["from"])
-    gateway = next(d for _, d in _docs() if d["kind"] == "Deployment" and d["metadata"]["name"] == "quantos-gateway")
+    assert all(
+        "namespaceSelector" not in p and "ipBlock" not in p
+        for rule in ingress
+        for p in rule["from"]
+    )
+    gateway = next(
+        d
+        for _, d in _docs()
+        if d["kind"] == "Deployment" and d["metadata"]["name"] == "quantos-gateway"
+    )
     pod = gateway["spec"]["template"]["spec"]
     assert gateway["spec"]["template"]["metadata"]["labels"]["app.kubernetes.io/name"] in allowed
     assert pod["securityContext"]["runAsNonRoot"] and not pod["automountServiceAccountToken"]
@@ -178,13 +221,21 @@ def test_the_image_holds_every_file_its_defaults_name() -> None:
     from resources.profile import REPO_ROOT
 
     teams = gateway_settings({"QUANTOS_ENV": "local"}).teams_path.relative_to(REPO_ROOT).as_posix()
-    assert _in_image(teams), f"{teams} (the gateway's default QUANTOS_TEAMS) is not copied into the image"
+    assert _in_image(teams), (
+        f"{teams} (the gateway's default QUANTOS_TEAMS) is not copied into the image"
+    )
     env_paths = re.findall(r"QUANTOS_\w+=/app/(\S+)", (DEPLOY / "Dockerfile").read_text())
-    assert env_paths and all(_in_image(p) for p in env_paths), [p for p in env_paths if not _in_image(p)]
+    assert env_paths and all(_in_image(p) for p in env_paths), [
+        p for p in env_paths if not _in_image(p)
+    ]
 
 
 def _gateway_pod() -> dict:
-    gateway = next(d for _, d in _docs() if d["kind"] == "Deployment" and d["metadata"]["name"] == "quantos-gateway")
+    gateway = next(
+        d
+        for _, d in _docs()
+        if d["kind"] == "Deployment" and d["metadata"]["name"] == "quantos-gateway"
+    )
     return gateway["spec"]["template"]["spec"]
 
 
@@ -207,9 +258,17 @@ def test_the_gateway_and_the_code_location_share_one_writable_spec_registry() ->
     [container] = pod["containers"]
     specs_dir = next(e["value"] for e in container["env"] if e["name"] == "QUANTOS_SPECS_DIR")
     claim, mount = _claim_at(specs_dir, container["volumeMounts"], pod["volumes"])
-    assert not mount.get("readOnly"), "the gateway registers specs: its registry mount must be writable"
-    [pvc] = [d for _, d in _docs() if d["kind"] == "PersistentVolumeClaim" and d["metadata"]["name"] == claim]
-    assert "ReadWriteMany" in pvc["spec"]["accessModes"]  # gateway replicas and code server on any node
+    assert not mount.get("readOnly"), (
+        "the gateway registers specs: its registry mount must be writable"
+    )
+    [pvc] = [
+        d
+        for _, d in _docs()
+        if d["kind"] == "PersistentVolumeClaim" and d["metadata"]["name"] == claim
+    ]
+    assert (
+        "ReadWriteMany" in pvc["spec"]["accessModes"]
+    )  # gateway replicas and code server on any node
 
     user = _user_code()
     assert {"name": "QUANTOS_SPECS_DIR", "value": specs_dir} in user["env"]
@@ -219,12 +278,23 @@ def test_the_gateway_and_the_code_location_share_one_writable_spec_registry() ->
     # Seeded from the image's own registry before the code location first loads.
     image_specs = re.search(r"QUANTOS_SPECS_DIR=(\S+)", (DEPLOY / "Dockerfile").read_text())
     assert image_specs is not None
-    seed = next(d for _, d in _docs() if d["kind"] == "Job" and d["metadata"]["name"] == "quantos-specs-seed")
+    seed = next(
+        d
+        for _, d in _docs()
+        if d["kind"] == "Job" and d["metadata"]["name"] == "quantos-specs-seed"
+    )
     seed_pod = seed["spec"]["template"]["spec"]
     [seeder] = seed_pod["containers"]
     assert _claim_at(specs_dir, seeder["volumeMounts"], seed_pod["volumes"])[0] == claim
-    assert f'Path("{image_specs.group(1)}")' in seeder["command"][-1] and f'Path("{specs_dir}")' in seeder["command"][-1]
-    assert seeder["image"].rsplit(":", 1)[0] == user["image"]["repository"] == container["image"].rsplit(":", 1)[0]
+    assert (
+        f'Path("{image_specs.group(1)}")' in seeder["command"][-1]
+        and f'Path("{specs_dir}")' in seeder["command"][-1]
+    )
+    assert (
+        seeder["image"].rsplit(":", 1)[0]
+        == user["image"]["repository"]
+        == container["image"].rsplit(":", 1)[0]
+    )
 
 
 def test_the_gateway_starts_on_its_manifest_with_secrets_taken_key_by_key() -> None:
@@ -234,8 +304,13 @@ def test_the_gateway_starts_on_its_manifest_with_secrets_taken_key_by_key() -> N
 
     pod = _gateway_pod()
     [container] = pod["containers"]
-    assert not container.get("envFrom"), "name each key (secretKeyRef): the gateway needs few of them"
-    known = {s["name"] for s in _user_code()["envSecrets"]} | {"quantos-gateway-db", "quantos-audit"}
+    assert not container.get("envFrom"), (
+        "name each key (secretKeyRef): the gateway needs few of them"
+    )
+    known = {s["name"] for s in _user_code()["envSecrets"]} | {
+        "quantos-gateway-db",
+        "quantos-audit",
+    }
     guide = (DEPLOY.parent / "docs" / "deployment.md").read_text()
     env: dict[str, str] = {}
     for var in container["env"]:
@@ -248,7 +323,9 @@ def test_the_gateway_starts_on_its_manifest_with_secrets_taken_key_by_key() -> N
     settings = gateway_settings(env)  # raises ProfileError naming a variable the prod profile lacks
     assert settings.production and settings.teams_required
     # the audit trail is keyed from a Secret and anchored in S3, or the gateway would not start
-    assert settings.audit.key.secret == "<quantos-audit/QUANTOS_AUDIT_KEY>" and (settings.audit.anchor or "").startswith("s3://")
+    assert settings.audit.key.secret == "<quantos-audit/QUANTOS_AUDIT_KEY>" and (
+        settings.audit.anchor or ""
+    ).startswith("s3://")
     mounts = {m["mountPath"]: m["name"] for m in container["volumeMounts"]}
     volumes = {v["name"]: v for v in pod["volumes"]}
     assert "configMap" in volumes[mounts[str(settings.teams_path.parent)]]
@@ -267,13 +344,24 @@ def test_the_crd_check_is_strict() -> None:
     cluster = _raycluster()
     typo = {**cluster, "spec": {**cluster["spec"], "enableInTreeAutoscalng": True}}
     assert any("enableInTreeAutoscalng" in e for e in _crd_errors(typo))
-    bad_mode = {**cluster, "spec": {**cluster["spec"], "autoscalerOptions": {"upscalingMode": "Fast"}}}
+    bad_mode = {
+        **cluster,
+        "spec": {**cluster["spec"], "autoscalerOptions": {"upscalingMode": "Fast"}},
+    }
     assert any(e.startswith("spec.autoscalerOptions.upscalingMode") for e in _crd_errors(bad_mode))
     typo_deep = json.loads(json.dumps(cluster))
-    typo_deep["spec"]["headGroupSpec"]["template"]["spec"]["containers"][0]["securityContext"]["runAsNonroot"] = True
+    typo_deep["spec"]["headGroupSpec"]["template"]["spec"]["containers"][0]["securityContext"][
+        "runAsNonroot"
+    ] = True
     assert any("runAsNonroot" in e for e in _crd_errors(typo_deep))
     [group, *_] = cluster["spec"]["workerGroupSpecs"]
-    nameless = {**cluster, "spec": {**cluster["spec"], "workerGroupSpecs": [{k: v for k, v in group.items() if k != "groupName"}]}}
+    nameless = {
+        **cluster,
+        "spec": {
+            **cluster["spec"],
+            "workerGroupSpecs": [{k: v for k, v in group.items() if k != "groupName"}],
+        },
+    }
     assert any("groupName" in e for e in _crd_errors(nameless))
 
 
@@ -284,16 +372,25 @@ def test_the_ray_cluster_runs_the_ray_of_uv_lock() -> None:
     python = (REPO / ".python-version").read_text().strip().replace(".", "")
     spec = _raycluster()["spec"]
     assert spec["rayVersion"] == ray
-    templates = [spec["headGroupSpec"]["template"], *(g["template"] for g in spec["workerGroupSpecs"])]
+    templates = [
+        spec["headGroupSpec"]["template"],
+        *(g["template"] for g in spec["workerGroupSpecs"]),
+    ]
     images = [c["image"] for t in templates for c in t["spec"]["containers"]]
-    assert images and all(re.fullmatch(rf"rayproject/ray:{re.escape(ray)}-py{python}(-gpu)?", i) for i in images), images
+    assert images and all(
+        re.fullmatch(rf"rayproject/ray:{re.escape(ray)}-py{python}(-gpu)?", i) for i in images
+    ), images
 
 
 def test_the_ray_cluster_autoscales_a_cpu_and_a_gpu_worker_group() -> None:
     spec = _raycluster()["spec"]
     assert spec["enableInTreeAutoscaling"] is True
     options = spec["autoscalerOptions"]
-    assert options["idleTimeoutSeconds"] > 0 and options["upscalingMode"] in ("Default", "Conservative", "Aggressive")
+    assert options["idleTimeoutSeconds"] > 0 and options["upscalingMode"] in (
+        "Default",
+        "Conservative",
+        "Aggressive",
+    )
     assert options["resources"]["requests"] and options["resources"]["limits"]
     _assert_hardened_container(options["securityContext"], "autoscaler")
     pools = load_pools(str(DEPLOY / "pools.yaml"))
@@ -302,14 +399,19 @@ def test_the_ray_cluster_autoscales_a_cpu_and_a_gpu_worker_group() -> None:
     for name, group in groups.items():
         assert group["minReplicas"] == 0 and group["maxReplicas"] > 0, name  # scales to zero
         pod = group["template"]["spec"]
-        pool = pools[name]  # each group sits on the node pool of its name, with its taints tolerated
+        pool = pools[
+            name
+        ]  # each group sits on the node pool of its name, with its taints tolerated
         assert pod["nodeSelector"] == dict(pool.node_selector), name
         tolerated = {tuple(sorted(t.items())) for t in pod.get("tolerations") or []}
         assert set(pool.tolerations) <= tolerated, name
     gpu = groups["gpu"]["template"]["spec"]["containers"][0]["resources"]
     assert gpu["limits"]["nvidia.com/gpu"] == gpu["requests"]["nvidia.com/gpu"] >= 1
     assert groups["gpu"]["rayStartParams"]["num-gpus"] == str(gpu["limits"]["nvidia.com/gpu"])
-    assert "nvidia.com/gpu" not in groups["cpu"]["template"]["spec"]["containers"][0]["resources"]["limits"]
+    assert (
+        "nvidia.com/gpu"
+        not in groups["cpu"]["template"]["spec"]["containers"][0]["resources"]["limits"]
+    )
     # nothing is scheduled on the head, the pod holding the autoscaler's API credentials
     head = spec["headGroupSpec"]["rayStartParams"]
     assert head["num-cpus"] == "0" and head["num-gpus"] == "0"
@@ -322,7 +424,9 @@ def _assert_hardened_container(sc: dict, where: str) -> None:
 
 def test_every_ray_pod_is_hardened() -> None:
     spec = _raycluster()["spec"]
-    templates = {"head": spec["headGroupSpec"]["template"]} | {g["groupName"]: g["template"] for g in spec["workerGroupSpecs"]}
+    templates = {"head": spec["headGroupSpec"]["template"]} | {
+        g["groupName"]: g["template"] for g in spec["workerGroupSpecs"]
+    }
     for name, template in templates.items():
         pod = template["spec"]
         assert pod["securityContext"]["runAsNonRoot"] is True, name
@@ -331,9 +435,18 @@ def test_every_ray_pod_is_hardened() -> None:
             _assert_hardened_container(container["securityContext"], f"{name}/{container['name']}")
         if name != "head":  # only the head's autoscaler talks to the Kubernetes API
             assert pod["automountServiceAccountToken"] is False, name
-    accounts = {d["metadata"]["name"]: d for _, d in _docs() if d["kind"] == "ServiceAccount" and d["metadata"]["namespace"] == "compute"}
+    accounts = {
+        d["metadata"]["name"]: d
+        for _, d in _docs()
+        if d["kind"] == "ServiceAccount" and d["metadata"]["namespace"] == "compute"
+    }
     for group in spec["workerGroupSpecs"]:
-        assert accounts[group["template"]["spec"]["serviceAccountName"]]["automountServiceAccountToken"] is False
+        assert (
+            accounts[group["template"]["spec"]["serviceAccountName"]][
+                "automountServiceAccountToken"
+            ]
+            is False
+        )
 
 
 def test_the_ray_cluster_takes_the_token_the_drivers_are_given() -> None:
@@ -368,7 +481,10 @@ def test_the_code_location_and_the_gateway_drive_the_same_ray_head() -> None:
     head = cluster["spec"]["headGroupSpec"]["template"]["spec"]["containers"][0]
     client_port = next(p["containerPort"] for p in head["ports"] if p["name"] == "client")
     service = f"{cluster['metadata']['name']}-head-svc.{cluster['metadata']['namespace']}.svc.cluster.local"
-    assert _ray_address_settings() == {"helm": f"ray://{service}:{client_port}", "gateway": f"ray://{service}:{client_port}"}
+    assert _ray_address_settings() == {
+        "helm": f"ray://{service}:{client_port}",
+        "gateway": f"ray://{service}:{client_port}",
+    }
 
 
 def test_only_ray_job_drivers_reach_the_ray_head() -> None:
@@ -376,7 +492,11 @@ def test_only_ray_job_drivers_reach_the_ray_head() -> None:
     only on the Ray Client port; Ray pods among themselves on any port."""
     cluster = _raycluster()
     name, namespace = cluster["metadata"]["name"], cluster["metadata"]["namespace"]
-    policies = [d for _, d in _docs() if d["kind"] == "NetworkPolicy" and d["metadata"]["namespace"] == namespace]
+    policies = [
+        d
+        for _, d in _docs()
+        if d["kind"] == "NetworkPolicy" and d["metadata"]["namespace"] == namespace
+    ]
     head_labels = {"ray.io/cluster": name, "ray.io/node-type": "head"}
     worker_labels = {"ray.io/cluster": name, "ray.io/node-type": "worker"}
 
@@ -396,7 +516,9 @@ def test_only_ray_job_drivers_reach_the_ray_head() -> None:
                 assert peer["podSelector"]["matchLabels"] == {"ray.io/cluster": name}
                 continue
             assert labels == head_labels, "only the head is reachable from another namespace"
-            assert peer["namespaceSelector"]["matchLabels"] == {"kubernetes.io/metadata.name": "quantos"}
+            assert peer["namespaceSelector"]["matchLabels"] == {
+                "kubernetes.io/metadata.name": "quantos"
+            }
             assert peer["podSelector"]["matchLabels"] == {RAY_DRIVER_LABEL: "true"}
             assert ports == [client]
     assert any("namespaceSelector" in peer for peer, _ in peers(head_labels))

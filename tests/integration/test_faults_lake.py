@@ -9,6 +9,7 @@ The outages are real network outages: clients talk to S3 and PostgreSQL through 
 forwarder (tests/tcp_outage.py) that refuses and resets connections while "down", so the
 shared PostgreSQL itself is never stopped.
 """
+
 from __future__ import annotations
 
 import logging
@@ -85,8 +86,21 @@ def test_c_four_concurrent_writers_commit_every_row(catalog: str, tmp_path: Path
         go = tmp_path / "go"
         procs = [
             subprocess.Popen(
-                [sys.executable, "-c", WRITER, uri, warehouse, f"w{w}", str(go), str(COMMITS_PER_WRITER), str(ROWS)],
-                cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                [
+                    sys.executable,
+                    "-c",
+                    WRITER,
+                    uri,
+                    warehouse,
+                    f"w{w}",
+                    str(go),
+                    str(COMMITS_PER_WRITER),
+                    str(ROWS),
+                ],
+                cwd=REPO,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.STDOUT,
+                text=True,
             )
             for w in range(WRITERS)
         ]
@@ -96,11 +110,15 @@ def test_c_four_concurrent_writers_commit_every_row(catalog: str, tmp_path: Path
         for w, (proc, out) in enumerate(zip(procs, outputs, strict=True)):
             assert proc.returncode == 0, f"writer w{w} failed:\n{out[-3000:]}"
 
-        lake = LakeIOManager(catalog_uri=uri, warehouse=warehouse, artifact_store=ArtifactStore(root=warehouse))
+        lake = LakeIOManager(
+            catalog_uri=uri, warehouse=warehouse, artifact_store=ArtifactStore(root=warehouse)
+        )
         table = lake.read_arrow("faults", "ticks", None)
         _close(lake)
         live = SqlCatalog("quantos", uri=uri, warehouse=warehouse).load_table(("faults", "ticks"))
-        referenced = {Path(task.file.file_path.removeprefix("file://")) for task in live.scan().plan_files()}
+        referenced = {
+            Path(task.file.file_path.removeprefix("file://")) for task in live.scan().plan_files()
+        }
 
     # A losing attempt removed the data files it wrote: every file in the table's folder is in
     # the table (only appends here, so nothing was replaced or expired out of it).
@@ -109,12 +127,16 @@ def test_c_four_concurrent_writers_commit_every_row(catalog: str, tmp_path: Path
 
     expected = {f"w{w}-{i}" for w in range(WRITERS) for i in range(COMMITS_PER_WRITER)}
     counts = table.group_by("partition_key").aggregate([("seq", "count")])
-    per_key = dict(zip(counts["partition_key"].to_pylist(), counts["seq_count"].to_pylist(), strict=True))
+    per_key = dict(
+        zip(counts["partition_key"].to_pylist(), counts["seq_count"].to_pylist(), strict=True)
+    )
     assert per_key == dict.fromkeys(expected, ROWS), "sessions missing or doubled"
     assert table.num_rows == WRITERS * COMMITS_PER_WRITER * ROWS
     # Each writer's rows are in its own sessions: no write replaced another writer's session.
     for key in expected:
-        writers = pc.unique(table.filter(pc.equal(table["partition_key"], key))["writer"]).to_pylist()
+        writers = pc.unique(
+            table.filter(pc.equal(table["partition_key"], key))["writer"]
+        ).to_pylist()
         assert writers == [key.split("-")[0]]
     # The writers really collided (otherwise this proved nothing) and the losers retried.
     retries = sum(out.count("another writer committed first; retrying") for out in outputs)
@@ -136,8 +158,11 @@ class Outages:
 
     def lake(self, tmp_path: Path) -> LakeIOManager:
         return LakeIOManager(
-            catalog_uri=self.catalog_uri, warehouse=self.warehouse, s3_endpoint=self.s3_endpoint,
-            s3_region="us-east-1", artifact_store=ArtifactStore(root=str(tmp_path / "artifacts")),
+            catalog_uri=self.catalog_uri,
+            warehouse=self.warehouse,
+            s3_endpoint=self.s3_endpoint,
+            s3_region="us-east-1",
+            artifact_store=ArtifactStore(root=str(tmp_path / "artifacts")),
         )
 
 
@@ -151,7 +176,9 @@ def outages(pg_db: str) -> Iterator[Outages]:
             host, port = endpoint.removeprefix("http://").rsplit(":", 1)
             with tcp_outage(host, int(port)) as s3, tcp_outage("127.0.0.1", 5432) as pg:
                 yield Outages(
-                    s3=s3, pg=pg, s3_endpoint=f"http://127.0.0.1:{s3.port}",
+                    s3=s3,
+                    pg=pg,
+                    s3_endpoint=f"http://127.0.0.1:{s3.port}",
                     catalog_uri=f"postgresql+psycopg2://postgres@127.0.0.1:{pg.port}/{pg_db}",
                     warehouse=f"s3://{BUCKET}/warehouse",
                 )
@@ -164,10 +191,14 @@ OUTAGES = 4
 
 
 def _version_table(version: int, rows: int = 400) -> pa.Table:
-    return pa.table({"version": pa.array([version] * rows, pa.int64()), "i": pa.array(range(rows), pa.int64())})
+    return pa.table(
+        {"version": pa.array([version] * rows, pa.int64()), "i": pa.array(range(rows), pa.int64())}
+    )
 
 
-def test_d_outages_during_writes_leave_only_whole_snapshots(outages: Outages, tmp_path: Path) -> None:
+def test_d_outages_during_writes_leave_only_whole_snapshots(
+    outages: Outages, tmp_path: Path
+) -> None:
     """A writer replaces three sessions in one commit, again and again, while S3 and the
     catalog database drop out under it at random moments of a write: each write either fails
     with one line naming the table or commits, and every snapshot the table keeps is one
@@ -187,7 +218,9 @@ def test_d_outages_during_writes_leave_only_whole_snapshots(outages: Outages, tm
             version += 1
             started = time.monotonic()
             try:
-                write_partitions(catalog, identifier, None, {s: _version_table(version) for s in SESSIONS})
+                write_partitions(
+                    catalog, identifier, None, {s: _version_table(version) for s in SESSIONS}
+                )
                 committed.append(version)
                 durations.append(time.monotonic() - started)
             except LakeTableError as err:
@@ -232,7 +265,9 @@ def test_d_outages_during_writes_leave_only_whole_snapshots(outages: Outages, tm
         assert len(versions) == 1, f"snapshot {snapshot.snapshot_id} mixes writes {versions}"
         counts = rows.group_by("partition_key").aggregate([("i", "count")])
         assert sorted(counts["partition_key"].to_pylist()) == list(SESSIONS)
-        assert set(counts["i_count"].to_pylist()) == {400}, f"snapshot {snapshot.snapshot_id} holds part of a write"
+        assert set(counts["i_count"].to_pylist()) == {400}, (
+            f"snapshot {snapshot.snapshot_id} holds part of a write"
+        )
     current = pc.unique(lake.read_arrow("faults", "sessions", None)["version"]).to_pylist()[0]
     # The last write that reported success, or a later one whose commit landed as the
     # connection dropped (reported failed, yet whole).
@@ -310,7 +345,11 @@ def test_d_brief_outage_fails_an_attempt_in_one_line_and_the_retry_commits(
     assert lake_errors, messages
     line = lake_errors[0].removeprefix("resources.iceberg_tables.LakeTableError: ").rstrip("\n")
     assert "\n" not in line
-    what = "warehouse storage (s3://lake/warehouse)" if service == "s3" else "Iceberg catalog (postgresql+psycopg2://"
+    what = (
+        "warehouse storage (s3://lake/warehouse)"
+        if service == "s3"
+        else "Iceberg catalog (postgresql+psycopg2://"
+    )
     assert line.startswith(f"fault_lake.rows: {what}"), line
     assert " unavailable while writing: " in line, line
 

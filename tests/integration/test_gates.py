@@ -4,6 +4,7 @@ result and in the audit trail. Real engines: dagster-pipes subprocesses, a local
 original training and the reproducibility retrain), Iceberg on SQLite, the local artifact
 store, the hash-chained audit trail on SQLite.
 """
+
 from __future__ import annotations
 
 import json
@@ -62,7 +63,10 @@ def gated(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Gated]:
     profile = active_profile()
     pipelines = {
         p.spec.pipeline_id: p
-        for p in (build_pipeline(load_spec(FIXTURES / f"gated_model_{name}.yaml")) for name in ("pass", "fail"))
+        for p in (
+            build_pipeline(load_spec(FIXTURES / f"gated_model_{name}.yaml"))
+            for name in ("pass", "fail")
+        )
     }
     defs = Definitions(
         assets=[a for p in pipelines.values() for a in p.assets],
@@ -84,7 +88,9 @@ def gated(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Gated]:
     assert profile.audit_url is not None
     # the runs' gates wrote the trail with the key file and anchor of the data dir
     assert (root / "data" / "audit.key").is_file() and (root / "data" / "audit.anchor").is_file()
-    yield Gated(defs, instance, pipelines, runs, audit_settings({}, profile, profile.audit_url).reader())
+    yield Gated(
+        defs, instance, pipelines, runs, audit_settings({}, profile, profile.audit_url).reader()
+    )
     instance.dispose()
     if not ray_was_up:
         ray.shutdown()  # the local Ray the runs started (two trainings and two retrains)
@@ -96,29 +102,51 @@ def _evaluations(result: ExecuteInProcessResult) -> dict[str, AssetCheckEvaluati
 
 
 def _materialized(result: ExecuteInProcessResult) -> set[str]:
-    return {e.asset_key.to_user_string() for e in result.get_asset_materialization_events() if e.asset_key}
+    return {
+        e.asset_key.to_user_string()
+        for e in result.get_asset_materialization_events()
+        if e.asset_key
+    }
 
 
 def test_a_model_that_meets_its_bounds_reaches_prod(gated: Gated) -> None:
     result = gated.runs["gated_pass"]
     assert result.success
     checks = _evaluations(result)
-    assert set(checks) == {"model_card", "metric_sharpe", "metric_max_drawdown", "metric_hit_rate", "reproducible"}
+    assert set(checks) == {
+        "model_card",
+        "metric_sharpe",
+        "metric_max_drawdown",
+        "metric_hit_rate",
+        "reproducible",
+    }
     assert all(c.passed for c in checks.values()), {n: c.description for n, c in checks.items()}
     assert re.fullmatch(r"sharpe \d+\.\d+ >= 1\.0", checks["metric_sharpe"].description or "")
-    assert re.fullmatch(r"retrained with seed 42 on gated_pass\.features@\d+: sha256 [0-9a-f]{12} matches",
-                        checks["reproducible"].description or "")
+    assert re.fullmatch(
+        r"retrained with seed 42 on gated_pass\.features@\d+: sha256 [0-9a-f]{12} matches",
+        checks["reproducible"].description or "",
+    )
     assert {f"gated_pass/promoted/{s}" for s in STAGES} <= _materialized(result)
 
     model = latest_metadata(gated.instance, AssetKey(["gated_pass", "model_uri"]))
     sha256, card = model["sha256"], model["model_card"]
-    assert card["owner"] == "research" and card["seed"] == 42 and card["training_data"]["snapshot_id"]
-    release_uri = str(latest_metadata(gated.instance, AssetKey(["gated_pass", "promoted", "prod"]))["release"])
+    assert (
+        card["owner"] == "research" and card["seed"] == 42 and card["training_data"]["snapshot_id"]
+    )
+    release_uri = str(
+        latest_metadata(gated.instance, AssetKey(["gated_pass", "promoted", "prod"]))["release"]
+    )
     release = json.loads(Path(release_uri.removeprefix("file://")).read_text())
-    assert (release["stage"], release["sha256"], release["previous_stage"]) == ("prod", sha256, "canary")
+    assert (release["stage"], release["sha256"], release["previous_stage"]) == (
+        "prod",
+        sha256,
+        "canary",
+    )
 
     records = gated.audit.records(subject="gated_pass/model_uri")
-    assert [(json.loads(r.params)["stage"], r.decision) for r in records] == [(s, "promoted") for s in STAGES]
+    assert [(json.loads(r.params)["stage"], r.decision) for r in records] == [
+        (s, "promoted") for s in STAGES
+    ]
     assert all(json.loads(r.params)["sha256"] == sha256 and r.action == "promote" for r in records)
 
 
@@ -138,7 +166,9 @@ def test_a_model_that_misses_a_bound_is_stopped_at_staging_with_the_reason(gated
 
     (record,) = gated.audit.records(subject="gated_fail/model_uri")
     assert (record.decision, json.loads(record.params)["stage"]) == ("refused", "staging")
-    assert record.detail == reason and json.loads(record.params)["failed_checks"] == ["metric_sharpe"]
+    assert record.detail == reason and json.loads(record.params)["failed_checks"] == [
+        "metric_sharpe"
+    ]
     assert gated.audit.verify().ok
 
 

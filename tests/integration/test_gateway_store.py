@@ -1,4 +1,5 @@
 """The gateway's submission store and the audit trail on SQLite and on the real PostgreSQL."""
+
 from __future__ import annotations
 
 import sqlite3
@@ -30,13 +31,24 @@ def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
 LEASE = 15.0
 
 
-def _admit(store: SubmissionStore, sid: str, team: str = "research", now: float = 1000.0, per_minute: int = 3):
+def _admit(
+    store: SubmissionStore,
+    sid: str,
+    team: str = "research",
+    now: float = 1000.0,
+    per_minute: int = 3,
+):
     return store.admit(
         NewSubmission(
-            submission_id=sid, team=team, actor="tok", pipeline_id="p", spec_sha256="a" * 64,
+            submission_id=sid,
+            team=team,
+            actor="tok",
+            pipeline_id="p",
+            spec_sha256="a" * 64,
             params={"x": 1},
         ),
-        per_minute=per_minute, now=now,
+        per_minute=per_minute,
+        now=now,
     )
 
 
@@ -61,7 +73,10 @@ def test_the_windows_wait_is_counted_as_the_list_of_its_times_would_say(store_ur
     for now in (1030.5, 1059.5, 1061.0, 1089.9):
         times = window.times("research", now)
         for limit in range(7):
-            assert window.wait("research", limit, now) == quota_wait(times, limit, now), (now, limit)
+            assert window.wait("research", limit, now) == quota_wait(times, limit, now), (
+                now,
+                limit,
+            )
     assert window.wait("execution", 1, 1030.5) is None
     assert window.wait("research", 5, 1030.5) == 30  # the oldest (t=1000) leaves at t=1060
 
@@ -87,7 +102,9 @@ def test_launch_queue_claims_once_and_recovers_what_a_stopped_gateway_held(store
         _admit(store, sid, now=1000.0, per_minute=10)
     assert store.pending(now=1001.0) == ["q1", "q2", "q3"] and store.unlaunched("research") == 3
     # The periodic sweep leaves fresh submissions to the gateway that accepted them.
-    assert store.pending(now=1001.0, queued_for=15) == [] and store.pending(now=1016.0, queued_for=15) == ["q1", "q2", "q3"]
+    assert store.pending(now=1001.0, queued_for=15) == [] and store.pending(
+        now=1016.0, queued_for=15
+    ) == ["q1", "q2", "q3"]
 
     # Two gateways race for each submission: exactly one claim each.
     taken: list[str] = []
@@ -96,7 +113,11 @@ def test_launch_queue_claims_once_and_recovers_what_a_stopped_gateway_held(store
         if store.claim(sid, owner, LEASE, now=1002.0) is not None:
             taken.append(sid)
 
-    threads = [threading.Thread(target=claim, args=(sid, owner)) for sid in ("q1", "q2", "q3") for owner in ("A", "B")]
+    threads = [
+        threading.Thread(target=claim, args=(sid, owner))
+        for sid in ("q1", "q2", "q3")
+        for owner in ("A", "B")
+    ]
     for t in threads:
         t.start()
     for t in threads:
@@ -106,7 +127,9 @@ def test_launch_queue_claims_once_and_recovers_what_a_stopped_gateway_held(store
     store.set_run("q1", "run-1", attempt=1)
     row = store.get("q2")
     assert row is not None and row.owner is not None
-    assert store.fail("q2", "job 'p' is not in code location 'quantos'", owner=row.owner, attempted=True)
+    assert store.fail(
+        "q2", "job 'p' is not in code location 'quantos'", owner=row.owner, attempted=True
+    )
     # q3's gateway stopped: nothing to take while its lease runs, then it is taken over, and says so.
     assert store.pending(now=1003.0) == []
     assert store.pending(now=1002.0 + LEASE + 1) == ["q3"]
@@ -116,24 +139,35 @@ def test_launch_queue_claims_once_and_recovers_what_a_stopped_gateway_held(store
 
     # A failed launch can be queued again or canceled; a launched one can be neither.
     row = store.get("q2")
-    assert row is not None and row.state == "failed" and "not in code location" in (row.error or "") and row.attempts == 1
+    assert (
+        row is not None
+        and row.state == "failed"
+        and "not in code location" in (row.error or "")
+        and row.attempts == 1
+    )
     assert store.launch_now("q2") == "queued" and (requeued := store.get("q2")) is not None
     assert requeued.state == "queued" and requeued.error is None and requeued.attempts == 1
     assert store.cancel_queued("q2") and store.claim("q2", "A", LEASE) is None
     assert store.launch_now("q2") is None  # canceled: a new submission_id is needed
     assert store.launch_now("q1") is None and not store.cancel_queued("q1")
     launched = store.get("q1")
-    assert launched is not None and launched.state == "launched" and store.run_ids("q1") == ["run-1"]
+    assert (
+        launched is not None and launched.state == "launched" and store.run_ids("q1") == ["run-1"]
+    )
 
 
-def test_a_lease_lasts_while_its_heartbeat_renews_it_and_lapses_when_it_stops(store_url: str) -> None:
+def test_a_lease_lasts_while_its_heartbeat_renews_it_and_lapses_when_it_stops(
+    store_url: str,
+) -> None:
     """The gateway that claimed a submission keeps it as long as it beats (however long it
     waits for Dagster); once it stops beating, another gateway takes it over after one lease."""
     store = SubmissionStore.from_url(store_url)
     _admit(store, "w1", now=1000.0)
     first = store.claim("w1", "A", LEASE, now=1000.0)
     assert first is not None and not first.taken_over
-    assert store.record_attempt("w1", "A", "Dagster at http://127.0.0.1:9 is unreachable: ConnectError", 1000.5)
+    assert store.record_attempt(
+        "w1", "A", "Dagster at http://127.0.0.1:9 is unreachable: ConnectError", 1000.5
+    )
 
     for beat in range(1, 20):  # ten minutes of retries, a beat every 5 s (a third of a lease)
         now = 1000.0 + 5 * beat
@@ -142,13 +176,19 @@ def test_a_lease_lasts_while_its_heartbeat_renews_it_and_lapses_when_it_stops(st
         assert store.pending(now=now + LEASE - 0.1) == []
     waiting = store.get("w1")
     assert waiting is not None and waiting.state == "launching" and waiting.owner == "A"
-    assert waiting.attempts == 1 and "unreachable" in (waiting.last_error or "") and waiting.next_attempt_at == 1000.5
+    assert (
+        waiting.attempts == 1
+        and "unreachable" in (waiting.last_error or "")
+        and waiting.next_attempt_at == 1000.5
+    )
 
     # A stops beating at t=1095 (killed): its lease ends at 1110.
     assert store.claim("w1", "B", LEASE, now=1109.9) is None
     assert store.pending(now=1110.1) == ["w1"]
     taken = store.claim("w1", "B", LEASE, now=1110.1)
-    assert taken is not None and taken.taken_over and taken.row.attempts == 1  # B asks Dagster first
+    assert (
+        taken is not None and taken.taken_over and taken.row.attempts == 1
+    )  # B asks Dagster first
     # A, had it only been paused, learns that it lost the claim and may not launch or record.
     assert store.heartbeat("A", ["w1"], LEASE, now=1111.0) == {}
     assert not store.hold("w1", "A", LEASE, now=1111.0)
@@ -173,14 +213,20 @@ def test_concurrent_takeovers_of_a_lapsed_claim_give_it_to_one_gateway(store_url
             if store.claim(sid, owner, LEASE, now=2000.0 + LEASE + 1) is not None:
                 winners.append(owner)
 
-        threads = [threading.Thread(target=sweep, args=(f"g{i}", sid, barrier, winners)) for i in range(8)]
+        threads = [
+            threading.Thread(target=sweep, args=(f"g{i}", sid, barrier, winners)) for i in range(8)
+        ]
         for t in threads:
             t.start()
         for t in threads:
             t.join()
         assert len(winners) == 1, winners
         row = store.get(sid)
-        assert row is not None and row.owner == winners[0] and row.lease_until == 2000.0 + 2 * LEASE + 1
+        assert (
+            row is not None
+            and row.owner == winners[0]
+            and row.lease_until == 2000.0 + 2 * LEASE + 1
+        )
 
 
 def test_retry_and_cancel_of_a_submission_still_waiting(store_url: str) -> None:
@@ -199,7 +245,12 @@ def test_retry_and_cancel_of_a_submission_still_waiting(store_url: str) -> None:
     # A launch call that was in flight gets its run recorded, and is told to terminate it.
     assert store.launched("s1", "run-late") == "canceled"
     row = store.get("s1")
-    assert row is not None and row.state == "canceled" and row.run_id == "run-late" and store.run_ids("s1") == ["run-late"]
+    assert (
+        row is not None
+        and row.state == "canceled"
+        and row.run_id == "run-late"
+        and store.run_ids("s1") == ["run-late"]
+    )
 
     # A stopping gateway lets its claims lapse at once.
     _admit(store, "s2", now=1000.0)
@@ -220,20 +271,33 @@ def test_a_store_made_before_the_launch_queue_gets_its_columns(tmp_path: Path) -
             "actor VARCHAR(64) NOT NULL, pipeline_id VARCHAR(128) NOT NULL, spec_sha256 VARCHAR(64) NOT NULL, "
             "params TEXT NOT NULL, created_at FLOAT NOT NULL, run_id VARCHAR(64))"
         )
-        conn.exec_driver_sql("INSERT INTO gateway_submissions VALUES ('old', 'research', 't', 'p', 'x', '{}', 1.0, 'run-0')")
+        conn.exec_driver_sql(
+            "INSERT INTO gateway_submissions VALUES ('old', 'research', 't', 'p', 'x', '{}', 1.0, 'run-0')"
+        )
     store = SubmissionStore.from_url(url)
     old = store.get("old")
     assert old is not None and old.state == "launched" and old.run_id == "run-0"
     assert store.pending() == []
 
 
-def test_audit_chain_holds_under_concurrent_appends_and_catches_edits(store_url: str, tmp_path: Path) -> None:
-    settings = AuditSettings(store_url, str(tmp_path / "audit.anchor"), AuditKeySource(path=tmp_path / "audit.key"))
+def test_audit_chain_holds_under_concurrent_appends_and_catches_edits(
+    store_url: str, tmp_path: Path
+) -> None:
+    settings = AuditSettings(
+        store_url, str(tmp_path / "audit.anchor"), AuditKeySource(path=tmp_path / "audit.key")
+    )
     audit = settings.writer()
 
     def worker(i: int) -> None:
         for j in range(10):
-            audit.append(actor=f"tok{i}", team="research", action="submit", subject=f"s{i}-{j}", decision="accepted", params={"j": j})
+            audit.append(
+                actor=f"tok{i}",
+                team="research",
+                action="submit",
+                subject=f"s{i}-{j}",
+                decision="accepted",
+                params={"j": j},
+            )
 
     threads = [threading.Thread(target=worker, args=(i,)) for i in range(4)]
     for t in threads:
@@ -249,7 +313,9 @@ def test_audit_chain_holds_under_concurrent_appends_and_catches_edits(store_url:
     # Someone with DDL rights disables the guard and edits a record: the chain says where.
     with audit.engine.begin() as conn:
         if conn.dialect.name == "postgresql":
-            conn.execute(sa.text("ALTER TABLE quantos_audit DISABLE TRIGGER quantos_audit_no_change"))
+            conn.execute(
+                sa.text("ALTER TABLE quantos_audit DISABLE TRIGGER quantos_audit_no_change")
+            )
         else:
             conn.execute(sa.text("DROP TRIGGER quantos_audit_no_update"))
         conn.execute(sa.text("UPDATE quantos_audit SET decision = 'rejected' WHERE seq = 7"))
@@ -261,17 +327,27 @@ def test_a_submission_and_its_audit_record_commit_together(store_url: str, tmp_p
     """The gateway records an accepted submission and its audit record in one transaction:
     a record that cannot be written leaves no submission and no quota slot behind."""
     store = SubmissionStore.from_url(store_url)
-    audit = AuditSettings(store_url, str(tmp_path / "audit.anchor"), AuditKeySource(path=tmp_path / "audit.key")).writer(store.engine)
+    audit = AuditSettings(
+        store_url, str(tmp_path / "audit.anchor"), AuditKeySource(path=tmp_path / "audit.key")
+    ).writer(store.engine)
 
     def record(conn: sa.Connection, sid: str):
-        return audit.record(conn, actor="tok", team="research", action="submit", subject=sid, decision="accepted")
+        return audit.record(
+            conn, actor="tok", team="research", action="submit", subject=sid, decision="accepted"
+        )
 
     ok = store.admit(
         NewSubmission(
-            submission_id="s1", team="research", actor="tok", pipeline_id="p", spec_sha256="a" * 64,
+            submission_id="s1",
+            team="research",
+            actor="tok",
+            pipeline_id="p",
+            spec_sha256="a" * 64,
             params={"x": 1},
         ),
-        per_minute=2, now=1000.0, audit=lambda conn: record(conn, "s1"),
+        per_minute=2,
+        now=1000.0,
+        audit=lambda conn: record(conn, "s1"),
     )
     assert ok.admitted and ok.row == store.get("s1") and ok.audited is not None
     audit.anchor_head(ok.audited)
@@ -283,13 +359,21 @@ def test_a_submission_and_its_audit_record_commit_together(store_url: str, tmp_p
     with pytest.raises(RuntimeError, match="not writable"):
         store.admit(
             NewSubmission(
-                submission_id="s2", team="research", actor="tok", pipeline_id="p",
-                spec_sha256="a" * 64, params={"x": 1},
+                submission_id="s2",
+                team="research",
+                actor="tok",
+                pipeline_id="p",
+                spec_sha256="a" * 64,
+                params={"x": 1},
             ),
-            per_minute=2, now=1001.0, audit=broken,
+            per_minute=2,
+            now=1001.0,
+            audit=broken,
         )
     assert store.get("s2") is None  # nothing half-written: no row ...
-    assert _admit(store, "s3", now=1002.0, per_minute=2).admitted  # ... and the failed one took no slot
+    assert _admit(
+        store, "s3", now=1002.0, per_minute=2
+    ).admitted  # ... and the failed one took no slot
     report = audit.verify()
     assert report.ok and report.records == 1 and report.anchored_seq == 1, report
 
@@ -309,13 +393,19 @@ def test_a_read_neither_waits_for_nor_blocks_a_writer(tmp_path: Path) -> None:
         row = seen[0]
         assert row is not None and row.error is None  # the last committed state
         with reading(store.engine) as conn:
-            assert conn.execute(sa.text("SELECT count(*) FROM gateway_submissions")).scalar_one() == 1
+            assert (
+                conn.execute(sa.text("SELECT count(*) FROM gateway_submissions")).scalar_one() == 1
+            )
     with store.engine.begin(), pytest.raises(sqlite3.OperationalError, match="locked"):
         # every other transaction takes SQLite's lock up front: no other connection may write
-        sqlite3.connect(tmp_path / "gateway.db", timeout=0.1, isolation_level=None).execute("BEGIN IMMEDIATE")
+        sqlite3.connect(tmp_path / "gateway.db", timeout=0.1, isolation_level=None).execute(
+            "BEGIN IMMEDIATE"
+        )
 
 
-def test_a_processs_writers_queue_and_every_end_of_a_transaction_lets_the_next_go(tmp_path: Path) -> None:
+def test_a_processs_writers_queue_and_every_end_of_a_transaction_lets_the_next_go(
+    tmp_path: Path,
+) -> None:
     """SQLite: the writers of one process wait on an in-process queue (woken as soon as the
     writer before them commits) before SQLite's lock, so the queue must be let go however a
     write transaction ends, and every engine on the file must share it."""
@@ -343,7 +433,13 @@ def test_a_processs_writers_queue_and_every_end_of_a_transaction_lets_the_next_g
     # many writers of two engines at once: every admission counted once, the queue free after
     other = SubmissionStore.from_url(f"sqlite:///{path}")
     threads = [
-        threading.Thread(target=lambda i=i: [_admit(s, f"q{i}-{j}-{k}", per_minute=10_000) for j in range(10) for k, s in enumerate((store, other))])
+        threading.Thread(
+            target=lambda i=i: [
+                _admit(s, f"q{i}-{j}-{k}", per_minute=10_000)
+                for j in range(10)
+                for k, s in enumerate((store, other))
+            ]
+        )
         for i in range(8)
     ]
     for t in threads:
@@ -352,7 +448,12 @@ def test_a_processs_writers_queue_and_every_end_of_a_transaction_lets_the_next_g
         t.join(timeout=60)
     assert queue._holder is None
     with reading(store.engine) as conn:
-        assert conn.execute(sa.text("SELECT count(*) FROM gateway_submissions WHERE id LIKE 'q%'")).scalar_one() == 160
+        assert (
+            conn.execute(
+                sa.text("SELECT count(*) FROM gateway_submissions WHERE id LIKE 'q%'")
+            ).scalar_one()
+            == 160
+        )
 
 
 def test_a_store_url_of_another_kind_is_one_clear_error() -> None:

@@ -4,6 +4,7 @@ broker. The daemon process is SIGKILLed at Dagster's own crash points (after the
 of a tick is created; after the tick's run requests and cursor are recorded, before the
 next tick commits the offsets), restarted, and the sensor cursor is even thrown away once:
 every submission still ends up as exactly one run and the group's offsets reach the end."""
+
 from __future__ import annotations
 
 import multiprocessing
@@ -60,13 +61,17 @@ def daemon_iteration(instance_ref: Any, when: float, crash_at: str | None = None
         freeze_time(when),
         create_test_daemon_workspace_context(InProcessWorkspaceLoadTarget(origin), instance) as ctx,
     ):
-        list(execute_sensor_iteration(
-            ctx, get_default_daemon_logger("SensorDaemon"), None, None, debug_crash_flags=flags))
+        list(
+            execute_sensor_iteration(
+                ctx, get_default_daemon_logger("SensorDaemon"), None, None, debug_crash_flags=flags
+            )
+        )
 
 
 def _killed_iteration(instance: DagsterInstance, when: float, crash_at: str) -> None:
     process = multiprocessing.get_context("spawn").Process(
-        target=daemon_iteration, args=(instance.get_ref(), when, crash_at))
+        target=daemon_iteration, args=(instance.get_ref(), when, crash_at)
+    )
     process.start()
     process.join(timeout=120)
     assert process.exitcode == -signal.SIGKILL, f"daemon was not killed at {crash_at}"
@@ -77,8 +82,10 @@ def _runs_by_submission(instance: DagsterInstance) -> Counter[str | None]:
 
 
 def _submissions(first: int, count: int) -> list[dict[str, Any]]:
-    return [{"spec_ref": "xs_signal", "runtime_params": {"submission_id": f"sub-{n:03d}"}}
-            for n in range(first, first + count)]
+    return [
+        {"spec_ref": "xs_signal", "runtime_params": {"submission_id": f"sub-{n:03d}"}}
+        for n in range(first, first + count)
+    ]
 
 
 def test_each_submission_runs_exactly_once_across_daemon_kills(
@@ -91,7 +98,8 @@ def test_each_submission_runs_exactly_once_across_daemon_kills(
     # Queued runs stay queued: this test is about what gets recorded, not executed.
     (home / "dagster.yaml").write_text(
         "telemetry: {enabled: false}\n"
-        "run_coordinator: {module: dagster._core.run_coordinator, class: QueuedRunCoordinator}\n")
+        "run_coordinator: {module: dagster._core.run_coordinator, class: QueuedRunCoordinator}\n"
+    )
     monkeypatch.setenv("QUANTOS_SPECS_DIR", str(specs))
     monkeypatch.setenv("QUANTOS_KAFKA_BOOTSTRAP", kafka_broker.bootstrap)
     monkeypatch.setenv("QUANTOS_KAFKA_TIMEOUT_S", "3")
@@ -117,7 +125,9 @@ def test_each_submission_runs_exactly_once_across_daemon_kills(
         # reads those messages again and Dagster's run-key check drops them.
         [state] = [s for s in instance.all_instigator_state() if s.name == SENSOR_NAME]
         assert isinstance(state.instigator_data, SensorInstigatorData)
-        instance.update_instigator_state(state.with_data(state.instigator_data._replace(cursor=None)))
+        instance.update_instigator_state(
+            state.with_data(state.instigator_data._replace(cursor=None))
+        )
         assert kafka_broker.committed(TOPIC, GROUP) != kafka_broker.end_offsets(TOPIC)
         daemon_iteration(instance.get_ref(), T0 + 240)
         daemon_iteration(instance.get_ref(), T0 + 300)

@@ -1,6 +1,7 @@
 """A spec's kafka_lag trigger against a real Kafka-protocol broker: lag over the threshold
 requests a run (lag per partition reported), debounced by min_interval, quiet once the
 group catches up, and a missing topic or dead broker is a skipped tick naming the cause."""
+
 from __future__ import annotations
 
 import json
@@ -30,12 +31,16 @@ triggers:
 
 
 def _sensor(bootstrap: str, topic: str = "md.ticks"):
-    pipeline = build_pipeline(load_spec_text(SPEC.format(topic=topic), "tick_features.yaml", "yaml"))
+    pipeline = build_pipeline(
+        load_spec_text(SPEC.format(topic=topic), "tick_features.yaml", "yaml")
+    )
     [sensor] = build_lag_sensors(pipeline, KafkaSettings(bootstrap=bootstrap, timeout_s=1.5))
     return sensor
 
 
-def test_lag_over_the_threshold_runs_the_pipeline_once_per_min_interval(kafka_broker: MockKafka) -> None:
+def test_lag_over_the_threshold_runs_the_pipeline_once_per_min_interval(
+    kafka_broker: MockKafka,
+) -> None:
     kafka_broker.produce("md.ticks", [{"px": i} for i in range(12)])  # 3 per partition
     kafka_broker.commit("md.ticks", "feature-builders", {0: 3, 1: 1})  # lag 0 + 2 + 3 + 3 = 8
     sensor = _sensor(kafka_broker.bootstrap)
@@ -49,27 +54,42 @@ def test_lag_over_the_threshold_runs_the_pipeline_once_per_min_interval(kafka_br
     assert observation.asset_key.path == ["tick_features", "kafka_lag"]
     assert observation.metadata["total_lag"].value == 8
     assert observation.metadata["lag_by_partition"].value == {
-        "md.ticks[2]": 3, "md.ticks[3]": 3, "md.ticks[1]": 2, "md.ticks[0]": 0}
+        "md.ticks[2]": 3,
+        "md.ticks[3]": 3,
+        "md.ticks[1]": 2,
+        "md.ticks[0]": 0,
+    }
 
     debounced = sensor.evaluate_tick(build_sensor_context(cursor=first.cursor))
     assert not debounced.run_requests
     assert "min_interval 120s" in debounced.skip_message
 
-    two_minutes_later = json.dumps({"last_request_at": json.loads(first.cursor)["last_request_at"] - 121})
+    two_minutes_later = json.dumps(
+        {"last_request_at": json.loads(first.cursor)["last_request_at"] - 121}
+    )
     again = sensor.evaluate_tick(build_sensor_context(cursor=two_minutes_later))
     assert len(again.run_requests) == 1
 
     kafka_broker.commit("md.ticks", "feature-builders", {p: 3 for p in range(4)})
     caught_up = sensor.evaluate_tick(build_sensor_context(cursor=two_minutes_later))
     assert not caught_up.run_requests
-    assert "lag 0 of group feature-builders on md.ticks is within threshold 5" == caught_up.skip_message
+    assert (
+        "lag 0 of group feature-builders on md.ticks is within threshold 5"
+        == caught_up.skip_message
+    )
 
 
 def test_missing_topic_and_unreachable_broker_skip_with_the_cause(kafka_broker: MockKafka) -> None:
     missing = _sensor(kafka_broker.bootstrap, topic="md.nothing")
-    assert "topic 'md.nothing' does not exist" in missing.evaluate_tick(build_sensor_context()).skip_message
+    assert (
+        "topic 'md.nothing' does not exist"
+        in missing.evaluate_tick(build_sensor_context()).skip_message
+    )
     nowhere = _sensor("127.0.0.1:1")
-    assert "Kafka broker unreachable at 127.0.0.1:1" in nowhere.evaluate_tick(build_sensor_context()).skip_message
+    assert (
+        "Kafka broker unreachable at 127.0.0.1:1"
+        in nowhere.evaluate_tick(build_sensor_context()).skip_message
+    )
 
 
 def test_without_a_broker_configured_there_is_no_lag_sensor() -> None:

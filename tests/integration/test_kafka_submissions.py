@@ -1,6 +1,7 @@
 """kafka_submissions against a real Kafka-protocol broker: what a compiler sends becomes runs,
 bad messages are dead-lettered, and a broker that is down or a topic that is missing is a
 skipped tick that loses nothing."""
+
 from __future__ import annotations
 
 import json
@@ -46,17 +47,28 @@ def _pipelines(tmp_path: Path) -> list[PipelineDefs]:
     return [build_pipeline(load_spec(path))]
 
 
-_VARIABLES = {"group": "QUANTOS_KAFKA_GROUP", "submissions_topic": "QUANTOS_SUBMISSIONS_TOPIC",
-              "timeout_s": "QUANTOS_KAFKA_TIMEOUT_S"}
+_VARIABLES = {
+    "group": "QUANTOS_KAFKA_GROUP",
+    "submissions_topic": "QUANTOS_SUBMISSIONS_TOPIC",
+    "timeout_s": "QUANTOS_KAFKA_TIMEOUT_S",
+}
 # staging/prod need their stores named; nothing here opens them
-_PROD = {"QUANTOS_ENV": "prod", "QUANTOS_CATALOG_URI": "sqlite:///unused.db",
-         "QUANTOS_WAREHOUSE": "s3://unused/warehouse", "QUANTOS_ARTIFACTS": "s3://unused/artifacts"}
+_PROD = {
+    "QUANTOS_ENV": "prod",
+    "QUANTOS_CATALOG_URI": "sqlite:///unused.db",
+    "QUANTOS_WAREHOUSE": "s3://unused/warehouse",
+    "QUANTOS_ARTIFACTS": "s3://unused/artifacts",
+}
 
 
 def _profile(bootstrap: str, production: bool = False, **kw: Any) -> Profile:
     """The profile of a location with this broker (the suite's teams file, conftest.py)."""
-    env = {"QUANTOS_KAFKA_BOOTSTRAP": bootstrap, "QUANTOS_KAFKA_TIMEOUT_S": "3",
-           "QUANTOS_TEAMS": os.environ["QUANTOS_TEAMS"], **{_VARIABLES[k]: str(v) for k, v in kw.items()}}
+    env = {
+        "QUANTOS_KAFKA_BOOTSTRAP": bootstrap,
+        "QUANTOS_KAFKA_TIMEOUT_S": "3",
+        "QUANTOS_TEAMS": os.environ["QUANTOS_TEAMS"],
+        **{_VARIABLES[k]: str(v) for k, v in kw.items()},
+    }
     return active_profile({**env, **(_PROD if production else {})})
 
 
@@ -83,15 +95,21 @@ def test_each_submission_becomes_one_run_and_bad_ones_are_dead_lettered(
 ) -> None:
     pipelines = _pipelines(tmp_path)
     inline = json.loads(json.dumps(pipelines[0].spec.model_dump(mode="json", by_alias=True)))
-    kafka_broker.produce(TOPIC, [
-        {"spec_ref": "xs_signal", "runtime_params": _params(1, priority="high")},
-        {"dag_spec": inline, "runtime_params": _params(2)},
-        {"spec_ref": "xs_signal.yaml", "runtime_params": _params(3)},
-        b"{not json",
-        {"spec_ref": "no_such_pipeline", "runtime_params": _params(5)},
-        {"dag_spec": {**inline, "nodes": [{"id": "x", "kind": "bogus"}]}, "runtime_params": _params(6)},
-        {"spec_ref": "xs_signal", "runtime_params": {"env": "local"}},
-    ])
+    kafka_broker.produce(
+        TOPIC,
+        [
+            {"spec_ref": "xs_signal", "runtime_params": _params(1, priority="high")},
+            {"dag_spec": inline, "runtime_params": _params(2)},
+            {"spec_ref": "xs_signal.yaml", "runtime_params": _params(3)},
+            b"{not json",
+            {"spec_ref": "no_such_pipeline", "runtime_params": _params(5)},
+            {
+                "dag_spec": {**inline, "nodes": [{"id": "x", "kind": "bogus"}]},
+                "runtime_params": _params(6),
+            },
+            {"spec_ref": "xs_signal", "runtime_params": {"env": "local"}},
+        ],
+    )
     sensor = build_kafka_submissions(pipelines, _profile(kafka_broker.bootstrap))
 
     first = _tick(sensor, None)
@@ -124,8 +142,12 @@ def test_each_submission_becomes_one_run_and_bad_ones_are_dead_lettered(
     assert [r.tags["quantos/submission_id"] for r in third.run_requests] == ["sub-008"]
 
 
-PROD = {"QUANTOS_ENV": "prod", "QUANTOS_CATALOG_URI": "postgresql+psycopg2://lake@pg/lake",
-        "QUANTOS_WAREHOUSE": "s3://lake/warehouse", "QUANTOS_ARTIFACTS": "s3://artifacts"}
+PROD = {
+    "QUANTOS_ENV": "prod",
+    "QUANTOS_CATALOG_URI": "postgresql+psycopg2://lake@pg/lake",
+    "QUANTOS_WAREHOUSE": "s3://lake/warehouse",
+    "QUANTOS_ARTIFACTS": "s3://artifacts",
+}
 
 
 def test_in_production_a_submissions_placement_and_secrets_reach_its_steps(
@@ -139,15 +161,29 @@ def test_in_production_a_submissions_placement_and_secrets_reach_its_steps(
     from resources.profile import active_profile
 
     pipelines = _pipelines(tmp_path)
-    wanted = _params(1, secrets_scope=["market-data"], affinity={"compute_pool": "cpu_spot"}, priority="low")
-    kafka_broker.produce(TOPIC, [
-        {"spec_ref": "xs_signal", "runtime_params": wanted},
-        {"spec_ref": "xs_signal", "runtime_params": _params(2, secrets_scope=["Market_Data"])},
-        {"spec_ref": "xs_signal", "runtime_params": _params(3, affinity={"compute_pool": "tpu"})},
-        # deploy/teams.yaml grants execution-prod to team execution, not to research (the pipeline's team)
-        {"spec_ref": "xs_signal", "runtime_params": _params(4, secrets_scope=["execution-prod"])},
-        {"spec_ref": "xs_signal", "runtime_params": {**_params(5), "labels": {"team": "execution"}}},
-    ])
+    wanted = _params(
+        1, secrets_scope=["market-data"], affinity={"compute_pool": "cpu_spot"}, priority="low"
+    )
+    kafka_broker.produce(
+        TOPIC,
+        [
+            {"spec_ref": "xs_signal", "runtime_params": wanted},
+            {"spec_ref": "xs_signal", "runtime_params": _params(2, secrets_scope=["Market_Data"])},
+            {
+                "spec_ref": "xs_signal",
+                "runtime_params": _params(3, affinity={"compute_pool": "tpu"}),
+            },
+            # deploy/teams.yaml grants execution-prod to team execution, not to research (the pipeline's team)
+            {
+                "spec_ref": "xs_signal",
+                "runtime_params": _params(4, secrets_scope=["execution-prod"]),
+            },
+            {
+                "spec_ref": "xs_signal",
+                "runtime_params": {**_params(5), "labels": {"team": "execution"}},
+            },
+        ],
+    )
     sensor = build_kafka_submissions(pipelines, _profile(kafka_broker.bootstrap, production=True))
     [run] = _tick(sensor, None).run_requests
 
@@ -160,7 +196,10 @@ def test_in_production_a_submissions_placement_and_secrets_reach_its_steps(
     prod_job = definitions_for(pipelines, active_profile(PROD)).resolve_job_def("xs_signal")
     validate_run_config(prod_job, run.run_config)  # k8s_job_executor's own config schema
 
-    errors = {dict(m.headers())["quantos.error"].decode().split(": ", 1)[1] for m in kafka_broker.read_all(f"{TOPIC}.dlq")}
+    errors = {
+        dict(m.headers())["quantos.error"].decode().split(": ", 1)[1]
+        for m in kafka_broker.read_all(f"{TOPIC}.dlq")
+    }
     assert errors == {
         (
             "runtime_params.secrets_scope: secrets_scope 'Market_Data' cannot name a Kubernetes Secret "
@@ -180,12 +219,16 @@ def test_unreachable_broker_and_missing_topic_skip_with_the_cause_and_lose_nothi
     kafka_broker: MockKafka, tmp_path: Path
 ) -> None:
     pipelines = _pipelines(tmp_path)
-    missing = build_kafka_submissions(pipelines, _profile(kafka_broker.bootstrap, submissions_topic="no.such.topic"))
+    missing = build_kafka_submissions(
+        pipelines, _profile(kafka_broker.bootstrap, submissions_topic="no.such.topic")
+    )
     result = _tick(missing, None)
     assert not result.run_requests
     assert "topic 'no.such.topic' does not exist" in result.skip_message
 
-    kafka_broker.produce(TOPIC, [{"spec_ref": "xs_signal", "runtime_params": _params(n)} for n in range(4)])
+    kafka_broker.produce(
+        TOPIC, [{"spec_ref": "xs_signal", "runtime_params": _params(n)} for n in range(4)]
+    )
     sensor = build_kafka_submissions(pipelines, _profile(kafka_broker.bootstrap, timeout_s=1.0))
     first = _tick(sensor, None)
     assert len(first.run_requests) == 4
@@ -196,7 +239,9 @@ def test_unreachable_broker_and_missing_topic_skip_with_the_cause_and_lose_nothi
     finally:
         kafka_broker.resume()
     assert not down.run_requests
-    assert "Kafka" in down.skip_message and kafka_broker.bootstrap.split(",")[0] in down.skip_message
+    assert (
+        "Kafka" in down.skip_message and kafka_broker.bootstrap.split(",")[0] in down.skip_message
+    )
     assert down.cursor == first.cursor  # the uncommitted offsets are still owed a commit
 
     kafka_broker.produce(TOPIC, [{"spec_ref": "xs_signal", "runtime_params": _params(9)}])
@@ -224,11 +269,15 @@ def test_submissions_over_the_teams_run_limit_wait_in_order_and_none_is_lost(
 
     teams = TeamsFile.model_validate({"teams": {"research": {"max_concurrent_runs": 2}}})
     pipelines = _pipelines(tmp_path)
-    kafka_broker.produce(TOPIC, [{"spec_ref": "xs_signal", "runtime_params": _params(n)} for n in range(1, 5)])
+    kafka_broker.produce(
+        TOPIC, [{"spec_ref": "xs_signal", "runtime_params": _params(n)} for n in range(1, 5)]
+    )
     sensor = build_kafka_submissions(pipelines, _profile(kafka_broker.bootstrap), teams=teams)
 
     first = _tick(sensor, None)
-    assert len(first.run_requests) == 2  # the team's limit; the other two wait (not dead-lettered: all four run)
+    assert (
+        len(first.run_requests) == 2
+    )  # the team's limit; the other two wait (not dead-lettered: all four run)
     # The runs of the first tick are not in this (ephemeral) instance: Dagster creates them
     # after the tick, so the next tick finds the team under its limit again.
     second = _tick(sensor, first.cursor)

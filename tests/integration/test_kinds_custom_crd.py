@@ -1,4 +1,5 @@
 """custom_crd: manifest validation and the one-line error without a cluster; the kind registry."""
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -35,7 +36,9 @@ def test_manifest_errors_name_their_field() -> None:
     assert validate_manifest({}) == [
         "params.manifest is required (a Kubernetes object: apiVersion, kind, metadata.name, spec)"
     ]
-    assert validate_manifest({"manifest": "RayJob"}) == ["params.manifest must be a mapping, not str"]
+    assert validate_manifest({"manifest": "RayJob"}) == [
+        "params.manifest must be a mapping, not str"
+    ]
     errors = validate_manifest({"manifest": {"kind": "RayJob", "metadata": {"name": "Bad_Name"}}})
     assert errors == [
         "params.manifest.apiVersion is required (a non-empty string)",
@@ -47,7 +50,9 @@ def test_manifest_errors_name_their_field() -> None:
 def test_no_cluster_is_one_clear_line(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("KUBECONFIG", str(tmp_path / "absent-kubeconfig"))
     monkeypatch.delenv("KUBERNETES_SERVICE_HOST", raising=False)
-    node = Node(id="submit", kind=NodeKind.custom_crd, params={"manifest": MANIFEST}, outs=["status"])
+    node = Node(
+        id="submit", kind=NodeKind.custom_crd, params={"manifest": MANIFEST}, outs=["status"]
+    )
     spec = DagSpec(version=1, pipeline_id="kinds_crd", nodes=[node])
     with build_asset_context() as context, pytest.raises(NodeRunError) as err:
         runner_for(NodeKind.custom_crd).run(context, NodeRun(spec=spec, node=node, spec_dir=None))

@@ -3,6 +3,7 @@
 Kept apart from the tests so the child imports pyarrow only, not dagster and
 the project (seconds per subprocess).
 """
+
 from __future__ import annotations
 
 import os
@@ -41,9 +42,17 @@ def fail_first_attempt(marker: str) -> pa.Table:
 def environment() -> pa.Table:
     """Everything the child sees of its surroundings: its environment and its cwd."""
     names = sorted(os.environ)
-    return pa.table({"name": [*names, "<cwd>"], "value": [*(os.environ[n] for n in names), os.getcwd()]})
+    return pa.table(
+        {"name": [*names, "<cwd>"], "value": [*(os.environ[n] for n in names), os.getcwd()]}
+    )
 
 
 def shell(cmd: str) -> pa.Table:
     """What `subprocess:getoutput` would do if an allow-list let it through: run a shell line."""
-    return pa.table({"out": [subprocess.run(cmd, shell=True, capture_output=True, text=True, check=False).stdout]})
+    return pa.table(
+        {
+            "out": [
+                subprocess.run(cmd, shell=True, capture_output=True, text=True, check=False).stdout
+            ]
+        }
+    )

@@ -9,6 +9,7 @@
   pod's env and its envFrom Secrets, which reads its input from and writes its output to a real
   S3 server (moto), and Pipes messages come back through the pod log.
 """
+
 from __future__ import annotations
 
 import json
@@ -122,7 +123,9 @@ def _kubeconfig(tmp_path: Path, server: str) -> Path:
         "kind": "Config",
         "clusters": [{"name": "c", "cluster": {"server": server}}],
         "users": [{"name": "u", "user": {"token": "t"}}],
-        "contexts": [{"name": "x", "context": {"cluster": "c", "user": "u", "namespace": "quantos"}}],
+        "contexts": [
+            {"name": "x", "context": {"cluster": "c", "user": "u", "namespace": "quantos"}}
+        ],
         "current-context": "x",
     }
     return _write(tmp_path, yaml.safe_dump(config), "kubeconfig")
@@ -137,21 +140,34 @@ def test_pod_body_validates_and_is_placed_hardened_and_scoped() -> None:
     assert container["image"] == IMAGE and "command" not in container  # the image's own entrypoint
     assert container["env"] == [{"name": "FEATURE_VIEW", "value": "xs_v2"}]
     # high priority moves the spot_ok batch node to on-demand cpu, the gpu affinity does not apply
-    assert body["nodeSelector"] == {"quantos.io/pool": "cpu"} and body["priorityClassName"] == "quantos-high"
-    assert container["resources"] == {"requests": {"cpu": "4", "memory": "16Gi"}, "limits": {"cpu": "4", "memory": "16Gi"}}
+    assert (
+        body["nodeSelector"] == {"quantos.io/pool": "cpu"}
+        and body["priorityClassName"] == "quantos-high"
+    )
+    assert container["resources"] == {
+        "requests": {"cpu": "4", "memory": "16Gi"},
+        "limits": {"cpu": "4", "memory": "16Gi"},
+    }
     assert [e["secretRef"]["name"] for e in container["envFrom"]] == [
         "quantos-scope-binance-readonly",
         "quantos-scope-s3-lake-ro",
     ]
     sc = container["securityContext"]
-    assert sc["runAsNonRoot"] and not sc["allowPrivilegeEscalation"] and sc["readOnlyRootFilesystem"]
-    assert sc["capabilities"] == {"drop": ["ALL"]} and sc["seccompProfile"] == {"type": "RuntimeDefault"}
+    assert (
+        sc["runAsNonRoot"] and not sc["allowPrivilegeEscalation"] and sc["readOnlyRootFilesystem"]
+    )
+    assert sc["capabilities"] == {"drop": ["ALL"]} and sc["seccompProfile"] == {
+        "type": "RuntimeDefault"
+    }
     assert body["securityContext"]["runAsUser"] == 10001 and body["securityContext"]["runAsNonRoot"]
     assert {"name": "tmp", "mountPath": "/tmp"} in container["volumeMounts"]
     assert {"name": "tmp", "emptyDir": {}} in body["volumes"]
     assert body["automountServiceAccountToken"] is False and body["restartPolicy"] == "Never"
     labels = pod["metadata"]["labels"]
-    assert labels["quantos.io/team"] == "research" and labels["quantos.io/submission"] == "sub-2025-10-29-001"
+    assert (
+        labels["quantos.io/team"] == "research"
+        and labels["quantos.io/submission"] == "sub-2025-10-29-001"
+    )
     assert labels["quantos.io/node"] == "compute_features" and labels["quantos.io/pool"] == "cpu"
 
 
@@ -162,7 +178,9 @@ def test_gpu_pod_without_submission_has_gpus_pool_and_no_secrets(tmp_path: Path)
     body, container = pod["spec"], pod["spec"]["containers"][0]
     assert container["resources"]["limits"] == {"cpu": "8", "memory": "32Gi", "nvidia.com/gpu": "2"}
     assert body["nodeSelector"] == {"quantos.io/pool": "gpu"}
-    assert {"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"} in body["tolerations"]
+    assert {"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"} in body[
+        "tolerations"
+    ]
     assert body["priorityClassName"] == "quantos-critical"
     assert "envFrom" not in container and "quantos.io/submission" not in pod["metadata"]["labels"]
 
@@ -173,7 +191,9 @@ def test_pod_and_its_launcher_step_share_the_hardening_not_the_placement() -> No
     slot without secrets."""
     pipeline = build_pipeline(load_spec(SEED))
     params = load_runtime_params(PARAMS)
-    step = step_job_manifests(pipeline, params)["bt_xs_bilstm_v1__compute_features"]["spec"]["template"]["spec"]
+    step = step_job_manifests(pipeline, params)["bt_xs_bilstm_v1__compute_features"]["spec"][
+        "template"
+    ]["spec"]
     pod = pipes_pod_manifest(pipeline.spec, pipeline.spec.node("compute_features"), params)["spec"]
     for key in ("securityContext", "volumes"):
         assert pod[key] == step[key], key
@@ -184,7 +204,10 @@ def test_pod_and_its_launcher_step_share_the_hardening_not_the_placement() -> No
     assert step_c["resources"]["requests"] == {"cpu": "1", "memory": "2Gi"}
     assert pod_c["envFrom"] and not step_c.get("envFrom")
     # the step launches the pod, so it alone gets an API token
-    assert step["automountServiceAccountToken"] is True and pod["automountServiceAccountToken"] is False
+    assert (
+        step["automountServiceAccountToken"] is True
+        and pod["automountServiceAccountToken"] is False
+    )
 
 
 # --- up to the wire ---------------------------------------------------------------------------
@@ -194,14 +217,20 @@ def _closed_port() -> int:
         return s.getsockname()[1]
 
 
-def _materialize(spec_path: Path, s3_store: ArtifactStore, client: Any, params: RuntimeParams | None = None) -> Any:
+def _materialize(
+    spec_path: Path, s3_store: ArtifactStore, client: Any, params: RuntimeParams | None = None
+) -> Any:
     from dagster_k8s import PipesK8sClient  # noqa: F401  (the resource the profile binds)
 
     pipeline = build_pipeline(load_spec(spec_path))
     instance = DagsterInstance.ephemeral()
     result = materialize(
         pipeline.assets,
-        resources={"pipes_subprocess_client": PipesSubprocessClient(), "pipes_k8s_client": client, "artifact_store": s3_store},
+        resources={
+            "pipes_subprocess_client": PipesSubprocessClient(),
+            "pipes_k8s_client": client,
+            "artifact_store": s3_store,
+        },
         tags=runtime_run_tags(params) if params else None,
         instance=instance,
         raise_on_error=False,
@@ -221,7 +250,9 @@ def _failure(result: Any) -> str:
     failures = [e for e in result.all_events if e.event_type_value == "STEP_FAILURE"]
     assert len(failures) == 1
     data = failures[0].step_failure_data
-    return (data.user_failure_data.description if data.user_failure_data else data.error.message).strip()
+    return (
+        data.user_failure_data.description if data.user_failure_data else data.error.message
+    ).strip()
 
 
 def _profile_client(monkeypatch: pytest.MonkeyPatch, kubeconfig: Path) -> Any:
@@ -231,12 +262,20 @@ def _profile_client(monkeypatch: pytest.MonkeyPatch, kubeconfig: Path) -> Any:
     monkeypatch.setenv("QUANTOS_ENV", "prod")
     monkeypatch.delenv("KUBERNETES_SERVICE_HOST", raising=False)
     monkeypatch.setenv("KUBECONFIG", str(kubeconfig))
-    for name in ("QUANTOS_CATALOG_URI", "QUANTOS_WAREHOUSE", "QUANTOS_ARTIFACTS"):  # never contacted here
-        monkeypatch.setenv(name, f"s3://unused/{name.lower()}" if name != "QUANTOS_CATALOG_URI" else "sqlite://")
+    for name in (
+        "QUANTOS_CATALOG_URI",
+        "QUANTOS_WAREHOUSE",
+        "QUANTOS_ARTIFACTS",
+    ):  # never contacted here
+        monkeypatch.setenv(
+            name, f"s3://unused/{name.lower()}" if name != "QUANTOS_CATALOG_URI" else "sqlite://"
+        )
     return build_resources(active_profile())["pipes_k8s_client"]
 
 
-def test_unreachable_api_server_is_one_line(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, s3_store: ArtifactStore) -> None:
+def test_unreachable_api_server_is_one_line(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, s3_store: ArtifactStore
+) -> None:
     port = _closed_port()
     client = _profile_client(monkeypatch, _kubeconfig(tmp_path, f"https://127.0.0.1:{port}"))
     result = _materialize(_write(tmp_path, SPEC, "pod_demo.yaml"), s3_store, client)
@@ -248,17 +287,23 @@ def test_unreachable_api_server_is_one_line(tmp_path: Path, monkeypatch: pytest.
     ), message
 
 
-def test_no_cluster_configured_is_one_line(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, s3_store: ArtifactStore) -> None:
+def test_no_cluster_configured_is_one_line(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, s3_store: ArtifactStore
+) -> None:
     client = _profile_client(monkeypatch, tmp_path / "missing-kubeconfig")
     message = _failure(_materialize(_write(tmp_path, SPEC, "pod_demo.yaml"), s3_store, client))
-    assert message.startswith(f"pod_demo.features: pod for image '{IMAGE}' not created: no Kubernetes cluster configured ("), message
+    assert message.startswith(
+        f"pod_demo.features: pod for image '{IMAGE}' not created: no Kubernetes cluster configured ("
+    ), message
     assert "\n" not in message
 
 
 class FakeKubernetes(ThreadingHTTPServer):
     """Just enough of the pods API for PipesK8sClient; a 'kubelet' runs the container locally."""
 
-    def __init__(self, secrets: dict[str, dict[str, str]], program: str, base_env: dict[str, str]) -> None:
+    def __init__(
+        self, secrets: dict[str, dict[str, str]], program: str, base_env: dict[str, str]
+    ) -> None:
         super().__init__(("127.0.0.1", 0), _Handler)
         self.secrets, self.program, self.base_env = secrets, program, base_env
         self.created: list[dict[str, Any]] = []
@@ -270,9 +315,17 @@ class FakeKubernetes(ThreadingHTTPServer):
         container = pod["spec"]["containers"][0]
         env = dict(self.base_env)
         for source in container.get("envFrom", []):
-            env.update(self.secrets[source["secretRef"]["name"]])  # a missing Secret would fail the pod
+            env.update(
+                self.secrets[source["secretRef"]["name"]]
+            )  # a missing Secret would fail the pod
         env.update({e["name"]: e["value"] for e in container.get("env", [])})
-        proc = subprocess.run([sys.executable, "-c", self.program], env=env, capture_output=True, timeout=60, check=False)
+        proc = subprocess.run(
+            [sys.executable, "-c", self.program],
+            env=env,
+            capture_output=True,
+            timeout=60,
+            check=False,
+        )
         # Like the kubelet's `timestamps=true`: one distinct RFC 3339 stamp per line.
         start = datetime.now(UTC).replace(microsecond=0)
         lines = (proc.stdout + proc.stderr).decode().splitlines()
@@ -280,12 +333,21 @@ class FakeKubernetes(ThreadingHTTPServer):
             f"{(start + timedelta(microseconds=i)).strftime('%Y-%m-%dT%H:%M:%S.%fZ')} {line}\n"
             for i, line in enumerate(lines, 1)
         ).encode()
-        terminated = {"exitCode": proc.returncode, "reason": "Completed" if proc.returncode == 0 else "Error"}
+        terminated = {
+            "exitCode": proc.returncode,
+            "reason": "Completed" if proc.returncode == 0 else "Error",
+        }
         pod["status"] = {
             "phase": "Succeeded" if proc.returncode == 0 else "Failed",
             "containerStatuses": [
-                {"name": container["name"], "ready": False, "restartCount": 0, "image": container["image"],
-                 "imageID": "", "state": {"terminated": terminated}}
+                {
+                    "name": container["name"],
+                    "ready": False,
+                    "restartCount": 0,
+                    "image": container["image"],
+                    "imageID": "",
+                    "state": {"terminated": terminated},
+                }
             ],
         }
 
@@ -321,7 +383,12 @@ class _Handler(BaseHTTPRequestHandler):
         selector = parse_qs(url.query).get("fieldSelector", [""])[0]
         name = selector.removeprefix("metadata.name=")
         items = [self.server.pods[name]] if name in self.server.pods else []
-        self._send(200, json.dumps({"apiVersion": "v1", "kind": "PodList", "metadata": {}, "items": items}).encode())
+        self._send(
+            200,
+            json.dumps(
+                {"apiVersion": "v1", "kind": "PodList", "metadata": {}, "items": items}
+            ).encode(),
+        )
 
     def do_DELETE(self) -> None:
         name = urlparse(self.path).path.split("/")[-1]
@@ -332,7 +399,10 @@ class _Handler(BaseHTTPRequestHandler):
 @pytest.fixture
 def fake_k8s(s3_endpoint: str) -> Iterator[FakeKubernetes]:
     secrets = {
-        "quantos-scope-s3-lake-rw": {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing"},
+        "quantos-scope-s3-lake-rw": {
+            "AWS_ACCESS_KEY_ID": "testing",
+            "AWS_SECRET_ACCESS_KEY": "testing",
+        },
         "quantos-scope-binance-readonly": {"BINANCE_KEY": "k"},
     }
     # The container sees only what the pod gives it (env, envFrom) and a bare system env.
@@ -348,7 +418,10 @@ def fake_k8s(s3_endpoint: str) -> Iterator[FakeKubernetes]:
 
 
 def test_pod_runs_through_the_kubernetes_api_and_s3(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, s3_store: ArtifactStore, fake_k8s: FakeKubernetes
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    s3_store: ArtifactStore,
+    fake_k8s: FakeKubernetes,
 ) -> None:
     from dagster_k8s import PipesK8sClient
 
@@ -360,7 +433,9 @@ def test_pod_runs_through_the_kubernetes_api_and_s3(
     spec_path = _write(tmp_path, SPEC, "pod_demo.yaml")
     client = PipesK8sClient(kubeconfig_file=str(kubeconfig), poll_interval=0.05)
     result = _materialize(spec_path, s3_store, client, params)
-    assert result.success, [e.message for e in result.all_events if e.event_type_value == "STEP_FAILURE"]
+    assert result.success, [
+        e.message for e in result.all_events if e.event_type_value == "STEP_FAILURE"
+    ]
 
     # the value the image wrote to S3 came back as the node's output
     features = result.output_for_node("pod_demo__features", "pod_demo__features")
@@ -371,7 +446,10 @@ def test_pod_runs_through_the_kubernetes_api_and_s3(
     assert "pod wrote 1 rows for ['features'] session=None" in [r.user_message for r in records]
 
     # exactly one pod created, in the kubeconfig's namespace, then deleted
-    assert len(fake_k8s.created) == 1 and fake_k8s.created[0]["path"] == "/api/v1/namespaces/quantos/pods"
+    assert (
+        len(fake_k8s.created) == 1
+        and fake_k8s.created[0]["path"] == "/api/v1/namespaces/quantos/pods"
+    )
     sent = fake_k8s.created[0]["body"]
     assert fake_k8s.deleted == [sent["metadata"]["name"]]
     # the body on the wire is the preview's body (same build_pod_body, same inputs) + Pipes bootstrap env
@@ -383,37 +461,57 @@ def test_pod_runs_through_the_kubernetes_api_and_s3(
     for doc in (sent, preview):
         doc["metadata"].pop("name")
     assert sent == {k: v for k, v in preview.items() if k not in ("apiVersion", "kind")}
-    kubernetes_validate.validate({"apiVersion": "v1", "kind": "Pod", **sent}, K8S_VERSION, strict=True)
+    kubernetes_validate.validate(
+        {"apiVersion": "v1", "kind": "Pod", **sent}, K8S_VERSION, strict=True
+    )
     # the input was staged on S3 under the run, where the pod read it
     s3 = boto3.client("s3", endpoint_url=s3_store.endpoint_url, region_name=REGION)
-    keys = [o["Key"] for o in s3.list_objects_v2(Bucket=BUCKET, Prefix=f"{tmp_path.name}/pipes/")["Contents"]]
+    keys = [
+        o["Key"]
+        for o in s3.list_objects_v2(Bucket=BUCKET, Prefix=f"{tmp_path.name}/pipes/")["Contents"]
+    ]
     assert any(k.endswith("/pod_demo__features/in/bars.parquet") for k in keys)
     assert any(k.endswith("/pod_demo__features/out/features.parquet") for k in keys)
 
 
 def test_failing_pod_is_one_line_with_its_last_log_line(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, s3_store: ArtifactStore, fake_k8s: FakeKubernetes
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    s3_store: ArtifactStore,
+    fake_k8s: FakeKubernetes,
 ) -> None:
     from dagster_k8s import PipesK8sClient
 
     monkeypatch.setenv("QUANTOS_ENV", "prod")
     monkeypatch.delenv("KUBERNETES_SERVICE_HOST", raising=False)
-    fake_k8s.program = "import sys; print('feature view xs_v2 missing', file=sys.stderr); sys.exit(3)"
+    fake_k8s.program = (
+        "import sys; print('feature view xs_v2 missing', file=sys.stderr); sys.exit(3)"
+    )
     host, port = "127.0.0.1", fake_k8s.server_port  # FakeKubernetes binds loopback
-    client = PipesK8sClient(kubeconfig_file=str(_kubeconfig(tmp_path, f"http://{host}:{port}")), poll_interval=0.05)
+    client = PipesK8sClient(
+        kubeconfig_file=str(_kubeconfig(tmp_path, f"http://{host}:{port}")), poll_interval=0.05
+    )
     message = _failure(_materialize(_write(tmp_path, SPEC, "pod_demo.yaml"), s3_store, client))
     assert "\n" not in message
-    assert message.startswith(f"pod_demo.features: pod for image '{IMAGE}' failed on http://{host}:{port}: pod dagster-"), message
-    assert message.endswith("container dagster-pipes-execution failed: feature view xs_v2 missing"), message
+    assert message.startswith(
+        f"pod_demo.features: pod for image '{IMAGE}' failed on http://{host}:{port}: pod dagster-"
+    ), message
+    assert message.endswith(
+        "container dagster-pipes-execution failed: feature view xs_v2 missing"
+    ), message
     assert fake_k8s.deleted  # the failed pod is cleaned up
 
 
-def test_local_profile_refuses_an_unmapped_image_before_anything_runs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, s3_store: ArtifactStore) -> None:
+def test_local_profile_refuses_an_unmapped_image_before_anything_runs(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, s3_store: ArtifactStore
+) -> None:
     """Locally no pod: an image-only task runs as its deploy/local_images.yaml entry (none
     here), and nothing is staged in the store."""
     monkeypatch.setenv("QUANTOS_ENV", "local")
     unmapped = "ghcr.io/archetype/unmapped-kit:1.0"
-    pipeline = build_pipeline(load_spec(_write(tmp_path, SPEC.replace(IMAGE, unmapped), "pod_demo.yaml")))
+    pipeline = build_pipeline(
+        load_spec(_write(tmp_path, SPEC.replace(IMAGE, unmapped), "pod_demo.yaml"))
+    )
     result = materialize(
         pipeline.assets,
         resources={"pipes_subprocess_client": PipesSubprocessClient(), "artifact_store": s3_store},
@@ -424,7 +522,9 @@ def test_local_profile_refuses_an_unmapped_image_before_anything_runs(tmp_path: 
         "there to run it on the embedded default, or run on staging/prod, where the image runs as its own pod"
     )
     s3 = boto3.client("s3", endpoint_url=s3_store.endpoint_url, region_name=REGION)
-    assert "Contents" not in s3.list_objects_v2(Bucket=BUCKET, Prefix=f"{tmp_path.name}/")  # nothing staged
+    assert "Contents" not in s3.list_objects_v2(
+        Bucket=BUCKET, Prefix=f"{tmp_path.name}/"
+    )  # nothing staged
 
 
 # --- S3 on loopback ---------------------------------------------------------------------------
@@ -439,4 +539,6 @@ def s3_store(s3_endpoint: str, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) 
     """A store of its own per test (a prefix named after the test's tmp dir)."""
     monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
     monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
-    return ArtifactStore(root=f"s3://{BUCKET}/{tmp_path.name}", endpoint_url=s3_endpoint, region=REGION)
+    return ArtifactStore(
+        root=f"s3://{BUCKET}/{tmp_path.name}", endpoint_url=s3_endpoint, region=REGION
+    )

@@ -1,4 +1,5 @@
 """ray_job on a local Ray: a real training run, a loadable model, sensible metrics."""
+
 from __future__ import annotations
 
 import json
@@ -36,8 +37,13 @@ def features() -> pa.Table:
 
 
 def train(table: pa.Table, outs: list[str] | None = None, **params: Any) -> dict[str, Any]:
-    node = Node(id="train_model", kind=NodeKind.ray_job, params=params, ins=["features"],
-                outs=outs or ["model_uri", "metrics_json"])
+    node = Node(
+        id="train_model",
+        kind=NodeKind.ray_job,
+        params=params,
+        ins=["features"],
+        outs=outs or ["model_uri", "metrics_json"],
+    )
     spec = DagSpec.model_construct(version=1, pipeline_id="kinds_ray", nodes=[node])
     with build_asset_context(resources={"ray": RAY}) as context:
         return runner_for(NodeKind.ray_job).run(
@@ -46,11 +52,19 @@ def train(table: pa.Table, outs: list[str] | None = None, **params: Any) -> dict
 
 
 def test_gradient_boosting_model_and_metrics(ray_session: None, features: pa.Table) -> None:
-    params: dict[str, Any] = {"trainer": "gradient_boosting", "seed": 42, "n_estimators": 60, "test_fraction": 0.25}
+    params: dict[str, Any] = {
+        "trainer": "gradient_boosting",
+        "seed": 42,
+        "n_estimators": 60,
+        "test_fraction": 0.25,
+    }
     values = train(features, **params)
     model, report = values["model_uri"], values["metrics_json"]
     assert isinstance(model, Artifact) and (model.role, model.filename) == ("model", "model.bin")
-    assert isinstance(report, Artifact) and (report.role, report.filename) == ("report", "metrics.json")
+    assert isinstance(report, Artifact) and (report.role, report.filename) == (
+        "report",
+        "metrics.json",
+    )
 
     metrics = json.loads(report.data)
     assert metrics["trainer"] == "gradient_boosting" and metrics["seed"] == 42
@@ -70,7 +84,9 @@ def test_gradient_boosting_model_and_metrics(ray_session: None, features: pa.Tab
 
 
 def test_ridge_with_chosen_features_and_model_only(ray_session: None, features: pa.Table) -> None:
-    values = train(features, outs=["model"], trainer="ridge", alpha=10.0, features=["mom_rank", "rev_rank"])
+    values = train(
+        features, outs=["model"], trainer="ridge", alpha=10.0, features=["mom_rank", "rev_rank"]
+    )
     estimator = pickle.loads(values["model"].data)
     assert list(estimator.feature_names_in_) == ["mom_rank", "rev_rank"]
     assert estimator.named_steps["ridge"].alpha == 10.0
@@ -86,7 +102,9 @@ def test_unknown_trainer_is_one_line(features: pa.Table) -> None:
 
 
 def test_bad_params_fail_before_training(features: pa.Table) -> None:
-    with pytest.raises(NodeRunError, match=r"params \['epochs'\] are not hyperparameters of trainer 'ridge'"):
+    with pytest.raises(
+        NodeRunError, match=r"params \['epochs'\] are not hyperparameters of trainer 'ridge'"
+    ):
         train(features, trainer="ridge", epochs=30)
     with pytest.raises(NodeRunError, match=r"the input table has no column\(s\) \['label'\]"):
         train(features, trainer="ridge", target="label")

@@ -1,4 +1,5 @@
 """trino_sql / spark_sql on DuckDB: transpiled, views from ins, parameters bound."""
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -38,7 +39,9 @@ def run_sql(
     if store_root is not None:
         resources["artifact_store"] = ArtifactStore(root=str(store_root))
     with build_asset_context(resources=resources) as context:
-        return runner_for(kind).run(context, NodeRun(spec=spec, node=node, spec_dir=spec_dir, inputs={"bars": BARS}))
+        return runner_for(kind).run(
+            context, NodeRun(spec=spec, node=node, spec_dir=spec_dir, inputs={"bars": BARS})
+        )
 
 
 def test_trino_dialect_with_bound_parameter() -> None:
@@ -47,7 +50,9 @@ def test_trino_dialect_with_bound_parameter() -> None:
                approx_percentile(close, 0.5) OVER () AS median_close
         FROM bars WHERE volume >= :min_volume ORDER BY symbol
     """
-    out = run_sql(NodeKind.trino_sql, {"sql": sql, "parameters": {"min_volume": 1000, "scale": 1000}})["universe"]
+    out = run_sql(
+        NodeKind.trino_sql, {"sql": sql, "parameters": {"min_volume": 1000, "scale": 1000}}
+    )["universe"]
     assert isinstance(out, pa.Table)
     assert out["symbol"].to_pylist() == ["BBB", "CCC"]
     assert out["volume_k"].to_pylist() == [5.0, 90.0]
@@ -55,15 +60,21 @@ def test_trino_dialect_with_bound_parameter() -> None:
 
 def test_spark_dialect_with_bound_parameter() -> None:
     sql = "SELECT `symbol`, volume FROM bars WHERE volume < :max_volume AND symbol RLIKE '^[A-Z]+$' ORDER BY 1"
-    out = run_sql(NodeKind.spark_sql, {"sql": sql, "parameters": {"max_volume": 10_000}})["universe"]
+    out = run_sql(NodeKind.spark_sql, {"sql": sql, "parameters": {"max_volume": 10_000}})[
+        "universe"
+    ]
     assert out["symbol"].to_pylist() == ["AAA", "BBB"]
 
 
 def test_a_quote_in_a_value_cannot_inject() -> None:
     sql = "SELECT symbol FROM bars WHERE symbol = :symbol"
-    evil = run_sql(NodeKind.trino_sql, {"sql": sql, "parameters": {"symbol": "AAA' OR '1'='1"}})["universe"]
+    evil = run_sql(NodeKind.trino_sql, {"sql": sql, "parameters": {"symbol": "AAA' OR '1'='1"}})[
+        "universe"
+    ]
     assert evil.num_rows == 0
-    exact = run_sql(NodeKind.trino_sql, {"sql": sql, "parameters": {"symbol": "x' OR '1'='1"}})["universe"]
+    exact = run_sql(NodeKind.trino_sql, {"sql": sql, "parameters": {"symbol": "x' OR '1'='1"}})[
+        "universe"
+    ]
     assert exact["symbol"].to_pylist() == ["x' OR '1'='1"]
 
 
@@ -82,8 +93,14 @@ def test_several_outs_see_earlier_outs() -> None:
 
 def test_sql_uri_relative_to_the_spec(tmp_path: Path) -> None:
     (tmp_path / "sql").mkdir()
-    (tmp_path / "sql" / "universe.sql").write_text("SELECT symbol FROM bars WHERE close > :px ORDER BY symbol")
-    out = run_sql(NodeKind.trino_sql, {"sql_uri": "sql/universe.sql", "parameters": {"px": 15}}, spec_dir=tmp_path)
+    (tmp_path / "sql" / "universe.sql").write_text(
+        "SELECT symbol FROM bars WHERE close > :px ORDER BY symbol"
+    )
+    out = run_sql(
+        NodeKind.trino_sql,
+        {"sql_uri": "sql/universe.sql", "parameters": {"px": 15}},
+        spec_dir=tmp_path,
+    )
     assert out["universe"]["symbol"].to_pylist() == ["BBB", "CCC"]
 
 
@@ -95,10 +112,14 @@ def test_sql_uri_in_the_object_store(tmp_path: Path) -> None:
 
 
 def test_missing_sql_uri_names_the_uri(tmp_path: Path) -> None:
-    with pytest.raises(NodeRunError, match=r"^kinds_sql.universe: sql_uri 'sql/nope.sql' not found"):
+    with pytest.raises(
+        NodeRunError, match=r"^kinds_sql.universe: sql_uri 'sql/nope.sql' not found"
+    ):
         run_sql(NodeKind.trino_sql, {"sql_uri": "sql/nope.sql"}, spec_dir=tmp_path)
     missing = ArtifactStore(root=str(tmp_path / "store")).uri_for("queries/bt_fetch.sql")
-    with pytest.raises(NodeRunError, match=rf"^kinds_sql.universe: sql_uri '{missing}' cannot be read"):
+    with pytest.raises(
+        NodeRunError, match=rf"^kinds_sql.universe: sql_uri '{missing}' cannot be read"
+    ):
         run_sql(NodeKind.trino_sql, {"sql_uri": missing}, store_root=tmp_path / "store")
 
 
@@ -135,8 +156,12 @@ def _refused(params: dict[str, Any], **kwargs: Any) -> str:
 def test_reading_a_file_is_refused_without_echoing_it(tmp_path: Path) -> None:
     secret = tmp_path / "hostname"
     secret.write_text("SECRET-HOST-CONTENT\n")
-    for sql in (f"SELECT * FROM read_text('{secret}')", f"SELECT * FROM read_csv('{secret}')",
-                f"SELECT * FROM read_blob('{secret}')", f"SELECT * FROM read_parquet('{secret}')"):
+    for sql in (
+        f"SELECT * FROM read_text('{secret}')",
+        f"SELECT * FROM read_csv('{secret}')",
+        f"SELECT * FROM read_blob('{secret}')",
+        f"SELECT * FROM read_parquet('{secret}')",
+    ):
         assert _refused({"sql": sql}) == FILE_REFUSAL, sql
 
 
@@ -150,9 +175,16 @@ def test_copy_to_and_attach_are_refused_and_write_nothing(tmp_path: Path) -> Non
     assert "not a SET statement" in _refused({"sql": "SET enable_external_access = true"})
     # and the engine itself, whatever reaches it (the runner's check aside)
     engine = DuckDBEngine()
-    for sql in (f"COPY (SELECT 1) TO '{target}'", f"ATTACH '{tmp_path / 'x.db'}' AS x",
-                f"EXPORT DATABASE '{tmp_path / 'export'}'", "INSTALL httpfs", "SELECT * FROM glob('/etc/*')"):
-        with pytest.raises(SqlQueryError, match="Permission Error: reading or writing files or URLs is not allowed"):
+    for sql in (
+        f"COPY (SELECT 1) TO '{target}'",
+        f"ATTACH '{tmp_path / 'x.db'}' AS x",
+        f"EXPORT DATABASE '{tmp_path / 'export'}'",
+        "INSTALL httpfs",
+        "SELECT * FROM glob('/etc/*')",
+    ):
+        with pytest.raises(
+            SqlQueryError, match="Permission Error: reading or writing files or URLs is not allowed"
+        ):
             engine.query(sql)
     with pytest.raises(SqlQueryError, match="changing DuckDB settings is not allowed"):
         engine.query("SET enable_external_access = true")
@@ -221,7 +253,9 @@ def test_sql_uri_outside_the_artifact_store_is_refused(tmp_path: Path) -> None:
     store = tmp_path / "store"
     for uri in ((tmp_path / "elsewhere.sql").as_uri(), "s3://other-bucket/q.sql"):
         message = _refused({"sql_uri": uri}, store_root=store)
-        assert message.startswith(f"kinds_sql.universe: sql_uri '{uri}' is outside the artifact store ({store})"), message
+        assert message.startswith(
+            f"kinds_sql.universe: sql_uri '{uri}' is outside the artifact store ({store})"
+        ), message
 
 
 def test_errors_in_sql_from_a_file_give_a_position_not_its_text(tmp_path: Path) -> None:
@@ -231,4 +265,7 @@ def test_errors_in_sql_from_a_file_give_a_position_not_its_text(tmp_path: Path) 
         "kinds_sql.universe: out 'universe' is not valid trino SQL: syntax error at line 1, column 7"
     )
     message = _refused({"sql_uri": "binder.sql"}, spec_dir=tmp_path)
-    assert message.startswith("kinds_sql.universe: out 'universe': Binder Error: ") and "SECRET" not in message
+    assert (
+        message.startswith("kinds_sql.universe: out 'universe': Binder Error: ")
+        and "SECRET" not in message
+    )

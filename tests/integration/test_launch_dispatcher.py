@@ -4,6 +4,7 @@ it try at once, and a claim whose gateway is gone is taken over by a running one
 
 The launch itself, and the kill of a real gateway process, are in tests/security/test_launch_queue.py.
 """
+
 from __future__ import annotations
 
 import socket
@@ -24,7 +25,14 @@ SPEC = {
     "version": 1,
     "pipeline_id": "lease_probe",
     "labels": {"team": "research"},
-    "nodes": [{"id": "t", "kind": "python_task", "params": {"entrypoint": "quantos_assets.tasks.noop:one_row"}, "outs": ["o"]}],
+    "nodes": [
+        {
+            "id": "t",
+            "kind": "python_task",
+            "params": {"entrypoint": "quantos_assets.tasks.noop:one_row"},
+            "outs": ["o"],
+        }
+    ],
 }
 LEASE = 1.5
 
@@ -48,22 +56,35 @@ def _dead_url() -> str:
 
 def _dispatcher(store: SubmissionStore, tmp_path: Path) -> LaunchDispatcher:
     client = QuantosClient(_dead_url(), tmp_path / "specs", production=False)
-    trail = AuditSettings(str(store.engine.url), str(tmp_path / "audit.anchor"), AuditKeySource(path=tmp_path / "audit.key"))
+    trail = AuditSettings(
+        str(store.engine.url),
+        str(tmp_path / "audit.anchor"),
+        AuditKeySource(path=tmp_path / "audit.key"),
+    )
     audit = trail.writer(store.engine)
-    return LaunchDispatcher(store=store, client=client, audit=audit, registered=lambda _p: None, lease=LEASE)
+    return LaunchDispatcher(
+        store=store, client=client, audit=audit, registered=lambda _p: None, lease=LEASE
+    )
 
 
 def _admit(store: SubmissionStore, sid: str) -> None:
     digest = spec_digest(parse_spec(SPEC).spec)
     request = {"dag_spec": SPEC, "runtime_params": {"submission_id": sid}}
     submission = NewSubmission(
-        submission_id=sid, team="research", actor="tok", pipeline_id="lease_probe",
-        spec_sha256=digest, params={}, request=request,
+        submission_id=sid,
+        team="research",
+        actor="tok",
+        pipeline_id="lease_probe",
+        spec_sha256=digest,
+        params={},
+        request=request,
     )
     assert store.admit(submission, per_minute=100).admitted
 
 
-def _until(store: SubmissionStore, sid: str, ok: Callable[[SubmissionRow], bool], timeout: float) -> SubmissionRow:
+def _until(
+    store: SubmissionStore, sid: str, ok: Callable[[SubmissionRow], bool], timeout: float
+) -> SubmissionRow:
     deadline = time.monotonic() + timeout
     while True:
         row = store.get(sid)
@@ -78,7 +99,9 @@ def _more_attempts_than(n: int) -> Callable[[SubmissionRow], bool]:
     return lambda row: row.attempts > n
 
 
-def test_a_claim_is_held_while_retrying_and_a_retry_request_tries_at_once(store: SubmissionStore, tmp_path: Path) -> None:
+def test_a_claim_is_held_while_retrying_and_a_retry_request_tries_at_once(
+    store: SubmissionStore, tmp_path: Path
+) -> None:
     gw = _dispatcher(store, tmp_path)
     try:
         _admit(store, "d1")
@@ -90,13 +113,17 @@ def test_a_claim_is_held_while_retrying_and_a_retry_request_tries_at_once(store:
         # Three leases later: still this gateway's, its lease renewed, the attempts counted.
         time.sleep(3 * LEASE)
         later = store.get("d1")
-        assert later is not None and later.owner == gw.owner and (later.lease_until or 0) > time.time()
+        assert (
+            later is not None and later.owner == gw.owner and (later.lease_until or 0) > time.time()
+        )
         assert later.attempts > first.attempts and later.state == "launching"
 
         # A retry request served by another gateway process (only the store says so): the
         # holder notices at its next heartbeat, well before the planned attempt.
         for wake_locally in (False, True):
-            waiting = _until(store, "d1", lambda r: (r.next_attempt_at or 0) - time.time() > 2.5, 20)
+            waiting = _until(
+                store, "d1", lambda r: (r.next_attempt_at or 0) - time.time() > 2.5, 20
+            )
             assert store.launch_now("d1") == "launching"
             if wake_locally:
                 gw.wake("d1")
@@ -109,7 +136,9 @@ def test_a_claim_is_held_while_retrying_and_a_retry_request_tries_at_once(store:
     _until(store, "d1", lambda r: (r.lease_until or 0) < time.time(), LEASE + 1)
 
 
-def test_a_running_gateway_takes_over_the_claim_of_one_that_is_gone(store: SubmissionStore, tmp_path: Path) -> None:
+def test_a_running_gateway_takes_over_the_claim_of_one_that_is_gone(
+    store: SubmissionStore, tmp_path: Path
+) -> None:
     _admit(store, "d2")
     # A gateway claimed it and died (no heartbeat, no release).
     assert store.claim("d2", "gone-gateway", LEASE) is not None
@@ -123,6 +152,10 @@ def test_a_running_gateway_takes_over_the_claim_of_one_that_is_gone(store: Submi
         # Taken over, so it asked Dagster for an existing run first: unreachable, so it
         # launched nothing and counts the attempt.
         tried = _until(store, "d2", lambda r: r.attempts >= 1, 5)
-        assert tried.state == "launching" and "unreachable" in (tried.last_error or "") and taken.run_id is None
+        assert (
+            tried.state == "launching"
+            and "unreachable" in (tried.last_error or "")
+            and taken.run_id is None
+        )
     finally:
         gw.stop()

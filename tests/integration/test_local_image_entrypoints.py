@@ -2,6 +2,7 @@
 real Dagster step: an image the local map lists runs as its entrypoint in the Pipes sandbox,
 an unlisted image is one line naming it and the map, and a listed entrypoint is still held
 to the pipeline team's allow-list."""
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -26,7 +27,9 @@ SEED = REPO / "specs" / "seed_bt_xs_bilstm_v1.yaml"
 
 def run_node(node: Node, inputs: dict[str, NodeValue], labels: dict[str, str]) -> dict[str, Any]:
     """One node materialized the way the translation does it (see test_kinds_python_task)."""
-    spec = DagSpec.model_construct(version=1, pipeline_id="local_images", nodes=[node], labels=labels)
+    spec = DagSpec.model_construct(
+        version=1, pipeline_id="local_images", nodes=[node], labels=labels
+    )
     runner = runner_for(node.kind)
     caught: list[NodeRunError] = []
 
@@ -37,14 +40,20 @@ def run_node(node: Node, inputs: dict[str, NodeValue], labels: dict[str, str]) -
     )
     def _node(context):
         try:
-            values = runner.run(context, NodeRun(spec=spec, node=node, spec_dir=None, inputs=inputs))
+            values = runner.run(
+                context, NodeRun(spec=spec, node=node, spec_dir=None, inputs=inputs)
+            )
         except NodeRunError as err:
             caught.append(err)
             raise
         for out in node.outs:
             yield Output(values[out], output_name=out)
 
-    result = materialize([_node], resources={"pipes_subprocess_client": PipesSubprocessClient()}, raise_on_error=False)
+    result = materialize(
+        [_node],
+        resources={"pipes_subprocess_client": PipesSubprocessClient()},
+        raise_on_error=False,
+    )
     if caught:
         raise caught[0]
     assert result.success
@@ -87,13 +96,30 @@ def test_a_listed_entrypoint_outside_the_team_allow_list_is_refused(
     """The map is no privilege: a shell named in it, or the feature kit for a team not given
     quantos_assets.tasks, is refused before any process starts."""
     images = tmp_path / "local_images.yaml"
-    images.write_text(yaml.safe_dump({"images": [
-        {"image": "ghcr.io/archetype/feature-kit:0.3.2", "entrypoint": "quantos_assets.tasks.feature_kit:build"},
-        {"image": "ghcr.io/evil/shell:1", "entrypoint": "subprocess:getoutput"},
-    ]}))
+    images.write_text(
+        yaml.safe_dump(
+            {
+                "images": [
+                    {
+                        "image": "ghcr.io/archetype/feature-kit:0.3.2",
+                        "entrypoint": "quantos_assets.tasks.feature_kit:build",
+                    },
+                    {"image": "ghcr.io/evil/shell:1", "entrypoint": "subprocess:getoutput"},
+                ]
+            }
+        )
+    )
     teams = tmp_path / "teams.yaml"
-    teams.write_text(yaml.safe_dump({"teams": {"research": {"entrypoints": ["quantos_assets.tasks"]},
-                                               "quant_b": {"entrypoints": ["quant_b.tasks"]}}}))
+    teams.write_text(
+        yaml.safe_dump(
+            {
+                "teams": {
+                    "research": {"entrypoints": ["quantos_assets.tasks"]},
+                    "quant_b": {"entrypoints": ["quant_b.tasks"]},
+                }
+            }
+        )
+    )
     monkeypatch.setenv("QUANTOS_LOCAL_IMAGES", str(images))
     monkeypatch.setenv("QUANTOS_TEAMS", str(teams))
 

@@ -1,6 +1,7 @@
 """The seed's `s3://queries/bt_fetch.sql` on the embedded default: the local profile puts the
 platform's stand-in (deploy/local_objects/) into the local artifact store, the SQL node reads
 it from there, and nothing about that lets a sql_uri leave the stand-in buckets."""
+
 from __future__ import annotations
 
 import os
@@ -28,7 +29,9 @@ QUERY = "s3://queries/bt_fetch.sql"
 
 
 def _fetch(store: ArtifactStore, uri: str = QUERY) -> pa.Table:
-    node = Node(id="fetch_data", kind=NodeKind.trino_sql, params={"sql_uri": uri}, outs=["dataset_uri"])
+    node = Node(
+        id="fetch_data", kind=NodeKind.trino_sql, params={"sql_uri": uri}, outs=["dataset_uri"]
+    )
     spec = DagSpec.model_construct(version=1, pipeline_id="local_objects", nodes=[node])
     resources: dict[str, Any] = {"sql_engine": DuckDBEngine(threads=2), "artifact_store": store}
     with build_asset_context(resources=resources) as context:
@@ -58,17 +61,29 @@ def test_the_seed_fetch_runs_from_the_local_store_the_profile_set_up(data_dir: P
     spec = DagSpec.model_construct(version=1, pipeline_id="bt_xs_bilstm_v1", nodes=[node])
     resources = {"sql_engine": DuckDBEngine(threads=2), "artifact_store": store}
     with build_asset_context(resources=resources) as context:
-        table = runner_for(node.kind).run(context, NodeRun(spec=spec, node=node, spec_dir=SEED.parent))["dataset_uri"]
+        table = runner_for(node.kind).run(
+            context, NodeRun(spec=spec, node=node, spec_dir=SEED.parent)
+        )["dataset_uri"]
     assert isinstance(table, pa.Table)
     assert table.column_names == ["date", "symbol", "open", "high", "low", "close", "volume"]
-    assert table.schema.field("date").type == pa.date32() and table.schema.field("volume").type == pa.int64()
+    assert (
+        table.schema.field("date").type == pa.date32()
+        and table.schema.field("volume").type == pa.int64()
+    )
     assert table.num_rows == 40 * 520
     assert len(pc.unique(table["symbol"])) == 40 and len(pc.unique(table["date"])) == 520
     assert pc.min(table["date"]).as_py().isoformat() == "2022-01-03"
     assert pc.max(table["date"]).as_py().isoformat() == "2023-12-29"
-    assert pc.all(pc.greater(table["close"], 0)).as_py() and pc.all(pc.greater(table["volume"], 0)).as_py()
-    assert pc.all(pc.greater_equal(table["high"], pc.max_element_wise(table["open"], table["close"]))).as_py()
-    assert pc.all(pc.less_equal(table["low"], pc.min_element_wise(table["open"], table["close"]))).as_py()
+    assert (
+        pc.all(pc.greater(table["close"], 0)).as_py()
+        and pc.all(pc.greater(table["volume"], 0)).as_py()
+    )
+    assert pc.all(
+        pc.greater_equal(table["high"], pc.max_element_wise(table["open"], table["close"]))
+    ).as_py()
+    assert pc.all(
+        pc.less_equal(table["low"], pc.min_element_wise(table["open"], table["close"]))
+    ).as_py()
     assert _fetch(store).equals(table), "deterministic: the same bars every run"
 
 
@@ -103,7 +118,9 @@ def test_a_sql_uri_cannot_leave_the_stand_in_buckets(tmp_path: Path) -> None:
     (tmp_path / "outside.sql").write_text(secret)
     (root / "buckets" / "queries" / "sub").mkdir()
     # A symlink planted in the bucket between two syncs (one to the other team's object).
-    (root / "buckets" / "queries" / "link.sql").symlink_to(root / "files" / "other_team" / "v1" / "q.sql")
+    (root / "buckets" / "queries" / "link.sql").symlink_to(
+        root / "files" / "other_team" / "v1" / "q.sql"
+    )
     (root / "buckets" / "queries" / "out.sql").symlink_to(tmp_path / "outside.sql")
     (root / "buckets" / "queries" / ".hidden.sql").write_text(secret)
     os.symlink(tmp_path, root / "buckets" / "queries" / "sub" / "up")
@@ -130,10 +147,16 @@ def test_a_sql_uri_cannot_leave_the_stand_in_buckets(tmp_path: Path) -> None:
     # The same store without the bucket listed (staging/prod, a store on S3): refused too.
     assert outside in _refused(ArtifactStore(root=str(root)), QUERY)
     # The store's own API serves the listed bucket and nothing else of s3://.
-    assert store.exists(QUERY) and store.get(QUERY) == (root / "buckets" / "queries" / "bt_fetch.sql").read_bytes()
+    assert (
+        store.exists(QUERY)
+        and store.get(QUERY) == (root / "buckets" / "queries" / "bt_fetch.sql").read_bytes()
+    )
     with pytest.raises(ArtifactStoreError) as err:
         store.get("s3://other/q.sql")
-    assert str(err.value) == f"s3://other/q.sql: not in this local store (root {root}; buckets it stands in for: queries)"
+    assert (
+        str(err.value)
+        == f"s3://other/q.sql: not in this local store (root {root}; buckets it stands in for: queries)"
+    )
 
 
 def test_the_stand_in_folder_holds_plain_files_in_bucket_folders_only(tmp_path: Path) -> None:

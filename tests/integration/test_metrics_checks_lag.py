@@ -2,6 +2,7 @@
 /metrics, parsed with prometheus_client's parser: a real instance holding runs whose asset
 checks failed (one still failing, one fixed since), a real Kafka-protocol broker with a
 lagging submission group and spec lag triggers, one of them on a topic that does not exist."""
+
 from __future__ import annotations
 
 import os
@@ -30,7 +31,9 @@ SPEC = {
     "version": 1,
     "pipeline_id": "checks_demo",
     "labels": {"team": "research"},
-    "nodes": [{"id": "bars", "kind": "trino_sql", "params": {"sql": "select 1 as x"}, "outs": ["bars"]}],
+    "nodes": [
+        {"id": "bars", "kind": "trino_sql", "params": {"sql": "select 1 as x"}, "outs": ["bars"]}
+    ],
     "triggers": [
         {"kafka_lag": {"topic": "md.ticks", "group": "feature-builders", "threshold": 5}},
         {"kafka_lag": {"topic": "md.nothing", "group": "ghosts", "threshold": 5}},
@@ -67,11 +70,21 @@ def test_check_failures_and_kafka_lag_on_the_exporter_and_the_gateway(
     tags = {"quantos/team": "research", "quantos/pipeline_id": "checks_demo"}
     with DagsterInstance.get() as instance:
         resources = build_resources(active_profile())
-        first = materialize([*pipeline.assets, *_checks(fixed)], instance=instance, resources=resources, tags=tags,
-                            raise_on_error=False)
+        first = materialize(
+            [*pipeline.assets, *_checks(fixed)],
+            instance=instance,
+            resources=resources,
+            tags=tags,
+            raise_on_error=False,
+        )
         fixed.touch()
-        second = materialize([*pipeline.assets, *_checks(fixed)], instance=instance, resources=resources, tags=tags,
-                             raise_on_error=False)
+        second = materialize(
+            [*pipeline.assets, *_checks(fixed)],
+            instance=instance,
+            resources=resources,
+            tags=tags,
+            raise_on_error=False,
+        )
     assert not first.success and not second.success  # the blocking check failed both runs
 
     # The submission queue: 3 messages per partition, the group committed 3 on p0 and 1 on p1.
@@ -89,7 +102,11 @@ def test_check_failures_and_kafka_lag_on_the_exporter_and_the_gateway(
     port = free_port()
     exporter = subprocess.Popen(
         [sys.executable, "-m", "quantos_assets.cli.main", "exporter", "--port", str(port)],
-        cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT, start_new_session=True,
+        cwd=REPO,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
     )
     try:
         scraped = {"exporter": scrape(f"http://127.0.0.1:{port}/metrics")}

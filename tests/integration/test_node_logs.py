@@ -2,6 +2,7 @@
 configured like deploy/dagster.local.yaml (steps in their own processes), each node's captured
 stdout read back through Dagster's compute log manager, and `quantos logs` against a real
 webserver; QUANTOS_JSON_LOGS=off leaves no JSON line behind."""
+
 from __future__ import annotations
 
 import json
@@ -37,14 +38,25 @@ SPEC = {
     "pipeline_id": "logs_demo",
     "labels": {"team": "research"},
     "nodes": [
-        {"id": "bars", "kind": "trino_sql", "params": {"sql": "select 1 as x union all select 2"}, "outs": ["bars"]},
+        {
+            "id": "bars",
+            "kind": "trino_sql",
+            "params": {"sql": "select 1 as x union all select 2"},
+            "outs": ["bars"],
+        },
         # Independent of bars: the two step processes run side by side.
         {"id": "total", "kind": "trino_sql", "params": {"sql": "select 3 as n"}, "outs": ["total"]},
     ],
 }
 SUBMISSION = "sub-logs-1"
 # Events a step emits from its own process, inside the compute log capture.
-STEP_EVENTS = {"STEP_START", "STEP_OUTPUT", "HANDLED_OUTPUT", "ASSET_MATERIALIZATION", "STEP_SUCCESS"}
+STEP_EVENTS = {
+    "STEP_START",
+    "STEP_OUTPUT",
+    "HANDLED_OUTPUT",
+    "ASSET_MATERIALIZATION",
+    "STEP_SUCCESS",
+}
 
 
 @dataclass
@@ -78,10 +90,24 @@ def _environment(root: Path, json_logs: str = "on") -> dict[str, str]:
 def _execute(env: dict[str, str]) -> tuple[str, str]:
     """`dagster job execute` of the pipeline as a submission; (run id, the run worker's stdout)."""
     done = subprocess.run(  # noqa: PLW1510 (the return code is asserted)
-        ["dagster", "job", "execute", "-m", "definitions.definitions", "-a", "defs", "-j", "logs_demo",
-         "--tags", json.dumps({"quantos/submission_id": SUBMISSION, "quantos/pipeline_id": "logs_demo"})],
-        cwd=REPO, env={**env, "PATH": f"{Path(sys.executable).parent}:{env['PATH']}"},
-        capture_output=True, text=True, timeout=180,
+        [
+            "dagster",
+            "job",
+            "execute",
+            "-m",
+            "definitions.definitions",
+            "-a",
+            "defs",
+            "-j",
+            "logs_demo",
+            "--tags",
+            json.dumps({"quantos/submission_id": SUBMISSION, "quantos/pipeline_id": "logs_demo"}),
+        ],
+        cwd=REPO,
+        env={**env, "PATH": f"{Path(sys.executable).parent}:{env['PATH']}"},
+        capture_output=True,
+        text=True,
+        timeout=180,
     )
     assert done.returncode == 0, done.stderr[-3000:]
     with _instance(env) as instance:
@@ -103,7 +129,8 @@ def _captured(env: dict[str, str], run_id: str) -> dict[str, tuple[str, str]]:
             log = instance.compute_log_manager.get_log_data([run_id, "compute_logs", data.file_key])
             step = data.step_keys[0] if len(data.step_keys) == 1 else "*"
             out[step.removeprefix("logs_demo__")] = (
-                (log.stdout or b"").decode(), (log.stderr or b"").decode()
+                (log.stdout or b"").decode(),
+                (log.stderr or b"").decode(),
             )
     return out
 
@@ -131,13 +158,25 @@ def test_every_node_event_is_a_keyed_json_line_in_that_nodes_captured_stdout(ran
             assert tuple(line) == LOG_FIELDS, line
             # The capture's own notice belongs to the step process, not to a node.
             where = None if line["event"] == "LOGS_CAPTURED" else node
-            assert (line["submission_id"], line["pipeline_id"], line["node_id"], line["run_id"]) == (
-                SUBMISSION, "logs_demo", where, ran.run_id), line
-            assert line["timestamp"].endswith("Z") and line["level"] in ("DEBUG", "INFO", "WARNING", "ERROR")
+            assert (
+                line["submission_id"],
+                line["pipeline_id"],
+                line["node_id"],
+                line["run_id"],
+            ) == (SUBMISSION, "logs_demo", where, ran.run_id), line
+            assert line["timestamp"].endswith("Z") and line["level"] in (
+                "DEBUG",
+                "INFO",
+                "WARNING",
+                "ERROR",
+            )
         # Every event the node's step stored is one of its lines, message and all.
         step_events = [
-            e.dagster_event for e in events
-            if e.step_key == f"logs_demo__{node}" and e.dagster_event and e.dagster_event.event_type.name in STEP_EVENTS
+            e.dagster_event
+            for e in events
+            if e.step_key == f"logs_demo__{node}"
+            and e.dagster_event
+            and e.dagster_event.event_type.name in STEP_EVENTS
         ]
         assert {e.event_type.name for e in step_events if e} == STEP_EVENTS
         logged = Counter((line["event"], line["message"]) for line in lines)
@@ -151,15 +190,20 @@ def test_every_node_event_is_a_keyed_json_line_in_that_nodes_captured_stdout(ran
     assert start and start[0]["node_id"] is None and start[0]["submission_id"] == SUBMISSION
 
 
-def test_json_logs_off_leaves_only_dagsters_own_log(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_json_logs_off_leaves_only_dagsters_own_log(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """The handler stays in dagster.yaml; the switch alone silences it (here a run in one process)."""
     env = _environment(tmp_path, json_logs="off")
     for key in ("DAGSTER_HOME", "QUANTOS_DATA_DIR", "QUANTOS_SPECS_DIR", "QUANTOS_JSON_LOGS"):
         monkeypatch.setenv(key, env[key])
     pipeline = build_pipeline(load_spec(Path(env["QUANTOS_SPECS_DIR"]) / "logs_demo.yaml"))
     with _instance(env) as instance:
-        result = definitions_for([pipeline], active_profile()).resolve_job_def("logs_demo").execute_in_process(
-            instance=instance, tags={"quantos/submission_id": SUBMISSION})
+        result = (
+            definitions_for([pipeline], active_profile())
+            .resolve_job_def("logs_demo")
+            .execute_in_process(instance=instance, tags={"quantos/submission_id": SUBMISSION})
+        )
     assert result.success
     [(stdout, stderr)] = _captured(env, result.run_id).values()
     assert not _json_lines(stdout) and "STEP_SUCCESS" in stderr
@@ -172,9 +216,19 @@ def webserver(ran: Ran) -> Iterator[str]:
     log = Path(ran.env["DAGSTER_HOME"]) / "webserver.log"
     with log.open("wb") as out:
         proc = subprocess.Popen(
-            [str(Path(sys.executable).parent / "dagster-webserver"), "--empty-workspace", "-h", "127.0.0.1",
-             "-p", str(port)],
-            cwd=REPO, env=ran.env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True,
+            [
+                str(Path(sys.executable).parent / "dagster-webserver"),
+                "--empty-workspace",
+                "-h",
+                "127.0.0.1",
+                "-p",
+                str(port),
+            ],
+            cwd=REPO,
+            env=ran.env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
         )
     url = f"http://127.0.0.1:{port}"
     try:
@@ -185,7 +239,9 @@ def webserver(ran: Ran) -> Iterator[str]:
                     break
             except httpx.HTTPError:
                 pass
-            assert proc.poll() is None and time.monotonic() < deadline, f"webserver did not start:\n{tail(log)}"
+            assert proc.poll() is None and time.monotonic() < deadline, (
+                f"webserver did not start:\n{tail(log)}"
+            )
             time.sleep(0.5)
         yield url
     finally:
@@ -196,7 +252,11 @@ def _quantos_logs(ran: Ran, *args: str) -> subprocess.CompletedProcess[str]:
     """The installed CLI in its own process, as a user runs it."""
     return subprocess.run(  # noqa: PLW1510 (callers assert the return code)
         [sys.executable, "-m", "quantos_assets.cli.main", "logs", *args],
-        cwd=REPO, env=ran.env, capture_output=True, text=True, timeout=60,
+        cwd=REPO,
+        env=ran.env,
+        capture_output=True,
+        text=True,
+        timeout=60,
     )
 
 
@@ -214,12 +274,19 @@ def test_quantos_logs_prints_the_submissions_keyed_lines(
     assert node.returncode == 0, node.stderr
     lines = _json_lines(node.stdout)
     assert lines and all(tuple(line) == LOG_FIELDS for line in lines)
-    assert {(line["submission_id"], line["pipeline_id"], line["node_id"], line["run_id"]) for line in lines} == {
-        (SUBMISSION, "logs_demo", "total", ran.run_id)}
+    assert {
+        (line["submission_id"], line["pipeline_id"], line["node_id"], line["run_id"])
+        for line in lines
+    } == {(SUBMISSION, "logs_demo", "total", ran.run_id)}
     assert STEP_EVENTS <= {line["event"] for line in lines}
     # The same lines the node's step wrote to its captured stdout, from the other end.
-    stepped = {(line["event"], line["message"]) for line in _json_lines(_captured(ran.env, ran.run_id)["total"][0])}
-    assert {(line["event"], line["message"]) for line in lines if line["event"] in STEP_EVENTS} <= stepped
+    stepped = {
+        (line["event"], line["message"])
+        for line in _json_lines(_captured(ran.env, ran.run_id)["total"][0])
+    }
+    assert {
+        (line["event"], line["message"]) for line in lines if line["event"] in STEP_EVENTS
+    } <= stepped
 
     # Without --node: every node and the run's own events; --follow on a finished run just ends.
     code, out, err = _main(capsys, SUBMISSION, "--follow", "--dagster-url", webserver)
@@ -227,14 +294,22 @@ def test_quantos_logs_prints_the_submissions_keyed_lines(
     assert {line["node_id"] for line in _json_lines(out)} == {None, "bars", "total"}
 
 
-def test_quantos_logs_bad_input_is_one_line(ran: Ran, webserver: str, capsys: pytest.CaptureFixture[str]) -> None:
+def test_quantos_logs_bad_input_is_one_line(
+    ran: Ran, webserver: str, capsys: pytest.CaptureFixture[str]
+) -> None:
     code, _, err = _main(capsys, "sub-nobody", "--dagster-url", webserver)
     assert code == 1 and err.strip() == "quantos logs: no submission 'sub-nobody'"
     code, _, err = _main(capsys, SUBMISSION, "--node", "nope", "--dagster-url", webserver)
-    assert code == 1 and err.strip() == f"quantos logs: submission {SUBMISSION} ran no node 'nope' (it ran: bars, total)"
+    assert (
+        code == 1
+        and err.strip()
+        == f"quantos logs: submission {SUBMISSION} ran no node 'nope' (it ran: bars, total)"
+    )
     code, _, err = _main(capsys, SUBMISSION, "--dagster-url", f"http://127.0.0.1:{free_port()}")
     assert code == 2 and len(err.strip().splitlines()) == 1 and "is unreachable" in err, err
-    code, _, err = _main(capsys, SUBMISSION, "--follow", "--interval", "0", "--dagster-url", webserver)
+    code, _, err = _main(
+        capsys, SUBMISSION, "--follow", "--interval", "0", "--dagster-url", webserver
+    )
     assert code == 1 and err.strip() == "quantos logs: --interval must be positive, got 0"
 
 
@@ -244,15 +319,30 @@ def test_quantos_logs_into_a_closed_pipe_ends_quietly(ran: Ran, webserver: str) 
     os.close(read_end)
     try:
         done = subprocess.run(  # noqa: PLW1510 (the return code is asserted)
-            [sys.executable, "-m", "quantos_assets.cli.main", "logs", SUBMISSION, "--dagster-url", webserver],
-            cwd=REPO, env=ran.env, stdout=write_end, stderr=subprocess.PIPE, text=True, timeout=60,
+            [
+                sys.executable,
+                "-m",
+                "quantos_assets.cli.main",
+                "logs",
+                SUBMISSION,
+                "--dagster-url",
+                webserver,
+            ],
+            cwd=REPO,
+            env=ran.env,
+            stdout=write_end,
+            stderr=subprocess.PIPE,
+            text=True,
+            timeout=60,
         )
     finally:
         os.close(write_end)
     assert (done.returncode, done.stderr) == (141, ""), done.stderr
 
 
-def test_runs_of_the_implicit_asset_job_are_keyed_by_their_pipeline_and_team(tmp_path: Path) -> None:
+def test_runs_of_the_implicit_asset_job_are_keyed_by_their_pipeline_and_team(
+    tmp_path: Path,
+) -> None:
     """The UI's Materialize, asset backfills and `dagster asset materialize` run Dagster's
     `__ASSET_JOB` without the pipeline or team tags: the run's own lines and `quantos_runs`
     name the pipeline of the selected assets and the team of its spec."""
@@ -260,20 +350,43 @@ def test_runs_of_the_implicit_asset_job_are_keyed_by_their_pipeline_and_team(tmp
 
     env = _environment(tmp_path)
     done = subprocess.run(  # noqa: PLW1510 (the return code is asserted)
-        ["dagster", "asset", "materialize", "-m", "definitions.definitions", "-a", "defs", "--select", "logs_demo/bars"],
-        cwd=REPO, env={**env, "PATH": f"{Path(sys.executable).parent}:{env['PATH']}"},
-        capture_output=True, text=True, timeout=180,
+        [
+            "dagster",
+            "asset",
+            "materialize",
+            "-m",
+            "definitions.definitions",
+            "-a",
+            "defs",
+            "--select",
+            "logs_demo/bars",
+        ],
+        cwd=REPO,
+        env={**env, "PATH": f"{Path(sys.executable).parent}:{env['PATH']}"},
+        capture_output=True,
+        text=True,
+        timeout=180,
     )
     assert done.returncode == 0, done.stderr[-3000:]
     run_lines = [line for line in _json_lines(done.stdout) if line["node_id"] is None]
-    assert {"RUN_START", "RUN_SUCCESS"} <= {line["event"] for line in run_lines}, done.stdout[-2000:]
+    assert {"RUN_START", "RUN_SUCCESS"} <= {line["event"] for line in run_lines}, done.stdout[
+        -2000:
+    ]
     assert {line["pipeline_id"] for line in run_lines} == {"logs_demo"}
 
     with _instance(env) as instance:
         [run] = instance.get_runs()
         assert run.job_name == "__ASSET_JOB" and "quantos/pipeline_id" not in run.tags
-        families = {f.name: f.samples for f in RunMetricsCollector(instance, Path(env["QUANTOS_SPECS_DIR"])).collect()}
-    runs = {(s.labels["status"], s.labels["pipeline"], s.labels["team"]): s.value for s in families["quantos_runs"]}
+        families = {
+            f.name: f.samples
+            for f in RunMetricsCollector(instance, Path(env["QUANTOS_SPECS_DIR"])).collect()
+        }
+    runs = {
+        (s.labels["status"], s.labels["pipeline"], s.labels["team"]): s.value
+        for s in families["quantos_runs"]
+    }
     assert runs == {("SUCCESS", "logs_demo", "research"): 1}
-    steps = {(s.labels["pipeline"], s.labels["node"]) for s in families["quantos_step_duration_seconds"]}
+    steps = {
+        (s.labels["pipeline"], s.labels["node"]) for s in families["quantos_step_duration_seconds"]
+    }
     assert steps == {("logs_demo", "bars")}

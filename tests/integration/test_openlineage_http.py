@@ -1,6 +1,7 @@
 """The HTTP transport as Marquez receives it: events POSTed to a real HTTP server on loopback
 (`/api/v1/lineage`, JSON, bearer API key), configured only through the environment; a
 server that answers 503 delays events and loses none."""
+
 from __future__ import annotations
 
 import json
@@ -87,7 +88,9 @@ def test_events_are_posted_to_marquez_and_resent_after_an_outage(
         marquez.status = 503  # down: nothing accepted, the tick says so and keeps its place
         down = lineage.evaluate_tick(build_sensor_context(instance=instance, cursor=start))
         assert down.skip_message is not None
-        assert down.skip_message.startswith(f"OpenLineage event not delivered to {marquez.url}/api/v1/lineage: ")
+        assert down.skip_message.startswith(
+            f"OpenLineage event not delivered to {marquez.url}/api/v1/lineage: "
+        )
         assert down.skip_message.endswith("; will resend")
         assert marquez.posts == []
 

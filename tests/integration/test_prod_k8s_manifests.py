@@ -5,6 +5,7 @@ The manifests come from dagster-k8s's own job construction (quantos_assets.k8s.m
 are checked in strict mode against the Kubernetes OpenAPI schema: an unknown or misspelt field
 fails here rather than at `kubectl apply` time in production.
 """
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -41,7 +42,9 @@ def test_every_step_manifest_validates_strictly(spec_file: Path, with_params: bo
     pipeline = build_pipeline(load_spec(spec_file))
     params = load_runtime_params(PARAMS) if with_params else None
     manifests = step_job_manifests(pipeline, params)
-    assert set(manifests) == {f"{pipeline.spec.pipeline_id}__{n}" for n in pipeline.pools} | _gate_steps(pipeline)
+    assert set(manifests) == {
+        f"{pipeline.spec.pipeline_id}__{n}" for n in pipeline.pools
+    } | _gate_steps(pipeline)
     for name, manifest in manifests.items():
         assert manifest["kind"] == "Job", name
         kubernetes_validate.validate(manifest, K8S_VERSION, strict=True)
@@ -61,9 +64,14 @@ def test_seed_placement_from_the_spec(seed_pipeline) -> None:
     # spot_ok batch work -> cpu_spot: fetch_data's step, and the pod of the image-only
     # compute_features (its step only launches that pod, see the next test)
     pods = pipes_pod_manifests(seed_pipeline)
-    for pod in (_pod(manifests["bt_xs_bilstm_v1__fetch_data"]), pods["bt_xs_bilstm_v1__compute_features"]["spec"]):
+    for pod in (
+        _pod(manifests["bt_xs_bilstm_v1__fetch_data"]),
+        pods["bt_xs_bilstm_v1__compute_features"]["spec"],
+    ):
         assert pod["nodeSelector"] == {"quantos.io/pool": "cpu-spot"}
-        assert {"key": "quantos.io/spot", "operator": "Exists", "effect": "NoSchedule"} in pod["tolerations"]
+        assert {"key": "quantos.io/spot", "operator": "Exists", "effect": "NoSchedule"} in pod[
+            "tolerations"
+        ]
         assert pod["priorityClassName"] == "quantos-batch"
         assert pod["containers"][0]["resources"]["requests"] == {"cpu": "4", "memory": "16Gi"}
         assert "nvidia.com/gpu" not in pod["containers"][0]["resources"]["limits"]
@@ -145,10 +153,17 @@ def test_impossible_requests_are_one_clear_line() -> None:
 
 
 def test_affinity_overrides_spot_preference_within_the_family() -> None:
-    assert choose_pool(Resources(cpu=2), Qos.spot_ok, Priority.normal, requested_pool="cpu") == "cpu"
-    assert choose_pool(Resources(gpu=2), Qos.on_demand, Priority.normal, requested_pool="gpu_spot") == "gpu_spot"
+    assert (
+        choose_pool(Resources(cpu=2), Qos.spot_ok, Priority.normal, requested_pool="cpu") == "cpu"
+    )
+    assert (
+        choose_pool(Resources(gpu=2), Qos.on_demand, Priority.normal, requested_pool="gpu_spot")
+        == "gpu_spot"
+    )
     # a cpu node ignores a gpu pool request and keeps its own rules
-    assert choose_pool(Resources(cpu=2), Qos.spot_ok, Priority.low, requested_pool="gpu") == "cpu_spot"
+    assert (
+        choose_pool(Resources(cpu=2), Qos.spot_ok, Priority.low, requested_pool="gpu") == "cpu_spot"
+    )
 
 
 def test_quantos_manifests_writes_valid_jobs(tmp_path: Path) -> None:
@@ -170,7 +185,10 @@ def test_quantos_manifests_writes_valid_jobs(tmp_path: Path) -> None:
     train = yaml.safe_load((out / "bt_xs_bilstm_v1__train_model.yaml").read_text())
     assert _pod(train)["containers"][0]["resources"]["limits"]["nvidia.com/gpu"] == "1"
     pod = yaml.safe_load((out / "bt_xs_bilstm_v1__compute_features.pipes-pod.yaml").read_text())
-    assert pod["kind"] == "Pod" and pod["spec"]["containers"][0]["image"] == "ghcr.io/archetype/feature-kit:0.3.2"
+    assert (
+        pod["kind"] == "Pod"
+        and pod["spec"]["containers"][0]["image"] == "ghcr.io/archetype/feature-kit:0.3.2"
+    )
     # --params reached the pod: the submission's secret scopes and labels
     assert [e["secretRef"]["name"] for e in pod["spec"]["containers"][0]["envFrom"]] == [
         "quantos-scope-binance-readonly",
@@ -193,7 +211,9 @@ def test_quantos_manifests_rejects_an_unknown_compute_pool(tmp_path: Path, capsy
     assert err == f"{bad}: compute_pool 'tpu' does not exist (pools: cpu, cpu_spot, gpu, gpu_spot)"
 
 
-def test_quantos_run_refuses_params_production_could_not_honour(data_dir, tmp_path: Path, capsys) -> None:
+def test_quantos_run_refuses_params_production_could_not_honour(
+    data_dir, tmp_path: Path, capsys
+) -> None:
     import json
 
     from quantos_assets.cli.main import main
@@ -225,7 +245,9 @@ def _secrets(pod: dict) -> set[str]:
     """Every Secret a pod spec can read: envFrom, env valueFrom and secret volumes."""
     names = {v["secret"]["secretName"] for v in pod.get("volumes") or [] if v.get("secret")}
     for container in [*pod["containers"], *(pod.get("initContainers") or [])]:
-        names |= {e["secretRef"]["name"] for e in container.get("envFrom") or [] if e.get("secretRef")}
+        names |= {
+            e["secretRef"]["name"] for e in container.get("envFrom") or [] if e.get("secretRef")
+        }
         names |= {
             e["valueFrom"]["secretKeyRef"]["name"]
             for e in container.get("env") or []
@@ -240,7 +262,9 @@ def _gate_steps(pipeline) -> set[str]:
 
 
 def _team_params(team: str, scopes: list[str]):
-    return load_runtime_params({"submission_id": f"sub-{team}", "labels": {"team": team}, "secrets_scope": scopes})
+    return load_runtime_params(
+        {"submission_id": f"sub-{team}", "labels": {"team": team}, "secrets_scope": scopes}
+    )
 
 
 @pytest.mark.parametrize("spec_file", sorted((REPO / "specs").glob("*.yaml")), ids=lambda p: p.name)
@@ -251,7 +275,9 @@ def test_each_step_is_a_pod_with_only_its_teams_granted_scopes(spec_file: Path) 
     pipeline = build_pipeline(load_spec(spec_file))
     for team, policy in teams.teams.items():
         mine = {secret_name(s) for s in policy.secrets_scopes}
-        theirs = {secret_name(s) for t, p in teams.teams.items() if t != team for s in p.secrets_scopes} - mine
+        theirs = {
+            secret_name(s) for t, p in teams.teams.items() if t != team for s in p.secrets_scopes
+        } - mine
         assert mine and theirs, "deploy/teams.yaml grants each team scopes of its own"
         params = _team_params(team, policy.secrets_scopes)
         jobs = step_job_manifests(pipeline, params)
@@ -267,7 +293,9 @@ def test_each_step_is_a_pod_with_only_its_teams_granted_scopes(spec_file: Path) 
             assert _secrets(pod) == (set() if launcher else mine), (team, name)
             assert not _secrets(pod) & theirs
             # the step's container sees the scopes prefixed, so they cannot pass for its settings
-            assert {e.get("prefix") for e in pod["containers"][0].get("envFrom") or []} <= {"QUANTOS_SCOPE__"}
+            assert {e.get("prefix") for e in pod["containers"][0].get("envFrom") or []} <= {
+                "QUANTOS_SCOPE__"
+            }
         for name, pod in pipes_pod_manifests(pipeline, params).items():
             assert _secrets(pod["spec"]) == mine, (team, name)  # the image's own pod: unprefixed
             assert all("prefix" not in e for e in pod["spec"]["containers"][0]["envFrom"])
@@ -287,24 +315,38 @@ def test_the_run_worker_pod_gets_no_scope_secret(tmp_path: Path) -> None:
     from resources.run_tag_keys import TAG_TEAM
 
     kubeconfig = tmp_path / "kubeconfig"  # parsed only: nothing is sent to a cluster
-    kubeconfig.write_text(yaml.safe_dump({
-        "apiVersion": "v1", "kind": "Config", "current-context": "c",
-        "clusters": [{"name": "c", "cluster": {"server": "https://127.0.0.1:1"}}],
-        "users": [{"name": "u", "user": {"token": "x"}}],
-        "contexts": [{"name": "c", "context": {"cluster": "c", "user": "u"}}],
-    }))
-    config = yaml.safe_load((REPO / "deploy" / "dagster.prod.yaml").read_text())["run_launcher"]["config"]
+    kubeconfig.write_text(
+        yaml.safe_dump(
+            {
+                "apiVersion": "v1",
+                "kind": "Config",
+                "current-context": "c",
+                "clusters": [{"name": "c", "cluster": {"server": "https://127.0.0.1:1"}}],
+                "users": [{"name": "u", "user": {"token": "x"}}],
+                "contexts": [{"name": "c", "context": {"cluster": "c", "user": "u"}}],
+            }
+        )
+    )
+    config = yaml.safe_load((REPO / "deploy" / "dagster.prod.yaml").read_text())["run_launcher"][
+        "config"
+    ]
     helm = yaml.safe_load((REPO / "deploy" / "helm" / "values.yaml").read_text())
     platform = [s["name"] for s in helm["runLauncher"]["config"]["k8sRunLauncher"]["envSecrets"]]
     launcher = K8sRunLauncher(
-        **{**config, "job_namespace": "quantos", "load_incluster_config": False, "kubeconfig_file": str(kubeconfig)},
+        **{
+            **config,
+            "job_namespace": "quantos",
+            "load_incluster_config": False,
+            "kubeconfig_file": str(kubeconfig),
+        },
         env_secrets=platform,
     )
     params = load_runtime_params(PARAMS)  # two secrets scopes
     assert params.secrets_scope
     spec = load_spec(SEED).spec
     run = DagsterRun(
-        job_name=spec.pipeline_id, run_id="0f1e2d3c-0000-4000-8000-000000000000",
+        job_name=spec.pipeline_id,
+        run_id="0f1e2d3c-0000-4000-8000-000000000000",
         tags={**spec_run_tags(spec), **runtime_run_tags(params), TAG_TEAM: "research"},
     )
     # What K8sRunLauncher._launch_k8s_job_with_args builds, with its own container context.

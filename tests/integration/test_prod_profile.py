@@ -5,6 +5,7 @@ the Iceberg SqlCatalog lives in the same PostgreSQL server and the warehouse and
 The executor is in-process (no cluster here); the Kubernetes side is covered by
 test_prod_k8s_manifests.py.
 """
+
 from __future__ import annotations
 
 import shutil
@@ -102,7 +103,11 @@ def test_prod_yaml_puts_dagster_storage_in_postgres(prod_env, materialized) -> N
     assert instance.get_ref().run_launcher_data.class_name == K8sRunLauncher.__name__
     assert instance.run_monitoring_enabled and instance.run_retries_enabled
     limits = instance.get_ref().run_coordinator_data.config_dict["tag_concurrency_limits"]
-    assert {"key": "quantos/team", "value": {"applyLimitPerUniqueValue": True}, "limit": 2} in limits
+    assert {
+        "key": "quantos/team",
+        "value": {"applyLimitPerUniqueValue": True},
+        "limit": 2,
+    } in limits
     # the run and its events are rows in the test database, readable by a second instance
     other = DagsterInstance.from_config(str(prod_env[1]))
     record = other.get_run_records(RunsFilter(run_ids=[result.run_id]))[0]

@@ -6,6 +6,7 @@ their compute logs stay local (the S3 upload: test_compute_logs_s3.py).
 Queue, limits and storage are the production ones; the daemon's real dequeue loop launches the
 runs through a real code server, and the runs really execute and take time.
 """
+
 from __future__ import annotations
 
 import os
@@ -27,7 +28,7 @@ TEAM_LIMIT = 2
 
 # In-process executors: the queue and run monitoring act on runs, not steps, and a step
 # process per run (the default multiprocess executor) doubled this file's CPU time.
-JOB_FILE = '''
+JOB_FILE = """
 import time
 from dagster import Definitions, in_process_executor, job, op
 
@@ -48,7 +49,7 @@ def slow_job():
     overrun()
 
 defs = Definitions(jobs=[hold_job, slow_job])
-'''
+"""
 
 
 @pytest.fixture
@@ -87,8 +88,23 @@ def prod_queue(pg_url, tmp_path, monkeypatch):
     job_file.write_text(JOB_FILE)
     port = _free_port()
     server = subprocess.Popen(
-        [sys.executable, "-m", "dagster", "api", "grpc", "-h", "127.0.0.1", "-p", str(port),
-         "-f", str(job_file), "-d", str(tmp_path), "--location-name", "queue_probe"],
+        [
+            sys.executable,
+            "-m",
+            "dagster",
+            "api",
+            "grpc",
+            "-h",
+            "127.0.0.1",
+            "-p",
+            str(port),
+            "-f",
+            str(job_file),
+            "-d",
+            str(tmp_path),
+            "--location-name",
+            "queue_probe",
+        ],
         env={**os.environ},
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
@@ -106,7 +122,9 @@ def prod_queue(pg_url, tmp_path, monkeypatch):
                 if time.monotonic() > deadline or server.poll() is not None:
                     raise
                 time.sleep(0.3)
-        target = GrpcServerTarget(host="127.0.0.1", port=port, socket=None, location_name="queue_probe")
+        target = GrpcServerTarget(
+            host="127.0.0.1", port=port, socket=None, location_name="queue_probe"
+        )
         with WorkspaceProcessContext(instance, target) as ctx:
             yield instance, ctx
     finally:
@@ -160,7 +178,9 @@ def test_team_limit_holds_while_runs_are_queued(prod_queue) -> None:
             )
             peak[team] = max(peak[team], running)
             assert running <= TEAM_LIMIT, f"{team}: {running} runs in progress"
-        done = instance.get_runs_count(RunsFilter(statuses=[DagsterRunStatus.SUCCESS, DagsterRunStatus.FAILURE]))
+        done = instance.get_runs_count(
+            RunsFilter(statuses=[DagsterRunStatus.SUCCESS, DagsterRunStatus.FAILURE])
+        )
         if done == 8:
             break
         time.sleep(0.3)

@@ -6,6 +6,7 @@ The node's cpu/mem/gpu size its Ray Train workers instead (`placement.ray_worker
 The Jobs come from dagster-k8s's own construction (quantos_assets.k8s.manifests) and are
 validated strictly against the Kubernetes schema, as in test_prod_k8s_manifests.py.
 """
+
 from __future__ import annotations
 
 import json
@@ -61,8 +62,12 @@ def _pod(job: dict) -> dict:
 
 
 @pytest.mark.parametrize("with_params", [False, True], ids=["spec-only", "submission"])
-def test_the_seed_trains_on_the_cluster_from_a_thin_driver(prod, monkeypatch, with_params: bool) -> None:
-    params = load_runtime_params(PARAMS) if with_params else None  # priority high, gpu_spot, 2 scopes
+def test_the_seed_trains_on_the_cluster_from_a_thin_driver(
+    prod, monkeypatch, with_params: bool
+) -> None:
+    params = (
+        load_runtime_params(PARAMS) if with_params else None
+    )  # priority high, gpu_spot, 2 scopes
     before = _jobs(SEED, params)
     _with_cluster(monkeypatch)
     after = _jobs(SEED, params)
@@ -86,18 +91,28 @@ def test_the_seed_trains_on_the_cluster_from_a_thin_driver(prod, monkeypatch, wi
     labels = after[TRAIN]["spec"]["template"]["metadata"]["labels"]
     assert labels[RAY_DRIVER_LABEL] == "true" and labels["quantos.io/pool"] == "cpu"
     # the node's resources went to its Ray Train workers, and the pod says so
-    recorded = json.loads(after[TRAIN]["spec"]["template"]["metadata"]["annotations"][RAY_WORKERS_ANNOTATION])
+    recorded = json.loads(
+        after[TRAIN]["spec"]["template"]["metadata"]["annotations"][RAY_WORKERS_ANNOTATION]
+    )
     assert recorded == {"workers": 1, "per_worker": {"CPU": 8.0, "GPU": 1.0, "memory": 32 * 2**30}}
     # the Ray token, from its Secret, and the submission's scopes as before
     env = {e["name"]: e for e in container["env"]}
     assert env["RAY_AUTH_MODE"]["value"] == "token"
-    assert env["RAY_AUTH_TOKEN"]["valueFrom"]["secretKeyRef"] == {"name": RAY_AUTH_SECRET, "key": "auth_token"}
+    assert env["RAY_AUTH_TOKEN"]["valueFrom"]["secretKeyRef"] == {
+        "name": RAY_AUTH_SECRET,
+        "key": "auth_token",
+    }
     assert container.get("envFrom") == old["containers"][0].get("envFrom")
     # hardening unchanged
     assert container["securityContext"] == old["containers"][0]["securityContext"]
-    assert driver["securityContext"] == old["securityContext"] and driver["automountServiceAccountToken"] is False
+    assert (
+        driver["securityContext"] == old["securityContext"]
+        and driver["automountServiceAccountToken"] is False
+    )
     # every other step keeps its placement, byte for byte
-    assert {k: v for k, v in after.items() if k != TRAIN} == {k: v for k, v in before.items() if k != TRAIN}
+    assert {k: v for k, v in after.items() if k != TRAIN} == {
+        k: v for k, v in before.items() if k != TRAIN
+    }
 
 
 def test_without_a_cluster_nothing_changes(prod, monkeypatch) -> None:
@@ -110,7 +125,9 @@ def test_without_a_cluster_nothing_changes(prod, monkeypatch) -> None:
     monkeypatch.setenv("QUANTOS_ENV", "staging")
     monkeypatch.setenv("QUANTOS_RAY_ADDRESS", "  ")
     assert ray_cluster_address() is None
-    assert ray_cluster_address({"QUANTOS_ENV": "staging", "QUANTOS_RAY_ADDRESS": ADDRESS}) == ADDRESS
+    assert (
+        ray_cluster_address({"QUANTOS_ENV": "staging", "QUANTOS_RAY_ADDRESS": ADDRESS}) == ADDRESS
+    )
 
 
 @pytest.mark.parametrize("spec_file", SPECS, ids=lambda p: p.name)
@@ -153,7 +170,15 @@ def _spec(node: dict, default: dict | None = None) -> DagSpec:
         "version": 1,
         "pipeline_id": "ray_sizes",
         **({"resources": {"default": default}} if default else {}),
-        "nodes": [{"id": "train", "kind": "ray_job", "params": {"trainer": "ridge"}, "outs": ["model"], **node}],
+        "nodes": [
+            {
+                "id": "train",
+                "kind": "ray_job",
+                "params": {"trainer": "ridge"},
+                "outs": ["model"],
+                **node,
+            }
+        ],
     }
     return load_spec(_write(doc)).spec
 
@@ -168,22 +193,58 @@ def _write(doc: dict) -> Path:
 
 def test_ray_worker_resources_split_the_node_over_its_workers() -> None:
     seed = load_spec(SEED).spec
-    assert ray_worker_resources(seed, seed.node("train_model")) == {"CPU": 8.0, "GPU": 1.0, "memory": 32 * 2**30}
-    four = _spec({"params": {"trainer": "mlp", "workers": 4}, "resources": {"cpu": "8", "mem": "16Gi", "gpu": 4}})
-    assert ray_worker_resources(four, four.node("train")) == {"CPU": 2.0, "GPU": 1.0, "memory": 4 * 2**30}
-    cpu_only = _spec({"params": {"trainer": "mlp", "workers": 2}, "resources": {"cpu": "3"}}, default={"mem": "6Gi"})
-    assert ray_worker_resources(cpu_only, cpu_only.node("train")) == {"CPU": 1.5, "GPU": 0.0, "memory": 3 * 2**30}
+    assert ray_worker_resources(seed, seed.node("train_model")) == {
+        "CPU": 8.0,
+        "GPU": 1.0,
+        "memory": 32 * 2**30,
+    }
+    four = _spec(
+        {
+            "params": {"trainer": "mlp", "workers": 4},
+            "resources": {"cpu": "8", "mem": "16Gi", "gpu": 4},
+        }
+    )
+    assert ray_worker_resources(four, four.node("train")) == {
+        "CPU": 2.0,
+        "GPU": 1.0,
+        "memory": 4 * 2**30,
+    }
+    cpu_only = _spec(
+        {"params": {"trainer": "mlp", "workers": 2}, "resources": {"cpu": "3"}},
+        default={"mem": "6Gi"},
+    )
+    assert ray_worker_resources(cpu_only, cpu_only.node("train")) == {
+        "CPU": 1.5,
+        "GPU": 0.0,
+        "memory": 3 * 2**30,
+    }
     # nothing declared: what the step would have reserved, the cpu pool's default (1 CPU, 2Gi)
     bare = _spec({})
-    assert ray_worker_resources(bare, bare.node("train")) == {"CPU": 1.0, "GPU": 0.0, "memory": 2 * 2**30}
+    assert ray_worker_resources(bare, bare.node("train")) == {
+        "CPU": 1.0,
+        "GPU": 0.0,
+        "memory": 2 * 2**30,
+    }
 
 
 @pytest.mark.parametrize(
     ("node", "field", "message"),
     [
-        ({"params": {"trainer": "mlp", "workers": 0}}, "params.workers", "workers must be a whole number from 1 to 64, not 0"),
-        ({"params": {"trainer": "mlp", "workers": "2"}}, "params.workers", "workers must be a whole number from 1 to 64, not '2'"),
-        ({"params": {"trainer": "mlp", "workers": True}}, "params.workers", "workers must be a whole number from 1 to 64, not True"),
+        (
+            {"params": {"trainer": "mlp", "workers": 0}},
+            "params.workers",
+            "workers must be a whole number from 1 to 64, not 0",
+        ),
+        (
+            {"params": {"trainer": "mlp", "workers": "2"}},
+            "params.workers",
+            "workers must be a whole number from 1 to 64, not '2'",
+        ),
+        (
+            {"params": {"trainer": "mlp", "workers": True}},
+            "params.workers",
+            "workers must be a whole number from 1 to 64, not True",
+        ),
         (
             {"params": {"trainer": "mlp", "workers": 2}, "resources": {"gpu": 1}},
             "resources.gpu",
@@ -191,7 +252,9 @@ def test_ray_worker_resources_split_the_node_over_its_workers() -> None:
         ),
     ],
 )
-def test_workers_the_cluster_cannot_honour_are_one_clear_line(node: dict, field: str, message: str) -> None:
+def test_workers_the_cluster_cannot_honour_are_one_clear_line(
+    node: dict, field: str, message: str
+) -> None:
     doc = {
         "version": 1,
         "pipeline_id": "ray_sizes",
@@ -202,16 +265,24 @@ def test_workers_the_cluster_cannot_honour_are_one_clear_line(node: dict, field:
     path = _write(doc)
     with pytest.raises(SpecError) as caught:
         load_spec(path)
-    assert [str(p) for p in caught.value.problems] == [f"{path}:{_line(path, field)}: nodes[0].{field}: {message}"]
+    assert [str(p) for p in caught.value.problems] == [
+        f"{path}:{_line(path, field)}: nodes[0].{field}: {message}"
+    ]
     spec = DagSpec.model_validate(doc)
-    with pytest.raises(RayWorkersError, match="^" + message.replace("(", r"\(").replace(")", r"\)") + "$") as err:
+    with pytest.raises(
+        RayWorkersError, match="^" + message.replace("(", r"\(").replace(")", r"\)") + "$"
+    ) as err:
         ray_worker_resources(spec, spec.node("train"))
     assert err.value.field == field and isinstance(err.value, PlacementError)
 
 
 def _line(path: Path, field: str) -> int:
     key = field.split(".")[-1]
-    return next(i for i, line in enumerate(path.read_text().splitlines(), 1) if line.strip().startswith(f"{key}:"))
+    return next(
+        i
+        for i, line in enumerate(path.read_text().splitlines(), 1)
+        if line.strip().startswith(f"{key}:")
+    )
 
 
 @pytest.mark.parametrize("spec_file", SPECS, ids=lambda p: p.name)
@@ -219,20 +290,30 @@ def test_every_example_ray_worker_fits_a_worker_group_of_the_cluster(spec_file: 
     """A worker no group can hold waits forever (the autoscaler finds no node type for it)."""
     from kubernetes.utils import parse_quantity
 
-    [cluster] = [d for d in yaml.safe_load_all((REPO / "deploy" / "k8s" / "raycluster-gpu.yaml").read_text()) if d and d["kind"] == "RayCluster"]
+    [cluster] = [
+        d
+        for d in yaml.safe_load_all((REPO / "deploy" / "k8s" / "raycluster-gpu.yaml").read_text())
+        if d and d["kind"] == "RayCluster"
+    ]
     shapes = []
     for group in cluster["spec"]["workerGroupSpecs"]:
         limits = group["template"]["spec"]["containers"][0]["resources"]["limits"]
-        shapes.append({
-            "CPU": float(parse_quantity(limits["cpu"])),
-            "GPU": float(parse_quantity(limits.get("nvidia.com/gpu", 0))),
-            "memory": float(parse_quantity(limits["memory"])),
-        })
+        shapes.append(
+            {
+                "CPU": float(parse_quantity(limits["cpu"])),
+                "GPU": float(parse_quantity(limits.get("nvidia.com/gpu", 0))),
+                "memory": float(parse_quantity(limits["memory"])),
+            }
+        )
     spec = load_spec(spec_file).spec
     for node in spec.nodes:
         if node.kind is NodeKind.ray_job:
             need = ray_worker_resources(spec, node)
-            assert any(all(need[k] <= shape[k] for k in need) for shape in shapes), (node.id, need, shapes)
+            assert any(all(need[k] <= shape[k] for k in need) for shape in shapes), (
+                node.id,
+                need,
+                shapes,
+            )
 
 
 def test_the_gates_retrain_check_drives_the_cluster_too(monkeypatch) -> None:

@@ -4,6 +4,7 @@ through `quantos run`, and a gated bilstm promoted only after the promotion gate
 reproducibility retrain on Ray Train matched its metrics.
 
 Minutes, not seconds (the seed trains 30 epochs): `make test-ray`, not `make test`."""
+
 from __future__ import annotations
 
 import json
@@ -41,14 +42,27 @@ def _local_env(root: Path, address: str) -> dict[str, str]:
     home.mkdir(parents=True, exist_ok=True)
     (home / "dagster.yaml").write_text("telemetry:\n  enabled: false\n")
     env = {k: v for k, v in os.environ.items() if not k.startswith("QUANTOS_")}
-    return {**env, "QUANTOS_ENV": "local", "QUANTOS_DATA_DIR": str(root / "data"), "DAGSTER_HOME": str(home),
-            "QUANTOS_RAY_ADDRESS": address}
+    return {
+        **env,
+        "QUANTOS_ENV": "local",
+        "QUANTOS_DATA_DIR": str(root / "data"),
+        "DAGSTER_HOME": str(home),
+        "QUANTOS_RAY_ADDRESS": address,
+    }
 
 
-def test_the_seed_example_runs_unchanged_and_trains_its_bilstm_on_the_cluster(nodes: RayNodes, tmp_path: Path) -> None:
+def test_the_seed_example_runs_unchanged_and_trains_its_bilstm_on_the_cluster(
+    nodes: RayNodes, tmp_path: Path
+) -> None:
     quantos = Path(sys.executable).with_name("quantos")
-    done = subprocess.run([str(quantos), "run", str(SEED)], env=_local_env(tmp_path, nodes.address),
-                          capture_output=True, text=True, timeout=900, check=False)
+    done = subprocess.run(
+        [str(quantos), "run", str(SEED)],
+        env=_local_env(tmp_path, nodes.address),
+        capture_output=True,
+        text=True,
+        timeout=900,
+        check=False,
+    )
     assert done.returncode == 0, (done.stdout + done.stderr)[-4000:]
     artifacts = tmp_path / "data" / "artifacts"
     [metrics_file] = list((artifacts / "reports").rglob("metrics.json"))
@@ -56,7 +70,9 @@ def test_the_seed_example_runs_unchanged_and_trains_its_bilstm_on_the_cluster(no
     metrics = json.loads(metrics_file.read_text())
     training = metrics["training"]
     # The seed's params: bilstm, 30 epochs, trained by Ray Train on the cluster's nodes.
-    assert metrics["trainer"] == "bilstm" and training["epochs"] == 30 and training["epochs_run"] == 30
+    assert (
+        metrics["trainer"] == "bilstm" and training["epochs"] == 30 and training["epochs_run"] == 30
+    )
     assert training["framework"] == "pytorch" and training["workers"] == 1
     import ray
 
@@ -65,7 +81,9 @@ def test_the_seed_example_runs_unchanged_and_trains_its_bilstm_on_the_cluster(no
     assert metrics["n_train"] > metrics["n_validation"] > 0 and metrics["n_test"] > 0
     assert -1 <= metrics["ic"] <= 1
     model = load_torch_model(model_file.read_bytes())
-    assert model.trainer == "bilstm" and model.lookback == 20 and model.features == metrics["features"]
+    assert (
+        model.trainer == "bilstm" and model.lookback == 20 and model.features == metrics["features"]
+    )
 
 
 def test_a_gated_bilstm_is_promoted_after_its_retrain_reproduces_its_metrics(
@@ -75,19 +93,30 @@ def test_a_gated_bilstm_is_promoted_after_its_retrain_reproduces_its_metrics(
         if key.startswith(("QUANTOS_", "DAGSTER_HOME")):
             monkeypatch.setenv(key, value)
     monkeypatch.delenv("QUANTOS_GATEWAY_DB", raising=False)
-    monkeypatch.setenv("QUANTOS_PROMOTION_POLICY", str(REPO / "tests" / "fixtures" / "gates" / "policy_reproducibility_only.yaml"))
+    monkeypatch.setenv(
+        "QUANTOS_PROMOTION_POLICY",
+        str(REPO / "tests" / "fixtures" / "gates" / "policy_reproducibility_only.yaml"),
+    )
     pipeline = build_pipeline(load_spec(GATED))
-    defs = Definitions(assets=pipeline.assets, asset_checks=pipeline.asset_checks(), jobs=[pipeline.job],
-                       resources=build_resources(active_profile()))
+    defs = Definitions(
+        assets=pipeline.assets,
+        asset_checks=pipeline.asset_checks(),
+        jobs=[pipeline.job],
+        resources=build_resources(active_profile()),
+    )
     instance = DagsterInstance.get()
     try:
-        result = defs.resolve_job_def(pipeline.job.name).execute_in_process(instance=instance, raise_on_error=False)
+        result = defs.resolve_job_def(pipeline.job.name).execute_in_process(
+            instance=instance, raise_on_error=False
+        )
     finally:
         instance.dispose()
     assert result.success
     checks = {e.check_name: e for e in result.get_asset_check_evaluations()}
     reproducible = checks["reproducible"]
-    assert reproducible.asset_check_key == AssetCheckKey(AssetKey(["gated_bilstm", "model_uri"]), "reproducible")
+    assert reproducible.asset_check_key == AssetCheckKey(
+        AssetKey(["gated_bilstm", "model_uri"]), "reproducible"
+    )
     assert reproducible.passed, reproducible.description
     assert re.fullmatch(
         r"retrained with seed 7 on gated_bilstm\.features@\d+ with 1 worker\(s\): metrics match within rel 0\.001",
@@ -95,6 +124,14 @@ def test_a_gated_bilstm_is_promoted_after_its_retrain_reproduces_its_metrics(
     )
     recorded = reproducible.metadata["recorded"].value
     retrained = reproducible.metadata["retrained"].value
-    assert isinstance(recorded, dict) and isinstance(retrained, dict) and set(recorded) >= {"best_val_loss", "mse", "ic"}
-    promoted = {e.asset_key.to_user_string() for e in result.get_asset_materialization_events() if e.asset_key}
+    assert (
+        isinstance(recorded, dict)
+        and isinstance(retrained, dict)
+        and set(recorded) >= {"best_val_loss", "mse", "ic"}
+    )
+    promoted = {
+        e.asset_key.to_user_string()
+        for e in result.get_asset_materialization_events()
+        if e.asset_key
+    }
     assert {f"gated_bilstm/promoted/{stage}" for stage in ("staging", "canary", "prod")} <= promoted

@@ -7,6 +7,7 @@ model's features fails before any Ray work.
 
 The model is a seeded, untrained bilstm: what predict does with weights does not depend on
 how they were learnt, and training one would cost most of this file's time."""
+
 from __future__ import annotations
 
 import hashlib
@@ -94,8 +95,11 @@ def nodes() -> Iterator[RayNodes]:
 @pytest.fixture(scope="module")
 def lake(tmp_path_factory: pytest.TempPathFactory) -> LakeIOManager:
     root = tmp_path_factory.mktemp("lake")
-    return LakeIOManager(catalog_uri=f"sqlite:///{root / 'catalog.db'}", warehouse=str(root / "warehouse"),
-                         artifact_store=ArtifactStore(root=str(root / "artifacts")))
+    return LakeIOManager(
+        catalog_uri=f"sqlite:///{root / 'catalog.db'}",
+        warehouse=str(root / "warehouse"),
+        artifact_store=ArtifactStore(root=str(root / "artifacts")),
+    )
 
 
 @pytest.fixture(scope="module")
@@ -129,7 +133,8 @@ def bare_forecasts(model: bytes, rows: pd.DataFrame) -> pd.Series:
     with torch.no_grad():
         forecast = np.concatenate([net(torch.from_numpy(p["x"])).numpy() for p in parts])
     index = pd.MultiIndex.from_arrays(
-        [np.concatenate([p["date"] for p in parts]), np.concatenate([p["symbol"] for p in parts])], names=["date", "symbol"]
+        [np.concatenate([p["date"] for p in parts]), np.concatenate([p["symbol"] for p in parts])],
+        names=["date", "symbol"],
     )
     return pd.Series(forecast.astype(np.float64), index=index)
 
@@ -139,45 +144,94 @@ def check_predictions(predictions: pd.DataFrame, rows: pd.DataFrame, model: byte
     the rest equal to the bare forward pass over the same windows."""
     assert len(predictions) == len(rows)
     keys = ["date", "symbol"]
-    assert sorted(map(tuple, predictions[keys].astype(str).to_numpy())) == sorted(map(tuple, rows[keys].astype(str).to_numpy()))
+    assert sorted(map(tuple, predictions[keys].astype(str).to_numpy())) == sorted(
+        map(tuple, rows[keys].astype(str).to_numpy())
+    )
     ranked = predictions.sort_values(keys).assign(n=lambda f: f.groupby("symbol").cumcount())
     assert (ranked["prediction"].isna() == (ranked["n"] < LOOKBACK - 1)).all()
     assert (predictions["model_sha256"] == hashlib.sha256(model).hexdigest()).all()
     bare = bare_forecasts(model, rows)
     ours = predictions.dropna(subset=["prediction"]).set_index(keys)["prediction"]
     assert len(ours) == len(bare) > 0
-    np.testing.assert_allclose(ours.loc[bare.index].to_numpy(), bare.to_numpy(), rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(
+        ours.loc[bare.index].to_numpy(), bare.to_numpy(), rtol=1e-5, atol=1e-6
+    )
 
 
-def _record(instance: DagsterInstance, key: list[str], metadata: dict[str, Any], partition: str | None = None) -> None:
+def _record(
+    instance: DagsterInstance,
+    key: list[str],
+    metadata: dict[str, Any],
+    partition: str | None = None,
+) -> None:
     """What LakeIOManager.handle_output records for an upstream it wrote (the upstream nodes
     are not run here: a python_task and a training take longer than the predict under test)."""
-    instance.report_runless_asset_event(AssetMaterialization(asset_key=AssetKey(key), partition=partition, metadata=metadata))
+    instance.report_runless_asset_event(
+        AssetMaterialization(asset_key=AssetKey(key), partition=partition, metadata=metadata)
+    )
 
 
-def _upstream(instance: DagsterInstance, lake: LakeIOManager, pipeline: str, table: pa.Table, model: bytes,
-              partition: str | None = None) -> None:
+def _upstream(
+    instance: DagsterInstance,
+    lake: LakeIOManager,
+    pipeline: str,
+    table: pa.Table,
+    model: bytes,
+    partition: str | None = None,
+) -> None:
     written = lake.write_arrow(pipeline, "features", table, partition_key=partition)
-    _record(instance, [pipeline, "features"], {"storage": "iceberg", "snapshot_id": written.snapshot_id,
-                                               "table": f"{pipeline}.features"}, partition)
+    _record(
+        instance,
+        [pipeline, "features"],
+        {"storage": "iceberg", "snapshot_id": written.snapshot_id, "table": f"{pipeline}.features"},
+        partition,
+    )
     uri = lake.artifact_store.put(f"models/{pipeline}/{partition or 'v1'}/model.bin", model)
-    _record(instance, [pipeline, "model_uri"], {"storage": "artifact", "uri": uri, "role": "model",
-                                                "filename": "model.bin"}, partition)
+    _record(
+        instance,
+        [pipeline, "model_uri"],
+        {"storage": "artifact", "uri": uri, "role": "model", "filename": "model.bin"},
+        partition,
+    )
 
 
-def _predict(nodes: RayNodes, lake: LakeIOManager, instance: DagsterInstance, pipeline: Any, session: str | None) -> None:
-    predict = next(a for a in pipeline.assets if AssetKey([pipeline.spec.pipeline_id, "predictions"]) in a.keys)
+def _predict(
+    nodes: RayNodes,
+    lake: LakeIOManager,
+    instance: DagsterInstance,
+    pipeline: Any,
+    session: str | None,
+) -> None:
+    predict = next(
+        a for a in pipeline.assets if AssetKey([pipeline.spec.pipeline_id, "predictions"]) in a.keys
+    )
     # The predict node alone: its upstream assets are read from what the instance recorded.
-    upstream = [AssetSpec(key, partitions_def=predict.partitions_def) for key in predict.dependency_keys]
+    upstream = [
+        AssetSpec(key, partitions_def=predict.partitions_def) for key in predict.dependency_keys
+    ]
     result = materialize(
-        [predict, *upstream], instance=instance, partition_key=session,
-        resources={"io_manager": lake, "artifact_store": lake.artifact_store, "ray": RayResource(address=nodes.address)},
+        [predict, *upstream],
+        instance=instance,
+        partition_key=session,
+        resources={
+            "io_manager": lake,
+            "artifact_store": lake.artifact_store,
+            "ray": RayResource(address=nodes.address),
+        },
     )
     assert result.success
 
 
-def test_predict_writes_one_row_per_input_row(nodes: RayNodes, lake: LakeIOManager, features: pa.Table, model: bytes) -> None:
-    pipeline = build_pipeline(load_spec_text(SPEC.format(pipeline="rp", partitions="", lookback=LOOKBACK, workers=2), "rp.yaml", "yaml"))
+def test_predict_writes_one_row_per_input_row(
+    nodes: RayNodes, lake: LakeIOManager, features: pa.Table, model: bytes
+) -> None:
+    pipeline = build_pipeline(
+        load_spec_text(
+            SPEC.format(pipeline="rp", partitions="", lookback=LOOKBACK, workers=2),
+            "rp.yaml",
+            "yaml",
+        )
+    )
     instance = DagsterInstance.ephemeral()
     _upstream(instance, lake, "rp", features, model)
 
@@ -201,8 +255,12 @@ def test_predict_per_session_reads_and_writes_its_session(
     """Each session's partition of the features holds its trailing 30 days; each predict run
     reads only its own session's partition and replaces only its own partition of predictions."""
     # One actor of 2 CPUs (the 2-actor pool is the test above): half the PyTorch imports.
-    text = SPEC.format(pipeline="rps", partitions='partitions: {calendar: XNYS, start: "2022-11-01"}',
-                       lookback=LOOKBACK, workers=1)
+    text = SPEC.format(
+        pipeline="rps",
+        partitions='partitions: {calendar: XNYS, start: "2022-11-01"}',
+        lookback=LOOKBACK,
+        workers=1,
+    )
     pipeline = build_pipeline(load_spec_text(text, "rps.yaml", "yaml"))
     instance = DagsterInstance.ephemeral()
     sessions = ["2022-12-01", "2022-12-02"]
@@ -211,8 +269,17 @@ def test_predict_per_session_reads_and_writes_its_session(
     trailing: dict[str, pd.DataFrame] = {}
     for session in sessions:
         day = pd.Timestamp(session).date()
-        trailing[session] = frame[(frame["date"] > day - pd.Timedelta(days=30)) & (frame["date"] <= day)]
-        _upstream(instance, lake, "rps", pa.Table.from_pandas(trailing[session], preserve_index=False), model, session)
+        trailing[session] = frame[
+            (frame["date"] > day - pd.Timedelta(days=30)) & (frame["date"] <= day)
+        ]
+        _upstream(
+            instance,
+            lake,
+            "rps",
+            pa.Table.from_pandas(trailing[session], preserve_index=False),
+            model,
+            session,
+        )
 
     _predict(nodes, lake, instance, pipeline, sessions[1])
     stored = lake.read_arrow("rps", "predictions", None).to_pandas()
@@ -222,53 +289,87 @@ def test_predict_per_session_reads_and_writes_its_session(
     _predict(nodes, lake, instance, pipeline, sessions[0])
     stored = lake.read_arrow("rps", "predictions", None).to_pandas()
     for session in sessions:
-        check_predictions(stored[stored["partition_key"] == session].drop(columns="partition_key"), trailing[session], model)
+        check_predictions(
+            stored[stored["partition_key"] == session].drop(columns="partition_key"),
+            trailing[session],
+            model,
+        )
     assert instance.get_materialized_partitions(AssetKey(["rps", "predictions"])) == set(sessions)
 
 
-def test_a_scikit_learn_model_predicts_every_row_it_can(nodes: RayNodes, lake: LakeIOManager) -> None:
+def test_a_scikit_learn_model_predicts_every_row_it_can(
+    nodes: RayNodes, lake: LakeIOManager
+) -> None:
     """A ridge reads one row: no windows, no sort; rows with a null feature get a null forecast."""
     frame = compute(generate(symbols=4, start="2022-01-03", end="2022-09-30", seed=9)).to_pandas()
     estimator = pickle.loads(train(frame, TrainingJob(trainer="ridge", features=FEATURES)).model)
     frame.loc[::7, "vol_rank"] = np.nan  # stored as nulls: no forecast for those rows
     table = pa.Table.from_pandas(frame, preserve_index=False)
     written = lake.write_arrow("rp", "raw_features", table)
-    node = Node(id="predict", kind=NodeKind.ray_job, ins=["model_uri", "features"], outs=["predictions"],
-                params={"mode": "predict"})
+    node = Node(
+        id="predict",
+        kind=NodeKind.ray_job,
+        ins=["model_uri", "features"],
+        outs=["predictions"],
+        params={"mode": "predict"},
+    )
     spec = DagSpec.model_construct(version=1, pipeline_id="rp", nodes=[node])
     inputs: dict[str, Any] = {
         "model_uri": Artifact(pickle.dumps(estimator), role="model", filename="model.bin"),
         "features": lake.table_ref("rp", "raw_features", written.snapshot_id),
     }
     with build_asset_context(resources={"ray": RayResource(address=nodes.address)}) as context:
-        values = runner_for(NodeKind.ray_job).run(context, NodeRun(spec=spec, node=node, spec_dir=None, inputs=inputs))
+        values = runner_for(NodeKind.ray_job).run(
+            context, NodeRun(spec=spec, node=node, spec_dir=None, inputs=inputs)
+        )
     predictions = values["predictions"]
     assert isinstance(predictions, pa.Table) and predictions.num_rows == table.num_rows
     ours = predictions.to_pandas().set_index(["date", "symbol"])["prediction"]
     complete = frame.dropna(subset=FEATURES).set_index(["date", "symbol"])
     assert table.column("vol_rank").null_count == len(frame) - len(complete) > 0
     assert ours.isna().sum() == len(frame) - len(complete)
-    np.testing.assert_allclose(ours.loc[complete.index].to_numpy(), estimator.predict(complete[FEATURES]), rtol=1e-9)
+    np.testing.assert_allclose(
+        ours.loc[complete.index].to_numpy(), estimator.predict(complete[FEATURES]), rtol=1e-9
+    )
 
 
 @pytest.mark.parametrize(
     ("cpu", "workers", "pool"),
-    [("8", 2, ActorPool(actors=2, cpus_per_actor=1.0)),  # 4 CPUs each asked, cut to the 1-CPU nodes
-     ("1", 2, ActorPool(actors=2, cpus_per_actor=0.5)),
-     ("2", 1, ActorPool(actors=1, cpus_per_actor=1.0))],
+    [
+        (
+            "8",
+            2,
+            ActorPool(actors=2, cpus_per_actor=1.0),
+        ),  # 4 CPUs each asked, cut to the 1-CPU nodes
+        ("1", 2, ActorPool(actors=2, cpus_per_actor=0.5)),
+        ("2", 1, ActorPool(actors=1, cpus_per_actor=1.0)),
+    ],
 )
-def test_the_actors_are_the_nodes_resources_cut_to_the_cluster(nodes: RayNodes, cpu: str, workers: int, pool: ActorPool) -> None:
-    node = Node(id="predict", kind=NodeKind.ray_job, params={"mode": "predict", "workers": workers},
-                resources=Resources.model_validate({"cpu": cpu}), ins=["model_uri", "features"], outs=["predictions"])
+def test_the_actors_are_the_nodes_resources_cut_to_the_cluster(
+    nodes: RayNodes, cpu: str, workers: int, pool: ActorPool
+) -> None:
+    node = Node(
+        id="predict",
+        kind=NodeKind.ray_job,
+        params={"mode": "predict", "workers": workers},
+        resources=Resources.model_validate({"cpu": cpu}),
+        ins=["model_uri", "features"],
+        outs=["predictions"],
+    )
     spec = DagSpec.model_construct(version=1, pipeline_id="rp", nodes=[node])
-    assert actor_pool(NodeRun(spec=spec, node=node, spec_dir=None), RayResource(address=nodes.address)) == pool
+    assert (
+        actor_pool(NodeRun(spec=spec, node=node, spec_dir=None), RayResource(address=nodes.address))
+        == pool
+    )
 
 
 class _NoRayData(TableRef):
     """A table reference that fails the test if the step asks Ray Data to read it."""
 
     def to_ray_dataset(self, columns: Any = None) -> Any:
-        raise AssertionError("Ray Data was asked to read the table: work started before the columns were checked")
+        raise AssertionError(
+            "Ray Data was asked to read the table: work started before the columns were checked"
+        )
 
 
 def test_a_table_without_the_models_features_fails_before_any_ray_work(
@@ -276,27 +377,50 @@ def test_a_table_without_the_models_features_fails_before_any_ray_work(
 ) -> None:
     written = lake.write_arrow("rp", "no_vol", features.drop_columns(["vol_rank"]))
     ref = _NoRayData("rp", "no_vol", written.snapshot_id, lake.catalog())
-    node = Node(id="predict", kind=NodeKind.ray_job, ins=["model_uri", "features"], outs=["predictions"],
-                params={"mode": "predict"})
+    node = Node(
+        id="predict",
+        kind=NodeKind.ray_job,
+        ins=["model_uri", "features"],
+        outs=["predictions"],
+        params={"mode": "predict"},
+    )
     spec = DagSpec.model_construct(version=1, pipeline_id="rp", nodes=[node])
-    inputs: dict[str, Any] = {"model_uri": Artifact(model, role="model", filename="model.bin"), "features": ref}
-    with build_asset_context(resources={"ray": RayResource(address=nodes.address)}) as context, \
-            pytest.raises(NodeRunError) as err:
-        runner_for(NodeKind.ray_job).run(context, NodeRun(spec=spec, node=node, spec_dir=None, inputs=inputs))
+    inputs: dict[str, Any] = {
+        "model_uri": Artifact(model, role="model", filename="model.bin"),
+        "features": ref,
+    }
+    with (
+        build_asset_context(resources={"ray": RayResource(address=nodes.address)}) as context,
+        pytest.raises(NodeRunError) as err,
+    ):
+        runner_for(NodeKind.ray_job).run(
+            context, NodeRun(spec=spec, node=node, spec_dir=None, inputs=inputs)
+        )
     assert str(err.value) == (
         "rp.predict: the feature table rp.no_vol lacks column(s) ['vol_rank'] that model 'model_uri' (bilstm) reads"
     )
 
 
-def test_a_file_that_is_no_model_is_one_line(nodes: RayNodes, lake: LakeIOManager, features: pa.Table) -> None:
+def test_a_file_that_is_no_model_is_one_line(
+    nodes: RayNodes, lake: LakeIOManager, features: pa.Table
+) -> None:
     ref = _NoRayData("rp", "no_vol", None, lake.catalog())
-    node = Node(id="predict", kind=NodeKind.ray_job, ins=["model_uri", "features"], outs=["predictions"],
-                params={"mode": "predict"})
+    node = Node(
+        id="predict",
+        kind=NodeKind.ray_job,
+        ins=["model_uri", "features"],
+        outs=["predictions"],
+        params={"mode": "predict"},
+    )
     spec = DagSpec.model_construct(version=1, pipeline_id="rp", nodes=[node])
     inputs: dict[str, Any] = {"model_uri": Artifact(b"not a model", role="model"), "features": ref}
-    with build_asset_context(resources={"ray": RayResource(address=nodes.address)}) as context, \
-            pytest.raises(NodeRunError) as err:
-        runner_for(NodeKind.ray_job).run(context, NodeRun(spec=spec, node=node, spec_dir=None, inputs=inputs))
+    with (
+        build_asset_context(resources={"ray": RayResource(address=nodes.address)}) as context,
+        pytest.raises(NodeRunError) as err,
+    ):
+        runner_for(NodeKind.ray_job).run(
+            context, NodeRun(spec=spec, node=node, spec_dir=None, inputs=inputs)
+        )
     assert str(err.value).startswith(
         "rp.predict: input 'model_uri' is neither a PyTorch model file nor a pickled scikit-learn model ("
     )

@@ -1,5 +1,6 @@
 """`quantos exporter`: scraped over HTTP and parsed with prometheus_client's own parser,
 against a real instance holding a succeeded run with a retried step and a queued one."""
+
 from __future__ import annotations
 
 import os
@@ -44,10 +45,21 @@ def _spec(tmp_path: Path) -> Path:
         "labels": {"team": "research"},
         "slo": {"retry": {"max_attempts": 2, "backoff_sec": 0}},
         "nodes": [
-            {"id": "rows", "kind": "python_task", "params": {"entrypoint": "quantos_assets.tasks.noop:one_row"}, "outs": ["rows"]},
             {
-                "id": "flaky", "kind": "python_task", "ins": ["rows"], "outs": ["checked"],
-                "params": {"entrypoint": "quantos_assets.tasks.control:fail_once", "marker": str(tmp_path / "marker")},
+                "id": "rows",
+                "kind": "python_task",
+                "params": {"entrypoint": "quantos_assets.tasks.noop:one_row"},
+                "outs": ["rows"],
+            },
+            {
+                "id": "flaky",
+                "kind": "python_task",
+                "ins": ["rows"],
+                "outs": ["checked"],
+                "params": {
+                    "entrypoint": "quantos_assets.tasks.control:fail_once",
+                    "marker": str(tmp_path / "marker"),
+                },
             },
         ],
     }
@@ -64,11 +76,22 @@ def test_exporter_reports_runs_queue_steps_and_retries(data_dir: Path, tmp_path:
     assert materialize(pipeline.assets, instance=instance, resources=resources, tags=tags).success
     # A run waiting in the queue, as the QueuedRunCoordinator stores one (origin included).
     origin = RemoteJobOrigin(
-        RemoteRepositoryOrigin(InProcessCodeLocationOrigin(LoadableTargetOrigin(module_name="definitions.definitions")), "__repository__"),
+        RemoteRepositoryOrigin(
+            InProcessCodeLocationOrigin(
+                LoadableTargetOrigin(module_name="definitions.definitions")
+            ),
+            "__repository__",
+        ),
         "metrics_demo",
     )
     queued = instance.add_run(
-        DagsterRun(job_name="metrics_demo", run_id=make_new_run_id(), status=DagsterRunStatus.QUEUED, tags=tags, remote_job_origin=origin)
+        DagsterRun(
+            job_name="metrics_demo",
+            run_id=make_new_run_id(),
+            status=DagsterRunStatus.QUEUED,
+            tags=tags,
+            remote_job_origin=origin,
+        )
     )
     stored = instance.get_run_by_id(queued.run_id)
     assert stored is not None and stored.status == DagsterRunStatus.QUEUED
@@ -76,7 +99,11 @@ def test_exporter_reports_runs_queue_steps_and_retries(data_dir: Path, tmp_path:
     port = free_port()
     proc = subprocess.Popen(
         [sys.executable, "-m", "quantos_assets.cli.main", "exporter", "--port", str(port)],
-        cwd=REPO, env=os.environ.copy(), stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT, start_new_session=True,
+        cwd=REPO,
+        env=os.environ.copy(),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
     )
     try:
         metrics = scrape(f"http://127.0.0.1:{port}/metrics")
@@ -84,17 +111,31 @@ def test_exporter_reports_runs_queue_steps_and_retries(data_dir: Path, tmp_path:
         proc.kill()
         proc.wait(timeout=10)
 
-    runs = {(s.labels["status"], s.labels["pipeline"], s.labels["team"]): s.value for s in metrics["quantos_runs"]}
+    runs = {
+        (s.labels["status"], s.labels["pipeline"], s.labels["team"]): s.value
+        for s in metrics["quantos_runs"]
+    }
     assert runs[("SUCCESS", "metrics_demo", "research")] == 1
     assert runs[("QUEUED", "metrics_demo", "research")] == 1
     assert [s.value for s in metrics["quantos_queue_depth"]] == [1]
-    waits = {s.name: s.value for s in metrics["quantos_queue_wait_seconds"] if s.labels.get("pipeline") == "metrics_demo"}
+    waits = {
+        s.name: s.value
+        for s in metrics["quantos_queue_wait_seconds"]
+        if s.labels.get("pipeline") == "metrics_demo"
+    }
     assert waits["quantos_queue_wait_seconds_count"] == 1  # the queued run has not started
     steps = {
         (s.name, s.labels["node"]): s.value
         for s in metrics["quantos_step_duration_seconds"]
         if s.name.endswith("_count")
     }
-    assert steps == {("quantos_step_duration_seconds_count", "rows"): 1, ("quantos_step_duration_seconds_count", "flaky"): 1}
-    retries = {s.labels["node"]: s.value for s in metrics["quantos_step_retries"] if s.name == "quantos_step_retries_total"}
+    assert steps == {
+        ("quantos_step_duration_seconds_count", "rows"): 1,
+        ("quantos_step_duration_seconds_count", "flaky"): 1,
+    }
+    retries = {
+        s.labels["node"]: s.value
+        for s in metrics["quantos_step_retries"]
+        if s.name == "quantos_step_retries_total"
+    }
     assert retries == {"flaky": 1}

@@ -3,6 +3,7 @@
 Real parts: the synced dynamic partitions in a real instance, the python_task
 through dagster-pipes, the SQL rollup on DuckDB, Iceberg tables.
 """
+
 from __future__ import annotations
 
 import os
@@ -28,17 +29,29 @@ EOD = REPO / "specs" / "xs_daily_eod.yaml"
 def test_backfill_of_a_range_runs_each_session_and_skips_the_holiday(data_dir: Path) -> None:
     pipeline = build_pipeline(load_spec(EOD))
     instance = DagsterInstance.get()
-    sync = build_session_sync(pipeline, clock=lambda: datetime(2016, 2, 1, tzinfo=ZoneInfo("America/New_York")))
-    [request] = sync.evaluate_tick(build_sensor_context(instance=instance)).dynamic_partitions_requests or []
+    sync = build_session_sync(
+        pipeline, clock=lambda: datetime(2016, 2, 1, tzinfo=ZoneInfo("America/New_York"))
+    )
+    [request] = (
+        sync.evaluate_tick(build_sensor_context(instance=instance)).dynamic_partitions_requests
+        or []
+    )
     instance.add_dynamic_partitions(partitions_name(pipeline.spec), list(request.partition_keys))
     # The partition range a backfill of 2016-01-14...2016-01-20 covers (keys are in session order).
     every = instance.get_dynamic_partitions(partitions_name(pipeline.spec))
     keys = every[every.index("2016-01-14") : every.index("2016-01-20") + 1]
-    assert keys == ["2016-01-14", "2016-01-15", "2016-01-19", "2016-01-20"]  # not MLK day, not the weekend
+    assert keys == [
+        "2016-01-14",
+        "2016-01-15",
+        "2016-01-19",
+        "2016-01-20",
+    ]  # not MLK day, not the weekend
 
     resources = build_resources(active_profile())
     for key in keys:
-        result = materialize(pipeline.assets, partition_key=key, instance=instance, resources=resources)
+        result = materialize(
+            pipeline.assets, partition_key=key, instance=instance, resources=resources
+        )
         assert result.success
 
     summary = instance.get_materialized_partitions(pipeline.assets[1].key)
@@ -58,7 +71,8 @@ def _synced_instance(pipeline) -> DagsterInstance:
     instance = DagsterInstance.get()
     name = partitions_name(pipeline.spec)
     instance.add_dynamic_partitions(
-        name, missing_session_keys(pipeline.spec, set(), datetime(2016, 2, 1, tzinfo=ZoneInfo("UTC")))
+        name,
+        missing_session_keys(pipeline.spec, set(), datetime(2016, 2, 1, tzinfo=ZoneInfo("UTC"))),
     )
     return instance
 
@@ -73,8 +87,10 @@ def test_single_run_backfill_computes_each_session_of_the_range_in_one_run(
         ASSET_PARTITION_RANGE_START_TAG,
     )
 
-    text = EOD.read_text().replace("pipeline_id: xs_daily_eod", "pipeline_id: eod_ranged").replace(
-        '  start: "2016-01-04"', '  start: "2016-01-04"\n  backfill: single_run'
+    text = (
+        EOD.read_text()
+        .replace("pipeline_id: xs_daily_eod", "pipeline_id: eod_ranged")
+        .replace('  start: "2016-01-04"', '  start: "2016-01-04"\n  backfill: single_run')
     )
     spec_path = tmp_path / "eod_ranged.yaml"
     spec_path.write_text(text)
@@ -101,10 +117,14 @@ def test_single_run_backfill_computes_each_session_of_the_range_in_one_run(
     assert sorted(bars["session"].unique()) == RANGE_SESSIONS
     summary = io.read_arrow("eod_ranged", "eod_summary", None).to_pandas().set_index("session")
     assert list(summary.index) == RANGE_SESSIONS
-    assert summary["avg_close"].to_dict() == pytest.approx(bars.groupby("session")["close"].mean().to_dict())
+    assert summary["avg_close"].to_dict() == pytest.approx(
+        bars.groupby("session")["close"].mean().to_dict()
+    )
 
     # Re-running one session alone replaces only that session's rows.
-    again = materialize(pipeline.assets, partition_key="2016-01-15", instance=instance, resources=resources)
+    again = materialize(
+        pipeline.assets, partition_key="2016-01-15", instance=instance, resources=resources
+    )
     assert again.success
     assert len(io.read_arrow("eod_ranged", "bars", None)) == len(bars)
 
@@ -115,7 +135,12 @@ def test_cli_partition_range_is_one_run_over_the_sessions(data_dir: Path) -> Non
     env = {**os.environ, "QUANTOS_DBT": "off"}  # the dbt models are tested in test_dbt_models.py
     sync = subprocess.run(
         [sys.executable, "-m", "quantos_assets.cli.main", "sessions", "sync", str(EOD)],
-        capture_output=True, text=True, cwd=REPO, env=env, timeout=120, check=False,
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+        env=env,
+        timeout=120,
+        check=False,
     )
     assert sync.returncode == 0, sync.stderr
     assert sync.stdout.startswith("xs_daily_eod: added ")
@@ -124,15 +149,29 @@ def test_cli_partition_range_is_one_run_over_the_sessions(data_dir: Path) -> Non
     resources = build_resources(active_profile())
     bars_def = pipeline.assets[0]
     for key in RANGE_SESSIONS:  # the per-session upstream, one run each
-        assert materialize([bars_def], partition_key=key, instance=instance, resources=resources).success
+        assert materialize(
+            [bars_def], partition_key=key, instance=instance, resources=resources
+        ).success
     before = len(instance.get_run_records())
 
     res = subprocess.run(
         [
-            str(Path(sys.executable).parent / "dagster"), "asset", "materialize", "-m", "definitions.definitions",
-            "--select", "xs_daily_eod/eod_summary", "--partition-range", f"{RANGE[0]}...{RANGE[1]}",
+            str(Path(sys.executable).parent / "dagster"),
+            "asset",
+            "materialize",
+            "-m",
+            "definitions.definitions",
+            "--select",
+            "xs_daily_eod/eod_summary",
+            "--partition-range",
+            f"{RANGE[0]}...{RANGE[1]}",
         ],
-        capture_output=True, text=True, cwd=REPO, env=env, timeout=300, check=False,
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+        env=env,
+        timeout=300,
+        check=False,
     )
     assert res.returncode == 0, res.stderr[-2000:]
     instance = DagsterInstance.get()

@@ -4,6 +4,7 @@ A loopback HTTP server plays the Trino coordinator (it is a real peer of the cli
 POST /v1/statement and JSON protocol), so the test sees the exact statement, the bound values
 and the session headers the profile sets.
 """
+
 from __future__ import annotations
 
 import json
@@ -35,9 +36,16 @@ class _Coordinator(BaseHTTPRequestHandler):
                 {
                     "name": "symbol",
                     "type": "varchar",
-                    "typeSignature": {"rawType": "varchar", "arguments": [{"kind": "LONG", "value": 2147483647}]},
+                    "typeSignature": {
+                        "rawType": "varchar",
+                        "arguments": [{"kind": "LONG", "value": 2147483647}],
+                    },
                 },
-                {"name": "n", "type": "bigint", "typeSignature": {"rawType": "bigint", "arguments": []}},
+                {
+                    "name": "n",
+                    "type": "bigint",
+                    "typeSignature": {"rawType": "bigint", "arguments": []},
+                },
             ],
             "data": [["AAPL", 3], ["MSFT", 5]],
             "stats": {"state": "FINISHED"},
@@ -76,7 +84,9 @@ def test_statement_sql_bound_values_and_session_on_the_wire(coordinator) -> None
     assert request["path"] == "/v1/statement"
     body = request["body"]
     # the query text carries `?` markers; the values travel in the USING clause the client writes
-    assert body.startswith("EXECUTE IMMEDIATE 'SELECT symbol, COUNT(*) AS n FROM features WHERE day >= ? AND note = ?")
+    assert body.startswith(
+        "EXECUTE IMMEDIATE 'SELECT symbol, COUNT(*) AS n FROM features WHERE day >= ? AND note = ?"
+    )
     assert body.endswith("GROUP BY symbol' USING '2025-01-02','it''s; DROP TABLE x'")
     headers = {k.lower(): v for k, v in request["headers"].items()}
     assert headers["x-trino-user"] == "research"
@@ -91,7 +101,10 @@ def test_unreachable_server_is_one_clear_line() -> None:
     engine = TrinoEngine(host="127.0.0.1", port=port, request_timeout=5)
     with pytest.raises(SqlQueryError) as info:
         engine.query("SELECT 1")
-    assert str(info.value) == f"trino at http://127.0.0.1:{port} is unreachable (QUANTOS_TRINO_HOST/PORT)"
+    assert (
+        str(info.value)
+        == f"trino at http://127.0.0.1:{port} is unreachable (QUANTOS_TRINO_HOST/PORT)"
+    )
 
 
 def test_prod_profile_binds_trino_from_env() -> None:
@@ -111,5 +124,9 @@ def test_prod_profile_binds_trino_from_env() -> None:
     engine = build_resources(active_profile(env))["sql_engine"]
     assert isinstance(engine, TrinoEngine)
     assert (engine.host, engine.port, engine.user, engine.catalog, engine.schema_) == (
-        "trino.data.svc", 8443, "quantos-prod", "lake", "research"
+        "trino.data.svc",
+        8443,
+        "quantos-prod",
+        "lake",
+        "research",
     )

@@ -1,5 +1,6 @@
 """The security suite drives the real gateway and `dagster dev` (tests/e2e's helpers), one
 stack per xdist worker shared by every module (security_stack.py says why)."""
+
 from __future__ import annotations
 
 import sys
@@ -19,7 +20,11 @@ from security_stack import PUBLIC_URL, TEAMS, TOKENS, USERINFO, registered_specs
 def security_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     root = tmp_path_factory.mktemp("security")
     with gateway_stack(
-        root, registered_specs(root), TEAMS, TOKENS,
-        extra_env={"QUANTOS_PUBLIC_URL": PUBLIC_URL}, dagster_userinfo=USERINFO,
+        root,
+        registered_specs(root),
+        TEAMS,
+        TOKENS,
+        extra_env={"QUANTOS_PUBLIC_URL": PUBLIC_URL},
+        dagster_userinfo=USERINFO,
     ) as made:
         yield made

@@ -9,6 +9,7 @@ submission stayed ACCEPTED with no error until a second restart. Now the claim l
 lease (QUANTOS_LAUNCH_LEASE_SECONDS, 15 s shipped, 8 s here) after the last heartbeat and the running gateway
 takes it over at its next sweep; the store is never edited by hand here.
 """
+
 from __future__ import annotations
 
 import os
@@ -40,6 +41,7 @@ STARTUP_WARNING = "does not answer"
 def stack(security_stack: Stack) -> Stack:
     """The suite's shared stack (tests/security_stack.py): its Dagster, for this module's own gateways."""
     return security_stack
+
 
 @dataclass
 class Gateway:
@@ -73,19 +75,31 @@ class Gateway:
         self.proc.wait(timeout=10)
 
     def startup_warnings(self) -> list[str]:
-        return [line for line in self.log.read_text(errors="replace").splitlines() if STARTUP_WARNING in line]
+        return [
+            line
+            for line in self.log.read_text(errors="replace").splitlines()
+            if STARTUP_WARNING in line
+        ]
 
 
 @contextmanager
 def gateway(stack: Stack, name: str, store: str, *args: str) -> Iterator[Gateway]:
     """A `quantos gateway` of its own on the store file `store` (under the stack's root)."""
-    env = {**stack.env, "QUANTOS_GATEWAY_DB": f"sqlite:///{stack.root / store}", "QUANTOS_LAUNCH_LEASE_SECONDS": str(int(LEASE))}
+    env = {
+        **stack.env,
+        "QUANTOS_GATEWAY_DB": f"sqlite:///{stack.root / store}",
+        "QUANTOS_LAUNCH_LEASE_SECONDS": str(int(LEASE)),
+    }
     with gateway_process(env, stack.root, *args, name=f"gateway-{name}") as (url, proc, log):
         yield Gateway(url, proc, log, stack.tokens["research"])
 
 
 def _submit(gw: Gateway, sid: str) -> None:
-    res = gw.call("POST", "/api/orch/submit", json={"spec_ref": PIPELINE, "runtime_params": {"submission_id": sid}})
+    res = gw.call(
+        "POST",
+        "/api/orch/submit",
+        json={"spec_ref": PIPELINE, "runtime_params": {"submission_id": sid}},
+    )
     assert res.status_code == 202, res.text
     assert res.json()["run_id"] is None and res.json()["state"] in ("queued", "launching")
 
@@ -98,9 +112,13 @@ def _dagster_runs(stack: Stack, sid: str) -> list[dict[str, Any]]:
     return list(data["runsOrError"]["results"])
 
 
-def test_a_submission_waiting_for_dagster_says_why_and_can_be_retried_and_canceled(stack: Stack) -> None:
+def test_a_submission_waiting_for_dagster_says_why_and_can_be_retried_and_canceled(
+    stack: Stack,
+) -> None:
     dead = free_port()
-    with gateway(stack, "wrong-url", "waiting.db", "--dagster-url", f"http://quantos:s3cret@127.0.0.1:{dead}") as gw:
+    with gateway(
+        stack, "wrong-url", "waiting.db", "--dagster-url", f"http://quantos:s3cret@127.0.0.1:{dead}"
+    ) as gw:
         # One line at start-up names the URL, without its credentials, and says what happens.
         warnings = gw.startup_warnings()
         assert len(warnings) == 1, tail(gw.log)
@@ -115,7 +133,9 @@ def test_a_submission_waiting_for_dagster_says_why_and_can_be_retried_and_cancel
         assert f"127.0.0.1:{dead} is unreachable" in first["last_error"], first
         # Logs answer 409 with that reason rather than a bare "has no run yet".
         logs = gw.call("GET", "/api/orch/logs/lq-waiting")
-        assert logs.status_code == 409 and "launch attempts, the last:" in logs.json()["error"], logs.text
+        assert logs.status_code == 409 and "launch attempts, the last:" in logs.json()["error"], (
+            logs.text
+        )
 
         # Once the backoff has grown, a retry makes it try now instead of at next_attempt_at.
         waiting = gw.until(
@@ -124,7 +144,9 @@ def test_a_submission_waiting_for_dagster_says_why_and_can_be_retried_and_cancel
         retried = gw.call("POST", "/api/orch/retry/lq-waiting")
         assert retried.status_code == 200, retried.text
         assert retried.json() == {"submission_id": "lq-waiting", "run_id": None, "action": "retry"}
-        tried = gw.until("lq-waiting", "tried again", lambda b: b["attempts"] > waiting["attempts"], 2.5)
+        tried = gw.until(
+            "lq-waiting", "tried again", lambda b: b["attempts"] > waiting["attempts"], 2.5
+        )
         assert tried["status"] == "ACCEPTED"
 
         # Canceled while its launch is being retried: it stops, and stays canceled.
@@ -136,9 +158,13 @@ def test_a_submission_waiting_for_dagster_says_why_and_can_be_retried_and_cancel
         assert gw.call("POST", "/api/orch/retry/lq-waiting").status_code == 409
 
 
-def test_a_gateway_killed_while_holding_a_claim_is_taken_over_within_the_lease(stack: Stack) -> None:
+def test_a_gateway_killed_while_holding_a_claim_is_taken_over_within_the_lease(
+    stack: Stack,
+) -> None:
     dead = free_port()
-    with gateway(stack, "doomed", "handover.db", "--dagster-url", f"http://127.0.0.1:{dead}") as doomed:
+    with gateway(
+        stack, "doomed", "handover.db", "--dagster-url", f"http://127.0.0.1:{dead}"
+    ) as doomed:
         _submit(doomed, "lq-handover")
         _submit(doomed, "lq-dropped")
         for sid in ("lq-handover", "lq-dropped"):  # claimed by the doomed gateway, retrying
@@ -153,18 +179,26 @@ def test_a_gateway_killed_while_holding_a_claim_is_taken_over_within_the_lease(s
         # and a retry is accepted (it used to be 409 "has no run yet").
         waiting = successor.status("lq-handover")
         if waiting["run_id"] is None:
-            assert waiting["status"] == "ACCEPTED" and "is unreachable" in waiting["last_error"], waiting
+            assert waiting["status"] == "ACCEPTED" and "is unreachable" in waiting["last_error"], (
+                waiting
+            )
             retried = successor.call("POST", "/api/orch/retry/lq-handover")
             assert retried.status_code == 200, retried.text
-        launched = successor.until("lq-handover", "launched", lambda b: b["run_id"] is not None, LEASE + SWEEP + 30)
+        launched = successor.until(
+            "lq-handover", "launched", lambda b: b["run_id"] is not None, LEASE + SWEEP + 30
+        )
         took = time.monotonic() - killed
         # The lease was renewed at most a third of a lease before the kill; then one sweep,
         # plus the launch call itself on a loaded machine.
         assert took <= LEASE + SWEEP + 15, took
-        done = successor.until("lq-handover", "finished", lambda b: b["status"] in ("SUCCESS", "FAILURE"), 240)
+        done = successor.until(
+            "lq-handover", "finished", lambda b: b["status"] in ("SUCCESS", "FAILURE"), 240
+        )
         assert done["status"] == "SUCCESS", done
         assert [r["run_id"] for r in done["runs"]] == [launched["run_id"]]
-        assert [r["runId"] for r in _dagster_runs(stack, "lq-handover")] == [launched["run_id"]]  # launched once
+        assert [r["runId"] for r in _dagster_runs(stack, "lq-handover")] == [
+            launched["run_id"]
+        ]  # launched once
 
         # The one canceled before the kill stays canceled: nothing launched it.
         time.sleep(SWEEP)

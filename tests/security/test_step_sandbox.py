@@ -9,6 +9,7 @@ machine. Against a real gateway and `dagster dev`:
   echoes nothing it tried to read;
 - another team's pipeline still runs.
 """
+
 from __future__ import annotations
 
 import re
@@ -43,6 +44,7 @@ def stack(security_stack: Stack) -> Stack:
     sb_other (execution's) are in its registry from the start, never through the gateway."""
     return security_stack
 
+
 def _events(stack: Stack, run_id: str) -> list[dict[str, Any]]:
     data = stack.dagster.graphql(FAILURES, {"runId": run_id})
     return list(data["logsForRun"]["events"])
@@ -53,14 +55,17 @@ def _step_failures(stack: Stack, run_id: str) -> dict[str, str]:
     failures = {}
     for e in _events(stack, run_id):
         if e["__typename"] == "ExecutionStepFailureEvent":
-            failures[e["stepKey"]] = (e.get("failureMetadata") or {}).get("description") or e["error"]["message"]
+            failures[e["stepKey"]] = (e.get("failureMetadata") or {}).get("description") or e[
+                "error"
+            ]["message"]
     return failures
 
 
 def _everything_shown(stack: Stack, run_id: str) -> str:
     """Every message and error of the run, as the UI and `quantos logs` show them."""
     return "\n".join(
-        f"{e.get('message')} {e.get('failureMetadata')} {e.get('error')}" for e in _events(stack, run_id)
+        f"{e.get('message')} {e.get('failureMetadata')} {e.get('error')}"
+        for e in _events(stack, run_id)
     )
 
 
@@ -77,7 +82,10 @@ def _wait_run(stack: Stack, run_id: str, timeout: float = 240) -> str:
 def test_a_shell_entrypoint_is_refused_at_submit_and_nothing_runs(stack: Stack) -> None:
     marker = stack.root / "submitted_marker"
     runs = stack.run_count()
-    body = {"dag_spec": shell_attack("sb_attack", marker), "runtime_params": {"submission_id": "sb-attack-1"}}
+    body = {
+        "dag_spec": shell_attack("sb_attack", marker),
+        "runtime_params": {"submission_id": "sb-attack-1"},
+    }
     res = stack.call("POST", "/api/orch/submit", json=body)
     assert res.status_code == 403, res.text
     assert res.json() == {"error": NOT_ALLOWED, "lines": [NOT_ALLOWED]}
@@ -85,7 +93,11 @@ def test_a_shell_entrypoint_is_refused_at_submit_and_nothing_runs(stack: Stack) 
     assert stack.call("GET", "/api/orch/status/sb-attack-1").status_code == 404
     assert not (stack.specs_dir / "sb_attack.yaml").exists()
     # the hand-placed copy cannot be launched through the gateway either
-    ref = stack.call("POST", "/api/orch/submit", json={"spec_ref": "sb_handplaced", "runtime_params": {"submission_id": "sb-attack-2"}})
+    ref = stack.call(
+        "POST",
+        "/api/orch/submit",
+        json={"spec_ref": "sb_handplaced", "runtime_params": {"submission_id": "sb-attack-2"}},
+    )
     assert ref.status_code == 403 and ref.json()["error"] == NOT_ALLOWED
     assert stack.run_count() == runs
     assert not marker.exists()
@@ -99,16 +111,21 @@ def test_a_hand_placed_shell_entrypoint_is_refused_by_the_step(stack: Stack) -> 
 
     client = QuantosClient(stack.env["QUANTOS_DAGSTER_URL"], stack.specs_dir)
     loaded = parse_spec(stack.specs_dir / "sb_handplaced.yaml")
-    launched = client.submit_detailed(loaded, {"submission_id": "sb-hand-1", "labels": {"team": "research"}}, team="research")
+    launched = client.submit_detailed(
+        loaded, {"submission_id": "sb-hand-1", "labels": {"team": "research"}}, team="research"
+    )
     assert not launched.reloaded  # the registered file itself ran
     assert _wait_run(stack, launched.run_id) == "FAILURE"
     assert _step_failures(stack, launched.run_id) == {
-        "sb_handplaced__task": "sb_handplaced.task: params.entrypoint " + NOT_ALLOWED.split(": ", 1)[1]
+        "sb_handplaced__task": "sb_handplaced.task: params.entrypoint "
+        + NOT_ALLOWED.split(": ", 1)[1]
     }
     assert not (stack.root / "handplaced_marker").exists(), "the shell ran"
     tokens = (stack.root / "tokens.json").read_text()
     shown = _everything_shown(stack, launched.run_id)
-    assert not [line for line in tokens.splitlines() if len(line.strip()) > 8 and line.strip() in shown]
+    assert not [
+        line for line in tokens.splitlines() if len(line.strip()) > 8 and line.strip() in shown
+    ]
 
 
 def test_duckdb_reads_no_file_writes_none_and_fetches_no_url(stack: Stack) -> None:
@@ -128,12 +145,31 @@ def test_duckdb_reads_no_file_writes_none_and_fetches_no_url(stack: Stack) -> No
             "pipeline_id": "sb_sql",
             "labels": {"team": "research"},
             "nodes": [
-                {"id": "host", "kind": "trino_sql", "params": {"sql": "SELECT * FROM read_text('/etc/hostname')"}, "outs": ["host"]},
-                {"id": "copy", "kind": "trino_sql", "params": {"sql": f"COPY (SELECT 42 AS x) TO '{written}'"}, "outs": ["copy"]},
-                {"id": "http", "kind": "trino_sql", "params": {"sql": f"SELECT * FROM read_text('{url}/x')"}, "outs": ["http"]},
+                {
+                    "id": "host",
+                    "kind": "trino_sql",
+                    "params": {"sql": "SELECT * FROM read_text('/etc/hostname')"},
+                    "outs": ["host"],
+                },
+                {
+                    "id": "copy",
+                    "kind": "trino_sql",
+                    "params": {"sql": f"COPY (SELECT 42 AS x) TO '{written}'"},
+                    "outs": ["copy"],
+                },
+                {
+                    "id": "http",
+                    "kind": "trino_sql",
+                    "params": {"sql": f"SELECT * FROM read_text('{url}/x')"},
+                    "outs": ["http"],
+                },
             ],
         }
-        res = stack.call("POST", "/api/orch/submit", json={"dag_spec": spec, "runtime_params": {"submission_id": "sb-sql-1"}})
+        res = stack.call(
+            "POST",
+            "/api/orch/submit",
+            json={"dag_spec": spec, "runtime_params": {"submission_id": "sb-sql-1"}},
+        )
         assert res.status_code == 202, res.text
         status = stack.wait("sb-sql-1", {"SUCCESS", "FAILURE"})
     assert status["status"] == "FAILURE"
@@ -158,29 +194,59 @@ def test_duckdb_reads_no_file_writes_none_and_fetches_no_url(stack: Stack) -> No
         ("../other_team/q.sql", "'../other_team/q.sql' goes up a folder ('..')"),
     ],
 )
-def test_sql_uri_outside_the_spec_folder_is_refused_at_submit(stack: Stack, uri: str, says: str) -> None:
+def test_sql_uri_outside_the_spec_folder_is_refused_at_submit(
+    stack: Stack, uri: str, says: str
+) -> None:
     spec = {
-        "version": 1, "pipeline_id": "sb_uri", "labels": {"team": "research"},
+        "version": 1,
+        "pipeline_id": "sb_uri",
+        "labels": {"team": "research"},
         "nodes": [{"id": "q", "kind": "trino_sql", "params": {"sql_uri": uri}, "outs": ["q"]}],
     }
-    res = stack.call("POST", "/api/orch/submit", json={"dag_spec": spec, "runtime_params": {"submission_id": "sb-uri-1"}})
+    res = stack.call(
+        "POST",
+        "/api/orch/submit",
+        json={"dag_spec": spec, "runtime_params": {"submission_id": "sb-uri-1"}},
+    )
     assert res.status_code == 422, res.text
     [line] = res.json()["lines"]
-    assert re.match(rf"dag_spec:\d+: nodes\[0\]\.params\.sql_uri: {re.escape(says)}; use a \.sql file relative to the spec", line), line
+    assert re.match(
+        rf"dag_spec:\d+: nodes\[0\]\.params\.sql_uri: {re.escape(says)}; use a \.sql file relative to the spec",
+        line,
+    ), line
     assert "root:" not in res.text
     assert stack.call("GET", "/api/orch/status/sb-uri-1").status_code == 404
     assert not (stack.specs_dir / "sb_uri.yaml").exists()
 
 
-def test_a_ray_job_asking_the_shared_ray_cluster_for_thousands_of_workers_is_refused(stack: Stack) -> None:
+def test_a_ray_job_asking_the_shared_ray_cluster_for_thousands_of_workers_is_refused(
+    stack: Stack,
+) -> None:
     spec = {
-        "version": 1, "pipeline_id": "sb_flood", "labels": {"team": "research"},
+        "version": 1,
+        "pipeline_id": "sb_flood",
+        "labels": {"team": "research"},
         "nodes": [
-            {"id": "f", "kind": "python_task", "params": {"entrypoint": "quantos_assets.tasks.noop:run"}, "outs": ["f"]},
-            {"id": "t", "kind": "ray_job", "params": {"trainer": "mlp", "workers": 100000}, "ins": ["f"], "outs": ["m"]},
+            {
+                "id": "f",
+                "kind": "python_task",
+                "params": {"entrypoint": "quantos_assets.tasks.noop:run"},
+                "outs": ["f"],
+            },
+            {
+                "id": "t",
+                "kind": "ray_job",
+                "params": {"trainer": "mlp", "workers": 100000},
+                "ins": ["f"],
+                "outs": ["m"],
+            },
         ],
     }
-    res = stack.call("POST", "/api/orch/submit", json={"dag_spec": spec, "runtime_params": {"submission_id": "sb-flood-1"}})
+    res = stack.call(
+        "POST",
+        "/api/orch/submit",
+        json={"dag_spec": spec, "runtime_params": {"submission_id": "sb-flood-1"}},
+    )
     assert res.status_code == 422, res.text
     [line] = res.json()["lines"]
     assert "params.workers" in line and "from 1 to 64, not 100000" in line, line
@@ -189,7 +255,13 @@ def test_a_ray_job_asking_the_shared_ray_cluster_for_thousands_of_workers_is_ref
 
 
 def test_another_teams_pipeline_still_runs(stack: Stack) -> None:
-    res = stack.call("POST", "/api/orch/submit", token="execution",
-                     json={"spec_ref": "sb_other", "runtime_params": {"submission_id": "sb-other-1"}})
+    res = stack.call(
+        "POST",
+        "/api/orch/submit",
+        token="execution",
+        json={"spec_ref": "sb_other", "runtime_params": {"submission_id": "sb-other-1"}},
+    )
     assert res.status_code == 202, res.text
-    assert stack.wait("sb-other-1", {"SUCCESS", "FAILURE"}, token="execution")["status"] == "SUCCESS"
+    assert (
+        stack.wait("sb-other-1", {"SUCCESS", "FAILURE"}, token="execution")["status"] == "SUCCESS"
+    )

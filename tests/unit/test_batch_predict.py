@@ -1,5 +1,6 @@
 """The predict actor's windows are training's windows (trainers/windows.py), whatever order
 the rows arrive in and wherever a feature is null; no Ray here (the actor is a plain class)."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -35,20 +36,34 @@ def test_rows_are_sorted_in_a_few_blocks_per_actor_or_blocks_of_the_target_size(
     assert sort_blocks(1 << 30, actors=1, block_bytes=128 << 20) == 8
 
 
-def test_a_forecast_does_not_depend_on_how_many_windows_go_in_one_pass(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_forecast_does_not_depend_on_how_many_windows_go_in_one_pass(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
     import torch
 
     rng = np.random.default_rng(1)
     dates = pd.bdate_range("2024-01-01", periods=40).date
-    table = pa.Table.from_pandas(pd.DataFrame(
-        [(d, s, *rng.normal(size=2)) for s in ("AAA", "BBB") for d in dates], columns=["date", "symbol", *FEATURES]
-    ), preserve_index=False)
+    table = pa.Table.from_pandas(
+        pd.DataFrame(
+            [(d, s, *rng.normal(size=2)) for s in ("AAA", "BBB") for d in dates],
+            columns=["date", "symbol", *FEATURES],
+        ),
+        preserve_index=False,
+    )
     hp = {**get_trainer("bilstm").defaults, "lookback": 5, "hidden": 4}
     torch.manual_seed(0)
-    data = TorchModel("bilstm", hp, FEATURES, 5, get_trainer("bilstm").module(hp, 2).state_dict()).to_bytes()
-    one_pass = Predictor(data, describe_model(data), KeyColumns())(table)["prediction"].to_numpy(zero_copy_only=False)
-    monkeypatch.setattr(torch_artifact, "FORWARD_BYTES", 1)  # the minimum: 64 windows per pass, 2 passes here
-    passes = Predictor(data, describe_model(data), KeyColumns())(table)["prediction"].to_numpy(zero_copy_only=False)
+    data = TorchModel(
+        "bilstm", hp, FEATURES, 5, get_trainer("bilstm").module(hp, 2).state_dict()
+    ).to_bytes()
+    one_pass = Predictor(data, describe_model(data), KeyColumns())(table)["prediction"].to_numpy(
+        zero_copy_only=False
+    )
+    monkeypatch.setattr(
+        torch_artifact, "FORWARD_BYTES", 1
+    )  # the minimum: 64 windows per pass, 2 passes here
+    passes = Predictor(data, describe_model(data), KeyColumns())(table)["prediction"].to_numpy(
+        zero_copy_only=False
+    )
     assert np.isfinite(one_pass).sum() == 2 * 36
     np.testing.assert_allclose(passes, one_pass, rtol=1e-6, equal_nan=True)
 
@@ -59,18 +74,28 @@ def test_the_actor_forecasts_training_windows_and_nulls_the_rest() -> None:
     rng = np.random.default_rng(0)
     dates = pd.bdate_range("2024-01-01", periods=12).date
     frame = pd.DataFrame(
-        [(d, s, *rng.normal(size=2)) for s in ("AAA", "BBB", "CCC") for d in dates], columns=["date", "symbol", *FEATURES]
+        [(d, s, *rng.normal(size=2)) for s in ("AAA", "BBB", "CCC") for d in dates],
+        columns=["date", "symbol", *FEATURES],
     )
-    frame.loc[[4, 15], "a"] = np.nan  # a null feature mid-series: that row, and windows over it, are skipped
+    frame.loc[[4, 15], "a"] = (
+        np.nan
+    )  # a null feature mid-series: that row, and windows over it, are skipped
     frame = frame.iloc[:30]  # CCC has 6 rows
     hp = {**get_trainer("bilstm").defaults, "lookback": 4, "hidden": 4}
     torch.manual_seed(0)
-    data = TorchModel("bilstm", hp, FEATURES, 4, get_trainer("bilstm").module(hp, 2).state_dict()).to_bytes()
+    data = TorchModel(
+        "bilstm", hp, FEATURES, 4, get_trainer("bilstm").module(hp, 2).state_dict()
+    ).to_bytes()
     model = describe_model(data)
     assert (model.framework, model.features, model.lookback) == ("torch", ("a", "b"), 4)
 
     shuffled = pa.Table.from_pandas(frame.sample(frac=1.0, random_state=2), preserve_index=False)
-    out = Predictor(data, model, KeyColumns()).__call__(shuffled).to_pandas().set_index(["date", "symbol"])
+    out = (
+        Predictor(data, model, KeyColumns())
+        .__call__(shuffled)
+        .to_pandas()
+        .set_index(["date", "symbol"])
+    )
 
     assert len(out) == len(frame) and out.index.is_unique
     net = load_torch_model(data).network()
@@ -83,6 +108,8 @@ def test_the_actor_forecasts_training_windows_and_nulls_the_rest() -> None:
         expected.update(zip(zip(windows["date"], windows["symbol"]), forecast.tolist()))
     got = out["prediction"].dropna()
     assert set(got.index) == set(expected)
-    np.testing.assert_allclose(got.loc[list(expected)].to_numpy(), list(expected.values()), rtol=1e-6)
+    np.testing.assert_allclose(
+        got.loc[list(expected)].to_numpy(), list(expected.values()), rtol=1e-6
+    )
     # 12 rows of AAA less its null row: 11 complete, 8 windows; BBB likewise; CCC 6 rows, 3.
     assert len(expected) == 8 + 8 + 3

@@ -1,4 +1,5 @@
 """The schedule/partitions/freshness blocks of a spec: errors a spec author reads."""
+
 from __future__ import annotations
 
 from pathlib import Path

@@ -3,6 +3,7 @@
 Evidence the issue asks for: XNYS 2016 (seed 002's holiday table), XNYS 2026
 (Thanksgiving and the early close after it), both DST transitions, and XLON.
 """
+
 from __future__ import annotations
 
 from datetime import UTC, date
@@ -47,7 +48,9 @@ def test_sessions_of_2016_have_no_weekend_or_holiday() -> None:
 def test_close_plus_30m_follows_the_early_close_after_thanksgiving() -> None:
     fired = fire_time("XNYS", date(2026, 11, 27), CLOSE_30)
     assert fired.isoformat() == "2026-11-27T13:30:00-05:00"
-    assert fire_time("XNYS", date(2026, 11, 25), CLOSE_30).isoformat() == "2026-11-25T16:30:00-05:00"
+    assert (
+        fire_time("XNYS", date(2026, 11, 25), CLOSE_30).isoformat() == "2026-11-25T16:30:00-05:00"
+    )
     assert not is_session("XNYS", date(2026, 11, 26))
     gate = session_day("XNYS", "2026-11-27")
     assert gate.is_early_close and gate.previous_session == date(2026, 11, 25)
@@ -72,7 +75,10 @@ def test_london_sessions_early_close_and_bst() -> None:
     assert str(exchange_calendar("XLON").tz) == "Europe/London"
     december = sessions_between("XLON", date(2026, 12, 21), date(2026, 12, 31))
     assert date(2026, 12, 25) not in december and date(2026, 12, 28) not in december
-    assert fire_time("XLON", date(2026, 12, 24), parse_market_time("close")).strftime("%H:%M") == "12:30"
+    assert (
+        fire_time("XLON", date(2026, 12, 24), parse_market_time("close")).strftime("%H:%M")
+        == "12:30"
+    )
     before = fire_time("XLON", date(2026, 3, 27), parse_market_time("close"), "UTC")
     after = fire_time("XLON", date(2026, 3, 30), parse_market_time("close"), "UTC")
     assert (before.hour, before.minute) == (16, 30) and (after.hour, after.minute) == (15, 30)
@@ -86,7 +92,9 @@ def test_previous_session_skips_weekends_and_holidays() -> None:
 
 
 def test_wall_clock_schedule_fires_at_that_time_on_sessions_only() -> None:
-    ticks = ticks_between(Schedule(calendar="XNYS", at="09:00"), date(2016, 1, 15), date(2016, 1, 19))
+    ticks = ticks_between(
+        Schedule(calendar="XNYS", at="09:00"), date(2016, 1, 15), date(2016, 1, 19)
+    )
     assert [(t.time.isoformat(), t.partition) for t in ticks] == [
         ("2016-01-15T09:00:00-05:00", "2016-01-15"),
         ("2016-01-19T09:00:00-05:00", "2016-01-19"),
@@ -95,7 +103,9 @@ def test_wall_clock_schedule_fires_at_that_time_on_sessions_only() -> None:
 
 def test_a_year_of_ticks_matches_the_sessions_and_closes_exactly() -> None:
     cal = exchange_calendar("XNYS")
-    ticks = ticks_between(Schedule(calendar="XNYS", at="close+30m"), date(2026, 1, 1), date(2026, 12, 31))
+    ticks = ticks_between(
+        Schedule(calendar="XNYS", at="close+30m"), date(2026, 1, 1), date(2026, 12, 31)
+    )
     sessions = sessions_between("XNYS", date(2026, 1, 1), date(2026, 12, 31))
     assert [t.partition for t in ticks] == [d.isoformat() for d in sessions]
     for tick in ticks:

@@ -3,6 +3,7 @@
 A change to translation, placement or tagging shows up here as a diff a
 reviewer reads. Regenerate deliberately with `UPDATE_SNAPSHOTS=1 make test`.
 """
+
 from __future__ import annotations
 
 import json
@@ -28,7 +29,9 @@ def test_compiled_graph_matches_snapshot(path: Path) -> None:
     if os.environ.get("UPDATE_SNAPSHOTS") or not snapshot.exists():
         snapshot.write_text(text)
         if not os.environ.get("UPDATE_SNAPSHOTS"):
-            pytest.fail(f"snapshot {snapshot.name} was missing and has been written; review and commit it")
+            pytest.fail(
+                f"snapshot {snapshot.name} was missing and has been written; review and commit it"
+            )
     assert json.loads(text) == json.loads(snapshot.read_text()), (
         f"{path.name} compiles differently from {snapshot.name}; "
         "if intended, regenerate with UPDATE_SNAPSHOTS=1"

@@ -1,5 +1,6 @@
 """`quantos gateway --dagster-url`: a bad URL is one line, and the start-up check of Dagster
 names the URL it tried without the credentials the URL carries."""
+
 from __future__ import annotations
 
 import socket
@@ -65,14 +66,31 @@ def test_the_start_up_check_warns_in_one_line_without_credentials(webserver: str
 
 def test_a_url_that_is_not_http_is_refused_naming_its_source() -> None:
     assert public_url("https://u:p@dagster.internal:3000/x") == "https://dagster.internal:3000/x"
-    with pytest.raises(DagsterURLError, match=r"^--dagster-url: expected http\(s\)://HOST\[:PORT\], got 'localhost:3000'$"):
+    with pytest.raises(
+        DagsterURLError,
+        match=r"^--dagster-url: expected http\(s\)://HOST\[:PORT\], got 'localhost:3000'$",
+    ):
         check_dagster_url("localhost:3000", "--dagster-url")
     with pytest.raises(DagsterURLError) as err:
         check_dagster_url("ftp://u:secret@host", "QUANTOS_DAGSTER_URL")
     assert "secret" not in str(err.value)
     res = subprocess.run(
-        [sys.executable, "-m", "quantos_assets.cli.main", "gateway", "--dagster-url", "ftp://u:secret@host"],
-        capture_output=True, text=True, cwd=REPO, timeout=120, check=False,
+        [
+            sys.executable,
+            "-m",
+            "quantos_assets.cli.main",
+            "gateway",
+            "--dagster-url",
+            "ftp://u:secret@host",
+        ],
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+        timeout=120,
+        check=False,
     )
     assert res.returncode == 2
-    assert res.stderr.strip() == "quantos: error: DagsterURLError: --dagster-url: expected http(s)://HOST[:PORT], got 'ftp://host'"
+    assert (
+        res.stderr.strip()
+        == "quantos: error: DagsterURLError: --dagster-url: expected http(s)://HOST[:PORT], got 'ftp://host'"
+    )

@@ -2,6 +2,7 @@
 
 Every run worker loads the code location; re-parsing there cost seconds per run start.
 """
+
 from __future__ import annotations
 
 import json
@@ -39,11 +40,17 @@ def test_current_across_data_dirs_and_profiles_not_without_a_stamp(tmp_path: Pat
     profile = active_profile({"QUANTOS_DATA_DIR": str(tmp_path / "data")})
     project = _project(tmp_path, profile)
     # another data dir (catalog, DuckDB file) does not change what dbt parses
-    assert manifest_is_current(active_profile({"QUANTOS_DATA_DIR": str(tmp_path / "other")}), project)
-    prod = active_profile({
-        "QUANTOS_ENV": "prod", "QUANTOS_CATALOG_URI": "postgresql+psycopg2://h/c",
-        "QUANTOS_WAREHOUSE": "s3://w", "QUANTOS_ARTIFACTS": "s3://a",
-    })
+    assert manifest_is_current(
+        active_profile({"QUANTOS_DATA_DIR": str(tmp_path / "other")}), project
+    )
+    prod = active_profile(
+        {
+            "QUANTOS_ENV": "prod",
+            "QUANTOS_CATALOG_URI": "postgresql+psycopg2://h/c",
+            "QUANTOS_WAREHOUSE": "s3://w",
+            "QUANTOS_ARTIFACTS": "s3://a",
+        }
+    )
     assert manifest_is_current(prod, project)  # the image's manifest: prod does not re-parse
     (project / _PARSE_STAMP).unlink()
     assert not manifest_is_current(profile, project)

@@ -6,6 +6,7 @@ specs could collide unseen and take the location down. So this builds a real loc
 (every example spec, plus one with two lag triggers, a node without outs and an external
 node) with every optional sensor configured, and compares namespace by namespace.
 """
+
 from __future__ import annotations
 
 import shutil
@@ -70,16 +71,23 @@ def test_derived_names_are_the_names_the_location_defines(
     assert not scan.invalid and len(scan.valid) == 4
     repo = defs.get_repository_def()
     graph = repo.asset_graph
-    assets = [a for a in [*(defs.assets or []), *(defs.asset_checks or [])] if isinstance(a, AssetsDefinition)]
+    assets = [
+        a
+        for a in [*(defs.assets or []), *(defs.asset_checks or [])]
+        if isinstance(a, AssetsDefinition)
+    ]
     built: dict[str, set[str]] = {
         "asset key": {k.to_user_string() for k in graph.get_all_asset_keys()},
         "op": {a.node_def.name for a in assets},
         "job": {j.name for j in repo.get_all_jobs() if not j.name.startswith("__ASSET_JOB")},
-        "schedule/sensor": {s.name for s in repo.schedule_defs} | {s.name for s in repo.sensor_defs},
+        "schedule/sensor": {s.name for s in repo.schedule_defs}
+        | {s.name for s in repo.sensor_defs},
         "group": {graph.get(k).group_name for k in graph.get_all_asset_keys()},
         "asset check": {f"{c.asset_key.to_user_string()}:{c.name}" for c in graph.asset_check_keys},
         "partitions set": {
-            str(a.partitions_def.name) for a in assets if isinstance(a.partitions_def, DynamicPartitionsDefinition)
+            str(a.partitions_def.name)
+            for a in assets
+            if isinstance(a.partitions_def, DynamicPartitionsDefinition)
         },
     }
     derived: dict[str, set[str]] = {ns: set() for ns in NAMESPACES}
@@ -94,4 +102,9 @@ def test_derived_names_are_the_names_the_location_defines(
     for ns in NAMESPACES:
         assert built[ns] == derived[ns], ns
     # and none of them is a name the platform keeps for itself
-    assert not [(ns, name) for ns, names in derived.items() for name in names if platform_conflict(ns, name)]  # type: ignore[arg-type]
+    assert not [
+        (ns, name)
+        for ns, names in derived.items()
+        for name in names
+        if platform_conflict(ns, name)  # type: ignore[arg-type]
+    ]

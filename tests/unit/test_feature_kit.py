@@ -1,5 +1,6 @@
 """The feature-kit stand-in (quantos_assets/tasks/feature_kit.py): the xs_v2 view's columns,
 its cross-sectional scaling and target, and one-line errors for what it cannot use."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -21,7 +22,10 @@ def test_xs_v2_columns_rows_and_target(bars: pa.Table, monkeypatch: pytest.Monke
     monkeypatch.setenv("FEATURE_VIEW", "xs_v2")
     table = build(dataset_uri=bars)
     assert table.column_names == ["date", "symbol", *FEATURES, "fwd_return"]
-    assert table.schema.field("date").type == pa.date32() and table.schema.field("symbol").type == pa.string()
+    assert (
+        table.schema.field("date").type == pa.date32()
+        and table.schema.field("symbol").type == pa.string()
+    )
     assert table.num_rows == 8 * (130 - 60), "the 60-day lookback's warm-up is dropped"
     df = table.to_pandas()
     assert not df[FEATURES].isna().any().any()
@@ -40,17 +44,28 @@ def test_xs_v2_columns_rows_and_target(bars: pa.Table, monkeypatch: pytest.Monke
     assert build(horizon=1, daily=bars)["fwd_return"].null_count == 8
 
 
-def test_unknown_view_and_bad_input_are_one_line(bars: pa.Table, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_unknown_view_and_bad_input_are_one_line(
+    bars: pa.Table, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.delenv("FEATURE_VIEW", raising=False)
-    with pytest.raises(FeatureKitError, match=r"^env FEATURE_VIEW is not set; .*\(known views: xs_v2\)$"):
+    with pytest.raises(
+        FeatureKitError, match=r"^env FEATURE_VIEW is not set; .*\(known views: xs_v2\)$"
+    ):
         build(dataset_uri=bars)
     monkeypatch.setenv("FEATURE_VIEW", "xs_v9")
-    with pytest.raises(FeatureKitError, match=r"^env FEATURE_VIEW is 'xs_v9': not a feature-kit view \(known: xs_v2\)$"):
+    with pytest.raises(
+        FeatureKitError,
+        match=r"^env FEATURE_VIEW is 'xs_v9': not a feature-kit view \(known: xs_v2\)$",
+    ):
         build(dataset_uri=bars)
     monkeypatch.setenv("FEATURE_VIEW", "xs_v2")
-    with pytest.raises(FeatureKitError, match=r"input 'dataset_uri' has no column\(s\) \['volume'\]"):
+    with pytest.raises(
+        FeatureKitError, match=r"input 'dataset_uri' has no column\(s\) \['volume'\]"
+    ):
         build(dataset_uri=bars.drop_columns(["volume"]))
-    with pytest.raises(FeatureKitError, match=r"one table input and the param horizon; got tables \['a', 'b'\]"):
+    with pytest.raises(
+        FeatureKitError, match=r"one table input and the param horizon; got tables \['a', 'b'\]"
+    ):
         build(a=bars, b=bars)
     with pytest.raises(FeatureKitError, match=r"got tables \['a'\] and \['lookback'\]"):
         build(a=bars, lookback=3)

@@ -3,6 +3,7 @@
 Monday morning does not alarm about the weekend, Thanksgiving does not alarm about
 itself, a deadline follows the early close, and a London holiday is not a US one.
 """
+
 from __future__ import annotations
 
 from datetime import date, datetime
@@ -34,7 +35,9 @@ def test_thanksgiving_does_not_count_as_a_missing_session() -> None:
     verdict = evaluate_freshness(LAG_0, "XNYS", date(2026, 11, 25), at(2026, 11, 26, 18))
     assert verdict.fresh, verdict.reason
     # The next day's session closes at 13:00: from then on the 25th is one behind.
-    after_early_close = evaluate_freshness(LAG_0, "XNYS", date(2026, 11, 25), at(2026, 11, 27, 13, 5))
+    after_early_close = evaluate_freshness(
+        LAG_0, "XNYS", date(2026, 11, 25), at(2026, 11, 27, 13, 5)
+    )
     assert not after_early_close.fresh
     assert after_early_close.lag_sessions == 1 and "2026-11-27 closed" in after_early_close.reason
 
@@ -85,11 +88,15 @@ def test_never_materialized_is_stale_unless_nothing_is_due_yet() -> None:
     never = evaluate_freshness(LAG_1, "XNYS", None, at(2026, 11, 23, 17))
     assert not never.fresh and "never materialized" in never.reason
     # Partitions start on 2026-12-01: nothing is due before that session closes.
-    early = evaluate_freshness(LAG_1, "XNYS", None, at(2026, 11, 30, 17), first_due=date(2026, 12, 1))
+    early = evaluate_freshness(
+        LAG_1, "XNYS", None, at(2026, 11, 30, 17), first_due=date(2026, 12, 1)
+    )
     assert early.fresh and early.due_session is None
 
 
 def test_a_materialization_counts_for_its_trading_date() -> None:
     assert session_of("XNYS", at(2026, 11, 23, 8)) == date(2026, 11, 23)  # pre-open run: that day
-    assert session_of("XNYS", at(2026, 11, 26, 12)) == date(2026, 11, 25)  # on Thanksgiving: the day before
+    assert session_of("XNYS", at(2026, 11, 26, 12)) == date(
+        2026, 11, 25
+    )  # on Thanksgiving: the day before
     assert session_of("XNYS", at(2026, 11, 29, 12)) == date(2026, 11, 27)  # Sunday: Friday

@@ -3,6 +3,7 @@
 A step running a team's code never holds QUANTOS_AUDIT_KEY: with it, the team could sign
 forged records. The key reaches the gate steps through their `dagster-k8s/config` op tag.
 """
+
 from __future__ import annotations
 
 import json
@@ -30,5 +31,9 @@ def test_gate_checks_and_stages_get_the_audit_secret_and_no_other_step_does() ->
     gate_ops = [pipeline.gates.checks.node_def, *(s.node_def for s in pipeline.gates.stages)]
     assert gate_ops and all(AUDIT_SECRET in _secrets(dict(op.tags)) for op in gate_ops)
     gate_names = {op.name for op in gate_ops}
-    others = [a.node_def for a in pipeline.assets if hasattr(a, "node_def") and a.node_def.name not in gate_names]
+    others = [
+        a.node_def
+        for a in pipeline.assets
+        if hasattr(a, "node_def") and a.node_def.name not in gate_names
+    ]
     assert others and not any(AUDIT_SECRET in _secrets(dict(op.tags)) for op in others)

@@ -4,6 +4,7 @@ The exposed names are read from what the collectors actually write (the same reg
 `quantos exporter` and the gateway's /metrics serve), parsed with prometheus_client's parser,
 so renaming a metric without fixing the dashboard fails here.
 """
+
 from __future__ import annotations
 
 import json
@@ -26,7 +27,9 @@ def _exposed() -> dict[str, set[str]]:
     """Family name -> the sample names a query can use."""
     with DagsterInstance.ephemeral() as instance:
         text = generate_latest(metrics_registry(instance, active_profile({}))).decode()
-    return {f.name: {f.name + s for s in SUFFIXES[f.type]} for f in text_string_to_metric_families(text)}
+    return {
+        f.name: {f.name + s for s in SUFFIXES[f.type]} for f in text_string_to_metric_families(text)
+    }
 
 
 def _panels(dashboard: dict) -> list[dict]:
@@ -48,7 +51,9 @@ def test_every_panel_queries_exposed_metrics_and_every_metric_has_a_panel() -> N
         exprs = [t["expr"] for t in panel["targets"]]
         names = {n for e in exprs for n in METRIC.findall(e)}
         assert names, f"panel {panel['title']!r} queries no quantos metric: {exprs}"
-        assert names <= samples, f"panel {panel['title']!r} queries {sorted(names - samples)}, not exposed"
+        assert names <= samples, (
+            f"panel {panel['title']!r} queries {sorted(names - samples)}, not exposed"
+        )
         used |= names
     for variable in dashboard["templating"]["list"]:
         if variable["type"] == "query":

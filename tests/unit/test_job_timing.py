@@ -1,4 +1,5 @@
 """Scheduled jobs: the bounds the API states, and a store one bad row cannot break (issue 16, 7)."""
+
 from __future__ import annotations
 
 import re
@@ -42,7 +43,12 @@ def test_every_cron_the_schema_allows_is_one_dagster_accepts(cron: str) -> None:
 
 @pytest.mark.parametrize(
     ("cron", "why"),
-    [("", "not a valid cron"), ("@daily", "not a valid cron"), ("0 0 30 2 *", "not a valid cron"), ("0 0 31 4 *", "never fires")],
+    [
+        ("", "not a valid cron"),
+        ("@daily", "not a valid cron"),
+        ("0 0 30 2 *", "not a valid cron"),
+        ("0 0 31 4 *", "never fires"),
+    ],
 )
 def test_crons_refused_with_the_reason(cron: str, why: str) -> None:
     with pytest.raises(RecurrenceError, match=why):
@@ -63,11 +69,21 @@ def test_execution_times_outside_the_window_are_refused_naming_the_time() -> Non
 def test_rows_that_cannot_be_shown_come_back_marked_and_the_others_intact(tmp_path: Path) -> None:
     db = tmp_path / "gateway.db"
     store = JobStore.from_url(f"sqlite:///{db}")
-    good = store.create(NewJob(
-        team="research", actor="t", type="pipeline", pipeline_id="p", spec_sha256="a" * 64,
-        runtime_params={}, nodes=[], description="", execution_time=time.time() + 60,
-        cron="30 16 * * 1-5", timezone="UTC",
-    ))
+    good = store.create(
+        NewJob(
+            team="research",
+            actor="t",
+            type="pipeline",
+            pipeline_id="p",
+            spec_sha256="a" * 64,
+            runtime_params={},
+            nodes=[],
+            description="",
+            execution_time=time.time() + 60,
+            cron="30 16 * * 1-5",
+            timezone="UTC",
+        )
+    )
     now = time.time()
     bad = [  # as an older version or a hand edit could have left them
         ("job-year10000", 253402350000.0, "{}", "[]", None, "UTC"),
@@ -85,8 +101,14 @@ def test_rows_that_cannot_be_shown_come_back_marked_and_the_others_intact(tmp_pa
             )
     jobs = {j.id: j for j in store.list("research")}
     assert jobs[good.id].problem is None
-    assert jobs["job-year10000"].problem == "execution_time 253402350000.0 is not a time (epoch seconds)"
+    assert (
+        jobs["job-year10000"].problem
+        == "execution_time 253402350000.0 is not a time (epoch seconds)"
+    )
     assert jobs["job-year10000"].execution_time_iso() == "253402350000.0"
-    assert jobs["job-badjson"].problem == "runtime_params is not a JSON dict" and jobs["job-badjson"].runtime_params == {}
+    assert (
+        jobs["job-badjson"].problem == "runtime_params is not a JSON dict"
+        and jobs["job-badjson"].runtime_params == {}
+    )
     assert "never fires" in (jobs["job-badcron"].problem or "")
     assert jobs["job-badzone"].problem == "unknown timezone 'Mars/Olympus'"

@@ -1,5 +1,6 @@
 """deploy/local_images.yaml: the shipped map loads and lists the seed's image, lookups follow
 tag and digest, and a broken map is one line naming the file and the field."""
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -30,13 +31,19 @@ DIGEST = "sha256:" + "ab" * 32
         ("", None),
     ],
 )
-def test_image_references_follow_the_distribution_grammar(reference: str, parsed: ImageReference | None) -> None:
+def test_image_references_follow_the_distribution_grammar(
+    reference: str, parsed: ImageReference | None
+) -> None:
     assert parse_image(reference) == parsed
 
 
 def test_the_shipped_map_lists_the_seed_image_in_the_tasks_package() -> None:
     images = load_local_images(REPO / "deploy" / "local_images.yaml")
-    seed_images = {n.image for n in load_spec(REPO / "specs" / "seed_bt_xs_bilstm_v1.yaml").spec.nodes if n.image}
+    seed_images = {
+        n.image
+        for n in load_spec(REPO / "specs" / "seed_bt_xs_bilstm_v1.yaml").spec.nodes
+        if n.image
+    }
     assert SEED_IMAGE in seed_images
     assert images.entrypoint_for(SEED_IMAGE) == "quantos_assets.tasks.feature_kit:build"
     assert images.where == "deploy/local_images.yaml"
@@ -56,7 +63,13 @@ def test_lookups_by_tag_and_digest(tmp_path: Path) -> None:
     assert images.entrypoint_for(f"ghcr.io/a/kit:1@{DIGEST}") == "pkg.pinned:run", "the digest wins"
     assert images.entrypoint_for("ghcr.io/a/kit:1@sha256:" + "cd" * 32) == "pkg.tagged:run"
     assert images.entrypoint_for("ghcr.io/a/kit") == "pkg.latest:run"
-    for unlisted in ("ghcr.io/a/kit:2", "ghcr.io/b/kit:1", "kit:1", "sha256:" + "cd" * 32, "not an image"):
+    for unlisted in (
+        "ghcr.io/a/kit:2",
+        "ghcr.io/b/kit:1",
+        "kit:1",
+        "sha256:" + "cd" * 32,
+        "not an image",
+    ):
         with pytest.raises(LocalImagesError) as err:
             images.entrypoint_for(unlisted)
         assert str(err.value) == (
@@ -68,18 +81,27 @@ def test_lookups_by_tag_and_digest(tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     ("text", "says"),
     [
-        ("images:\n  - {image: 'kit', entrypoint: 'a.b:c'}\n", "images[0].image: 'kit' has no tag or digest"),
+        (
+            "images:\n  - {image: 'kit', entrypoint: 'a.b:c'}\n",
+            "images[0].image: 'kit' has no tag or digest",
+        ),
         (
             f"images:\n  - {{image: 'kit:1@{DIGEST}', entrypoint: 'a.b:c'}}\n",
             "images[0].image: 'kit:1@sha256:",
         ),
-        ("images:\n  - {image: 'Kit:1', entrypoint: 'a.b:c'}\n", "images[0].image: 'Kit:1' is not an image reference"),
+        (
+            "images:\n  - {image: 'Kit:1', entrypoint: 'a.b:c'}\n",
+            "images[0].image: 'Kit:1' is not an image reference",
+        ),
         (
             "images:\n  - {image: 'kit:1', entrypoint: 'os.system'}\n",
             "images[0].entrypoint: 'os.system' is not of the form 'package.module:function'",
         ),
         ("images:\n  - {image: 'kit:1'}\n", "images[0].entrypoint: Field required"),
-        ("images:\n  - {image: 'kit:1', entrypoint: 'a.b:c', cmd: 'sh'}\n", "images[0].cmd: Extra inputs"),
+        (
+            "images:\n  - {image: 'kit:1', entrypoint: 'a.b:c', cmd: 'sh'}\n",
+            "images[0].cmd: Extra inputs",
+        ),
         (
             "images:\n  - {image: 'kit:1', entrypoint: 'a.b:c'}\n  - {image: 'kit:1', entrypoint: 'd.e:f'}\n",
             "image 'kit:1' is listed twice",
@@ -87,7 +109,9 @@ def test_lookups_by_tag_and_digest(tmp_path: Path) -> None:
         ("images: [a\n", "images.yaml:2: not YAML"),
     ],
 )
-def test_a_broken_map_is_one_line_naming_the_file_and_field(tmp_path: Path, text: str, says: str) -> None:
+def test_a_broken_map_is_one_line_naming_the_file_and_field(
+    tmp_path: Path, text: str, says: str
+) -> None:
     path = tmp_path / "images.yaml"
     path.write_text(text)
     with pytest.raises(LocalImagesError) as err:
@@ -102,8 +126,13 @@ def test_a_missing_map_lists_nothing(tmp_path: Path) -> None:
         images.entrypoint_for(SEED_IMAGE)
 
 
-def test_a_map_the_environment_names_must_exist(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_map_the_environment_names_must_exist(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setenv("QUANTOS_LOCAL_IMAGES", str(tmp_path / "absent.yaml"))
     with pytest.raises(LocalImagesError) as err:
         load_local_images()
-    assert str(err.value) == f"QUANTOS_LOCAL_IMAGES: {tmp_path / 'absent.yaml'} does not exist (the local image map)"
+    assert (
+        str(err.value)
+        == f"QUANTOS_LOCAL_IMAGES: {tmp_path / 'absent.yaml'} does not exist (the local image map)"
+    )

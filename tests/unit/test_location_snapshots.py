@@ -4,6 +4,7 @@ step's `dagster-k8s/config`, checks, jobs and their selections, schedules (cron,
 sensors, resource keys and the executor. Drift in the production build, which no local run
 exercises, shows up here. Regenerate deliberately with `UPDATE_SNAPSHOTS=1`.
 """
+
 from __future__ import annotations
 
 import json
@@ -37,9 +38,15 @@ PROFILES = {
 
 
 @pytest.mark.parametrize("name", sorted(PROFILES))
-def test_code_location_matches_snapshot(name: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    env = {**PROFILES[name], "QUANTOS_DATA_DIR": str(tmp_path / "data"), "QUANTOS_SPECS_DIR": str(REPO / "specs"),
-           "QUANTOS_TEAMS": str(REPO / "deploy" / "teams.yaml")}
+def test_code_location_matches_snapshot(
+    name: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    env = {
+        **PROFILES[name],
+        "QUANTOS_DATA_DIR": str(tmp_path / "data"),
+        "QUANTOS_SPECS_DIR": str(REPO / "specs"),
+        "QUANTOS_TEAMS": str(REPO / "deploy" / "teams.yaml"),
+    }
     # The profile is passed in; the environment is set to the same values as well because a
     # few readers (the pools and policy files, runs_pods, the Ray address of a step's pod
     # config) still read it themselves (issue 18), and this machine's must not leak in.
@@ -54,7 +61,9 @@ def test_code_location_matches_snapshot(name: str, tmp_path: Path, monkeypatch: 
         snapshot.parent.mkdir(parents=True, exist_ok=True)
         snapshot.write_text(text)
         if not os.environ.get("UPDATE_SNAPSHOTS"):
-            pytest.fail(f"snapshot {snapshot.name} was missing and has been written; review and commit it")
+            pytest.fail(
+                f"snapshot {snapshot.name} was missing and has been written; review and commit it"
+            )
     assert json.loads(text) == json.loads(snapshot.read_text()), (
         f"the {name} code location builds differently from {snapshot.relative_to(REPO)}; "
         "if intended, regenerate with UPDATE_SNAPSHOTS=1 and review the diff"
@@ -68,10 +77,17 @@ def test_the_prod_location_differs_from_local_where_it_should() -> None:
     local, prod = (json.loads((SNAPSHOTS / f"{n}.json").read_text()) for n in ("local", "prod"))
     assert prod["executor"] == "k8s" and local["executor"] != "k8s"
     # every spec node's step carries its pod (dbt's step takes the run launcher's pod config)
-    prod_tags = [a["op_tags"] for key, a in prod["assets"].items() if a["op_tags"] and not key.startswith("dbt/")]
+    prod_tags = [
+        a["op_tags"]
+        for key, a in prod["assets"].items()
+        if a["op_tags"] and not key.startswith("dbt/")
+    ]
     assert prod_tags and all("dagster-k8s/config" in t for t in prod_tags)
     train = "bt_xs_bilstm_v1/model_uri"
-    pods = [s["assets"][train]["op_tags"]["dagster-k8s/config"]["container_config"]["resources"] for s in (local, prod)]
+    pods = [
+        s["assets"][train]["op_tags"]["dagster-k8s/config"]["container_config"]["resources"]
+        for s in (local, prod)
+    ]
     assert pods[0]["limits"]["nvidia.com/gpu"] == "1" and "nvidia.com/gpu" not in pods[1]["limits"]
     assert "kafka_submissions" in prod["sensors"] and "kafka_submissions" not in local["sensors"]
     assert "pipes_k8s_client" in prod["resources"] and "pipes_k8s_client" not in local["resources"]

@@ -1,4 +1,5 @@
 """How a step key becomes pipeline_id/node_id in the keyed log lines, and the QUANTOS_JSON_LOGS switch."""
+
 from __future__ import annotations
 
 import pytest
@@ -11,13 +12,19 @@ from resources.profile import ProfileError, active_profile
     ("step_key", "pipeline", "expected"),
     [
         ("xs_daily__bars", "xs_daily", ("xs_daily", "bars")),
-        ("xs_daily__feature__v2", "xs_daily", ("xs_daily", "feature__v2")),  # node ids may hold "__"
+        (
+            "xs_daily__feature__v2",
+            "xs_daily",
+            ("xs_daily", "feature__v2"),
+        ),  # node ids may hold "__"
         ("xs_daily__bars", "__ASSET_JOB", ("xs_daily", "bars")),  # UI "Materialize" of spec assets
         ("dbt_models", "__ASSET_JOB", ("__ASSET_JOB", "dbt_models")),
         (None, "xs_daily", ("xs_daily", None)),  # run events have no node
     ],
 )
-def test_step_keys_map_to_pipeline_and_node(step_key: str | None, pipeline: str, expected: tuple) -> None:
+def test_step_keys_map_to_pipeline_and_node(
+    step_key: str | None, pipeline: str, expected: tuple
+) -> None:
     assert step_node(step_key, pipeline) == expected
 
 

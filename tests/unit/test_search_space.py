@@ -1,5 +1,6 @@
 """params.search: the declared grammar of a hyperparameter search, checked by `quantos
 validate` with the line of the offending entry, before anything runs."""
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -44,7 +45,13 @@ def _errors(tmp_path: Path, search: str, trainer: str = "bilstm") -> list[str]:
 
 def test_a_well_formed_search_loads(tmp_path: Path) -> None:
     body = "\n".join(
-        f"        {line}" for line in ("lr: loguniform(1e-4, 1e-2)", "hidden: choice(16, 32)", "dropout: [0.0, 0.2]", "trials: 4")
+        f"        {line}"
+        for line in (
+            "lr: loguniform(1e-4, 1e-2)",
+            "hidden: choice(16, 32)",
+            "dropout: [0.0, 0.2]",
+            "trials: 4",
+        )
     )
     path = tmp_path / "tune_demo.yaml"
     path.write_text(SPEC.format(trainer="bilstm", search=body))
@@ -92,4 +99,7 @@ def test_a_searched_name_also_fixed_in_params_is_ambiguous() -> None:
 
 def test_a_scikit_learn_trainer_cannot_be_searched(tmp_path: Path) -> None:
     lines = _errors(tmp_path, "alpha: loguniform(0.1, 10)", trainer="ridge")
-    assert len(lines) == 1 and "nodes[1].params.search: params.search tunes the deep-learning trainers" in lines[0]
+    assert (
+        len(lines) == 1
+        and "nodes[1].params.search: params.search tunes the deep-learning trainers" in lines[0]
+    )

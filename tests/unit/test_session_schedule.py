@@ -3,6 +3,7 @@
 Evaluated with Dagster's own `build_schedule_context` on a real instance: a
 tick is what the daemon would launch at that moment, no waiting on clocks.
 """
+
 from __future__ import annotations
 
 from datetime import UTC, datetime
@@ -50,7 +51,10 @@ def pipeline(tmp_path: Path, catch_up: bool = False):
 def evaluate(instance: DagsterInstance, pipe, at: datetime, now: datetime):
     schedule = build_session_schedule(pipe, clock=lambda: now)
     defs = Definitions(
-        assets=pipe.assets, jobs=[pipe.job], schedules=[schedule], resources=build_resources(active_profile())
+        assets=pipe.assets,
+        jobs=[pipe.job],
+        schedules=[schedule],
+        resources=build_resources(active_profile()),
     )
     context = build_schedule_context(
         instance=instance, scheduled_execution_time=at, repository_def=defs.get_repository_def()
@@ -88,7 +92,9 @@ def test_early_close_tick_runs_its_session_partition(tmp_path: Path, instance) -
         datetime(2026, 11, 25, 13, 30, tzinfo=NY),  # early-close cron on a regular day
     ],
 )
-def test_cron_ticks_that_are_no_session_fire_time_skip(tmp_path: Path, instance, at: datetime) -> None:
+def test_cron_ticks_that_are_no_session_fire_time_skip(
+    tmp_path: Path, instance, at: datetime
+) -> None:
     result = evaluate(instance, pipeline(tmp_path), at, now=at)
     assert not result.run_requests and "not a session fire time" in (result.skip_message or "")
 
@@ -97,7 +103,9 @@ def test_missed_tick_is_skipped_once_a_later_session_fired(tmp_path: Path, insta
     at = datetime(2026, 11, 24, 16, 30, tzinfo=NY)
     after_next = datetime(2026, 11, 25, 22, 0, tzinfo=UTC)  # 17:00 NY on the 25th
     result = evaluate(instance, pipeline(tmp_path), at, now=after_next)
-    assert not result.run_requests and "stale tick for session 2026-11-24" in (result.skip_message or "")
+    assert not result.run_requests and "stale tick for session 2026-11-24" in (
+        result.skip_message or ""
+    )
     # A late daemon that is still before the next fire time runs the latest session.
     late = datetime(2026, 11, 25, 12, 0, tzinfo=NY)
     [request] = evaluate(instance, pipeline(tmp_path), at, now=late).run_requests
@@ -106,20 +114,39 @@ def test_missed_tick_is_skipped_once_a_later_session_fired(tmp_path: Path, insta
 
 def test_catch_up_runs_missed_sessions(tmp_path: Path, instance) -> None:
     at = datetime(2026, 11, 24, 16, 30, tzinfo=NY)
-    result = evaluate(instance, pipeline(tmp_path, catch_up=True), at, now=datetime(2026, 11, 30, tzinfo=NY))
+    result = evaluate(
+        instance, pipeline(tmp_path, catch_up=True), at, now=datetime(2026, 11, 30, tzinfo=NY)
+    )
     # No earlier run of the schedule: nothing before it was turned on is run.
     assert [r.partition_key for r in result.run_requests] == ["2026-11-24"]
 
     # Its last run was for the 18th; the daemon was down until after the 24th's fire time.
     # Dagster evaluates only the latest missed tick: that tick runs every missed session.
-    create_run_for_test(instance, job_name="eod", tags={
-        "dagster/schedule_name": "eod__xnys_schedule", "quantos/session": "2026-11-18"})
-    result = evaluate(instance, pipeline(tmp_path, catch_up=True), at, now=datetime(2026, 11, 24, 17, 0, tzinfo=NY))
-    assert [r.partition_key for r in result.run_requests] == ["2026-11-19", "2026-11-20", "2026-11-23", "2026-11-24"]
-    assert all(r.run_key == r.partition_key for r in result.run_requests)  # Dagster drops repeats by run key
+    create_run_for_test(
+        instance,
+        job_name="eod",
+        tags={"dagster/schedule_name": "eod__xnys_schedule", "quantos/session": "2026-11-18"},
+    )
+    result = evaluate(
+        instance,
+        pipeline(tmp_path, catch_up=True),
+        at,
+        now=datetime(2026, 11, 24, 17, 0, tzinfo=NY),
+    )
+    assert [r.partition_key for r in result.run_requests] == [
+        "2026-11-19",
+        "2026-11-20",
+        "2026-11-23",
+        "2026-11-24",
+    ]
+    assert all(
+        r.run_key == r.partition_key for r in result.run_requests
+    )  # Dagster drops repeats by run key
     assert {"2026-11-19", "2026-11-24"} <= set(instance.get_dynamic_partitions("eod__sessions"))
     # Without catch_up the same tick runs the latest session only.
-    result = evaluate(instance, pipeline(tmp_path), at, now=datetime(2026, 11, 24, 17, 0, tzinfo=NY))
+    result = evaluate(
+        instance, pipeline(tmp_path), at, now=datetime(2026, 11, 24, 17, 0, tzinfo=NY)
+    )
     assert [r.partition_key for r in result.run_requests] == ["2026-11-24"]
 
 
@@ -134,5 +161,7 @@ def test_sync_sensor_adds_every_session_to_today(tmp_path: Path, instance) -> No
 
 
 def test_registry_builds_one_schedule_and_one_sync_per_calendar_spec(tmp_path: Path) -> None:
-    names = sorted(t.name for t in build_triggers([pipeline(tmp_path)], KafkaSettings(bootstrap=None)))
+    names = sorted(
+        t.name for t in build_triggers([pipeline(tmp_path)], KafkaSettings(bootstrap=None))
+    )
     assert names == ["eod__sessions_sync", "eod__xnys_schedule"]

@@ -4,6 +4,7 @@ The shard here is a small stand-in for Ray Data's DataIterator with the two call
 makes (`iter_batches` of whole blocks as numpy, `iter_torch_batches` of fixed size); the
 real iterator is exercised by the Ray training tests (tests/integration/test_ray_*.py).
 """
+
 from __future__ import annotations
 
 from collections.abc import Iterator
@@ -22,20 +23,28 @@ class _Shard:
     """Rows 0..ROWS-1 in blocks of uneven size, as Ray Data hands them out in order."""
 
     def __init__(self) -> None:
-        self.x = np.arange(ROWS * LOOKBACK * FEATURES, dtype=np.float64).reshape(ROWS, LOOKBACK, FEATURES)
+        self.x = np.arange(ROWS * LOOKBACK * FEATURES, dtype=np.float64).reshape(
+            ROWS, LOOKBACK, FEATURES
+        )
         self.y = np.arange(ROWS, dtype=np.float64)
         self.reads = 0
 
-    def iter_batches(self, batch_size: Any = None, batch_format: str = "numpy") -> Iterator[dict[str, np.ndarray]]:
+    def iter_batches(
+        self, batch_size: Any = None, batch_format: str = "numpy"
+    ) -> Iterator[dict[str, np.ndarray]]:
         self.reads += 1
         for start, end in [(0, 130), (130, 600), (600, ROWS)]:
             yield {"x": self.x[start:end], "y": self.y[start:end]}
 
-    def iter_torch_batches(self, batch_size: int, dtypes: Any, device: Any) -> Iterator[dict[str, Any]]:
+    def iter_torch_batches(
+        self, batch_size: int, dtypes: Any, device: Any
+    ) -> Iterator[dict[str, Any]]:
         self.reads += 1
         for start in range(0, ROWS, batch_size):
-            yield {"x": torch.tensor(self.x[start:start + batch_size], dtype=dtypes),
-                   "y": torch.tensor(self.y[start:start + batch_size], dtype=dtypes)}
+            yield {
+                "x": torch.tensor(self.x[start : start + batch_size], dtype=dtypes),
+                "y": torch.tensor(self.y[start : start + batch_size], dtype=dtypes),
+            }
 
 
 def _epoch(feed: ShardFeed, seed: int) -> list[int]:
@@ -62,7 +71,9 @@ def test_a_held_shard_is_read_once_and_shuffled_whole() -> None:
     _epoch(feed, 4)
     list(feed.in_order(100))
     assert shard.reads == 1  # later epochs and validation come from memory
-    assert max(order[:64]) > 64 * 4  # the first batch draws from the whole shard, not a run of batches
+    assert (
+        max(order[:64]) > 64 * 4
+    )  # the first batch draws from the whole shard, not a run of batches
     resumed = ShardFeed(_Shard(), "cpu", cached=True)  # a run resumed at epoch 4
     assert _epoch(resumed, 4) == _epoch(ShardFeed(_Shard(), "cpu", cached=True), 4)
 

@@ -26,7 +26,9 @@ SEED_YAML = REPO / "specs" / "seed_bt_xs_bilstm_v1.yaml"
 # The JSON twin lives outside specs/: two files with one pipeline_id would clash there.
 SEED_JSON = REPO / "tests" / "fixtures" / "seed_bt_xs_bilstm_v1.json"
 # Seed 000 §3.2's runtime params, verbatim.
-SEED_RUNTIME_PARAMS = json.loads((REPO / "tests" / "fixtures" / "seed_runtime_params.json").read_text())
+SEED_RUNTIME_PARAMS = json.loads(
+    (REPO / "tests" / "fixtures" / "seed_runtime_params.json").read_text()
+)
 
 # Line numbers below refer to this text: keep it stable.
 BASE = """\

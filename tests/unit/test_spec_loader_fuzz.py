@@ -17,6 +17,7 @@ each calling its property again and again with fresh random examples until its s
 spent. A failure prints the shrunk document; the example database under
 `.quantos/hypothesis` replays it first next time.
 """
+
 from __future__ import annotations
 
 import faulthandler
@@ -83,7 +84,11 @@ def _seed_documents() -> list[dict[str, Any]]:
     docs = []
     for path in _seed_files():
         try:
-            data = yaml.safe_load(path.read_text()) if path.suffix != ".json" else json.loads(path.read_text())
+            data = (
+                yaml.safe_load(path.read_text())
+                if path.suffix != ".json"
+                else json.loads(path.read_text())
+            )
         except (yaml.YAMLError, ValueError):
             continue
         if isinstance(data, dict) and ("nodes" in data or "submission_id" in data):
@@ -98,24 +103,119 @@ PARAM_SEEDS = [d for d in SEEDS if "submission_id" in d]
 # Field names of the models, so added keys often land on real fields and go deep.
 FIELD_NAMES = sorted(
     {
-        "version", "pipeline_id", "description", "labels", "slo", "resources", "nodes", "edges",
-        "schedule", "partitions", "freshness", "triggers", "gates", "max_runtime", "retry",
-        "max_attempts", "backoff_sec", "priority", "qos", "default", "cpu", "mem", "gpu", "id",
-        "kind", "image", "params", "env", "ins", "outs", "backfill", "from", "to", "calendar",
-        "at", "timezone", "catch_up", "start", "max_lag_sessions", "deadline", "kafka_lag",
-        "topic", "group", "threshold", "min_interval", "model", "metrics", "require", "stages",
-        "submission_id", "secrets_scope", "affinity", "compute_pool", "ttl_days", "entrypoint",
+        "version",
+        "pipeline_id",
+        "description",
+        "labels",
+        "slo",
+        "resources",
+        "nodes",
+        "edges",
+        "schedule",
+        "partitions",
+        "freshness",
+        "triggers",
+        "gates",
+        "max_runtime",
+        "retry",
+        "max_attempts",
+        "backoff_sec",
+        "priority",
+        "qos",
+        "default",
+        "cpu",
+        "mem",
+        "gpu",
+        "id",
+        "kind",
+        "image",
+        "params",
+        "env",
+        "ins",
+        "outs",
+        "backfill",
+        "from",
+        "to",
+        "calendar",
+        "at",
+        "timezone",
+        "catch_up",
+        "start",
+        "max_lag_sessions",
+        "deadline",
+        "kafka_lag",
+        "topic",
+        "group",
+        "threshold",
+        "min_interval",
+        "model",
+        "metrics",
+        "require",
+        "stages",
+        "submission_id",
+        "secrets_scope",
+        "affinity",
+        "compute_pool",
+        "ttl_days",
+        "entrypoint",
     }
 )
 # Values that sit on the edges of the spec's parsers.
 TRICKY_STRINGS = [
-    "", " ", "\n", "\t", "0", "-1", "1e999", "-1e999", "nan", "NaN", "inf", "9" * 5000,
-    "1" * 400 + "Gi", "9" * 400 + "m", "1e400", "0.0000001m", "500m", "16Gi", "1Pi", "2h",
-    "1h30m", "9" * 400 + "d", "0s", "close+30m", "open-1h", "close+99999999999999999h", "XNYS",
-    "XXXX", "America/New_York", "../../etc", "2016-01-04", "2016-02-30", "0001-01-01",
-    "9999-12-31", "^[", "^(a+)+$", ">= 1.0", "<= 0.2", ">= 1e999", "== nan", "a" * 300,
-    "é" * 70, "\u202e", "\x00", "\ufeff", "🙂", "python_task", "ray_job", "single_run",
-    "per_session", "staging", "prod", "model_uri", "metrics_json",
+    "",
+    " ",
+    "\n",
+    "\t",
+    "0",
+    "-1",
+    "1e999",
+    "-1e999",
+    "nan",
+    "NaN",
+    "inf",
+    "9" * 5000,
+    "1" * 400 + "Gi",
+    "9" * 400 + "m",
+    "1e400",
+    "0.0000001m",
+    "500m",
+    "16Gi",
+    "1Pi",
+    "2h",
+    "1h30m",
+    "9" * 400 + "d",
+    "0s",
+    "close+30m",
+    "open-1h",
+    "close+99999999999999999h",
+    "XNYS",
+    "XXXX",
+    "America/New_York",
+    "../../etc",
+    "2016-01-04",
+    "2016-02-30",
+    "0001-01-01",
+    "9999-12-31",
+    "^[",
+    "^(a+)+$",
+    ">= 1.0",
+    "<= 0.2",
+    ">= 1e999",
+    "== nan",
+    "a" * 300,
+    "é" * 70,
+    "\u202e",
+    "\x00",
+    "\ufeff",
+    "🙂",
+    "python_task",
+    "ray_job",
+    "single_run",
+    "per_session",
+    "staging",
+    "prod",
+    "model_uri",
+    "metrics_json",
 ]
 
 
@@ -195,8 +295,10 @@ def mutated_documents(draw: st.DrawFn, seeds: list[dict[str, Any]]) -> Any:
         elif op == "retype":
             value = parent[key]
             parent[key] = (
-                list(value.values()) if isinstance(value, dict)
-                else {str(i): v for i, v in enumerate(value)} if isinstance(value, list)
+                list(value.values())
+                if isinstance(value, dict)
+                else {str(i): v for i, v in enumerate(value)}
+                if isinstance(value, list)
                 else [value]
             )
     return doc
@@ -205,7 +307,10 @@ def mutated_documents(draw: st.DrawFn, seeds: list[dict[str, Any]]) -> Any:
 def _json_keys(doc: Any) -> Any:
     """JSON keys are strings: YAML's dates and nulls as keys become their text."""
     if isinstance(doc, dict):
-        return {k if isinstance(k, (str, int, float, bool)) or k is None else str(k): _json_keys(v) for k, v in doc.items()}
+        return {
+            k if isinstance(k, (str, int, float, bool)) or k is None else str(k): _json_keys(v)
+            for k, v in doc.items()
+        }
     if isinstance(doc, list):
         return [_json_keys(v) for v in doc]
     return doc
@@ -213,19 +318,68 @@ def _json_keys(doc: Any) -> Any:
 
 def _dump(doc: Any, fmt: str, style: int) -> str:
     if fmt == "json":
-        return json.dumps(_json_keys(doc), default=str, ensure_ascii=bool(style & 1), indent=2 if style & 2 else None)
+        return json.dumps(
+            _json_keys(doc),
+            default=str,
+            ensure_ascii=bool(style & 1),
+            indent=2 if style & 2 else None,
+        )
     return yaml.safe_dump(
-        doc, sort_keys=False, allow_unicode=bool(style & 1), default_flow_style=bool(style & 2) or None
+        doc,
+        sort_keys=False,
+        allow_unicode=bool(style & 1),
+        default_flow_style=bool(style & 2) or None,
     )
 
 
 # Pieces of YAML/JSON syntax spliced into a text: they break it in the ways people do.
 SYNTAX = [
-    ":", ": ", "- ", "[", "]", "{", "}", ",", "'", '"', "#", "|", ">", "? ", "\t", "\n", "  ",
-    "&a ", "*a", "&a [1, 2]", "<<: *a\n", "<<: [*a, *a]\n", "!!binary ", "!!timestamp ",
-    "!!int ", "!!float ", "!!set ", "!!omap ", "!!python/object:os.system ", "!custom ",
-    "%YAML 1.1\n", "---\n", "...\n", "\\", "\\u", "\\ud800", "\r", "\x85", "\u2028", "\ufeff",
-    "null", "true", "1e400", "9" * 4400, "2016-02-30", "2016-02-28T25:61:00",
+    ":",
+    ": ",
+    "- ",
+    "[",
+    "]",
+    "{",
+    "}",
+    ",",
+    "'",
+    '"',
+    "#",
+    "|",
+    ">",
+    "? ",
+    "\t",
+    "\n",
+    "  ",
+    "&a ",
+    "*a",
+    "&a [1, 2]",
+    "<<: *a\n",
+    "<<: [*a, *a]\n",
+    "!!binary ",
+    "!!timestamp ",
+    "!!int ",
+    "!!float ",
+    "!!set ",
+    "!!omap ",
+    "!!python/object:os.system ",
+    "!custom ",
+    "%YAML 1.1\n",
+    "---\n",
+    "...\n",
+    "\\",
+    "\\u",
+    "\\ud800",
+    "\r",
+    "\x85",
+    "\u2028",
+    "\ufeff",
+    "null",
+    "true",
+    "1e400",
+    "9" * 4400,
+    "2016-02-30",
+    "2016-02-28T25:61:00",
 ]
 
 
@@ -247,7 +401,9 @@ def edited_texts(draw: st.DrawFn, text: str) -> str:
         else:
             lines = text.split("\n")
             i = draw(st.integers(0, len(lines) - 1))
-            lines.insert(i, lines[i] if op == "dup_line" else " " * draw(st.integers(1, 4)) + lines[i])
+            lines.insert(
+                i, lines[i] if op == "dup_line" else " " * draw(st.integers(1, 4)) + lines[i]
+            )
             text = "\n".join(lines)
     return text
 
@@ -289,7 +445,9 @@ def _check_error(err: SpecError, source: str, text: str | bytes) -> None:
         match = LINE.fullmatch(line)
         assert match, f"not FILE:LINE: path: message: {line!r}"
         assert match["source"] == source, line
-        assert 1 <= int(match["line"]) <= last, f"line {match['line']} of a {last}-line file: {line!r}"
+        assert 1 <= int(match["line"]) <= last, (
+            f"line {match['line']} of a {last}-line file: {line!r}"
+        )
         assert len(line) <= MAX_LINE + len(source), f"{len(line)}-character line: {line[:300]!r}..."
     for problem in err.problems:
         assert "\n" not in problem.message and "\r" not in problem.message, problem
@@ -314,7 +472,11 @@ def _fuzz(*props: Callable[[], None]) -> None:
 # --------------------------------------------------------------------------- the targets
 
 
-@given(doc=mutated_documents(SPEC_SEEDS), fmt=st.sampled_from(["yaml", "json"]), style=st.integers(0, 3))
+@given(
+    doc=mutated_documents(SPEC_SEEDS),
+    fmt=st.sampled_from(["yaml", "json"]),
+    style=st.integers(0, 3),
+)
 def _structured(doc: Any, fmt: Format, style: int) -> None:
     _spec_text(_dump(doc, fmt, style), fmt)
 
@@ -340,7 +502,9 @@ def _params(data: st.DataObject, fmt: Format) -> None:
     source = f"params.{fmt}"
     check_outcome(
         lambda: load_runtime_params_text(text, source, fmt),
-        source, text, RuntimeParams,
+        source,
+        text,
+        RuntimeParams,
     )
 
 
@@ -425,7 +589,9 @@ BASE_JSON = (
 
 @given(
     depth=st.one_of(st.integers(1, 200), st.integers(200, 60_000)),
-    style=st.sampled_from(["flow_list", "flow_map", "json_list", "json_map", "block_list", "block_map"]),
+    style=st.sampled_from(
+        ["flow_list", "flow_map", "json_list", "json_map", "block_list", "block_map"]
+    ),
     where=st.sampled_from(["root", "params"]),
 )
 def _deep(depth: int, style: str, where: str) -> None:
@@ -438,7 +604,9 @@ def _deep(depth: int, style: str, where: str) -> None:
     elif fmt == "json":
         text = BASE_JSON.format(value=value)
     else:
-        text = BASE_YAML.format(value=value.replace("\n", "\n      ") if style.startswith("block") else value)
+        text = BASE_YAML.format(
+            value=value.replace("\n", "\n      ") if style.startswith("block") else value
+        )
     _spec_text(text, fmt)
 
 
@@ -467,7 +635,9 @@ NUMERIC_FIELDS_YAML = {
 def huge_numbers(draw: st.DrawFn) -> str:
     digits = draw(st.integers(1, 6000))
     body = draw(st.sampled_from("123456789")) + "0" * (digits - 1)
-    shape = draw(st.sampled_from(["int", "neg", "float", "exp", "hex", "octal", "underscore", "tiny"]))
+    shape = draw(
+        st.sampled_from(["int", "neg", "float", "exp", "hex", "octal", "underscore", "tiny"])
+    )
     return {
         "int": body,
         "neg": "-" + body,
@@ -500,20 +670,53 @@ def test_huge_numbers() -> None:
 
 
 TAGS = [
-    "!!str", "!!int", "!!float", "!!bool", "!!null", "!!binary", "!!timestamp", "!!set", "!!omap",
-    "!!pairs", "!!seq", "!!map", "!!merge", "!!value", "!!python/object:os.system",
-    "!!python/name:os.system", "!custom", "!", "tag:yaml.org,2002:int",
+    "!!str",
+    "!!int",
+    "!!float",
+    "!!bool",
+    "!!null",
+    "!!binary",
+    "!!timestamp",
+    "!!set",
+    "!!omap",
+    "!!pairs",
+    "!!seq",
+    "!!map",
+    "!!merge",
+    "!!value",
+    "!!python/object:os.system",
+    "!!python/name:os.system",
+    "!custom",
+    "!",
+    "tag:yaml.org,2002:int",
 ]
 TAG_VALUES = [
-    "1", "x", "", "2016-02-30", "2016-02-28 25:00:00", "2016-01-04T10:00:00+99:00", "AAAA",
-    "!!!", "0x", "0b2", "1e400", "9" * 4400, "[1, 2]", "{a: 1}", "[[a, 1]]", "[a, a]", "~",
+    "1",
+    "x",
+    "",
+    "2016-02-30",
+    "2016-02-28 25:00:00",
+    "2016-01-04T10:00:00+99:00",
+    "AAAA",
+    "!!!",
+    "0x",
+    "0b2",
+    "1e400",
+    "9" * 4400,
+    "[1, 2]",
+    "{a: 1}",
+    "[[a, 1]]",
+    "[a, a]",
+    "~",
 ]
 
 
 @given(
     tag=st.sampled_from(TAGS),
     value=st.one_of(st.sampled_from(TAG_VALUES), st.text(max_size=10)),
-    where=st.sampled_from(["version", "pipeline_id", "params", "partitions_start", "labels", "nodes"]),
+    where=st.sampled_from(
+        ["version", "pipeline_id", "params", "partitions_start", "labels", "nodes"]
+    ),
 )
 def _tags(tag: str, value: str, where: str) -> None:
     node = "{id: a, kind: python_task, outs: [x]}"
@@ -531,9 +734,29 @@ def _tags(tag: str, value: str, where: str) -> None:
 
 @given(
     value=st.sampled_from(
-        ["2016-02-30", "2016-13-01", "2016-00-10", "2016-02-28 25:00:00", "2016-02-28t10:61",
-         "2016-2-3", "0000-01-01", "2016-02-28T10:00:00.1234567890123+05:00", "1e400", "0x1g",
-         "0b", "0o9", "-0x", "1:2:3:4", "190:20:30", ".inf", "-.Inf", ".NaN", "0_0", "+", "-"]
+        [
+            "2016-02-30",
+            "2016-13-01",
+            "2016-00-10",
+            "2016-02-28 25:00:00",
+            "2016-02-28t10:61",
+            "2016-2-3",
+            "0000-01-01",
+            "2016-02-28T10:00:00.1234567890123+05:00",
+            "1e400",
+            "0x1g",
+            "0b",
+            "0o9",
+            "-0x",
+            "1:2:3:4",
+            "190:20:30",
+            ".inf",
+            "-.Inf",
+            ".NaN",
+            "0_0",
+            "+",
+            "-",
+        ]
     ),
     where=st.sampled_from(["partitions_start", "params", "version", "gpu", "label_key"]),
 )

@@ -4,6 +4,7 @@ Before the fixes each of these documents escaped the loader as a bare exception
 (OverflowError, ValueError, KeyError, AttributeError, RecursionError), hung it for
 minutes, or produced a "one-line" problem spanning lines or kilobytes.
 """
+
 from __future__ import annotations
 
 import json
@@ -97,7 +98,9 @@ def test_yaml_hex_or_binary_int_too_long_to_print(number: str) -> None:
 
 def test_json_int_longer_than_python_converts() -> None:
     text = '{"version": 1,\n "pipeline_id": "p",\n "labels": {"n": ' + "1" * 5000 + "}}"
-    assert problems(text, "json") == ["f.json:3: <root>: invalid JSON: a number with over 4300 digits"]
+    assert problems(text, "json") == [
+        "f.json:3: <root>: invalid JSON: a number with over 4300 digits"
+    ]
 
 
 # --- control characters and line breaks --------------------------------------
@@ -148,16 +151,29 @@ def test_nesting_past_the_bound_is_one_quick_error(text: str, fmt: Format, line:
     started = time.monotonic()
     lines = problems(text, fmt)
     assert time.monotonic() - started < 2, "deep nesting must not be slow"
-    assert lines == [f"f.{fmt}:{line}: <root>: nested more than {MAX_NESTING} levels deep (a spec needs a handful)"]
+    assert lines == [
+        f"f.{fmt}:{line}: <root>: nested more than {MAX_NESTING} levels deep (a spec needs a handful)"
+    ]
 
 
 def test_nesting_within_the_bound_still_loads() -> None:
     deep = "[" * (MAX_NESTING - 5) + "]" * (MAX_NESTING - 5)
     params = f"{{id: a, kind: python_task, params: {{deep: {deep}}}, outs: [x]}}"
     assert load_spec_text(spec(nodes=f"[{params}]"), "f.yaml", "yaml").spec.nodes[0].params["deep"]
-    as_json = json.dumps({"version": 1, "pipeline_id": "p", "nodes": [
-        {"id": "a", "kind": "python_task", "params": {"deep": json.loads(deep)}, "outs": ["x"]}
-    ]})
+    as_json = json.dumps(
+        {
+            "version": 1,
+            "pipeline_id": "p",
+            "nodes": [
+                {
+                    "id": "a",
+                    "kind": "python_task",
+                    "params": {"deep": json.loads(deep)},
+                    "outs": ["x"],
+                }
+            ],
+        }
+    )
     assert load_spec_text(as_json, "f.json", "json").spec.pipeline_id == "p"
 
 
@@ -169,7 +185,11 @@ def _laughs(levels: int, width: int = 9) -> str:
     aliases of the one before (9 levels of 9: 387,420,489 strings once expanded)."""
     lines = [f"      l0: &l0 [{', '.join(['lol'] * width)}]"]
     lines += [f"      l{i}: &l{i} [{', '.join([f'*l{i - 1}'] * width)}]" for i in range(1, levels)]
-    return "version: 1\npipeline_id: p\nnodes:\n  - id: a\n    kind: python_task\n    outs: [x]\n    params:\n" + "\n".join(lines) + "\n"
+    return (
+        "version: 1\npipeline_id: p\nnodes:\n  - id: a\n    kind: python_task\n    outs: [x]\n    params:\n"
+        + "\n".join(lines)
+        + "\n"
+    )
 
 
 def test_an_alias_bomb_is_one_quick_error_with_its_line() -> None:
@@ -186,8 +206,10 @@ def test_an_alias_bomb_is_one_quick_error_with_its_line() -> None:
 def test_a_recursive_alias_is_refused() -> None:
     text = spec(nodes="[{id: a, kind: python_task, outs: [x], params: {loop: &l [1, *l]}}]")
     assert problems(text) == [
-        ("f.yaml:3: <root>: invalid YAML: an alias refers to the collection it is in "
-        "(a recursive value cannot be a spec field) at column 62")
+        (
+            "f.yaml:3: <root>: invalid YAML: an alias refers to the collection it is in "
+            "(a recursive value cannot be a spec field) at column 62"
+        )
     ]
 
 
@@ -198,8 +220,13 @@ def test_anchors_a_compiler_shares_still_load() -> None:
         "  - {id: n0, kind: python_task, outs: [o0], resources: &r {cpu: '1', mem: 1Gi},"
         " params: &p {entrypoint: 'quantos_assets.tasks.noop:one_row', symbols: [a, b, c, d, e, f, g, h]}}"
     )
-    rest = [f"  - {{id: n{i}, kind: python_task, outs: [o{i}], resources: *r, params: *p}}" for i in range(1, 2000)]
-    loaded = load_spec_text("version: 1\npipeline_id: p\nnodes:\n" + "\n".join([first, *rest]) + "\n", "f.yaml", "yaml")
+    rest = [
+        f"  - {{id: n{i}, kind: python_task, outs: [o{i}], resources: *r, params: *p}}"
+        for i in range(1, 2000)
+    ]
+    loaded = load_spec_text(
+        "version: 1\npipeline_id: p\nnodes:\n" + "\n".join([first, *rest]) + "\n", "f.yaml", "yaml"
+    )
     assert len(loaded.spec.nodes) == 2000 and loaded.spec.nodes[-1].params["symbols"][-1] == "h"
 
 
@@ -215,11 +242,16 @@ def test_runtime_params_and_the_promotion_policy_bound_aliases_too(tmp_path: Pat
 
     laughs = "".join(f"  l{i}: &l{i} [{', '.join([f'*l{i - 1}'] * 9)}]\n" for i in range(1, 9))
     params = tmp_path / "params.yaml"
-    params.write_text("submission_id: s1\nlabels:\n  l0: &l0 [a, a, a, a, a, a, a, a, a]\n" + laughs)
+    params.write_text(
+        "submission_id: s1\nlabels:\n  l0: &l0 [a, a, a, a, a, a, a, a, a]\n" + laughs
+    )
     policy = tmp_path / "promotion.yaml"
     policy.write_text("require:\n  l0: &l0 [a, a, a, a, a, a, a, a, a]\n" + laughs)
     # the line is that of l3, the innermost list expanding past the document's own size
-    for load, at in ((lambda: load_runtime_params(params), f"{params}:6"), (lambda: load_document(policy, PromotionPolicy), f"{policy}:5")):
+    for load, at in (
+        (lambda: load_runtime_params(params), f"{params}:6"),
+        (lambda: load_document(policy, PromotionPolicy), f"{policy}:5"),
+    ):
         started = time.monotonic()
         with pytest.raises(SpecError) as caught:
             load()

@@ -1,6 +1,7 @@
 """The registry's ownership and history (issue 16, defect 2): only the owning team or an
 admin replaces a registered pipeline, a replacement keeps the version it replaced, and of
 two files defining one pipeline the one registered first wins."""
+
 from __future__ import annotations
 
 import json
@@ -48,7 +49,10 @@ def test_the_first_team_owns_an_unlabelled_pipeline_and_only_it_replaces_it(tmp_
     with pytest.raises(RegistryRefusal) as refused:
         register_spec(tmp_path, spec("p", out="y"), team="execution")
     assert (refused.value.code, refused.value.status) == ("not_owner", 403)
-    assert str(refused.value) == "pipeline 'p' belongs to team research: only that team or an admin can replace it"
+    assert (
+        str(refused.value)
+        == "pipeline 'p' belongs to team research: only that team or an admin can replace it"
+    )
     assert first.path.read_bytes() == before  # nothing written
     assert not (tmp_path / ".registry" / "history").exists()
 
@@ -77,15 +81,21 @@ def test_a_spec_placed_by_hand_without_a_team_is_replaced_only_by_an_admin(tmp_p
     # running it unchanged is no replacement (no team claims it by doing so)
     assert not register_spec(tmp_path, spec("seed"), team="execution").changed
     assert registered_owner(tmp_path, "seed") is None
-    with pytest.raises(RegistryRefusal, match="registered without an owning team: only an admin can replace it"):
+    with pytest.raises(
+        RegistryRefusal, match="registered without an owning team: only an admin can replace it"
+    ):
         register_spec(tmp_path, spec("seed", out="y"), team="execution")
-    assert register_spec(tmp_path, spec("seed", out="y", team="research"), team="ops", admin=True).changed
+    assert register_spec(
+        tmp_path, spec("seed", out="y", team="research"), team="ops", admin=True
+    ).changed
     assert registered_owner(tmp_path, "seed") == "research"
 
 
 def test_a_label_names_the_owner_and_a_team_registers_only_its_own(tmp_path: Path) -> None:
     register_spec(tmp_path, spec("p", team="research"), team="research")
-    with pytest.raises(RegistryRefusal, match="belongs to team research: only that team or an admin can run it"):
+    with pytest.raises(
+        RegistryRefusal, match="belongs to team research: only that team or an admin can run it"
+    ):
         register_spec(tmp_path, spec("p", team="research"), team="execution")
     with pytest.raises(RegistryRefusal, match="names team research in its labels, not execution"):
         register_spec(tmp_path, spec("q", team="research"), team="execution")
@@ -93,7 +103,9 @@ def test_a_label_names_the_owner_and_a_team_registers_only_its_own(tmp_path: Pat
 
 def test_a_new_pipeline_never_overwrites_a_file_it_does_not_own(tmp_path: Path) -> None:
     # team research's pipeline `alpha` lives in beta.json (placed by hand)
-    (tmp_path / "beta.json").write_text(json.dumps(spec("alpha", team="research").spec.model_dump(mode="json", by_alias=True)))
+    (tmp_path / "beta.json").write_text(
+        json.dumps(spec("alpha", team="research").spec.model_dump(mode="json", by_alias=True))
+    )
     made = register_spec(tmp_path, spec("beta"), team="execution")
     assert made.path.name == "beta-2.json"
     assert {s.spec.pipeline_id for s in scan_specs(tmp_path).valid} == {"alpha", "beta"}
@@ -101,10 +113,16 @@ def test_a_new_pipeline_never_overwrites_a_file_it_does_not_own(tmp_path: Path) 
 
 def test_of_two_files_defining_one_pipeline_the_registered_one_wins(tmp_path: Path) -> None:
     registered = register_spec(tmp_path, spec("p"), team="research").path  # p.json
-    (tmp_path / "a_copy.yaml").write_text(f"version: 1\npipeline_id: p\nnodes:\n  - {{id: b, {TASK}, outs: [y]}}\n")
+    (tmp_path / "a_copy.yaml").write_text(
+        f"version: 1\npipeline_id: p\nnodes:\n  - {{id: b, {TASK}, outs: [y]}}\n"
+    )
     scan = scan_specs(tmp_path)
     assert [s.path for s in scan.valid] == [registered]
-    assert scan.invalid == {tmp_path / "a_copy.yaml": [f"{tmp_path / 'a_copy.yaml'}:1: pipeline_id: 'p' is already defined by p.json"]}
+    assert scan.invalid == {
+        tmp_path / "a_copy.yaml": [
+            f"{tmp_path / 'a_copy.yaml'}:1: pipeline_id: 'p' is already defined by p.json"
+        ]
+    }
     # without an index, file order decides
     index_path(tmp_path).unlink()
     assert [s.path for s in scan_specs(tmp_path).valid] == [tmp_path / "a_copy.yaml"]
@@ -123,7 +141,9 @@ def test_name_conflicts_name_the_platforms_names(tmp_path: Path) -> None:
     register_spec(tmp_path, spec("p"), team="research")
     assert name_conflicts(spec("q").spec, tmp_path) == []
     # a spec built around the id rules (they refuse this one first)
-    reserved = DagSpec.model_validate(spec("q").spec.model_dump(by_alias=True) | {"pipeline_id": "invalid_specs"})
+    reserved = DagSpec.model_validate(
+        spec("q").spec.model_dump(by_alias=True) | {"pipeline_id": "invalid_specs"}
+    )
     assert name_conflicts(reserved, tmp_path) == [
         "pipeline_id: makes the group 'invalid_specs', which is the platform's group 'invalid_specs'",
         "nodes[0].outs[0]: makes the asset key 'invalid_specs/x', which is the platform's assets under 'invalid_specs'",
@@ -159,7 +179,9 @@ def test_a_cached_scan_is_used_until_the_folder_changes_and_never_after(tmp_path
     assert registry.get("q") is None
 
     # an unlabelled pipeline is owned through the index, which may change on its own
-    (tmp_path / "u.yaml").write_text(f"version: 1\npipeline_id: u\nnodes:\n  - {{id: a, {TASK}, outs: [z]}}\n")
+    (tmp_path / "u.yaml").write_text(
+        f"version: 1\npipeline_id: u\nnodes:\n  - {{id: a, {TASK}, outs: [z]}}\n"
+    )
     assert registry.owner("u") is None
     index = read_index(tmp_path)
     index.pipelines["u"] = IndexEntry(team="research", file="u.yaml", seq=1, sha256="0" * 64)

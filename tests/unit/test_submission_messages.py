@@ -1,5 +1,6 @@
 """Messages a compiler gets back from the client (and the gateway's 422s): the same text on
 every run, whatever the interpreter's hash seed."""
+
 from __future__ import annotations
 
 import os
@@ -17,7 +18,13 @@ SPEC = {
     "pipeline_id": "stream_demo",
     "nodes": [
         {"id": "ticks", "kind": "flink_job", "params": {"job": "ticks"}, "outs": ["ticks"]},
-        {"id": "bars", "kind": "trino_sql", "params": {"sql": "select 1 as x"}, "ins": ["ticks"], "outs": ["bars"]},
+        {
+            "id": "bars",
+            "kind": "trino_sql",
+            "params": {"sql": "select 1 as x"},
+            "ins": ["ticks"],
+            "outs": ["bars"],
+        },
     ],
 }
 EXTERNAL = "nodes ['ticks'] are external (flink_job, materialize_view): not run"
@@ -39,7 +46,12 @@ def test_the_message_does_not_follow_the_hash_seed(seed: str) -> None:
         "except ValueError as err:\n    print(err)\n"
     )
     out = subprocess.run(
-        [sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO,
-        env={**os.environ, "PYTHONHASHSEED": seed}, timeout=120, check=True,
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+        env={**os.environ, "PYTHONHASHSEED": seed},
+        timeout=120,
+        check=True,
     )
     assert out.stdout.strip() == EXTERNAL

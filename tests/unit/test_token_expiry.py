@@ -1,5 +1,6 @@
 """API tokens expire (issue 16, 11): a default and a bound, `--ttl`, and the records of
 tokens made before expiry existed."""
+
 from __future__ import annotations
 
 import json
@@ -22,7 +23,12 @@ from quantos_assets.gateway.tokens import (
 def test_ttl_is_a_number_and_a_unit_up_to_a_year() -> None:
     assert parse_ttl("90d") == timedelta(days=90) and parse_ttl("12h") == timedelta(hours=12)
     assert parse_ttl("2w") == timedelta(weeks=2) and parse_ttl("365d") == MAX_TTL
-    for bad, why in [("never", "expected a number and a unit"), ("0d", "at most 365d"), ("366d", "at most 365d"), ("1y", "expected")]:
+    for bad, why in [
+        ("never", "expected a number and a unit"),
+        ("0d", "at most 365d"),
+        ("366d", "at most 365d"),
+        ("1y", "expected"),
+    ]:
         with pytest.raises(TokenStoreError, match=why):
             parse_ttl(bad)
 
@@ -31,11 +37,16 @@ def test_a_token_past_its_expiry_is_refused_as_expired(tmp_path: Path) -> None:
     store = TokenStore(tmp_path / "tokens.json")
     token, record = store.create("research", ["read"])
     assert record.expires_at is not None
-    assert datetime.fromisoformat(record.expires_at) - datetime.fromisoformat(record.created_at) == DEFAULT_TTL
+    assert (
+        datetime.fromisoformat(record.expires_at) - datetime.fromisoformat(record.created_at)
+        == DEFAULT_TTL
+    )
     assert store.authenticate(token) is not None
     short, _ = store.create("research", ["read"], ttl=timedelta(seconds=1))
     raw = json.loads((tmp_path / "tokens.json").read_text())
-    raw["tokens"][1]["expires_at"] = (datetime.now(UTC) - timedelta(seconds=1)).isoformat(timespec="seconds")
+    raw["tokens"][1]["expires_at"] = (datetime.now(UTC) - timedelta(seconds=1)).isoformat(
+        timespec="seconds"
+    )
     (tmp_path / "tokens.json").write_text(json.dumps(raw))
     with pytest.raises(TokenExpired, match=r"token [0-9a-f]{12} expired at 20"):
         store.authenticate(short)

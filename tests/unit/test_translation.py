@@ -1,4 +1,5 @@
 """What a spec compiles to: keys, deps, groups, retries, tags, placement, jobs."""
+
 from __future__ import annotations
 
 import textwrap
@@ -174,7 +175,11 @@ def test_a_chain_deeper_than_the_recursion_limit_still_builds_its_job() -> None:
     defs = Definitions(
         assets=pipeline.assets,
         jobs=[pipeline.job],
-        resources={"io_manager": mem_io_manager, "sql_engine": object(), "artifact_store": object()},
+        resources={
+            "io_manager": mem_io_manager,
+            "sql_engine": object(),
+            "artifact_store": object(),
+        },
     )
     job = defs.resolve_job_def("deep")
     assert len(job.graph.node_defs) == 3000
@@ -192,5 +197,10 @@ def test_a_request_no_pool_can_take_is_a_validation_error_with_its_line() -> Non
     with pytest.raises(SpecError) as err:
         load_spec_text(text, "big.yaml", "yaml")
     lines = err.value.lines
-    assert any(line.startswith("big.yaml:7: nodes[0].resources: no pool") and "gpu 64 > max 8" in line for line in lines), lines
-    assert any(line.startswith("big.yaml:11: nodes[1].params") and "apiVersion" in line for line in lines), lines
+    assert any(
+        line.startswith("big.yaml:7: nodes[0].resources: no pool") and "gpu 64 > max 8" in line
+        for line in lines
+    ), lines
+    assert any(
+        line.startswith("big.yaml:11: nodes[1].params") and "apiVersion" in line for line in lines
+    ), lines
