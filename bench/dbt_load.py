@@ -85,7 +85,8 @@ def main() -> None:
             without.append(t)
             assert n_with > n_without, (n_with, n_without)
         (Path(tmp) / "nodbt_defs.py").write_text(
-            "from definitions.assemble import build_definitions\ndefs = build_definitions(dbt=False)\n"
+            "from definitions.assemble import build_definitions\ndefs = "
+            "build_definitions(dbt=False)\n"
         )
         v_with = validate_once(Path(tmp), "definitions.definitions", env)
         v_without = validate_once(Path(tmp), "nodbt_defs", env)

@@ -68,7 +68,8 @@ def baseline(bootstrap: str) -> int:
     from confluent_kafka import ConsumerGroupTopicPartitions, TopicPartition
     from confluent_kafka.admin import AdminClient, OffsetSpec
 
-    # confluent-kafka's stubs type config values as str|int|float; librdkafka's "logger" takes a Logger
+    # confluent-kafka's stubs type config values as str|int|float; librdkafka's "logger" takes a
+    # Logger
     admin = AdminClient({"bootstrap.servers": bootstrap, "logger": QUIET})  # type: ignore[dict-item]
     md = admin.list_topics(timeout=10)
     pattern = re.compile(r"^bench\.")

@@ -49,7 +49,8 @@ from quantos_assets.client.graphql import CLIENT_SUBMIT_PIPELINE_RUN_MUTATION
 SIDES = {"quantos": "noop10", "plain": "plain10"}
 FINISHED = ("SUCCESS", "FAILURE", "CANCELED")
 RUNS_QUERY = """
-query($tag: String!) { runsOrError(filter: {tags: [{key: "bench/side", value: $tag}]}, limit: 5000) {
+query($tag: String!) { runsOrError(filter: {tags: [{key: "bench/side", value: $tag}]}, limit: \
+5000) {
   ... on Runs { results { runId status creationTime startTime endTime } } } }
 """
 
@@ -218,7 +219,8 @@ def report(records: dict[str, list[dict]], executor: str, stopped: bool = False)
         if failed:
             why = " (in flight at the stop, or before it)" if stopped else ""
             print(
-                f"{side}: {len(failed)} run(s) did not succeed{why}, left out: {', '.join(failed[:3])}"
+                f"{side}: {len(failed)} run(s) did not succeed{why}, left out: "
+                f"{', '.join(failed[:3])}"
             )
     ours_failed = any(r["status"] != "SUCCESS" for r in records["quantos"])
     records = {side: [r for r in rs if r["status"] == "SUCCESS"] for side, rs in records.items()}
@@ -226,7 +228,8 @@ def report(records: dict[str, list[dict]], executor: str, stopped: bool = False)
     elapsed = max(r["endTime"] for r in all_runs) - min(r["creationTime"] for r in all_runs)
     per_side = ", ".join(f"{len(rs)} {side}" for side, rs in records.items())
     print(
-        f"{len(all_runs)} of {submitted} submitted runs succeeded ({per_side}; executor {executor}) in "
+        f"{len(all_runs)} of {submitted} submitted runs succeeded ({per_side}; executor "
+        f"{executor}) in "
         f"{elapsed:.0f} s: {60 * len(all_runs) / elapsed:.1f} runs/minute"
     )
     duration = {}
@@ -235,7 +238,8 @@ def report(records: dict[str, list[dict]], executor: str, stopped: bool = False)
         duration[side] = [r["endTime"] - r["startTime"] for r in rs]
         print(
             f"{side:<8} queue wait p50 {pct(wait, 0.5):7.1f} s  p95 {pct(wait, 0.95):7.1f} s   "
-            f"run p50 {statistics.median(duration[side]):6.2f} s  p95 {pct(duration[side], 0.95):6.2f} s"
+            f"run p50 {statistics.median(duration[side]):6.2f} s  p95 "
+            f"{pct(duration[side], 0.95):6.2f} s"
         )
     print(
         f"ratio={statistics.median(duration['quantos']) / statistics.median(duration['plain']):.3f}"

@@ -20,8 +20,8 @@ Rounds alternate on/off (on first, then off first) after one warm-up run per sid
 time = run wall time / nodes. The ratio is the MEDIAN of the rounds' on/off ratios: the two
 runs of a round see the same load from whatever else the machine runs (a shared 2-core box
 swings per-step times 2x within minutes), and the median, not the best, keeps the
-observer's cost, which lands on some runs and not on others. After the rounds the observer drains and the
-script checks that the lineage is complete (START and COMPLETE for every node of every run
+observer's cost, which lands on some runs and not on others. After the rounds the observer drains
+and the script checks that the lineage is complete (START and COMPLETE for every node of every run
 on the "on" side, plus the submission's two), so the ratio is of a lineage that is all there.
 Prints `ratio=` (on / off) last; goal <= 1.05.
 """
@@ -77,7 +77,10 @@ def make_home(home: Path, json_logs: bool) -> None:
     home.mkdir(parents=True)
     text = "telemetry:\n  enabled: false\n"
     if json_logs:
-        text += f"python_logs:\n  dagster_handler_config:\n    handlers:\n      quantos_json:\n        class: {HANDLER}\n"
+        text += (
+            "python_logs:\n  dagster_handler_config:\n    handlers:\n      "
+            f"quantos_json:\n        class: {HANDLER}\n"
+        )
     (home / "dagster.yaml").write_text(text)
 
 
@@ -258,7 +261,8 @@ def main() -> None:
         ratios = [a / b for a, b in zip(sides["on"]["times"], sides["off"]["times"], strict=True)]
         ticks = observed["ticks"]
         print(
-            f"nodes={args.nodes} rounds={args.rounds} interval={args.interval}s; observer during the on runs: "
+            f"nodes={args.nodes} rounds={args.rounds} interval={args.interval}s; observer during "
+            "the on runs: "
             f"{ticks} ticks, lineage {1000 * observed['lineage_s'] / max(ticks, 1):.0f} ms/tick, "
             f"metrics scrape {1000 * observed['scrape_s'] / max(ticks, 1):.0f} ms/scrape"
         )
@@ -267,7 +271,8 @@ def main() -> None:
             f", {json_lines} keyed lines written on the on side"
         )
         print(
-            f"lineage: {len(sent)} events for {runs_on} runs ({'complete' if complete else f'INCOMPLETE, expected {expected} node events'})"
+            f"lineage: {len(sent)} events for {runs_on} runs "
+            f"({'complete' if complete else f'INCOMPLETE, expected {expected} node events'})"
         )
         for side in ("on", "off"):
             times = sides[side]["times"]
@@ -277,8 +282,9 @@ def main() -> None:
             )
         cpu_on, cpu_off = (statistics.median(sides[k]["cpu"][1:]) for k in ("on", "off"))
         print(
-            f"CPU of the run process per step (what the steps themselves pay; the observer is another "
-            f"process): on {1000 * cpu_on:.1f} ms, off {1000 * cpu_off:.1f} ms, ratio {cpu_on / cpu_off:.3f}"
+            "CPU of the run process per step (what the steps themselves pay; the observer is "
+            f"another process): on {1000 * cpu_on:.1f} ms, off {1000 * cpu_off:.1f} ms, ratio "
+            f"{cpu_on / cpu_off:.3f}"
         )
         print(f"round ratios: {' '.join(f'{r:.3f}' for r in ratios)}")
         print(f"ratio={statistics.median(ratios):.3f}")

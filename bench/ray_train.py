@@ -1,8 +1,8 @@
 """Benchmark: the bilstm trainer through our Ray Train path against a bare PyTorch loop, and
 batch inference (`ray_job` `mode: predict`) against the bare network's forward pass.
 
-    uv run python bench/ray_train.py [--symbols 40] [--days 520] [--epochs 10] [--scale 1] [--repeat 3]
-                                     [--no-two-workers] [--no-predict]
+    uv run python bench/ray_train.py [--symbols 40] [--days 520] [--epochs 10] [--scale 1]
+                                     [--repeat 3] [--no-two-workers] [--no-predict]
 
 Same data (the seed example's size by default: 40 symbols x 520 sessions of features in an
 Iceberg table), same network, hyperparameters, seed, batch size and thread count, in one run:
@@ -192,7 +192,8 @@ def predict_bench(lake: LakeIOManager, model: bytes, args: argparse.Namespace, e
                 best[key] = min(best[key], bare_forward(net, x, threads, per_pass))
         seconds[scale] = best
         print(
-            f"predict x{scale}: {table.num_rows} rows, {symbols} symbols, {n} windows of {described.lookback}"
+            f"predict x{scale}: {table.num_rows} rows, {symbols} symbols, {n} windows of "
+            f"{described.lookback}"
         )
         for name, took in best.items():
             detail = f"; phases {phases[name]}" if name in phases else ""
@@ -286,7 +287,8 @@ def main() -> None:
             times[workers] = time.perf_counter() - started
             models[workers] = result.model
             print(
-                f"ray_{workers}: {times[workers]:.1f} s  phases {result.metrics['training']['seconds']}",
+                f"ray_{workers}: {times[workers]:.1f} s  phases "
+                f"{result.metrics['training']['seconds']}",
                 flush=True,
             )
 

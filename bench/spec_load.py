@@ -111,7 +111,8 @@ def main() -> None:
             n2 = best(lambda: plain_side(spec), plain)
             assert n1 == n2 == args.nodes, (n1, n2)
     print(
-        f"nodes={args.nodes} spec->Definitions best={min(ours):.2f}s plain @asset best={min(plain):.2f}s"
+        f"nodes={args.nodes} spec->Definitions best={min(ours):.2f}s plain @asset "
+        f"best={min(plain):.2f}s"
     )
     print(f"ratio={min(ours) / min(plain):.3f}")
 

@@ -290,17 +290,21 @@ def main() -> None:
                     plain_cpu.append(c_plain)
         print(
             f"a_execute_only ours={min(ours_exec):.3f}s plain={min(plain_exec):.3f}s "
-            f"ratio={min(ours_exec) / min(plain_exec):.3f} (median ours={statistics.median(ours_exec):.3f}s "
+            f"ratio={min(ours_exec) / min(plain_exec):.3f} (median "
+            f"ours={statistics.median(ours_exec):.3f}s "
             f"plain={statistics.median(plain_exec):.3f}s)"
         )
-        # CPU time of this process (DuckDB's threads included) moves less with other load on the box.
+        # CPU time of this process (DuckDB's threads included) moves less with other load on the
+        # box.
         print(
-            f"a_cpu ours={min(ours_cpu):.3f}s plain={min(plain_cpu):.3f}s ratio={min(ours_cpu) / min(plain_cpu):.3f}"
+            f"a_cpu ours={min(ours_cpu):.3f}s plain={min(plain_cpu):.3f}s "
+            f"ratio={min(ours_cpu) / min(plain_cpu):.3f}"
         )
         ratio_a = min(ours) / min(plain)
         ratios.append(ratio_a)
         print(
-            f"a_pipeline_{args.nodes} ours={min(ours):.3f}s plain={min(plain):.3f}s ratio={ratio_a:.3f}"
+            f"a_pipeline_{args.nodes} ours={min(ours):.3f}s plain={min(plain):.3f}s "
+            f"ratio={ratio_a:.3f}"
         )
 
     if args.only in (None, "b"):

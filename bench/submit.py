@@ -8,9 +8,9 @@ A real `dagster dev` and `quantos gateway` on loopback. 32 concurrent clients ea
 Throughput runs are held in the queue (a tag concurrency limit of 0) so the measurement
 is of accepting submissions, not of running them. After each gateway round the bench also
 waits until every accepted submission has its Dagster run and prints that drain rate: the
-rate at which the queue empties into Dagster (bounded by the same webserver as the baseline). Then --latency-samples submissions are
-sent one at a time, each after the previous run finished (an idle queue), and timed until
-Dagster reports the run STARTED (goal p95 <= 5 s).
+rate at which the queue empties into Dagster (bounded by the same webserver as the baseline). Then
+--latency-samples submissions are sent one at a time, each after the previous run finished (an idle
+queue), and timed until Dagster reports the run STARTED (goal p95 <= 5 s).
 Prints ratio= last: gateway submissions/s over launchRun/s (goal >= 1.0).
 """
 
@@ -108,7 +108,8 @@ def main() -> int:
             {"teams": {"bench": {"max_concurrent_runs": 100000, "submissions_per_minute": 1000000}}}
         )
     )
-    # The shipped local defaults (dbt models loaded, one process per step), not the tests' fast mode.
+    # The shipped local defaults (dbt models loaded, one process per step), not the tests' fast
+    # mode.
     shipped = {"QUANTOS_DBT": "on", "QUANTOS_LOCAL_EXECUTOR": "multiprocess"}
     with dagster_dev(root, specs, extra_env=shipped, dagster_yaml=DAGSTER_YAML) as srv:
         env = {
@@ -212,12 +213,14 @@ def main() -> int:
             }
             for name, (rate, lat, failed) in best.items():
                 print(
-                    f"{name:<9} {rate:8.1f} accepted/s  p50 {1000 * statistics.median(lat):7.1f} ms  "
-                    f"p99 {1000 * pct(lat, 0.99):7.1f} ms  failed {failed}  ({args.clients} clients x {args.per_client})"
+                    f"{name:<9} {rate:8.1f} accepted/s  p50 {1000 * statistics.median(lat):7.1f} "
+                    f"ms  p99 {1000 * pct(lat, 0.99):7.1f} ms  failed {failed}  ({args.clients} "
+                    f"clients x {args.per_client})"
                 )
 
             print(
-                f"gateway   {max(drains):8.1f} launched in Dagster/s (accept + drain the launch queue, best of {len(drains)})"
+                f"gateway   {max(drains):8.1f} launched in Dagster/s (accept + drain the launch "
+                f"queue, best of {len(drains)})"
             )
 
             # Cancel the held runs: the latency phase measures an idle queue, as a compiler
@@ -225,7 +228,10 @@ def main() -> int:
             queued = http.post(
                 graphql,
                 json={
-                    "query": "{ runsOrError(filter: {statuses: [QUEUED]}) { ... on Runs { results { runId } } } }"
+                    "query": (
+                        "{ runsOrError(filter: {statuses: [QUEUED]}) { ... on Runs { results { "
+                        "runId } } } }"
+                    )
                 },
             )
             held = [r["runId"] for r in queued.json()["data"]["runsOrError"]["results"]]
@@ -233,7 +239,10 @@ def main() -> int:
                 http.post(
                     graphql,
                     json={
-                        "query": "mutation($ids: [String!]!) { terminateRuns(runIds: $ids) { __typename } }",
+                        "query": (
+                            "mutation($ids: [String!]!) { terminateRuns(runIds: $ids) { "
+                            "__typename } }"
+                        ),
                         "variables": {"ids": held[i : i + 100]},
                     },
                 )
@@ -265,7 +274,8 @@ def main() -> int:
                     ]
                 time.sleep(1.0)
             print(
-                f"submit -> run started: p50 {statistics.median(started):.2f} s  p95 {pct(started, 0.95):.2f} s  (goal <= 5 s; n={len(started)})"
+                f"submit -> run started: p50 {statistics.median(started):.2f} s  p95 "
+                f"{pct(started, 0.95):.2f} s  (goal <= 5 s; n={len(started)})"
             )
             # held runs would otherwise start when the bench's instance is reused: none is
             print(f"ratio={best['gateway'][0] / best['baseline'][0]:.3f}")

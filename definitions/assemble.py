@@ -136,7 +136,10 @@ def buildable_pipelines(
         except DagsterInvalidDefinitionError as err:
             where = pipeline.source or Path(pipeline.spec.pipeline_id)
             invalid[where] = [
-                f"{where}:1: pipeline_id: left out, Dagster refused it beside the other specs: {_first_line(err)}"
+                (
+                    f"{where}:1: pipeline_id: left out, Dagster refused it beside the other specs: "
+                    f"{_first_line(err)}"
+                )
             ]
             continue
         kept.append(pipeline)

@@ -180,8 +180,8 @@ def _fields_table(schema: dict[str, Any]) -> str:
         default = f"`{json.dumps(prop['default'])}`" if "default" in prop else ""
         notes = [prop.get("description", ""), *_constraints(prop)]
         rows.append(
-            f"| `{name}` | {_schema_type(prop)} | {'yes' if name in required else ''} | {default} | "
-            f"{_cell('; '.join(n for n in notes if n))} |"
+            f"| `{name}` | {_schema_type(prop)} | {'yes' if name in required else ''} | {default} "
+            f"| {_cell('; '.join(n for n in notes if n))} |"
         )
     return "\n".join(rows) + "\n"
 
@@ -194,7 +194,8 @@ def _params_table(params: list[dict[str, Any]]) -> str:
         if "default" in schema:
             notes.append(f"default `{json.dumps(schema['default'])}`")
         rows.append(
-            f"| `{p['name']}` | {p['in']} | {_schema_type(schema)} | {'yes' if p.get('required') else ''} | "
+            f"| `{p['name']}` | {p['in']} | {_schema_type(schema)} | "
+            f"{'yes' if p.get('required') else ''} | "
             f"{_cell('; '.join(n for n in notes if n))} |"
         )
     return "\n".join(rows) + "\n"
@@ -267,8 +268,10 @@ EXAMPLES: dict[tuple[str, str], dict[str, Any]] = {
             ],
             "runs": [{"run_id": _RUN, "status": "SUCCESS"}],
         },
-        "note": 'Before the launch: `{"submission_id": "sub-42", "pipeline_id": "xs_momentum_v1", '
-        '"status": "ACCEPTED", "run_id": null, "runs": [], "steps": [], "error": null}`.',
+        "note": (
+            'Before the launch: `{"submission_id": "sub-42", "pipeline_id": "xs_momentum_v1", '
+            '"status": "ACCEPTED", "run_id": null, "runs": [], "steps": [], "error": null}`.'
+        ),
     },
     ("GET", "/api/orch/logs/{submission_id}"): {
         "path": "/api/orch/logs/sub-42?node=train_model",
@@ -323,7 +326,9 @@ EXAMPLES: dict[tuple[str, str], dict[str, Any]] = {
     ("POST", "/api/orch/cancel/{submission_id}"): {
         "path": "/api/orch/cancel/sub-43",
         "response": {"submission_id": "sub-43", "run_id": None, "action": "cancel"},
-        "note": "`run_id` null: canceled before its launch; otherwise the id of the terminated run.",
+        "note": (
+            "`run_id` null: canceled before its launch; otherwise the id of the terminated run."
+        ),
     },
     ("POST", "/api/orch/retry/{submission_id}"): {
         "path": "/api/orch/retry/sub-42",
@@ -361,7 +366,9 @@ EXAMPLES: dict[tuple[str, str], dict[str, Any]] = {
         "response": _JOB,
     },
     ("GET", "/api/jobs"): {
-        "path": "/api/jobs?type=training&status=scheduled&search=retrain&sort=next_run_at&order=asc",
+        "path": (
+            "/api/jobs?type=training&status=scheduled&search=retrain&sort=next_run_at&order=asc"
+        ),
         "response": [_JOB],
     },
     ("GET", "/api/jobs/{job_id}"): {"path": "/api/jobs/job-fab605c6bd92", "response": _JOB},
@@ -392,8 +399,10 @@ EXAMPLES: dict[tuple[str, str], dict[str, Any]] = {
             "message": "retry launched",
             "run_id": "0c4e8a1b-2d3f-4e5a-9b6c-7d8e9f0a1b2c",
         },
-        "note": "A job whose latest run did not fail answers 409 "
-        "`job job-fab605c6bd92: only a failed or canceled run is retried (latest: no run yet)`.",
+        "note": (
+            "A job whose latest run did not fail answers 409 "
+            "`job job-fab605c6bd92: only a failed or canceled run is retried (latest: no run yet)`."
+        ),
     },
 }
 
@@ -452,14 +461,18 @@ def _validate_example(
             unknown = set(value) - set(model.model_fields)
             if unknown:
                 raise SystemExit(
-                    f"docs/generate.py: the example of {method} {path} has fields {sorted(unknown)} "
+                    f"docs/generate.py: the example of {method} {path} has fields "
+                    f"{sorted(unknown)} "
                     f"that {model.__name__} does not"
                 )
 
 
 def _render_example(method: str, path: str, example: dict[str, Any]) -> list[str]:
     url = "localhost:8080" + example.get("path", path)
-    line = f"curl -s{'' if method == 'GET' else f' -X {method}'} '{url}' -H \"Authorization: Bearer $TOKEN\""
+    line = (
+        f"curl -s{'' if method == 'GET' else f' -X {method}'} '{url}' -H \"Authorization: Bearer "
+        '$TOKEN"'
+    )
     if "request" in example:
         line += (
             " \\\n     -H 'Content-Type: application/json' -d '"
@@ -497,38 +510,40 @@ def render_rest(openapi: dict[str, Any], scopes: dict[tuple[str, str], str]) -> 
         f"{info.get('description', '')}",
         "",
         (
-            "Rendered from [openapi.json](openapi.json) (OpenAPI "
-            f"{openapi['openapi']}), which is what `quantos gateway` serves at `/openapi.json`; the same "
-            "document is browsable at `/docs` on a running gateway. How to run the gateway, create "
-            "tokens and follow a submission: [user guide](../user-guide.md#submitting-from-a-program-"
-            "the-python-client-and-the-rest-gateway). What every error means: "
+            f"Rendered from [openapi.json](openapi.json) (OpenAPI {openapi['openapi']}), which is "
+            "what `quantos gateway` serves at `/openapi.json`; the same document is browsable at "
+            "`/docs` on a running gateway. How to run the gateway, create tokens and follow a "
+            "submission: "
+            "[user guide](../user-guide.md#submitting-from-a-program-the-python-client-and-the-rest-gateway). "  # noqa: E501 (a link)
+            "What every error means: "
             "[troubleshooting](../troubleshooting.md#submission-api-gateway-and-quantos-token--quantos-audit)."
         ),
         "",
         (
-            "**Authentication.** Every endpoint below needs `Authorization: Bearer <token>`, a token "
-            "made by `quantos token create --team T --scopes submit,read [--ttl 90d]`. Each endpoint names the "
-            "scope it needs; `admin` implies both and sees every team's submissions and jobs. Tokens "
-            "expire (default 90 days, at most 365; `quantos token list` shows when)."
+            "**Authentication.** Every endpoint below needs `Authorization: Bearer <token>`, a "
+            "token made by `quantos token create --team T --scopes submit,read [--ttl 90d]`. Each "
+            "endpoint names the scope it needs; `admin` implies both and sees every team's "
+            "submissions and jobs. Tokens expire (default 90 days, at most 365; `quantos token "
+            "list` shows when)."
         ),
         "",
         (
-            "**Errors.** Every answer other than success has the body "
-            '[`ErrorBody`](#errorbody) `{"error": "one line", "lines": ["..."]}`: '
-            "400 a body that is not UTF-8, not JSON or nested more than 200 levels deep (line and "
-            "column named), 401 missing, invalid, revoked or expired token, 403 scope or team, 404 "
-            "unknown id, pipeline or path, 405 method not allowed (with `Allow`), 409 conflict (id "
-            "reused, nothing to cancel or retry, not launched yet), 413 body too large "
-            "(`QUANTOS_MAX_BODY_BYTES`, chunked bodies included), 422 invalid spec, params or request "
-            "(one line per problem in `lines`, naming the field), 429 quota (`Retry-After`), 502/503 "
-            "Dagster unreachable or refusing (`Retry-After` on a full launch queue). URLs in errors "
-            "never carry a password (`http://user:***@host`)."
+            "**Errors.** Every answer other than success has the body [`ErrorBody`](#errorbody) "
+            '`{"error": "one line", "lines": ["..."]}`: 400 a body that is not UTF-8, not '
+            "JSON or nested more than 200 levels deep (line and column named), 401 missing, "
+            "invalid, revoked or expired token, 403 scope or team, 404 unknown id, pipeline or "
+            "path, 405 method not allowed (with `Allow`), 409 conflict (id reused, nothing to "
+            "cancel or retry, not launched yet), 413 body too large (`QUANTOS_MAX_BODY_BYTES`, "
+            "chunked bodies included), 422 invalid spec, params or request (one line per problem "
+            "in `lines`, naming the field), 429 quota (`Retry-After`), 502/503 Dagster "
+            "unreachable or refusing (`Retry-After` on a full launch queue). URLs in errors never "
+            "carry a password (`http://user:***@host`)."
         ),
         "",
         (
-            '**Not in the OpenAPI document** (no token): `GET /healthz` answers `{"status": "ok"}`; '
-            "`GET /metrics` serves the Prometheus metrics of the Dagster instance at `DAGSTER_HOME` "
-            "(503 without it)."
+            '**Not in the OpenAPI document** (no token): `GET /healthz` answers `{"status": '
+            '"ok"}`; `GET /metrics` serves the Prometheus metrics of the Dagster instance at '
+            "`DAGSTER_HOME` (503 without it)."
         ),
         "",
     ]
@@ -543,7 +558,8 @@ def render_rest(openapi: dict[str, Any], scopes: dict[tuple[str, str], str]) -> 
             anchor = re.sub(r"[^a-z0-9_ -]", "", f"{method} {path}".lower()).replace(" ", "-")
             first = (op.get("description") or op.get("summary") or "").strip().split("\n\n")[0]
             index.append(
-                f"| [`{method} {path}`](#{anchor}) | `{scopes.get((method, path), '-')}` | {_cell(first)} |"
+                f"| [`{method} {path}`](#{anchor}) | `{scopes.get((method, path), '-')}` | "
+                f"{_cell(first)} |"
             )
     out += ["## Endpoints", "", *index, ""]
 
@@ -552,7 +568,10 @@ def render_rest(openapi: dict[str, Any], scopes: dict[tuple[str, str], str]) -> 
         for method, path, op in operations[group]:
             out += [f"### {method} {path}", ""]
             out += [
-                f"Scope: `{scopes.get((method, path), 'none')}`. Operation id `{op['operationId']}`.",
+                (
+                    f"Scope: `{scopes.get((method, path), 'none')}`. Operation id "
+                    f"`{op['operationId']}`."
+                ),
                 "",
             ]
             if op.get("description"):
@@ -691,12 +710,12 @@ def render_client() -> str:
         "# Python client reference: `quantos_assets.client`",
         "",
         (
-            "For programs that may talk to the Dagster webserver directly (the compiler, notebooks, "
-            "CI). It needs no token and no database: it launches through Dagster's GraphQL API and "
-            "reads runs back by their `quantos/submission_id` tag. Programs that should not reach "
-            "Dagster directly use the [REST gateway](rest.md) instead, which adds tokens, team "
-            "ownership, quotas and the audit trail. A walk-through: "
-            "[user guide](../user-guide.md#submitting-from-a-program-the-python-client-and-the-rest-gateway)."
+            "For programs that may talk to the Dagster webserver directly (the compiler, "
+            "notebooks, CI). It needs no token and no database: it launches through Dagster's "
+            "GraphQL API and reads runs back by their `quantos/submission_id` tag. Programs that "
+            "should not reach Dagster directly use the [REST gateway](rest.md) instead, which "
+            "adds tokens, team ownership, quotas and the audit trail. A walk-through: [user "
+            "guide](../user-guide.md#submitting-from-a-program-the-python-client-and-the-rest-gateway)."
         ),
         "",
         "```python",
@@ -747,7 +766,8 @@ def render_client() -> str:
             plain = [m for m, fn in _methods(obj) if not _doc(fn)]
             out += [
                 "Its calls (`" + "`, `".join(plain) + "`) are one GraphQL document each and "
-                "raise `DagsterAPIError` with the status a gateway answers (404 unknown run or job, "
+                "raise `DagsterAPIError` with the status a gateway answers (404 unknown run or "
+                "job, "
                 "409 refused cancel or retry, 422 rejected run config, 502 any other refusal, 503 "
                 "unreachable, 504 no answer in time: the message names the call, and a "
                 "code-location reload gets `reload_timeout`, 300 s, against 60 s for the others).",
@@ -803,20 +823,21 @@ def render_cli() -> str:
             "# CLI reference: `quantos`",
             "",
             (
-                "The `quantos` console script (installed by `make install`; run it as `uv run quantos "
-                "...` or `.venv/bin/quantos ...`). Every command reads the active profile from the "
-                "environment (`QUANTOS_ENV`, `QUANTOS_DATA_DIR`, `QUANTOS_SPECS_DIR`, `DAGSTER_HOME`, "
-                "...; see the [user guide](../user-guide.md#profiles-and-environment-variables)). "
-                "Walk-throughs of each command are in the [user guide](../user-guide.md); the "
-                "messages they print on failure, in [troubleshooting](../troubleshooting.md)."
+                "The `quantos` console script (installed by `make install`; run it as `uv run "
+                "quantos ...` or `.venv/bin/quantos ...`). Every command reads the active profile "
+                "from the environment (`QUANTOS_ENV`, `QUANTOS_DATA_DIR`, `QUANTOS_SPECS_DIR`, "
+                "`DAGSTER_HOME`, ...; see the [user "
+                "guide](../user-guide.md#profiles-and-environment-variables)). Walk-throughs of "
+                "each command are in the [user guide](../user-guide.md); the messages they print "
+                "on failure, in [troubleshooting](../troubleshooting.md)."
             ),
             "",
             (
-                "**Exit codes.** 0 success; 1 invalid input (an invalid spec or params file, an unknown "
-                "node, submission or scope) or a failed run; 2 usage errors (argparse) and unexpected "
-                "errors, printed as one line `quantos: error: <Type>: <message>` (`QUANTOS_DEBUG=1` "
-                "shows the traceback); 130 interrupted (Ctrl-C). `quantos logs` exits 2 when Dagster "
-                "cannot be reached."
+                "**Exit codes.** 0 success; 1 invalid input (an invalid spec or params file, an "
+                "unknown node, submission or scope) or a failed run; 2 usage errors (argparse) "
+                "and unexpected errors, printed as one line `quantos: error: <Type>: <message>` "
+                "(`QUANTOS_DEBUG=1` shows the traceback); 130 interrupted (Ctrl-C). `quantos "
+                "logs` exits 2 when Dagster cannot be reached."
             ),
             "",
             "| command | what |",

@@ -125,7 +125,9 @@ def build_freshness_checks(
             CHECK_NAME,
             asset=key,
             blocking=False,
-            description=f"Fresh on the {calendar} calendar: {rule} (weekends and holidays never count)",
+            description=(
+                f"Fresh on the {calendar} calendar: {rule} (weekends and holidays never count)"
+            ),
         )
         for key in keys
     ]

@@ -176,7 +176,8 @@ def _load_ray_driver(path: str) -> RayDriver:
         raise PlacementError(f"{file}: ray_driver: requests.cpu is above limits.cpu")
     if requests.get("mem") is not None and parse_bytes(requests["mem"]) != driver.mem:
         raise PlacementError(
-            f"{file}: ray_driver: requests.mem must equal limits.mem (never OOM-killed below its limit)"
+            f"{file}: ray_driver: requests.mem must equal limits.mem (never OOM-killed below its "
+            "limit)"
         )
     return driver
 
@@ -198,7 +199,8 @@ def ray_worker_resources(
     - GPUs: one per worker (data-parallel training puts one rank on each device), so a node
       asking for GPUs must ask for exactly `workers` of them;
     - raises `RayWorkersError` (a PlacementError: one line, `field` the spec path at fault)
-      for a `workers` that is not a whole number from 1 to MAX_RAY_WORKERS or a gpu count other than 0 or `workers`.
+      for a `workers` that is not a whole number from 1 to MAX_RAY_WORKERS or a gpu count other
+      than 0 or `workers`.
 
     The numbers are the cluster's to honour (staging/prod, where the step pod is a thin
     driver). On a local Ray smaller than them the caller must shrink them to what the local

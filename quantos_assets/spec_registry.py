@@ -262,7 +262,8 @@ def _conflicts(spec: DagSpec, claims: Mapping[NameKey, tuple[str, Path]]) -> lis
         other = claims.get((n.namespace, n.name))
         if other is not None and other[0] != spec.pipeline_id:
             lines[
-                f"{n.field}: makes the {n.namespace} '{n.name}', which registered pipeline '{other[0]}' makes too"
+                f"{n.field}: makes the {n.namespace} '{n.name}', which registered pipeline "
+                f"'{other[0]}' makes too"
             ] = None
     return list(lines)
 
@@ -319,20 +320,23 @@ def _owner_refusal(
             return RegistryRefusal(
                 "not_owner",
                 403,
-                f"pipeline '{pid}' belongs to team {owner}: only that team or an admin can {verb} it",
+                f"pipeline '{pid}' belongs to team {owner}: only that team or an admin can {verb} "
+                "it",
             )
         if owner is None and registered is not None and not same:
             return RegistryRefusal(
                 "not_owner",
                 403,
-                f"pipeline '{pid}' is registered without an owning team: only an admin can replace it",
+                f"pipeline '{pid}' is registered without an owning team: only an admin can "
+                "replace it",
             )
         claimed = pipeline_team(spec.labels)
         if claimed is not None and claimed != team:
             return RegistryRefusal(
                 "not_owner",
                 403,
-                f"pipeline '{pid}' names team {claimed} in its labels, not {team}: a team registers only its own pipelines",
+                f"pipeline '{pid}' names team {claimed} in its labels, not {team}: a team "
+                "registers only its own pipelines",
             )
     return None
 
@@ -342,7 +346,7 @@ def _dumped(loaded: LoadedSpec) -> object:
     return loaded.spec.model_dump(mode="json", by_alias=True)
 
 
-# -- writing ----------------------------------------------------------------------------------------
+# -- writing ---------------------------------------------------------------------------------------
 
 
 @dataclass(frozen=True)

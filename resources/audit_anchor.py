@@ -21,6 +21,7 @@ opens with a genesis record: the key the trail is signed with, and from which re
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 from dataclasses import asdict, dataclass
@@ -77,7 +78,8 @@ class Anchor(Protocol):
 def open_anchor(
     location: str, *, s3_endpoint: str | None = None, s3_region: str | None = None
 ) -> Anchor:
-    """`location`: an absolute path (or file://PATH) or s3://BUCKET/PREFIX (QUANTOS_AUDIT_ANCHOR)."""
+    """`location`: an absolute path (or file://PATH) or s3://BUCKET/PREFIX
+    (QUANTOS_AUDIT_ANCHOR)."""
     if location.startswith("s3://"):
         parsed = urlparse(location)
         if not parsed.netloc:
@@ -187,10 +189,8 @@ class FileAnchor:
         except OSError as err:
             raise AnchorError(f"audit anchor {self.path}: {err.strerror}") from None
         genesis = None
-        try:
+        with contextlib.suppress(ValueError, KeyError, TypeError):
             genesis = _as_genesis(json.loads(first)["genesis"])
-        except (ValueError, KeyError, TypeError):
-            pass
         lines = tail.split(b"\n")
         if start > 0:
             lines = lines[1:]  # the first is cut by the seek
@@ -224,7 +224,8 @@ def _state(genesis: Genesis | None, heads: list[Head], location: str) -> AnchorS
             True,
             genesis,
             head,
-            f"the anchor {location} holds two different heads for record {top} (the store was wiped or replaced and written again)",
+            f"the anchor {location} holds two different heads for record {top} (the store was "
+            "wiped or replaced and written again)",
         )
     return AnchorState(True, genesis, head)
 
@@ -270,7 +271,8 @@ class S3Anchor:
             raise AnchorError(f"audit anchor {self.location}: {what}: {err}") from None
 
     def check_writable(self) -> None:
-        """Versioning on and object lock with a default retention, else the heads could be deleted."""
+        """Versioning on and object lock with a default retention, else the heads could be
+        deleted."""
         from botocore.exceptions import BotoCoreError, ClientError
 
         try:
@@ -283,7 +285,8 @@ class S3Anchor:
             error = err.response.get("Error", {})
             if error.get("Code") != "ObjectLockConfigurationNotFoundError":
                 raise AnchorError(
-                    f"audit anchor {self.location}: object lock: {error.get('Code')}: {error.get('Message')}"
+                    f"audit anchor {self.location}: object lock: {error.get('Code')}: "
+                    f"{error.get('Message')}"
                 ) from None
             config = {}
         except BotoCoreError as err:
@@ -292,8 +295,10 @@ class S3Anchor:
             "DefaultRetention"
         ):
             raise AnchorError(
-                f"audit anchor {self.location}: bucket {self.bucket} needs object lock with a default retention "
-                "(create it with object lock enabled, then set a COMPLIANCE default retention; docs/deployment.md)"
+                f"audit anchor {self.location}: bucket {self.bucket} needs object lock with a "
+                "default retention "
+                "(create it with object lock enabled, then set a COMPLIANCE default retention; "
+                "docs/deployment.md)"
             )
 
     def genesis(self) -> Genesis | None:
@@ -306,7 +311,8 @@ class S3Anchor:
             if error.get("Code") in ("NoSuchKey", "404"):
                 return None
             raise AnchorError(
-                f"audit anchor {self.location}: genesis: {error.get('Code')}: {error.get('Message')}"
+                f"audit anchor {self.location}: genesis: {error.get('Code')}: "
+                f"{error.get('Message')}"
             ) from None
         except BotoCoreError as err:
             raise AnchorError(f"audit anchor {self.location}: genesis: {err}") from None
@@ -333,7 +339,8 @@ class S3Anchor:
                 return False
             error = err.response.get("Error", {})
             raise AnchorError(
-                f"audit anchor {self.location}: put {key}: {error.get('Code')}: {error.get('Message')}"
+                f"audit anchor {self.location}: put {key}: {error.get('Code')}: "
+                f"{error.get('Message')}"
             ) from None
         except BotoCoreError as err:
             raise AnchorError(f"audit anchor {self.location}: put {key}: {err}") from None
@@ -411,7 +418,8 @@ class S3Anchor:
                 True,
                 genesis,
                 None,
-                f"the anchor {self.location}: the head of record {seq} was deleted or overwritten (S3 delete marker or second version)",
+                f"the anchor {self.location}: the head of record {seq} was deleted or overwritten "
+                "(S3 delete marker or second version)",
             )
         body = self._call(
             "get head",

@@ -9,6 +9,7 @@ else, on the embedded default only, from a key file under the data dir, created 
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import hmac
 import os
@@ -31,7 +32,8 @@ class AuditKey:
 
     @property
     def id(self) -> str:
-        """A fingerprint of the key (not the key): the anchor's genesis names the key it began with."""
+        """A fingerprint of the key (not the key): the anchor's genesis names the key it began
+        with."""
         return hmac.new(self.secret, _KEY_ID_LABEL, hashlib.sha256).hexdigest()[:16]
 
     def sign(self, record_hash: str) -> str:
@@ -53,14 +55,15 @@ class AuditKeySource:
         if self.secret is not None:
             if len(self.secret) < MIN_SECRET_CHARS:
                 raise AuditKeyError(
-                    f"QUANTOS_AUDIT_KEY: at least {MIN_SECRET_CHARS} characters (e.g. `openssl rand -hex 32`), "
+                    f"QUANTOS_AUDIT_KEY: at least {MIN_SECRET_CHARS} characters (e.g. `openssl "
+                    "rand -hex 32`), "
                     f"got {len(self.secret)}"
                 )
             return AuditKey(self.secret.encode(), "QUANTOS_AUDIT_KEY")
         if self.path is None:
             raise AuditKeyError(
-                "QUANTOS_AUDIT_KEY is not set: staging/prod key the audit trail with a secret from a "
-                "Kubernetes Secret (docs/deployment.md)"
+                "QUANTOS_AUDIT_KEY is not set: staging/prod key the audit trail with a secret "
+                "from a Kubernetes Secret (docs/deployment.md)"
             )
         if create and not self.path.exists():
             _create_key_file(self.path)
@@ -90,9 +93,7 @@ def _create_key_file(path: Path) -> None:
             out.write(secrets.token_hex(32) + "\n")
             out.flush()
             os.fsync(out.fileno())
-        try:
+        with contextlib.suppress(FileExistsError):
             os.link(tmp, path)
-        except FileExistsError:
-            pass
     finally:
         tmp.unlink(missing_ok=True)

@@ -177,7 +177,8 @@ def _hashed_fields(row: dict[str, Any]) -> dict[str, Any]:
 
 
 def content_digest(value: Any) -> dict[str, Any]:
-    """What the trail keeps of content it must not store whole: its sha256 and size (canonical JSON)."""
+    """What the trail keeps of content it must not store whole: its sha256 and size (canonical
+    JSON)."""
     raw = json.dumps(
         value, sort_keys=True, separators=(",", ":"), ensure_ascii=False, default=str
     ).encode()
@@ -232,7 +233,8 @@ class AuditLog:
             self._lock(conn)
             _metadata.create_all(conn, tables=[audit_table])
             if "hmac" not in {c["name"] for c in sa.inspect(conn).get_columns(TABLE)}:
-                # a trail written before the key existed: its head is anchored next (_ensure_anchored)
+                # a trail written before the key existed: its head is anchored next
+                # (_ensure_anchored)
                 conn.execute(sa.text(f"ALTER TABLE {TABLE} ADD COLUMN hmac VARCHAR(64)"))
             guards = _POSTGRES_GUARDS if conn.dialect.name == "postgresql" else _SQLITE_GUARDS
             for statement in guards:
@@ -258,12 +260,16 @@ class AuditLog:
                 if last is None:
                     self.anchor.start(Genesis(0, GENESIS, key.id, _now(), "new trail"))
                 elif last.hmac is None:
-                    note = f"records 1-{last.seq} were written before the audit key; anchored at first start"
+                    note = (
+                        f"records 1-{last.seq} were written before the audit key; anchored at "
+                        "first start"
+                    )
                     self.anchor.start(Genesis(last.seq, last.hash, key.id, _now(), note))
                     log.warning("audit trail: %s (%s)", note, self.anchor.location)
                 else:
                     log.error(
-                        "audit anchor %s has no genesis but the trail has %d keyed records: the anchor was lost "
+                        "audit anchor %s has no genesis but the trail has %d keyed records: the "
+                        "anchor was lost "
                         "or replaced; `quantos audit verify` fails until it is restored",
                         self.anchor.location,
                         last.seq,
@@ -363,7 +369,10 @@ def verify_chain(
                 return ChainReport(
                     0,
                     False,
-                    problem=f"the store has no audit table ({TABLE} was dropped, or the store was wiped or replaced)",
+                    problem=(
+                        f"the store has no audit table ({TABLE} was dropped, or the store was "
+                        "wiped or replaced)"
+                    ),
                 )
             return _walk(conn, state, anchor.location, key, missing_key)
     except sa.exc.SQLAlchemyError as err:
@@ -379,7 +388,10 @@ def _walk(
         return ChainReport(
             count,
             False,
-            problem=f"the anchor {location} does not exist: the end of the chain cannot be proven ({count} records in the store)",
+            problem=(
+                f"the anchor {location} does not exist: the end of the chain cannot be proven "
+                f"({count} records in the store)"
+            ),
         )
     if state.problem:
         return ChainReport(count, False, problem=state.problem)
@@ -388,7 +400,10 @@ def _walk(
         return ChainReport(
             count,
             False,
-            problem=f"the anchor {location} has no genesis record: it was deleted and started again, or replaced",
+            problem=(
+                f"the anchor {location} has no genesis record: it was deleted and started again, "
+                "or replaced"
+            ),
         )
     if key is None:
         return ChainReport(count, False, problem=f"cannot check the records' HMACs: {missing_key}")
@@ -422,7 +437,8 @@ def _walk(
                 seq,
                 False,
                 seq,
-                "its HMAC does not match: the record was rewritten (and re-hashed) without the audit key",
+                "its HMAC does not match: the record was rewritten (and re-hashed) without the "
+                "audit key",
             )
         if seq in (genesis.seq, head.seq if head else -1):
             seen[seq] = (data["hash"], mac)
@@ -436,8 +452,10 @@ def _walk(
         return ChainReport(
             last,
             False,
-            problem=f"truncated: the store {where} but the anchor holds record {anchored} "
-            f"({gone} record{'s' if gone != 1 else ''} deleted from the end, or the store was wiped)",
+            problem=(
+                f"truncated: the store {where} but the anchor holds record {anchored} ({gone} "
+                f"record{'s' if gone != 1 else ''} deleted from the end, or the store was wiped)"
+            ),
             anchored_seq=anchored,
         )
     if genesis.seq and seen.get(genesis.seq, ("", None))[0] != genesis.hash:
@@ -459,6 +477,7 @@ def _walk(
         notes.append(f"records 1-{genesis.seq} predate the audit key (hash chain only)")
     if last > anchored:
         notes.append(
-            f"the last {last - anchored} not anchored yet (a writer is appending, or stopped before anchoring)"
+            f"the last {last - anchored} not anchored yet (a writer is appending, or stopped "
+            "before anchoring)"
         )
     return ChainReport(last, True, anchored_seq=anchored, note="; ".join(notes) or None)

@@ -34,8 +34,8 @@ class AuditSettings:
     def open_anchor(self) -> Anchor:
         if self.anchor is None:
             raise AuditError(
-                "QUANTOS_AUDIT_ANCHOR is not set: staging/prod anchor the audit trail outside its database, "
-                "in an object-locked S3 bucket (s3://BUCKET/PREFIX; docs/deployment.md)"
+                "QUANTOS_AUDIT_ANCHOR is not set: staging/prod anchor the audit trail outside its "
+                "database, in an object-locked S3 bucket (s3://BUCKET/PREFIX; docs/deployment.md)"
             )
         try:
             return open_anchor(self.anchor, s3_endpoint=self.s3_endpoint, s3_region=self.s3_region)

@@ -142,7 +142,8 @@ def unavailable_as_lake_error(
     except (sqlalchemy.exc.OperationalError, sqlalchemy.exc.InterfaceError) as exc:
         where = _catalog_location(catalog, catalog_uri)
         raise LakeTableError(
-            f"{subject}: Iceberg catalog{where} unavailable while {action}: {_first_line(exc.orig or exc)}"
+            f"{subject}: Iceberg catalog{where} unavailable while {action}: "
+            f"{_first_line(exc.orig or exc)}"
         ) from exc
     except OSError as exc:
         warehouse = catalog.properties.get("warehouse") if catalog is not None else None
@@ -273,7 +274,8 @@ def write_partitions(
                 pause = _commit_backoff(attempt)
                 if time.monotonic() + pause > deadline:
                     raise LakeTableError(
-                        f"{name}: commit failed after {attempt} attempts in {_COMMIT_DEADLINE_S:.0f} s: "
+                        f"{name}: commit failed after {attempt} attempts in "
+                        f"{_COMMIT_DEADLINE_S:.0f} s: "
                         f"other writers kept committing first ({_first_line(exc)})"
                     ) from exc
                 _log.info(
@@ -411,7 +413,8 @@ def _expire_old_snapshots(txn: Transaction, metadata: TableMetadata, keep: int) 
 def _open_transaction(
     catalog: Catalog, identifier: tuple[str, str], arrow_schema: pa.Schema, partitioned: bool
 ) -> Transaction:
-    """The table's transaction, or a create-table transaction so creation and data are one commit."""
+    """The table's transaction, or a create-table transaction so creation and data are one
+    commit."""
     try:
         return _without_pyiceberg_retries(catalog.load_table(identifier)).transaction()
     except NoSuchTableError:
@@ -531,7 +534,8 @@ def _with_field_ids(data: pa.Table, schema: Schema) -> pa.Table:
 def _live_files(
     table: Table, metadata: TableMetadata, partition_keys: Sequence[str] | None
 ) -> list[DataFile]:
-    """Data files the write replaces: all of them, or those of some partitions (pruned by manifest)."""
+    """Data files the write replaces: all of them, or those of some partitions (pruned by
+    manifest)."""
     snapshot = metadata.current_snapshot()
     if snapshot is None:
         return []
@@ -582,7 +586,8 @@ def read_partitions(
 def partitions_read(
     table: Table, partition_keys: Sequence[str], snapshot_ids: Sequence[int]
 ) -> tuple[int | None, Sequence[str] | None]:
-    """(snapshot, keys to filter on) that read those partitions as recorded (see read_partitions)."""
+    """(snapshot, keys to filter on) that read those partitions as recorded (see
+    read_partitions)."""
     retained = [s for s in map(table.snapshot_by_id, snapshot_ids) if s is not None]
     newest = max(retained, key=lambda s: s.sequence_number or 0) if retained else None
     keys = None if table.spec().is_unpartitioned() else partition_keys

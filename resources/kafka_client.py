@@ -145,7 +145,8 @@ class KafkaClient:
         return self._admin
 
     def partitions(self, topic: str, client: Any = None) -> list[tuple[str, int]]:
-        """(topic, partition) of a topic, or of every topic a `^regex` matches: one Metadata call."""
+        """(topic, partition) of a topic, or of every topic a `^regex` matches: one Metadata
+        call."""
         from confluent_kafka import KafkaError, KafkaException
 
         source = client if client is not None else self.admin

@@ -87,7 +87,8 @@ class LakeIOManager(dg.ConfigurableIOManager):
             context.add_output_metadata(self._store_artifact(context, key, obj))
         else:
             raise LakeIOError(
-                f"asset {key.to_user_string()}: LakeIOManager stores pyarrow.Table, pandas.DataFrame "
+                f"asset {key.to_user_string()}: LakeIOManager stores pyarrow.Table, "
+                "pandas.DataFrame "
                 f"or Artifact, got {type(obj).__module__}.{type(obj).__qualname__}"
             )
 
@@ -192,7 +193,8 @@ class LakeIOManager(dg.ConfigurableIOManager):
         if bad:
             raise LakeIOError(
                 f"asset {key.to_user_string()}: a single_run backfill stores tables only, got "
-                f"{type(obj.values[bad[0]]).__name__} for {bad[0]}; give the node backfill: per_session"
+                f"{type(obj.values[bad[0]]).__name__} for {bad[0]}; give the node backfill: "
+                "per_session"
             )
         result = write_partitions(
             self._catalog_for(key.path[0], key.path[-1], "writing"),
@@ -232,7 +234,8 @@ class LakeIOManager(dg.ConfigurableIOManager):
             materialization = records[0].asset_materialization if records else None
             if materialization is None:
                 raise LakeIOError(
-                    f"upstream {key.to_user_string()} partition {partition_key!r} has never been materialized"
+                    f"upstream {key.to_user_string()} partition {partition_key!r} has never been "
+                    "materialized"
                 )
             events[partition_key] = materialization.metadata
         kinds = {_storage(key, m) for m in events.values()}
@@ -267,7 +270,8 @@ class LakeIOManager(dg.ConfigurableIOManager):
         tags = _run_tags(context)
         pipeline_id = key.path[0]
         if artifact.role == "model":
-            relpath = f"models/{pipeline_id}/{tags.get(TAG_VERSION) or context.run_id}/{artifact.filename}"
+            version = tags.get(TAG_VERSION) or context.run_id
+            relpath = f"models/{pipeline_id}/{version}/{artifact.filename}"
         elif artifact.role == "report":
             relpath = f"reports/{tags.get(TAG_SUBMISSION) or context.run_id}/{artifact.filename}"
         elif artifact.role == "file":
@@ -276,7 +280,8 @@ class LakeIOManager(dg.ConfigurableIOManager):
             )
         else:
             raise LakeIOError(
-                f"asset {key.to_user_string()}: unknown artifact role {artifact.role!r} (model, report, file)"
+                f"asset {key.to_user_string()}: unknown artifact role {artifact.role!r} (model, "
+                "report, file)"
             )
         uri = self.artifact_store.put(relpath, artifact.data)
         return {
@@ -344,8 +349,8 @@ def _storage(key: dg.AssetKey, metadata: Mapping[str, dg.MetadataValue]) -> str:
     storage = metadata.get("storage")
     if storage is None or storage.value not in ("iceberg", "artifact"):
         raise LakeIOError(
-            f"upstream {key.to_user_string()}: latest materialization was not written by LakeIOManager "
-            "(no storage metadata)"
+            f"upstream {key.to_user_string()}: latest materialization was not written by "
+            "LakeIOManager (no storage metadata)"
         )
     return str(storage.value)
 

@@ -69,7 +69,8 @@ class Profile:
     # QUANTOS_RAY_AUTOSCALING (staging/prod, default on): the Ray cluster grows to fit a
     # training's request; off (and always locally) a request is cut to the largest node
     ray_autoscaling: bool = False
-    # staging/prod: trino_sql/spark_sql run on Trino when a host is set (DuckDB in the step pod otherwise)
+    # staging/prod: trino_sql/spark_sql run on Trino when a host is set (DuckDB in the step pod
+    # otherwise)
     trino_host: str | None = None
     trino_port: int = 8080
     trino_user: str = "quantos"
@@ -294,7 +295,8 @@ def lineage_settings(env: dict[str, str], profile: str, data_dir: Path) -> Linea
         if parsed.scheme not in ("http", "https") or not parsed.netloc:
             got = f"got {url!r}" if url else "it is not set"
             raise ProfileError(
-                f"OPENLINEAGE_URL: QUANTOS_LINEAGE=http needs the lineage server's base URL, e.g. http://marquez:5000 ({got})"
+                "OPENLINEAGE_URL: QUANTOS_LINEAGE=http needs the lineage server's base URL, e.g. "
+                f"http://marquez:5000 ({got})"
             )
         return LineageSettings(
             transport,

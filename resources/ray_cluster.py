@@ -100,8 +100,9 @@ def configure_ray_data(context: Any = None) -> None:
     """This process's Ray Data settings, applied before any dataset exists: a Dataset keeps the
     DataContext of its creation, so a setting made after `read_iceberg` does not reach it (the
     first training in a process then ran differently from every later one, and a gate's retrain
-    in the same process could not reproduce it). With `context` (a dataset's own, `Dataset.context`),
-    that one instead: what is derived from that dataset then gets them whoever made it."""
+    in the same process could not reproduce it). With `context` (a dataset's own,
+    `Dataset.context`), that one instead: what is derived from that dataset then gets them whoever
+    made it."""
     import logging
 
     import ray.data

@@ -37,7 +37,9 @@ def build_freshness_sensor(
         name=freshness_name(spec.pipeline_id),
         minimum_interval_seconds=INTERVAL_SECONDS,
         default_status=DefaultSensorStatus.RUNNING,
-        description=f"Judges {spec.pipeline_id}'s freshness on the {freshness_calendar(spec)} calendar",
+        description=(
+            f"Judges {spec.pipeline_id}'s freshness on the {freshness_calendar(spec)} calendar"
+        ),
     )
     def _freshness(context):  # context unannotated: see [tool.mypy]
         previous = json.loads(context.cursor) if context.cursor else {}

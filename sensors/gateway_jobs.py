@@ -9,9 +9,9 @@ no-op. A fire missed while the daemon was down runs once (latest only).
 Each firing is admitted by the same policy as a submission, as of the firing: the team
 must still own the pipeline and hold the scopes it asks for, and the run counts against
 the team's quotas. A firing over a quota waits (the cursor does not move past it; the job
-and the tick say why) and runs once the team is under its limits; a refused one is skipped and noted on the job.
-(Firings are not written to the audit trail: its key is the gateway's and the gates', not the
-code location's; a firing's record is its run, tagged with the job and team.)
+and the tick say why) and runs once the team is under its limits; a refused one is skipped and noted
+on the job. (Firings are not written to the audit trail: its key is the gateway's and the gates',
+not the code location's; a firing's record is its run, tagged with the job and team.)
 """
 
 from __future__ import annotations
@@ -201,7 +201,9 @@ def build_gateway_jobs_sensor(
         jobs=[p.job for p in runnable.values()],
         minimum_interval_seconds=profile.jobs_tick_seconds,
         default_status=DefaultSensorStatus.RUNNING,
-        description="Runs the jobs scheduled through the gateway (POST /api/jobs/schedule) when due",
+        description=(
+            "Runs the jobs scheduled through the gateway (POST /api/jobs/schedule) when due"
+        ),
     )
     def _gateway_jobs(context):  # context unannotated: see [tool.mypy]
         try:

@@ -95,7 +95,10 @@ def evaluate_lag(
     total = lag.total
     now = time.time() if now is None else now
     if total <= trigger.threshold:
-        why = f"lag {total} of group {trigger.group} on {trigger.topic} is within threshold {trigger.threshold}"
+        why = (
+            f"lag {total} of group {trigger.group} on {trigger.topic} is within threshold "
+            f"{trigger.threshold}"
+        )
         return SensorResult(skip_reason=why, cursor=state.dump(), asset_events=[observation])
     if state.last_request_at is not None and now - state.last_request_at < trigger.min_interval:
         waited = now - state.last_request_at

@@ -371,7 +371,10 @@ def build_lineage_sensor(
         name=SENSOR_NAME,
         minimum_interval_seconds=30,
         default_status=DefaultSensorStatus.RUNNING,
-        description=f"OpenLineage START/COMPLETE/FAIL of every node and submission, sent to {emitter.target}.",
+        description=(
+            "OpenLineage START/COMPLETE/FAIL of every node and submission, sent to "
+            f"{emitter.target}."
+        ),
     )
     def quantos_openlineage(context):  # context unannotated: see [tool.mypy]
         return evaluate_lineage(context.instance, context.cursor, index, naming, emitter)

@@ -166,7 +166,9 @@ def build_run_notifications(
         name=RUN_FAILURE_SENSOR,
         monitored_jobs=[p.job for p in pipelines],
         default_status=DefaultSensorStatus.RUNNING,
-        description="Announces runs that failed without a failed node (launch errors, max_runtime).",
+        description=(
+            "Announces runs that failed without a failed node (launch errors, max_runtime)."
+        ),
     )
     def quantos_run_failure_notifications(context):  # context unannotated: see [tool.mypy]
         if context.get_step_failure_events():

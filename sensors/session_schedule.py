@@ -56,7 +56,7 @@ def cron_strings(schedule: Schedule) -> list[str]:
         schedule_timezone(schedule)
     )
     days: dict[tuple[int, int], set[int]] = {}
-    for hour, minute, weekday in zip(local.hour, local.minute, local.weekday):
+    for hour, minute, weekday in zip(local.hour, local.minute, local.weekday, strict=True):
         days.setdefault((int(hour), int(minute)), set()).add((int(weekday) + 1) % 7)
     return [
         f"{minute} {hour} * * {','.join(str(d) for d in sorted(dows))}"
@@ -101,7 +101,7 @@ def missed_sessions(
     instants, keys = schedule_table(schedule)
     missed = [
         key
-        for key, ns in zip(keys, instants)
+        for key, ns in zip(keys, instants, strict=True)
         if last_run < key < session and ns // _NS <= now.timestamp()
     ]
     return missed[-MAX_CATCH_UP_SESSIONS:]
@@ -158,6 +158,8 @@ def build_session_schedule(pipeline: PipelineDefs, clock: Clock = _utc_now) -> S
         execution_timezone=schedule_timezone(schedule),
         execution_fn=evaluate,
         default_status=DefaultScheduleStatus.RUNNING,
-        description=f"Each {schedule.calendar} session at {schedule.at} ({schedule_timezone(schedule)})"
+        description=(
+            f"Each {schedule.calendar} session at {schedule.at} ({schedule_timezone(schedule)})"
+        )
         + (", catching up missed sessions" if schedule.catch_up else ", latest session only"),
     )

@@ -38,8 +38,10 @@ def build_session_sync(
         name=session_sync_name(spec.pipeline_id),
         minimum_interval_seconds=SYNC_INTERVAL_SECONDS,
         default_status=DefaultSensorStatus.RUNNING,
-        description=f"Adds every {spec.partitions.calendar if spec.partitions else ''} session "
-        "to the partitions of this pipeline as it arrives",
+        description=(
+            f"Adds every {spec.partitions.calendar if spec.partitions else ''} session "
+            "to the partitions of this pipeline as it arrives"
+        ),
     )
     def _sync(context: SensorEvaluationContext) -> SkipReason | SensorResult:
         existing = set(context.instance.get_dynamic_partitions(name))

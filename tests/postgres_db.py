@@ -31,7 +31,8 @@ def fresh_database(prefix: str) -> Iterator[str]:
         conn = _admin()
         with conn.cursor() as cur:
             cur.execute(
-                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = %s AND pid <> pg_backend_pid()",
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = %s AND "
+                "pid <> pg_backend_pid()",
                 (db,),
             )
             cur.execute(f'DROP DATABASE IF EXISTS "{db}"')

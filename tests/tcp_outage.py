@@ -47,7 +47,8 @@ class TcpOutage:
         self._accepting.start()
 
     def down(self) -> None:
-        """Refuse new connections and reset the open ones (RST, as a dead peer would); no-op when down."""
+        """Refuse new connections and reset the open ones (RST, as a dead peer would); no-op when
+        down."""
         listener, self._listener = self._listener, None
         if listener is not None:
             with contextlib.suppress(OSError):

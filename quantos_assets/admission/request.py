@@ -16,7 +16,7 @@ from quantos_assets.spec.models import DagSpec, RuntimeParams
 from quantos_assets.tenancy.teams import TeamPolicy, TeamsFile, pipeline_team
 
 
-class Action(str, Enum):
+class Action(str, Enum):  # noqa: UP042 (StrEnum would change str() and f-strings of members)
     SUBMIT = "submit"  # POST /api/orch/submit
     RETRY = "retry"  # POST /api/orch/retry, POST /api/jobs/{id}/retry
     SCHEDULE = "schedule"  # POST /api/jobs/schedule

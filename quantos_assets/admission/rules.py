@@ -112,7 +112,8 @@ class GrantedScopes(Rule):
             return Refusal(
                 self.code,
                 403,
-                f"runtime_params.secrets_scope {forbidden} is not granted to team {team} (deploy/teams.yaml)",
+                f"runtime_params.secrets_scope {forbidden} is not granted to team {team} "
+                "(deploy/teams.yaml)",
             )
         return None
 

@@ -58,6 +58,6 @@ def ticks_between(schedule: Schedule, start: date, end: date) -> list[Tick]:
     instants, keys = schedule_table(schedule)
     return [
         Tick(datetime.fromtimestamp(ns / 1e9, tz=zone), key)
-        for ns, key in zip(instants, keys)
+        for ns, key in zip(instants, keys, strict=True)
         if lo <= key <= hi
     ]

@@ -26,7 +26,10 @@ def add_parsers(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> Non
     create.add_argument(
         "--ttl",
         default="90d",
-        help="how long it is valid: a number and s, m, h, d or w (default 90d, at most 365d; no 'never')",
+        help=(
+            "how long it is valid: a number and s, m, h, d or w (default 90d, at most 365d; no "
+            "'never')"
+        ),
     )
     create.set_defaults(handler=cmd_token_create)
     revoke = actions.add_parser("revoke", help="remove a token by its id")
@@ -69,7 +72,8 @@ def cmd_token_create(args: argparse.Namespace) -> int:
         return EXIT_INVALID
     print(token)
     print(
-        f"id {record.id}  team {record.team}  scopes {','.join(record.scopes)}  expires {record.expires_at}"
+        f"id {record.id}  team {record.team}  scopes {','.join(record.scopes)}  expires "
+        f"{record.expires_at}"
         "  (shown once; store it now)",
         file=sys.stderr,
     )
@@ -99,7 +103,8 @@ def cmd_token_list(_args: argparse.Namespace) -> int:
         if record.expires_at is None:
             state += " (legacy)"  # written before expiry: created + 365 days
         print(
-            f"{record.id}  {record.team:<16} {','.join(record.scopes):<20} {record.created_at:<25} {state:<33} {record.note}"
+            f"{record.id}  {record.team:<16} {','.join(record.scopes):<20} "
+            f"{record.created_at:<25} {state:<33} {record.note}"
         )
     return EXIT_OK
 

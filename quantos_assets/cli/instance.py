@@ -32,7 +32,8 @@ def dagster_home_instance(create: bool = True) -> DagsterInstance:
             if not create or home.exists():
                 what = "is not a directory" if home.exists() else "does not exist"
                 raise InstanceHomeError(
-                    f"DAGSTER_HOME {raw} {what} (the Dagster instance: its dagster.yaml and storage)"
+                    f"DAGSTER_HOME {raw} {what} (the Dagster instance: its dagster.yaml and "
+                    "storage)"
                 )
             try:
                 home.mkdir(parents=True, exist_ok=True)

@@ -75,8 +75,11 @@ def _parser() -> argparse.ArgumentParser:
     )
     v.add_argument(
         "--team",
-        help="check python_task entrypoints against this team's allow-list (deploy/teams.yaml, QUANTOS_TEAMS) "
-        "instead of the spec's labels.team (a spec without either gets the defaults')",
+        help=(
+            "check python_task entrypoints against this team's allow-list (deploy/teams.yaml, "
+            "QUANTOS_TEAMS) "
+            "instead of the spec's labels.team (a spec without either gets the defaults')"
+        ),
     )
     v.set_defaults(handler=cmd_validate)
 

@@ -18,7 +18,10 @@ import yaml
 def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     m = sub.add_parser(
         "manifests",
-        help="write the Kubernetes Job of every step and Pod of every image-only task (production profile)",
+        help=(
+            "write the Kubernetes Job of every step and Pod of every image-only task (production "
+            "profile)"
+        ),
     )
     m.add_argument("path", type=Path, help="a spec file")
     m.add_argument(

@@ -35,7 +35,8 @@ class ProgressHandler(logging.Handler):
             if kind == "STEP_FAILURE":
                 err = event.step_failure_data.error
                 user = event.step_failure_data.user_failure_data
-                line += f": {(user.description if user and user.description else (err.message if err else '')).strip()}"
+                message = user.description if user and user.description else None
+                line += f": {(message or (err.message if err else '')).strip()}"
             print(line, file=self.stream, flush=True)
         elif kind == "ASSET_MATERIALIZATION":
             mat = event.step_materialization_data.materialization

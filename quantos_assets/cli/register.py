@@ -19,7 +19,10 @@ EXIT_OK, EXIT_INVALID = 0, 1
 def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     r = sub.add_parser(
         "register",
-        help="put a spec in the registry (QUANTOS_SPECS_DIR) as a team: admitted, old version kept, audited",
+        help=(
+            "put a spec in the registry (QUANTOS_SPECS_DIR) as a team: admitted, old version "
+            "kept, audited"
+        ),
     )
     r.add_argument("path", type=Path, help="a spec file (.yaml, .yml, .json)")
     r.add_argument("--team", required=True, help="the team registering it (it owns a new pipeline)")
@@ -64,14 +67,16 @@ def cmd_register(args: argparse.Namespace) -> int:
     )
     if not registration.changed:
         print(
-            f"unchanged  {registration.path}  ({loaded.spec.pipeline_id}, owner {registration.owner or 'none'})"
+            f"unchanged  {registration.path}  ({loaded.spec.pipeline_id}, owner "
+            f"{registration.owner or 'none'})"
         )
         return EXIT_OK
     what = (
         "registered" if registration.created else f"replaced (previous kept at {registration.kept})"
     )
     print(
-        f"{what}  {registration.path}  ({loaded.spec.pipeline_id}, owner {registration.owner or 'none'})"
+        f"{what}  {registration.path}  ({loaded.spec.pipeline_id}, owner "
+        f"{registration.owner or 'none'})"
     )
     print(
         "reload the code location to serve it (the UI's Deployment page, or a gateway submission)",

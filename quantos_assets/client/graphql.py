@@ -51,7 +51,8 @@ query QuantosRun($runId: ID!) { runOrError(runId: $runId) { __typename
 """
 
 RUNS_BY_TAG_QUERY = """
-query QuantosRunsByTag($filter: RunsFilter!, $limit: Int) { runsOrError(filter: $filter, limit: $limit) {
+query QuantosRunsByTag($filter: RunsFilter!, $limit: Int) { runsOrError(filter: $filter, limit: \
+$limit) {
   __typename ... on Runs { results { runId status creationTime } }
   ... on InvalidPipelineRunsFilterError { message } ... on PythonError { message } } }
 """
@@ -99,14 +100,17 @@ query QuantosAssetNodes($keys: [AssetKeyInput!]) { assetNodes(assetKeys: $keys) 
 
 PIPELINE_QUERY = """
 query QuantosPipeline($sel: PipelineSelector!) { pipelineOrError(params: $sel) { __typename
-  ... on Pipeline { name } ... on PipelineNotFoundError { message } ... on PythonError { message } } }
+  ... on Pipeline { name } ... on PipelineNotFoundError { message } ... on PythonError { message \
+} } }
 """
 
 REEXECUTE_MUTATION = """
-mutation QuantosReexecute($params: ReexecutionParams!) { launchRunReexecution(reexecutionParams: $params) {
+mutation QuantosReexecute($params: ReexecutionParams!) { launchRunReexecution(reexecutionParams: \
+$params) {
   __typename ... on LaunchRunSuccess { run { runId } }
   ... on PythonError { message } ... on RunConflict { message } ... on UnauthorizedError { message }
-  ... on InvalidStepError { invalidStepKey } ... on RunConfigValidationInvalid { errors { message } } } }
+  ... on InvalidStepError { invalidStepKey } ... on RunConfigValidationInvalid { errors { message \
+} } } }
 """
 
 ADD_PARTITION_MUTATION = """
@@ -165,7 +169,8 @@ class DagsterAPI:
         except (httpx.ReadTimeout, httpx.WriteTimeout, httpx.PoolTimeout) as err:
             # Reached but no answer in time: the call may still complete in Dagster.
             raise DagsterAPIError(
-                f"Dagster at {self.url} did not answer {what or _operation(query)} within {limit:g} s ({type(err).__name__})",
+                f"Dagster at {self.url} did not answer {what or _operation(query)} within "
+                f"{limit:g} s ({type(err).__name__})",
                 504,
                 retryable=True,
             ) from None
@@ -185,7 +190,8 @@ class DagsterAPI:
             body = response.json()
         except ValueError:  # e.g. the UI's HTML: the URL names the webserver but not its root
             raise DagsterAPIError(
-                f"Dagster at {self.url} answered HTTP 200 without JSON: is QUANTOS_DAGSTER_URL the webserver's root?",
+                f"Dagster at {self.url} answered HTTP 200 without JSON: is QUANTOS_DAGSTER_URL "
+                "the webserver's root?",
                 502,
             ) from None
         if not isinstance(body, dict) or not ("data" in body or "errors" in body):

@@ -244,7 +244,8 @@ class QuantosClient:
                 self.api.reload_location()
                 if not self.api.has_job(spec.pipeline_id):
                     raise DagsterAPIError(
-                        f"code location {self.api.location!r} reloaded without job {spec.pipeline_id!r}: "
+                        f"code location {self.api.location!r} reloaded without job "
+                        f"{spec.pipeline_id!r}: "
                         f"is {self.specs_dir} the folder it loads (QUANTOS_SPECS_DIR)?",
                         502,
                     )
@@ -394,7 +395,8 @@ class QuantosClient:
         run = self.runs(submission_id, team)[0]
         if run["status"] not in ("FAILURE", "CANCELED"):
             raise SubmissionError(
-                f"submission {submission_id}: only a failed or canceled run is retried (latest is {run['status']})",
+                f"submission {submission_id}: only a failed or canceled run is retried (latest is "
+                f"{run['status']})",
                 409,
             )
         return self.api.reexecute_from_failure(run["runId"])
@@ -438,7 +440,8 @@ class QuantosClient:
         code = spec.partitions.calendar
         if not is_session(code, day) or day < spec.partitions.start:
             raise SubmissionError(
-                f"partition {partition}: not a {code} session on or after {spec.partitions.start.isoformat()}"
+                f"partition {partition}: not a {code} session on or after "
+                f"{spec.partitions.start.isoformat()}"
             )
 
 

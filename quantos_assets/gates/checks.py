@@ -79,7 +79,10 @@ def build_gate_checks(
             REPRODUCIBLE_CHECK,
             asset=model_key,
             blocking=True,
-            description="Retraining with the card's seed and training snapshot gives the same artifact sha256",
+            description=(
+                "Retraining with the card's seed and training snapshot gives the same artifact "
+                "sha256"
+            ),
         ),
     ]
 
@@ -89,7 +92,9 @@ def build_gate_checks(
         can_subset=True,
         required_resource_keys=set(RESOURCE_KEYS),
         op_tags=dict(op_tags),
-        description=f"Promotion gate of {model_key.to_user_string()}: blocks {', '.join(gate.stages)}",
+        description=(
+            f"Promotion gate of {model_key.to_user_string()}: blocks {', '.join(gate.stages)}"
+        ),
     )
     def _gate(context):  # context unannotated: see [tool.mypy]
         selected = {k.name for k in context.selected_asset_check_keys}
@@ -137,7 +142,8 @@ def _judge(
             yield _result(
                 CARD_CHECK,
                 False,
-                f"the model card is missing {', '.join(missing)} (required by {gate.policy_source})",
+                f"the model card is missing {', '.join(missing)} (required by "
+                f"{gate.policy_source})",
                 {"missing": missing},
             )
         else:

@@ -47,7 +47,8 @@ def record_decision(
     trail = context.resources.audit.log()
     if trail is None:
         context.log.warning(
-            "no audit trail configured (QUANTOS_GATEWAY_DB): this decision is in the run's event log only"
+            "no audit trail configured (QUANTOS_GATEWAY_DB): this decision is in the run's event "
+            "log only"
         )
         return
     labels = decision.spec.labels

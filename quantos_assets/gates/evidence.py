@@ -62,7 +62,8 @@ def read_metrics(
         return None, f"{name} has no metrics: its metrics out was never materialized"
     if metrics.run_id != model.run_id:
         return None, (
-            f"{metrics.key.path[-1]} is from run {metrics.run_id[:8]}, {name} from run {model.run_id[:8]}: "
+            f"{metrics.key.path[-1]} is from run {metrics.run_id[:8]}, {name} from run "
+            f"{model.run_id[:8]}: "
             "rematerialize the model's node so both come from one run"
         )
     if metrics.uri is None:

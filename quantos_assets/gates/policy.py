@@ -164,8 +164,8 @@ def _stage_problems(stages: list[str], loaded: LoadedPolicy) -> list[tuple[str, 
             (
                 "gates.stages",
                 (
-                    f"[{', '.join(stages)}] {what}: the firm promotes through {', '.join(firm)} in order "
-                    f"({where}); a spec may stop early, never skip or reorder"
+                    f"[{', '.join(stages)}] {what}: the firm promotes through {', '.join(firm)} "
+                    f"in order ({where}); a spec may stop early, never skip or reorder"
                 ),
             )
         ]

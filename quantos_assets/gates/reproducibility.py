@@ -47,7 +47,8 @@ class Proof:
 
 
 def prove_reproducible(model: Materialized, store: Any, lake: Any, ray: Any, log: Any) -> Proof:
-    """`store`: the ArtifactStore; `lake`: the LakeIOManager (read_arrow); `ray`: the RayResource."""
+    """`store`: the ArtifactStore; `lake`: the LakeIOManager (read_arrow); `ray`: the
+    RayResource."""
     name = model.key.path[-1]
     card = model.card
     if card is None:
@@ -98,7 +99,8 @@ def prove_reproducible(model: Materialized, store: Any, lake: Any, ray: Any, log
     drift = _environment_drift(card.get("environment") or {}, result.environment)
     return Proof(
         False,
-        f"retrained with {where}: sha256 {retrained[:12]} differs from the recorded {model.sha256[:12]}{drift}",
+        f"retrained with {where}: sha256 {retrained[:12]} differs from the recorded "
+        f"{model.sha256[:12]}{drift}",
         metadata,
     )
 

@@ -83,8 +83,8 @@ def _stage_asset(
         group_name=spec.pipeline_id,
         required_resource_keys={"artifact_store", "audit"},
         description=(
-            f"`{gate.model}` promoted to {stage} ({after}): materializes only when every gate check "
-            f"passed on the model's latest materialization"
+            f"`{gate.model}` promoted to {stage} ({after}): materializes only when every gate "
+            "check passed on the model's latest materialization"
         ),
         **attrs,
     )
@@ -175,7 +175,8 @@ def _refusals(
             problems.append(f"{previous} holds no model yet: promote to {previous} first")
         elif held.sha256 != model.sha256:
             problems.append(
-                f"{previous} holds sha256 {str(held.sha256)[:12]}, not this model's {model.sha256[:12]}: "
+                f"{previous} holds sha256 {str(held.sha256)[:12]}, not this model's "
+                f"{model.sha256[:12]}: "
                 f"promote it to {previous} first"
             )
     return problems

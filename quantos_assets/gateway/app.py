@@ -36,8 +36,9 @@ def create_app(settings: GatewaySettings, gateway: Gateway | None = None) -> Fas
     app = FastAPI(
         title="QuantOS submission API",
         version=API_VERSION,
-        description="Submit compiler DAG specs, follow, cancel and retry them. "
-        "Bearer token required.",
+        description=(
+            "Submit compiler DAG specs, follow, cancel and retry them. Bearer token required."
+        ),
         lifespan=_lifespan,
     )
     app.add_middleware(RequestBodyMiddleware, max_bytes=settings.max_body_bytes)

@@ -51,7 +51,9 @@ def _principal(scope: str) -> Callable[..., Principal]:
                 401,
                 f"{err}: ask for a new one (quantos token create)",
                 headers={
-                    "WWW-Authenticate": 'Bearer error="invalid_token", error_description="token expired"'
+                    "WWW-Authenticate": (
+                        'Bearer error="invalid_token", error_description="token expired"'
+                    )
                 },
             ) from None
         if who is None:

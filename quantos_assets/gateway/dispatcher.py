@@ -328,7 +328,8 @@ class LaunchDispatcher:
             loaded = found
         if spec_digest(loaded.spec) != row.spec_sha256:
             raise SubmissionError(
-                f"pipeline {row.pipeline_id!r} changed in the registry between acceptance and launch; submit again"
+                f"pipeline {row.pipeline_id!r} changed in the registry between acceptance and "
+                "launch; submit again"
             )
         return (
             loaded,

@@ -113,7 +113,8 @@ def rejecter(
 ) -> Callable[..., ApiError]:
     """`reject(status, message, headers)`: audit the refused decision, return the answer to raise.
 
-    The trail keeps `params` (what was sent) as its sha256 and size only (gateway/refusal_log.py)."""
+    The trail keeps `params` (what was sent) as its sha256 and size only
+    (gateway/refusal_log.py)."""
 
     def reject(status: int, message: str, headers: dict[str, str] | None = None) -> ApiError:
         gw.refusals.refused(

@@ -75,8 +75,11 @@ class RefusalLog:
                 action="refusals",
                 subject=team,
                 decision="counted",
-                detail=f"{missed} more refusals of team {team} in a minute were counted, not recorded one by one "
-                f"(limit {self.per_minute} a minute)",
+                detail=(
+                    f"{missed} more refusals of team {team} in a minute were counted, not "
+                    "recorded one by one "
+                    f"(limit {self.per_minute} a minute)"
+                ),
             )
         if first_suppressed:
             self.audit.append(
@@ -85,8 +88,10 @@ class RefusalLog:
                 action="refusals",
                 subject=team,
                 decision="counted",
-                detail=f"team {team} passed {self.per_minute} refusals in a minute: further ones are counted "
-                "until the minute is over",
+                detail=(
+                    f"team {team} passed {self.per_minute} refusals in a minute: further ones are "
+                    "counted until the minute is over"
+                ),
             )
         if record:
             self.audit.append(

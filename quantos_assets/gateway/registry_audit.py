@@ -28,7 +28,10 @@ def audit_registration(
     if registration.created:
         detail = f"registered new pipeline {pipeline_id} (owner {owner})"
     else:
-        detail = f"replaced pipeline {pipeline_id} (owner {owner}); previous file sha256 {registration.previous_sha256} kept"
+        detail = (
+            f"replaced pipeline {pipeline_id} (owner {owner}); previous file sha256 "
+            f"{registration.previous_sha256} kept"
+        )
     audit.append(
         actor=actor,
         team=team,

@@ -79,7 +79,10 @@ def body_problem(body: bytes, content_type: str) -> str | None:
     try:
         text = body.removeprefix(_BOM).decode("utf-8")
     except UnicodeDecodeError as err:
-        return f"request body is not UTF-8: byte 0x{body[err.start]:02x} at offset {err.start} ({err.reason})"
+        return (
+            f"request body is not UTF-8: byte 0x{body[err.start]:02x} at offset {err.start} "
+            f"({err.reason})"
+        )
     try:
         pydantic_core.from_json(text)
     except ValueError as err:

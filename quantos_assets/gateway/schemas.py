@@ -75,8 +75,9 @@ class SubmitAccepted(BaseModel):
     pipeline_id: str
     spec_sha256: str
     status_url: str = Field(
-        description="where to follow it: QUANTOS_PUBLIC_URL + path when the gateway has one, "
-        "else the path"
+        description=(
+            "where to follow it: QUANTOS_PUBLIC_URL + path when the gateway has one, else the path"
+        )
     )
 
 
@@ -100,9 +101,11 @@ class Recurrence(BaseModel):
     cron: str = Field(
         max_length=CRON_MAX_LENGTH,
         json_schema_extra={"pattern": CRON_PATTERN},
-        description="five cron fields (minute hour day-of-month month day-of-week), "
-        "e.g. '30 16 * * 1-5'; numbers, *, ranges, steps, lists and JAN-DEC / SUN-SAT names; "
-        "a date that never exists (30 2) is refused",
+        description=(
+            "five cron fields (minute hour day-of-month month day-of-week), "
+            "e.g. '30 16 * * 1-5'; numbers, *, ranges, steps, lists and JAN-DEC / SUN-SAT names; "
+            "a date that never exists (30 2) is refused"
+        ),
     )
     timezone: str = Field(
         default="UTC",
@@ -200,8 +203,10 @@ class JobView(BaseModel):
     runs: int
     note: str | None = Field(
         default=None,
-        description="why the latest due firing has not run: held by a quota (it runs once the "
-        "team is under its limits) or refused by the admission policy (skipped)",
+        description=(
+            "why the latest due firing has not run: held by a quota (it runs once the "
+            "team is under its limits) or refused by the admission policy (skipped)"
+        ),
     )
     created_at: str
     updated_at: str

@@ -8,15 +8,17 @@ QUANTOS_TEAMS         per-team policy (default deploy/teams.yaml); a file named 
 QUANTOS_MAX_BODY_BYTES  largest accepted request body (default 1 MiB)
 QUANTOS_LAUNCH_THREADS  submissions launched in Dagster at once (default 4)
 QUANTOS_MAX_BACKLOG     accepted-but-unlaunched submissions before new ones get 503 (default 2000)
-QUANTOS_AUDIT_ANCHOR, QUANTOS_AUDIT_KEY  the audit trail's anchor and key (resources/audit_settings.py)
+QUANTOS_AUDIT_ANCHOR, QUANTOS_AUDIT_KEY  the audit trail's anchor and key
+                      (resources/audit_settings.py)
 QUANTOS_LAUNCH_LEASE_SECONDS  how long a gateway's claim on a launch lasts unless its
                       heartbeat renews it: a gateway that is gone has its launches taken over
                       by the running ones within this (plus a third of it) (default 15)
 QUANTOS_JOBS_TICK_SECONDS  how often the code location's gateway_jobs sensor looks for due
                       scheduled jobs (default 15): a job fires at most this late
-QUANTOS_PUBLIC_URL      the gateway's address as clients reach it (e.g. https://quantos.example.com),
-                        the base of `status_url`; unset: `status_url` is a path (/api/orch/status/ID).
-                        Never taken from the request's Host header, which the caller chooses.
+QUANTOS_PUBLIC_URL      the gateway's address as clients reach it
+                        (e.g. https://quantos.example.com), the base of `status_url`; unset:
+                        `status_url` is a path (/api/orch/status/ID). Never taken from the
+                        request's Host header, which the caller chooses.
 """
 
 from __future__ import annotations

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 from dataclasses import dataclass, replace
 
 from sqlalchemy.engine import Connection
@@ -28,10 +29,8 @@ class GatewayUsage:
         """Count the team's runs in Dagster now, before the caller opens its store snapshot
         (`within`): the count is then cached for the rules, and a slow Dagster never holds a
         store connection that other teams' requests need. Errors are handled by `active_runs`."""
-        try:
+        with contextlib.suppress(DagsterAPIError):
             self.runs.get(team)
-        except DagsterAPIError:
-            pass
 
     def active_runs(self, team: str) -> int:
         """Queued + running runs in Dagster plus the team's accepted, not yet launched

@@ -231,7 +231,8 @@ def pipes_pod_base(config: dict[str, Any]) -> tuple[dict[str, Any], dict[str, An
 
 
 def params_from_run_tags(tags: Mapping[str, str]) -> RuntimeParams | None:
-    """The submission a run's tags carry (inverse of run_tags.runtime_run_tags; None: no submission).
+    """The submission a run's tags carry (inverse of run_tags.runtime_run_tags; None: no
+    submission).
 
     Tags are the channel every launch path keeps (gateway, `quantos run --params`, UI
     re-execution), so the Pipes pod of a step gets the submission's secrets and placement

@@ -35,7 +35,10 @@ def validate_manifest(params: Mapping[str, Any]) -> list[str]:
     manifest = params.get("manifest")
     if manifest is None:
         return [
-            "params.manifest is required (a Kubernetes object: apiVersion, kind, metadata.name, spec)"
+            (
+                "params.manifest is required (a Kubernetes object: apiVersion, kind, "
+                "metadata.name, spec)"
+            )
         ]
     if not isinstance(manifest, Mapping):
         return [f"params.manifest must be a mapping, not {type(manifest).__name__}"]
@@ -52,7 +55,8 @@ def validate_manifest(params: Mapping[str, Any]) -> list[str]:
         errors.append("params.manifest.metadata.name is required (a non-empty string)")
     elif not _DNS_SUBDOMAIN.match(name):
         errors.append(
-            f"params.manifest.metadata.name '{name}' is not a valid Kubernetes name (lowercase, digits, '-', '.')"
+            f"params.manifest.metadata.name '{name}' is not a valid Kubernetes name (lowercase, "
+            "digits, '-', '.')"
         )
     if not isinstance(manifest.get("spec"), Mapping):
         errors.append("params.manifest.spec is required (a mapping)")
@@ -71,8 +75,8 @@ class CustomCrdRunner:
         source = kube_config_source()
         if source is None:
             raise NodeRunError(
-                f"{run.label}: custom_crd '{what}' cannot be applied: no Kubernetes cluster is configured "
-                "(set KUBECONFIG or run in-cluster)"
+                f"{run.label}: custom_crd '{what}' cannot be applied: no Kubernetes cluster is "
+                "configured (set KUBECONFIG or run in-cluster)"
             )
         timeout = float(run.node.params.get("timeout_sec", 3600))
         final = _apply_and_wait(context, dict(manifest), source, timeout, run.label, what)
@@ -123,7 +127,8 @@ def _apply_and_wait(
                 return obj
             if state == "failed":
                 raise NodeRunError(
-                    f"{label}: custom_crd '{what}' failed: {json.dumps(obj.get('status'), default=str)[:300]}"
+                    f"{label}: custom_crd '{what}' failed: "
+                    f"{json.dumps(obj.get('status'), default=str)[:300]}"
                 )
             if time.monotonic() > deadline:
                 raise NodeRunError(
@@ -138,7 +143,8 @@ def _apply_and_wait(
         ) from None
     except dynamic.exceptions.ResourceNotFoundError:
         raise NodeRunError(
-            f"{label}: custom_crd '{what}': the cluster has no {manifest['apiVersion']} {manifest['kind']} (CRD not installed)"
+            f"{label}: custom_crd '{what}': the cluster has no {manifest['apiVersion']} "
+            f"{manifest['kind']} (CRD not installed)"
         ) from None
 
 

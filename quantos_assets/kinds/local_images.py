@@ -107,7 +107,8 @@ class LocalImages:
         entrypoint = self.file.entrypoint_for(image)
         if entrypoint is None:
             raise LocalImagesError(
-                f"image '{image}' has no local entrypoint in {self.where}; list it there to run it on the "
+                f"image '{image}' has no local entrypoint in {self.where}; list it there to run "
+                "it on the "
                 "embedded default, or run on staging/prod, where the image runs as its own pod"
             )
         return entrypoint

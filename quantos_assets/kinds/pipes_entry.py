@@ -57,8 +57,8 @@ def load_entrypoint(entrypoint: str, allowed_modules: list[str] | None = None) -
         isinstance(defined_in, str) and _under(defined_in, allowed_modules)
     ):
         raise EntrypointError(
-            f"'{function_name}' comes from module '{defined_in}', which is not under an allowed module "
-            f"({', '.join(allowed_modules)})"
+            f"'{function_name}' comes from module '{defined_in}', which is not under an allowed "
+            f"module ({', '.join(allowed_modules)})"
         )
     return fn
 

@@ -6,8 +6,10 @@ of the run's submission (from its tags). Contract with the image (docs/user-guid
 
     Pipes extras  params   the node's params (JSON values)
                   outs     the node's out names
-                  inputs   {name: {"uri": "s3://…/in/<name>.parquet|.bin", "format": "parquet"|"bytes"}}
-                  outputs  {out: {"parquet": "s3://…/out/<out>.parquet", "bytes": "s3://…/out/<out>.bin"}}
+                  inputs   {name: {"uri": "s3://…/in/<name>.parquet|.bin",
+                                   "format": "parquet"|"bytes"}}
+                  outputs  {out: {"parquet": "s3://…/out/<out>.parquet",
+                                  "bytes": "s3://…/out/<out>.bin"}}
                   s3       {"endpoint_url": …, "region": …} of the artifact store
                   session  the exchange session of a session-partitioned run, else null
 
@@ -131,7 +133,8 @@ def _pod_error(label: str, image: str, err: Exception) -> NodeRunError:
         )
     if isinstance(err, ApiException):
         return NodeRunError(
-            f"{what} rejected by Kubernetes API {endpoint}: {err.status} {err.reason}{_api_message(err)}",
+            f"{what} rejected by Kubernetes API {endpoint}: {err.status} "
+            f"{err.reason}{_api_message(err)}",
             retryable=err.status in (429, 500, 502, 503, 504),
         )
     return NodeRunError(f"{what} failed on {endpoint}: {_pod_failure(str(err))}", retryable=True)

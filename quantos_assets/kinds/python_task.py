@@ -122,7 +122,8 @@ def _entrypoint(run: NodeRun) -> str:
     if not entrypoint:
         # An image-only task reaches this runner only through PythonTaskDispatch (image_only).
         where = (
-            f"; image '{node.image}' runs as a pod (staging/prod) or as its local entrypoint, through the python_task dispatch"
+            f"; image '{node.image}' runs as a pod (staging/prod) or as its local entrypoint, "
+            "through the python_task dispatch"
             if node.image
             else "; set it to 'package.module:function'"
         )
@@ -130,7 +131,8 @@ def _entrypoint(run: NodeRun) -> str:
     module, sep, function = str(entrypoint).partition(":")
     if not (sep and module and function.isidentifier()):
         raise NodeRunError(
-            f"{run.label}: params.entrypoint '{entrypoint}' is not of the form 'package.module:function'"
+            f"{run.label}: params.entrypoint '{entrypoint}' is not of the form "
+            "'package.module:function'"
         )
     return str(entrypoint)
 
@@ -193,7 +195,8 @@ def _sandboxed(client: object, label: str) -> SandboxedSubprocessClient:
     """Whatever Pipes subprocess client is bound, the child never gets the step's os.environ."""
     if not isinstance(client, PipesSubprocessClient):
         raise NodeRunError(
-            f"{label}: resource pipes_subprocess_client is a {type(client).__name__}, not a PipesSubprocessClient"
+            f"{label}: resource pipes_subprocess_client is a {type(client).__name__}, not a "
+            "PipesSubprocessClient"
         )
     return SandboxedSubprocessClient.like(client)
 

@@ -84,7 +84,8 @@ TORCH_RUN_PARAMS = frozenset({"workers", "min_workers", "early_stopping", "searc
 
 
 def reads_tables_by_reference(node: Node) -> bool:
-    """A torch trainer, and predict, read their table on the cluster: the step loads only a reference."""
+    """A torch trainer, and predict, read their table on the cluster: the step loads only a
+    reference."""
     if is_predict(node):
         return True
     trainer = TRAINERS.get(str(node.params.get("trainer")))
@@ -110,7 +111,8 @@ class RayJobRunner:
             input_name, table = _feature_table(run)
             job = training_job(run, table.schema)
             context.log.info(
-                f"{run.label}: training '{job.trainer}' on {table.num_rows} rows, {len(job.features)} features"
+                f"{run.label}: training '{job.trainer}' on {table.num_rows} rows, "
+                f"{len(job.features)} features"
             )
             result = train_on_ray(resource(context, "ray").init(), table, job, run.label)
         m = result.metrics
@@ -182,7 +184,8 @@ class RayJobRunner:
             raise
         t = result.metrics["training"]
         context.log.info(
-            f"{run.label}: {t['epochs_run']} epoch(s) from {t['starts']}, best epoch {t['best_epoch']} "
+            f"{run.label}: {t['epochs_run']} epoch(s) from {t['starts']}, best epoch "
+            f"{t['best_epoch']} "
             f"(val loss {t['best_val_loss']:.6g}); seconds {t['seconds']}"
         )
         return result
@@ -216,7 +219,8 @@ def torch_placement(run: NodeRun, ray_resource: Any) -> TorchPlacement:
     min_workers = _positive_int(run.node.params.get("min_workers", 1), "min_workers", run.label)
     if min_workers > workers:
         raise NodeRunError(
-            f"{run.label}: params.min_workers ({min_workers}) is more than params.workers ({workers})"
+            f"{run.label}: params.min_workers ({min_workers}) is more than params.workers "
+            f"({workers})"
         )
     cpus, use_gpu, memory = per_worker["CPU"], per_worker["GPU"] > 0, per_worker["memory"] or None
     fit = ray_resource.largest_node()
@@ -341,7 +345,8 @@ def training_job(run: NodeRun, schema: pa.Schema | None = None) -> TrainingJob:
         )
     if name not in TRAINERS:
         raise NodeRunError(
-            f"{run.label}: trainer '{name}' is not in the local registry ({', '.join(trainer_names())})"
+            f"{run.label}: trainer '{name}' is not in the local registry "
+            f"({', '.join(trainer_names())})"
         )
     trainer = TRAINERS[name]
     if "search" in params and trainer.framework != "torch":
@@ -415,7 +420,8 @@ def _training_input(run: NodeRun, kind: type[_Input]) -> tuple[str, _Input]:
         return wanted, found[wanted]
     if len(found) != 1:
         raise NodeRunError(
-            f"{run.label}: a ray_job trains on one table input, got {sorted(found) or 'none'}; set params.input"
+            f"{run.label}: a ray_job trains on one table input, got {sorted(found) or 'none'}; "
+            "set params.input"
         )
     return next(iter(found.items()))
 

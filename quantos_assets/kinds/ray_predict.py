@@ -78,8 +78,8 @@ def mode_problems(spec: DagSpec, index: int) -> list[tuple[str, str]]:
             (
                 f"{where}.ins",
                 (
-                    "a predict ray_job takes two ins, a model (outs[0] of a training ray_job) and a feature "
-                    f"table, not {node.ins} ({len(models)} model(s))"
+                    "a predict ray_job takes two ins, a model (outs[0] of a training ray_job) "
+                    f"and a feature table, not {node.ins} ({len(models)} model(s))"
                 ),
             )
         )
@@ -107,13 +107,15 @@ def run_predict(context: AssetExecutionContext, run: NodeRun) -> dict[str, NodeV
     label = run.label
     if len(run.node.outs) != 1:
         raise NodeRunError(
-            f"{label}: a predict ray_job writes one predictions table: one out, not {len(run.node.outs)}"
+            f"{label}: a predict ray_job writes one predictions table: one out, not "
+            f"{len(run.node.outs)}"
         )
     model_in, artifact = _one(run, Artifact, "a model")
     table_in, ref = _one(run, TableRef, "a feature table read by reference")
     if artifact.role != "model":
         raise NodeRunError(
-            f"{label}: input '{model_in}' is a {artifact.role}, not a model (outs[0] of a training ray_job)"
+            f"{label}: input '{model_in}' is a {artifact.role}, not a model (outs[0] of a "
+            "training ray_job)"
         )
     try:
         model = describe_model(artifact.data)
@@ -127,13 +129,14 @@ def run_predict(context: AssetExecutionContext, run: NodeRun) -> dict[str, NodeV
     no_keys = [c for c in (keys.date, keys.symbol) if c not in schema.names]
     if no_keys:
         raise NodeRunError(
-            f"{label}: the feature table {ref.table} has no key column(s) {no_keys} (params.date_column, params.symbol_column)"
+            f"{label}: the feature table {ref.table} has no key column(s) {no_keys} "
+            "(params.date_column, params.symbol_column)"
         )
     missing = [c for c in model.features if c not in schema.names]
     if missing:
         raise NodeRunError(
-            f"{label}: the feature table {ref.table} lacks column(s) {missing} that model '{model_in}' "
-            f"({model.trainer}) reads"
+            f"{label}: the feature table {ref.table} lacks column(s) {missing} that model "
+            f"'{model_in}' ({model.trainer}) reads"
         )
     ray_resource = resource(context, "ray")
     ray = ray_resource.init()
@@ -142,8 +145,10 @@ def run_predict(context: AssetExecutionContext, run: NodeRun) -> dict[str, NodeV
         f" partition {list(ref.partition_keys)}" if ref.partition_keys else ""
     )
     context.log.info(
-        f"{label}: predicting with '{model.trainer}' ({model.framework}, lookback {model.lookback}, "
-        f"sha256 {model.sha256[:12]}) on {where} with {pool.actors} actor(s) of {pool.cpus_per_actor:g} CPU"
+        f"{label}: predicting with '{model.trainer}' ({model.framework}, lookback "
+        f"{model.lookback}, "
+        f"sha256 {model.sha256[:12]}) on {where} with {pool.actors} actor(s) of "
+        f"{pool.cpus_per_actor:g} CPU"
         f"{' and 1 GPU' if pool.gpus_per_actor else ''}"
     )
     try:
@@ -165,8 +170,8 @@ def run_predict(context: AssetExecutionContext, run: NodeRun) -> dict[str, NodeV
         raise
     nulls = table.column("prediction").null_count
     context.log.info(
-        f"{label}: {table.num_rows} predictions of '{table_in}' ({nulls} null: a null feature, or fewer "
-        f"than {model.lookback} complete rows of the symbol up to that date)"
+        f"{label}: {table.num_rows} predictions of '{table_in}' ({nulls} null: a null feature, or "
+        f"fewer than {model.lookback} complete rows of the symbol up to that date)"
     )
     return {run.node.outs[0]: table}
 
@@ -190,7 +195,8 @@ def _one(run: NodeRun, kind: type, what: str) -> tuple[str, Any]:
     found = [(name, value) for name, value in run.inputs.items() if isinstance(value, kind)]
     if len(found) != 1:
         raise NodeRunError(
-            f"{run.label}: a predict ray_job takes {what} as one of its two ins, got {[n for n, _ in found] or 'none'}"
+            f"{run.label}: a predict ray_job takes {what} as one of its two ins, got "
+            f"{[n for n, _ in found] or 'none'}"
         )
     return found[0]
 

@@ -70,7 +70,8 @@ class SqlRunner:
             missing = sorted(used - set(parameters))
             if missing:
                 raise NodeRunError(
-                    f"{run.label}: out '{out}' uses :{', :'.join(missing)} but params.parameters has no value for it"
+                    f"{run.label}: out '{out}' uses :{', :'.join(missing)} but params.parameters "
+                    "has no value for it"
                 )
             context.log.debug(f"{run.label}.{out} on DuckDB: {duck_sql}")
             try:
@@ -98,18 +99,21 @@ class SqlRunner:
             ) from None
         if len(statements) != 1:
             raise NodeRunError(
-                f"{label}: out '{out}' must be exactly one query, found {len(statements)} statements"
+                f"{label}: out '{out}' must be exactly one query, found {len(statements)} "
+                "statements"
             )
         tree = statements[0]
         if not isinstance(tree, (exp.Query, exp.Values)):
             raise NodeRunError(
-                f"{label}: out '{out}' must be a query (SELECT, WITH, VALUES), not {_statement(sql)}: "
+                f"{label}: out '{out}' must be a query (SELECT, WITH, VALUES), not "
+                f"{_statement(sql)}: "
                 "a SQL node reads its input views and returns rows"
             )
         placeholders = list(tree.find_all(exp.Placeholder))
         if any(not p.this for p in placeholders):
             raise NodeRunError(
-                f"{label}: out '{out}' uses '?' placeholders; name them (:name) and set params.parameters"
+                f"{label}: out '{out}' uses '?' placeholders; name them (:name) and set "
+                "params.parameters"
             )
         try:
             duck_sql = tree.sql(dialect="duckdb", unsupported_level=ErrorLevel.RAISE)
@@ -148,7 +152,8 @@ def _read_uri(context: AssetExecutionContext, run: NodeRun, uri: str) -> str:
         if "://" not in uri:
             if run.spec_dir is None:
                 raise NodeRunError(
-                    f"{run.label}: sql_uri '{uri}' is relative but the spec has no file to be relative to"
+                    f"{run.label}: sql_uri '{uri}' is relative but the spec has no file to be "
+                    "relative to"
                 )
             return read_spec_relative(run.spec_dir, uri)
         try:

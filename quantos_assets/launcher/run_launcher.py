@@ -153,8 +153,8 @@ class WarmRunLauncher(RunLauncher, ConfigurableClass):
                 is_required=False,
                 default_value=1,
                 description=(
-                    "0: every run starts a fresh Python that loads the code location; otherwise one "
-                    "process per code location stays loaded and forks each run's worker."
+                    "0: every run starts a fresh Python that loads the code location; otherwise "
+                    "one process per code location stays loaded and forks each run's worker."
                 ),
             ),
             "preload": Field(
@@ -162,8 +162,8 @@ class WarmRunLauncher(RunLauncher, ConfigurableClass):
                 is_required=False,
                 description=(
                     "The code location to load when the daemon starts (module and its Definitions "
-                    "attribute, from the daemon's working directory), so the first run is warm too; "
-                    "without it, a location is loaded at its first launch."
+                    "attribute, from the daemon's working directory), so the first run is warm "
+                    "too; without it, a location is loaded at its first launch."
                 ),
             ),
         }
@@ -197,7 +197,8 @@ class WarmRunLauncher(RunLauncher, ConfigurableClass):
         if origin is None:
             raise ValueError(f"run {run.run_id} has no code origin: it cannot be launched")
         pointer = origin.repository_origin.code_pointer
-        # dagster's PackableValue names no abstract CodePointer; each concrete pointer is a serdes record
+        # dagster's PackableValue names no abstract CodePointer; each concrete pointer is a serdes
+        # record
         key = serialize_value(pointer)  # type: ignore[arg-type]
         workdir = Path(getattr(pointer, "working_directory", None) or os.getcwd())
         fingerprint = self._fingerprint(workdir)
@@ -301,7 +302,10 @@ class WarmRunLauncher(RunLauncher, ConfigurableClass):
                 if run is not None and not run.is_finished:
                     self._instance.report_run_canceled(
                         run,
-                        message=f"Run worker {pid} did not stop within {TERMINATE_GRACE_SECONDS:.0f} s: killed.",
+                        message=(
+                            f"Run worker {pid} did not stop within {TERMINATE_GRACE_SECONDS:.0f} "
+                            "s: killed."
+                        ),
                     )
                 return
             time.sleep(5.0)

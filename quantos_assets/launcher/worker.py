@@ -77,7 +77,8 @@ def _run(request: str) -> None:
 
     if "numpy" in sys.modules:  # a fresh process would have drawn its own seed
         sys.modules["numpy"].random.seed()
-    setup_interrupt_handlers()  # SIGTERM (terminate) interrupts the run like SIGINT, as in Dagster's CLI
+    # SIGTERM (terminate) interrupts the run like SIGINT, as in Dagster's CLI
+    setup_interrupt_handlers()
     args = deserialize_value(request, ExecuteRunArgs)
     # The pid before the run starts, by the worker itself: a tag written by the launcher
     # could race the run's own status writes to the same row.

@@ -43,7 +43,8 @@ class KafkaLagCollector(Collector):
         return sorted(found)
 
     def _triggers(self) -> list[LagTarget]:
-        """The specs' lag triggers, re-read only when a spec file changed (the gateway adds specs)."""
+        """The specs' lag triggers, re-read only when a spec file changed (the gateway adds
+        specs)."""
         if self.specs_dir is None or not self.specs_dir.is_dir():
             return []
         from quantos_assets.spec_registry import scan_specs, spec_files
@@ -68,7 +69,8 @@ class KafkaLagCollector(Collector):
         )
         up = GaugeMetricFamily(
             "quantos_kafka_lag_up",
-            "1 when the group's lag was read in this scrape, 0 when the broker or topic did not answer",
+            "1 when the group's lag was read in this scrape, 0 when the broker or topic did not "
+            "answer",
             labels=["group", "topic"],
         )
         if self._client is not None:

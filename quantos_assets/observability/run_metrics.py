@@ -4,9 +4,9 @@ Dagster OSS has no Prometheus endpoint (dagster#4480). This collector reads the
 instance's run storage on each scrape (a custom `Collector`, so nothing is kept in
 memory between scrapes and several exporters agree): runs by status, pipeline and
 team (a run of Dagster's implicit asset job is counted under the pipeline its assets belong
-to, and the team its spec names: run_owner.py); the queue's depth and how long runs waited in it; step durations and retries
-of recently finished runs; asset-check failures (counted over the instance's whole
-history, so the counter only grows) and the checks failing now.
+to, and the team its spec names: run_owner.py); the queue's depth and how long runs waited in it;
+step durations and retries of recently finished runs; asset-check failures (counted over the
+instance's whole history, so the counter only grows) and the checks failing now.
 """
 
 from __future__ import annotations

@@ -27,7 +27,10 @@ def check_calendar_blocks(spec: DagSpec) -> list[tuple[str, str]]:
             problems.append(
                 (
                     "freshness",
-                    "freshness is counted in sessions: add a schedule or partitions block to name the calendar",
+                    (
+                        "freshness is counted in sessions: add a schedule or partitions block to "
+                        "name the calendar"
+                    ),
                 )
             )
         if freshness.max_lag_sessions is None and freshness.deadline is None:

@@ -235,7 +235,7 @@ def _describe_cycle(spec: DagSpec, ring: list[tuple[int, str]]) -> Problem:
     ring = ring[first:] + ring[:first]
     ids = [str(spec.nodes[i].id) for i, _ in ring] + [str(spec.nodes[ring[0][0]].id)]
     whys = [why for _, why in ring[1:]] + [ring[0][1]]
-    steps = [f"{a} -> {b} via {w}" for a, b, w in zip(ids, ids[1:], whys)]
+    steps = [f"{a} -> {b} via {w}" for a, b, w in zip(ids, ids[1:], whys, strict=False)]
     if len(ring) > _CYCLE_SHOWN:
         shown = " -> ".join([*ids[: _CYCLE_SHOWN - 2], "...", *ids[-2:]])
         detail = "; ".join([*steps[:3], "..."])

@@ -17,7 +17,10 @@ Anchor = Literal["open", "close", "wall"]
 _RELATIVE = re.compile(r"^(open|close)(?:\s*([+-])\s*(\d{1,4})\s*(m|h))?$")
 _RELATIVE_ANCHORS: dict[str, Anchor] = {"open": "open", "close": "close"}  # what _RELATIVE matched
 _WALL = re.compile(r"^(\d{1,2}):(\d{2})$")
-FORMS = "open|close with an optional +/- offset in m or h (e.g. close+30m, open-1h), or a wall-clock time HH:MM"
+FORMS = (
+    "open|close with an optional +/- offset in m or h (e.g. close+30m, open-1h), or a wall-clock "
+    "time HH:MM"
+)
 
 
 @dataclass(frozen=True)

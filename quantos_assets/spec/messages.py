@@ -153,9 +153,13 @@ def humanize(root: type[BaseModel], err: ErrorDetails) -> str:
     if kind == "string_pattern_mismatch":
         if ctx.get("pattern") == NAME_PATTERN:
             if isinstance(value, str) and value.startswith("__"):
-                return f"invalid id {value!r}: names starting with '__' are reserved by Dagster (e.g. __ASSET_JOB)"
+                return (
+                    f"invalid id {value!r}: names starting with '__' are reserved by Dagster "
+                    "(e.g. __ASSET_JOB)"
+                )
             return (
-                f"invalid id {value!r}: letters, digits and single '_' between them, starting with a letter "
+                f"invalid id {value!r}: letters, digits and single '_' between them, starting "
+                "with a letter "
                 "(no '__', no '_' at either end: ids are joined with '__' into Dagster names)"
             )
         if ctx.get("pattern") == IDENTIFIER_PATTERN:

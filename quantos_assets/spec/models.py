@@ -55,7 +55,7 @@ class Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", populate_by_name=True)
 
 
-class NodeKind(str, Enum):
+class NodeKind(str, Enum):  # noqa: UP042 (StrEnum would change str() and f-strings of members)
     python_task = "python_task"
     trino_sql = "trino_sql"
     spark_sql = "spark_sql"
@@ -69,14 +69,14 @@ class NodeKind(str, Enum):
 EXTERNAL_KINDS: frozenset[NodeKind] = frozenset({NodeKind.flink_job, NodeKind.materialize_view})
 
 
-class Priority(str, Enum):
+class Priority(str, Enum):  # noqa: UP042 (StrEnum would change str() and f-strings of members)
     low = "low"
     normal = "normal"
     high = "high"
     critical = "critical"
 
 
-class Qos(str, Enum):
+class Qos(str, Enum):  # noqa: UP042 (StrEnum would change str() and f-strings of members)
     spot_ok = "spot_ok"
     on_demand = "on_demand"
 

@@ -31,7 +31,10 @@ def reserved_names(spec: DagSpec) -> list[Problem]:
         problems.append(
             (
                 "pipeline_id",
-                f"'{pid}' is reserved by Dagster (a Python keyword or one of its own names); it would name the pipeline's job",
+                (
+                    f"'{pid}' is reserved by Dagster (a Python keyword or one of its own names); "
+                    "it would name the pipeline's job"
+                ),
             )
         )
     elif pid in RESERVED_PIPELINE_IDS or pid.startswith(RESERVED_PIPELINE_PREFIXES):
@@ -47,7 +50,10 @@ def reserved_names(spec: DagSpec) -> list[Problem]:
                 problems.append(
                     (
                         f"nodes[{i}].outs[{k}]",
-                        f"'{out}' is reserved by Dagster (a Python keyword or one of its own names); outs name the inputs of the nodes that read them",
+                        (
+                            f"'{out}' is reserved by Dagster (a Python keyword or one of its own "
+                            "names); outs name the inputs of the nodes that read them"
+                        ),
                     )
                 )
     return problems
@@ -69,7 +75,8 @@ def colliding_names(spec: DagSpec, floor: GateFloor | None) -> list[Problem]:
         elif key in first and first[key] != derived.field:
             problems.setdefault(
                 derived.field,
-                f"makes the {derived.namespace} '{derived.name}', which {first[key]} makes too: rename one of them",
+                f"makes the {derived.namespace} '{derived.name}', which {first[key]} makes too: "
+                "rename one of them",
             )
         first.setdefault(key, derived.field)
     return list(problems.items())

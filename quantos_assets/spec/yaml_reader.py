@@ -135,7 +135,8 @@ def check_alias_expansion(root: Node) -> None:
             raise ComposerError(
                 None,
                 None,
-                "an alias refers to the collection it is in (a recursive value cannot be a spec field)",
+                "an alias refers to the collection it is in (a recursive value cannot be a spec "
+                "field)",
                 node.start_mark,
             )
         open_.add(key)
@@ -145,7 +146,8 @@ def check_alias_expansion(root: Node) -> None:
                 raise ComposerError(
                     None,
                     None,
-                    "an alias refers to the collection it is in (a recursive value cannot be a spec field)",
+                    "an alias refers to the collection it is in (a recursive value cannot be a "
+                    "spec field)",
                     child.start_mark,
                 )
             if id(child) not in sizes:
@@ -165,8 +167,8 @@ def check_alias_expansion(root: Node) -> None:
     raise ComposerError(
         None,
         None,
-        f"aliases expand the document to {expanded:,} nodes ({aliased:,} of them copies; this collection "
-        f"alone to {sizes[id(here)]:,}): too many for a spec (a YAML alias bomb?)",
+        f"aliases expand the document to {expanded:,} nodes ({aliased:,} of them copies; this "
+        f"collection alone to {sizes[id(here)]:,}): too many for a spec (a YAML alias bomb?)",
         here.start_mark,
     )
 

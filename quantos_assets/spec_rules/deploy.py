@@ -74,6 +74,7 @@ def check_deployable(spec: DagSpec) -> list[tuple[str, str]]:
 
 
 _RESERVED_ENV = (
-    "a python_task's env may not set PATH, HOME, TMPDIR, BROWSER or PYTHON*, LD_*, DYLD_*, DAGSTER_*, "
+    "a python_task's env may not set PATH, HOME, TMPDIR, BROWSER or PYTHON*, LD_*, DYLD_*, "
+    "DAGSTER_*, "
     "QUANTOS_SCOPE__* names: the sandbox sets them, or they run code before the entrypoint does"
 )

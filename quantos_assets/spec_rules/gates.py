@@ -38,8 +38,9 @@ def check_gates(spec: DagSpec) -> list[tuple[str, str]]:
             (
                 "gates.model",
                 (
-                    f"'{gates.model}' is made by {producer.kind.value} node '{producer.id}'; a gate retrains "
-                    "the model to prove it reproducible, which needs a ray_job (registered trainer, recorded seed)"
+                    f"'{gates.model}' is made by {producer.kind.value} node '{producer.id}'; a "
+                    "gate retrains the model to prove it reproducible, which needs a ray_job "
+                    "(registered trainer, recorded seed)"
                 ),
             )
         ]
@@ -47,35 +48,50 @@ def check_gates(spec: DagSpec) -> list[tuple[str, str]]:
         return [
             (
                 "gates.model",
-                f"'{gates.model}' is the predictions table of predict node '{producer.id}', not a model",
+                (
+                    f"'{gates.model}' is the predictions table of predict node '{producer.id}', "
+                    "not a model"
+                ),
             )
         ]
     if producer.outs[0] != gates.model:
         return [
             (
                 "gates.model",
-                f"'{gates.model}' is not the model of '{producer.id}': its model is outs[0] '{producer.outs[0]}'",
+                (
+                    f"'{gates.model}' is not the model of '{producer.id}': its model is outs[0] "
+                    f"'{producer.outs[0]}'"
+                ),
             )
         ]
     if len(producer.outs) < 2:
         problems.append(
             (
                 "gates.metrics",
-                f"'{producer.id}' declares no metrics out: add one after '{gates.model}' in its outs",
+                (
+                    f"'{producer.id}' declares no metrics out: add one after '{gates.model}' in "
+                    "its outs"
+                ),
             )
         )
     elif gates.metrics != producer.outs[1]:
         problems.append(
             (
                 "gates.metrics",
-                f"'{gates.metrics}' is not the metrics of '{producer.id}': its metrics are outs[1] '{producer.outs[1]}'",
+                (
+                    f"'{gates.metrics}' is not the metrics of '{producer.id}': its metrics are "
+                    f"outs[1] '{producer.outs[1]}'"
+                ),
             )
         )
     if spec.partitions is not None:
         problems.append(
             (
                 "gates",
-                "a gated model is trained on one table snapshot: a session-partitioned pipeline cannot be gated",
+                (
+                    "a gated model is trained on one table snapshot: a session-partitioned "
+                    "pipeline cannot be gated"
+                ),
             )
         )
 
@@ -107,14 +123,20 @@ def check_gates(spec: DagSpec) -> list[tuple[str, str]]:
             problems.append(
                 (
                     path,
-                    f"{who}'{producer.id}' reports {metric} only when it trades its forecast: set params.return_column",
+                    (
+                        f"{who}'{producer.id}' reports {metric} only when it trades its forecast: "
+                        "set params.return_column"
+                    ),
                 )
             )
         else:
             problems.append(
                 (
                     path,
-                    f"{who}'{producer.id}' reports no metric '{metric}' (it reports {', '.join(sorted(reported))})",
+                    (
+                        f"{who}'{producer.id}' reports no metric '{metric}' (it reports "
+                        f"{', '.join(sorted(reported))})"
+                    ),
                 )
             )
     return problems

@@ -78,7 +78,8 @@ def check_execution_time(value: datetime) -> datetime:
         raise ValueError(f"{value.isoformat()} is before {EARLIEST.date().isoformat()}")
     if value > latest:
         raise ValueError(
-            f"{value.isoformat()} is more than {MAX_YEARS_AHEAD} years ahead (latest {latest.date().isoformat()})"
+            f"{value.isoformat()} is more than {MAX_YEARS_AHEAD} years ahead (latest "
+            f"{latest.date().isoformat()})"
         )
     return value
 

@@ -83,7 +83,8 @@ def describe_model(data: bytes) -> PredictModel:
     names = getattr(estimator, "feature_names_in_", None)
     if names is None or not hasattr(estimator, "predict"):
         raise ModelFileError(
-            f"a {type(estimator).__name__} without feature names: predict needs a model fitted by a ray_job trainer"
+            f"a {type(estimator).__name__} without feature names: predict needs a model fitted by "
+            "a ray_job trainer"
         )
     return PredictModel(
         "sklearn", type(estimator).__name__, tuple(str(n) for n in names), 1, sha256

@@ -120,7 +120,10 @@ TRAINERS: dict[str, Trainer] = {
                 "layers": 1,
                 "dropout": 0.0,
             },
-            description="bidirectional LSTM over each symbol's last `lookback` rows of features (PyTorch on Ray Train)",
+            description=(
+                "bidirectional LSTM over each symbol's last `lookback` rows of features (PyTorch "
+                "on Ray Train)"
+            ),
             framework="torch",
         ),
         Trainer(
@@ -133,7 +136,10 @@ TRAINERS: dict[str, Trainer] = {
                 "layers": 2,
                 "dropout": 0.1,
             },
-            description="feed-forward network on each symbol's last `lookback` rows of features (PyTorch on Ray Train)",
+            description=(
+                "feed-forward network on each symbol's last `lookback` rows of features (PyTorch "
+                "on Ray Train)"
+            ),
             framework="torch",
         ),
     )

@@ -92,7 +92,8 @@ def parse_search(value: Any, defaults: Mapping[str, Any], fixed: Mapping[str, An
         if name not in defaults:
             raise SearchSpaceError(
                 name,
-                f"'{name}' is not a hyperparameter of this trainer (it takes {', '.join(sorted(defaults))})",
+                f"'{name}' is not a hyperparameter of this trainer (it takes "
+                f"{', '.join(sorted(defaults))})",
             )
         if name in NOT_SEARCHABLE:
             raise SearchSpaceError(
@@ -119,7 +120,8 @@ def _distribution(name: str, raw: Any, default: Any) -> Distribution:
     else:
         raise SearchSpaceError(
             name,
-            f"'{name}: {raw!r}' is not a distribution: loguniform(a, b), uniform(a, b), randint(a, b) or choice(x, y, ...)",
+            f"'{name}: {raw!r}' is not a distribution: loguniform(a, b), uniform(a, b), "
+            "randint(a, b) or choice(x, y, ...)",
         )
     whole = isinstance(default, int) and not isinstance(default, bool)
     if kind in _ARITY:
@@ -151,7 +153,8 @@ def _distribution(name: str, raw: Any, default: Any) -> Distribution:
             wanted = "whole numbers" if whole else ("numbers" if _number(default) else "strings")
             raise SearchSpaceError(
                 name,
-                f"'{name}': choice values must be {wanted} like its default {default!r}, not {arg!r}",
+                f"'{name}': choice values must be {wanted} like its default {default!r}, not "
+                f"{arg!r}",
             )
     return Distribution("choice", args)
 

@@ -71,7 +71,8 @@ class Stack:
                 return body
             if time.monotonic() > deadline:
                 pytest.fail(
-                    f"{submission_id} still {body.get('status')} after {timeout} s:\n{tail(self.dagster.log)}"
+                    f"{submission_id} still {body.get('status')} after {timeout} "
+                    f"s:\n{tail(self.dagster.log)}"
                 )
             time.sleep(1)
 
@@ -115,7 +116,8 @@ def quantos(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]
 
 
 def quantos_in_process(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
-    """The `quantos` CLI's `main` with `env` as the whole environment, stdout and stderr captured."""
+    """The `quantos` CLI's `main` with `env` as the whole environment, stdout and stderr
+    captured."""
     import contextlib
     import io
     import os
@@ -160,7 +162,9 @@ def gateway_stack(
     with dagster_dev(root, spec_dir, extra_env={**location_env, **(extra_env or {})}) as srv:
         env = {
             **srv.env,
-            "QUANTOS_DAGSTER_URL": f"http://{dagster_userinfo + '@' if dagster_userinfo else ''}127.0.0.1:{srv.port}",
+            "QUANTOS_DAGSTER_URL": (
+                f"http://{dagster_userinfo + '@' if dagster_userinfo else ''}127.0.0.1:{srv.port}"
+            ),
             "QUANTOS_API_TOKENS": str(root / "tokens.json"),
             # QUANTOS_GATEWAY_DB left to its default under QUANTOS_DATA_DIR: the code
             # location's gateway_jobs sensor must read the gateway's job table.

@@ -18,7 +18,7 @@ import time
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -80,10 +80,8 @@ class SplitStack:
         """SIGKILL each process group: nothing here has state to save (runs are in SQLite),
         and a group also holds the run workers a killed daemon left behind."""
         for proc in reversed(self._procs):
-            try:
+            with suppress(ProcessLookupError, PermissionError):
                 os.killpg(proc.pid, signal.SIGKILL)
-            except (ProcessLookupError, PermissionError):
-                pass
             proc.wait(timeout=30)
 
 
@@ -153,7 +151,8 @@ def split_stack(
             for proc in stack._procs:
                 if proc.poll() is not None:
                     pytest.fail(
-                        f"{proc.args!r} exited with {proc.returncode}:\n{tail(root / 'webserver.log')}\n"
+                        f"{proc.args!r} exited with "
+                        f"{proc.returncode}:\n{tail(root / 'webserver.log')}\n"
                         f"{tail(root / 'code_server.log')}\n{stack.daemon_log()}"
                     )
             try:
@@ -168,7 +167,8 @@ def split_stack(
                 pass
             if time.monotonic() > deadline:
                 pytest.fail(
-                    f"location {LOCATION!r} not LOADED within 150 s (status {status}, error {error}):\n"
+                    f"location {LOCATION!r} not LOADED within 150 s (status {status}, error "
+                    f"{error}):\n"
                     f"{tail(root / 'code_server.log')}"
                 )
             time.sleep(1)

@@ -85,16 +85,17 @@ def test_validate_checks_entrypoints_against_the_teams_allow_list(tmp_path: Path
     spec.write_text(ATTACK_SPEC)
     teams = tmp_path / "teams.yaml"
     teams.write_text(
-        "teams:\n  research: {entrypoints: [quantos_assets.tasks]}\n  quant: {entrypoints: [quant_lib.tasks]}\n"
+        "teams:\n  research: {entrypoints: [quantos_assets.tasks]}\n  quant: {entrypoints: "
+        "[quant_lib.tasks]}\n"
     )
     allowed = "may run entrypoints under: {} (deploy/teams.yaml entrypoints)"
     res = quantos("validate", str(spec), env={"QUANTOS_TEAMS": str(teams)})
     assert res.returncode == 1
     assert res.stderr.splitlines() == [
-        f"{spec}:7: nodes[0].params.entrypoint: 'quant_lib.tasks.alpha:run' is not allowed: team research "
-        + allowed.format("quantos_assets.tasks"),
-        f"{spec}:12: nodes[1].params.entrypoint: 'subprocess:getoutput' is not allowed: team research "
-        + allowed.format("quantos_assets.tasks"),
+        f"{spec}:7: nodes[0].params.entrypoint: 'quant_lib.tasks.alpha:run' is not allowed: team "
+        "research " + allowed.format("quantos_assets.tasks"),
+        f"{spec}:12: nodes[1].params.entrypoint: 'subprocess:getoutput' is not allowed: team "
+        "research " + allowed.format("quantos_assets.tasks"),
         "0 valid, 1 invalid",
     ]
     # --team checks as another team: quant may run quant_lib.tasks, and no team may run subprocess
@@ -244,7 +245,8 @@ ONE_ROW = """\
 version: 1
 pipeline_id: home_demo
 nodes:
-  - {id: rows, kind: python_task, params: {entrypoint: "quantos_assets.tasks.noop:one_row"}, outs: [rows]}
+  - {id: rows, kind: python_task, params: {entrypoint: "quantos_assets.tasks.noop:one_row"}, \
+outs: [rows]}
 """
 
 

@@ -374,7 +374,8 @@ def test_ui_backfill_of_a_session_range_runs_one_run_per_session(server: Server)
 
 
 CHECK_EXECUTIONS_QUERY = """
-query($key: AssetKeyInput!) { assetCheckExecutions(assetKey: $key, checkName: "calendar_freshness", limit: 5) {
+query($key: AssetKeyInput!) { assetCheckExecutions(assetKey: $key, checkName: \
+"calendar_freshness", limit: 5) {
   status evaluation { severity description } } }
 """
 

@@ -130,7 +130,8 @@ def _wait(api: DagsterAPI, run_id: str, statuses: set[str], timeout: float = 300
 
 
 STATUSES = """
-query($ids: [String!]) { runsOrError(filter: {runIds: $ids}) { ... on Runs { results { runId status } } } }
+query($ids: [String!]) { runsOrError(filter: {runIds: $ids}) { ... on Runs { results { runId \
+status } } } }
 """
 
 
@@ -166,7 +167,8 @@ def _wait_all(stack: SplitStack, run_ids: list[str], timeout: float) -> dict[str
 RETRY_EVENTS = """
 query($id: ID!) { logsForRun(runId: $id) { ... on EventConnection { events { __typename
   ... on ExecutionStepUpForRetryEvent { stepKey error { message cause { message } } }
-  ... on MaterializationEvent { stepKey metadataEntries { label ... on IntMetadataEntry { intValue } } } } } } }
+  ... on MaterializationEvent { stepKey metadataEntries { label ... on IntMetadataEntry { \
+intValue } } } } } } }
 """
 
 
@@ -193,14 +195,14 @@ def test_a_a_killed_step_is_retried_per_the_spec_and_the_run_completes(stack: Sp
     error = retries[0]["error"]  # RetryRequestedFromPolicy, caused by the node's error
     reason = " / ".join(e["message"] for e in (error, error.get("cause")) if e)
     assert (
-        "fault_kill.task: tests.e2e.fault_tasks:hang_first_attempt failed: its process was killed by SIGKILL"
-        in reason
+        "fault_kill.task: tests.e2e.fault_tasks:hang_first_attempt failed: its process was killed "
+        "by SIGKILL" in reason
     )
     mats = [e for e in events if e["__typename"] == "MaterializationEvent"]
     assert {m["label"]: m.get("intValue") for m in mats[0]["metadataEntries"]}["rows"] == 5
 
 
-# ---------------------------------------------------------------- (b, e) the daemon killed; team limits
+# -------------------------------------------------------- (b, e) the daemon killed; team limits
 
 
 def _stat(pid: int) -> list[str] | None:
@@ -278,7 +280,8 @@ def _in_progress_intervals(
 
 
 def _peak(spans: list[tuple[float, float, str | None]]) -> int:
-    """Most spans open at once (half-open [start, end): a run dequeued as another ends is not overlap)."""
+    """Most spans open at once (half-open [start, end): a run dequeued as another ends is not
+    overlap)."""
     edges = sorted([(start, 1) for start, _, _ in spans] + [(end, -1) for _, end, _ in spans])
     peak = current = 0
     for _, step in edges:

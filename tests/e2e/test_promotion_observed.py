@@ -63,7 +63,8 @@ def promoted(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Promoted]:
 
 def test_the_model_reaches_prod_through_its_gate(promoted: Promoted) -> None:
     data = promoted.srv.graphql(
-        """query($id: ID!) { runOrError(runId: $id) { ... on Run { stepStats { stepKey status } } } }""",
+        "query($id: ID!) { runOrError(runId: $id) { ... on Run { stepStats { stepKey status } } } "
+        "}",
         {"id": promoted.run_id},
     )
     steps = {s["stepKey"]: s["status"] for s in data["runOrError"]["stepStats"]}
@@ -130,7 +131,7 @@ def test_its_metrics_are_scraped(promoted: Promoted) -> None:
         for s in samples
         if s.name == "quantos_step_duration_seconds_count" and s.labels.get("pipeline") == PIPELINE
     }
-    assert NODES <= steps, steps
+    assert steps >= NODES, steps
 
 
 def test_its_lineage_maps_each_node_with_the_submission_as_parent(promoted: Promoted) -> None:

@@ -1,4 +1,5 @@
-"""ArtifactStore on a local folder and on S3 (a real moto server on loopback), and the lake on S3."""
+"""ArtifactStore on a local folder and on S3 (a real moto server on loopback), and the lake on
+S3."""
 
 from __future__ import annotations
 

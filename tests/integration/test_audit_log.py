@@ -100,9 +100,8 @@ def _rewrite_and_rehash(
         digest = record_hash(prev, fields)
         conn.execute(
             sa.text(
-                "UPDATE quantos_audit SET actor = :actor, decision = :decision, prev_hash = :prev, hash = :hash"
-                + (", hmac = NULL" if drop_hmac else "")
-                + " WHERE seq = :seq"
+                "UPDATE quantos_audit SET actor = :actor, decision = :decision, prev_hash = "
+                ":prev, hash = :hash" + (", hmac = NULL" if drop_hmac else "") + " WHERE seq = :seq"
             ),
             {
                 "actor": row["actor"],
@@ -119,12 +118,18 @@ TAMPERING = {
     "delete the last record": (
         lambda c: c.execute(sa.text("DELETE FROM quantos_audit WHERE seq = 12")),
         None,
-        "truncated: the store ends at record 11 but the anchor holds record 12 (1 record deleted from the end",
+        (
+            "truncated: the store ends at record 11 but the anchor holds record 12 (1 record "
+            "deleted from the end"
+        ),
     ),
     "delete the last five": (
         lambda c: c.execute(sa.text("DELETE FROM quantos_audit WHERE seq > 7")),
         None,
-        "truncated: the store ends at record 7 but the anchor holds record 12 (5 records deleted from the end",
+        (
+            "truncated: the store ends at record 7 but the anchor holds record 12 (5 records "
+            "deleted from the end"
+        ),
     ),
     "delete every record": (
         lambda c: c.execute(sa.text("DELETE FROM quantos_audit")),
@@ -134,7 +139,10 @@ TAMPERING = {
     "drop the table": (
         lambda c: c.execute(sa.text("DROP TABLE quantos_audit")),
         None,
-        "the store has no audit table (quantos_audit was dropped, or the store was wiped or replaced)",
+        (
+            "the store has no audit table (quantos_audit was dropped, or the store was wiped or "
+            "replaced)"
+        ),
     ),
     "rewrite and re-hash the whole chain": (
         lambda c: _rewrite_and_rehash(c, {"decision": "accepted", "actor": "someone-else"}),
@@ -221,7 +229,8 @@ def test_anchor_lost_replaced_or_keyed_otherwise_is_a_failure(
     missing = settings.verify()
     assert (
         missing.problem
-        == f"the anchor {anchor} does not exist: the end of the chain cannot be proven (4 records in the store)"
+        == f"the anchor {anchor} does not exist: the end of the chain cannot be proven (4 "
+        "records in the store)"
     )
     assert not anchor.exists()
 
@@ -235,18 +244,21 @@ def test_anchor_lost_replaced_or_keyed_otherwise_is_a_failure(
     lost = settings.verify()
     assert (
         lost.problem
-        == f"the anchor {anchor} has no genesis record: it was deleted and started again, or replaced"
+        == f"the anchor {anchor} has no genesis record: it was deleted and started again, or "
+        "replaced"
     )
 
     anchor.write_bytes(kept)  # the anchor restored from its backup: the truncation shows
     restored = settings.verify()
     assert restored.problem == (
-        "truncated: the store ends at record 3 but the anchor holds record 4 (1 record deleted from the end, or the store was wiped)"
+        "truncated: the store ends at record 3 but the anchor holds record 4 (1 record deleted "
+        "from the end, or the store was wiped)"
     )
     _fill(restarted, 1)  # and once the store is as long again, the anchor holds two records 4
     rewritten = settings.verify()
     assert rewritten.problem == (
-        f"the anchor {anchor} holds two different heads for record 4 (the store was wiped or replaced and written again)"
+        f"the anchor {anchor} holds two different heads for record 4 (the store was wiped or "
+        "replaced and written again)"
     )
 
 
@@ -259,9 +271,12 @@ def test_a_trail_written_before_the_key_is_anchored_at_first_start(
     engine = store_engine(store_url)
     with engine.begin() as conn:
         conn.exec_driver_sql(
-            "CREATE TABLE quantos_audit (seq INTEGER PRIMARY KEY, at VARCHAR(40) NOT NULL, actor VARCHAR(200) NOT NULL, "
-            "team VARCHAR(200) NOT NULL, action VARCHAR(60) NOT NULL, subject VARCHAR(300) NOT NULL, spec_sha256 VARCHAR(64), "
-            "params TEXT NOT NULL, decision VARCHAR(60) NOT NULL, detail TEXT NOT NULL, prev_hash VARCHAR(64) NOT NULL, "
+            "CREATE TABLE quantos_audit (seq INTEGER PRIMARY KEY, at VARCHAR(40) NOT NULL, actor "
+            "VARCHAR(200) NOT NULL, "
+            "team VARCHAR(200) NOT NULL, action VARCHAR(60) NOT NULL, subject VARCHAR(300) NOT "
+            "NULL, spec_sha256 VARCHAR(64), "
+            "params TEXT NOT NULL, decision VARCHAR(60) NOT NULL, detail TEXT NOT NULL, prev_hash "
+            "VARCHAR(64) NOT NULL, "
             "hash VARCHAR(64) NOT NULL)"
         )
         prev = GENESIS
@@ -281,7 +296,8 @@ def test_a_trail_written_before_the_key_is_anchored_at_first_start(
             digest = record_hash(prev, fields)
             conn.execute(
                 sa.text(
-                    "INSERT INTO quantos_audit VALUES (:seq, :at, :actor, :team, :action, :subject, :spec_sha256, :params, "
+                    "INSERT INTO quantos_audit VALUES (:seq, :at, :actor, :team, :action, "
+                    ":subject, :spec_sha256, :params, "
                     ":decision, :detail, :prev, :hash)"
                 ),
                 {**fields, "prev": prev, "hash": digest},
@@ -322,10 +338,13 @@ def test_appends_from_two_writers_in_two_processes_lose_no_head(tmp_path: Path) 
     settings.writer()  # the genesis, once
     script = (
         "import sys\nfrom pathlib import Path\n"
-        "from resources.audit_key import AuditKeySource\nfrom resources.audit_settings import AuditSettings\n"
-        f"s = AuditSettings({url!r}, {str(tmp_path / 'audit.anchor')!r}, AuditKeySource(path=Path({str(tmp_path / 'audit.key')!r})))\n"
+        "from resources.audit_key import AuditKeySource\nfrom resources.audit_settings import "
+        "AuditSettings\n"
+        f"s = AuditSettings({url!r}, {str(tmp_path / 'audit.anchor')!r}, "
+        f"AuditKeySource(path=Path({str(tmp_path / 'audit.key')!r})))\n"
         "w = s.writer()\n"
-        "for i in range(25): w.append(actor=sys.argv[1], team='t', action='a', subject=str(i), decision='ok')\n"
+        "for i in range(25): w.append(actor=sys.argv[1], team='t', action='a', subject=str(i), "
+        "decision='ok')\n"
     )
     repo = Path(__file__).resolve().parents[2]
     procs = [
@@ -417,7 +436,10 @@ def test_the_s3_anchor_keeps_every_head_of_concurrent_gateways_and_shows_deletio
         unlocked = _s3_settings(url, endpoint, "unlocked")
         with pytest.raises(
             Exception,
-            match=r"^audit anchor s3://unlocked/quantos/prod: bucket unlocked needs object lock with a default retention",
+            match=(
+                r"^audit anchor s3://unlocked/quantos/prod: bucket unlocked needs object lock "
+                r"with a default retention"
+            ),
         ):
             unlocked.writer()
 
@@ -454,13 +476,14 @@ def test_the_s3_anchor_keeps_every_head_of_concurrent_gateways_and_shows_deletio
             conn.execute(sa.text("DELETE FROM quantos_audit WHERE seq > 27"))
         truncated = settings.verify()
         assert truncated.problem is not None and truncated.problem.startswith(
-            "truncated: the store ends at record 27 but the anchor holds record 30 (3 records deleted"
+            "truncated: the store ends at record 27 but the anchor holds record 30 (3 records "
+            "deleted"
         )
         s3.delete_object(Bucket="audit-anchor", Key=keys[0])
         hidden = settings.verify()
         assert hidden.problem == (
-            "the anchor s3://audit-anchor/quantos/prod: the head of record 30 was deleted or overwritten "
-            "(S3 delete marker or second version)"
+            "the anchor s3://audit-anchor/quantos/prod: the head of record 30 was deleted or "
+            "overwritten (S3 delete marker or second version)"
         )
 
 

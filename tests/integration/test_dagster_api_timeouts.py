@@ -61,7 +61,8 @@ def test_a_slow_reload_completes_within_its_own_timeout(slow_dagster: str) -> No
         api.has_job("p")
     assert (
         str(err.value)
-        == f"Dagster at {slow_dagster} did not answer the GraphQL query QuantosPipeline within 0.5 s (ReadTimeout)"
+        == f"Dagster at {slow_dagster} did not answer the GraphQL query QuantosPipeline within "
+        "0.5 s (ReadTimeout)"
     )
     assert err.value.status == 504 and err.value.retryable
 
@@ -71,7 +72,8 @@ def test_a_timed_out_reload_says_it_was_the_reload(slow_dagster: str) -> None:
     with pytest.raises(DagsterAPIError) as err:
         api.reload_location()
     assert str(err.value) == (
-        f"Dagster at {slow_dagster} did not answer the reload of code location 'quantos' within 0.5 s (ReadTimeout)"
+        f"Dagster at {slow_dagster} did not answer the reload of code location 'quantos' within "
+        "0.5 s (ReadTimeout)"
     )
     assert "unreachable" not in str(err.value) and err.value.status == 504
 

@@ -63,7 +63,8 @@ def _strict(schema: Any) -> Any:
 @cache
 def _raycluster_validator() -> jsonschema.protocols.Validator:
     schema = _strict(json.loads(KUBERAY_SCHEMA.read_text()))
-    # OpenAPI v3.0 schemas are draft-4 JSON Schema plus extensions (x-kubernetes-*), which are ignored.
+    # OpenAPI v3.0 schemas are draft-4 JSON Schema plus extensions (x-kubernetes-*), which are
+    # ignored.
     jsonschema.Draft4Validator.check_schema(schema)
     return jsonschema.Draft4Validator(schema)
 
@@ -366,7 +367,8 @@ def test_the_crd_check_is_strict() -> None:
 
 
 def test_the_ray_cluster_runs_the_ray_of_uv_lock() -> None:
-    """Ray Client needs the same Ray and Python on the driver (the user-code image) and the cluster."""
+    """Ray Client needs the same Ray and Python on the driver (the user-code image) and the
+    cluster."""
     lock = tomllib.loads((REPO / "uv.lock").read_text())
     [ray] = [p["version"] for p in lock["package"] if p["name"] == "ray"]
     python = (REPO / ".python-version").read_text().strip().replace(".", "")
@@ -480,7 +482,8 @@ def test_the_code_location_and_the_gateway_drive_the_same_ray_head() -> None:
     cluster = _raycluster()
     head = cluster["spec"]["headGroupSpec"]["template"]["spec"]["containers"][0]
     client_port = next(p["containerPort"] for p in head["ports"] if p["name"] == "client")
-    service = f"{cluster['metadata']['name']}-head-svc.{cluster['metadata']['namespace']}.svc.cluster.local"
+    meta = cluster["metadata"]
+    service = f"{meta['name']}-head-svc.{meta['namespace']}.svc.cluster.local"
     assert _ray_address_settings() == {
         "helm": f"ray://{service}:{client_port}",
         "gateway": f"ray://{service}:{client_port}",

@@ -283,7 +283,8 @@ nodes:
   - id: make
     kind: trino_sql
     params:
-      sql: "SELECT x AS i, CAST(:version AS BIGINT) AS version FROM UNNEST(sequence(1, 500)) AS t(x)"
+      sql: "SELECT x AS i, CAST(:version AS BIGINT) AS version FROM UNNEST(sequence(1, 500)) AS \
+t(x)"
       parameters: {{version: {version}}}
     outs: [rows]
 """

@@ -130,7 +130,8 @@ def test_launch_queue_claims_once_and_recovers_what_a_stopped_gateway_held(store
     assert store.fail(
         "q2", "job 'p' is not in code location 'quantos'", owner=row.owner, attempted=True
     )
-    # q3's gateway stopped: nothing to take while its lease runs, then it is taken over, and says so.
+    # q3's gateway stopped: nothing to take while its lease runs, then it is taken over, and says
+    # so.
     assert store.pending(now=1003.0) == []
     assert store.pending(now=1002.0 + LEASE + 1) == ["q3"]
     claimed = store.claim("q3", "C", LEASE, now=1002.0 + LEASE + 1)
@@ -267,12 +268,14 @@ def test_a_store_made_before_the_launch_queue_gets_its_columns(tmp_path: Path) -
     engine = store_engine(url)
     with engine.begin() as conn:  # the table as the previous release created it, with a row
         conn.exec_driver_sql(
-            "CREATE TABLE gateway_submissions (id VARCHAR(128) PRIMARY KEY, team VARCHAR(200) NOT NULL, "
-            "actor VARCHAR(64) NOT NULL, pipeline_id VARCHAR(128) NOT NULL, spec_sha256 VARCHAR(64) NOT NULL, "
-            "params TEXT NOT NULL, created_at FLOAT NOT NULL, run_id VARCHAR(64))"
+            "CREATE TABLE gateway_submissions (id VARCHAR(128) PRIMARY KEY, team VARCHAR(200) NOT "
+            "NULL, actor VARCHAR(64) NOT NULL, pipeline_id VARCHAR(128) NOT NULL, spec_sha256 "
+            "VARCHAR(64) NOT NULL, params TEXT NOT NULL, created_at FLOAT NOT NULL, run_id "
+            "VARCHAR(64))"
         )
         conn.exec_driver_sql(
-            "INSERT INTO gateway_submissions VALUES ('old', 'research', 't', 'p', 'x', '{}', 1.0, 'run-0')"
+            "INSERT INTO gateway_submissions VALUES ('old', 'research', 't', 'p', 'x', '{}', 1.0, "
+            "'run-0')"
         )
     store = SubmissionStore.from_url(url)
     old = store.get("old")

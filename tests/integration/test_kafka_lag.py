@@ -74,8 +74,8 @@ def test_lag_over_the_threshold_runs_the_pipeline_once_per_min_interval(
     caught_up = sensor.evaluate_tick(build_sensor_context(cursor=two_minutes_later))
     assert not caught_up.run_requests
     assert (
-        "lag 0 of group feature-builders on md.ticks is within threshold 5"
-        == caught_up.skip_message
+        caught_up.skip_message
+        == "lag 0 of group feature-builders on md.ticks is within threshold 5"
     )
 
 

@@ -173,7 +173,8 @@ def test_in_production_a_submissions_placement_and_secrets_reach_its_steps(
                 "spec_ref": "xs_signal",
                 "runtime_params": _params(3, affinity={"compute_pool": "tpu"}),
             },
-            # deploy/teams.yaml grants execution-prod to team execution, not to research (the pipeline's team)
+            # deploy/teams.yaml grants execution-prod to team execution, not to research (the
+            # pipeline's team)
             {
                 "spec_ref": "xs_signal",
                 "runtime_params": _params(4, secrets_scope=["execution-prod"]),
@@ -202,11 +203,17 @@ def test_in_production_a_submissions_placement_and_secrets_reach_its_steps(
     }
     assert errors == {
         (
-            "runtime_params.secrets_scope: secrets_scope 'Market_Data' cannot name a Kubernetes Secret "
-            "(lowercase letters, digits and '-' only)"
+            "runtime_params.secrets_scope: secrets_scope 'Market_Data' cannot name a Kubernetes "
+            "Secret (lowercase letters, digits and '-' only)"
         ),
-        "runtime_params.affinity.compute_pool: compute_pool 'tpu' does not exist (pools: cpu, cpu_spot, gpu, gpu_spot)",
-        "runtime_params.secrets_scope ['execution-prod'] is not granted to team research (deploy/teams.yaml)",
+        (
+            "runtime_params.affinity.compute_pool: compute_pool 'tpu' does not exist (pools: cpu, "
+            "cpu_spot, gpu, gpu_spot)"
+        ),
+        (
+            "runtime_params.secrets_scope ['execution-prod'] is not granted to team research "
+            "(deploy/teams.yaml)"
+        ),
         "runtime_params.labels.team is 'execution', but the request is team research's",
     }
 

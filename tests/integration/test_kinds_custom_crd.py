@@ -42,7 +42,10 @@ def test_manifest_errors_name_their_field() -> None:
     errors = validate_manifest({"manifest": {"kind": "RayJob", "metadata": {"name": "Bad_Name"}}})
     assert errors == [
         "params.manifest.apiVersion is required (a non-empty string)",
-        "params.manifest.metadata.name 'Bad_Name' is not a valid Kubernetes name (lowercase, digits, '-', '.')",
+        (
+            "params.manifest.metadata.name 'Bad_Name' is not a valid Kubernetes name (lowercase, "
+            "digits, '-', '.')"
+        ),
         "params.manifest.spec is required (a mapping)",
     ]
 
@@ -57,8 +60,8 @@ def test_no_cluster_is_one_clear_line(tmp_path: Path, monkeypatch: pytest.Monkey
     with build_asset_context() as context, pytest.raises(NodeRunError) as err:
         runner_for(NodeKind.custom_crd).run(context, NodeRun(spec=spec, node=node, spec_dir=None))
     assert str(err.value) == (
-        "kinds_crd.submit: custom_crd 'RayJob/x' cannot be applied: no Kubernetes cluster is configured "
-        "(set KUBECONFIG or run in-cluster)"
+        "kinds_crd.submit: custom_crd 'RayJob/x' cannot be applied: no Kubernetes cluster is "
+        "configured (set KUBECONFIG or run in-cluster)"
     )
 
 

@@ -283,7 +283,8 @@ def test_unreachable_api_server_is_one_line(
     message = _failure(result)
     assert "\n" not in message and "Traceback" not in message
     assert message.startswith(
-        f"pod_demo.features: pod for image '{IMAGE}' not created: Kubernetes API https://127.0.0.1:{port} unreachable ("
+        f"pod_demo.features: pod for image '{IMAGE}' not created: Kubernetes API "
+        f"https://127.0.0.1:{port} unreachable ("
     ), message
 
 
@@ -293,7 +294,8 @@ def test_no_cluster_configured_is_one_line(
     client = _profile_client(monkeypatch, tmp_path / "missing-kubeconfig")
     message = _failure(_materialize(_write(tmp_path, SPEC, "pod_demo.yaml"), s3_store, client))
     assert message.startswith(
-        f"pod_demo.features: pod for image '{IMAGE}' not created: no Kubernetes cluster configured ("
+        f"pod_demo.features: pod for image '{IMAGE}' not created: no Kubernetes cluster "
+        "configured ("
     ), message
     assert "\n" not in message
 
@@ -452,7 +454,8 @@ def test_pod_runs_through_the_kubernetes_api_and_s3(
     )
     sent = fake_k8s.created[0]["body"]
     assert fake_k8s.deleted == [sent["metadata"]["name"]]
-    # the body on the wire is the preview's body (same build_pod_body, same inputs) + Pipes bootstrap env
+    # the body on the wire is the preview's body (same build_pod_body, same inputs) + Pipes
+    # bootstrap env
     spec = load_spec(spec_path).spec
     preview = pipes_pod_manifest(spec, spec.node("features"), params)
     container = sent["spec"]["containers"][0]
@@ -518,8 +521,9 @@ def test_local_profile_refuses_an_unmapped_image_before_anything_runs(
         raise_on_error=False,
     )
     assert _failure(result) == (
-        f"pod_demo.features: image '{unmapped}' has no local entrypoint in deploy/local_images.yaml; list it "
-        "there to run it on the embedded default, or run on staging/prod, where the image runs as its own pod"
+        f"pod_demo.features: image '{unmapped}' has no local entrypoint in "
+        "deploy/local_images.yaml; list it there to run it on the embedded default, or run on "
+        "staging/prod, where the image runs as its own pod"
     )
     s3 = boto3.client("s3", endpoint_url=s3_store.endpoint_url, region_name=REGION)
     assert "Contents" not in s3.list_objects_v2(

@@ -183,9 +183,9 @@ def test_image_only_task_not_in_the_local_image_map() -> None:
     with build_asset_context() as context, pytest.raises(NodeRunError) as err:
         runner_for(NodeKind.python_task).run(context, NodeRun(spec=spec, node=node, spec_dir=None))
     assert str(err.value) == (
-        "bt_xs_bilstm_v1.compute_features: image 'ghcr.io/archetype/feature-kit:9.9.9' has no local entrypoint "
-        "in deploy/local_images.yaml; list it there to run it on the embedded default, or run on staging/prod, "
-        "where the image runs as its own pod"
+        "bt_xs_bilstm_v1.compute_features: image 'ghcr.io/archetype/feature-kit:9.9.9' has no "
+        "local entrypoint in deploy/local_images.yaml; list it there to run it on the embedded "
+        "default, or run on staging/prod, where the image runs as its own pod"
     )
 
 
@@ -264,7 +264,8 @@ def test_an_entrypoint_outside_the_teams_modules_is_refused_before_it_starts(
 ) -> None:
     teams = platform_env / "teams.yaml"
     teams.write_text(
-        "defaults: {entrypoints: [quantos_assets.tasks]}\nteams: {quant: {entrypoints: [tests.integration]}}\n"
+        "defaults: {entrypoints: [quantos_assets.tasks]}\nteams: {quant: {entrypoints: "
+        "[tests.integration]}}\n"
     )
     monkeypatch.setenv("QUANTOS_TEAMS", str(teams))
     with pytest.raises(NodeRunError) as err:
@@ -277,10 +278,12 @@ def test_an_entrypoint_outside_the_teams_modules_is_refused_before_it_starts(
             )
         )
     assert str(err.value) == (
-        "kinds_py.attack: params.entrypoint 'subprocess:getoutput' is not allowed: pipelines without "
-        "labels.team (defaults) may run entrypoints under: quantos_assets.tasks (deploy/teams.yaml entrypoints)"
+        "kinds_py.attack: params.entrypoint 'subprocess:getoutput' is not allowed: pipelines "
+        "without labels.team (defaults) may run entrypoints under: quantos_assets.tasks "
+        "(deploy/teams.yaml entrypoints)"
     )
-    # The team's own prefix is whole components: tests.integration allows tests.integration.x, not tests.integrationx
+    # The team's own prefix is whole components: tests.integration allows tests.integration.x, not
+    # tests.integrationx
     node = _py("ok", ["view"], entrypoint=f"{HERE}:echo_env")
     with pytest.raises(NodeRunError, match="is not allowed: pipelines without labels.team"):
         run_node(node)

@@ -59,7 +59,10 @@ def test_trino_dialect_with_bound_parameter() -> None:
 
 
 def test_spark_dialect_with_bound_parameter() -> None:
-    sql = "SELECT `symbol`, volume FROM bars WHERE volume < :max_volume AND symbol RLIKE '^[A-Z]+$' ORDER BY 1"
+    sql = (
+        "SELECT `symbol`, volume FROM bars WHERE volume < :max_volume AND symbol RLIKE '^[A-Z]+$' "
+        "ORDER BY 1"
+    )
     out = run_sql(NodeKind.spark_sql, {"sql": sql, "parameters": {"max_volume": 10_000}})[
         "universe"
     ]
@@ -140,8 +143,9 @@ def test_missing_parameter_value_and_positional_placeholders() -> None:
 
 # --- the sandbox (issue 16, defect 4): a query sees its input views and nothing of the machine ---
 FILE_REFUSAL = (
-    "kinds_sql.universe: out 'universe': Permission Error: reading or writing files or URLs is not allowed "
-    "in a SQL node (read_text, read_csv, COPY, ATTACH, EXPORT...): a query reads only its input views"
+    "kinds_sql.universe: out 'universe': Permission Error: reading or writing files or URLs is "
+    "not allowed in a SQL node (read_text, read_csv, COPY, ATTACH, EXPORT...): a query reads only "
+    "its input views"
 )
 
 
@@ -169,8 +173,8 @@ def test_copy_to_and_attach_are_refused_and_write_nothing(tmp_path: Path) -> Non
     target = tmp_path / "written.csv"
     message = _refused({"sql": f"COPY (SELECT * FROM bars) TO '{target}'"})
     assert message == (
-        "kinds_sql.universe: out 'universe' must be a query (SELECT, WITH, VALUES), not a COPY statement: "
-        "a SQL node reads its input views and returns rows"
+        "kinds_sql.universe: out 'universe' must be a query (SELECT, WITH, VALUES), not a COPY "
+        "statement: a SQL node reads its input views and returns rows"
     )
     assert "not a SET statement" in _refused({"sql": "SET enable_external_access = true"})
     # and the engine itself, whatever reaches it (the runner's check aside)
@@ -217,7 +221,8 @@ def test_the_configuration_is_locked_and_arrow_views_still_work() -> None:
     engine = DuckDBEngine(threads=2)
     settings = engine.query(
         "SELECT name, value FROM duckdb_settings() WHERE name IN ('enable_external_access', "
-        "'autoinstall_known_extensions', 'autoload_known_extensions', 'lock_configuration') ORDER BY name"
+        "'autoinstall_known_extensions', 'autoload_known_extensions', 'lock_configuration') ORDER "
+        "BY name"
     ).to_pylist()
     assert settings == [
         {"name": "autoinstall_known_extensions", "value": "false"},
@@ -234,7 +239,10 @@ def test_sql_uri_outside_the_spec_folder_is_refused(tmp_path: Path) -> None:
     outside.mkdir()
     (outside / "q.sql").write_text("SELECT 'OTHER-TEAM-SQL' AS x")
     (spec_dir / "escape.sql").symlink_to(outside / "q.sql")
-    where = "use a .sql file relative to the spec file, or an s3:// or file:// URI under the artifact store"
+    where = (
+        "use a .sql file relative to the spec file, or an s3:// or file:// URI under the artifact "
+        "store"
+    )
     cases = {
         "/etc/passwd": f"sql_uri '/etc/passwd' is an absolute path; {where}",
         "../other/q.sql": f"sql_uri '../other/q.sql' goes up a folder ('..'); {where}",
@@ -262,7 +270,8 @@ def test_errors_in_sql_from_a_file_give_a_position_not_its_text(tmp_path: Path) 
     (tmp_path / "bad.sql").write_text("root:x:0:0:root:/root:/bin/bash\n")
     (tmp_path / "binder.sql").write_text('SELECT "SECRET_COLUMN_NAME" FROM bars')
     assert _refused({"sql_uri": "bad.sql"}, spec_dir=tmp_path) == (
-        "kinds_sql.universe: out 'universe' is not valid trino SQL: syntax error at line 1, column 7"
+        "kinds_sql.universe: out 'universe' is not valid trino SQL: syntax error at line 1, "
+        "column 7"
     )
     message = _refused({"sql_uri": "binder.sql"}, spec_dir=tmp_path)
     assert (

@@ -1,4 +1,5 @@
-"""LakeIOManager against real engines: Dagster materializations, SQLite SqlCatalog, file warehouse."""
+"""LakeIOManager against real engines: Dagster materializations, SQLite SqlCatalog, file
+warehouse."""
 
 from __future__ import annotations
 
@@ -242,7 +243,9 @@ def test_partitions_overwrite_only_their_key(
     ).success
     assert per_key["2024-01-03"] == [3.5, 3.25]
     assert run([bars, all_bars], lake, instance, selection=[all_bars]).success
-    rows = sorted(zip(*everything[-1].select(["partition_key", "px"]).to_pydict().values()))
+    rows = sorted(
+        zip(*everything[-1].select(["partition_key", "px"]).to_pydict().values(), strict=True)
+    )
     assert rows == [
         ("2024-01-02", 20.25),
         ("2024-01-02", 20.5),

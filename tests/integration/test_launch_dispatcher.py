@@ -2,7 +2,8 @@
 URL where nothing listens: a claim is held while the gateway retries, a retry request makes
 it try at once, and a claim whose gateway is gone is taken over by a running one.
 
-The launch itself, and the kill of a real gateway process, are in tests/security/test_launch_queue.py.
+The launch itself, and the kill of a real gateway process, are in
+tests/security/test_launch_queue.py.
 """
 
 from __future__ import annotations

@@ -85,8 +85,10 @@ def test_the_seed_image_runs_as_its_local_entrypoint_with_the_node_env() -> None
 def test_an_unlisted_image_fails_with_one_line_naming_it_and_the_map() -> None:
     for image in ("ghcr.io/archetype/feature-kit:0.3.3", "ghcr.io/archetype/other-kit:1.0"):
         assert _refused(_seed_node(image=image)) == (
-            f"local_images.compute_features: image '{image}' has no local entrypoint in deploy/local_images.yaml; "
-            "list it there to run it on the embedded default, or run on staging/prod, where the image runs as its own pod"
+            f"local_images.compute_features: image '{image}' has no local entrypoint in "
+            "deploy/local_images.yaml; "
+            "list it there to run it on the embedded default, or run on staging/prod, where the "
+            "image runs as its own pod"
         )
 
 
@@ -124,12 +126,14 @@ def test_a_listed_entrypoint_outside_the_team_allow_list_is_refused(
     monkeypatch.setenv("QUANTOS_TEAMS", str(teams))
 
     assert _refused(_seed_node(image="ghcr.io/evil/shell:1")) == (
-        f"local_images.compute_features: the local entrypoint of image 'ghcr.io/evil/shell:1' ({images}) "
-        "'subprocess:getoutput' is not allowed: team research may run entrypoints under: quantos_assets.tasks "
-        "(deploy/teams.yaml entrypoints)"
+        "local_images.compute_features: the local entrypoint of image 'ghcr.io/evil/shell:1' "
+        f"({images}) 'subprocess:getoutput' is not allowed: team research may run entrypoints "
+        "under: quantos_assets.tasks (deploy/teams.yaml entrypoints)"
     )
     assert _refused(_seed_node(), {"team": "quant_b"}) == (
-        "local_images.compute_features: the local entrypoint of image 'ghcr.io/archetype/feature-kit:0.3.2' "
-        f"({images}) 'quantos_assets.tasks.feature_kit:build' is not allowed: team quant_b may run entrypoints "
+        "local_images.compute_features: the local entrypoint of image "
+        "'ghcr.io/archetype/feature-kit:0.3.2' "
+        f"({images}) 'quantos_assets.tasks.feature_kit:build' is not allowed: team quant_b may "
+        "run entrypoints "
         "under: quant_b.tasks (deploy/teams.yaml entrypoints)"
     )

@@ -137,7 +137,8 @@ def test_a_sql_uri_cannot_leave_the_stand_in_buckets(tmp_path: Path) -> None:
         "s3://queries:443/bt_fetch.sql": outside,
         "S3://queries/bt_fetch.sql": outside,
         "s3://queries/../files/other_team/v1/q.sql": "goes up a folder ('..')",
-        "s3://queries/%2e%2e/files/other_team/v1/q.sql": "cannot be read",  # a literal name, not '..'
+        # a literal name, not '..'
+        "s3://queries/%2e%2e/files/other_team/v1/q.sql": "cannot be read",
         "s3://queries/bt_fetch.sql/": "is not a .sql file",
     }
     for uri, says in cases.items():
@@ -155,7 +156,8 @@ def test_a_sql_uri_cannot_leave_the_stand_in_buckets(tmp_path: Path) -> None:
         store.get("s3://other/q.sql")
     assert (
         str(err.value)
-        == f"s3://other/q.sql: not in this local store (root {root}; buckets it stands in for: queries)"
+        == f"s3://other/q.sql: not in this local store (root {root}; buckets it stands in for: "
+        "queries)"
     )
 
 

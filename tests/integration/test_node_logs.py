@@ -193,7 +193,8 @@ def test_every_node_event_is_a_keyed_json_line_in_that_nodes_captured_stdout(ran
 def test_json_logs_off_leaves_only_dagsters_own_log(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """The handler stays in dagster.yaml; the switch alone silences it (here a run in one process)."""
+    """The handler stays in dagster.yaml; the switch alone silences it (here a run in one
+    process)."""
     env = _environment(tmp_path, json_logs="off")
     for key in ("DAGSTER_HOME", "QUANTOS_DATA_DIR", "QUANTOS_SPECS_DIR", "QUANTOS_JSON_LOGS"):
         monkeypatch.setenv(key, env[key])
@@ -278,7 +279,7 @@ def test_quantos_logs_prints_the_submissions_keyed_lines(
         (line["submission_id"], line["pipeline_id"], line["node_id"], line["run_id"])
         for line in lines
     } == {(SUBMISSION, "logs_demo", "total", ran.run_id)}
-    assert STEP_EVENTS <= {line["event"] for line in lines}
+    assert {line["event"] for line in lines} >= STEP_EVENTS
     # The same lines the node's step wrote to its captured stdout, from the other end.
     stepped = {
         (line["event"], line["message"])

@@ -225,7 +225,10 @@ def test_quantos_run_refuses_params_production_could_not_honour(
     assert main(["run", str(SEED), "--params", str(bad)]) == 1
     err = capsys.readouterr().err.strip().splitlines()
     assert err == [
-        f"{bad}:1: affinity.compute_pool: compute_pool 'gpu_huge' does not exist (pools: cpu, cpu_spot, gpu, gpu_spot)"
+        (
+            f"{bad}:1: affinity.compute_pool: compute_pool 'gpu_huge' does not exist (pools: cpu, "
+            "cpu_spot, gpu, gpu_spot)"
+        )
     ]
 
 

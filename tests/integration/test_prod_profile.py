@@ -153,7 +153,8 @@ def test_lake_io_manager_postgres_catalog_s3_warehouse_roundtrip(prod_env) -> No
     conn = psycopg2.connect(host="127.0.0.1", user="postgres", dbname=db)
     with conn.cursor() as cur:
         cur.execute(
-            "SELECT metadata_location FROM iceberg_tables WHERE table_namespace = %s AND table_name = %s",
+            "SELECT metadata_location FROM iceberg_tables WHERE table_namespace = %s AND "
+            "table_name = %s",
             ("prod_probe", "returns"),
         )
         row = cur.fetchone()

@@ -9,6 +9,7 @@ runs through a real code server, and the runs really execute and take time.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import socket
@@ -129,10 +130,8 @@ def prod_queue(pg_url, tmp_path, monkeypatch):
             yield instance, ctx
     finally:
         instance.dispose()
-        try:
+        with contextlib.suppress(ProcessLookupError):
             os.killpg(server.pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
         server.wait(timeout=30)
 
 

@@ -116,7 +116,8 @@ def test_the_seed_trains_on_the_cluster_from_a_thin_driver(
 
 
 def test_without_a_cluster_nothing_changes(prod, monkeypatch) -> None:
-    """Locally a step is a process and Ray is local: an address changes nothing of the k8s config."""
+    """Locally a step is a process and Ray is local: an address changes nothing of the k8s
+    config."""
     prod_before = _jobs(SEED)
     monkeypatch.setenv("QUANTOS_ENV", "local")
     monkeypatch.setenv("QUANTOS_RAY_ADDRESS", ADDRESS)
@@ -248,7 +249,10 @@ def test_ray_worker_resources_split_the_node_over_its_workers() -> None:
         (
             {"params": {"trainer": "mlp", "workers": 2}, "resources": {"gpu": 1}},
             "resources.gpu",
-            "gpu 1 with 2 Ray Train worker(s): a ray_job gets one GPU per worker, so ask for gpu: 2 or set params.workers: 1",
+            (
+                "gpu 1 with 2 Ray Train worker(s): a ray_job gets one GPU per worker, so ask for "
+                "gpu: 2 or set params.workers: 1"
+            ),
         ),
     ],
 )

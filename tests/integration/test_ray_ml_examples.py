@@ -119,7 +119,8 @@ def test_a_gated_bilstm_is_promoted_after_its_retrain_reproduces_its_metrics(
     )
     assert reproducible.passed, reproducible.description
     assert re.fullmatch(
-        r"retrained with seed 7 on gated_bilstm\.features@\d+ with 1 worker\(s\): metrics match within rel 0\.001",
+        r"retrained with seed 7 on gated_bilstm\.features@\d+ with 1 worker\(s\): metrics match "
+        r"within rel 0\.001",
         reproducible.description or "",
     )
     recorded = reproducible.metadata["recorded"].value

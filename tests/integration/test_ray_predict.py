@@ -397,7 +397,8 @@ def test_a_table_without_the_models_features_fails_before_any_ray_work(
             context, NodeRun(spec=spec, node=node, spec_dir=None, inputs=inputs)
         )
     assert str(err.value) == (
-        "rp.predict: the feature table rp.no_vol lacks column(s) ['vol_rank'] that model 'model_uri' (bilstm) reads"
+        "rp.predict: the feature table rp.no_vol lacks column(s) ['vol_rank'] that model "
+        "'model_uri' (bilstm) reads"
     )
 
 
@@ -422,6 +423,7 @@ def test_a_file_that_is_no_model_is_one_line(
             context, NodeRun(spec=spec, node=node, spec_dir=None, inputs=inputs)
         )
     assert str(err.value).startswith(
-        "rp.predict: input 'model_uri' is neither a PyTorch model file nor a pickled scikit-learn model ("
+        "rp.predict: input 'model_uri' is neither a PyTorch model file nor a pickled scikit-learn "
+        "model ("
     )
     assert "\n" not in str(err.value)

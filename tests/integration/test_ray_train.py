@@ -148,10 +148,12 @@ from resources.ray_cluster import RayResource
 from quantos_assets.trainers.ray_training import CheckpointPlace, TorchPlacement, train_torch
 from quantos_assets.trainers.training import TrainingJob
 RayResource(address={address!r}).init()
-lake = LakeIOManager(catalog_uri={catalog!r}, warehouse={warehouse!r}, artifact_store=ArtifactStore(root={artifacts!r}))
+lake = LakeIOManager(catalog_uri={catalog!r}, warehouse={warehouse!r}, \
+artifact_store=ArtifactStore(root={artifacts!r}))
 ref = lake.table_ref("rt", "features", {snapshot})
 job = TrainingJob(trainer="bilstm", features={features!r}, seed=3, hyperparameters={hp!r})
-result = train_torch(ref.to_ray_dataset(), job, TorchPlacement(workers=1, cpus_per_worker=1), CheckpointPlace(path={path!r}, name="train", uri="x"))
+result = train_torch(ref.to_ray_dataset(), job, TorchPlacement(workers=1, cpus_per_worker=1), \
+CheckpointPlace(path={path!r}, name="train", uri="x"))
 print(json.dumps(result.metrics["training"]["starts"]))
 """
 
@@ -160,7 +162,8 @@ print(json.dumps(result.metrics["training"]["starts"]))
 def test_a_killed_step_resumes_from_its_last_checkpoint(
     nodes: RayNodes, lake: LakeIOManager, features: TableRef
 ) -> None:
-    """What a retried step does: a new driver trains under the same run name as the one that died."""
+    """What a retried step does: a new driver trains under the same run name as the one that
+    died."""
     store = lake.artifact_store
     path, _ = store.filesystem_path("checkpoints/rt/retried")
     script = DRIVER.format(

@@ -30,7 +30,8 @@ slo: {{retry: {{max_attempts: 2, backoff_sec: 0}}}}
 nodes:
   - id: fetch
     kind: python_task
-    params: {{entrypoint: "tests.integration.test_kinds_entrypoints:fail_first_attempt", marker: "{marker}"}}
+    params: {{entrypoint: "tests.integration.test_kinds_entrypoints:fail_first_attempt", marker: \
+"{marker}"}}
     outs: [rows]
 """
 
@@ -125,16 +126,19 @@ def test_retry_failure_and_completion_arrive_in_seed_002_words(
         assert generic[0]["attempt"] == 1 and generic[0]["max_attempts"] == 2
         assert generic[2]["run_id"] == bad.run_id
         slack_webhook = [
-            t for (p, _), t in zip(receiver.posts, receiver.texts()) if p.startswith("/services/")
+            t
+            for (p, _), t in zip(receiver.posts, receiver.texts(), strict=False)
+            if p.startswith("/services/")
         ]
         slack_api = [
             t
-            for (p, _), t in zip(receiver.posts, receiver.texts())
+            for (p, _), t in zip(receiver.posts, receiver.texts(), strict=False)
             if p.endswith("chat.postMessage")
         ]
         assert slack_webhook == slack_api
         assert slack_webhook[1] == (
-            f"nightly_dataload.fetch is complete. <http://dagster.example:3000/runs/{ok.run_id}|View run>"
+            "nightly_dataload.fetch is complete. "
+            f"<http://dagster.example:3000/runs/{ok.run_id}|View run>"
         )
 
         # Nothing new: nothing resent.

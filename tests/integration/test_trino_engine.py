@@ -76,7 +76,8 @@ def test_statement_sql_bound_values_and_session_on_the_wire(coordinator) -> None
     port, received = coordinator
     engine = TrinoEngine(host="127.0.0.1", port=port, user="research", catalog="lake", schema="xs")
     table = engine.query(
-        "SELECT symbol, count(*) AS n FROM features WHERE day >= $start AND note = $note GROUP BY symbol",
+        "SELECT symbol, count(*) AS n FROM features WHERE day >= $start AND note = $note GROUP BY "
+        "symbol",
         parameters={"start": "2025-01-02", "note": "it's; DROP TABLE x"},
     )
     assert table.to_pylist() == [{"symbol": "AAPL", "n": 3}, {"symbol": "MSFT", "n": 5}]

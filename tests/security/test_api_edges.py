@@ -108,7 +108,8 @@ def _insert_job(stack: Stack, job_id: str, team: str, pipeline_id: str, **values
 
 def _runs_of_job(stack: Stack, job_id: str) -> int:
     data = stack.dagster.graphql(
-        "query R($t: [ExecutionTag!]) { runsOrError(filter: {tags: $t}) { ... on Runs { count } } }",
+        "query R($t: [ExecutionTag!]) { runsOrError(filter: {tags: $t}) { ... on Runs { count } } "
+        "}",
         {"t": [{"key": "quantos/job_id", "value": job_id}]},
     )
     return int(data["runsOrError"]["count"])
@@ -476,7 +477,8 @@ def test_schemathesis_with_a_team_and_an_admin_token_finds_nothing(stack: Stack)
         )
         assert res.returncode == 0, res.stdout[-6000:] + res.stderr[-2000:]
         print(
-            f"schemathesis as {token}: {time.monotonic() - started:.0f} s; {res.stdout.strip().splitlines()[-1]}"
+            f"schemathesis as {token}: {time.monotonic() - started:.0f} s; "
+            f"{res.stdout.strip().splitlines()[-1]}"
         )
     assert stack.run_count() == before  # nothing the fuzzer sent was launched
 
@@ -492,7 +494,8 @@ def _jobs(stack: Stack, token: str) -> list[dict]:
 
 def test_a_team_at_its_submission_limit_cannot_schedule_jobs_instead(stack: Stack) -> None:
     """Defect 6: at its per-minute limit (429 on submit), scheduling answered 201 three times
-    and three runs fired. Now the schedule endpoint draws on the same budget: 429, nothing stored."""
+    and three runs fired. Now the schedule endpoint draws on the same budget: 429, nothing
+    stored."""
     first = stack.call("POST", "/api/orch/submit", "tiny", json={"spec_ref": "adm_tiny"})
     assert first.status_code == 202, first.text
     stack.wait(first.json()["submission_id"], {"SUCCESS"}, token="tiny")

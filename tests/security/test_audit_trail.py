@@ -68,7 +68,8 @@ def test_refused_requests_are_kept_as_digest_and_size_bounded(stack: Stack) -> N
         assert res.json()["error"] == "team frozen has 0 active runs (limit 0)"
     grown = _store_bytes(stack.data_dir) - before_bytes
     print(
-        f"gateway.db (+wal) grew by {grown} bytes for {FLOOD} refusals of {REFS_BYTES} bytes of refs"
+        f"gateway.db (+wal) grew by {grown} bytes for {FLOOD} refusals of {REFS_BYTES} bytes of "
+        "refs"
     )
     assert grown < 512 * 1024, f"gateway.db (+wal) grew by {grown} bytes for {FLOOD} refusals"
 
@@ -133,7 +134,8 @@ def _rewrite_and_rehash(conn: sqlite3.Connection) -> None:
         }
         digest = record_hash(prev, fields)
         conn.execute(
-            "UPDATE quantos_audit SET decision = ?, actor = ?, prev_hash = ?, hash = ? WHERE seq = ?",
+            "UPDATE quantos_audit SET decision = ?, actor = ?, prev_hash = ?, hash = ? WHERE seq "
+            "= ?",
             ("accepted", "someone-else", prev, digest, row["seq"]),
         )
         prev = digest
@@ -149,27 +151,45 @@ def _last(db: Path) -> int:
     [
         (
             "delete the last record",
-            "audit trail FAILED: truncated: the store ends at record {m1} but the anchor holds record {n} (1 record deleted from the end, or the store was wiped)",
+            (
+                "audit trail FAILED: truncated: the store ends at record {m1} but the anchor holds "
+                "record {n} (1 record deleted from the end, or the store was wiped)"
+            ),
         ),
         (
             "delete the last five",
-            "audit trail FAILED: truncated: the store ends at record {m5} but the anchor holds record {n} (5 records deleted from the end, or the store was wiped)",
+            (
+                "audit trail FAILED: truncated: the store ends at record {m5} but the anchor holds "
+                "record {n} (5 records deleted from the end, or the store was wiped)"
+            ),
         ),
         (
             "drop the table",
-            "audit trail FAILED: the store has no audit table (quantos_audit was dropped, or the store was wiped or replaced)",
+            (
+                "audit trail FAILED: the store has no audit table (quantos_audit was dropped, or "
+                "the store was wiped or replaced)"
+            ),
         ),
         (
             "rewrite and re-hash the whole chain",
-            "audit chain BROKEN at record 1: its HMAC does not match: the record was rewritten (and re-hashed) without the audit key",
+            (
+                "audit chain BROKEN at record 1: its HMAC does not match: the record was rewritten "
+                "(and re-hashed) without the audit key"
+            ),
         ),
         (
             "delete the database",
-            "audit trail FAILED: the store {db} does not exist (wiped or moved? QUANTOS_GATEWAY_DB)",
+            (
+                "audit trail FAILED: the store {db} does not exist (wiped or moved? "
+                "QUANTOS_GATEWAY_DB)"
+            ),
         ),
         (
             "delete the anchor",
-            "audit trail FAILED: the anchor {anchor} does not exist: the end of the chain cannot be proven ({n} records in the store)",
+            (
+                "audit trail FAILED: the anchor {anchor} does not exist: the end of the chain "
+                "cannot be proven ({n} records in the store)"
+            ),
         ),
     ],
 )
@@ -222,7 +242,8 @@ def test_verify_of_a_data_dir_that_does_not_exist_creates_nothing(
     assert res.returncode == 1
     assert (
         res.stderr.strip()
-        == f"audit trail FAILED: the store {nowhere / 'gateway.db'} does not exist (wiped or moved? QUANTOS_GATEWAY_DB)"
+        == f"audit trail FAILED: the store {nowhere / 'gateway.db'} does not exist (wiped or "
+        "moved? QUANTOS_GATEWAY_DB)"
     )
     assert not nowhere.exists()
 
@@ -256,8 +277,8 @@ def test_the_live_store_truncated_under_the_running_gateway_is_caught(stack: Sta
     broken = stack.cli("audit", "verify")
     assert broken.returncode == 1
     assert broken.stderr.strip() == (
-        f"audit trail FAILED: truncated: the store ends at record {n - 1} but the anchor holds record {n} "
-        "(1 record deleted from the end, or the store was wiped)"
+        f"audit trail FAILED: truncated: the store ends at record {n - 1} but the anchor holds "
+        f"record {n} (1 record deleted from the end, or the store was wiped)"
     )
     res = stack.call(
         "POST",

@@ -6,8 +6,8 @@ killed (SIGKILL of its process group: no shutdown hook runs) and another gateway
 the same store. Before leases the new gateway took the claim for the old one's for 120 s
 after the old one's last renewal, and `POST retry` answered 409 "has no run yet"; the
 submission stayed ACCEPTED with no error until a second restart. Now the claim lapses one
-lease (QUANTOS_LAUNCH_LEASE_SECONDS, 15 s shipped, 8 s here) after the last heartbeat and the running gateway
-takes it over at its next sweep; the store is never edited by hand here.
+lease (QUANTOS_LAUNCH_LEASE_SECONDS, 15 s shipped, 8 s here) after the last heartbeat and the
+running gateway takes it over at its next sweep; the store is never edited by hand here.
 """
 
 from __future__ import annotations
@@ -39,7 +39,8 @@ STARTUP_WARNING = "does not answer"
 
 @pytest.fixture(scope="module")
 def stack(security_stack: Stack) -> Stack:
-    """The suite's shared stack (tests/security_stack.py): its Dagster, for this module's own gateways."""
+    """The suite's shared stack (tests/security_stack.py): its Dagster, for this module's own
+    gateways."""
     return security_stack
 
 
@@ -106,7 +107,8 @@ def _submit(gw: Gateway, sid: str) -> None:
 
 def _dagster_runs(stack: Stack, sid: str) -> list[dict[str, Any]]:
     data = stack.dagster.graphql(
-        "query($t: [ExecutionTag!]) { runsOrError(filter: {tags: $t}) { ... on Runs { results { runId status } } } }",
+        "query($t: [ExecutionTag!]) { runsOrError(filter: {tags: $t}) { ... on Runs { results { "
+        "runId status } } } }",
         {"t": [{"key": "quantos/submission_id", "value": sid}]},
     )
     return list(data["runsOrError"]["results"])

@@ -143,7 +143,8 @@ def test_the_asset_job_name_is_refused(stack: Stack) -> None:
     assert res.status_code == 422, res.text
     (line,) = res.json()["lines"]
     assert line.endswith(
-        "pipeline_id: invalid id '__ASSET_JOB': names starting with '__' are reserved by Dagster (e.g. __ASSET_JOB)"
+        "pipeline_id: invalid id '__ASSET_JOB': names starting with '__' are reserved by Dagster "
+        "(e.g. __ASSET_JOB)"
     ), line
     assert not list(stack.specs_dir.glob("__ASSET_JOB*"))
     nothing_stored(stack, "research", "sec-asset-job")
@@ -243,7 +244,8 @@ def test_an_alias_bomb_in_the_registry_is_refused_fast(stack: Stack) -> None:
     anchors += [f"      l{i}: &l{i} [{', '.join([f'*l{i - 1}'] * 9)}]" for i in range(1, 9)]
     bomb = stack.specs_dir / "rt_bomb.yaml"
     bomb.write_text(
-        "version: 1\npipeline_id: rt_bomb\nnodes:\n  - id: a\n    kind: python_task\n    outs: [x]\n"
+        "version: 1\npipeline_id: rt_bomb\nnodes:\n  - id: a\n    kind: python_task\n    outs: "
+        "[x]\n"
         f"    params:\n      entrypoint: {NOOP}\n" + "\n".join(anchors) + "\n"
     )
     try:

@@ -25,14 +25,15 @@ from security_stack import shell_attack
 pytestmark = pytest.mark.e2e
 
 NOT_ALLOWED = (
-    "nodes[0].params.entrypoint: 'subprocess:getoutput' is not allowed: team research may run entrypoints "
-    "under: quantos_assets.tasks (deploy/teams.yaml entrypoints)"
+    "nodes[0].params.entrypoint: 'subprocess:getoutput' is not allowed: team research may run "
+    "entrypoints under: quantos_assets.tasks (deploy/teams.yaml entrypoints)"
 )
 FILE_REFUSAL = (
     "Permission Error: reading or writing files or URLs is not allowed in a SQL node "
     "(read_text, read_csv, COPY, ATTACH, EXPORT...): a query reads only its input views"
 )
-FAILURES = """query($runId: ID!) { logsForRun(runId: $runId, limit: 1000) { ... on EventConnection { events {
+FAILURES = """query($runId: ID!) { logsForRun(runId: $runId, limit: 1000) { ... on EventConnection \
+{ events {
   __typename ... on MessageEvent { message stepKey }
   ... on ExecutionStepFailureEvent { failureMetadata { description } error { message } } } } } }"""
 RUN_STATUS = "query($runId: ID!) { runOrError(runId: $runId) { ... on Run { status } } }"
@@ -211,7 +212,8 @@ def test_sql_uri_outside_the_spec_folder_is_refused_at_submit(
     assert res.status_code == 422, res.text
     [line] = res.json()["lines"]
     assert re.match(
-        rf"dag_spec:\d+: nodes\[0\]\.params\.sql_uri: {re.escape(says)}; use a \.sql file relative to the spec",
+        rf"dag_spec:\d+: nodes\[0\]\.params\.sql_uri: {re.escape(says)}; use a \.sql file "
+        r"relative to the spec",
         line,
     ), line
     assert "root:" not in res.text

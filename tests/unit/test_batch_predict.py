@@ -105,7 +105,11 @@ def test_the_actor_forecasts_training_windows_and_nulls_the_rest() -> None:
         windows = symbol_windows(group, spec)
         with torch.no_grad():
             forecast = net(torch.from_numpy(windows["x"])).numpy()
-        expected.update(zip(zip(windows["date"], windows["symbol"]), forecast.tolist()))
+        expected.update(
+            zip(
+                zip(windows["date"], windows["symbol"], strict=True), forecast.tolist(), strict=True
+            )
+        )
     got = out["prediction"].dropna()
     assert set(got.index) == set(expected)
     np.testing.assert_allclose(

@@ -39,14 +39,15 @@ triggers:
   - kafka_lag: {topic: x_1, group: g, threshold: 10}
   - kafka_lag: {topic: x, group: g, threshold: 10}
 nodes:
-  - {id: src, kind: python_task, params: {entrypoint: "quantos_assets.tasks.noop:one_row"}, outs: [rows]}
+  - {id: src, kind: python_task, params: {entrypoint: "quantos_assets.tasks.noop:one_row"}, outs: \
+[rows]}
   - {id: side, kind: trino_sql, params: {sql: "SELECT 1 AS x"}, ins: [rows]}
   - {id: stream, kind: flink_job, ins: [rows], outs: [live]}
 """
 
 
 def test_the_copy_of_dagsters_reserved_names_is_current() -> None:
-    assert DAGSTER_RESERVED_NAMES == frozenset(DISALLOWED_NAMES)
+    assert frozenset(DISALLOWED_NAMES) == DAGSTER_RESERVED_NAMES
 
 
 def test_two_lag_triggers_never_share_a_sensor_name() -> None:

@@ -49,7 +49,10 @@ def test_one_line_per_offending_node_naming_the_field() -> None:
     spec = _spec(
         "quantos_assets.tasks.noop:one_row", "subprocess:getoutput", "os:system", "no colon"
     )
-    tail = "is not allowed: team research may run entrypoints under: quantos_assets.tasks (deploy/teams.yaml entrypoints)"
+    tail = (
+        "is not allowed: team research may run entrypoints under: quantos_assets.tasks "
+        "(deploy/teams.yaml entrypoints)"
+    )
     assert entrypoint_refusals(spec, ["quantos_assets.tasks"], "research") == [
         f"nodes[1].params.entrypoint: 'subprocess:getoutput' {tail}",
         f"nodes[2].params.entrypoint: 'os:system' {tail}",
@@ -75,11 +78,13 @@ def test_the_pipelines_team_decides_and_a_pipeline_without_one_gets_the_defaults
     )
     assert pipeline_entrypoint_refusals(_spec("quant_lib.tasks.alpha:run"), teams) == [
         (
-            "nodes[0].params.entrypoint: 'quant_lib.tasks.alpha:run' is not allowed: pipelines without "
-            "labels.team (defaults) may run entrypoints under: quantos_assets.tasks (deploy/teams.yaml entrypoints)"
+            "nodes[0].params.entrypoint: 'quant_lib.tasks.alpha:run' is not allowed: pipelines "
+            "without labels.team (defaults) may run entrypoints under: quantos_assets.tasks "
+            "(deploy/teams.yaml entrypoints)"
         )
     ]
-    # a team entry without the field gets quantos_assets.tasks, like an unknown team gets the defaults
+    # a team entry without the field gets quantos_assets.tasks, like an unknown team gets the
+    # defaults
     assert teams.entrypoints_for("other") == ["quantos_assets.tasks"]
     assert teams.entrypoints_for("nobody") == ["quantos_assets.tasks"]
 
@@ -97,6 +102,6 @@ def test_a_prefix_that_is_no_module_path_is_one_line(tmp_path: Path) -> None:
     with pytest.raises(TeamsFileError) as err:
         load_teams(path)
     assert str(err.value) == (
-        f"{path}: teams.quant.entrypoints: Value error, 'quant_lib/tasks' is not a dotted module path "
-        "(e.g. quantos_assets.tasks)"
+        f"{path}: teams.quant.entrypoints: Value error, 'quant_lib/tasks' is not a dotted module "
+        "path (e.g. quantos_assets.tasks)"
     )

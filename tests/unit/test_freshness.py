@@ -43,7 +43,8 @@ def test_thanksgiving_does_not_count_as_a_missing_session() -> None:
 
 
 def test_lag_counts_sessions_not_days_across_a_holiday_weekend() -> None:
-    # Holds Friday 2016-01-15; MLK Monday and the weekend are not sessions: one behind on Tuesday night.
+    # Holds Friday 2016-01-15; MLK Monday and the weekend are not sessions: one behind on Tuesday
+    # night.
     verdict = evaluate_freshness(LAG_1, "XNYS", date(2016, 1, 15), at(2016, 1, 19, 17))
     assert verdict.fresh and verdict.lag_sessions == 1, verdict.reason
     two_behind = evaluate_freshness(LAG_1, "XNYS", date(2016, 1, 15), at(2016, 1, 20, 17))

@@ -171,18 +171,23 @@ def test_the_spec_tightens_the_policy_and_keeps_the_rest(tmp_path: Path, policy:
 def test_loosening_is_an_error_citing_both_files(tmp_path: Path, policy: Path) -> None:
     assert errors(tmp_path, sharpe=">= 0.3") == [
         (
-            "gated.yaml:17: gates.require.sharpe: '>= 0.3' loosens the firm-wide 'sharpe >= 0.5' (promotion.yaml:4); "
+            "gated.yaml:17: gates.require.sharpe: '>= 0.3' loosens the firm-wide 'sharpe >= 0.5' "
+            "(promotion.yaml:4); "
             "a spec may only tighten it"
         )
     ]
     assert errors(tmp_path, sharpe="<= 5") == [
         (
-            "gated.yaml:17: gates.require.sharpe: '<= 5' bounds the other side of the firm-wide 'sharpe >= 0.5' "
+            "gated.yaml:17: gates.require.sharpe: '<= 5' bounds the other side of the firm-wide "
+            "'sharpe >= 0.5' "
             "(promotion.yaml:4); one bound per metric: tighten the firm's instead"
         )
     ]
     assert errors(tmp_path, sharpe="=> 1") == [
-        "gated.yaml:17: gates.require.sharpe: bound '=> 1' is not OP NUMBER (OP is >=, >, <= or <), e.g. \">= 1.0\""
+        (
+            "gated.yaml:17: gates.require.sharpe: bound '=> 1' is not OP NUMBER (OP is >=, >, <= "
+            'or <), e.g. ">= 1.0"'
+        )
     ]
 
 
@@ -190,12 +195,17 @@ def test_a_spec_may_stop_early_but_never_skip_a_stage(tmp_path: Path, policy: Pa
     assert errors(tmp_path, stages="[staging]") == []
     assert errors(tmp_path, stages="[staging, prod]") == [
         (
-            "gated.yaml:19: gates.stages: [staging, prod] skips canary: the firm promotes through staging, canary, "
+            "gated.yaml:19: gates.stages: [staging, prod] skips canary: the firm promotes through "
+            "staging, canary, "
             "prod in order (promotion.yaml:2); a spec may stop early, never skip or reorder"
         )
     ]
     assert errors(tmp_path, stages="[staging, qa]") == [
-        "gated.yaml:19: gates.stages[1]: unknown stage 'qa' (the firm's stages, promotion.yaml:2: staging, canary, prod)"
+        (
+            "gated.yaml:19: gates.stages[1]: unknown stage 'qa' (the firm's stages, "
+            "promotion.yaml:2: "
+            "staging, canary, prod)"
+        )
     ]
     assert errors(tmp_path, stages="[staging, staging]") == [
         "gated.yaml:19: gates.stages: stage staging listed twice"
@@ -207,12 +217,16 @@ def test_what_is_gated_must_be_a_trained_model_and_its_metrics(
 ) -> None:
     assert errors(tmp_path, kind="python_task") == [
         (
-            "gated.yaml:14: gates.model: 'model_uri' is made by python_task node 'train_model'; a gate retrains "
-            "the model to prove it reproducible, which needs a ray_job (registered trainer, recorded seed)"
+            "gated.yaml:14: gates.model: 'model_uri' is made by python_task node 'train_model'; a "
+            "gate retrains the model to prove it reproducible, which needs a ray_job (registered "
+            "trainer, recorded seed)"
         )
     ]
     assert errors(tmp_path, metrics="features") == [
-        "gated.yaml:15: gates.metrics: 'features' is not the metrics of 'train_model': its metrics are outs[1] 'metrics_json'"
+        (
+            "gated.yaml:15: gates.metrics: 'features' is not the metrics of 'train_model': its "
+            "metrics are outs[1] 'metrics_json'"
+        )
     ]
     path = tmp_path / "gated.yaml"
     path.write_text(
@@ -224,11 +238,13 @@ def test_what_is_gated_must_be_a_trained_model_and_its_metrics(
         load_spec(path)
     lines = [line.replace(f"{tmp_path}/", "") for line in err.value.lines]
     assert lines[0] == (
-        "gated.yaml:13: gates: the firm's policy requires sharpe (promotion.yaml:4), but 'train_model' reports sharpe "
+        "gated.yaml:13: gates: the firm's policy requires sharpe (promotion.yaml:4), but "
+        "'train_model' reports sharpe "
         "only when it trades its forecast: set params.return_column"
     )
     assert lines[1].startswith(
-        "gated.yaml:17: gates.require.sortino: 'train_model' reports no metric 'sortino' (it reports "
+        "gated.yaml:17: gates.require.sortino: 'train_model' reports no metric 'sortino' (it "
+        "reports "
     )
 
 
@@ -236,7 +252,8 @@ def test_a_broken_policy_is_reported_with_its_own_line(tmp_path: Path, policy: P
     policy.write_text(POLICY.replace('">= 0.5"', '"at least 0.5"'))
     assert errors(tmp_path) == [
         (
-            "gated.yaml:13: gates: the firm's promotion policy is invalid: promotion.yaml:4: require.sharpe: "
+            "gated.yaml:13: gates: the firm's promotion policy is invalid: promotion.yaml:4: "
+            "require.sharpe: "
             "bound 'at least 0.5' is not OP NUMBER (OP is >=, >, <= or <), e.g. \">= 1.0\""
         )
     ]

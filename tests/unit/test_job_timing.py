@@ -94,7 +94,8 @@ def test_rows_that_cannot_be_shown_come_back_marked_and_the_others_intact(tmp_pa
     with sqlite3.connect(db) as conn:
         for job_id, at, params, nodes, cron, zone in bad:
             conn.execute(
-                "INSERT INTO gateway_jobs (id, team, actor, type, pipeline_id, spec_sha256, runtime_params, nodes, "
+                "INSERT INTO gateway_jobs (id, team, actor, type, pipeline_id, spec_sha256, "
+                "runtime_params, nodes, "
                 "description, execution_time, cron, timezone, canceled, created_at, updated_at) "
                 "VALUES (?, 'research', 't', 'pipeline', 'p', ?, ?, ?, '', ?, ?, ?, 0, ?, ?)",
                 (job_id, "a" * 64, params, nodes, at, cron, zone, now, now),

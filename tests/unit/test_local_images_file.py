@@ -73,8 +73,8 @@ def test_lookups_by_tag_and_digest(tmp_path: Path) -> None:
         with pytest.raises(LocalImagesError) as err:
             images.entrypoint_for(unlisted)
         assert str(err.value) == (
-            f"image '{unlisted}' has no local entrypoint in {path}; list it there to run it on the embedded "
-            "default, or run on staging/prod, where the image runs as its own pod"
+            f"image '{unlisted}' has no local entrypoint in {path}; list it there to run it on "
+            "the embedded default, or run on staging/prod, where the image runs as its own pod"
         )
 
 
@@ -103,7 +103,10 @@ def test_lookups_by_tag_and_digest(tmp_path: Path) -> None:
             "images[0].cmd: Extra inputs",
         ),
         (
-            "images:\n  - {image: 'kit:1', entrypoint: 'a.b:c'}\n  - {image: 'kit:1', entrypoint: 'd.e:f'}\n",
+            (
+                "images:\n  - {image: 'kit:1', entrypoint: 'a.b:c'}\n  - {image: 'kit:1', "
+                "entrypoint: 'd.e:f'}\n"
+            ),
             "image 'kit:1' is listed twice",
         ),
         ("images: [a\n", "images.yaml:2: not YAML"),

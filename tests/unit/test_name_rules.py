@@ -26,7 +26,10 @@ TASK = "kind: python_task, params: {entrypoint: 'quantos_assets.tasks.noop:one_r
 
 
 def one(pipeline_id: str, node_id: str = "a", extra: str = "", outs: str = "[x]") -> str:
-    return f"version: 1\npipeline_id: {pipeline_id}\n{extra}nodes:\n  - {{id: {node_id}, {TASK}, outs: {outs}}}\n"
+    return (
+        f"version: 1\npipeline_id: {pipeline_id}\n{extra}nodes:\n  - {{id: {node_id}, {TASK}, "
+        f"outs: {outs}}}\n"
+    )
 
 
 def errors(text: str) -> list[str]:
@@ -44,13 +47,19 @@ def errors(text: str) -> list[str]:
         ),
         (
             one("rt_a__b", "c"),
-            "f.yaml:2: pipeline_id: invalid id 'rt_a__b': letters, digits and single '_' between them",
+            (
+                "f.yaml:2: pipeline_id: invalid id 'rt_a__b': letters, digits and single '_' "
+                "between them"
+            ),
         ),
         (one("_p"), "f.yaml:2: pipeline_id: invalid id '_p': letters"),
         (one("p", "a_"), "f.yaml:4: nodes[0].id: invalid id 'a_': letters"),
         (
             one("__ASSET_JOB"),
-            "f.yaml:2: pipeline_id: invalid id '__ASSET_JOB': names starting with '__' are reserved by Dagster",
+            (
+                "f.yaml:2: pipeline_id: invalid id '__ASSET_JOB': names starting with '__' are "
+                "reserved by Dagster"
+            ),
         ),
     ],
     ids=[
@@ -80,7 +89,10 @@ def test_ids_that_could_make_another_specs_names_are_refused(text: str, line: st
 )
 def test_names_the_platform_keeps_are_refused(pid: str) -> None:
     assert errors(one(pid)) == [
-        f"f.yaml:2: pipeline_id: '{pid}' is reserved by the platform (its own groups, assets and sensors use it)"
+        (
+            f"f.yaml:2: pipeline_id: '{pid}' is reserved by the platform (its own groups, assets "
+            "and sensors use it)"
+        )
     ]
 
 
@@ -101,20 +113,29 @@ def test_a_node_making_a_name_its_own_pipeline_makes_is_refused_on_the_node() ->
     fresh = "partitions: {calendar: XNYS, start: '2024-01-02'}\nfreshness: {max_lag_sessions: 1}\n"
     (line,) = errors(one("p", "freshness", extra=fresh))
     assert (
-        line
-        == "f.yaml:6: nodes[0].id: makes the op 'p__freshness', which freshness makes too: rename one of them"
+        line == "f.yaml:6: nodes[0].id: makes the op 'p__freshness', which freshness makes too: "
+        "rename one of them"
     )
     # without the block the node may have that id
     assert load_spec_text(one("p", "freshness"), "f.yaml", "yaml").spec.nodes[0].id == "freshness"
 
-    no_outs = f"version: 1\npipeline_id: p\nnodes:\n  - {{id: a, {TASK}}}\n  - {{id: b, {TASK}, outs: [a]}}\n"
+    no_outs = (
+        f"version: 1\npipeline_id: p\nnodes:\n  - {{id: a, {TASK}}}\n  - {{id: b, {TASK}, outs: "
+        "[a]}\n"
+    )
     assert errors(no_outs) == [
-        "f.yaml:5: nodes[1].outs[0]: makes the asset key 'p/a', which nodes[0].id makes too: rename one of them"
+        (
+            "f.yaml:5: nodes[1].outs[0]: makes the asset key 'p/a', which nodes[0].id makes too: "
+            "rename one of them"
+        )
     ]
 
     lag = "triggers:\n  - kafka_lag: {topic: t, group: g, threshold: 1}\n"
     assert errors(one("p", outs="[kafka_lag]", extra=lag)) == [
-        "f.yaml:6: nodes[0].outs[0]: makes the asset key 'p/kafka_lag', which triggers makes too: rename one of them"
+        (
+            "f.yaml:6: nodes[0].outs[0]: makes the asset key 'p/kafka_lag', which triggers makes "
+            "too: rename one of them"
+        )
     ]
 
 

@@ -1,4 +1,5 @@
-"""How a step key becomes pipeline_id/node_id in the keyed log lines, and the QUANTOS_JSON_LOGS switch."""
+"""How a step key becomes pipeline_id/node_id in the keyed log lines, and the QUANTOS_JSON_LOGS
+switch."""
 
 from __future__ import annotations
 

@@ -52,7 +52,10 @@ def test_a_predict_node_loads_and_reads_its_table_by_reference() -> None:
 def test_an_unknown_mode_is_one_line_with_its_line() -> None:
     text = SPEC.replace("mode: predict", "mode: score")
     assert _errors(text) == [
-        f"p.yaml:{_line(text, 'mode: score')}: nodes[2].params.mode: mode must be train or predict, not 'score'"
+        (
+            f"p.yaml:{_line(text, 'mode: score')}: nodes[2].params.mode: mode must be train or "
+            "predict, not 'score'"
+        )
     ]
 
 
@@ -62,8 +65,9 @@ def test_a_training_param_on_predict_is_one_line_with_its_line() -> None:
     )
     assert _errors(text) == [
         (
-            f"p.yaml:{_line(text, 'trainer: bilstm')}: nodes[2].params.trainer: a predict ray_job takes params "
-            "date_column, mode, symbol_column, workers (the model decides trainer and features), not 'trainer'"
+            f"p.yaml:{_line(text, 'trainer: bilstm')}: nodes[2].params.trainer: a predict ray_job "
+            "takes params date_column, mode, symbol_column, workers (the model decides trainer "
+            "and features), not 'trainer'"
         )
     ]
 
@@ -72,8 +76,9 @@ def test_predict_needs_a_trained_model_and_one_table() -> None:
     text = SPEC.replace("ins: [model, features]", "ins: [metrics, features]")
     assert _errors(text) == [
         (
-            f"p.yaml:{_line(text, 'ins: [metrics')}: nodes[2].ins: a predict ray_job takes two ins, a model "
-            "(outs[0] of a training ray_job) and a feature table, not ['metrics', 'features'] (0 model(s))"
+            f"p.yaml:{_line(text, 'ins: [metrics')}: nodes[2].ins: a predict ray_job takes two "
+            "ins, a model (outs[0] of a training ray_job) and a feature table, not ['metrics', "
+            "'features'] (0 model(s))"
         )
     ]
 
@@ -82,7 +87,8 @@ def test_predict_writes_one_table() -> None:
     text = SPEC.replace("outs: [predictions]", "outs: [predictions, report]")
     assert _errors(text) == [
         (
-            f"p.yaml:{_line(text, 'outs: [predictions')}: nodes[2].outs: a predict ray_job writes one predictions "
+            f"p.yaml:{_line(text, 'outs: [predictions')}: nodes[2].outs: a predict ray_job writes "
+            "one predictions "
             "table: one out, not 2"
         )
     ]
@@ -92,7 +98,8 @@ def test_a_gate_on_predictions_is_one_line() -> None:
     text = SPEC + "gates:\n  model: predictions\n  metrics: metrics\n  stages: [staging]\n"
     assert _errors(text) == [
         (
-            f"p.yaml:{_line(text, 'model: predictions', 'gates:')}: gates.model: 'predictions' is the predictions "
+            f"p.yaml:{_line(text, 'model: predictions', 'gates:')}: gates.model: 'predictions' is "
+            "the predictions "
             "table of predict node 'predict', not a model"
         )
     ]

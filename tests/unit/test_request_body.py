@@ -1,4 +1,5 @@
-"""Request bodies the gateway refuses before parsing them, in its documented shape (issue 16, 11)."""
+"""Request bodies the gateway refuses before parsing them, in its documented shape (issue 16,
+11)."""
 
 from __future__ import annotations
 

@@ -616,18 +616,54 @@ def test_deep_nesting() -> None:
 
 NUMERIC_FIELDS_YAML = {
     "version": "version: {n}\npipeline_id: p\nnodes: [{{id: a, kind: python_task, outs: [x]}}]\n",
-    "gpu": "version: 1\npipeline_id: p\nresources: {{default: {{gpu: {n}}}}}\nnodes: [{{id: a, kind: python_task, outs: [x]}}]\n",
-    "cpu": "version: 1\npipeline_id: p\nresources: {{default: {{cpu: {n}}}}}\nnodes: [{{id: a, kind: python_task, outs: [x]}}]\n",
-    "mem": "version: 1\npipeline_id: p\nresources: {{default: {{mem: {n}}}}}\nnodes: [{{id: a, kind: python_task, outs: [x]}}]\n",
-    "cpu_str": "version: 1\npipeline_id: p\nresources: {{default: {{cpu: '{n}'}}}}\nnodes: [{{id: a, kind: python_task, outs: [x]}}]\n",
-    "mem_str": "version: 1\npipeline_id: p\nresources: {{default: {{mem: '{n}Gi'}}}}\nnodes: [{{id: a, kind: python_task, outs: [x]}}]\n",
-    "retry": "version: 1\npipeline_id: p\nslo: {{retry: {{max_attempts: {n}, backoff_sec: {n}}}}}\nnodes: [{{id: a, kind: python_task, outs: [x]}}]\n",
-    "runtime": "version: 1\npipeline_id: p\nslo: {{max_runtime: {n}}}\nnodes: [{{id: a, kind: python_task, outs: [x]}}]\n",
-    "runtime_str": "version: 1\npipeline_id: p\nslo: {{max_runtime: '{n}h'}}\nnodes: [{{id: a, kind: python_task, outs: [x]}}]\n",
-    "param": "version: 1\npipeline_id: p\nnodes: [{{id: a, kind: python_task, params: {{n: {n}}}, outs: [x]}}]\n",
-    "lag": "version: 1\npipeline_id: p\nfreshness: {{max_lag_sessions: {n}}}\nnodes: [{{id: a, kind: python_task, outs: [x]}}]\n",
-    "trigger": "version: 1\npipeline_id: p\ntriggers: [{{kafka_lag: {{topic: t, group: g, threshold: {n}, min_interval: {n}}}}}]\nnodes: [{{id: a, kind: python_task, outs: [x]}}]\n",
-    "gate": "version: 1\npipeline_id: p\ngates: {{model: x, metrics: x, require: {{sharpe: '>= {n}'}}}}\nnodes: [{{id: a, kind: python_task, outs: [x]}}]\n",
+    "gpu": (
+        "version: 1\npipeline_id: p\nresources: {{default: {{gpu: {n}}}}}\nnodes: [{{id: a, kind: "
+        "python_task, outs: [x]}}]\n"
+    ),
+    "cpu": (
+        "version: 1\npipeline_id: p\nresources: {{default: {{cpu: {n}}}}}\nnodes: [{{id: a, kind: "
+        "python_task, outs: [x]}}]\n"
+    ),
+    "mem": (
+        "version: 1\npipeline_id: p\nresources: {{default: {{mem: {n}}}}}\nnodes: [{{id: a, kind: "
+        "python_task, outs: [x]}}]\n"
+    ),
+    "cpu_str": (
+        "version: 1\npipeline_id: p\nresources: {{default: {{cpu: '{n}'}}}}\nnodes: [{{id: a, "
+        "kind: python_task, outs: [x]}}]\n"
+    ),
+    "mem_str": (
+        "version: 1\npipeline_id: p\nresources: {{default: {{mem: '{n}Gi'}}}}\nnodes: [{{id: a, "
+        "kind: python_task, outs: [x]}}]\n"
+    ),
+    "retry": (
+        "version: 1\npipeline_id: p\nslo: {{retry: {{max_attempts: {n}, backoff_sec: "
+        "{n}}}}}\nnodes: [{{id: a, kind: python_task, outs: [x]}}]\n"
+    ),
+    "runtime": (
+        "version: 1\npipeline_id: p\nslo: {{max_runtime: {n}}}\nnodes: [{{id: a, kind: "
+        "python_task, outs: [x]}}]\n"
+    ),
+    "runtime_str": (
+        "version: 1\npipeline_id: p\nslo: {{max_runtime: '{n}h'}}\nnodes: [{{id: a, kind: "
+        "python_task, outs: [x]}}]\n"
+    ),
+    "param": (
+        "version: 1\npipeline_id: p\nnodes: [{{id: a, kind: python_task, params: {{n: {n}}}, "
+        "outs: [x]}}]\n"
+    ),
+    "lag": (
+        "version: 1\npipeline_id: p\nfreshness: {{max_lag_sessions: {n}}}\nnodes: [{{id: a, kind: "
+        "python_task, outs: [x]}}]\n"
+    ),
+    "trigger": (
+        "version: 1\npipeline_id: p\ntriggers: [{{kafka_lag: {{topic: t, group: g, threshold: "
+        "{n}, min_interval: {n}}}}}]\nnodes: [{{id: a, kind: python_task, outs: [x]}}]\n"
+    ),
+    "gate": (
+        "version: 1\npipeline_id: p\ngates: {{model: x, metrics: x, require: {{sharpe: '>= "
+        "{n}'}}}}\nnodes: [{{id: a, kind: python_task, outs: [x]}}]\n"
+    ),
 }
 
 
@@ -724,8 +760,14 @@ def _tags(tag: str, value: str, where: str) -> None:
     text = {
         "version": f"version: {tagged}\npipeline_id: p\nnodes: [{node}]\n",
         "pipeline_id": f"version: 1\npipeline_id: {tagged}\nnodes: [{node}]\n",
-        "params": f"version: 1\npipeline_id: p\nnodes: [{{id: a, kind: python_task, params: {{k: {tagged}}}, outs: [x]}}]\n",
-        "partitions_start": f"version: 1\npipeline_id: p\npartitions: {{calendar: XNYS, start: {tagged}}}\nnodes: [{node}]\n",
+        "params": (
+            "version: 1\npipeline_id: p\nnodes: [{id: a, kind: python_task, params: {k: "
+            f"{tagged}}}, outs: [x]}}]\n"
+        ),
+        "partitions_start": (
+            f"version: 1\npipeline_id: p\npartitions: {{calendar: XNYS, start: {tagged}}}\nnodes: "
+            f"[{node}]\n"
+        ),
         "labels": f"version: 1\npipeline_id: p\nlabels: {tagged}\nnodes: [{node}]\n",
         "nodes": f"version: 1\npipeline_id: p\nnodes: {tagged}\n",
     }[where]
@@ -764,10 +806,19 @@ def _implicit(value: str, where: str) -> None:
     """Plain scalars YAML 1.1 resolves implicitly (timestamps, sexagesimal, hex, .inf)."""
     node = "{id: a, kind: python_task, outs: [x]}"
     text = {
-        "partitions_start": f"version: 1\npipeline_id: p\npartitions: {{calendar: XNYS, start: {value}}}\nnodes: [{node}]\n",
-        "params": f"version: 1\npipeline_id: p\nnodes: [{{id: a, kind: python_task, params: {{k: {value}}}, outs: [x]}}]\n",
+        "partitions_start": (
+            f"version: 1\npipeline_id: p\npartitions: {{calendar: XNYS, start: {value}}}\nnodes: "
+            f"[{node}]\n"
+        ),
+        "params": (
+            "version: 1\npipeline_id: p\nnodes: [{id: a, kind: python_task, params: {k: "
+            f"{value}}}, outs: [x]}}]\n"
+        ),
         "version": f"version: {value}\npipeline_id: p\nnodes: [{node}]\n",
-        "gpu": f"version: 1\npipeline_id: p\nresources: {{default: {{gpu: {value}}}}}\nnodes: [{node}]\n",
+        "gpu": (
+            f"version: 1\npipeline_id: p\nresources: {{default: {{gpu: {value}}}}}\nnodes: "
+            f"[{node}]\n"
+        ),
         "label_key": f"version: 1\npipeline_id: p\nlabels: {{{value}: x}}\nnodes: [{node}]\n",
     }[where]
     _spec_text(text, "yaml")
@@ -786,12 +837,26 @@ def _laughs(levels: int, width: int, where: str) -> str:
     anchors = "\n".join("  " + line for line in lines)
     node = "{id: a, kind: python_task, outs: [x]}"
     return {
-        "params": f"version: 1\npipeline_id: p\nx_anchors:\n{anchors}\nnodes: [{{id: a, kind: python_task, params: {{bomb: {top}}}, outs: [x]}}]\n",
+        "params": (
+            f"version: 1\npipeline_id: p\nx_anchors:\n{anchors}\nnodes: [{{id: a, kind: "
+            f"python_task, params: {{bomb: {top}}}, outs: [x]}}]\n"
+        ),
         "labels": f"version: 1\npipeline_id: p\nlabels:\n{anchors}\nnodes: [{node}]\n",
-        "nodes": f"version: 1\npipeline_id: p\nx: {{\n{anchors.replace(chr(10), ',' + chr(10))}\n}}\nnodes: {top}\n",
-        "ins": f"version: 1\npipeline_id: p\nanchors:\n{anchors}\nnodes: [{{id: a, kind: python_task, ins: {top}, outs: [x]}}]\n",
-        "edges": f"version: 1\npipeline_id: p\nanchors:\n{anchors}\nnodes: [{node}]\nedges: {top}\n",
-        "merge": f"version: 1\npipeline_id: p\nbase: &b {{id: a, kind: python_task, outs: [x], params: {{bomb: {top}}}}}\nanchors:\n{anchors}\nnodes: [{{<<: *b}}, {{<<: *b, id: c}}]\n",
+        "nodes": (
+            "version: 1\npipeline_id: p\nx: "
+            f"{{\n{anchors.replace(chr(10), ',' + chr(10))}\n}}\nnodes: {top}\n"
+        ),
+        "ins": (
+            f"version: 1\npipeline_id: p\nanchors:\n{anchors}\nnodes: [{{id: a, kind: "
+            f"python_task, ins: {top}, outs: [x]}}]\n"
+        ),
+        "edges": (
+            f"version: 1\npipeline_id: p\nanchors:\n{anchors}\nnodes: [{node}]\nedges: {top}\n"
+        ),
+        "merge": (
+            "version: 1\npipeline_id: p\nbase: &b {id: a, kind: python_task, outs: [x], params: "
+            f"{{bomb: {top}}}}}\nanchors:\n{anchors}\nnodes: [{{<<: *b}}, {{<<: *b, id: c}}]\n"
+        ),
     }[where]
 
 

@@ -71,7 +71,10 @@ def test_huge_max_runtime() -> None:
     ],
 )
 def test_yaml_scalars_their_constructor_rejects(value: str, fragment: str) -> None:
-    text = f"version: 1\npipeline_id: p\npartitions: {{calendar: XNYS,\n  start: {value}}}\nnodes: [{NODE}]\n"
+    text = (
+        f"version: 1\npipeline_id: p\npartitions: {{calendar: XNYS,\n  start: {value}}}\nnodes: "
+        f"[{NODE}]\n"
+    )
     lines = problems(text)
     assert len(lines) == 1 and lines[0].startswith("f.yaml:4: <root>: invalid YAML: "), lines
     assert fragment in lines[0], lines
@@ -152,7 +155,10 @@ def test_nesting_past_the_bound_is_one_quick_error(text: str, fmt: Format, line:
     lines = problems(text, fmt)
     assert time.monotonic() - started < 2, "deep nesting must not be slow"
     assert lines == [
-        f"f.{fmt}:{line}: <root>: nested more than {MAX_NESTING} levels deep (a spec needs a handful)"
+        (
+            f"f.{fmt}:{line}: <root>: nested more than {MAX_NESTING} levels deep (a spec needs a "
+            "handful)"
+        )
     ]
 
 
@@ -186,9 +192,8 @@ def _laughs(levels: int, width: int = 9) -> str:
     lines = [f"      l0: &l0 [{', '.join(['lol'] * width)}]"]
     lines += [f"      l{i}: &l{i} [{', '.join([f'*l{i - 1}'] * width)}]" for i in range(1, levels)]
     return (
-        "version: 1\npipeline_id: p\nnodes:\n  - id: a\n    kind: python_task\n    outs: [x]\n    params:\n"
-        + "\n".join(lines)
-        + "\n"
+        "version: 1\npipeline_id: p\nnodes:\n  - id: a\n    kind: python_task\n    outs: [x]\n    "
+        "params:\n" + "\n".join(lines) + "\n"
     )
 
 
@@ -217,8 +222,8 @@ def test_anchors_a_compiler_shares_still_load() -> None:
     # 2,000 nodes sharing the first node's resources and params through aliases: about
     # half of the expanded document comes from aliases, far below the bound.
     first = (
-        "  - {id: n0, kind: python_task, outs: [o0], resources: &r {cpu: '1', mem: 1Gi},"
-        " params: &p {entrypoint: 'quantos_assets.tasks.noop:one_row', symbols: [a, b, c, d, e, f, g, h]}}"
+        "  - {id: n0, kind: python_task, outs: [o0], resources: &r {cpu: '1', mem: 1Gi}, params: "
+        "&p {entrypoint: 'quantos_assets.tasks.noop:one_row', symbols: [a, b, c, d, e, f, g, h]}}"
     )
     rest = [
         f"  - {{id: n{i}, kind: python_task, outs: [o{i}], resources: *r, params: *p}}"

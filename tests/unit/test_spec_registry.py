@@ -29,7 +29,10 @@ TASK = "kind: python_task, params: {entrypoint: 'quantos_assets.tasks.noop:one_r
 
 def spec(pipeline_id: str, out: str = "x", team: str | None = None) -> LoadedSpec:
     labels = f"labels: {{team: {team}}}\n" if team else ""
-    text = f"version: 1\npipeline_id: {pipeline_id}\n{labels}nodes:\n  - {{id: a, {TASK}, outs: [{out}]}}\n"
+    text = (
+        f"version: 1\npipeline_id: {pipeline_id}\n{labels}nodes:\n  - {{id: a, {TASK}, outs: "
+        f"[{out}]}}\n"
+    )
     return load_spec_text(text, f"{pipeline_id}.yaml", "yaml")
 
 
@@ -145,8 +148,14 @@ def test_name_conflicts_name_the_platforms_names(tmp_path: Path) -> None:
         spec("q").spec.model_dump(by_alias=True) | {"pipeline_id": "invalid_specs"}
     )
     assert name_conflicts(reserved, tmp_path) == [
-        "pipeline_id: makes the group 'invalid_specs', which is the platform's group 'invalid_specs'",
-        "nodes[0].outs[0]: makes the asset key 'invalid_specs/x', which is the platform's assets under 'invalid_specs'",
+        (
+            "pipeline_id: makes the group 'invalid_specs', which is the platform's group "
+            "'invalid_specs'"
+        ),
+        (
+            "nodes[0].outs[0]: makes the asset key 'invalid_specs/x', which is the platform's "
+            "assets under 'invalid_specs'"
+        ),
     ]
 
 
@@ -156,7 +165,10 @@ def test_a_cached_scan_is_used_until_the_folder_changes_and_never_after(tmp_path
     replaced by a rename, added, removed) or of the index is seen at the next request."""
     registry = DirectoryRegistry(tmp_path)
     path = tmp_path / "p.yaml"
-    text = f"version: 1\npipeline_id: p\nlabels: {{team: research}}\nnodes:\n  - {{id: a, {TASK}, outs: [x]}}\n"
+    text = (
+        f"version: 1\npipeline_id: p\nlabels: {{team: research}}\nnodes:\n  - {{id: a, {TASK}, "
+        "outs: [x]}\n"
+    )
     path.write_text(text)
     first = scan_specs(tmp_path)
     assert registry.owner("p") == "research"
