@@ -293,26 +293,11 @@ class LaunchDispatcher:
             except DagsterAPIError as err:
                 detail = f"run {run_id} of a canceled submission could not be terminated: {err}"
             log.warning("submission %s: %s", row.id, detail)
-            self.audit.append(
-                actor=row.actor,
-                team=row.team,
-                action="launch",
-                subject=row.id,
-                spec_sha256=row.spec_sha256,
-                decision="rejected",
-                detail=detail,
-            )
+            self._audit_launch(row, "rejected", detail)
             return
         self.on_launched(row.team)
-        self.audit.append(
-            actor=row.actor,
-            team=row.team,
-            action="launch",
-            subject=row.id,
-            spec_sha256=row.spec_sha256,
-            decision="accepted",
-            detail=f"run {run_id}" + (" (launched by a gateway that stopped)" if adopted else ""),
-        )
+        adopted_note = " (launched by a gateway that stopped)" if adopted else ""
+        self._audit_launch(row, "accepted", f"run {run_id}{adopted_note}")
 
     def _rebuild(self, row: SubmissionRow) -> tuple[LoadedSpec, RuntimeParams, dict[str, Any]]:
         """The spec and params exactly as accepted (the spec's hash must still match)."""
@@ -346,15 +331,19 @@ class LaunchDispatcher:
         )
         return str(found[0]["runId"]) if found else None
 
-    def _failed(self, row: SubmissionRow, reason: str, attempted: bool) -> None:
-        if not self.store.fail(row.id, reason, owner=self.owner, attempted=attempted):
-            return  # canceled or taken over meanwhile: theirs to report
+    def _audit_launch(self, row: SubmissionRow, decision: str, detail: str) -> None:
+        """The launch's outcome in the audit trail, on the submission it served."""
         self.audit.append(
             actor=row.actor,
             team=row.team,
             action="launch",
             subject=row.id,
             spec_sha256=row.spec_sha256,
-            decision="rejected",
-            detail=reason,
+            decision=decision,
+            detail=detail,
         )
+
+    def _failed(self, row: SubmissionRow, reason: str, attempted: bool) -> None:
+        if not self.store.fail(row.id, reason, owner=self.owner, attempted=attempted):
+            return  # canceled or taken over meanwhile: theirs to report
+        self._audit_launch(row, "rejected", reason)
