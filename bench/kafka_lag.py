@@ -26,6 +26,7 @@ from dagster import build_sensor_context
 from quantos_assets.pipeline_assets import build_pipeline
 from quantos_assets.spec_rules.firm import load_spec_text
 from resources.kafka_client import KafkaSettings
+from resources.profile import active_profile
 from sensors.kafka_lag import build_lag_sensors
 
 GROUP = "bench-consumers"
@@ -94,7 +95,7 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=7)
     args = parser.parse_args()
     _holder, bootstrap = start_cluster(args.topics)
-    pipeline = build_pipeline(load_spec_text(SPEC, "bench_lag.yaml", "yaml"))
+    pipeline = build_pipeline(load_spec_text(SPEC, "bench_lag.yaml", "yaml"), active_profile({}))
     [sensor] = build_lag_sensors(pipeline, KafkaSettings(bootstrap=bootstrap, timeout_s=10))
 
     def ours() -> int:

@@ -97,12 +97,12 @@ def observe(home: Path, spec: Path, events: Path, flag: Path, stop: Path, interv
     from quantos_assets.pipeline_assets import build_pipeline
     from quantos_assets.spec_rules.firm import load_spec
     from resources.lineage_client import LineageEmitter
-    from resources.profile import LineageSettings
+    from resources.profile import LineageSettings, active_profile
     from sensors.openlineage import LineageIndex, evaluate_lineage
 
     instance = DagsterInstance.from_config(str(home))
     registry = _registry(instance)
-    index = LineageIndex.of([build_pipeline(load_spec(spec))])
+    index = LineageIndex.of([build_pipeline(load_spec(spec), active_profile())])
     naming = LineageNaming(warehouse="file:///bench/warehouse", default_namespace="quantos")
     emitter = LineageEmitter(LineageSettings("file", file_path=events))
     cursor = evaluate_lineage(instance, None, index, naming, emitter).cursor
@@ -181,7 +181,7 @@ def main() -> None:
         tmp = Path(tmp_name)
         spec = tmp / f"{PIPELINE}.yaml"
         spec.write_text(spec_text(args.nodes))
-        pipeline = build_pipeline(load_spec(spec))
+        pipeline = build_pipeline(load_spec(spec), active_profile({"QUANTOS_ENV": "local"}))
         sides: dict[str, dict[str, Any]] = {}
         for side in ("on", "off"):
             home = tmp / side / "home"

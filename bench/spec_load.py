@@ -65,8 +65,8 @@ def resolve(defs: Definitions) -> int:
 
 def spec_side(path: Path) -> int:
     loaded = load_spec(path)
-    pipeline = build_pipeline(loaded)
-    return resolve(definitions_for([pipeline], active_profile()))
+    profile = active_profile()
+    return resolve(definitions_for([build_pipeline(loaded, profile)], profile))
 
 
 def plain_side(spec: dict[str, Any]) -> int:

@@ -69,7 +69,7 @@ from pyarrow import feather
 
 from definitions.assemble import definitions_for
 from quantos_assets.kinds.base import NodeRun
-from quantos_assets.kinds.registry import runner_for
+from quantos_assets.kinds.registry import build_runners, runner_for
 from quantos_assets.pipeline_assets import build_pipeline
 from quantos_assets.spec.models import DagSpec, Node, NodeKind
 from quantos_assets.spec_rules.firm import load_spec
@@ -111,8 +111,8 @@ def make_spec(n: int) -> dict[str, Any]:
 
 def ours_a(path: Path, data_dir: Path) -> tuple[float, Any]:
     """Spec file -> finished run; returns (execute_in_process seconds, result)."""
-    pipeline = build_pipeline(load_spec(path))
-    defs = definitions_for([pipeline], active_profile({"QUANTOS_DATA_DIR": str(data_dir)}))
+    profile = active_profile({"QUANTOS_DATA_DIR": str(data_dir)})
+    defs = definitions_for([build_pipeline(load_spec(path), profile)], profile)
     # The same Definitions with only the IO manager swapped (see the module docstring).
     defs = Definitions(
         assets=defs.assets,
@@ -181,7 +181,7 @@ def ours_b(table: pa.Table) -> tuple[float, float]:
         outs=["out"],
     )
     spec = DagSpec.model_construct(version=1, pipeline_id="bench_pipes", nodes=[node])
-    runner = runner_for(node.kind)
+    runner = runner_for(node.kind, build_runners(active_profile()))
     inner: list[float] = []
 
     @asset(

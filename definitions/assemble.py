@@ -35,11 +35,13 @@ log = logging.getLogger("quantos.definitions")
 INVALID_GROUP = INVALID_SPECS_GROUP
 
 
-def build_pipelines(loaded: list[LoadedSpec], invalid: dict[Path, list[str]]) -> list[PipelineDefs]:
+def build_pipelines(
+    loaded: list[LoadedSpec], invalid: dict[Path, list[str]], profile: Profile
+) -> list[PipelineDefs]:
     pipelines: list[PipelineDefs] = []
     for item in loaded:
         try:
-            pipelines.append(build_pipeline(item))
+            pipelines.append(build_pipeline(item, profile))
         except PlacementError as err:
             invalid[item.path or Path(item.spec.pipeline_id)] = [f"{item.path}:1: resources: {err}"]
         except DagsterInvalidDefinitionError as err:  # a name Dagster refuses that the rules let by
@@ -86,7 +88,7 @@ def build_definitions(
     profile = profile or active_profile()
     scan = scan_specs(specs_dir or profile.specs_dir)
     invalid = dict(scan.invalid)
-    pipelines = build_pipelines(scan.valid, invalid)
+    pipelines = build_pipelines(scan.valid, invalid, profile)
     for path, lines in invalid.items():
         log.error("spec %s left out:\n%s", path, "\n".join(lines))
     with_dbt = profile.dbt if dbt is None else dbt

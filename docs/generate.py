@@ -78,6 +78,7 @@ def gateway_app() -> Any:
     endpoints reach the gateway's parts when called, which the OpenAPI export never does."""
     from quantos_assets.gateway.app import create_app
     from quantos_assets.gateway.settings import GatewaySettings
+    from resources.profile import LOCAL_CLUSTER
 
     nowhere = Path("/nonexistent")
     settings = GatewaySettings(
@@ -86,7 +87,7 @@ def gateway_app() -> Any:
         store_url="sqlite://",
         teams_path=nowhere,
         specs_dir=nowhere,
-        production=False,
+        cluster=LOCAL_CLUSTER,
     )
     # A stand-in Gateway: building the OpenAPI document touches only dispatcher.start(), and a
     # real Gateway would open stores and start launch threads just to describe the API.

@@ -42,7 +42,13 @@ from quantos_assets.freshness_checks import build_freshness_checks
 from quantos_assets.gates.build import GateDefs, build_gates
 from quantos_assets.k8s.step_config import K8S_CONFIG_TAG, op_tag_config
 from quantos_assets.kinds.base import NodeRun, NodeRunError, Runner
-from quantos_assets.kinds.registry import EXTERNAL_KINDS, dagster_kinds, input_metadata, runner_for
+from quantos_assets.kinds.registry import (
+    EXTERNAL_KINDS,
+    build_runners,
+    dagster_kinds,
+    input_metadata,
+    runner_for,
+)
 from quantos_assets.placement import choose_pool
 from quantos_assets.run_tags import spec_run_tags, tag_value
 from quantos_assets.spec.derived_names import op_name
@@ -50,6 +56,7 @@ from quantos_assets.spec.loader import LoadedSpec
 from quantos_assets.spec.models import DagSpec, Node
 from resources.iceberg_tables import PARTITION_COLUMN
 from resources.partition_slices import PartitionSlices
+from resources.profile import Cluster, Profile
 from resources.run_tag_keys import TAG_KIND, TAG_NODE, TAG_POOL
 from resources.table_ref import TableRef
 
@@ -74,6 +81,9 @@ class PipelineDefs:
     assets: list[AssetsDefinition | AssetSpec]
     job: UnresolvedAssetJobDefinition
     pools: dict[str, str]  # node id -> pool name
+    # Where its steps run (the profile it was built for): the op tags' k8s config follows it,
+    # and so must a submission's run config for the same pipeline.
+    cluster: Cluster
     # Calendar freshness checks (a spec with a `freshness` block), judged by a sensor.
     checks: list[AssetChecksDefinition] = field(default_factory=list)
     # Promotion gate (a spec with a `gates` block): blocking checks + stage assets (in `assets`).
@@ -93,13 +103,17 @@ def node_asset_keys(spec: DagSpec, node: Node) -> list[AssetKey]:
     return [asset_key(spec, o) for o in node.outs] or [asset_key(spec, node.id)]
 
 
-def build_pipeline(loaded: LoadedSpec) -> PipelineDefs:
+def build_pipeline(loaded: LoadedSpec, profile: Profile) -> PipelineDefs:
+    """The spec's assets, checks and job, for the profile's cluster (steps as processes or
+    pods; thin Ray drivers where a Ray cluster is configured)."""
     with cyclic_gc_paused():
-        return _build_pipeline(loaded)
+        return _build_pipeline(loaded, profile)
 
 
-def _build_pipeline(loaded: LoadedSpec) -> PipelineDefs:
+def _build_pipeline(loaded: LoadedSpec, profile: Profile) -> PipelineDefs:
     spec = loaded.spec
+    cluster = profile.cluster
+    runners = build_runners(profile)
     spec_dir = loaded.path.parent if loaded.path is not None else None
     producer: dict[str, Node] = {out: n for n in spec.nodes for out in n.outs}
     by_id: dict[str, Node] = {n.id: n for n in spec.nodes}
@@ -141,8 +155,12 @@ def _build_pipeline(loaded: LoadedSpec) -> PipelineDefs:
         # dependencies that carry no data are declared on the multi-asset.
         outs = {"__".join(k.path): AssetOut(key=k, **attrs) for k in keys}
         order_only = [k for k in dep_keys if k.path[-1] not in data_ins]
+        runner = runner_for(node.kind, runners)
+        op_tags = _op_tags(spec, node, pool, cluster)
         assets.append(
-            _node_asset(spec, node, spec_dir, outs, order_only, data_ins, pool, partitions_def)
+            _node_asset(
+                spec, node, spec_dir, outs, order_only, data_ins, runner, op_tags, partitions_def
+            )
         )
 
     checks = []
@@ -153,7 +171,7 @@ def _build_pipeline(loaded: LoadedSpec) -> PipelineDefs:
     if spec.gates is not None:
         trainer = next(n for n in spec.nodes if spec.gates.model in n.outs)
         gate_attrs = {"owners": owners, "tags": asset_tags}
-        gates = build_gates(loaded, _op_tags(spec, trainer, pools[trainer.id]), gate_attrs)
+        gates = build_gates(loaded, _op_tags(spec, trainer, pools[trainer.id], cluster), gate_attrs)
         assets.extend(gates.stages if gates else [])
     selection = AssetSelection.groups(spec.pipeline_id).materializable().without_checks()
     job = define_asset_job(
@@ -170,6 +188,7 @@ def _build_pipeline(loaded: LoadedSpec) -> PipelineDefs:
         assets=assets,
         job=job,
         pools=pools,
+        cluster=cluster,
         checks=checks,
         gates=gates,
     )
@@ -182,11 +201,11 @@ def _node_asset(
     outs: dict[str, AssetOut],
     order_only: list[AssetKey],
     data_ins: Mapping[str, Node],
-    pool: str,
-    partitions_def: DynamicPartitionsDefinition | None = None,
+    runner: Runner,
+    op_tags: dict[str, Any],
+    partitions_def: DynamicPartitionsDefinition | None,
 ) -> AssetsDefinition:
     policy = spec.backfill_policy(node)
-    runner = runner_for(node.kind)
     retry = spec.slo.retry
     out_names = {out.key: name for name, out in outs.items()}
 
@@ -242,7 +261,7 @@ def _node_asset(
             if retry.max_attempts > 1
             else None
         ),
-        op_tags=_op_tags(spec, node, pool),
+        op_tags=op_tags,
         required_resource_keys=set(runner.required_resource_keys),
         partitions_def=partitions_def,
         # per_session keeps Dagster's default: one run per partition, tagged dagster/partition.
@@ -250,13 +269,13 @@ def _node_asset(
     )(_compute)
 
 
-def _op_tags(spec: DagSpec, node: Node, pool: str) -> dict[str, Any]:
+def _op_tags(spec: DagSpec, node: Node, pool: str, cluster: Cluster) -> dict[str, Any]:
     return {
         TAG_POOL: pool,
         TAG_KIND: node.kind.value,
         TAG_NODE: node.id,
         # honoured by k8s_job_executor only (prod/staging); ignored in process
-        K8S_CONFIG_TAG: op_tag_config(spec, node, pool),
+        K8S_CONFIG_TAG: op_tag_config(spec, node, pool, cluster),
     }
 
 

@@ -57,6 +57,27 @@ class LineageSettings:
 
 
 @dataclass(frozen=True)
+class Cluster:
+    """Where a profile's steps run: the part of the profile that a runner and a step's
+    Kubernetes config depend on, passed to them instead of each reading the environment.
+
+    Every process that builds a step's config (the code server's op tags, the gateway's and
+    the sensors' run configs, `quantos manifests` on a laptop) gets it from its own profile,
+    so they agree as long as their environments do.
+    """
+
+    # staging/prod: steps and image-only python_tasks become pods (secrets scoped per step)
+    pods: bool = False
+    # The Ray cluster a ray_job's step drives as a thin driver (QUANTOS_RAY_ADDRESS, pods
+    # only: locally a step is a process, and an address changes where Ray runs, not how a
+    # step is placed)
+    ray_cluster: str | None = None
+
+
+LOCAL_CLUSTER = Cluster()
+
+
+@dataclass(frozen=True)
 class Profile:
     name: str
     data_dir: Path
@@ -107,6 +128,10 @@ class Profile:
     # The per-team policy (QUANTOS_TEAMS, default deploy/teams.yaml); named: it must exist
     teams_file: Path = REPO_ROOT / "deploy" / "teams.yaml"
     teams_file_named: bool = False
+    # The embedded default's image -> entrypoint map for image-only python_tasks
+    # (QUANTOS_LOCAL_IMAGES, default deploy/local_images.yaml); named: it must exist
+    local_images_file: Path = REPO_ROOT / "deploy" / "local_images.yaml"
+    local_images_file_named: bool = False
     # The gateway's tables (submissions, scheduled jobs), shared with the sensors that fire
     # scheduled jobs and Kafka submissions (QUANTOS_GATEWAY_DB, default a SQLite file)
     gateway_store_url: str = ""
@@ -121,6 +146,12 @@ class Profile:
     @property
     def is_local(self) -> bool:
         return self.name == "local"
+
+    @property
+    def cluster(self) -> Cluster:
+        if not self.runs_pods:
+            return LOCAL_CLUSTER
+        return Cluster(pods=True, ray_cluster=(self.ray_address or "").strip() or None)
 
 
 def active_profile(environ: dict[str, str] | None = None) -> Profile:
@@ -214,13 +245,22 @@ def _switches(env: dict[str, str]) -> dict[str, Any]:
 
 
 def _services(env: dict[str, str]) -> dict[str, Any]:
-    """The settings of the services around the platform (Kafka, notifications, teams file)."""
+    """The settings of the services around the platform (Kafka, notifications) and the
+    files a step reads at run time (teams, local images)."""
     try:
         kafka, notify = kafka_settings(env), notify_settings(env)
     except ValueError as err:  # one line naming the variable
         raise ProfileError(str(err)) from None
     teams_file, named = teams_setting(env)
-    return {"kafka": kafka, "notify": notify, "teams_file": teams_file, "teams_file_named": named}
+    images = env.get("QUANTOS_LOCAL_IMAGES")
+    return {
+        "kafka": kafka,
+        "notify": notify,
+        "teams_file": teams_file,
+        "teams_file_named": named,
+        "local_images_file": Path(images) if images else REPO_ROOT / "deploy" / "local_images.yaml",
+        "local_images_file_named": bool(images),
+    }
 
 
 def pools_file(environ: Mapping[str, str] | None = None) -> Path:
@@ -337,26 +377,6 @@ def _positive_int_env(env: dict[str, str], name: str, default: int) -> int:
     if value <= 0:
         raise ProfileError(f"{name}: expected a positive integer, got {env.get(name)!r}")
     return value
-
-
-def runs_pods(environ: Mapping[str, str] | None = None) -> bool:
-    """staging/prod run on Kubernetes: steps and image-only python_tasks become pods."""
-    env = os.environ if environ is None else environ
-    return env.get("QUANTOS_ENV", "local") in ("staging", "prod")
-
-
-def ray_cluster_address(environ: Mapping[str, str] | None = None) -> str | None:
-    """The Ray cluster the ray_job steps of staging/prod drive (QUANTOS_RAY_ADDRESS), else None.
-
-    Read from the environment alone, not `active_profile`, because every process that builds a
-    step's Kubernetes config must reach the same answer: the code server (op tags, sensors), the
-    gateway (a submission's run config) and `quantos manifests` on a laptop. Locally a step is
-    a process, not a pod, so an address there changes where Ray runs, not how a step is placed.
-    """
-    env = os.environ if environ is None else environ
-    if not runs_pods(env):
-        return None
-    return (env.get("QUANTOS_RAY_ADDRESS") or "").strip() or None
 
 
 def build_executor(profile: Profile, preload: Sequence[str] = ()) -> Any:

@@ -43,7 +43,7 @@ from quantos_assets.spec.models import DagSpec, RuntimeParams
 from quantos_assets.stores.job_store import JobStore, ScheduledJob
 from quantos_assets.stores.job_timing import latest_due_fire
 from quantos_assets.tenancy.teams import TeamsFile, TeamsFileError, load_teams
-from resources.profile import Profile
+from resources.profile import Cluster, Profile
 from resources.run_tag_keys import TAG_JOB, TAG_SPEC_SHA256, TAG_TEAM
 from sensors.run_usage import InstanceUsage, gateway_store
 
@@ -69,7 +69,9 @@ def fire_params(job: ScheduledJob, fired_at: float) -> RuntimeParams:
     )
 
 
-def fire_request(job: ScheduledJob, spec: DagSpec, fired_at: float, production: bool) -> RunRequest:
+def fire_request(job: ScheduledJob, spec: DagSpec, fired_at: float, cluster: Cluster) -> RunRequest:
+    """`cluster`: the pipeline's (`PipelineDefs.cluster`); on pods the run carries the
+    job's per-step Kubernetes config."""
     params = fire_params(job, fired_at)
     tags = {
         **runtime_run_tags(params),
@@ -87,10 +89,10 @@ def fire_request(job: ScheduledJob, spec: DagSpec, fired_at: float, production: 
             for out in (by_id[n].outs or [n])
         ]
     run_config = None
-    if production:
+    if cluster.pods:
         from quantos_assets.k8s.step_config import submission_run_config
 
-        run_config = submission_run_config(spec, params)
+        run_config = submission_run_config(spec, params, cluster)
     from dagster import AssetKey
 
     return RunRequest(
@@ -143,7 +145,7 @@ def evaluate_jobs(
             continue
         try:
             params = fire_params(job, due)
-            request = fire_request(job, pipeline.spec, due, profile.runs_pods)
+            request = fire_request(job, pipeline.spec, due, pipeline.cluster)
         except SpecError as err:
             tick.problems.append(f"{job.id}: {err.lines[0]}")
             cursor[job.id] = due

@@ -161,7 +161,7 @@ def parse_submission(
     except SpecError as err:
         return Rejected(msg, "; ".join(err.lines))
     try:
-        run_config = submission_run_config(pipeline.spec, params)
+        run_config = submission_run_config(pipeline.spec, params, pipeline.cluster)
     except PlacementError as err:
         return Rejected(msg, f"{where}: runtime_params.affinity.compute_pool: {err}")
     except SecretScopeError as err:

@@ -29,21 +29,13 @@ def data_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 
 
 @pytest.fixture(scope="session", autouse=True)
-def tests_may_run_their_own_entrypoints(tmp_path_factory: pytest.TempPathFactory) -> None:
-    """deploy/teams.yaml, with `tests` added to every team's entrypoints, as QUANTOS_TEAMS.
-
-    python_task steps refuse entrypoints outside the allow-list of the pipeline's team; the
-    suite's own tasks live under `tests.` (tests/integration/test_kinds_entrypoints.py,
-    tests/e2e/fault_tasks.py). Set in os.environ, so every `dagster dev` and `quantos` the
-    suite starts inherits it; a test that writes its own QUANTOS_TEAMS file still wins.
-    """
-    import yaml
+def tests_may_run_their_own_entrypoints() -> None:
+    """The suite's teams file (tests/profiles.py: `tests` added to every team's entrypoints)
+    as QUANTOS_TEAMS, in os.environ, so every `dagster dev` and `quantos` the suite starts
+    inherits it; a test that writes its own QUANTOS_TEAMS file still wins. Profiles the tests
+    build themselves name it too (profiles.LOCAL)."""
+    from profiles import SUITE_TEAMS
 
     if os.environ.get("QUANTOS_TEAMS"):
         return
-    data = yaml.safe_load((REPO / "deploy" / "teams.yaml").read_text())
-    for policy in [data.setdefault("defaults", {}), *data.get("teams", {}).values()]:
-        policy["entrypoints"] = [*policy.get("entrypoints", ["quantos_assets.tasks"]), "tests"]
-    path = tmp_path_factory.mktemp("teams") / "teams.yaml"
-    path.write_text(yaml.safe_dump(data))
-    os.environ["QUANTOS_TEAMS"] = str(path)
+    os.environ["QUANTOS_TEAMS"] = str(SUITE_TEAMS)

@@ -19,7 +19,7 @@ from quantos_assets.spec.errors import SpecError
 from quantos_assets.spec.loader import load_runtime_params
 from quantos_assets.spec.models import DagSpec, RuntimeParams
 from quantos_assets.spec_rules.firm import load_spec
-from resources.profile import Profile, active_profile
+from resources.profile import Cluster, Profile, active_profile
 
 
 def local_instance(profile: Profile) -> DagsterInstance:
@@ -32,14 +32,16 @@ def local_instance(profile: Profile) -> DagsterInstance:
     return DagsterInstance.from_config(str(home))
 
 
-def _check_submission(spec: DagSpec, params: RuntimeParams, params_path: Path) -> None:
+def _check_submission(
+    spec: DagSpec, params: RuntimeParams, params_path: Path, cluster: Cluster
+) -> None:
     """Runtime params production could not honour (unknown compute_pool, a request the asked-for
     pool cannot take, a secrets scope that cannot name a Secret) fail here, before any step runs."""
     from quantos_assets.k8s.step_config import SecretScopeError, submission_run_config
     from quantos_assets.placement import PlacementError
 
     try:
-        submission_run_config(spec, params)
+        submission_run_config(spec, params, cluster)
     except PlacementError as err:
         raise SpecError([f"{params_path}:1: affinity.compute_pool: {err}"]) from None
     except SecretScopeError as err:
@@ -49,12 +51,12 @@ def _check_submission(spec: DagSpec, params: RuntimeParams, params_path: Path) -
 def run_spec(path: Path, select: list[str] | None = None, params_path: Path | None = None) -> int:
     profile = active_profile()
     loaded = load_spec(path)
-    pipeline = build_pipeline(loaded)
+    pipeline = build_pipeline(loaded, profile)
     spec = loaded.spec
     tags: dict[str, str] = {}
     if params_path is not None:
         params = load_runtime_params(params_path)
-        _check_submission(spec, params, params_path)
+        _check_submission(spec, params, params_path, pipeline.cluster)
         tags.update(runtime_run_tags(params))
     selection = None
     if select:

@@ -180,9 +180,10 @@ def cmd_validate(args: argparse.Namespace) -> int:
 def _check_placement(loaded: LoadedSpec) -> PipelineDefs:
     from quantos_assets.pipeline_assets import build_pipeline
     from quantos_assets.placement import PlacementError
+    from resources.profile import active_profile
 
     try:
-        return build_pipeline(loaded)
+        return build_pipeline(loaded, active_profile())
     except PlacementError as err:
         raise SpecError([f"{loaded.path}:1: resources: {err}"]) from None
 

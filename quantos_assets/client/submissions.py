@@ -34,6 +34,7 @@ from quantos_assets.spec.loader import LoadedSpec, load_runtime_params
 from quantos_assets.spec.models import EXTERNAL_KINDS, DagSpec, RuntimeParams
 from quantos_assets.spec_registry import Registration
 from quantos_assets.spec_rules.firm import load_spec, load_spec_text
+from resources.profile import Cluster
 
 ACTIVE_STATUSES = ["QUEUED", "NOT_STARTED", "STARTING", "STARTED", "CANCELING"]
 
@@ -110,7 +111,7 @@ class QuantosClient:
         *,
         location: str = LOCATION,
         repository: str = REPOSITORY,
-        production: bool | None = None,
+        cluster: Cluster | None = None,
         api: DagsterAPI | None = None,
     ) -> None:
         from resources.profile import active_profile
@@ -118,8 +119,9 @@ class QuantosClient:
         profile = active_profile()
         self.api = api or DagsterAPI(dagster_url, location, repository)
         self.specs_dir = specs_dir or profile.specs_dir
-        # Per-step Kubernetes run config only where k8s_job_executor reads it.
-        self.production = (not profile.is_local) if production is None else production
+        # Where the location's steps run (default: this process's profile). Per-step
+        # Kubernetes run config only where k8s_job_executor reads it, on pods.
+        self.cluster = profile.cluster if cluster is None else cluster
         self._registry_lock = threading.Lock()
         # (pipeline_id, team, admin) -> digest known to be in the code location for that caller
         self._loaded: dict[tuple[str, str | None, bool], str] = {}
@@ -193,10 +195,10 @@ class QuantosClient:
         if partition is not None:
             tags["dagster/partition"] = partition
         run_config = None
-        if self.production:
+        if self.cluster.pods:
             from quantos_assets.k8s.step_config import submission_run_config
 
-            run_config = submission_run_config(spec, params)
+            run_config = submission_run_config(spec, params, self.cluster)
         run_id = self.api.launch(spec.pipeline_id, tags, run_config, asset_keys)
         return Submitted(
             params.submission_id,

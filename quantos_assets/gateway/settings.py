@@ -29,7 +29,7 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 from resources.audit_settings import AuditSettings, audit_settings
-from resources.profile import active_profile
+from resources.profile import Cluster, active_profile
 from resources.redaction import install_log_redaction, redact
 
 
@@ -40,7 +40,8 @@ class GatewaySettings:
     store_url: str
     teams_path: Path
     specs_dir: Path
-    production: bool
+    # where the location's steps run: on pods, launches carry per-step Kubernetes config
+    cluster: Cluster
     # QUANTOS_TEAMS was set: a missing file is an error, not "every team gets the defaults"
     teams_required: bool = False
     max_body_bytes: int = 1 << 20
@@ -67,7 +68,7 @@ def gateway_settings(environ: dict[str, str] | None = None) -> GatewaySettings:
         store_url=store_url,
         teams_path=profile.teams_file,
         specs_dir=profile.specs_dir,
-        production=not profile.is_local,
+        cluster=profile.cluster,
         teams_required=profile.teams_file_named,
         max_body_bytes=_positive_int(env, "QUANTOS_MAX_BODY_BYTES", 1 << 20),
         launch_threads=_positive_int(env, "QUANTOS_LAUNCH_THREADS", 4),

@@ -41,7 +41,7 @@ class Gateway:
 def build_gateway(settings: GatewaySettings) -> Gateway:
     store = SubmissionStore.from_url(settings.store_url)
     registry = DirectoryRegistry(settings.specs_dir)
-    client = QuantosClient(settings.dagster_url, settings.specs_dir, production=settings.production)
+    client = QuantosClient(settings.dagster_url, settings.specs_dir, cluster=settings.cluster)
     audit = settings.audit.writer(store.engine)  # the key and anchor, checked at start
     active_runs = ActiveRuns(lambda team: client.api.count_runs({TAG_TEAM: team}, ACTIVE_STATUSES))
     dispatcher = LaunchDispatcher(

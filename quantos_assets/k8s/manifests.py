@@ -42,7 +42,8 @@ def step_job_manifests(
     spec = pipeline.spec
     per_step: dict[str, Any] = {}
     if params is not None:
-        per_step = submission_run_config(spec, params)["execution"]["config"]["per_step_k8s_config"]
+        run_config = submission_run_config(spec, params, pipeline.cluster)
+        per_step = run_config["execution"]["config"]["per_step_k8s_config"]
     job_config = DagsterK8sJobConfig(
         job_image=image,
         dagster_home=DAGSTER_HOME,

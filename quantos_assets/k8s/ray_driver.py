@@ -18,7 +18,7 @@ from typing import Any
 from quantos_assets.placement import Pool, load_ray_driver, ray_train_workers, ray_worker_resources
 from quantos_assets.spec.models import DagSpec, Node, NodeKind
 from quantos_assets.spec.quantities import format_bytes, format_cpu
-from resources.profile import ray_cluster_address
+from resources.profile import Cluster
 
 # The token Secret: one in the steps' namespace (this one) and one with the same value beside
 # the RayCluster, which KubeRay reads from `authOptions.secretName` under this key.
@@ -29,9 +29,9 @@ RAY_DRIVER_LABEL = "quantos.io/ray-driver"
 RAY_WORKERS_ANNOTATION = "quantos.io/ray-workers"
 
 
-def drives_ray_cluster(node: Node, environ: Mapping[str, str] | None = None) -> bool:
+def drives_ray_cluster(node: Node, cluster: Cluster) -> bool:
     """Whether this node's step is a thin driver: a ray_job where a Ray cluster is configured."""
-    return node.kind is NodeKind.ray_job and ray_cluster_address(environ) is not None
+    return node.kind is NodeKind.ray_job and cluster.ray_cluster is not None
 
 
 def ray_token_env() -> list[dict[str, Any]]:

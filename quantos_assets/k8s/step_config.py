@@ -29,6 +29,7 @@ from quantos_assets.spec.models import (
     Resources,
     RuntimeParams,
 )
+from resources.profile import Cluster
 from resources.run_tag_keys import LABEL_PREFIX as TAG_LABEL_PREFIX
 from resources.run_tag_keys import TAG_COMPUTE_POOL, TAG_ENV, TAG_SECRETS, TAG_SUBMISSION, TAG_TTL
 
@@ -133,7 +134,7 @@ def step_k8s_config(
 
 
 def submission_run_config(
-    spec: DagSpec, params: RuntimeParams, pools: dict[str, Pool] | None = None
+    spec: DagSpec, params: RuntimeParams, cluster: Cluster, pools: dict[str, Pool] | None = None
 ) -> dict[str, Any]:
     """Run config for k8s_job_executor: every step re-placed and labelled for this submission.
 
@@ -145,7 +146,7 @@ def submission_run_config(
     for node in spec.nodes:
         if node.kind in EXTERNAL_KINDS:
             continue
-        config = step_config(spec, node, params, pools)
+        config = step_config(spec, node, params, cluster, pools)
         per_step[op_name(spec, node)] = {**config, "merge_behavior": "SHALLOW"}
     return {"execution": {"config": {"per_step_k8s_config": per_step}}}
 
@@ -180,7 +181,11 @@ def launcher_pool(spec: DagSpec, params: RuntimeParams | None, pools: dict[str, 
 
 
 def step_config(
-    spec: DagSpec, node: Node, params: RuntimeParams | None, pools: dict[str, Pool] | None = None
+    spec: DagSpec,
+    node: Node,
+    params: RuntimeParams | None,
+    cluster: Cluster,
+    pools: dict[str, Pool] | None = None,
 ) -> dict[str, Any]:
     """The k8s config of a node's *step*: the node's own placement; for an image-only task
     the launcher's (its pod gets the node's placement, see `pipes_pod_base`); for a ray_job
@@ -191,7 +196,7 @@ def step_config(
         return step_k8s_config(
             spec, node, launcher_pool(spec, params, pools), params, pools, launcher=True
         )
-    if drives_ray_cluster(node):
+    if drives_ray_cluster(node, cluster):
         on_driver_pool = step_k8s_config(
             spec, node, launcher_pool(spec, params, pools), params, pools
         )
@@ -200,11 +205,11 @@ def step_config(
 
 
 def op_tag_config(
-    spec: DagSpec, node: Node, pool: str, pools: dict[str, Pool] | None = None
+    spec: DagSpec, node: Node, pool: str, cluster: Cluster, pools: dict[str, Pool] | None = None
 ) -> dict[str, Any]:
     """The `dagster-k8s/config` op tag (the spec alone; `pool` already chosen for the node)."""
-    if launches_pod(node) or drives_ray_cluster(node):
-        return step_config(spec, node, None, pools)
+    if launches_pod(node) or drives_ray_cluster(node, cluster):
+        return step_config(spec, node, None, cluster, pools)
     return step_k8s_config(spec, node, pool, None, pools)
 
 

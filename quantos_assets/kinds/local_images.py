@@ -17,8 +17,6 @@ compared as written.
 
 from __future__ import annotations
 
-import os
-from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -27,8 +25,6 @@ from pydantic import BaseModel, ConfigDict, ValidationError, field_validator, mo
 from quantos_assets.kinds.entrypoints import module_of
 from quantos_assets.kinds.image_reference import DEFAULT_TAG, ImageReference, parse_image
 from resources.profile import REPO_ROOT
-
-DEFAULT_LOCATION = REPO_ROOT / "deploy" / "local_images.yaml"
 
 
 class LocalImagesError(ValueError):
@@ -114,19 +110,10 @@ class LocalImages:
         return entrypoint
 
 
-def local_images_location(environ: Mapping[str, str] | None = None) -> tuple[Path, bool]:
-    """Where the map is (QUANTOS_LOCAL_IMAGES, default deploy/local_images.yaml), and whether
-    it must exist (it was named)."""
-    env = os.environ if environ is None else environ
-    named = env.get("QUANTOS_LOCAL_IMAGES")
-    return Path(named or DEFAULT_LOCATION), bool(named)
-
-
-def load_local_images(path: Path | None = None, required: bool = False) -> LocalImages:
+def load_local_images(path: Path, required: bool = False) -> LocalImages:
     """The map, read now (an edit applies to the next step). A missing default file lists
-    nothing; a file QUANTOS_LOCAL_IMAGES names must exist."""
-    if path is None:
-        path, required = local_images_location()
+    nothing; a file QUANTOS_LOCAL_IMAGES names (the profile's `local_images_file_named`,
+    passed as `required`) must exist."""
     where = _shown(path)
     if not path.exists():
         if required:

@@ -36,7 +36,7 @@ from quantos_assets.kinds.local_images import LocalImagesError, load_local_image
 from quantos_assets.kinds.step_environment import prepare_workdir, scope_secrets, step_environment
 from resources.artifact import Artifact
 from resources.pipes_sandbox import SandboxedSubprocessClient
-from resources.profile import runs_pods, teams_setting
+from resources.profile import Profile
 
 ENTRY_MODULE = "quantos_assets.kinds.pipes_entry"
 
@@ -44,13 +44,20 @@ ENTRY_MODULE = "quantos_assets.kinds.pipes_entry"
 class PythonTaskRunner:
     required_resource_keys = frozenset({"pipes_subprocess_client"})
 
+    def __init__(self, profile: Profile) -> None:
+        """The profile's teams file and local image map, read at every step (an edit applies
+        to the next one); on pods (staging/prod) the child gets the step's scoped secrets."""
+        self.teams = (profile.teams_file, profile.teams_file_named)
+        self.images = (profile.local_images_file, profile.local_images_file_named)
+        self.pods = profile.cluster.pods
+
     def run(
         self, context: AssetExecutionContext, run: NodeRun, *, image_only: bool = False
     ) -> dict[str, NodeValue]:
         """`image_only`: the node's image runs as the entrypoint the local image map lists."""
         node = run.node
         if image_only:
-            entrypoint, where = _image_entrypoint(run)
+            entrypoint, where = _image_entrypoint(run, self.images)
             what = f"image '{node.image}' (locally {entrypoint})"
         else:
             entrypoint = _entrypoint(run)
@@ -59,7 +66,7 @@ class PythonTaskRunner:
         clash = sorted(set(params) & set(run.inputs))
         if clash:
             raise NodeRunError(f"{run.label}: params {clash} have the names of inputs; rename one")
-        allowed = _allowed_modules(run, entrypoint, where)
+        allowed = _allowed_modules(run, entrypoint, self.teams, where)
         client = _sandboxed(resource(context, "pipes_subprocess_client"), run.label)
         # The child's cwd, HOME and TMPDIR: 0700, gone when the step ends.
         with tempfile.TemporaryDirectory(prefix=f"quantos-{node.id}-") as tmp:
@@ -84,7 +91,7 @@ class PythonTaskRunner:
                     command=[sys.executable, "-P", "-m", ENTRY_MODULE],
                     extras=extras,
                     env=step_environment(
-                        node.env, work, scope_secrets(os.environ) if runs_pods() else {}
+                        node.env, work, scope_secrets(os.environ) if self.pods else {}
                     ),
                     cwd=str(work),
                 )
@@ -137,10 +144,10 @@ def _entrypoint(run: NodeRun) -> str:
     return str(entrypoint)
 
 
-def _image_entrypoint(run: NodeRun) -> tuple[str, str]:
+def _image_entrypoint(run: NodeRun, images_file: tuple[Path, bool]) -> tuple[str, str]:
     """(entrypoint, where it came from) of an image-only task on the embedded default."""
     try:
-        images = load_local_images()
+        images = load_local_images(*images_file)
         return images.entrypoint_for(
             str(run.node.image)
         ), f"the local entrypoint of image '{run.node.image}' ({images.where})"
@@ -173,14 +180,16 @@ def _read_out(folder: Path, out: str, label: str) -> NodeValue:
     raise NodeRunError(f"{label}: the entrypoint wrote no value for out '{out}'")
 
 
-def _allowed_modules(run: NodeRun, entrypoint: str, where: str = "params.entrypoint") -> list[str]:
+def _allowed_modules(
+    run: NodeRun, entrypoint: str, teams_file: tuple[Path, bool], where: str = "params.entrypoint"
+) -> list[str]:
     """The module prefixes of the pipeline's team (deploy/teams.yaml, read now: an edit
     applies to the next step); refuses an entrypoint outside them before anything starts.
     `where`: what named the entrypoint (the spec, or the local image map), for the message."""
     from quantos_assets.tenancy.teams import TeamsFileError, load_teams
 
     try:
-        teams = load_teams(*teams_setting())
+        teams = load_teams(*teams_file)
     except TeamsFileError as err:
         raise NodeRunError(f"{run.label}: cannot check {where}: {err}") from None
     team = entrypoint_team(run.spec.labels)

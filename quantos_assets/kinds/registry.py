@@ -6,6 +6,8 @@ outside Dagster and become observable external assets (AssetSpecs).
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 from dagster import AssetExecutionContext
 
 from quantos_assets.k8s.step_config import launches_pod
@@ -16,10 +18,10 @@ from quantos_assets.kinds.python_task import PythonTaskRunner
 from quantos_assets.kinds.ray_job import RayJobRunner, reads_tables_by_reference
 from quantos_assets.kinds.sql import SqlRunner
 from quantos_assets.spec.models import EXTERNAL_KINDS, Node, NodeKind
-from resources.profile import runs_pods
+from resources.profile import Profile
 from resources.table_ref import LOAD_AS, LOAD_AS_REFERENCE
 
-__all__ = ["EXTERNAL_KINDS", "RUNNERS", "dagster_kinds", "input_metadata", "runner_for"]
+__all__ = ["EXTERNAL_KINDS", "build_runners", "dagster_kinds", "input_metadata", "runner_for"]
 
 
 class PythonTaskDispatch:
@@ -31,30 +33,35 @@ class PythonTaskDispatch:
     fails with one line naming the image and that file, before anything is written.
     """
 
-    def __init__(self) -> None:
-        self.subprocess = PythonTaskRunner()
+    def __init__(self, profile: Profile) -> None:
+        self.pods = profile.cluster.pods
+        self.subprocess = PythonTaskRunner(profile)
         self.pod = PythonPodRunner()
 
     @property
     def required_resource_keys(self) -> frozenset[str]:
         keys = self.subprocess.required_resource_keys
-        return keys | self.pod.required_resource_keys if runs_pods() else keys
+        return keys | self.pod.required_resource_keys if self.pods else keys
 
     def run(self, context: AssetExecutionContext, run: NodeRun) -> dict[str, NodeValue]:
         if launches_pod(run.node):
-            if runs_pods():
+            if self.pods:
                 return self.pod.run(context, run)
             return self.subprocess.run(context, run, image_only=True)
         return self.subprocess.run(context, run)
 
 
-RUNNERS: dict[NodeKind, Runner] = {
-    NodeKind.python_task: PythonTaskDispatch(),
-    NodeKind.trino_sql: SqlRunner(dialect="trino"),
-    NodeKind.spark_sql: SqlRunner(dialect="spark"),
-    NodeKind.ray_job: RayJobRunner(),
-    NodeKind.custom_crd: CustomCrdRunner(),
-}
+def build_runners(profile: Profile) -> dict[NodeKind, Runner]:
+    """The runner of each kind for this profile: built per code location from the profile it
+    is given (never from the environment a step happens to see)."""
+    return {
+        NodeKind.python_task: PythonTaskDispatch(profile),
+        NodeKind.trino_sql: SqlRunner(dialect="trino"),
+        NodeKind.spark_sql: SqlRunner(dialect="spark"),
+        NodeKind.ray_job: RayJobRunner(),
+        NodeKind.custom_crd: CustomCrdRunner(),
+    }
+
 
 # The engine the spec asks for, not the local stand-in: an asset's kinds are
 # part of its definition and must not change between profiles.
@@ -81,9 +88,9 @@ class UnknownKind(KeyError):
     """The kind has no runner (an external kind, or a new kind without one)."""
 
 
-def runner_for(kind: NodeKind) -> Runner:
+def runner_for(kind: NodeKind, runners: Mapping[NodeKind, Runner]) -> Runner:
     try:
-        return RUNNERS[kind]
+        return runners[kind]
     except KeyError:
         why = (
             "external kinds are observed, not run"

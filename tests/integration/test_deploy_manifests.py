@@ -322,7 +322,7 @@ def test_the_gateway_starts_on_its_manifest_with_secrets_taken_key_by_key() -> N
         assert ref["name"] in known and f"| `{ref['name']}` |" in guide, ref
         env[var["name"]] = f"<{ref['name']}/{ref['key']}>"
     settings = gateway_settings(env)  # raises ProfileError naming a variable the prod profile lacks
-    assert settings.production and settings.teams_required
+    assert settings.cluster.pods and settings.teams_required
     # the audit trail is keyed from a Secret and anchored in S3, or the gateway would not start
     assert settings.audit.key.secret == "<quantos-audit/QUANTOS_AUDIT_KEY>" and (
         settings.audit.anchor or ""

@@ -32,6 +32,7 @@ from dagster._core.execution.plan.objects import StepRetryData
 from dagster._utils.error import SerializableErrorInfo
 from moto_s3 import s3_server
 from postgres_db import PG_URL, fresh_database
+from profiles import LOCAL
 from pyiceberg.catalog.sql import SqlCatalog
 from tcp_outage import TcpOutage, tcp_outage
 
@@ -307,7 +308,7 @@ def test_d_brief_outage_fails_an_attempt_in_one_line_and_the_retry_commits(
 
     def run(version: int, run_id: str) -> ExecuteInProcessResult:
         spec = load_spec_text(RETRY_SPEC.format(version=version), "fault_lake.yaml", "yaml")
-        defs = definitions_for([build_pipeline(spec)], active_profile())
+        defs = definitions_for([build_pipeline(spec, LOCAL)], active_profile())
         with DagsterInstance.get() as instance:
             return defs.resolve_job_def("fault_lake").execute_in_process(
                 instance=instance, run_id=run_id, raise_on_error=False

@@ -17,6 +17,7 @@ from dagster import (
     define_asset_job,
     materialize,
 )
+from profiles import LOCAL
 
 from definitions.assemble import definitions_for
 from quantos_assets.calendars.partitions import partitions_name
@@ -46,7 +47,7 @@ def _evaluations(events: Sequence[object]) -> list[AssetCheckEvaluation]:
 
 
 def test_sensor_records_stale_then_fresh_only_when_the_verdict_changes(data_dir: Path) -> None:
-    pipeline = build_pipeline(load_spec(EOD))
+    pipeline = build_pipeline(load_spec(EOD), LOCAL)
     instance = DagsterInstance.get()
     instance.add_dynamic_partitions(
         partitions_name(pipeline.spec), ["2026-11-24", "2026-11-25", "2026-11-27"]
@@ -98,7 +99,7 @@ def test_sensor_records_stale_then_fresh_only_when_the_verdict_changes(data_dir:
 def test_checks_run_from_a_job_like_the_ui_does(data_dir: Path) -> None:
     """Executing the checks (the UI's "Execute checks") stores the same verdicts, and the
     pipeline's own job does not run them (they judge the calendar, not one run)."""
-    pipeline = build_pipeline(load_spec(EOD))
+    pipeline = build_pipeline(load_spec(EOD), LOCAL)
     assert pipeline.checks, "a spec with freshness gets checks"
     defs = Definitions.merge(
         definitions_for([pipeline], active_profile()),

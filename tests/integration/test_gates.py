@@ -26,6 +26,7 @@ from dagster import (
     define_asset_job,
 )
 from dagster_events import latest_metadata
+from profiles import LOCAL
 
 from quantos_assets.pipeline_assets import PipelineDefs, build_pipeline
 from quantos_assets.spec_rules.firm import load_spec
@@ -64,7 +65,7 @@ def gated(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Gated]:
     pipelines = {
         p.spec.pipeline_id: p
         for p in (
-            build_pipeline(load_spec(FIXTURES / f"gated_model_{name}.yaml"))
+            build_pipeline(load_spec(FIXTURES / f"gated_model_{name}.yaml"), LOCAL)
             for name in ("pass", "fail")
         )
     }

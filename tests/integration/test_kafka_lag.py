@@ -9,6 +9,7 @@ import json
 import pytest
 from dagster import build_sensor_context
 from kafka_broker import MockKafka
+from profiles import LOCAL
 
 from quantos_assets.pipeline_assets import build_pipeline
 from quantos_assets.spec_rules.firm import load_spec_text
@@ -32,7 +33,7 @@ triggers:
 
 def _sensor(bootstrap: str, topic: str = "md.ticks"):
     pipeline = build_pipeline(
-        load_spec_text(SPEC.format(topic=topic), "tick_features.yaml", "yaml")
+        load_spec_text(SPEC.format(topic=topic), "tick_features.yaml", "yaml"), LOCAL
     )
     [sensor] = build_lag_sensors(pipeline, KafkaSettings(bootstrap=bootstrap, timeout_s=1.5))
     return sensor
@@ -93,5 +94,7 @@ def test_missing_topic_and_unreachable_broker_skip_with_the_cause(kafka_broker: 
 
 
 def test_without_a_broker_configured_there_is_no_lag_sensor() -> None:
-    pipeline = build_pipeline(load_spec_text(SPEC.format(topic="md.ticks"), "t.yaml", "yaml"))
+    pipeline = build_pipeline(
+        load_spec_text(SPEC.format(topic="md.ticks"), "t.yaml", "yaml"), LOCAL
+    )
     assert build_lag_sensors(pipeline, KafkaSettings(bootstrap=None)) == []

@@ -13,6 +13,7 @@ from typing import Any
 import pytest
 from dagster import DagsterInstance, build_sensor_context
 from kafka_broker import MockKafka
+from profiles import LOCAL
 
 from quantos_assets.pipeline_assets import PipelineDefs, build_pipeline
 from quantos_assets.spec_rules.firm import load_spec
@@ -44,7 +45,7 @@ def _pipelines(tmp_path: Path) -> list[PipelineDefs]:
     path = tmp_path / "specs" / "xs_signal.yaml"
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(SPEC)
-    return [build_pipeline(load_spec(path))]
+    return [build_pipeline(load_spec(path), LOCAL)]
 
 
 _VARIABLES = {

@@ -6,12 +6,12 @@ from pathlib import Path
 
 import pytest
 from dagster import build_asset_context
+from profiles import prod_profile, runners
 
 from quantos_assets.kinds.base import NodeRun, NodeRunError
 from quantos_assets.kinds.custom_crd import terminal_state, validate_manifest
 from quantos_assets.kinds.registry import (
     EXTERNAL_KINDS,
-    RUNNERS,
     UnknownKind,
     dagster_kinds,
     runner_for,
@@ -58,7 +58,9 @@ def test_no_cluster_is_one_clear_line(tmp_path: Path, monkeypatch: pytest.Monkey
     )
     spec = DagSpec(version=1, pipeline_id="kinds_crd", nodes=[node])
     with build_asset_context() as context, pytest.raises(NodeRunError) as err:
-        runner_for(NodeKind.custom_crd).run(context, NodeRun(spec=spec, node=node, spec_dir=None))
+        runner_for(NodeKind.custom_crd, runners()).run(
+            context, NodeRun(spec=spec, node=node, spec_dir=None)
+        )
     assert str(err.value) == (
         "kinds_crd.submit: custom_crd 'RayJob/x' cannot be applied: no Kubernetes cluster is "
         "configured (set KUBECONFIG or run in-cluster)"
@@ -73,10 +75,11 @@ def test_terminal_states_of_common_resources() -> None:
 
 
 def test_registry_covers_every_kind() -> None:
-    assert set(RUNNERS) | EXTERNAL_KINDS == set(NodeKind)
-    assert not set(RUNNERS) & EXTERNAL_KINDS
+    for built in (runners(), runners(prod_profile())):
+        assert set(built) | EXTERNAL_KINDS == set(NodeKind)
+        assert not set(built) & EXTERNAL_KINDS
     with pytest.raises(UnknownKind, match="external kinds are observed, not run"):
-        runner_for(NodeKind.flink_job)
+        runner_for(NodeKind.flink_job, runners())
     for kind in NodeKind:
         kinds = dagster_kinds(Node(id="n", kind=kind, image="img:1"))
         assert 1 <= len(kinds) <= 3

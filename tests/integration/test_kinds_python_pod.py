@@ -31,6 +31,7 @@ import pytest
 import yaml
 from dagster import DagsterInstance, PipesSubprocessClient, materialize
 from moto_s3 import s3_server
+from profiles import LOCAL, prod_profile
 
 from quantos_assets.k8s.manifests import step_job_manifests
 from quantos_assets.k8s.pipes_pod import pipes_pod_manifest
@@ -189,7 +190,7 @@ def test_pod_and_its_launcher_step_share_the_hardening_not_the_placement() -> No
     """One function builds both: same security contexts, /tmp volume and labels; the pod
     gets the node's pool, resources and secret scopes, the launching step a small on-demand
     slot without secrets."""
-    pipeline = build_pipeline(load_spec(SEED))
+    pipeline = build_pipeline(load_spec(SEED), prod_profile())
     params = load_runtime_params(PARAMS)
     step = step_job_manifests(pipeline, params)["bt_xs_bilstm_v1__compute_features"]["spec"][
         "template"
@@ -222,7 +223,8 @@ def _materialize(
 ) -> Any:
     from dagster_k8s import PipesK8sClient  # noqa: F401  (the resource the profile binds)
 
-    pipeline = build_pipeline(load_spec(spec_path))
+    # built for prod: an image-only task's step launches its pod
+    pipeline = build_pipeline(load_spec(spec_path), prod_profile())
     instance = DagsterInstance.ephemeral()
     result = materialize(
         pipeline.assets,
@@ -510,10 +512,9 @@ def test_local_profile_refuses_an_unmapped_image_before_anything_runs(
 ) -> None:
     """Locally no pod: an image-only task runs as its deploy/local_images.yaml entry (none
     here), and nothing is staged in the store."""
-    monkeypatch.setenv("QUANTOS_ENV", "local")
     unmapped = "ghcr.io/archetype/unmapped-kit:1.0"
     pipeline = build_pipeline(
-        load_spec(_write(tmp_path, SPEC.replace(IMAGE, unmapped), "pod_demo.yaml"))
+        load_spec(_write(tmp_path, SPEC.replace(IMAGE, unmapped), "pod_demo.yaml")), LOCAL
     )
     result = materialize(
         pipeline.assets,

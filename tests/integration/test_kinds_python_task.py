@@ -15,10 +15,12 @@ from dagster import (
     materialize,
     multi_asset,
 )
+from profiles import LOCAL, runners
 
 from quantos_assets.kinds.base import NodeRun, NodeRunError, NodeValue
 from quantos_assets.kinds.registry import runner_for
 from quantos_assets.spec.models import DagSpec, Node, NodeKind
+from resources.profile import Profile, active_profile
 
 pytestmark = pytest.mark.integration
 
@@ -35,12 +37,15 @@ def _spec(*nodes: Node, labels: dict[str, str] | None = None) -> DagSpec:
 
 
 def run_node(
-    node: Node, inputs: dict[str, NodeValue] | None = None, labels: dict[str, str] | None = None
+    node: Node,
+    inputs: dict[str, NodeValue] | None = None,
+    labels: dict[str, str] | None = None,
+    profile: Profile = LOCAL,
 ) -> dict[str, Any]:
     """Materialize one node the way the translation does, through a real step context
     (bound to Dagster's own PipesSubprocessClient: the runner sandboxes it all the same)."""
     spec = _spec(node, labels=labels)
-    runner = runner_for(node.kind)
+    runner = runner_for(node.kind, runners(profile))
     caught: list[NodeRunError] = []
 
     @multi_asset(
@@ -181,7 +186,9 @@ def test_image_only_task_not_in_the_local_image_map() -> None:
     )
     spec = DagSpec.model_construct(version=1, pipeline_id="bt_xs_bilstm_v1", nodes=[node])
     with build_asset_context() as context, pytest.raises(NodeRunError) as err:
-        runner_for(NodeKind.python_task).run(context, NodeRun(spec=spec, node=node, spec_dir=None))
+        runner_for(NodeKind.python_task, runners()).run(
+            context, NodeRun(spec=spec, node=node, spec_dir=None)
+        )
     assert str(err.value) == (
         "bt_xs_bilstm_v1.compute_features: image 'ghcr.io/archetype/feature-kit:9.9.9' has no "
         "local entrypoint in deploy/local_images.yaml; list it there to run it on the embedded "
@@ -260,14 +267,14 @@ def test_a_shell_that_got_through_cannot_read_the_token_store(platform_env, monk
 
 
 def test_an_entrypoint_outside_the_teams_modules_is_refused_before_it_starts(
-    platform_env, monkeypatch
+    platform_env,
 ) -> None:
     teams = platform_env / "teams.yaml"
     teams.write_text(
         "defaults: {entrypoints: [quantos_assets.tasks]}\nteams: {quant: {entrypoints: "
         "[tests.integration]}}\n"
     )
-    monkeypatch.setenv("QUANTOS_TEAMS", str(teams))
+    profile = active_profile({"QUANTOS_TEAMS": str(teams)})
     with pytest.raises(NodeRunError) as err:
         run_node(
             _py(
@@ -275,7 +282,8 @@ def test_an_entrypoint_outside_the_teams_modules_is_refused_before_it_starts(
                 ["out"],
                 entrypoint="subprocess:getoutput",
                 cmd="id; cat .quantos/api_tokens.json",
-            )
+            ),
+            profile=profile,
         )
     assert str(err.value) == (
         "kinds_py.attack: params.entrypoint 'subprocess:getoutput' is not allowed: pipelines "
@@ -286,8 +294,8 @@ def test_an_entrypoint_outside_the_teams_modules_is_refused_before_it_starts(
     # tests.integrationx
     node = _py("ok", ["view"], entrypoint=f"{HERE}:echo_env")
     with pytest.raises(NodeRunError, match="is not allowed: pipelines without labels.team"):
-        run_node(node)
-    assert run_node(node, labels={"team": "quant"})["view"].num_rows == 1
+        run_node(node, profile=profile)
+    assert run_node(node, labels={"team": "quant"}, profile=profile)["view"].num_rows == 1
 
 
 def test_an_allowed_module_cannot_lend_out_what_it_imported() -> None:

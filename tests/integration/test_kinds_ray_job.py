@@ -10,6 +10,7 @@ from typing import Any
 import pyarrow as pa
 import pytest
 from dagster import build_asset_context
+from profiles import runners
 
 from quantos_assets.kinds.base import NodeRun, NodeRunError
 from quantos_assets.kinds.registry import runner_for
@@ -46,7 +47,7 @@ def train(table: pa.Table, outs: list[str] | None = None, **params: Any) -> dict
     )
     spec = DagSpec.model_construct(version=1, pipeline_id="kinds_ray", nodes=[node])
     with build_asset_context(resources={"ray": RAY}) as context:
-        return runner_for(NodeKind.ray_job).run(
+        return runner_for(NodeKind.ray_job, runners()).run(
             context, NodeRun(spec=spec, node=node, spec_dir=None, inputs={"features": table})
         )
 

@@ -8,6 +8,7 @@ from typing import Any
 import pyarrow as pa
 import pytest
 from dagster import build_asset_context
+from profiles import runners
 
 from quantos_assets.kinds.base import NodeRun, NodeRunError
 from quantos_assets.kinds.registry import runner_for
@@ -39,7 +40,7 @@ def run_sql(
     if store_root is not None:
         resources["artifact_store"] = ArtifactStore(root=str(store_root))
     with build_asset_context(resources=resources) as context:
-        return runner_for(kind).run(
+        return runner_for(kind, runners()).run(
             context, NodeRun(spec=spec, node=node, spec_dir=spec_dir, inputs={"bars": BARS})
         )
 

@@ -21,6 +21,7 @@ from quantos_assets.gateway.dispatcher import LaunchDispatcher
 from quantos_assets.stores.submission_store import NewSubmission, SubmissionRow, SubmissionStore
 from resources.audit_key import AuditKeySource
 from resources.audit_settings import AuditSettings
+from resources.profile import LOCAL_CLUSTER
 
 SPEC = {
     "version": 1,
@@ -56,7 +57,7 @@ def _dead_url() -> str:
 
 
 def _dispatcher(store: SubmissionStore, tmp_path: Path) -> LaunchDispatcher:
-    client = QuantosClient(_dead_url(), tmp_path / "specs", production=False)
+    client = QuantosClient(_dead_url(), tmp_path / "specs", cluster=LOCAL_CLUSTER)
     trail = AuditSettings(
         str(store.engine.url),
         str(tmp_path / "audit.anchor"),

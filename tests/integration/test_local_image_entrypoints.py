@@ -12,12 +12,14 @@ import pyarrow as pa
 import pytest
 import yaml
 from dagster import AssetOut, Output, PipesSubprocessClient, materialize, multi_asset
+from profiles import LOCAL, runners
 
 from quantos_assets.kinds.base import NodeRun, NodeRunError, NodeValue
 from quantos_assets.kinds.registry import runner_for
 from quantos_assets.spec.models import DagSpec, Node
 from quantos_assets.spec_rules.firm import load_spec
 from quantos_assets.tasks.market_data import generate
+from resources.profile import Profile, active_profile
 
 pytestmark = pytest.mark.integration
 
@@ -25,12 +27,14 @@ REPO = Path(__file__).resolve().parents[2]
 SEED = REPO / "specs" / "seed_bt_xs_bilstm_v1.yaml"
 
 
-def run_node(node: Node, inputs: dict[str, NodeValue], labels: dict[str, str]) -> dict[str, Any]:
+def run_node(
+    node: Node, inputs: dict[str, NodeValue], labels: dict[str, str], profile: Profile = LOCAL
+) -> dict[str, Any]:
     """One node materialized the way the translation does it (see test_kinds_python_task)."""
     spec = DagSpec.model_construct(
         version=1, pipeline_id="local_images", nodes=[node], labels=labels
     )
-    runner = runner_for(node.kind)
+    runner = runner_for(node.kind, runners(profile))
     caught: list[NodeRunError] = []
 
     @multi_asset(
@@ -67,9 +71,11 @@ def _seed_node(**changes: Any) -> Node:
     return node.model_copy(update=changes)
 
 
-def _refused(node: Node, labels: dict[str, str] | None = None) -> str:
+def _refused(node: Node, labels: dict[str, str] | None = None, profile: Profile = LOCAL) -> str:
     with pytest.raises(NodeRunError) as err:
-        run_node(node, {"dataset_uri": pa.table({"x": [1]})}, labels or {"team": "research"})
+        run_node(
+            node, {"dataset_uri": pa.table({"x": [1]})}, labels or {"team": "research"}, profile
+        )
     message = str(err.value)
     assert "\n" not in message
     return message
@@ -93,7 +99,7 @@ def test_an_unlisted_image_fails_with_one_line_naming_it_and_the_map() -> None:
 
 
 def test_a_listed_entrypoint_outside_the_team_allow_list_is_refused(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path,
 ) -> None:
     """The map is no privilege: a shell named in it, or the feature kit for a team not given
     quantos_assets.tasks, is refused before any process starts."""
@@ -122,15 +128,14 @@ def test_a_listed_entrypoint_outside_the_team_allow_list_is_refused(
             }
         )
     )
-    monkeypatch.setenv("QUANTOS_LOCAL_IMAGES", str(images))
-    monkeypatch.setenv("QUANTOS_TEAMS", str(teams))
+    profile = active_profile({"QUANTOS_LOCAL_IMAGES": str(images), "QUANTOS_TEAMS": str(teams)})
 
-    assert _refused(_seed_node(image="ghcr.io/evil/shell:1")) == (
+    assert _refused(_seed_node(image="ghcr.io/evil/shell:1"), None, profile) == (
         "local_images.compute_features: the local entrypoint of image 'ghcr.io/evil/shell:1' "
         f"({images}) 'subprocess:getoutput' is not allowed: team research may run entrypoints "
         "under: quantos_assets.tasks (deploy/teams.yaml entrypoints)"
     )
-    assert _refused(_seed_node(), {"team": "quant_b"}) == (
+    assert _refused(_seed_node(), {"team": "quant_b"}, profile) == (
         "local_images.compute_features: the local entrypoint of image "
         "'ghcr.io/archetype/feature-kit:0.3.2' "
         f"({images}) 'quantos_assets.tasks.feature_kit:build' is not allowed: team quant_b may "

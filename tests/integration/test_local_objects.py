@@ -12,6 +12,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pytest
 from dagster import build_asset_context
+from profiles import runners
 
 from quantos_assets.kinds.base import NodeRun, NodeRunError
 from quantos_assets.kinds.registry import runner_for
@@ -35,7 +36,9 @@ def _fetch(store: ArtifactStore, uri: str = QUERY) -> pa.Table:
     spec = DagSpec.model_construct(version=1, pipeline_id="local_objects", nodes=[node])
     resources: dict[str, Any] = {"sql_engine": DuckDBEngine(threads=2), "artifact_store": store}
     with build_asset_context(resources=resources) as context:
-        out = runner_for(node.kind).run(context, NodeRun(spec=spec, node=node, spec_dir=None))
+        out = runner_for(node.kind, runners()).run(
+            context, NodeRun(spec=spec, node=node, spec_dir=None)
+        )
     table = out["dataset_uri"]
     assert isinstance(table, pa.Table)
     return table
@@ -61,7 +64,7 @@ def test_the_seed_fetch_runs_from_the_local_store_the_profile_set_up(data_dir: P
     spec = DagSpec.model_construct(version=1, pipeline_id="bt_xs_bilstm_v1", nodes=[node])
     resources = {"sql_engine": DuckDBEngine(threads=2), "artifact_store": store}
     with build_asset_context(resources=resources) as context:
-        table = runner_for(node.kind).run(
+        table = runner_for(node.kind, runners()).run(
             context, NodeRun(spec=spec, node=node, spec_dir=SEED.parent)
         )["dataset_uri"]
     assert isinstance(table, pa.Table)

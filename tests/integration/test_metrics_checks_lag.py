@@ -15,6 +15,7 @@ import pytest
 import yaml
 from dagster import AssetCheckResult, AssetCheckSeverity, DagsterInstance, asset_check, materialize
 from kafka_broker import MockKafka
+from profiles import LOCAL
 from prometheus_client.parser import text_string_to_metric_families
 
 from quantos_assets.pipeline_assets import build_pipeline
@@ -65,7 +66,7 @@ def test_check_failures_and_kafka_lag_on_the_exporter_and_the_gateway(
     specs = tmp_path / "specs"
     specs.mkdir()
     (specs / "checks_demo.yaml").write_text(yaml.safe_dump(SPEC))
-    pipeline = build_pipeline(load_spec(specs / "checks_demo.yaml"))
+    pipeline = build_pipeline(load_spec(specs / "checks_demo.yaml"), LOCAL)
     fixed = tmp_path / "spread_fixed"
     tags = {"quantos/team": "research", "quantos/pipeline_id": "checks_demo"}
     with DagsterInstance.get() as instance:

@@ -19,6 +19,7 @@ import httpx
 import pytest
 import yaml
 from dagster import DagsterEventType, DagsterInstance
+from profiles import LOCAL
 
 from definitions.assemble import definitions_for
 from quantos_assets.cli.main import main
@@ -198,7 +199,7 @@ def test_json_logs_off_leaves_only_dagsters_own_log(
     env = _environment(tmp_path, json_logs="off")
     for key in ("DAGSTER_HOME", "QUANTOS_DATA_DIR", "QUANTOS_SPECS_DIR", "QUANTOS_JSON_LOGS"):
         monkeypatch.setenv(key, env[key])
-    pipeline = build_pipeline(load_spec(Path(env["QUANTOS_SPECS_DIR"]) / "logs_demo.yaml"))
+    pipeline = build_pipeline(load_spec(Path(env["QUANTOS_SPECS_DIR"]) / "logs_demo.yaml"), LOCAL)
     with _instance(env) as instance:
         result = (
             definitions_for([pipeline], active_profile())

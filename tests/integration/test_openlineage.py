@@ -16,6 +16,7 @@ from typing import Any
 import pyarrow as pa
 import pytest
 from dagster import AssetKey, DagsterInstance, build_sensor_context
+from profiles import LOCAL
 
 from definitions.assemble import definitions_for
 from quantos_assets.calendars.partitions import partitions_name
@@ -72,8 +73,8 @@ def _events(path: Path) -> list[dict[str, Any]]:
 def test_every_node_run_becomes_schema_valid_lineage_under_its_submission(data_dir: Path) -> None:
     profile = active_profile()
     eod, demo = (
-        build_pipeline(load_spec(EOD)),
-        build_pipeline(load_spec_text(DEMO, "lineage_demo.yaml", "yaml")),
+        build_pipeline(load_spec(EOD), LOCAL),
+        build_pipeline(load_spec_text(DEMO, "lineage_demo.yaml", "yaml"), LOCAL),
     )
     out = data_dir / "lineage" / "events.jsonl"
     settings = LineageSettings("file", file_path=out)
@@ -239,7 +240,7 @@ def test_promotion_stages_of_the_example_are_lineage_nodes_after_the_model() -> 
     stage reads the model and the stage before it."""
     from sensors.openlineage import LineageIndex
 
-    momentum = build_pipeline(load_spec(REPO / "specs" / "xs_momentum_backtest.yaml"))
+    momentum = build_pipeline(load_spec(REPO / "specs" / "xs_momentum_backtest.yaml"), LOCAL)
     nodes = {f"{n.pipeline_id}.{n.node_id}": n for n in LineageIndex.of([momentum]).nodes.values()}
     assert set(nodes) == {f"xs_momentum_v1.{n.id}" for n in momentum.spec.nodes} | {
         "xs_momentum_v1.promoted.staging",

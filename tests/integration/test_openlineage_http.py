@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 from dagster import DagsterInstance, build_sensor_context
 from loopback_http import QuietHandler, serve_http
+from profiles import LOCAL
 
 from definitions.assemble import definitions_for
 from quantos_assets.pipeline_assets import build_pipeline
@@ -76,7 +77,7 @@ def test_events_are_posted_to_marquez_and_resent_after_an_outage(
     monkeypatch.setenv("QUANTOS_LINEAGE_TIMEOUT", "2")
     profile = active_profile()
     assert profile.lineage.transport == "http"
-    pipeline = build_pipeline(load_spec_text(SPEC, "http_lineage.yaml", "yaml"))
+    pipeline = build_pipeline(load_spec_text(SPEC, "http_lineage.yaml", "yaml"), LOCAL)
     lineage = build_lineage_sensor([pipeline], profile)
     assert lineage is not None
     defs = definitions_for([pipeline], profile)

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import kubernetes_validate
 import pytest
+from profiles import prod_profile
 
 from quantos_assets.k8s.manifests import pipes_pod_manifests, step_job_manifests
 from quantos_assets.k8s.step_config import SecretScopeError, secret_name, submission_run_config
@@ -21,6 +22,8 @@ from quantos_assets.spec.loader import load_runtime_params
 from quantos_assets.spec.models import Priority, Qos, Resources
 from quantos_assets.spec_rules.firm import load_spec
 
+# The prod build (no Ray cluster configured: those steps are in test_ray_driver_placement)
+PROD = prod_profile()
 REPO = Path(__file__).resolve().parents[2]
 K8S_VERSION = "1.33.0"
 SEED = REPO / "specs" / "seed_bt_xs_bilstm_v1.yaml"
@@ -33,13 +36,13 @@ def _pod(manifest: dict) -> dict:
 
 @pytest.fixture(scope="module")
 def seed_pipeline():
-    return build_pipeline(load_spec(SEED))
+    return build_pipeline(load_spec(SEED), PROD)
 
 
 @pytest.mark.parametrize("spec_file", sorted((REPO / "specs").glob("*.yaml")), ids=lambda p: p.name)
 @pytest.mark.parametrize("with_params", [False, True], ids=["spec-only", "submission"])
 def test_every_step_manifest_validates_strictly(spec_file: Path, with_params: bool) -> None:
-    pipeline = build_pipeline(load_spec(spec_file))
+    pipeline = build_pipeline(load_spec(spec_file), PROD)
     params = load_runtime_params(PARAMS) if with_params else None
     manifests = step_job_manifests(pipeline, params)
     assert set(manifests) == {
@@ -135,7 +138,9 @@ def test_submission_config_is_valid_k8s_job_executor_run_config(seed_pipeline) -
     from dagster._config import process_config
     from dagster_k8s.executor import _K8S_EXECUTOR_CONFIG_SCHEMA
 
-    run_config = submission_run_config(seed_pipeline.spec, load_runtime_params(PARAMS))
+    run_config = submission_run_config(
+        seed_pipeline.spec, load_runtime_params(PARAMS), seed_pipeline.cluster
+    )
     result = process_config(_K8S_EXECUTOR_CONFIG_SCHEMA, run_config["execution"]["config"])
     assert result.success, result.errors
 
@@ -275,7 +280,7 @@ def test_each_step_is_a_pod_with_only_its_teams_granted_scopes(spec_file: Path) 
     from quantos_assets.tenancy.teams import load_teams
 
     teams = load_teams(REPO / "deploy" / "teams.yaml")
-    pipeline = build_pipeline(load_spec(spec_file))
+    pipeline = build_pipeline(load_spec(spec_file), PROD)
     for team, policy in teams.teams.items():
         mine = {secret_name(s) for s in policy.secrets_scopes}
         theirs = {

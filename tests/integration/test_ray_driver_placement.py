@@ -15,6 +15,7 @@ from pathlib import Path
 import kubernetes_validate
 import pytest
 import yaml
+from profiles import LOCAL, prod_profile
 
 from quantos_assets.k8s.manifests import step_job_manifests
 from quantos_assets.k8s.ray_driver import RAY_AUTH_SECRET, RAY_DRIVER_LABEL, RAY_WORKERS_ANNOTATION
@@ -29,7 +30,7 @@ from quantos_assets.placement import (
 from quantos_assets.spec.loader import load_runtime_params
 from quantos_assets.spec.models import DagSpec, NodeKind
 from quantos_assets.spec_rules.firm import load_spec
-from resources.profile import ray_cluster_address
+from resources.profile import Profile, active_profile
 
 REPO = Path(__file__).resolve().parents[2]
 K8S_VERSION = "1.33.0"
@@ -40,21 +41,15 @@ ADDRESS = "ray://ray-gpu-head-svc.compute.svc.cluster.local:10001"
 SPECS = sorted((REPO / "specs").glob("*.yaml"))
 
 
-@pytest.fixture
-def prod(monkeypatch: pytest.MonkeyPatch) -> None:
-    """staging/prod without a Ray cluster: what a step looked like before (the baseline)."""
-    monkeypatch.setenv("QUANTOS_ENV", "prod")
-    monkeypatch.delenv("QUANTOS_RAY_ADDRESS", raising=False)
+# staging/prod without a Ray cluster: what a step looked like before (the baseline)
+PROD = prod_profile()
+# ... and with one
+WITH_CLUSTER = prod_profile(QUANTOS_RAY_ADDRESS=ADDRESS)
 
 
-def _with_cluster(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("QUANTOS_ENV", "prod")
-    monkeypatch.setenv("QUANTOS_RAY_ADDRESS", ADDRESS)
-
-
-def _jobs(spec_file: Path, params=None) -> dict[str, dict]:
-    """Translated afresh: op tags are decided at translation, from the environment."""
-    return step_job_manifests(build_pipeline(load_spec(spec_file)), params)
+def _jobs(spec_file: Path, profile: Profile, params=None) -> dict[str, dict]:
+    """Translated afresh: op tags are decided at translation, from the profile."""
+    return step_job_manifests(build_pipeline(load_spec(spec_file), profile), params)
 
 
 def _pod(job: dict) -> dict:
@@ -63,14 +58,13 @@ def _pod(job: dict) -> dict:
 
 @pytest.mark.parametrize("with_params", [False, True], ids=["spec-only", "submission"])
 def test_the_seed_trains_on_the_cluster_from_a_thin_driver(
-    prod, monkeypatch, with_params: bool
+    with_params: bool,
 ) -> None:
     params = (
         load_runtime_params(PARAMS) if with_params else None
     )  # priority high, gpu_spot, 2 scopes
-    before = _jobs(SEED, params)
-    _with_cluster(monkeypatch)
-    after = _jobs(SEED, params)
+    before = _jobs(SEED, PROD, params)
+    after = _jobs(SEED, WITH_CLUSTER, params)
     for job in after.values():
         kubernetes_validate.validate(job, K8S_VERSION, strict=True)
     # the node's own step asked for a GPU node before ...
@@ -115,30 +109,28 @@ def test_the_seed_trains_on_the_cluster_from_a_thin_driver(
     }
 
 
-def test_without_a_cluster_nothing_changes(prod, monkeypatch) -> None:
+def test_without_a_cluster_nothing_changes() -> None:
     """Locally a step is a process and Ray is local: an address changes nothing of the k8s
     config."""
-    prod_before = _jobs(SEED)
-    monkeypatch.setenv("QUANTOS_ENV", "local")
-    monkeypatch.setenv("QUANTOS_RAY_ADDRESS", ADDRESS)
-    assert ray_cluster_address() is None
-    assert _jobs(SEED) == prod_before
-    monkeypatch.setenv("QUANTOS_ENV", "staging")
-    monkeypatch.setenv("QUANTOS_RAY_ADDRESS", "  ")
-    assert ray_cluster_address() is None
-    assert (
-        ray_cluster_address({"QUANTOS_ENV": "staging", "QUANTOS_RAY_ADDRESS": ADDRESS}) == ADDRESS
+    prod_before = _jobs(SEED, PROD)
+    local = active_profile({"QUANTOS_ENV": "local", "QUANTOS_RAY_ADDRESS": ADDRESS})
+    assert local.cluster == LOCAL.cluster and local.cluster.ray_cluster is None
+    assert _jobs(SEED, local) == prod_before
+    blank = prod_profile(QUANTOS_ENV="staging", QUANTOS_RAY_ADDRESS="  ")
+    assert blank.cluster.pods and blank.cluster.ray_cluster is None
+    assert _jobs(SEED, blank) == prod_before
+    assert prod_profile(QUANTOS_ENV="staging", QUANTOS_RAY_ADDRESS=ADDRESS).cluster.ray_cluster == (
+        ADDRESS
     )
 
 
 @pytest.mark.parametrize("spec_file", SPECS, ids=lambda p: p.name)
-def test_only_ray_job_drivers_get_the_token_and_the_label(monkeypatch, spec_file: Path) -> None:
+def test_only_ray_job_drivers_get_the_token_and_the_label(spec_file: Path) -> None:
     """The Ray head admits the label and the cluster the token: no other step may hold either."""
-    _with_cluster(monkeypatch)
     spec = load_spec(spec_file).spec
     ray_ops = {f"{spec.pipeline_id}__{n.id}" for n in spec.nodes if n.kind is NodeKind.ray_job}
     params = load_runtime_params({"submission_id": "sub-1", "labels": {"team": "research"}})
-    for jobs in (_jobs(spec_file), _jobs(spec_file, params)):
+    for jobs in (_jobs(spec_file, WITH_CLUSTER), _jobs(spec_file, WITH_CLUSTER, params)):
         for op, job in jobs.items():
             template = job["spec"]["template"]
             container = template["spec"]["containers"][0]
@@ -150,15 +142,16 @@ def test_only_ray_job_drivers_get_the_token_and_the_label(monkeypatch, spec_file
                 kubernetes_validate.validate(job, K8S_VERSION, strict=True)
 
 
-def test_the_submission_run_config_keeps_the_driver(monkeypatch) -> None:
+def test_the_submission_run_config_keeps_the_driver() -> None:
     """A submission's per-step config replaces the op tag (SHALLOW merge): it must be the same
     thin driver, and valid run config for k8s_job_executor (the env's valueFrom included)."""
     from dagster._config import process_config
     from dagster_k8s.executor import _K8S_EXECUTOR_CONFIG_SCHEMA
 
-    _with_cluster(monkeypatch)
-    pipeline = build_pipeline(load_spec(SEED))
-    run_config = submission_run_config(pipeline.spec, load_runtime_params(PARAMS))
+    pipeline = build_pipeline(load_spec(SEED), WITH_CLUSTER)
+    run_config = submission_run_config(
+        pipeline.spec, load_runtime_params(PARAMS), WITH_CLUSTER.cluster
+    )
     result = process_config(_K8S_EXECUTOR_CONFIG_SCHEMA, run_config["execution"]["config"])
     assert result.success, result.errors
     step = run_config["execution"]["config"]["per_step_k8s_config"][TRAIN]
@@ -320,11 +313,10 @@ def test_every_example_ray_worker_fits_a_worker_group_of_the_cluster(spec_file: 
             )
 
 
-def test_the_gates_retrain_check_drives_the_cluster_too(monkeypatch) -> None:
+def test_the_gates_retrain_check_drives_the_cluster_too() -> None:
     """The promotion gate's reproducibility check retrains the model the way its node did (on
     Ray), from the node's own step config: a thin driver with the token, plus the audit key."""
-    _with_cluster(monkeypatch)
-    pipeline = build_pipeline(load_spec(REPO / "specs" / "xs_momentum_backtest.yaml"))
+    pipeline = build_pipeline(load_spec(REPO / "specs" / "xs_momentum_backtest.yaml"), WITH_CLUSTER)
     assert pipeline.gates is not None
     config = pipeline.gates.checks.node_def.tags["dagster-k8s/config"]
     config = json.loads(config) if isinstance(config, str) else config

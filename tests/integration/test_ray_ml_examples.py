@@ -17,6 +17,7 @@ from pathlib import Path
 
 import pytest
 from dagster import AssetCheckKey, AssetKey, DagsterInstance, Definitions
+from profiles import LOCAL
 from ray_nodes import RayNodes, two_nodes
 
 from quantos_assets.pipeline_assets import build_pipeline
@@ -97,7 +98,7 @@ def test_a_gated_bilstm_is_promoted_after_its_retrain_reproduces_its_metrics(
         "QUANTOS_PROMOTION_POLICY",
         str(REPO / "tests" / "fixtures" / "gates" / "policy_reproducibility_only.yaml"),
     )
-    pipeline = build_pipeline(load_spec(GATED))
+    pipeline = build_pipeline(load_spec(GATED), LOCAL)
     defs = Definitions(
         assets=pipeline.assets,
         asset_checks=pipeline.asset_checks(),

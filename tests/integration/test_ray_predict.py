@@ -27,6 +27,7 @@ from dagster import (
     build_asset_context,
     materialize,
 )
+from profiles import LOCAL, runners
 from ray_nodes import RayNodes, start_head, wait_for_nodes
 
 from quantos_assets.calendars.partitions import partitions_name
@@ -230,7 +231,8 @@ def test_predict_writes_one_row_per_input_row(
             SPEC.format(pipeline="rp", partitions="", lookback=LOOKBACK, workers=2),
             "rp.yaml",
             "yaml",
-        )
+        ),
+        LOCAL,
     )
     instance = DagsterInstance.ephemeral()
     _upstream(instance, lake, "rp", features, model)
@@ -261,7 +263,7 @@ def test_predict_per_session_reads_and_writes_its_session(
         lookback=LOOKBACK,
         workers=1,
     )
-    pipeline = build_pipeline(load_spec_text(text, "rps.yaml", "yaml"))
+    pipeline = build_pipeline(load_spec_text(text, "rps.yaml", "yaml"), LOCAL)
     instance = DagsterInstance.ephemeral()
     sessions = ["2022-12-01", "2022-12-02"]
     instance.add_dynamic_partitions(partitions_name(pipeline.spec), sessions)
@@ -319,7 +321,7 @@ def test_a_scikit_learn_model_predicts_every_row_it_can(
         "features": lake.table_ref("rp", "raw_features", written.snapshot_id),
     }
     with build_asset_context(resources={"ray": RayResource(address=nodes.address)}) as context:
-        values = runner_for(NodeKind.ray_job).run(
+        values = runner_for(NodeKind.ray_job, runners()).run(
             context, NodeRun(spec=spec, node=node, spec_dir=None, inputs=inputs)
         )
     predictions = values["predictions"]
@@ -393,7 +395,7 @@ def test_a_table_without_the_models_features_fails_before_any_ray_work(
         build_asset_context(resources={"ray": RayResource(address=nodes.address)}) as context,
         pytest.raises(NodeRunError) as err,
     ):
-        runner_for(NodeKind.ray_job).run(
+        runner_for(NodeKind.ray_job, runners()).run(
             context, NodeRun(spec=spec, node=node, spec_dir=None, inputs=inputs)
         )
     assert str(err.value) == (
@@ -419,7 +421,7 @@ def test_a_file_that_is_no_model_is_one_line(
         build_asset_context(resources={"ray": RayResource(address=nodes.address)}) as context,
         pytest.raises(NodeRunError) as err,
     ):
-        runner_for(NodeKind.ray_job).run(
+        runner_for(NodeKind.ray_job, runners()).run(
             context, NodeRun(spec=spec, node=node, spec_dir=None, inputs=inputs)
         )
     assert str(err.value).startswith(

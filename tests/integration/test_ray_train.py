@@ -17,6 +17,7 @@ from typing import Any
 
 import pytest
 from dagster import build_asset_context
+from profiles import runners
 from ray_nodes import RayNodes, two_nodes
 
 from quantos_assets.kinds.base import NodeRun, NodeRunError
@@ -230,7 +231,7 @@ def test_the_node_trains_a_bilstm_and_its_model_scores_rows(
     with build_asset_context(
         resources={"ray": ray_resource, "artifact_store": lake.artifact_store}
     ) as context:
-        values = runner_for(NodeKind.ray_job).run(
+        values = runner_for(NodeKind.ray_job, runners()).run(
             context, NodeRun(spec=spec, node=node, spec_dir=None, inputs={"features": features})
         )
     model, report = values["model_uri"], values["metrics_json"]
@@ -259,7 +260,7 @@ def test_a_feature_the_table_lacks_is_one_line_before_any_work(
         build_asset_context(resources={"ray": RayResource(address=nodes.address)}) as context,
         pytest.raises(NodeRunError) as err,
     ):
-        runner_for(NodeKind.ray_job).run(
+        runner_for(NodeKind.ray_job, runners()).run(
             context, NodeRun(spec=spec, node=node, spec_dir=None, inputs={"features": features})
         )
     assert str(err.value) == "rt.train_model: the input table has no column(s) ['no_such']"
@@ -291,7 +292,7 @@ def test_a_four_trial_search_keeps_its_best_trial_as_the_model(
     with build_asset_context(
         resources={"ray": RayResource(address=nodes.address), "artifact_store": lake.artifact_store}
     ) as context:
-        values = runner_for(NodeKind.ray_job).run(
+        values = runner_for(NodeKind.ray_job, runners()).run(
             context, NodeRun(spec=spec, node=node, spec_dir=None, inputs={"features": features})
         )
     model_out, report = values["model_uri"], values["metrics_json"]

@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from dagster import DagsterEventType, DagsterInstance
+from profiles import LOCAL
 
 from definitions.assemble import definitions_for
 from quantos_assets.pipeline_assets import build_pipeline
@@ -24,7 +25,7 @@ nodes:
 
 
 def _run(text: str):
-    pipeline = build_pipeline(load_spec_text(text, "flaky.yaml", "yaml"))
+    pipeline = build_pipeline(load_spec_text(text, "flaky.yaml", "yaml"), LOCAL)
     defs = definitions_for([pipeline], active_profile())
     with DagsterInstance.get() as instance:
         return defs.resolve_job_def("flaky").execute_in_process(

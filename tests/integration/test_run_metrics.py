@@ -24,6 +24,7 @@ from dagster._core.remote_origin import (
 from dagster._core.types.loadable_target_origin import LoadableTargetOrigin
 from dagster._core.utils import make_new_run_id
 from metrics_scrape import scrape
+from profiles import LOCAL
 
 from quantos_assets.pipeline_assets import build_pipeline
 from quantos_assets.spec_rules.firm import load_spec
@@ -69,7 +70,7 @@ def _spec(tmp_path: Path) -> Path:
 
 
 def test_exporter_reports_runs_queue_steps_and_retries(data_dir: Path, tmp_path: Path) -> None:
-    pipeline = build_pipeline(load_spec(_spec(tmp_path)))
+    pipeline = build_pipeline(load_spec(_spec(tmp_path)), LOCAL)
     instance = DagsterInstance.get()
     resources = build_resources(active_profile())
     tags = {"quantos/team": "research", "quantos/pipeline_id": "metrics_demo"}

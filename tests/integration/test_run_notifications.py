@@ -13,6 +13,7 @@ from urllib.parse import parse_qs
 import pytest
 from dagster import DagsterInstance, build_run_status_sensor_context, build_sensor_context
 from loopback_http import QuietHandler, serve_http
+from profiles import LOCAL
 
 from definitions.assemble import definitions_for
 from quantos_assets.pipeline_assets import build_pipeline
@@ -82,7 +83,7 @@ def _pipeline(pid: str, marker: Path, broken: bool = False):
             'entrypoint: "tests.integration.test_kinds_entrypoints:fail_first_attempt", ', ""
         )
         text = text.replace("kind: python_task", "kind: python_task\n    image: ghcr.io/x/y:1")
-    return build_pipeline(load_spec_text(text, f"{pid}.yaml", "yaml"))
+    return build_pipeline(load_spec_text(text, f"{pid}.yaml", "yaml"), LOCAL)
 
 
 def test_retry_failure_and_completion_arrive_in_seed_002_words(

@@ -15,6 +15,7 @@ from zoneinfo import ZoneInfo
 
 import pytest
 from dagster import DagsterInstance, build_sensor_context, materialize
+from profiles import LOCAL
 
 from quantos_assets.calendars.partitions import partitions_name
 from quantos_assets.pipeline_assets import build_pipeline
@@ -27,7 +28,7 @@ EOD = REPO / "specs" / "xs_daily_eod.yaml"
 
 
 def test_backfill_of_a_range_runs_each_session_and_skips_the_holiday(data_dir: Path) -> None:
-    pipeline = build_pipeline(load_spec(EOD))
+    pipeline = build_pipeline(load_spec(EOD), LOCAL)
     instance = DagsterInstance.get()
     sync = build_session_sync(
         pipeline, clock=lambda: datetime(2016, 2, 1, tzinfo=ZoneInfo("America/New_York"))
@@ -94,7 +95,7 @@ def test_single_run_backfill_computes_each_session_of_the_range_in_one_run(
     )
     spec_path = tmp_path / "eod_ranged.yaml"
     spec_path.write_text(text)
-    pipeline = build_pipeline(load_spec(spec_path))
+    pipeline = build_pipeline(load_spec(spec_path), LOCAL)
     instance = _synced_instance(pipeline)
     resources = build_resources(active_profile())
 
@@ -144,7 +145,7 @@ def test_cli_partition_range_is_one_run_over_the_sessions(data_dir: Path) -> Non
     )
     assert sync.returncode == 0, sync.stderr
     assert sync.stdout.startswith("xs_daily_eod: added ")
-    pipeline = build_pipeline(load_spec(EOD))
+    pipeline = build_pipeline(load_spec(EOD), LOCAL)
     instance = DagsterInstance.get()
     resources = build_resources(active_profile())
     bars_def = pipeline.assets[0]

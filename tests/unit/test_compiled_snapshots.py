@@ -11,6 +11,7 @@ import os
 from pathlib import Path
 
 import pytest
+from profiles import LOCAL
 
 from quantos_assets.compiled_graph import describe_pipeline
 from quantos_assets.pipeline_assets import build_pipeline
@@ -23,7 +24,7 @@ SNAPSHOTS = REPO / "tests" / "snapshots"
 
 @pytest.mark.parametrize("path", spec_files(REPO / "specs"), ids=lambda p: p.name)
 def test_compiled_graph_matches_snapshot(path: Path) -> None:
-    graph = describe_pipeline(build_pipeline(load_spec(path)))
+    graph = describe_pipeline(build_pipeline(load_spec(path), LOCAL))
     snapshot = SNAPSHOTS / f"{path.stem}.json"
     text = json.dumps(graph, indent=2, sort_keys=True) + "\n"
     if os.environ.get("UPDATE_SNAPSHOTS") or not snapshot.exists():

@@ -10,6 +10,8 @@ import json
 from pathlib import Path
 from typing import Any
 
+from profiles import LOCAL
+
 from quantos_assets.gates.build import AUDIT_SECRET
 from quantos_assets.k8s.step_config import K8S_CONFIG_TAG
 from quantos_assets.pipeline_assets import build_pipeline
@@ -26,7 +28,7 @@ def _secrets(op_tags: dict[str, Any]) -> list[str]:
 
 
 def test_gate_checks_and_stages_get_the_audit_secret_and_no_other_step_does() -> None:
-    pipeline = build_pipeline(load_spec(GATED))
+    pipeline = build_pipeline(load_spec(GATED), LOCAL)
     assert pipeline.gates is not None
     gate_ops = [pipeline.gates.checks.node_def, *(s.node_def for s in pipeline.gates.stages)]
     assert gate_ops and all(AUDIT_SECRET in _secrets(dict(op.tags)) for op in gate_ops)

@@ -10,6 +10,7 @@ import pytest
 from quantos_assets.kinds.image_reference import ImageReference, parse_image
 from quantos_assets.kinds.local_images import LocalImagesError, load_local_images
 from quantos_assets.spec_rules.firm import load_spec
+from resources.profile import active_profile
 
 REPO = Path(__file__).resolve().parents[2]
 SEED_IMAGE = "ghcr.io/archetype/feature-kit:0.3.2"
@@ -129,12 +130,11 @@ def test_a_missing_map_lists_nothing(tmp_path: Path) -> None:
         images.entrypoint_for(SEED_IMAGE)
 
 
-def test_a_map_the_environment_names_must_exist(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    monkeypatch.setenv("QUANTOS_LOCAL_IMAGES", str(tmp_path / "absent.yaml"))
+def test_a_map_the_environment_names_must_exist(tmp_path: Path) -> None:
+    profile = active_profile({"QUANTOS_LOCAL_IMAGES": str(tmp_path / "absent.yaml")})
+    assert not active_profile({}).local_images_file_named
     with pytest.raises(LocalImagesError) as err:
-        load_local_images()
+        load_local_images(profile.local_images_file, profile.local_images_file_named)
     assert (
         str(err.value)
         == f"QUANTOS_LOCAL_IMAGES: {tmp_path / 'absent.yaml'} does not exist (the local image map)"

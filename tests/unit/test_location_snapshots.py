@@ -47,13 +47,13 @@ def test_code_location_matches_snapshot(
         "QUANTOS_SPECS_DIR": str(REPO / "specs"),
         "QUANTOS_TEAMS": str(REPO / "deploy" / "teams.yaml"),
     }
-    # The profile is passed in; the environment is set to the same values as well because a
-    # few readers (the pools and policy files, runs_pods, the Ray address of a step's pod
-    # config) still read it themselves (issue 18), and this machine's must not leak in.
+    # The profile is passed in and the environment holds none of it: whatever the build
+    # needs (pods or processes, the Ray cluster of a thin driver, the teams file) must come
+    # from the profile. The pools and promotion policy files, still resolved from the
+    # environment at every spec check (profile.pools_file), take their defaults here, and
+    # this machine's settings must not leak in.
     for key in [k for k in os.environ if k.startswith(("QUANTOS_", "OPENLINEAGE_"))]:
         monkeypatch.delenv(key)
-    for key, value in env.items():
-        monkeypatch.setenv(key, value)
     location = describe_location(build_definitions(active_profile(env)))
     text = json.dumps(location, indent=2, sort_keys=True) + "\n"
     snapshot = SNAPSHOTS / f"{name}.json"

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 from dagster import DagsterInvalidDefinitionError
+from profiles import LOCAL
 
 from definitions.assemble import build_definitions, buildable_pipelines, definitions_for, loadable
 from quantos_assets.pipeline_assets import build_pipeline
@@ -170,8 +171,8 @@ def test_a_spec_dagster_refuses_beside_the_others_is_left_out_alone(data_dir: Pa
     first.spec.nodes[0].id = "b__c"  # ops rt_a__b__c, both
     second.spec.pipeline_id = "rt_a__b"
     pipelines = [
-        build_pipeline(LoadedSpec(first.spec, Path("rt_a.yaml"), first.sha256)),
-        build_pipeline(LoadedSpec(second.spec, Path("rt_a__b.yaml"), second.sha256)),
+        build_pipeline(LoadedSpec(first.spec, Path("rt_a.yaml"), first.sha256), LOCAL),
+        build_pipeline(LoadedSpec(second.spec, Path("rt_a__b.yaml"), second.sha256), LOCAL),
     ]
     profile = active_profile()
     with pytest.raises(DagsterInvalidDefinitionError, match="conflicting node definitions"):

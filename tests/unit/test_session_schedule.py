@@ -19,6 +19,7 @@ from dagster import (
     instance_for_test,
 )
 from dagster._core.test_utils import create_run_for_test
+from profiles import LOCAL
 
 from quantos_assets.pipeline_assets import build_pipeline
 from quantos_assets.spec_rules.firm import load_spec
@@ -45,7 +46,7 @@ nodes:
 def pipeline(tmp_path: Path, catch_up: bool = False):
     path = tmp_path / "eod.yaml"
     path.write_text(SPEC.format(catch_up=str(catch_up).lower()))
-    return build_pipeline(load_spec(path))
+    return build_pipeline(load_spec(path), LOCAL)
 
 
 def evaluate(instance: DagsterInstance, pipe, at: datetime, now: datetime):

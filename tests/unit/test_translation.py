@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 from dagster import AssetKey, AssetsDefinition, AssetSpec
+from profiles import LOCAL
 
 from quantos_assets.pipeline_assets import build_pipeline
 from quantos_assets.placement import PlacementError, choose_pool
@@ -59,7 +60,7 @@ SPEC = textwrap.dedent(
 
 @pytest.fixture(scope="module")
 def pipeline():
-    return build_pipeline(load_spec_text(SPEC, "demo.yaml", "yaml"))
+    return build_pipeline(load_spec_text(SPEC, "demo.yaml", "yaml"), LOCAL)
 
 
 def _by_node(pipeline):
@@ -171,7 +172,7 @@ def test_a_chain_deeper_than_the_recursion_limit_still_builds_its_job() -> None:
         for i in range(3000)
     )
     text = f"version: 1\npipeline_id: deep\nnodes:\n{nodes}\n"
-    pipeline = build_pipeline(load_spec_text(text, "deep.yaml", "yaml"))
+    pipeline = build_pipeline(load_spec_text(text, "deep.yaml", "yaml"), LOCAL)
     defs = Definitions(
         assets=pipeline.assets,
         jobs=[pipeline.job],
