@@ -44,7 +44,7 @@ sys.path.insert(0, str(ROOT / "tests" / "e2e"))
 
 from dev_server import WORKSPACE_QUERY, dagster_dev
 
-from quantos_assets.client.graphql import CLIENT_SUBMIT_PIPELINE_RUN_MUTATION
+from quantos_assets.apps.client.graphql import CLIENT_SUBMIT_PIPELINE_RUN_MUTATION
 
 SIDES = {"quantos": "noop10", "plain": "plain10"}
 FINISHED = ("SUCCESS", "FAILURE", "CANCELED")

@@ -34,7 +34,7 @@ sys.path.insert(0, str(ROOT / "tests" / "e2e"))
 
 from dev_server import dagster_dev, quantos_gateway
 
-from quantos_assets.client.graphql import CLIENT_SUBMIT_PIPELINE_RUN_MUTATION
+from quantos_assets.apps.client.graphql import CLIENT_SUBMIT_PIPELINE_RUN_MUTATION
 
 SPEC = {
     "version": 1,
@@ -53,7 +53,7 @@ HOLD = {"key": "quantos/label.bench", "value": "hold"}  # = runtime label bench:
 DAGSTER_YAML = """
 telemetry: {enabled: false}
 run_coordinator:  # as deploy/dagster.local.yaml
-  module: quantos_assets.launcher.run_coordinator
+  module: quantos_assets.apps.launcher.run_coordinator
   class: WarmingQueuedRunCoordinator
   config:
     max_concurrent_runs: 2
@@ -61,7 +61,7 @@ run_coordinator:  # as deploy/dagster.local.yaml
     tag_concurrency_limits:
       - {key: quantos/label.bench, value: hold, limit: 0}
 run_launcher:  # as deploy/dagster.local.yaml
-  module: quantos_assets.launcher.run_launcher
+  module: quantos_assets.apps.launcher.run_launcher
   class: WarmRunLauncher
   config: {spares: 1, preload: {module: definitions.definitions, attribute: defs}}
 """
@@ -123,7 +123,7 @@ def main() -> int:
             [
                 sys.executable,
                 "-m",
-                "quantos_assets.cli.main",
+                "quantos_assets.apps.cli.main",
                 "token",
                 "create",
                 "--team",

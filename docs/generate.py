@@ -11,7 +11,7 @@ Generated (every other file in docs/ is written by hand):
                              `quantos schema` and `quantos schema --runtime-params`
     api/openapi.json         the gateway's OpenAPI document, exactly as it serves /openapi.json
     api/rest.md              the endpoint reference, rendered from that document
-    api/python-client.md     `quantos_assets.client`, from its signatures and docstrings
+    api/python-client.md     `quantos_assets.apps.client`, from its signatures and docstrings
     api/cli.md               `quantos --help` and the help of every subcommand (argparse)
 
 `tests/unit/test_docs_generated.py` regenerates the set into a temporary folder and fails on
@@ -76,8 +76,8 @@ def gateway_app() -> Any:
 
     `create_app` only registers routes and starts the launch dispatcher at build time; the
     endpoints reach the gateway's parts when called, which the OpenAPI export never does."""
-    from quantos_assets.gateway.app import create_app
-    from quantos_assets.gateway.settings import GatewaySettings
+    from quantos_assets.apps.gateway.app import create_app
+    from quantos_assets.apps.gateway.settings import GatewaySettings
     from resources.profile import LOCAL_CLUSTER
 
     nowhere = Path("/nonexistent")
@@ -412,7 +412,7 @@ def _models() -> dict[str, Any]:
     """Schema name -> the gateway's pydantic model of that name."""
     from pydantic import BaseModel
 
-    from quantos_assets.gateway import schemas
+    from quantos_assets.apps.gateway import schemas
 
     return {
         name: value
@@ -702,13 +702,13 @@ def _methods(cls: type) -> list[tuple[str, Callable[..., Any]]]:
 def render_client() -> str:
     import dataclasses
 
-    from quantos_assets import client
-    from quantos_assets.client import graphql, submissions
+    from quantos_assets.apps import client
+    from quantos_assets.apps.client import graphql, submissions
 
     out = [
         GENERATED_NOTE,
         "",
-        "# Python client reference: `quantos_assets.client`",
+        "# Python client reference: `quantos_assets.apps.client`",
         "",
         (
             "For programs that may talk to the Dagster webserver directly (the compiler, "
@@ -720,7 +720,7 @@ def render_client() -> str:
         ),
         "",
         "```python",
-        f"from quantos_assets.client import {', '.join(client.__all__)}",
+        f"from quantos_assets.apps.client import {', '.join(client.__all__)}",
         "```",
         "",
         "## Overview",
@@ -778,8 +778,8 @@ def render_client() -> str:
         "## Helpers",
         "",
         (
-            "In `quantos_assets.client.submissions`: what `submit` and the gateway do with a spec "
-            "and params before launching."
+            "In `quantos_assets.apps.client.submissions`: what `submit` and the gateway do with a "
+            "spec and params before launching."
         ),
         "",
     ]
@@ -812,7 +812,7 @@ def _subcommands(parser: argparse.ArgumentParser) -> list[tuple[str, str, argpar
 
 
 def render_cli() -> str:
-    from quantos_assets.cli import main as cli_main
+    from quantos_assets.apps.cli import main as cli_main
 
     previous = os.environ.get("COLUMNS")
     os.environ["COLUMNS"] = HELP_COLUMNS

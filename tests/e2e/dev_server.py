@@ -203,7 +203,7 @@ def gateway_process(
             [
                 sys.executable,
                 "-m",
-                "quantos_assets.cli.main",
+                "quantos_assets.apps.cli.main",
                 "gateway",
                 "--port",
                 str(port),

@@ -20,7 +20,7 @@ import pytest
 import yaml
 from dev_server import REPO, Server, dagster_dev, quantos_gateway, tail
 
-from quantos_assets.gateway.tokens import TokenStore
+from quantos_assets.apps.gateway.tokens import TokenStore
 
 
 def one_node(
@@ -105,7 +105,7 @@ class Stack:
 def quantos(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
     """The `quantos` CLI in a subprocess, as an operator runs it."""
     return subprocess.run(
-        [sys.executable, "-m", "quantos_assets.cli.main", *args],
+        [sys.executable, "-m", "quantos_assets.apps.cli.main", *args],
         capture_output=True,
         text=True,
         cwd=REPO,
@@ -122,7 +122,7 @@ def quantos_in_process(env: dict[str, str], *args: str) -> subprocess.CompletedP
     import io
     import os
 
-    from quantos_assets.cli.main import main
+    from quantos_assets.apps.cli.main import main
 
     out, err, saved = io.StringIO(), io.StringIO(), dict(os.environ)
     os.environ.clear()

@@ -33,7 +33,7 @@ nodes:
 
 def quantos(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "quantos_assets.cli.main", *args],
+        [sys.executable, "-m", "quantos_assets.apps.cli.main", *args],
         capture_output=True,
         text=True,
         cwd=REPO,
@@ -228,7 +228,7 @@ def test_a_closed_stdout_ends_quietly_like_unix_tools() -> None:
     os.close(read_end)
     try:
         res = subprocess.run(
-            [sys.executable, "-m", "quantos_assets.cli.main", "schema"],
+            [sys.executable, "-m", "quantos_assets.apps.cli.main", "schema"],
             stdout=write_end,
             stderr=subprocess.PIPE,
             text=True,

@@ -28,7 +28,7 @@ from dagster._core.scheduler.instigation import InstigatorType
 from dev_server import REPO
 from split_stack import SplitStack, split_stack
 
-from quantos_assets.client.graphql import DagsterAPI
+from quantos_assets.apps.client.graphql import DagsterAPI
 from quantos_assets.run_tags import runtime_run_tags
 from quantos_assets.spec.models import RuntimeParams
 from resources.run_tag_keys import TAG_TEAM, WORKER_PID_TAG
@@ -222,7 +222,7 @@ def _run_workers_of(parent: int) -> dict[int, str]:
         if fields is None:
             continue
         try:
-            if b"quantos_assets.launcher.worker" in (entry / "cmdline").read_bytes():
+            if b"quantos_assets.apps.launcher.worker" in (entry / "cmdline").read_bytes():
                 stats[int(entry.name)] = fields
         except OSError:
             continue

@@ -18,7 +18,7 @@ import pytest
 from dev_server import REPO, Server, dagster_dev, free_port, stop, tail
 from prometheus_client.parser import text_string_to_metric_families
 
-from quantos_assets.client.graphql import DagsterAPI
+from quantos_assets.apps.client.graphql import DagsterAPI
 
 pytestmark = pytest.mark.e2e
 
@@ -79,7 +79,7 @@ def test_its_logs_are_keyed_by_submission_pipeline_and_node(promoted: Promoted) 
         [
             sys.executable,
             "-m",
-            "quantos_assets.cli.main",
+            "quantos_assets.apps.cli.main",
             "logs",
             SUBMISSION,
             "--node",
@@ -104,7 +104,7 @@ def test_its_metrics_are_scraped(promoted: Promoted) -> None:
     log = promoted.srv.home.parent / "exporter.log"
     with log.open("wb") as sink:
         proc = subprocess.Popen(
-            [sys.executable, "-m", "quantos_assets.cli.main", "exporter", "--port", str(port)],
+            [sys.executable, "-m", "quantos_assets.apps.cli.main", "exporter", "--port", str(port)],
             cwd=REPO,
             env=promoted.srv.env,
             stdout=sink,

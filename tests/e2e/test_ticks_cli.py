@@ -22,7 +22,7 @@ nodes:
 
 def quantos(*args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "quantos_assets.cli.main", *args],
+        [sys.executable, "-m", "quantos_assets.apps.cli.main", *args],
         capture_output=True,
         text=True,
         cwd=REPO,

@@ -19,7 +19,7 @@ import pytest
 import yaml
 from dev_server import Server, dagster_dev
 
-from quantos_assets.client.graphql import DagsterAPI
+from quantos_assets.apps.client.graphql import DagsterAPI
 from resources.run_tag_keys import WORKER_PID_TAG
 
 pytestmark = pytest.mark.e2e
@@ -90,7 +90,7 @@ def _spare_loaded(timeout: float = 90) -> None:
                 continue
             try:
                 if (
-                    b"quantos_assets.launcher.worker"
+                    b"quantos_assets.apps.launcher.worker"
                     not in Path(f"/proc/{pid}/cmdline").read_bytes()
                 ):
                     continue
@@ -164,7 +164,7 @@ def test_a_location_that_no_longer_loads_fails_the_launch_in_one_line(tmp_path: 
     from dagster._core.origin import JobPythonOrigin, RepositoryPythonOrigin
     from dagster._core.storage.dagster_run import DagsterRun
 
-    from quantos_assets.launcher.run_launcher import WarmRunLauncher
+    from quantos_assets.apps.launcher.run_launcher import WarmRunLauncher
 
     (tmp_path / "broken_location.py").write_text(
         "raise RuntimeError('a spec module no longer imports')\n"

@@ -20,7 +20,7 @@ import sqlalchemy as sa
 from moto_s3 import REGION, s3_server
 from postgres_db import PG_URL, fresh_database
 
-from quantos_assets.gateway.refusal_log import RefusalLog
+from quantos_assets.apps.gateway.refusal_log import RefusalLog
 from resources.audit_anchor import FileAnchor
 from resources.audit_key import AuditKeySource
 from resources.audit_log import GENESIS, AuditLog, bounded, content_digest, record_hash

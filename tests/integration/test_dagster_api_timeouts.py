@@ -13,7 +13,7 @@ from collections.abc import Iterator
 import pytest
 from loopback_http import QuietHandler, serve_http
 
-from quantos_assets.client.graphql import DagsterAPI, DagsterAPIError
+from quantos_assets.apps.client.graphql import DagsterAPI, DagsterAPIError
 
 pytestmark = pytest.mark.integration
 

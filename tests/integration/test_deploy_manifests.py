@@ -218,7 +218,7 @@ def _in_image(path: str) -> bool:
 
 def test_the_image_holds_every_file_its_defaults_name() -> None:
     """The gateway's default teams file, and each /app path the image's ENV sets."""
-    from quantos_assets.gateway.settings import gateway_settings
+    from quantos_assets.apps.gateway.settings import gateway_settings
     from resources.profile import REPO_ROOT
 
     teams = gateway_settings({"QUANTOS_ENV": "local"}).teams_path.relative_to(REPO_ROOT).as_posix()
@@ -301,7 +301,7 @@ def test_the_gateway_and_the_code_location_share_one_writable_spec_registry() ->
 def test_the_gateway_starts_on_its_manifest_with_secrets_taken_key_by_key() -> None:
     """What the gateway is given is enough for the prod profile, every secret value comes from a
     Secret the Helm values or the deployment guide create, and no Secret is mounted whole."""
-    from quantos_assets.gateway.settings import gateway_settings
+    from quantos_assets.apps.gateway.settings import gateway_settings
 
     pod = _gateway_pod()
     [container] = pod["containers"]

@@ -16,8 +16,8 @@ from pathlib import Path
 import pytest
 from postgres_db import PG_URL, fresh_database
 
-from quantos_assets.client.submissions import QuantosClient, parse_spec, spec_digest
-from quantos_assets.gateway.dispatcher import LaunchDispatcher
+from quantos_assets.apps.client.submissions import QuantosClient, parse_spec, spec_digest
+from quantos_assets.apps.gateway.dispatcher import LaunchDispatcher
 from quantos_assets.stores.submission_store import NewSubmission, SubmissionRow, SubmissionStore
 from resources.audit_key import AuditKeySource
 from resources.audit_settings import AuditSettings

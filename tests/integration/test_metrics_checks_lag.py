@@ -102,7 +102,7 @@ def test_check_failures_and_kafka_lag_on_the_exporter_and_the_gateway(
     }
     port = free_port()
     exporter = subprocess.Popen(
-        [sys.executable, "-m", "quantos_assets.cli.main", "exporter", "--port", str(port)],
+        [sys.executable, "-m", "quantos_assets.apps.cli.main", "exporter", "--port", str(port)],
         cwd=REPO,
         env=env,
         stdout=subprocess.DEVNULL,

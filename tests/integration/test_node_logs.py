@@ -22,7 +22,7 @@ from dagster import DagsterEventType, DagsterInstance
 from profiles import LOCAL
 
 from definitions.assemble import definitions_for
-from quantos_assets.cli.main import main
+from quantos_assets.apps.cli.main import main
 from quantos_assets.observability.node_logs import LOG_FIELDS
 from quantos_assets.pipeline_assets import build_pipeline
 from quantos_assets.spec_rules.firm import load_spec
@@ -253,7 +253,7 @@ def webserver(ran: Ran) -> Iterator[str]:
 def _quantos_logs(ran: Ran, *args: str) -> subprocess.CompletedProcess[str]:
     """The installed CLI in its own process, as a user runs it."""
     return subprocess.run(  # noqa: PLW1510 (callers assert the return code)
-        [sys.executable, "-m", "quantos_assets.cli.main", "logs", *args],
+        [sys.executable, "-m", "quantos_assets.apps.cli.main", "logs", *args],
         cwd=REPO,
         env=ran.env,
         capture_output=True,
@@ -324,7 +324,7 @@ def test_quantos_logs_into_a_closed_pipe_ends_quietly(ran: Ran, webserver: str) 
             [
                 sys.executable,
                 "-m",
-                "quantos_assets.cli.main",
+                "quantos_assets.apps.cli.main",
                 "logs",
                 SUBMISSION,
                 "--dagster-url",

@@ -174,7 +174,7 @@ def test_affinity_overrides_spot_preference_within_the_family() -> None:
 def test_quantos_manifests_writes_valid_jobs(tmp_path: Path) -> None:
     import yaml
 
-    from quantos_assets.cli.main import main
+    from quantos_assets.apps.cli.main import main
 
     out = tmp_path / "manifests"
     assert main(["manifests", str(SEED), "-o", str(out), "--params", str(PARAMS)]) == 0
@@ -205,7 +205,7 @@ def test_quantos_manifests_writes_valid_jobs(tmp_path: Path) -> None:
 def test_quantos_manifests_rejects_an_unknown_compute_pool(tmp_path: Path, capsys) -> None:
     import json
 
-    from quantos_assets.cli.main import main
+    from quantos_assets.apps.cli.main import main
 
     params = json.loads(PARAMS.read_text())
     params["affinity"]["compute_pool"] = "tpu"
@@ -221,7 +221,7 @@ def test_quantos_run_refuses_params_production_could_not_honour(
 ) -> None:
     import json
 
-    from quantos_assets.cli.main import main
+    from quantos_assets.apps.cli.main import main
 
     params = json.loads(PARAMS.read_text())
     params["affinity"]["compute_pool"] = "gpu_huge"

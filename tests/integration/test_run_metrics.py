@@ -99,7 +99,7 @@ def test_exporter_reports_runs_queue_steps_and_retries(data_dir: Path, tmp_path:
 
     port = free_port()
     proc = subprocess.Popen(
-        [sys.executable, "-m", "quantos_assets.cli.main", "exporter", "--port", str(port)],
+        [sys.executable, "-m", "quantos_assets.apps.cli.main", "exporter", "--port", str(port)],
         cwd=REPO,
         env=os.environ.copy(),
         stdout=subprocess.DEVNULL,

@@ -135,7 +135,7 @@ def test_cli_partition_range_is_one_run_over_the_sessions(data_dir: Path) -> Non
     single_run rollup of the example runs once over exactly the range's sessions."""
     env = {**os.environ, "QUANTOS_DBT": "off"}  # the dbt models are tested in test_dbt_models.py
     sync = subprocess.run(
-        [sys.executable, "-m", "quantos_assets.cli.main", "sessions", "sync", str(EOD)],
+        [sys.executable, "-m", "quantos_assets.apps.cli.main", "sessions", "sync", str(EOD)],
         capture_output=True,
         text=True,
         cwd=REPO,

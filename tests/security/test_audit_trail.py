@@ -252,7 +252,14 @@ def test_a_gateway_with_another_key_refuses_to_start(stack: Stack) -> None:
     """A gateway that would sign records with a key other than the trail's stops at start."""
     env = {**stack.env, "QUANTOS_AUDIT_KEY": "x" * 64}
     res = subprocess.run(
-        [sys.executable, "-m", "quantos_assets.cli.main", "gateway", "--port", str(free_port())],
+        [
+            sys.executable,
+            "-m",
+            "quantos_assets.apps.cli.main",
+            "gateway",
+            "--port",
+            str(free_port()),
+        ],
         capture_output=True,
         text=True,
         cwd=REPO,

@@ -17,7 +17,7 @@ import yaml
 from dev_server import REPO, location_state, tail
 from gateway_stack import Stack, one_node
 
-from quantos_assets.client.graphql import DagsterAPI
+from quantos_assets.apps.client.graphql import DagsterAPI
 
 pytestmark = pytest.mark.e2e
 

@@ -107,8 +107,8 @@ def test_a_shell_entrypoint_is_refused_at_submit_and_nothing_runs(stack: Stack) 
 def test_a_hand_placed_shell_entrypoint_is_refused_by_the_step(stack: Stack) -> None:
     """Launched past the gateway (Dagster's own API, as the Python client or the UI would):
     the step checks the allow-list itself; the shell never starts."""
-    from quantos_assets.client import QuantosClient
-    from quantos_assets.client.submissions import parse_spec
+    from quantos_assets.apps.client import QuantosClient
+    from quantos_assets.apps.client.submissions import parse_spec
 
     client = QuantosClient(stack.env["QUANTOS_DAGSTER_URL"], stack.specs_dir)
     loaded = parse_spec(stack.specs_dir / "sb_handplaced.yaml")

@@ -14,7 +14,7 @@ import pytest
 from quantos_assets.admission.policy import POLICY, admit
 from quantos_assets.admission.quota_window import quota_wait
 from quantos_assets.admission.request import Action, AdmissionRequest, Caller
-from quantos_assets.client.submissions import parse_params, parse_spec
+from quantos_assets.apps.client.submissions import parse_params, parse_spec
 from quantos_assets.spec.models import DagSpec
 from quantos_assets.tenancy.teams import TeamsFile
 

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from quantos_assets.gateway.dagster_reachability import (
+from quantos_assets.apps.gateway.dagster_reachability import (
     DagsterURLError,
     check_dagster_url,
     public_url,
@@ -78,7 +78,7 @@ def test_a_url_that_is_not_http_is_refused_naming_its_source() -> None:
         [
             sys.executable,
             "-m",
-            "quantos_assets.cli.main",
+            "quantos_assets.apps.cli.main",
             "gateway",
             "--dagster-url",
             "ftp://u:secret@host",

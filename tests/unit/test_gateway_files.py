@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from quantos_assets.gateway.settings import gateway_settings
+from quantos_assets.apps.gateway.settings import gateway_settings
 from quantos_assets.stores.submission_store import SubmissionStore
 
 

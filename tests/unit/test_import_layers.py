@@ -57,14 +57,14 @@ def test_the_repository_keeps_its_layers(copy: Path) -> None:
         # the spec contract reaching up into the gateway application
         (
             "quantos_assets/spec/layer_probe.py",
-            "from quantos_assets.gateway import app\n",
-            "quantos_assets.spec is not allowed to import quantos_assets.gateway",
+            "from quantos_assets.apps.gateway import app\n",
+            "quantos_assets.spec is not allowed to import quantos_assets.apps.gateway",
         ),
         # a function-level import counts too: hiding a loop in a function does not hide it
         (
             "quantos_assets/kinds/layer_probe.py",
-            "def f():\n    import quantos_assets.cli.main\n",
-            "quantos_assets.kinds is not allowed to import quantos_assets.cli",
+            "def f():\n    import quantos_assets.apps.cli.main\n",
+            "quantos_assets.kinds is not allowed to import quantos_assets.apps.cli",
         ),
     ],
 )

@@ -7,7 +7,7 @@ import logging
 
 import pytest
 
-from quantos_assets.client.graphql import DagsterAPI, DagsterAPIError
+from quantos_assets.apps.client.graphql import DagsterAPI, DagsterAPIError
 from resources.kafka_client import KafkaProblem
 from resources.profile import ProfileError
 from resources.redaction import install_log_redaction, redact

@@ -14,7 +14,11 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
 
-from quantos_assets.gateway.request_body import MAX_JSON_DEPTH, RequestBodyMiddleware, body_problem
+from quantos_assets.apps.gateway.request_body import (
+    MAX_JSON_DEPTH,
+    RequestBodyMiddleware,
+    body_problem,
+)
 
 
 def nested(depth: int) -> bytes:

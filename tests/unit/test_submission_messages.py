@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from quantos_assets.client.submissions import QuantosClient, SubmissionError, parse_spec
+from quantos_assets.apps.client.submissions import QuantosClient, SubmissionError, parse_spec
 
 REPO = Path(__file__).resolve().parents[2]
 SPEC = {
@@ -40,7 +40,7 @@ def test_external_nodes_are_named_with_the_kinds_sorted() -> None:
 @pytest.mark.parametrize("seed", ["1"])  # a seed under which the kinds' set iterates in reverse
 def test_the_message_does_not_follow_the_hash_seed(seed: str) -> None:
     code = (
-        "from quantos_assets.client.submissions import QuantosClient, parse_spec\n"
+        "from quantos_assets.apps.client.submissions import QuantosClient, parse_spec\n"
         f"spec = parse_spec({SPEC!r}).spec\n"
         "try:\n    QuantosClient('http://127.0.0.1:9').check(spec, ['ticks'])\n"
         "except ValueError as err:\n    print(err)\n"

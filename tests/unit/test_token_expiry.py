@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from quantos_assets.cli.main import main
-from quantos_assets.gateway.tokens import (
+from quantos_assets.apps.cli.main import main
+from quantos_assets.apps.gateway.tokens import (
     DEFAULT_TTL,
     MAX_TTL,
     TokenExpired,

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from quantos_assets.client.graphql import DagsterAPI, DagsterAPIError
-from quantos_assets.client.submissions import QuantosClient, SubmissionError, Submitted
+from quantos_assets.apps.client.graphql import DagsterAPI, DagsterAPIError
+from quantos_assets.apps.client.submissions import QuantosClient, SubmissionError, Submitted
 
 __all__ = ["DagsterAPI", "DagsterAPIError", "QuantosClient", "SubmissionError", "Submitted"]

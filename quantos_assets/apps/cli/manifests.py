@@ -40,7 +40,7 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
 
 
 def cmd_manifests(args: argparse.Namespace) -> int:
-    from quantos_assets.cli.main import EXIT_INVALID, EXIT_OK, _check_placement
+    from quantos_assets.apps.cli.main import EXIT_INVALID, EXIT_OK, _check_placement
     from quantos_assets.k8s.manifests import DEFAULT_IMAGE, pipes_pod_manifests, step_job_manifests
     from quantos_assets.k8s.step_config import SecretScopeError
     from quantos_assets.placement import PlacementError

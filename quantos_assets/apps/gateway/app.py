@@ -17,12 +17,12 @@ from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
 
-from quantos_assets.gateway import routes_health, routes_jobs, routes_submissions
-from quantos_assets.gateway.error_handlers import install_error_handlers
-from quantos_assets.gateway.metrics_route import build_metrics_router
-from quantos_assets.gateway.request_body import RequestBodyMiddleware
-from quantos_assets.gateway.settings import GatewaySettings
-from quantos_assets.gateway.wiring import Gateway, build_gateway
+from quantos_assets.apps.gateway import routes_health, routes_jobs, routes_submissions
+from quantos_assets.apps.gateway.error_handlers import install_error_handlers
+from quantos_assets.apps.gateway.metrics_route import build_metrics_router
+from quantos_assets.apps.gateway.request_body import RequestBodyMiddleware
+from quantos_assets.apps.gateway.settings import GatewaySettings
+from quantos_assets.apps.gateway.wiring import Gateway, build_gateway
 from resources.redaction import install_log_redaction
 
 API_VERSION = "1"

@@ -13,7 +13,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException
 
-from quantos_assets.gateway.auth import ApiError
+from quantos_assets.apps.gateway.auth import ApiError
 from resources.redaction import redact
 
 

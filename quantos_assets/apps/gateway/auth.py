@@ -8,9 +8,9 @@ from typing import Annotated, Any
 from fastapi import Depends, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
-from quantos_assets.client.graphql import DagsterAPIError
-from quantos_assets.client.submissions import SubmissionError
-from quantos_assets.gateway.tokens import Principal, TokenExpired
+from quantos_assets.apps.client.graphql import DagsterAPIError
+from quantos_assets.apps.client.submissions import SubmissionError
+from quantos_assets.apps.gateway.tokens import Principal, TokenExpired
 
 
 class ApiError(Exception):

@@ -4,7 +4,7 @@ Dagster's DefaultRunLauncher asks the code server to spawn a fresh Python for ev
 which imports Dagster and loads the code location (dbt manifest included) before the run
 can report STARTED: seconds of wait and ~3 s of CPU per run on this hardware. This launcher
 keeps one process per code location that has loaded it once
-(`quantos_assets.launcher.worker`) and has it fork a run worker per run; the worker then
+(`quantos_assets.apps.launcher.worker`) and has it fork a run worker per run; the worker then
 does exactly what `dagster api execute_run` does (as Dagster's Kubernetes launcher runs it).
 Each worker runs one run and exits, so runs stay isolated from each other.
 
@@ -44,7 +44,7 @@ from dagster._core.storage.dagster_run import DagsterRun
 from dagster._grpc.types import ExecuteRunArgs
 from dagster._serdes import ConfigurableClass, ConfigurableClassData, serialize_value
 
-from quantos_assets.launcher.code_fingerprint import code_fingerprint
+from quantos_assets.apps.launcher.code_fingerprint import code_fingerprint
 from resources.run_tag_keys import WORKER_PID_TAG
 
 __all__ = ["WarmRunLauncher", "in_daemon"]
@@ -53,7 +53,7 @@ __all__ = ["WarmRunLauncher", "in_daemon"]
 TERMINATE_GRACE_SECONDS = 30.0
 # How long a launch waits for a code location to load and fork the run's worker.
 LOAD_TIMEOUT_SECONDS = 300.0
-_WORKER_MODULE = "quantos_assets.launcher.worker"
+_WORKER_MODULE = "quantos_assets.apps.launcher.worker"
 
 
 class _LoaderGone(Exception):

@@ -9,9 +9,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from quantos_assets.gateway.auth import answer
-from quantos_assets.gateway.schemas import JobStatus, JobView, Recurrence, RunRef
-from quantos_assets.gateway.wiring import Gateway
+from quantos_assets.apps.gateway.auth import answer
+from quantos_assets.apps.gateway.schemas import JobStatus, JobView, Recurrence, RunRef
+from quantos_assets.apps.gateway.wiring import Gateway
 from quantos_assets.stores.job_store import ScheduledJob, iso_time
 from quantos_assets.stores.job_timing import next_fire
 from resources.run_tag_keys import TAG_JOB, TAG_TEAM

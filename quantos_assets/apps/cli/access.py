@@ -8,7 +8,7 @@ import sys
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:  # imported where used: `quantos --help` stays fast
-    from quantos_assets.gateway.tokens import TokenStore
+    from quantos_assets.apps.gateway.tokens import TokenStore
     from resources.audit_log import AuditLog
 
 EXIT_OK, EXIT_INVALID = 0, 1
@@ -55,14 +55,14 @@ def add_parsers(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> Non
 
 
 def _store() -> TokenStore:
-    from quantos_assets.gateway.settings import gateway_settings
-    from quantos_assets.gateway.tokens import TokenStore
+    from quantos_assets.apps.gateway.settings import gateway_settings
+    from quantos_assets.apps.gateway.tokens import TokenStore
 
     return TokenStore(gateway_settings().tokens_path)
 
 
 def cmd_token_create(args: argparse.Namespace) -> int:
-    from quantos_assets.gateway.tokens import TokenStoreError, parse_ttl
+    from quantos_assets.apps.gateway.tokens import TokenStoreError, parse_ttl
 
     scopes = [s.strip() for s in args.scopes.split(",") if s.strip()]
     try:
@@ -81,7 +81,7 @@ def cmd_token_create(args: argparse.Namespace) -> int:
 
 
 def cmd_token_revoke(args: argparse.Namespace) -> int:
-    from quantos_assets.gateway.tokens import TokenStoreError
+    from quantos_assets.apps.gateway.tokens import TokenStoreError
 
     try:
         record = _store().revoke(args.token_id)
@@ -110,14 +110,14 @@ def cmd_token_list(_args: argparse.Namespace) -> int:
 
 
 def _audit() -> AuditLog:
-    from quantos_assets.gateway.settings import gateway_settings
+    from quantos_assets.apps.gateway.settings import gateway_settings
 
     return gateway_settings().audit.reader()
 
 
 def cmd_audit_verify(_args: argparse.Namespace) -> int:
     """Read-only: a missing store, table, key or anchor is a failure, never created."""
-    from quantos_assets.gateway.settings import gateway_settings
+    from quantos_assets.apps.gateway.settings import gateway_settings
 
     report = gateway_settings().audit.verify()
     if report.ok:

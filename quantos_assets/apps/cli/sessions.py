@@ -23,8 +23,8 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
 
 
 def cmd_sync(args: argparse.Namespace) -> int:
+    from quantos_assets.apps.cli.instance import dagster_home_instance
     from quantos_assets.calendars.partitions import missing_session_keys, partitions_name
-    from quantos_assets.cli.instance import dagster_home_instance
     from quantos_assets.spec_registry import spec_files
     from quantos_assets.spec_rules.firm import load_spec
 

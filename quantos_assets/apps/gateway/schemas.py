@@ -13,7 +13,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from quantos_assets.gateway.policy import ONE_SPEC_SOURCE
+from quantos_assets.apps.gateway.policy import ONE_SPEC_SOURCE
 from quantos_assets.stores.job_timing import (
     CRON_MAX_LENGTH,
     CRON_PATTERN,

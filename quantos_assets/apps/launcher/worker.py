@@ -1,6 +1,6 @@
 """The process that loads a code location once and forks one run worker per run.
 
-`python -m quantos_assets.launcher.worker POINTER REPLY_FD`: POINTER is the serialized code
+`python -m quantos_assets.apps.launcher.worker POINTER REPLY_FD`: POINTER is the serialized code
 pointer of the location. Once the location is loaded (the asset graph and jobs resolved),
 this process writes `ready` to REPLY_FD and then reads lines on stdin, each the serialized
 `ExecuteRunArgs` of one run. For each it forks; the child records its pid on the run and
@@ -94,7 +94,7 @@ def _run(request: str) -> None:
 
 def main(argv: list[str]) -> int:
     if len(argv) != 3:
-        raise SystemExit("usage: python -m quantos_assets.launcher.worker POINTER REPLY_FD")
+        raise SystemExit("usage: python -m quantos_assets.apps.launcher.worker POINTER REPLY_FD")
     _load(argv[1])
     request = _serve(int(argv[2]))
     if request is not None:

@@ -1,6 +1,6 @@
 """The compiler's Python client: submit a spec, follow it, cancel or retry it.
 
-    from quantos_assets.client import QuantosClient
+    from quantos_assets.apps.client import QuantosClient
 
     client = QuantosClient("http://127.0.0.1:3000")
     sid = client.submit(spec_dict, {"submission_id": "sub-42", "labels": {"team": "research"}})
@@ -28,7 +28,7 @@ from datetime import date
 from pathlib import Path
 from typing import Any
 
-from quantos_assets.client.graphql import LOCATION, REPOSITORY, DagsterAPI, DagsterAPIError
+from quantos_assets.apps.client.graphql import LOCATION, REPOSITORY, DagsterAPI, DagsterAPIError
 from quantos_assets.spec.errors import SpecError
 from quantos_assets.spec.loader import LoadedSpec, load_runtime_params
 from quantos_assets.spec.models import EXTERNAL_KINDS, DagSpec, RuntimeParams

@@ -102,29 +102,29 @@ def _parser() -> argparse.ArgumentParser:
     r.add_argument("--params", type=Path, help="runtime params (JSON/YAML file)")
     r.set_defaults(handler=cmd_run)
 
-    from quantos_assets.cli.manifests import add_parser as add_manifests_parser
+    from quantos_assets.apps.cli.manifests import add_parser as add_manifests_parser
 
     add_manifests_parser(sub)
 
-    from quantos_assets.cli.sessions import add_parser as add_sessions_parser
+    from quantos_assets.apps.cli.sessions import add_parser as add_sessions_parser
 
     add_sessions_parser(sub)
 
-    from quantos_assets.cli.access import add_parsers as add_access_parsers
-    from quantos_assets.cli.gateway import add_parser as add_gateway_parser
+    from quantos_assets.apps.cli.access import add_parsers as add_access_parsers
+    from quantos_assets.apps.cli.gateway import add_parser as add_gateway_parser
 
     add_gateway_parser(sub)
     add_access_parsers(sub)
 
-    from quantos_assets.cli.register import add_parser as add_register_parser
+    from quantos_assets.apps.cli.register import add_parser as add_register_parser
 
     add_register_parser(sub)
 
-    from quantos_assets.cli.exporter import add_parser as add_exporter_parser
+    from quantos_assets.apps.cli.exporter import add_parser as add_exporter_parser
 
     add_exporter_parser(sub)
 
-    from quantos_assets.cli.logs import add_parser as add_logs_parser
+    from quantos_assets.apps.cli.logs import add_parser as add_logs_parser
 
     add_logs_parser(sub)
 
@@ -250,7 +250,7 @@ def cmd_compile(args: argparse.Namespace) -> int:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from quantos_assets.cli.local_run import run_spec
+    from quantos_assets.apps.cli.local_run import run_spec
 
     return run_spec(args.path, select=args.select, params_path=args.params)
 

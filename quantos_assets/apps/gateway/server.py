@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from quantos_assets.gateway.app import create_app
-from quantos_assets.gateway.settings import gateway_settings
+from quantos_assets.apps.gateway.app import create_app
+from quantos_assets.apps.gateway.settings import gateway_settings
 
 
 def build_app() -> Any:
@@ -13,7 +13,7 @@ def build_app() -> Any:
 
 
 def __getattr__(name: str) -> Any:
-    # `uvicorn quantos_assets.gateway.server:app`: built on first access, not at import.
+    # `uvicorn quantos_assets.apps.gateway.server:app`: built on first access, not at import.
     if name == "app":
         return build_app()
     raise AttributeError(name)

@@ -12,7 +12,7 @@ from __future__ import annotations
 from dagster import DagsterInstance
 from dagster._core.run_coordinator import QueuedRunCoordinator
 
-from quantos_assets.launcher.run_launcher import in_daemon
+from quantos_assets.apps.launcher.run_launcher import in_daemon
 
 
 class WarmingQueuedRunCoordinator(QueuedRunCoordinator):

@@ -12,7 +12,7 @@ from pathlib import Path
 
 from dagster import DagsterInstance
 
-from quantos_assets.cli.progress import progress_logger
+from quantos_assets.apps.cli.progress import progress_logger
 from quantos_assets.pipeline_assets import build_pipeline, node_asset_keys
 from quantos_assets.run_tags import runtime_run_tags
 from quantos_assets.spec.errors import SpecError
@@ -24,7 +24,7 @@ from resources.profile import Cluster, Profile, active_profile
 
 def local_instance(profile: Profile) -> DagsterInstance:
     if os.environ.get("DAGSTER_HOME"):
-        from quantos_assets.cli.instance import dagster_home_instance
+        from quantos_assets.apps.cli.instance import dagster_home_instance
 
         return dagster_home_instance(create=True)
     home = profile.data_dir / "dagster_home"

@@ -36,15 +36,15 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from quantos_assets.client.graphql import DagsterAPIError
-from quantos_assets.client.submissions import (
+from quantos_assets.apps.client.graphql import DagsterAPIError
+from quantos_assets.apps.client.submissions import (
     QuantosClient,
     SubmissionError,
     parse_params,
     parse_spec,
     spec_digest,
 )
-from quantos_assets.gateway.registry_audit import audit_registration
+from quantos_assets.apps.gateway.registry_audit import audit_registration
 from quantos_assets.spec.errors import SpecError
 from quantos_assets.spec.loader import LoadedSpec
 from quantos_assets.spec.models import RuntimeParams

@@ -15,10 +15,10 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Query
 
 from quantos_assets.admission.request import Action
-from quantos_assets.client.graphql import DagsterAPIError
-from quantos_assets.client.submissions import SubmissionError, parse_params, spec_digest
-from quantos_assets.gateway.auth import ApiError, Reader, Submitter, answer
-from quantos_assets.gateway.policy import (
+from quantos_assets.apps.client.graphql import DagsterAPIError
+from quantos_assets.apps.client.submissions import SubmissionError, parse_params, spec_digest
+from quantos_assets.apps.gateway.auth import ApiError, Reader, Submitter, answer
+from quantos_assets.apps.gateway.policy import (
     admission,
     owned,
     rejecter,
@@ -26,9 +26,9 @@ from quantos_assets.gateway.policy import (
     resolve_spec,
     take_slot,
 )
-from quantos_assets.gateway.schemas import ERRORS, ActionResult, SubmitAccepted, SubmitRequest
-from quantos_assets.gateway.tokens import Principal
-from quantos_assets.gateway.wiring import CurrentGateway, Gateway
+from quantos_assets.apps.gateway.schemas import ERRORS, ActionResult, SubmitAccepted, SubmitRequest
+from quantos_assets.apps.gateway.tokens import Principal
+from quantos_assets.apps.gateway.wiring import CurrentGateway, Gateway
 from quantos_assets.spec.errors import SpecError
 from quantos_assets.spec.models import DagSpec, RuntimeParams
 from quantos_assets.stores.submission_store import (

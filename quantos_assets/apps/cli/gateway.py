@@ -41,12 +41,12 @@ def cmd_gateway(args: argparse.Namespace) -> int:
 
 
 def _serve(args: argparse.Namespace, uvicorn: Any) -> int:
-    from quantos_assets.gateway.dagster_reachability import check_dagster_url, startup_warning
+    from quantos_assets.apps.gateway.dagster_reachability import check_dagster_url, startup_warning
 
     if args.dagster_url:
         # The environment, so uvicorn's worker processes (which read it) get the same URL.
         os.environ["QUANTOS_DAGSTER_URL"] = check_dagster_url(args.dagster_url, "--dagster-url")
-    from quantos_assets.gateway.settings import gateway_settings
+    from quantos_assets.apps.gateway.settings import gateway_settings
     from quantos_assets.tenancy.teams import load_teams
 
     # A bad setting or teams file is one line here rather than a traceback from every worker.
@@ -59,14 +59,14 @@ def _serve(args: argparse.Namespace, uvicorn: Any) -> int:
     if args.workers > 1:
         settings.audit.writer()  # the key, the anchor and the schema, checked once here
         uvicorn.run(
-            "quantos_assets.gateway.server:app",
+            "quantos_assets.apps.gateway.server:app",
             host=args.host,
             port=args.port,
             workers=args.workers,
             log_level="info",
         )
         return 0
-    from quantos_assets.gateway.server import build_app
+    from quantos_assets.apps.gateway.server import build_app
 
     uvicorn.run(build_app(), host=args.host, port=args.port, log_level="info")
     return 0

@@ -36,9 +36,9 @@ def cmd_register(args: argparse.Namespace) -> int:
     from quantos_assets.admission.policy import admit
     from quantos_assets.admission.registry_view import DirectoryRegistry
     from quantos_assets.admission.request import Action, AdmissionRequest, Caller
-    from quantos_assets.client.submissions import spec_digest
-    from quantos_assets.gateway.registry_audit import audit_registration
-    from quantos_assets.gateway.settings import gateway_settings
+    from quantos_assets.apps.client.submissions import spec_digest
+    from quantos_assets.apps.gateway.registry_audit import audit_registration
+    from quantos_assets.apps.gateway.settings import gateway_settings
     from quantos_assets.spec_registry import RegistryRefusal, register_spec
     from quantos_assets.spec_rules.firm import load_spec
     from quantos_assets.tenancy.teams import load_teams

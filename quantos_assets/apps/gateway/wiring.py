@@ -8,13 +8,13 @@ from typing import Annotated
 from fastapi import Depends, Request
 
 from quantos_assets.admission.registry_view import DirectoryRegistry
-from quantos_assets.client.submissions import ACTIVE_STATUSES, QuantosClient
-from quantos_assets.gateway.active_runs import ActiveRuns
-from quantos_assets.gateway.dispatcher import LaunchDispatcher
-from quantos_assets.gateway.refusal_log import RefusalLog
-from quantos_assets.gateway.settings import GatewaySettings
-from quantos_assets.gateway.tokens import TokenStore
-from quantos_assets.gateway.usage import GatewayUsage
+from quantos_assets.apps.client.submissions import ACTIVE_STATUSES, QuantosClient
+from quantos_assets.apps.gateway.active_runs import ActiveRuns
+from quantos_assets.apps.gateway.dispatcher import LaunchDispatcher
+from quantos_assets.apps.gateway.refusal_log import RefusalLog
+from quantos_assets.apps.gateway.settings import GatewaySettings
+from quantos_assets.apps.gateway.tokens import TokenStore
+from quantos_assets.apps.gateway.usage import GatewayUsage
 from quantos_assets.stores.job_store import JobStore
 from quantos_assets.stores.submission_store import SubmissionStore
 from quantos_assets.tenancy.teams import TeamsFile, load_teams

@@ -58,8 +58,8 @@ def keyed_line(line: dict[str, Any]) -> dict[str, Any]:
 
 
 def cmd_logs(args: argparse.Namespace) -> int:
-    from quantos_assets.client.graphql import DagsterAPIError
-    from quantos_assets.client.submissions import QuantosClient, SubmissionError
+    from quantos_assets.apps.client.graphql import DagsterAPIError
+    from quantos_assets.apps.client.submissions import QuantosClient, SubmissionError
     from resources.profile import active_profile
 
     if args.interval <= 0:

@@ -12,11 +12,11 @@ from typing import Any, TypeVar
 
 from quantos_assets.admission.policy import admit
 from quantos_assets.admission.request import Action, AdmissionRequest, Caller
-from quantos_assets.client.submissions import parse_params, parse_spec
-from quantos_assets.gateway.auth import ApiError
-from quantos_assets.gateway.tokens import Principal
-from quantos_assets.gateway.usage import GatewayUsage
-from quantos_assets.gateway.wiring import Gateway
+from quantos_assets.apps.client.submissions import parse_params, parse_spec
+from quantos_assets.apps.gateway.auth import ApiError
+from quantos_assets.apps.gateway.tokens import Principal
+from quantos_assets.apps.gateway.usage import GatewayUsage
+from quantos_assets.apps.gateway.wiring import Gateway
 from quantos_assets.spec.errors import SpecError
 from quantos_assets.spec.loader import LoadedSpec
 from quantos_assets.spec.models import DagSpec, RuntimeParams

@@ -23,7 +23,7 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
 def cmd_exporter(args: argparse.Namespace) -> int:
     from prometheus_client import start_http_server
 
-    from quantos_assets.cli.instance import dagster_home_instance
+    from quantos_assets.apps.cli.instance import dagster_home_instance
     from quantos_assets.observability.metrics_registry import metrics_registry
 
     registry = metrics_registry(dagster_home_instance(create=False))

@@ -16,10 +16,10 @@ from typing import Annotated, Any, Literal
 from fastapi import APIRouter, Query
 
 from quantos_assets.admission.request import Action
-from quantos_assets.client.submissions import ACTIVE_STATUSES, spec_digest
-from quantos_assets.gateway.auth import ApiError, Reader, Submitter, answer
-from quantos_assets.gateway.job_views import job_runs, job_view
-from quantos_assets.gateway.policy import (
+from quantos_assets.apps.client.submissions import ACTIVE_STATUSES, spec_digest
+from quantos_assets.apps.gateway.auth import ApiError, Reader, Submitter, answer
+from quantos_assets.apps.gateway.job_views import job_runs, job_view
+from quantos_assets.apps.gateway.policy import (
     admission,
     owned,
     rejecter,
@@ -27,8 +27,8 @@ from quantos_assets.gateway.policy import (
     resolve_spec,
     take_slot,
 )
-from quantos_assets.gateway.registry_audit import audit_registration
-from quantos_assets.gateway.schemas import (
+from quantos_assets.apps.gateway.registry_audit import audit_registration
+from quantos_assets.apps.gateway.schemas import (
     ERRORS,
     JobAction,
     JobStatus,
@@ -36,8 +36,8 @@ from quantos_assets.gateway.schemas import (
     JobView,
     ScheduleRequest,
 )
-from quantos_assets.gateway.tokens import Principal
-from quantos_assets.gateway.wiring import CurrentGateway, Gateway
+from quantos_assets.apps.gateway.tokens import Principal
+from quantos_assets.apps.gateway.wiring import CurrentGateway, Gateway
 from quantos_assets.spec.loader import LoadedSpec
 from quantos_assets.stores.job_store import JobChanges, NewJob, ScheduledJob
 from resources.audit_log import bounded

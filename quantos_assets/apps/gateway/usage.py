@@ -8,9 +8,9 @@ from dataclasses import dataclass, replace
 from sqlalchemy.engine import Connection
 
 from quantos_assets.admission.quota_window import QuotaWindow
-from quantos_assets.client.graphql import DagsterAPIError
-from quantos_assets.gateway.active_runs import ActiveRuns
-from quantos_assets.gateway.auth import ApiError
+from quantos_assets.apps.client.graphql import DagsterAPIError
+from quantos_assets.apps.gateway.active_runs import ActiveRuns
+from quantos_assets.apps.gateway.auth import ApiError
 from quantos_assets.stores.submission_store import SubmissionStore
 
 
