@@ -258,21 +258,12 @@ def _failure(result: Any) -> str:
 
 
 def _profile_client(monkeypatch: pytest.MonkeyPatch, kubeconfig: Path) -> Any:
-    """The PipesK8sClient the prod profile binds, with KUBECONFIG pointing at `kubeconfig`."""
-    from resources.profile import active_profile, build_resources
+    """The PipesK8sClient the prod profile binds, with its kubeconfig at `kubeconfig`."""
+    from resources.profile import build_resources
 
-    monkeypatch.setenv("QUANTOS_ENV", "prod")
+    # in a pod, the in-cluster config would win over the kubeconfig
     monkeypatch.delenv("KUBERNETES_SERVICE_HOST", raising=False)
-    monkeypatch.setenv("KUBECONFIG", str(kubeconfig))
-    for name in (
-        "QUANTOS_CATALOG_URI",
-        "QUANTOS_WAREHOUSE",
-        "QUANTOS_ARTIFACTS",
-    ):  # never contacted here
-        monkeypatch.setenv(
-            name, f"s3://unused/{name.lower()}" if name != "QUANTOS_CATALOG_URI" else "sqlite://"
-        )
-    return build_resources(active_profile())["pipes_k8s_client"]
+    return build_resources(prod_profile(KUBECONFIG=str(kubeconfig)))["pipes_k8s_client"]
 
 
 def test_unreachable_api_server_is_one_line(
@@ -429,7 +420,6 @@ def test_pod_runs_through_the_kubernetes_api_and_s3(
 ) -> None:
     from dagster_k8s import PipesK8sClient
 
-    monkeypatch.setenv("QUANTOS_ENV", "prod")
     monkeypatch.delenv("KUBERNETES_SERVICE_HOST", raising=False)
     host, port = "127.0.0.1", fake_k8s.server_port  # FakeKubernetes binds loopback
     kubeconfig = _kubeconfig(tmp_path, f"http://{host}:{port}")
@@ -487,7 +477,6 @@ def test_failing_pod_is_one_line_with_its_last_log_line(
 ) -> None:
     from dagster_k8s import PipesK8sClient
 
-    monkeypatch.setenv("QUANTOS_ENV", "prod")
     monkeypatch.delenv("KUBERNETES_SERVICE_HOST", raising=False)
     fake_k8s.program = (
         "import sys; print('feature view xs_v2 missing', file=sys.stderr); sys.exit(3)"
