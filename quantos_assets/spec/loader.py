@@ -22,7 +22,14 @@ from quantos_assets.spec.calendar_rules import check_calendar_blocks
 from quantos_assets.spec.errors import SpecError, SpecProblem
 from quantos_assets.spec.graph_rules import check_graph
 from quantos_assets.spec.messages import humanize, kind_of
-from quantos_assets.spec.models import SKIP_GRAPH_RULES, DagSpec, Edge, Node, RuntimeParams
+from quantos_assets.spec.models import (
+    CALENDARS,
+    SKIP_GRAPH_RULES,
+    DagSpec,
+    Edge,
+    Node,
+    RuntimeParams,
+)
 from quantos_assets.spec.name_rules import colliding_names, reserved_names
 from quantos_assets.spec.nesting import (
     TOO_DEEP,
@@ -257,7 +264,8 @@ def _validate(
     problems: list[SpecProblem] = []
     result: M | None = None
     try:
-        result = model.model_validate(data, context={SKIP_GRAPH_RULES: True})
+        context = {SKIP_GRAPH_RULES: True, CALENDARS: rules.calendars if rules else None}
+        result = model.model_validate(data, context=context)
     except ValidationError as exc:
         for err in exc.errors(include_url=False):
             loc = tuple(err["loc"])

@@ -32,6 +32,10 @@ IDENTIFIER_PATTERN = r"^[A-Za-z_][A-Za-z0-9_]*$"
 # Validation context key: the loader runs the graph rules itself so that it can
 # report them together with field errors, each with its own line.
 SKIP_GRAPH_RULES = "quantos_skip_graph_rules"
+# Validation context key: the Calendars (spec/outside_rules.py) a spec's calendar codes and
+# partitions start are checked against; the loader passes its rules' calendars. Without it
+# (a model built in code, not loaded) the codes are not checked here.
+CALENDARS = "quantos_calendars"
 
 # Ids become Dagster asset-key parts and op names: letters, digits, underscore.
 Identifier = Annotated[
@@ -128,10 +132,9 @@ class Edge(Strict):
     to: Identifier
 
 
-def _known_calendar(code: str) -> str:
-    from quantos_assets.calendars.sessions import unknown_calendar_message
-
-    problem = unknown_calendar_message(code)
+def _known_calendar(code: str, info: ValidationInfo) -> str:
+    calendars = (info.context or {}).get(CALENDARS)
+    problem = calendars.unknown_calendar_message(code) if calendars is not None else None
     if problem:
         raise ValueError(problem)
     return code
@@ -152,7 +155,7 @@ class Schedule(Strict):
     timezone: str | None = None  # the exchange's when omitted
     catch_up: bool = False  # False: ticks missed while the daemon was down are skipped
 
-    _calendar = field_validator("calendar")(classmethod(lambda cls, v: _known_calendar(v)))
+    _calendar = field_validator("calendar")(classmethod(lambda cls, v, i: _known_calendar(v, i)))
     _at = field_validator("at")(classmethod(lambda cls, v: _market_time(v)))
 
     @field_validator("timezone")
@@ -185,17 +188,16 @@ class Partitions(Strict):
     # Default backfill policy of every node; a node's own `backfill` overrides it.
     backfill: BackfillPolicyName = "per_session"
 
-    _calendar = field_validator("calendar")(classmethod(lambda cls, v: _known_calendar(v)))
+    _calendar = field_validator("calendar")(classmethod(lambda cls, v, i: _known_calendar(v, i)))
 
     @field_validator("start")
     @classmethod
     def _after_first_session(cls, value: date, info: ValidationInfo) -> date:
         code = info.data.get("calendar")
-        if code is None:
+        calendars = (info.context or {}).get(CALENDARS)
+        if code is None or calendars is None:
             return value
-        from quantos_assets.calendars.sessions import first_session
-
-        first = first_session(code)
+        first = calendars.first_session(code)
         if value < first:
             raise ValueError(
                 f"start {value.isoformat()} is before the first session of {code} "

@@ -1,13 +1,14 @@
 """What a spec is checked against beyond its own text: the firm's promotion policy, the node
-pools and the kinds' parameter rules. They are passed in by the layer that knows them
-(quantos_assets/spec_rules/), so the spec contract imports none of it (the layers contract
-in pyproject.toml) and a loader always says which rules it checks with: there is no default
-that would let a caller skip them by forgetting.
+pools, the trading calendars and the kinds' parameter rules. They are passed in by the layer
+that knows them (quantos_assets/spec_rules/), so the spec contract imports none of it (the
+layers contract in pyproject.toml) and a loader always says which rules it checks with: there
+is no default that would let a caller skip them by forgetting.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import date
 from typing import TYPE_CHECKING, Protocol
 
 if TYPE_CHECKING:
@@ -26,7 +27,21 @@ class GateFloor:
     stages: tuple[str, ...] = ()
 
 
+class Calendars(Protocol):
+    """The trading calendars a spec may name (a schedule's or partitions' `calendar`)."""
+
+    def unknown_calendar_message(self, code: object) -> str | None:
+        """None if the code is known, else the one-line error (with close matches)."""
+
+    def first_session(self, code: str) -> date:
+        """The earliest session of a known calendar (a partitions `start` may not precede it)."""
+
+
 class OutsideRules(Protocol):
+    @property
+    def calendars(self) -> Calendars:
+        """The calendars this deployment knows."""
+
     def gate_floor(self) -> GateFloor | None:
         """The policy's floor; None when the policy is invalid (gate_problems says so)."""
 

@@ -10,13 +10,16 @@ from quantos_assets.spec.errors import SpecError
 from quantos_assets.spec.loader import Format, LoadedSpec, load_spec_text_under, load_spec_under
 from quantos_assets.spec.models import DagSpec
 from quantos_assets.spec.outside_rules import GateFloor, Problem
+from quantos_assets.spec_rules.calendars import EXCHANGE_CALENDARS
 from quantos_assets.spec_rules.deploy import check_deployable
 from quantos_assets.spec_rules.gates import check_gates
 
 
 class FirmRules:
-    """deploy/pools.yaml, deploy/policies/promotion.yaml (each read when it changes) and the
-    kinds' parameter rules."""
+    """deploy/pools.yaml, deploy/policies/promotion.yaml (each read when it changes), the
+    exchange calendars and the kinds' parameter rules."""
+
+    calendars = EXCHANGE_CALENDARS
 
     def gate_floor(self) -> GateFloor | None:
         try:
