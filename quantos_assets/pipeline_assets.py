@@ -159,7 +159,16 @@ def _build_pipeline(loaded: LoadedSpec, profile: Profile) -> PipelineDefs:
         op_tags = _op_tags(spec, node, pool, cluster)
         assets.append(
             _node_asset(
-                spec, node, spec_dir, outs, order_only, data_ins, runner, op_tags, partitions_def
+                spec,
+                node,
+                spec_dir,
+                outs,
+                order_only,
+                data_ins,
+                runner,
+                op_tags,
+                partitions_def,
+                input_metadata(node, profile),
             )
         )
 
@@ -204,7 +213,9 @@ def _node_asset(
     runner: Runner,
     op_tags: dict[str, Any],
     partitions_def: DynamicPartitionsDefinition | None,
+    load_as: dict[str, str],
 ) -> AssetsDefinition:
+    """`load_as`: how the IO manager hands the node its table inputs (kinds.input_metadata)."""
     policy = spec.backfill_policy(node)
     retry = spec.slo.retry
     out_names = {out.key: name for name, out in outs.items()}
@@ -252,10 +263,7 @@ def _node_asset(
         name=op_name(spec.pipeline_id, node.id),
         outs=outs,
         deps=order_only,
-        ins={
-            i: AssetIn(key=asset_key(spec, i), metadata=input_metadata(node) or None)
-            for i in data_ins
-        },
+        ins={i: AssetIn(key=asset_key(spec, i), metadata=load_as or None) for i in data_ins},
         retry_policy=(
             RetryPolicy(max_retries=retry.max_attempts - 1, delay=retry.backoff_sec or None)
             if retry.max_attempts > 1

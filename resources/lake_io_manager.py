@@ -38,7 +38,7 @@ from resources.iceberg_tables import (
 )
 from resources.partition_slices import PartitionSlices
 from resources.run_tag_keys import TAG_SUBMISSION, TAG_VERSION
-from resources.table_ref import LOAD_AS, LOAD_AS_REFERENCE, TableRef
+from resources.table_ref import LOAD_AS, LOAD_AS_REFERENCE, TableRef, WrittenTable
 
 # Kept in the metadata so load_input can rebuild an Artifact of the same role and name.
 META_ROLE = "role"
@@ -83,6 +83,8 @@ class LakeIOManager(dg.ConfigurableIOManager):
                 },
             )
             context.add_output_metadata(_table_metadata(result, partition_key))
+        elif isinstance(obj, WrittenTable):
+            context.add_output_metadata(_table_metadata(self.written(key, obj), obj.partition_key))
         elif isinstance(obj, Artifact):
             context.add_output_metadata(self._store_artifact(context, key, obj))
         else:
@@ -157,6 +159,27 @@ class LakeIOManager(dg.ConfigurableIOManager):
             snapshots_to_keep=self.snapshots_to_keep,
         )
 
+    def written(self, key: dg.AssetKey, out: WrittenTable) -> WriteResult:
+        """What an engine's own write committed, read from the table's metadata (no rows)."""
+        identifier = (out.namespace, out.name)
+        name = ".".join(identifier)
+        if identifier != (key.path[0], key.path[-1]):
+            raise LakeIOError(f"asset {key.to_user_string()}: the engine wrote {name} instead")
+        catalog = self._catalog_for(out.namespace, out.name, "reading")
+        with unavailable_as_lake_error(catalog, name, "reading"):
+            table = catalog.load_table(identifier)
+        snapshot = table.snapshot_by_id(out.snapshot_id)
+        if snapshot is None:
+            raise LakeIOError(
+                f"{name}: the engine's snapshot {out.snapshot_id} is not in the table"
+            )
+        summary = snapshot.summary
+        # A partition write adds that session's rows; a replaced table holds only the new ones.
+        field = "added-records" if out.partition_key is not None else "total-records"
+        rows = int((summary.get(field) if summary is not None else None) or 0)
+        schema = table.schemas().get(snapshot.schema_id or -1) or table.schema()
+        return WriteResult(name, snapshot.snapshot_id, rows, schema)
+
     def table_ref(
         self,
         namespace: str,
@@ -189,6 +212,8 @@ class LakeIOManager(dg.ConfigurableIOManager):
                 f"asset {key.to_user_string()}: ranged output holds partitions {obj.keys}, "
                 f"the run targets {expected}"
             )
+        if obj.values and all(isinstance(v, WrittenTable) for v in obj.values.values()):
+            return self._written_slices(key, obj)
         bad = [k for k, v in obj.values.items() if not isinstance(v, (pa.Table, pd.DataFrame))]
         if bad:
             raise LakeIOError(
@@ -205,6 +230,17 @@ class LakeIOManager(dg.ConfigurableIOManager):
             snapshots_to_keep=self.snapshots_to_keep,
         )
         metadata = _table_metadata(result, None)
+        metadata["partition_range"] = f"{obj.keys[0]}...{obj.keys[-1]}"
+        metadata["partitions"] = dg.MetadataValue.int(len(obj.keys))
+        return metadata
+
+    def _written_slices(self, key: dg.AssetKey, obj: PartitionSlices) -> dict[str, Any]:
+        """A ranged run whose sessions the engine wrote one by one: the last session's snapshot
+        holds them all (each write touched only its own partition), with every session's rows."""
+        results = [self.written(key, v) for v in obj.values.values() if isinstance(v, WrittenTable)]
+        last, rows = results[-1], sum(r.rows for r in results)
+        total = WriteResult(last.identifier, last.snapshot_id, rows, last.schema)
+        metadata = _table_metadata(total, None)
         metadata["partition_range"] = f"{obj.keys[0]}...{obj.keys[-1]}"
         metadata["partitions"] = dg.MetadataValue.int(len(obj.keys))
         return metadata

@@ -13,12 +13,15 @@ from dataclasses import dataclass
 
 import pyarrow as pa
 
+from resources.table_ref import WrittenTable
+
 
 @dataclass(frozen=True)
 class PartitionSlices:
-    """Tables by partition key, in key order."""
+    """Tables by partition key, in key order (or, from an engine that wrote each session's
+    partition itself, what it wrote)."""
 
-    values: Mapping[str, pa.Table]
+    values: Mapping[str, pa.Table | WrittenTable]
 
     @property
     def keys(self) -> list[str]:

@@ -148,6 +148,12 @@ class Profile:
         return self.name == "local"
 
     @property
+    def sql_in_trino(self) -> bool:
+        """staging/prod with a Trino coordinator: SQL nodes run inside Trino against the lake
+        (inputs by reference, outs written by Trino), not in the step."""
+        return not self.is_local and bool(self.trino_host)
+
+    @property
     def cluster(self) -> Cluster:
         if not self.runs_pods:
             return LOCAL_CLUSTER
@@ -480,10 +486,11 @@ def pipes_k8s_client(profile: Profile) -> Any:
 def _sql_engine(profile: Profile) -> Any:
     from resources.sql_engine import DuckDBEngine
 
-    if profile.is_local or not profile.trino_host:
+    if not profile.sql_in_trino:
         return DuckDBEngine()
     from resources.trino_engine import TrinoEngine
 
+    assert profile.trino_host is not None
     return TrinoEngine(
         host=profile.trino_host,
         port=profile.trino_port,

@@ -22,6 +22,19 @@ LOAD_AS_REFERENCE = "reference"
 
 
 @dataclass(frozen=True)
+class WrittenTable:
+    """An out an engine wrote into its Iceberg table itself (a SQL node inside Trino): the
+    IO manager records it from the table's metadata at `snapshot_id`, exactly as the outs it
+    writes, and moves no rows."""
+
+    namespace: str
+    name: str
+    snapshot_id: int
+    # The session partition written (None: the whole table was replaced)
+    partition_key: str | None = None
+
+
+@dataclass(frozen=True)
 class TableRef:
     namespace: str
     name: str

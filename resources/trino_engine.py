@@ -14,7 +14,9 @@ must resolve there.
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
 from typing import Any
 
 import pyarrow as pa
@@ -29,8 +31,35 @@ _MARKER = "__quantos_param_{}__"
 _MARKER_RE = re.compile(r'"?__quantos_param_(\d+)__"?')
 
 
+@dataclass(frozen=True)
+class Executed:
+    """One statement Trino ran: its query id (which Trino's Iceberg connector records in the
+    summary of a snapshot it commits) and the rows it returned (a count, or metadata)."""
+
+    query_id: str
+    rows: list[list[Any]]
+    columns: list[str]
+
+
+class TrinoSession:
+    """Statements run one after another on one connection (a node's writes, in order)."""
+
+    def __init__(self, conn: Any, where: str) -> None:
+        self._conn = conn
+        self._where = where
+
+    def run(self, sql: str, values: Sequence[Any] = ()) -> Executed:
+        """`sql` with `?` markers; `values` bound by the client (EXECUTE IMMEDIATE ... USING)."""
+        with _one_line_errors(self._where):
+            cur = self._conn.cursor()
+            cur.execute(sql, list(values) or None)
+            rows = cur.fetchall()
+            names = [d[0] for d in cur.description or []]
+            return Executed(str(cur.query_id), [list(r) for r in rows], names)
+
+
 class TrinoEngine(ConfigurableResource):
-    """Runs one query on a Trino coordinator and returns the rows as an Arrow table."""
+    """A Trino coordinator: SQL nodes' statements run on it (`session`), inside the cluster."""
 
     host: str
     port: int = 8080
@@ -50,37 +79,46 @@ class TrinoEngine(ConfigurableResource):
         parameters: Mapping[str, Any] | None = None,
     ) -> pa.Table:
         """Run `sql` (DuckDB dialect, `$name` parameters) on Trino with the values bound."""
-        import requests
+        trino_sql, values = to_trino(sql, parameters or {})
+        with self.session() as trino_session:
+            done = trino_session.run(trino_sql, values)
+        return pa.table({n: [r[i] for r in done.rows] for i, n in enumerate(done.columns)})
+
+    @contextmanager
+    def session(self) -> Iterator[TrinoSession]:
+        """One connection for a node's statements, closed after them."""
         import trino
 
-        trino_sql, values = to_trino(sql, parameters or {})
         where = f"{self.http_scheme}://{self.host}:{self.port}"
-        try:
-            with trino.dbapi.connect(
-                host=self.host,
-                port=self.port,
-                user=self.user,
-                catalog=self.catalog,
-                schema=self.schema_,
-                http_scheme=self.http_scheme,
-                request_timeout=self.request_timeout,
-                max_attempts=self.max_attempts,
-                # EXECUTE IMMEDIATE: one round trip, no server-side prepared statement to leak.
-                legacy_prepared_statements=False,
-            ) as conn:
-                cur = conn.cursor()
-                cur.execute(trino_sql, values or None)
-                rows = cur.fetchall()
-                names = [d[0] for d in cur.description or []]
-        except (requests.exceptions.ConnectionError, trino.exceptions.TrinoConnectionError):
-            raise SqlQueryError(
-                f"trino at {where} is unreachable (QUANTOS_TRINO_HOST/PORT)"
-            ) from None
-        except trino.exceptions.TrinoQueryError as err:
-            raise SqlQueryError(f"trino: {err.error_name}: {err.message}".splitlines()[0]) from None
-        except trino.exceptions.HttpError as err:
-            raise SqlQueryError(f"trino at {where}: {str(err).splitlines()[0]}") from None
-        return pa.table({n: [r[i] for r in rows] for i, n in enumerate(names)})
+        with trino.dbapi.connect(
+            host=self.host,
+            port=self.port,
+            user=self.user,
+            catalog=self.catalog,
+            schema=self.schema_,
+            http_scheme=self.http_scheme,
+            request_timeout=self.request_timeout,
+            max_attempts=self.max_attempts,
+            # EXECUTE IMMEDIATE: one round trip, no server-side prepared statement to leak.
+            legacy_prepared_statements=False,
+        ) as conn:
+            yield TrinoSession(conn, where)
+
+
+@contextmanager
+def _one_line_errors(where: str) -> Iterator[None]:
+    """The client's exceptions as one SqlQueryError line (no traceback, no echoed SQL)."""
+    import requests
+    import trino
+
+    try:
+        yield
+    except (requests.exceptions.ConnectionError, trino.exceptions.TrinoConnectionError):
+        raise SqlQueryError(f"trino at {where} is unreachable (QUANTOS_TRINO_HOST/PORT)") from None
+    except trino.exceptions.TrinoQueryError as err:
+        raise SqlQueryError(f"trino: {err.error_name}: {err.message}".splitlines()[0]) from None
+    except trino.exceptions.HttpError as err:
+        raise SqlQueryError(f"trino at {where}: {str(err).splitlines()[0]}") from None
 
 
 def to_trino(sql: str, parameters: Mapping[str, Any]) -> tuple[str, list[Any]]:

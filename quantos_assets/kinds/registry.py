@@ -56,8 +56,8 @@ def build_runners(profile: Profile) -> dict[NodeKind, Runner]:
     is given (never from the environment a step happens to see)."""
     return {
         NodeKind.python_task: PythonTaskDispatch(profile),
-        NodeKind.trino_sql: SqlRunner(dialect="trino"),
-        NodeKind.spark_sql: SqlRunner(dialect="spark"),
+        NodeKind.trino_sql: SqlRunner(dialect="trino", in_trino=profile.sql_in_trino),
+        NodeKind.spark_sql: SqlRunner(dialect="spark", in_trino=profile.sql_in_trino),
         NodeKind.ray_job: RayJobRunner(),
         NodeKind.custom_crd: CustomCrdRunner(),
     }
@@ -76,10 +76,13 @@ _KINDS: dict[NodeKind, frozenset[str]] = {
 }
 
 
-def input_metadata(node: Node) -> dict[str, str]:
+def input_metadata(node: Node, profile: Profile) -> dict[str, str]:
     """How the IO manager loads the node's table inputs: into the step (the default), or as
-    references (resources/table_ref.py) for a node that reads them on its cluster."""
+    references (resources/table_ref.py) for a node that reads them on its cluster: a ray_job
+    reading with Ray Data, a SQL node running inside Trino."""
     if node.kind is NodeKind.ray_job and reads_tables_by_reference(node):
+        return {LOAD_AS: LOAD_AS_REFERENCE}
+    if node.kind in (NodeKind.trino_sql, NodeKind.spark_sql) and profile.sql_in_trino:
         return {LOAD_AS: LOAD_AS_REFERENCE}
     return {}
 

@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, cast
 
 import pyarrow as pa
 import sqlglot
@@ -38,17 +38,34 @@ from quantos_assets.kinds.sql_sources import (
     read_spec_relative,
     store_relpath,
 )
+from quantos_assets.kinds.trino_statements import (
+    Pin,
+    Statement,
+    StatementError,
+    Target,
+    pin_tables,
+    snapshot_lookup,
+    write_statements,
+)
+from resources.iceberg_tables import PARTITION_COLUMN
 from resources.sql_engine import SqlQueryError, without_quoted_text
+from resources.table_ref import TableRef, WrittenTable
 
 
 class SqlRunner:
-    """One runner per dialect; the engine is the `sql_engine` resource."""
+    """One runner per dialect; the engine is the `sql_engine` resource.
+
+    `in_trino` (staging/prod with a Trino coordinator, `Profile.sql_in_trino`): the inputs
+    arrive as TableRefs, and the node's statements run inside Trino, which writes the outs
+    (kinds/trino_statements.py); otherwise the query runs on DuckDB over the input tables.
+    """
 
     # artifact_store is only read for object-store sql_uri values.
     required_resource_keys = frozenset({"sql_engine", "artifact_store"})
 
-    def __init__(self, dialect: str) -> None:
+    def __init__(self, dialect: str, in_trino: bool = False) -> None:
         self.dialect = dialect
+        self.in_trino = in_trino
 
     def run(self, context: AssetExecutionContext, run: NodeRun) -> dict[str, NodeValue]:
         node = run.node
@@ -60,19 +77,22 @@ class SqlRunner:
         parameters = node.params.get("parameters") or {}
         if not isinstance(parameters, Mapping):
             raise NodeRunError(f"{run.label}: params.parameters must be a mapping name -> value")
+        if self.in_trino:
+            return self._run_in_trino(context, run, sources, from_files, parameters)
+        # The platform's partition column is bookkeeping, not data: a SQL node never sees it
+        # (the same on Trino, where a partitioned input is read without it).
         views: dict[str, pa.Table] = {
-            name: value for name, value in run.inputs.items() if isinstance(value, pa.Table)
+            name: value.drop_columns([PARTITION_COLUMN])
+            if PARTITION_COLUMN in value.column_names
+            else value
+            for name, value in run.inputs.items()
+            if isinstance(value, pa.Table)
         }
         engine = resource(context, "sql_engine")
         results: dict[str, NodeValue] = {}
         for out in node.outs:
             duck_sql, used = self.transpile(sources[out], run.label, out, from_file=from_files)
-            missing = sorted(used - set(parameters))
-            if missing:
-                raise NodeRunError(
-                    f"{run.label}: out '{out}' uses :{', :'.join(missing)} but params.parameters "
-                    "has no value for it"
-                )
+            _check_parameters(run.label, out, used, parameters)
             context.log.debug(f"{run.label}.{out} on DuckDB: {duck_sql}")
             try:
                 table = engine.query(duck_sql, views, {name: parameters[name] for name in used})
@@ -85,11 +105,71 @@ class SqlRunner:
             context.log.info(f"{run.label}: {out}: {table.num_rows} rows")
         return results
 
+    def _run_in_trino(
+        self,
+        context: AssetExecutionContext,
+        run: NodeRun,
+        sources: dict[str, str],
+        from_files: bool,
+        parameters: Mapping[str, Any],
+    ) -> dict[str, NodeValue]:
+        """Every out written by Trino from the pinned inputs; the step sees snapshot ids only."""
+        node = run.node
+        engine = resource(context, "sql_engine")
+        pins = {name: _pin(ref) for name, ref in run.inputs.items() if isinstance(ref, TableRef)}
+        results: dict[str, NodeValue] = {}
+        with engine.session() as trino:
+            for out in node.outs:
+                tree, used = self.parse(sources[out], run.label, out, from_file=from_files)
+                _check_parameters(run.label, out, used, parameters)
+                target = Target(engine.catalog, run.spec.pipeline_id, out)
+                try:
+                    query = pin_tables(tree, pins, engine.catalog, run.label, out)
+                    statements = write_statements(query, target, run.session, parameters)
+                    done = [
+                        trino.run(s.sql, s.values) for s in _logged(context, run, out, statements)
+                    ]
+                    query_id = done[-1].query_id  # the write itself comes last
+                    lookup = snapshot_lookup(target, query_id)
+                    found = trino.run(lookup.sql, lookup.values).rows
+                except StatementError as err:
+                    raise NodeRunError(str(err)) from None
+                except SqlQueryError as err:
+                    reason = without_quoted_text(str(err)) if from_files else str(err)
+                    raise NodeRunError(f"{run.label}: out '{out}': {reason}") from None
+                if len(found) != 1:
+                    raise NodeRunError(
+                        f"{run.label}: out '{out}': Trino reported {len(found)} snapshots of "
+                        f"query {query_id} in {run.spec.pipeline_id}.{out}; expected one",
+                        retryable=True,
+                    )
+                snapshot_id = int(found[0][0])
+                results[out] = WrittenTable(run.spec.pipeline_id, out, snapshot_id, run.session)
+                keys = (run.session,) if run.session is not None else None
+                named = getattr(tree, "named_selects", [])
+                columns = None if "*" in named else tuple(named) or None
+                pins[out] = Pin(run.spec.pipeline_id, out, snapshot_id, keys, columns)
+                context.log.info(f"{run.label}: {out}: written by Trino, snapshot {snapshot_id}")
+        return results
+
     def transpile(
         self, sql: str, label: str, out: str, from_file: bool = False
     ) -> tuple[str, set[str]]:
         """The DuckDB form of one query and the names of the parameters it uses. `from_file`:
         the text came from a sql_uri, so errors cite a position, never the text."""
+        tree, used = self.parse(sql, label, out, from_file)
+        try:
+            duck_sql = tree.sql(dialect="duckdb", unsupported_level=ErrorLevel.RAISE)
+        except SqlglotError as err:
+            raise NodeRunError(
+                f"{label}: out '{out}' cannot run on DuckDB: {_first_line(err)}"
+            ) from None
+        return duck_sql, used
+
+    def parse(
+        self, sql: str, label: str, out: str, from_file: bool = False
+    ) -> tuple[exp.Expression, set[str]]:
+        """One query in the node's dialect, and the names of the parameters it uses."""
         try:
             statements = [s for s in sqlglot.parse(sql, read=self.dialect) if s is not None]
         except SqlglotError as err:
@@ -115,13 +195,7 @@ class SqlRunner:
                 f"{label}: out '{out}' uses '?' placeholders; name them (:name) and set "
                 "params.parameters"
             )
-        try:
-            duck_sql = tree.sql(dialect="duckdb", unsupported_level=ErrorLevel.RAISE)
-        except SqlglotError as err:
-            raise NodeRunError(
-                f"{label}: out '{out}' cannot run on DuckDB: {_first_line(err)}"
-            ) from None
-        return duck_sql, {str(p.this) for p in placeholders}
+        return cast(exp.Expression, tree), {str(p.this) for p in placeholders}
 
     def _sources(self, context: AssetExecutionContext, run: NodeRun) -> tuple[dict[str, str], bool]:
         """The SQL text of each out, from params.sql or params.sql_uri (True: from files)."""
@@ -144,6 +218,30 @@ class SqlRunner:
         if key == "sql":
             return per_out, False
         return {out: _read_uri(context, run, uri) for out, uri in per_out.items()}, True
+
+
+def _check_parameters(label: str, out: str, used: set[str], parameters: Mapping[str, Any]) -> None:
+    missing = sorted(used - set(parameters))
+    if missing:
+        raise NodeRunError(
+            f"{label}: out '{out}' uses :{', :'.join(missing)} but params.parameters "
+            "has no value for it"
+        )
+
+
+def _logged(
+    context: AssetExecutionContext, run: NodeRun, out: str, statements: list[Statement]
+) -> list[Statement]:
+    for statement in statements:
+        context.log.debug(f"{run.label}.{out} on Trino: {statement.shown()}")
+    return statements
+
+
+def _pin(ref: TableRef) -> Pin:
+    """An input as Trino reads it: its table at the recorded snapshot, with its columns at that
+    snapshot (metadata only) so a partitioned table is read without the partition column."""
+    columns = tuple(ref.schema().names)
+    return Pin(ref.namespace, ref.name, ref.snapshot_id, ref.partition_keys, columns)
 
 
 def _read_uri(context: AssetExecutionContext, run: NodeRun, uri: str) -> str:
