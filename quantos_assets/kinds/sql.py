@@ -117,11 +117,11 @@ class SqlRunner:
         node = run.node
         engine = resource(context, "sql_engine")
         pins = {name: _pin(ref) for name, ref in run.inputs.items() if isinstance(ref, TableRef)}
+        trees = self._checked_before_sending(run, sources, from_files, parameters, pins)
         results: dict[str, NodeValue] = {}
         with engine.session() as trino:
             for out in node.outs:
-                tree, used = self.parse(sources[out], run.label, out, from_file=from_files)
-                _check_parameters(run.label, out, used, parameters)
+                tree = trees[out]
                 target = Target(engine.catalog, run.spec.pipeline_id, out)
                 try:
                     query = pin_tables(tree, pins, engine.catalog, run.label, out)
@@ -151,6 +151,29 @@ class SqlRunner:
                 pins[out] = Pin(run.spec.pipeline_id, out, snapshot_id, keys, columns)
                 context.log.info(f"{run.label}: {out}: written by Trino, snapshot {snapshot_id}")
         return results
+
+    def _checked_before_sending(
+        self,
+        run: NodeRun,
+        sources: dict[str, str],
+        from_files: bool,
+        parameters: Mapping[str, Any],
+        pins: Mapping[str, Pin],
+    ) -> dict[str, exp.Expression]:
+        """Every out's query parsed, its parameters given and its tables readable, before the
+        first statement goes out: a refused out leaves no earlier out half-written."""
+        trees: dict[str, exp.Expression] = {}
+        readable = dict(pins)
+        for out in run.node.outs:
+            tree, used = self.parse(sources[out], run.label, out, from_file=from_files)
+            _check_parameters(run.label, out, used, parameters)
+            try:
+                pin_tables(tree, readable, "catalog", run.label, out)
+            except StatementError as err:
+                raise NodeRunError(str(err)) from None
+            readable[out] = Pin(run.spec.pipeline_id, out, None)
+            trees[out] = tree
+        return trees
 
     def transpile(
         self, sql: str, label: str, out: str, from_file: bool = False
