@@ -22,7 +22,7 @@ Errors about SQL read from a sql_uri give a position, never the file's text.
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any, cast
 
 import pyarrow as pa
@@ -73,7 +73,7 @@ class SqlRunner:
             raise NodeRunError(
                 f"{run.label}: a {node.kind.value} node needs one out for its result"
             )
-        sources, from_files = self._sources(context, run)
+        sources, from_files = node_sources(run, lambda uri: _read_uri(context, run, uri))
         parameters = node.params.get("parameters") or {}
         if not isinstance(parameters, Mapping):
             raise NodeRunError(f"{run.label}: params.parameters must be a mapping name -> value")
@@ -220,27 +220,53 @@ class SqlRunner:
             )
         return cast(exp.Expression, tree), {str(p.this) for p in placeholders}
 
-    def _sources(self, context: AssetExecutionContext, run: NodeRun) -> tuple[dict[str, str], bool]:
-        """The SQL text of each out, from params.sql or params.sql_uri (True: from files)."""
-        params, outs = run.node.params, run.node.outs
-        if ("sql" in params) == ("sql_uri" in params):
-            raise NodeRunError(f"{run.label}: set exactly one of params.sql and params.sql_uri")
-        key = "sql" if "sql" in params else "sql_uri"
-        value = params[key]
-        if isinstance(value, Mapping):
-            missing = [o for o in outs if o not in value]
-            if missing or set(value) - set(outs):
-                raise NodeRunError(f"{run.label}: params.{key} must map exactly the outs {outs}")
-            per_out = {out: str(value[out]) for out in outs}
-        elif len(outs) == 1:
-            per_out = {outs[0]: str(value)}
-        else:
-            raise NodeRunError(
-                f"{run.label}: {len(outs)} outs need params.{key} as a mapping out -> query"
-            )
-        if key == "sql":
-            return per_out, False
-        return {out: _read_uri(context, run, uri) for out, uri in per_out.items()}, True
+    def trino_statements(
+        self,
+        run: NodeRun,
+        sources: dict[str, str],
+        inputs: Mapping[str, Pin],
+        catalog: str,
+        from_files: bool = False,
+    ) -> list[Statement]:
+        """What the node sends to Trino, for a preview (`quantos explain`): `inputs` pinned as
+        given, each later out reading the earlier outs at the snapshots their writes commit
+        (unknown before the run: shown without a snapshot)."""
+        parameters = run.node.params.get("parameters") or {}
+        pins = dict(inputs)
+        trees = self._checked_before_sending(run, sources, from_files, parameters, pins)
+        statements: list[Statement] = []
+        for out, tree in trees.items():
+            target = Target(catalog, run.spec.pipeline_id, out)
+            query = pin_tables(tree, pins, catalog, run.label, out)
+            statements += write_statements(query, target, run.session, parameters)
+            statements.append(snapshot_lookup(target, f"<query id of the write of {out}>"))
+            keys = (run.session,) if run.session is not None else None
+            pins[out] = Pin(run.spec.pipeline_id, out, None, keys)
+        return statements
+
+
+def node_sources(run: NodeRun, read_uri: Callable[[str], str]) -> tuple[dict[str, str], bool]:
+    """The SQL text of each out, from params.sql or params.sql_uri (read with `read_uri`; True:
+    from files)."""
+    params, outs = run.node.params, run.node.outs
+    if ("sql" in params) == ("sql_uri" in params):
+        raise NodeRunError(f"{run.label}: set exactly one of params.sql and params.sql_uri")
+    key = "sql" if "sql" in params else "sql_uri"
+    value = params[key]
+    if isinstance(value, Mapping):
+        missing = [o for o in outs if o not in value]
+        if missing or set(value) - set(outs):
+            raise NodeRunError(f"{run.label}: params.{key} must map exactly the outs {outs}")
+        per_out = {out: str(value[out]) for out in outs}
+    elif len(outs) == 1:
+        per_out = {outs[0]: str(value)}
+    else:
+        raise NodeRunError(
+            f"{run.label}: {len(outs)} outs need params.{key} as a mapping out -> query"
+        )
+    if key == "sql":
+        return per_out, False
+    return {out: read_uri(uri) for out, uri in per_out.items()}, True
 
 
 def _check_parameters(label: str, out: str, used: set[str], parameters: Mapping[str, Any]) -> None:

@@ -16,7 +16,6 @@ from typing import Any
 import pyarrow as pa
 import pytest
 from dagster import AssetKey, DagsterInstance, build_sensor_context
-from profiles import LOCAL
 
 from definitions.assemble import definitions_for
 from quantos_assets.calendars.partitions import partitions_name
@@ -73,8 +72,8 @@ def _events(path: Path) -> list[dict[str, Any]]:
 def test_every_node_run_becomes_schema_valid_lineage_under_its_submission(data_dir: Path) -> None:
     profile = active_profile()
     eod, demo = (
-        build_pipeline(load_spec(EOD), LOCAL),
-        build_pipeline(load_spec_text(DEMO, "lineage_demo.yaml", "yaml"), LOCAL),
+        build_pipeline(load_spec(EOD), profile),
+        build_pipeline(load_spec_text(DEMO, "lineage_demo.yaml", "yaml"), profile),
     )
     out = data_dir / "lineage" / "events.jsonl"
     settings = LineageSettings("file", file_path=out)
@@ -238,6 +237,10 @@ def test_bad_lineage_settings_are_one_line_naming_the_variable(tmp_path: Path) -
 def test_promotion_stages_of_the_example_are_lineage_nodes_after_the_model() -> None:
     """The gated example: every spec node and each promotion stage is one lineage job; a
     stage reads the model and the stage before it."""
+    # Imported here: this module is also a step's entrypoint module (report_bytes), imported
+    # by the step's child, which has only the packages on its path, not tests/.
+    from profiles import LOCAL
+
     from sensors.openlineage import LineageIndex
 
     momentum = build_pipeline(load_spec(REPO / "specs" / "xs_momentum_backtest.yaml"), LOCAL)

@@ -141,8 +141,7 @@ def test_the_node_runs_inside_trino_pinned_and_writes_its_outs(tmp_path: Path) -
     # each out recorded as the IO manager records every table: its own snapshot, rows, schema
     for out in ("universe", "top"):
         meta = _written(result, out)
-        table = lake.catalog().load_table(("xs_sql", out))
-        current = table.current_snapshot()
+        current = lake.catalog().load_table(("xs_sql", out)).current_snapshot()
         assert current is not None and meta["snapshot_id"] == current.snapshot_id
         assert meta["rows"] == read_table(lake.catalog(), ("xs_sql", out), None).num_rows
         assert meta["storage"] == "iceberg" and meta["table"] == f"xs_sql.{out}"

@@ -106,6 +106,10 @@ def _parser() -> argparse.ArgumentParser:
 
     add_manifests_parser(sub)
 
+    from quantos_assets.apps.cli.explain import add_parser as add_explain_parser
+
+    add_explain_parser(sub)
+
     from quantos_assets.apps.cli.sessions import add_parser as add_sessions_parser
 
     add_sessions_parser(sub)
