@@ -8,8 +8,9 @@ just written. The node's own text is parsed in its dialect (Trino or Spark SQL) 
 as Trino SQL by sqlglot, never through DuckDB's dialect.
 
 What a query may read: its inputs and the outs before it, by their names. Any other table
-(a bare name Trino would resolve in the session schema, or a qualified name) is refused
-before anything is sent: a node sees what its spec says it reads, here as on DuckDB.
+(a bare name Trino would resolve in the session schema, a qualified name, a TABLE(...)
+function such as the Iceberg connector's table_changes) is refused before anything is sent:
+a node sees what its spec says it reads, here as on DuckDB.
 
 Values: `:name` parameters and partition keys are bound (`?` markers, sent by the client as
 EXECUTE IMMEDIATE ... USING); only snapshot ids, which are the catalog's integers, and
@@ -88,7 +89,13 @@ def pin_tables(
     tree = query.copy()
     for table in list(tree.find_all(exp.Table)):
         if not table.name or isinstance(table.this, exp.Func):
-            continue  # UNNEST(...) and other table functions are not tables
+            # TABLE(...) functions read what they are given (table_changes, system.query...):
+            # another team's table as easily as one's own. UNNEST is no table and passes.
+            raise StatementError(
+                f"{label}: out '{out}' calls a table function "
+                f"({table.sql(dialect='trino')[:60]}); a SQL node reads only its ins and the "
+                "outs before it"
+            )
         bare = not table.args.get("db") and not table.args.get("catalog")
         if bare and table.name in ctes:
             continue
