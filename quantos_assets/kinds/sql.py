@@ -88,6 +88,10 @@ class SqlRunner:
             for name, value in run.inputs.items()
             if isinstance(value, pa.Table)
         }
+        # The same rule as inside Trino, checked the same way: a query reads its inputs and the
+        # outs before it, nothing else, and is refused before the first out runs.
+        readable = {name: Pin(run.spec.pipeline_id, name, None) for name in views}
+        self._checked_before_sending(run, sources, from_files, parameters, readable)
         engine = resource(context, "sql_engine")
         results: dict[str, NodeValue] = {}
         for out in node.outs:
@@ -168,7 +172,7 @@ class SqlRunner:
             tree, used = self.parse(sources[out], run.label, out, from_file=from_files)
             _check_parameters(run.label, out, used, parameters)
             try:
-                pin_tables(tree, readable, "catalog", run.label, out)
+                pin_tables(tree, readable, "catalog", run.label, out, quiet=from_files)
             except StatementError as err:
                 raise NodeRunError(str(err)) from None
             readable[out] = Pin(run.spec.pipeline_id, out, None)

@@ -81,10 +81,16 @@ class Target:
 
 
 def pin_tables(
-    query: exp.Expression, pins: Mapping[str, Pin], catalog: str, label: str, out: str
+    query: exp.Expression,
+    pins: Mapping[str, Pin],
+    catalog: str,
+    label: str,
+    out: str,
+    quiet: bool = False,
 ) -> exp.Expression:
     """`query` with every table it reads replaced by its pinned Iceberg table; StatementError
-    naming the first table that is neither an input nor an earlier out."""
+    naming the first table that is neither an input nor an earlier out (`quiet`: SQL read from a
+    file, whose text an error does not quote: the table is not named)."""
     ctes = {cte.alias_or_name for cte in query.find_all(exp.CTE)}
     tree = query.copy()
     for table in list(tree.find_all(exp.Table)):
@@ -92,19 +98,19 @@ def pin_tables(
             # TABLE(...) functions read what they are given (table_changes, system.query...):
             # another team's table as easily as one's own. UNNEST is no table and passes.
             raise StatementError(
-                f"{label}: out '{out}' calls a table function "
-                f"({table.sql(dialect='trino')[:60]}); a SQL node reads only its ins and the "
-                "outs before it"
+                f"{label}: out '{out}' calls a table function (no files, URLs or other tables): "
+                "a SQL node reads only its ins and the outs before it"
             )
         bare = not table.args.get("db") and not table.args.get("catalog")
         if bare and table.name in ctes:
             continue
         pin = pins.get(table.name) if bare else None
         if pin is None:
+            named = "" if quiet else f" {table.sql(dialect='trino')!r}"
             raise StatementError(
-                f"{label}: out '{out}' reads table {table.sql(dialect='trino')!r}, which is not "
-                f"one of its inputs ({', '.join(sorted(pins)) or 'none'}); a SQL node reads only "
-                "its ins and the outs before it"
+                f"{label}: out '{out}' reads table{named}, which is not one of its inputs "
+                f"({', '.join(sorted(pins)) or 'none'}); a SQL node reads only its ins and the "
+                "outs before it"
             )
         alias = table.args.get("alias") or exp.TableAlias(this=exp.to_identifier(table.name))
         table.replace(_pinned(pin, catalog, alias))

@@ -143,10 +143,11 @@ def test_missing_parameter_value_and_positional_placeholders() -> None:
 
 
 # --- the sandbox (issue 16, defect 4): a query sees its input views and nothing of the machine ---
+# Refused by the runner before DuckDB sees it (the same rule as inside Trino); the DuckDB
+# sandbox behind it refuses the same reads (test_copy_to_and_attach...: the engine itself).
 FILE_REFUSAL = (
-    "kinds_sql.universe: out 'universe': Permission Error: reading or writing files or URLs is "
-    "not allowed in a SQL node (read_text, read_csv, COPY, ATTACH, EXPORT...): a query reads only "
-    "its input views"
+    "kinds_sql.universe: out 'universe' calls a table function (no files, URLs or other "
+    "tables): a SQL node reads only its ins and the outs before it"
 )
 
 
@@ -186,6 +187,7 @@ def test_copy_to_and_attach_are_refused_and_write_nothing(tmp_path: Path) -> Non
         f"EXPORT DATABASE '{tmp_path / 'export'}'",
         "INSTALL httpfs",
         "SELECT * FROM glob('/etc/*')",
+        "SELECT * FROM read_text('/etc/hostname')",
     ):
         with pytest.raises(
             SqlQueryError, match="Permission Error: reading or writing files or URLs is not allowed"
