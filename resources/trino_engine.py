@@ -1,29 +1,22 @@
-"""Trino as the SQL engine for trino_sql / spark_sql nodes in staging and prod.
+"""Trino for trino_sql / spark_sql nodes in staging and prod: where their statements run.
 
-Same `query(sql, views, parameters)` interface as DuckDBEngine, so the SQL runner does not know
-which engine it talks to. It receives the runner's DuckDB-dialect SQL with `$name` parameters;
-here that becomes Trino SQL with positional `?` markers and the values go to the `trino` client,
-which binds them (EXECUTE IMMEDIATE ... USING): a value never becomes part of the SQL text we
-write, so a parameter cannot change what the query does.
-
-Upstream tables are not shipped: in the cluster they are Iceberg tables of the lake, which Trino
-reads through its own Iceberg catalog (`catalog`/`schema` from the profile), so `views` names
-must resolve there.
+The SQL runner sends the statements kinds/trino_statements.py builds (inputs pinned, outs
+written by Trino itself) on one connection per node (`session`). Statements carry `?`
+markers and the values go to the `trino` client, which binds them (EXECUTE IMMEDIATE ...
+USING): a value never becomes part of the SQL text we write. No result rows of an out come
+back: a write returns its row count, the snapshot lookup one snapshot id.
 """
 
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
-import pyarrow as pa
-import sqlglot
 from dagster import ConfigurableResource
 from pydantic import Field
-from sqlglot import exp
 
 from resources.sql_engine import SqlQueryError
 
@@ -72,18 +65,6 @@ class TrinoEngine(ConfigurableResource):
         default=3, ge=1, description="HTTP attempts per request (client retries)"
     )
 
-    def query(
-        self,
-        sql: str,
-        views: Mapping[str, pa.Table] | None = None,
-        parameters: Mapping[str, Any] | None = None,
-    ) -> pa.Table:
-        """Run `sql` (DuckDB dialect, `$name` parameters) on Trino with the values bound."""
-        trino_sql, values = to_trino(sql, parameters or {})
-        with self.session() as trino_session:
-            done = trino_session.run(trino_sql, values)
-        return pa.table({n: [r[i] for r in done.rows] for i, n in enumerate(done.columns)})
-
     @contextmanager
     def session(self) -> Iterator[TrinoSession]:
         """One connection for a node's statements, closed after them."""
@@ -119,22 +100,3 @@ def _one_line_errors(where: str) -> Iterator[None]:
         raise SqlQueryError(f"trino: {err.error_name}: {err.message}".splitlines()[0]) from None
     except trino.exceptions.HttpError as err:
         raise SqlQueryError(f"trino at {where}: {str(err).splitlines()[0]}") from None
-
-
-def to_trino(sql: str, parameters: Mapping[str, Any]) -> tuple[str, list[Any]]:
-    """DuckDB SQL with `$name` -> Trino SQL with `?` and the values in marker order."""
-    tree = sqlglot.parse_one(sql, read="duckdb")
-    names: list[str] = []
-
-    def _mark(node: exp.Expression) -> exp.Expression:
-        if isinstance(node, exp.Placeholder) and node.this:
-            names.append(str(node.this))
-            return exp.column(_MARKER.format(len(names) - 1))
-        return node
-
-    rendered = tree.transform(_mark).sql(dialect="trino")
-    missing = sorted({n for n in names if n not in parameters})
-    if missing:
-        raise SqlQueryError(f"no value for parameter(s) {', '.join('$' + n for n in missing)}")
-    order = [int(m.group(1)) for m in _MARKER_RE.finditer(rendered)]
-    return _MARKER_RE.sub("?", rendered), [parameters[names[i]] for i in order]

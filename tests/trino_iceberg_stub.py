@@ -27,7 +27,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any
+from typing import Any, cast
 
 import duckdb
 import pyarrow as pa
@@ -68,7 +68,7 @@ class StubTrino:
         query_id = f"20261207_000000_{next(self._ids):05d}_stub"
         sql, values = _unwrap(body)
         try:
-            tree: exp.Expression = sqlglot.parse_one(_NO_DATA.sub("", sql), read="trino")
+            tree = cast(exp.Expression, sqlglot.parse_one(_NO_DATA.sub("", sql), read="trino"))
             bound = _bind(tree, values)
             record = Received(body, sql, values, bound.sql("trino"), query_id, headers)
             with self._lock:

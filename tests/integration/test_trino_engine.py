@@ -75,12 +75,14 @@ def coordinator():
 def test_statement_sql_bound_values_and_session_on_the_wire(coordinator) -> None:
     port, received = coordinator
     engine = TrinoEngine(host="127.0.0.1", port=port, user="research", catalog="lake", schema="xs")
-    table = engine.query(
-        "SELECT symbol, count(*) AS n FROM features WHERE day >= $start AND note = $note GROUP BY "
-        "symbol",
-        parameters={"start": "2025-01-02", "note": "it's; DROP TABLE x"},
-    )
-    assert table.to_pylist() == [{"symbol": "AAPL", "n": 3}, {"symbol": "MSFT", "n": 5}]
+    with engine.session() as session:
+        done = session.run(
+            "SELECT symbol, COUNT(*) AS n FROM features WHERE day >= ? AND note = ? "
+            "GROUP BY symbol",
+            ["2025-01-02", "it's; DROP TABLE x"],
+        )
+    assert done.columns == ["symbol", "n"] and done.rows == [["AAPL", 3], ["MSFT", 5]]
+    assert done.query_id == "20260101_000000_00000_quant"
     (request,) = received
     assert request["path"] == "/v1/statement"
     body = request["body"]
@@ -100,8 +102,8 @@ def test_unreachable_server_is_one_clear_line() -> None:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
     engine = TrinoEngine(host="127.0.0.1", port=port, request_timeout=5)
-    with pytest.raises(SqlQueryError) as info:
-        engine.query("SELECT 1")
+    with pytest.raises(SqlQueryError) as info, engine.session() as session:
+        session.run("SELECT 1")
     assert (
         str(info.value)
         == f"trino at http://127.0.0.1:{port} is unreachable (QUANTOS_TRINO_HOST/PORT)"
