@@ -55,6 +55,8 @@ from quantos_assets.spec.derived_names import op_name
 from quantos_assets.spec.loader import LoadedSpec
 from quantos_assets.spec.models import DagSpec, Node
 from resources.iceberg_tables import PARTITION_COLUMN
+from resources.input_refs import RefError, pins_from_tags
+from resources.lake_io_manager import LakeIOError
 from resources.partition_slices import PartitionSlices
 from resources.profile import Cluster, Profile
 from resources.run_tag_keys import TAG_KIND, TAG_NODE, TAG_POOL
@@ -224,6 +226,7 @@ def _node_asset(
         # Unannotated on purpose: Dagster resolves a decorated function's type hints
         # several times per op, and string annotations made that most of load time
         # (mypy accepts it: see the per-module override in pyproject.toml).
+        _check_refs(context, spec, node)
         if partitions_def is None or context.has_partition_key:
             session = context.partition_key if partitions_def is not None else None
             values = _run_node(context, runner, NodeRun(spec, node, spec_dir, inputs, session))
@@ -285,6 +288,23 @@ def _op_tags(spec: DagSpec, node: Node, pool: str, cluster: Cluster) -> dict[str
         # honoured by k8s_job_executor only (prod/staging); ignored in process
         K8S_CONFIG_TAG: op_tag_config(spec, node, pool, cluster),
     }
+
+
+def _check_refs(context: AssetExecutionContext, spec: DagSpec, node: Node) -> None:
+    """A run pinned in time (the `quantos/refs` tag) whose refs the lake can no longer honour
+    fails in every step before that step works: whichever step runs first, no node computes
+    on other data than the refs name."""
+    try:
+        pins = pins_from_tags(context.run.tags)
+        if not pins:
+            return
+        check = getattr(context.resources.io_manager, "check_pins", None)
+        if check is not None:  # the lake; a test's own IO manager has no lake to ask
+            check(spec.pipeline_id, pins)
+    except (RefError, LakeIOError) as err:
+        raise Failure(
+            description=f"{spec.pipeline_id}.{node.id}: {err}", allow_retries=False
+        ) from None
 
 
 def _run_node(context: AssetExecutionContext, runner: Runner, run: NodeRun) -> dict[str, Any]:

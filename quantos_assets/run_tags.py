@@ -7,6 +7,7 @@ queue (dagster/priority, per-team concurrency) and run monitoring
 
 from __future__ import annotations
 
+import json
 import re
 
 from quantos_assets.spec.models import DagSpec, Priority, RuntimeParams
@@ -16,6 +17,7 @@ from resources.run_tag_keys import (
     TAG_ENV,
     TAG_PIPELINE,
     TAG_QOS,
+    TAG_REFS,
     TAG_SECRETS,
     TAG_SUBMISSION,
     TAG_TEAM,
@@ -63,4 +65,7 @@ def runtime_run_tags(params: RuntimeParams) -> dict[str, str]:
         tags[TAG_COMPUTE_POOL] = params.affinity.compute_pool
     if params.ttl_days is not None:
         tags[TAG_TTL] = str(params.ttl_days)
+    if params.refs:
+        shown = {out: ref.shown() for out, ref in sorted(params.refs.items())}
+        tags[TAG_REFS] = json.dumps(shown, separators=(",", ":"))
     return tags

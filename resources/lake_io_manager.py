@@ -21,6 +21,7 @@ import pandas as pd
 import pyarrow as pa
 from pydantic import PrivateAttr
 from pyiceberg.catalog import Catalog
+from pyiceberg.exceptions import NoSuchTableError
 
 from resources.artifact import Artifact, ArtifactRole
 from resources.artifact_store import ArtifactStore
@@ -36,6 +37,7 @@ from resources.iceberg_tables import (
     write_partitions,
     write_table,
 )
+from resources.input_refs import InputPin, RefError, pins_from_tags
 from resources.partition_slices import PartitionSlices
 from resources.run_tag_keys import TAG_SUBMISSION, TAG_VERSION
 from resources.table_ref import LOAD_AS, LOAD_AS_REFERENCE, TableRef, WrittenTable
@@ -104,6 +106,9 @@ class LakeIOManager(dg.ConfigurableIOManager):
             return self._load_partitions(
                 instance, key, list(context.asset_partition_keys), as_reference
             )
+        pin = pins_from_run(context).get(key.path[-1])
+        if pin is not None:
+            return self._load_pinned(context, key, pin, as_reference)
         event = instance.get_latest_materialization_event(key)
         if event is None or event.asset_materialization is None:
             raise LakeIOError(f"upstream {key.to_user_string()} has never been materialized")
@@ -158,6 +163,45 @@ class LakeIOManager(dg.ConfigurableIOManager):
             snapshot_properties,
             snapshots_to_keep=self.snapshots_to_keep,
         )
+
+    def pinned_snapshot(self, namespace: str, pin: InputPin) -> int:
+        """The snapshot a ref reads in `namespace.<its out>`; LakeIOError (one line) when the
+        table or that snapshot is gone. Metadata only."""
+        identifier = (namespace, pin.out)
+        name = ".".join(identifier)
+        catalog = self._catalog_for(namespace, pin.out, "reading")
+        with unavailable_as_lake_error(catalog, name, "reading"):
+            try:
+                table = catalog.load_table(identifier)
+            except NoSuchTableError:
+                raise LakeIOError(f"refs.{pin.out}: {name} does not exist") from None
+        try:
+            return pin.resolve(table, name)
+        except RefError as err:
+            raise LakeIOError(str(err)) from None
+
+    def check_pins(self, namespace: str, pins: Mapping[str, InputPin]) -> None:
+        """Every ref of a run resolvable, checked by each step before it does anything: a run
+        pinned to a snapshot that is gone fails before any node works."""
+        for pin in pins.values():
+            self.pinned_snapshot(namespace, pin)
+
+    def _load_pinned(
+        self, context: dg.InputContext, key: dg.AssetKey, pin: InputPin, as_reference: bool
+    ) -> pa.Table | TableRef:
+        """An input read at the snapshot its ref names, not at the latest materialization's."""
+        namespace, name = key.path[0], key.path[-1]
+        snapshot_id = self.pinned_snapshot(namespace, pin)
+        keys = list(context.asset_partition_keys) if context.has_asset_partitions else None
+        context.add_input_metadata(
+            {"table": f"{namespace}.{name}", "snapshot_id": snapshot_id, "ref": pin.shown}
+        )
+        if as_reference:
+            return self.table_ref(namespace, name, snapshot_id, tuple(keys) if keys else None)
+        if keys is None:
+            return self.read_arrow(namespace, name, snapshot_id)
+        catalog = self._catalog_for(namespace, name, "reading")
+        return read_partitions(catalog, (namespace, name), keys, [snapshot_id])
 
     def written(self, key: dg.AssetKey, out: WrittenTable) -> WriteResult:
         """What an engine's own write committed, read from the table's metadata (no rows)."""
@@ -374,7 +418,15 @@ def _table_metadata(result: WriteResult, partition_key: str | None) -> dict[str,
     return metadata
 
 
-def _run_tags(context: dg.OutputContext) -> Mapping[str, str]:
+def pins_from_run(context: dg.InputContext | dg.OutputContext | Any) -> dict[str, InputPin]:
+    """The run's refs (the `quantos/refs` tag); LakeIOError if the tag is malformed."""
+    try:
+        return pins_from_tags(_run_tags(context))
+    except RefError as err:
+        raise LakeIOError(str(err)) from None
+
+
+def _run_tags(context: dg.OutputContext | dg.InputContext | Any) -> Mapping[str, str]:
     try:
         return context.step_context.dagster_run.tags
     except dg.DagsterInvariantViolationError:  # built outside a run (build_output_context)

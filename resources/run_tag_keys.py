@@ -19,6 +19,8 @@ TAG_NODE = "quantos/node_id"
 TAG_SECRETS = "quantos/secrets_scope"
 TAG_COMPUTE_POOL = "quantos/compute_pool"
 TAG_TTL = "quantos/ttl_days"
+# Inputs pinned in time: JSON {out: "snapshot:<id>" | "as_of:<ISO 8601>"} (RuntimeParams.refs)
+TAG_REFS = "quantos/refs"
 # A run launched by a scheduled gateway job (the jobs API and sensors/gateway_jobs.py).
 TAG_JOB = "quantos/job_id"
 # The sha256 of the spec a gateway submission or scheduled job ran.

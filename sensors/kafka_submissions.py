@@ -38,6 +38,7 @@ from quantos_assets.placement import PlacementError
 from quantos_assets.run_tags import runtime_run_tags
 from quantos_assets.spec.derived_names import KAFKA_SUBMISSIONS_SENSOR
 from quantos_assets.spec.errors import SpecError
+from quantos_assets.spec.input_refs import ref_problems
 from quantos_assets.spec.loader import load_runtime_params
 from quantos_assets.spec_rules.firm import load_spec_text
 from quantos_assets.tenancy.teams import TeamsFile, TeamsFileError, load_teams, pipeline_team
@@ -160,6 +161,9 @@ def parse_submission(
                 )
     except SpecError as err:
         return Rejected(msg, "; ".join(err.lines))
+    refs = ref_problems(pipeline.spec, params)
+    if refs:
+        return Rejected(msg, "; ".join(f"{where}: runtime_params.{line}" for line in refs))
     try:
         run_config = submission_run_config(pipeline.spec, params, pipeline.cluster)
     except PlacementError as err:

@@ -13,6 +13,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import (
     AfterValidator,
+    AwareDatetime,
     BaseModel,
     ConfigDict,
     Field,
@@ -358,6 +359,28 @@ class Affinity(Strict):
     compute_pool: str | None = None
 
 
+class InputRef(Strict):
+    """An input pinned in time: the Iceberg snapshot to read, by id or as of a moment (the
+    table's snapshot current then). A re-run with the same refs reads the same data after its
+    upstream has moved on."""
+
+    snapshot_id: StrictInt | None = None
+    as_of: AwareDatetime | None = None
+
+    @model_validator(mode="after")
+    def _exactly_one(self) -> InputRef:
+        if (self.snapshot_id is None) == (self.as_of is None):
+            raise ValueError("give exactly one of snapshot_id and as_of (with its time zone)")
+        return self
+
+    def shown(self) -> str:
+        """As run tags and lineage carry it: `snapshot:<id>` or `as_of:<ISO 8601>`."""
+        if self.snapshot_id is not None:
+            return f"snapshot:{self.snapshot_id}"
+        assert self.as_of is not None
+        return f"as_of:{self.as_of.isoformat()}"
+
+
 class RuntimeParams(Strict):
     """Per-submission knobs (seed 000 §3.2), separate from the reusable spec."""
 
@@ -368,3 +391,6 @@ class RuntimeParams(Strict):
     priority: Priority | None = None
     affinity: Affinity = Field(default_factory=Affinity)
     ttl_days: StrictInt | None = Field(default=None, ge=1, le=3650)
+    # Inputs pinned in time, by the out that a node reads (`ins` name): a backtest re-run on
+    # the data exactly as it was (issue 19). Checked against the lake before a step works.
+    refs: dict[Identifier, InputRef] = Field(default_factory=dict, max_length=256)

@@ -56,3 +56,14 @@ def shell(cmd: str) -> pa.Table:
             ]
         }
     )
+
+
+def fresh_prices(symbols: int) -> pa.Table:
+    """Different prices at every run: an upstream that moves on between two runs."""
+    noise = os.urandom(symbols)
+    return pa.table(
+        {
+            "symbol": [f"S{i:03d}" for i in range(symbols)],
+            "px": [100.0 + b / 10 for b in noise],
+        }
+    )

@@ -48,6 +48,26 @@ def _check_submission(
         raise SpecError([f"{params_path}:1: secrets_scope: {err}"]) from None
 
 
+def _check_refs(spec: DagSpec, params: RuntimeParams, params_path: Path, profile: Profile) -> None:
+    """Refs name inputs of the pipeline and snapshots the lake still has: checked before the
+    run is created (each step checks again before it works, for every other launch path)."""
+    from quantos_assets.spec.input_refs import ref_problems
+    from resources.input_refs import pins_from_tags
+    from resources.lake_io_manager import LakeIOError
+    from resources.profile import build_resources
+
+    problems = ref_problems(spec, params)
+    if not problems and params.refs:
+        lake = build_resources(profile)["io_manager"]
+        pins = pins_from_tags(runtime_run_tags(params))
+        try:
+            lake.check_pins(spec.pipeline_id, pins)
+        except LakeIOError as err:
+            problems.append(str(err))
+    if problems:
+        raise SpecError([f"{params_path}:1: {line}" for line in problems])
+
+
 def run_spec(path: Path, select: list[str] | None = None, params_path: Path | None = None) -> int:
     profile = active_profile()
     loaded = load_spec(path)
@@ -57,6 +77,7 @@ def run_spec(path: Path, select: list[str] | None = None, params_path: Path | No
     if params_path is not None:
         params = load_runtime_params(params_path)
         _check_submission(spec, params, params_path, pipeline.cluster)
+        _check_refs(spec, params, params_path, profile)
         tags.update(runtime_run_tags(params))
     selection = None
     if select:

@@ -39,6 +39,19 @@ from resources.profile import Cluster
 ACTIVE_STATUSES = ["QUEUED", "NOT_STARTED", "STARTING", "STARTED", "CANCELING"]
 
 
+def _check_refs(spec: DagSpec, params: RuntimeParams | None) -> None:
+    """Refs must name outs the pipeline reads; whether the lake still has their snapshots is
+    checked by every step of the run before it works (the gateway does not open the lake)."""
+    from quantos_assets.spec.input_refs import ref_problems
+
+    problems = ref_problems(spec, params) if params is not None else []
+    if problems:
+        raise SubmissionError(
+            "; ".join(f"runtime_params.{line}" for line in problems),
+            lines=[f"runtime_params.{line}" for line in problems],
+        )
+
+
 class SubmissionError(ValueError):
     """The submission itself is wrong (unknown node, bad partition...): `status` 4xx."""
 
@@ -183,6 +196,7 @@ class QuantosClient:
         spec = loaded.spec
         asset_keys = self._asset_keys(spec, nodes)
         self._check_partition(spec, partition)
+        _check_refs(spec, params)
         digest = spec_digest(spec)
         registered = self.ensure_registered(loaded, digest, team=team, admin=admin)
         if partition is not None:
@@ -210,12 +224,17 @@ class QuantosClient:
         )
 
     def check(
-        self, spec: DagSpec, nodes: list[str] | None = None, partition: str | None = None
+        self,
+        spec: DagSpec,
+        nodes: list[str] | None = None,
+        partition: str | None = None,
+        params: RuntimeParams | None = None,
     ) -> None:
         """What `launch` would refuse in the request itself (unknown or external nodes, a bad
-        partition), without calling Dagster: raises SubmissionError."""
+        partition, refs to no input), without calling Dagster: raises SubmissionError."""
         self._asset_keys(spec, nodes)
         self._check_partition(spec, partition)
+        _check_refs(spec, params)
 
     def ensure_registered(
         self,

@@ -68,7 +68,7 @@ def submit(body: SubmitRequest, gw: CurrentGateway, who: Submitter) -> SubmitAcc
     new = _new_submission(body, who, loaded.spec, params)
     reject = rejecter(gw, who, "submit", new.submission_id, new.spec_sha256, new.params)
     try:  # what the launch itself would refuse, refused now: nothing stored
-        gw.client.check(loaded.spec, body.nodes, body.partition)
+        gw.client.check(loaded.spec, body.nodes, body.partition, params)
     except SubmissionError as err:
         raise reject(err.status, str(err)) from None
     gw.usage.ask_dagster(who.team)

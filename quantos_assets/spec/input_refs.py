@@ -1,0 +1,19 @@
+"""Which outs a submission's refs may pin: outs of the pipeline that a node reads."""
+
+from __future__ import annotations
+
+from quantos_assets.spec.models import DagSpec, RuntimeParams
+
+
+def ref_problems(spec: DagSpec, params: RuntimeParams) -> list[str]:
+    """One line per ref that names no input of the pipeline (`refs.<out>: ...`)."""
+    read = {i for node in spec.nodes for i in node.ins}
+    problems = []
+    for out in sorted(params.refs):
+        if out not in read:
+            known = ", ".join(sorted(read)) or "none"
+            problems.append(
+                f"refs.{out}: no node of pipeline {spec.pipeline_id} reads an out of that name "
+                f"(inputs: {known})"
+            )
+    return problems
