@@ -161,9 +161,9 @@ def parse_submission(
                 )
     except SpecError as err:
         return Rejected(msg, "; ".join(err.lines))
-    refs = ref_problems(pipeline.spec, params)
-    if refs:
-        return Rejected(msg, "; ".join(f"{where}: runtime_params.{line}" for line in refs))
+    pinned = ref_problems(pipeline.spec, params)
+    if pinned:
+        return Rejected(msg, "; ".join(f"{where}: runtime_params.{line}" for line in pinned))
     try:
         run_config = submission_run_config(pipeline.spec, params, pipeline.cluster)
     except PlacementError as err:

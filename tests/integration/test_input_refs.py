@@ -76,12 +76,11 @@ class Demo:
             result = self.job.execute_in_process(
                 instance=instance, tags=tags, asset_selection=selection, raise_on_error=False
             )
-            loaded = [
-                r.event_log_entry.dagster_event.event_specific_data
-                for r in instance.get_records_for_run(
-                    result.run_id, of_type=DagsterEventType.LOADED_INPUT
-                ).records
-            ]
+            records = instance.get_records_for_run(
+                result.run_id, of_type=DagsterEventType.LOADED_INPUT
+            ).records
+            events = [r.event_log_entry.dagster_event for r in records]
+            loaded = [e.event_specific_data for e in events if e is not None]
         return result, loaded
 
     def current(self, out: str) -> tuple[int, str]:
