@@ -22,6 +22,8 @@ from sqlglot import exp
 from trino_iceberg_stub import StubTrino, stub_trino
 
 from quantos_assets.pipeline_assets import build_pipeline
+from quantos_assets.run_tags import runtime_run_tags
+from quantos_assets.spec.loader import load_runtime_params
 from quantos_assets.spec_rules.firm import load_spec_text
 from resources.artifact_store import ArtifactStore
 from resources.iceberg_tables import read_table, write_table
@@ -70,7 +72,13 @@ def _lake(tmp_path: Path) -> LakeIOManager:
 
 
 def _run(
-    text: str, lake: LakeIOManager, engine: Any, profile: Any, upstream: pa.Table, node: str
+    text: str,
+    lake: LakeIOManager,
+    engine: Any,
+    profile: Any,
+    upstream: pa.Table,
+    node: str,
+    tags: dict[str, str] | None = None,
 ) -> dg.ExecuteInProcessResult:
     """The upstream out as a plain asset of the same key (stored through the IO manager),
     then the spec's SQL node built for `profile`, in one run."""
@@ -93,6 +101,7 @@ def _run(
             "artifact_store": lake.artifact_store,
         },
         instance=dg.DagsterInstance.ephemeral(),
+        tags=tags,
     )
 
 
@@ -256,3 +265,35 @@ def test_the_stub_is_a_real_peer_of_the_client(tmp_path: Path) -> None:
             session.run("DROP TABLE x")
     assert "GENERIC_USER_ERROR" in str(err.value)
     assert isinstance(StubTrino, type)
+
+
+def test_refs_pin_the_trino_statement_at_the_snapshot_asked_for(tmp_path: Path) -> None:
+    """A re-run pinned in time reads, inside Trino, the snapshot its ref names, not the one
+    its upstream wrote since (Trino time travel, `FOR VERSION AS OF`)."""
+    lake = _lake(tmp_path)
+    first = FEATURES.slice(0, 3)
+    write_table(lake.catalog(), ("xs_sql", "features"), first, None)
+    pinned = lake.catalog().load_table(("xs_sql", "features")).current_snapshot()
+    assert pinned is not None
+    params = load_runtime_params(
+        {"submission_id": "bt", "refs": {"features": {"snapshot_id": pinned.snapshot_id}}}
+    )
+    with stub_trino(lake.catalog()) as (port, stub):
+        engine = TrinoEngine(host="127.0.0.1", port=port, catalog="iceberg")
+        # the upstream moves on in the same run (all five rows), the node reads the pin
+        result = _run(
+            SPEC,
+            lake,
+            engine,
+            prod_profile(**PROD_TRINO),
+            FEATURES,
+            "select",
+            runtime_run_tags(params),
+        )
+    assert result.success
+    moved = lake.catalog().load_table(("xs_sql", "features")).current_snapshot()
+    assert moved is not None and moved.snapshot_id != pinned.snapshot_id
+    universe = stub.received[0]
+    assert f"FOR VERSION AS OF {pinned.snapshot_id} AS f" in universe.sql
+    written = read_table(lake.catalog(), ("xs_sql", "universe"), None)
+    assert set(written.column("symbol").to_pylist()) <= {"A", "B", "C"}
