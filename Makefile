@@ -56,7 +56,7 @@ test: install
 	$(UV) run ruff format --check .
 	$(UV) run lint-imports
 	$(MYPY)
-	$(UV) run pytest -q -p no:cacheprovider -n 2 --dist loadfile --no-loadscope-reorder -m "not ray_faults and not ray_cluster"
+	$(UV) run pytest -q -p no:cacheprovider -n 2 --dist loadfile --no-loadscope-reorder --durations=15 -m "not ray_faults and not ray_cluster"
 
 ## The ML half's longer runs on a two-node Ray cluster on loopback: a node and a driver killed
 ## mid-training, a 4-trial search, the seed example, the gate's retrain (~12 min on 2 cores:

@@ -163,3 +163,23 @@ def test_a_ref_is_exactly_one_of_snapshot_id_and_as_of() -> None:
         with pytest.raises(SpecError) as err:
             load_runtime_params({"submission_id": "x", "refs": {"prices": bad}})
         assert "refs.prices" in str(err.value), bad
+
+
+def test_the_gateway_client_refuses_a_ref_to_no_input_before_dagster_is_asked(
+    tmp_path: Path,
+) -> None:
+    from quantos_assets.apps.client.submissions import QuantosClient, SubmissionError
+    from quantos_assets.spec_rules.firm import load_spec_text
+
+    spec = load_spec_text(SPEC, "refs_demo.yaml", "yaml").spec
+    client = QuantosClient("http://127.0.0.1:9", tmp_path)  # nothing listens: never asked
+    params = load_runtime_params({"submission_id": "s1", "refs": {"signal": {"snapshot_id": 1}}})
+    with pytest.raises(SubmissionError) as err:
+        client.check(spec, params=params)
+    assert err.value.status == 422
+    assert str(err.value) == (
+        "runtime_params.refs.signal: no node of pipeline refs_demo reads an out of that name "
+        "(inputs: prices)"
+    )
+    ok = load_runtime_params({"submission_id": "s2", "refs": {"prices": {"snapshot_id": 1}}})
+    client.check(spec, params=ok)
