@@ -102,13 +102,13 @@ class LakeIOManager(dg.ConfigurableIOManager):
         key = _asset_key(context)
         instance = context.instance
         as_reference = (context.definition_metadata or {}).get(LOAD_AS) == LOAD_AS_REFERENCE
+        pin = pins_from_run(context).get(key.path[-1])
+        if pin is not None:
+            return self._load_pinned(context, key, pin, as_reference)
         if context.has_asset_partitions:
             return self._load_partitions(
                 instance, key, list(context.asset_partition_keys), as_reference
             )
-        pin = pins_from_run(context).get(key.path[-1])
-        if pin is not None:
-            return self._load_pinned(context, key, pin, as_reference)
         event = instance.get_latest_materialization_event(key)
         if event is None or event.asset_materialization is None:
             raise LakeIOError(f"upstream {key.to_user_string()} has never been materialized")
@@ -193,9 +193,12 @@ class LakeIOManager(dg.ConfigurableIOManager):
         namespace, name = key.path[0], key.path[-1]
         snapshot_id = self.pinned_snapshot(namespace, pin)
         keys = list(context.asset_partition_keys) if context.has_asset_partitions else None
-        context.add_input_metadata(
-            {"table": f"{namespace}.{name}", "snapshot_id": snapshot_id, "ref": pin.shown}
-        )
+        if keys is None or len(keys) == 1:
+            # Dagster takes input metadata for one partition at most; a ranged run's pins are
+            # on its `quantos/refs` run tag.
+            context.add_input_metadata(
+                {"table": f"{namespace}.{name}", "snapshot_id": snapshot_id, "ref": pin.shown}
+            )
         if as_reference:
             return self.table_ref(namespace, name, snapshot_id, tuple(keys) if keys else None)
         if keys is None:

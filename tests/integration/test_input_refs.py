@@ -183,3 +183,74 @@ def test_the_gateway_client_refuses_a_ref_to_no_input_before_dagster_is_asked(
     )
     ok = load_runtime_params({"submission_id": "s2", "refs": {"prices": {"snapshot_id": 1}}})
     client.check(spec, params=ok)
+
+
+PARTITIONED = """
+version: 1
+pipeline_id: refs_sessions
+partitions: {calendar: XNYS, start: "2024-01-02"}
+nodes:
+  - id: prices
+    kind: python_task
+    params: {entrypoint: "tests.integration.test_kinds_entrypoints:fresh_prices", symbols: 8}
+    outs: [prices]
+  - id: signal
+    kind: trino_sql
+    backfill: single_run
+    params:
+      sql: SELECT symbol, px - avg(px) OVER () AS excess FROM prices ORDER BY symbol
+    ins: [prices]
+    outs: [signal]
+"""
+
+
+def test_a_backfill_over_a_range_reads_the_pinned_sessions(data_dir: Path) -> None:
+    """A single_run backfill of several sessions with the `quantos/refs` tag (a backfill
+    launched with it) reads each session of its input at the pinned snapshot."""
+    from dagster import AssetKey, materialize
+
+    spec_file = data_dir / "refs_sessions.yaml"
+    spec_file.write_text(PARTITIONED)
+    profile = active_profile()
+    pipeline = build_pipeline(load_spec(spec_file), profile)
+    resources = build_resources(profile)
+    catalog = resources["io_manager"].catalog()
+    sessions = ["2024-01-02", "2024-01-03"]
+    signal_key = AssetKey(["refs_sessions", "signal"])
+
+    def signal() -> str:
+        table = read_table(catalog, ("refs_sessions", "signal"), None)
+        return _digest(table.sort_by([("partition_key", "ascending"), ("symbol", "ascending")]))
+
+    with DagsterInstance.get() as instance:
+        partitions = pipeline.assets[0].partitions_def
+        assert partitions is not None and partitions.name
+        instance.add_dynamic_partitions(partitions.name, sessions)
+        for key in sessions:
+            assert materialize(
+                pipeline.assets, partition_key=key, instance=instance, resources=resources
+            ).success
+        pinned = catalog.load_table(("refs_sessions", "prices")).current_snapshot()
+        assert pinned is not None
+        first = signal()
+        for key in sessions:  # the upstream moves on, session by session
+            assert materialize(
+                pipeline.assets, partition_key=key, instance=instance, resources=resources
+            ).success
+        assert signal() != first
+        params = load_runtime_params(
+            {"submission_id": "bf", "refs": {"prices": {"snapshot_id": pinned.snapshot_id}}}
+        )
+        ranged = materialize(
+            pipeline.assets,
+            instance=instance,
+            resources=resources,
+            selection=[signal_key],
+            tags={
+                **runtime_run_tags(params),
+                "dagster/asset_partition_range_start": sessions[0],
+                "dagster/asset_partition_range_end": sessions[-1],
+            },
+        )
+        assert ranged.success
+    assert signal() == first
