@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pyarrow as pa
 import pytest
-from dagster import DagsterEventType, DagsterInstance
+from dagster import DagsterEventType, DagsterInstance, DynamicPartitionsDefinition
 
 from definitions.assemble import definitions_for
 from quantos_assets.apps.cli.main import main
@@ -224,7 +224,7 @@ def test_a_backfill_over_a_range_reads_the_pinned_sessions(data_dir: Path) -> No
 
     with DagsterInstance.get() as instance:
         partitions = pipeline.assets[0].partitions_def
-        assert partitions is not None and partitions.name
+        assert isinstance(partitions, DynamicPartitionsDefinition) and partitions.name
         instance.add_dynamic_partitions(partitions.name, sessions)
         for key in sessions:
             assert materialize(
