@@ -170,7 +170,7 @@ def _build_pipeline(loaded: LoadedSpec, profile: Profile) -> PipelineDefs:
                 runner,
                 op_tags,
                 partitions_def,
-                input_metadata(node, profile),
+                input_metadata(node),
             )
         )
 

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Any
 
 import duckdb
@@ -42,8 +43,27 @@ SANDBOX: dict[str, Any] = {
 }
 
 
+@dataclass(frozen=True)
+class ParquetView:
+    """An input DuckDB reads straight from the Parquet data files of one Iceberg snapshot
+    (projection and filters pushed into the scan), instead of an Arrow table read first."""
+
+    paths: tuple[str, ...]
+    # the columns the node sees (the snapshot's, without the partition column)
+    columns: tuple[str, ...]
+    # the session partitions to read (None: the whole table)
+    partition_keys: tuple[str, ...] | None = None
+    partition_column: str = "partition_key"
+
+
 class DuckDBEngine(ConfigurableResource):
-    """Runs one DuckDB-dialect query over Arrow views and returns an Arrow table."""
+    """Runs one DuckDB-dialect query over Arrow views and returns an Arrow table.
+
+    `files` views read Parquet files the sandbox allows by exact path (DuckDB's
+    `allowed_paths`, set before external access is turned off and the configuration locked):
+    those files and nothing else. A statement that is not a single SELECT (by DuckDB's own
+    parser) is then refused outright, so nothing can write to an allowed path.
+    """
 
     threads: int | None = Field(
         default=None, ge=1, description="DuckDB worker threads (None: all cores)."
@@ -58,15 +78,30 @@ class DuckDBEngine(ConfigurableResource):
         sql: str,
         views: Mapping[str, pa.Table] | None = None,
         parameters: Mapping[str, Any] | None = None,
+        files: Mapping[str, ParquetView] | None = None,
     ) -> pa.Table:
         """Run `sql` (one statement) with `views` registered and `$name` parameters bound."""
-        config: dict[str, Any] = dict(SANDBOX)
+        allowed = sorted({p for view in (files or {}).values() for p in view.paths})
+        # With files allowed, the sandbox's last two settings come after `allowed_paths`.
+        config: dict[str, Any] = {
+            k: v
+            for k, v in SANDBOX.items()
+            if not allowed or k not in ("enable_external_access", "lock_configuration")
+        }
         if self.threads is not None:
             config["threads"] = self.threads
         if self.memory_limit is not None:
             config["memory_limit"] = self.memory_limit
         try:
+            if allowed:
+                _one_select(sql)
             with duckdb.connect(":memory:", config=config) as con:
+                if allowed:
+                    con.execute("SET allowed_paths = ?", [allowed])
+                    con.execute("SET enable_external_access = false")
+                    con.execute("SET lock_configuration = true")
+                for name, view in (files or {}).items():
+                    _parquet_view(con, name, view)
                 for name, table in (views or {}).items():
                     con.register(name, table)
                 relation = con.sql(sql, params=dict(parameters or {}))
@@ -75,6 +110,24 @@ class DuckDBEngine(ConfigurableResource):
                 return relation.to_arrow_table()
         except duckdb.Error as err:
             raise SqlQueryError(_one_line(err)) from None
+
+
+def _one_select(sql: str) -> None:
+    statements = duckdb.extract_statements(sql)
+    if len(statements) != 1 or statements[0].type != duckdb.StatementType.SELECT:
+        raise SqlQueryError("only one SELECT runs where input files are readable")
+
+
+def _parquet_view(con: duckdb.DuckDBPyConnection, name: str, view: ParquetView) -> None:
+    """`name` as a lazy relation over the files: built with DuckDB's relation API, so no path,
+    key or column name is ever formatted into SQL text."""
+    relation = con.read_parquet(list(view.paths), union_by_name=True)
+    if view.partition_keys is not None:
+        column = duckdb.ColumnExpression(view.partition_column)
+        keys = [duckdb.ConstantExpression(k) for k in view.partition_keys]
+        relation = relation.filter(column.isin(*keys))
+    relation = relation.select(*[duckdb.ColumnExpression(c) for c in view.columns])
+    relation.create_view(name)
 
 
 # What the sandbox refuses, said as what the node may do instead (the originals name the

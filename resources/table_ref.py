@@ -16,6 +16,8 @@ from typing import Any
 import pyarrow as pa
 from pyiceberg.catalog import Catalog
 
+from resources.sql_engine import ParquetView
+
 # AssetIn metadata that asks LakeIOManager.load_input for a TableRef (kinds decide).
 LOAD_AS = "quantos/load_as"
 LOAD_AS_REFERENCE = "reference"
@@ -72,4 +74,39 @@ class TableRef:
             # The catalog is reopened where the scan is planned from its properties (Ray's
             # `catalog=` takes Ray's own catalog type, not a pyiceberg one).
             catalog_kwargs={"name": self.catalog.name, "type": "sql", **self.catalog.properties},
+        )
+
+    def to_arrow(self) -> pa.Table:
+        """The rows at that snapshot (its partitions), read into this process."""
+        from resources.iceberg_tables import read_partitions, read_table
+
+        identifier = (self.namespace, self.name)
+        if self.partition_keys is None:
+            return read_table(self.catalog, identifier, self.snapshot_id)
+        snapshots = [self.snapshot_id] if self.snapshot_id is not None else []
+        return read_partitions(self.catalog, identifier, list(self.partition_keys), snapshots)
+
+    def local_parquet(self, hidden: str) -> ParquetView | None:
+        """The snapshot as local Parquet files DuckDB can scan itself, `hidden` column left out;
+        None where the files would not read as the snapshot does (object storage, delete files,
+        an evolved schema, a pinned snapshot that is gone): read `to_arrow()` then."""
+        from resources.iceberg_tables import partition_filter
+
+        table = self.catalog.load_table((self.namespace, self.name))
+        if not table.metadata.location.startswith("file://") or len(table.schemas()) != 1:
+            return None
+        if self.snapshot_id is not None and table.snapshot_by_id(self.snapshot_id) is None:
+            return None
+        scan = table.scan(
+            snapshot_id=self.snapshot_id, row_filter=partition_filter(self.partition_keys)
+        )
+        tasks = list(scan.plan_files())
+        if not tasks or any(task.delete_files for task in tasks):
+            return None
+        columns = tuple(f.name for f in scan.projection().fields if f.name != hidden)
+        return ParquetView(
+            paths=tuple(sorted(task.file.file_path.removeprefix("file://") for task in tasks)),
+            columns=columns,
+            partition_keys=self.partition_keys,
+            partition_column=hidden,
         )

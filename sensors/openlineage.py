@@ -45,6 +45,7 @@ from quantos_assets.spec.derived_names import LINEAGE_SENSOR, op_name
 from resources.lineage_client import LineageDeliveryError, LineageEmitter
 from resources.profile import LineageSettings, Profile
 from resources.run_tag_keys import TAG_PIPELINE
+from resources.table_ref import LOAD_AS
 from sensors.run_event_cursor import RunEventCursor, storage_position
 
 SENSOR_NAME = LINEAGE_SENSOR
@@ -181,7 +182,9 @@ class _RunReader:
             if event.event_type == DagsterEventType.LOADED_INPUT and event.step_key == step_key:
                 data = event.event_specific_data
                 read = (node.pipeline_id, data.input_name)
-                metadata = _plain(data.metadata or {})
+                # What the IO manager recorded of the read; not how it was asked to load
+                # (Dagster copies the AssetIn's own metadata, e.g. quantos/load_as, onto the event)
+                metadata = {k: v for k, v in _plain(data.metadata or {}).items() if k != LOAD_AS}
                 if metadata:
                     loaded[read] = dataset_ref(read, metadata)
             elif (

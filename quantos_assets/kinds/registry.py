@@ -76,13 +76,13 @@ _KINDS: dict[NodeKind, frozenset[str]] = {
 }
 
 
-def input_metadata(node: Node, profile: Profile) -> dict[str, str]:
+def input_metadata(node: Node) -> dict[str, str]:
     """How the IO manager loads the node's table inputs: into the step (the default), or as
     references (resources/table_ref.py) for a node that reads them on its cluster: a ray_job
-    reading with Ray Data, a SQL node running inside Trino."""
+    reading with Ray Data, a SQL node (inside Trino, or DuckDB scanning the snapshot's files)."""
     if node.kind is NodeKind.ray_job and reads_tables_by_reference(node):
         return {LOAD_AS: LOAD_AS_REFERENCE}
-    if node.kind in (NodeKind.trino_sql, NodeKind.spark_sql) and profile.sql_in_trino:
+    if node.kind in (NodeKind.trino_sql, NodeKind.spark_sql):
         return {LOAD_AS: LOAD_AS_REFERENCE}
     return {}
 

@@ -48,7 +48,7 @@ from quantos_assets.kinds.trino_statements import (
     write_statements,
 )
 from resources.iceberg_tables import PARTITION_COLUMN
-from resources.sql_engine import SqlQueryError, without_quoted_text
+from resources.sql_engine import ParquetView, SqlQueryError, without_quoted_text
 from resources.table_ref import TableRef, WrittenTable
 
 
@@ -79,18 +79,10 @@ class SqlRunner:
             raise NodeRunError(f"{run.label}: params.parameters must be a mapping name -> value")
         if self.in_trino:
             return self._run_in_trino(context, run, sources, from_files, parameters)
-        # The platform's partition column is bookkeeping, not data: a SQL node never sees it
-        # (the same on Trino, where a partitioned input is read without it).
-        views: dict[str, pa.Table] = {
-            name: value.drop_columns([PARTITION_COLUMN])
-            if PARTITION_COLUMN in value.column_names
-            else value
-            for name, value in run.inputs.items()
-            if isinstance(value, pa.Table)
-        }
+        views, files = local_inputs(run.inputs)
         # The same rule as inside Trino, checked the same way: a query reads its inputs and the
         # outs before it, nothing else, and is refused before the first out runs.
-        readable = {name: Pin(run.spec.pipeline_id, name, None) for name in views}
+        readable = {name: Pin(run.spec.pipeline_id, name, None) for name in [*views, *files]}
         self._checked_before_sending(run, sources, from_files, parameters, readable)
         engine = resource(context, "sql_engine")
         results: dict[str, NodeValue] = {}
@@ -99,7 +91,12 @@ class SqlRunner:
             _check_parameters(run.label, out, used, parameters)
             context.log.debug(f"{run.label}.{out} on DuckDB: {duck_sql}")
             try:
-                table = engine.query(duck_sql, views, {name: parameters[name] for name in used})
+                bound = {name: parameters[name] for name in used}
+                table = (
+                    engine.query(duck_sql, views, bound, files)
+                    if files
+                    else engine.query(duck_sql, views, bound)
+                )
             except SqlQueryError as err:
                 # SQL from a file: DuckDB may quote its tokens ('at or near "..."'); say where only
                 reason = without_quoted_text(str(err)) if from_files else str(err)
@@ -271,6 +268,29 @@ def node_sources(run: NodeRun, read_uri: Callable[[str], str]) -> tuple[dict[str
     if key == "sql":
         return per_out, False
     return {out: read_uri(uri) for out, uri in per_out.items()}, True
+
+
+def local_inputs(
+    inputs: Mapping[str, Any],
+) -> tuple[dict[str, pa.Table], dict[str, ParquetView]]:
+    """The node's table inputs for DuckDB: the Parquet files of each pinned snapshot where
+    DuckDB can scan them itself (it reads only the columns and partitions the query needs),
+    else the rows as Arrow. The platform's partition column is bookkeeping, not data: a SQL
+    node never sees it (the same on Trino, where a partitioned input is read without it)."""
+    views: dict[str, pa.Table] = {}
+    files: dict[str, ParquetView] = {}
+    for name, value in inputs.items():
+        if isinstance(value, TableRef):
+            local = value.local_parquet(PARTITION_COLUMN)
+            if local is not None:
+                files[name] = local
+                continue
+            value = value.to_arrow()
+        if isinstance(value, pa.Table):
+            if PARTITION_COLUMN in value.column_names:
+                value = value.drop_columns([PARTITION_COLUMN])
+            views[name] = value
+    return views, files
 
 
 def _check_parameters(label: str, out: str, used: set[str], parameters: Mapping[str, Any]) -> None:

@@ -4,7 +4,6 @@ have a model and a table to read, is one line with its file and line, before any
 from __future__ import annotations
 
 import pytest
-from profiles import LOCAL
 
 from quantos_assets.kinds.registry import input_metadata
 from quantos_assets.spec.loader import SpecError
@@ -47,7 +46,7 @@ def _line(text: str, fragment: str, after: str = "id: predict") -> int:
 
 def test_a_predict_node_loads_and_reads_its_table_by_reference() -> None:
     spec = load_spec_text(SPEC, "p.yaml", "yaml").spec
-    assert input_metadata(spec.node("predict"), LOCAL) == {LOAD_AS: LOAD_AS_REFERENCE}
+    assert input_metadata(spec.node("predict")) == {LOAD_AS: LOAD_AS_REFERENCE}
 
 
 def test_an_unknown_mode_is_one_line_with_its_line() -> None:
