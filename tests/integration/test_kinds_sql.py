@@ -281,3 +281,36 @@ def test_errors_in_sql_from_a_file_give_a_position_not_its_text(tmp_path: Path) 
         message.startswith("kinds_sql.universe: out 'universe': Binder Error: ")
         and "SECRET" not in message
     )
+
+
+def test_input_files_are_readable_and_nothing_else_nor_writable(tmp_path: Path) -> None:
+    """A local SQL node scans its pinned input's Parquet files itself: DuckDB may read exactly
+    those files, no other file, and (only a single SELECT running then) write none of them."""
+    import pyarrow.parquet as pq
+
+    from resources.sql_engine import ParquetView
+
+    data = tmp_path / "data.parquet"
+    pq.write_table(pa.table({"x": [1, 2, 3], "partition_key": ["a", "a", "b"]}), str(data))
+    other = tmp_path / "other.parquet"
+    pq.write_table(pa.table({"secret": ["SECRET-CONTENT"]}), str(other))
+    view = ParquetView(paths=(str(data),), columns=("x",), partition_keys=("a",))
+    engine = DuckDBEngine()
+    result = engine.query("SELECT sum(x) AS s FROM t", files={"t": view})
+    assert result.to_pylist() == [{"s": 3}]  # the partition's rows, without the key column
+    with pytest.raises(SqlQueryError, match="Binder Error"):
+        engine.query("SELECT partition_key FROM t", files={"t": view})
+    for sql in (
+        f"SELECT * FROM read_parquet('{other}')",
+        "SELECT * FROM read_text('/etc/hostname')",
+    ):
+        with pytest.raises(SqlQueryError, match="reading or writing files or URLs is not allowed"):
+            engine.query(sql, files={"t": view})
+    for sql in (
+        f"COPY (SELECT 9 AS x) TO '{data}' (FORMAT parquet, USE_TMP_FILE false)",
+        "SELECT 1; SELECT 2",
+        "SET allowed_paths = ['/etc/hostname']",
+    ):
+        with pytest.raises(SqlQueryError, match="only one SELECT runs where input files"):
+            engine.query(sql, files={"t": view})
+    assert pq.read_table(str(data)).column("x").to_pylist() == [1, 2, 3]
