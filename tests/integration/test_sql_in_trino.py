@@ -297,3 +297,65 @@ def test_refs_pin_the_trino_statement_at_the_snapshot_asked_for(tmp_path: Path) 
     assert f"FOR VERSION AS OF {pinned.snapshot_id} AS f" in universe.sql
     written = read_table(lake.catalog(), ("xs_sql", "universe"), None)
     assert set(written.column("symbol").to_pylist()) <= {"A", "B", "C"}
+
+
+def test_a_single_run_backfill_writes_each_session_inside_trino(tmp_path: Path) -> None:
+    """A ranged run (backfill: single_run): one write per session, and the materialization
+    records the last session's snapshot with every session's rows."""
+    lake = _lake(tmp_path)
+    catalog = lake.catalog()
+    for key, rows in (("2024-01-02", FEATURES), ("2024-01-03", FEATURES.slice(0, 2))):
+        write_table(catalog, ("xs_sql", "features"), rows, key)
+    text = PARTITIONED.replace(
+        "    kind: trino_sql\n", "    kind: trino_sql\n    backfill: single_run\n"
+    )
+    pipeline = build_pipeline(
+        load_spec_text(text, "xs_sql.yaml", "yaml"), prod_profile(**PROD_TRINO)
+    )
+    rollup = next(
+        a
+        for a in pipeline.assets
+        if isinstance(a, dg.AssetsDefinition) and a.op.name == "xs_sql__rollup"
+    )
+    instance = dg.DagsterInstance.ephemeral()
+    partitions = rollup.partitions_def
+    assert isinstance(partitions, dg.DynamicPartitionsDefinition) and partitions.name
+    sessions = ["2024-01-02", "2024-01-03"]
+    instance.add_dynamic_partitions(partitions.name, sessions)
+    snapshot = catalog.load_table(("xs_sql", "features")).current_snapshot()
+    assert snapshot is not None
+    for key in sessions:
+        instance.report_runless_asset_event(
+            dg.AssetMaterialization(
+                asset_key=["xs_sql", "features"],
+                partition=key,
+                metadata={"snapshot_id": snapshot.snapshot_id, "storage": "iceberg"},
+            )
+        )
+    with stub_trino(catalog) as (port, stub):
+        engine = TrinoEngine(host="127.0.0.1", port=port, catalog="iceberg")
+        result = dg.materialize(
+            [rollup, dg.AssetSpec(["xs_sql", "features"], partitions_def=partitions)],
+            resources={
+                "io_manager": lake,
+                "sql_engine": engine,
+                "artifact_store": lake.artifact_store,
+            },
+            instance=instance,
+            tags={
+                "dagster/asset_partition_range_start": sessions[0],
+                "dagster/asset_partition_range_end": sessions[-1],
+            },
+        )
+    assert result.success
+    assert sum(r.sql.startswith("INSERT INTO") for r in stub.received) == 2
+    events = result.get_asset_materialization_events()
+    assert sorted(e.partition or "" for e in events) == sessions  # one each, the same record
+    materialization = events[-1].event_specific_data.materialization  # type: ignore[union-attr]
+    meta = {k: v.value for k, v in materialization.metadata.items()}
+    current = catalog.load_table(("xs_sql", "summary")).current_snapshot()
+    assert current is not None and meta["snapshot_id"] == current.snapshot_id
+    assert meta["rows"] == 2 and meta["partitions"] == 2
+    assert meta["partition_range"] == "2024-01-02...2024-01-03"
+    summary = read_table(catalog, ("xs_sql", "summary"), None).sort_by("partition_key")
+    assert summary.column("symbols").to_pylist() == [5, 2]
