@@ -47,6 +47,7 @@ from pyiceberg.partitioning import UNPARTITIONED_PARTITION_SPEC, PartitionField,
 from pyiceberg.schema import Schema
 from pyiceberg.table import Table, TableProperties, Transaction
 from pyiceberg.table.metadata import TableMetadata
+from pyiceberg.table.update import TableUpdate, update_table_metadata
 from pyiceberg.table.update.snapshot import ExpireSnapshots, _MergeAppendFiles, _OverwriteFiles
 from pyiceberg.transforms import IdentityTransform
 from pyiceberg.typedef import Record
@@ -416,7 +417,7 @@ def _open_transaction(
     """The table's transaction, or a create-table transaction so creation and data are one
     commit."""
     try:
-        return _without_pyiceberg_retries(catalog.load_table(identifier)).transaction()
+        return _MetadataOnceTransaction(_without_pyiceberg_retries(catalog.load_table(identifier)))
     except NoSuchTableError:
         pass
     schema = Catalog._convert_schema_if_needed(arrow_schema)
@@ -434,6 +435,29 @@ def _open_transaction(
     return catalog.create_table_transaction(
         identifier, schema=schema, partition_spec=spec, properties=TABLE_PROPERTIES
     )
+
+
+class _MetadataOnceTransaction(Transaction):
+    """A Transaction whose `table_metadata` is computed once per staged state, not per access.
+
+    PyIceberg's property re-applies the staged updates and deep-copies the whole metadata (every
+    retained snapshot, the metadata log) on EACH access, and a snapshot producer reads it about
+    30 times per commit (spec(), schema(), properties...): measured ~30% of a small commit. The
+    metadata models are immutable (pydantic, frozen; updates build new objects), so handing the
+    same copy out until the staged updates or the base metadata change returns the same values.
+    """
+
+    _memo: tuple[TableMetadata, tuple[TableUpdate, ...], TableMetadata] | None = None
+
+    @property
+    def table_metadata(self) -> TableMetadata:
+        base, updates = self._table.metadata, self._updates
+        memo = self._memo
+        # By identity: staging builds a new tuple, a refresh a new metadata object.
+        if memo is None or memo[0] is not base or memo[1] is not updates:
+            memo = (base, updates, update_table_metadata(base, updates))
+            self._memo = memo
+        return memo[2]
 
 
 def _without_pyiceberg_retries(table: Table) -> Table:
