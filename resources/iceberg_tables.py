@@ -33,6 +33,11 @@ from pyiceberg.exceptions import (
 )
 from pyiceberg.expressions import AlwaysTrue, BooleanExpression, EqualTo, In, Reference
 from pyiceberg.expressions.literals import literal
+from pyiceberg.expressions.visitors import (
+    expression_evaluator,
+    inclusive_projection,
+    manifest_evaluator,
+)
 from pyiceberg.io import FileIO
 from pyiceberg.io.pyarrow import (
     _check_pyarrow_schema_compatible,
@@ -42,11 +47,20 @@ from pyiceberg.io.pyarrow import (
     parquet_path_to_id_mapping,
     schema_to_pyarrow,
 )
-from pyiceberg.manifest import DataFile, DataFileContent, FileFormat, ManifestFile
+from pyiceberg.manifest import (
+    DataFile,
+    DataFileContent,
+    FileFormat,
+    ManifestContent,
+    ManifestEntry,
+    ManifestEntryStatus,
+    ManifestFile,
+)
 from pyiceberg.partitioning import UNPARTITIONED_PARTITION_SPEC, PartitionField, PartitionSpec
 from pyiceberg.schema import Schema
 from pyiceberg.table import Table, TableProperties, Transaction
 from pyiceberg.table.metadata import TableMetadata
+from pyiceberg.table.snapshots import Operation
 from pyiceberg.table.update import TableUpdate, update_table_metadata
 from pyiceberg.table.update.snapshot import ExpireSnapshots, _MergeAppendFiles, _OverwriteFiles
 from pyiceberg.transforms import IdentityTransform
@@ -266,7 +280,6 @@ def write_partitions(
     deadline = time.monotonic() + _COMMIT_DEADLINE_S
     attempt = 0
     with unavailable_as_lake_error(catalog, name, "writing"):
-        _ensure_namespace(catalog, identifier[0])
         while True:
             attempt += 1
             try:
@@ -334,24 +347,19 @@ def _write_once(
     schema = metadata.schema()
     _check_pyarrow_schema_compatible(schema, data.schema, format_version=metadata.format_version)
 
+    keys = None if slices is None else list(slices)
+    io = txn._table.io
     if slices is None:
-        new_files = _write_data_files(txn._table.io, metadata, data, None)
-        replaced = _live_files(txn._table, metadata, None)
+        new_files = _write_data_files(io, metadata, data, None)
     else:
         new_files = [
-            f
-            for key, part in slices.items()
-            for f in _write_data_files(txn._table.io, metadata, part, key)
+            f for key, part in slices.items() for f in _write_data_files(io, metadata, part, key)
         ]
-        replaced = _live_files(txn._table, metadata, list(slices))
     try:
-        producer: _OverwriteFiles | _MergeAppendFiles
-        if replaced:
-            producer = _live_manifests_only(
-                txn.update_snapshot(snapshot_properties=props).overwrite()
-            )
-            for data_file in replaced:
-                producer.delete_data_file(data_file)
+        parent = _read_parent(io, metadata, keys)
+        producer: _ReplaceFiles | _MergeAppendFiles
+        if parent.replaced:
+            producer = _ReplaceFiles(txn, props, parent)
         else:
             producer = txn.update_snapshot(snapshot_properties=props).merge_append()
         with producer:
@@ -364,29 +372,120 @@ def _write_once(
         # snapshot names this attempt's files, so they go now rather than pile up as orphans
         # (a retried attempt writes its own). Not on other errors: a connection lost during
         # the commit may have committed it.
-        _delete_quietly(txn._table.io, [f.file_path for f in new_files])
+        _delete_quietly(io, [f.file_path for f in new_files])
         raise
     snapshot = table.current_snapshot()
     assert snapshot is not None, "a committed write always has a snapshot"
     return WriteResult(".".join(identifier), snapshot.snapshot_id, data.num_rows, schema)
 
 
-def _live_manifests_only(producer: _OverwriteFiles) -> _OverwriteFiles:
-    """An overwrite that leaves out the manifests holding only DELETED entries.
+@dataclass(frozen=True)
+class _Parent:
+    """The current snapshot's manifests as one write needs them, each file read ONCE.
 
-    PyIceberg's overwrite carries every manifest without a file to delete into the new
-    snapshot, so the manifest of what an earlier overwrite removed stays forever (a fast
-    append drops it; Java Iceberg does too). Each replace of a table then adds one, and every
-    later write and read opens them all: seen at 1,000 runs, a 10-node run took 47 s instead
-    of 10. A deletion is recorded in the snapshot that made it; later ones need not carry it.
+    `manifests`: those still holding live files (a manifest of only DELETED entries, what an
+    earlier overwrite removed, is left out of the new snapshot: see _ReplaceFiles).
+    `entries`: the live entries of the data manifests that may hold a replaced file (pruned by
+    their partition summaries), by manifest path. `replaced`: the entries of the data files
+    this write replaces (all of them, or those of its partitions).
     """
-    carried = producer._existing_manifests
 
-    def live() -> list[ManifestFile]:
-        return [m for m in carried() if m.has_added_files() or m.has_existing_files()]
+    manifests: list[ManifestFile]
+    entries: dict[str, list[ManifestEntry]]
+    replaced: list[ManifestEntry]
 
-    producer._existing_manifests = live  # type: ignore[method-assign]
-    return producer
+
+def _read_parent(io: FileIO, metadata: TableMetadata, partition_keys: list[str] | None) -> _Parent:
+    """Read the manifest list and the matching manifests once for the whole write.
+
+    PyIceberg's overwrite reads them three times per commit (our scan for the files to
+    replace, then its deleted-entries and existing-manifests passes), each time parsing every
+    Avro file again (schema conversion included, ~2-3 ms a file): that was the largest part of
+    a small commit once the metadata copies were gone. Pruning is PyIceberg's own: the
+    partition filter's inclusive projection against the manifest summaries, then against each
+    entry's partition.
+    """
+    snapshot = metadata.current_snapshot()
+    if snapshot is None:
+        return _Parent([], {}, [])
+    manifests = [m for m in snapshot.manifests(io) if m.has_added_files() or m.has_existing_files()]
+    schema = metadata.schema()
+    row_filter = partition_filter(partition_keys)
+    entries: dict[str, list[ManifestEntry]] = {}
+    replaced: list[ManifestEntry] = []
+    for manifest in manifests:
+        if manifest.content != ManifestContent.DATA:
+            continue  # delete files are carried as they are (we never write them)
+        spec = metadata.specs()[manifest.partition_spec_id]
+        projected = inclusive_projection(schema, spec)(row_filter)
+        if not manifest_evaluator(spec, schema, projected, True)(manifest):
+            continue
+        matches = expression_evaluator(Schema(*spec.partition_type(schema).fields), projected, True)
+        live = manifest.fetch_manifest_entry(io, discard_deleted=True)
+        entries[manifest.manifest_path] = live
+        replaced.extend(e for e in live if matches(e.data_file.partition))
+    return _Parent(manifests, entries, replaced)
+
+
+class _ReplaceFiles(_OverwriteFiles):
+    """PyIceberg's overwrite, planned from the manifests `_read_parent` already read.
+
+    Same snapshot as `txn.update_snapshot().overwrite()` with `delete_data_file` per replaced
+    file: the replaced files' entries as DELETED in a manifest of their own, untouched
+    manifests carried, a manifest holding both replaced and kept files rewritten with the kept
+    ones as EXISTING. One difference on purpose: manifests holding only DELETED entries (what
+    an earlier overwrite removed) are not carried. PyIceberg carries them forever (its fast
+    append drops them, Java Iceberg does too), so each replace of a table added one that
+    every later write and read opened: seen at 1,000 runs, a 10-node run took 47 s instead of
+    10. A deletion is recorded in the snapshot that made it; later ones need not carry it.
+    """
+
+    def __init__(self, txn: Transaction, props: dict[str, str], parent: _Parent) -> None:
+        super().__init__(
+            operation=Operation.OVERWRITE,
+            transaction=txn,
+            io=txn._table.io,
+            snapshot_properties=props,
+        )
+        self._parent = parent
+        for entry in parent.replaced:
+            self.delete_data_file(entry.data_file)
+
+    def _deleted_entries(self) -> list[ManifestEntry]:
+        return [
+            ManifestEntry.from_args(
+                status=ManifestEntryStatus.DELETED,
+                snapshot_id=self._snapshot_id,
+                sequence_number=entry.sequence_number,
+                file_sequence_number=entry.file_sequence_number,
+                data_file=entry.data_file,
+            )
+            for entry in self._parent.replaced
+        ]
+
+    def _existing_manifests(self) -> list[ManifestFile]:
+        kept: list[ManifestFile] = []
+        for manifest in self._parent.manifests:
+            entries = self._parent.entries.get(manifest.manifest_path)
+            if entries is None or not any(e.data_file in self._deleted_data_files for e in entries):
+                kept.append(manifest)
+                continue
+            remaining = [e for e in entries if e.data_file not in self._deleted_data_files]
+            if not remaining:
+                continue
+            with self.new_manifest_writer(self.spec(manifest.partition_spec_id)) as writer:
+                for entry in remaining:
+                    writer.add_entry(
+                        ManifestEntry.from_args(
+                            status=ManifestEntryStatus.EXISTING,
+                            snapshot_id=entry.snapshot_id,
+                            sequence_number=entry.sequence_number,
+                            file_sequence_number=entry.file_sequence_number,
+                            data_file=entry.data_file,
+                        )
+                    )
+            kept.append(writer.to_manifest_file())
+        return kept
 
 
 def _delete_quietly(io: FileIO, paths: list[str]) -> None:
@@ -419,7 +518,9 @@ def _open_transaction(
     try:
         return _MetadataOnceTransaction(_without_pyiceberg_retries(catalog.load_table(identifier)))
     except NoSuchTableError:
-        pass
+        # Only a table's first write needs its namespace: a loaded table proves it exists, and
+        # checking it on every write cost two catalog queries per commit.
+        _ensure_namespace(catalog, identifier[0])
     schema = Catalog._convert_schema_if_needed(arrow_schema)
     spec = UNPARTITIONED_PARTITION_SPEC
     if partitioned:
@@ -553,18 +654,6 @@ def _with_field_ids(data: pa.Table, schema: Schema) -> pa.Table:
         meta[_FIELD_ID_KEY] = str(field_id).encode()
         fields.append(pa.field(field.name, field.type, field.nullable, meta))
     return pa.Table.from_arrays(data.columns, schema=pa.schema(fields))
-
-
-def _live_files(
-    table: Table, metadata: TableMetadata, partition_keys: Sequence[str] | None
-) -> list[DataFile]:
-    """Data files the write replaces: all of them, or those of some partitions (pruned by
-    manifest)."""
-    snapshot = metadata.current_snapshot()
-    if snapshot is None:
-        return []
-    scan = table.scan(snapshot_id=snapshot.snapshot_id, row_filter=partition_filter(partition_keys))
-    return [task.file for task in scan.plan_files()]
 
 
 def partition_filter(keys: str | Sequence[str] | None) -> BooleanExpression:

@@ -14,7 +14,7 @@ import pytest
 
 from resources.artifact import Artifact
 from resources.artifact_store import ArtifactStore
-from resources.iceberg_tables import LakeTableError, read_partitions
+from resources.iceberg_tables import LakeTableError, read_partitions, write_partitions
 from resources.lake_io_manager import LakeIOManager
 
 pytestmark = pytest.mark.integration
@@ -293,3 +293,37 @@ def test_replacing_a_table_again_and_again_keeps_its_manifest_list_short(tmp_pat
     dead = [m for m in manifests if not (m.has_added_files() or m.has_existing_files())]
     assert all(m.added_snapshot_id == snapshot.snapshot_id for m in dead)
     assert lake.read_arrow(PIPE, "signal", None).column("v").to_pylist() == [24, 25]
+
+
+def test_replacing_one_partition_of_a_shared_manifest_keeps_the_others(tmp_path: Path) -> None:
+    """A ranged write puts several partitions in one manifest; replacing one of them later
+    rewrites that manifest with the others as EXISTING and records the replaced file as
+    DELETED, the snapshot summary counting both, as PyIceberg's own overwrite does."""
+    lake = LakeIOManager(
+        catalog_uri=f"sqlite:///{tmp_path / 'catalog.db'}",
+        warehouse=str(tmp_path / "warehouse"),
+        artifact_store=ArtifactStore(root=str(tmp_path / "artifacts")),
+    )
+    write_partitions(
+        lake.catalog(),
+        (PIPE, "ranged"),
+        None,
+        {"a": pa.table({"v": [1, 2]}), "b": pa.table({"v": [3]}), "c": pa.table({"v": [4]})},
+    )
+    lake.write_arrow(PIPE, "ranged", pa.table({"v": [30, 31, 32]}), partition_key="b")
+    table = lake.catalog().load_table((PIPE, "ranged"))
+    snapshot = table.current_snapshot()
+    assert snapshot is not None and snapshot.summary is not None
+    summary = snapshot.summary
+    assert summary.operation.value == "overwrite"
+    assert summary["added-data-files"] == "1" and summary["deleted-data-files"] == "1"
+    assert summary["deleted-records"] == "1" and summary["total-records"] == "6"
+    assert summary["total-data-files"] == "3"
+    statuses = sorted(
+        (e.status.name, e.data_file.partition[0])
+        for m in snapshot.manifests(table.io)
+        for e in m.fetch_manifest_entry(table.io, discard_deleted=False)
+    )
+    assert statuses == [("ADDED", "b"), ("DELETED", "b"), ("EXISTING", "a"), ("EXISTING", "c")]
+    rows = sorted(zip(*lake.read_arrow(PIPE, "ranged", None).to_pydict().values(), strict=True))
+    assert rows == [(1, "a"), (2, "a"), (4, "c"), (30, "b"), (31, "b"), (32, "b")]
