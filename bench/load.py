@@ -18,10 +18,12 @@ The default of 1,000 runs per side is what issue 9 asks for. Measured on 2 cores
 (2026-12-06): with `--executor in_process` all 2,000 ran in 31 min (63.5 runs/minute; run
 p50 2.59 s quantos vs 1.47 s plain, ratio=1.768; every quantos run succeeded, one plain run
 failed: Dagster's fs_io_manager keeps one pickle per asset, which concurrent runs of the
-same graph overwrite while another reads it). With a process per step (forkserver, the
-local default) 25 per side ran at 10.9 runs/minute, run p50 21.5 s vs 17.7 s, ratio=1.212
-(before the location was preloaded: 6.0 runs/minute, ratio=3.118; multiprocess: 3.8 and
-2.543), so 1,000 per side take about three hours: pass a smaller
+same graph overwrite while another reads it). Issue 19 point 4 cut the per-node Iceberg commit
+(~35 -> ~12 ms): 30 runs per side, alternating with the commit before it, load 3-7: ratio
+1.81/1.99/1.83 -> 1.52/1.54/1.49; with the commit stubbed out it was 1.41 (docs/decisions.md).
+With a process per step (forkserver, the local default) 25 per side ran at 10.9 runs/minute, run p50
+21.5 s vs 17.7 s, ratio=1.212 (before the location was preloaded: 6.0 runs/minute,
+ratio=3.118; multiprocess: 3.8 and 2.543), so 1,000 per side take about three hours: pass a smaller
 --runs to sample it, or --timeout to report over the runs finished by then (queue waits are
 then of the runs that started; --report-home DIR reports a stopped bench's instance).
 """

@@ -7,6 +7,10 @@ file ourselves (same codec, field ids embedded so the file is self-describing), 
 `DataFile` from the footer we already hold, and commit it through a merge-append (or an
 overwrite when files must be replaced) in ONE transaction. Reads of flat tables go straight to
 `pq.read_table` per planned file; anything unusual falls back to PyIceberg's scan.
+
+A small commit's cost (issue 19 point 4) is PyIceberg's bookkeeping, not data: the transaction
+computes its metadata once per staged state (_MetadataOnceTransaction) and the parent
+snapshot's manifests are read once per write (_read_parent, _ReplaceFiles).
 """
 
 from __future__ import annotations
