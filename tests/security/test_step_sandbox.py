@@ -28,9 +28,9 @@ NOT_ALLOWED = (
     "nodes[0].params.entrypoint: 'subprocess:getoutput' is not allowed: team research may run "
     "entrypoints under: quantos_assets.tasks (deploy/teams.yaml entrypoints)"
 )
-FILE_REFUSAL = (
-    "Permission Error: reading or writing files or URLs is not allowed in a SQL node "
-    "(read_text, read_csv, COPY, ATTACH, EXPORT...): a query reads only its input views"
+TABLE_FUNCTION_REFUSAL = (
+    "calls a table function (no files, URLs or other tables): a SQL node reads only its ins "
+    "and the outs before it"
 )
 FAILURES = """query($runId: ID!) { logsForRun(runId: $runId, limit: 1000) { ... on EventConnection \
 { events {
@@ -175,13 +175,15 @@ def test_duckdb_reads_no_file_writes_none_and_fetches_no_url(stack: Stack) -> No
         status = stack.wait("sb-sql-1", {"SUCCESS", "FAILURE"})
     assert status["status"] == "FAILURE"
     failures = _step_failures(stack, status["run_id"])
+    # Table functions (read_text of a file or a URL) are refused by the runner before DuckDB
+    # sees them; the DuckDB sandbox behind it refuses them too (test_kinds_sql.py).
     assert failures == {
-        "sb_sql__host": f"sb_sql.host: out 'host': {FILE_REFUSAL}",
+        "sb_sql__host": f"sb_sql.host: out 'host' {TABLE_FUNCTION_REFUSAL}",
         "sb_sql__copy": (
             "sb_sql.copy: out 'copy' must be a query (SELECT, WITH, VALUES), not a COPY statement: "
             "a SQL node reads its input views and returns rows"
         ),
-        "sb_sql__http": f"sb_sql.http: out 'http': {FILE_REFUSAL}",
+        "sb_sql__http": f"sb_sql.http: out 'http' {TABLE_FUNCTION_REFUSAL}",
     }
     assert not written.exists()
     assert requests == []
