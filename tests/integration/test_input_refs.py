@@ -254,3 +254,27 @@ def test_a_backfill_over_a_range_reads_the_pinned_sessions(data_dir: Path) -> No
         )
         assert ranged.success
     assert signal() == first
+
+
+def test_quantos_lake_snapshots_lists_what_a_ref_can_pin(
+    data_dir: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    demo = Demo(data_dir)
+    first, _ = demo.run()
+    prices_1 = demo.current("prices")[0]
+    second, _ = demo.run()
+    prices_2 = demo.current("prices")[0]
+    capsys.readouterr()
+    assert main(["lake", "snapshots", "refs_demo", "prices", "--json"]) == 0
+    rows = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert [r["snapshot_id"] for r in rows] == [prices_2, prices_1]  # newest first
+    assert [r["by"] for r in rows] == [f"run {second.run_id}", f"run {first.run_id}"]
+    assert all(r["rows"] == 20 for r in rows)
+    assert main(["lake", "snapshots", "refs_demo", "prices"]) == 0
+    table = capsys.readouterr().out.splitlines()
+    assert table[0].split() == ["snapshot_id", "committed", "(UTC)", "operation", "rows", "by"]
+    assert str(prices_2) in table[1]
+    assert main(["lake", "snapshots", "refs_demo", "nothing"]) == 1
+    assert (
+        capsys.readouterr().err.strip() == "quantos: refs_demo.nothing does not exist in the lake"
+    )

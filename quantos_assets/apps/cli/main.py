@@ -110,6 +110,10 @@ def _parser() -> argparse.ArgumentParser:
 
     add_explain_parser(sub)
 
+    from quantos_assets.apps.cli.lake import add_parser as add_lake_parser
+
+    add_lake_parser(sub)
+
     from quantos_assets.apps.cli.sessions import add_parser as add_sessions_parser
 
     add_sessions_parser(sub)
