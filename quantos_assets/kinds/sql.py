@@ -92,11 +92,7 @@ class SqlRunner:
             context.log.debug(f"{run.label}.{out} on DuckDB: {duck_sql}")
             try:
                 bound = {name: parameters[name] for name in used}
-                table = (
-                    engine.query(duck_sql, views, bound, files)
-                    if files
-                    else engine.query(duck_sql, views, bound)
-                )
+                table = engine.query(duck_sql, views, bound, files)
             except SqlQueryError as err:
                 # SQL from a file: DuckDB may quote its tokens ('at or near "..."'); say where only
                 reason = without_quoted_text(str(err)) if from_files else str(err)

@@ -200,15 +200,19 @@ nodes:
 """
 
 
-def test_a_session_partition_is_replaced_by_trino(tmp_path: Path) -> None:
-    lake = _lake(tmp_path)
+SESSIONS = ["2024-01-02", "2024-01-03"]
+
+
+def _sessions_in_the_lake(
+    lake: LakeIOManager, text: str
+) -> tuple[dg.AssetsDefinition, dg.DagsterInstance, dg.AssetSpec]:
+    """Two sessions of the upstream written and recorded; the rollup node built for prod with
+    Trino. Returns (rollup, instance, the upstream as a partitioned source asset)."""
     catalog = lake.catalog()
-    # two sessions of the upstream already in the lake
-    for key, rows in (("2024-01-02", FEATURES), ("2024-01-03", FEATURES.slice(0, 2))):
+    for key, rows in zip(SESSIONS, (FEATURES, FEATURES.slice(0, 2)), strict=True):
         write_table(catalog, ("xs_sql", "features"), rows, key)
-    pipeline = build_pipeline(
-        load_spec_text(PARTITIONED, "xs_sql.yaml", "yaml"), prod_profile(**PROD_TRINO)
-    )
+    loaded = load_spec_text(text, "xs_sql.yaml", "yaml")
+    pipeline = build_pipeline(loaded, prod_profile(**PROD_TRINO))
     rollup = next(
         a
         for a in pipeline.assets
@@ -217,11 +221,10 @@ def test_a_session_partition_is_replaced_by_trino(tmp_path: Path) -> None:
     instance = dg.DagsterInstance.ephemeral()
     partitions = rollup.partitions_def
     assert isinstance(partitions, dg.DynamicPartitionsDefinition) and partitions.name
-    instance.add_dynamic_partitions(partitions.name, ["2024-01-02", "2024-01-03"])
-    upstream = dg.AssetSpec(["xs_sql", "features"], partitions_def=partitions)
+    instance.add_dynamic_partitions(partitions.name, SESSIONS)
     snapshot = catalog.load_table(("xs_sql", "features")).current_snapshot()
     assert snapshot is not None
-    for key in ("2024-01-02", "2024-01-03"):
+    for key in SESSIONS:
         instance.report_runless_asset_event(
             dg.AssetMaterialization(
                 asset_key=["xs_sql", "features"],
@@ -229,6 +232,13 @@ def test_a_session_partition_is_replaced_by_trino(tmp_path: Path) -> None:
                 metadata={"snapshot_id": snapshot.snapshot_id, "storage": "iceberg"},
             )
         )
+    return rollup, instance, dg.AssetSpec(["xs_sql", "features"], partitions_def=partitions)
+
+
+def test_a_session_partition_is_replaced_by_trino(tmp_path: Path) -> None:
+    lake = _lake(tmp_path)
+    catalog = lake.catalog()
+    rollup, instance, upstream = _sessions_in_the_lake(lake, PARTITIONED)
     with stub_trino(catalog) as (port, stub):
         engine = TrinoEngine(host="127.0.0.1", port=port, catalog="iceberg")
         for key in ("2024-01-03", "2024-01-03", "2024-01-02"):  # one session written twice
@@ -304,38 +314,15 @@ def test_a_single_run_backfill_writes_each_session_inside_trino(tmp_path: Path) 
     records the last session's snapshot with every session's rows."""
     lake = _lake(tmp_path)
     catalog = lake.catalog()
-    for key, rows in (("2024-01-02", FEATURES), ("2024-01-03", FEATURES.slice(0, 2))):
-        write_table(catalog, ("xs_sql", "features"), rows, key)
-    text = PARTITIONED.replace(
-        "    kind: trino_sql\n", "    kind: trino_sql\n    backfill: single_run\n"
+    ranged = "    kind: trino_sql\n    backfill: single_run\n"
+    rollup, instance, upstream = _sessions_in_the_lake(
+        lake, PARTITIONED.replace("    kind: trino_sql\n", ranged)
     )
-    pipeline = build_pipeline(
-        load_spec_text(text, "xs_sql.yaml", "yaml"), prod_profile(**PROD_TRINO)
-    )
-    rollup = next(
-        a
-        for a in pipeline.assets
-        if isinstance(a, dg.AssetsDefinition) and a.op.name == "xs_sql__rollup"
-    )
-    instance = dg.DagsterInstance.ephemeral()
-    partitions = rollup.partitions_def
-    assert isinstance(partitions, dg.DynamicPartitionsDefinition) and partitions.name
-    sessions = ["2024-01-02", "2024-01-03"]
-    instance.add_dynamic_partitions(partitions.name, sessions)
-    snapshot = catalog.load_table(("xs_sql", "features")).current_snapshot()
-    assert snapshot is not None
-    for key in sessions:
-        instance.report_runless_asset_event(
-            dg.AssetMaterialization(
-                asset_key=["xs_sql", "features"],
-                partition=key,
-                metadata={"snapshot_id": snapshot.snapshot_id, "storage": "iceberg"},
-            )
-        )
+    sessions = SESSIONS
     with stub_trino(catalog) as (port, stub):
         engine = TrinoEngine(host="127.0.0.1", port=port, catalog="iceberg")
         result = dg.materialize(
-            [rollup, dg.AssetSpec(["xs_sql", "features"], partitions_def=partitions)],
+            [rollup, upstream],
             resources={
                 "io_manager": lake,
                 "sql_engine": engine,

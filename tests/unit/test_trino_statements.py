@@ -17,11 +17,11 @@ import sqlglot
 from sqlglot import exp
 
 from quantos_assets.apps.cli.main import main
-from quantos_assets.kinds.base import NodeRun, NodeRunError
+from quantos_assets.kinds.base import NodeRun
 from quantos_assets.kinds.sql import SqlRunner, node_sources
 from quantos_assets.kinds.trino_statements import Pin
 from quantos_assets.spec.models import NodeKind
-from quantos_assets.spec_rules.firm import load_spec, load_spec_text
+from quantos_assets.spec_rules.firm import load_spec
 
 REPO = Path(__file__).resolve().parents[2]
 OBJECTS = REPO / "deploy" / "local_objects"
@@ -105,35 +105,3 @@ def test_explain_refuses_what_is_not_a_sql_node(capsys: pytest.CaptureFixture[st
     eod = REPO / "specs" / "xs_daily_eod.yaml"
     assert main(["explain", str(eod), "eod_rollup", "--profile", "prod"]) == 1
     assert capsys.readouterr().err.strip() == f"{eod}: pipeline xs_daily_eod needs --session"
-
-
-@pytest.mark.parametrize(
-    "query",
-    [
-        "SELECT * FROM TABLE(iceberg.system.table_changes('xs_other', 'secret', 1, 2))",
-        "SELECT * FROM TABLE(system.query(query => 'SELECT * FROM tokens'))",
-        "SELECT * FROM xs_other.secret",
-        'SELECT * FROM "features$snapshots"',
-        "SELECT * FROM information_schema.tables",
-        "WITH f AS (SELECT 1 AS x) SELECT * FROM f JOIN secret ON true",
-    ],
-)
-def test_what_is_not_an_input_is_refused(query: str) -> None:
-    """Whatever the text names beyond its ins (another pipeline's table, a table function that
-    reads any table, metadata tables, Trino's own catalogs) stops before a statement is sent."""
-    text = (
-        "version: 1\npipeline_id: xs_a\nnodes:\n"
-        "  - {id: load, kind: python_task, params: {entrypoint: 'quantos_assets.tasks.x:y'}, "
-        "outs: [features]}\n"
-        f"  - id: q\n    kind: trino_sql\n    params: {{sql: {query!r}}}\n"
-        "    ins: [features]\n    outs: [o]\n"
-    )
-    spec = load_spec_text(text, "xs_a.yaml", "yaml").spec
-    node = spec.node("q")
-    run = NodeRun(spec, node, None, {}, None)
-    sources, _ = node_sources(run, str)
-    pins = {"features": Pin("xs_a", "features", 1)}
-    with pytest.raises(
-        NodeRunError, match=r"^xs_a\.q: out 'o' (reads table|calls a table function)"
-    ):
-        SqlRunner("trino").trino_statements(run, sources, pins, "iceberg")
