@@ -22,12 +22,15 @@ from dagster import (
 )
 
 from quantos_assets.bulk_build import cyclic_gc_paused
+from quantos_assets.lake.job import build_lake_job
 from quantos_assets.pipeline_assets import PipelineDefs, build_pipeline
 from quantos_assets.placement import PlacementError
 from quantos_assets.spec.derived_names import INVALID_SPECS_GROUP
 from quantos_assets.spec.loader import LoadedSpec
 from quantos_assets.spec_registry import scan_specs
+from quantos_assets.tenancy.teams import pipeline_team
 from resources.profile import Profile, active_profile, build_executor, build_resources
+from sensors.lake_schedule import build_lake_schedule
 from sensors.openlineage import build_lineage_sensor
 from sensors.registry import build_location_sensors, build_triggers
 
@@ -183,11 +186,16 @@ def definitions_for(
     lineage = build_lineage_sensor(pipelines, profile)  # None when QUANTOS_LINEAGE=off
     if lineage is not None:
         triggers.append(lineage)
+    lake_job = build_lake_job(
+        {p.spec.pipeline_id: pipeline_team(p.spec.labels) or "-" for p in pipelines},
+        profile.lake_upkeep,
+    )
+    triggers.append(build_lake_schedule(lake_job, profile.lake_upkeep))
     with cyclic_gc_paused():
         defs = Definitions(
             assets=[*assets, *invalid_spec_markers(invalid or {})],
             asset_checks=[c for p in pipelines for c in p.asset_checks()],
-            jobs=[p.job for p in pipelines],
+            jobs=[*(p.job for p in pipelines), lake_job],
             schedules=[t for t in triggers if isinstance(t, ScheduleDefinition)],
             sensors=[t for t in triggers if isinstance(t, SensorDefinition)],
             resources=build_resources(profile),

@@ -300,7 +300,7 @@ def _check_refs(context: AssetExecutionContext, spec: DagSpec, node: Node) -> No
             return
         check = getattr(context.resources.io_manager, "check_pins", None)
         if check is not None:  # the lake; a test's own IO manager has no lake to ask
-            check(spec.pipeline_id, pins)
+            check(spec.pipeline_id, pins, context.run.run_id)
     except (RefError, LakeIOError) as err:
         raise Failure(
             description=f"{spec.pipeline_id}.{node.id}: {err}", allow_retries=False

@@ -96,6 +96,22 @@ class ArtifactStore(dg.ConfigurableResource):
                 raise
         return self._resolve_local(uri_or_relpath).is_file()
 
+    def delete(self, uri_or_relpath: str) -> bool:
+        """Remove the object (lake maintenance: a run's outputs past its ttl_days); False when
+        it was not there."""
+        if self.is_s3:
+            if not self.exists(uri_or_relpath):
+                return False
+            bucket, key = self._resolve_s3(uri_or_relpath)
+            self._s3().delete_object(Bucket=bucket, Key=key)
+            return True
+        path = self._resolve_local(uri_or_relpath)
+        try:
+            path.unlink()
+        except FileNotFoundError:
+            return False
+        return True
+
     def relpath_of(self, uri: str) -> str | None:
         """The path under the root a URI names, or None if it names anything else (another
         bucket or prefix, a scheme this store does not serve, a local file outside the root

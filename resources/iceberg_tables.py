@@ -27,6 +27,7 @@ from dataclasses import dataclass
 from urllib.parse import quote
 
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 # Imported with this module, not by a run's first commit: PyIceberg's schema check imports
@@ -72,6 +73,7 @@ from pyiceberg.partitioning import UNPARTITIONED_PARTITION_SPEC, PartitionField,
 from pyiceberg.schema import Schema
 from pyiceberg.table import Table, TableProperties, Transaction
 from pyiceberg.table.metadata import TableMetadata
+from pyiceberg.table.refs import MAIN_BRANCH
 from pyiceberg.table.snapshots import Operation
 from pyiceberg.table.update import TableUpdate, update_table_metadata
 from pyiceberg.table.update.snapshot import ExpireSnapshots, _MergeAppendFiles, _OverwriteFiles
@@ -343,6 +345,48 @@ def _write_once(
     snapshots_to_keep: int,
 ) -> WriteResult:
     txn = _open_transaction(catalog, identifier, data.schema, partitioned=slices is not None)
+    table = _commit_write(txn, identifier, data, slices, props, snapshots_to_keep)
+    snapshot = table.current_snapshot()
+    assert snapshot is not None, "a committed write always has a snapshot"
+    return WriteResult(".".join(identifier), snapshot.snapshot_id, data.num_rows, table.schema())
+
+
+def rewrite_exactly(
+    table: Table,
+    identifier: tuple[str, str],
+    data: pa.Table,
+    partition_keys: Sequence[str] | None,
+    props: dict[str, str],
+) -> int:
+    """Replace the whole table (`partition_keys` None) or those partitions with `data` (rows as
+    read from this table, partition column included; no rows: delete them) in ONE commit on
+    exactly the state `table` was loaded at. No retry: lake maintenance rewrites what it read,
+    so a concurrent writer's commit must make this one fail (CommitFailedException), not be
+    overwritten with older rows. Returns the new snapshot id."""
+    txn = _MetadataOnceTransaction(_without_pyiceberg_retries(table))
+    slices: dict[str, pa.Table] | None = None
+    if partition_keys is not None:
+        column = data.column(PARTITION_COLUMN)
+        slices = {key: data.filter(pc.equal(column, key)) for key in partition_keys}
+    committed = _commit_write(txn, identifier, data, slices, props, None)
+    snapshot = committed.current_snapshot()
+    assert snapshot is not None, "a committed write always has a snapshot"
+    return snapshot.snapshot_id
+
+
+def empty_rows(table: Table) -> pa.Table:
+    """No rows, with the table's columns: what `rewrite_exactly` writes to delete."""
+    return schema_to_pyarrow(table.schema(), include_field_ids=False).empty_table()
+
+
+def _commit_write(
+    txn: Transaction,
+    identifier: tuple[str, str],
+    data: pa.Table,
+    slices: Mapping[str, pa.Table] | None,
+    props: dict[str, str],
+    snapshots_to_keep: int | None,
+) -> Table:
     # Every `txn.table_metadata` access deep-copies the metadata: read it as rarely as possible.
     metadata = txn.table_metadata
     partitioned = not metadata.spec().is_unpartitioned()
@@ -377,7 +421,8 @@ def _write_once(
         with producer:
             for data_file in new_files:
                 producer.append_data_file(data_file)
-        _expire_old_snapshots(txn, metadata, keep=snapshots_to_keep)
+        if snapshots_to_keep is not None:
+            _expire_old_snapshots(txn, metadata, keep=snapshots_to_keep)
         table = txn.commit_transaction()
     except (CommitFailedException, TableAlreadyExistsError, LakeTableError, ValueError):
         # Refused for certain (another writer won, or planning failed before the commit): no
@@ -386,9 +431,7 @@ def _write_once(
         # the commit may have committed it.
         _delete_quietly(io, [f.file_path for f in new_files])
         raise
-    snapshot = table.current_snapshot()
-    assert snapshot is not None, "a committed write always has a snapshot"
-    return WriteResult(".".join(identifier), snapshot.snapshot_id, data.num_rows, schema)
+    return table
 
 
 @dataclass(frozen=True)
@@ -515,7 +558,13 @@ def _expire_old_snapshots(txn: Transaction, metadata: TableMetadata, keep: int) 
     with every snapshot; bounding the history keeps a commit's cost flat. Data files are not
     deleted, so an expired snapshot's data is still on storage until an orphan-file cleanup.
     """
-    snapshots = sorted(metadata.snapshots, key=lambda s: s.sequence_number or 0)
+    # A tagged snapshot is pinned (lake maintenance's pins, a ref of a running backtest, a
+    # promoted model's training data): it is kept, and not counted against `keep`.
+    protected = {ref.snapshot_id for name, ref in metadata.refs.items() if name != MAIN_BRANCH}
+    snapshots = sorted(
+        (s for s in metadata.snapshots if s.snapshot_id not in protected),
+        key=lambda s: s.sequence_number or 0,
+    )
     # `metadata` predates the snapshot being committed, so keep-1 of the old ones survive.
     expired = [s.snapshot_id for s in snapshots[: max(0, len(snapshots) - (keep - 1))]]
     if expired:
@@ -687,7 +736,7 @@ def read_table(catalog: Catalog, identifier: tuple[str, str], snapshot_id: int |
             raise LakeTableError(
                 f"{'.'.join(identifier)}: snapshot {snapshot_id} no longer exists (expired)"
             )
-        return _read(table, snapshot_id, None)
+        return scan_rows(table, snapshot_id, None)
 
 
 def read_partitions(
@@ -700,12 +749,12 @@ def read_partitions(
 
     A partition write only touches its own key, so at the newest recorded snapshot every asked-for
     key holds what its latest materialization wrote. Snapshot ids are random, so "newest" is by
-    sequence number; if all of them were expired, the current snapshot holds the same content.
+    sequence number; if any of them was expired, the current snapshot holds the same content.
     """
     with unavailable_as_lake_error(catalog, ".".join(identifier), "reading"):
         table = catalog.load_table(identifier)
         snapshot_id, keys = partitions_read(table, partition_keys, snapshot_ids)
-        return _read(table, snapshot_id, keys)
+        return scan_rows(table, snapshot_id, keys)
 
 
 def partitions_read(
@@ -714,12 +763,19 @@ def partitions_read(
     """(snapshot, keys to filter on) that read those partitions as recorded (see
     read_partitions)."""
     retained = [s for s in map(table.snapshot_by_id, snapshot_ids) if s is not None]
+    # One of them expired: an older retained one may predate a partition's latest write (a
+    # pinned snapshot outlives newer unpinned ones), so read the current snapshot, which holds
+    # every partition as its latest write left it.
+    if len(retained) < len(snapshot_ids):
+        retained = []
     newest = max(retained, key=lambda s: s.sequence_number or 0) if retained else None
     keys = None if table.spec().is_unpartitioned() else partition_keys
     return (newest.snapshot_id if newest else None), keys
 
 
-def _read(table: Table, snapshot_id: int | None, partition_keys: Sequence[str] | None) -> pa.Table:
+def scan_rows(
+    table: Table, snapshot_id: int | None, partition_keys: Sequence[str] | None
+) -> pa.Table:
     """Flat tables: each planned file with `pq.read_table`, columns mapped by field id (renames
     and added columns handled). Delete files or nested types: PyIceberg's own scan."""
     scan = table.scan(snapshot_id=snapshot_id, row_filter=partition_filter(partition_keys))

@@ -11,6 +11,7 @@ field annotations at class creation, and a string `ResourceDependency[...]` woul
 recognised as a nested resource.
 """
 
+import contextlib
 import hashlib
 from collections.abc import Mapping
 from pathlib import Path
@@ -21,10 +22,12 @@ import pandas as pd
 import pyarrow as pa
 from pydantic import PrivateAttr
 from pyiceberg.catalog import Catalog
-from pyiceberg.exceptions import NoSuchTableError
+from pyiceberg.exceptions import CommitFailedException, NoSuchTableError
+from pyiceberg.table import Table
 
 from resources.artifact import Artifact, ArtifactRole
 from resources.artifact_store import ArtifactStore
+from resources.iceberg_maintenance import run_pin, set_pins
 from resources.iceberg_tables import (
     SNAPSHOTS_TO_KEEP_DEFAULT,
     WriteResult,
@@ -167,6 +170,9 @@ class LakeIOManager(dg.ConfigurableIOManager):
     def pinned_snapshot(self, namespace: str, pin: InputPin) -> int:
         """The snapshot a ref reads in `namespace.<its out>`; LakeIOError (one line) when the
         table or that snapshot is gone. Metadata only."""
+        return self._pinned(namespace, pin)[1]
+
+    def _pinned(self, namespace: str, pin: InputPin) -> tuple[Table, int]:
         identifier = (namespace, pin.out)
         name = ".".join(identifier)
         catalog = self._catalog_for(namespace, pin.out, "reading")
@@ -176,15 +182,39 @@ class LakeIOManager(dg.ConfigurableIOManager):
             except NoSuchTableError:
                 raise LakeIOError(f"refs.{pin.out}: {name} does not exist") from None
         try:
-            return pin.resolve(table, name)
+            return table, pin.resolve(table, name)
         except RefError as err:
             raise LakeIOError(str(err)) from None
 
-    def check_pins(self, namespace: str, pins: Mapping[str, InputPin]) -> None:
+    def check_pins(
+        self, namespace: str, pins: Mapping[str, InputPin], run_id: str | None = None
+    ) -> None:
         """Every ref of a run resolvable, checked by each step before it does anything: a run
-        pinned to a snapshot that is gone fails before any node works."""
+        pinned to a snapshot that is gone fails before any node works. With `run_id`, each
+        pinned snapshot is also tagged for the run (resources/iceberg_maintenance.py), so no
+        expiry removes it while the run goes on; lake maintenance drops the tag afterwards."""
         for pin in pins.values():
-            self.pinned_snapshot(namespace, pin)
+            table, snapshot_id = self._pinned(namespace, pin)
+            if run_id is not None:
+                # CommitFailed: another step of the run tagged it first (same tag and snapshot).
+                with (
+                    unavailable_as_lake_error(None, f"{namespace}.{pin.out}", "pinning"),
+                    contextlib.suppress(CommitFailedException),
+                ):
+                    set_pins(table, {run_pin(run_id): snapshot_id}, ())
+
+    def pin_snapshot(self, identifier: tuple[str, str], snapshot_id: int, tag: str) -> None:
+        """Tag that snapshot so no expiry removes it (a promoted model's training data)."""
+        name = ".".join(identifier)
+        catalog = self._catalog_for(identifier[0], identifier[1], "pinning")
+        with unavailable_as_lake_error(catalog, name, "pinning"):
+            try:
+                table = catalog.load_table(identifier)
+            except NoSuchTableError:
+                raise LakeIOError(f"{name} does not exist") from None
+            if table.snapshot_by_id(snapshot_id) is None:
+                raise LakeIOError(f"{name}: snapshot {snapshot_id} no longer exists")
+            set_pins(table, {tag: snapshot_id}, ())
 
     def _load_pinned(
         self, context: dg.InputContext, key: dg.AssetKey, pin: InputPin, as_reference: bool

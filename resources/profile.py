@@ -16,6 +16,7 @@ from typing import Any
 from urllib.parse import urlparse
 
 from resources.kafka_client import KafkaSettings, kafka_settings
+from resources.lake_upkeep_settings import LakeUpkeep, lake_upkeep_settings
 from resources.notifier import NotifySettings, notify_settings
 from resources.redaction import redact
 
@@ -125,6 +126,8 @@ class Profile:
     kafka: KafkaSettings = field(default_factory=lambda: KafkaSettings(bootstrap=None))
     # Run and step notifications (QUANTOS_SLACK_*, QUANTOS_NOTIFY_WEBHOOK_URL)
     notify: NotifySettings = field(default_factory=NotifySettings)
+    # Lake maintenance: retention, compaction, orphans, its schedule (QUANTOS_LAKE_*)
+    lake_upkeep: LakeUpkeep = field(default_factory=LakeUpkeep)
     # The per-team policy (QUANTOS_TEAMS, default deploy/teams.yaml); named: it must exist
     teams_file: Path = REPO_ROOT / "deploy" / "teams.yaml"
     teams_file_named: bool = False
@@ -255,6 +258,7 @@ def _services(env: dict[str, str]) -> dict[str, Any]:
     files a step reads at run time (teams, local images)."""
     try:
         kafka, notify = kafka_settings(env), notify_settings(env)
+        upkeep = lake_upkeep_settings(env)
     except ValueError as err:  # one line naming the variable
         raise ProfileError(str(err)) from None
     teams_file, named = teams_setting(env)
@@ -262,6 +266,7 @@ def _services(env: dict[str, str]) -> dict[str, Any]:
     return {
         "kafka": kafka,
         "notify": notify,
+        "lake_upkeep": upkeep,
         "teams_file": teams_file,
         "teams_file_named": named,
         "local_images_file": Path(images) if images else REPO_ROOT / "deploy" / "local_images.yaml",

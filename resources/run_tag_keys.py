@@ -19,6 +19,8 @@ TAG_NODE = "quantos/node_id"
 TAG_SECRETS = "quantos/secrets_scope"
 TAG_COMPUTE_POOL = "quantos/compute_pool"
 TAG_TTL = "quantos/ttl_days"
+# Set by lake maintenance once it removed what a run past its ttl_days wrote (the date).
+TAG_TTL_EXPIRED = "quantos/ttl_expired"
 # Inputs pinned in time: JSON {out: "snapshot:<id>" | "as_of:<ISO 8601>"} (RuntimeParams.refs)
 TAG_REFS = "quantos/refs"
 # A run launched by a scheduled gateway job (the jobs API and sensors/gateway_jobs.py).

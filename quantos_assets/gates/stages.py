@@ -34,6 +34,8 @@ from quantos_assets.gates.evidence import Materialized, latest
 from quantos_assets.gates.policy import EffectiveGate
 from quantos_assets.spec.derived_names import PROMOTED
 from quantos_assets.spec.models import DagSpec
+from quantos_assets.trainers.model_card import training_snapshot
+from resources.iceberg_maintenance import release_pin
 
 
 def stage_key(spec: DagSpec, stage: str) -> AssetKey:
@@ -81,7 +83,7 @@ def _stage_asset(
         key=stage_key(spec, stage),
         deps=deps,
         group_name=spec.pipeline_id,
-        required_resource_keys={"artifact_store", "audit"},
+        required_resource_keys={"artifact_store", "audit", "io_manager"},
         description=(
             f"`{gate.model}` promoted to {stage} ({after}): materializes only when every gate "
             "check passed on the model's latest materialization"
@@ -132,6 +134,7 @@ def _stage_asset(
         uri = context.resources.artifact_store.put(
             release_path(spec, stage), json.dumps(record, indent=2, sort_keys=True).encode()
         )
+        _pin_training_data(context, spec, stage, model.card)
         return MaterializeResult(
             metadata={
                 "sha256": model.sha256,
@@ -143,6 +146,27 @@ def _stage_asset(
         )
 
     return _promote
+
+
+def _pin_training_data(
+    context: AssetExecutionContext, spec: DagSpec, stage: str, card: Any
+) -> None:
+    """Tag the snapshot the promoted model trained on, so that the lake's retention keeps it
+    for as long as this stage holds the model (the stage's next promotion moves the tag).
+    Not a reason to refuse the promotion: lake maintenance also pins it from the release
+    record."""
+    pin = getattr(context.resources.io_manager, "pin_snapshot", None)
+    if pin is None:  # a test's own IO manager has no lake
+        return
+    try:
+        snapshot = training_snapshot(card or {})
+        namespace, _, name = snapshot.table.partition(".")
+        pin((namespace, name), snapshot.snapshot_id, release_pin(spec.pipeline_id, stage))
+    except Exception as err:  # noqa: BLE001 - ModelCardError, LakeIOError, an unreachable lake
+        context.log.warning(
+            f"the {stage} model's training data is not pinned yet ({str(err).splitlines()[0]}); "
+            "lake maintenance pins it from the release record"
+        )
 
 
 def _refusals(

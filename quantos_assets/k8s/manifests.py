@@ -29,6 +29,22 @@ def step_job_manifests(
     pipeline: Any, params: RuntimeParams | None = None, image: str = DEFAULT_IMAGE
 ) -> dict[str, dict[str, Any]]:
     """op name -> Job manifest (camelCase dict, as `kubectl` would receive it)."""
+    spec = pipeline.spec
+    per_step: dict[str, Any] = {}
+    if params is not None:
+        run_config = submission_run_config(spec, params, pipeline.cluster)
+        per_step = run_config["execution"]["config"]["per_step_k8s_config"]
+    ops = [getattr(a, "op", None) for a in pipeline.assets]
+    return ops_job_manifests(
+        spec.pipeline_id, [op for op in ops if op is not None], per_step, image
+    )
+
+
+def ops_job_manifests(
+    job: str, ops: list[Any], per_step: dict[str, Any] | None = None, image: str = DEFAULT_IMAGE
+) -> dict[str, dict[str, Any]]:
+    """op name -> the Job manifest k8s_job_executor builds for that op of `job` (ops without
+    a k8s config tag are left out)."""
     from dagster_k8s.container_context import K8sContainerContext
     from dagster_k8s.job import (
         DagsterK8sJobConfig,
@@ -39,11 +55,6 @@ def step_job_manifests(
     )
     from kubernetes.client import ApiClient
 
-    spec = pipeline.spec
-    per_step: dict[str, Any] = {}
-    if params is not None:
-        run_config = submission_run_config(spec, params, pipeline.cluster)
-        per_step = run_config["execution"]["config"]["per_step_k8s_config"]
     job_config = DagsterK8sJobConfig(
         job_image=image,
         dagster_home=DAGSTER_HOME,
@@ -51,29 +62,30 @@ def step_job_manifests(
     )
     api = ApiClient()
     manifests: dict[str, dict[str, Any]] = {}
-    for assets_def in pipeline.assets:
-        op = getattr(assets_def, "op", None)
-        if op is None or K8S_CONFIG_TAG not in op.tags:
+    for op in ops:
+        if K8S_CONFIG_TAG not in op.tags:
             continue
         # The same two merges as dagster_k8s.executor.K8sStepHandler._get_container_context.
         context = K8sContainerContext(
             run_k8s_config=get_user_defined_k8s_config({K8S_CONFIG_TAG: op.tags[K8S_CONFIG_TAG]})
         ).merge(
             K8sContainerContext(
-                run_k8s_config=UserDefinedDagsterK8sConfig.from_dict(per_step.get(op.name, {}))
+                run_k8s_config=UserDefinedDagsterK8sConfig.from_dict(
+                    (per_step or {}).get(op.name, {})
+                )
             )
         )
         job_name = f"dagster-step-{get_k8s_job_name('preview', op.name)}"
-        job = construct_dagster_k8s_job(
+        manifest = construct_dagster_k8s_job(
             job_config=job_config,
             args=["dagster", "api", "execute_step"],
             job_name=job_name,
             pod_name=job_name,
             component="step_worker",
             user_defined_k8s_config=context.run_k8s_config,
-            labels={"dagster/job": spec.pipeline_id, "dagster/op": op.name},
+            labels={"dagster/job": job, "dagster/op": op.name},
         )
-        manifests[op.name] = api.sanitize_for_serialization(job)
+        manifests[op.name] = api.sanitize_for_serialization(manifest)
     return manifests
 
 

@@ -88,6 +88,26 @@ def step_k8s_config(
     priority = (params.priority if params and params.priority else None) or spec.slo.priority
     resources = _resources(Resources() if launcher else spec.effective_resources(node), pool)
     labels = _labels(spec, node, pool, params)
+    config = hardened_k8s_config(resources, pool, labels, token=launches_pod(node))
+    if params and params.secrets_scope and not launcher:
+        # Prefixed: a scope's key reaches the python_task child (kinds/step_environment.py,
+        # prefix removed) but can neither override nor pass for a setting of the step itself.
+        config["container_config"]["env_from"] = [
+            {"prefix": SCOPE_ENV_PREFIX, "secret_ref": {"name": secret_name(s)}}
+            for s in params.secrets_scope
+        ]
+    priority_class = pool.priority_class_for(priority)
+    if priority_class:
+        config["pod_spec_config"]["priority_class_name"] = priority_class
+    return config
+
+
+def hardened_k8s_config(
+    resources: dict[str, dict[str, str]], pool: Pool, labels: dict[str, str], *, token: bool
+) -> dict[str, Any]:
+    """The step pod every step gets: non-root, read-only root filesystem with /tmp the one
+    writable place, no capabilities, RuntimeDefault seccomp, on `pool`'s nodes; `token`: only
+    a step that creates a pod gets a service-account token."""
     container: dict[str, Any] = {
         "resources": resources,
         "security_context": {
@@ -100,13 +120,6 @@ def step_k8s_config(
         # readOnlyRootFilesystem: /tmp is the one writable place (scratch, library caches).
         "volume_mounts": [{"name": TMP_VOLUME, "mount_path": "/tmp"}],
     }
-    if params and params.secrets_scope and not launcher:
-        # Prefixed: a scope's key reaches the python_task child (kinds/step_environment.py,
-        # prefix removed) but can neither override nor pass for a setting of the step itself.
-        container["env_from"] = [
-            {"prefix": SCOPE_ENV_PREFIX, "secret_ref": {"name": secret_name(s)}}
-            for s in params.secrets_scope
-        ]
     pod_spec: dict[str, Any] = {
         "node_selector": dict(pool.node_selector),
         "tolerations": [dict(t) for t in pool.tolerations],
@@ -120,17 +133,25 @@ def step_k8s_config(
         "volumes": [{"name": TMP_VOLUME, "empty_dir": {}}],
         # A step never talks to the Kubernetes API (no token means none to steal), except the
         # step of an image-only task, which creates its pod (the pod itself gets no token).
-        "automount_service_account_token": launches_pod(node),
+        "automount_service_account_token": token,
     }
-    priority_class = pool.priority_class_for(priority)
-    if priority_class:
-        pod_spec["priority_class_name"] = priority_class
     return {
         "container_config": container,
         "pod_spec_config": pod_spec,
         "pod_template_spec_metadata": {"labels": labels},
         "job_metadata": {"labels": labels},
     }
+
+
+def platform_step_k8s_config(job: str, pool: str = "cpu") -> dict[str, Any]:
+    """A platform job's step (lake maintenance): the same hardened pod, the pool's default
+    room, labelled with the job instead of a team's pipeline."""
+    chosen = load_pools()[pool]
+    labels = {f"{LABEL_PREFIX}platform-job": _label_value(job), f"{LABEL_PREFIX}pool": pool}
+    config = hardened_k8s_config(_resources(Resources(), chosen), chosen, labels, token=False)
+    if chosen.priority_class:
+        config["pod_spec_config"]["priority_class_name"] = chosen.priority_class
+    return config
 
 
 def submission_run_config(

@@ -48,6 +48,10 @@ LINEAGE_SENSOR = "quantos_openlineage"
 STEP_NOTIFICATIONS_SENSOR = "quantos_step_notifications"
 RUN_FAILURE_SENSOR = "quantos_run_failure_notifications"
 ASSET_JOB = "__ASSET_JOB"  # Dagster's implicit asset job (and __ASSET_JOB_<n> variants)
+LAKE_JOB = "quantos_lake_maintenance"  # lake maintenance's job (quantos_assets/lake)
+# Its op: named as a node of the pipeline LAKE_JOB would be, which no spec can be.
+LAKE_OP = f"{LAKE_JOB}__pass"
+LAKE_SCHEDULE = "quantos_lake_maintenance_daily"
 
 PLATFORM_SENSORS = frozenset(
     {
@@ -56,11 +60,15 @@ PLATFORM_SENSORS = frozenset(
         LINEAGE_SENSOR,
         STEP_NOTIFICATIONS_SENSOR,
         RUN_FAILURE_SENSOR,
+        LAKE_SCHEDULE,
     }
 )
+PLATFORM_JOBS = frozenset({LAKE_JOB})
 # A pipeline id is its job, its group and the first part of its asset keys: these would
 # share a group or key prefix with the platform's assets, or read as one of its sensors.
-RESERVED_PIPELINE_IDS = frozenset({INVALID_SPECS_GROUP, DBT_GROUP, DBT_OPS, *PLATFORM_SENSORS})
+RESERVED_PIPELINE_IDS = frozenset(
+    {INVALID_SPECS_GROUP, DBT_GROUP, DBT_OPS, *PLATFORM_SENSORS, *PLATFORM_JOBS}
+)
 RESERVED_PIPELINE_PREFIXES = (DBT_OPS,)
 
 # dagster._core.definitions.utils.DISALLOWED_NAMES, copied so `quantos validate` need not
@@ -243,6 +251,8 @@ def platform_conflict(namespace: Namespace, name: str) -> str | None:
         return f"the platform's sensor {name!r}"
     if namespace == "op" and (name == DBT_OPS or name.startswith(f"{DBT_OPS}__")):
         return "the dbt models' ops"
+    if (namespace == "job" and name in PLATFORM_JOBS) or (namespace == "op" and name == LAKE_OP):
+        return f"the platform's job {LAKE_JOB!r}"
     if namespace == "job" and name.startswith(ASSET_JOB):
         return "Dagster's implicit asset job"
     if name.startswith("__"):

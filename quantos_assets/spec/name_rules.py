@@ -41,7 +41,10 @@ def reserved_names(spec: DagSpec) -> list[Problem]:
         problems.append(
             (
                 "pipeline_id",
-                f"'{pid}' is reserved by the platform (its own groups, assets and sensors use it)",
+                (
+                    f"'{pid}' is reserved by the platform "
+                    "(its own groups, assets, jobs and sensors use it)"
+                ),
             )
         )
     for i, node in enumerate(spec.nodes):

@@ -373,3 +373,24 @@ def test_the_run_worker_pod_gets_no_scope_secret(tmp_path: Path) -> None:
     kubernetes_validate.validate(manifest, K8S_VERSION, strict=True)
     assert _secrets(_pod(manifest)) == set(platform)
     assert not [s for s in _secrets(_pod(manifest)) if s.startswith("quantos-scope-")]
+
+
+def test_the_lake_maintenance_step_is_hardened_like_every_step() -> None:
+    """A platform step (it reads every team's tables and holds the audit key) gets the same
+    pod as a team's step: non-root, read-only root, no token, on the cpu pool."""
+    from quantos_assets.gates.build import AUDIT_SECRET
+    from quantos_assets.k8s.manifests import ops_job_manifests
+    from quantos_assets.lake.job import build_lake_job
+    from quantos_assets.spec.derived_names import LAKE_JOB, LAKE_OP
+
+    job = build_lake_job({"p": "team-a"}, PROD.lake_upkeep)
+    (manifest,) = ops_job_manifests(LAKE_JOB, list(job.graph.node_defs)).values()
+    kubernetes_validate.validate(manifest, K8S_VERSION, strict=True)
+    pod = _pod(manifest)
+    assert pod["automountServiceAccountToken"] is False
+    assert pod["nodeSelector"] == {"quantos.io/pool": "cpu"}
+    (container,) = pod["containers"]
+    assert container["securityContext"]["readOnlyRootFilesystem"] is True
+    assert container["securityContext"]["runAsNonRoot"] is True
+    assert [e["secretRef"]["name"] for e in container["envFrom"]] == [AUDIT_SECRET]
+    assert manifest["metadata"]["labels"]["dagster/op"] == LAKE_OP

@@ -21,6 +21,7 @@ from quantos_assets.spec.derived_names import (
     DAGSTER_RESERVED_NAMES,
     KAFKA_LAG_ASSET,
     NAMESPACES,
+    PLATFORM_JOBS,
     PLATFORM_SENSORS,
     derived_names,
     lag_sensor_name,
@@ -100,6 +101,8 @@ def test_derived_names_are_the_names_the_location_defines(
     derived["asset key"].discard("lagged/" + KAFKA_LAG_ASSET)
     assert built["schedule/sensor"] - derived["schedule/sensor"] == PLATFORM_SENSORS
     built["schedule/sensor"] -= PLATFORM_SENSORS
+    assert built["job"] - derived["job"] == PLATFORM_JOBS
+    built["job"] -= PLATFORM_JOBS
     for ns in NAMESPACES:
         assert built[ns] == derived[ns], ns
     # and none of them is a name the platform keeps for itself

@@ -1,7 +1,9 @@
 """`quantos lake snapshots PIPELINE OUT`: the snapshots a table still has, newest first.
+`quantos lake maintain`: one lake maintenance pass now (what the daily schedule runs).
 
-What a ref (`runtime_params.refs`) can pin: each snapshot's id, when it was committed, what
-wrote it (the Dagster run, or the Trino query) and its row counts. Metadata only.
+`snapshots` shows what a ref (`runtime_params.refs`) can pin: each snapshot's id, when it was
+committed, what wrote it (the Dagster run, or the Trino query), its row counts, and the pins
+(Iceberg tags) that keep it. Metadata only.
 """
 
 from __future__ import annotations
@@ -9,6 +11,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from dataclasses import asdict
 from datetime import UTC, datetime
 from typing import Any
 
@@ -21,6 +24,60 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
     snapshots.add_argument("out", help="the out (the table)")
     snapshots.add_argument("--json", action="store_true", help="one JSON object per line")
     snapshots.set_defaults(handler=cmd_snapshots)
+    maintain = verbs.add_parser(
+        "maintain",
+        help="one maintenance pass: pins, ttl_days, compaction, expiry, orphans (audited)",
+    )
+    maintain.add_argument(
+        "--pipeline",
+        action="append",
+        default=None,
+        help="only this pipeline's tables (repeatable; default: every registered pipeline)",
+    )
+    maintain.add_argument("--json", action="store_true", help="one JSON object per action")
+    maintain.set_defaults(handler=cmd_maintain)
+
+
+def cmd_maintain(args: argparse.Namespace) -> int:
+    from quantos_assets.apps.cli.instance import dagster_home_instance
+    from quantos_assets.apps.cli.main import EXIT_ERROR, EXIT_INVALID, EXIT_OK
+    from quantos_assets.lake.upkeep import maintain
+    from quantos_assets.spec_registry import scan_specs
+    from quantos_assets.tenancy.teams import pipeline_team
+    from resources.profile import active_profile, build_resources
+
+    profile = active_profile()
+    teams = {
+        item.spec.pipeline_id: pipeline_team(item.spec.labels) or "-"
+        for item in scan_specs(profile.specs_dir).valid
+    }
+    if args.pipeline:
+        unknown = sorted(set(args.pipeline) - set(teams))
+        if unknown:
+            print(f"quantos: --pipeline {unknown[0]}: no registered pipeline", file=sys.stderr)
+            return EXIT_INVALID
+        teams = {p: teams[p] for p in args.pipeline}
+    resources = build_resources(profile)
+    report = maintain(
+        dagster_home_instance(),
+        resources["io_manager"],
+        resources["artifact_store"],
+        resources["audit"].log(),
+        teams,
+        profile.lake_upkeep,
+    )
+    for action in report.actions:
+        if args.json:
+            print(json.dumps({**asdict(action)}, default=str))
+        else:
+            print(f"{action.action:<13} {action.decision:<8} {action.subject}: {action.detail}")
+    for note in report.notes:
+        print(f"quantos: note: {note}", file=sys.stderr)
+    for problem in report.problems:
+        print(f"quantos: not maintained: {problem}", file=sys.stderr)
+    if not args.json:
+        print(f"{len(report.actions)} action(s) over {len(teams)} pipeline(s)")
+    return EXIT_ERROR if report.problems else EXIT_OK
 
 
 def cmd_snapshots(args: argparse.Namespace) -> int:
@@ -39,7 +96,14 @@ def cmd_snapshots(args: argparse.Namespace) -> int:
         except NoSuchTableError:
             print(f"quantos: {name} does not exist in the lake", file=sys.stderr)
             return EXIT_INVALID
-    rows = [_row(s) for s in sorted(table.snapshots(), key=lambda s: -s.timestamp_ms)]
+    pins: dict[int, list[str]] = {}
+    for name, ref in table.metadata.refs.items():
+        if name != "main":
+            pins.setdefault(ref.snapshot_id, []).append(name)
+    rows = [
+        {**_row(s), "pins": sorted(pins.get(s.snapshot_id, []))}
+        for s in sorted(table.snapshots(), key=lambda s: -s.timestamp_ms)
+    ]
     if args.json:
         for row in rows:
             print(json.dumps(row))
@@ -49,6 +113,7 @@ def cmd_snapshots(args: argparse.Namespace) -> int:
         print(
             f"{row['snapshot_id']:>20}  {row['committed']:<25} {row['operation']:<10} "
             f"{row['rows'] if row['rows'] is not None else '':>10}  {row['by']}"
+            + (f"  pinned by {', '.join(row['pins'])}" if row["pins"] else "")
         )
     return EXIT_OK
 
