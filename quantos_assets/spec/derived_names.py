@@ -41,6 +41,8 @@ NAMESPACES: tuple[Namespace, ...] = (
 
 INVALID_SPECS_GROUP = "invalid_specs"  # invalid specs are shown as assets of this group
 DBT_GROUP = "dbt"  # the dbt models' group and asset-key prefix
+# External inputs' assets: [external, namespace, table], one per table whichever specs read it
+EXTERNAL_GROUP = "external"
 DBT_OPS = "dbt_models"  # the dbt models' ops: dbt_models, dbt_models__<partitions set>
 GATEWAY_JOBS_SENSOR = "gateway_jobs"
 KAFKA_SUBMISSIONS_SENSOR = "kafka_submissions"
@@ -67,7 +69,7 @@ PLATFORM_JOBS = frozenset({LAKE_JOB})
 # A pipeline id is its job, its group and the first part of its asset keys: these would
 # share a group or key prefix with the platform's assets, or read as one of its sensors.
 RESERVED_PIPELINE_IDS = frozenset(
-    {INVALID_SPECS_GROUP, DBT_GROUP, DBT_OPS, *PLATFORM_SENSORS, *PLATFORM_JOBS}
+    {INVALID_SPECS_GROUP, DBT_GROUP, EXTERNAL_GROUP, DBT_OPS, *PLATFORM_SENSORS, *PLATFORM_JOBS}
 )
 RESERVED_PIPELINE_PREFIXES = (DBT_OPS,)
 
@@ -153,6 +155,13 @@ def lag_sensor_name(pipeline_id: str, topic: str, index: int) -> str:
     )
 
 
+def external_key_parts(namespace: str, table: str) -> list[str]:
+    """An external input's asset key: under the platform's `external` prefix, which no
+    pipeline id may take (a pipeline `market` keys its outs [market, out]), and the same for
+    every spec reading that table, so the location holds one asset per table."""
+    return [EXTERNAL_GROUP, namespace, table]
+
+
 def asset_name(*parts: str) -> str:
     """An asset key as Dagster shows it (`pipeline/out`)."""
     return "/".join(parts)
@@ -214,6 +223,23 @@ def derived_names(spec: DagSpec, floor: GateFloor | None) -> list[DerivedName]:
     return names
 
 
+def shared_names(spec: DagSpec) -> list[DerivedName]:
+    """The platform's names a spec uses without owning them: its external inputs' assets
+    (and their group), which every spec reading the same table shares. Never a collision,
+    so `derived_names` leaves them out; what the location defines is both lists."""
+    names = [
+        DerivedName(
+            "asset key",
+            asset_name(*external_key_parts(*external.identifier)),
+            f"external_inputs.{name}",
+        )
+        for name, external in spec.external_inputs.items()
+    ]
+    if names:
+        names.append(DerivedName("group", EXTERNAL_GROUP, "external_inputs"))
+    return names
+
+
 def _gate_names(spec: DagSpec, floor: GateFloor | None) -> list[DerivedName]:
     assert spec.gates is not None
     pid, gates = spec.pipeline_id, spec.gates
@@ -243,9 +269,13 @@ def name_index(names: Iterable[DerivedName]) -> dict[Namespace, dict[str, str]]:
 
 def platform_conflict(namespace: Namespace, name: str) -> str | None:
     """What of the platform's own a derived name would collide with, or None."""
-    if namespace == "group" and name in (INVALID_SPECS_GROUP, DBT_GROUP):
+    if namespace == "group" and name in (INVALID_SPECS_GROUP, DBT_GROUP, EXTERNAL_GROUP):
         return f"the platform's group {name!r}"
-    if namespace == "asset key" and name.split("/", 1)[0] in (INVALID_SPECS_GROUP, DBT_GROUP):
+    if namespace == "asset key" and name.split("/", 1)[0] in (
+        INVALID_SPECS_GROUP,
+        DBT_GROUP,
+        EXTERNAL_GROUP,
+    ):
         return f"the platform's assets under {name.split('/', 1)[0]!r}"
     if namespace == "schedule/sensor" and name in PLATFORM_SENSORS:
         return f"the platform's sensor {name!r}"

@@ -115,13 +115,15 @@ def duplicate_producers(spec: DagSpec) -> list[Problem]:
 
 
 def unproduced_ins(spec: DagSpec, index: GraphIndex | None = None) -> list[Problem]:
-    """Every in must be some other node's out, or the node could never run."""
+    """Every in must be some other node's out or an external input (a lake table the spec
+    declares), or the node could never run."""
     producers = (index or GraphIndex(spec)).producers
-    hint = _Hints(producers)
+    external = spec.external_inputs or {}
+    hint = _Hints([*producers, *external])
     problems: list[Problem] = []
     for i, node in enumerate(spec.nodes):
         for k, name in enumerate(node.ins):
-            if not isinstance(name, str):
+            if not isinstance(name, str) or (name in external and name not in producers):
                 continue
             where = producers.get(name)
             if where is None:

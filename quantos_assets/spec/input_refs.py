@@ -1,4 +1,5 @@
-"""Which outs a submission's refs may pin: outs of the pipeline that a node reads."""
+"""Which inputs a submission's refs may pin: the names nodes read, outs of the pipeline or
+its external inputs (lake tables no node of it writes)."""
 
 from __future__ import annotations
 
@@ -13,7 +14,7 @@ def ref_problems(spec: DagSpec, params: RuntimeParams) -> list[str]:
         if out not in read:
             known = ", ".join(sorted(read)) or "none"
             problems.append(
-                f"refs.{out}: no node of pipeline {spec.pipeline_id} reads an out of that name "
+                f"refs.{out}: no node of pipeline {spec.pipeline_id} reads an input of that name "
                 f"(inputs: {known})"
             )
     return problems

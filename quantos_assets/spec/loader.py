@@ -20,6 +20,7 @@ from pydantic import BaseModel, ValidationError
 
 from quantos_assets.spec.calendar_rules import check_calendar_blocks
 from quantos_assets.spec.errors import SpecError, SpecProblem
+from quantos_assets.spec.external_inputs import external_input_problems
 from quantos_assets.spec.graph_rules import check_graph
 from quantos_assets.spec.messages import humanize, kind_of
 from quantos_assets.spec.models import (
@@ -287,7 +288,7 @@ def _validate(
                 problems.append(
                     SpecProblem(source, positions.line(parse_path(path)), path, message)
                 )
-            for path, message in reserved_names(spec):
+            for path, message in [*reserved_names(spec), *external_input_problems(spec)]:
                 problems.append(
                     SpecProblem(source, positions.line(parse_path(path)), path, message)
                 )
@@ -349,7 +350,8 @@ def _text(value: Any) -> str | None:
 
 
 def _salvage(data: dict[str, Any]) -> DagSpec:
-    """An unvalidated DagSpec with just ids, ins, outs and edges, for the graph rules.
+    """An unvalidated DagSpec with just ids, ins, outs, edges and the names of external inputs,
+    for the graph rules.
 
     It lets a file with a bad quantity in one node still get its cycle reported
     in the same run; fields the rules do not read are left out.
@@ -379,4 +381,6 @@ def _salvage(data: dict[str, Any]) -> DagSpec:
         else Edge.model_construct(from_=None, to=None)
         for raw in raw_edges
     ]
-    return DagSpec.model_construct(nodes=nodes, edges=edges)
+    external = data.get("external_inputs")
+    names = {k: None for k in external if isinstance(k, str)} if isinstance(external, dict) else {}
+    return DagSpec.model_construct(nodes=nodes, edges=edges, external_inputs=names)

@@ -19,7 +19,7 @@ from pydantic import BaseModel
 from pydantic.fields import FieldInfo
 from pydantic_core import ErrorDetails
 
-from quantos_assets.spec.models import IDENTIFIER_PATTERN, NAME_PATTERN
+from quantos_assets.spec.models import IDENTIFIER_PATTERN, NAME_PATTERN, TABLE_PATTERN
 
 
 def kind_of(value: Any) -> str:
@@ -166,6 +166,11 @@ def humanize(root: type[BaseModel], err: ErrorDetails) -> str:
             return (
                 f"invalid id {value!r}: use letters, digits and '_', not starting with a digit "
                 "(ids become Dagster asset keys)"
+            )
+        if ctx.get("pattern") == TABLE_PATTERN:
+            return (
+                f"invalid table {value!r}: a namespace and a table of the lake catalog, two ids "
+                "joined by one '.' (e.g. market.bars_1m)"
             )
         return f"invalid {name} {value!r} (must match {ctx.get('pattern')})"
     if kind == "string_too_long":

@@ -285,6 +285,28 @@ class Gates(Strict):
         return value
 
 
+# An Iceberg table of the lake catalog by its two parts, `namespace.table`.
+TABLE_PATTERN = r"^[A-Za-z_][A-Za-z0-9_]*\.[A-Za-z_][A-Za-z0-9_]*$"
+TableName = Annotated[
+    str,
+    StringConstraints(pattern=TABLE_PATTERN, min_length=3, max_length=127),
+]
+
+
+class ExternalInput(Strict):
+    """A table of the lake that no node of this spec writes (market data, another desk's
+    table), read by nodes under a local name like an out. Which namespaces a team may read is
+    deploy/teams.yaml `reads` (quantos_assets/tenancy/read_grants.py)."""
+
+    table: TableName
+
+    @property
+    def identifier(self) -> tuple[str, str]:
+        """(namespace, table) as the catalog names it."""
+        namespace, _, name = self.table.partition(".")
+        return namespace, name
+
+
 class DagSpec(Strict):
     """A compiler-emitted pipeline; a validated instance also passes the graph rules."""
 
@@ -301,6 +323,8 @@ class DagSpec(Strict):
     freshness: Freshness | None = None
     triggers: list[Trigger] = Field(default_factory=list)
     gates: Gates | None = None
+    # Lake tables no node of the spec writes, by the name nodes' `ins` read them under.
+    external_inputs: dict[Identifier, ExternalInput] = Field(default_factory=dict, max_length=256)
 
     _by_id: dict[str, Node] | None = PrivateAttr(default=None)
 
@@ -337,6 +361,16 @@ class DagSpec(Strict):
         if found is None:
             raise KeyError(f"pipeline {self.pipeline_id!r} has no node {node_id!r}")
         return found
+
+    def input_table(self, name: str) -> tuple[str, str]:
+        """The Iceberg table an input name reads: an external input's table, else the out's
+        own (namespace = pipeline_id)."""
+        external = self.external_inputs.get(name)
+        return external.identifier if external is not None else (self.pipeline_id, name)
+
+    def external_tables(self) -> dict[str, tuple[str, str]]:
+        """External input name -> (namespace, table)."""
+        return {name: e.identifier for name, e in self.external_inputs.items()}
 
     def effective_resources(self, node: Node) -> Resources:
         """Node resources over the spec default, field by field."""
@@ -391,6 +425,7 @@ class RuntimeParams(Strict):
     priority: Priority | None = None
     affinity: Affinity = Field(default_factory=Affinity)
     ttl_days: StrictInt | None = Field(default=None, ge=1, le=3650)
-    # Inputs pinned in time, by the out that a node reads (`ins` name): a backtest re-run on
-    # the data exactly as it was (issue 19). Checked against the lake before a step works.
+    # Inputs pinned in time, by the name a node reads them under (`ins`: an out, or an
+    # external input): a backtest re-run on the data exactly as it was (issue 19). Checked
+    # against the lake before a step works.
     refs: dict[Identifier, InputRef] = Field(default_factory=dict, max_length=256)

@@ -59,6 +59,17 @@ def reserved_names(spec: DagSpec) -> list[Problem]:
                         ),
                     )
                 )
+    for name in spec.external_inputs:
+        if name in DAGSTER_RESERVED_NAMES:
+            problems.append(
+                (
+                    f"external_inputs.{name}",
+                    (
+                        f"'{name}' is reserved by Dagster (a Python keyword or one of its own "
+                        "names); it names the input of the nodes that read it"
+                    ),
+                )
+            )
     return problems
 
 

@@ -151,7 +151,7 @@ def test_a_ref_to_a_snapshot_that_is_gone_stops_every_step_before_it_works(
     params.write_text(json.dumps({"submission_id": "bt1", "refs": {"nope": {"snapshot_id": 7}}}))
     assert main(["run", str(demo.spec), "--params", str(params)]) == 1
     assert capsys.readouterr().err.strip().splitlines()[-1] == (
-        f"{params}:1: refs.nope: no node of pipeline refs_demo reads an out of that name "
+        f"{params}:1: refs.nope: no node of pipeline refs_demo reads an input of that name "
         "(inputs: prices)"
     )
 
@@ -178,7 +178,7 @@ def test_the_gateway_client_refuses_a_ref_to_no_input_before_dagster_is_asked(
         client.check(spec, params=params)
     assert err.value.status == 422
     assert str(err.value) == (
-        "runtime_params.refs.signal: no node of pipeline refs_demo reads an out of that name "
+        "runtime_params.refs.signal: no node of pipeline refs_demo reads an input of that name "
         "(inputs: prices)"
     )
     ok = load_runtime_params({"submission_id": "s2", "refs": {"prices": {"snapshot_id": 1}}})
