@@ -14,6 +14,7 @@ from quantos_assets.admission.request import AdmissionRequest
 from quantos_assets.admission.rules import (
     ActiveRuns,
     AllowedEntrypoints,
+    GrantedReads,
     GrantedScopes,
     PipelineOwner,
     Rule,
@@ -27,6 +28,7 @@ POLICY: tuple[Rule, ...] = (
     TeamLabel(),
     UniqueNames(),
     AllowedEntrypoints(),
+    GrantedReads(),
     GrantedScopes(),
     ActiveRuns(),
     SubmissionRate(),

@@ -10,6 +10,7 @@ TEAM_LABEL = "team_label"
 NAME_COLLISION = "name_collision"
 SECRETS_SCOPE = "secrets_scope"
 ENTRYPOINT = "entrypoint"
+READS = "reads"
 ACTIVE_RUNS = "active_runs"
 RATE = "rate"
 

@@ -38,6 +38,12 @@ class DirectoryRegistry:
         )
         return str(refusal) if refusal is not None else None
 
+    def pipelines(self) -> frozenset[str]:
+        """Valid specs' ids and every id the index ever registered (a spec invalid today
+        still owns its namespace's tables)."""
+        scan = scan_specs(self.directory)
+        return frozenset(scan.by_pipeline()) | frozenset(scan.index.pipelines)
+
     def conflicts(self, spec: DagSpec) -> list[str]:
         return [
             f"pipeline '{spec.pipeline_id}': {line}"

@@ -56,6 +56,9 @@ class Registry(Protocol):
     def conflicts(self, spec: DagSpec) -> list[str]:
         """One line per name `spec` derives that another registered pipeline already has."""
 
+    def pipelines(self) -> frozenset[str]:
+        """The registered pipeline ids (each an Iceberg namespace of the lake)."""
+
 
 class Usage(Protocol):
     """A team's current load, as the path that asks can count it."""

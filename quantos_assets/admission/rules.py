@@ -19,6 +19,7 @@ from quantos_assets.admission.request import (
     AdmissionRequest,
 )
 from quantos_assets.kinds.entrypoints import pipeline_entrypoint_refusals
+from quantos_assets.tenancy.read_grants import pipeline_read_refusals
 
 ALL_ACTIONS = frozenset(Action)
 
@@ -94,6 +95,22 @@ class AllowedEntrypoints(Rule):
         if request.spec is None:
             return None
         refused = pipeline_entrypoint_refusals(request.spec, request.teams)
+        return Refusal(self.code, 403, "; ".join(refused)) if refused else None
+
+
+class GrantedReads(Rule):
+    """A spec reads as external inputs only lake tables its pipeline's team is granted
+    (deploy/teams.yaml `reads`), and a registered pipeline's namespace only by a grant naming
+    it (tenancy/read_grants.py). Admins too: the code location leaves out what this refuses."""
+
+    code = codes.READS
+    actions = ALL_ACTIONS
+
+    def check(self, request: AdmissionRequest) -> Refusal | None:
+        if request.spec is None or not request.spec.external_inputs:
+            return None
+        pipelines = request.registry.pipelines() if request.registry is not None else frozenset()
+        refused = pipeline_read_refusals(request.spec, request.teams, pipelines)
         return Refusal(self.code, 403, "; ".join(refused)) if refused else None
 
 

@@ -1,14 +1,19 @@
 """Per-team policy: which secret scopes a team may use, which modules its python_task
-entrypoints may come from, and its quotas (deploy/teams.yaml)."""
+entrypoints may come from, which lake tables it may read as external inputs, and its quotas
+(deploy/teams.yaml)."""
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from quantos_assets.kinds.entrypoints import DEFAULT_ENTRYPOINT_MODULES, MODULE_PATH
+
+# A read grant (tenancy/read_grants.py): two parts, each an identifier that may hold `*` globs.
+GRANT_PATTERN = re.compile(r"^[A-Za-z0-9_*]+\.[A-Za-z0-9_*]+$")
 
 
 class TeamPolicy(BaseModel):
@@ -18,6 +23,9 @@ class TeamPolicy(BaseModel):
     # Module prefixes python_task entrypoints may name (whole dotted components); not
     # inherited from `defaults`, like every other field: a team entry is complete.
     entrypoints: list[str] = Field(default_factory=lambda: list(DEFAULT_ENTRYPOINT_MODULES))
+    # Lake tables its pipelines may declare as external inputs: `namespace.table`, either part
+    # with `*` globs (tenancy/read_grants.py). Default none.
+    reads: list[str] = Field(default_factory=list)
     max_concurrent_runs: int = Field(default=20, ge=0)
     submissions_per_minute: int = Field(default=600, ge=0)
 
@@ -28,6 +36,17 @@ class TeamPolicy(BaseModel):
             if not MODULE_PATH.match(prefix):
                 raise ValueError(
                     f"{prefix!r} is not a dotted module path (e.g. quantos_assets.tasks)"
+                )
+        return value
+
+    @field_validator("reads")
+    @classmethod
+    def _table_globs(cls, value: list[str]) -> list[str]:
+        for grant in value:
+            if not GRANT_PATTERN.match(grant):
+                raise ValueError(
+                    f"{grant!r} is not namespace.table (either part may hold * globs, e.g. "
+                    "market.*)"
                 )
         return value
 
@@ -44,6 +63,11 @@ class TeamsFile(BaseModel):
     def entrypoints_for(self, team: str | None) -> list[str]:
         """The module prefixes a pipeline of `team` may run (None: a pipeline without one)."""
         return (self.policy(team) if team else self.defaults).entrypoints
+
+    def reads_for(self, team: str | None) -> list[str]:
+        """The lake tables a pipeline of `team` may read as external inputs (None: a
+        pipeline without one)."""
+        return (self.policy(team) if team else self.defaults).reads
 
 
 def pipeline_team(labels: Mapping[str, str]) -> str | None:

@@ -21,7 +21,6 @@ if TYPE_CHECKING:  # imported where used: `quantos --help` stays fast
 
     from quantos_assets.pipeline_assets import PipelineDefs
     from quantos_assets.spec.loader import LoadedSpec
-    from quantos_assets.tenancy.teams import TeamsFile
 
 EXIT_OK, EXIT_INVALID, EXIT_ERROR = 0, 1, 2
 EXIT_PIPE = 128 + 13  # what a shell reports for a process killed by SIGPIPE
@@ -76,8 +75,8 @@ def _parser() -> argparse.ArgumentParser:
     v.add_argument(
         "--team",
         help=(
-            "check python_task entrypoints against this team's allow-list (deploy/teams.yaml, "
-            "QUANTOS_TEAMS) "
+            "check python_task entrypoints and external inputs against this team's allow-list "
+            "and read grants (deploy/teams.yaml, QUANTOS_TEAMS) "
             "instead of the spec's labels.team (a spec without either gets the defaults')"
         ),
     )
@@ -155,10 +154,12 @@ def _iso_date(text: str) -> dt.date:
 
 
 def cmd_validate(args: argparse.Namespace) -> int:
+    from quantos_assets.admission.registry_view import DirectoryRegistry
+    from quantos_assets.apps.cli.team_grants import check_team_grants
     from quantos_assets.spec_registry import spec_files
     from quantos_assets.spec_rules.firm import load_spec
     from quantos_assets.tenancy.teams import load_teams
-    from resources.profile import teams_setting
+    from resources.profile import active_profile, teams_setting
 
     files: list[Path] = []
     for path in args.paths:
@@ -170,12 +171,13 @@ def cmd_validate(args: argparse.Namespace) -> int:
         print("quantos: no spec files found", file=sys.stderr)
         return EXIT_INVALID
     teams = load_teams(*teams_setting())  # a broken teams file is one line and exit 2
+    pipelines = DirectoryRegistry(active_profile().specs_dir).pipelines()
     failed = 0
     for path in files:
         try:
             loaded = load_spec(path)
             _check_placement(loaded)
-            _check_entrypoints(loaded, teams, args.team)
+            check_team_grants(loaded, teams, args.team, pipelines)
         except SpecError as err:
             failed += 1
             print(str(err), file=sys.stderr)
@@ -194,24 +196,6 @@ def _check_placement(loaded: LoadedSpec) -> PipelineDefs:
         return build_pipeline(loaded, active_profile())
     except PlacementError as err:
         raise SpecError([f"{loaded.path}:1: resources: {err}"]) from None
-
-
-def _check_entrypoints(loaded: LoadedSpec, teams: TeamsFile, team: str | None) -> None:
-    """The entrypoints the team may run (the gateway and the step refuse the others)."""
-    from quantos_assets.kinds.entrypoints import entrypoint_problems, entrypoint_team
-    from quantos_assets.spec.errors import SpecProblem
-    from quantos_assets.spec.loader import load_document
-    from quantos_assets.spec.models import DagSpec
-    from quantos_assets.spec.source_map import parse_path
-    from quantos_assets.spec_rules.firm import FIRM_RULES
-
-    team = team or entrypoint_team(loaded.spec.labels)
-    problems = entrypoint_problems(loaded.spec, teams.entrypoints_for(team), team)
-    if not problems:
-        return
-    source = str(loaded.path)
-    _, positions = load_document(source, DagSpec, FIRM_RULES)  # read again only to cite the lines
-    raise SpecError([SpecProblem(source, positions.line(parse_path(p)), p, m) for p, m in problems])
 
 
 def cmd_schema(args: argparse.Namespace) -> int:
