@@ -28,7 +28,8 @@ from quantos_assets.placement import PlacementError
 from quantos_assets.spec.derived_names import INVALID_SPECS_GROUP
 from quantos_assets.spec.loader import LoadedSpec
 from quantos_assets.spec_registry import scan_specs
-from quantos_assets.tenancy.teams import pipeline_team
+from quantos_assets.tenancy.read_grants import read_problems
+from quantos_assets.tenancy.teams import TeamsFile, TeamsFileError, load_teams, pipeline_team
 from resources.profile import Profile, active_profile, build_executor, build_resources
 from sensors.lake_schedule import build_lake_schedule
 from sensors.openlineage import build_lineage_sensor
@@ -52,6 +53,58 @@ def build_pipelines(
                 f"{item.path}:1: pipeline_id: Dagster refused it: {_first_line(err)}"
             ]
     return pipelines
+
+
+def granted_pipelines(
+    pipelines: list[PipelineDefs],
+    profile: Profile,
+    registered: frozenset[str],
+    invalid: dict[Path, list[str]],
+) -> list[PipelineDefs]:
+    """The pipelines whose external inputs their team may read (deploy/teams.yaml `reads`);
+    the others are left out like an invalid spec, so a spec placed in the registry by hand
+    reads no more than an admitted one. `registered`: every pipeline id of the registry, whose
+    namespaces need a grant naming them. Read at every load: a revoked grant takes effect on
+    the next reload."""
+    if not any(p.spec.external_inputs for p in pipelines):
+        return pipelines
+    try:
+        teams: TeamsFile | None = load_teams(profile.teams_file, required=profile.teams_file_named)
+        broken = ""
+    except TeamsFileError as err:
+        teams, broken = None, str(err)
+    kept: list[PipelineDefs] = []
+    for pipeline in pipelines:
+        spec = pipeline.spec
+        if not spec.external_inputs:
+            kept.append(pipeline)
+            continue
+        where = pipeline.source or Path(spec.pipeline_id)
+        if teams is None:
+            invalid[where] = [
+                f"{where}:1: external_inputs: the read grants are unreadable: {broken}"
+            ]
+            continue
+        team = pipeline_team(spec.labels)
+        problems = read_problems(spec, teams.reads_for(team), team, registered)
+        if problems:
+            invalid[where] = [f"{where}:{_line(pipeline, p)}: {p}: {m}" for p, m in problems]
+            continue
+        kept.append(pipeline)
+    return kept
+
+
+def _line(pipeline: PipelineDefs, path: str) -> int:
+    """The line of a field in the pipeline's spec file (1 when it has no file)."""
+    if pipeline.source is None:
+        return 1
+    from quantos_assets.spec.loader import load_document
+    from quantos_assets.spec.models import DagSpec
+    from quantos_assets.spec.source_map import parse_path
+    from quantos_assets.spec_rules.firm import FIRM_RULES
+
+    _, positions = load_document(pipeline.source, DagSpec, FIRM_RULES)
+    return positions.line(parse_path(path))
 
 
 def invalid_spec_markers(invalid: dict[Path, list[str]]) -> list[AssetSpec]:
@@ -92,6 +145,8 @@ def build_definitions(
     scan = scan_specs(specs_dir or profile.specs_dir)
     invalid = dict(scan.invalid)
     pipelines = build_pipelines(scan.valid, invalid, profile)
+    registered = frozenset(scan.by_pipeline()) | frozenset(scan.index.pipelines)
+    pipelines = granted_pipelines(pipelines, profile, registered, invalid)
     for path, lines in invalid.items():
         log.error("spec %s left out:\n%s", path, "\n".join(lines))
     with_dbt = profile.dbt if dbt is None else dbt
@@ -178,7 +233,9 @@ def definitions_for(
 ) -> Definitions:
     """The code location of `pipelines` on `profile`; also what `quantos run` executes one
     spec's job from (with its progress logger), so a local run is built by the same code."""
-    assets = [a for p in pipelines for a in p.assets] + list(extra_assets or [])
+    # One asset per external table, however many pipelines read it.
+    external = {a.key: a for p in pipelines for a in p.external}
+    assets = [a for p in pipelines for a in p.assets] + [*external.values(), *(extra_assets or [])]
     triggers = [
         *build_triggers(pipelines, profile.kafka),
         *build_location_sensors(pipelines, profile),

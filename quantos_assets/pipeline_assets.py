@@ -51,7 +51,7 @@ from quantos_assets.kinds.registry import (
 )
 from quantos_assets.placement import choose_pool
 from quantos_assets.run_tags import spec_run_tags, tag_value
-from quantos_assets.spec.derived_names import op_name
+from quantos_assets.spec.derived_names import EXTERNAL_GROUP, external_key_parts, op_name
 from quantos_assets.spec.loader import LoadedSpec
 from quantos_assets.spec.models import DagSpec, Node
 from resources.iceberg_tables import PARTITION_COLUMN
@@ -60,7 +60,7 @@ from resources.lake_io_manager import LakeIOError
 from resources.partition_slices import PartitionSlices
 from resources.profile import Cluster, Profile
 from resources.run_tag_keys import TAG_KIND, TAG_NODE, TAG_POOL
-from resources.table_ref import TableRef
+from resources.table_ref import EXTERNAL_TABLE, TableRef
 
 
 class _AssetAttrs(TypedDict, total=False):
@@ -90,6 +90,9 @@ class PipelineDefs:
     checks: list[AssetChecksDefinition] = field(default_factory=list)
     # Promotion gate (a spec with a `gates` block): blocking checks + stage assets (in `assets`).
     gates: GateDefs | None = None
+    # The lake tables it reads as external inputs, one asset each; apart from `assets` because
+    # every pipeline reading a table shares its asset (definitions_for keeps one per key).
+    external: list[AssetSpec] = field(default_factory=list)
 
     def asset_checks(self) -> list[AssetChecksDefinition]:
         """Every check the pipeline brings to Definitions."""
@@ -98,6 +101,30 @@ class PipelineDefs:
 
 def asset_key(spec: DagSpec, out: str) -> AssetKey:
     return AssetKey([spec.pipeline_id, out])
+
+
+def input_key(spec: DagSpec, name: str) -> AssetKey:
+    """The asset an `ins` name reads: an external input's table, else the pipeline's out."""
+    external = spec.external_inputs.get(name)
+    if external is not None:
+        return AssetKey(external_key_parts(*external.identifier))
+    return asset_key(spec, name)
+
+
+def external_asset(table: tuple[str, str]) -> AssetSpec:
+    """A lake table no pipeline of ours writes, as the one asset every reader shares: built
+    from the table alone, so two pipelines reading it build the same definition."""
+    namespace, name = table
+    return AssetSpec(
+        key=AssetKey(external_key_parts(namespace, name)),
+        group_name=EXTERNAL_GROUP,
+        kinds={"iceberg"},
+        description=(
+            f"Iceberg table `{namespace}.{name}` of the lake, read by pipelines as an external "
+            "input; written outside this platform"
+        ),
+        metadata={"table": f"{namespace}.{name}"},
+    )
 
 
 def node_asset_keys(spec: DagSpec, node: Node) -> list[AssetKey]:
@@ -130,10 +157,14 @@ def _build_pipeline(loaded: LoadedSpec, profile: Profile) -> PipelineDefs:
     assets: list[AssetsDefinition | AssetSpec] = []
     pools: dict[str, str] = {}
     for node in spec.nodes:
-        data_ins = {i: producer[i] for i in node.ins if producer[i].kind not in EXTERNAL_KINDS}
+        # What the node is handed (ins of streaming nodes are dependencies only)
+        data_ins: dict[str, AssetKey] = {}
         dep_keys: dict[AssetKey, None] = {}
         for i in node.ins:
-            dep_keys[asset_key(spec, i)] = None
+            dep_keys[input_key(spec, i)] = None
+            upstream = producer.get(i)  # None: an external input
+            if upstream is None or upstream.kind not in EXTERNAL_KINDS:
+                data_ins[i] = input_key(spec, i)
         for upstream_id in edge_deps.get(node.id, ()):
             for key in node_asset_keys(spec, by_id[upstream_id]):
                 dep_keys[key] = None
@@ -156,7 +187,8 @@ def _build_pipeline(loaded: LoadedSpec, profile: Profile) -> PipelineDefs:
         # AssetOut (not AssetSpec) so that outputs go through the IO manager;
         # dependencies that carry no data are declared on the multi-asset.
         outs = {"__".join(k.path): AssetOut(key=k, **attrs) for k in keys}
-        order_only = [k for k in dep_keys if k.path[-1] not in data_ins]
+        data_keys = set(data_ins.values())
+        order_only = [k for k in dep_keys if k not in data_keys]
         runner = runner_for(node.kind, runners)
         op_tags = _op_tags(spec, node, pool, cluster)
         assets.append(
@@ -202,6 +234,7 @@ def _build_pipeline(loaded: LoadedSpec, profile: Profile) -> PipelineDefs:
         cluster=cluster,
         checks=checks,
         gates=gates,
+        external=[external_asset(t) for t in dict.fromkeys(spec.external_tables().values())],
     )
 
 
@@ -211,13 +244,14 @@ def _node_asset(
     spec_dir: Path | None,
     outs: dict[str, AssetOut],
     order_only: list[AssetKey],
-    data_ins: Mapping[str, Node],
+    data_ins: Mapping[str, AssetKey],
     runner: Runner,
     op_tags: dict[str, Any],
     partitions_def: DynamicPartitionsDefinition | None,
     load_as: dict[str, str],
 ) -> AssetsDefinition:
-    """`load_as`: how the IO manager hands the node its table inputs (kinds.input_metadata)."""
+    """`data_ins`: what the node is handed, by `ins` name; `load_as`: how the IO manager hands
+    the node its table inputs (kinds.input_metadata); an external input also names its table."""
     policy = spec.backfill_policy(node)
     retry = spec.slo.retry
     out_names = {out.key: name for name, out in outs.items()}
@@ -266,7 +300,10 @@ def _node_asset(
         name=op_name(spec.pipeline_id, node.id),
         outs=outs,
         deps=order_only,
-        ins={i: AssetIn(key=asset_key(spec, i), metadata=load_as or None) for i in data_ins},
+        ins={
+            i: AssetIn(key=key, metadata=_load_metadata(spec, i, load_as))
+            for i, key in data_ins.items()
+        },
         retry_policy=(
             RetryPolicy(max_retries=retry.max_attempts - 1, delay=retry.backoff_sec or None)
             if retry.max_attempts > 1
@@ -278,6 +315,13 @@ def _node_asset(
         # per_session keeps Dagster's default: one run per partition, tagged dagster/partition.
         backfill_policy=BackfillPolicy.single_run() if policy == "single_run" else None,
     )(_compute)
+
+
+def _load_metadata(spec: DagSpec, name: str, load_as: dict[str, str]) -> dict[str, str] | None:
+    external = spec.external_inputs.get(name)
+    if external is None:
+        return load_as or None
+    return {**load_as, EXTERNAL_TABLE: external.table}
 
 
 def _op_tags(spec: DagSpec, node: Node, pool: str, cluster: Cluster) -> dict[str, Any]:
@@ -300,7 +344,7 @@ def _check_refs(context: AssetExecutionContext, spec: DagSpec, node: Node) -> No
             return
         check = getattr(context.resources.io_manager, "check_pins", None)
         if check is not None:  # the lake; a test's own IO manager has no lake to ask
-            check(spec.pipeline_id, pins, context.run.run_id)
+            check(spec.pipeline_id, pins, spec.external_tables(), context.run.run_id)
     except (RefError, LakeIOError) as err:
         raise Failure(
             description=f"{spec.pipeline_id}.{node.id}: {err}", allow_retries=False
@@ -363,7 +407,7 @@ def _longest_path(
                 stack.pop()
                 continue
             n = spec.node(nid)
-            ups = [producer[i].id for i in n.ins] + list(edge_deps.get(nid, ()))
+            ups = [producer[i].id for i in n.ins if i in producer] + list(edge_deps.get(nid, ()))
             pending = [u for u in ups if u not in depth]
             if pending:
                 stack.extend(pending)

@@ -43,7 +43,13 @@ from resources.iceberg_tables import (
 from resources.input_refs import InputPin, RefError, pins_from_tags
 from resources.partition_slices import PartitionSlices
 from resources.run_tag_keys import TAG_SUBMISSION, TAG_VERSION
-from resources.table_ref import LOAD_AS, LOAD_AS_REFERENCE, TableRef, WrittenTable
+from resources.table_ref import (
+    EXTERNAL_TABLE,
+    LOAD_AS,
+    LOAD_AS_REFERENCE,
+    TableRef,
+    WrittenTable,
+)
 
 # Kept in the metadata so load_input can rebuild an Artifact of the same role and name.
 META_ROLE = "role"
@@ -104,7 +110,10 @@ class LakeIOManager(dg.ConfigurableIOManager):
     ) -> pa.Table | TableRef | Artifact | dict[str, Artifact]:
         key = _asset_key(context)
         instance = context.instance
-        as_reference = (context.definition_metadata or {}).get(LOAD_AS) == LOAD_AS_REFERENCE
+        definition = context.definition_metadata or {}
+        as_reference = definition.get(LOAD_AS) == LOAD_AS_REFERENCE
+        if definition.get(EXTERNAL_TABLE) is not None:
+            return self._load_external(context, str(definition[EXTERNAL_TABLE]), as_reference)
         pin = pins_from_run(context).get(key.path[-1])
         if pin is not None:
             return self._load_pinned(context, key, pin, as_reference)
@@ -167,33 +176,39 @@ class LakeIOManager(dg.ConfigurableIOManager):
             snapshots_to_keep=self.snapshots_to_keep,
         )
 
-    def pinned_snapshot(self, namespace: str, pin: InputPin) -> int:
-        """The snapshot a ref reads in `namespace.<its out>`; LakeIOError (one line) when the
-        table or that snapshot is gone. Metadata only."""
-        return self._pinned(namespace, pin)[1]
+    def pinned_snapshot(self, namespace: str, pin: InputPin, table: str | None = None) -> int:
+        """The snapshot a ref reads in `namespace.<its out>` (`table`: the table's name when it
+        is not the out's, an external input's); LakeIOError (one line) when the table or that
+        snapshot is gone. Metadata only."""
+        return self._pinned(namespace, pin, table)[1]
 
-    def _pinned(self, namespace: str, pin: InputPin) -> tuple[Table, int]:
-        identifier = (namespace, pin.out)
-        name = ".".join(identifier)
-        catalog = self._catalog_for(namespace, pin.out, "reading")
-        with unavailable_as_lake_error(catalog, name, "reading"):
-            try:
-                table = catalog.load_table(identifier)
-            except NoSuchTableError:
-                raise LakeIOError(f"refs.{pin.out}: {name} does not exist") from None
+    def _pinned(self, namespace: str, pin: InputPin, table: str | None = None) -> tuple[Table, int]:
+        name = table or pin.out
+        found = self._table(namespace, name, f"refs.{pin.out}: {namespace}.{name} does not exist")
         try:
-            return table, pin.resolve(table, name)
+            return found, pin.resolve(found, f"{namespace}.{name}")
         except RefError as err:
             raise LakeIOError(str(err)) from None
 
     def check_pins(
-        self, namespace: str, pins: Mapping[str, InputPin], run_id: str | None = None
+        self,
+        namespace: str,
+        pins: Mapping[str, InputPin],
+        external: Mapping[str, tuple[str, str]] | None = None,
+        run_id: str | None = None,
     ) -> None:
         """Every ref of a run resolvable, checked by each step before it does anything: a run
-        pinned to a snapshot that is gone fails before any node works. With `run_id`, each
-        pinned snapshot is also tagged for the run (resources/iceberg_maintenance.py), so no
-        expiry removes it while the run goes on; lake maintenance drops the tag afterwards."""
+        pinned to a snapshot that is gone fails before any node works. `external`: the
+        pipeline's external inputs (name -> namespace, table), whose refs pin those tables.
+        With `run_id`, each pinned snapshot of the pipeline's own tables is also tagged for the
+        run (resources/iceberg_maintenance.py), so no expiry removes it while the run goes on;
+        lake maintenance drops the tag afterwards. An external table is another system's to
+        keep: it is not written to."""
         for pin in pins.values():
+            where = (external or {}).get(pin.out)
+            if where is not None:
+                self.pinned_snapshot(where[0], pin, where[1])
+                continue
             table, snapshot_id = self._pinned(namespace, pin)
             if run_id is not None:
                 # CommitFailed: another step of the run tagged it first (same tag and snapshot).
@@ -206,15 +221,44 @@ class LakeIOManager(dg.ConfigurableIOManager):
     def pin_snapshot(self, identifier: tuple[str, str], snapshot_id: int, tag: str) -> None:
         """Tag that snapshot so no expiry removes it (a promoted model's training data)."""
         name = ".".join(identifier)
-        catalog = self._catalog_for(identifier[0], identifier[1], "pinning")
-        with unavailable_as_lake_error(catalog, name, "pinning"):
-            try:
-                table = catalog.load_table(identifier)
-            except NoSuchTableError:
-                raise LakeIOError(f"{name} does not exist") from None
-            if table.snapshot_by_id(snapshot_id) is None:
-                raise LakeIOError(f"{name}: snapshot {snapshot_id} no longer exists")
+        table = self._table(identifier[0], identifier[1], f"{name} does not exist")
+        if table.snapshot_by_id(snapshot_id) is None:
+            raise LakeIOError(f"{name}: snapshot {snapshot_id} no longer exists")
+        with unavailable_as_lake_error(None, name, "pinning"):
             set_pins(table, {tag: snapshot_id}, ())
+
+    def _table(self, namespace: str, name: str, missing: str) -> Any:
+        """The Iceberg table's metadata; LakeIOError `missing` when the catalog has no such
+        table, or one line naming it when the catalog cannot be reached."""
+        catalog = self._catalog_for(namespace, name, "reading")
+        with unavailable_as_lake_error(catalog, f"{namespace}.{name}", "reading"):
+            try:
+                return catalog.load_table((namespace, name))
+            except NoSuchTableError:
+                raise LakeIOError(missing) from None
+
+    def _load_external(
+        self, context: dg.InputContext, table: str, as_reference: bool
+    ) -> pa.Table | TableRef:
+        """An external input: a lake table no materialization of ours records, read at the
+        snapshot the run's ref for it pins (by its `ins` name), else at its current snapshot
+        (resolved once, so the read and its record cannot disagree)."""
+        namespace, _, name = table.partition(".")
+        pin = pins_from_run(context).get(context.name)
+        metadata: dict[str, Any] = {"table": table}
+        if pin is not None:
+            snapshot_id: int | None = self.pinned_snapshot(namespace, pin, name)
+            metadata["ref"] = pin.shown
+        else:
+            missing = f"external input {context.name}: {table} does not exist in the lake"
+            current = self._table(namespace, name, missing).current_snapshot()
+            snapshot_id = current.snapshot_id if current is not None else None
+        if snapshot_id is not None:
+            metadata["snapshot_id"] = snapshot_id
+        context.add_input_metadata(metadata)
+        if as_reference:
+            return self.table_ref(namespace, name, snapshot_id)
+        return self.read_arrow(namespace, name, snapshot_id)
 
     def _load_pinned(
         self, context: dg.InputContext, key: dg.AssetKey, pin: InputPin, as_reference: bool

@@ -21,6 +21,9 @@ from resources.sql_engine import ParquetView
 # AssetIn metadata that asks LakeIOManager.load_input for a TableRef (kinds decide).
 LOAD_AS = "quantos/load_as"
 LOAD_AS_REFERENCE = "reference"
+# AssetIn metadata of an external input: the lake table it reads (`namespace.table`), which no
+# materialization records, so load_input reads it at its current snapshot or the run's ref.
+EXTERNAL_TABLE = "quantos/external_table"
 
 
 @dataclass(frozen=True)

@@ -40,7 +40,7 @@ from quantos_assets.observability.lineage_facts import (
     RunFacts,
     dataset_ref,
 )
-from quantos_assets.pipeline_assets import PipelineDefs, asset_key, node_asset_keys
+from quantos_assets.pipeline_assets import PipelineDefs, input_key, node_asset_keys
 from quantos_assets.spec.derived_names import LINEAGE_SENSOR, op_name
 from resources.lineage_client import LineageDeliveryError, LineageEmitter
 from resources.profile import LineageSettings, Profile
@@ -99,7 +99,7 @@ class LineageIndex:
             for node in spec.nodes:
                 if node.id not in pipeline.pools:  # external kinds are not steps
                     continue
-                inputs = [asset_key(spec, i) for i in node.ins]
+                inputs = [input_key(spec, i) for i in node.ins]
                 inputs += [
                     k
                     for e in spec.edges

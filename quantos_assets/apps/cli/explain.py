@@ -79,7 +79,11 @@ def cmd_explain(args: argparse.Namespace) -> int:
                 print(f"-- {spec.pipeline_id}.{out} on DuckDB in the step (bound: {bound})")
                 print(f"{sql};")
             return EXIT_OK
-        inputs = {i: Pin(spec.pipeline_id, i, _PENDING, keys) for i in node.ins}
+        # An external input is a whole table (no session partitions of ours), in its namespace.
+        inputs = {
+            i: Pin(*spec.input_table(i), _PENDING, None if i in spec.external_inputs else keys)
+            for i in node.ins
+        }
         statements = runner.trino_statements(run, sources, inputs, args.catalog, from_files)
     except SqlUriError as err:
         print(f"{args.path}: node {node.id}: sql_uri {err}", file=sys.stderr)

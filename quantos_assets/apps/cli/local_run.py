@@ -16,7 +16,7 @@ from quantos_assets.apps.cli.progress import progress_logger
 from quantos_assets.pipeline_assets import build_pipeline, node_asset_keys
 from quantos_assets.run_tags import runtime_run_tags
 from quantos_assets.spec.errors import SpecError
-from quantos_assets.spec.loader import load_runtime_params
+from quantos_assets.spec.loader import LoadedSpec, load_runtime_params
 from quantos_assets.spec.models import DagSpec, RuntimeParams
 from quantos_assets.spec_rules.firm import load_spec
 from resources.profile import Cluster, Profile, active_profile
@@ -61,16 +61,30 @@ def _check_refs(spec: DagSpec, params: RuntimeParams, params_path: Path, profile
         lake = build_resources(profile)["io_manager"]
         pins = pins_from_tags(runtime_run_tags(params))
         try:
-            lake.check_pins(spec.pipeline_id, pins)
+            lake.check_pins(spec.pipeline_id, pins, spec.external_tables())
         except LakeIOError as err:
             problems.append(str(err))
     if problems:
         raise SpecError([f"{params_path}:1: {line}" for line in problems])
 
 
+def _check_grants(loaded: LoadedSpec, profile: Profile) -> None:
+    """The spec's team may read its external inputs (and run its entrypoints): refused here as
+    the gateway and the code location would, before a run exists."""
+    if not loaded.spec.external_inputs:
+        return  # entrypoints: each python_task step checks its own
+    from quantos_assets.admission.registry_view import DirectoryRegistry
+    from quantos_assets.apps.cli.team_grants import check_team_grants
+    from quantos_assets.tenancy.teams import load_teams
+
+    teams = load_teams(profile.teams_file, required=profile.teams_file_named)
+    check_team_grants(loaded, teams, None, DirectoryRegistry(profile.specs_dir).pipelines())
+
+
 def run_spec(path: Path, select: list[str] | None = None, params_path: Path | None = None) -> int:
     profile = active_profile()
     loaded = load_spec(path)
+    _check_grants(loaded, profile)
     pipeline = build_pipeline(loaded, profile)
     spec = loaded.spec
     tags: dict[str, str] = {}
