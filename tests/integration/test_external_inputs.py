@@ -13,6 +13,7 @@ import hashlib
 import time
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import pyarrow as pa
 import pytest
@@ -72,6 +73,11 @@ def _bars(start: int) -> pa.Table:
     )
 
 
+def _cause(event: Any) -> str:
+    """The exception a failed step's input load raised, as Dagster records it."""
+    return str(event.step_failure_data.error.cause.message)
+
+
 class Market:
     """The market-data loader: appends bars to market.bars_1m outside the platform."""
 
@@ -107,15 +113,15 @@ class Demo:
             ).records
             events = [r.event_log_entry.dagster_event for r in records]
             # what the IO manager recorded (Dagster adds the AssetIn's own metadata)
-            loaded = {
-                (e.step_key, e.event_specific_data.input_name): {
-                    k: v.value
-                    for k, v in e.event_specific_data.metadata.items()
-                    if k in ("table", "snapshot_id", "ref")
-                }
-                for e in events
-                if e is not None
-            }
+            loaded: dict[tuple[str | None, str], dict[str, Any]] = {}
+            for event in events:
+                data: Any = event.event_specific_data if event is not None else None
+                if event is not None and data is not None:
+                    loaded[(event.step_key, data.input_name)] = {
+                        k: v.value
+                        for k, v in data.metadata.items()
+                        if k in ("table", "snapshot_id", "ref")
+                    }
         return result, loaded
 
     def out(self, name: str) -> str:
@@ -170,7 +176,7 @@ def test_a_ref_to_a_gone_external_snapshot_or_a_missing_table_stops_the_run(
     failures = [e for e in result.all_events if e.event_type_value == "STEP_FAILURE"]
     assert failures
     # the IO manager's one line, as Dagster shows a failed load (its cause)
-    assert {e.step_failure_data.error.cause.message for e in failures} == {  # type: ignore[union-attr]
+    assert {_cause(e) for e in failures} == {
         (
             "resources.lake_io_manager.LakeIOError: external input bars: market.bars_1m does not "
             "exist in the lake\n"
@@ -182,9 +188,7 @@ def test_a_ref_to_a_gone_external_snapshot_or_a_missing_table_stops_the_run(
     assert not result.success
     # each step stops at its load of the pinned table, before its node works
     causes = {
-        e.step_key: e.step_failure_data.error.cause.message  # type: ignore[union-attr]
-        for e in result.all_events
-        if e.event_type_value == "STEP_FAILURE"
+        e.step_key: _cause(e) for e in result.all_events if e.event_type_value == "STEP_FAILURE"
     }
     assert causes == dict.fromkeys(
         ["bars_demo__split", "bars_demo__vwap"],
@@ -288,3 +292,55 @@ def test_another_pipelines_namespace_is_no_external_table(
         "  execution: {entrypoints: [quantos_assets.tasks, tests]}\n"
     )
     assert _register(spec, "research", specs, monkeypatch) == 0
+
+
+def test_inside_trino_an_external_input_is_read_qualified_and_pinned(tmp_path: Path) -> None:
+    """Staging/prod with Trino: the SQL node's statement reads the external table in its own
+    namespace, `FOR VERSION AS OF` the snapshot its ref pins, and writes what DuckDB writes."""
+    import dagster as dg
+    import sqlglot
+    from profiles import prod_profile
+    from sqlglot import exp
+    from trino_iceberg_stub import stub_trino
+
+    from resources.artifact_store import ArtifactStore
+    from resources.lake_io_manager import LakeIOManager
+    from resources.trino_engine import TrinoEngine
+
+    lake = LakeIOManager(
+        catalog_uri=f"sqlite:///{tmp_path / 'catalog.db'}",
+        warehouse=str(tmp_path / "warehouse"),
+        artifact_store=ArtifactStore(root=str(tmp_path / "artifacts")),
+    )
+    market = Market(lake.catalog())
+    first = market.append(0)
+    market.append(6)
+    spec = tmp_path / "bars_demo.yaml"
+    spec.write_text(SPEC)
+    profile = prod_profile(QUANTOS_TRINO_HOST="127.0.0.1", QUANTOS_TRINO_CATALOG="iceberg")
+    pipeline = build_pipeline(load_spec(spec), profile)
+    vwap = next(
+        a
+        for a in pipeline.assets
+        if isinstance(a, dg.AssetsDefinition) and a.op.name == "bars_demo__vwap"
+    )
+    params = load_runtime_params({"submission_id": "bt", "refs": {"bars": {"snapshot_id": first}}})
+    with stub_trino(lake.catalog()) as (port, stub):
+        engine = TrinoEngine(host="127.0.0.1", port=port, catalog="iceberg")
+        result = dg.materialize(
+            [*pipeline.external, vwap],
+            resources={
+                "io_manager": lake,
+                "sql_engine": engine,
+                "artifact_store": lake.artifact_store,
+            },
+            instance=dg.DagsterInstance.ephemeral(),
+            tags=runtime_run_tags(params),
+        )
+    assert result.success
+    (write,) = [r.sql for r in stub.received if r.sql.startswith("CREATE OR REPLACE")]
+    (read,) = [t for t in sqlglot.parse_one(write, read="trino").expression.find_all(exp.Table)]
+    assert (read.catalog, read.db, read.name) == ("iceberg", "market", "bars_1m")
+    assert read.args["version"].expression.this == str(first)
+    rows = read_table(lake.catalog(), ("bars_demo", "vwap"), None)
+    assert sum(rows["n"].to_pylist()) == 6  # the pinned snapshot's bars, not the current 12

@@ -4,7 +4,8 @@ The registry checks new specs against every registered one with `derived_names`,
 building Dagster definitions; if a builder named something the list does not know, two
 specs could collide unseen and take the location down. So this builds a real location
 (every example spec, plus one with two lag triggers, a node without outs and an external
-node) with every optional sensor configured, and compares namespace by namespace.
+node, and two reading one external table) with every optional sensor configured, and
+compares namespace by namespace.
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ from quantos_assets.spec.derived_names import (
     derived_names,
     lag_sensor_name,
     platform_conflict,
+    shared_names,
 )
 from quantos_assets.spec_registry import scan_specs
 from quantos_assets.spec_rules.firm import FIRM_RULES
@@ -47,6 +49,18 @@ nodes:
 """
 
 
+# Two pipelines reading one lake table: one asset in the location, no collision between them.
+READERS = """\
+version: 1
+pipeline_id: {pid}
+labels: {{team: research}}
+external_inputs:
+  bars: {{table: market.bars_1m}}
+nodes:
+  - {{id: vwap, kind: trino_sql, params: {{sql: "SELECT * FROM bars"}}, ins: [bars], outs: [vwap]}}
+"""
+
+
 def test_the_copy_of_dagsters_reserved_names_is_current() -> None:
     assert frozenset(DISALLOWED_NAMES) == DAGSTER_RESERVED_NAMES
 
@@ -63,6 +77,8 @@ def test_derived_names_are_the_names_the_location_defines(
     specs = tmp_path / "specs"
     shutil.copytree(REPO / "specs", specs)
     (specs / "lagged.yaml").write_text(LAGGED)
+    for pid in ("reader_a", "reader_b"):
+        (specs / f"{pid}.yaml").write_text(READERS.format(pid=pid))
     # every optional sensor on: Kafka submissions and lag, notifications, lineage (a file)
     monkeypatch.setenv("QUANTOS_KAFKA_BOOTSTRAP", "127.0.0.1:9")
     monkeypatch.setenv("QUANTOS_NOTIFY_WEBHOOK_URL", "http://127.0.0.1:9/hook")
@@ -70,7 +86,7 @@ def test_derived_names_are_the_names_the_location_defines(
 
     defs = build_definitions(active_profile(), specs, dbt=False)
     scan = scan_specs(specs)
-    assert not scan.invalid and len(scan.valid) == 4
+    assert not scan.invalid and len(scan.valid) == 6
     repo = defs.get_repository_def()
     graph = repo.asset_graph
     assets = [
@@ -93,9 +109,16 @@ def test_derived_names_are_the_names_the_location_defines(
         },
     }
     derived: dict[str, set[str]] = {ns: set() for ns in NAMESPACES}
+    shared: dict[str, set[str]] = {ns: set() for ns in NAMESPACES}
     for loaded in scan.valid:
         for n in derived_names(loaded.spec, FIRM_RULES.gate_floor()):
             derived[n.namespace].add(n.name)
+        for n in shared_names(loaded.spec):
+            shared[n.namespace].add(n.name)
+    # the external table's asset and group: the platform's, shared by both readers
+    assert shared["asset key"] == {"external/market/bars_1m"} and shared["group"] == {"external"}
+    for ns in NAMESPACES:
+        built[ns] -= shared[ns]
     # a lag trigger's observations land on [pipeline, kafka_lag]: an event, not a definition
     assert "lagged/" + KAFKA_LAG_ASSET in derived["asset key"]
     derived["asset key"].discard("lagged/" + KAFKA_LAG_ASSET)
