@@ -91,8 +91,8 @@ def test_ids_that_could_make_another_specs_names_are_refused(text: str, line: st
 def test_names_the_platform_keeps_are_refused(pid: str) -> None:
     assert errors(one(pid)) == [
         (
-            f"f.yaml:2: pipeline_id: '{pid}' is reserved by the platform (its own groups, assets "
-            "and sensors use it)"
+            f"f.yaml:2: pipeline_id: '{pid}' is reserved by the platform (its own groups, assets, "
+            "jobs and sensors use it)"
         )
     ]
 
