@@ -119,7 +119,7 @@ def expire(table: Table, snapshot_ids: Iterable[int]) -> tuple[list[int], Freed]
     # snapshots included), so what that still reaches is kept.
     after = _reachable(io, table.metadata.snapshots)
     gone = {path: size for path, size in before.items() if path not in after}
-    return ids, _delete(io, gone)
+    return ids, _delete(io, _inside(table, gone))
 
 
 def compact(
@@ -195,7 +195,25 @@ def remove_orphans(table: Table, older_than: datetime) -> tuple[list[str], Freed
     for path, size, mtime in _listing(io, table.metadata.location):
         if _key(path) not in known and mtime < cutoff:
             orphans[path] = size
-    return sorted(orphans), _delete(io, orphans)
+    return sorted(orphans), _delete(io, _inside(table, orphans))
+
+
+def check_location(table: Table, expected: str) -> None:
+    """MaintenanceError unless the table lives in its own folder, `expected`: what is not
+    named by a table whose location is, say, the warehouse root is every other table's data,
+    and orphan removal there would delete the lake."""
+    if _key(table.metadata.location).rstrip("/") != _key(expected).rstrip("/"):
+        raise MaintenanceError(
+            f"{'.'.join(table.name())}: location {table.metadata.location} is not its own "
+            f"folder {expected}: files are not removed there"
+        )
+
+
+def _inside(table: Table, files: Mapping[str, int]) -> dict[str, int]:
+    """Only files under the table's own location: a snapshot may name another table's files
+    (Iceberg allows adding any file), and those are never this table's to delete."""
+    root = _key(table.metadata.location).rstrip("/") + "/"
+    return {path: size for path, size in files.items() if _key(path).startswith(root)}
 
 
 def _reachable(io: FileIO, snapshots: Iterable[Snapshot]) -> dict[str, int]:

@@ -99,6 +99,14 @@ def release_pins(instance: DagsterInstance, store: ArtifactStore) -> tuple[list[
             problems.append(f"{key.to_user_string()}: release record unreadable: {err}")
             continue
         namespace, _, name = snapshot.table.partition(".")
+        if namespace != pipeline_id:
+            # The record is in the object store, which a team's step can write: a card naming
+            # another pipeline's table must not pin that team's snapshots.
+            problems.append(
+                f"{key.to_user_string()}: training table {snapshot.table} is not the "
+                f"pipeline's own: not pinned"
+            )
+            continue
         pins.append(
             Pin(
                 (namespace, name),

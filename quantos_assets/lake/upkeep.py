@@ -36,6 +36,7 @@ from resources.audit_log import AuditLog
 from resources.iceberg_maintenance import (
     RELEASE_PIN,
     RUN_PIN,
+    check_location,
     compact,
     delete_rows,
     expire,
@@ -155,6 +156,11 @@ class Upkeep:
             self.report.problems.append(f"{name}: {line}")
             _log.warning("lake maintenance of %s failed: %s", name, line)
 
+    def _own_folder(self, identifier: tuple[str, str]) -> str:
+        """Where the catalog puts a table it creates: `<warehouse>/<namespace>/<table>`."""
+        warehouse = str(self.lake.catalog().properties.get("warehouse", "")).rstrip("/")
+        return f"{warehouse}/{identifier[0]}/{identifier[1]}"
+
     def _load(self, identifier: tuple[str, str]) -> Table:
         return self.lake.catalog().load_table(identifier)
 
@@ -249,6 +255,7 @@ class Upkeep:
         self, identifier: tuple[str, str], ttl: set[int], recorded: int | None, team: str
     ) -> None:
         table = self._load(identifier)
+        check_location(table, self._own_folder(identifier))
         cutoff_ms = (self.now - timedelta(days=self.settings.snapshot_days)).timestamp() * 1000
         old = {s.snapshot_id for s in table.snapshots() if s.timestamp_ms < cutoff_ms}
         # The latest recorded snapshot is what the next read of the table gets: kept, unless a
@@ -280,7 +287,9 @@ class Upkeep:
 
     def _orphans(self, identifier: tuple[str, str], team: str) -> None:
         grace = timedelta(hours=self.settings.orphan_grace_hours)
-        removed, freed = remove_orphans(self._load(identifier), self.now - grace)
+        table = self._load(identifier)
+        check_location(table, self._own_folder(identifier))
+        removed, freed = remove_orphans(table, self.now - grace)
         if removed:
             self._did(
                 "lake.orphans",

@@ -192,8 +192,23 @@ def test_a_promoted_models_training_snapshot_is_pinned_by_its_stage(data_dir: Pa
                 metadata={"release": MetadataValue.path(release), "model_uri": "file:///m"},
             )
         )
+    # a release record rewritten to name another pipeline's table pins nothing there
+    forged = {"training_data": {"input": "x", "table": "other_team.fills", "snapshot_id": 1}}
+    canary = store.put(
+        "releases/lake_demo/canary.json", json.dumps({"model_card": forged}).encode()
+    )
+    with DagsterInstance.get() as instance:
+        instance.report_runless_asset_event(
+            AssetMaterialization(
+                AssetKey(["lake_demo", PROMOTED, "canary"]),
+                metadata={"release": MetadataValue.path(canary)},
+            )
+        )
     report = lake.maintain()
-    assert not report.problems
+    assert report.problems == [
+        "lake_demo/promoted/canary: training table other_team.fills is not the pipeline's own: "
+        "not pinned"
+    ]
     assert lake.snapshots("prices") == [trained_on, current]
     assert pin_tags(lake.catalog.load_table(("lake_demo", "prices"))) == {
         release_pin("lake_demo", "prod"): trained_on
@@ -324,3 +339,31 @@ def test_no_spec_can_take_the_lake_jobs_names() -> None:
         with pytest.raises(SpecError) as err:
             load_spec_text(text, "evil.yaml", "yaml")
         assert f"evil.yaml:3: pipeline_id: {pid!r} is reserved" in str(err.value), str(err.value)
+
+
+def test_a_table_placed_over_the_warehouse_cannot_make_maintenance_delete_the_lake(
+    data_dir: Path,
+) -> None:
+    """A step holding the lake's credentials could create a table in its own namespace whose
+    location is the warehouse root, or whose snapshots name another table's files. Nothing it
+    names as its own is deleted outside its own folder."""
+    lake = Lake(data_dir)
+    lake.run()
+    victims = lake.files("prices") | lake.files("signal")
+    warehouse = str(lake.catalog.properties["warehouse"])
+    evil = lake.catalog.create_table(
+        ("lake_demo", "evil"),
+        schema=pa.schema([pa.field("x", pa.int64())]),
+        location=warehouse,
+    )
+    evil.append(pa.table({"x": pa.array([1], pa.int64())}))
+    for path in victims:  # old enough to be orphans of the evil table, were they its own
+        os.utime(path, (time.time() - 3 * 86400, time.time() - 3 * 86400))
+
+    report = lake.maintain(NOW_AND_EVERYTHING_OLD)
+
+    assert all(p.exists() for p in victims)
+    assert any(
+        "lake_demo.evil: location" in p and "not its own folder" in p for p in report.problems
+    )
+    assert lake.snapshots("prices") and read_table(lake.catalog, ("lake_demo", "prices"), None)
