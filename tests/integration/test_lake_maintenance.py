@@ -206,8 +206,10 @@ def test_a_promoted_models_training_snapshot_is_pinned_by_its_stage(data_dir: Pa
         )
     report = lake.maintain()
     assert report.problems == [
-        "lake_demo/promoted/canary: training table other_team.fills is not the pipeline's own: "
-        "not pinned"
+        (
+            "lake_demo/promoted/canary: training table other_team.fills is not the pipeline's own: "
+            "not pinned"
+        )
     ]
     assert lake.snapshots("prices") == [trained_on, current]
     assert pin_tags(lake.catalog.load_table(("lake_demo", "prices"))) == {
