@@ -217,8 +217,9 @@ def _inside(table: Table, files: Mapping[str, int]) -> dict[str, int]:
 
 
 def _reachable(io: FileIO, snapshots: Iterable[Snapshot]) -> dict[str, int]:
-    """Every file the snapshots name (manifest lists, manifests, data and delete files), with
-    its size where the metadata records it. Manifests shared between snapshots are read once."""
+    """Every file the snapshots read (manifest lists, manifests, their live data and delete
+    files), with its size where the metadata records it. Manifests shared between snapshots are
+    read once."""
     files: dict[str, int] = {}
     for snapshot in snapshots:
         files.setdefault(snapshot.manifest_list, 0)
@@ -226,7 +227,8 @@ def _reachable(io: FileIO, snapshots: Iterable[Snapshot]) -> dict[str, int]:
             if manifest.manifest_path in files:
                 continue
             files[manifest.manifest_path] = manifest.manifest_length
-            for entry in manifest.fetch_manifest_entry(io, discard_deleted=False):
+            # A DELETED entry names a file its snapshot no longer has: not a reason to keep it.
+            for entry in manifest.fetch_manifest_entry(io, discard_deleted=True):
                 files[entry.data_file.file_path] = entry.data_file.file_size_in_bytes
     return files
 

@@ -168,3 +168,50 @@ def test_prod_profile_runs_steps_with_k8s_job_executor(prod_env) -> None:
     from resources.profile import active_profile, build_executor
 
     assert build_executor(active_profile()) is k8s_job_executor
+
+
+def test_lake_maintenance_on_the_postgres_catalog_and_s3(prod_env) -> None:
+    """The same pass as locally, where storage is S3: expired snapshots' objects and an
+    orphan are deleted from the bucket, the table still reads its current data."""
+    from datetime import UTC, datetime, timedelta
+
+    from quantos_assets.lake.upkeep import maintain
+    from resources.lake_upkeep_settings import LakeUpkeep
+    from resources.profile import active_profile, build_resources
+
+    _env, home, s3 = prod_env
+    resources = build_resources(active_profile())
+    io = resources["io_manager"]
+    for i in range(3):
+        io.write_arrow("prod_upkeep", "t", pa.table({"x": [i]}))
+    prefix = "warehouse/prod_upkeep/t/"
+
+    def keys() -> set[str]:
+        listed = s3.list_objects_v2(Bucket="lake", Prefix=prefix).get("Contents", [])
+        return {o["Key"] for o in listed}
+
+    orphan = f"{prefix}data/crashed-writer.parquet"
+    s3.put_object(Bucket="lake", Key=orphan, Body=b"x" * 10)
+    before = keys()
+    instance = DagsterInstance.from_config(str(home))
+    try:
+        report = maintain(
+            instance,
+            io,
+            resources["artifact_store"],
+            None,
+            {"prod_upkeep": "research"},
+            LakeUpkeep(snapshot_days=0, orphan_grace_hours=0),
+            datetime.now(UTC) + timedelta(seconds=5),
+        )
+    finally:
+        instance.dispose()
+    assert not report.problems, report.problems
+    gone = before - keys()
+    assert orphan in gone
+    assert len([k for k in gone if k.endswith(".parquet")]) == 3  # 2 expired + the orphan
+    table = io.catalog().load_table(("prod_upkeep", "t"))
+    assert len(table.snapshots()) == 1
+    assert io.read_arrow("prod_upkeep", "t", None).column("x").to_pylist() == [2]
+    actions = {(a.action, a.decision) for a in report.actions}
+    assert {("lake.expire", "done"), ("lake.orphans", "done")} <= actions
