@@ -41,7 +41,7 @@ from quantos_assets.observability.lineage_facts import (
     RunFacts,
     identifier,
 )
-from resources.run_tag_keys import TAG_PIPELINE, TAG_SUBMISSION, TAG_TEAM
+from resources.run_tag_keys import TAG_PIPELINE, TAG_REFS, TAG_SUBMISSION, TAG_TEAM
 
 PRODUCER = "https://quantos.dev/orchestration/0.1.0"
 INTEGRATION = "DAGSTER"
@@ -195,6 +195,9 @@ def _tags(run: RunFacts, node_id: str | None) -> tags_run.TagsRunFacet:
         "dagster_run_id": run.run_id,
         "node_id": node_id,
         "partition": run.tags.get(PARTITION_TAG),
+        # The run's pinned inputs ({input: "snapshot:<id>" | "as_of:<time>"}): a backtest's
+        # lineage says it ran on the data as it was, not only which snapshot each node read.
+        "refs": run.tags.get(TAG_REFS),
     }
     return tags_run.TagsRunFacet(
         tags=[
