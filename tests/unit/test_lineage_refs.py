@@ -17,7 +17,7 @@ def _tags(tags: dict[str, str]) -> dict[str, str]:
     facets = event.run.facets or {}
     facet = facets["tags"]
     assert isinstance(facet, TagsRunFacet)
-    return {t.key: t.value for t in facet.tags}
+    return {t.key: t.value for t in facet.tags or []}
 
 
 def test_the_refs_of_a_pinned_run_are_in_its_lineage_tags() -> None:
