@@ -19,7 +19,7 @@ from quantos_assets.admission.request import (
     AdmissionRequest,
 )
 from quantos_assets.kinds.entrypoints import pipeline_entrypoint_refusals
-from quantos_assets.tenancy.read_grants import pipeline_read_refusals
+from quantos_assets.tenancy.read_grants import namespace_takeover, pipeline_read_refusals
 
 ALL_ACTIONS = frozenset(Action)
 
@@ -101,13 +101,23 @@ class AllowedEntrypoints(Rule):
 class GrantedReads(Rule):
     """A spec reads as external inputs only lake tables its pipeline's team is granted
     (deploy/teams.yaml `reads`), and a registered pipeline's namespace only by a grant naming
-    it (tenancy/read_grants.py). Admins too: the code location leaves out what this refuses."""
+    it (tenancy/read_grants.py); and no new pipeline takes the id of a namespace granted as
+    external data, which its outs would overwrite. Admins too: the code location leaves out
+    the reads this refuses."""
 
     code = codes.READS
     actions = ALL_ACTIONS
 
     def check(self, request: AdmissionRequest) -> Refusal | None:
-        if request.spec is None or not request.spec.external_inputs:
+        if request.spec is None:
+            return None
+        pid = request.spec.pipeline_id
+        takeover = namespace_takeover(pid, request.teams)
+        if takeover is not None and (
+            request.registry is None or pid not in request.registry.pipelines()
+        ):
+            return Refusal(self.code, 403, f"pipeline_id: {takeover}")
+        if not request.spec.external_inputs:
             return None
         pipelines = request.registry.pipelines() if request.registry is not None else frozenset()
         refused = pipeline_read_refusals(request.spec, request.teams, pipelines)

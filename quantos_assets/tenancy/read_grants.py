@@ -20,7 +20,7 @@ from fnmatch import fnmatchcase
 from typing import Protocol
 
 from quantos_assets.spec.models import DagSpec
-from quantos_assets.tenancy.teams import pipeline_team
+from quantos_assets.tenancy.teams import TeamsFile, pipeline_team
 
 Problem = tuple[str, str]
 
@@ -87,3 +87,25 @@ def pipeline_read_refusals(
     team = pipeline_team(spec.labels)
     grants = policy.reads_for(team)
     return [f"{p}: {m}" for p, m in read_problems(spec, grants, team, pipelines)]
+
+
+def external_namespaces(policy: TeamsFile) -> set[str]:
+    """The namespace part of every team's read grants (globs kept, a bare `*` left out: it
+    names no namespace in particular)."""
+    grants = [*policy.defaults.reads, *(g for t in policy.teams.values() for g in t.reads)]
+    return {g.partition(".")[0] for g in grants} - {"*"}
+
+
+def namespace_takeover(pipeline_id: str, policy: TeamsFile) -> str | None:
+    """Why a NEW pipeline may not take this id, or None. A pipeline writes its outs to
+    `<pipeline_id>.<out>`: one named like a namespace the teams file grants as external data
+    (`market` for `market.*`) would overwrite that data for every team that reads it. (An
+    already registered pipeline keeps its id: a grant naming it shares its outs; the caller
+    asks the registry only when this says no.)"""
+    for namespace in sorted(external_namespaces(policy)):
+        if fnmatchcase(pipeline_id, namespace):
+            return (
+                f"'{pipeline_id}' is the lake namespace '{namespace}', which deploy/teams.yaml "
+                "grants as external data to read: a pipeline there would overwrite its tables"
+            )
+    return None
