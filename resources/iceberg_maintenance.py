@@ -23,7 +23,6 @@ from dataclasses import dataclass
 from datetime import datetime
 from urllib.parse import urlparse
 
-import pyarrow as pa
 from pyarrow import fs as pafs
 from pyiceberg.io import FileIO
 from pyiceberg.io.pyarrow import PyArrowFileIO
@@ -31,7 +30,7 @@ from pyiceberg.manifest import DataFile, ManifestContent
 from pyiceberg.table import Table
 from pyiceberg.table.snapshots import Snapshot
 
-from resources.iceberg_tables import PARTITION_COLUMN, empty_rows, rewrite_exactly, scan_rows
+from resources.iceberg_tables import empty_rows, rewrite_exactly, scan_rows
 
 PIN_PREFIX = "quantos-pin/"
 RUN_PIN = f"{PIN_PREFIX}run/"
@@ -103,9 +102,12 @@ def set_pins(table: Table, add: Mapping[str, int], remove: Iterable[str]) -> Non
             manage.create_tag(snapshot_id, name)
 
 
-def expire(table: Table, snapshot_ids: Iterable[int]) -> tuple[list[int], Freed]:
+def expire(
+    table: Table, snapshot_ids: Iterable[int], dry_run: bool = False
+) -> tuple[list[int], Freed]:
     """Expire those snapshots that are not protected, then delete the files that only they
-    referenced (what Iceberg's own expiry does; PyIceberg's leaves them on storage)."""
+    referenced (what Iceberg's own expiry does; PyIceberg's leaves them on storage).
+    `dry_run`: what would go, changing nothing."""
     protected = protected_snapshots(table)
     ids = sorted(
         {i for i in snapshot_ids if i not in protected and table.snapshot_by_id(i) is not None}
@@ -114,6 +116,10 @@ def expire(table: Table, snapshot_ids: Iterable[int]) -> tuple[list[int], Freed]
         return [], Freed()
     io = table.io
     before = _reachable(io, table.metadata.snapshots)
+    if dry_run:
+        kept = _reachable(io, [s for s in table.metadata.snapshots if s.snapshot_id not in ids])
+        gone = _inside(table, {p: n for p, n in before.items() if p not in kept})
+        return ids, Freed(len(gone), sum(gone.values()))
     table.maintenance.expire_snapshots().by_ids(ids).commit()
     # The commit applied our removal to the catalog's latest metadata (another writer's new
     # snapshots included), so what that still reaches is kept.
@@ -123,12 +129,17 @@ def expire(table: Table, snapshot_ids: Iterable[int]) -> tuple[list[int], Freed]
 
 
 def compact(
-    table: Table, identifier: tuple[str, str], min_files: int, small_bytes: int
+    table: Table,
+    identifier: tuple[str, str],
+    min_files: int,
+    small_bytes: int,
+    dry_run: bool = False,
 ) -> list[Compacted]:
     """Rewrite each partition (or the unpartitioned table) holding `min_files` or more data
     files, all smaller than `small_bytes`, as one file: session appends that arrived in
     pieces. One commit for all of them; the rows read the same before and after. Partitions
-    with delete files are left alone (their rows are not simply their files' rows)."""
+    with delete files are left alone (their rows are not simply their files' rows).
+    `dry_run`: what would be rewritten (snapshot_id 0), changing nothing."""
     snapshot = table.current_snapshot()
     if snapshot is None:
         return []
@@ -151,18 +162,19 @@ def compact(
     }
     if not chosen:
         return []
-    keys = [k for k in chosen if k is not None]
-    data = scan_rows(table, snapshot.snapshot_id, keys if partitioned else None)
-    snapshot_id = rewrite_exactly(
-        table,
-        identifier,
-        data,
-        keys if partitioned else None,
-        {"quantos.maintenance": "compact"},
-    )
-    rows = _rows_by_partition(data) if partitioned else {None: data.num_rows}
+    snapshot_id = 0
+    if not dry_run:
+        keys = [k for k in chosen if k is not None]
+        data = scan_rows(table, snapshot.snapshot_id, keys if partitioned else None)
+        snapshot_id = rewrite_exactly(
+            table,
+            identifier,
+            data,
+            keys if partitioned else None,
+            {"quantos.maintenance": "compact"},
+        )
     return [
-        Compacted(key, len(files), 1, rows.get(key, 0), snapshot_id)
+        Compacted(key, len(files), 1, sum(f.record_count for f in files), snapshot_id)
         for key, files in sorted(chosen.items(), key=lambda kv: kv[0] or "")
     ]
 
@@ -174,10 +186,12 @@ def delete_rows(table: Table, identifier: tuple[str, str], partition_keys: list[
     )
 
 
-def remove_orphans(table: Table, older_than: datetime) -> tuple[list[str], Freed]:
+def remove_orphans(
+    table: Table, older_than: datetime, dry_run: bool = False
+) -> tuple[list[str], Freed]:
     """Delete files under the table's location that no retained snapshot and no metadata file
     names, last modified before `older_than` (a writer's files are unnamed until its commit
-    lands: the grace period keeps them)."""
+    lands: the grace period keeps them). `dry_run`: what would be deleted."""
     io = table.io
     if not isinstance(io, PyArrowFileIO):
         raise MaintenanceError(
@@ -195,7 +209,10 @@ def remove_orphans(table: Table, older_than: datetime) -> tuple[list[str], Freed
     for path, size, mtime in _listing(io, table.metadata.location):
         if _key(path) not in known and mtime < cutoff:
             orphans[path] = size
-    return sorted(orphans), _delete(io, _inside(table, orphans))
+    mine = _inside(table, orphans)
+    if dry_run:
+        return sorted(mine), Freed(len(mine), sum(mine.values()))
+    return sorted(mine), _delete(io, mine)
 
 
 def check_location(table: Table, expected: str) -> None:
@@ -231,17 +248,6 @@ def _reachable(io: FileIO, snapshots: Iterable[Snapshot]) -> dict[str, int]:
             for entry in manifest.fetch_manifest_entry(io, discard_deleted=True):
                 files[entry.data_file.file_path] = entry.data_file.file_size_in_bytes
     return files
-
-
-def _rows_by_partition(data: pa.Table) -> dict[str | None, int]:
-    counts = data.group_by(PARTITION_COLUMN).aggregate([([], "count_all")])
-    return dict(
-        zip(
-            counts.column(PARTITION_COLUMN).to_pylist(),
-            counts.column("count_all").to_pylist(),
-            strict=True,
-        )
-    )
 
 
 def _key(path: str) -> str:

@@ -89,6 +89,8 @@ class Upkeep:
     settings: LakeUpkeep
     now: datetime
     record: Record
+    # Plan only: every action reported as `planned`, nothing committed, deleted or audited.
+    dry_run: bool = False
     report: UpkeepReport = field(default_factory=UpkeepReport)
 
     def run(self) -> UpkeepReport:
@@ -169,7 +171,8 @@ class Upkeep:
         wanted = {pin.tag: pin.snapshot_id for pin in pins}
         held = pin_tags(table)
         stale = [tag for tag in held if tag not in wanted and self._released(tag)]
-        set_pins(table, wanted, stale)
+        if not self.dry_run:
+            set_pins(table, wanted, stale)
         name = ".".join(identifier)
         for pin in pins:
             if held.get(pin.tag) != pin.snapshot_id:
@@ -216,7 +219,9 @@ class Upkeep:
                 whole = False  # rewritten since by something that is not a materialization
             if not whole and not partitions:
                 continue
-            snapshot_id = delete_rows(table, identifier, None if whole else partitions)
+            snapshot_id = (
+                0 if self.dry_run else delete_rows(table, identifier, None if whole else partitions)
+            )
             what = "every row" if whole else f"sessions {', '.join(partitions)}"
             self._did(
                 "lake.ttl",
@@ -234,6 +239,7 @@ class Upkeep:
             identifier,
             self.settings.compact_min_files,
             self.settings.small_file_mb * 1024 * 1024,
+            self.dry_run,
         )
         for item in done:
             where = f"session {item.partition}" if item.partition else "the table"
@@ -263,7 +269,7 @@ class Upkeep:
         still_read = {recorded} - ttl if recorded is not None else set()
         candidates = (old - still_read) | ttl
         kept = sorted((candidates & protected_snapshots(table)) | (old & still_read))
-        expired, freed = expire(table, candidates)
+        expired, freed = expire(table, candidates, self.dry_run)
         name = ".".join(identifier)
         if expired:
             self._did(
@@ -289,7 +295,7 @@ class Upkeep:
         grace = timedelta(hours=self.settings.orphan_grace_hours)
         table = self._load(identifier)
         check_location(table, self._own_folder(identifier))
-        removed, freed = remove_orphans(table, self.now - grace)
+        removed, freed = remove_orphans(table, self.now - grace, self.dry_run)
         if removed:
             self._did(
                 "lake.orphans",
@@ -307,7 +313,11 @@ class Upkeep:
     ) -> None:
         held = self._released_models()
         for item in past_ttl:
-            deleted = [uri for uri in item.artifacts if uri not in held and self.store.delete(uri)]
+            deleted = [
+                uri
+                for uri in item.artifacts
+                if uri not in held and (self.dry_run or self.store.delete(uri))
+            ]
             kept = [uri for uri in item.artifacts if uri in held]
             if deleted or kept:
                 self._did(
@@ -319,7 +329,8 @@ class Upkeep:
                     + (f", {len(kept)} kept: a stage holds the model" if kept else ""),
                     {"run_id": item.run_id, "deleted": deleted, "kept": kept},
                 )
-            mark_done(self.instance, item.run_id, self.now)
+            if not self.dry_run:
+                mark_done(self.instance, item.run_id, self.now)
 
     def _released_models(self) -> set[str]:
         uris = (m.get("model_uri") for _, m in stage_materializations(self.instance))
@@ -334,10 +345,13 @@ class Upkeep:
         detail: str,
         params: dict[str, Any] | None = None,
     ) -> None:
+        if self.dry_run and decision == "done":
+            decision = "planned"
         done = Action(action, subject, team, decision, detail, params or {})
         self.report.actions.append(done)
         _log.info("%s %s: %s", action, subject, detail)
-        self.record(done)
+        if not self.dry_run:
+            self.record(done)
 
 
 def maintain(
@@ -348,9 +362,10 @@ def maintain(
     pipelines: Mapping[str, str],
     settings: LakeUpkeep,
     now: datetime | None = None,
+    dry_run: bool = False,
 ) -> UpkeepReport:
     """One pass; each action appended to `trail` as it is taken (None: no trail configured,
-    the actions are then in the report and the log only)."""
+    the actions are then in the report and the log only). `dry_run`: the plan, nothing done."""
 
     def record(action: Action) -> None:
         if trail is not None:
@@ -365,4 +380,4 @@ def maintain(
             )
 
     when = now or datetime.now(UTC)
-    return Upkeep(instance, lake, store, pipelines, settings, when, record).run()
+    return Upkeep(instance, lake, store, pipelines, settings, when, record, dry_run).run()

@@ -312,6 +312,14 @@ def test_the_daily_job_is_in_every_location_and_the_cli_runs_the_same_pass(
     monkeypatch.setenv("QUANTOS_LAKE_SNAPSHOT_DAYS", "0")
     monkeypatch.setenv("QUANTOS_SPECS_DIR", str(data_dir))
     capsys.readouterr()
+    before = lake.snapshots("prices")
+    assert main(["lake", "maintain", "--dry-run"]) == 0  # the plan: nothing done, nothing audited
+    planned = capsys.readouterr().out.splitlines()
+    assert any(
+        line.startswith("lake.expire   planned  lake_demo.prices: 1 snapshot(s)")
+        for line in planned
+    ), planned
+    assert lake.snapshots("prices") == before and not lake.trail()
     assert main(["lake", "maintain"]) == 0
     out = capsys.readouterr().out.splitlines()
     assert any(

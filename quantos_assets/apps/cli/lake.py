@@ -35,6 +35,11 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
         help="only this pipeline's tables (repeatable; default: every registered pipeline)",
     )
     maintain.add_argument("--json", action="store_true", help="one JSON object per action")
+    maintain.add_argument(
+        "--dry-run",
+        action="store_true",
+        help="print what the pass would do (decision `planned`); change, delete and audit nothing",
+    )
     maintain.set_defaults(handler=cmd_maintain)
 
 
@@ -65,6 +70,7 @@ def cmd_maintain(args: argparse.Namespace) -> int:
         resources["audit"].log(),
         teams,
         profile.lake_upkeep,
+        dry_run=args.dry_run,
     )
     for action in report.actions:
         if args.json:
