@@ -74,6 +74,9 @@ class LakeIOManager(dg.ConfigurableIOManager):
     artifact_store: dg.ResourceDependency[ArtifactStore]
 
     _catalog: Any = PrivateAttr(default=None)
+    # The snapshots the run in progress committed, so a step that reads its upstream from the
+    # same process (in_process runs every step in one) needs no instance query for it.
+    _committed: Any = PrivateAttr(default=None)
 
     # -- Dagster hooks ------------------------------------------------------------------------
 
@@ -93,9 +96,12 @@ class LakeIOManager(dg.ConfigurableIOManager):
                     "dagster.asset-key": key.to_user_string(),
                 },
             )
+            self._run_commits(context).record(key, result, partition_key)
             context.add_output_metadata(_table_metadata(result, partition_key))
         elif isinstance(obj, WrittenTable):
-            context.add_output_metadata(_table_metadata(self.written(key, obj), obj.partition_key))
+            result = self.written(key, obj)
+            self._run_commits(context).record(key, result, obj.partition_key)
+            context.add_output_metadata(_table_metadata(result, obj.partition_key))
         elif isinstance(obj, Artifact):
             context.add_output_metadata(self._store_artifact(context, key, obj))
         else:
@@ -121,19 +127,19 @@ class LakeIOManager(dg.ConfigurableIOManager):
             return self._load_partitions(
                 instance, key, list(context.asset_partition_keys), as_reference
             )
-        event = instance.get_latest_materialization_event(key)
-        if event is None or event.asset_materialization is None:
-            raise LakeIOError(f"upstream {key.to_user_string()} has never been materialized")
-        metadata = event.asset_materialization.metadata
-        # What was read is recorded on the LOADED_INPUT event: the lineage of a run
-        # names the exact snapshot or artifact hash each node consumed.
-        if _storage(key, metadata) == "artifact":
-            context.add_input_metadata({k: metadata[k] for k in ("uri", "sha256") if k in metadata})
-            return self._load_artifact(metadata)
-        snapshot_id = _int(metadata, "snapshot_id", key)
-        context.add_input_metadata(
-            {"table": f"{key.path[0]}.{key.path[-1]}", "snapshot_id": snapshot_id}
-        )
+        snapshot_id = self._run_commits(context).snapshot(key)
+        if snapshot_id is None:
+            event = instance.get_latest_materialization_event(key)
+            if event is None or event.asset_materialization is None:
+                raise LakeIOError(f"upstream {key.to_user_string()} has never been materialized")
+            metadata = event.asset_materialization.metadata
+            # What was read is recorded on the LOADED_INPUT event: the lineage of a run
+            # names the exact snapshot or artifact hash each node consumed.
+            if _storage(key, metadata) == "artifact":
+                _record_read(context, {k: metadata[k] for k in ("uri", "sha256") if k in metadata})
+                return self._load_artifact(metadata)
+            snapshot_id = _int(metadata, "snapshot_id", key)
+        _record_read(context, _read_metadata(f"{key.path[0]}.{key.path[-1]}", snapshot_id))
         if as_reference:
             return self.table_ref(key.path[0], key.path[-1], snapshot_id)
         return self.read_arrow(key.path[0], key.path[-1], snapshot_id)
@@ -150,6 +156,18 @@ class LakeIOManager(dg.ConfigurableIOManager):
                 self._fileio_properties(),
             )
         return self._catalog
+
+    def _run_commits(self, context: dg.InputContext | dg.OutputContext) -> "_RunCommits":
+        """This run's commits so far; a resource instance outliving its run (a test process
+        running jobs one after another) starts afresh with the next run. Outside a run
+        (build_input_context) nothing is remembered."""
+        try:
+            run_id: str | None = context.step_context.run_id
+        except dg.DagsterInvariantViolationError:
+            run_id = None
+        if self._committed is None or self._committed.run_id != run_id:
+            self._committed = _RunCommits(run_id)
+        return self._committed
 
     def _catalog_for(self, namespace: str, name: str, action: str) -> Catalog:
         """The catalog; if its database cannot be reached, one line naming the table."""
@@ -270,9 +288,8 @@ class LakeIOManager(dg.ConfigurableIOManager):
         if keys is None or len(keys) == 1:
             # Dagster takes input metadata for one partition at most; a ranged run's pins are
             # on its `quantos/refs` run tag.
-            context.add_input_metadata(
-                {"table": f"{namespace}.{name}", "snapshot_id": snapshot_id, "ref": pin.shown}
-            )
+            read = _read_metadata(f"{namespace}.{name}", snapshot_id)
+            _record_read(context, {**read, "ref": dg.MetadataValue.text(pin.shown)})
         if as_reference:
             return self.table_ref(namespace, name, snapshot_id, tuple(keys) if keys else None)
         if keys is None:
@@ -466,6 +483,48 @@ class LakeIOManager(dg.ConfigurableIOManager):
 
 
 _ROLES: dict[str, ArtifactRole] = {"model": "model", "report": "report", "file": "file"}
+
+
+class _RunCommits:
+    """The snapshot each unpartitioned table of one run was committed at, by this process.
+
+    A downstream step of the same run reads its upstream at exactly the snapshot that run's
+    step committed, which is what the latest materialization says unless another run of the
+    pipeline committed since (then this run's own is the right one to read). Asking the
+    instance instead costs a query per input (issue 19 point 4).
+    """
+
+    def __init__(self, run_id: str | None) -> None:
+        self.run_id = run_id
+        self._snapshots: dict[dg.AssetKey, int] = {}
+
+    def record(self, key: dg.AssetKey, result: WriteResult, partition_key: str | None) -> None:
+        if partition_key is None and self.run_id is not None:
+            self._snapshots[key] = result.snapshot_id
+
+    def snapshot(self, key: dg.AssetKey) -> int | None:
+        return self._snapshots.get(key)
+
+
+def _read_metadata(table: str, snapshot_id: int) -> dict[str, dg.MetadataValue]:
+    return {"table": dg.MetadataValue.text(table), "snapshot_id": dg.MetadataValue.int(snapshot_id)}
+
+
+def _record_read(context: dg.InputContext, metadata: Mapping[str, dg.MetadataValue]) -> None:
+    """What a step read of an asset the platform materializes, on its LOADED_INPUT event (the
+    run's lineage).
+
+    `add_input_metadata` would also store an ASSET_OBSERVATION of the upstream at once: a second
+    copy of the same record, and one more stored event with an asset-index write per input
+    (issue 19 point 4). So the metadata goes where `add_input_metadata` keeps it for the
+    LOADED_INPUT event, without the observation; should Dagster keep it elsewhere one day, the
+    public call is made instead (tests/integration/test_lake_io.py notices the observation).
+    """
+    logged = getattr(context, "_user_generated_metadata", None)
+    if isinstance(logged, dict):
+        logged.update(metadata)
+    else:
+        context.add_input_metadata(metadata)
 
 
 def _asset_key(context: dg.OutputContext | dg.InputContext) -> dg.AssetKey:

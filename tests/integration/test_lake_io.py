@@ -102,6 +102,40 @@ def test_downstream_reads_recorded_snapshot_then_new_one(
     assert out.column("x").to_pylist() == [40, 42, 44]
 
 
+def test_a_run_reads_its_own_upstream_commit_recorded_on_loaded_input_only(
+    lake: LakeIOManager, instance: dg.DagsterInstance, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Steps of one run in one process: the downstream reads the snapshot its run's upstream
+    committed without an instance query, and the read is recorded on LOADED_INPUT, with no
+    ASSET_OBSERVATION of the upstream repeating it (issue 19 point 4)."""
+
+    @dg.asset(key_prefix=[PIPE])
+    def raw() -> pa.Table:
+        return pa.table({"x": [1, 2, 3]})
+
+    @dg.asset(key_prefix=[PIPE], ins={"raw": dg.AssetIn(key=[PIPE, "raw"])})
+    def total(raw: pa.Table) -> pa.Table:
+        return pa.table({"x": [sum(raw.column("x").to_pylist())]})
+
+    asked: list[dg.AssetKey] = []
+    latest = dg.DagsterInstance.get_latest_materialization_event
+
+    def counted(self: dg.DagsterInstance, key: dg.AssetKey) -> Any:
+        asked.append(key)
+        return latest(self, key)
+
+    monkeypatch.setattr(dg.DagsterInstance, "get_latest_materialization_event", counted)
+    result = run([raw, total], lake, instance)
+    assert result.success
+    assert asked == []
+    loaded = [e for e in result.all_events if e.event_type_value == "LOADED_INPUT"]
+    assert [{k: v.value for k, v in e.event_specific_data.metadata.items()} for e in loaded] == [
+        {"table": f"{PIPE}.raw", "snapshot_id": latest_metadata(instance, "raw")["snapshot_id"]}
+    ]
+    assert not [e for e in result.all_events if e.event_type_value == "ASSET_OBSERVATION"]
+    assert lake.read_arrow(PIPE, "total", None).column("x").to_pylist() == [6]
+
+
 def test_ns_timestamps_stored_as_microseconds(
     lake: LakeIOManager, instance: dg.DagsterInstance
 ) -> None:
