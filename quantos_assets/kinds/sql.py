@@ -89,7 +89,6 @@ class SqlRunner:
         for out in node.outs:
             duck_sql, used = self.transpile(sources[out], run.label, out, from_file=from_files)
             _check_parameters(run.label, out, used, parameters)
-            context.log.debug(f"{run.label}.{out} on DuckDB: {duck_sql}")
             try:
                 bound = {name: parameters[name] for name in used}
                 table = engine.query(duck_sql, views, bound, files)
@@ -99,7 +98,8 @@ class SqlRunner:
                 raise NodeRunError(f"{run.label}: out '{out}': {reason}") from None
             results[out] = table
             views[out] = table
-            context.log.info(f"{run.label}: {out}: {table.num_rows} rows")
+            # One line per out: each is an event the instance stores (issue 19 point 4).
+            context.log.info(f"{run.label}: {out}: {table.num_rows} rows; on DuckDB: {duck_sql}")
         return results
 
     def _run_in_trino(
