@@ -12,9 +12,9 @@
     mem_io_manager what differs is exactly our translation (wrapper, NodeRun, sqlglot
     transpile, tags/kinds/metadata, the extra resources a node requires). Timed end to end
     (spec file to finished run); the execute_in_process part alone is printed as well.
-    Where (a)'s difference goes (cProfile): mostly the two log lines SqlRunner writes per
-    node (debug: the DuckDB SQL, info: rows), each an event stored in the instance; then
-    build_pipeline and the sqlglot transpile (~0.5 ms a node).
+    Where (a)'s difference goes (cProfile): mostly the log line SqlRunner writes per out
+    (rows and the DuckDB SQL; two lines before issue 19 point 4), an event stored in the
+    instance; then build_pipeline and the sqlglot transpile (~0.5 ms a node).
 (b) b_pipes: one python_task (quantos_assets.tasks.noop:passthrough on a `--rows` Arrow
     table) run by our PythonTaskRunner, called inside a minimal asset exactly as the
     translation calls it (real step context, real PipesSubprocessClient); timed around
