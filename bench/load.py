@@ -20,7 +20,10 @@ p50 2.59 s quantos vs 1.47 s plain, ratio=1.768; every quantos run succeeded, on
 failed: Dagster's fs_io_manager keeps one pickle per asset, which concurrent runs of the
 same graph overwrite while another reads it). Issue 19 point 4 cut the per-node Iceberg commit
 (~35 -> ~12 ms): 30 runs per side, alternating with the commit before it, load 3-7: ratio
-1.81/1.99/1.83 -> 1.52/1.54/1.49; with the commit stubbed out it was 1.41 (docs/decisions.md).
+1.81/1.99/1.83 -> 1.52/1.54/1.49; with the commit stubbed out it was 1.41. Then the per-step
+path (no instance query and no ASSET_OBSERVATION per input, one log line per SQL out), 30 per
+side alternating, load 2-7: 1.53/1.66/1.61/1.62/1.55/1.54 -> 1.29/1.24/1.26/1.33/1.33/1.35
+(docs/decisions.md).
 With a process per step (forkserver, the local default) 25 per side ran at 10.9 runs/minute, run p50
 21.5 s vs 17.7 s, ratio=1.212 (before the location was preloaded: 6.0 runs/minute,
 ratio=3.118; multiprocess: 3.8 and 2.543), so 1,000 per side take about three hours: pass a smaller
