@@ -387,6 +387,9 @@ def _commit_write(
     props: dict[str, str],
     snapshots_to_keep: int | None,
 ) -> Table:
+    """Stage and commit one write on `txn`: schema evolution, the data files, the snapshot
+    (merge-append, or a replace of the rewritten files), the commit-time expiry (None: none),
+    shared by the IO manager's writes and lake maintenance's rewrites."""
     # Every `txn.table_metadata` access deep-copies the metadata: read it as rarely as possible.
     metadata = txn.table_metadata
     partitioned = not metadata.spec().is_unpartitioned()

@@ -17,6 +17,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
+from resources.env_numbers import env_number
 from resources.redaction import redact
 
 log = logging.getLogger("quantos.kafka")
@@ -57,22 +58,9 @@ def kafka_settings(env: Mapping[str, str]) -> KafkaSettings:
         submissions_topic=topic,
         group=env.get("QUANTOS_KAFKA_GROUP") or DEFAULT_GROUP,
         dead_letter_topic=env.get("QUANTOS_SUBMISSIONS_DLQ_TOPIC") or f"{topic}.dlq",
-        timeout_s=_positive(env, "QUANTOS_KAFKA_TIMEOUT_S", 5.0),
-        max_per_tick=int(_positive(env, "QUANTOS_KAFKA_MAX_PER_TICK", 200)),
+        timeout_s=env_number(env, "QUANTOS_KAFKA_TIMEOUT_S", 5.0, positive=True),
+        max_per_tick=int(env_number(env, "QUANTOS_KAFKA_MAX_PER_TICK", 200, positive=True)),
     )
-
-
-def _positive(env: Mapping[str, str], name: str, default: float) -> float:
-    raw = env.get(name)
-    if not raw:
-        return default
-    try:
-        value = float(raw)
-    except ValueError:
-        value = -1.0
-    if value <= 0:
-        raise ValueError(f"{name}: expected a positive number, got {raw!r}")
-    return value
 
 
 @dataclass(frozen=True)

@@ -15,6 +15,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 
+from resources.env_numbers import env_number
+
 
 @dataclass(frozen=True)
 class LakeUpkeep:
@@ -32,29 +34,22 @@ def lake_upkeep_settings(env: Mapping[str, str]) -> LakeUpkeep:
     if cron != LakeUpkeep.cron and not _valid_cron(cron):
         raise ValueError(f"QUANTOS_LAKE_MAINTENANCE_CRON: not a cron string: {cron!r}")
     return LakeUpkeep(
-        snapshot_days=_number(env, "QUANTOS_LAKE_SNAPSHOT_DAYS", LakeUpkeep.snapshot_days),
-        orphan_grace_hours=_number(
-            env, "QUANTOS_LAKE_ORPHAN_GRACE_HOURS", LakeUpkeep.orphan_grace_hours
+        snapshot_days=env_number(
+            env, "QUANTOS_LAKE_SNAPSHOT_DAYS", LakeUpkeep.snapshot_days, at_least=0
+        ),
+        orphan_grace_hours=env_number(
+            env, "QUANTOS_LAKE_ORPHAN_GRACE_HOURS", LakeUpkeep.orphan_grace_hours, at_least=0
         ),
         compact_min_files=int(
-            _number(env, "QUANTOS_LAKE_COMPACT_MIN_FILES", LakeUpkeep.compact_min_files, 2)
+            env_number(
+                env, "QUANTOS_LAKE_COMPACT_MIN_FILES", LakeUpkeep.compact_min_files, at_least=2
+            )
         ),
-        small_file_mb=int(_number(env, "QUANTOS_LAKE_SMALL_FILE_MB", LakeUpkeep.small_file_mb, 1)),
+        small_file_mb=int(
+            env_number(env, "QUANTOS_LAKE_SMALL_FILE_MB", LakeUpkeep.small_file_mb, at_least=1)
+        ),
         cron=cron,
     )
-
-
-def _number(env: Mapping[str, str], name: str, default: float, least: float = 0) -> float:
-    raw = env.get(name)
-    if not raw:
-        return default
-    try:
-        value = float(raw)
-    except ValueError:
-        raise ValueError(f"{name}: expected a number, got {raw!r}") from None
-    if value < least:
-        raise ValueError(f"{name}: expected at least {least:g}, got {raw!r}")
-    return value
 
 
 def _valid_cron(cron: str) -> bool:

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
 
+from resources.env_numbers import env_number
 from resources.kafka_client import KafkaSettings, kafka_settings
 from resources.lake_upkeep_settings import LakeUpkeep, lake_upkeep_settings
 from resources.notifier import NotifySettings, notify_settings
@@ -334,7 +335,12 @@ def lineage_settings(env: dict[str, str], profile: str, data_dir: Path) -> Linea
         raise ProfileError(
             f"QUANTOS_LINEAGE: expected one of {', '.join(LINEAGE_TRANSPORTS)}, got {transport!r}"
         )
-    timeout = _float_env(env, "QUANTOS_LINEAGE_TIMEOUT", 5.0)
+    try:
+        timeout = env_number(
+            env, "QUANTOS_LINEAGE_TIMEOUT", 5.0, positive=True, unit="number of seconds"
+        )
+    except ValueError as err:
+        raise ProfileError(str(err)) from None
     if transport == "file":
         path = Path(env.get("QUANTOS_LINEAGE_FILE") or data_dir / "lineage" / "openlineage.jsonl")
         return LineageSettings(
@@ -358,19 +364,6 @@ def lineage_settings(env: dict[str, str], profile: str, data_dir: Path) -> Linea
             namespace=namespace,
         )
     return LineageSettings(transport, namespace=namespace, timeout_s=timeout)
-
-
-def _float_env(env: dict[str, str], name: str, default: float) -> float:
-    raw = env.get(name)
-    if not raw:
-        return default
-    try:
-        value = float(raw)
-    except ValueError:
-        raise ProfileError(f"{name}: expected a number of seconds, got {raw!r}") from None
-    if value <= 0:
-        raise ProfileError(f"{name}: expected a positive number of seconds, got {raw!r}")
-    return value
 
 
 def _int_env(env: dict[str, str], name: str, default: int) -> int:

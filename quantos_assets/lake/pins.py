@@ -19,7 +19,8 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from dagster import AssetKey, AssetRecordsFilter, DagsterInstance, DagsterRunStatus, RunsFilter
+from dagster import AssetKey, AssetRecordsFilter, DagsterInstance, RunsFilter
+from dagster._core.storage.dagster_run import NOT_FINISHED_STATUSES
 
 from quantos_assets.spec.derived_names import PROMOTED
 from quantos_assets.trainers.model_card import ModelCardError, training_snapshot
@@ -28,13 +29,6 @@ from resources.iceberg_maintenance import release_pin, run_pin
 from resources.input_refs import RefError, pins_from_tags
 from resources.run_tag_keys import TAG_PIPELINE
 
-UNFINISHED = [
-    DagsterRunStatus.QUEUED,
-    DagsterRunStatus.NOT_STARTED,
-    DagsterRunStatus.STARTING,
-    DagsterRunStatus.STARTED,
-    DagsterRunStatus.CANCELING,
-]
 _log = logging.getLogger(__name__)
 
 Table = tuple[str, str]
@@ -53,7 +47,7 @@ class Pin:
 def unfinished_runs_with_refs(instance: DagsterInstance) -> list[Any]:
     return [
         run
-        for run in instance.get_runs(filters=RunsFilter(statuses=UNFINISHED))
+        for run in instance.get_runs(filters=RunsFilter(statuses=list(NOT_FINISHED_STATUSES)))
         if pins_from_tags_quietly(run.tags)
     ]
 

