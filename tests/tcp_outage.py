@@ -1,9 +1,8 @@
 """A loopback TCP forwarder that can take a real service "down" and bring it back.
 
 Fault tests point a client at the forwarder instead of the service (PostgreSQL, moto's S3):
-`down()` closes the listening socket and resets every open connection, so the client sees
-what it would see if the service or the network went away (connection refused, connection
-reset); `up()` listens again on the same port. The service itself is never touched, so a
+`down()` resets every open connection and every new one, so the client sees what it would
+see if the service or the network went away (connection reset); `up()` forwards again. The service itself is never touched, so a
 shared PostgreSQL stays available to every other test.
 """
 
@@ -21,58 +20,53 @@ class TcpOutage:
         self._target = (target_host, target_port)
         self._lock = threading.Lock()
         self._conns: list[socket.socket] = []
-        self._listener: socket.socket | None = None
-        self._accepting: threading.Thread | None = None
-        probe = socket.socket()
-        probe.bind(("127.0.0.1", 0))
-        self.port: int = probe.getsockname()[1]
-        probe.close()
+        self._up = False
+        # One listener for the forwarder's life: giving the port back during an outage let
+        # another process take it (it is an ephemeral port) and the service never came back.
+        self._listener = socket.socket()
+        self._listener.bind(("127.0.0.1", 0))
+        self._listener.listen(64)
+        self.port: int = self._listener.getsockname()[1]
+        self._accepting = threading.Thread(target=self._accept, daemon=True)
+        self._accepting.start()
 
     # -- control ---------------------------------------------------------------------------
 
     @property
     def is_up(self) -> bool:
-        return self._listener is not None
+        return self._up
 
     def up(self) -> None:
-        """Listen on `port` and forward every connection to the target (no-op when up)."""
-        if self._listener is not None:
-            return
-        listener = socket.socket()
-        listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        listener.bind(("127.0.0.1", self.port))
-        listener.listen(64)
-        self._listener = listener
-        self._accepting = threading.Thread(target=self._accept, args=(listener,), daemon=True)
-        self._accepting.start()
+        """Forward every new connection to the target (no-op when up)."""
+        self._up = True
 
     def down(self) -> None:
-        """Refuse new connections and reset the open ones (RST, as a dead peer would); no-op when
-        down."""
-        listener, self._listener = self._listener, None
-        if listener is not None:
-            with contextlib.suppress(OSError):
-                listener.shutdown(socket.SHUT_RDWR)
-            listener.close()
-        if self._accepting is not None:
-            self._accepting.join(timeout=5)
+        """Reset the open connections and every new one (RST, as a dead peer would); no-op
+        when down."""
+        self._up = False
         with self._lock:
             conns, self._conns = self._conns, []
         for conn in conns:
-            with contextlib.suppress(OSError):
-                # linger 0: close() sends RST instead of FIN
-                conn.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
-            with contextlib.suppress(OSError):
-                conn.close()
+            _reset(conn)
+
+    def close(self) -> None:
+        self.down()
+        with contextlib.suppress(OSError):
+            self._listener.shutdown(socket.SHUT_RDWR)
+        self._listener.close()
+        self._accepting.join(timeout=5)
 
     # -- forwarding ------------------------------------------------------------------------
 
-    def _accept(self, listener: socket.socket) -> None:
+    def _accept(self) -> None:
         while True:
             try:
-                client, _ = listener.accept()
+                client, _ = self._listener.accept()
             except OSError:
-                return  # closed by down()
+                return  # closed by close()
+            if not self._up:
+                _reset(client)
+                continue
             try:
                 server = socket.create_connection(self._target, timeout=5)
                 server.settimeout(None)
@@ -83,6 +77,14 @@ class TcpOutage:
                 self._conns += [client, server]
             for src, dst in ((client, server), (server, client)):
                 threading.Thread(target=_pump, args=(src, dst), daemon=True).start()
+
+
+def _reset(conn: socket.socket) -> None:
+    with contextlib.suppress(OSError):
+        # linger 0: close() sends RST instead of FIN
+        conn.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+    with contextlib.suppress(OSError):
+        conn.close()
 
 
 def _pump(src: socket.socket, dst: socket.socket) -> None:
@@ -105,4 +107,4 @@ def tcp_outage(target_host: str, target_port: int) -> Iterator[TcpOutage]:
     try:
         yield outage
     finally:
-        outage.down()
+        outage.close()
