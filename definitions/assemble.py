@@ -9,6 +9,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import re
+from collections.abc import Callable, Mapping
 from pathlib import Path
 
 from dagster import (
@@ -16,26 +17,35 @@ from dagster import (
     AssetSpec,
     DagsterInvalidDefinitionError,
     Definitions,
+    JobDefinition,
     LoggerDefinition,
     ScheduleDefinition,
     SensorDefinition,
+)
+from dagster._core.definitions.unresolved_asset_job_definition import (
+    UnresolvedAssetJobDefinition,
 )
 
 from quantos_assets.bulk_build import cyclic_gc_paused
 from quantos_assets.lake.job import build_lake_job
 from quantos_assets.pipeline_assets import PipelineDefs, build_pipeline
 from quantos_assets.placement import PlacementError
+from quantos_assets.registry_locations import RegistryLocations
 from quantos_assets.spec.derived_names import INVALID_SPECS_GROUP
 from quantos_assets.spec.loader import LoadedSpec
+from quantos_assets.spec.models import DagSpec
 from quantos_assets.spec_registry import scan_specs
+from quantos_assets.tenancy.locations import PLATFORM_LOCATION
 from quantos_assets.tenancy.read_grants import read_problems
 from quantos_assets.tenancy.teams import TeamsFile, TeamsFileError, load_teams, pipeline_team
 from resources.profile import Profile, active_profile, build_executor, build_resources
 from sensors.lake_schedule import build_lake_schedule
 from sensors.openlineage import build_lineage_sensor
-from sensors.registry import build_location_sensors, build_triggers
+from sensors.registry import build_location_sensors, build_platform_sensors, build_triggers
 
 log = logging.getLogger("quantos.definitions")
+# The module workspace.yaml's locations load (`attribute`: the location's name).
+_LOCATION_MODULE = "definitions.locations"
 INVALID_GROUP = INVALID_SPECS_GROUP
 
 
@@ -137,25 +147,45 @@ def _marker_names(paths: list[Path]) -> list[str]:
     return names
 
 
+class LocationError(Exception):
+    """A code location that cannot be built as named: one line for the location's load error."""
+
+
 def build_definitions(
-    profile: Profile | None = None, specs_dir: Path | None = None, *, dbt: bool | None = None
+    profile: Profile | None = None,
+    specs_dir: Path | None = None,
+    *,
+    dbt: bool | None = None,
+    location: str | None = None,
 ) -> Definitions:
-    """`dbt`: include the dbt models (default: the profile's QUANTOS_DBT)."""
+    """`dbt`: include the dbt models (default: the profile's QUANTOS_DBT). `location`: only
+    what that code location serves (tenancy/locations.py); None: the whole registry in one
+    location, as `quantos run` and single-location deployments build it."""
     profile = profile or active_profile()
     scan = scan_specs(specs_dir or profile.specs_dir)
-    invalid = dict(scan.invalid)
-    pipelines = build_pipelines(scan.valid, invalid, profile)
+    place = None if location is None else _locations(profile, specs_dir, location)
+    if place is None:
+        items, invalid = scan.valid, dict(scan.invalid)
+    else:
+        wanted = set(place.pipelines_in(location or ""))
+        items = [s for s in scan.valid if s.spec.pipeline_id in wanted]
+        invalid = place.invalid_in(location or "")
+    pipelines = build_pipelines(items, invalid, profile)
     registered = frozenset(scan.by_pipeline()) | frozenset(scan.index.pipelines)
     pipelines = granted_pipelines(pipelines, profile, registered, invalid)
     for path, lines in invalid.items():
         log.error("spec %s left out:\n%s", path, "\n".join(lines))
-    with_dbt = profile.dbt if dbt is None else dbt
-    try:
-        return loadable(
-            definitions_for(
-                pipelines, profile, invalid, dbt_models(pipelines, profile) if with_dbt else []
-            )
+    platform = location is None or location == PLATFORM_LOCATION
+    with_dbt = platform and (profile.dbt if dbt is None else dbt)
+
+    def assembled(pipelines: list[PipelineDefs]) -> Definitions:
+        models = dbt_models(_dbt_specs(pipelines, place, profile), profile) if with_dbt else []
+        return definitions_for(
+            pipelines, profile, invalid, models, location=location, registry=place
         )
+
+    try:
+        return loadable(assembled(pipelines))
     except DagsterInvalidDefinitionError as err:
         # The spec rules make every name injective; should Dagster still refuse the whole,
         # find the specs it refuses rather than take every team's pipelines down.
@@ -167,11 +197,38 @@ def build_definitions(
     pipelines = buildable_pipelines(pipelines, profile, invalid)
     for path in set(invalid) - before:
         log.error("spec %s left out:\n%s", path, "\n".join(invalid[path]))
-    return loadable(
-        definitions_for(
-            pipelines, profile, invalid, dbt_models(pipelines, profile) if with_dbt else []
+    return loadable(assembled(pipelines))
+
+
+def _locations(profile: Profile, specs_dir: Path | None, location: str) -> RegistryLocations:
+    try:
+        teams = load_teams(profile.teams_file, required=profile.teams_file_named)
+        place = RegistryLocations.read(specs_dir or profile.specs_dir, teams)
+    except TeamsFileError as err:
+        raise LocationError(f"code location {location!r}: {err}") from None
+    if location not in place.plan.names():
+        raise LocationError(
+            f"{location!r} is not a code location of {profile.teams_file} (it has "
+            f"{', '.join(place.plan.names())}): regenerate the workspace with "
+            "`quantos registry workspace`"
         )
-    )
+    return place
+
+
+def _dbt_specs(
+    pipelines: list[PipelineDefs], place: RegistryLocations | None, profile: Profile
+) -> list[DagSpec]:
+    """The specs of the pipelines the dbt models read: in a single location its own; in the
+    platform location's, read from the registry, whichever team's location serves them."""
+    if place is None:
+        return [p.spec for p in pipelines]
+    from quantos_assets.dbt_models import DbtModelsError, source_pipelines
+
+    try:
+        wanted = source_pipelines(profile)
+    except DbtModelsError:
+        return []  # dbt_models reports it, once
+    return [s.spec for s in place.scan.valid if s.spec.pipeline_id in wanted]
 
 
 def loadable(defs: Definitions) -> Definitions:
@@ -212,13 +269,13 @@ def _first_line(err: Exception) -> str:
     )
 
 
-def dbt_models(pipelines: list[PipelineDefs], profile: Profile) -> list[AssetsDefinition]:
+def dbt_models(specs: list[DagSpec], profile: Profile) -> list[AssetsDefinition]:
     """The dbt project's models; like an invalid spec, a broken project is logged and left out."""
     # Imported here: dagster-dbt (and dbt-core) cost ~2 s, paid only where dbt is on.
     from quantos_assets.dbt_models import DbtModelsError, build_dbt_assets
 
     try:
-        return build_dbt_assets(pipelines, profile)
+        return build_dbt_assets(specs, profile)
     except DbtModelsError as err:
         log.error("dbt models left out: %s", err)
         return []
@@ -230,34 +287,48 @@ def definitions_for(
     invalid: dict[Path, list[str]] | None = None,
     extra_assets: list[AssetsDefinition] | None = None,
     loggers: dict[str, LoggerDefinition] | None = None,
+    *,
+    location: str | None = None,
+    registry: RegistryLocations | None = None,
 ) -> Definitions:
     """The code location of `pipelines` on `profile`; also what `quantos run` executes one
-    spec's job from (with its progress logger), so a local run is built by the same code."""
+    spec's job from (with its progress logger), so a local run is built by the same code.
+    `location`: its name, where the workspace has one per team (None: the single location,
+    which also holds the platform's jobs); `registry`: where every pipeline is served."""
     # One asset per external table, however many pipelines read it.
     external = {a.key: a for p in pipelines for a in p.external}
     assets = [a for p in pipelines for a in p.assets] + [*external.values(), *(extra_assets or [])]
-    triggers = [
-        *build_triggers(pipelines, profile.kafka),
-        *build_location_sensors(pipelines, profile),
-    ]
-    lineage = build_lineage_sensor(pipelines, profile)  # None when QUANTOS_LINEAGE=off
-    if lineage is not None:
-        triggers.append(lineage)
-    lake_job = build_lake_job(
-        {p.spec.pipeline_id: pipeline_team(p.spec.labels) or "-" for p in pipelines},
-        profile.lake_upkeep,
-    )
-    triggers.append(build_lake_schedule(lake_job, profile.lake_upkeep))
+    triggers: list[ScheduleDefinition | SensorDefinition] = []
+    if location != PLATFORM_LOCATION:
+        triggers += [
+            *build_triggers(pipelines, profile.kafka),
+            *build_location_sensors(pipelines, profile, location),
+        ]
+        lineage = build_lineage_sensor(pipelines, profile)  # None when QUANTOS_LINEAGE=off
+        if lineage is not None:
+            triggers.append(lineage)
+    jobs: list[JobDefinition | UnresolvedAssetJobDefinition] = [p.job for p in pipelines]
+    if location is None or location == PLATFORM_LOCATION:
+        lake_job = build_lake_job(
+            _lake_namespaces(pipelines, profile, location), profile.lake_upkeep
+        )
+        triggers.append(build_lake_schedule(lake_job, profile.lake_upkeep))
+        jobs.append(lake_job)
+        if location == PLATFORM_LOCATION:
+            triggers += build_platform_sensors(profile)
     with cyclic_gc_paused():
         defs = Definitions(
             assets=[*assets, *invalid_spec_markers(invalid or {})],
             asset_checks=[c for p in pipelines for c in p.asset_checks()],
-            jobs=[*(p.job for p in pipelines), lake_job],
+            jobs=jobs,
             schedules=[t for t in triggers if isinstance(t, ScheduleDefinition)],
             sensors=[t for t in triggers if isinstance(t, SensorDefinition)],
             resources=build_resources(profile),
             # the forkserver executor preloads this location (the module workspace.yaml names)
-            executor=build_executor(profile, preload=["definitions.definitions"]),
+            executor=build_executor(
+                profile,
+                preload=["definitions.definitions" if location is None else _LOCATION_MODULE],
+            ),
             loggers=loggers,
         )
         # Resolve now (Dagster caches it): the code server would do it right after
@@ -266,3 +337,24 @@ def definitions_for(
         for pipeline in pipelines:
             repository.get_job(pipeline.job.name)
     return defs
+
+
+def _lake_namespaces(
+    pipelines: list[PipelineDefs], profile: Profile, location: str | None
+) -> Mapping[str, str] | Callable[[], Mapping[str, str]]:
+    """pipeline_id -> team of every table lake maintenance keeps: the location's own in a
+    single location; the whole registry's, read at each run, in the platform location."""
+    if location is None:
+        return {p.spec.pipeline_id: pipeline_team(p.spec.labels) or "-" for p in pipelines}
+
+    def registered() -> Mapping[str, str]:
+        scan = scan_specs(profile.specs_dir)
+        index = scan.index.pipelines
+        return {
+            s.spec.pipeline_id: pipeline_team(s.spec.labels)
+            or getattr(index.get(s.spec.pipeline_id), "team", None)
+            or "-"
+            for s in scan.valid
+        }
+
+    return registered

@@ -38,9 +38,9 @@ from dagster import (
 )
 
 from quantos_assets.calendars.partitions import session_partitions
-from quantos_assets.pipeline_assets import PipelineDefs
 from quantos_assets.spec.derived_names import DBT_GROUP as DERIVED_DBT_GROUP
 from quantos_assets.spec.derived_names import DBT_OPS
+from quantos_assets.spec.models import DagSpec
 from resources.dbt import DBT_PROJECT_DIR, dbt_env, dbt_resource, dbt_target
 from resources.profile import Profile, ProfileError, active_profile
 
@@ -179,10 +179,10 @@ def manifest_is_current(profile: Profile, project_dir: Path = DBT_PROJECT_DIR) -
 
 
 def model_partitions(
-    manifest: Mapping[str, Any], pipelines: Sequence[PipelineDefs]
+    manifest: Mapping[str, Any], specs: Sequence[DagSpec]
 ) -> dict[str, PartitionsDefinition | None]:
     """Each model's partitions: those of the session-partitioned pipelines it reads."""
-    by_pipeline = {p.spec.pipeline_id: session_partitions(p.spec) for p in pipelines}
+    by_pipeline = {s.pipeline_id: session_partitions(s) for s in specs}
     nodes: Mapping[str, Any] = manifest["nodes"]
     sources: Mapping[str, Any] = manifest["sources"]
     memo: dict[str, set[str]] = {}
@@ -217,19 +217,27 @@ def model_partitions(
     return result
 
 
+def source_pipelines(profile: Profile, project_dir: Path = DBT_PROJECT_DIR) -> set[str]:
+    """The pipelines whose tables the dbt project reads (its sources' namespaces): what a
+    location serving the dbt models needs of the registry, whichever locations those are."""
+    _, manifest = load_manifest(profile, project_dir)
+    return {source_asset_key(s).path[0] for s in manifest["sources"].values()}
+
+
 def build_dbt_assets(
-    pipelines: Sequence[PipelineDefs],
+    specs: Sequence[DagSpec],
     profile: Profile,
     project_dir: Path = DBT_PROJECT_DIR,
 ) -> list[AssetsDefinition]:
-    """One `@dbt_assets` per partitions definition (unpartitioned, each session set)."""
+    """One `@dbt_assets` per partitions definition (unpartitioned, each session set);
+    `specs`: those of the pipelines the models read (their session partitions)."""
     from dagster_dbt import dbt_assets
 
     project, manifest = load_manifest(profile, project_dir)
     translator = _translator_class()()
     groups: dict[str | None, list[str]] = {}
     partitions: dict[str | None, PartitionsDefinition | None] = {}
-    for model, part in sorted(model_partitions(manifest, pipelines).items()):
+    for model, part in sorted(model_partitions(manifest, specs).items()):
         name = getattr(part, "name", None)
         groups.setdefault(name, []).append(model)
         partitions[name] = part

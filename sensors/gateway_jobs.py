@@ -120,12 +120,17 @@ def evaluate_jobs(
     usage: InstanceUsage,
     cursor: dict[str, float],
     now: float,
+    own: frozenset[str] | None = None,
 ) -> _Tick:
-    """One tick over every active job; `cursor` is advanced past each fired or refused firing."""
+    """One tick over every active job; `cursor` is advanced past each fired or refused firing.
+    `own`: the pipelines of this code location, where the workspace has one per team; the
+    jobs of every other pipeline are another location's sensor's to fire."""
     jobs = _jobs(profile.gateway_store_url)
     registry = DirectoryRegistry(profile.specs_dir)
     tick = _Tick([], [], [])
     for job in jobs.list(active_only=True):
+        if own is not None and job.pipeline_id not in own:
+            continue
         if job.problem is not None:  # a bad row is skipped; every other job still fires
             tick.problems.append(f"{job.id}: not fired: {job.problem}")
             continue
@@ -192,9 +197,14 @@ def _iso(stamp: float) -> str:
 
 
 def build_gateway_jobs_sensor(
-    pipelines: list[PipelineDefs], profile: Profile, clock: Callable[[], float] = time.time
+    pipelines: list[PipelineDefs],
+    profile: Profile,
+    clock: Callable[[], float] = time.time,
+    only_own: bool = False,
 ) -> SensorDefinition | None:
+    """`only_own`: fire this location's pipelines' jobs only (a location per team)."""
     runnable = {p.spec.pipeline_id: p for p in pipelines if p.spec.partitions is None}
+    own = frozenset(p.spec.pipeline_id for p in pipelines) if only_own else None
     if not runnable:
         return None
 
@@ -214,7 +224,7 @@ def build_gateway_jobs_sensor(
             return SkipReason(f"no job fired: {err}")
         cursor: dict[str, float] = json.loads(context.cursor) if context.cursor else {}
         usage = InstanceUsage(context.instance, gateway_store(profile.gateway_store_url))
-        tick = evaluate_jobs(profile, teams, runnable, usage, cursor, clock())
+        tick = evaluate_jobs(profile, teams, runnable, usage, cursor, clock(), own)
         for line in tick.problems + tick.waiting:
             context.log.warning(line)
         if not tick.requests:

@@ -22,8 +22,8 @@ on the tick) and its offset is committed like any other: the queue never sticks 
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
-from dataclasses import dataclass, field
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from dagster import DefaultSensorStatus, RunRequest, SensorDefinition, SensorResult, sensor
@@ -41,6 +41,7 @@ from quantos_assets.spec.errors import SpecError
 from quantos_assets.spec.input_refs import ref_problems
 from quantos_assets.spec.loader import load_runtime_params
 from quantos_assets.spec_rules.firm import load_spec_text
+from quantos_assets.tenancy.locations import PLATFORM_LOCATION
 from quantos_assets.tenancy.teams import TeamsFile, TeamsFileError, load_teams, pipeline_team
 from resources.kafka_client import KafkaClient, KafkaProblem, KafkaSettings, Message
 from resources.profile import Profile
@@ -92,6 +93,35 @@ class Deferred:
     reason: str
 
 
+@dataclass(frozen=True)
+class Elsewhere:
+    """Another code location's submission: that location's sensor, reading the topic with a
+    group of its own, runs it (or, for a pipeline no location serves, the platform's sends it
+    to the dead-letter topic). Committed here like any handled message."""
+
+    message: Message
+
+
+# A message's ref -> the code location the registry says serves it (None: no pipeline).
+Router = Callable[[str], str | None]
+
+
+@dataclass(frozen=True)
+class Routing:
+    """Where this sensor runs, when the workspace has a location per team."""
+
+    location: str
+    route: Router
+
+    def elsewhere(self, ref: str) -> bool:
+        """True when another location handles `ref`: a pipeline it serves, or, seen from a
+        team's location, one no location serves (the platform's dead-letters those)."""
+        where = self.route(ref)
+        if where is None:
+            return self.location != PLATFORM_LOCATION
+        return where != self.location
+
+
 def message_id(msg: Message) -> str:
     return f"{msg.topic}/{msg.partition}/{msg.offset}"
 
@@ -115,7 +145,8 @@ def parse_submission(
     production: bool = False,
     usage: InstanceUsage | None = None,
     registry: DirectoryRegistry | None = None,
-) -> Accepted | Rejected | Deferred:
+    routing: Routing | None = None,
+) -> Accepted | Rejected | Deferred | Elsewhere:
     """One message -> a run of a known pipeline, or the one-line reason it cannot be one.
     `production`: the run carries the submission's per-step Kubernetes config; params that
     config could not honour are refused in every profile, as `quantos run` refuses them.
@@ -141,12 +172,16 @@ def parse_submission(
         params = load_runtime_params(sub.runtime_params, name=f"{where} runtime_params")
         if sub.spec_ref is not None:
             pipeline = refs.get(sub.spec_ref)
+            if pipeline is None and routing is not None and routing.elsewhere(sub.spec_ref):
+                return Elsewhere(msg)
             if pipeline is None:
                 return Rejected(msg, f"{where}: spec_ref: unknown pipeline {sub.spec_ref!r}")
         else:
             loaded = load_spec_text(json.dumps(sub.dag_spec), f"{where} dag_spec", "json")
             pid = loaded.spec.pipeline_id
             pipeline = refs.get(pid)
+            if pipeline is None and routing is not None and routing.elsewhere(pid):
+                return Elsewhere(msg)
             if pipeline is None or pipeline.spec.pipeline_id != pid:
                 return Rejected(
                     msg,
@@ -228,6 +263,7 @@ def evaluate(
     production: bool = False,
     usage: InstanceUsage | None = None,
     registry: DirectoryRegistry | None = None,
+    routing: Routing | None = None,
 ) -> SensorResult:
     """One tick: commit what the previous tick handed over, read on, turn messages into runs
     (`usage`: count them against their teams' quotas)."""
@@ -246,12 +282,12 @@ def evaluate(
     except KafkaProblem as err:
         # Nothing is lost: the pending offsets stay in the cursor until a commit succeeds.
         return SensorResult(skip_reason=str(err), cursor=state.dump())
-    outcomes: list[Accepted | Rejected] = []
+    outcomes: list[Accepted | Rejected | Elsewhere] = []
     waiting: dict[int, Deferred] = {}  # partition -> its first message over a quota
     for m in messages:
         if m.partition in waiting:
             continue  # a partition's messages run in order: the rest wait behind it
-        outcome = parse_submission(m, refs, teams, production, usage, registry)
+        outcome = parse_submission(m, refs, teams, production, usage, registry, routing)
         if isinstance(outcome, Deferred):
             waiting[m.partition] = outcome
         else:
@@ -303,14 +339,24 @@ def _dead_letter(r: Rejected) -> tuple[bytes, bytes | None, dict[str, str]]:
 
 
 def build_kafka_submissions(
-    pipelines: list[PipelineDefs], profile: Profile, teams: TeamsFile | None = None
+    pipelines: list[PipelineDefs],
+    profile: Profile,
+    teams: TeamsFile | None = None,
+    location: str | None = None,
+    route: Router | None = None,
 ) -> SensorDefinition | None:
     """The submission sensor, or None when the profile names no broker (QUANTOS_KAFKA_BOOTSTRAP).
     Where the profile runs steps as pods (staging/prod) a run gets its run config; `teams`
-    (default: the profile's teams file) grants the secrets scopes."""
+    (default: the profile's teams file) grants the secrets scopes. `location` and `route`:
+    where the workspace has a location per team, each reads the topic with a group of its
+    own (`<group>.<location>`) and runs only its own pipelines' submissions."""
     settings, production = profile.kafka, profile.runs_pods
     if not settings.enabled:
         return None
+    routing = None
+    if location is not None and route is not None:
+        routing = Routing(location, route)
+        settings = replace(settings, group=f"{settings.group}.{location}")
     refs = pipeline_refs(pipelines)
     grants: TeamsFile | TeamsFileError
     try:
@@ -336,7 +382,15 @@ def build_kafka_submissions(
         usage = InstanceUsage(context.instance, gateway_store(profile.gateway_store_url))
         registry = DirectoryRegistry(profile.specs_dir)
         return evaluate(
-            context.cursor, settings, refs, grants, context.log, production, usage, registry
+            context.cursor,
+            settings,
+            refs,
+            grants,
+            context.log,
+            production,
+            usage,
+            registry,
+            routing,
         )
 
     return kafka_submissions

@@ -2,8 +2,8 @@
 
 Fault tests point a client at the forwarder instead of the service (PostgreSQL, moto's S3):
 `down()` resets every open connection and every new one, so the client sees what it would
-see if the service or the network went away (connection reset); `up()` forwards again. The service itself is never touched, so a
-shared PostgreSQL stays available to every other test.
+see if the service or the network went away (connection reset); `up()` forwards again. The
+service itself is never touched, so a shared PostgreSQL stays available to every other test.
 """
 
 from __future__ import annotations

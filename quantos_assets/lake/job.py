@@ -7,7 +7,7 @@ trail, so its step gets the audit key (like the promotion gates) and runs no tea
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 
 from dagster import Failure, JobDefinition, job, op
 
@@ -19,9 +19,12 @@ from resources.lake_upkeep_settings import LakeUpkeep
 from resources.run_tag_keys import TAG_KIND
 
 
-def build_lake_job(pipelines: Mapping[str, str], settings: LakeUpkeep) -> JobDefinition:
-    """`pipelines`: pipeline_id -> team, the namespaces the pass maintains."""
-    namespaces = dict(pipelines)
+def build_lake_job(
+    pipelines: Mapping[str, str] | Callable[[], Mapping[str, str]], settings: LakeUpkeep
+) -> JobDefinition:
+    """`pipelines`: pipeline_id -> team, the namespaces the pass maintains; a callable is
+    asked at each run (the platform location reads the registry then, so a pipeline
+    registered since the location loaded is maintained too)."""
 
     @op(
         name=LAKE_OP,
@@ -31,6 +34,7 @@ def build_lake_job(pipelines: Mapping[str, str], settings: LakeUpkeep) -> JobDef
         tags=with_audit_key({TAG_KIND: "lake", K8S_CONFIG_TAG: platform_step_k8s_config(LAKE_JOB)}),
     )
     def maintain_lake(context):  # unannotated: see [tool.mypy]
+        namespaces = dict(pipelines() if callable(pipelines) else pipelines)
         report = maintain(
             context.instance,
             context.resources.io_manager,

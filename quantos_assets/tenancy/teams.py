@@ -28,6 +28,9 @@ class TeamPolicy(BaseModel):
     reads: list[str] = Field(default_factory=list)
     max_concurrent_runs: int = Field(default=20, ge=0)
     submissions_per_minute: int = Field(default=600, ge=0)
+    # Code locations the team's pipelines are spread over (tenancy/locations.py); raised by
+    # an operator when `quantos registry locations` says a location grew past its size.
+    shards: int = Field(default=1, ge=1, le=64)
 
     @field_validator("entrypoints")
     @classmethod

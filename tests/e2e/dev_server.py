@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import signal
 import socket
 import subprocess
@@ -23,12 +22,17 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+import yaml
 from dagster_graphql import DagsterGraphQLClient
 
 REPO = Path(__file__).resolve().parents[2]
 DAGSTER = Path(sys.executable).parent / "dagster"
 LOCATION = "quantos"
 REPOSITORY = "__repository__"
+SINGLE_LOCATION_WORKSPACE = (
+    "load_from:\n  - python_module:\n      module_name: definitions.definitions\n"
+    f"      location_name: {LOCATION}\n"
+)
 
 
 def free_port() -> int:
@@ -48,7 +52,13 @@ def isolated_env(root: Path, specs: Path) -> dict[str, str]:
     """An isolated local profile: DAGSTER_HOME (queued runs, no telemetry), data, specs."""
     home = root / "dagster_home"
     home.mkdir(parents=True)
-    shutil.copy(REPO / "deploy" / "dagster.local.yaml", home / "dagster.yaml")
+    instance = yaml.safe_load((REPO / "deploy" / "dagster.local.yaml").read_text())
+    # the single test location loads with the daemon: its first run is warm too
+    instance["run_launcher"]["config"]["preload"] = {
+        "module": "definitions.definitions",
+        "attribute": "defs",
+    }
+    (home / "dagster.yaml").write_text(yaml.safe_dump(instance))
     return {
         **os.environ,
         "QUANTOS_ENV": "local",
@@ -93,11 +103,11 @@ WORKSPACE_QUERY = """
 """
 
 
-def location_state(server: Server) -> tuple[str | None, str | None]:
-    """(loadStatus, error) of the `quantos` location; (None, None) while unknown."""
+def location_state(server: Server, location: str = LOCATION) -> tuple[str | None, str | None]:
+    """(loadStatus, error) of the location; (None, None) while unknown."""
     data = server.graphql(WORKSPACE_QUERY)["workspaceOrError"]
     for entry in data.get("locationEntries") or []:
-        if entry["name"] == LOCATION:
+        if entry["name"] == location:
             err = entry["locationOrLoadError"] or {}
             return entry["loadStatus"], err.get("message")
     return None, None
@@ -130,10 +140,13 @@ def dagster_dev(
     extra_env: dict[str, str] | None = None,
     dagster_yaml: str | None = None,
     workspace: Path | None = None,
+    location: str = LOCATION,
 ) -> Iterator[Server]:
     """Serve `specs` from a fresh DAGSTER_HOME under `root`; yields once the location is LOADED.
     `dagster_yaml` replaces the instance config (default: deploy/dagster.local.yaml);
-    `workspace` the workspace file (default: the repository's, the `quantos` location).
+    `workspace` the workspace file (default: one location, `quantos`, of every spec: these
+    tests are about one team's surfaces, and one code server starts faster than a location
+    per team; tests/e2e/team_locations.py serves the repository's per-team workspace).
 
     Without the dbt models and with runs in one process (QUANTOS_DBT=off,
     QUANTOS_LOCAL_EXECUTOR=in_process) unless `extra_env` says otherwise: every run and
@@ -142,6 +155,9 @@ def dagster_dev(
     env = {**isolated_env(root, specs), **fast, **(extra_env or {})}
     if dagster_yaml is not None:
         (Path(env["DAGSTER_HOME"]) / "dagster.yaml").write_text(dagster_yaml)
+    if workspace is None:
+        workspace = root / "workspace.yaml"
+        workspace.write_text(SINGLE_LOCATION_WORKSPACE)
     port = free_port()
     log = root / "dagster_dev.log"
     with log.open("wb") as out:
@@ -150,7 +166,7 @@ def dagster_dev(
                 str(DAGSTER),
                 "dev",
                 "-w",
-                str(workspace or "workspace.yaml"),
+                str(workspace),
                 "-h",
                 "127.0.0.1",
                 "-p",
@@ -175,14 +191,14 @@ def dagster_dev(
                     f"http://127.0.0.1:{port}/server_info", timeout=5
                 ) as resp:
                     resp.read()
-                status, error = location_state(srv)
+                status, error = location_state(srv, location)
                 if status == "LOADED":
                     break
             except (urllib.error.URLError, ConnectionError, TimeoutError, OSError):
                 pass
             if time.monotonic() > deadline:
                 pytest.fail(
-                    f"dagster dev: location {LOCATION!r} not LOADED within 120 s "
+                    f"dagster dev: location {location!r} not LOADED within 120 s "
                     f"(status {status}, error {error}):\n{tail(log)}"
                 )
             time.sleep(1)

@@ -163,7 +163,8 @@ def test_unsatisfiable_request_is_a_clear_error() -> None:
 
 
 def test_a_chain_deeper_than_the_recursion_limit_still_builds_its_job() -> None:
-    """Dagster walks job steps recursively; a 1,200-node chain (beyond the default limit of 1,000) must still resolve."""
+    """Dagster walks job steps recursively; a 1,200-node chain (past Python's default
+    recursion limit of 1,000) must still resolve."""
     from dagster import Definitions, mem_io_manager
 
     nodes = "\n".join(

@@ -135,6 +135,10 @@ def _parser() -> argparse.ArgumentParser:
 
     add_logs_parser(sub)
 
+    from quantos_assets.apps.cli.registry import add_parser as add_registry_parser
+
+    add_registry_parser(sub)
+
     t = sub.add_parser("ticks", help="preview a spec's schedule: every fire time and its partition")
     t.add_argument("path", type=Path, help="a spec file with a schedule block")
     t.add_argument("--start", required=True, type=_iso_date, help="first session date (YYYY-MM-DD)")

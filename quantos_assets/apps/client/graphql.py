@@ -22,6 +22,14 @@ from dagster_graphql.client.client_queries import (
 
 from resources.redaction import redact
 
+# dagster-graphql's reload mutation, also asking a load error's causes: Dagster's own message
+# only says that loading failed, the cause says why (a location's import error, ours).
+RELOAD_MUTATION = RELOAD_REPOSITORY_LOCATION_MUTATION.replace(
+    "... on PythonError {\n            message",
+    "... on PythonError {\n            causes { message } message",
+)
+assert RELOAD_MUTATION != RELOAD_REPOSITORY_LOCATION_MUTATION, "dagster-graphql's text changed"
+
 LOCATION = "quantos"
 REPOSITORY = "__repository__"
 # A code-location reload re-imports every spec (and dbt) in the code server: over a minute on
@@ -96,6 +104,11 @@ query QuantosLineage($runId: ID!) { runOrError(runId: $runId) { __typename
 ASSET_NODES_QUERY = """
 query QuantosAssetNodes($keys: [AssetKeyInput!]) { assetNodes(assetKeys: $keys) {
   assetKey { path } dependencyKeys { path } dependedByKeys { path } } }
+"""
+
+WORKSPACE_QUERY = """
+query QuantosWorkspace { workspaceOrError { __typename
+  ... on Workspace { locationEntries { name } } ... on PythonError { message } } }
 """
 
 PIPELINE_QUERY = """
@@ -206,27 +219,36 @@ class DagsterAPI:
 
     # -- calls -----------------------------------------------------------------------------
 
-    def reload_location(self) -> None:
+    def location_names(self) -> list[str]:
+        """The code locations of the webserver's workspace, loaded or not."""
+        data = self.execute(WORKSPACE_QUERY, {})["workspaceOrError"]
+        if data["__typename"] != "Workspace":
+            raise DagsterAPIError(f"workspace: {data.get('message')}", 502)
+        return [e["name"] for e in data["locationEntries"]]
+
+    def reload_location(self, location: str | None = None) -> None:
+        location = location or self.location
         data = self.execute(
-            RELOAD_REPOSITORY_LOCATION_MUTATION,
-            {"repositoryLocationName": self.location},
-            what=f"the reload of code location {self.location!r}",
+            RELOAD_MUTATION,
+            {"repositoryLocationName": location},
+            what=f"the reload of code location {location!r}",
             timeout=self.reload_timeout,
         )
         entry = data["reloadRepositoryLocation"]
         if entry["__typename"] != "WorkspaceLocationEntry":
             raise DagsterAPIError(
-                f"reload of code location {self.location!r}: {entry.get('message')}", 502
+                f"reload of code location {location!r}: {entry.get('message')}", 502
             )
         loaded = entry["locationOrLoadError"] or {}
         if loaded.get("__typename") == "PythonError":
-            first = (loaded.get("message") or "").splitlines()[:1]
+            innermost = (loaded.get("causes") or [loaded])[-1]  # the root cause says why
+            first = (innermost.get("message") or "").strip().splitlines()[:1]
             raise DagsterAPIError(
-                f"code location {self.location!r} failed to load: {' '.join(first)}", 502
+                f"code location {location!r} failed to load: {' '.join(first)}", 502
             )
 
-    def has_job(self, job: str) -> bool:
-        data = self.execute(PIPELINE_QUERY, {"sel": self._job_selector(job)})
+    def has_job(self, job: str, location: str | None = None) -> bool:
+        data = self.execute(PIPELINE_QUERY, {"sel": self._job_selector(job, location)})
         return data["pipelineOrError"]["__typename"] == "Pipeline"
 
     def launch(
@@ -235,8 +257,9 @@ class DagsterAPI:
         tags: dict[str, str],
         run_config: dict[str, Any] | None = None,
         asset_keys: list[list[str]] | None = None,
+        location: str | None = None,
     ) -> str:
-        selector: dict[str, Any] = self._job_selector(job)
+        selector: dict[str, Any] = self._job_selector(job, location)
         if asset_keys:
             selector["assetSelection"] = [{"path": k} for k in asset_keys]
         params = {
@@ -258,7 +281,9 @@ class DagsterAPI:
             reasons = "; ".join(e["message"] for e in result.get("errors", []))
             raise DagsterAPIError(f"run config rejected by Dagster: {reasons}", 422)
         if result["__typename"] in ("PipelineNotFoundError", "JobNotFoundError"):
-            raise DagsterAPIError(f"job {job!r} is not in code location {self.location!r}", 404)
+            raise DagsterAPIError(
+                f"job {job!r} is not in code location {selector['repositoryLocationName']!r}", 404
+            )
         raise DagsterAPIError(
             f"launch of {job!r} failed: {result.get('message') or result['__typename']}", 502
         )
@@ -329,10 +354,12 @@ class DagsterAPI:
             )
         return str(result["run"]["runId"])
 
-    def add_dynamic_partition(self, partitions_def: str, key: str) -> None:
+    def add_dynamic_partition(
+        self, partitions_def: str, key: str, location: str | None = None
+    ) -> None:
         result = self.execute(
             ADD_PARTITION_MUTATION,
-            {"sel": self._repo_selector(), "name": partitions_def, "key": key},
+            {"sel": self._repo_selector(location), "name": partitions_def, "key": key},
         )["addDynamicPartition"]
         if result["__typename"] not in (
             "AddDynamicPartitionSuccess",
@@ -342,11 +369,14 @@ class DagsterAPI:
                 f"partition {key!r}: {result.get('message') or result['__typename']}", 502
             )
 
-    def _repo_selector(self) -> dict[str, str]:
-        return {"repositoryLocationName": self.location, "repositoryName": self.repository}
+    def _repo_selector(self, location: str | None = None) -> dict[str, str]:
+        return {
+            "repositoryLocationName": location or self.location,
+            "repositoryName": self.repository,
+        }
 
-    def _job_selector(self, job: str) -> dict[str, Any]:
-        return {**self._repo_selector(), "pipelineName": job}
+    def _job_selector(self, job: str, location: str | None = None) -> dict[str, Any]:
+        return {**self._repo_selector(location), "pipelineName": job}
 
 
 def _operation(query: str) -> str:

@@ -122,15 +122,20 @@ class QuantosClient:
         dagster_url: str,
         specs_dir: Path | None = None,
         *,
-        location: str = LOCATION,
+        location: str | None = None,
         repository: str = REPOSITORY,
         cluster: Cluster | None = None,
         api: DagsterAPI | None = None,
     ) -> None:
+        """`location`: the one code location to use; None: each pipeline's own, from the
+        registry (a location per team), or the workspace's only location."""
         from resources.profile import active_profile
 
         profile = active_profile()
-        self.api = api or DagsterAPI(dagster_url, location, repository)
+        self.api = api or DagsterAPI(dagster_url, location or LOCATION, repository)
+        self._fixed_location = location
+        self._workspace: list[str] | None = None  # the webserver's location names, cached
+        self._profile = profile
         self.specs_dir = specs_dir or profile.specs_dir
         # Where the location's steps run (default: this process's profile). Per-step
         # Kubernetes run config only where k8s_job_executor reads it, on pods.
@@ -199,10 +204,11 @@ class QuantosClient:
         _check_refs(spec, params)
         digest = spec_digest(spec)
         registered = self.ensure_registered(loaded, digest, team=team, admin=admin)
+        location = self.location_of(spec.pipeline_id)
         if partition is not None:
             from quantos_assets.calendars.partitions import partitions_name
 
-            self.api.add_dynamic_partition(partitions_name(spec), partition)
+            self.api.add_dynamic_partition(partitions_name(spec), partition, location)
         tags = {**runtime_run_tags(params), **(extra_tags or {})}
         if team:
             tags[TAG_TEAM] = team
@@ -213,7 +219,7 @@ class QuantosClient:
             from quantos_assets.k8s.step_config import submission_run_config
 
             run_config = submission_run_config(spec, params, self.cluster)
-        run_id = self.api.launch(spec.pipeline_id, tags, run_config, asset_keys)
+        run_id = self.api.launch(spec.pipeline_id, tags, run_config, asset_keys, location)
         return Submitted(
             params.submission_id,
             spec.pipeline_id,
@@ -260,18 +266,47 @@ class QuantosClient:
                 registration = register_spec(self.specs_dir, loaded, team=team, admin=admin)
             except RegistryRefusal as refusal:
                 raise SubmissionError(str(refusal), refusal.status) from None
-            reloaded = registration.changed or not self.api.has_job(spec.pipeline_id)
+            location = self.location_of(spec.pipeline_id)
+            reloaded = registration.changed or not self.api.has_job(spec.pipeline_id, location)
             if reloaded:
-                self.api.reload_location()
-                if not self.api.has_job(spec.pipeline_id):
+                self.api.reload_location(location)  # this pipeline's location only
+                if not self.api.has_job(spec.pipeline_id, location):
                     raise DagsterAPIError(
-                        f"code location {self.api.location!r} reloaded without job "
+                        f"code location {location!r} reloaded without job "
                         f"{spec.pipeline_id!r}: "
                         f"is {self.specs_dir} the folder it loads (QUANTOS_SPECS_DIR)?",
                         502,
                     )
             self._loaded[known] = digest
             return Registered(reloaded, registration)
+
+    def location_of(self, pipeline_id: str) -> str:
+        """The code location serving a registered pipeline: the registry's answer (its team's
+        location, tenancy/locations.py) when the webserver's workspace has it; in a workspace
+        of one location (a single-location deployment), that one."""
+        if self._fixed_location is not None:
+            return self._fixed_location
+        from quantos_assets.registry_locations import RegistryLocations
+        from quantos_assets.tenancy.teams import TeamsFileError, load_teams
+
+        try:
+            teams = load_teams(self._profile.teams_file, required=self._profile.teams_file_named)
+            planned = RegistryLocations.read(self.specs_dir, teams).location_of(pipeline_id)
+        except TeamsFileError as err:
+            raise DagsterAPIError(f"cannot place pipeline {pipeline_id!r}: {err}", 500) from None
+        for fresh in (False, True):
+            if self._workspace is None or fresh:
+                self._workspace = self.api.location_names()
+            if planned in self._workspace:
+                return planned
+            if len(self._workspace) == 1:
+                return self._workspace[0]
+        raise DagsterAPIError(
+            f"pipeline {pipeline_id!r} belongs in code location {planned!r}, which Dagster's "
+            f"workspace does not have ({', '.join(self._workspace or []) or 'none'}): "
+            "regenerate it with `quantos registry workspace`",
+            503,
+        )
 
     def forget_loaded(self) -> None:
         """Re-check the code location on the next submit (after someone else reloaded it)."""

@@ -1,0 +1,190 @@
+"""A code location per team in a real `dagster dev` (issue 20).
+
+The workspace is the one `quantos registry workspace` generates from the teams file. Team
+alpha's location fails to import (its entry points at a module that raises, as a team's
+broken code would); a stale entry names a team the teams file no longer has. Team beta's
+submissions, schedule and sensors go on; a submission reloads only its own location.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import yaml
+from dev_server import REPOSITORY, Server, dagster_dev, isolated_env
+
+from quantos_assets.apps.client.graphql import DagsterAPIError
+from quantos_assets.apps.client.submissions import QuantosClient
+
+pytestmark = pytest.mark.e2e
+
+TEAMS = """\
+defaults: {entrypoints: [quantos_assets.tasks]}
+teams:
+  alpha: {}
+  beta: {}
+"""
+
+
+def _spec(pid: str, team: str, schedule: bool = False) -> dict:
+    spec: dict = {
+        "version": 1,
+        "pipeline_id": pid,
+        "labels": {"team": team},
+        "nodes": [
+            {
+                "id": "rows",
+                "kind": "python_task",
+                "params": {"entrypoint": "quantos_assets.tasks.noop:one_row"},
+                "outs": ["rows"],
+            }
+        ],
+    }
+    if schedule:
+        spec["schedule"] = {"calendar": "XNYS", "at": "close+30m"}
+        spec["freshness"] = {"max_lag_sessions": 1}
+    return spec
+
+
+LOCATIONS_QUERY = """
+{ workspaceOrError { ... on Workspace { locationEntries { name loadStatus updatedTimestamp
+    locationOrLoadError { __typename ... on PythonError { message causes { message } } } } } } }
+"""
+
+TRIGGERS_QUERY = """
+query Triggers($sel: RepositorySelector!) {
+  schedulesOrError(repositorySelector: $sel) { __typename
+    ... on Schedules { results { name scheduleState { status } } } }
+  sensorsOrError(repositorySelector: $sel) { __typename
+    ... on Sensors { results { name sensorState { status } } } } }
+"""
+
+
+def _locations(server: Server) -> dict[str, dict]:
+    entries = server.graphql(LOCATIONS_QUERY)["workspaceOrError"]["locationEntries"]
+    return {e["name"]: e for e in entries}
+
+
+@pytest.fixture(scope="module")
+def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Server, Path]]:
+    root = tmp_path_factory.mktemp("team_locations")
+    specs = root / "specs"
+    specs.mkdir()
+    (specs / "alpha_daily.yaml").write_text(yaml.safe_dump(_spec("alpha_daily", "alpha")))
+    (specs / "beta_daily.yaml").write_text(yaml.safe_dump(_spec("beta_daily", "beta", True)))
+    teams = root / "teams.yaml"
+    teams.write_text(TEAMS)
+    env = {**isolated_env(root / "gen", specs), "QUANTOS_TEAMS": str(teams)}
+    generated = subprocess.run(
+        [str(Path(sys.executable).with_name("quantos")), "registry", "workspace"],
+        capture_output=True,
+        text=True,
+        env=env,
+        check=True,
+    ).stdout
+    workspace = yaml.safe_load(generated)
+    names = [e["python_module"]["location_name"] for e in workspace["load_from"]]
+    assert names == ["quantos-platform", "team-alpha", "team-beta", "quantos-shared"]
+    # Team alpha's code fails to import; a stale entry names a team no longer in the file.
+    broken = root / "alpha_code.py"
+    broken.write_text("raise ImportError('alpha_lib 2.0 is not installed')\n")
+    for entry in workspace["load_from"]:
+        if entry["python_module"]["location_name"] == "team-alpha":
+            entry.clear()
+            entry["python_file"] = {"relative_path": str(broken), "location_name": "team-alpha"}
+    workspace["load_from"].append(
+        {
+            "python_module": {
+                "module_name": "definitions.locations",
+                "attribute": "team-ghost",
+                "location_name": "team-ghost",
+            }
+        }
+    )
+    path = root / "workspace.yaml"
+    path.write_text(yaml.safe_dump(workspace))
+    with dagster_dev(
+        root, specs, extra_env={"QUANTOS_TEAMS": str(teams)}, workspace=path, location="team-beta"
+    ) as server:
+        yield server, specs
+
+
+def _wait_loaded(server: Server, names: list[str], timeout: float = 120) -> dict[str, dict]:
+    deadline = time.monotonic() + timeout
+    while True:
+        entries = _locations(server)
+        if all(entries.get(n, {}).get("loadStatus") == "LOADED" for n in names):
+            return entries
+        assert time.monotonic() < deadline, entries
+        time.sleep(1)
+
+
+def test_a_broken_team_location_stops_no_other_team(
+    stack: tuple[Server, Path], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    server, specs = stack
+    # the client places pipelines by the same teams file as the deployment
+    monkeypatch.setenv("QUANTOS_TEAMS", server.env["QUANTOS_TEAMS"])
+    entries = _wait_loaded(
+        server, ["quantos-platform", "team-alpha", "team-beta", "quantos-shared", "team-ghost"]
+    )
+    alpha = entries["team-alpha"]["locationOrLoadError"]
+    assert alpha["__typename"] == "PythonError" and "alpha_lib 2.0" in alpha["message"]
+    ghost = entries["team-ghost"]["locationOrLoadError"]
+    assert ghost["__typename"] == "PythonError"
+    why = " ".join(c["message"] for c in ghost["causes"])
+    assert "'team-ghost' is not a code location of" in why, ghost
+    assert entries["team-beta"]["locationOrLoadError"]["__typename"] == "RepositoryLocation"
+
+    # Beta's schedule and sensors are in beta's location and on.
+    sel = {"repositoryLocationName": "team-beta", "repositoryName": REPOSITORY}
+    triggers = server.graphql(TRIGGERS_QUERY, {"sel": sel})
+    schedules = {
+        s["name"]: s["scheduleState"]["status"] for s in triggers["schedulesOrError"]["results"]
+    }
+    sensors = {s["name"]: s["sensorState"]["status"] for s in triggers["sensorsOrError"]["results"]}
+    assert schedules == {"beta_daily__xnys_schedule": "RUNNING"}, schedules
+    assert sensors.get("beta_daily__freshness") == "RUNNING", sensors
+    # The platform location holds the lake's schedule, no team's pipelines.
+    platform = server.graphql(
+        TRIGGERS_QUERY, {"sel": {**sel, "repositoryLocationName": "quantos-platform"}}
+    )
+    assert [s["name"] for s in platform["schedulesOrError"]["results"]] == [
+        "quantos_lake_maintenance_daily"
+    ]
+
+    # A new spec version of beta's reloads beta's location only, and its run succeeds.
+    client = QuantosClient(f"http://127.0.0.1:{server.port}", specs)
+    before = _locations(server)
+    changed = _spec("beta_daily", "beta", True)
+    changed["description"] = "a new version"
+    submitted = client.submit_detailed(changed, {"submission_id": "beta-1"}, team="beta")
+    assert submitted.reloaded
+    after = _locations(server)
+    moved = {n for n in after if after[n]["updatedTimestamp"] != before[n]["updatedTimestamp"]}
+    assert moved == {"team-beta"}, moved
+    assert client.location_of("beta_daily") == "team-beta"
+    deadline = time.monotonic() + 120
+    while (status := client.status("beta-1", team="beta")["status"]) not in (
+        "SUCCESS",
+        "FAILURE",
+        "CANCELED",
+    ):
+        assert time.monotonic() < deadline, status
+        time.sleep(1)
+    assert status == "SUCCESS"
+
+    # Alpha's own submission is refused with one line naming its location; beta never noticed.
+    with pytest.raises(DagsterAPIError) as refused:
+        client.submit(_spec("alpha_daily", "alpha"), {"submission_id": "alpha-1"}, team="alpha")
+    assert "code location 'team-alpha' failed to load" in str(refused.value)
+    assert "\n" not in str(refused.value)
+    assert (
+        _locations(server)["team-beta"]["updatedTimestamp"]
+        == after["team-beta"]["updatedTimestamp"]
+    )
