@@ -9,6 +9,11 @@ registered first wins (the registry index), else the first in file order.
 A registered pipeline belongs to the team its spec names (`labels.team`, else
 `labels.owner`), else to the first team that registered it (the index). Only that team or
 an admin may replace it; a replacement keeps the previous version (registry_index.py).
+
+Every process that loads specs scans the folder (each team's code location, the gateway,
+the sensors), so what each file means is kept across them in the registry's catalog
+(registry_catalog.py): a scan parses only the files no process has read in their current
+version, and a spec is parsed only when a caller asks for it (`RegistryScan.load`).
 """
 
 from __future__ import annotations
@@ -18,11 +23,12 @@ import json
 import logging
 import os
 import threading
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
 
+from quantos_assets.registry_catalog import SpecRecord, Stamp, read_catalog, write_catalog
 from quantos_assets.registry_index import (
     IndexEntry,
     RegistryIndex,
@@ -44,6 +50,7 @@ from quantos_assets.spec.errors import SpecError
 from quantos_assets.spec.loader import LoadedSpec
 from quantos_assets.spec.models import DagSpec
 from quantos_assets.spec_rules.firm import FIRM_RULES, load_spec
+from quantos_assets.spec_rules.version import rules_version
 from quantos_assets.tenancy.teams import pipeline_team
 
 SPEC_SUFFIXES = (".yaml", ".yml", ".json")
@@ -53,12 +60,61 @@ NameKey = tuple[Namespace, str]
 
 
 @dataclass(frozen=True)
+class RegistryEntry:
+    """A valid spec file as a scan knows it without parsing it (the catalog's record)."""
+
+    path: Path
+    pipeline_id: str
+    team: str | None  # what its labels name (`team`, else `owner`); the index may know more
+
+
+@dataclass(frozen=True)
 class RegistryScan:
-    valid: list[LoadedSpec] = field(default_factory=list)
+    """The folder's specs as of one scan. Valid ones are listed (`entries`) without being
+    parsed; a caller parses only those it needs (`load`): a team's code location never reads
+    another team's specs. `valid` and `by_pipeline()` parse every one on first use."""
+
+    entries: list[RegistryEntry] = field(default_factory=list)  # valid specs, in file order
     invalid: dict[Path, list[str]] = field(default_factory=dict)
     index: RegistryIndex = field(default_factory=RegistryIndex)
     # Every name the valid specs make -> (pipeline_id, its file).
     claims: dict[NameKey, tuple[str, Path]] = field(default_factory=dict)
+    _stamps: Mapping[Path, Stamp] = field(default_factory=dict, repr=False)
+    _rules: str = field(default="", repr=False)
+    _parses: list[Path] = field(default_factory=list, repr=False)
+
+    @property
+    def parsed(self) -> int:
+        """Spec files parsed for this scan and its `load`s; the catalog and this process's
+        earlier reads spare the others."""
+        return len(self._parses)
+
+    def entry(self, pipeline_id: str) -> RegistryEntry | None:
+        return self._entries.get(pipeline_id)
+
+    def load(self, pipeline_ids: Iterable[str]) -> list[LoadedSpec]:
+        """The valid specs of these pipelines in file order, parsing only their files (once
+        per process); unknown ids are skipped. A file that changed since the scan and is no
+        longer that valid pipeline is left out: the next scan sees the change."""
+        wanted = set(pipeline_ids)
+        loaded: list[LoadedSpec] = []
+        for entry in self.entries:
+            if entry.pipeline_id not in wanted:
+                continue
+            with _CACHE_LOCK:  # a scan prunes the reads
+                result, parsed = _read(entry.path, self._stamps[entry.path], self._rules)
+            if parsed:
+                self._parses.append(entry.path)
+            if isinstance(result, LoadedSpec) and result.spec.pipeline_id == entry.pipeline_id:
+                loaded.append(result)
+            else:
+                log.warning("%s changed since the registry was scanned: left out", entry.path)
+        return loaded
+
+    @cached_property
+    def valid(self) -> list[LoadedSpec]:
+        """Every valid spec, in file order (parses all not read before in this process)."""
+        return self.load(self._entries)
 
     def by_pipeline(self) -> dict[str, LoadedSpec]:
         return self._by_pipeline
@@ -67,11 +123,15 @@ class RegistryScan:
     def _by_pipeline(self) -> dict[str, LoadedSpec]:  # a scan is cached and asked per request
         return {s.spec.pipeline_id: s for s in self.valid}
 
+    @cached_property
+    def _entries(self) -> dict[str, RegistryEntry]:
+        return {e.pipeline_id: e for e in self.entries}
+
 
 class RegistryRefusal(Exception):
     """A registration the registry will not make: `code` for machines, `status` for HTTP
-    (403 not the owner, 409 a name another pipeline makes, 500 an unreadable index), and
-    one line for people."""
+    (403 not the owner, 409 a name another pipeline makes or a file changed by hand during the
+    registration, 500 an unreadable index), and one line for people."""
 
     def __init__(self, code: str, status: int, message: str) -> None:
         super().__init__(message)
@@ -89,36 +149,28 @@ def spec_files(directory: Path) -> list[Path]:
 
 # -- reading --------------------------------------------------------------------------------------
 
-_Stamp = tuple[int, int, int]
-
-
-@dataclass(frozen=True)
-class _Read:
-    """One file version, loaded once per process (a scan per submission stays cheap)."""
-
-    result: LoadedSpec | list[str]
-    names: dict[NameKey, str] | None  # name -> the spec field that makes it (valid specs)
-
-
-_READS: dict[Path, tuple[_Stamp, _Read]] = {}
+# path -> (the version read, the rules it was checked by, what it is): parsed once per process
+_READS: dict[Path, tuple[Stamp, str, LoadedSpec | list[str]]] = {}
+# folder -> (rules, file name -> record) of its last scan in this process
+_RECORDS: dict[Path, tuple[str, dict[str, SpecRecord]]] = {}
 _SCANS: dict[Path, tuple[tuple[object, ...], RegistryScan]] = {}
 _CACHE_LOCK = threading.Lock()
 
 
-def _stamp(path: Path) -> _Stamp | None:
+def _stamp(path: Path) -> Stamp | None:
     try:
         st = path.stat()
     except OSError:
         return None
-    return (st.st_mtime_ns, st.st_size, st.st_ino)
+    return (st.st_mtime_ns, st.st_ctime_ns, st.st_size, st.st_ino)
 
 
-def _listing(directory: Path) -> list[tuple[str, _Stamp]]:
+def _listing(directory: Path) -> list[tuple[str, Stamp]]:
     """(name, stamp) of the folder's spec files, by name: one directory read and one stat per
     file. The registry is asked on every request, so this is what a cached scan costs."""
     try:
         with os.scandir(directory) as entries:
-            found: list[tuple[str, _Stamp]] = []
+            found: list[tuple[str, Stamp]] = []
             for entry in entries:
                 if os.path.splitext(entry.name)[1] not in SPEC_SUFFIXES:
                     continue
@@ -128,27 +180,39 @@ def _listing(directory: Path) -> list[tuple[str, _Stamp]]:
                     st = entry.stat()
                 except OSError:  # removed while listing: the next scan sees it
                     continue
-                found.append((entry.name, (st.st_mtime_ns, st.st_size, st.st_ino)))
+                found.append((entry.name, (st.st_mtime_ns, st.st_ctime_ns, st.st_size, st.st_ino)))
     except (FileNotFoundError, NotADirectoryError):
         return []
     found.sort()
     return found
 
 
-def _read(path: Path) -> _Read:
-    stamp = _stamp(path)
+def _read(path: Path, stamp: Stamp, rules: str) -> tuple[LoadedSpec | list[str], bool]:
+    """The file's version `stamp` (taken before reading it: a later change always shows)
+    loaded and checked, once per process and rules; True when it was parsed now."""
     cached = _READS.get(path)
-    if stamp is not None and cached is not None and cached[0] == stamp:
-        return cached[1]
+    if cached is not None and cached[0] == stamp and cached[1] == rules:
+        return cached[2], False
+    result: LoadedSpec | list[str]
     try:
-        loaded = load_spec(path)
+        result = load_spec(path)
     except SpecError as err:
-        read = _Read(err.lines, None)
-    else:
-        read = _Read(loaded, _names(derived_names(loaded.spec, FIRM_RULES.gate_floor())))
-    if stamp is not None:
-        _READS[path] = (stamp, read)
-    return read
+        result = err.lines
+    _READS[path] = (stamp, rules, result)
+    return result, True
+
+
+def _record(stamp: Stamp, result: LoadedSpec | list[str]) -> SpecRecord:
+    if isinstance(result, list):
+        return SpecRecord(stamp=stamp, errors=tuple(result))
+    spec = result.spec
+    names = _names(derived_names(spec, FIRM_RULES.gate_floor()))
+    return SpecRecord(
+        stamp=stamp,
+        pipeline_id=spec.pipeline_id,
+        team=pipeline_team(spec.labels),
+        names=tuple((namespace, name, where) for (namespace, name), where in names.items()),
+    )
 
 
 def _names(names: list[DerivedName]) -> dict[NameKey, str]:
@@ -161,55 +225,93 @@ def _names(names: list[DerivedName]) -> dict[NameKey, str]:
 def scan_specs(directory: Path) -> RegistryScan:
     """Every spec file of the folder: valid ones in file order, the others with their lines.
 
-    Re-reads only files that changed since the last scan of this process: a file's stamp
-    (mtime, size, inode) or the index's changing, a file coming or going, all rescan."""
+    A cached scan is reused until a file's stamp (mtime, ctime, size, inode) or the index's
+    changes, or a file comes or goes. A rescan parses only the files that neither this
+    process nor the catalog (registry_catalog.py, shared by every process) knows in their
+    current version."""
     listing = _listing(directory)
     key = (_stamp(index_path(directory)), tuple(listing))
     with _CACHE_LOCK:  # the gateway scans from request and launch threads at once
         cached = _SCANS.get(directory)
         if cached is not None and cached[0] == key:
             return cached[1]
-        files = [directory / name for name, _ in listing]
-        for stale in [p for p in _READS if p.parent == directory and p not in files]:
+        names = {name for name, _ in listing}
+        for stale in [p for p in _READS if p.parent == directory and p.name not in names]:
             del _READS[stale]
-        scan = _scan(directory, files)
+        scan = _scan(directory, listing)
         _SCANS[directory] = (key, scan)
         return scan
 
 
-def _scan(directory: Path, files: list[Path]) -> RegistryScan:
+def _records(
+    directory: Path, listing: list[tuple[str, Stamp]], rules: str, parses: list[Path]
+) -> dict[str, SpecRecord]:
+    """Each listed file's record, in file order: from this process's last scan, else from
+    the catalog, else parsed now (appended to `parses`). The catalog is read only when this
+    process lacks a record, and rewritten when it lacked or differed in one."""
+    known_rules, known = _RECORDS.get(directory, ("", {}))
+    found = {
+        name: known[name]
+        for name, stamp in listing
+        if known_rules == rules and name in known and known[name].stamp == stamp
+    }
+    missing = [(name, stamp) for name, stamp in listing if name not in found]
+    if missing:
+        stored = read_catalog(directory, rules)
+        for name, stamp in missing:
+            record = stored.get(name)
+            if record is None or record.stamp != stamp:
+                result, parsed = _read(directory / name, stamp, rules)
+                if parsed:
+                    parses.append(directory / name)
+                record = _record(stamp, result)
+            found[name] = record
+        if stored.keys() != found.keys() or any(stored[n] != r for n, r in found.items()):
+            write_catalog(directory, rules, {name: found[name] for name, _ in listing})
+    records = {name: found[name] for name, _ in listing}
+    _RECORDS[directory] = (rules, records)
+    return records
+
+
+def _scan(directory: Path, listing: list[tuple[str, Stamp]]) -> RegistryScan:
     try:
         index = read_index(directory)
     except RegistryIndexError as err:
         log.error("%s; specs load in file order, registrations are refused until it is fixed", err)
         index = RegistryIndex()
-    reads = {p: _read(p) for p in files}
+    rules = rules_version()
+    parses: list[Path] = []
+    records = {
+        directory / name: r for name, r in _records(directory, listing, rules, parses).items()
+    }
     invalid: dict[Path, list[str]] = {
-        p: r.result for p, r in reads.items() if isinstance(r.result, list)
+        p: list(r.errors) for p, r in records.items() if r.pipeline_id is None
     }
 
     def priority(item: tuple[int, Path]) -> tuple[int, int, int]:
         position, path = item
-        result = reads[path].result
-        assert isinstance(result, LoadedSpec)
-        entry = index.pipelines.get(result.spec.pipeline_id)
+        pid = records[path].pipeline_id
+        entry = index.pipelines.get(pid) if pid is not None else None
         if entry is not None and entry.file == path.name:
             return (0, entry.seq, position)  # registered: first registered first
         return (1, 0, position)
 
-    candidates = [(i, p) for i, p in enumerate(files) if p not in invalid]
+    candidates = [(i, p) for i, p in enumerate(records) if p not in invalid]
     claims: dict[NameKey, tuple[str, Path]] = {}
     defined: dict[str, Path] = {}
     for _, path in sorted(candidates, key=priority):
-        read = reads[path]
-        assert isinstance(read.result, LoadedSpec) and read.names is not None
-        pid = read.result.spec.pipeline_id
+        record = records[path]
+        pid = record.pipeline_id
+        assert pid is not None
         if pid in defined:
             invalid[path] = [
                 f"{path}:1: pipeline_id: '{pid}' is already defined by {defined[pid].name}"
             ]
             continue
-        clash = next(((k, where) for k, where in read.names.items() if k in claims), None)
+        clash = next(
+            (((ns, name), where) for ns, name, where in record.names if (ns, name) in claims),
+            None,
+        )
         if clash is not None:
             (namespace, name), where = clash
             other, other_path = claims[(namespace, name)]
@@ -221,15 +323,20 @@ def _scan(directory: Path, files: list[Path]) -> RegistryScan:
             ]
             continue
         defined[pid] = path
-        claims.update(dict.fromkeys(read.names, (pid, path)))
-    valid = [
-        r.result for p, r in reads.items() if p not in invalid and isinstance(r.result, LoadedSpec)
+        claims.update(dict.fromkeys(((ns, name) for ns, name, _ in record.names), (pid, path)))
+    entries = [
+        RegistryEntry(path, r.pipeline_id, r.team)
+        for path, r in records.items()
+        if path not in invalid and r.pipeline_id is not None
     ]
     return RegistryScan(
-        valid=valid,
-        invalid={p: invalid[p] for p in files if p in invalid},
+        entries=entries,
+        invalid={p: invalid[p] for p in records if p in invalid},
         index=index,
         claims=claims,
+        _stamps={p: r.stamp for p, r in records.items()},
+        _rules=rules,
+        _parses=parses,
     )
 
 
@@ -240,10 +347,20 @@ def registered_owner(registry_dir: Path, pipeline_id: str) -> str | None:
     """The team that owns a registered pipeline: its spec's label, else the first team that
     registered it; None for an unknown pipeline or one registered before owners were recorded."""
     scan = scan_specs(registry_dir)
-    registered = scan.by_pipeline().get(pipeline_id)
-    labelled = pipeline_team(registered.spec.labels) if registered is not None else None
+    registered = scan.entry(pipeline_id)
     entry = scan.index.pipelines.get(pipeline_id)
-    return labelled or (entry.team if entry is not None else None)
+    return (registered.team if registered is not None else None) or (
+        entry.team if entry is not None else None
+    )
+
+
+def registered_spec(registry_dir: Path, pipeline_id: str) -> LoadedSpec | None:
+    """The registered spec of a pipeline (None: unknown or invalid), parsing only its file."""
+    return _registered(scan_specs(registry_dir), pipeline_id)
+
+
+def _registered(scan: RegistryScan, pipeline_id: str) -> LoadedSpec | None:
+    return next(iter(scan.load([pipeline_id])), None)
 
 
 def name_conflicts(spec: DagSpec, registry_dir: Path) -> list[str]:
@@ -305,15 +422,17 @@ def _owner_refusal(
 ) -> RegistryRefusal | None:
     spec = loaded.spec
     pid = spec.pipeline_id
-    registered = scan.by_pipeline().get(pid)
+    known = scan.entry(pid)
     entry = scan.index.pipelines.get(pid)
     if not admin:
-        # a request naming the registered pipeline (spec_ref) carries the registry's own spec
+        # a request naming the registered pipeline (spec_ref) carries the registry's own spec;
+        # a file changed since the scan compares as a replacement (the stricter answer)
+        registered = _registered(scan, pid) if known is not None else None
         same = registered is not None and (
             registered.spec is spec or _dumped(registered) == _dumped(loaded)
         )
         verb = "run" if same else "replace"
-        owner = (pipeline_team(registered.spec.labels) if registered is not None else None) or (
+        owner = (known.team if known is not None else None) or (
             entry.team if entry is not None else None
         )
         if owner is not None and owner != team:
@@ -323,7 +442,7 @@ def _owner_refusal(
                 f"pipeline '{pid}' belongs to team {owner}: only that team or an admin can {verb} "
                 "it",
             )
-        if owner is None and registered is not None and not same:
+        if owner is None and known is not None and not same:
             return RegistryRefusal(
                 "not_owner",
                 403,
@@ -386,7 +505,15 @@ def register_spec(
         refusal = _refusal(scan, loaded, team=team, admin=admin)
         if refusal is not None:
             raise refusal
-        existing = scan.by_pipeline().get(pipeline_id)
+        existing = _registered(scan, pipeline_id)
+        if existing is None and scan.entry(pipeline_id) is not None:
+            # its file changed between the scan and now, by hand (writers hold the lock)
+            raise RegistryRefusal(
+                "registry_changed",
+                409,
+                f"pipeline '{pipeline_id}': its spec file changed during the registration; "
+                "try again",
+            )
         entry = index.pipelines.get(pipeline_id)
         labelled = pipeline_team(loaded.spec.labels)
         if existing is not None and _dumped(existing) == wanted:

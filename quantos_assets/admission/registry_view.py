@@ -3,7 +3,8 @@
 The registry module holds the rules of who may register what (spec_registry.py); the same
 functions run here, at admission, and under the registry's lock when the spec is written, so
 a race between two teams ends in one refusal, never in a take-over. Scans are cached by the
-registry until a file changes (the gateway asks on every request, the sensors every tick).
+registry until a file changes (the gateway asks on every request, the sensors every tick),
+and a spec is parsed only when it is asked for.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from quantos_assets.spec_registry import (
     name_conflicts,
     ownership_refusal,
     registered_owner,
+    registered_spec,
     scan_specs,
 )
 
@@ -27,7 +29,7 @@ class DirectoryRegistry:
         self.directory = directory
 
     def get(self, pipeline_id: str) -> LoadedSpec | None:
-        return scan_specs(self.directory).by_pipeline().get(pipeline_id)
+        return registered_spec(self.directory, pipeline_id)
 
     def owner(self, pipeline_id: str) -> str | None:
         return registered_owner(self.directory, pipeline_id)
@@ -42,7 +44,7 @@ class DirectoryRegistry:
         """Valid specs' ids and every id the index ever registered (a spec invalid today
         still owns its namespace's tables)."""
         scan = scan_specs(self.directory)
-        return frozenset(scan.by_pipeline()) | frozenset(scan.index.pipelines)
+        return frozenset(e.pipeline_id for e in scan.entries) | frozenset(scan.index.pipelines)
 
     def conflicts(self, spec: DagSpec) -> list[str]:
         return [

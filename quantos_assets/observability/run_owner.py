@@ -68,11 +68,10 @@ class SpecTeams:
         seen = tuple((str(f), f.stat().st_mtime_ns, f.stat().st_size) for f in files)
         with self._lock:
             if seen != self._seen:
-                teams = {}
-                for loaded in scan_specs(self.specs_dir).valid:
-                    labels = loaded.spec.labels
-                    team = labels.get("team") or labels.get("owner")
-                    if team:
-                        teams[loaded.spec.pipeline_id] = str(team)
+                teams = {
+                    entry.pipeline_id: entry.team
+                    for entry in scan_specs(self.specs_dir).entries
+                    if entry.team  # the labels' team, else owner: no spec parsed
+                }
                 self._teams, self._seen = teams, seen
             return dict(self._teams)

@@ -48,13 +48,11 @@ def cmd_maintain(args: argparse.Namespace) -> int:
     from quantos_assets.apps.cli.main import EXIT_ERROR, EXIT_INVALID, EXIT_OK
     from quantos_assets.lake.upkeep import maintain
     from quantos_assets.spec_registry import scan_specs
-    from quantos_assets.tenancy.teams import pipeline_team
     from resources.profile import active_profile, build_resources
 
     profile = active_profile()
     teams = {
-        item.spec.pipeline_id: pipeline_team(item.spec.labels) or "-"
-        for item in scan_specs(profile.specs_dir).valid
+        entry.pipeline_id: entry.team or "-" for entry in scan_specs(profile.specs_dir).entries
     }
     if args.pipeline:
         unknown = sorted(set(args.pipeline) - set(teams))
