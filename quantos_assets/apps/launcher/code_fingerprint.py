@@ -12,6 +12,9 @@ import hashlib
 import os
 from pathlib import Path
 
+from quantos_assets.registry_catalog import CATALOG_FILE
+from quantos_assets.registry_index import INDEX_DIR
+
 # What the code location is built from (code, specs, policies, dbt's manifest).
 _SUFFIXES = {".py", ".yaml", ".yml", ".json", ".sql"}
 # Not read by the code location, or too big to walk at every launch.
@@ -44,8 +47,11 @@ def _walk(root: Path) -> list[tuple[str, int, int]]:
             # replaced spec versions (specs/.registry/history): kept for people, never loaded
             and not (d == "history" and folder.endswith(".registry"))
         ]
+        # the registry's catalog is derived from the specs (rewritten by any process that
+        # scans them): not an input, or a scan would discard every warm worker
+        derived = CATALOG_FILE if os.path.basename(folder) == INDEX_DIR else None
         for name in files:
-            if Path(name).suffix in _SUFFIXES:
+            if Path(name).suffix in _SUFFIXES and name != derived:
                 path = os.path.join(folder, name)
                 try:
                     st = os.stat(path)
