@@ -28,6 +28,7 @@ from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
 
+from quantos_assets.bulk_build import cyclic_gc_paused
 from quantos_assets.registry_catalog import SpecRecord, Stamp, read_catalog, write_catalog
 from quantos_assets.registry_index import (
     IndexEntry,
@@ -238,7 +239,8 @@ def scan_specs(directory: Path) -> RegistryScan:
         names = {name for name, _ in listing}
         for stale in [p for p in _READS if p.parent == directory and p.name not in names]:
             del _READS[stale]
-        scan = _scan(directory, listing)
+        with cyclic_gc_paused():  # tens of thousands of records' names, none of them cyclic
+            scan = _scan(directory, listing)
         _SCANS[directory] = (key, scan)
         return scan
 
