@@ -1,18 +1,23 @@
-"""The registry at scale (issue 20): building the code location as the registry grows.
+"""The registry at scale (issue 20): code locations as the registry grows, and a submission's
+wait at 1,600 pipelines.
 
-Generated 5-node specs spread over 8 teams, dbt off, built in-process to a fully resolved
-repository (every job resolved, as the code server does right after loading):
-- `one location`: today's single code location of all N pipelines (`build_definitions`);
-- `per team`: each team's pipelines as a location of its own, the slowest of the 8 and the
-  sum (what a code location per team would load; nothing else changes);
-- `plain`: the same assets as plain `@asset` functions with one asset job per pipeline, in
-  one location (the baseline).
+Generated 5-node specs spread over 8 teams (deploy/teams.yaml-like file, one location each),
+dbt off:
+- `one location`: the whole registry as one code location (`build_definitions()`), built
+  in-process to a fully resolved repository (every job resolved, as the code server does);
+- `per location`: each location of the generated workspace loaded the way its code server
+  loads it, in a fresh Python (`definitions.locations`, attribute = the location): imports,
+  the registry scan and the build, measured per process; the slowest and the sum;
+- `plain`: the same assets as plain `@asset` functions with one asset job per pipeline, in one
+  location, built in-process (the baseline; it pays no import, so the ratio is conservative).
 At each N, and the growth exponent between the smallest and the largest N
-(log(t_max / t_min) / log(N_max / N_min); goal <= 1.1 for what a reload costs).
+(log(t_max / t_min) / log(N_max / N_min); goal <= 1.1).
 
-Not measured here yet: submit -> run started p95 through the gateway (a real `dagster dev`).
+`--submit N` (default 1,600; 0 skips it): a real `dagster dev` serving the generated
+workspace of N pipelines, a real gateway in front; K new spec versions submitted over HTTP,
+each timed to Dagster's run existing (the gateway launched it) and to the run STARTED.
 
-Prints ratio= last: the slowest team location at the largest N over the plain single
+Prints ratio= last: the slowest location's load at the largest N over the plain single
 location of all N pipelines (goal <= 0.2).
 """
 
@@ -22,6 +27,9 @@ import argparse
 import gc
 import json
 import math
+import os
+import statistics
+import subprocess
 import sys
 import tempfile
 import time
@@ -30,17 +38,18 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
 
 from dagster import AssetIn, AssetSelection, Definitions, asset, define_asset_job
 
-from definitions.assemble import build_definitions, build_pipelines, definitions_for, loadable
+from definitions.assemble import build_definitions
 from quantos_assets.bulk_build import cyclic_gc_paused
-from quantos_assets.spec_registry import scan_specs
-from quantos_assets.tenancy.teams import pipeline_team
+from quantos_assets.tenancy.locations import LocationPlan
+from quantos_assets.tenancy.teams import load_teams
 from resources.profile import active_profile
 
-TEAMS = [f"team_{i}" for i in range(8)]
+TEAMS = [f"desk{i}" for i in range(8)]
 NODES = 5
 
 
@@ -82,21 +91,118 @@ def one_location(specs: Path) -> None:
     resolve_all(build_definitions(active_profile(), specs, dbt=False))
 
 
-def per_team(specs: Path) -> dict[str, float]:
-    """Each team's location built alone (scan once, as the shared registry index would)."""
-    profile = active_profile()
-    scan = scan_specs(specs)
-    by_team: dict[str, list[Any]] = {}
-    for item in scan.valid:
-        by_team.setdefault(pipeline_team(item.spec.labels) or "-", []).append(item)
+def submit_waits(n: int, k: int) -> tuple[list[float], list[float]]:
+    """K submissions of new spec versions through a real gateway in front of a real dagster
+    dev serving N pipelines in a location per team: seconds to the run existing (launched by
+    the gateway) and to the run STARTED."""
+    sys.path.insert(0, str(ROOT / "tests" / "e2e"))
+    sys.path.insert(0, str(ROOT / "tests"))
+    from gateway_stack import gateway_stack
+
+    from quantos_assets.apps.client.graphql import DagsterAPI
+    from quantos_assets.tenancy.teams import TeamsFile
+    from quantos_assets.tenancy.workspace_file import workspace_yaml
+
+    specs = [make_spec(i) for i in range(n)]
+    plan = LocationPlan.of(TeamsFile.model_validate({"teams": {t: {} for t in TEAMS}}))
+    launched: list[float] = []
+    started: list[float] = []
+    with tempfile.TemporaryDirectory() as tmp:
+        root = Path(tmp)
+        workspace = root / "workspace.yaml"
+        workspace.write_text(workspace_yaml(plan))
+        tokens = [(t, t, "submit,read") for t in TEAMS]
+        teams = {"teams": {t: {"submissions_per_minute": 6000} for t in TEAMS}}
+        env = {"QUANTOS_DBT": "off", "QUANTOS_LOCAL_EXECUTOR": "in_process"}
+        t0 = time.perf_counter()
+        with gateway_stack(
+            root, specs, teams, tokens, env, workspace=workspace, location=plan.names()[-1]
+        ) as stack:
+            for loc in plan.names():  # every location loaded before the clock starts
+                _wait_loaded(stack.dagster, loc)
+            print(f"  dagster dev with {n} pipelines up in {time.perf_counter() - t0:.1f}s")
+            api = DagsterAPI(f"http://127.0.0.1:{stack.dagster.port}")
+            for loc in (plan.names()[1], plan.names()[1], plan.names()[0]):
+                t_reload = time.perf_counter()
+                api.reload_location(loc)
+                print(f"  reload of {loc} alone: {time.perf_counter() - t_reload:.2f}s")
+            for i in range(k):
+                spec = dict(specs[(i * 37) % n])
+                spec["description"] = f"version {i}"  # a new version: its location reloads
+                team = spec["labels"]["team"]
+                sid = f"bench-{i}"
+                t_submit = time.perf_counter()
+                answer = stack.call(
+                    "POST",
+                    "/api/orch/submit",
+                    team,
+                    json={"dag_spec": spec, "runtime_params": {"submission_id": sid}},
+                )
+                assert answer.status_code == 202, answer.text
+                seen_launch = None
+                while True:
+                    body = stack.call("GET", f"/api/orch/status/{sid}", team).json()
+                    now = time.perf_counter() - t_submit
+                    if seen_launch is None and body.get("run_id"):
+                        seen_launch = now
+                    if body.get("status") in ("STARTED", "SUCCESS", "FAILURE"):
+                        break
+                    assert now < 300, body
+                    time.sleep(0.1)
+                launched.append(seen_launch or now)
+                started.append(now)
+                print(f"  submission {i}: launched {launched[-1]:.2f}s, started {now:.2f}s")
+    return launched, started
+
+
+def _wait_loaded(server: Any, location: str) -> None:
+    from dev_server import location_state
+
+    deadline = time.monotonic() + 600
+    while location_state(server, location)[0] != "LOADED":
+        assert time.monotonic() < deadline, f"{location} never loaded"
+        time.sleep(1)
+
+
+def p95(values: list[float]) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, math.ceil(0.95 * len(ordered)) - 1)]
+
+
+CHILD = """
+import json, sys, time
+t0 = time.perf_counter()
+import definitions.locations as locations
+t1 = time.perf_counter()
+defs = getattr(locations, sys.argv[1])
+jobs = len(defs.get_repository_def().get_all_jobs())
+print(json.dumps({"import": t1 - t0, "build": time.perf_counter() - t1, "jobs": jobs}))
+"""
+
+
+def teams_file(folder: Path) -> Path:
+    path = folder / "teams.yaml"
+    path.write_text(json.dumps({"teams": {team: {} for team in TEAMS}}))
+    return path
+
+
+def per_location(specs: Path, teams: Path) -> dict[str, float]:
+    """Each location of the workspace loaded in a fresh Python, as its code server loads it
+    (wall time of the whole process: interpreter, imports, registry scan, build)."""
+    env = {**os.environ, "QUANTOS_SPECS_DIR": str(specs), "QUANTOS_TEAMS": str(teams)}
+    env.update({"QUANTOS_DBT": "off", "PYTHONWARNINGS": "ignore"})
+    plan = LocationPlan.of(load_teams(teams))
     times: dict[str, float] = {}
-    for team, items in sorted(by_team.items()):
-
-        def build(items: list[Any] = items) -> None:
-            pipelines = build_pipelines(items, {}, profile)
-            resolve_all(loadable(definitions_for(pipelines, profile)))
-
-        times[team] = timed(build)
+    for name in plan.names():
+        t0 = time.perf_counter()
+        subprocess.run(
+            [sys.executable, "-c", CHILD, name],
+            env=env,
+            cwd=ROOT,
+            check=True,
+            capture_output=True,
+        )
+        times[name] = time.perf_counter() - t0
     return times
 
 
@@ -128,6 +234,8 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--sizes", default="100,400,1600", help="pipelines, comma-separated")
     ap.add_argument("--long", action="store_true", help="also 5,000 pipelines")
+    ap.add_argument("--submit", type=int, default=1600, help="pipelines for the submit bench")
+    ap.add_argument("--submissions", type=int, default=20, help="submissions timed")
     args = ap.parse_args()
     sizes = [int(n) for n in args.sizes.split(",")] + ([5000] if args.long else [])
     ours, slowest, total, base = [], [], [], []
@@ -138,13 +246,14 @@ def main() -> None:
             for spec in specs:
                 (folder / f"{spec['pipeline_id']}.json").write_text(json.dumps(spec))
             ours.append(timed(partial(one_location, folder)))
-            teams = per_team(folder)
+            teams = per_location(folder, teams_file(Path(tmp)))
             base.append(timed(partial(plain, specs)))
         slowest.append(max(teams.values()))
         total.append(sum(teams.values()))
         print(
-            f"N={n} ({n * NODES} nodes): one location {ours[-1]:.2f}s | per team: slowest "
-            f"{slowest[-1]:.2f}s, all 8 {total[-1]:.2f}s | plain one location {base[-1]:.2f}s",
+            f"N={n} ({n * NODES} nodes): one location {ours[-1]:.2f}s | per location (fresh "
+            f"process each): slowest {slowest[-1]:.2f}s, all {len(teams)} {total[-1]:.2f}s | "
+            f"plain one location {base[-1]:.2f}s",
             flush=True,
         )
     if len(sizes) > 1:
@@ -153,7 +262,14 @@ def main() -> None:
             f"slowest team location {exponent(sizes, slowest):.2f}, all team locations "
             f"{exponent(sizes, total):.2f}, plain {exponent(sizes, base):.2f}"
         )
-    print("submit -> run started p95 (gateway, dagster dev): not measured by this benchmark yet")
+    if args.submit:
+        launched, started = submit_waits(args.submit, args.submissions)
+        print(
+            f"N={args.submit}: submit -> run launched p95 {p95(launched):.2f}s (median "
+            f"{statistics.median(launched):.2f}s), submit -> run STARTED p95 "
+            f"{p95(started):.2f}s (median {statistics.median(started):.2f}s), "
+            f"{len(started)} submissions (goal <= 5 s)"
+        )
     largest = sizes.index(max(sizes))
     print(f"ratio={slowest[largest] / base[largest]:.3f}")
 

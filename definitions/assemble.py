@@ -166,12 +166,11 @@ def build_definitions(
     place = None if location is None else _locations(profile, specs_dir, location)
     if place is None:
         items, invalid = scan.valid, dict(scan.invalid)
-    else:
-        wanted = set(place.pipelines_in(location or ""))
-        items = [s for s in scan.valid if s.spec.pipeline_id in wanted]
+    else:  # parse this location's specs only
+        items = scan.load(place.pipelines_in(location or ""))
         invalid = place.invalid_in(location or "")
     pipelines = build_pipelines(items, invalid, profile)
-    registered = frozenset(scan.by_pipeline()) | frozenset(scan.index.pipelines)
+    registered = frozenset(e.pipeline_id for e in scan.entries) | frozenset(scan.index.pipelines)
     pipelines = granted_pipelines(pipelines, profile, registered, invalid)
     for path, lines in invalid.items():
         log.error("spec %s left out:\n%s", path, "\n".join(lines))
@@ -228,7 +227,7 @@ def _dbt_specs(
         wanted = source_pipelines(profile)
     except DbtModelsError:
         return []  # dbt_models reports it, once
-    return [s.spec for s in place.scan.valid if s.spec.pipeline_id in wanted]
+    return [s.spec for s in place.scan.load(wanted)]
 
 
 def loadable(defs: Definitions) -> Definitions:
@@ -351,10 +350,8 @@ def _lake_namespaces(
         scan = scan_specs(profile.specs_dir)
         index = scan.index.pipelines
         return {
-            s.spec.pipeline_id: pipeline_team(s.spec.labels)
-            or getattr(index.get(s.spec.pipeline_id), "team", None)
-            or "-"
-            for s in scan.valid
+            e.pipeline_id: e.team or getattr(index.get(e.pipeline_id), "team", None) or "-"
+            for e in scan.entries
         }
 
     return registered

@@ -12,7 +12,7 @@ import sys
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any, TypedDict
+from typing import TYPE_CHECKING, Any, TypedDict
 
 from dagster import (
     AssetChecksDefinition,
@@ -39,7 +39,6 @@ from dagster._core.definitions.unresolved_asset_job_definition import (
 from quantos_assets.bulk_build import cyclic_gc_paused
 from quantos_assets.calendars.partitions import session_partitions
 from quantos_assets.freshness_checks import build_freshness_checks
-from quantos_assets.gates.build import GateDefs, build_gates
 from quantos_assets.k8s.step_config import K8S_CONFIG_TAG, op_tag_config
 from quantos_assets.kinds.base import NodeRun, NodeRunError, Runner
 from quantos_assets.kinds.registry import (
@@ -61,6 +60,9 @@ from resources.partition_slices import PartitionSlices
 from resources.profile import Cluster, Profile
 from resources.run_tag_keys import TAG_KIND, TAG_NODE, TAG_POOL
 from resources.table_ref import EXTERNAL_TABLE, TableRef
+
+if TYPE_CHECKING:
+    from quantos_assets.gates.build import GateDefs
 
 
 class _AssetAttrs(TypedDict, total=False):
@@ -212,6 +214,10 @@ def _build_pipeline(loaded: LoadedSpec, profile: Profile) -> PipelineDefs:
         checks.append(build_freshness_checks(spec, keys))
     gates = None
     if spec.gates is not None:
+        # imported here: the gates pull pandas and the model card's stack (~1 s), which a
+        # code location whose pipelines have no gate should not pay at every load
+        from quantos_assets.gates.build import build_gates
+
         trainer = next(n for n in spec.nodes if spec.gates.model in n.outs)
         gate_attrs = {"owners": owners, "tags": asset_tags}
         gates = build_gates(loaded, _op_tags(spec, trainer, pools[trainer.id], cluster), gate_attrs)

@@ -16,7 +16,7 @@ from pathlib import Path
 
 from quantos_assets.spec_registry import RegistryScan, scan_specs
 from quantos_assets.tenancy.locations import PLATFORM_LOCATION, LocationPlan
-from quantos_assets.tenancy.teams import TeamsFile, pipeline_team
+from quantos_assets.tenancy.teams import TeamsFile
 
 _LAST: dict[Path, RegistryLocations] = {}
 _LOCK = threading.Lock()
@@ -50,13 +50,12 @@ class RegistryLocations:
             return fresh
 
     def _registered(self) -> Iterator[Registered]:
+        """From the scan's entries: no spec is parsed to place it."""
         index = self.scan.index.pipelines
-        for item in self.scan.valid:
-            pid = item.spec.pipeline_id
-            entry = index.get(pid)
-            team = pipeline_team(item.spec.labels) or (entry.team if entry is not None else None)
-            assert item.path is not None
-            yield Registered(item.path, pid, team)
+        for item in self.scan.entries:
+            entry = index.get(item.pipeline_id)
+            team = item.team or (entry.team if entry is not None else None)
+            yield Registered(item.path, item.pipeline_id, team)
 
     @cached_property
     def _by_pipeline(self) -> dict[str, tuple[Registered, str]]:

@@ -15,14 +15,13 @@ from dagster import AssetCheckKey, AssetChecksDefinition, AssetsDefinition
 from quantos_assets.gates.checks import build_gate_checks, gate_check_keys
 from quantos_assets.gates.policy import EffectiveGate, effective_gate, load_policy
 from quantos_assets.gates.stages import build_stage_assets
-from quantos_assets.k8s.step_config import K8S_CONFIG_TAG
+from quantos_assets.k8s.step_config import with_audit_key
 from quantos_assets.spec.loader import LoadedSpec
 from resources.run_tag_keys import TAG_KIND
 
 # The Secret holding QUANTOS_AUDIT_KEY (docs/deployment.md). Only the steps that append gate
 # decisions to the audit trail get it: a step running a team's code never holds the key that
 # would let it forge or re-sign records.
-AUDIT_SECRET = "quantos-audit"
 
 
 @dataclass(frozen=True)
@@ -50,12 +49,3 @@ def build_gates(
         spec, gate, keys, loaded.sha256, {**attrs, "op_tags": with_audit_key({TAG_KIND: "gate"})}
     )
     return GateDefs(gate=gate, checks=checks, stages=stages, check_keys=keys)
-
-
-def with_audit_key(op_tags: Mapping[str, Any]) -> dict[str, Any]:
-    """`op_tags` whose k8s step config also mounts the audit key's Secret (staging/prod steps;
-    ignored in process, where the step reads the key as the gateway does)."""
-    k8s = dict(op_tags.get(K8S_CONFIG_TAG) or {})
-    container = dict(k8s.get("container_config") or {})
-    container["env_from"] = [*container.get("env_from", []), {"secret_ref": {"name": AUDIT_SECRET}}]
-    return {**op_tags, K8S_CONFIG_TAG: {**k8s, "container_config": container}}

@@ -325,3 +325,17 @@ def _labels(spec: DagSpec, node: Node, pool: Pool, params: RuntimeParams | None)
 def _label_value(value: str) -> str:
     """Label values: 63 chars of [A-Za-z0-9_.-], starting and ending alphanumeric."""
     return _LABEL_VALUE.sub("_", value)[:63].strip("_.-")
+
+
+# The audit trail's signing key (a Secret): mounted only in platform steps (promotion gates,
+# lake maintenance), never in a step running a team's code.
+AUDIT_SECRET = "quantos-audit"
+
+
+def with_audit_key(op_tags: Mapping[str, Any]) -> dict[str, Any]:
+    """`op_tags` whose k8s step config also mounts the audit key's Secret (staging/prod steps;
+    ignored in process, where the step reads the key as the gateway does)."""
+    k8s = dict(op_tags.get(K8S_CONFIG_TAG) or {})
+    container = dict(k8s.get("container_config") or {})
+    container["env_from"] = [*container.get("env_from", []), {"secret_ref": {"name": AUDIT_SECRET}}]
+    return {**op_tags, K8S_CONFIG_TAG: {**k8s, "container_config": container}}

@@ -11,9 +11,11 @@ from collections.abc import Callable, Mapping
 
 from dagster import Failure, JobDefinition, job, op
 
-from quantos_assets.gates.build import with_audit_key
-from quantos_assets.k8s.step_config import K8S_CONFIG_TAG, platform_step_k8s_config
-from quantos_assets.lake.upkeep import maintain
+from quantos_assets.k8s.step_config import (
+    K8S_CONFIG_TAG,
+    platform_step_k8s_config,
+    with_audit_key,
+)
 from quantos_assets.spec.derived_names import LAKE_JOB, LAKE_OP
 from resources.lake_upkeep_settings import LakeUpkeep
 from resources.run_tag_keys import TAG_KIND
@@ -34,6 +36,9 @@ def build_lake_job(
         tags=with_audit_key({TAG_KIND: "lake", K8S_CONFIG_TAG: platform_step_k8s_config(LAKE_JOB)}),
     )
     def maintain_lake(context):  # unannotated: see [tool.mypy]
+        # imported here: pandas and pyiceberg cost a code location's every load ~1 s otherwise
+        from quantos_assets.lake.upkeep import maintain
+
         namespaces = dict(pipelines() if callable(pipelines) else pipelines)
         report = maintain(
             context.instance,

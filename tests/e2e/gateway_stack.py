@@ -18,7 +18,7 @@ from typing import Any
 import httpx
 import pytest
 import yaml
-from dev_server import REPO, Server, dagster_dev, quantos_gateway, tail
+from dev_server import LOCATION, REPO, Server, dagster_dev, quantos_gateway, tail
 
 from quantos_assets.apps.gateway.tokens import TokenStore
 
@@ -144,11 +144,14 @@ def gateway_stack(
     tokens: list[tuple[str, str, str]],
     extra_env: dict[str, str] | None = None,
     dagster_userinfo: str | None = None,
+    workspace: Path | None = None,
+    location: str | None = None,
 ) -> Iterator[Stack]:
     """`specs` registered before start (as YAML files), `teams` as the QUANTOS_TEAMS file,
     `tokens` as (name, team, scopes); yields once the location is loaded and the gateway answers.
     `dagster_userinfo` ("user:password") goes into the gateway's QUANTOS_DAGSTER_URL, as
-    for a webserver behind a proxy with basic auth (Dagster ignores the header)."""
+    for a webserver behind a proxy with basic auth (Dagster ignores the header).
+    `workspace` and `location`: dagster dev's workspace and the location it waits for."""
     spec_dir = root / "specs"
     spec_dir.mkdir()
     for spec in specs:
@@ -159,7 +162,13 @@ def gateway_stack(
     # messages by it, steps check their entrypoint allow-list), as the one ConfigMap in production.
     # Scheduled jobs are looked for every 5 s, not 15: the tests wait for firings.
     location_env = {"QUANTOS_TEAMS": str(teams_file), "QUANTOS_JOBS_TICK_SECONDS": "5"}
-    with dagster_dev(root, spec_dir, extra_env={**location_env, **(extra_env or {})}) as srv:
+    with dagster_dev(
+        root,
+        spec_dir,
+        extra_env={**location_env, **(extra_env or {})},
+        workspace=workspace,
+        location=location or LOCATION,
+    ) as srv:
         env = {
             **srv.env,
             "QUANTOS_DAGSTER_URL": (

@@ -378,8 +378,8 @@ def test_the_run_worker_pod_gets_no_scope_secret(tmp_path: Path) -> None:
 def test_the_lake_maintenance_step_is_hardened_like_every_step() -> None:
     """A platform step (it reads every team's tables and holds the audit key) gets the same
     pod as a team's step: non-root, read-only root, no token, on the cpu pool."""
-    from quantos_assets.gates.build import AUDIT_SECRET
     from quantos_assets.k8s.manifests import ops_job_manifests
+    from quantos_assets.k8s.step_config import AUDIT_SECRET
     from quantos_assets.lake.job import build_lake_job
     from quantos_assets.spec.derived_names import LAKE_JOB, LAKE_OP
 

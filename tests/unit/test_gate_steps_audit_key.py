@@ -12,8 +12,7 @@ from typing import Any
 
 from profiles import LOCAL
 
-from quantos_assets.gates.build import AUDIT_SECRET
-from quantos_assets.k8s.step_config import K8S_CONFIG_TAG
+from quantos_assets.k8s.step_config import AUDIT_SECRET, K8S_CONFIG_TAG
 from quantos_assets.pipeline_assets import build_pipeline
 from quantos_assets.spec_rules.firm import load_spec
 
