@@ -95,6 +95,11 @@ class RegistryLocations:
             counts[where] = counts.get(where, 0) + 1
         return counts
 
+    def used(self) -> list[str]:
+        """The platform's location and every one serving a registered pipeline, plan order."""
+        counts = self.counts()
+        return [n for n in self.plan.names() if n == PLATFORM_LOCATION or counts.get(n)]
+
     def invalid_in(self, location: str) -> dict[Path, list[str]]:
         """The invalid files a location reports: those of a pipeline the index places there
         (a registered pipeline whose new version broke); every other one the platform's."""

@@ -72,6 +72,19 @@ def isolated_env(root: Path, specs: Path) -> dict[str, str]:
     }
 
 
+def team_workspace(root: Path, specs: Path, teams: Path | None = None) -> tuple[Path, list[str]]:
+    """The per-team workspace `quantos registry workspace --used` generates for `specs` and
+    the teams file (default: the repository's): its path and its location names."""
+    from quantos_assets.registry_locations import RegistryLocations
+    from quantos_assets.tenancy.teams import load_teams
+    from quantos_assets.tenancy.workspace_file import workspace_yaml
+
+    place = RegistryLocations.read(specs, load_teams(teams or REPO / "deploy" / "teams.yaml"))
+    path = root / "workspace.yaml"
+    path.write_text(workspace_yaml(place.plan, place.used()))
+    return path, place.used()
+
+
 @dataclass
 class Server:
     port: int

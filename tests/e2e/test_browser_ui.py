@@ -24,7 +24,15 @@ from typing import Any
 
 import pytest
 import yaml
-from dev_server import LOCATION, REPO, REPOSITORY, Server, dagster_dev, tail
+from dev_server import (
+    REPO,
+    REPOSITORY,
+    Server,
+    dagster_dev,
+    location_state,
+    tail,
+    team_workspace,
+)
 from playwright.sync_api import Browser, BrowserContext, Locator, Page, expect, sync_playwright
 
 pytestmark = pytest.mark.e2e
@@ -39,6 +47,8 @@ EOD = "xs_daily_eod"
 FLAKY = "ui_flaky"
 GATED = "gated_fail"
 FROZEN_TEAM = "frozen"
+# The code locations serving them (tenancy/locations.py): research's pipelines, those of no team.
+RESEARCH, SHARED, PLATFORM = "team-research", "quantos-shared", "quantos-platform"
 
 FLAKY_SPEC = """\
 version: 1
@@ -78,7 +88,16 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
         specs / "gated_model_fail.yaml",
     )
     (specs / "ui_flaky.yaml").write_text(FLAKY_SPEC.format(flag=root / "flag"))
-    with dagster_dev(root, specs, dagster_yaml=instance_config()) as srv:
+    # The workspace a deployment generates: a location per team (research's pipelines), the
+    # shared one (ui_flaky has no team), the platform's.
+    workspace, names = team_workspace(root, specs)
+    assert names == [PLATFORM, RESEARCH, SHARED], names
+    with dagster_dev(
+        root, specs, dagster_yaml=instance_config(), workspace=workspace, location=RESEARCH
+    ) as srv:
+        wait_for(
+            "the shared location", srv, lambda: location_state(srv, SHARED)[0] == "LOADED", 120
+        )
         yield srv
 
 
@@ -182,7 +201,7 @@ def wait_for_sessions(server: Server) -> list[str]:
     query = """query($sel: PipelineSelector!) { pipelineOrError(params: $sel) {
         ... on Pipeline { partitionKeysOrError { ... on PartitionKeys { partitionKeys } } } } }"""
     selector = {
-        "repositoryLocationName": LOCATION,
+        "repositoryLocationName": RESEARCH,
         "repositoryName": REPOSITORY,
         "pipelineName": EOD,
     }
@@ -227,7 +246,7 @@ BACKFILL_SESSIONS = ["2016-02-12", "2016-02-16", "2016-02-17"]
 
 
 def launch_gated_model(ui: Ui) -> str:
-    page = ui.open(f"/locations/{LOCATION}/asset-groups/{GATED}/lineage")
+    page = ui.open(f"/locations/{RESEARCH}/asset-groups/{GATED}/lineage")
     for node in ("model_uri", "metrics_json", "staging", "canary", "prod"):
         expect(page.get_by_text(node, exact=True).first).to_be_visible()
     ui.shot("gated-asset-graph")
@@ -293,7 +312,7 @@ def test_materialize_a_pipeline_from_its_asset_graph(ui: Ui, server: Server) -> 
     """A session of the EOD example from its asset graph: the picker lists sessions only
     (no weekend, no MLK day), the run page turns Success, both assets hold that session."""
     wait_for_sessions(server)
-    page = ui.open(f"/locations/{LOCATION}/asset-groups/{EOD}/lineage")
+    page = ui.open(f"/locations/{RESEARCH}/asset-groups/{EOD}/lineage")
     expect(page.get_by_text("bars", exact=True).first).to_be_visible()
     expect(page.get_by_text("eod_summary", exact=True).first).to_be_visible()
     ui.shot("asset-graph")
@@ -324,7 +343,7 @@ def test_materialize_a_pipeline_from_its_asset_graph(ui: Ui, server: Server) -> 
 def test_re_execute_a_failed_run_from_failure(ui: Ui, server: Server) -> None:
     """The run fails at its second node; once the cause is fixed (the flag file), the run
     page's "From failure" re-execution runs only that node and succeeds."""
-    page = ui.open(f"/locations/{LOCATION}/asset-groups/{FLAKY}/lineage")
+    page = ui.open(f"/locations/{SHARED}/asset-groups/{FLAKY}/lineage")
     page.get_by_role("button", name="Materialize all").click()
     failed_id = ui.launched_run()
     ui.run_status("Failure", timeout=90)
@@ -363,7 +382,7 @@ def test_cancel_a_queued_run(ui: Ui, server: Server) -> None:
     and the run page's Terminate, once confirmed, cancels it before it ever starts."""
     run_id = server.client().submit_job_execution(
         FLAKY,
-        repository_location_name=LOCATION,
+        repository_location_name=SHARED,
         repository_name=REPOSITORY,
         tags={"quantos/team": FROZEN_TEAM},
     )

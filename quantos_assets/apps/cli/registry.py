@@ -34,6 +34,12 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
     workspace.add_argument(
         "--write", type=Path, metavar="FILE", help="write it to FILE instead of stdout"
     )
+    workspace.add_argument(
+        "--used",
+        action="store_true",
+        help="only the platform's location and those serving a registered pipeline (a small "
+        "deployment; a team's first pipeline then needs the workspace regenerated)",
+    )
     workspace.set_defaults(handler=cmd_workspace)
 
 
@@ -82,9 +88,10 @@ def cmd_workspace(args: argparse.Namespace) -> int:
     from quantos_assets.apps.cli.main import EXIT_INVALID, EXIT_OK
     from quantos_assets.tenancy.workspace_file import helm_deployments, workspace_yaml
 
-    plan = _locations().plan
+    place = _locations()
+    plan = place.plan
     if args.helm is None:
-        text = workspace_yaml(plan)
+        text = workspace_yaml(plan, place.used() if args.used else None)
     else:
         try:
             values = yaml.safe_load(args.helm.read_text()) or {}
