@@ -57,7 +57,8 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Server, P
 
 
 def _handed(srv: Server, run_id: str) -> str:
-    """'warm' or 'new': which worker the launcher gave the run to (its engine event)."""
+    """'warm', 'rebuilt' or 'new': which worker the launcher gave the run to (its engine
+    event)."""
     data = srv.graphql(
         """query($id: ID!) { logsForRun(runId: $id) { ... on EventConnection { events {
              __typename ... on MessageEvent { message } } } } }""",
@@ -66,6 +67,8 @@ def _handed(srv: Server, run_id: str) -> str:
     for event in data["logsForRun"]["events"]:
         message = event.get("message") or ""
         if "handed to" in message:
+            if "rebuilding the location in place" in message:
+                return "rebuilt"
             return "warm" if "a warm run worker" in message else "new"
     raise AssertionError(f"no hand-over event in run {run_id}")
 
@@ -118,7 +121,8 @@ def test_runs_start_on_warm_workers_and_never_on_stale_code(server: tuple[Server
     assert _wait(api, second, {"SUCCESS", "FAILURE"})["status"] == "SUCCESS"
     assert _handed(srv, second) == "warm"
 
-    # A new version of the spec: the spare loaded the old one, so it must not run this.
+    # A new version of the spec: the spare loaded the old one, so it must not run this as it
+    # is; it rebuilds the location in place (same code, other specs) and runs the new one.
     _spare_loaded()
     changed = _spec(
         "warm_one", "quantos_assets.tasks.control:fail_until", flag=str(specs / "never")
@@ -127,7 +131,7 @@ def test_runs_start_on_warm_workers_and_never_on_stale_code(server: tuple[Server
     api.reload_location()
     third = api.launch("warm_one", {})
     assert _wait(api, third, {"SUCCESS", "FAILURE"})["status"] == "FAILURE"  # the new code ran
-    assert _handed(srv, third) == "new"
+    assert _handed(srv, third) == "rebuilt"
 
 
 def test_a_dead_worker_is_reported_failed_not_left_started(server: tuple[Server, Path]) -> None:

@@ -36,13 +36,14 @@ _SKIP_DIRS = {
 }
 
 
-def _walk(root: Path) -> list[tuple[str, int, int]]:
+def _walk(root: Path, skip: frozenset[str] = frozenset()) -> list[tuple[str, int, int]]:
     seen = []
     for folder, dirs, files in os.walk(root):
         dirs[:] = [
             d
             for d in dirs
             if d not in _SKIP_DIRS
+            and os.path.join(folder, d) not in skip
             and not (d == "target" and folder.endswith("dbt_project"))
             # replaced spec versions (specs/.registry/history): kept for people, never loaded
             and not (d == "history" and folder.endswith(".registry"))
@@ -51,8 +52,8 @@ def _walk(root: Path) -> list[tuple[str, int, int]]:
         # scans them): not an input, or a scan would discard every warm worker
         derived = CATALOG_FILE if os.path.basename(folder) == INDEX_DIR else None
         for name in files:
-            if Path(name).suffix in _SUFFIXES and name != derived:
-                path = os.path.join(folder, name)
+            path = os.path.join(folder, name)
+            if Path(name).suffix in _SUFFIXES and name != derived and path not in skip:
                 try:
                     st = os.stat(path)
                 except OSError:  # removed while walking: the next launch sees it
@@ -61,9 +62,13 @@ def _walk(root: Path) -> list[tuple[str, int, int]]:
     return seen
 
 
-def code_fingerprint(working_directory: Path, extra: list[Path]) -> str:
-    """sha256 over (path, mtime, size) of the code location's sources and `extra` files/folders."""
-    entries = _walk(working_directory)
+def code_fingerprint(
+    working_directory: Path, extra: list[Path], skip: list[Path] | None = None
+) -> str:
+    """sha256 over (path, mtime, size) of the code location's sources and `extra` files/folders;
+    `skip`: folders and files under the working directory left out (fingerprinted apart)."""
+    left_out = frozenset(str(p.absolute()) for p in skip or [])
+    entries = _walk(working_directory.absolute(), left_out)
     for path in extra:
         if path.is_dir():
             if not path.resolve().is_relative_to(working_directory.resolve()):

@@ -8,9 +8,12 @@ keeps one process per code location that has loaded it once
 does exactly what `dagster api execute_run` does (as Dagster's Kubernetes launcher runs it).
 Each worker runs one run and exits, so runs stay isolated from each other.
 
-A loaded process started before the code changed (a new spec, an edit, a new dbt manifest;
-see code_fingerprint.py) is let go, never forked from: that run waits for a new one to load,
-as a run waits for a fresh Python with the default launcher. Staging/prod use dagster-k8s's
+A loaded process started before the code changed (an edit of a module; see
+code_fingerprint.py) is let go, never forked from: that run waits for a new one to load, as a
+run waits for a fresh Python with the default launcher. When only the specs or the dbt
+manifest changed (a submission, a registry write), the loaded process rebuilds the location
+in place first (worker.py, `rebuild`): no run ever starts on the old specs, and none waits
+for a new interpreter to import everything again. Staging/prod use dagster-k8s's
 K8sRunLauncher instead.
 
 Termination and run monitoring work from any process on the host (webserver, daemon):
@@ -66,7 +69,8 @@ class _Loader:
 
     proc: subprocess.Popen
     replies: int  # read end of its reply pipe: `ready`, then one pid per request
-    fingerprint: str
+    fingerprint: str  # of the code it imported
+    data: str = ""  # of the specs and dbt manifest it built the location from
     started: float = field(default_factory=time.monotonic)
     ready: bool = False
     _pending: bytes = b""
@@ -114,6 +118,20 @@ class _Loader:
                 self.ready = True
                 continue
             return int(line)
+
+    def rebuild(self, data: str) -> None:
+        """Rebuild the location from the current specs in place; `ready` when done."""
+        assert self.proc.stdin is not None
+        try:
+            self.proc.stdin.write(b"rebuild\n")
+            self.proc.stdin.flush()
+        except OSError as error:
+            raise _LoaderGone(str(error)) from error
+        self.ready = False
+        if self._line(LOAD_TIMEOUT_SECONDS) != "ready":
+            self.release()
+            raise _LoaderGone(f"no rebuild within {LOAD_TIMEOUT_SECONDS:.0f} s")
+        self.ready, self.data, self.started = True, data, time.monotonic()
 
     def alive(self) -> bool:
         return self.proc.poll() is None
@@ -187,7 +205,7 @@ class WarmRunLauncher(RunLauncher, ConfigurableClass):
             key = serialize_value(pointer)
             workdir = Path(os.getcwd())
             with self._lock:
-                self._loaders[key] = self._spawn(key, workdir, self._fingerprint(workdir))
+                self._loaders[key] = self._spawn(key, workdir, *self._fingerprints(workdir))
 
     # -- launching --------------------------------------------------------------------------
 
@@ -201,7 +219,7 @@ class WarmRunLauncher(RunLauncher, ConfigurableClass):
         # record
         key = serialize_value(pointer)  # type: ignore[arg-type]
         workdir = Path(getattr(pointer, "working_directory", None) or os.getcwd())
-        fingerprint = self._fingerprint(workdir)
+        fingerprint, data = self._fingerprints(workdir)
         request = serialize_value(
             ExecuteRunArgs(
                 job_origin=origin, run_id=run.run_id, instance_ref=self._instance.get_ref()
@@ -213,9 +231,17 @@ class WarmRunLauncher(RunLauncher, ConfigurableClass):
                 loader.release()  # loaded from older code, or gone
                 loader = None
             warm = loader is not None and loader.is_ready()
+            rebuilt = False
+            if loader is not None and warm and loader.data != data:
+                try:  # the same code, other specs: rebuilt in place (~the build alone)
+                    loader.rebuild(data)
+                    rebuilt = True
+                except _LoaderGone:
+                    loader.release()
+                    loader, warm = None, False
             loaded_for = time.monotonic() - loader.started if loader is not None else 0.0
             if loader is None:
-                loader = self._spawn(key, workdir, fingerprint)
+                loader = self._spawn(key, workdir, fingerprint, data)
             try:
                 pid = loader.fork(request)
             except _LoaderGone as gone:
@@ -228,21 +254,30 @@ class WarmRunLauncher(RunLauncher, ConfigurableClass):
                 self._loaders[key] = loader
             else:
                 loader.release()  # one run per load: every run starts cold
-        how = (
-            f"a warm run worker (pid {pid}, forked from code loaded {loaded_for:.1f} s before)"
-            if warm
-            else (f"a new run worker (pid {pid}, after loading the code for it)")
-        )
+        if rebuilt:
+            how = f"a warm run worker (pid {pid}, forked after rebuilding the location in place)"
+        elif warm:
+            how = (
+                f"a warm run worker (pid {pid}, forked from code loaded {loaded_for:.1f} s before)"
+            )
+        else:
+            how = f"a new run worker (pid {pid}, after loading the code for it)"
         self._instance.report_engine_event(f"Run handed to {how}.", run, cls=self.__class__)
 
-    def _fingerprint(self, workdir: Path) -> str:
+    def _fingerprints(self, workdir: Path) -> tuple[str, str]:
+        """(code, data): of the modules and policies under `workdir`, and of the specs and
+        the dbt manifest (what a rebuild in place picks up)."""
         from resources.profile import active_profile
 
         profile = active_profile()
         manifest = workdir / "dbt_project" / "target" / "manifest.json"
-        return code_fingerprint(workdir, [profile.specs_dir, manifest])
+        specs = profile.specs_dir
+        return (
+            code_fingerprint(workdir, [], skip=[specs, manifest]),
+            code_fingerprint(specs, [manifest]),
+        )
 
-    def _spawn(self, key: str, workdir: Path, fingerprint: str) -> _Loader:
+    def _spawn(self, key: str, workdir: Path, fingerprint: str, data: str = "") -> _Loader:
         replies, reply_end = os.pipe()
         try:
             proc = subprocess.Popen(
@@ -259,7 +294,7 @@ class WarmRunLauncher(RunLauncher, ConfigurableClass):
             os.close(reply_end)
         # reap it when it exits: the launcher's process (the daemon) is its parent
         threading.Thread(target=proc.wait, name=f"reap-run-loader-{proc.pid}", daemon=True).start()
-        return _Loader(proc, replies, fingerprint)
+        return _Loader(proc, replies, fingerprint, data)
 
     def dispose(self) -> None:
         with self._lock:

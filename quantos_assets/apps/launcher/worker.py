@@ -7,7 +7,9 @@ this process writes `ready` to REPLY_FD and then reads lines on stdin, each the 
 does exactly what `dagster api execute_run` does (the command Dagster's Kubernetes and
 Docker launchers run), then exits like any Python; the parent writes the child's pid to
 REPLY_FD. A closed stdin (the launcher let it go, or the daemon died) ends it; the run
-workers it forked carry on.
+workers it forked carry on. The line `rebuild` (the specs changed, not the code) rebuilds the
+location in this process (its module re-executed, every import kept) and answers `ready`:
+a registry change costs the build, not a new interpreter.
 
 Why fork: importing Dagster, dbt, pandas and the location costs ~3 s of CPU per process;
 a forked child starts with all of it loaded (shared copy-on-write), so each run costs only
@@ -41,7 +43,22 @@ def _load(serialized_pointer: str) -> None:
         target.get_repository_def()
 
 
-def _serve(reply_fd: int) -> str | None:
+def _rebuild(serialized_pointer: str) -> None:
+    """Re-execute the location's module (not what it imports) and load it again: the
+    Definitions are rebuilt from the registry as it is now, on the code already imported."""
+    import importlib
+
+    from dagster._core.code_pointer import ModuleCodePointer
+    from dagster._serdes import deserialize_value
+
+    pointer = deserialize_value(serialized_pointer)
+    if not isinstance(pointer, ModuleCodePointer) or pointer.module not in sys.modules:
+        raise SystemExit(f"cannot rebuild {serialized_pointer[:200]} in place")
+    importlib.reload(sys.modules[pointer.module])
+    _load(serialized_pointer)
+
+
+def _serve(reply_fd: int, serialized_pointer: str) -> str | None:
     """Fork a worker per request line. Returns the request in a child, None at end of input."""
     signal.signal(signal.SIGCHLD, signal.SIG_IGN)  # the kernel reaps the workers: no zombies
     gc.freeze()  # what is loaded is kept: no collection pass copies those pages in each child
@@ -55,6 +72,12 @@ def _serve(reply_fd: int) -> str | None:
     while line := sys.stdin.readline():
         request = line.strip()
         if not request:
+            continue
+        if request == "rebuild":
+            gc.unfreeze()
+            _rebuild(serialized_pointer)  # raises (and the process exits) when it cannot
+            gc.freeze()
+            os.write(reply_fd, b"ready\n")
             continue
         pid = os.fork()
         if pid == 0:
@@ -96,7 +119,7 @@ def main(argv: list[str]) -> int:
     if len(argv) != 3:
         raise SystemExit("usage: python -m quantos_assets.apps.launcher.worker POINTER REPLY_FD")
     _load(argv[1])
-    request = _serve(int(argv[2]))
+    request = _serve(int(argv[2]), argv[1])
     if request is not None:
         _run(request)  # in a forked child; it then exits as a Python process does
     return 0
