@@ -36,14 +36,15 @@ TEAM_PREFIX = "team-"
 SHARD_ADVICE = 300
 
 # A location name is also a Kubernetes object name (the Helm chart's user-code deployment):
-# DNS-1123, at most 63 characters.
-_SAFE = re.compile(r"^[a-z0-9]([a-z0-9-]{0,38}[a-z0-9])?$")
+# DNS-1123, at most 63 characters. Matched whole (`fullmatch`): `$` alone would let a name
+# end in a newline ("research\n"), which is neither a Kubernetes name nor team research's.
+_SAFE = re.compile(r"[a-z0-9]([a-z0-9-]{0,38}[a-z0-9])?")
 
 
 def _slug(team: str) -> str:
     """A team name as part of a location name; a name that had to change gets a hash of the
     original, so two teams never share a location."""
-    if _SAFE.match(team):
+    if _SAFE.fullmatch(team):
         return team
     slug = re.sub(r"[^a-z0-9-]+", "-", team.lower()).strip("-")[:30]
     return f"{slug}-{hashlib.sha256(team.encode()).hexdigest()[:8]}".lstrip("-")

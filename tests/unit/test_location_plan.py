@@ -49,7 +49,9 @@ def test_a_plain_team_has_one_location_and_a_sharded_team_one_per_shard() -> Non
     assert p.location_of("xs_daily_eod", "execution") == "team-execution-1"
 
 
-@pytest.mark.parametrize("team", ["Quant Research", "a_b", "q" * 70, "ÉQUIPE", "___", "-x-"])
+@pytest.mark.parametrize(
+    "team", ["Quant Research", "a_b", "q" * 70, "ÉQUIPE", "___", "-x-", "research\n"]
+)
 def test_a_team_name_that_is_no_kubernetes_name_gets_one(team: str) -> None:
     p = plan({team: {}, "research": {"shards": 64}})
     for name in p.names():
