@@ -96,8 +96,8 @@ class Deferred:
 @dataclass(frozen=True)
 class Elsewhere:
     """Another code location's submission: that location's sensor, reading the topic with a
-    group of its own, runs it (or, for a pipeline no location serves, the platform's sends it
-    to the dead-letter topic). Committed here like any handled message."""
+    group of its own, runs it (or, for a message naming no pipeline a location serves, the
+    platform's sends it to the dead-letter topic). Committed here like any handled message."""
 
     message: Message
 
@@ -113,17 +113,29 @@ class Routing:
     location: str
     route: Router
 
+    @property
+    def dead_letters(self) -> bool:
+        """Whether this location dead-letters what no location serves: the platform's only,
+        so a bad message is dead-lettered once, not once per location reading the topic."""
+        return self.location == PLATFORM_LOCATION
+
     def elsewhere(self, ref: str) -> bool:
         """True when another location handles `ref`: a pipeline it serves, or, seen from a
         team's location, one no location serves (the platform's dead-letters those)."""
         where = self.route(ref)
         if where is None:
-            return self.location != PLATFORM_LOCATION
+            return not self.dead_letters
         return where != self.location
 
 
 def message_id(msg: Message) -> str:
     return f"{msg.topic}/{msg.partition}/{msg.offset}"
+
+
+def _claimed_id(dag_spec: Mapping[str, Any] | None) -> str | None:
+    """The pipeline_id an inline spec claims, to route it by (its location checks the rest)."""
+    claimed = (dag_spec or {}).get("pipeline_id")
+    return claimed if isinstance(claimed, str) else None
 
 
 def pipeline_refs(pipelines: list[PipelineDefs]) -> dict[str, PipelineDefs]:
@@ -156,32 +168,58 @@ def parse_submission(
     by the same policy as a gateway submission (quantos_assets/admission/): its secrets_scope
     may name only scopes deploy/teams.yaml grants that team (a pipeline with no team gets the
     defaults), a labels.team naming another team is refused, and with `usage` the run
-    counts against the team's quotas (over one, the message waits: `Deferred`)."""
+    counts against the team's quotas (over one, the message waits: `Deferred`).
+
+    `routing` (a location per team): the registry, not this location's refs, says which one
+    location handles a message; every other one answers `Elsewhere`. A message naming no
+    registered pipeline, or none at all (not JSON, no spec), is the platform location's to
+    dead-letter, so it is dead-lettered once however many locations read the topic."""
     where = message_id(msg)
+
+    def unroutable(error: str) -> Rejected | Elsewhere:
+        """A message naming no pipeline: the platform location's to dead-letter."""
+        if routing is not None and not routing.dead_letters:
+            return Elsewhere(msg)
+        return Rejected(msg, error)
+
     try:
         body = json.loads(msg.value or b"")
     except (json.JSONDecodeError, UnicodeDecodeError) as err:
-        return Rejected(msg, f"{where}: not JSON ({err})")
+        return unroutable(f"{where}: not JSON ({err})")
     try:
         sub = SubmissionMessage.model_validate(body)
     except ValidationError as err:
         first = err.errors()[0]
         path = ".".join(str(p) for p in first["loc"]) or "message"
-        return Rejected(msg, f"{where}: {path}: {first['msg'].removeprefix('Value error, ')}")
+        return unroutable(f"{where}: {path}: {first['msg'].removeprefix('Value error, ')}")
+    # Routed before anything else is read: the registry says which one location handles the
+    # message, whatever this location's own refs say (one of its files may be named like
+    # another team's pipeline_id), and only that location checks the rest of it.
+    ref = sub.spec_ref if sub.spec_ref is not None else _claimed_id(sub.dag_spec)
+    if routing is not None and (
+        routing.elsewhere(ref) if ref is not None else not routing.dead_letters
+    ):
+        return Elsewhere(msg)
     try:
         params = load_runtime_params(sub.runtime_params, name=f"{where} runtime_params")
         if sub.spec_ref is not None:
             pipeline = refs.get(sub.spec_ref)
-            if pipeline is None and routing is not None and routing.elsewhere(sub.spec_ref):
-                return Elsewhere(msg)
+            if (
+                pipeline is None
+                and routing is not None
+                and routing.route(sub.spec_ref) == routing.location
+            ):
+                return Rejected(
+                    msg,
+                    f"{where}: spec_ref: pipeline {sub.spec_ref!r} is registered for code "
+                    f"location {routing.location} but not loaded there (reload the code location)",
+                )
             if pipeline is None:
                 return Rejected(msg, f"{where}: spec_ref: unknown pipeline {sub.spec_ref!r}")
         else:
             loaded = load_spec_text(json.dumps(sub.dag_spec), f"{where} dag_spec", "json")
             pid = loaded.spec.pipeline_id
             pipeline = refs.get(pid)
-            if pipeline is None and routing is not None and routing.elsewhere(pid):
-                return Elsewhere(msg)
             if pipeline is None or pipeline.spec.pipeline_id != pid:
                 return Rejected(
                     msg,

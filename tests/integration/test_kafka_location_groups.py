@@ -1,0 +1,125 @@
+"""A location per team on a real Kafka-protocol broker: each location's submission sensor
+reads the whole topic with a consumer group of its own, and a message becomes one run, in
+its pipeline's location; what names no pipeline is dead-lettered once, by the platform's."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import yaml
+from dagster import DagsterInstance, build_sensor_context
+from kafka_broker import MockKafka
+
+from quantos_assets.pipeline_assets import build_pipeline
+from quantos_assets.spec_rules.firm import load_spec
+from quantos_assets.tenancy.locations import PLATFORM_LOCATION
+from resources.profile import Profile, active_profile
+from sensors.kafka_submissions import build_kafka_submissions
+from sensors.registry import build_platform_sensors, registry_router
+
+pytestmark = pytest.mark.integration
+
+TOPIC = "orch.jobs"
+GROUP = "quantos-orchestrator"
+TEAMS = "defaults: {entrypoints: [quantos_assets.tasks]}\nteams:\n  alpha: {}\n  beta: {}\n"
+
+
+def _spec(pid: str, team: str) -> str:
+    return yaml.safe_dump(
+        {
+            "version": 1,
+            "pipeline_id": pid,
+            "labels": {"team": team},
+            "nodes": [
+                {
+                    "id": "rows",
+                    "kind": "python_task",
+                    "params": {"entrypoint": "quantos_assets.tasks.noop:one_row"},
+                    "outs": ["rows"],
+                }
+            ],
+        }
+    )
+
+
+@pytest.fixture
+def profile(tmp_path: Path, kafka_broker: MockKafka) -> Profile:
+    specs = tmp_path / "specs"
+    specs.mkdir()
+    for pid, team in [("alpha_daily", "alpha"), ("beta_daily", "beta")]:
+        (specs / f"{pid}.yaml").write_text(_spec(pid, team))
+    teams = tmp_path / "teams.yaml"
+    teams.write_text(TEAMS)
+    return active_profile(
+        {
+            "QUANTOS_ENV": "local",
+            "QUANTOS_DATA_DIR": str(tmp_path / "data"),
+            "QUANTOS_SPECS_DIR": str(specs),
+            "QUANTOS_TEAMS": str(teams),
+            "QUANTOS_KAFKA_BOOTSTRAP": kafka_broker.bootstrap,
+            "QUANTOS_KAFKA_TIMEOUT_S": "3",
+        }
+    )
+
+
+@pytest.fixture
+def instance() -> Iterator[DagsterInstance]:
+    with DagsterInstance.ephemeral() as made:
+        yield made
+
+
+def test_each_location_reads_the_topic_and_runs_only_its_own(
+    kafka_broker: MockKafka, profile: Profile, instance: DagsterInstance
+) -> None:
+    route = registry_router(profile)
+    sensors = {
+        f"team-{team}": build_kafka_submissions(
+            [build_pipeline(load_spec(profile.specs_dir / f"{team}_daily.yaml"), profile)],
+            profile,
+            location=f"team-{team}",
+            route=route,
+        )
+        for team in ["alpha", "beta"]
+    }
+    [sensors[PLATFORM_LOCATION]] = build_platform_sensors(profile)
+    params = {"submission_id": "s"}
+    kafka_broker.produce(
+        TOPIC,
+        [
+            {"spec_ref": "alpha_daily", "runtime_params": {**params, "submission_id": "a1"}},
+            {"spec_ref": "beta_daily", "runtime_params": {**params, "submission_id": "b1"}},
+            {"spec_ref": "ghost", "runtime_params": params},
+            b"{not json",
+            {"spec_ref": "alpha_daily", "runtime_params": {**params, "submission_id": "a2"}},
+        ],
+    )
+    runs: dict[str, list[str]] = {}
+    cursors: dict[str, str | None] = {}
+    for location, sensor in sensors.items():
+        assert sensor is not None
+        result = sensor.evaluate_tick(build_sensor_context(cursor=None, instance=instance))
+        requests = result.run_requests or []
+        runs[location] = sorted(r.tags["quantos/submission_id"] for r in requests)
+        assert {r.job_name for r in requests} <= {location.removeprefix("team-") + "_daily"}
+        cursors[location] = result.cursor
+    assert runs == {"team-alpha": ["a1", "a2"], "team-beta": ["b1"], PLATFORM_LOCATION: []}
+
+    dead = kafka_broker.read_all(f"{TOPIC}.dlq")
+    errors = sorted(dict(m.headers())["quantos.error"].decode() for m in dead)
+    assert len(errors) == 2, errors  # once each, not once per location
+    assert "spec_ref: unknown pipeline 'ghost'" in errors[0] + errors[1]
+    assert any("not JSON" in e for e in errors)
+
+    # Each group commits the whole topic on its next tick, Elsewhere messages included.
+    for location, sensor in sensors.items():
+        assert sensor is not None
+        again = sensor.evaluate_tick(
+            build_sensor_context(cursor=cursors[location], instance=instance)
+        )
+        assert not again.run_requests
+        assert kafka_broker.committed(TOPIC, f"{GROUP}.{location}") == kafka_broker.end_offsets(
+            TOPIC
+        ), location
+    assert kafka_broker.committed(TOPIC, GROUP) != kafka_broker.end_offsets(TOPIC)  # unused
