@@ -21,6 +21,9 @@ import yaml
 
 from quantos_assets.k8s.ray_driver import RAY_AUTH_KEY, RAY_AUTH_SECRET, RAY_DRIVER_LABEL
 from quantos_assets.placement import load_pools
+from quantos_assets.tenancy.locations import LocationPlan
+from quantos_assets.tenancy.teams import load_teams
+from quantos_assets.tenancy.workspace_file import LOCATION_MODULE, helm_deployments, helm_values
 
 DEPLOY = Path(__file__).resolve().parents[2] / "deploy"
 REPO = DEPLOY.parent
@@ -100,7 +103,9 @@ def test_nothing_scales_a_workload_that_nothing_creates() -> None:
     or chart creates (the submission queue is consumed by a sensor: docs/decisions.md). Another
     operator kind would also fail the strict schema check above unless added to CRD_KINDS."""
     created = {(d["kind"], d["metadata"]["name"]) for _, d in _docs()}
-    created.add(("Deployment", "dagster-dagster-user-deployments-quantos"))  # the Helm chart's
+    created.update(  # the Helm chart's, one per code location
+        ("Deployment", f"dagster-dagster-user-deployments-{d['name']}") for d in _user_codes()
+    )
     for where, doc in _docs():
         target = doc.get("spec", {}).get("scaleTargetRef")
         if target:
@@ -240,10 +245,53 @@ def _gateway_pod() -> dict:
     return gateway["spec"]["template"]["spec"]
 
 
-def _user_code() -> dict:
+def _user_codes() -> list[dict]:
+    """The Helm chart's user-code deployments, one per code location."""
     values = yaml.safe_load((DEPLOY / "helm" / "values.yaml").read_text())
-    [deployment] = values["dagster-user-deployments"]["deployments"]
-    return deployment
+    return list(values["dagster-user-deployments"]["deployments"])
+
+
+def _user_code() -> dict:
+    """The first: every other is a copy of it but for name and args (checked below)."""
+    return _user_codes()[0]
+
+
+def _location_plan() -> LocationPlan:
+    return LocationPlan.of(load_teams(DEPLOY / "teams.yaml", required=True))
+
+
+def test_one_user_code_deployment_per_code_location_each_a_copy_of_the_first() -> None:
+    """The workspace has a location per team (workspace.yaml); the cluster needs a code
+    server for each, named as the location, loading it by name, hardened alike."""
+    plan = _location_plan()
+    deployments = _user_codes()
+    assert [d["name"] for d in deployments] == plan.names()
+    template = {k: v for k, v in deployments[0].items() if k not in {"name", "dagsterApiGrpcArgs"}}
+    assert deployments == helm_deployments(plan, template)
+    for d in deployments:
+        assert d["dagsterApiGrpcArgs"] == ["-m", LOCATION_MODULE, "-a", d["name"]]
+        sc = d["securityContext"]
+        assert sc["runAsNonRoot"] is True and sc["readOnlyRootFilesystem"] is True, d["name"]
+        assert sc["seccompProfile"] == {"type": "RuntimeDefault"}, d["name"]
+        _assert_hardened_container(sc, d["name"])
+        assert d["securityContext"] == deployments[0]["securityContext"]
+        # a Service is named after it: a DNS-1035 label
+        assert len(d["name"]) <= 63 and re.fullmatch(r"[a-z]([-a-z0-9]*[a-z0-9])?", d["name"])
+
+
+def test_the_committed_helm_values_are_what_the_generator_makes(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """After a change to deploy/teams.yaml (or to the first deployment), regenerate:
+    quantos registry workspace --helm deploy/helm/values.yaml --write deploy/helm/values.yaml
+    It keeps every other line of the file, its comments included."""
+    from quantos_assets.apps.cli.main import main
+
+    committed = (DEPLOY / "helm" / "values.yaml").read_text()
+    assert helm_values(committed, _location_plan()) == committed
+    monkeypatch.setenv("QUANTOS_TEAMS", str(DEPLOY / "teams.yaml"))
+    assert main(["registry", "workspace", "--helm", str(DEPLOY / "helm" / "values.yaml")]) == 0
+    assert capsys.readouterr().out == committed
 
 
 def _claim_at(path: str, mounts: list[dict], volumes: list[dict]) -> tuple[str, dict]:

@@ -28,8 +28,8 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
         "--helm",
         type=Path,
         metavar="VALUES",
-        help="print the dagster-user-deployments of these Helm values instead: one per "
-        "location, each a copy of the file's first deployment",
+        help="print these Helm values instead, with one dagster-user-deployments entry per "
+        "location, each a copy of the file's first (every other line kept as it is)",
     )
     workspace.add_argument(
         "--write", type=Path, metavar="FILE", help="write it to FILE instead of stdout"
@@ -83,10 +83,8 @@ def cmd_locations(args: argparse.Namespace) -> int:
 
 
 def cmd_workspace(args: argparse.Namespace) -> int:
-    import yaml
-
     from quantos_assets.apps.cli.main import EXIT_INVALID, EXIT_OK
-    from quantos_assets.tenancy.workspace_file import helm_deployments, workspace_yaml
+    from quantos_assets.tenancy.workspace_file import HelmValuesError, helm_values, workspace_yaml
 
     place = _locations()
     plan = place.plan
@@ -94,17 +92,10 @@ def cmd_workspace(args: argparse.Namespace) -> int:
         text = workspace_yaml(plan, place.used() if args.used else None)
     else:
         try:
-            values = yaml.safe_load(args.helm.read_text()) or {}
-            template = values["dagster-user-deployments"]["deployments"][0]
-        except (OSError, yaml.YAMLError, KeyError, IndexError, TypeError) as err:
-            print(
-                f"quantos: error: {args.helm}: dagster-user-deployments.deployments[0]: "
-                f"cannot read a deployment to copy ({type(err).__name__}: {err})",
-                file=sys.stderr,
-            )
+            text = helm_values(args.helm.read_text(), plan)
+        except (OSError, HelmValuesError) as err:
+            print(f"quantos: error: {args.helm}: {err}", file=sys.stderr)
             return EXIT_INVALID
-        values["dagster-user-deployments"]["deployments"] = helm_deployments(plan, template)
-        text = yaml.safe_dump(values, sort_keys=False)
     if args.write is None:
         sys.stdout.write(text)
     else:
