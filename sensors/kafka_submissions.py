@@ -112,6 +112,10 @@ class Routing:
 
     location: str
     route: Router
+    # Groups whose committed offsets a partition starts from where this location's own group
+    # never committed one: a new location's group would otherwise read the topic from its
+    # earliest offset and run again every retained submission another location already ran.
+    inherit: tuple[str, ...] = ()
 
     @property
     def dead_letters(self) -> bool:
@@ -312,6 +316,10 @@ def evaluate(
         with client.consumer(settings.group) as consumer:
             partitions = consumer.partitions(topic)
             committed = consumer.committed(topic, partitions)
+            if routing is not None and routing.inherit:
+                started = _inherited(client, topic, committed, routing.inherit)
+                consumer.commit(topic, started)  # where this group starts, from now on
+                committed.update(started)
             # Forward only: another orchestrator (or an operator) may have moved the group on.
             due = {p: o for p, o in state.pending.items() if o > committed.get(p, -1)}
             consumer.commit(topic, due)
@@ -363,6 +371,22 @@ def evaluate(
     return SensorResult(skip_reason=f"no new submissions on {topic}", cursor=next_cursor)
 
 
+def _inherited(
+    client: KafkaClient, topic: str, committed: Mapping[int, int], groups: tuple[str, ...]
+) -> dict[int, int]:
+    """Start offsets for the partitions this group never committed: the first of `groups`
+    that committed one (the platform location's, then the single location's group)."""
+    unset = [p for p, o in committed.items() if o < 0]
+    found: dict[int, int] = {}
+    for group in groups:
+        left = [(topic, p) for p in unset if p not in found]
+        if not left:
+            break
+        offsets = client.committed_offsets(group, left)
+        found.update({p: o for (_t, p), o in offsets.items() if o >= 0})
+    return found
+
+
 def _dead_letter(r: Rejected) -> tuple[bytes, bytes | None, dict[str, str]]:
     """Keyed by the source offset, so a record repeated after a crash is recognisably the same."""
     m = r.message
@@ -393,8 +417,14 @@ def build_kafka_submissions(
         return None
     routing = None
     if location is not None and route is not None:
-        routing = Routing(location, route)
-        settings = replace(settings, group=f"{settings.group}.{location}")
+        # A new location's group starts where the platform location's is (it reads every
+        # message), else where the single location's group left off (the split itself).
+        base = settings.group
+        inherit = (
+            (base,) if location == PLATFORM_LOCATION else (f"{base}.{PLATFORM_LOCATION}", base)
+        )
+        routing = Routing(location, route, inherit)
+        settings = replace(settings, group=f"{base}.{location}")
     refs = pipeline_refs(pipelines)
     grants: TeamsFile | TeamsFileError
     try:

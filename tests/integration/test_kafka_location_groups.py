@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-from dagster import DagsterInstance, build_sensor_context
+from dagster import DagsterInstance, SensorDefinition, build_sensor_context
 from kafka_broker import MockKafka
 
 from quantos_assets.pipeline_assets import build_pipeline
@@ -123,3 +123,71 @@ def test_each_location_reads_the_topic_and_runs_only_its_own(
             TOPIC
         ), location
     assert kafka_broker.committed(TOPIC, GROUP) != kafka_broker.end_offsets(TOPIC)  # unused
+
+
+def _ticked(
+    sensor: SensorDefinition | None, instance: DagsterInstance, cursor: str | None
+) -> tuple[list[str], str | None]:
+    assert sensor is not None
+    result = sensor.evaluate_tick(build_sensor_context(cursor=cursor, instance=instance))
+    return sorted(r.tags["quantos/submission_id"] for r in result.run_requests or []), result.cursor
+
+
+def test_a_new_location_starts_where_the_others_are_not_at_the_topics_start(
+    kafka_broker: MockKafka, profile: Profile, instance: DagsterInstance
+) -> None:
+    """A location's group with no committed offset read the topic from its earliest one: the
+    split (every group new) and every later team or shard ran again each retained submission
+    another location had already run. It now starts at the platform location's offsets, or
+    at the single location's group's."""
+    kafka_broker.produce(
+        TOPIC,
+        [
+            {"spec_ref": "alpha_daily", "runtime_params": {"submission_id": f"old-{i}"}}
+            for i in range(4)
+        ],
+    )
+    # the single location (group GROUP) ran them all before the split
+    kafka_broker.commit(TOPIC, GROUP, kafka_broker.end_offsets(TOPIC))
+    route = registry_router(profile)
+
+    def location(team: str) -> SensorDefinition | None:
+        return build_kafka_submissions(
+            [build_pipeline(load_spec(profile.specs_dir / f"{team}_daily.yaml"), profile)],
+            profile,
+            location=f"team-{team}",
+            route=route,
+        )
+
+    sensors = {"team-alpha": location("alpha"), "team-beta": location("beta")}
+    [sensors[PLATFORM_LOCATION]] = build_platform_sensors(profile)
+    cursors: dict[str, str | None] = {}
+    for name, sensor in sensors.items():
+        replayed, cursors[name] = _ticked(sensor, instance, None)
+        assert replayed == [], name  # nothing run twice
+        assert kafka_broker.committed(TOPIC, f"{GROUP}.{name}") == kafka_broker.end_offsets(TOPIC)
+
+    kafka_broker.produce(
+        TOPIC,
+        [
+            {"spec_ref": "alpha_daily", "runtime_params": {"submission_id": "new-a"}},
+            {"spec_ref": "beta_daily", "runtime_params": {"submission_id": "new-b"}},
+        ],
+    )
+    runs: dict[str, list[str]] = {}
+    for name, sensor in sensors.items():
+        runs[name], cursors[name] = _ticked(sensor, instance, cursors[name])
+    assert runs == {"team-alpha": ["new-a"], "team-beta": ["new-b"], PLATFORM_LOCATION: []}
+    for name, sensor in sensors.items():  # commit what the tick handed over
+        _ticked(sensor, instance, cursors[name])
+
+    # A team added later: its group starts where the platform location's is.
+    (profile.specs_dir / "gamma_daily.yaml").write_text(_spec("gamma_daily", "gamma"))
+    profile.teams_file.write_text(TEAMS + "  gamma: {}\n")
+    gamma = location("gamma")
+    assert _ticked(gamma, instance, None)[0] == []
+    kafka_broker.produce(
+        TOPIC, [{"spec_ref": "gamma_daily", "runtime_params": {"submission_id": "new-g"}}]
+    )
+    assert _ticked(gamma, instance, None)[0] == ["new-g"]
+    assert _ticked(sensors["team-alpha"], instance, cursors["team-alpha"])[0] == []

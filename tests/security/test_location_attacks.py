@@ -9,7 +9,10 @@ Found and fixed here:
 - a Kafka spec_ref that is one team's pipeline_id and another team's file stem (the repo's
   own registry names files unlike their pipelines) was run by both locations: each resolved
   it against its own refs only. The registry now routes every message first;
-- a message naming no pipeline (not JSON, no spec) was dead-lettered once per location.
+- a message naming no pipeline (not JSON, no spec) was dead-lettered once per location;
+- a location's new consumer group read the topic from its start: deploying the split, adding
+  a team or raising a team's shards ran again every retained submission (tested on a broker
+  in tests/integration/test_kafka_location_groups.py).
 """
 
 from __future__ import annotations
