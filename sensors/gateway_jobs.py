@@ -25,11 +25,13 @@ from datetime import UTC, datetime
 from dagster import (
     DefaultSensorStatus,
     RunRequest,
+    RunsFilter,
     SensorDefinition,
     SensorResult,
     SkipReason,
     sensor,
 )
+from dagster._core.storage.tags import RUN_KEY_TAG
 
 from quantos_assets.admission.policy import admit
 from quantos_assets.admission.registry_view import DirectoryRegistry
@@ -59,6 +61,11 @@ def _jobs(url: str) -> JobStore:
 
 def fire_stamp(fired_at: float) -> str:
     return datetime.fromtimestamp(fired_at, UTC).strftime("%Y%m%dT%H%M%SZ")
+
+
+def fire_key(job: ScheduledJob, fired_at: float) -> str:
+    """A firing's run key: the job and its fire time, the same whichever location fires it."""
+    return f"{job.id}@{fire_stamp(fired_at)}"
 
 
 def fire_params(job: ScheduledJob, fired_at: float) -> RuntimeParams:
@@ -96,7 +103,7 @@ def fire_request(job: ScheduledJob, spec: DagSpec, fired_at: float, cluster: Clu
     from dagster import AssetKey
 
     return RunRequest(
-        run_key=f"{job.id}@{fire_stamp(fired_at)}",
+        run_key=fire_key(job, fired_at),
         job_name=spec.pipeline_id,
         tags=tags,
         asset_selection=[AssetKey(k) for k in keys] if keys else None,
@@ -140,6 +147,9 @@ def evaluate_jobs(
             tick.problems.append(f"{job.id}: not fired: {type(err).__name__}: {err}")
             continue
         if due is None or cursor.get(job.id, float("-inf")) >= due:
+            continue
+        if own is not None and _fired_already(usage, job, due):
+            cursor[job.id] = due
             continue
         pipeline = runnable.get(job.pipeline_id)
         if pipeline is None:
@@ -190,6 +200,16 @@ def evaluate_jobs(
         usage.requested[job.team] += 1
         tick.requests.append(request)
     return tick
+
+
+def _fired_already(usage: InstanceUsage, job: ScheduledJob, due: float) -> bool:
+    """Whether any code location's sensor already requested this firing. Dagster skips a
+    run key its own sensor requested before, but a sensor is keyed by its location: after
+    the split into a location per team (or a pipeline's move to another team's location or
+    shard), the new location's sensor starts with no cursor and would fire again each job's
+    latest firing, every one-off job ever scheduled included."""
+    key = fire_key(job, due)
+    return usage.instance.get_runs_count(RunsFilter(tags={RUN_KEY_TAG: key})) > 0
 
 
 def _iso(stamp: float) -> str:

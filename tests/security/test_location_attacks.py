@@ -12,7 +12,10 @@ Found and fixed here:
 - a message naming no pipeline (not JSON, no spec) was dead-lettered once per location;
 - a location's new consumer group read the topic from its start: deploying the split, adding
   a team or raising a team's shards ran again every retained submission (tested on a broker
-  in tests/integration/test_kafka_location_groups.py).
+  in tests/integration/test_kafka_location_groups.py);
+- likewise a location's new gateway-jobs sensor (no cursor) fired again each job's latest
+  firing, every one-off job ever scheduled included: Dagster's run-key check is per sensor,
+  and a sensor is keyed by its location (tests/unit/test_gateway_jobs_locations.py).
 """
 
 from __future__ import annotations

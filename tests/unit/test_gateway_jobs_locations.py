@@ -11,14 +11,16 @@ from pathlib import Path
 
 import pytest
 import yaml
-from dagster import DagsterInstance
+from dagster import DagsterInstance, DagsterRun
+from dagster._core.storage.tags import RUN_KEY_TAG
+from dagster._core.utils import make_new_run_id
 
 from quantos_assets.pipeline_assets import PipelineDefs, build_pipeline
 from quantos_assets.spec_rules.firm import load_spec
 from quantos_assets.stores.job_store import JobStore, NewJob
 from quantos_assets.tenancy.teams import load_teams
 from resources.profile import Profile, active_profile
-from sensors.gateway_jobs import evaluate_jobs
+from sensors.gateway_jobs import evaluate_jobs, fire_key
 from sensors.run_usage import InstanceUsage, gateway_store
 
 TEAMS = "defaults: {entrypoints: [quantos_assets.tasks]}\nteams:\n  alpha: {}\n  beta: {}\n"
@@ -146,3 +148,33 @@ def test_a_job_for_another_teams_pipeline_is_refused_by_that_pipelines_location(
     [problem] = tick.problems
     assert problem.startswith(f"{forged}: firing of ") and "refused" in problem
     assert "belongs to team alpha" in problem
+
+
+def test_a_firing_another_location_requested_is_not_fired_again(
+    profile: Profile, instance: DagsterInstance
+) -> None:
+    """Dagster skips a run key only for the sensor that requested it, and a sensor is keyed
+    by its location: at the split (or a pipeline's move to another location or shard) the new
+    location's sensor has no cursor and fired again each job's latest firing, every one-off
+    job ever scheduled included."""
+    store = JobStore(gateway_store(profile.gateway_store_url).engine)
+    now = time.time()
+    fired = store.get(_job(store, "alpha", "alpha_daily", now - 3600))
+    fresh = _job(store, "alpha", "alpha_daily", now - 60)
+    assert fired is not None
+    # the single location fired the first one an hour ago
+    instance.add_run(
+        DagsterRun(
+            job_name="alpha_daily",
+            run_id=make_new_run_id(),
+            tags={RUN_KEY_TAG: fire_key(fired, fired.execution_time)},
+        )
+    )
+    teams = load_teams(profile.teams_file, required=True)
+    usage = InstanceUsage(instance, gateway_store(profile.gateway_store_url))
+    runnable = {"alpha_daily": _pipeline(profile, "alpha_daily")}
+    cursor: dict[str, float] = {}  # the new location's sensor: no cursor yet
+    tick = evaluate_jobs(profile, teams, runnable, usage, cursor, now, frozenset(runnable))
+    assert [r.tags["quantos/job_id"] for r in tick.requests] == [fresh]
+    assert cursor == {fired.id: fired.execution_time, fresh: pytest.approx(now - 60)}
+    assert tick.problems == []
