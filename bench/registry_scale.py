@@ -116,7 +116,14 @@ def submit_waits(n: int, k: int) -> tuple[list[float], list[float]]:
         env = {"QUANTOS_DBT": "off", "QUANTOS_LOCAL_EXECUTOR": "in_process"}
         t0 = time.perf_counter()
         with gateway_stack(
-            root, specs, teams, tokens, env, workspace=workspace, location=plan.names()[-1]
+            root,
+            specs,
+            teams,
+            tokens,
+            env,
+            workspace=workspace,
+            location=plan.names()[1],
+            timeout=900,
         ) as stack:
             for loc in plan.names():  # every location loaded before the clock starts
                 _wait_loaded(stack.dagster, loc)

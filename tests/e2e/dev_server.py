@@ -154,6 +154,7 @@ def dagster_dev(
     dagster_yaml: str | None = None,
     workspace: Path | None = None,
     location: str = LOCATION,
+    timeout: float = 120,
 ) -> Iterator[Server]:
     """Serve `specs` from a fresh DAGSTER_HOME under `root`; yields once the location is LOADED.
     `dagster_yaml` replaces the instance config (default: deploy/dagster.local.yaml);
@@ -171,6 +172,12 @@ def dagster_dev(
     if workspace is None:
         workspace = root / "workspace.yaml"
         workspace.write_text(SINGLE_LOCATION_WORKSPACE)
+    elif dagster_yaml is None:
+        # another workspace: no preload of the single location (it would build every spec)
+        instance_yaml = Path(env["DAGSTER_HOME"]) / "dagster.yaml"
+        instance = yaml.safe_load(instance_yaml.read_text())
+        instance["run_launcher"]["config"].pop("preload", None)
+        instance_yaml.write_text(yaml.safe_dump(instance))
     port = free_port()
     log = root / "dagster_dev.log"
     with log.open("wb") as out:
@@ -194,7 +201,7 @@ def dagster_dev(
         )
     srv = Server(port=port, proc=proc, log=log, home=Path(env["DAGSTER_HOME"]), env=env)
     try:
-        deadline = time.monotonic() + 120
+        deadline = time.monotonic() + timeout
         status, error = None, None
         while True:
             if proc.poll() is not None:
@@ -211,7 +218,7 @@ def dagster_dev(
                 pass
             if time.monotonic() > deadline:
                 pytest.fail(
-                    f"dagster dev: location {location!r} not LOADED within 120 s "
+                    f"dagster dev: location {location!r} not LOADED within {timeout:.0f} s "
                     f"(status {status}, error {error}):\n{tail(log)}"
                 )
             time.sleep(1)

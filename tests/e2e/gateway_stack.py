@@ -146,6 +146,7 @@ def gateway_stack(
     dagster_userinfo: str | None = None,
     workspace: Path | None = None,
     location: str | None = None,
+    timeout: float = 120,
 ) -> Iterator[Stack]:
     """`specs` registered before start (as YAML files), `teams` as the QUANTOS_TEAMS file,
     `tokens` as (name, team, scopes); yields once the location is loaded and the gateway answers.
@@ -168,6 +169,7 @@ def gateway_stack(
         extra_env={**location_env, **(extra_env or {})},
         workspace=workspace,
         location=location or LOCATION,
+        timeout=timeout,
     ) as srv:
         env = {
             **srv.env,
