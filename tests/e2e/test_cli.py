@@ -180,6 +180,8 @@ def test_dagster_definitions_validate_survives_an_invalid_spec(tmp_path: Path) -
         "QUANTOS_SPECS_DIR": str(specs),
         "QUANTOS_DATA_DIR": str(tmp_path / "data"),
         "DAGSTER_HOME": str(tmp_path),
+        # the repository's workspace: a location per team, each validated (dbt is not the point)
+        "QUANTOS_DBT": "off",
     }
     (tmp_path / "dagster.yaml").write_text("telemetry:\n  enabled: false\n")
     res = subprocess.run(
