@@ -17,34 +17,18 @@ from pathlib import Path
 import pytest
 import yaml
 from dev_server import REPOSITORY, Server, dagster_dev, isolated_env
+from team_specs import TWO_TEAMS, team_spec
 
 from quantos_assets.apps.client.graphql import DagsterAPIError
 from quantos_assets.apps.client.submissions import QuantosClient
 
 pytestmark = pytest.mark.e2e
 
-TEAMS = """\
-defaults: {entrypoints: [quantos_assets.tasks]}
-teams:
-  alpha: {}
-  beta: {}
-"""
+TEAMS = TWO_TEAMS
 
 
 def _spec(pid: str, team: str, schedule: bool = False) -> dict:
-    spec: dict = {
-        "version": 1,
-        "pipeline_id": pid,
-        "labels": {"team": team},
-        "nodes": [
-            {
-                "id": "rows",
-                "kind": "python_task",
-                "params": {"entrypoint": "quantos_assets.tasks.noop:one_row"},
-                "outs": ["rows"],
-            }
-        ],
-    }
+    spec = team_spec(pid, team, out="rows")
     if schedule:
         spec["schedule"] = {"calendar": "XNYS", "at": "close+30m"}
         spec["freshness"] = {"max_lag_sessions": 1}

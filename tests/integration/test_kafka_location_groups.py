@@ -11,6 +11,7 @@ import pytest
 import yaml
 from dagster import DagsterInstance, SensorDefinition, build_sensor_context
 from kafka_broker import MockKafka
+from team_specs import TWO_TEAMS, team_spec
 
 from quantos_assets.pipeline_assets import build_pipeline
 from quantos_assets.spec_rules.firm import load_spec
@@ -23,25 +24,7 @@ pytestmark = pytest.mark.integration
 
 TOPIC = "orch.jobs"
 GROUP = "quantos-orchestrator"
-TEAMS = "defaults: {entrypoints: [quantos_assets.tasks]}\nteams:\n  alpha: {}\n  beta: {}\n"
-
-
-def _spec(pid: str, team: str) -> str:
-    return yaml.safe_dump(
-        {
-            "version": 1,
-            "pipeline_id": pid,
-            "labels": {"team": team},
-            "nodes": [
-                {
-                    "id": "rows",
-                    "kind": "python_task",
-                    "params": {"entrypoint": "quantos_assets.tasks.noop:one_row"},
-                    "outs": ["rows"],
-                }
-            ],
-        }
-    )
+TEAMS = TWO_TEAMS
 
 
 @pytest.fixture
@@ -49,7 +32,7 @@ def profile(tmp_path: Path, kafka_broker: MockKafka) -> Profile:
     specs = tmp_path / "specs"
     specs.mkdir()
     for pid, team in [("alpha_daily", "alpha"), ("beta_daily", "beta")]:
-        (specs / f"{pid}.yaml").write_text(_spec(pid, team))
+        (specs / f"{pid}.yaml").write_text(yaml.safe_dump(team_spec(pid, team)))
     teams = tmp_path / "teams.yaml"
     teams.write_text(TEAMS)
     return active_profile(
@@ -182,7 +165,9 @@ def test_a_new_location_starts_where_the_others_are_not_at_the_topics_start(
         _ticked(sensor, instance, cursors[name])
 
     # A team added later: its group starts where the platform location's is.
-    (profile.specs_dir / "gamma_daily.yaml").write_text(_spec("gamma_daily", "gamma"))
+    (profile.specs_dir / "gamma_daily.yaml").write_text(
+        yaml.safe_dump(team_spec("gamma_daily", "gamma"))
+    )
     profile.teams_file.write_text(TEAMS + "  gamma: {}\n")
     gamma = location("gamma")
     assert _ticked(gamma, instance, None)[0] == []

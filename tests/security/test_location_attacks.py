@@ -28,6 +28,7 @@ from typing import Any
 import pytest
 import yaml
 from profiles import LOCAL
+from team_specs import team_spec as spec
 
 from definitions.assemble import LocationError, build_definitions
 from quantos_assets.admission.registry_view import DirectoryRegistry
@@ -52,24 +53,6 @@ from sensors.kafka_submissions import (
 
 TEAMS = TeamsFile.model_validate({"teams": {"alpha": {}, "beta": {}}})
 K8S_NAME = r"[a-z0-9]([-a-z0-9]*[a-z0-9])?"
-
-
-def spec(pid: str, team: str | None = None, out: str | None = None) -> dict[str, Any]:
-    body: dict[str, Any] = {
-        "version": 1,
-        "pipeline_id": pid,
-        "nodes": [
-            {
-                "id": "rows",
-                "kind": "python_task",
-                "params": {"entrypoint": "quantos_assets.tasks.noop:one_row"},
-                "outs": [out or f"{pid}_rows"],
-            }
-        ],
-    }
-    if team is not None:
-        body["labels"] = {"team": team}
-    return body
 
 
 def loaded(pid: str, team: str | None = None) -> Any:

@@ -14,6 +14,7 @@ import yaml
 from dagster import DagsterInstance, DagsterRun
 from dagster._core.storage.tags import RUN_KEY_TAG
 from dagster._core.utils import make_new_run_id
+from team_specs import TWO_TEAMS, team_spec
 
 from quantos_assets.pipeline_assets import PipelineDefs, build_pipeline
 from quantos_assets.spec_rules.firm import load_spec
@@ -23,25 +24,7 @@ from resources.profile import Profile, active_profile
 from sensors.gateway_jobs import evaluate_jobs, fire_key
 from sensors.run_usage import InstanceUsage, gateway_store
 
-TEAMS = "defaults: {entrypoints: [quantos_assets.tasks]}\nteams:\n  alpha: {}\n  beta: {}\n"
-
-
-def _spec(pid: str, team: str) -> str:
-    return yaml.safe_dump(
-        {
-            "version": 1,
-            "pipeline_id": pid,
-            "labels": {"team": team},
-            "nodes": [
-                {
-                    "id": "rows",
-                    "kind": "python_task",
-                    "params": {"entrypoint": "quantos_assets.tasks.noop:one_row"},
-                    "outs": [f"{pid}_rows"],
-                }
-            ],
-        }
-    )
+TEAMS = TWO_TEAMS
 
 
 @pytest.fixture
@@ -49,7 +32,7 @@ def profile(tmp_path: Path) -> Profile:
     specs = tmp_path / "specs"
     specs.mkdir()
     for pid, team in [("alpha_daily", "alpha"), ("beta_daily", "beta")]:
-        (specs / f"{pid}.yaml").write_text(_spec(pid, team))
+        (specs / f"{pid}.yaml").write_text(yaml.safe_dump(team_spec(pid, team)))
     (tmp_path / "teams.yaml").write_text(TEAMS)
     return active_profile(
         {

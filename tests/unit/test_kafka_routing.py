@@ -13,6 +13,7 @@ from typing import Any
 import pytest
 import yaml
 from profiles import LOCAL
+from team_specs import team_spec as spec
 
 from quantos_assets.admission.registry_view import DirectoryRegistry
 from quantos_assets.pipeline_assets import PipelineDefs, build_pipeline
@@ -32,24 +33,6 @@ from sensors.kafka_submissions import (
 
 TEAMS = TeamsFile.model_validate({"teams": {"alpha": {}, "beta": {}}})
 TOPIC = "orch.jobs"
-
-
-def spec(pid: str, team: str | None) -> dict[str, Any]:
-    out: dict[str, Any] = {
-        "version": 1,
-        "pipeline_id": pid,
-        "nodes": [
-            {
-                "id": "rows",
-                "kind": "python_task",
-                "params": {"entrypoint": "quantos_assets.tasks.noop:one_row"},
-                "outs": [f"{pid}_rows"],
-            }
-        ],
-    }
-    if team is not None:
-        out["labels"] = {"team": team}
-    return out
 
 
 @dataclass
