@@ -74,7 +74,7 @@ from pyiceberg.schema import Schema
 from pyiceberg.table import Table, TableProperties, Transaction
 from pyiceberg.table.metadata import TableMetadata
 from pyiceberg.table.refs import MAIN_BRANCH
-from pyiceberg.table.snapshots import Operation
+from pyiceberg.table.snapshots import Operation, Snapshot
 from pyiceberg.table.update import TableUpdate, update_table_metadata
 from pyiceberg.table.update.snapshot import ExpireSnapshots, _MergeAppendFiles, _OverwriteFiles
 from pyiceberg.transforms import IdentityTransform
@@ -459,18 +459,47 @@ def _read_parent(io: FileIO, metadata: TableMetadata, partition_keys: list[str] 
     PyIceberg's overwrite reads them three times per commit (our scan for the files to
     replace, then its deleted-entries and existing-manifests passes), each time parsing every
     Avro file again (schema conversion included, ~2-3 ms a file): that was the largest part of
-    a small commit once the metadata copies were gone. Pruning is PyIceberg's own: the
-    partition filter's inclusive projection against the manifest summaries, then against each
-    entry's partition.
+    a small commit once the metadata copies were gone.
     """
     snapshot = metadata.current_snapshot()
     if snapshot is None:
         return _Parent([], {}, [])
+    manifests, entries, matched = _live_entries(io, metadata, snapshot, partition_keys)
+    return _Parent(manifests, entries, matched)
+
+
+def snapshot_data_files(
+    io: FileIO, metadata: TableMetadata, snapshot: Snapshot, partition_keys: Sequence[str] | None
+) -> list[DataFile] | None:
+    """The data files a read of `snapshot` (those of `partition_keys`; None: all) opens, in
+    one single-threaded pass over its manifests; None where a delete file applies, so the
+    rows are not simply the files' rows.
+
+    What PyIceberg's `scan().plan_files()` returns for a partition filter, without its thread
+    pool: on a small table the hand-offs were most of a SQL node's input planning (~18 ms an
+    input against ~4 ms here)."""
+    manifests, _, matched = _live_entries(io, metadata, snapshot, partition_keys)
+    if any(m.content != ManifestContent.DATA for m in manifests):
+        return None
+    return [e.data_file for e in matched]
+
+
+def _live_entries(
+    io: FileIO,
+    metadata: TableMetadata,
+    snapshot: Snapshot,
+    partition_keys: Sequence[str] | None,
+) -> tuple[list[ManifestFile], dict[str, list[ManifestEntry]], list[ManifestEntry]]:
+    """A snapshot's manifests still holding live files, the live entries of the data
+    manifests that may hold `partition_keys` (by manifest path), and the entries of exactly
+    those partitions (None: every entry). Pruning is PyIceberg's own: the partition filter's
+    inclusive projection against the manifest summaries, then against each entry's partition.
+    """
     manifests = [m for m in snapshot.manifests(io) if m.has_added_files() or m.has_existing_files()]
     schema = metadata.schema()
     row_filter = partition_filter(partition_keys)
     entries: dict[str, list[ManifestEntry]] = {}
-    replaced: list[ManifestEntry] = []
+    matched: list[ManifestEntry] = []
     for manifest in manifests:
         if manifest.content != ManifestContent.DATA:
             continue  # delete files are carried as they are (we never write them)
@@ -481,8 +510,8 @@ def _read_parent(io: FileIO, metadata: TableMetadata, partition_keys: list[str] 
         matches = expression_evaluator(Schema(*spec.partition_type(schema).fields), projected, True)
         live = manifest.fetch_manifest_entry(io, discard_deleted=True)
         entries[manifest.manifest_path] = live
-        replaced.extend(e for e in live if matches(e.data_file.partition))
-    return _Parent(manifests, entries, replaced)
+        matched.extend(e for e in live if matches(e.data_file.partition))
+    return manifests, entries, matched
 
 
 class _ReplaceFiles(_OverwriteFiles):

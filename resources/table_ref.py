@@ -93,22 +93,24 @@ class TableRef:
         """The snapshot as local Parquet files DuckDB can scan itself, `hidden` column left out;
         None where the files would not read as the snapshot does (object storage, delete files,
         an evolved schema, a pinned snapshot that is gone): read `to_arrow()` then."""
-        from resources.iceberg_tables import partition_filter
+        from resources.iceberg_tables import snapshot_data_files
 
         table = self.catalog.load_table((self.namespace, self.name))
         if not table.metadata.location.startswith("file://") or len(table.schemas()) != 1:
             return None
-        if self.snapshot_id is not None and table.snapshot_by_id(self.snapshot_id) is None:
-            return None
-        scan = table.scan(
-            snapshot_id=self.snapshot_id, row_filter=partition_filter(self.partition_keys)
+        snapshot = (
+            table.current_snapshot()
+            if self.snapshot_id is None
+            else table.snapshot_by_id(self.snapshot_id)
         )
-        tasks = list(scan.plan_files())
-        if not tasks or any(task.delete_files for task in tasks):
+        if snapshot is None:
             return None
-        columns = tuple(f.name for f in scan.projection().fields if f.name != hidden)
+        files = snapshot_data_files(table.io, table.metadata, snapshot, self.partition_keys)
+        if not files:  # nothing to read, or delete files apply
+            return None
+        columns = tuple(f.name for f in table.schema().fields if f.name != hidden)
         return ParquetView(
-            paths=tuple(sorted(task.file.file_path.removeprefix("file://") for task in tasks)),
+            paths=tuple(sorted(f.file_path.removeprefix("file://") for f in files)),
             columns=columns,
             partition_keys=self.partition_keys,
             partition_column=hidden,
