@@ -13,6 +13,7 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 
 from dagster import (
+    AssetKey,
     AssetsDefinition,
     AssetSpec,
     DagsterInvalidDefinitionError,
@@ -294,9 +295,14 @@ def definitions_for(
     spec's job from (with its progress logger), so a local run is built by the same code.
     `location`: its name, where the workspace has one per team (None: the single location,
     which also holds the platform's jobs); `registry`: where every pipeline is served."""
-    # One asset per external table, however many pipelines read it.
-    external = {a.key: a for p in pipelines for a in p.external}
-    assets = [a for p in pipelines for a in p.assets] + [*external.values(), *(extra_assets or [])]
+    # One asset per external table, however many pipelines read it; none for a table that a
+    # pipeline of this location writes (its asset is the materializable one). A table written
+    # in another location stays an unexecutable asset here, joined to its producer's asset in
+    # Dagster's workspace graph: a cross-location dependency.
+    produced = [a for p in pipelines for a in p.assets]
+    produced_keys = {k for a in produced for k in _keys(a)}
+    external = {a.key: a for p in pipelines for a in p.external if a.key not in produced_keys}
+    assets = [*produced, *external.values(), *(extra_assets or [])]
     triggers: list[ScheduleDefinition | SensorDefinition] = []
     if location != PLATFORM_LOCATION:
         triggers += [
@@ -355,3 +361,7 @@ def _lake_namespaces(
         }
 
     return registered
+
+
+def _keys(asset: AssetsDefinition | AssetSpec) -> set[AssetKey]:
+    return {asset.key} if isinstance(asset, AssetSpec) else set(asset.keys)

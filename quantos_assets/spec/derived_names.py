@@ -41,7 +41,7 @@ NAMESPACES: tuple[Namespace, ...] = (
 
 INVALID_SPECS_GROUP = "invalid_specs"  # invalid specs are shown as assets of this group
 DBT_GROUP = "dbt"  # the dbt models' group and asset-key prefix
-# External inputs' assets: [external, namespace, table], one per table whichever specs read it
+# The group of external inputs' assets no pipeline of ours produces (keys: [namespace, table])
 EXTERNAL_GROUP = "external"
 DBT_OPS = "dbt_models"  # the dbt models' ops: dbt_models, dbt_models__<partitions set>
 GATEWAY_JOBS_SENSOR = "gateway_jobs"
@@ -156,10 +156,14 @@ def lag_sensor_name(pipeline_id: str, topic: str, index: int) -> str:
 
 
 def external_key_parts(namespace: str, table: str) -> list[str]:
-    """An external input's asset key: under the platform's `external` prefix, which no
-    pipeline id may take (a pipeline `market` keys its outs [market, out]), and the same for
-    every spec reading that table, so the location holds one asset per table."""
-    return [EXTERNAL_GROUP, namespace, table]
+    """An external input's asset key: the table's own identifier, [namespace, table].
+
+    A pipeline's outs are the tables `<pipeline_id>.<out>` keyed [pipeline_id, out], so a
+    table that another pipeline of ours writes is that pipeline's asset: a reader in another
+    team's code location depends on it across locations (Dagster joins the two in one graph),
+    and one in the same location on the asset itself. A table nothing of ours writes (a
+    vendor's market data) is one unexecutable asset that every reader shares."""
+    return [namespace, table]
 
 
 def asset_name(*parts: str) -> str:
@@ -224,9 +228,10 @@ def derived_names(spec: DagSpec, floor: GateFloor | None) -> list[DerivedName]:
 
 
 def shared_names(spec: DagSpec) -> list[DerivedName]:
-    """The platform's names a spec uses without owning them: its external inputs' assets
-    (and their group), which every spec reading the same table shares. Never a collision,
-    so `derived_names` leaves them out; what the location defines is both lists."""
+    """The names a spec uses without owning them: its external inputs' assets (and their
+    group), which every spec reading the same table shares, and which are the producer's own
+    asset when a pipeline of ours writes the table. Never a collision, so `derived_names`
+    leaves them out; what the location defines is both lists."""
     names = [
         DerivedName(
             "asset key",

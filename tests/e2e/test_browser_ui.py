@@ -49,6 +49,24 @@ GATED = "gated_fail"
 FROZEN_TEAM = "frozen"
 # The code locations serving them (tenancy/locations.py): research's pipelines, those of no team.
 RESEARCH, SHARED, PLATFORM = "team-research", "quantos-shared", "quantos-platform"
+# research's pipeline over ui_flaky's table, which the shared location produces: a dependency
+# across code locations (research is granted that namespace in the test's teams file)
+WATCH = "ui_rows_watch"
+WATCH_SPEC = {
+    "version": 1,
+    "pipeline_id": WATCH,
+    "labels": {"team": "research"},
+    "external_inputs": {"flaky_rows": {"table": f"{FLAKY}.rows"}},
+    "nodes": [
+        {
+            "id": "count",
+            "kind": "trino_sql",
+            "params": {"sql": "SELECT count(*) AS n FROM flaky_rows"},
+            "ins": ["flaky_rows"],
+            "outs": ["row_count"],
+        }
+    ],
+}
 
 FLAKY_SPEC = """\
 version: 1
@@ -88,12 +106,21 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
         specs / "gated_model_fail.yaml",
     )
     (specs / "ui_flaky.yaml").write_text(FLAKY_SPEC.format(flag=root / "flag"))
+    (specs / f"{WATCH}.yaml").write_text(yaml.safe_dump(WATCH_SPEC, sort_keys=False))
+    teams = yaml.safe_load((REPO / "deploy" / "teams.yaml").read_text())
+    teams["teams"]["research"]["reads"] = ["market.*", f"{FLAKY}.*"]
+    (root / "teams.yaml").write_text(yaml.safe_dump(teams))
     # The workspace a deployment generates: a location per team (research's pipelines), the
     # shared one (ui_flaky has no team), the platform's.
-    workspace, names = team_workspace(root, specs)
+    workspace, names = team_workspace(root, specs, root / "teams.yaml")
     assert names == [PLATFORM, RESEARCH, SHARED], names
     with dagster_dev(
-        root, specs, dagster_yaml=instance_config(), workspace=workspace, location=RESEARCH
+        root,
+        specs,
+        dagster_yaml=instance_config(),
+        workspace=workspace,
+        location=RESEARCH,
+        extra_env={"QUANTOS_TEAMS": str(root / "teams.yaml")},
     ) as srv:
         wait_for(
             "the shared location", srv, lambda: location_state(srv, SHARED)[0] == "LOADED", 120
@@ -483,3 +510,34 @@ def test_a_failing_gate_check_blocks_promotion(ui: Ui, server: Server) -> None:
     materialized = {"/".join(m["assetKey"]["path"]) for m in run["assetMaterializations"]}
     assert f"{GATED}/model_uri" in materialized
     assert not {k for k in materialized if "/promoted/" in k}, materialized
+
+
+LINEAGE_QUERY = """
+query($keys: [AssetKeyInput!]) { assetNodes(assetKeys: $keys) {
+  assetKey { path } isMaterializable isExecutable repository { location { name } }
+  dependencyKeys { path } dependedByKeys { path } } }
+"""
+
+
+def test_a_dependency_across_code_locations_shows_whole(ui: Ui, server: Server) -> None:
+    """research's ui_rows_watch reads the table ui_flaky (the shared location) writes: the
+    UI joins the two locations' assets in one lineage, the upstream served (materializable)
+    by its own location and the downstream by research's."""
+    wait_for(
+        "the shared location", server, lambda: location_state(server, SHARED)[0] == "LOADED", 120
+    )
+    page = ui.open(f"/assets/{WATCH}/row_count?view=lineage&lineageScope=upstream")
+    expect(page.get_by_text("row_count", exact=True).first).to_be_visible()
+    expect(page.get_by_text("rows", exact=True).first).to_be_visible()
+    ui.shot("cross-location-lineage")
+
+    keys = [{"path": [FLAKY, "rows"]}, {"path": [WATCH, "row_count"]}]
+    nodes = {
+        "/".join(n["assetKey"]["path"]): n
+        for n in server.graphql(LINEAGE_QUERY, {"keys": keys})["assetNodes"]
+    }
+    upstream, downstream = nodes[f"{FLAKY}/rows"], nodes[f"{WATCH}/row_count"]
+    assert upstream["repository"]["location"]["name"] == SHARED and upstream["isMaterializable"]
+    assert downstream["repository"]["location"]["name"] == RESEARCH
+    assert {"path": [WATCH, "row_count"]} in upstream["dependedByKeys"]
+    assert downstream["dependencyKeys"] == [{"path": [FLAKY, "rows"]}]

@@ -1,4 +1,5 @@
-"""A dbt model over two teams' tables, in a workspace with one code location per team.
+"""Dependencies across teams' code locations: a dbt model over two teams' tables, and a
+pipeline reading another team's published table as an external input.
 
 The dbt project lives in the platform location only; its sources are the tables of
 pipelines that other (team) locations define and materialize. Here xs_momentum_v1 stays
@@ -6,7 +7,10 @@ research's and xs_daily_eod is relabelled to execution (a copy of the example sp
 a tmp registry), so `dbt/session_backtest_vs_eod` reads one table of each team. Real
 parts: each location's own Definitions (build_definitions(location=...)), the specs' nodes,
 the Iceberg SqlCatalog on SQLite and dbt-duckdb; dbt's rows are compared with a pandas
-join of the same Iceberg tables.
+join of the same Iceberg tables. research's eod_watch reads execution's
+xs_daily_eod.eod_summary: its location holds that key as an unexecutable asset (Dagster's
+cross-location dependency), execution's the materializable one, and the run reads the
+snapshot execution committed.
 """
 
 from __future__ import annotations
@@ -54,9 +58,26 @@ TEAMS = """\
 defaults:
   entrypoints: [quantos_assets.tasks]
 teams:
-  research: {}
+  research: {reads: [xs_daily_eod.*]}
   execution: {}
 """
+WATCH = AssetKey(["eod_watch", "eod_rows"])
+# research's pipeline over execution's published table (its out eod_summary)
+EOD_WATCH = {
+    "version": 1,
+    "pipeline_id": "eod_watch",
+    "labels": {"team": "research"},
+    "external_inputs": {"eod": {"table": f"{EOD}.eod_summary"}},
+    "nodes": [
+        {
+            "id": "count",
+            "kind": "trino_sql",
+            "params": {"sql": "SELECT count(*) AS n, sum(symbols) AS symbols FROM eod"},
+            "ins": ["eod"],
+            "outs": ["eod_rows"],
+        }
+    ],
+}
 
 
 @dataclass
@@ -73,6 +94,15 @@ class Workspace:
         profile = active_profile()
         catalog = SqlCatalog("quantos", uri=profile.catalog_uri, warehouse=profile.warehouse)
         return catalog.load_table((namespace, table)).scan().to_pandas()
+
+    def iceberg_snapshot(self, namespace: str, table: str) -> int:
+        from pyiceberg.catalog.sql import SqlCatalog
+
+        profile = active_profile()
+        catalog = SqlCatalog("quantos", uri=profile.catalog_uri, warehouse=profile.warehouse)
+        snapshot = catalog.load_table((namespace, table)).current_snapshot()
+        assert snapshot is not None
+        return snapshot.snapshot_id
 
     def dbt_table(self, name: str) -> pd.DataFrame:
         path = active_profile().data_dir / "dbt" / "quantos.duckdb"
@@ -96,6 +126,7 @@ def workspace(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Workspace]:
     shutil.copy(REPO / "specs" / "xs_momentum_backtest.yaml", specs)
     shutil.copy(REPO / "specs" / "xs_daily_eod.yaml", specs)
     _relabel(specs / "xs_daily_eod.yaml", "execution")
+    (specs / "eod_watch.yaml").write_text(yaml.safe_dump(EOD_WATCH, sort_keys=False))
     (root / "teams.yaml").write_text(TEAMS)
     home = root / "dagster_home"
     home.mkdir()
@@ -203,3 +234,39 @@ def test_a_model_over_two_teams_tables_materializes(workspace: Workspace) -> Non
         ("equity", "equity"),
     ):
         np.testing.assert_allclose(got[ours].to_numpy(), expected[theirs].to_numpy(), rtol=1e-12)
+
+
+def test_a_pipeline_reads_another_teams_table_across_locations(workspace: Workspace) -> None:
+    """research's eod_watch depends on execution's asset itself, not a copy: its location
+    holds the key only as an unexecutable asset (Dagster joins it to execution's in the
+    workspace graph); its run reads the snapshot execution's last run committed."""
+    research, execution = (workspace.locations[n] for n in (RESEARCH, EXECUTION))
+    graph = research.resolve_asset_graph()
+    assert graph.get(WATCH).parent_keys == {EOD_SUMMARY}
+    assert not graph.get(EOD_SUMMARY).is_executable
+    assert EOD_SUMMARY not in _defined(research) and EOD_SUMMARY in _defined(execution)
+    assert WATCH not in execution.resolve_asset_graph().get_all_asset_keys()
+    # One location serving both teams (quantos run, a single-location deployment): the reader
+    # depends on the producer's asset there, with no second definition of its key.
+    whole = build_definitions().resolve_asset_graph()
+    assert whole.get(WATCH).parent_keys == {EOD_SUMMARY}
+    assert whole.get(EOD_SUMMARY).is_materializable
+
+    instance = workspace.instance
+    if instance.get_latest_materialization_event(EOD_SUMMARY) is None:  # run on its own
+        instance.add_dynamic_partitions(f"{EOD}__sessions", SESSIONS)
+        job = execution.resolve_implicit_global_asset_job_def()
+        for session in SESSIONS:
+            assert job.execute_in_process(
+                instance=instance, asset_selection=EXECUTION_RUN, partition_key=session
+            ).success
+    run = research.resolve_job_def("eod_watch").execute_in_process(instance=instance)
+    assert run.success
+    eod = workspace.iceberg(EOD, "eod_summary")
+    got = workspace.iceberg("eod_watch", "eod_rows")
+    assert got["n"].tolist() == [len(eod)]
+    assert [int(v) for v in got["symbols"]] == [int(eod["symbols"].sum())]
+    (loaded,) = [e for e in run.all_events if e.event_type_value == "LOADED_INPUT"]
+    read = {k: v.value for k, v in loaded.event_specific_data.metadata.items()}
+    current = workspace.iceberg_snapshot(EOD, "eod_summary")
+    assert read["table"] == f"{EOD}.eod_summary" and read["snapshot_id"] == current

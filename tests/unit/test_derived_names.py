@@ -116,7 +116,7 @@ def test_derived_names_are_the_names_the_location_defines(
         for n in shared_names(loaded.spec):
             shared[n.namespace].add(n.name)
     # the external table's asset and group: the platform's, shared by both readers
-    assert shared["asset key"] == {"external/market/bars_1m"} and shared["group"] == {"external"}
+    assert shared["asset key"] == {"market/bars_1m"} and shared["group"] == {"external"}
     for ns in NAMESPACES:
         built[ns] -= shared[ns]
     # a lag trigger's observations land on [pipeline, kafka_lag]: an event, not a definition
