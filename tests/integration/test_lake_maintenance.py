@@ -227,6 +227,13 @@ def test_the_daily_job_is_in_every_location_and_the_cli_runs_the_same_pass(
     assert out[-1].endswith("over 1 pipeline(s)")
     assert main(["lake", "maintain", "--pipeline", "nope"]) == 1
     assert capsys.readouterr().err.strip() == "quantos: --pipeline nope: no registered pipeline"
+    # a team's tables only: the team of lake_demo, then one that owns nothing here
+    assert main(["lake", "maintain", "--dry-run", "--team", "quant-eq"]) == 0
+    assert capsys.readouterr().out.splitlines()[-1].endswith("over 1 pipeline(s)")
+    assert main(["lake", "maintain", "--team", "research"]) == 1
+    assert capsys.readouterr().err.strip() == (
+        "quantos: --team research: owns no registered pipeline"
+    )
 
     lake.run()
     assert len(lake.snapshots("prices")) == 2

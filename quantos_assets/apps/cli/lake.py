@@ -34,6 +34,12 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
         default=None,
         help="only this pipeline's tables (repeatable; default: every registered pipeline)",
     )
+    maintain.add_argument(
+        "--team",
+        action="append",
+        default=[],
+        help="only the tables of this team's pipelines (repeatable)",
+    )
     maintain.add_argument("--json", action="store_true", help="one JSON object per action")
     maintain.add_argument(
         "--dry-run",
@@ -60,6 +66,12 @@ def cmd_maintain(args: argparse.Namespace) -> int:
             print(f"quantos: --pipeline {unknown[0]}: no registered pipeline", file=sys.stderr)
             return EXIT_INVALID
         teams = {p: teams[p] for p in args.pipeline}
+    if args.team:
+        unknown = sorted(set(args.team) - set(teams.values()))
+        if unknown:
+            print(f"quantos: --team {unknown[0]}: owns no registered pipeline", file=sys.stderr)
+            return EXIT_INVALID
+        teams = {p: t for p, t in teams.items() if t in args.team}
     resources = build_resources(profile)
     report = maintain(
         dagster_home_instance(),

@@ -29,6 +29,13 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
     r.add_argument(
         "--admin", action="store_true", help="replace a pipeline of another team (operators)"
     )
+    r.add_argument(
+        "--reload",
+        action="store_true",
+        help="then reload the code location serving the pipeline, and only it (Dagster at "
+        "QUANTOS_DAGSTER_URL or --dagster-url)",
+    )
+    r.add_argument("--dagster-url", help="the Dagster webserver for --reload")
     r.set_defaults(handler=cmd_register)
 
 
@@ -78,8 +85,23 @@ def cmd_register(args: argparse.Namespace) -> int:
         f"{what}  {registration.path}  ({loaded.spec.pipeline_id}, owner "
         f"{registration.owner or 'none'})"
     )
-    print(
-        "reload the code location to serve it (the UI's Deployment page, or a gateway submission)",
-        file=sys.stderr,
-    )
-    return EXIT_OK
+    return _serve(args, loaded.spec.pipeline_id)
+
+
+def _serve(args: argparse.Namespace, pipeline_id: str) -> int:
+    """Reload the pipeline's code location (--reload), or say which one to reload."""
+    from quantos_assets.apps.cli.registry import registry_locations, reload_locations
+    from resources.profile import active_profile
+
+    location = registry_locations().location_of(pipeline_id)
+    if location is None:  # the registry no longer lists it: written over meanwhile
+        print(f"quantos: error: {pipeline_id} is not in the registry any more", file=sys.stderr)
+        return EXIT_INVALID
+    if not args.reload:
+        print(
+            f"reload code location {location} to serve it (quantos registry reload --pipeline "
+            f"{pipeline_id}, the UI's Deployment page, or a gateway submission)",
+            file=sys.stderr,
+        )
+        return EXIT_OK
+    return reload_locations(args.dagster_url or active_profile().dagster_url, [location])
