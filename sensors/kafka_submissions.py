@@ -41,7 +41,7 @@ from quantos_assets.spec.errors import SpecError
 from quantos_assets.spec.input_refs import ref_problems
 from quantos_assets.spec.loader import load_runtime_params
 from quantos_assets.spec_rules.firm import load_spec_text
-from quantos_assets.tenancy.locations import PLATFORM_LOCATION
+from quantos_assets.tenancy.locations import PLATFORM_LOCATION, location_group
 from quantos_assets.tenancy.teams import TeamsFile, TeamsFileError, load_teams, pipeline_team
 from resources.kafka_client import KafkaClient, KafkaProblem, KafkaSettings, Message
 from resources.profile import Profile
@@ -421,10 +421,12 @@ def build_kafka_submissions(
         # message), else where the single location's group left off (the split itself).
         base = settings.group
         inherit = (
-            (base,) if location == PLATFORM_LOCATION else (f"{base}.{PLATFORM_LOCATION}", base)
+            (base,)
+            if location == PLATFORM_LOCATION
+            else (location_group(base, PLATFORM_LOCATION), base)
         )
         routing = Routing(location, route, inherit)
-        settings = replace(settings, group=f"{base}.{location}")
+        settings = replace(settings, group=location_group(base, location))
     refs = pipeline_refs(pipelines)
     grants: TeamsFile | TeamsFileError
     try:

@@ -21,5 +21,17 @@ def metrics_registry(
     profile = profile or active_profile()
     registry = CollectorRegistry()
     registry.register(RunMetricsCollector(instance, profile.specs_dir))
-    registry.register(KafkaLagCollector(profile.kafka, profile.specs_dir))
+    registry.register(KafkaLagCollector(profile.kafka, profile.specs_dir, _locations(profile)))
     return registry
+
+
+def _locations(profile: Profile) -> list[str]:
+    """The teams file's code locations, whose Kafka groups the lag collector watches; none
+    when the file does not load (the base group is watched, and the sensors say why)."""
+    from quantos_assets.tenancy.locations import LocationPlan
+    from quantos_assets.tenancy.teams import TeamsFileError, load_teams
+
+    try:
+        return LocationPlan.of(load_teams(profile.teams_file, profile.teams_file_named)).names()
+    except TeamsFileError:
+        return []

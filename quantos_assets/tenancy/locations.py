@@ -50,6 +50,12 @@ def _slug(team: str) -> str:
     return f"{slug}-{hashlib.sha256(team.encode()).hexdigest()[:8]}".lstrip("-")
 
 
+def location_group(group: str, location: str) -> str:
+    """The Kafka consumer group a code location's submission sensor reads the topic with
+    (`group`: the deployment's QUANTOS_KAFKA_GROUP)."""
+    return f"{group}.{location}"
+
+
 def shard_of(pipeline_id: str, shards: int) -> int:
     """1..shards, stable across processes and releases (not Python's salted hash)."""
     if shards <= 1:

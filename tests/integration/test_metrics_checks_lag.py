@@ -147,3 +147,45 @@ def test_check_failures_and_kafka_lag_on_the_exporter_and_the_gateway(
             ("feature-builders", "md.ticks"): 1,
             ("ghosts", "md.nothing"): 0,
         }, where
+
+
+def test_the_queue_is_watched_by_the_locations_groups_once_they_commit(
+    kafka_broker: MockKafka,
+) -> None:
+    """Before the split the base group consumes the queue and is reported. After it each
+    code location reads with a group of its own: those that committed are reported, and the
+    base group, which nobody commits to any more, is not (its lag would only grow)."""
+    from quantos_assets.observability.kafka_lag_metrics import KafkaLagCollector
+    from resources.kafka_client import KafkaSettings
+
+    topic, base = "orch.split", "quantos-orchestrator"
+    kafka_broker.produce(topic, [{"n": i} for i in range(8)])  # 2 a partition
+    kafka_broker.commit(topic, base, dict.fromkeys(range(4), 2))
+    settings = KafkaSettings(
+        bootstrap=kafka_broker.bootstrap, submissions_topic=topic, group=base, timeout_s=2
+    )
+    locations = ["quantos-platform", "team-alpha", "team-beta", "quantos-shared"]
+    collector = KafkaLagCollector(settings, None, locations)
+
+    def scraped() -> tuple[dict[tuple[str, ...], float], dict[tuple[str, ...], float]]:
+        families = {f.name: f for f in collector.collect()}
+        lag = {
+            tuple(s.labels.values()): s.value
+            for s in families["quantos_kafka_consumer_lag"].samples
+        }
+        up = {tuple(s.labels.values()): s.value for s in families["quantos_kafka_lag_up"].samples}
+        return lag, up
+
+    assert scraped() == (
+        {(base, topic, str(p)): 0 for p in range(4)},
+        {(base, topic): 1},
+    )
+    kafka_broker.produce(topic, [{"n": i} for i in range(4)])  # one more a partition
+    kafka_broker.commit(topic, f"{base}.team-alpha", dict.fromkeys(range(4), 3))
+    kafka_broker.commit(topic, f"{base}.quantos-platform", {0: 3, 1: 3, 2: 2, 3: 3})
+    lag, up = scraped()
+    assert lag == {
+        **{(f"{base}.team-alpha", topic, str(p)): 0 for p in range(4)},
+        **{(f"{base}.quantos-platform", topic, str(p)): int(p == 2) for p in range(4)},
+    }
+    assert up == {(f"{base}.team-alpha", topic): 1, (f"{base}.quantos-platform", topic): 1}
