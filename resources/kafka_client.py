@@ -200,6 +200,11 @@ class KafkaClient:
         committed = self.committed_offsets(group, tps)
         return GroupLag(group=group, end=self.end_offsets(tps), committed=committed)
 
+    def commit_offsets(self, group: str, topic: str, offsets: Mapping[int, int]) -> None:
+        """Commit a group's offsets without joining it (the group has no running consumer)."""
+        with self.consumer(group) as consumer:
+            consumer.commit(topic, offsets)
+
     @contextmanager
     def consumer(self, group: str) -> Iterator[GroupConsumer]:
         from confluent_kafka import Consumer

@@ -43,7 +43,13 @@ from quantos_assets.spec.loader import load_runtime_params
 from quantos_assets.spec_rules.firm import load_spec_text
 from quantos_assets.tenancy.locations import PLATFORM_LOCATION, location_group
 from quantos_assets.tenancy.teams import TeamsFile, TeamsFileError, load_teams, pipeline_team
-from resources.kafka_client import KafkaClient, KafkaProblem, KafkaSettings, Message
+from resources.kafka_client import (
+    DEFAULT_GROUP,
+    KafkaClient,
+    KafkaProblem,
+    KafkaSettings,
+    Message,
+)
 from resources.profile import Profile
 from resources.run_tag_keys import TAG_KAFKA_MESSAGE
 from sensors.run_usage import InstanceUsage, gateway_store
@@ -100,6 +106,8 @@ class Elsewhere:
     platform's sends it to the dead-letter topic). Committed here like any handled message."""
 
     message: Message
+    # The team location that runs it (None: the platform's, or no pipeline at all)
+    location: str | None = None
 
 
 # A message's ref -> the code location the registry says serves it (None: no pipeline).
@@ -116,6 +124,8 @@ class Routing:
     # never committed one: a new location's group would otherwise read the topic from its
     # earliest offset and run again every retained submission another location already ran.
     inherit: tuple[str, ...] = ()
+    # The deployment's QUANTOS_KAFKA_GROUP (each location's group is named from it)
+    base_group: str = DEFAULT_GROUP
 
     @property
     def dead_letters(self) -> bool:
@@ -203,7 +213,7 @@ def parse_submission(
     if routing is not None and (
         routing.elsewhere(ref) if ref is not None else not routing.dead_letters
     ):
-        return Elsewhere(msg)
+        return Elsewhere(msg, routing.route(ref) if ref is not None else None)
     try:
         params = load_runtime_params(sub.runtime_params, name=f"{where} runtime_params")
         if sub.spec_ref is not None:
@@ -338,6 +348,10 @@ def evaluate(
             waiting[m.partition] = outcome
         else:
             outcomes.append(outcome)
+    if routing is not None and routing.dead_letters:
+        skip = _bookmark_undeployed(client, settings, routing, outcomes)
+        if skip is not None:
+            return SensorResult(skip_reason=skip, cursor=state.dump())
     rejected = [o for o in outcomes if isinstance(o, Rejected)]
     if rejected:
         try:
@@ -369,6 +383,37 @@ def evaluate(
         said += [d.reason for d in waiting.values()]
         return SensorResult(skip_reason="; ".join(said), cursor=next_cursor)
     return SensorResult(skip_reason=f"no new submissions on {topic}", cursor=next_cursor)
+
+
+def _bookmark_undeployed(
+    client: KafkaClient,
+    settings: KafkaSettings,
+    routing: Routing,
+    outcomes: list[Accepted | Rejected | Elsewhere],
+) -> str | None:
+    """Keep the place of every message for a location whose group has never committed on its
+    partition (a team or shard in the teams file whose code server is not deployed yet): its
+    group is committed at that message, so when the location comes up it starts there rather
+    than where the platform's group is by then (past the message: it would never run). A
+    group that has committed is running (or ran) and keeps its own place. The skip reason
+    when the broker did not answer (nothing is committed then; the tick is read again)."""
+    first: dict[tuple[str, int], int] = {}  # (location, partition) -> its first offset
+    for outcome in outcomes:
+        if isinstance(outcome, Elsewhere) and outcome.location not in (None, routing.location):
+            key = (str(outcome.location), outcome.message.partition)
+            first[key] = min(first.get(key, outcome.message.offset), outcome.message.offset)
+    topic = settings.submissions_topic
+    try:
+        for location in sorted({loc for loc, _ in first}):
+            group = location_group(routing.base_group, location)
+            partitions = [(topic, p) for loc, p in first if loc == location]
+            committed = client.committed_offsets(group, partitions)
+            unset = [p for (_t, p), o in committed.items() if o < 0]
+            if unset:
+                client.commit_offsets(group, topic, {p: first[(location, p)] for p in unset})
+    except KafkaProblem as err:
+        return str(err)
+    return None
 
 
 def _inherited(
@@ -425,7 +470,7 @@ def build_kafka_submissions(
             if location == PLATFORM_LOCATION
             else (location_group(base, PLATFORM_LOCATION), base)
         )
-        routing = Routing(location, route, inherit)
+        routing = Routing(location, route, inherit, base_group=base)
         settings = replace(settings, group=location_group(base, location))
     refs = pipeline_refs(pipelines)
     grants: TeamsFile | TeamsFileError

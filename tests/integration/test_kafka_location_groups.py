@@ -176,3 +176,47 @@ def test_a_new_location_starts_where_the_others_are_not_at_the_topics_start(
     )
     assert _ticked(gamma, instance, None)[0] == ["new-g"]
     assert _ticked(sensors["team-alpha"], instance, cursors["team-alpha"])[0] == []
+
+
+def test_a_teams_submissions_wait_for_its_location_to_be_deployed(
+    kafka_broker: MockKafka, profile: Profile, instance: DagsterInstance
+) -> None:
+    """The teams file and the registry know team gamma before its code server is deployed.
+    The platform's sensor reads gamma's submissions meanwhile and moves its own group past
+    them; gamma's group, which did not exist, used to start at the platform's offsets once
+    deployed, and those submissions never ran. The platform now commits gamma's group at
+    its first message, so gamma starts there."""
+    route = registry_router(profile)
+    [platform] = build_platform_sensors(profile)
+    _, cursor = _ticked(platform, instance, None)  # running before gamma exists
+    (profile.specs_dir / "gamma_daily.yaml").write_text(
+        yaml.safe_dump(team_spec("gamma_daily", "gamma"))
+    )
+    profile.teams_file.write_text(TEAMS + "  gamma: {}\n")
+    kafka_broker.produce(
+        TOPIC,
+        [
+            {"spec_ref": "alpha_daily", "runtime_params": {"submission_id": "a"}},
+            {"spec_ref": "gamma_daily", "runtime_params": {"submission_id": "early-g1"}},
+            {"spec_ref": "gamma_daily", "runtime_params": {"submission_id": "early-g2"}},
+        ],
+    )
+    for _ in range(2):  # reads them (Elsewhere), then commits past them
+        ran, cursor = _ticked(platform, instance, cursor)
+        assert ran == []
+    ends = {p: o for p, o in kafka_broker.end_offsets(TOPIC).items() if o > 0}
+    platform_group = kafka_broker.committed(TOPIC, f"{GROUP}.{PLATFORM_LOCATION}")
+    assert {p: platform_group[p] for p in ends} == ends  # past gamma's messages
+
+    gamma = build_kafka_submissions(
+        [build_pipeline(load_spec(profile.specs_dir / "gamma_daily.yaml"), profile)],
+        profile,
+        location="team-gamma",
+        route=route,
+    )
+    ran, cursor = _ticked(gamma, instance, None)  # gamma's code server comes up
+    assert ran == ["early-g1", "early-g2"]
+    ran, _ = _ticked(gamma, instance, cursor)
+    assert ran == []  # once each
+    gamma_group = kafka_broker.committed(TOPIC, f"{GROUP}.team-gamma")
+    assert {p: gamma_group[p] for p in ends} == ends
