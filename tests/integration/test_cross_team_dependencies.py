@@ -33,6 +33,7 @@ from dagster import (
     Definitions,
     DynamicPartitionsDefinition,
 )
+from dagster._core.events import LoadedInputData
 from dagster._core.storage.tags import (
     ASSET_PARTITION_RANGE_END_TAG,
     ASSET_PARTITION_RANGE_START_TAG,
@@ -267,6 +268,8 @@ def test_a_pipeline_reads_another_teams_table_across_locations(workspace: Worksp
     assert got["n"].tolist() == [len(eod)]
     assert [int(v) for v in got["symbols"]] == [int(eod["symbols"].sum())]
     (loaded,) = [e for e in run.all_events if e.event_type_value == "LOADED_INPUT"]
-    read = {k: v.value for k, v in loaded.event_specific_data.metadata.items()}
+    data = loaded.event_specific_data
+    assert isinstance(data, LoadedInputData)
+    read = {k: v.value for k, v in data.metadata.items()}
     current = workspace.iceberg_snapshot(EOD, "eod_summary")
     assert read["table"] == f"{EOD}.eod_summary" and read["snapshot_id"] == current
