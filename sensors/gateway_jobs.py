@@ -2,9 +2,11 @@
 
 The gateway only records what to run and when (quantos_assets/stores/job_store.py);
 this sensor turns every due fire into a run request, so the daemon remains the one
-scheduler. The cursor holds each job's last fired time and is committed by Dagster
-together with the run requests; the run key `job@fire-time` makes a repeated tick a
-no-op. A fire missed while the daemon was down runs once (latest only).
+scheduler. A due fire is the same for a cron job and a calendar job (once per session of an
+exchange at a market-relative time): stores/job_timing.py computes it, from the spec
+schedules' own fire table for a calendar. The cursor holds each job's last fired time
+and is committed by Dagster together with the run requests; the run key `job@fire-time`
+makes a repeated tick a no-op. A fire missed while the daemon was down runs once (latest only).
 
 Each firing is admitted by the same policy as a submission, as of the firing: the team
 must still own the pipeline and hold the scopes it asks for, and the run counts against

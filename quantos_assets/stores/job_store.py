@@ -1,4 +1,5 @@
-"""Scheduled jobs (seed 003 §5): a pipeline to run at a time, once or on a recurrence.
+"""Scheduled jobs (seed 003 §5): a pipeline to run at a time, once or on a recurrence
+(a cron, or a trading calendar's sessions at a market-relative time).
 
 The gateway writes them; the `gateway_jobs` sensor in the code location reads them and
 asks Dagster for the runs, so Dagster's daemon stays the only scheduler. A job's runs
@@ -25,7 +26,14 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
-from quantos_assets.stores.job_timing import RecurrenceError, check_cron
+from quantos_assets.stores.job_timing import (
+    CALENDAR_MAX_LENGTH,
+    JobRecurrence,
+    RecurrenceError,
+    check_at,
+    check_calendar,
+    check_cron,
+)
 from resources.sql_store import reading, store_engine
 
 log = logging.getLogger("quantos.gateway.jobs")
@@ -51,7 +59,17 @@ jobs = sa.Table(
     sa.Column("updated_at", sa.Float, nullable=False),
     # Why the latest due firing has not run (admission): a quota holds it, or it was refused.
     sa.Column("note", sa.Text, nullable=True),
+    # A calendar recurrence (exclusive with cron): once per session of `calendar` at
+    # `calendar_at` (close+30m, open-15m, 09:00), as a spec's schedule block.
+    sa.Column("calendar", sa.String(CALENDAR_MAX_LENGTH), nullable=True),
+    sa.Column("calendar_at", sa.String(CALENDAR_MAX_LENGTH), nullable=True),
 )
+# Columns added after the first release: a store made before gets them, its rows NULL there.
+_ADDED_COLUMNS = {
+    "note": "TEXT",  # firings admitted
+    "calendar": f"VARCHAR({CALENDAR_MAX_LENGTH})",  # calendar recurrences
+    "calendar_at": f"VARCHAR({CALENDAR_MAX_LENGTH})",
+}
 
 
 @dataclass(frozen=True)
@@ -73,10 +91,12 @@ class ScheduledJob:
     updated_at: float
     note: str | None = None
     problem: str | None = None  # why this row cannot be shown or fired (None: it can)
+    calendar: str | None = None  # a calendar recurrence (cron is None then)
+    calendar_at: str | None = None
 
     @property
     def recurring(self) -> bool:
-        return self.cron is not None
+        return self.cron is not None or self.calendar is not None
 
     def execution_time_iso(self) -> str:
         return iso_time(self.execution_time) or repr(self.execution_time)
@@ -103,8 +123,10 @@ class NewJob:
     nodes: list[str]
     description: str
     execution_time: float  # first fire, epoch seconds
-    cron: str | None  # recurrence; None: once
-    timezone: str  # the zone `cron` is read in
+    cron: str | None  # recurrence; None: once (unless a calendar is given)
+    timezone: str  # the zone `cron` (or a calendar's wall-clock `at`) is read in
+    calendar: str | None = None  # or a calendar recurrence: its sessions at `calendar_at`
+    calendar_at: str | None = None
 
 
 @dataclass
@@ -112,9 +134,8 @@ class JobChanges:
     """Fields a PUT may change (None: keep)."""
 
     execution_time: float | None = None
-    cron: str | None = None
-    clear_cron: bool = False
-    timezone: str | None = None
+    # replaces cron, calendar, calendar_at and timezone together (JobRecurrence(): once)
+    recurrence: JobRecurrence | None = None
     runtime_params: dict[str, Any] | None = None
     nodes: list[str] | None = None
     description: str | None = None
@@ -141,11 +162,7 @@ def _row(row: Any) -> ScheduledJob:
             data[name] = math.nan
         if iso_time(data[name]) is None:
             problems.append(f"{name} {data[name]!r} is not a time (epoch seconds)")
-    if data["cron"] is not None:
-        try:
-            check_cron(str(data["cron"]))
-        except RecurrenceError as err:
-            problems.append(str(err))
+    problems += _recurrence_problems(data["cron"], data["calendar"], data["calendar_at"])
     try:
         zoneinfo.ZoneInfo(str(data["timezone"]))
     except (zoneinfo.ZoneInfoNotFoundError, ValueError):
@@ -155,6 +172,22 @@ def _row(row: Any) -> ScheduledJob:
         data["problem"] = "; ".join(problems)
         _report(str(data["id"]), data["problem"])
     return ScheduledJob(**data)
+
+
+def _recurrence_problems(cron: object, calendar: object, at: object) -> list[str]:
+    if cron is not None and calendar is not None:
+        return [f"both a cron ({cron!r}) and a calendar ({calendar!r})"]
+    try:
+        if cron is not None:
+            check_cron(str(cron))
+        if calendar is not None:
+            check_calendar(str(calendar))
+            if at is None:
+                return ["a calendar recurrence without calendar_at"]
+            check_at(str(at))
+    except RecurrenceError as err:
+        return [str(err)]
+    return []
 
 
 _reported: set[tuple[str, str]] = set()
@@ -171,9 +204,11 @@ class JobStore:
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
         _metadata.create_all(engine)
-        if "note" not in {c["name"] for c in sa.inspect(engine).get_columns("gateway_jobs")}:
-            with engine.begin() as conn:  # a store made before firings were admitted
-                conn.exec_driver_sql("ALTER TABLE gateway_jobs ADD COLUMN note TEXT")
+        have = {c["name"] for c in sa.inspect(engine).get_columns("gateway_jobs")}
+        with engine.begin() as conn:
+            for name, ddl in _ADDED_COLUMNS.items():
+                if name not in have:  # names and types are ours, never the caller's
+                    conn.exec_driver_sql(f"ALTER TABLE gateway_jobs ADD COLUMN {name} {ddl}")
 
     @classmethod
     def from_url(cls, url: str) -> JobStore:
@@ -195,6 +230,8 @@ class JobStore:
             "execution_time": job.execution_time,
             "cron": job.cron,
             "timezone": job.timezone,
+            "calendar": job.calendar,
+            "calendar_at": job.calendar_at,
             "canceled": False,
             "created_at": now,
             "updated_at": now,
@@ -221,12 +258,11 @@ class JobStore:
         values: dict[str, Any] = {"updated_at": time.time()}
         if changes.execution_time is not None:
             values["execution_time"] = changes.execution_time
-        if changes.clear_cron:
-            values["cron"] = None
-        elif changes.cron is not None:
-            values["cron"] = changes.cron
-        if changes.timezone is not None:
-            values["timezone"] = changes.timezone
+        if changes.recurrence is not None:
+            values["cron"] = changes.recurrence.cron
+            values["calendar"] = changes.recurrence.calendar
+            values["calendar_at"] = changes.recurrence.at
+            values["timezone"] = changes.recurrence.timezone
         if changes.runtime_params is not None:
             values["runtime_params"] = json.dumps(changes.runtime_params, sort_keys=True)
         if changes.nodes is not None:

@@ -1,8 +1,12 @@
-"""When a scheduled job fires: once at its execution time, or on its cron from then on.
+"""When a scheduled job fires: once at its execution time, or from then on on its cron or
+on a trading calendar.
 
 Cron is evaluated by Dagster's own iterator (the one its schedules use), in the job's
-timezone, so DST behaves as it does for any Dagster schedule. A fire missed while the
-daemon was down is run once, latest only, never as a burst of stale fires.
+timezone, so DST behaves as it does for any Dagster schedule. A calendar recurrence
+(`calendar` + `at`) is a spec's `schedule` block and is evaluated by the same table
+(calendars/ticks.py): once per session, holidays skipped, early closes and DST followed.
+A fire missed while the daemon was down is run once, latest only, never as a burst of
+stale fires.
 
 What the API accepts is bounded here too, so nothing is stored that cannot be shown or
 fired: an execution time between `EARLIEST` and `MAX_YEARS_AHEAD` years from now (a
@@ -15,17 +19,22 @@ from __future__ import annotations
 
 import re
 import time
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import TYPE_CHECKING
+from functools import lru_cache
+from typing import Protocol
 
 from dagster._utils.schedules import cron_string_iterator, is_valid_cron_string
 
-if TYPE_CHECKING:
-    from quantos_assets.stores.job_store import ScheduledJob
+from quantos_assets.calendars.sessions import unknown_calendar_message
+from quantos_assets.calendars.ticks import last_tick, latest_tick, ticks_after
+from quantos_assets.spec.market_time import parse_market_time
+from quantos_assets.spec.models import Schedule
 
 EARLIEST = datetime(2000, 1, 1, tzinfo=UTC)
 MAX_YEARS_AHEAD = 10
 CRON_MAX_LENGTH = 120  # the store's column
+CALENDAR_MAX_LENGTH = 32  # the store's columns `calendar` and `calendar_at`
 
 
 def _field(value: str, names: tuple[str, ...] = ()) -> str:
@@ -54,7 +63,35 @@ TIMEZONE_PATTERN = r"^[A-Za-z][A-Za-z0-9_+\-]*(/[A-Za-z0-9_+\-]+)*$"
 
 
 class RecurrenceError(ValueError):
-    """A cron string Dagster would not accept (one line naming it)."""
+    """A recurrence that cannot fire: a cron string Dagster would not accept, an unknown
+    calendar, a bad market time (one line naming it)."""
+
+
+class Timed(Protocol):
+    """What decides when a job fires (a stored job, or one about to be stored)."""
+
+    @property
+    def execution_time(self) -> float: ...
+    @property
+    def cron(self) -> str | None: ...
+    @property
+    def calendar(self) -> str | None: ...
+    @property
+    def calendar_at(self) -> str | None: ...
+    @property
+    def timezone(self) -> str: ...
+
+
+@dataclass(frozen=True)
+class JobRecurrence:
+    """How a job repeats after its execution time: a cron read in `timezone`, or once per
+    session of `calendar` at `at` (`timezone`: that of wall-clock times and of the shown
+    fire times); neither: it runs once."""
+
+    cron: str | None = None
+    calendar: str | None = None
+    at: str | None = None
+    timezone: str = "UTC"
 
 
 def check_cron(cron: str) -> str:
@@ -67,6 +104,39 @@ def check_cron(cron: str) -> str:
     except ValueError:  # croniter: a date that never exists, e.g. '0 0 31 4 *'
         raise RecurrenceError(f"recurrence.cron {cron!r} never fires (no such date)") from None
     return cron
+
+
+def check_calendar(code: str) -> str:
+    """An exchange-calendars code a spec's `schedule` may name (the spec's message if not)."""
+    problem = unknown_calendar_message(code)
+    if problem:
+        raise RecurrenceError(problem)
+    return code
+
+
+def check_at(text: str) -> str:
+    """A market time as a spec's `schedule.at` takes it: close+30m, open-15m, 09:00."""
+    try:
+        parse_market_time(text)
+    except ValueError as err:
+        raise RecurrenceError(str(err)) from None
+    return text
+
+
+@lru_cache(maxsize=256)
+def calendar_schedule(calendar: str, at: str, timezone: str) -> Schedule:
+    """A calendar recurrence as the spec `schedule` block it means: one meaning, one table."""
+    return Schedule(calendar=calendar, at=at, timezone=timezone)
+
+
+def _schedule(job: Timed) -> Schedule | None:
+    if job.calendar is None:
+        return None
+    return calendar_schedule(job.calendar, job.calendar_at or "", job.timezone)
+
+
+def _utc(stamp: float) -> datetime:
+    return datetime.fromtimestamp(stamp, UTC)
 
 
 def check_execution_time(value: datetime) -> datetime:
@@ -84,10 +154,15 @@ def check_execution_time(value: datetime) -> datetime:
     return value
 
 
-def latest_due_fire(job: ScheduledJob, now: float) -> float | None:
+def latest_due_fire(job: Timed, now: float) -> float | None:
     """The most recent fire time <= now (None: not yet due)."""
     if job.execution_time > now:
         return None
+    schedule = _schedule(job)
+    if schedule is not None:
+        tick = latest_tick(schedule, _utc(now))
+        stamp = tick.time.timestamp() if tick is not None else None
+        return stamp if stamp is not None and stamp >= job.execution_time else None
     if job.cron is None:
         return job.execution_time
     for moment in cron_string_iterator(now, job.cron, job.timezone, ascending=False):
@@ -97,11 +172,39 @@ def latest_due_fire(job: ScheduledJob, now: float) -> float | None:
     return None
 
 
-def next_fire(job: ScheduledJob, after: float) -> float | None:
+def next_fire(job: Timed, after: float) -> float | None:
     """The first fire time > after (None: a one-off job that has fired)."""
+    fires = next_fires(job, after, 1)
+    return fires[0] if fires else None
+
+
+def next_fires(job: Timed, after: float, count: int) -> list[float]:
+    """The first `count` fire times > after, from the execution time on (epoch seconds).
+
+    A calendar job past the last session its calendar knows (about a year ahead, see
+    calendars/sessions.py) has none that can be computed: RecurrenceError, not an empty
+    list, which would read as "never fires again".
+    """
+    schedule = _schedule(job)
+    if schedule is not None:
+        # at or after the execution time: strictly after the microsecond before it
+        start = max(_utc(after), _utc(job.execution_time) - timedelta(microseconds=1))
+        ticks = ticks_after(schedule, start, count)
+        if not ticks and count > 0:
+            known = last_tick(schedule).partition
+            raise RecurrenceError(
+                f"no {schedule.calendar} session after {start.date().isoformat()} is known yet "
+                f"(the calendar has sessions up to {known}, about a year ahead)"
+            )
+        return [t.time.timestamp() for t in ticks]
     if job.cron is None:
-        return job.execution_time if job.execution_time > after else None
+        return [job.execution_time] if job.execution_time > after and count > 0 else []
+    fires: list[float] = []
+    if count <= 0:
+        return fires
     for moment in cron_string_iterator(max(after, job.execution_time), job.cron, job.timezone):
         if moment.timestamp() > after:
-            return moment.timestamp()
-    return None
+            fires.append(moment.timestamp())
+            if len(fires) == count:
+                break
+    return fires
