@@ -1,6 +1,7 @@
 """Seed 003 §5: scheduled jobs - schedule, list (filter, sort, search), edit, cancel, retry.
 
-A job is a pipeline to run at an execution time, once or on a cron recurrence. The gateway
+A job is a pipeline to run at an execution time, once, on a cron recurrence, or once per
+session of a trading calendar (a spec's `schedule` block: `{calendar, at}`). The gateway
 stores it (job_store.py); the code location's `gateway_jobs` sensor fires it through
 Dagster. Its state is read from its runs (job_views.py), so the list always agrees with the
 Dagster UI.
@@ -9,6 +10,7 @@ Dagster UI.
 from __future__ import annotations
 
 import time
+from dataclasses import replace
 from datetime import UTC, datetime
 from functools import partial
 from typing import Annotated, Any, Literal
@@ -40,6 +42,7 @@ from quantos_assets.apps.gateway.tokens import Principal
 from quantos_assets.apps.gateway.wiring import CurrentGateway, Gateway
 from quantos_assets.spec.loader import LoadedSpec
 from quantos_assets.stores.job_store import JobChanges, NewJob, ScheduledJob
+from quantos_assets.stores.job_timing import JobRecurrence, RecurrenceError, Timed, next_fires
 from resources.audit_log import bounded
 
 router = APIRouter(prefix="/api/jobs", tags=["jobs"])
@@ -51,9 +54,10 @@ _SEARCH = "substring of id, pipeline or description"
 @router.post("/schedule", status_code=201, response_model=JobView, responses=ERRORS)
 def schedule(body: ScheduleRequest, gw: CurrentGateway, who: Submitter) -> JobView:
     """Schedule a pipeline to run at `execution_time` (default now), once or, with
-    `recurrence`, on a cron from then on. The code location's `gateway_jobs` sensor fires
-    it through Dagster; each fire is a run tagged `quantos/job_id`. Session-partitioned
-    pipelines are refused (422): their spec's `schedule` block runs them."""
+    `recurrence`, from then on on a cron or once per session of a trading calendar
+    (`{calendar, at}`, as a spec's `schedule` block). The code location's `gateway_jobs`
+    sensor fires it through Dagster; each fire is a run tagged `quantos/job_id`.
+    Session-partitioned pipelines are refused (422): their spec's `schedule` block runs them."""
     loaded = resolve_spec(gw, body.dag_spec, body.spec_ref)
     pipeline_id = loaded.spec.pipeline_id
     if loaded.spec.partitions is not None:
@@ -61,6 +65,23 @@ def schedule(body: ScheduleRequest, gw: CurrentGateway, who: Submitter) -> JobVi
             422, f"pipeline {pipeline_id!r} is session-partitioned: use its spec's schedule block"
         )
     _check_nodes(loaded, body.nodes)
+    recurrence = body.recurrence.resolved() if body.recurrence else JobRecurrence()
+    new = NewJob(
+        team=who.team,
+        actor=who.token_id,
+        type=body.type,
+        pipeline_id=pipeline_id,
+        spec_sha256=spec_digest(loaded.spec),
+        runtime_params=_without_id(body.runtime_params),
+        nodes=body.nodes,
+        description=body.description,
+        execution_time=(body.execution_time or datetime.now(UTC)).timestamp(),
+        cron=recurrence.cron,
+        timezone=recurrence.timezone,
+        calendar=recurrence.calendar,
+        calendar_at=recurrence.at,
+    )
+    _check_first_fire(new)
     params = resolve_params(body.runtime_params)
     reject = rejecter(gw, who, "schedule", pipeline_id, None, body.runtime_params)
     admission(gw, who, Action.SCHEDULE, loaded.spec, params, reject)
@@ -77,21 +98,7 @@ def schedule(body: ScheduleRequest, gw: CurrentGateway, who: Submitter) -> JobVi
             pipeline_id,
             spec_digest(loaded.spec),
         )
-    job = gw.jobs.create(
-        NewJob(
-            team=who.team,
-            actor=who.token_id,
-            type=body.type,
-            pipeline_id=pipeline_id,
-            spec_sha256=spec_digest(loaded.spec),
-            runtime_params=_without_id(body.runtime_params),
-            nodes=body.nodes,
-            description=body.description,
-            execution_time=(body.execution_time or datetime.now(UTC)).timestamp(),
-            cron=body.recurrence.cron if body.recurrence else None,
-            timezone=body.recurrence.timezone if body.recurrence else "UTC",
-        )
-    )
+    job = gw.jobs.create(new)
     detail = f"first run {job.execution_time_iso()}"
     _audit(gw, who, "schedule", job, "accepted", detail, body.runtime_params)
     # stored: the answer no longer depends on Dagster
@@ -136,11 +143,22 @@ def get_job(job_id: str, gw: CurrentGateway, who: Reader) -> JobView:
 @router.put("/{job_id}", response_model=JobView, responses=ERRORS)
 def edit_job(job_id: str, body: JobUpdate, gw: CurrentGateway, who: Submitter) -> JobView:
     """Change the fields given (execution time, recurrence, runtime params, nodes,
-    description); `recurrence: null` makes it one-off. 409 for a canceled job."""
+    description); a recurrence replaces the job's (a cron for a calendar or the other way
+    round), `recurrence: null` makes it one-off. 409 for a canceled job."""
     job = _own_job(gw, who, job_id)
     if job.canceled:
         raise ApiError(409, f"job {job_id} is canceled; schedule a new one")
     changes = JobChanges(description=body.description, nodes=body.nodes)
+    if body.execution_time is not None:
+        changes.execution_time = body.execution_time.timestamp()
+    if "recurrence" in body.model_fields_set:
+        changes.recurrence = (  # one-off: its times still shown in the zone it had
+            JobRecurrence(timezone=job.timezone)
+            if body.recurrence is None
+            else body.recurrence.resolved()
+        )
+    if changes.execution_time is not None or changes.recurrence is not None:
+        _check_first_fire(_changed(job, changes))
     loaded = resolve_spec(gw, None, job.pipeline_id)
     given = body.runtime_params
     params = resolve_params(given if given is not None else job.runtime_params)
@@ -151,13 +169,6 @@ def edit_job(job_id: str, body: JobUpdate, gw: CurrentGateway, who: Submitter) -
         changes.runtime_params = _without_id(given)
     if body.nodes is not None:
         _check_nodes(loaded, body.nodes)
-    if body.execution_time is not None:
-        changes.execution_time = body.execution_time.timestamp()
-    if "recurrence" in body.model_fields_set:
-        if body.recurrence is None:
-            changes.clear_cron = True
-        else:
-            changes.cron, changes.timezone = body.recurrence.cron, body.recurrence.timezone
     updated = gw.jobs.update(job_id, changes)
     detail = f"fields {sorted(body.model_fields_set)}"
     sent = body.model_dump(mode="json", exclude_unset=True)
@@ -216,6 +227,33 @@ def _check_nodes(loaded: LoadedSpec, nodes: list[str]) -> None:
     unknown = sorted(set(nodes) - {n.id for n in loaded.spec.nodes})
     if unknown:
         raise ApiError(422, f"nodes {unknown} are not in pipeline {loaded.spec.pipeline_id!r}")
+
+
+def _check_first_fire(job: Timed) -> None:
+    """A calendar job's first fire must be one its calendar knows (sessions about a year
+    ahead): else it would be stored with no next run to show or fire."""
+    try:
+        next_fires(job, time.time(), 1)
+    except RecurrenceError as err:
+        when = datetime.fromtimestamp(job.execution_time, UTC).isoformat()
+        raise ApiError(422, f"execution_time {when}: {err}") from None
+
+
+def _changed(job: ScheduledJob, changes: JobChanges) -> ScheduledJob:
+    """The job as the timing changes would leave it (checked before anything is stored)."""
+    timed = job
+    if changes.execution_time is not None:
+        timed = replace(timed, execution_time=changes.execution_time)
+    if changes.recurrence is not None:
+        new = changes.recurrence
+        timed = replace(
+            timed,
+            cron=new.cron,
+            calendar=new.calendar,
+            calendar_at=new.at,
+            timezone=new.timezone,
+        )
+    return timed
 
 
 def _audit(

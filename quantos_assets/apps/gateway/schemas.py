@@ -8,19 +8,26 @@ from __future__ import annotations
 
 import re
 import zoneinfo
+from collections.abc import Callable
 from datetime import datetime
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from quantos_assets.apps.gateway.policy import ONE_SPEC_SOURCE
+from quantos_assets.calendars.sessions import exchange_timezone
+from quantos_assets.spec.market_time import FORMS
 from quantos_assets.stores.job_timing import (
+    CALENDAR_MAX_LENGTH,
     CRON_MAX_LENGTH,
     CRON_PATTERN,
     EARLIEST,
     MAX_YEARS_AHEAD,
     TIMEZONE_PATTERN,
+    JobRecurrence,
     RecurrenceError,
+    check_at,
+    check_calendar,
     check_cron,
     check_execution_time,
 )
@@ -89,16 +96,37 @@ class ActionResult(BaseModel):
 
 # -- scheduled jobs (/api/jobs) -------------------------------------------------------------------
 
+NEXT_FIRES = 5  # fire times a job's answer lists
 # invalid: a stored row that cannot be shown or fired (see job_store.py); `error` says why
 JobStatus = Literal["scheduled", "queued", "running", "succeeded", "failed", "canceled", "invalid"]
 
 
+# Exactly one of a cron or a calendar (with `at`). Each branch also says its key's type, so
+# a recurrence as the API answers it (the other key null) is valid too.
+ONE_RECURRENCE: dict[str, Any] = {
+    "oneOf": [
+        {
+            "required": ["cron"],
+            "properties": {"cron": {"type": "string"}, "at": {"type": "null"}},
+        },
+        {
+            "required": ["calendar", "at"],
+            "properties": {"calendar": {"type": "string"}, "at": {"type": "string"}},
+        },
+    ]
+}
+
+
 class Recurrence(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    """Exactly one of `cron`, or `calendar` with `at` (the meaning of a spec's `schedule`
+    block: once per session, holidays skipped, early closes and DST followed)."""
+
+    model_config = ConfigDict(extra="forbid", json_schema_extra=ONE_RECURRENCE)
 
     # The patterns go into the schema only; the validators below check them with a message
     # that names the value (pydantic's own would quote the whole regex).
-    cron: str = Field(
+    cron: str | None = Field(
+        default=None,
         max_length=CRON_MAX_LENGTH,
         json_schema_extra={"pattern": CRON_PATTERN},
         description=(
@@ -107,24 +135,49 @@ class Recurrence(BaseModel):
             "a date that never exists (30 2) is refused"
         ),
     )
-    timezone: str = Field(
-        default="UTC",
+    calendar: str | None = Field(
+        default=None,
+        max_length=CALENDAR_MAX_LENGTH,
+        description=(
+            "instead of cron: an exchange-calendars code (XNYS, XLON, XTKS, ...); the job fires "
+            "once per session of that exchange at `at`"
+        ),
+    )
+    at: str | None = Field(
+        default=None,
+        max_length=CALENDAR_MAX_LENGTH,
+        description=f"with calendar: when in each session, {FORMS}",
+    )
+    timezone: str | None = Field(
+        default=None,
         max_length=64,
         json_schema_extra={"pattern": TIMEZONE_PATTERN},
-        description="IANA zone the cron is read in, e.g. America/New_York",
+        description=(
+            "IANA zone, e.g. America/New_York: the one a cron (default UTC) or a wall-clock `at` "
+            "(default: the exchange's) is read in, and the next fire times are shown in"
+        ),
     )
 
     @field_validator("cron")
     @classmethod
-    def _cron(cls, value: str) -> str:
-        try:
-            return check_cron(value)
-        except RecurrenceError as err:
-            raise ValueError(str(err)) from None
+    def _cron(cls, value: str | None) -> str | None:
+        return None if value is None else _checked(check_cron, value)
+
+    @field_validator("calendar")
+    @classmethod
+    def _calendar(cls, value: str | None) -> str | None:
+        return None if value is None else _checked(check_calendar, value)
+
+    @field_validator("at")
+    @classmethod
+    def _at(cls, value: str | None) -> str | None:
+        return None if value is None else _checked(check_at, value)
 
     @field_validator("timezone")
     @classmethod
-    def _zone(cls, value: str) -> str:
+    def _zone(cls, value: str | None) -> str | None:
+        if value is None:
+            return value
         try:
             if not re.fullmatch(TIMEZONE_PATTERN, value):
                 raise ValueError(value)
@@ -132,6 +185,36 @@ class Recurrence(BaseModel):
         except (zoneinfo.ZoneInfoNotFoundError, ValueError):
             raise ValueError(f"unknown timezone {value!r}") from None
         return value
+
+    @model_validator(mode="after")
+    def _one_kind(self) -> Recurrence:
+        if self.cron is not None and self.calendar is not None:
+            raise ValueError("give recurrence.cron or recurrence.calendar, not both")
+        if self.cron is None and self.calendar is None:
+            raise ValueError(
+                "give recurrence.cron, or recurrence.calendar with recurrence.at "
+                "(e.g. {'calendar': 'XNYS', 'at': 'close+30m'})"
+            )
+        if self.calendar is not None and self.at is None:
+            raise ValueError("recurrence.at is required with recurrence.calendar (e.g. close+30m)")
+        if self.cron is not None and self.at is not None:
+            raise ValueError("recurrence.at goes with recurrence.calendar, not with a cron")
+        return self
+
+    def resolved(self) -> JobRecurrence:
+        """What the store keeps: the zone made explicit (a cron's UTC, a calendar's exchange)."""
+        if self.calendar is not None:
+            zone = self.timezone or exchange_timezone(self.calendar)
+            return JobRecurrence(calendar=self.calendar, at=self.at, timezone=zone)
+        return JobRecurrence(cron=self.cron, timezone=self.timezone or "UTC")
+
+
+def _checked(check: Callable[[str], str], value: str) -> str:
+    """A job_timing check as a pydantic validator: its one line is the 422's."""
+    try:
+        return check(value)
+    except RecurrenceError as err:
+        raise ValueError(str(err)) from None
 
 
 def _bounded(value: datetime | None) -> datetime | None:
@@ -165,14 +248,18 @@ class ScheduleRequest(BaseModel):
         default=None, description=f"first run, default now; {_EXECUTION_TIME}"
     )
     recurrence: Recurrence | None = Field(
-        default=None, description="repeat on a cron after execution_time"
+        default=None,
+        description=(
+            "repeat after execution_time: on a cron, or once per session of a trading calendar"
+        ),
     )
 
     _bounded = field_validator("execution_time")(classmethod(lambda cls, v: _bounded(v)))
 
 
 class JobUpdate(BaseModel):
-    """Only the fields present change; `recurrence: null` makes a recurring job one-off."""
+    """Only the fields present change; a `recurrence` replaces the job's (cron or calendar),
+    `recurrence: null` makes a recurring job one-off."""
 
     model_config = ConfigDict(extra="forbid")
 
@@ -199,6 +286,14 @@ class JobView(BaseModel):
     recurrence: Recurrence | None
     status: JobStatus
     next_run_at: str | None
+    next_fires: list[str] = Field(
+        default_factory=list,
+        description=(
+            f"the next {NEXT_FIRES} fire times, ISO 8601 in the recurrence's timezone with its "
+            "offset (a one-off job: its execution time until it fires); none for a canceled "
+            "or invalid job"
+        ),
+    )
     last_run: RunRef | None
     runs: int
     note: str | None = Field(
