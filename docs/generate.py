@@ -226,9 +226,21 @@ _JOB = {
     "pipeline_id": "xs_momentum_v1",
     "description": "nightly retrain",
     "execution_time": "2026-12-01T21:30:00+00:00",
-    "recurrence": {"cron": "30 16 * * 1-5", "timezone": "America/New_York"},
+    "recurrence": {
+        "cron": "30 16 * * 1-5",
+        "calendar": None,
+        "at": None,
+        "timezone": "America/New_York",
+    },
     "status": "scheduled",
     "next_run_at": "2026-12-01T21:30:00+00:00",
+    "next_fires": [
+        "2026-12-01T16:30:00-05:00",
+        "2026-12-02T16:30:00-05:00",
+        "2026-12-03T16:30:00-05:00",
+        "2026-12-04T16:30:00-05:00",
+        "2026-12-07T16:30:00-05:00",
+    ],
     "last_run": None,
     "runs": 0,
     "created_at": "2026-11-29T10:38:21.404963+00:00",
@@ -375,13 +387,30 @@ EXAMPLES: dict[tuple[str, str], dict[str, Any]] = {
     ("GET", "/api/jobs/{job_id}"): {"path": "/api/jobs/job-fab605c6bd92", "response": _JOB},
     ("PUT", "/api/jobs/{job_id}"): {
         "path": "/api/jobs/job-fab605c6bd92",
-        "request": {"recurrence": {"cron": "0 9 * * 1", "timezone": "Europe/London"}},
+        "request": {"recurrence": {"calendar": "XNYS", "at": "open-15m"}},
         "response": {
             **_JOB,
-            "recurrence": {"cron": "0 9 * * 1", "timezone": "Europe/London"},
-            "next_run_at": "2026-12-07T09:00:00+00:00",
+            "recurrence": {
+                "cron": None,
+                "calendar": "XNYS",
+                "at": "open-15m",
+                "timezone": "America/New_York",
+            },
+            "next_run_at": "2026-12-02T14:15:00+00:00",
+            "next_fires": [
+                "2026-12-02T09:15:00-05:00",
+                "2026-12-03T09:15:00-05:00",
+                "2026-12-04T09:15:00-05:00",
+                "2026-12-07T09:15:00-05:00",
+                "2026-12-08T09:15:00-05:00",
+            ],
             "updated_at": "2026-11-29T10:38:24.049939+00:00",
         },
+        "note": (
+            "A calendar recurrence: once per XNYS session, 15 minutes before its open "
+            "(holidays skipped, DST followed), from the execution time on. A cron and a "
+            "calendar both, neither, an unknown calendar or a bad `at` is a 422 naming the field."
+        ),
     },
     ("DELETE", "/api/jobs/{job_id}"): {
         "path": "/api/jobs/job-fab605c6bd92",
