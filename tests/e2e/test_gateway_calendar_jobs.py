@@ -55,10 +55,8 @@ def _expected_closes(after: float, minutes: int, count: int) -> list[str]:
     xnys = _xc_calendar("XNYS")
     ny = ZoneInfo("America/New_York")
     day = datetime.fromtimestamp(after, ny).date()
-    fires = [
-        (close + timedelta(minutes=minutes)).to_pydatetime()
-        for close in xnys.closes[day.isoformat() :]
-    ]
+    sessions = xnys.sessions_in_range(day.isoformat(), xnys.last_session)
+    fires = [(xnys.session_close(s) + timedelta(minutes=minutes)).to_pydatetime() for s in sessions]
     return [f.astimezone(ny).isoformat() for f in fires if f.timestamp() > after][:count]
 
 
