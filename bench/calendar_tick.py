@@ -35,10 +35,10 @@ Measured on the 2-core dev box with other jobs running (load average ~4), defaul
   ratio=1.04
 Runs on this box vary by up to ~10%: the run before gave (a) 1.05, (b) 0.99 and 0.94 once
 fired; an A/A run (a cron job on both sides of (b)) gave 1.02-1.13 for the firing tick, whose
-SQLite writes are the noisiest part, and 1.03-1.04 once fired. The fresh-process ten years took 0.63-1.08 s, of which the imports
-were 0.44-0.79 s. Before this bench, a spec schedule's tick looked its session up through an
-lru_cache keyed by the whole fire table, hashing ~9,500 instants and keys each tick (~100 us,
-about 4x a plain cron tick); it is a bisect now.
+SQLite writes are the noisiest part, and 1.03-1.04 once fired. The fresh-process ten years
+took 0.63-1.08 s, of which the imports were 0.44-0.79 s. Before this bench, a spec schedule's
+tick looked its session up through an lru_cache keyed by the whole fire table, hashing ~9,500
+instants and keys each tick (~100 us, about 4x a plain cron tick); it is a bisect now.
 """
 
 from __future__ import annotations
