@@ -19,6 +19,15 @@ each timed to Dagster's run existing (the gateway launched it) and to the run ST
 
 Prints ratio= last: the slowest location's load at the largest N over the plain single
 location of all N pipelines (goal <= 0.2).
+
+Measured on 2 cores:
+- 2026-12-07 stop 30, quiet: N=100/400/1600 slowest location 5.97/10.85/7.52 s, plain
+  1.75/6.90/80.2 s, ratio=0.094; `--submit 1600`: a 200-pipeline location reloads in ~25 s,
+  submit -> STARTED p95 57.4 s (goal 5 s, not met: docs/decisions.md says where it goes).
+- 2026-12-07 stop 31, `--sizes 100,1600,5000 --submit 0` (the `--long` size) beside other
+  test runs, load 3-6: N=5000 one location 767 s, slowest team location 24.3 s, all ten
+  178 s, plain 1,100 s; growth 100->5000: slowest location 0.29, all 0.35, one location
+  1.71, plain 1.70; ratio=0.022.
 """
 
 from __future__ import annotations
