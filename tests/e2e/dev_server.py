@@ -129,9 +129,8 @@ def location_state(server: Server, location: str = LOCATION) -> tuple[str | None
 def stop(proc: subprocess.Popen, timeout: float = 10) -> None:
     """SIGTERM the process group, SIGKILL it after `timeout`; then sweep what is left.
 
-    An idle `dagster dev` exits on SIGTERM in ~5 s; with runs or launcher workers in flight it
-    waited out a 30 s grace in six module teardowns of one CI run (3 minutes of the suite's
-    budget). A test's server needs no graceful stop: its home is thrown away."""
+    For processes whose clean stop is part of what is tested (a gateway releases its launch
+    claims on SIGTERM) or quick; a test's `dagster dev` is killed (`kill`)."""
     if proc.poll() is None:
         try:
             os.killpg(proc.pid, signal.SIGTERM)
@@ -142,8 +141,18 @@ def stop(proc: subprocess.Popen, timeout: float = 10) -> None:
         except ProcessLookupError:
             pass
     # run workers, step workers or a local Ray may outlive the leader in its group
+    kill(proc)
+
+
+def kill(proc: subprocess.Popen) -> None:
+    """SIGKILL the process group at once and reap its leader. For a test's `dagster dev` at
+    teardown: its home is thrown away, everything it started (webserver, daemon, code
+    servers, run workers, a run's local Ray) is in its group, and a SIGTERM first cost ~5 s
+    per stack idle, 10 s with runs in flight (nine stacks per suite run)."""
     with suppress(ProcessLookupError, PermissionError):
         os.killpg(proc.pid, signal.SIGKILL)
+    with suppress(subprocess.TimeoutExpired):
+        proc.wait(timeout=10)
 
 
 @contextmanager
@@ -225,7 +234,7 @@ def dagster_dev(
         assert error is None, f"code location failed to load: {error}\n{tail(log)}"
         yield srv
     finally:
-        stop(proc)
+        kill(proc)
 
 
 @contextmanager
