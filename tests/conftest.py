@@ -4,8 +4,13 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
+
+if TYPE_CHECKING:
+    from xdist.remote import Producer
+    from xdist.scheduler.protocol import Scheduling
 
 REPO = Path(__file__).resolve().parent.parent
 SPECS = REPO / "specs"
@@ -13,6 +18,16 @@ SPECS = REPO / "specs"
 os.environ.setdefault("RAY_AUTH_MODE", "disabled")
 os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
 os.environ.setdefault("DAGSTER_DISABLE_TELEMETRY", "1")
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_xdist_make_scheduler(config: pytest.Config, log: Producer) -> Scheduling | None:
+    """`--dist loadfile`, with the security suite's modules on one worker (xdist_scope.py)."""
+    if config.getvalue("dist") != "loadfile":
+        return None
+    from xdist_scope import SharedStackScheduling
+
+    return SharedStackScheduling(config, log)
 
 
 @pytest.fixture

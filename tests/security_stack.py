@@ -1,4 +1,4 @@
-"""The one gateway + `dagster dev` the security suite shares (per xdist worker), and what it holds.
+"""The one gateway + `dagster dev` the security suite shares, and what it holds.
 
 Each stack costs ~15 s of CPU to start and a little to idle, and the suite must stay within its
 time budget, so the security modules share one session stack: the union of their teams, tokens

@@ -1,5 +1,6 @@
-"""The security suite drives the real gateway and `dagster dev` (tests/e2e's helpers), one
-stack per xdist worker shared by every module (security_stack.py says why)."""
+"""The security suite drives the real gateway and `dagster dev` (tests/e2e's helpers): one
+stack shared by every module, all of them run by one xdist worker (security_stack.py and
+xdist_scope.py say why)."""
 
 from __future__ import annotations
 
