@@ -230,7 +230,7 @@ def dagster_dev(
                     f"dagster dev: location {location!r} not LOADED within {timeout:.0f} s "
                     f"(status {status}, error {error}):\n{tail(log)}"
                 )
-            time.sleep(1)
+            time.sleep(0.5)
         assert error is None, f"code location failed to load: {error}\n{tail(log)}"
         yield srv
     finally:

@@ -74,7 +74,7 @@ class Stack:
                     f"{submission_id} still {body.get('status')} after {timeout} "
                     f"s:\n{tail(self.dagster.log)}"
                 )
-            time.sleep(1)
+            time.sleep(0.5)
 
     def run_count(self) -> int:
         data = self.dagster.graphql("{ runsOrError { ... on Runs { count } } }")

@@ -171,7 +171,7 @@ def split_stack(
                     f"{error}):\n"
                     f"{tail(root / 'code_server.log')}"
                 )
-            time.sleep(1)
+            time.sleep(0.5)
         yield stack
     finally:
         stack.close()

@@ -219,7 +219,7 @@ def wait_for(what: str, server: Server, probe: Callable[[], Any], timeout: float
     while not (value := probe()):
         if time.monotonic() > deadline:
             pytest.fail(f"{what} not within {timeout:.0f} s:\n{tail(server.log)}")
-        time.sleep(1)
+        time.sleep(0.5)
     return value
 
 

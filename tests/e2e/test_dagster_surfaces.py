@@ -184,7 +184,7 @@ def test_launch_a_session_through_the_graphql_client(server: Server) -> None:
     while status not in finished:
         if time.monotonic() > deadline:
             pytest.fail(f"run {run_id} still {status} after 150 s:\n{tail(server.log)}")
-        time.sleep(2)
+        time.sleep(0.5)
         status = client.get_run_status(run_id)
     if status != DagsterRunStatus.SUCCESS:
         events = server.graphql(STEP_FAILURES_QUERY, {"runId": run_id})["logsForRun"]
@@ -327,7 +327,7 @@ def _wait_for(what: str, server: Server, probe, timeout: float):
             return value
         if time.monotonic() > deadline:
             pytest.fail(f"{what} not within {timeout:.0f} s:\n{tail(server.log)}")
-        time.sleep(2)
+        time.sleep(0.5)
 
 
 def test_ui_backfill_of_a_session_range_runs_one_run_per_session(server: Server) -> None:

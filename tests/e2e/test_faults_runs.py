@@ -125,7 +125,7 @@ def _wait(api: DagsterAPI, run_id: str, statuses: set[str], timeout: float = 300
     deadline = time.monotonic() + timeout
     while (run := api.run(run_id))["status"] not in statuses:
         assert time.monotonic() < deadline, run
-        time.sleep(1.0)
+        time.sleep(0.5)
     return run
 
 

@@ -290,7 +290,7 @@ def test_retry_from_failure_then_cancel(stack: Stack) -> None:
         if done["run_id"] == retried.json()["run_id"] and done["status"] in ("SUCCESS", "FAILURE"):
             break
         assert time.monotonic() < deadline, done
-        time.sleep(2)
+        time.sleep(0.5)
     assert done["status"] == "SUCCESS" and len(done["runs"]) == 2
 
     res = stack.call(
@@ -385,7 +385,7 @@ def test_scheduled_jobs_fire_through_dagster_and_can_be_listed_edited_canceled_r
         if current["status"] == "failed":
             break
         assert time.monotonic() < deadline, current
-        time.sleep(2)
+        time.sleep(0.5)
     assert current["runs"] == 1 and current["next_run_at"] is None
 
     listed = stack.call("GET", "/api/jobs", params={"sort": "type", "order": "asc"}).json()
@@ -413,7 +413,7 @@ def test_scheduled_jobs_fire_through_dagster_and_can_be_listed_edited_canceled_r
             or current["last_run"]["run_id"] != retried.json()["run_id"]
         ), current
         assert time.monotonic() < deadline, current
-        time.sleep(2)
+        time.sleep(0.5)
     assert current["runs"] == 2
 
     # Edit the recurring job, then cancel it.

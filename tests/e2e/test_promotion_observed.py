@@ -56,7 +56,7 @@ def promoted(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Promoted]:
         deadline = time.monotonic() + 420
         while (run := api.run(run_id))["status"] not in ("SUCCESS", "FAILURE", "CANCELED"):
             assert time.monotonic() < deadline, f"run still {run['status']}:\n{tail(srv.log)}"
-            time.sleep(2)
+            time.sleep(0.5)
         assert run["status"] == "SUCCESS", tail(srv.log)
         yield Promoted(srv, run_id, lineage)
 
@@ -150,7 +150,7 @@ def test_its_lineage_maps_each_node_with_the_submission_as_parent(promoted: Prom
         ):
             break
         assert time.monotonic() < deadline, sorted(complete)
-        time.sleep(3)
+        time.sleep(0.5)
     node_events = [e for e in events if e["job"]["name"] in {f"{PIPELINE}.{n}" for n in NODES}]
     parents = {e["run"]["facets"]["parent"]["run"]["runId"] for e in node_events}
     assert len(parents) == 1  # one submission, the parent of every node's run

@@ -106,7 +106,7 @@ def _wait_loaded(server: Server, names: list[str], timeout: float = 120) -> dict
         if all(entries.get(n, {}).get("loadStatus") == "LOADED" for n in names):
             return entries
         assert time.monotonic() < deadline, entries
-        time.sleep(1)
+        time.sleep(0.5)
 
 
 def test_a_broken_team_location_stops_no_other_team(
@@ -161,7 +161,7 @@ def test_a_broken_team_location_stops_no_other_team(
         "CANCELED",
     ):
         assert time.monotonic() < deadline, status
-        time.sleep(1)
+        time.sleep(0.5)
     assert status == "SUCCESS"
 
     # Alpha's own submission is refused with one line naming its location; beta never noticed.

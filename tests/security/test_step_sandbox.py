@@ -77,7 +77,7 @@ def _wait_run(stack: Stack, run_id: str, timeout: float = 240) -> str:
         if status in ("SUCCESS", "FAILURE", "CANCELED"):
             return str(status)
         assert time.monotonic() < deadline, f"run {run_id} still {status}"
-        time.sleep(1)
+        time.sleep(0.5)
 
 
 def test_a_shell_entrypoint_is_refused_at_submit_and_nothing_runs(stack: Stack) -> None:
