@@ -27,6 +27,7 @@ from dagster._core.definitions.unresolved_asset_job_definition import (
     UnresolvedAssetJobDefinition,
 )
 
+from quantos_assets.asset_job_launch import asset_job_launch
 from quantos_assets.bulk_build import cyclic_gc_paused
 from quantos_assets.lake.job import build_lake_job
 from quantos_assets.pipeline_assets import PipelineDefs, build_pipeline
@@ -312,7 +313,12 @@ def definitions_for(
         lineage = build_lineage_sensor(pipelines, profile)  # None when QUANTOS_LINEAGE=off
         if lineage is not None:
             triggers.append(lineage)
-    jobs: list[JobDefinition | UnresolvedAssetJobDefinition] = [p.job for p in pipelines]
+    # Prototype (bench/registry_scale.py --asset-job): no job per pipeline, runs launched on
+    # the location's implicit asset job; see docs/decisions.md.
+    per_job = not asset_job_launch()
+    jobs: list[JobDefinition | UnresolvedAssetJobDefinition] = (
+        [p.job for p in pipelines] if per_job else []
+    )
     if location is None or location == PLATFORM_LOCATION:
         lake_job = build_lake_job(
             _lake_namespaces(pipelines, profile, location), profile.lake_upkeep
@@ -339,7 +345,7 @@ def definitions_for(
         # Resolve now (Dagster caches it): the code server would do it right after
         # loading anyway, and doing it here keeps it inside the GC pause.
         repository = defs.get_repository_def()
-        for pipeline in pipelines:
+        for pipeline in pipelines if per_job else ():
             repository.get_job(pipeline.job.name)
     return defs
 

@@ -25,6 +25,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from dagster import (
+    AssetSelection,
     DefaultSensorStatus,
     RunRequest,
     RunsFilter,
@@ -38,6 +39,7 @@ from dagster._core.storage.tags import RUN_KEY_TAG
 from quantos_assets.admission.policy import admit
 from quantos_assets.admission.registry_view import DirectoryRegistry
 from quantos_assets.admission.request import Action, AdmissionRequest, Caller
+from quantos_assets.asset_job_launch import asset_job_launch
 from quantos_assets.pipeline_assets import PipelineDefs
 from quantos_assets.run_tags import runtime_run_tags
 from quantos_assets.spec.derived_names import GATEWAY_JOBS_SENSOR
@@ -104,6 +106,12 @@ def fire_request(job: ScheduledJob, spec: DagSpec, fired_at: float, cluster: Clu
         run_config = submission_run_config(spec, params, cluster)
     from dagster import AssetKey
 
+    if asset_job_launch():  # prototype: the pipeline's assets and tags on the asset job
+        from quantos_assets.asset_job_launch import launch_asset_keys
+        from quantos_assets.run_tags import spec_run_tags
+
+        keys = keys or launch_asset_keys(spec)
+        tags = {**spec_run_tags(spec), **tags}
     return RunRequest(
         run_key=fire_key(job, fired_at),
         job_name=spec.pipeline_id,
@@ -230,9 +238,14 @@ def build_gateway_jobs_sensor(
     if not runnable:
         return None
 
+    # prototype (quantos_assets/asset_job_launch.py): the location's asset job, no job each
+    proto = asset_job_launch()
+    selection = AssetSelection.groups(*runnable) if proto else None
+
     @sensor(
         name=GATEWAY_JOBS_SENSOR,
-        jobs=[p.job for p in runnable.values()],
+        jobs=None if proto else [p.job for p in runnable.values()],
+        asset_selection=selection,
         minimum_interval_seconds=profile.jobs_tick_seconds,
         default_status=DefaultSensorStatus.RUNNING,
         description=(

@@ -29,6 +29,7 @@ from pathlib import Path
 from typing import Any
 
 from quantos_assets.apps.client.graphql import LOCATION, REPOSITORY, DagsterAPI, DagsterAPIError
+from quantos_assets.asset_job_launch import IMPLICIT_ASSET_JOB, asset_job_launch, launch_asset_keys
 from quantos_assets.spec.errors import SpecError
 from quantos_assets.spec.loader import LoadedSpec, load_runtime_params
 from quantos_assets.spec.models import EXTERNAL_KINDS, DagSpec, RuntimeParams
@@ -219,7 +220,13 @@ class QuantosClient:
             from quantos_assets.k8s.step_config import submission_run_config
 
             run_config = submission_run_config(spec, params, self.cluster)
-        run_id = self.api.launch(spec.pipeline_id, tags, run_config, asset_keys, location)
+        job = spec.pipeline_id
+        if asset_job_launch():  # prototype: see quantos_assets/asset_job_launch.py
+            from quantos_assets.run_tags import spec_run_tags
+
+            job, asset_keys = IMPLICIT_ASSET_JOB, asset_keys or launch_asset_keys(spec)
+            tags = {**spec_run_tags(spec), **tags}
+        run_id = self.api.launch(job, tags, run_config, asset_keys, location)
         return Submitted(
             params.submission_id,
             spec.pipeline_id,
@@ -267,10 +274,11 @@ class QuantosClient:
             except RegistryRefusal as refusal:
                 raise SubmissionError(str(refusal), refusal.status) from None
             location = self.location_of(spec.pipeline_id)
-            reloaded = registration.changed or not self.api.has_job(spec.pipeline_id, location)
+            job = IMPLICIT_ASSET_JOB if asset_job_launch() else spec.pipeline_id
+            reloaded = registration.changed or not self.api.has_job(job, location)
             if reloaded:
                 self.api.reload_location(location)  # this pipeline's location only
-                if not self.api.has_job(spec.pipeline_id, location):
+                if not self.api.has_job(job, location):
                     raise DagsterAPIError(
                         f"code location {location!r} reloaded without job "
                         f"{spec.pipeline_id!r}: "
