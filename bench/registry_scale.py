@@ -37,8 +37,9 @@ Measured on 2 cores:
   size from `--submit` (400/200/100 -> 200/100/50 a location), load 3-20 (other agents):
   STARTED p95 (median) a job per pipeline: 200 a location 43.7 s (30.1), 100 39.0 s (31.9),
   50 33.8 s (16.6); `--asset-job`: 200 29.4 s (20.5), 100 17.1 s (14.1) and 25.9 s (16.5),
-  50 17.2 s (8.2). Reload of a 200-pipeline location 24 s -> 12-15 s with the asset job;
-  an empty location reloads in 2.6-8.3 s. Goal 5 s not met (docs/decisions.md).
+  50 17.2 s (8.2), 50 as 4 shards of one team (`--teams 1 --shards 4`) 32.5 s (15.0).
+  Reload of a 200-pipeline location 24 s -> 12-15 s with the asset job; an empty location
+  reloads in 2.6-8.3 s. Goal 5 s not met (docs/decisions.md).
 """
 
 from __future__ import annotations
