@@ -307,7 +307,7 @@ def definitions_for(
     triggers: list[ScheduleDefinition | SensorDefinition] = []
     if location != PLATFORM_LOCATION:
         triggers += [
-            *build_triggers(pipelines, profile.kafka),
+            *build_triggers(pipelines, profile.kafka, profile),
             *build_location_sensors(pipelines, profile, location),
         ]
         lineage = build_lineage_sensor(pipelines, profile)  # None when QUANTOS_LINEAGE=off

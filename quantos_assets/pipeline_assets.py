@@ -40,7 +40,7 @@ from quantos_assets.bulk_build import cyclic_gc_paused
 from quantos_assets.calendars.partitions import session_partitions
 from quantos_assets.freshness_checks import build_freshness_checks
 from quantos_assets.k8s.step_config import K8S_CONFIG_TAG, op_tag_config
-from quantos_assets.kinds.base import NodeRun, NodeRunError, Runner
+from quantos_assets.kinds.base import Arrival, NodeRun, NodeRunError, Runner
 from quantos_assets.kinds.registry import (
     EXTERNAL_KINDS,
     build_runners,
@@ -267,9 +267,12 @@ def _node_asset(
         # several times per op, and string annotations made that most of load time
         # (mypy accepts it: see the per-module override in pyproject.toml).
         _check_refs(context, spec, node)
+        arrival = Arrival.from_tags(context.run.tags)
         if partitions_def is None or context.has_partition_key:
             session = context.partition_key if partitions_def is not None else None
-            values = _run_node(context, runner, NodeRun(spec, node, spec_dir, inputs, session))
+            values = _run_node(
+                context, runner, NodeRun(spec, node, spec_dir, inputs, session, arrival)
+            )
         else:
             # A single_run backfill: one step over the range, the node run once per
             # session on that session's slice of its inputs, so each session holds
@@ -277,7 +280,9 @@ def _node_asset(
             sessions = list(context.partition_keys)
             by_session = {
                 s: _run_node(
-                    context, runner, NodeRun(spec, node, spec_dir, session_inputs(inputs, s), s)
+                    context,
+                    runner,
+                    NodeRun(spec, node, spec_dir, session_inputs(inputs, s), s, arrival),
                 )
                 for s in sessions
             }

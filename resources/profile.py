@@ -141,6 +141,9 @@ class Profile:
     gateway_store_url: str = ""
     # How often the gateway_jobs sensor looks for due jobs (QUANTOS_JOBS_TICK_SECONDS)
     jobs_tick_seconds: int = 15
+    # Where a spec's local data-arrival globs may look (QUANTOS_LANDING_DIR, default
+    # $QUANTOS_DATA_DIR/landing): a relative glob is under it, a file:/// glob must be
+    landing_dir: Path = REPO_ROOT / ".quantos" / "landing"
 
     @property
     def runs_pods(self) -> bool:
@@ -180,6 +183,7 @@ def active_profile(environ: dict[str, str] | None = None) -> Profile:
         "gateway_store_url": env.get("QUANTOS_GATEWAY_DB")
         or f"sqlite:///{data_dir / 'gateway.db'}",
         "jobs_tick_seconds": _positive_int_env(env, "QUANTOS_JOBS_TICK_SECONDS", 15),
+        "landing_dir": Path(env.get("QUANTOS_LANDING_DIR") or data_dir / "landing").resolve(),
     }
     if name == "local":
         return Profile(

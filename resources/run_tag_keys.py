@@ -35,6 +35,10 @@ TAG_TOPIC = "quantos/kafka_topic"
 TAG_GROUP = "quantos/kafka_group"
 # A run started by a Kafka submission: the message's topic/partition/offset.
 TAG_KAFKA_MESSAGE = "quantos/kafka_message"
+# A run started by a data-arrival trigger: the object's URI and its version (S3: the ETag;
+# a local file: mtime_ns-size). Every node sees them (python_task: the Pipes extra `arrival`).
+TAG_ARRIVAL_URI = "quantos/arrival_uri"
+TAG_ARRIVAL_VERSION = "quantos/arrival_version"
 # The spec's qos (quantos_assets/run_tags.py), read by the run queue and placement.
 TAG_QOS = "quantos/qos"
 # The pid of a run's worker on the embedded default (read by the warm launcher to terminate

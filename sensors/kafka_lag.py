@@ -121,12 +121,13 @@ def evaluate_lag(
 
 def build_lag_sensors(pipeline: PipelineDefs, settings: KafkaSettings) -> list[SensorDefinition]:
     """One sensor per kafka_lag trigger; none when no broker is configured."""
-    triggers = [t.kafka_lag for t in pipeline.spec.triggers]
+    # i: the trigger's place among all the spec's triggers (its sensor's name holds it)
+    triggers = [(i, t.kafka_lag) for i, t in enumerate(pipeline.spec.triggers) if t.kafka_lag]
     if not triggers:
         return []
     if not settings.enabled:
         return []
-    return [_lag_sensor(pipeline, t, i, settings) for i, t in enumerate(triggers)]
+    return [_lag_sensor(pipeline, t, i, settings) for i, t in triggers]
 
 
 def _lag_sensor(

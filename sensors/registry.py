@@ -9,6 +9,7 @@ from dagster import ScheduleDefinition, SensorDefinition
 from quantos_assets.pipeline_assets import PipelineDefs
 from resources.kafka_client import KafkaSettings
 from resources.profile import Profile
+from sensors.arrivals import build_arrival_sensors
 from sensors.freshness import build_freshness_sensor
 from sensors.gateway_jobs import build_gateway_jobs_sensor
 from sensors.kafka_lag import build_lag_sensors
@@ -20,8 +21,11 @@ from sensors.session_sync import build_session_sync
 Trigger = ScheduleDefinition | SensorDefinition
 
 
-def build_triggers(pipelines: list[PipelineDefs], kafka: KafkaSettings) -> list[Trigger]:
-    """Trading-calendar schedules, partition syncs and Kafka lag triggers (on `kafka`), per spec."""
+def build_triggers(
+    pipelines: list[PipelineDefs], kafka: KafkaSettings, profile: Profile | None = None
+) -> list[Trigger]:
+    """Trading-calendar schedules, partition syncs, Kafka lag triggers (on `kafka`) and, with
+    the `profile` whose S3 settings and landing root they list, data-arrival triggers."""
     triggers: list[Trigger] = []
     for pipeline in pipelines:
         if pipeline.spec.schedule is not None:
@@ -31,6 +35,8 @@ def build_triggers(pipelines: list[PipelineDefs], kafka: KafkaSettings) -> list[
         if pipeline.checks:
             triggers.append(build_freshness_sensor(pipeline))
         triggers.extend(build_lag_sensors(pipeline, kafka))
+        if profile is not None:
+            triggers.extend(build_arrival_sensors(pipeline, profile))
     return triggers
 
 

@@ -7,6 +7,7 @@ them to the runner of the node's kind, and yields whatever the runner returns
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol, TypeAlias
@@ -16,6 +17,7 @@ from dagster import AssetExecutionContext
 
 from quantos_assets.spec.models import DagSpec, Node
 from resources.artifact import Artifact
+from resources.run_tag_keys import TAG_ARRIVAL_URI, TAG_ARRIVAL_VERSION
 from resources.table_ref import TableRef
 
 NodeValue: TypeAlias = pa.Table | TableRef | Artifact
@@ -35,6 +37,23 @@ class NodeRunError(Exception):
 
 
 @dataclass(frozen=True)
+class Arrival:
+    """The object whose arrival started the run (a data-arrival trigger's run tags)."""
+
+    uri: str
+    version: str
+
+    @classmethod
+    def from_tags(cls, tags: Mapping[str, str]) -> Arrival | None:
+        uri = tags.get(TAG_ARRIVAL_URI)
+        return cls(uri, tags.get(TAG_ARRIVAL_VERSION, "")) if uri else None
+
+    def as_extra(self) -> dict[str, str]:
+        """As a Pipes extra and SQL parameters see it."""
+        return {"uri": self.uri, "version": self.version}
+
+
+@dataclass(frozen=True)
 class NodeRun:
     spec: DagSpec
     node: Node
@@ -46,6 +65,8 @@ class NodeRun:
     # The exchange session this run computes (a session-partitioned spec); in a
     # single_run backfill the step runs the node once per session of its range.
     session: str | None = None
+    # The object a data-arrival trigger started the run for (None: any other run).
+    arrival: Arrival | None = None
 
     @property
     def label(self) -> str:

@@ -16,6 +16,8 @@ which passes everything through Pipes `extras`:
     session     the exchange session being computed (None if the spec has no
                 session partitions); in a single_run backfill it differs from the
                 run's partition key, which is a range
+    arrival     {"uri", "version"} of the object a data-arrival trigger started the run
+                for (None otherwise): `PipesContext.get().extras["arrival"]`
 
 Calling convention: `fn(**inputs, **params)`; table inputs arrive as
 `pyarrow.Table`, binary (artifact) inputs as `bytes`. With one out, `fn`

@@ -64,6 +64,8 @@ class PythonPodRunner:
             "s3": {"endpoint_url": store.endpoint_url, "region": store.region},
             # As for entrypoint tasks: the session of a session-partitioned run (else null).
             "session": run.session,
+            # A data-arrival run's object: {"uri", "version"} (else null).
+            "arrival": run.arrival.as_extra() if run.arrival else None,
         }
         client = resource(context, "pipes_k8s_client")
         try:

@@ -83,6 +83,8 @@ class PythonTaskRunner:
                 "error_path": str(work / "error.txt"),
                 # The partition key of a ranged run is not one session: name it.
                 "session": run.session,
+                # A data-arrival run's object: {"uri", "version"} (else null).
+                "arrival": run.arrival.as_extra() if run.arrival else None,
             }
             try:
                 client.run(

@@ -11,7 +11,8 @@ params:
     sql_uri     instead of sql: a .sql file relative to the spec file, or an
                 s3:// / file:// URI under the artifact store, or a mapping out -> either
                 (`sql_sources`: nothing else is read)
-    parameters  {name: value} for the `:name` placeholders
+    parameters  {name: value} for the `:name` placeholders; a run a data-arrival trigger
+                started also binds `:arrival_uri` and `:arrival_version` (its object)
 
 With several outs, each query also sees the outs computed before it as views. A node's
 SQL is one query (SELECT, WITH, VALUES, set operations): COPY, ATTACH, SET, INSTALL...
@@ -77,6 +78,7 @@ class SqlRunner:
         parameters = node.params.get("parameters") or {}
         if not isinstance(parameters, Mapping):
             raise NodeRunError(f"{run.label}: params.parameters must be a mapping name -> value")
+        parameters = {**parameters, **arrival_parameters(run)}
         if self.in_trino:
             return self._run_in_trino(context, run, sources, from_files, parameters)
         views, files = local_inputs(run.inputs)
@@ -287,6 +289,13 @@ def local_inputs(
                 value = value.drop_columns([PARTITION_COLUMN])
             views[name] = value
     return views, files
+
+
+def arrival_parameters(run: NodeRun) -> dict[str, str]:
+    """`:arrival_uri` and `:arrival_version` in a data-arrival run (bound, never formatted in)."""
+    if run.arrival is None:
+        return {}
+    return {"arrival_uri": run.arrival.uri, "arrival_version": run.arrival.version}
 
 
 def _check_parameters(label: str, out: str, used: set[str], parameters: Mapping[str, Any]) -> None:

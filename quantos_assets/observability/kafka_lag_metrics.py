@@ -89,6 +89,7 @@ class KafkaLagCollector(Collector):
                     LagTarget(t.kafka_lag.group, t.kafka_lag.topic)
                     for loaded in scan_specs(self.specs_dir).valid
                     for t in loaded.spec.triggers
+                    if t.kafka_lag is not None
                 ]
                 self._specs_seen = seen
             return list(self._spec_targets)

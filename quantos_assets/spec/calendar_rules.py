@@ -1,4 +1,4 @@
-"""Rules across a spec's schedule, partitions and freshness blocks.
+"""Rules across a spec's schedule, partitions, freshness and trigger blocks.
 
 Each block is valid on its own (models.py); together they must agree on one
 calendar, or a schedule could target a session that is not a partition key.
@@ -44,4 +44,16 @@ def check_calendar_blocks(spec: DagSpec) -> list[tuple[str, str]]:
                         "backfill applies to session partitions: add a partitions block",
                     )
                 )
+    else:
+        problems += [
+            (
+                f"triggers[{i}].arrivals",
+                (
+                    "a session-partitioned pipeline runs per session and an arrival names none: "
+                    "trigger an unpartitioned pipeline, or use the schedule"
+                ),
+            )
+            for i, trigger in enumerate(spec.triggers)
+            if trigger.arrivals is not None
+        ]
     return problems

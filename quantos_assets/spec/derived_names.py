@@ -101,6 +101,7 @@ DAGSTER_RESERVED_NAMES = frozenset(
 
 PROMOTED = "promoted"  # gate stage assets: [pipeline, promoted, stage]
 KAFKA_LAG_ASSET = "kafka_lag"  # lag sensors record observations on [pipeline, kafka_lag]
+ARRIVALS = "arrivals"  # data-arrival sensors: p__arrivals, p__arrivals<i>
 FRESHNESS_CHECK = "calendar_freshness"
 CARD_CHECK = "model_card"
 REPRODUCIBLE_CHECK = "reproducible"
@@ -155,6 +156,12 @@ def lag_sensor_name(pipeline_id: str, topic: str, index: int) -> str:
     )
 
 
+def arrivals_sensor_name(pipeline_id: str, index: int) -> str:
+    """`p__arrivals` for a spec's first trigger, `p__arrivals<i>` for the one at index i
+    (the index is the trigger's place in `triggers`, as for lag sensors)."""
+    return f"{pipeline_id}__{ARRIVALS}" if index == 0 else f"{pipeline_id}__{ARRIVALS}{index}"
+
+
 def external_key_parts(namespace: str, table: str) -> list[str]:
     """An external input's asset key: the table's own identifier, [namespace, table].
 
@@ -198,14 +205,12 @@ def derived_names(spec: DagSpec, floor: GateFloor | None) -> list[DerivedName]:
         add(DerivedName("partitions set", partitions_set_name(pid), "partitions"))
         add(DerivedName("schedule/sensor", session_sync_name(pid), "partitions"))
     for i, trigger in enumerate(spec.triggers):
-        add(
-            DerivedName(
-                "schedule/sensor",
-                lag_sensor_name(pid, trigger.kafka_lag.topic, i),
-                f"triggers[{i}]",
-            )
-        )
-    if spec.triggers:
+        if trigger.kafka_lag is not None:
+            name = lag_sensor_name(pid, trigger.kafka_lag.topic, i)
+        else:
+            name = arrivals_sensor_name(pid, i)
+        add(DerivedName("schedule/sensor", name, f"triggers[{i}]"))
+    if any(t.kafka_lag is not None for t in spec.triggers):
         add(DerivedName("asset key", asset_name(pid, KAFKA_LAG_ASSET), "triggers"))
     if spec.gates is not None:
         names.extend(_gate_names(spec, floor))

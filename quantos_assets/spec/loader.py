@@ -249,10 +249,30 @@ def _parse_json(text: str, source: str) -> tuple[Any, Positions, list[SpecProble
     return data, positions, duplicates
 
 
+class _TriggersAsWritten:
+    """`triggers: {kind: ...}` is validated as the list `[{kind: ...}]`: a problem of its item
+    i is on the line of the mapping's i-th key."""
+
+    def __init__(self, inner: Positions, kinds: list[str]) -> None:
+        self._inner = inner
+        self._kinds = kinds
+
+    def line(self, loc: Sequence[int | str]) -> int:
+        index = loc[1] if len(loc) >= 2 and loc[0] == "triggers" else None
+        if isinstance(index, int) and 0 <= index < len(self._kinds):
+            loc = ("triggers", self._kinds[index], *loc[3:])
+        return self._inner.line(loc)
+
+    def duplicate_keys(self) -> list[tuple[tuple[int | str, ...], int, str]]:
+        return self._inner.duplicate_keys()
+
+
 def _validate(
     data: Any, source: str, positions: Positions, model: type[M], rules: OutsideRules | None
 ) -> tuple[M | None, list[SpecProblem]]:
     """The model (None if invalid) and every problem: field errors plus, for specs, graph rules."""
+    if model is DagSpec and isinstance(data, dict) and isinstance(data.get("triggers"), dict):
+        positions = _TriggersAsWritten(positions, [str(k) for k in data["triggers"]])
     if not isinstance(data, dict):
         return None, [
             SpecProblem(

@@ -245,10 +245,35 @@ class KafkaLag(Strict):
         return value
 
 
-class Trigger(Strict):
-    """One event trigger of a pipeline; Kafka consumer lag is the one kind so far."""
+def _arrival_glob(uri: str) -> str:
+    from quantos_assets.spec.arrival_glob import parse_arrival_glob
 
-    kafka_lag: KafkaLag
+    parse_arrival_glob(uri)
+    return uri
+
+
+class Arrivals(Strict):
+    """Run the pipeline once per new version of an object matching `uri` (seed 002: a
+    vendor's file landing): `s3://bucket/prefix/*.csv`, `file:///dir/*.csv` or a path relative
+    to the landing root (QUANTOS_LANDING_DIR). The run carries the object's URI and version
+    (sensors/arrivals.py)."""
+
+    uri: Annotated[str, StringConstraints(max_length=1024), AfterValidator(_arrival_glob)]
+
+
+class Trigger(Strict):
+    """One event trigger of a pipeline: exactly one of Kafka consumer lag or data arrivals."""
+
+    model_config = ConfigDict(json_schema_extra={"minProperties": 1})
+
+    kafka_lag: KafkaLag | None = None
+    arrivals: Arrivals | None = None
+
+    @model_validator(mode="after")
+    def _exactly_one(self) -> Trigger:
+        if (self.kafka_lag is None) == (self.arrivals is None):
+            raise ValueError("give exactly one of kafka_lag and arrivals")
+        return self
 
 
 def _bound_text(text: str) -> str:
@@ -307,6 +332,14 @@ class ExternalInput(Strict):
         return namespace, name
 
 
+def _triggers_schema(schema: dict[str, Any]) -> None:
+    """`triggers` as the loader takes it: a list of triggers, or one mapping with a key per
+    kind (the shape of one trigger, each kind given at most once)."""
+    items = schema.pop("items")
+    schema.pop("type", None)
+    schema["anyOf"] = [{"type": "array", "items": items}, items]
+
+
 class DagSpec(Strict):
     """A compiler-emitted pipeline; a validated instance also passes the graph rules."""
 
@@ -321,7 +354,8 @@ class DagSpec(Strict):
     schedule: Schedule | None = None
     partitions: Partitions | None = None
     freshness: Freshness | None = None
-    triggers: list[Trigger] = Field(default_factory=list)
+    # A list of triggers, or one mapping {kind: settings, ...} read as one trigger per kind.
+    triggers: list[Trigger] = Field(default_factory=list, json_schema_extra=_triggers_schema)
     gates: Gates | None = None
     # Lake tables no node of the spec writes, by the name nodes' `ins` read them under.
     external_inputs: dict[Identifier, ExternalInput] = Field(default_factory=dict, max_length=256)
@@ -337,6 +371,14 @@ class DagSpec(Strict):
             raise ValueError(
                 f"unsupported spec version {shown} (this orchestrator reads version {SPEC_VERSION})"
             )
+        return value
+
+    @field_validator("triggers", mode="before")
+    @classmethod
+    def _one_mapping(cls, value: Any) -> Any:
+        # `triggers: {arrivals: {...}}` (issue 21's form) is `[{arrivals: {...}}]`.
+        if isinstance(value, dict):
+            return [{kind: settings} for kind, settings in value.items()]
         return value
 
     @model_validator(mode="after")

@@ -3,9 +3,9 @@
 The registry checks new specs against every registered one with `derived_names`, never by
 building Dagster definitions; if a builder named something the list does not know, two
 specs could collide unseen and take the location down. So this builds a real location
-(every example spec, plus one with two lag triggers, a node without outs and an external
-node, and two reading one external table) with every optional sensor configured, and
-compares namespace by namespace.
+(every example spec, plus one with two lag and two arrivals triggers, a node without outs
+and an external node, and two reading one external table) with every optional sensor
+configured, and compares namespace by namespace.
 """
 
 from __future__ import annotations
@@ -40,7 +40,9 @@ version: 1
 pipeline_id: lagged
 triggers:
   - kafka_lag: {topic: x_1, group: g, threshold: 10}
+  - arrivals: {uri: "s3://vendor/bars/*.csv"}
   - kafka_lag: {topic: x, group: g, threshold: 10}
+  - arrivals: {uri: "vendor/*.csv"}
 nodes:
   - {id: src, kind: python_task, params: {entrypoint: "quantos_assets.tasks.noop:one_row"}, outs: \
 [rows]}
@@ -119,6 +121,9 @@ def test_derived_names_are_the_names_the_location_defines(
     assert shared["asset key"] == {"market/bars_1m"} and shared["group"] == {"external"}
     for ns in NAMESPACES:
         built[ns] -= shared[ns]
+    assert {"lagged__arrivals1", "lagged__arrivals3", "lagged__kafka_lag2_x"} <= built[
+        "schedule/sensor"
+    ]
     # a lag trigger's observations land on [pipeline, kafka_lag]: an event, not a definition
     assert "lagged/" + KAFKA_LAG_ASSET in derived["asset key"]
     derived["asset key"].discard("lagged/" + KAFKA_LAG_ASSET)
