@@ -19,6 +19,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from resources.redaction import redact
+
 
 class ArrivalSourceError(Exception):
     """The bucket or directory cannot be listed: one line naming it and the cause."""
@@ -53,7 +55,8 @@ def s3_client(endpoint_url: str | None, region: str | None) -> Any:
 
 
 def list_s3(
-    client: Any,
+    endpoint_url: str | None,
+    region: str | None,
     bucket: str,
     prefix: str,
     matches: Callable[[str], bool],
@@ -64,40 +67,52 @@ def list_s3(
     `max_keys` keys listed (matched or not)."""
     from botocore.exceptions import BotoCoreError, ClientError
 
-    found: list[ListedObject] = []
-    listed = 0
-    last: str | None = None
-    token: str | None = None
     try:
-        while True:
-            args: dict[str, Any] = {
-                "Bucket": bucket,
-                "Prefix": prefix,
-                "MaxKeys": min(PAGE_KEYS, max_keys - listed),
-            }
-            if token:
-                args["ContinuationToken"] = token
-            elif start_after:
-                args["StartAfter"] = start_after
-            page = client.list_objects_v2(**args)
-            for item in page.get("Contents", []):
-                listed += 1
-                key = last = item["Key"]
-                if matches(key):
-                    version = str(item.get("ETag", "")).strip('"') or "-"
-                    found.append(ListedObject(key, version, item["LastModified"].timestamp()))
-            token = page.get("NextContinuationToken") if page.get("IsTruncated") else None
-            if token is None or listed >= max_keys:
-                return ListedPage(found, truncated=token is not None, last=last)
+        return _list_s3(
+            s3_client(endpoint_url, region), bucket, prefix, matches, start_after, max_keys
+        )
     except ClientError as err:
         error = err.response.get("Error", {})
         code = error.get("Code", "error")
         message = str(error.get("Message") or "").splitlines()[0:1]
-        raise ArrivalSourceError(
-            f"s3://{bucket}: cannot list: {code}" + (f" ({message[0]})" if message else "")
-        ) from None
-    except BotoCoreError as err:
-        raise ArrivalSourceError(f"s3://{bucket}: cannot list: {_first_line(err)}") from None
+        cause = code + (f" ({message[0]})" if message else "")
+    except (BotoCoreError, ValueError) as err:  # ValueError: a malformed endpoint URL
+        cause = _first_line(err)
+    raise ArrivalSourceError(redact(f"s3://{bucket}: cannot list: {cause}"))
+
+
+def _list_s3(
+    client: Any,
+    bucket: str,
+    prefix: str,
+    matches: Callable[[str], bool],
+    start_after: str | None,
+    max_keys: int,
+) -> ListedPage:
+    found: list[ListedObject] = []
+    listed = 0
+    last: str | None = None
+    token: str | None = None
+    while True:
+        args: dict[str, Any] = {
+            "Bucket": bucket,
+            "Prefix": prefix,
+            "MaxKeys": min(PAGE_KEYS, max_keys - listed),
+        }
+        if token:
+            args["ContinuationToken"] = token
+        elif start_after:
+            args["StartAfter"] = start_after
+        page = client.list_objects_v2(**args)
+        for item in page.get("Contents", []):
+            listed += 1
+            key = last = item["Key"]
+            if matches(key):
+                version = str(item.get("ETag", "")).strip('"') or "-"
+                found.append(ListedObject(key, version, item["LastModified"].timestamp()))
+        token = page.get("NextContinuationToken") if page.get("IsTruncated") else None
+        if token is None or listed >= max_keys:
+            return ListedPage(found, truncated=token is not None, last=last)
 
 
 def list_local(
@@ -115,7 +130,7 @@ def list_local(
     try:
         paths = sorted(globbing.glob(pattern, root_dir=base))
     except OSError as err:
-        raise ArrivalSourceError(f"{root}: cannot list: {_first_line(err)}") from None
+        raise ArrivalSourceError(redact(f"{root}: cannot list: {_first_line(err)}")) from None
     if start_after is not None:
         paths = [p for p in paths if p > start_after]
     found: list[ListedObject] = []

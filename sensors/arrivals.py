@@ -33,7 +33,6 @@ from resources.arrival_objects import (
     ListedPage,
     list_local,
     list_s3,
-    s3_client,
 )
 from resources.profile import Profile
 from resources.run_tag_keys import TAG_ARRIVAL_URI, TAG_ARRIVAL_VERSION
@@ -172,8 +171,8 @@ def arrival_source(glob: ArrivalGlob, profile: Profile) -> Source | str:
         bucket, prefix = glob.root, glob.prefix
 
         def s3(after: str | None, max_keys: int) -> ListedPage:
-            client = s3_client(profile.s3_endpoint, profile.s3_region)
-            return list_s3(client, bucket, prefix, glob.matches, after, max_keys)
+            endpoint, region = profile.s3_endpoint, profile.s3_region
+            return list_s3(endpoint, region, bucket, prefix, glob.matches, after, max_keys)
 
         return Source(f"s3://{bucket}/{glob.pattern}", s3, lambda key: f"s3://{bucket}/{key}")
     # Local: listed from the glob's literal directory, which must be the landing root or
