@@ -48,6 +48,15 @@ MAX_REMEMBERED = 5000
 Lister = Callable[[str | None, int], ListedPage]
 
 
+@dataclass(frozen=True)
+class Source:
+    """Where a glob's objects are listed: `list` pages them, `uri` names one of them."""
+
+    shown: str
+    list: Lister
+    uri: Callable[[str], str]
+
+
 @dataclass
 class ArrivalCursor:
     floor: float | None = None  # objects modified before it are not new (end of last pass)
@@ -154,15 +163,6 @@ def build_arrival_sensors(pipeline: PipelineDefs, profile: Profile) -> list[Sens
         for i, t in enumerate(pipeline.spec.triggers)
         if t.arrivals is not None
     ]
-
-
-@dataclass(frozen=True)
-class Source:
-    """Where a glob's objects are listed: `list` pages them, `uri` names one of them."""
-
-    shown: str
-    list: Lister
-    uri: Callable[[str], str]
 
 
 def arrival_source(glob: ArrivalGlob, profile: Profile) -> Source | str:

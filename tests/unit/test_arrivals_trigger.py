@@ -192,3 +192,20 @@ def test_an_unlistable_source_keeps_the_cursor() -> None:
         result.skip_reason.skip_message == "s3://vendor: cannot list: AccessDenied (Access Denied)"
     )
     assert result.cursor == '{"floor":1.0,"pass_max":null,"after":null,"requested":{}}'
+
+
+def test_the_json_schema_takes_both_forms_of_triggers() -> None:
+    jsonschema = pytest.importorskip("jsonschema")
+    from quantos_assets.spec.json_schema import spec_json_schema
+
+    validator = jsonschema.Draft202012Validator(spec_json_schema())
+    spec = {
+        "version": 1,
+        "pipeline_id": "vendor_bars",
+        "nodes": [{"id": "load", "kind": "trino_sql", "outs": ["x"]}],
+    }
+    arrivals = {"arrivals": {"uri": "s3://vendor/bars/*.csv"}}
+    assert validator.is_valid({**spec, "triggers": [arrivals]})
+    assert validator.is_valid({**spec, "triggers": arrivals})
+    assert not validator.is_valid({**spec, "triggers": [{}]})
+    assert not validator.is_valid({**spec, "triggers": {"arrivals": {"url": "x"}}})
