@@ -85,10 +85,11 @@ def _killed_iteration(instance: DagsterInstance, when: float, crash_at: str) -> 
     assert process.exitcode == -signal.SIGKILL, f"daemon was not killed at {crash_at}"
 
 
-def _runs(instance: DagsterInstance) -> Counter[tuple[str, str]]:
+def _runs(instance: DagsterInstance, job: str = "vendor_bars") -> Counter[tuple[str, str]]:
     return Counter(
         (r.tags["quantos/arrival_uri"], r.tags["quantos/arrival_version"])
         for r in instance.get_runs()
+        if r.job_name == job
     )
 
 
@@ -117,10 +118,16 @@ def test_three_objects_across_a_daemon_restart_give_three_runs(
     location: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     (location / "vendor_bars.yaml").write_text(SPEC.format(uri="s3://vendor/bars/*.csv"))
+    # and a pipeline on the local landing directory, through the same restarts
+    local = SPEC.format(uri="vendor/*.csv").replace("vendor_bars", "vendor_files")
+    (location / "vendor_files.yaml").write_text(local)
+    landing = location.parent / "landing" / "vendor"
+    landing.mkdir(parents=True)
     with s3_server("vendor") as endpoint:
         monkeypatch.setenv("QUANTOS_S3_ENDPOINT", endpoint)
         s3 = boto3.client("s3", endpoint_url=endpoint, region_name=REGION)
         s3.put_object(Bucket="vendor", Key="bars/2030-01-02.csv", Body=b"sym,px\nA,1\n")
+        (landing / "2030-01-02.csv").write_text("sym,px\nA,1\n")
         s3.put_object(Bucket="vendor", Key="bars/readme.txt", Body=b"not a csv")
         s3.put_object(Bucket="vendor", Key="bars/old/2029.csv", Body=b"one level down")
         s3.put_object(Bucket="vendor", Key="other/2030-01-02.csv", Body=b"another prefix")
@@ -130,12 +137,14 @@ def test_three_objects_across_a_daemon_restart_give_three_runs(
 
             # The daemon is killed right after the second object's run was created...
             s3.put_object(Bucket="vendor", Key="bars/2030-01-03.csv", Body=b"sym,px\nA,2\n")
+            (landing / "2030-01-03.csv").write_text("sym,px\nA,2\n")
             _killed_iteration(instance, T0 + 60, "RUN_CREATED")
             assert len(_runs(instance)) == 2
             # ... and restarted when a third has landed: the interrupted tick is finished
             # (Dagster's run-key check finds the second object's run: no other one), then the
             # next tick finds the third.
             s3.put_object(Bucket="vendor", Key="bars/2030-01-04.csv", Body=b"sym,px\nA,3\n")
+            (landing / "2030-01-04.csv").write_text("sym,px\nA,3\n")
             daemon_iteration(instance.get_ref(), T0 + 120)
             assert len(_runs(instance)) == 2
             daemon_iteration(instance.get_ref(), T0 + 180)
@@ -146,10 +155,17 @@ def test_three_objects_across_a_daemon_restart_give_three_runs(
             assert set(runs.values()) == {1}
             etag = s3.head_object(Bucket="vendor", Key="bars/2030-01-03.csv")["ETag"].strip('"')
             assert ("s3://vendor/bars/2030-01-03.csv", etag) in runs
+            # The local pipeline's sensor was or was not evaluated before the kill (the
+            # daemon's order): either way each file ran once.
+            files = _runs(instance, "vendor_files")
+            assert sorted(uri for uri, _ in files) == [
+                f"file://{landing}/2030-01-0{d}.csv" for d in (2, 3, 4)
+            ]
+            assert set(files.values()) == {1}
 
             # Listed again, unchanged: nothing starts.
             daemon_iteration(instance.get_ref(), T0 + 240)
-            assert len(instance.get_runs()) == 3
+            assert len(instance.get_runs()) == 6
             assert _last_skip(instance) == (
                 "no new object matching s3://vendor/bars/*.csv (3 listed)"
             )
@@ -158,7 +174,7 @@ def test_three_objects_across_a_daemon_restart_give_three_runs(
             s3.put_object(Bucket="vendor", Key="bars/2030-01-02.csv", Body=b"sym,px\nA,1.5\n")
             daemon_iteration(instance.get_ref(), T0 + 300)
             runs = _runs(instance)
-            assert len(instance.get_runs()) == 4
+            assert len(instance.get_runs()) == 7
             assert Counter(uri for uri, _ in runs)["s3://vendor/bars/2030-01-02.csv"] == 2
             [latest] = instance.get_runs(limit=1)
             assert latest.job_name == "vendor_bars"
