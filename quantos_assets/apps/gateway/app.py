@@ -21,6 +21,7 @@ from quantos_assets.apps.gateway import routes_health, routes_jobs, routes_submi
 from quantos_assets.apps.gateway.error_handlers import install_error_handlers
 from quantos_assets.apps.gateway.metrics_route import build_metrics_router
 from quantos_assets.apps.gateway.request_body import RequestBodyMiddleware
+from quantos_assets.apps.gateway.routes_jobs_page import install_jobs_page
 from quantos_assets.apps.gateway.settings import GatewaySettings
 from quantos_assets.apps.gateway.wiring import Gateway, build_gateway
 from resources.redaction import install_log_redaction
@@ -50,6 +51,7 @@ def create_app(settings: GatewaySettings, gateway: Gateway | None = None) -> Fas
     app.include_router(routes_health.router)
     app.include_router(routes_submissions.router)
     install_error_handlers(app)
+    install_jobs_page(app)  # /jobs: the page for the jobs (not in the OpenAPI document)
     return app
 
 
