@@ -75,3 +75,22 @@ def test_links_to_the_dagster_ui_carry_no_credentials() -> None:
     assert job_runs_url("http://u:p@h:3000", "job-1") == (
         "http://h:3000/runs?q%5B%5D=tag%3Aquantos%2Fjob_id%3Djob-1"
     )
+
+
+def test_the_api_refuses_bearer_tokens_as_before_the_check_was_shared(tmp_path: Path) -> None:
+    """auth.authenticate serves the bearer header and the page's cookie: the API's answers
+    are the same as before (tests/e2e/test_gateway.py and tests/security/ see them too)."""
+    client, _ = _client(tmp_path, "")
+    tokens = TokenStore(tmp_path / "tokens.json")
+    read_only, _ = tokens.create("research", ["read"])
+    body = {"spec_ref": "anything"}
+    for headers, status, error in [
+        ({}, 401, "missing bearer token (Authorization: Bearer <token>)"),
+        ({"Authorization": "Basic dXNlcjpwdw=="}, 401, "missing bearer token"),
+        ({"Authorization": "Bearer qos_nope"}, 401, "invalid or revoked token"),
+        ({"Authorization": f"Bearer {read_only}"}, 403, "lacks the 'submit' scope"),
+    ]:
+        res = client.post("/api/jobs/schedule", json=body, headers=headers)
+        assert res.status_code == status and error in res.json()["error"], res.text
+        if status == 401:
+            assert res.headers["WWW-Authenticate"] == "Bearer"

@@ -11,8 +11,9 @@ scopes, validation, admission, quotas and audit; another team's job is a 404 her
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated, Any, get_args
+from typing import Annotated, Any, TypeVar, get_args
 from urllib.parse import urlencode
 
 from fastapi import APIRouter, FastAPI, Form, Request
@@ -76,6 +77,7 @@ _HEADERS = {
     "Referrer-Policy": "same-origin",
 }
 Field = Annotated[str, Form()]
+T = TypeVar("T")
 
 
 def install_jobs_page(app: FastAPI) -> None:
@@ -317,7 +319,7 @@ def _view(gw: Gateway, job: ScheduledJob) -> JobView:
     return _api(lambda: job_view(gw, job, time.time()))
 
 
-def _api(call: Any) -> Any:
+def _api(call: Callable[[], T]) -> T:
     """An API route's refusal as the page's."""
     try:
         return call()
