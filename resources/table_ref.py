@@ -114,4 +114,5 @@ class TableRef:
             columns=columns,
             partition_keys=self.partition_keys,
             partition_column=hidden,
+            size_bytes=sum(f.file_size_in_bytes for f in files),
         )

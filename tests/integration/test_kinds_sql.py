@@ -283,9 +283,11 @@ def test_errors_in_sql_from_a_file_give_a_position_not_its_text(tmp_path: Path) 
     )
 
 
-def test_input_files_are_readable_and_nothing_else_nor_writable(tmp_path: Path) -> None:
+@pytest.mark.parametrize("scan", ["duckdb", "arrow"])
+def test_input_files_are_readable_and_nothing_else_nor_writable(tmp_path: Path, scan: str) -> None:
     """A local SQL node scans its pinned input's Parquet files itself: DuckDB may read exactly
-    those files, no other file, and (only a single SELECT running then) write none of them."""
+    those files, no other file, and (only a single SELECT running then) write none of them.
+    `arrow`: a small input read here and queried on the process's shared database."""
     import pyarrow.parquet as pq
 
     from resources.sql_engine import ParquetView
@@ -294,7 +296,9 @@ def test_input_files_are_readable_and_nothing_else_nor_writable(tmp_path: Path) 
     pq.write_table(pa.table({"x": [1, 2, 3], "partition_key": ["a", "a", "b"]}), str(data))
     other = tmp_path / "other.parquet"
     pq.write_table(pa.table({"secret": ["SECRET-CONTENT"]}), str(other))
-    view = ParquetView(paths=(str(data),), columns=("x",), partition_keys=("a",))
+    size = data.stat().st_size if scan == "arrow" else 0
+    view = ParquetView(paths=(str(data),), columns=("x",), partition_keys=("a",), size_bytes=size)
+    assert view.small() == (scan == "arrow")
     engine = DuckDBEngine()
     result = engine.query("SELECT sum(x) AS s FROM t", files={"t": view})
     assert result.to_pylist() == [{"s": 3}]  # the partition's rows, without the key column
@@ -314,3 +318,15 @@ def test_input_files_are_readable_and_nothing_else_nor_writable(tmp_path: Path) 
         with pytest.raises(SqlQueryError, match="only one SELECT runs where input files"):
             engine.query(sql, files={"t": view})
     assert pq.read_table(str(data)).column("x").to_pylist() == [1, 2, 3]
+
+
+def test_queries_in_one_process_share_nothing() -> None:
+    """Small queries share one database per process: what one query registered or created is
+    gone for the next (a team's later node, or a retry, sees only its own inputs)."""
+    engine = DuckDBEngine()
+    assert engine.query("SELECT count(*) AS n FROM bars", {"bars": BARS}).to_pylist() == [{"n": 4}]
+    with pytest.raises(SqlQueryError, match="Catalog Error"):
+        engine.query("SELECT * FROM bars")
+    engine.query("CREATE TABLE kept AS SELECT 'LEFT-BEHIND' AS x")
+    with pytest.raises(SqlQueryError, match="Catalog Error"):
+        engine.query("SELECT * FROM kept")
