@@ -36,8 +36,13 @@ install:
 	    "the browser E2E tests will fail until /usr/bin/chromium exists" >&2; }
 
 ## Serve the platform on the embedded default: UI + daemon on http://$(HOST):$(PORT)
+# The URL is printed first because `quantos logs` and the gateway in other terminals need it
+# (QUANTOS_DAGSTER_URL). Dagster's advice to use `dg dev` (SupersessionWarning) is silenced:
+# `dg` is not installed here, and `dagster dev` is what this platform is tested with.
 run: install
-	$(UV) run dagster dev -w workspace.yaml -h $(HOST) -p $(PORT)
+	@echo "Dagster UI and GraphQL: http://$(HOST):$(PORT)   (other terminals: export QUANTOS_DAGSTER_URL=http://$(HOST):$(PORT))"
+	PYTHONWARNINGS='$(PYTHONWARNINGS),ignore:Function `dev_command` is superseded' \
+	  $(UV) run dagster dev -w workspace.yaml -h $(HOST) -p $(PORT)
 
 # mypy over the [tool.mypy] files of pyproject.toml. Its incremental cache can crash on
 # namespace packages (python/mypy#16214): after a crash (exit 2) check again from an empty one.

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import inspect
 import sys
+import warnings
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -60,6 +61,14 @@ from resources.partition_slices import PartitionSlices
 from resources.profile import Cluster, Profile
 from resources.run_tag_keys import TAG_KIND, TAG_NODE, TAG_POOL
 from resources.table_ref import EXTERNAL_TABLE, TableRef
+
+# A spec may give one node `backfill: single_run` and leave the others per session (its
+# `backfill` field): intended, and what Dagster's asset backfills honour asset by asset. Dagster
+# warns about it at each resolution of such a pipeline's job, a multi-line UserWarning (with
+# empty key lists) that `make run` printed once per pipeline and that looked like a failure.
+warnings.filterwarnings(
+    "ignore", message=r"Asset job \S+ materializes assets with varying BackfillPolicies"
+)
 
 if TYPE_CHECKING:
     from quantos_assets.gates.build import GateDefs

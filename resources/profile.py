@@ -116,9 +116,11 @@ class Profile:
     # QUANTOS_LOCAL_EXECUTOR: how a local run's steps run (LOCAL_EXECUTORS below); staging/prod
     # always use k8s_job_executor
     local_executor: str = "forkserver"
-    # QUANTOS_JSON_LOGS=off: no keyed JSON lines of run and node events on stdout
-    # (quantos_assets/observability/node_logs.py); Dagster's own console log is unchanged
-    json_logs: bool = True
+    # QUANTOS_JSON_LOGS: keyed JSON lines of run and node events on stdout
+    # (quantos_assets/observability/node_logs.py): on, off, or auto (the default: on unless
+    # stdout is a terminal, where a person running `dagster asset materialize` would see every
+    # event twice, beside Dagster's own console log, which is unchanged). None: auto.
+    json_logs: bool | None = None
     # QUANTOS_DAGSTER_URL: the webserver whose GraphQL `quantos logs` reads
     dagster_url: str = "http://127.0.0.1:3000"
     # OpenLineage events of every node run (QUANTOS_LINEAGE, OPENLINEAGE_*): see lineage_settings
@@ -247,13 +249,13 @@ def _switches(env: dict[str, str]) -> dict[str, Any]:
         raise ProfileError(
             f"QUANTOS_LOCAL_EXECUTOR: expected {', '.join(LOCAL_EXECUTORS)}, got {executor!r}"
         )
-    json_logs = (env.get("QUANTOS_JSON_LOGS") or "on").lower()
-    if json_logs not in ("on", "off"):
-        raise ProfileError(f"QUANTOS_JSON_LOGS: expected on or off, got {json_logs!r}")
+    json_logs = (env.get("QUANTOS_JSON_LOGS") or "auto").lower()
+    if json_logs not in ("on", "off", "auto"):
+        raise ProfileError(f"QUANTOS_JSON_LOGS: expected on, off or auto, got {json_logs!r}")
     return {
         "dbt": dbt == "on",
         "local_executor": executor,
-        "json_logs": json_logs == "on",
+        "json_logs": None if json_logs == "auto" else json_logs == "on",
         "dagster_url": env.get("QUANTOS_DAGSTER_URL") or "http://127.0.0.1:3000",
     }
 

@@ -19,6 +19,7 @@ without echoing anything (`_one_line`).
 
 from __future__ import annotations
 
+import atexit
 import os
 import re
 import threading
@@ -160,6 +161,16 @@ class DuckDBEngine(ConfigurableResource):
 
 _SHARED: dict[tuple[int, int | None, str | None], duckdb.DuckDBPyConnection] = {}
 _SHARED_LOCK = threading.Lock()
+
+
+@atexit.register
+def _close_shared() -> None:
+    """Closed before the interpreter tears DuckDB's bindings down: a connection still alive
+    then makes nanobind print a "leaked instances" block at the exit of every step process."""
+    with _SHARED_LOCK:
+        for con in _SHARED.values():
+            con.close()
+        _SHARED.clear()
 
 
 def _is_one_select(sql: str) -> bool:

@@ -18,7 +18,8 @@ names it:
 It writes one JSON object per event to the process's stdout. A step's stdout is what
 Dagster's compute log manager captures, so each node's captured stdout in the UI holds its
 own keyed lines (Dagster's human console log stays on stderr). QUANTOS_JSON_LOGS=off
-silences it without touching dagster.yaml.
+silences it without touching dagster.yaml; the default, auto, writes nothing while stdout is a
+terminal (a person running `dagster asset materialize` reads Dagster's console lines there).
 
 A run of Dagster's implicit asset job (the UI's "Materialize", backfills, `dagster asset
 materialize`) has no pipeline tag: its step lines take the pipeline from the step key, and its
@@ -166,7 +167,14 @@ class NodeLogHandler(logging.StreamHandler[TextIO]):
         super().__init__()
         self.setLevel(level)
         self.setFormatter(node_log_formatter())
-        self.addFilter(NodeKeys(_json_logs_enabled()))
+        self.addFilter(NodeKeys(_json_logs_enabled() is not False))
+        # auto: decided per event, as the stdout a step's output goes to changes under capture
+        self._auto = _json_logs_enabled() is None
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if self._auto and _is_terminal(sys.stdout):
+            return  # a person reads Dagster's own console lines there
+        super().emit(record)
 
     @property
     def stream(self) -> TextIO:
@@ -177,7 +185,15 @@ class NodeLogHandler(logging.StreamHandler[TextIO]):
         """StreamHandler assigns a stream; the current sys.stdout is always used instead."""
 
 
-def _json_logs_enabled() -> bool:
+def _is_terminal(stream: TextIO) -> bool:
+    try:
+        return stream.isatty()
+    except (AttributeError, ValueError):  # a closed or stream-like object
+        return False
+
+
+def _json_logs_enabled() -> bool | None:
+    """On, off, or None: auto (on unless stdout is a terminal)."""
     from resources.profile import ProfileError, active_profile
 
     try:

@@ -34,7 +34,48 @@ def test_timestamps_are_utc_milliseconds() -> None:
 
 
 def test_json_logs_switch() -> None:
-    assert active_profile({}).json_logs is True
+    assert active_profile({}).json_logs is None  # auto
+    assert active_profile({"QUANTOS_JSON_LOGS": "on"}).json_logs is True
     assert active_profile({"QUANTOS_JSON_LOGS": "OFF"}).json_logs is False
-    with pytest.raises(ProfileError, match="QUANTOS_JSON_LOGS: expected on or off, got 'maybe'"):
+    with pytest.raises(
+        ProfileError, match="QUANTOS_JSON_LOGS: expected on, off or auto, got 'maybe'"
+    ):
         active_profile({"QUANTOS_JSON_LOGS": "maybe"})
+
+
+@pytest.mark.parametrize(
+    ("mode", "terminal", "written"),
+    [
+        ("auto", True, False),  # a person at a terminal reads Dagster's own console lines
+        ("auto", False, True),  # captured step output, a pod's log: the keyed lines
+        ("on", True, True),
+        ("off", False, False),
+    ],
+)
+def test_json_lines_by_mode_and_terminal(
+    monkeypatch: pytest.MonkeyPatch, mode: str, terminal: bool, written: bool
+) -> None:
+    import logging
+    import os
+    import sys
+
+    from quantos_assets.observability.node_logs import NodeLogHandler
+
+    monkeypatch.setenv("QUANTOS_JSON_LOGS", mode)
+    reader, writer = os.openpty() if terminal else os.pipe()
+    out = os.fdopen(writer, "w")
+    monkeypatch.setattr(sys, "stdout", out)
+    handler = NodeLogHandler()
+    record = logging.LogRecord("dagster", logging.INFO, __file__, 1, "step started", None, None)
+    record.dagster_meta = {"run_id": "r1", "job_name": "xs_daily", "step_key": "xs_daily__bars"}
+    handler.handle(record)
+    out.flush()
+    os.set_blocking(reader, False)
+    try:
+        seen = os.read(reader, 65536).decode()
+    except BlockingIOError:  # nothing written
+        seen = ""
+    finally:
+        out.close()
+        os.close(reader)
+    assert ('"node_id": "bars"' in seen) == written, seen
