@@ -297,6 +297,14 @@ def promotion_policy_file(environ: Mapping[str, str] | None = None) -> Path:
     )
 
 
+def calendars_dir(environ: Mapping[str, str] | None = None) -> Path:
+    """The custom trading calendars, one YAML file each (QUANTOS_CALENDARS_DIR, default
+    deploy/calendars): like the pools, read wherever a calendar code is resolved (spec
+    validation, schedules, the gateway's calendar jobs), so read alone."""
+    env = os.environ if environ is None else environ
+    return Path(env.get("QUANTOS_CALENDARS_DIR") or REPO_ROOT / "deploy" / "calendars")
+
+
 SERVICE_ACCOUNT_TOKEN = Path("/var/run/secrets/kubernetes.io/serviceaccount/token")
 
 

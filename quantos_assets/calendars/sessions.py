@@ -4,6 +4,10 @@ Building an XNYS calendar costs ~0.2 s, and a schedule tick or a partition
 sync must not pay it each time: calendars are cached per code. They span from
 1990 (or the calendar's own earliest bound) to a year ahead, so `start` dates
 in specs stay valid however old the code location gets.
+
+This is the one place a code is resolved: an exchange-calendars code or alias, else a
+custom calendar of the profile's calendars directory (calendar_files.py), built as an
+ExchangeCalendar subclass (custom_exchange.py) and bounded by its file's dates.
 """
 
 from __future__ import annotations
@@ -12,9 +16,19 @@ import difflib
 import warnings
 from datetime import UTC, date, datetime, timedelta
 from functools import cache, lru_cache
+from pathlib import Path
 from types import ModuleType
 from typing import TYPE_CHECKING
 from zoneinfo import ZoneInfo
+
+from quantos_assets.calendars.calendar_files import (
+    CalendarDefinition,
+    CalendarFileError,
+    calendar_files,
+    load_calendar_files,
+)
+from quantos_assets.calendars.custom_exchange import calendar_class
+from resources.profile import calendars_dir
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -36,16 +50,47 @@ def _xc() -> ModuleType:
 
 
 @lru_cache(maxsize=1)
+def exchange_codes() -> frozenset[str]:
+    """Every exchange-calendars code and alias (a custom calendar may not reuse one)."""
+    return frozenset(_xc().get_calendar_names(include_aliases=True))
+
+
+def custom_calendars() -> dict[str, CalendarDefinition]:
+    """The custom calendars of the profile's directory (CalendarFileError if any file is bad);
+    each directory is read once per process."""
+    return _custom_in(str(calendars_dir()))
+
+
+@lru_cache(maxsize=4)
+def _custom_in(directory: str) -> dict[str, CalendarDefinition]:
+    return load_calendar_files(calendar_files(Path(directory)), exchange_codes())
+
+
 def calendar_codes() -> tuple[str, ...]:
-    """Every exchange-calendars code and alias a spec may name."""
-    return tuple(sorted(_xc().get_calendar_names(include_aliases=True)))
+    """Every code a spec may name: exchange-calendars' codes and aliases, and the custom
+    calendars' (none while a calendar file is bad)."""
+    try:
+        custom = set(custom_calendars())
+    except CalendarFileError:
+        custom = set()
+    return tuple(sorted(exchange_codes() | custom))
 
 
 def unknown_calendar_message(code: object) -> str | None:
-    """None if the code is known; otherwise the spec error text with close matches."""
-    codes = calendar_codes()
-    if isinstance(code, str) and code in codes:
+    """None if the code is known; otherwise the spec error text with close matches.
+
+    An exchange code never depends on the custom files; any other code does, so a bad
+    calendar file is reported where a code it might define is named."""
+    if isinstance(code, str) and code in exchange_codes():
         return None
+    try:
+        custom = custom_calendars()
+    except CalendarFileError as err:
+        first = str(err).splitlines()[0]
+        return f"unknown exchange calendar {code!r}; the custom calendars cannot be read: {first}"
+    if isinstance(code, str) and code in custom:
+        return None
+    codes = calendar_codes()
     close = difflib.get_close_matches(str(code).upper(), codes, n=4, cutoff=0.4)
     hint = f" (close matches: {', '.join(close)})" if close else " (e.g. XNYS, XLON, XTKS, XHKG)"
     return f"unknown exchange calendar {code!r}{hint}"
@@ -55,6 +100,10 @@ def unknown_calendar_message(code: object) -> str | None:
 def exchange_calendar(code: str) -> ExchangeCalendar:
     """The calendar for `code`, built once per process."""
     xc = _xc()
+    if code not in exchange_codes():
+        definition = custom_calendars().get(code)
+        if definition is not None:
+            return _custom_calendar(definition, xc)
     factory = xc.calendar_utils.global_calendar_dispatcher._calendar_factories.get(
         xc.resolve_alias(code)
     )
@@ -63,6 +112,18 @@ def exchange_calendar(code: str) -> ExchangeCalendar:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         return xc.get_calendar(code, start=start.isoformat())
+
+
+def _custom_calendar(definition: CalendarDefinition, xc: ModuleType) -> ExchangeCalendar:
+    """From 1990 or the file's first date, to the file's last date (its list is known that
+    far) or, without one, a year ahead like an exchange's."""
+    cls = calendar_class(definition, xc.ExchangeCalendar)
+    start = max(EARLIEST, definition.first_date or EARLIEST)
+    end = definition.last_date or cls.default_end().date()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        calendar: ExchangeCalendar = cls(start=start.isoformat(), end=end.isoformat())
+    return calendar
 
 
 def first_session(code: str) -> date:

@@ -148,7 +148,9 @@ class Positions(Protocol):
     def duplicate_keys(self) -> list[tuple[tuple[int | str, ...], int, str]]: ...
 
 
-def _parse(text: str, source: str, fmt: Format) -> tuple[Any, Positions, list[SpecProblem]]:
+def _parse(
+    text: str, source: str, fmt: Format, reader: type[SpecYamlLoader] = SpecYamlLoader
+) -> tuple[Any, Positions, list[SpecProblem]]:
     """Data, a map of its lines, and duplicate-key problems; SpecError if unreadable."""
     if not text.strip():
         raise _problem(source, 1, "<root>", "empty file (expected a mapping of fields)")
@@ -157,7 +159,7 @@ def _parse(text: str, source: str, fmt: Format) -> tuple[Any, Positions, list[Sp
     deep = yaml_too_deep_line(text)
     if deep is not None:
         raise _problem(source, deep, "<root>", TOO_DEEP)
-    loader = SpecYamlLoader(text)
+    loader = reader(text)
     try:
         root = loader.get_single_node()
         data = loader.construct_document(root) if root is not None else None
@@ -331,9 +333,14 @@ def _load_model(
 
 
 def _load_with_positions(
-    text: str, source: str, fmt: Format, model: type[M], rules: OutsideRules | None = None
+    text: str,
+    source: str,
+    fmt: Format,
+    model: type[M],
+    rules: OutsideRules | None = None,
+    reader: type[SpecYamlLoader] = SpecYamlLoader,
 ) -> tuple[M, Positions]:
-    data, positions, problems = _parse(text, source, fmt)
+    data, positions, problems = _parse(text, source, fmt, reader)
     result, more = _validate(data, source, positions, model, rules)
     problems = sorted(dict.fromkeys([*problems, *more]), key=lambda p: p.line)
     if problems or result is None:
@@ -342,15 +349,20 @@ def _load_with_positions(
 
 
 def load_document(
-    path: str | Path, model: type[M], rules: OutsideRules | None = None
+    path: str | Path,
+    model: type[M],
+    rules: OutsideRules | None = None,
+    reader: type[SpecYamlLoader] = SpecYamlLoader,
 ) -> tuple[M, Positions]:
     """A config file the spec rules apply to (e.g. deploy/policies/promotion.yaml), with the
     lines of its fields, so a rule that compares a spec with it can cite both files; a spec
-    (model DagSpec) with the `rules` it is checked under."""
+    (model DagSpec) with the `rules` it is checked under. `reader`: a YAML loader that types
+    scalars differently (a calendar file reads every scalar as text, so a bad date is a field
+    error, not a YAML one)."""
     source = str(path)
     fmt = _format_of(Path(path), source)
     return _load_with_positions(
-        _decode(_read(Path(path), source), source), source, fmt, model, rules
+        _decode(_read(Path(path), source), source), source, fmt, model, rules, reader
     )
 
 

@@ -139,8 +139,9 @@ class Recurrence(BaseModel):
         default=None,
         max_length=CALENDAR_MAX_LENGTH,
         description=(
-            "instead of cron: an exchange-calendars code (XNYS, XLON, XTKS, ...); the job fires "
-            "once per session of that exchange at `at`"
+            "instead of cron: an exchange-calendars code (XNYS, XLON, XTKS, ...) or a custom "
+            "calendar's (deploy/calendars, e.g. SIFMA_US); the job fires once per session of that "
+            "calendar at `at`"
         ),
     )
     at: str | None = Field(

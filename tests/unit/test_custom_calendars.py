@@ -1,0 +1,258 @@
+"""Custom trading calendars from YAML (issue 21, point 4), with deploy/calendars/sifma_us.yaml.
+
+The 2026 SIFMA dates are written out here as SIFMA's recommendations state them (sources in
+the YAML's comments), not computed by the code under test: the calendar built from the file
+must give exactly these holidays and early closes. A spec and a gateway job naming
+`SIFMA_US` then schedule and partition around Thanksgiving 2026 like any exchange code, and
+bad calendar files are one `FILE:LINE: field: message` line each.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, date, datetime
+from pathlib import Path
+from zoneinfo import ZoneInfo
+
+import pytest
+import sqlalchemy as sa
+
+from quantos_assets.apps.gateway.job_views import job_view
+from quantos_assets.calendars.calendar_files import CalendarFileError, load_calendar_files
+from quantos_assets.calendars.gates import session_day
+from quantos_assets.calendars.partitions import session_keys
+from quantos_assets.calendars.sessions import exchange_calendar, exchange_codes
+from quantos_assets.calendars.ticks import ticks_between
+from quantos_assets.spec.errors import SpecError
+from quantos_assets.spec_rules.firm import load_spec
+from quantos_assets.stores.job_store import JobStore, NewJob
+from quantos_assets.stores.job_timing import RecurrenceError, check_calendar
+
+NY = ZoneInfo("America/New_York")
+
+# SIFMA's 2026 U.S. recommendations: full market closes (weekdays only).
+SIFMA_2026_HOLIDAYS = [
+    "2026-01-01",  # New Year's Day
+    "2026-01-19",  # Martin Luther King Jr. Day
+    "2026-02-16",  # Presidents Day
+    "2026-05-25",  # Memorial Day
+    "2026-06-19",  # Juneteenth
+    "2026-07-03",  # Independence Day (observed; July 4 is a Saturday)
+    "2026-09-07",  # Labor Day
+    "2026-10-12",  # Columbus Day
+    "2026-11-11",  # Veterans Day
+    "2026-11-26",  # Thanksgiving
+    "2026-12-25",  # Christmas
+]
+# ... and early closes, New York time. Good Friday (Apr 3) is a noon close, not a holiday:
+# the BLS employment report is released that morning.
+SIFMA_2026_EARLY_CLOSES = {
+    "2026-04-02": "14:00",
+    "2026-04-03": "12:00",
+    "2026-05-22": "14:00",
+    "2026-07-02": "14:00",
+    "2026-11-27": "14:00",
+    "2026-12-24": "14:00",
+    "2026-12-31": "14:00",
+}
+
+
+def _weekdays_2026() -> list[date]:
+    return [
+        d
+        for d in (
+            date.fromordinal(n)
+            for n in range(date(2026, 1, 1).toordinal(), date(2027, 1, 1).toordinal())
+        )
+        if d.weekday() < 5
+    ]
+
+
+def test_sifma_2026_holidays_and_early_closes_are_the_published_ones() -> None:
+    cal = exchange_calendar("SIFMA_US")
+    closed = [d.isoformat() for d in _weekdays_2026() if not cal.is_session(d.isoformat())]
+    assert closed == SIFMA_2026_HOLIDAYS
+    early = {
+        s.date().isoformat(): cal.session_close(s).tz_convert(NY).strftime("%H:%M")
+        for s in cal.sessions_in_range("2026-01-01", "2026-12-31")
+        if cal.session_close(s).tz_convert(NY).strftime("%H:%M") != "17:00"
+    }
+    assert early == SIFMA_2026_EARLY_CLOSES
+    # every session opens at 08:00 New York time, winter and summer
+    opens = {
+        cal.session_open(s).tz_convert(NY).strftime("%H:%M")
+        for s in cal.sessions_in_range("2026-01-01", "2026-12-31")
+    }
+    assert opens == {"08:00"}
+    # the gates see the same days
+    assert session_day("SIFMA_US", "2026-11-26").is_holiday
+    assert session_day("SIFMA_US", "2026-11-27").is_early_close
+
+
+def test_the_sifma_calendar_claims_no_session_past_the_years_its_list_covers() -> None:
+    cal = exchange_calendar("SIFMA_US")
+    assert cal.first_session.date() == date(2024, 1, 2)
+    assert cal.last_session.date() == date(2027, 12, 31)
+
+
+SPEC = """\
+version: 1
+pipeline_id: bonds_eod
+schedule: {calendar: SIFMA_US, at: close+30m}
+partitions: {calendar: SIFMA_US, start: "2026-11-02"}
+nodes:
+  - id: a
+    kind: python_task
+    params: {entrypoint: "quantos_assets.tasks.noop:run"}
+    outs: [x]
+"""
+
+
+def test_a_spec_on_sifma_schedules_and_partitions_around_thanksgiving_2026(tmp_path: Path) -> None:
+    path = tmp_path / "bonds_eod.yaml"
+    path.write_text(SPEC)
+    spec = load_spec(path).spec
+    assert spec.schedule is not None
+    ticks = ticks_between(spec.schedule, date(2026, 11, 23), date(2026, 12, 1))
+    assert [(t.partition, t.time.isoformat()) for t in ticks] == [
+        ("2026-11-23", "2026-11-23T17:30:00-05:00"),
+        ("2026-11-24", "2026-11-24T17:30:00-05:00"),
+        ("2026-11-25", "2026-11-25T17:30:00-05:00"),
+        ("2026-11-27", "2026-11-27T14:30:00-05:00"),  # the 2 p.m. close, + 30m
+        ("2026-11-30", "2026-11-30T17:30:00-05:00"),
+        ("2026-12-01", "2026-12-01T17:30:00-05:00"),
+    ]
+    keys = session_keys(spec, end=date(2026, 11, 30))
+    assert keys[-6:] == [
+        "2026-11-20",
+        "2026-11-23",
+        "2026-11-24",
+        "2026-11-25",
+        "2026-11-27",
+        "2026-11-30",
+    ]
+    assert "2026-11-11" not in keys  # Veterans Day: the bond market closes, NYSE does not
+
+
+def test_a_gateway_job_on_sifma_lists_its_next_fire_times(tmp_path: Path) -> None:
+    store = JobStore(sa.create_engine(f"sqlite:///{tmp_path / 'gateway.db'}"))
+    job = store.create(
+        NewJob(
+            team="research",
+            actor="t",
+            type="pipeline",
+            pipeline_id="bonds_eod",
+            spec_sha256="a" * 64,
+            runtime_params={},
+            nodes=[],
+            description="",
+            execution_time=datetime(2026, 11, 20, tzinfo=UTC).timestamp(),
+            cron=None,
+            timezone="America/New_York",
+            calendar="SIFMA_US",
+            calendar_at="close-1h",
+        )
+    )
+    now = datetime(2026, 11, 25, 17, 0, tzinfo=NY).timestamp()  # after that day's fire
+    view = job_view(None, job, now, runs=[])  # type: ignore[arg-type]  # runs given: no Dagster
+    assert view.error is None
+    assert view.next_fires == [
+        "2026-11-27T13:00:00-05:00",
+        "2026-11-30T16:00:00-05:00",
+        "2026-12-01T16:00:00-05:00",
+        "2026-12-02T16:00:00-05:00",
+        "2026-12-03T16:00:00-05:00",
+    ]
+
+
+def test_an_unknown_code_is_still_the_clear_error_in_a_spec_and_a_job(tmp_path: Path) -> None:
+    with pytest.raises(
+        RecurrenceError, match=r"unknown exchange calendar 'SIFMA_UK' \(close matches: SIFMA_US"
+    ):
+        check_calendar("SIFMA_UK")
+    path = tmp_path / "p.yaml"
+    path.write_text(SPEC.replace("schedule: {calendar: SIFMA_US", "schedule: {calendar: SIFMA_UK"))
+    with pytest.raises(SpecError) as err:
+        load_spec(path)
+    line = f"{path}:3: schedule.calendar: unknown exchange calendar 'SIFMA_UK' (close matches: "
+    assert str(err.value).startswith(line + "SIFMA_US")
+
+
+GOOD = """\
+code: DESK_X
+timezone: America/New_York
+open: "08:00"
+close: "17:00"
+holidays:
+  - {date: 2026-11-26, name: Thanksgiving}
+early_closes:
+  - {date: 2026-11-27, close: "14:00", name: Day after}
+"""
+
+
+def _load(tmp_path: Path, *texts: str) -> str:
+    paths = []
+    for i, text in enumerate(texts):
+        path = tmp_path / f"c{i}.yaml"
+        path.write_text(text)
+        paths.append(path)
+    with pytest.raises(CalendarFileError) as err:
+        load_calendar_files(paths, exchange_codes())
+    return str(err.value)
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        (
+            GOOD.replace("2026-11-26", "2026-02-30"),
+            "c0.yaml:6: holidays[0].date: ",
+        ),
+        (
+            GOOD.replace("timezone:", "sessions: 1\ntimezone:"),
+            "c0.yaml:2: sessions: unknown field 'sessions'",
+        ),
+        (
+            GOOD.replace("2026-11-27", "2026-11-26"),
+            "c0.yaml:8: early_closes[0].date: 2026-11-26 is also a holiday (holidays[0], Thanks",
+        ),
+        (GOOD.replace("DESK_X", "XNYS"), "c0.yaml:1: code: 'XNYS' is an exchange-calendars code"),
+        (
+            GOOD.replace('close: "14:00"', 'close: "18:00"'),
+            "c0.yaml:8: early_closes[0].close: 18:00 is not between open 08:00 and close 17:00",
+        ),
+        (
+            GOOD.replace("code: DESK_X\n", "code: DESK_X\ncode: DESK_Y\n"),
+            "c0.yaml:2: code: duplicate key 'code'",
+        ),
+        ("code: [unclosed\n", "c0.yaml:2: <root>: invalid YAML"),
+    ],
+)
+def test_a_bad_calendar_file_is_one_line_naming_file_line_and_field(
+    tmp_path: Path, text: str, expected: str
+) -> None:
+    message = _load(tmp_path, text)
+    assert len(message.splitlines()) == 1, message
+    assert message.startswith(str(tmp_path / expected.split(":")[0])) and expected in message, (
+        message
+    )
+
+
+def test_a_code_defined_twice_names_the_first_file(tmp_path: Path) -> None:
+    message = _load(tmp_path, GOOD, GOOD.replace("America/New_York", "Europe/London"))
+    assert message == (
+        f"{tmp_path / 'c1.yaml'}:1: code: 'DESK_X' is already defined in {tmp_path / 'c0.yaml'}:1"
+    )
+
+
+def test_a_bad_calendar_directory_is_named_where_a_custom_code_is_used(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    (tmp_path / "desk.yaml").write_text(GOOD.replace("2026-11-26", "2026-02-30"))
+    monkeypatch.setenv("QUANTOS_CALENDARS_DIR", str(tmp_path))
+    with pytest.raises(RecurrenceError) as err:
+        check_calendar("DESK_X")
+    assert (
+        f"the custom calendars cannot be read: {tmp_path / 'desk.yaml'}:6: holidays[0].date"
+        in str(err.value)
+    )
+    assert check_calendar("XNYS") == "XNYS"  # exchange codes never depend on the files
