@@ -9,23 +9,31 @@ bad calendar files are one `FILE:LINE: field: message` line each.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import UTC, date, datetime
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
 import pytest
 import sqlalchemy as sa
+from dagster import Definitions, build_schedule_context, instance_for_test
+from profiles import LOCAL
 
 from quantos_assets.apps.gateway.job_views import job_view
 from quantos_assets.calendars.calendar_files import CalendarFileError, load_calendar_files
+from quantos_assets.calendars.freshness import evaluate_freshness
 from quantos_assets.calendars.gates import session_day
 from quantos_assets.calendars.partitions import session_keys
 from quantos_assets.calendars.sessions import exchange_calendar, exchange_codes
 from quantos_assets.calendars.ticks import ticks_between
+from quantos_assets.pipeline_assets import build_pipeline
 from quantos_assets.spec.errors import SpecError
+from quantos_assets.spec.models import Freshness
 from quantos_assets.spec_rules.firm import load_spec
 from quantos_assets.stores.job_store import JobStore, NewJob
 from quantos_assets.stores.job_timing import RecurrenceError, check_calendar
+from resources.profile import active_profile, build_resources
+from sensors.session_schedule import build_session_schedule
 
 NY = ZoneInfo("America/New_York")
 
@@ -131,6 +139,51 @@ def test_a_spec_on_sifma_schedules_and_partitions_around_thanksgiving_2026(tmp_p
         "2026-11-30",
     ]
     assert "2026-11-11" not in keys  # Veterans Day: the bond market closes, NYSE does not
+    # freshness counts the same sessions: the Nov 27 session is due from its 14:00 close
+    held = date(2026, 11, 25)
+    lag = Freshness(max_lag_sessions=0)
+    before = evaluate_freshness(lag, "SIFMA_US", held, datetime(2026, 11, 27, 13, 59, tzinfo=NY))
+    after = evaluate_freshness(lag, "SIFMA_US", held, datetime(2026, 11, 27, 14, 1, tzinfo=NY))
+    assert (before.fresh, before.due_session) == (True, date(2026, 11, 25))
+    assert (after.fresh, after.due_session, after.lag_sessions) == (False, date(2026, 11, 27), 1)
+
+
+def _fixed(moment: datetime) -> Callable[[], datetime]:
+    return lambda: moment
+
+
+def test_the_dagster_schedule_of_a_sifma_spec_runs_the_early_close_session(
+    tmp_path: Path, data_dir: Path
+) -> None:
+    path = tmp_path / "bonds_eod.yaml"
+    path.write_text(SPEC)
+    pipe = build_pipeline(load_spec(path), LOCAL)
+    schedule = build_session_schedule(pipe)
+    assert schedule.execution_timezone == "America/New_York"
+    # 17:30 every weekday; 14:30 on the weekdays some early close falls on (never a Monday
+    # in 2024-2027); 12:30 for the noon close of Good Friday 2026
+    assert schedule.cron_schedule == ["30 12 * * 5", "30 14 * * 2,3,4,5", "30 17 * * 1,2,3,4,5"]
+    defs = Definitions(
+        assets=pipe.assets,
+        jobs=[pipe.job],
+        schedules=[schedule],
+        resources=build_resources(active_profile()),
+    )
+    with instance_for_test() as instance:
+        ticks = {}
+        for at in (
+            datetime(2026, 11, 27, 14, 30, tzinfo=NY),  # the early close + 30m
+            datetime(2026, 11, 26, 17, 30, tzinfo=NY),  # Thanksgiving: no session
+        ):
+            context = build_schedule_context(
+                instance=instance,
+                scheduled_execution_time=at,
+                repository_def=defs.get_repository_def(),
+            )
+            clock = _fixed(at)  # the daemon's clock at the tick
+            ticks[at.day] = build_session_schedule(pipe, clock=clock).evaluate_tick(context)
+    assert [r.partition_key for r in ticks[27].run_requests or []] == ["2026-11-27"]
+    assert not ticks[26].run_requests
 
 
 def test_a_gateway_job_on_sifma_lists_its_next_fire_times(tmp_path: Path) -> None:
