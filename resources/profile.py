@@ -297,12 +297,15 @@ def promotion_policy_file(environ: Mapping[str, str] | None = None) -> Path:
     )
 
 
-def calendars_dir(environ: Mapping[str, str] | None = None) -> Path:
+def calendars_setting(environ: Mapping[str, str] | None = None) -> tuple[Path, bool]:
     """The custom trading calendars, one YAML file each (QUANTOS_CALENDARS_DIR, default
-    deploy/calendars): like the pools, read wherever a calendar code is resolved (spec
-    validation, schedules, the gateway's calendar jobs), so read alone."""
+    deploy/calendars), and whether the directory was named (then it must exist: an unmounted
+    ConfigMap must not silently leave every custom code unknown). Like the pools, read
+    wherever a calendar code is resolved (spec validation, schedules, the gateway's calendar
+    jobs), so read alone."""
     env = os.environ if environ is None else environ
-    return Path(env.get("QUANTOS_CALENDARS_DIR") or REPO_ROOT / "deploy" / "calendars")
+    named = env.get("QUANTOS_CALENDARS_DIR")
+    return (Path(named) if named else REPO_ROOT / "deploy" / "calendars"), bool(named)
 
 
 SERVICE_ACCOUNT_TOKEN = Path("/var/run/secrets/kubernetes.io/serviceaccount/token")

@@ -28,7 +28,7 @@ from quantos_assets.calendars.calendar_files import (
     load_calendar_files,
 )
 from quantos_assets.calendars.custom_exchange import calendar_class
-from resources.profile import calendars_dir
+from resources.profile import calendars_setting
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -58,11 +58,14 @@ def exchange_codes() -> frozenset[str]:
 def custom_calendars() -> dict[str, CalendarDefinition]:
     """The custom calendars of the profile's directory (CalendarFileError if any file is bad);
     each directory is read once per process."""
-    return _custom_in(str(calendars_dir()))
+    directory, named = calendars_setting()
+    return _custom_in(str(directory), named)
 
 
 @lru_cache(maxsize=4)
-def _custom_in(directory: str) -> dict[str, CalendarDefinition]:
+def _custom_in(directory: str, named: bool) -> dict[str, CalendarDefinition]:
+    if named and not Path(directory).is_dir():
+        raise CalendarFileError(f"QUANTOS_CALENDARS_DIR: {directory} is not a directory")
     return load_calendar_files(calendar_files(Path(directory)), exchange_codes())
 
 

@@ -309,3 +309,7 @@ def test_a_bad_calendar_directory_is_named_where_a_custom_code_is_used(
         in str(err.value)
     )
     assert check_calendar("XNYS") == "XNYS"  # exchange codes never depend on the files
+    monkeypatch.setenv("QUANTOS_CALENDARS_DIR", str(tmp_path / "unmounted"))
+    with pytest.raises(RecurrenceError) as err:
+        check_calendar("SIFMA_US")
+    assert f"QUANTOS_CALENDARS_DIR: {tmp_path / 'unmounted'} is not a directory" in str(err.value)
