@@ -1,10 +1,12 @@
 """Custom trading calendars from YAML (issue 21, point 4), with deploy/calendars/sifma_us.yaml.
 
-The 2026 SIFMA dates are written out here as SIFMA's recommendations state them (sources in
-the YAML's comments), not computed by the code under test: the calendar built from the file
-must give exactly these holidays and early closes. A spec and a gateway job naming
-`SIFMA_US` then schedule and partition around Thanksgiving 2026 like any exchange code, and
-bad calendar files are one `FILE:LINE: field: message` line each.
+The 2026 SIFMA dates are written out here, not computed by the code under test: the calendar
+built from the file must give exactly these holidays and early closes. SIFMA's full 2026 list
+(issued 2025-12-17) could not be read from here: New Year's Day and the 12:00 Good Friday close
+are from SIFMA's own releases, the rest from its standing rules (sources in the YAML's
+comments). A spec and a gateway job naming `SIFMA_US` then schedule and partition around
+Thanksgiving 2026 like any exchange code, and bad calendar files are one
+`FILE:LINE: field: message` line each.
 """
 
 from __future__ import annotations
