@@ -24,6 +24,11 @@ same graph overwrite while another reads it). Issue 19 point 4 cut the per-node 
 path (no instance query and no ASSET_OBSERVATION per input, one log line per SQL out), 30 per
 side alternating, load 2-7: 1.53/1.66/1.61/1.62/1.55/1.54 -> 1.29/1.24/1.26/1.33/1.33/1.35
 (docs/decisions.md).
+2026-12-07 (stop 32), 30 per side: quiet machine (load ~3.5 from the bench itself) 1.297, 1.262;
+then small SQL queries on a cursor of one sandboxed DuckDB database per process (opening a
+database is ~20-25 ms of DuckDB start-up, which the plain side still pays per node) and the
+commit's second table load dropped (resources/iceberg_tables.py PlannedCommitCatalog):
+1.107 (load 14, other agents), 1.012, 1.031, 1.021 (load 6-7).
 With a process per step (forkserver, the local default) 25 per side ran at 10.9 runs/minute, run p50
 21.5 s vs 17.7 s, ratio=1.212 (before the location was preloaded: 6.0 runs/minute,
 ratio=3.118; multiprocess: 3.8 and 2.543), so 1,000 per side take about three hours: pass a smaller
