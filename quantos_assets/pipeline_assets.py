@@ -49,6 +49,7 @@ from quantos_assets.kinds.registry import (
     input_metadata,
     runner_for,
 )
+from quantos_assets.observability.traces import step_span, tracing
 from quantos_assets.placement import choose_pool
 from quantos_assets.run_tags import spec_run_tags, tag_value
 from quantos_assets.spec.derived_names import EXTERNAL_GROUP, external_key_parts, op_name
@@ -270,11 +271,23 @@ def _node_asset(
     policy = spec.backfill_policy(node)
     retry = spec.slo.retry
     out_names = {out.key: name for name, out in outs.items()}
+    span_keys = [key.to_user_string() for key in out_names if key is not None]
 
     def _compute(context, **inputs):
         # Unannotated on purpose: Dagster resolves a decorated function's type hints
         # several times per op, and string annotations made that most of load time
         # (mypy accepts it: see the per-module override in pyproject.toml).
+        if tracing() is None:
+            yield from _outputs(context, inputs)
+            return
+        # The step's span, under the run's span named in the run's tags (traces.py).
+        run = context.run
+        with step_span(
+            run.tags, run.run_id, node.id, span_keys, node.kind.value, context.retry_number + 1
+        ):
+            yield from _outputs(context, inputs)
+
+    def _outputs(context, inputs):
         _check_refs(context, spec, node)
         arrival = Arrival.from_tags(context.run.tags)
         if partitions_def is None or context.has_partition_key:

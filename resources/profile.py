@@ -59,6 +59,26 @@ class LineageSettings:
 
 
 @dataclass(frozen=True)
+class TraceSettings:
+    """Where spans of submissions, runs and steps go (quantos_assets/observability/traces.py).
+
+    `endpoint` (QUANTOS_OTLP_ENDPOINT): an OTLP/HTTP collector's base URL, e.g.
+    `http://tempo:4318` (`/v1/traces` is appended unless it is there); None: no tracing at
+    all. `timeout_s` (QUANTOS_OTLP_TIMEOUT): what one export may take, retries included, so
+    an unreachable collector delays a finishing process by about that much and no more.
+    Headers, TLS and compression come from the OTEL_EXPORTER_OTLP_* variables, which the
+    OpenTelemetry SDK reads itself; OTEL_SERVICE_NAME and OTEL_RESOURCE_ATTRIBUTES too.
+    """
+
+    endpoint: str | None = None
+    timeout_s: float = 2.0
+
+    @property
+    def enabled(self) -> bool:
+        return self.endpoint is not None
+
+
+@dataclass(frozen=True)
 class Cluster:
     """Where a profile's steps run: the part of the profile that a runner and a step's
     Kubernetes config depend on, passed to them instead of each reading the environment.
@@ -125,6 +145,8 @@ class Profile:
     dagster_url: str = "http://127.0.0.1:3000"
     # OpenLineage events of every node run (QUANTOS_LINEAGE, OPENLINEAGE_*): see lineage_settings
     lineage: LineageSettings = field(default_factory=LineageSettings)
+    # OpenTelemetry spans over OTLP (QUANTOS_OTLP_ENDPOINT, QUANTOS_OTLP_TIMEOUT); off when unset
+    traces: TraceSettings = field(default_factory=TraceSettings)
     # The compiler's submission queue and lag triggers (QUANTOS_KAFKA_*, QUANTOS_SUBMISSIONS_*)
     kafka: KafkaSettings = field(default_factory=lambda: KafkaSettings(bootstrap=None))
     # Run and step notifications (QUANTOS_SLACK_*, QUANTOS_NOTIFY_WEBHOOK_URL)
@@ -182,6 +204,7 @@ def active_profile(environ: dict[str, str] | None = None) -> Profile:
         **_switches(env),
         **_services(env),
         "lineage": lineage_settings(env, name, data_dir),
+        "traces": trace_settings(env),
         "gateway_store_url": env.get("QUANTOS_GATEWAY_DB")
         or f"sqlite:///{data_dir / 'gateway.db'}",
         "jobs_tick_seconds": _positive_int_env(env, "QUANTOS_JOBS_TICK_SECONDS", 15),
@@ -279,6 +302,29 @@ def _services(env: dict[str, str]) -> dict[str, Any]:
         "local_images_file": Path(images) if images else REPO_ROOT / "deploy" / "local_images.yaml",
         "local_images_file_named": bool(images),
     }
+
+
+def trace_settings(env: Mapping[str, str]) -> TraceSettings:
+    """QUANTOS_OTLP_ENDPOINT and QUANTOS_OTLP_TIMEOUT; unset or `off`: no tracing."""
+    raw = (env.get("QUANTOS_OTLP_ENDPOINT") or "").strip()
+    if raw.lower() in ("", "off"):
+        return TraceSettings()
+    parsed = urlparse(raw)
+    if parsed.scheme not in ("http", "https") or not parsed.hostname:
+        raise ProfileError(
+            "QUANTOS_OTLP_ENDPOINT: expected an OTLP/HTTP URL such as http://tempo:4318, "
+            f"got {raw!r}"
+        )
+    endpoint = raw.rstrip("/")
+    if not endpoint.endswith("/v1/traces"):
+        endpoint += "/v1/traces"
+    try:
+        timeout = env_number(
+            env, "QUANTOS_OTLP_TIMEOUT", 2.0, positive=True, unit="number of seconds"
+        )
+    except ValueError as err:
+        raise ProfileError(str(err)) from None
+    return TraceSettings(endpoint=endpoint, timeout_s=timeout)
 
 
 def pools_file(environ: Mapping[str, str] | None = None) -> Path:

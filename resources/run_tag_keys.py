@@ -46,3 +46,9 @@ TAG_QOS = "quantos/qos"
 WORKER_PID_TAG = "quantos/run_worker_pid"
 # Submission labels become `quantos/label.<key>` run tags.
 LABEL_PREFIX = "quantos/label."
+# W3C trace context (a `traceparent` value) of the span a run's span hangs under: the
+# gateway's submission span. Absent on runs that start their own trace (Kafka, schedules, UI).
+TAG_TRACEPARENT = "quantos/traceparent"
+# The run's own span, written by the run worker before the run starts: every step's span hangs
+# under it, whichever process (forkserver child, pod) the step runs in.
+TAG_RUN_TRACEPARENT = "quantos/run_traceparent"

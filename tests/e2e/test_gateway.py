@@ -19,6 +19,7 @@ import httpx
 import pytest
 from dev_server import quantos_gateway
 from gateway_stack import Stack, gateway_stack, one_node
+from otlp_receiver import ReceivedSpan, Receiver, otlp_receiver
 
 pytestmark = pytest.mark.e2e
 
@@ -64,7 +65,14 @@ TEAMS = {
 
 
 @pytest.fixture(scope="module")
-def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
+def collector() -> Iterator[Receiver]:
+    """Where the stack's gateway, run workers and steps send their spans (QUANTOS_OTLP_ENDPOINT)."""
+    with otlp_receiver() as receiver:
+        yield receiver
+
+
+@pytest.fixture(scope="module")
+def stack(tmp_path_factory: pytest.TempPathFactory, collector: Receiver) -> Iterator[Stack]:
     root = tmp_path_factory.mktemp("gateway")
     # Registered before start: submitting the same spec must not reload the location.
     specs = [
@@ -91,7 +99,8 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
         ("tiny", "tiny", "submit,read"),
         ("frozen", "frozen", "submit,read"),
     ]
-    with gateway_stack(root, specs, TEAMS, tokens) as made:
+    traced = {"QUANTOS_OTLP_ENDPOINT": collector.url}
+    with gateway_stack(root, specs, TEAMS, tokens, extra_env=traced) as made:
         yield made
 
 
@@ -134,6 +143,49 @@ def test_submit_then_status_logs_and_lineage(stack: Stack) -> None:
     )
     read = [i for i in lineage["inputs"] if i["input"] == "rows"]
     assert read and read[0]["snapshot_id"] == assets["gw_small/rows"]["snapshot_id"]
+
+
+def test_one_submission_is_one_trace_with_a_span_per_step(
+    stack: Stack, collector: Receiver
+) -> None:
+    """Seed 000 §6: the submission's span, its run's and one per node, in one trace, with the
+    ids a Tempo search needs and never a token or a params value."""
+    secret_param = "s3cr3t-param-value-7731"
+    body = {
+        "dag_spec": SMALL,
+        "runtime_params": {
+            "submission_id": "sub-traced-1",
+            "labels": {"version": "v1", "note": secret_param},
+        },
+    }
+    res = stack.call("POST", "/api/orch/submit", json=body)
+    assert res.status_code == 202, res.text
+    assert stack.wait("sub-traced-1", {"SUCCESS", "FAILURE"})["status"] == "SUCCESS"
+    trace_id = collector.trace_of("quantos.submission_id", "sub-traced-1")
+    # the submission's span, the run's and one per node (2)
+    spans = collector.spans_of(trace_id, 4)
+    by_name: dict[str, list[ReceivedSpan]] = {}
+    for span in spans:
+        by_name.setdefault(span.name, []).append(span)
+    assert {k: len(v) for k, v in by_name.items()} == {"submission": 1, "run": 1, "step": 2}
+    (submission,), (run,) = by_name["submission"], by_name["run"]
+    assert submission.parent_id == "" and run.parent_id == submission.span_id
+    assert all(step.parent_id == run.span_id for step in by_name["step"])
+    assert submission.attributes == {
+        "quantos.submission_id": "sub-traced-1",
+        "quantos.pipeline_id": "gw_small",
+        "quantos.team": "research",
+    }
+    assert run.attributes["quantos.run_id"] == stack.wait("sub-traced-1", {"SUCCESS"})["run_id"]
+    steps = {s.attributes["quantos.node_id"]: s.attributes for s in by_name["step"]}
+    assert steps["rows"]["quantos.asset_keys"] == ["gw_small/rows"]
+    assert steps["total"]["quantos.kind"] == "trino_sql"
+    assert {s["quantos.attempt"] for s in steps.values()} == {1}
+    assert {s["quantos.submission_id"] for s in steps.values()} == {"sub-traced-1"}
+    # No token nor params value in any span the collector received, in any attribute.
+    sent = b"".join(collector.bodies)
+    for secret in [*stack.tokens.values(), secret_param]:
+        assert secret.encode() not in sent
 
 
 def test_other_teams_are_refused(stack: Stack) -> None:

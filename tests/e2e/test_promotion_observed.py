@@ -16,6 +16,7 @@ from pathlib import Path
 import httpx
 import pytest
 from dev_server import REPO, Server, dagster_dev, free_port, stop, tail
+from otlp_receiver import Receiver, otlp_receiver
 from prometheus_client.parser import text_string_to_metric_families
 
 from quantos_assets.apps.client.graphql import DagsterAPI
@@ -32,10 +33,16 @@ class Promoted:
     srv: Server
     run_id: str
     lineage_file: Path
+    collector: Receiver
 
 
 @pytest.fixture(scope="module")
 def promoted(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Promoted]:
+    with otlp_receiver() as collector:
+        yield from _promoted(tmp_path_factory, collector)
+
+
+def _promoted(tmp_path_factory: pytest.TempPathFactory, collector: Receiver) -> Iterator[Promoted]:
     root = tmp_path_factory.mktemp("promotion")
     specs = root / "specs"
     specs.mkdir()
@@ -47,6 +54,7 @@ def promoted(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Promoted]:
         "QUANTOS_LINEAGE": "file",
         "QUANTOS_LINEAGE_FILE": str(lineage),
         "QUANTOS_LOCAL_EXECUTOR": "forkserver",
+        "QUANTOS_OTLP_ENDPOINT": collector.url,
     }
     with dagster_dev(root, specs, extra_env=env) as srv:
         api = DagsterAPI(f"http://127.0.0.1:{srv.port}")
@@ -58,7 +66,7 @@ def promoted(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Promoted]:
             assert time.monotonic() < deadline, f"run still {run['status']}:\n{tail(srv.log)}"
             time.sleep(0.5)
         assert run["status"] == "SUCCESS", tail(srv.log)
-        yield Promoted(srv, run_id, lineage)
+        yield Promoted(srv, run_id, lineage, collector)
 
 
 def test_the_model_reaches_prod_through_its_gate(promoted: Promoted) -> None:
@@ -71,6 +79,24 @@ def test_the_model_reaches_prod_through_its_gate(promoted: Promoted) -> None:
     assert steps.get(f"{PIPELINE}__gate") == "SUCCESS", steps
     promoted_keys = [k for k in steps if "promoted" in k and "prod" in k]
     assert promoted_keys and all(steps[k] == "SUCCESS" for k in promoted_keys), steps
+
+
+def test_a_run_launched_outside_the_gateway_is_its_own_trace_with_a_span_per_step(
+    promoted: Promoted,
+) -> None:
+    """No submission span to hang under: the run's span is the trace's root, and each step's
+    span, in its own forkserver process, finds it through the run's tags."""
+    collector = promoted.collector
+    trace_id = collector.trace_of("quantos.run_id", promoted.run_id)
+    # the run's span and one per node (the gate's check and stages are not nodes)
+    spans = collector.spans_of(trace_id, 1 + len(NODES))
+    (run,) = [s for s in spans if s.name == "run"]
+    steps = [s for s in spans if s.name == "step"]
+    assert run.parent_id == "" and run.attributes["quantos.submission_id"] == SUBMISSION
+    assert all(s.parent_id == run.span_id for s in steps)
+    assert sorted(s.attributes["quantos.node_id"] for s in steps) == sorted(NODES)
+    # each step ran (and exported its span) in a process of its own
+    assert run.resource["process.pid"] not in {s.resource["process.pid"] for s in steps}
 
 
 def test_its_logs_are_keyed_by_submission_pipeline_and_node(promoted: Promoted) -> None:

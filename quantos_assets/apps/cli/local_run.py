@@ -11,8 +11,10 @@ import sys
 from pathlib import Path
 
 from dagster import DagsterInstance
+from dagster._core.utils import make_new_run_id
 
 from quantos_assets.apps.cli.progress import progress_logger
+from quantos_assets.observability.traces import run_span
 from quantos_assets.pipeline_assets import build_pipeline, node_asset_keys
 from quantos_assets.run_tags import runtime_run_tags
 from quantos_assets.spec.errors import SpecError
@@ -20,6 +22,7 @@ from quantos_assets.spec.loader import LoadedSpec, load_runtime_params
 from quantos_assets.spec.models import DagSpec, RuntimeParams
 from quantos_assets.spec_rules.firm import load_spec
 from resources.profile import Cluster, Profile, active_profile
+from resources.run_tag_keys import TAG_RUN_TRACEPARENT
 
 
 def local_instance(profile: Profile) -> DagsterInstance:
@@ -107,9 +110,14 @@ def run_spec(path: Path, select: list[str] | None = None, params_path: Path | No
     defs = definitions_for([pipeline], profile, loggers={"progress": progress_logger(sys.stderr)})
     job = defs.resolve_job_def(pipeline.job.name)
     print(f"running {spec.pipeline_id} on profile {profile.name}", file=sys.stderr)
-    with local_instance(profile) as instance:
+    run_id = make_new_run_id()
+    with local_instance(profile) as instance, run_span(run_id, spec.pipeline_id, tags) as traced:
+        # the run's span (traces.py), under which every step's span hangs
+        if traced is not None:
+            tags[TAG_RUN_TRACEPARENT] = traced
         result = job.execute_in_process(
             instance=instance,
+            run_id=run_id,
             tags=tags,
             asset_selection=selection,
             raise_on_error=False,

@@ -50,7 +50,7 @@ from quantos_assets.spec.loader import LoadedSpec
 from quantos_assets.spec.models import RuntimeParams
 from quantos_assets.stores.submission_store import CANCELED, Claim, SubmissionRow, SubmissionStore
 from resources.audit_log import AuditLog
-from resources.run_tag_keys import TAG_SPEC_SHA256, TAG_SUBMISSION, TAG_TEAM
+from resources.run_tag_keys import TAG_SPEC_SHA256, TAG_SUBMISSION, TAG_TEAM, TAG_TRACEPARENT
 
 log = logging.getLogger("quantos.gateway.dispatcher")
 
@@ -246,7 +246,7 @@ class LaunchDispatcher:
                     request.get("partition"),
                     team=row.team,
                     admin=request.get("admin") is True,
-                    extra_tags={TAG_SPEC_SHA256: row.spec_sha256},
+                    extra_tags={TAG_SPEC_SHA256: row.spec_sha256, **_trace_tags(request)},
                 )
             except SubmissionError as err:
                 self._failed(row, str(err), attempted=True)
@@ -347,3 +347,9 @@ class LaunchDispatcher:
         if not self.store.fail(row.id, reason, owner=self.owner, attempted=attempted):
             return  # canceled or taken over meanwhile: theirs to report
         self._audit_launch(row, "rejected", reason)
+
+
+def _trace_tags(request: dict[str, Any]) -> dict[str, str]:
+    """The submission span's context, for the run's span to hang under (traces.py)."""
+    traceparent = request.get("traceparent")
+    return {TAG_TRACEPARENT: traceparent} if isinstance(traceparent, str) and traceparent else {}

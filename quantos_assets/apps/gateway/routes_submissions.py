@@ -29,7 +29,9 @@ from quantos_assets.apps.gateway.policy import (
 from quantos_assets.apps.gateway.schemas import ERRORS, ActionResult, SubmitAccepted, SubmitRequest
 from quantos_assets.apps.gateway.tokens import Principal
 from quantos_assets.apps.gateway.wiring import CurrentGateway, Gateway
+from quantos_assets.observability.traces import submission_span
 from quantos_assets.spec.errors import SpecError
+from quantos_assets.spec.loader import LoadedSpec
 from quantos_assets.spec.models import DagSpec, RuntimeParams
 from quantos_assets.stores.submission_store import (
     CANCELED,
@@ -65,7 +67,21 @@ def submit(body: SubmitRequest, gw: CurrentGateway, who: Submitter) -> SubmitAcc
     `submission_id`)."""
     loaded = resolve_spec(gw, body.dag_spec, body.spec_ref)
     params = resolve_params(body.runtime_params)
-    new = _new_submission(body, who, loaded.spec, params)
+    # The trace's root; its context goes with the launch request to the run (traces.py).
+    with submission_span(params.submission_id, loaded.spec.pipeline_id, who.team) as traceparent:
+        return _submit(gw, who, body, loaded, params, traceparent)
+
+
+def _submit(
+    gw: Gateway,
+    who: Principal,
+    body: SubmitRequest,
+    loaded: LoadedSpec,
+    params: RuntimeParams,
+    traceparent: str | None,
+) -> SubmitAccepted:
+    """The checks and the commit of a submit, once its spec and params parsed."""
+    new = _new_submission(body, who, loaded.spec, params, traceparent)
     reject = rejecter(gw, who, "submit", new.submission_id, new.spec_sha256, new.params)
     try:  # what the launch itself would refuse, refused now: nothing stored
         gw.client.check(loaded.spec, body.nodes, body.partition, params)
@@ -220,10 +236,14 @@ def submissions(
 
 
 def _new_submission(
-    body: SubmitRequest, who: Principal, spec: DagSpec, params: RuntimeParams
+    body: SubmitRequest,
+    who: Principal,
+    spec: DagSpec,
+    params: RuntimeParams,
+    traceparent: str | None = None,
 ) -> NewSubmission:
     """What the store keeps of a submit: the params its audit record keeps (compared on a
-    re-send) and the request the dispatcher launches."""
+    re-send) and the request the dispatcher launches (with the submission span's context)."""
     return NewSubmission(
         submission_id=params.submission_id,
         team=who.team,
@@ -244,6 +264,7 @@ def _new_submission(
             "runtime_params": params.model_dump(mode="json", exclude_none=True),
             # The launch registers the spec: an admin's may replace another team's pipeline.
             **({"admin": True} if "admin" in who.scopes else {}),
+            **({"traceparent": traceparent} if traceparent else {}),
         },
     )
 

@@ -26,7 +26,8 @@ import signal
 import sys
 import threading
 
-from resources.run_tag_keys import WORKER_PID_TAG
+from quantos_assets.observability.traces import run_span, tracing
+from resources.run_tag_keys import TAG_RUN_TRACEPARENT, WORKER_PID_TAG
 
 
 def _load(serialized_pointer: str) -> None:
@@ -103,16 +104,24 @@ def _run(request: str) -> None:
     # SIGTERM (terminate) interrupts the run like SIGINT, as in Dagster's CLI
     setup_interrupt_handlers()
     args = deserialize_value(request, ExecuteRunArgs)
-    # The pid before the run starts, by the worker itself: a tag written by the launcher
-    # could race the run's own status writes to the same row.
-    assert args.instance_ref is not None
-    with DagsterInstance.from_ref(args.instance_ref) as instance:
-        instance.add_run_tags(args.run_id, {WORKER_PID_TAG: str(os.getpid())})
     # the click command's own function: `dagster api execute_run`, minus argument parsing
     execute_run = execute_run_command.callback
     if execute_run is None:
         raise SystemExit("dagster api execute_run has no callback")
-    execute_run(input_json=request, compressed_input_json=None)
+    assert args.instance_ref is not None
+    with DagsterInstance.from_ref(args.instance_ref) as instance:
+        run = instance.get_run_by_id(args.run_id) if tracing() is not None else None
+    tags = run.tags if run is not None else {}
+    with run_span(args.run_id, run.job_name if run is not None else "", tags) as traceparent:
+        # The pid before the run starts, by the worker itself: a tag written by the launcher
+        # could race the run's own status writes to the same row. The run span's context
+        # goes with it, for the steps' spans in whatever process they run.
+        worker_tags = {WORKER_PID_TAG: str(os.getpid())}
+        if traceparent is not None:
+            worker_tags[TAG_RUN_TRACEPARENT] = traceparent
+        with DagsterInstance.from_ref(args.instance_ref) as instance:
+            instance.add_run_tags(args.run_id, worker_tags)
+        execute_run(input_json=request, compressed_input_json=None)
 
 
 def main(argv: list[str]) -> int:
