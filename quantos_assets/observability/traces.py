@@ -116,6 +116,14 @@ def _set_up() -> Tracing | None:
         return _PROCESS
 
 
+def close_tracing() -> None:
+    """Flush and stop this process's exporter, if tracing was set up: for a server's shutdown
+    (uvicorn ends by re-raising the signal it caught, which skips atexit)."""
+    current = _PROCESS
+    if current is not _UNSET and current is not None:
+        current.close()
+
+
 def use_tracing(found: Tracing | None) -> None:
     """Make `found` this process's tracing (None: off) instead of the profile's: for a
     benchmark comparing on and off in one process."""

@@ -188,6 +188,31 @@ def test_one_submission_is_one_trace_with_a_span_per_step(
         assert secret.encode() not in sent
 
 
+def test_an_unreachable_collector_fails_no_submission(stack: Stack) -> None:
+    """A gateway whose collector is a closed port accepts, launches and stops as before: the
+    export fails in the span processor's thread (a logged warning), never in the request.
+    (A run's and its steps' spans to a closed port: tests/integration/test_traces.py.)"""
+    closed = {**stack.env, "QUANTOS_OTLP_ENDPOINT": "http://127.0.0.1:9"}  # nothing on port 9
+    (stack.root / "no-collector").mkdir()
+    auth = {"Authorization": f"Bearer {stack.tokens['research']}"}
+    with quantos_gateway(closed, stack.root / "no-collector") as url:
+        res = httpx.post(
+            f"{url}/api/orch/submit",
+            json={"dag_spec": SMALL, "runtime_params": {"submission_id": "sub-no-collector"}},
+            headers=auth,
+            timeout=60,
+        )
+        assert res.status_code == 202, res.text
+        body = stack.wait("sub-no-collector", {"SUCCESS", "FAILURE"})
+        assert body["status"] == "SUCCESS", body
+        stopping = time.monotonic()
+    # At its stop it exported the submission's span (not dropped it): the export's failure is
+    # a warning in its log, bounded by QUANTOS_OTLP_TIMEOUT (2 s).
+    assert time.monotonic() - stopping < 10
+    log = (stack.root / "no-collector" / "gateway.log").read_text()
+    assert "exporting spans batch" in log and "Traceback" not in log, log
+
+
 def test_other_teams_are_refused(stack: Stack) -> None:
     for method, path in [
         ("GET", "/api/orch/status/sub-small-1"),

@@ -12,6 +12,7 @@ read and answer are in schemas.py, and every route reaches the gateway's parts t
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
@@ -24,6 +25,7 @@ from quantos_assets.apps.gateway.request_body import RequestBodyMiddleware
 from quantos_assets.apps.gateway.routes_jobs_page import install_jobs_page
 from quantos_assets.apps.gateway.settings import GatewaySettings
 from quantos_assets.apps.gateway.wiring import Gateway, build_gateway
+from quantos_assets.observability.traces import close_tracing
 from resources.redaction import install_log_redaction
 
 API_VERSION = "1"
@@ -60,6 +62,8 @@ async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
     yield
     # claims not in a launch call lapse now: a running gateway takes them
     app.state.gateway.dispatcher.stop()
+    # the last submissions' spans: exported now (at most QUANTOS_OTLP_TIMEOUT), not lost
+    await asyncio.to_thread(close_tracing)
 
 
 __all__ = ["Gateway", "build_gateway", "create_app"]
