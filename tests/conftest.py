@@ -44,6 +44,18 @@ def no_local_ray_outlives_its_module() -> Iterator[None]:
         ray.shutdown()
 
 
+@pytest.fixture(autouse=True)
+def no_disposed_instance_stays_current() -> Iterator[None]:
+    """`with DagsterInstance ...` (instance_for_test included) makes the instance's defs-state
+    storage current and its exit never resets it (dagster 1.13: dispose() leaves the exit stack
+    open). Every later Definitions resolution in that worker then read the disposed instance's
+    deleted SQLite file ("unable to open database file"): reset after each test."""
+    yield
+    from dagster._core.storage.defs_state.base import _current_storage
+
+    _current_storage.set(None)
+
+
 @pytest.fixture
 def data_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     """An isolated local profile: catalog, warehouse, artifacts and DAGSTER_HOME."""

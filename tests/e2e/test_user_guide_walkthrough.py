@@ -149,6 +149,7 @@ def test_the_walkthrough_works_as_written(tmp_path: Path) -> None:
 
         # 3. "Materialize all…" in the group's graph: the pipeline's run
         ui_run = api.launch("xs_momentum_v1", {}, location="team-research")
+        assert wait_run(api, ui_run, srv) == "SUCCESS"  # the guide's reader waits for it
 
         # ... and the compiler's submission through the gateway, with the guide's token
         token = run_cli(env, guide_command(section, "TOKEN=$(uv run quantos token create"))
@@ -173,7 +174,6 @@ def test_the_walkthrough_works_as_written(tmp_path: Path) -> None:
                 assert time.monotonic() < deadline, (status, tail(srv.log))
                 time.sleep(1)
             assert status["status"] == "SUCCESS", status
-        assert wait_run(api, ui_run, srv) == "SUCCESS"
         logs = run_cli(env, ["quantos", "logs", submission, "--node", "train_model"])
         assert logs.strip(), "quantos logs printed nothing for the guide's node"
 
