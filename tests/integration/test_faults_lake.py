@@ -55,7 +55,7 @@ def pg_db() -> Iterator[str]:
 # ---------------------------------------------------------------- (c) concurrent writers
 
 WRITERS = 4
-COMMITS_PER_WRITER = 4
+COMMITS_PER_WRITER = 8
 ROWS = 250
 
 # One writer process (as one run worker would be): waits for the start flag, so all four
