@@ -28,7 +28,8 @@ side alternating, load 2-7: 1.53/1.66/1.61/1.62/1.55/1.54 -> 1.29/1.24/1.26/1.33
 then small SQL queries on a cursor of one sandboxed DuckDB database per process (opening a
 database is ~20-25 ms of DuckDB start-up, which the plain side still pays per node) and the
 commit's second table load dropped (resources/iceberg_tables.py PlannedCommitCatalog):
-1.107 (load 14, other agents), 1.012, 1.031, 1.021 (load 6-7).
+1.107 (load 14, other agents), 1.012, 1.031, 1.021 (load 6-7), 1.101 quiet (run p50 2.34 s
+vs 2.12 s).
 With a process per step (forkserver, the local default) 25 per side ran at 10.9 runs/minute, run p50
 21.5 s vs 17.7 s, ratio=1.212 (before the location was preloaded: 6.0 runs/minute,
 ratio=3.118; multiprocess: 3.8 and 2.543), so 1,000 per side take about three hours: pass a smaller
