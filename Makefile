@@ -38,11 +38,13 @@ install:
 ## Serve the platform on the embedded default: UI + daemon on http://$(HOST):$(PORT)
 # The URL is printed first because `quantos logs` and the gateway in other terminals need it
 # (QUANTOS_DAGSTER_URL). Dagster's advice to use `dg dev` (SupersessionWarning) is silenced:
-# `dg` is not installed here, and `dagster dev` is what this platform is tested with.
+# `dg` is not installed here, and `dagster dev` is what this platform is tested with. Each
+# location of workspace.yaml gets an in-place code server first (a registry change rebuilds
+# it without a new process: quantos_assets/apps/code_server/local_stack.py).
 run: install
 	@echo "Dagster UI and GraphQL: http://$(HOST):$(PORT)   (other terminals: export QUANTOS_DAGSTER_URL=http://$(HOST):$(PORT))"
 	PYTHONWARNINGS='$(PYTHONWARNINGS),ignore:Function `dev_command` is superseded' \
-	  $(UV) run dagster dev -w workspace.yaml -h $(HOST) -p $(PORT)
+	  $(UV) run python -m quantos_assets.apps.code_server.local_stack -w workspace.yaml -h $(HOST) -p $(PORT)
 
 # mypy over the [tool.mypy] files of pyproject.toml. Its incremental cache can crash on
 # namespace packages (python/mypy#16214): after a crash (exit 2) check again from an empty one.

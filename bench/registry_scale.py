@@ -118,12 +118,19 @@ def one_location(specs: Path) -> None:
 
 
 def submit_waits(
-    n: int, k: int, team_count: int = len(TEAMS), shards: int = 1, asset_job: bool = False
+    n: int,
+    k: int,
+    team_count: int = len(TEAMS),
+    shards: int = 1,
+    asset_job: bool = False,
+    in_place: bool = True,
 ) -> tuple[list[float], list[float]]:
     """K submissions of new spec versions through a real gateway in front of a real dagster
     dev serving N pipelines in a location per team (`shards` per team): seconds to the run
     existing (launched by the gateway) and to the run STARTED. `asset_job`: the prototype of
-    docs/decisions.md, no job per pipeline, runs launched on the implicit asset job."""
+    docs/decisions.md, no job per pipeline, runs launched on the implicit asset job.
+    `in_place`: the locations served as `make run` serves them (in-place code servers); else
+    by dagster dev's own, which a reload restarts."""
     sys.path.insert(0, str(ROOT / "tests" / "e2e"))
     sys.path.insert(0, str(ROOT / "tests"))
     from gateway_stack import gateway_stack
@@ -158,13 +165,14 @@ def submit_waits(
             workspace=workspace,
             location=plan.names()[1],
             timeout=900,
+            in_place=in_place,
         ) as stack:
             for loc in plan.names():  # every location loaded before the clock starts
                 _wait_loaded(stack.dagster, loc)
             print(
                 f"  dagster dev with {n} pipelines in {len(plan.team_locations())} team locations"
                 f" ({n // len(plan.team_locations())} each) up in {time.perf_counter() - t0:.1f}s"
-                f" (asset job launch: {asset_job})",
+                f" (asset job launch: {asset_job}, in-place code servers: {in_place})",
                 flush=True,
             )
             api = DagsterAPI(f"http://127.0.0.1:{stack.dagster.port}")
@@ -321,6 +329,11 @@ def main() -> None:
         action="store_true",
         help="prototype: no job per pipeline, runs launched on the implicit asset job",
     )
+    ap.add_argument(
+        "--dagster-reload",
+        action="store_true",
+        help="dagster dev's own code servers (a reload restarts one), not make run's in-place",
+    )
     args = ap.parse_args()
     # `--sizes ''`: the submit bench alone (no ratio line)
     sizes = [int(n) for n in args.sizes.split(",") if n] + ([5000] if args.long else [])
@@ -350,7 +363,12 @@ def main() -> None:
         )
     if args.submit:
         launched, started = submit_waits(
-            args.submit, args.submissions, args.teams, args.shards, args.asset_job
+            args.submit,
+            args.submissions,
+            args.teams,
+            args.shards,
+            args.asset_job,
+            in_place=not args.dagster_reload,
         )
         print(
             f"N={args.submit}: submit -> run launched p95 {p95(launched):.2f}s (median "

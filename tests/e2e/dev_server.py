@@ -164,12 +164,15 @@ def dagster_dev(
     workspace: Path | None = None,
     location: str = LOCATION,
     timeout: float = 120,
+    in_place: bool = False,
 ) -> Iterator[Server]:
     """Serve `specs` from a fresh DAGSTER_HOME under `root`; yields once the location is LOADED.
     `dagster_yaml` replaces the instance config (default: deploy/dagster.local.yaml);
     `workspace` the workspace file (default: one location, `quantos`, of every spec: these
     tests are about one team's surfaces, and one code server starts faster than a location
-    per team; tests/e2e/team_locations.py serves the repository's per-team workspace).
+    per team; tests/e2e/test_team_locations.py serves the repository's per-team workspace).
+    `in_place`: served as `make run` serves it, by quantos_assets/apps/code_server/local_stack.py
+    (an in-place code server per python_module entry, then dagster dev).
 
     Without the dbt models and with runs in one process (QUANTOS_DBT=off,
     QUANTOS_LOCAL_EXECUTOR=in_process) unless `extra_env` says otherwise: every run and
@@ -192,8 +195,11 @@ def dagster_dev(
     with log.open("wb") as out:
         proc = subprocess.Popen(
             [
-                str(DAGSTER),
-                "dev",
+                *(
+                    [sys.executable, "-m", "quantos_assets.apps.code_server.local_stack"]
+                    if in_place
+                    else [str(DAGSTER), "dev"]
+                ),
                 "-w",
                 str(workspace),
                 "-h",

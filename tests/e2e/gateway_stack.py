@@ -147,12 +147,14 @@ def gateway_stack(
     workspace: Path | None = None,
     location: str | None = None,
     timeout: float = 120,
+    in_place: bool = False,
 ) -> Iterator[Stack]:
     """`specs` registered before start (as YAML files), `teams` as the QUANTOS_TEAMS file,
     `tokens` as (name, team, scopes); yields once the location is loaded and the gateway answers.
     `dagster_userinfo` ("user:password") goes into the gateway's QUANTOS_DAGSTER_URL, as
     for a webserver behind a proxy with basic auth (Dagster ignores the header).
-    `workspace` and `location`: dagster dev's workspace and the location it waits for."""
+    `workspace` and `location`: dagster dev's workspace and the location it waits for;
+    `in_place`: served by in-place code servers, as `make run` serves it (dev_server.py)."""
     spec_dir = root / "specs"
     spec_dir.mkdir()
     for spec in specs:
@@ -170,6 +172,7 @@ def gateway_stack(
         workspace=workspace,
         location=location or LOCATION,
         timeout=timeout,
+        in_place=in_place,
     ) as srv:
         env = {
             **srv.env,

@@ -3,7 +3,8 @@
 `dagster dev` runs the daemon as its own child and shuts everything down when the daemon
 dies, so it cannot show what happens when only the daemon is killed and restarted (what
 Kubernetes does to the daemon Deployment of the Helm chart). Here the code location is
-served by `dagster code-server start` (the user-code Deployment), and the webserver and
+served as the image serves the chart's user-code Deployment (`dagster api grpc` args, run by
+deploy/entrypoint.sh as the in-place code server), and the webserver and
 the daemon load it over gRPC; each process is in its own session, so the daemon can be
 SIGKILLed alone and started again on the same DAGSTER_HOME.
 """
@@ -110,9 +111,9 @@ def split_stack(
         env,
         "code_server",
         [
-            str(BIN / "dagster"),
-            "code-server",
-            "start",
+            sys.executable,
+            "-m",
+            "quantos_assets.apps.code_server",
             "-h",
             "127.0.0.1",
             "-p",

@@ -93,10 +93,36 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Server, Pa
     )
     path = root / "workspace.yaml"
     path.write_text(yaml.safe_dump(workspace))
+    # served as `make run` serves it: an in-place code server per python_module entry (alpha's
+    # python_file entry is left to dagster dev)
     with dagster_dev(
-        root, specs, extra_env={"QUANTOS_TEAMS": str(teams)}, workspace=path, location="team-beta"
+        root,
+        specs,
+        extra_env={"QUANTOS_TEAMS": str(teams)},
+        workspace=path,
+        location="team-beta",
+        in_place=True,
     ) as server:
         yield server, specs
+
+
+def _code_server(server: Server, location: str) -> int:
+    """The pid of the stack's in-place code server of `location` (a child of the stack)."""
+    found = []
+    for proc in Path("/proc").iterdir():
+        try:
+            argv = (proc / "cmdline").read_bytes().decode().split("\0")
+            parent = int((proc / "stat").read_text().rsplit(")", 1)[1].split()[1])
+        except (OSError, ValueError, IndexError):  # not a process, or gone
+            continue
+        if (
+            parent == server.proc.pid
+            and "quantos_assets.apps.code_server" in argv
+            and argv[argv.index("--location-name") + 1] == location
+        ):
+            found.append(int(proc.name))
+    assert len(found) == 1, found
+    return found[0]
 
 
 def _wait_loaded(server: Server, names: list[str], timeout: float = 120) -> dict[str, dict]:
@@ -146,6 +172,7 @@ def test_a_broken_team_location_stops_no_other_team(
     # A new spec version of beta's reloads beta's location only, and its run succeeds.
     client = QuantosClient(f"http://127.0.0.1:{server.port}", specs)
     before = _locations(server)
+    beta_server = _code_server(server, "team-beta")
     changed = _spec("beta_daily", "beta", True)
     changed["description"] = "a new version"
     submitted = client.submit_detailed(changed, {"submission_id": "beta-1"}, team="beta")
@@ -154,6 +181,9 @@ def test_a_broken_team_location_stops_no_other_team(
     moved = {n for n in after if after[n]["updatedTimestamp"] != before[n]["updatedTimestamp"]}
     assert moved == {"team-beta"}, moved
     assert client.location_of("beta_daily") == "team-beta"
+    # rebuilt in the process that served it, not in a new one
+    assert _code_server(server, "team-beta") == beta_server
+    assert "Reloaded team-beta in place" in server.log.read_text(errors="replace")
     deadline = time.monotonic() + 120
     while (status := client.status("beta-1", team="beta")["status"]) not in (
         "SUCCESS",

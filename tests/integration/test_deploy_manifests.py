@@ -8,7 +8,10 @@ schema (tests/fixtures/kuberay/, made strict the same way) and its pod templates
 from __future__ import annotations
 
 import json
+import os
 import re
+import subprocess
+import sys
 import tomllib
 from functools import cache
 from pathlib import Path
@@ -573,3 +576,29 @@ def test_only_ray_job_drivers_reach_the_ray_head() -> None:
             assert peer["podSelector"]["matchLabels"] == {RAY_DRIVER_LABEL: "true"}
             assert ports == [client]
     assert any("namespaceSelector" in peer for peer, _ in peers(head_labels))
+
+
+def test_the_charts_code_server_args_run_the_in_place_server(tmp_path: Path) -> None:
+    """Dagster's chart gives each user deployment the args `dagster api grpc ...` and no
+    command: the image's entrypoint serves them with the in-place code server (same options),
+    and runs any other command as given."""
+    entry = DEPLOY / "entrypoint.sh"
+    assert '"/app/deploy/entrypoint.sh"' in (DEPLOY / "Dockerfile").read_text()
+    assert _in_image("deploy/entrypoint.sh") and os.access(entry, os.X_OK)
+    # `python` as the image has it, on PATH: this venv's
+    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}"}
+    served = subprocess.run(
+        [str(entry), "dagster", "api", "grpc", "--help"],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=120,
+        check=False,
+    )
+    assert served.returncode == 0, served.stderr
+    assert served.stdout.startswith("Usage: quantos code server"), served.stdout[:200]
+    assert "--lazy-load-user-code" in served.stdout  # dagster api grpc's own options
+    other = subprocess.run(
+        [str(entry), "echo", "as", "given"], capture_output=True, text=True, check=True
+    )
+    assert other.stdout == "as given\n"

@@ -80,3 +80,17 @@ def code_fingerprint(
     for entry in sorted(entries):
         digest.update(repr(entry).encode())
     return digest.hexdigest()
+
+
+def location_fingerprints(workdir: Path) -> tuple[str, str]:
+    """(code, data): of the modules and policies under `workdir`, and of the specs and the dbt
+    manifest. A change of data alone is what a code location can rebuild in place (the warm
+    run workers, the in-place code servers); a change of code needs a new interpreter."""
+    from resources.profile import active_profile
+
+    manifest = workdir / "dbt_project" / "target" / "manifest.json"
+    specs = active_profile().specs_dir
+    return (
+        code_fingerprint(workdir, [], skip=[specs, manifest]),
+        code_fingerprint(specs, [manifest]),
+    )

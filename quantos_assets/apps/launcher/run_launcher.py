@@ -47,7 +47,7 @@ from dagster._core.storage.dagster_run import DagsterRun
 from dagster._grpc.types import ExecuteRunArgs
 from dagster._serdes import ConfigurableClass, ConfigurableClassData, serialize_value
 
-from quantos_assets.apps.launcher.code_fingerprint import code_fingerprint
+from quantos_assets.apps.launcher.code_fingerprint import location_fingerprints
 from resources.run_tag_keys import WORKER_PID_TAG
 
 __all__ = ["WarmRunLauncher", "in_daemon"]
@@ -265,17 +265,8 @@ class WarmRunLauncher(RunLauncher, ConfigurableClass):
         self._instance.report_engine_event(f"Run handed to {how}.", run, cls=self.__class__)
 
     def _fingerprints(self, workdir: Path) -> tuple[str, str]:
-        """(code, data): of the modules and policies under `workdir`, and of the specs and
-        the dbt manifest (what a rebuild in place picks up)."""
-        from resources.profile import active_profile
-
-        profile = active_profile()
-        manifest = workdir / "dbt_project" / "target" / "manifest.json"
-        specs = profile.specs_dir
-        return (
-            code_fingerprint(workdir, [], skip=[specs, manifest]),
-            code_fingerprint(specs, [manifest]),
-        )
+        """(code, data) of the location under `workdir` (code_fingerprint.py)."""
+        return location_fingerprints(workdir)
 
     def _spawn(self, key: str, workdir: Path, fingerprint: str, data: str = "") -> _Loader:
         replies, reply_end = os.pipe()
