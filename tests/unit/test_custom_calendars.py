@@ -2,11 +2,11 @@
 
 The 2026 SIFMA dates are written out here, not computed by the code under test: the calendar
 built from the file must give exactly these holidays and early closes. SIFMA's full 2026 list
-(issued 2025-12-17) could not be read from here: New Year's Day and the 12:00 Good Friday close
-are from SIFMA's own releases, the rest from its standing rules (sources in the YAML's
-comments). A spec and a gateway job naming `SIFMA_US` then schedule and partition around
-Thanksgiving 2026 like any exchange code, and bad calendar files are one
-`FILE:LINE: field: message` line each.
+(issued 2025-12-17) could not be read from here: New Year's Day, MLK Day, Presidents Day, the
+12:00 Good Friday close and the regular Thursday before it are from published sources (named
+per date below and in the YAML's comments), the rest from SIFMA's standing rules. A spec and
+a gateway job naming `SIFMA_US` then schedule and partition around Thanksgiving 2026 like any
+exchange code, and bad calendar files are one `FILE:LINE: field: message` line each.
 """
 
 from __future__ import annotations
@@ -39,11 +39,13 @@ from sensors.session_schedule import build_session_schedule
 
 NY = ZoneInfo("America/New_York")
 
-# SIFMA's 2026 U.S. recommendations: full market closes (weekdays only).
+# SIFMA's 2026 U.S. recommendations: full market closes (weekdays only). "verified" dates
+# are in SIFMA_2026_PUBLISHED below with their source; the others follow SIFMA's standing
+# rules and no published 2026 source for them could be read.
 SIFMA_2026_HOLIDAYS = [
-    "2026-01-01",  # New Year's Day
-    "2026-01-19",  # Martin Luther King Jr. Day
-    "2026-02-16",  # Presidents Day
+    "2026-01-01",  # New Year's Day (verified)
+    "2026-01-19",  # Martin Luther King Jr. Day (verified)
+    "2026-02-16",  # Presidents Day (verified)
     "2026-05-25",  # Memorial Day
     "2026-06-19",  # Juneteenth
     "2026-07-03",  # Independence Day (observed; July 4 is a Saturday)
@@ -54,16 +56,37 @@ SIFMA_2026_HOLIDAYS = [
     "2026-12-25",  # Christmas
 ]
 # ... and early closes, New York time. Good Friday (Apr 3) is a noon close, not a holiday:
-# the BLS employment report is released that morning.
+# the BLS employment report is released that morning; the Thursday before (Apr 2) is a
+# regular session (verified, below).
 SIFMA_2026_EARLY_CLOSES = {
-    "2026-04-02": "14:00",
-    "2026-04-03": "12:00",
+    "2026-04-03": "12:00",  # verified
     "2026-05-22": "14:00",
     "2026-07-02": "14:00",
     "2026-11-27": "14:00",
     "2026-12-24": "14:00",
     "2026-12-31": "14:00",
 }
+
+# The 2026 days a published source states, as (date, close in New York or None for a full
+# close). Sources (full addresses in the YAML's header):
+MV_20251212 = "mondovisione.com/...-in-the-us-the-uk-and-japan-20251212/"  # SIFMA, New Year
+MV_20260105 = "mondovisione.com/...-in-the-us-the-uk-and-japan-202616/"  # SIFMA, MLK Day
+HT_20260216 = "hindustantimes.com/...presidents-day-2026-...-101771227500612.html"  # press
+PUBT_20260320 = "pubt.io/view/2C489A7219297D4B8D44A290947D6C90F9714B6B"  # SIFMA, Good Friday
+SIFMA_2026_PUBLISHED = [
+    # "a full market close on Thursday, January 1, 2026"
+    ("2026-01-01", None, MV_20251212),
+    # "a full market close on Monday, January 19", no early close named before it
+    ("2026-01-16", "17:00", MV_20260105),
+    ("2026-01-19", None, MV_20260105),
+    # "The bond market is also shut for the holiday" (a press report, not SIFMA's text)
+    ("2026-02-16", None, HT_20260216),
+    # U.S. part of the release in full: "an early close at 12:00 p.m. EST on Friday,
+    # April 3, 2026"; it names no early close on Thursday April 2 (nor did 2021's
+    # employment-report Good Friday have one: Kiplinger's 2021 list on nasdaq.com)
+    ("2026-04-02", "17:00", PUBT_20260320),
+    ("2026-04-03", "12:00", PUBT_20260320),
+]
 
 
 def _weekdays_2026() -> list[date]:
@@ -96,6 +119,26 @@ def test_sifma_2026_holidays_and_early_closes_are_the_published_ones() -> None:
     # the gates see the same days
     assert session_day("SIFMA_US", "2026-11-26").is_holiday
     assert session_day("SIFMA_US", "2026-11-27").is_early_close
+
+
+def test_sifma_2026_days_stated_by_a_published_source() -> None:
+    cal = exchange_calendar("SIFMA_US")
+    for day, close, source in SIFMA_2026_PUBLISHED:
+        if close is None:
+            assert not cal.is_session(day), (day, source)
+        else:
+            assert cal.is_session(day), (day, source)
+            got = cal.session_close(day).tz_convert(NY).strftime("%H:%M")
+            assert got == close, (day, source)
+            assert cal.session_open(day).tz_convert(NY).strftime("%H:%M") == "08:00"
+    # and the full-year lists the test above checks agree with these days
+    published = {day: close for day, close, _ in SIFMA_2026_PUBLISHED}
+    assert {d for d, c in published.items() if c is None} <= set(SIFMA_2026_HOLIDAYS)
+    for day, close in published.items():
+        if close not in (None, "17:00"):
+            assert SIFMA_2026_EARLY_CLOSES[day] == close
+        elif close == "17:00":
+            assert day not in SIFMA_2026_EARLY_CLOSES and day not in SIFMA_2026_HOLIDAYS
 
 
 def test_the_sifma_calendar_claims_no_session_past_the_years_its_list_covers() -> None:
