@@ -5,9 +5,10 @@ pod), so the trace context travels in run tags, never in process memory:
 
 - the gateway's `submission` span writes its W3C `traceparent` into the stored launch
   request; the dispatcher puts it on the run as `quantos/traceparent` (TAG_TRACEPARENT);
-- the run worker opens the `run` span under it (a run without it, from Kafka, a schedule or
-  the UI, starts its own trace there) and writes the run span's context on the run as
-  `quantos/run_traceparent` before the run starts;
+- the run worker (the warm launcher's forked child locally, the run pod on Kubernetes: both
+  apps/launcher/run_worker.py) opens the `run` span under it (a run without it, from Kafka, a
+  schedule or the UI, starts its own trace there) and writes the run span's context on the
+  run as `quantos/run_traceparent` before the run starts;
 - every step opens its `step` span under that tag, read from the run's tags.
 
 Off unless the profile names an OTLP endpoint (QUANTOS_OTLP_ENDPOINT): then no SDK is
@@ -200,7 +201,7 @@ def step_span(
     session: str | None = None,
 ) -> Iterator[None]:
     """One step's span, under its run's span as the run's tags name it (or the submission's,
-    for a run no worker of ours started, e.g. on Kubernetes)."""
+    for a run no worker of ours started, e.g. `execute_in_process` or another launcher)."""
     found = tracing()
     if found is None:
         yield

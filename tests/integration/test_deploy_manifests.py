@@ -130,7 +130,7 @@ def test_every_manifest_is_in_a_namespace_our_pods_run_in() -> None:
     tasks' pods) go to the run launcher's namespace, Ray pods to the RayCluster's: a namespaced
     object anywhere else governs nothing we run."""
     values = yaml.safe_load((DEPLOY / "helm" / "values.yaml").read_text())
-    runs = values["runLauncher"]["config"]["k8sRunLauncher"]["jobNamespace"]
+    runs = values["runLauncher"]["config"]["customRunLauncher"]["config"]["job_namespace"]
     ray = {d["metadata"]["namespace"] for _, d in _docs() if d["kind"] == "RayCluster"}
     ours = {runs, *ray}
     assert ours == {"quantos", "compute"}
@@ -149,11 +149,43 @@ def test_helm_values_match_the_prod_instance() -> None:
         "tagConcurrencyLimits"
     ]
     assert helm_limits == prod["run_coordinator"]["config"]["tag_concurrency_limits"]
-    assert values["runLauncher"]["type"] == prod["run_launcher"]["class"]
     assert (
         values["dagsterDaemon"]["runMonitoring"]["enabled"]
         and values["dagsterDaemon"]["runRetries"]["enabled"]
     )
+
+
+def test_helm_values_run_the_prod_instances_run_launcher(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The chart's instance names the same run launcher class as dagster.prod.yaml, with a
+    config that class accepts, and the webserver and the daemon, which import it, run the image
+    that has it (docs/decisions.md, *Traces*: the run span on Kubernetes)."""
+    from dagster._config import process_config
+
+    from quantos_assets.apps.launcher.k8s_run_launcher import TracedK8sRunLauncher
+
+    values = yaml.safe_load((DEPLOY / "helm" / "values.yaml").read_text())
+    prod = yaml.safe_load((DEPLOY / "dagster.prod.yaml").read_text())["run_launcher"]
+    assert values["runLauncher"]["type"] == "CustomRunLauncher"
+    custom = values["runLauncher"]["config"]["customRunLauncher"]
+    assert (custom["module"], custom["class"]) == (prod["module"], prod["class"])
+    assert (prod["module"], prod["class"]) == (
+        TracedK8sRunLauncher.__module__,
+        TracedK8sRunLauncher.__name__,
+    )
+    monkeypatch.setenv("QUANTOS_K8S_NAMESPACE", "quantos")  # dagster.prod.yaml's job_namespace
+    for config in (custom["config"], prod["config"]):
+        result = process_config(TracedK8sRunLauncher.config_type(), config)
+        assert result.success, result.errors
+    helm, plain = custom["config"], prod["config"]
+    same = ("service_account_name", "dagster_home", "instance_config_map", "image_pull_policy")
+    assert {k: helm[k] for k in same} == {k: plain[k] for k in same}
+    assert helm["service_account_name"] == values["global"]["serviceAccountName"]
+    assert helm["run_k8s_config"]["pod_spec_config"].items() <= (
+        plain["run_k8s_config"]["pod_spec_config"].items()
+    )
+    user_image = _user_code()["image"]
+    for component in ("dagsterWebserver", "dagsterDaemon"):
+        assert values[component]["image"] == user_image, component
 
 
 def test_helm_values_keep_compute_logs_in_s3_as_the_prod_instance() -> None:

@@ -9,9 +9,11 @@ fails here rather than at `kubectl apply` time in production.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import kubernetes_validate
 import pytest
+import yaml
 from profiles import prod_profile
 
 from quantos_assets.k8s.manifests import pipes_pod_manifests, step_job_manifests
@@ -309,69 +311,104 @@ def test_each_step_is_a_pod_with_only_its_teams_granted_scopes(spec_file: Path) 
             assert all("prefix" not in e for e in pod["spec"]["containers"][0]["envFrom"])
 
 
-def test_the_run_worker_pod_gets_no_scope_secret(tmp_path: Path) -> None:
-    """The run worker (K8sRunLauncher, configured as deploy/dagster.prod.yaml and the Helm values
-    say) runs no node: whatever the submission's scopes, it gets only the platform's Secret."""
-    import yaml
-    from dagster import DagsterRun
-    from dagster_k8s import K8sRunLauncher
-    from dagster_k8s.job import construct_dagster_k8s_job, get_job_name_from_run_id
-    from kubernetes.client import ApiClient
+# --- the run pod, as the configured run launcher creates it (through a loopback Kubernetes API) ---
+RUN_ID = "0f1e2d3c-0000-4000-8000-000000000000"
+IMAGE_PYTHON = "/app/.venv/bin/python"  # the code server's interpreter in the user-code image
+
+
+def _helm_env_secrets() -> list[str]:
+    helm = yaml.safe_load((REPO / "deploy" / "helm" / "values.yaml").read_text())
+    return list(helm["runLauncher"]["config"]["customRunLauncher"]["config"]["env_secrets"])
+
+
+def _launch_run_pod(tmp_path: Path, launcher_class: type | None = None) -> tuple[dict, Any]:
+    """The Job the run launcher of deploy/dagster.prod.yaml (with the Helm values' platform
+    Secret) sends the cluster for a submission's run, as the API received it, and the run's
+    ExecuteRunArgs as the launcher built them. `launcher_class`: another class with the same
+    config (dagster-k8s's own, to compare with)."""
+    from dagster import DagsterInstance
+    from dagster._core.code_pointer import ModuleCodePointer
+    from dagster._core.launcher import LaunchRunContext
+    from dagster._core.origin import JobPythonOrigin, RepositoryPythonOrigin
+    from dagster._core.storage.dagster_run import DagsterRun
+    from dagster._grpc.types import ExecuteRunArgs
+    from kube_api_stub import kube_api, prod_run_launcher
 
     from quantos_assets.k8s.manifests import DEFAULT_IMAGE
     from quantos_assets.run_tags import runtime_run_tags, spec_run_tags
     from resources.run_tag_keys import TAG_TEAM
 
-    kubeconfig = tmp_path / "kubeconfig"  # parsed only: nothing is sent to a cluster
-    kubeconfig.write_text(
-        yaml.safe_dump(
-            {
-                "apiVersion": "v1",
-                "kind": "Config",
-                "current-context": "c",
-                "clusters": [{"name": "c", "cluster": {"server": "https://127.0.0.1:1"}}],
-                "users": [{"name": "u", "user": {"token": "x"}}],
-                "contexts": [{"name": "c", "context": {"cluster": "c", "user": "u"}}],
-            }
-        )
-    )
-    config = yaml.safe_load((REPO / "deploy" / "dagster.prod.yaml").read_text())["run_launcher"][
-        "config"
-    ]
-    helm = yaml.safe_load((REPO / "deploy" / "helm" / "values.yaml").read_text())
-    platform = [s["name"] for s in helm["runLauncher"]["config"]["k8sRunLauncher"]["envSecrets"]]
-    launcher = K8sRunLauncher(
-        **{
-            **config,
-            "job_namespace": "quantos",
-            "load_incluster_config": False,
-            "kubeconfig_file": str(kubeconfig),
-        },
-        env_secrets=platform,
-    )
     params = load_runtime_params(PARAMS)  # two secrets scopes
     assert params.secrets_scope
     spec = load_spec(SEED).spec
-    run = DagsterRun(
-        job_name=spec.pipeline_id,
-        run_id="0f1e2d3c-0000-4000-8000-000000000000",
-        tags={**spec_run_tags(spec), **runtime_run_tags(params), TAG_TEAM: "research"},
+    origin = JobPythonOrigin(  # what the user-code deployment's code server reports
+        spec.pipeline_id,
+        RepositoryPythonOrigin(
+            executable_path=IMAGE_PYTHON,
+            code_pointer=ModuleCodePointer("definitions.locations", "team-research", "/app"),
+            container_image=DEFAULT_IMAGE,
+            entry_point=["dagster"],  # `dagster api grpc`'s default
+        ),
     )
-    # What K8sRunLauncher._launch_k8s_job_with_args builds, with its own container context.
-    context = launcher.get_container_context_for_run(run)
-    job_name = get_job_name_from_run_id(run.run_id)
-    job = construct_dagster_k8s_job(
-        job_config=context.get_k8s_job_config(job_image=DEFAULT_IMAGE, run_launcher=launcher),
-        args=["dagster", "api", "execute_run", "{}"],
-        job_name=job_name,
-        pod_name=job_name,
-        component="run_worker",
-        user_defined_k8s_config=context.run_k8s_config,
-        labels={"dagster/job": spec.pipeline_id, "dagster/run-id": run.run_id},
-    )
-    manifest = ApiClient().sanitize_for_serialization(job)
+    tags = {**spec_run_tags(spec), **runtime_run_tags(params), TAG_TEAM: "research"}
+    tmp_path.mkdir(parents=True, exist_ok=True)
+    (tmp_path / "home").mkdir()
+    with (
+        kube_api(tmp_path) as api,
+        DagsterInstance.local_temp(str(tmp_path / "home")) as instance,
+    ):
+        run = instance.add_run(
+            DagsterRun(job_name=spec.pipeline_id, run_id=RUN_ID, job_code_origin=origin, tags=tags)
+        )
+        launcher = prod_run_launcher(api, env_secrets=_helm_env_secrets())
+        if launcher_class is not None:
+            data = launcher.inst_data
+            assert data is not None
+            launcher = launcher_class(inst_data=data, **data.config_dict)
+        launcher.register_instance(instance)
+        launcher.launch_run(LaunchRunContext(dagster_run=run, workspace=None))
+        expected = ExecuteRunArgs(job_origin=origin, run_id=RUN_ID, instance_ref=instance.get_ref())
+    [(namespace, manifest)] = api.created()
+    assert namespace == "quantos"
+    return manifest, expected
+
+
+def test_the_run_pod_runs_the_run_worker_with_the_runs_execute_run_args(tmp_path: Path) -> None:
+    """On Kubernetes the run pod opens the run's span (quantos_assets/apps/launcher/
+    run_worker.py) where dagster-k8s's launcher would run `dagster api execute_run`: the same
+    ExecuteRunArgs, run by the code location's interpreter; every other field of the Job is
+    the one K8sRunLauncher builds."""
+    from dagster._grpc.types import ExecuteRunArgs
+    from dagster._serdes import deserialize_value
+    from dagster_k8s import K8sRunLauncher
+
+    from quantos_assets.apps.launcher.k8s_run_launcher import TracedK8sRunLauncher
+
+    manifest, expected = _launch_run_pod(tmp_path)
     kubernetes_validate.validate(manifest, K8S_VERSION, strict=True)
-    assert _secrets(_pod(manifest)) == set(platform)
+    [container] = _pod(manifest)["containers"]
+    assert "command" not in container  # the image's (none: args are the whole command line)
+    python, flag, module, payload = container["args"]
+    assert (python, flag, module) == (IMAGE_PYTHON, "-m", "quantos_assets.apps.launcher.run_worker")
+    assert deserialize_value(payload, ExecuteRunArgs) == expected
+
+    plain, _ = _launch_run_pod(tmp_path / "plain", K8sRunLauncher)
+    [plain_container] = _pod(plain)["containers"]
+    assert plain_container["args"][:3] == ["dagster", "api", "execute_run"]
+    assert deserialize_value(plain_container["args"][3], ExecuteRunArgs).run_id == RUN_ID
+    for job in (manifest, plain):
+        del _pod(job)["containers"][0]["args"]
+    assert manifest == plain
+    assert issubclass(TracedK8sRunLauncher, K8sRunLauncher)  # the executor's cast holds
+
+
+def test_the_run_worker_pod_gets_no_scope_secret(tmp_path: Path) -> None:
+    """The run worker (the run launcher as deploy/dagster.prod.yaml and the Helm values
+    configure it) runs no node: whatever the submission's scopes, it gets only the platform's
+    Secret."""
+    manifest, _ = _launch_run_pod(tmp_path)
+    kubernetes_validate.validate(manifest, K8S_VERSION, strict=True)
+    assert _secrets(_pod(manifest)) == set(_helm_env_secrets())
     assert not [s for s in _secrets(_pod(manifest)) if s.startswith("quantos-scope-")]
 
 

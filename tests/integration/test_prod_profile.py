@@ -89,18 +89,19 @@ def materialized(prod_env):
 
 
 def test_prod_yaml_puts_dagster_storage_in_postgres(prod_env, materialized) -> None:
-    from dagster_k8s import K8sRunLauncher
     from dagster_postgres import (
         PostgresEventLogStorage,
         PostgresRunStorage,
         PostgresScheduleStorage,
     )
 
+    from quantos_assets.apps.launcher.k8s_run_launcher import TracedK8sRunLauncher
+
     _defs, instance, result = materialized
     assert isinstance(instance.run_storage, PostgresRunStorage)
     assert isinstance(instance.event_log_storage, PostgresEventLogStorage)
     assert isinstance(instance.schedule_storage, PostgresScheduleStorage)
-    assert instance.get_ref().run_launcher_data.class_name == K8sRunLauncher.__name__
+    assert instance.get_ref().run_launcher_data.class_name == TracedK8sRunLauncher.__name__
     assert instance.run_monitoring_enabled and instance.run_retries_enabled
     limits = instance.get_ref().run_coordinator_data.config_dict["tag_concurrency_limits"]
     assert {

@@ -14,7 +14,7 @@ run waits for a fresh Python with the default launcher. When only the specs or t
 manifest changed (a submission, a registry write), the loaded process rebuilds the location
 in place first (worker.py, `rebuild`): no run ever starts on the old specs, and none waits
 for a new interpreter to import everything again. Staging/prod use dagster-k8s's
-K8sRunLauncher instead.
+K8sRunLauncher instead (k8s_run_launcher.py), whose run pod runs the same run worker code.
 
 Termination and run monitoring work from any process on the host (webserver, daemon):
 the worker's pid is kept in a run tag, and checked against /proc before it is signalled.

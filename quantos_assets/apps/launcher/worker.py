@@ -4,8 +4,8 @@
 pointer of the location. Once the location is loaded (the asset graph and jobs resolved),
 this process writes `ready` to REPLY_FD and then reads lines on stdin, each the serialized
 `ExecuteRunArgs` of one run. For each it forks; the child records its pid on the run and
-does exactly what `dagster api execute_run` does (the command Dagster's Kubernetes and
-Docker launchers run), then exits like any Python; the parent writes the child's pid to
+does exactly what `dagster api execute_run` does inside the run's span (run_worker.py, as a
+Kubernetes run pod does), then exits like any Python; the parent writes the child's pid to
 REPLY_FD. A closed stdin (the launcher let it go, or the daemon died) ends it; the run
 workers it forked carry on. The line `rebuild` (the specs changed, not the code) rebuilds the
 location in this process (its module re-executed, every import kept) and answers `ready`:
@@ -26,8 +26,8 @@ import signal
 import sys
 import threading
 
-from quantos_assets.observability.traces import run_span, tracing
-from resources.run_tag_keys import TAG_RUN_TRACEPARENT, WORKER_PID_TAG
+from quantos_assets.apps.launcher.run_worker import execute_run
+from resources.run_tag_keys import WORKER_PID_TAG
 
 
 def _load(serialized_pointer: str) -> None:
@@ -93,35 +93,14 @@ def _serve(reply_fd: int, serialized_pointer: str) -> str | None:
 
 
 def _run(request: str) -> None:
-    from dagster import DagsterInstance
-    from dagster._cli.api import execute_run_command
-    from dagster._grpc.types import ExecuteRunArgs
-    from dagster._serdes import deserialize_value
     from dagster._utils.interrupts import setup_interrupt_handlers
 
     if "numpy" in sys.modules:  # a fresh process would have drawn its own seed
         sys.modules["numpy"].random.seed()
     # SIGTERM (terminate) interrupts the run like SIGINT, as in Dagster's CLI
     setup_interrupt_handlers()
-    args = deserialize_value(request, ExecuteRunArgs)
-    # the click command's own function: `dagster api execute_run`, minus argument parsing
-    execute_run = execute_run_command.callback
-    if execute_run is None:
-        raise SystemExit("dagster api execute_run has no callback")
-    assert args.instance_ref is not None
-    with DagsterInstance.from_ref(args.instance_ref) as instance:
-        run = instance.get_run_by_id(args.run_id) if tracing() is not None else None
-    tags = run.tags if run is not None else {}
-    with run_span(args.run_id, run.job_name if run is not None else "", tags) as traceparent:
-        # The pid before the run starts, by the worker itself: a tag written by the launcher
-        # could race the run's own status writes to the same row. The run span's context
-        # goes with it, for the steps' spans in whatever process they run.
-        worker_tags = {WORKER_PID_TAG: str(os.getpid())}
-        if traceparent is not None:
-            worker_tags[TAG_RUN_TRACEPARENT] = traceparent
-        with DagsterInstance.from_ref(args.instance_ref) as instance:
-            instance.add_run_tags(args.run_id, worker_tags)
-        execute_run(input_json=request, compressed_input_json=None)
+    # The pid, for the launcher's termination and health checks from any process on the host.
+    execute_run(request, {WORKER_PID_TAG: str(os.getpid())})
 
 
 def main(argv: list[str]) -> int:
