@@ -121,6 +121,7 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
         workspace=workspace,
         location=RESEARCH,
         extra_env={"QUANTOS_TEAMS": str(root / "teams.yaml")},
+        in_place=True,  # as `make run` serves it
     ) as srv:
         wait_for(
             "the shared location", srv, lambda: location_state(srv, SHARED)[0] == "LOADED", 120

@@ -136,7 +136,10 @@ def test_the_walkthrough_works_as_written(tmp_path: Path) -> None:
     assert validated.splitlines() == shown
     run_cli(env_cli, guide_command(section, "uv run quantos compile specs/"))
 
-    with dagster_dev(tmp_path, specs, workspace=workspace, location="team-research") as srv:
+    # served as `make run` serves it (in-place code servers, then dagster dev)
+    with dagster_dev(
+        tmp_path, specs, workspace=workspace, location="team-research", in_place=True
+    ) as srv:
         deadline = time.monotonic() + 180
         while {
             e["loadStatus"]
