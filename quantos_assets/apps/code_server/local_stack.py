@@ -17,6 +17,7 @@ per-team stacks run this; other entries of the workspace file pass through uncha
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import shutil
 import signal
@@ -176,8 +177,11 @@ def main(argv: list[str] | None = None) -> int:
                     )
                     server.start()
         return dev.returncode
-    except KeyboardInterrupt:
-        return 130
+    except KeyboardInterrupt:  # Ctrl-C reached dagster dev too: its exit status is the stack's
+        if dev is not None:
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                dev.wait(timeout=30)
+        return dev.returncode if dev is not None and dev.returncode is not None else 130
     finally:
         _stop([p for p in [dev, *(s.proc for s in servers)] if p is not None])
         shutil.rmtree(folder, ignore_errors=True)
