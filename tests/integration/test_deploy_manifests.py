@@ -180,9 +180,8 @@ def test_helm_values_run_the_prod_instances_run_launcher(monkeypatch: pytest.Mon
     same = ("service_account_name", "dagster_home", "instance_config_map", "image_pull_policy")
     assert {k: helm[k] for k in same} == {k: plain[k] for k in same}
     assert helm["service_account_name"] == values["global"]["serviceAccountName"]
-    assert helm["run_k8s_config"]["pod_spec_config"].items() <= (
-        plain["run_k8s_config"]["pod_spec_config"].items()
-    )
+    # the run pod as hardened (non-root, read-only root, no capabilities, /tmp an emptyDir)
+    assert helm["run_k8s_config"] == plain["run_k8s_config"]
     user_image = _user_code()["image"]
     for component in ("dagsterWebserver", "dagsterDaemon"):
         assert values[component]["image"] == user_image, component
