@@ -241,9 +241,13 @@ def test_a_first_fire_beyond_the_sessions_the_calendar_knows_is_a_422_naming_exe
 
 
 def test_the_sensor_fires_a_calendar_job_through_dagster_once(stack: Stack) -> None:
-    """The 24/7 calendar has a session every day: `at` a wall-clock time a minute or two
-    ahead (UTC) is today's fire time, and the only one for a day."""
-    soon = (datetime.now(UTC) + timedelta(seconds=75)).replace(second=0, microsecond=0)
+    """The 24/7 calendar has a session every day: `at` a wall-clock time in the next minute
+    or so (UTC) is today's fire time, and the only one for a day.
+
+    `at` has minute resolution, so the fire time is the first minute boundary at least 20 s
+    away (the POST below must reach the gateway before it): 20-80 s of waiting, not the
+    75-135 s of a boundary a minute past the next."""
+    soon = (datetime.now(UTC) + timedelta(seconds=20)).replace(second=0, microsecond=0)
     soon += timedelta(minutes=1)
     at = soon.strftime("%H:%M")
     made = stack.call(
