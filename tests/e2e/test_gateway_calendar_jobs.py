@@ -72,6 +72,29 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
         yield made
 
 
+@pytest.fixture(scope="module", autouse=True)
+def due_soon(stack: Stack) -> tuple[datetime, dict[str, Any]]:
+    """A 24/7 calendar job due at the first minute boundary at least 20 s away, scheduled as
+    the module's stack comes up (its fire time, the POST's response).
+
+    `at` has minute resolution, so the firing test has to wait for a minute boundary; scheduled
+    here, that wait runs under the module's other tests (the firing test is the module's last),
+    not idle in the test itself."""
+    soon = (datetime.now(UTC) + timedelta(seconds=20)).replace(second=0, microsecond=0)
+    soon += timedelta(minutes=1)
+    made = stack.call(
+        "POST",
+        "/api/jobs/schedule",
+        json={
+            "spec_ref": "cal_job",
+            "description": "24/7 wall clock",
+            "recurrence": {"calendar": "24/7", "at": soon.strftime("%H:%M"), "timezone": "UTC"},
+        },
+    )
+    assert made.status_code == 201, made.text
+    return soon, made.json()
+
+
 def _xc_calendar(code: str) -> Any:  # exchange-calendars' own, not quantos_assets.calendars
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
@@ -238,52 +261,6 @@ def test_a_first_fire_beyond_the_sessions_the_calendar_knows_is_a_422_naming_exe
     assert only.startswith(f"execution_time {later.isoformat()}: no XNYS session after "), only
     assert "is known yet (the calendar has sessions up to " in only
     assert _job_ids(stack) == stored
-
-
-def test_the_sensor_fires_a_calendar_job_through_dagster_once(stack: Stack) -> None:
-    """The 24/7 calendar has a session every day: `at` a wall-clock time in the next minute
-    or so (UTC) is today's fire time, and the only one for a day.
-
-    `at` has minute resolution, so the fire time is the first minute boundary at least 20 s
-    away (the POST below must reach the gateway before it): 20-80 s of waiting, not the
-    75-135 s of a boundary a minute past the next."""
-    soon = (datetime.now(UTC) + timedelta(seconds=20)).replace(second=0, microsecond=0)
-    soon += timedelta(minutes=1)
-    at = soon.strftime("%H:%M")
-    made = stack.call(
-        "POST",
-        "/api/jobs/schedule",
-        json={
-            "spec_ref": "cal_job",
-            "description": "24/7 wall clock",
-            "recurrence": {"calendar": "24/7", "at": at, "timezone": "UTC"},
-        },
-    )
-    assert made.status_code == 201, made.text
-    job = made.json()
-    assert job["next_fires"][0] == soon.isoformat()
-    assert job["next_fires"][1] == (soon + timedelta(days=1)).isoformat()
-
-    deadline = time.monotonic() + 300
-    done = {"SUCCESS", "FAILURE", "CANCELED"}
-    while (current := stack.call("GET", f"/api/jobs/{job['job_id']}").json())[
-        "last_run"
-    ] is None or (current["last_run"]["status"] not in done):
-        assert time.monotonic() < deadline, current
-        time.sleep(3)
-    assert current["last_run"]["status"] == "SUCCESS", current
-    time.sleep(12)  # two more sensor ticks (every 5 s here): the firing is not repeated
-    current = stack.call("GET", f"/api/jobs/{job['job_id']}").json()
-    assert current["runs"] == 1 and current["status"] == "scheduled", current
-    assert current["next_fires"][0] == (soon + timedelta(days=1)).isoformat()
-    runs = stack.dagster.graphql(
-        "query R($t: [ExecutionTag!]) { runsOrError(filter: {tags: $t}) { ... on Runs { "
-        "results { tags { key value } } } } }",
-        {"t": [{"key": "quantos/job_id", "value": job["job_id"]}]},
-    )["runsOrError"]["results"]
-    [tags] = [{t["key"]: t["value"] for t in r["tags"]} for r in runs]
-    assert tags["dagster/run_key"] == f"{job['job_id']}@{soon.strftime('%Y%m%dT%H%M%SZ')}"
-    assert stack.call("DELETE", f"/api/jobs/{job['job_id']}").status_code == 200
 
 
 # -- the jobs page (issue 21, point 2; seed 003 §6), in Chromium ------------------------------
@@ -660,3 +637,40 @@ def test_jobs_page_retries_a_failed_job_and_links_to_its_runs_in_dagster(
     for run_id in (failed_run, retried["last_run"]["run_id"]):
         expect(ui.page.get_by_text(run_id[:8], exact=True).first).to_be_visible(timeout=60_000)
     ui.shot("dagster-runs")
+
+
+# -- the sensor firing, last: its job (`due_soon`) was scheduled as the stack came up -------
+
+
+def test_the_sensor_fires_a_calendar_job_through_dagster_once(
+    stack: Stack, due_soon: tuple[datetime, dict[str, Any]]
+) -> None:
+    """The 24/7 calendar has a session every day: `at` a wall-clock time in the next minute
+    or so (UTC) is today's fire time, and the only one for a day (the job: `due_soon`)."""
+    soon, job = due_soon
+    assert job["recurrence"]["calendar"] == "24/7" and job["recurrence"]["at"] == (
+        soon.strftime("%H:%M")
+    )
+    assert job["next_fires"][0] == soon.isoformat()
+    assert job["next_fires"][1] == (soon + timedelta(days=1)).isoformat()
+
+    deadline = time.monotonic() + 300
+    done = {"SUCCESS", "FAILURE", "CANCELED"}
+    while (current := stack.call("GET", f"/api/jobs/{job['job_id']}").json())[
+        "last_run"
+    ] is None or (current["last_run"]["status"] not in done):
+        assert time.monotonic() < deadline, current
+        time.sleep(1)
+    assert current["last_run"]["status"] == "SUCCESS", current
+    time.sleep(12)  # two more sensor ticks (every 5 s here): the firing is not repeated
+    current = stack.call("GET", f"/api/jobs/{job['job_id']}").json()
+    assert current["runs"] == 1 and current["status"] == "scheduled", current
+    assert current["next_fires"][0] == (soon + timedelta(days=1)).isoformat()
+    runs = stack.dagster.graphql(
+        "query R($t: [ExecutionTag!]) { runsOrError(filter: {tags: $t}) { ... on Runs { "
+        "results { tags { key value } } } } }",
+        {"t": [{"key": "quantos/job_id", "value": job["job_id"]}]},
+    )["runsOrError"]["results"]
+    [tags] = [{t["key"]: t["value"] for t in r["tags"]} for r in runs]
+    assert tags["dagster/run_key"] == f"{job['job_id']}@{soon.strftime('%Y%m%dT%H%M%SZ')}"
+    assert stack.call("DELETE", f"/api/jobs/{job['job_id']}").status_code == 200
