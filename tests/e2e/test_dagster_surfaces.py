@@ -13,6 +13,8 @@ import re
 import shutil
 import subprocess
 import time
+from collections.abc import Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 
 import pytest
 from dagster import AssetKey, DagsterEventType, DagsterInstance
@@ -330,25 +332,43 @@ def _wait_for(what: str, server: Server, probe, timeout: float):
         time.sleep(0.5)
 
 
-def test_ui_backfill_of_a_session_range_runs_one_run_per_session(server: Server) -> None:
-    """The UI's launchPartitionBackfill over 2016-01-15..2016-01-19 of the per-session
-    bars: the daemon's sync sensor has made the sessions partitions, and the backfill
-    runs exactly the two sessions (the weekend and MLK day are not keys)."""
-    keys = _eod_sessions(server)
-    in_range = keys[keys.index("2016-01-15") : keys.index("2016-01-19") + 1]
-    assert in_range == ["2016-01-15", "2016-01-19"]
+@pytest.fixture(scope="module", autouse=True)
+def ui_backfill(server: Server) -> Iterator[Future[tuple[list[str], str]]]:
+    """The UI's launchPartitionBackfill over 2016-01-15..2016-01-19 of the per-session bars,
+    launched (in a thread, once the daemon's sync sensor has made the sessions) as the
+    module's stack comes up: (the session keys in that range, the backfill's id).
 
-    launched = server.graphql(
-        BACKFILL_MUTATION,
-        {
-            "params": {
-                "partitionNames": in_range,
-                "assetSelection": [{"path": ["xs_daily_eod", "bars"]}],
-            }
-        },
-    )["launchPartitionBackfill"]
-    assert launched["__typename"] == "LaunchBackfillSuccess", launched
-    backfill_id = launched["backfillId"]
+    The sync sensor and the backfill daemon are each looked at every 30 s (the backfill: once
+    to launch its runs, once more to mark it done), so the backfill starts here and its test
+    waits for it while the module's other tests run, rather than idle in that test."""
+
+    def launch() -> tuple[list[str], str]:
+        keys = _eod_sessions(server)
+        in_range = keys[keys.index("2016-01-15") : keys.index("2016-01-19") + 1]
+        launched = server.graphql(
+            BACKFILL_MUTATION,
+            {
+                "params": {
+                    "partitionNames": in_range,
+                    "assetSelection": [{"path": ["xs_daily_eod", "bars"]}],
+                }
+            },
+        )["launchPartitionBackfill"]
+        assert launched["__typename"] == "LaunchBackfillSuccess", launched
+        return in_range, launched["backfillId"]
+
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="ui_backfill") as pool:
+        yield pool.submit(launch)
+
+
+def test_ui_backfill_of_a_session_range_runs_one_run_per_session(
+    server: Server, ui_backfill: Future[tuple[list[str], str]]
+) -> None:
+    """The UI's backfill over 2016-01-15..2016-01-19 of the per-session bars (`ui_backfill`):
+    the daemon's sync sensor has made the sessions partitions, and the backfill runs exactly
+    the two sessions (the weekend and MLK day are not keys)."""
+    in_range, backfill_id = ui_backfill.result(timeout=180)
+    assert in_range == ["2016-01-15", "2016-01-19"]
 
     def finished() -> dict | None:
         data = server.graphql(BACKFILL_RUNS_QUERY, {"id": backfill_id})
