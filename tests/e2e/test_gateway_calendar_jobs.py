@@ -31,9 +31,11 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 import pytest
-from dev_server import REPO
+from dev_server import LOCATION, REPO, REPOSITORY
 from gateway_stack import Stack, gateway_stack, one_node
 from playwright.sync_api import Browser, BrowserContext, Page, expect, sync_playwright
+
+from quantos_assets.spec.derived_names import GATEWAY_JOBS_SENSOR
 
 pytestmark = pytest.mark.e2e
 
@@ -639,6 +641,33 @@ def test_jobs_page_retries_a_failed_job_and_links_to_its_runs_in_dagster(
     ui.shot("dagster-runs")
 
 
+SENSOR_TICKS_QUERY = """
+query($sel: SensorSelector!, $after: Float!) { sensorOrError(sensorSelector: $sel) {
+  __typename ... on Sensor { sensorState { ticks(afterTimestamp: $after, limit: 10) { status } } }
+} }
+"""
+
+
+def _wait_for_sensor_ticks(stack: Stack, after: float, count: int, timeout: float = 120) -> None:
+    """Until the gateway_jobs sensor has finished `count` ticks started after `after` (every
+    5 s here): what has not fired by then was not going to."""
+    selector = {
+        "repositoryLocationName": LOCATION,
+        "repositoryName": REPOSITORY,
+        "sensorName": GATEWAY_JOBS_SENSOR,
+    }
+    deadline = time.monotonic() + timeout
+    while True:
+        found = stack.dagster.graphql(SENSOR_TICKS_QUERY, {"sel": selector, "after": after})
+        sensor = found["sensorOrError"]
+        assert sensor["__typename"] == "Sensor", sensor
+        ticks = sensor["sensorState"]["ticks"]
+        if sum(tick["status"] != "STARTED" for tick in ticks) >= count:
+            return
+        assert time.monotonic() < deadline, f"{GATEWAY_JOBS_SENSOR} ticks since {after}: {ticks}"
+        time.sleep(0.5)
+
+
 # -- the sensor firing, last: its job (`due_soon`) was scheduled as the stack came up -------
 
 
@@ -662,7 +691,7 @@ def test_the_sensor_fires_a_calendar_job_through_dagster_once(
         assert time.monotonic() < deadline, current
         time.sleep(1)
     assert current["last_run"]["status"] == "SUCCESS", current
-    time.sleep(12)  # two more sensor ticks (every 5 s here): the firing is not repeated
+    _wait_for_sensor_ticks(stack, after=time.time(), count=2)  # the firing is not repeated
     current = stack.call("GET", f"/api/jobs/{job['job_id']}").json()
     assert current["runs"] == 1 and current["status"] == "scheduled", current
     assert current["next_fires"][0] == (soon + timedelta(days=1)).isoformat()
