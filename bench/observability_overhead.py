@@ -35,7 +35,8 @@ node opens its `step` span, and the run's spans are flushed at its end; off: no 
 (nodes + 1) spans per "on" run. Measured 2026-12-07 on the shared 2-core box (load 2.5-4),
 20 nodes: ratio=0.985 (12 rounds; on 119 ms, off 124 ms per step; CPU of the run process,
 exporter thread included, 98.1 vs 99.9 ms), 0.943 and 1.064 (8 rounds each): the spans cost
-less than the machine's noise; the run-end flush is one POST of ~21 spans.
+less than the machine's noise; the run-end flush is one POST of ~21 spans. 2026-12-08 stop 33,
+quiet (load 2.3-4.7), 12 rounds: ratio=0.965 (on 119.7 ms, off 123.8 ms per step; CPU 0.947).
 """
 
 from __future__ import annotations

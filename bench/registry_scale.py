@@ -40,6 +40,13 @@ Measured on 2 cores:
   50 17.2 s (8.2), 50 as 4 shards of one team (`--teams 1 --shards 4`) 32.5 s (15.0).
   Reload of a 200-pipeline location 24 s -> 12-15 s with the asset job; an empty location
   reloads in 2.6-8.3 s. Goal 5 s not met (docs/decisions.md).
+- 2026-12-08 stop 33, in-place code servers (the default now; `--dagster-reload` for Dagster's
+  restarting ones), `--sizes '' --submit 400 --teams 2 --submissions 10` (200 pipelines a
+  location), quiet machine (load 0.5-4.7), the two modes one after the other:
+  asset-job prototype: in place STARTED p95 9.69 s (median 7.56), launched p95 6.55 s,
+  reload 2.5-2.9 s, empty location 0.12 s; restarted 15.53 s (13.88), 12.58 s, 6.5-8.5 s,
+  3.43 s. A job per pipeline: in place 22.63 s (18.21), 16.77 s, 11.0-12.1 s, 0.09 s;
+  restarted 30.15 s (22.34), 26.18 s, 3.38 s for the empty location. Goal 5 s not met.
 """
 
 from __future__ import annotations
