@@ -46,7 +46,7 @@ Measured on 2 cores:
   asset-job prototype: in place STARTED p95 9.69 s (median 7.56), launched p95 6.55 s,
   reload 2.5-2.9 s, empty location 0.12 s; restarted 15.53 s (13.88), 12.58 s, 6.5-8.5 s,
   3.43 s. A job per pipeline: in place 22.63 s (18.21), 16.77 s, 11.0-12.1 s, 0.09 s;
-  restarted 30.15 s (22.34), 26.18 s, 3.38 s for the empty location. Goal 5 s not met.
+  restarted 30.15 s (22.34), 26.18 s, 17.7-20.5 s, 3.38 s. Goal 5 s not met.
 """
 
 from __future__ import annotations
