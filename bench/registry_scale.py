@@ -202,6 +202,7 @@ def submit_waits(
                     json={"dag_spec": spec, "runtime_params": {"submission_id": sid}},
                 )
                 assert answer.status_code == 202, answer.text
+                accepted = time.perf_counter() - t_submit
                 seen_launch = None
                 while True:
                     body = stack.call("GET", f"/api/orch/status/{sid}", team).json()
@@ -215,7 +216,8 @@ def submit_waits(
                 launched.append(seen_launch or now)
                 started.append(now)
                 print(
-                    f"  submission {i}: launched {launched[-1]:.2f}s, started {now:.2f}s",
+                    f"  submission {i}: accepted (202) {accepted:.2f}s, launched "
+                    f"{launched[-1]:.2f}s, started {now:.2f}s",
                     flush=True,
                 )
     return launched, started
