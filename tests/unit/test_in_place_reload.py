@@ -8,40 +8,21 @@ change shuts the server down to be started again, never rebuilt on the old impor
 from __future__ import annotations
 
 import json
-import logging
-import sys
-import threading
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
-from dagster._core.types.loadable_target_origin import LoadableTargetOrigin
 from dagster._grpc.__generated__ import dagster_api_pb2
-from dagster._grpc.server import FuturesAwareThreadPoolExecutor
+from in_place_location import MODULE, in_place_server, location_in
 
 from quantos_assets.apps.code_server.in_place import InPlaceReloadServer
 from quantos_assets.apps.code_server.local_stack import served_workspace
 
-MODULE = """
-import json, pathlib
-from dagster import Definitions, job, op
 
-def _job(name):
-    @op(name=f"{name}_op")
-    def _step():
-        return None
-
-    @job(name=name)
-    def _graph():
-        _step()
-
-    return _graph
-
-names = json.loads((pathlib.Path(__file__).parent / "specs" / "jobs.json").read_text())
-defs = Definitions(jobs=[_job(n) for n in names])
-"""
+@pytest.fixture
+def location(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[Path, str]]:
+    yield from location_in(tmp_path, monkeypatch)
 
 
 def _jobs(server: InPlaceReloadServer) -> set[str]:
@@ -55,36 +36,9 @@ def _reload(server: InPlaceReloadServer) -> None:
     server.ReloadCode(dagster_api_pb2.ReloadCodeRequest(), None)
 
 
-@pytest.fixture
-def location(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[Path, str]]:
-    module = f"in_place_defs_{uuid.uuid4().hex[:8]}"
-    (tmp_path / "specs").mkdir()
-    (tmp_path / "specs" / "jobs.json").write_text(json.dumps(["alpha"]))
-    (tmp_path / f"{module}.py").write_text(MODULE)
-    monkeypatch.setenv("QUANTOS_SPECS_DIR", str(tmp_path / "specs"))
-    yield tmp_path, module
-    sys.modules.pop(module, None)
-
-
-def _server(workdir: Path, module: str) -> InPlaceReloadServer:
-    return InPlaceReloadServer(
-        server_termination_event=threading.Event(),
-        logger=logging.getLogger("test_in_place_reload"),
-        server_threadpool_executor=FuturesAwareThreadPoolExecutor(max_workers=2),
-        loadable_target_origin=LoadableTargetOrigin(
-            executable_path=sys.executable,
-            module_name=module,
-            attribute="defs",
-            working_directory=str(workdir),
-        ),
-        location_name="team-test",
-        lazy_load_user_code=True,
-    )
-
-
 def test_a_registry_change_is_rebuilt_in_the_same_process(location: tuple[Path, str]) -> None:
     workdir, module = location
-    server = _server(workdir, module)
+    server = in_place_server(workdir, module)
     assert _jobs(server) == {"alpha"}
     first_id = server._server_id
 
@@ -99,7 +53,7 @@ def test_a_broken_spec_shows_its_error_until_a_reload_finds_it_fixed(
     location: tuple[Path, str],
 ) -> None:
     workdir, module = location
-    server = _server(workdir, module)
+    server = in_place_server(workdir, module)
     (workdir / "specs" / "jobs.json").write_text("[not json")
     _reload(server)
     assert server._loaded_repositories is None
@@ -113,7 +67,7 @@ def test_a_broken_spec_shows_its_error_until_a_reload_finds_it_fixed(
 
 def test_a_code_change_shuts_the_server_down_instead(location: tuple[Path, str]) -> None:
     workdir, module = location
-    server = _server(workdir, module)
+    server = in_place_server(workdir, module)
     (workdir / f"{module}.py").write_text(MODULE + "\n# edited\n")
     (workdir / "specs" / "jobs.json").write_text(json.dumps(["alpha", "beta"]))
     _reload(server)
@@ -128,7 +82,7 @@ def test_snapshots_are_served_from_what_is_loaded_now(location: tuple[Path, str]
     from dagster._serdes import serialize_value
 
     workdir, module = location
-    server = _server(workdir, module)
+    server = in_place_server(workdir, module)
     loaded = server._loaded_repositories
     assert loaded is not None
     (repo_name,) = loaded.definitions_by_name
@@ -146,7 +100,7 @@ def test_snapshots_are_served_from_what_is_loaded_now(location: tuple[Path, str]
         serialized_repository_origin=serialize_value(origin), job_name="nope"
     )
     assert not server.ExternalJob(missing, None).serialized_job_data
-    assert ("job", missing.SerializeToString(deterministic=True)) not in server._snapshots
+    assert ("job", repo_name, "nope") not in server._snapshots
 
 
 def _grpc_origin() -> Any:

@@ -56,7 +56,10 @@ class InPlaceReloadServer(DagsterApiServer):
         # fetches the location, its watch of the server id fetches it again and the daemon
         # fetches it too; each would build every job's snapshot anew (the bulk of a reload).
         # Replaced, never cleared, with the definitions: a reader holds the dict of its time.
-        self._snapshots: dict[tuple[str, bytes], Any] = {}
+        # Keyed by what the answer depends on (repository, job), never by the request's bytes:
+        # only answers for repositories and jobs that exist are kept, so whoever can reach the
+        # server (any pod in the namespace) cannot grow it with varied requests.
+        self._snapshots: dict[tuple[str, str, str], Any] = {}
 
     def ReloadCode(
         self, _request: dagster_api_pb2.ReloadCodeRequest, _context: Any
@@ -84,29 +87,33 @@ class InPlaceReloadServer(DagsterApiServer):
     def _get_serialized_external_repository_data(
         self, request: dagster_api_pb2.ExternalRepositoryRequest
     ) -> str:
-        key = ("repository", request.SerializeToString(deterministic=True))
         cache = self._snapshots  # taken before the definitions: see _rebuild
-        found = cache.get(key)
-        if found is None:
-            try:
-                origin = deserialize_value(
-                    request.serialized_repository_python_origin, RemoteRepositoryOrigin
-                )
+        try:
+            origin = deserialize_value(
+                request.serialized_repository_python_origin, RemoteRepositoryOrigin
+            )
+            key = ("repository", origin.repository_name, str(request.defer_snapshots))
+            found = cache.get(key)
+            if found is None:
                 found = serialize_value(
                     RepositorySnap.from_def(
                         self._get_repo_for_origin(origin), defer_snapshots=request.defer_snapshots
                     )
                 )
-            except Exception:  # noqa: BLE001 - Dagster's own answer: the error, logged (not kept)
-                return super()._get_serialized_external_repository_data(request)
-            cache[key] = found
+                cache[key] = found
+        except Exception:  # noqa: BLE001 - Dagster's own answer: the error, logged (not kept)
+            return super()._get_serialized_external_repository_data(request)
         return found
 
     def ExternalJob(
         self, request: dagster_api_pb2.ExternalJobRequest, context: Any
     ) -> dagster_api_pb2.ExternalJobReply:
-        key = ("job", request.SerializeToString(deterministic=True))
         cache = self._snapshots
+        try:
+            origin = deserialize_value(request.serialized_repository_origin, RemoteRepositoryOrigin)
+        except Exception:  # noqa: BLE001 - Dagster's own answer for a bad request
+            return super().ExternalJob(request, context)
+        key = ("job", origin.repository_name, request.job_name)
         found = cache.get(key)
         if found is None:
             found = super().ExternalJob(request, context)
