@@ -208,6 +208,31 @@ def test_helm_values_keep_compute_logs_in_s3_as_the_prod_instance() -> None:
     )
 
 
+def test_only_the_webserver_and_the_daemon_reach_the_code_servers() -> None:
+    """A code server's gRPC has no authentication (ReloadCode, snapshots, sensor ticks): no
+    team's step pod may reach it, only the two Dagster components that call it, on the port
+    the Helm values give every user deployment."""
+    policies = [
+        d
+        for _, d in _docs()
+        if d["kind"] == "NetworkPolicy"
+        and d["spec"]["podSelector"]["matchLabels"].get("component") == "user-deployments"
+    ]
+    assert len(policies) == 1
+    (policy,) = policies
+    assert policy["metadata"]["namespace"] == "quantos" and policy["spec"]["policyTypes"] == [
+        "Ingress"
+    ]
+    (rule,) = policy["spec"]["ingress"]
+    assert [p["podSelector"]["matchLabels"] for p in rule["from"]] == [
+        {"component": "dagster-webserver"},
+        {"component": "dagster-daemon"},
+    ]
+    assert all(set(p) == {"podSelector"} for p in rule["from"])  # this namespace, no ipBlock
+    ports = {d["port"] for d in _user_codes()}
+    assert rule["ports"] == [{"protocol": "TCP", "port": port} for port in sorted(ports)]
+
+
 def test_only_the_gateway_and_the_sso_proxy_reach_the_webserver() -> None:
     """Dagster's GraphQL has no authentication: the cluster must not let anything else in."""
     policies = [
